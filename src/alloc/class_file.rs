@@ -1,0 +1,142 @@
+//! One file per size class, grown a whole segment at a time. Each segment is preallocated on
+//! disk before it is mapped, so a full disk is a clean `NoSpace` at grow time and never a
+//! SIGBUS on a later write through the mapping.
+
+use crate::error::{Error, Result};
+use crate::os::{preallocate, Mapping};
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where a store's blocks live.
+#[derive(Debug, Clone)]
+pub(crate) enum Backing {
+    /// Anonymous memory; nothing survives the store.
+    Memory,
+    /// Files in this directory, mapped shared: the writer's view.
+    Shared(PathBuf),
+    /// Files in this directory, mapped privately: a read-only view that never changes a file.
+    Private(PathBuf),
+}
+
+pub(crate) struct ClassFile {
+    backing: Backing,
+    name: String,
+    file: Option<File>,
+    segment_bytes: u64,
+    segments: Vec<Mapping>,
+    /// Per segment: written since its last flush. Atomic so a checkpoint can flush under the
+    /// store's shared lock while readers go on.
+    dirty: Vec<AtomicBool>,
+}
+
+impl ClassFile {
+    /// Opens the class file if it exists (mapping every whole segment in it); creates nothing.
+    pub(crate) fn open(backing: &Backing, name: String, segment_bytes: u64) -> Result<ClassFile> {
+        let mut cf = ClassFile { backing: backing.clone(), name, file: None, segment_bytes, segments: Vec::new(), dirty: Vec::new() };
+        let Some(path) = cf.path() else { return Ok(cf) };
+        if !path.exists() {
+            return Ok(cf);
+        }
+        let writable = matches!(cf.backing, Backing::Shared(_));
+        let file = OpenOptions::new().read(true).write(writable).open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let len = file.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?.len();
+        // A partial segment at the end is a grow that crashed before it was used: ignored.
+        for i in 0..len / segment_bytes {
+            let m = cf.map_segment(&file, i)?;
+            cf.segments.push(m);
+            cf.dirty.push(AtomicBool::new(false));
+        }
+        cf.file = Some(file);
+        Ok(cf)
+    }
+
+    fn path(&self) -> Option<PathBuf> {
+        match &self.backing {
+            Backing::Memory => None,
+            Backing::Shared(dir) | Backing::Private(dir) => Some(dir.join(&self.name)),
+        }
+    }
+
+    fn map_segment(&self, file: &File, index: u64) -> Result<Mapping> {
+        let offset = index * self.segment_bytes;
+        let len = self.segment_bytes as usize;
+        let mapped = match self.backing {
+            Backing::Private(_) => Mapping::private(file, offset, len),
+            _ => Mapping::shared(file, offset, len),
+        };
+        mapped.map_err(|e| Error::io(format!("map {} segment {index}", self.name), e))
+    }
+
+    pub(crate) fn segment_count(&self) -> u32 {
+        self.segments.len() as u32
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Adds one segment at the end of the file. On failure nothing is added.
+    pub(crate) fn grow(&mut self) -> Result<()> {
+        let index = self.segments.len() as u64;
+        let mapping = match self.backing {
+            Backing::Memory => Mapping::anonymous(self.segment_bytes as usize).map_err(|e| Error::io("map anonymous segment", e))?,
+            Backing::Private(_) => return Err(Error::ReadOnly),
+            Backing::Shared(_) => {
+                if self.file.is_none() {
+                    let path = self.path().expect("shared backing has a path");
+                    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+                    self.file = Some(f.map_err(|e| Error::io(format!("create {}", path.display()), e))?);
+                }
+                let file = self.file.as_ref().expect("opened above");
+                preallocate(file, index * self.segment_bytes, self.segment_bytes)
+                    .map_err(|e| Error::io(format!("preallocate {} segment {index}", self.name), e))?;
+                self.map_segment(file, index)?
+            }
+        };
+        self.segments.push(mapping);
+        self.dirty.push(AtomicBool::new(false));
+        Ok(())
+    }
+
+    pub(crate) fn segment(&self, index: u32) -> &Mapping {
+        &self.segments[index as usize]
+    }
+
+    pub(crate) fn segment_mut(&mut self, index: u32) -> &mut Mapping {
+        self.dirty[index as usize].store(true, Ordering::Relaxed);
+        &mut self.segments[index as usize]
+    }
+
+    /// Writes every segment changed since the last flush back to disk and waits.
+    pub(crate) fn flush_dirty(&self) -> Result<()> {
+        if !matches!(self.backing, Backing::Shared(_)) {
+            return Ok(());
+        }
+        for (i, dirty) in self.dirty.iter().enumerate() {
+            if dirty.swap(false, Ordering::Relaxed) {
+                if let Err(e) = self.segments[i].flush() {
+                    dirty.store(true, Ordering::Relaxed);
+                    return Err(Error::io(format!("flush {} segment {i}", self.name), e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn flush_range(&self, segment: u32, offset: usize, len: usize) -> Result<()> {
+        if !matches!(self.backing, Backing::Shared(_)) {
+            return Ok(());
+        }
+        self.segments[segment as usize].flush_range(offset, len).map_err(|e| Error::io(format!("flush {} segment {segment}", self.name), e))
+    }
+
+    /// Bytes the file takes on disk (whole segments).
+    pub(crate) fn file_bytes(&self) -> u64 {
+        if self.file.is_some() {
+            self.segments.len() as u64 * self.segment_bytes
+        } else {
+            0
+        }
+    }
+}

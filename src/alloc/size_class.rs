@@ -1,0 +1,110 @@
+//! Size classes: powers of two from a minimum to a maximum, fixed when a store is created.
+
+use crate::error::{Error, Result};
+use crate::limits::{CLASS_BYTES_MAX, CLASS_BYTES_MIN, CLASS_COUNT_MAX, SEGMENT_BLOCKS_MIN, SEGMENT_BYTES_MIN};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeClasses {
+    bytes: Vec<u32>,
+}
+
+impl SizeClasses {
+    /// Doubling classes from `min_bytes` to `max_bytes`, both powers of two.
+    pub fn new(min_bytes: u32, max_bytes: u32) -> Result<SizeClasses> {
+        let valid = |b: u32| b.is_power_of_two() && (CLASS_BYTES_MIN..=CLASS_BYTES_MAX).contains(&b);
+        if !valid(min_bytes) || !valid(max_bytes) || min_bytes > max_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "size classes {min_bytes}..{max_bytes}: both must be powers of two in {CLASS_BYTES_MIN}..={CLASS_BYTES_MAX}, min <= max"
+            )));
+        }
+        let bytes: Vec<u32> = (min_bytes.trailing_zeros()..=max_bytes.trailing_zeros()).map(|s| 1u32 << s).collect();
+        debug_assert!(bytes.len() <= CLASS_COUNT_MAX);
+        Ok(SizeClasses { bytes })
+    }
+
+    pub fn count(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn bytes(&self, class: u8) -> u32 {
+        self.bytes[class as usize]
+    }
+
+    pub fn min_bytes(&self) -> u32 {
+        self.bytes[0]
+    }
+
+    pub fn max_bytes(&self) -> u32 {
+        *self.bytes.last().expect("at least one class")
+    }
+
+    /// The smallest class holding `len` bytes, or `TooLarge`.
+    pub fn class_for(&self, len: u64) -> Result<u8> {
+        match self.bytes.iter().position(|&b| u64::from(b) >= len) {
+            Some(c) => Ok(c as u8),
+            None => Err(Error::TooLarge(format!("{len} bytes exceed the largest size class ({} bytes)", self.max_bytes()))),
+        }
+    }
+
+    /// Where a node of `len` bytes moves when it outgrows its block: the smallest class of at
+    /// least twice `len`, capped at the largest, so a growing node moves O(log n) times.
+    pub fn growth_class(&self, len: u64) -> Result<u8> {
+        self.class_for(len)?;
+        Ok(self.class_for(len.saturating_mul(2)).unwrap_or((self.count() - 1) as u8))
+    }
+
+    /// Bytes per segment of a class: at least 1 MiB, and at least a few blocks.
+    pub fn segment_bytes(&self, class: u8) -> u64 {
+        SEGMENT_BYTES_MIN.max(SEGMENT_BLOCKS_MIN * u64::from(self.bytes(class)))
+    }
+
+    pub fn blocks_per_segment(&self, class: u8) -> u32 {
+        (self.segment_bytes(class) / u64::from(self.bytes(class))) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_classes_are_thirteen_doublings() {
+        let c = SizeClasses::new(64, 256 << 10).unwrap();
+        assert_eq!(c.count(), 13);
+        assert_eq!(c.bytes(0), 64);
+        assert_eq!(c.bytes(12), 256 << 10);
+    }
+
+    #[test]
+    fn class_for_picks_the_smallest_that_fits() {
+        let c = SizeClasses::new(64, 4096).unwrap();
+        assert_eq!(c.class_for(0).unwrap(), 0);
+        assert_eq!(c.class_for(64).unwrap(), 0);
+        assert_eq!(c.class_for(65).unwrap(), 1);
+        assert_eq!(c.class_for(4096).unwrap(), 6);
+        assert!(matches!(c.class_for(4097), Err(Error::TooLarge(_))));
+    }
+
+    #[test]
+    fn growth_doubles_then_caps() {
+        let c = SizeClasses::new(64, 4096).unwrap();
+        assert_eq!(c.bytes(c.growth_class(71).unwrap()), 256);
+        assert_eq!(c.bytes(c.growth_class(3000).unwrap()), 4096);
+        assert!(c.growth_class(4097).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_bounds() {
+        assert!(SizeClasses::new(100, 4096).is_err());
+        assert!(SizeClasses::new(32, 4096).is_err());
+        assert!(SizeClasses::new(4096, 64).is_err());
+        assert!(SizeClasses::new(64, 16 << 20).is_err());
+    }
+
+    #[test]
+    fn segments_hold_at_least_eight_blocks() {
+        let c = SizeClasses::new(64, 256 << 10).unwrap();
+        assert_eq!(c.blocks_per_segment(0), 16384);
+        assert_eq!(c.blocks_per_segment(12), 8);
+    }
+}

@@ -1,0 +1,256 @@
+//! All size classes of a store together: where a block is, allocation and free, block I/O.
+
+use super::bitmap::{ClassBitmap, FreeError, Source};
+use super::class_file::ClassFile;
+use super::{ClassStats, SizeClasses};
+use crate::error::{Error, Result};
+
+pub(crate) use super::class_file::Backing;
+
+/// A block: its size class and its index within the class file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Loc {
+    pub class: u8,
+    pub block: u32,
+}
+
+struct Class {
+    bytes: u32,
+    blocks_per_segment: u32,
+    file: ClassFile,
+    bits: ClassBitmap,
+}
+
+pub(crate) struct Space {
+    classes: SizeClasses,
+    per_class: Vec<Class>,
+}
+
+impl Space {
+    /// Opens (or, for memory, creates) the class files; the bitmaps know the segments but
+    /// treat nothing as allocated until [`Space::rebuild`].
+    pub(crate) fn open(classes: SizeClasses, backing: &Backing) -> Result<Space> {
+        let mut per_class = Vec::with_capacity(classes.count());
+        for c in 0..classes.count() as u8 {
+            let bytes = classes.bytes(c);
+            let file = ClassFile::open(backing, format!("class-{c:02}-{bytes}.seg"), classes.segment_bytes(c))?;
+            let blocks_per_segment = classes.blocks_per_segment(c);
+            let mut bits = ClassBitmap::new(blocks_per_segment);
+            for _ in 0..file.segment_count() {
+                bits.add_segment(false);
+            }
+            per_class.push(Class { bytes, blocks_per_segment, file, bits });
+        }
+        Ok(Space { classes, per_class })
+    }
+
+    pub(crate) fn classes(&self) -> &SizeClasses {
+        &self.classes
+    }
+
+    pub(crate) fn capacity(&self, class: u8) -> u32 {
+        self.per_class[class as usize].bytes
+    }
+
+    /// Marks exactly the blocks in `used` allocated (each must appear once).
+    pub(crate) fn rebuild(&mut self, used: &[Vec<u32>]) -> Result<()> {
+        for (c, (class, blocks)) in self.per_class.iter_mut().zip(used).enumerate() {
+            class.bits.rebuild(blocks.iter().copied()).map_err(|block| {
+                Error::corrupt(
+                    format!("class-{c:02}-{}.seg", class.bytes),
+                    u64::from(block) * u64::from(class.bytes),
+                    format!("the object table places a node in block {block}, beyond the end of the class file"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A zero-filled block of `class`; grows the class file by a segment when needed.
+    pub(crate) fn allocate(&mut self, class: u8) -> Result<Loc> {
+        let c = &mut self.per_class[class as usize];
+        let (block, source) = match c.bits.allocate() {
+            Some(found) => found,
+            None => {
+                if u64::from(c.bits.segment_count() + 1) * u64::from(c.blocks_per_segment) > crate::limits::BLOCKS_PER_CLASS_MAX {
+                    return Err(Error::Limit(format!("class of {} bytes has no block index left", c.bytes)));
+                }
+                c.file.grow()?;
+                c.bits.add_segment(true);
+                c.bits.allocate().expect("a new segment has room")
+            }
+        };
+        let loc = Loc { class, block };
+        if source != (Source::Bump { known_zero: true }) {
+            let len = self.capacity(class) as usize;
+            let (seg, off) = self.position(loc);
+            self.per_class[class as usize].file.segment_mut(seg).zero(off, len);
+        }
+        Ok(loc)
+    }
+
+    pub(crate) fn free(&mut self, loc: Loc) -> Result<()> {
+        match self.per_class[loc.class as usize].bits.free(loc.block) {
+            Ok(()) => Ok(()),
+            Err(FreeError::NotAllocated) => Err(Error::Internal(format!("block {loc:?} freed twice"))),
+            Err(FreeError::OutOfRange) => Err(Error::Internal(format!("block {loc:?} was never allocated"))),
+        }
+    }
+
+    pub(crate) fn is_allocated(&self, loc: Loc) -> bool {
+        self.per_class[loc.class as usize].bits.is_allocated(loc.block)
+    }
+
+    /// (segment, byte offset in the segment) of a block.
+    fn position(&self, loc: Loc) -> (u32, usize) {
+        let c = &self.per_class[loc.class as usize];
+        let seg = loc.block / c.blocks_per_segment;
+        let off = (loc.block % c.blocks_per_segment) as usize * c.bytes as usize;
+        (seg, off)
+    }
+
+    fn check_len(&self, loc: Loc, len: usize) {
+        assert!(len <= self.capacity(loc.class) as usize, "{len} bytes do not fit a block of class {}", loc.class);
+    }
+
+    pub(crate) fn read(&self, loc: Loc, len: usize) -> &[u8] {
+        self.check_len(loc, len);
+        let (seg, off) = self.position(loc);
+        self.per_class[loc.class as usize].file.segment(seg).read(off, len)
+    }
+
+    pub(crate) fn write(&mut self, loc: Loc, data: &[u8]) {
+        self.check_len(loc, data.len());
+        let (seg, off) = self.position(loc);
+        self.per_class[loc.class as usize].file.segment_mut(seg).write(off, data);
+    }
+
+    /// Copies `len` bytes at `from_offset` of block `from` to the start of block `to`.
+    pub(crate) fn copy(&mut self, from: Loc, from_offset: usize, to: Loc, len: usize) {
+        assert_ne!(from, to);
+        self.check_len(from, from_offset + len);
+        self.check_len(to, len);
+        let (src_seg, block_off) = self.position(from);
+        let src_off = block_off + from_offset;
+        let (dst_seg, dst_off) = self.position(to);
+        if from.class == to.class && src_seg == dst_seg {
+            self.per_class[to.class as usize].file.segment_mut(dst_seg).copy_within(src_off, dst_off, len);
+            return;
+        }
+        if from.class == to.class {
+            let file = &mut self.per_class[to.class as usize].file;
+            let src = file.segment(src_seg).read(src_off, len).to_vec();
+            file.segment_mut(dst_seg).write(dst_off, &src);
+            return;
+        }
+        let (src_class, dst_class) = two_mut(&mut self.per_class, from.class as usize, to.class as usize);
+        crate::os::copy_between(src_class.file.segment(src_seg), src_off, dst_class.file.segment_mut(dst_seg), dst_off, len);
+    }
+
+    /// Moves `len` bytes at `src_offset` of a block to the block's start (overlap allowed).
+    pub(crate) fn shift_to_start(&mut self, loc: Loc, src_offset: usize, len: usize) {
+        self.check_len(loc, src_offset + len);
+        let (seg, off) = self.position(loc);
+        self.per_class[loc.class as usize].file.segment_mut(seg).copy_within(off + src_offset, off, len);
+    }
+
+    /// Marks a block's segment as changed (the host wrote it through a raw pointer).
+    pub(crate) fn touch(&mut self, loc: Loc) {
+        let (seg, _) = self.position(loc);
+        self.per_class[loc.class as usize].file.segment_mut(seg);
+    }
+
+    pub(crate) fn addr(&self, loc: Loc) -> usize {
+        let (seg, off) = self.position(loc);
+        self.per_class[loc.class as usize].file.segment(seg).addr(off)
+    }
+
+    pub(crate) fn flush_dirty(&self) -> Result<()> {
+        self.per_class.iter().try_for_each(|c| c.file.flush_dirty())
+    }
+
+    pub(crate) fn flush_block(&self, loc: Loc, len: usize) -> Result<()> {
+        let (seg, off) = self.position(loc);
+        self.per_class[loc.class as usize].file.flush_range(seg, off, len.max(1))
+    }
+
+    pub(crate) fn stats(&self) -> Vec<ClassStats> {
+        self.per_class.iter().map(|c| c.bits.stats(c.bytes)).collect()
+    }
+
+    pub(crate) fn open_files(&self) -> usize {
+        self.per_class.iter().filter(|c| c.file.is_open()).count()
+    }
+
+    pub(crate) fn file_bytes(&self) -> u64 {
+        self.per_class.iter().map(|c| c.file.file_bytes()).sum()
+    }
+
+    pub(crate) fn verify(&self) -> Result<()> {
+        for (i, c) in self.per_class.iter().enumerate() {
+            c.bits.verify().map_err(|m| Error::Internal(format!("class {i}: {m}")))?;
+            if c.bits.segment_count() != c.file.segment_count() {
+                return Err(Error::Internal(format!("class {i}: bitmap and file disagree on the segment count")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_space() -> Space {
+        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Memory).unwrap();
+        s.rebuild(&vec![Vec::new(); 7]).unwrap();
+        s
+    }
+
+    #[test]
+    fn reused_blocks_come_back_zeroed() {
+        let mut s = memory_space();
+        let a = s.allocate(2).unwrap();
+        s.write(a, &[0xAB; 256]);
+        s.free(a).unwrap();
+        let b = s.allocate(2).unwrap();
+        assert_eq!(a, b);
+        assert!(s.read(b, 256).iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn copy_across_classes_and_within_a_segment() {
+        let mut s = memory_space();
+        let a = s.allocate(0).unwrap();
+        let b = s.allocate(0).unwrap();
+        let c = s.allocate(3).unwrap();
+        s.write(a, b"0123456789");
+        s.copy(a, 0, b, 10);
+        s.copy(b, 0, c, 10);
+        s.copy(c, 2, a, 3);
+        assert_eq!(s.read(a, 3), b"234");
+        assert_eq!(s.read(c, 10), b"0123456789");
+        s.shift_to_start(c, 4, 6);
+        assert_eq!(s.read(c, 6), b"456789");
+        s.verify().unwrap();
+    }
+
+    #[test]
+    fn freeing_twice_is_an_internal_error() {
+        let mut s = memory_space();
+        let a = s.allocate(0).unwrap();
+        s.free(a).unwrap();
+        assert!(matches!(s.free(a), Err(Error::Internal(_))));
+    }
+}

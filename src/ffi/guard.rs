@@ -1,0 +1,115 @@
+//! The panic boundary, the per-thread last error, and argument checks shared by all exports.
+
+use crate::error::{Error, Result, Status};
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: String) {
+    let c = CString::new(message.replace('\0', "\\0")).expect("interior NULs replaced");
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+/// Pointer to this thread's last error message; valid until the next failing call here.
+pub(crate) fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// Runs an export's body: its error becomes a status and this thread's message; a panic
+/// becomes `PCORE_PANIC` and never unwinds into the host.
+pub(crate) fn call(f: impl FnOnce() -> Result<()>) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => Status::Ok as i32,
+        Ok(Err(e)) => {
+            set_last_error(e.to_string());
+            e.status() as i32
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_last_error(format!("panic inside pcore (a bug; please report): {what}"));
+            Status::Panic as i32
+        }
+    }
+}
+
+/// Fails with `InvalidArgument` when `p` is null.
+pub(crate) fn non_null<T>(p: *const T, name: &str) -> Result<()> {
+    if p.is_null() {
+        Err(Error::InvalidArgument(format!("{name} is NULL")))
+    } else {
+        Ok(())
+    }
+}
+
+/// `len` bytes at `data` as a slice: NULL is allowed only with length 0.
+///
+/// # Safety
+/// When non-null, `data` must point to `len` readable bytes that stay unchanged during the call.
+pub(crate) unsafe fn bytes<'a>(data: *const u8, len: usize, name: &str) -> Result<&'a [u8]> {
+    if len > isize::MAX as usize {
+        return Err(Error::TooLarge(format!("{name}: length {len}")));
+    }
+    if data.is_null() {
+        return if len == 0 { Ok(&[]) } else { Err(Error::InvalidArgument(format!("{name} is NULL with length {len}"))) };
+    }
+    // SAFETY: non-null and `len` readable bytes by the caller's contract (documented on each
+    // export); the length fits isize (checked above).
+    Ok(unsafe { std::slice::from_raw_parts(data, len) })
+}
+
+/// A NUL-terminated path.
+///
+/// # Safety
+/// `p` must be null or point to a NUL-terminated string.
+pub(crate) unsafe fn c_path(p: *const c_char, name: &str) -> Result<std::path::PathBuf> {
+    non_null(p, name)?;
+    // SAFETY: non-null (checked) and NUL-terminated by the caller's contract.
+    let s = unsafe { CStr::from_ptr(p) };
+    use std::os::unix::ffi::OsStrExt;
+    if s.to_bytes().is_empty() {
+        return Err(Error::InvalidArgument(format!("{name} is empty")));
+    }
+    Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(s.to_bytes())))
+}
+
+/// Writes an output. Callers check `p` for null before doing any work, so outputs are
+/// written only on success.
+///
+/// # Safety
+/// `p` must be non-null (checked by the caller) and point to writable memory for a `T`.
+pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) {
+    debug_assert!(!p.is_null());
+    // SAFETY: non-null and writable by the caller's contract; `write` does not read or drop
+    // the old (possibly uninitialized) value.
+    unsafe { p.write(v) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_and_panics_become_statuses_and_messages() {
+        assert_eq!(call(|| Ok(())), 0);
+        assert_eq!(call(|| Err(Error::NotFound("node 7".into()))), Status::NotFound as i32);
+        // SAFETY: the pointer is this thread's message, read before any other pcore call.
+        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }.to_string_lossy().into_owned();
+        assert!(msg.contains("node 7"), "{msg}");
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let status = call(|| panic!("boom"));
+        std::panic::set_hook(prev);
+        assert_eq!(status, Status::Panic as i32);
+        // SAFETY: as above.
+        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }.to_string_lossy().into_owned();
+        assert!(msg.contains("boom"), "{msg}");
+    }
+}

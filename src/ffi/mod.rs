@@ -1,0 +1,10 @@
+//! The C ABI: `extern "C"` functions, `#[repr(C)]` types and status constants, from which
+//! cbindgen generates `include/pcore.h`. Every entry point runs inside [`guard::call`]: it
+//! checks its arguments, catches panics, and records the failure's message per thread.
+//! Raw pointers are dereferenced only here.
+
+mod guard;
+mod registry;
+pub mod store;
+pub mod types;
+pub mod version;

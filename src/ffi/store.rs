@@ -1,0 +1,486 @@
+//! `pcore_store_*`, `pcore_node_*` and `pcore_root_*`: the node store's C ABI.
+//!
+//! Conventions: the handle first, then inputs, then outputs; every buffer is followed by its
+//! length; outputs are written only on success (except `pcore_node_read`, which also clears
+//! its output on failure, as XTree's `read_node` expects). Every call is thread-safe: one
+//! writer at a time, reads from any thread.
+
+use super::guard::{self, bytes, c_path, non_null, write_out};
+use super::registry::{HandleType, Registry};
+use super::types::*;
+use crate::error::{Error, Result};
+use crate::store::{Durability, GrowthPolicy, NodeId, Source, Store, StoreOptions};
+use std::ffi::{c_char, c_void};
+
+static STORES: Registry<Store> = Registry::new(HandleType::Store);
+
+fn store_of(handle: *const PcoreStore) -> Result<Store> {
+    if handle.is_null() {
+        return Err(Error::BadHandle("the store handle is NULL".into()));
+    }
+    STORES.get(handle as usize)
+}
+
+fn default_options() -> PcoreStoreOptions {
+    let d = StoreOptions::default();
+    PcoreStoreOptions {
+        struct_size: std::mem::size_of::<PcoreStoreOptions>() as u32,
+        flags: 0,
+        durability: PCORE_DURABILITY_BALANCED,
+        balanced_interval_ms: d.balanced_interval_ms,
+        growth_policy: PCORE_GROWTH_STABLE_ID,
+        min_class_bytes: d.min_class_bytes,
+        max_class_bytes: d.max_class_bytes,
+        inline_payload_max_bytes: d.inline_payload_max_bytes,
+        checkpoint_log_bytes: d.checkpoint_log_bytes,
+    }
+}
+
+/// The caller's options over the defaults, for as many bytes as the caller's struct has.
+///
+/// # Safety
+/// `opt` must be null or point to `opt->struct_size` readable bytes.
+unsafe fn read_options(opt: *const PcoreStoreOptions) -> Result<PcoreStoreOptions> {
+    let mut o = default_options();
+    if opt.is_null() {
+        return Ok(o);
+    }
+    // SAFETY: non-null; the first field is readable by the struct_size convention.
+    let size = unsafe { std::ptr::addr_of!((*opt).struct_size).read_unaligned() } as usize;
+    if size < std::mem::size_of::<u32>() {
+        return Err(Error::InvalidArgument(format!("PcoreStoreOptions.struct_size is {size}")));
+    }
+    let n = size.min(std::mem::size_of::<PcoreStoreOptions>());
+    // SAFETY: the caller's struct has `size` >= n readable bytes; `o` is a local of at least n
+    // bytes; the regions cannot overlap.
+    unsafe { std::ptr::copy_nonoverlapping(opt.cast::<u8>(), std::ptr::addr_of_mut!(o).cast::<u8>(), n) };
+    Ok(o)
+}
+
+fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
+    let known = PCORE_OPEN_READ_ONLY | PCORE_OPEN_IN_MEMORY | PCORE_OPEN_NO_CREATE;
+    if o.flags & !known != 0 {
+        return Err(Error::InvalidArgument(format!("unknown open flags {:#x}", o.flags & !known)));
+    }
+    let d = StoreOptions::default();
+    let or = |v: u32, dflt: u32| if v == 0 { dflt } else { v };
+    Ok(StoreOptions {
+        durability: match o.durability {
+            PCORE_DURABILITY_STRICT => Durability::Strict,
+            PCORE_DURABILITY_EVENTUAL => Durability::Eventual,
+            PCORE_DURABILITY_BALANCED => Durability::Balanced,
+            other => return Err(Error::InvalidArgument(format!("durability {other}"))),
+        },
+        growth_policy: match o.growth_policy {
+            PCORE_GROWTH_STABLE_ID => GrowthPolicy::StableId,
+            PCORE_GROWTH_NEW_ID => GrowthPolicy::NewId,
+            other => return Err(Error::InvalidArgument(format!("growth policy {other}"))),
+        },
+        balanced_interval_ms: or(o.balanced_interval_ms, d.balanced_interval_ms),
+        min_class_bytes: or(o.min_class_bytes, d.min_class_bytes),
+        max_class_bytes: or(o.max_class_bytes, d.max_class_bytes),
+        inline_payload_max_bytes: or(o.inline_payload_max_bytes, d.inline_payload_max_bytes),
+        checkpoint_log_bytes: if o.checkpoint_log_bytes == 0 { d.checkpoint_log_bytes } else { o.checkpoint_log_bytes },
+        read_only: o.flags & PCORE_OPEN_READ_ONLY != 0,
+        create: o.flags & PCORE_OPEN_NO_CREATE == 0,
+    })
+}
+
+/// Fills `opt` with the defaults (BALANCED durability, stable ids, classes 64 B to 256 KiB)
+/// and sets `struct_size`.
+///
+/// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
+#[no_mangle]
+pub extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -> i32 {
+    guard::call(|| {
+        non_null(opt, "opt")?;
+        // SAFETY: non-null (checked); the caller passes a writable PcoreStoreOptions.
+        unsafe { write_out(opt, default_options()) };
+        Ok(())
+    })
+}
+
+/// Opens (or creates) the store in directory `dir`, or an in-memory store when `opt->flags`
+/// has `PCORE_OPEN_IN_MEMORY` (then `dir` must be NULL). `opt` may be NULL for the defaults.
+/// A writer locks the directory; a read-only open (`PCORE_OPEN_READ_ONLY`) takes no lock,
+/// recovers into memory, and never changes a file.
+///
+/// On success `*out` receives the handle, which the caller releases with
+/// `pcore_store_close`. Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad
+/// options), `PCORE_BUSY` (another writer has the directory), `PCORE_NOT_FOUND` (no store
+/// and `PCORE_OPEN_NO_CREATE` or read-only), `PCORE_CORRUPT` (a damaged file, named in the
+/// message), `PCORE_VERSION_MISMATCH`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`.
+///
+/// # Safety
+/// `dir` is NULL or a NUL-terminated path; `opt` is NULL or points to `opt->struct_size`
+/// readable bytes; `out` points to writable memory for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_store_open(dir: *const c_char, opt: *const PcoreStoreOptions, out: *mut *mut PcoreStore) -> i32 {
+    guard::call(|| {
+        non_null(out, "out")?;
+        // SAFETY: per this function's contract.
+        let o = unsafe { read_options(opt)? };
+        let options = to_store_options(&o)?;
+        let store = if o.flags & PCORE_OPEN_IN_MEMORY != 0 {
+            if !dir.is_null() {
+                return Err(Error::InvalidArgument("dir must be NULL with PCORE_OPEN_IN_MEMORY".into()));
+            }
+            Store::in_memory(&options)?
+        } else {
+            // SAFETY: per this function's contract.
+            let path = unsafe { c_path(dir, "dir")? };
+            Store::open(path, &options)?
+        };
+        let token = STORES.insert(store);
+        // SAFETY: `out` checked non-null; writable by contract.
+        unsafe { write_out(out, token as *mut PcoreStore) };
+        Ok(())
+    })
+}
+
+/// Closes the store: uncommitted work is dropped, the committed state is checkpointed, the
+/// directory lock released. The handle is invalid afterwards; closing it again, or using it,
+/// returns `PCORE_BAD_HANDLE` (never a crash). Pointers from reads become invalid.
+///
+/// Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, or an I/O status if the final checkpoint failed
+/// (the store is closed all the same; its log still holds every commit).
+#[no_mangle]
+pub extern "C" fn pcore_store_close(store: *mut PcoreStore) -> i32 {
+    guard::call(|| {
+        if store.is_null() {
+            return Err(Error::BadHandle("the store handle is NULL".into()));
+        }
+        let s = STORES.remove(store as usize)?;
+        s.close()
+    })
+}
+
+/// Allocates a node of at least `min_len` bytes (the smallest size class that holds them)
+/// with host-chosen `kind` (1..255, kept exactly). The block is zero-filled; the host may
+/// write into `out->writable` and then publish. The node is RESERVED ("staged") until the
+/// next commit.
+///
+/// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (kind 0, NULL `out`), `PCORE_TOO_LARGE`
+/// (above the largest class), `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `out` points to a writable `PcoreAllocResult`.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_node_allocate(store: *mut PcoreStore, min_len: usize, kind: u8, out: *mut PcoreAllocResult) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        non_null(out, "out")?;
+        let (id, addr, capacity) = s.allocate(min_len, kind)?;
+        // SAFETY: `out` checked non-null; writable by contract.
+        unsafe { write_out(out, PcoreAllocResult { id: id.raw(), writable: addr as *mut c_void, capacity }) };
+        Ok(())
+    })
+}
+
+/// Replaces node `id`'s bytes with `len` bytes from `data`, which may point into the node's
+/// own block. A committed node is never written in place (copy-on-write). When `len`
+/// exceeds the node's capacity the node moves to the smallest class of at least 2 × `len`;
+/// under `PCORE_GROWTH_STABLE_ID` it keeps its id, under `PCORE_GROWTH_NEW_ID` it gets a new
+/// one and `id` is freed. `*out_id` (if `out_id` is not NULL) receives the id to use from now on.
+/// Repeatable, before and after commits. On failure the node is unchanged.
+///
+/// Returns `PCORE_OK`; `PCORE_NOT_FOUND` (unknown, freed, stale id), `PCORE_TOO_LARGE`,
+/// `PCORE_INVALID_ARGUMENT` (NULL `data` with `len` > 0), `PCORE_READ_ONLY`,
+/// `PCORE_NO_SPACE`, `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `data` points to `len` readable bytes (or is NULL with `len` 0); `out_id` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_node_publish(store: *mut PcoreStore, id: u64, data: *const c_void, len: usize, out_id: *mut u64) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        let id = NodeId::from_raw(id);
+        let src = data as usize;
+        let new_id = match s.block_range(id) {
+            Ok((start, capacity)) if !data.is_null() && src >= start && src < start + capacity => {
+                s.publish_from(id, Source::OwnBlock { offset: src - start, len })?
+            }
+            _ => {
+                // SAFETY: `data` holds `len` readable bytes by contract; checked for NULL inside.
+                let slice = unsafe { bytes(data.cast::<u8>(), len, "data")? };
+                s.publish_from(id, Source::Bytes(slice))?
+            }
+        };
+        if !out_id.is_null() {
+            // SAFETY: non-null; writable by contract.
+            unsafe { write_out(out_id, new_id.raw()) };
+        }
+        Ok(())
+    })
+}
+
+/// Begins an in-place mutation (XTree's `get_mapped_address`): `*out_ptr` receives a
+/// writable pointer to the node's current bytes (for a committed node, a private shadow copy:
+/// the committed block is never written), `*out_capacity` its size. End it with
+/// `pcore_node_publish_in_place`. The pointer is valid until the node is next published,
+/// freed, or the store closed.
+///
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT` (NULL outputs),
+/// `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `out_ptr` and `out_capacity` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_node_write_ptr(store: *mut PcoreStore, id: u64, out_ptr: *mut *mut c_void, out_capacity: *mut usize) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        non_null(out_ptr, "out_ptr")?;
+        non_null(out_capacity, "out_capacity")?;
+        let (addr, capacity) = s.write_ptr(NodeId::from_raw(id))?;
+        // SAFETY: both checked non-null; writable by contract.
+        unsafe {
+            write_out(out_ptr, addr as *mut c_void);
+            write_out(out_capacity, capacity);
+        }
+        Ok(())
+    })
+}
+
+/// Ends an in-place mutation: the node's bytes are now the first `len` bytes of its block.
+///
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_TOO_LARGE` (`len` above the capacity),
+/// `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_BAD_HANDLE`.
+#[no_mangle]
+pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, len: usize) -> i32 {
+    guard::call(|| store_of(store)?.publish_in_place(NodeId::from_raw(id), len))
+}
+
+/// The latest published bytes of node `id` (the writer sees its own uncommitted nodes).
+/// `out->data` stays valid until the node is next written or freed, or the store closed.
+/// On any failure `*out` (if `out` is not NULL) is set to `{NULL, 0}`.
+///
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (unknown, freed, stale id),
+/// `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `out` is NULL or points to a writable `PcoreNodeBytes`.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_node_read(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeBytes) -> i32 {
+    if !out.is_null() {
+        // SAFETY: non-null; writable by contract.
+        unsafe { write_out(out, PcoreNodeBytes { data: std::ptr::null(), len: 0 }) };
+    }
+    guard::call(|| {
+        let s = store_of(store)?;
+        non_null(out, "out")?;
+        let (addr, len) = s.read_addr(NodeId::from_raw(id))?;
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, PcoreNodeBytes { data: addr as *const c_void, len }) };
+        Ok(())
+    })
+}
+
+/// What node `id` is now: length, capacity, kind, whether it is committed and dirty.
+///
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `out` points to a writable `PcoreNodeInfo`.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_node_info(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeInfo) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        non_null(out, "out")?;
+        let i = s.info(NodeId::from_raw(id))?;
+        let info = PcoreNodeInfo {
+            id: i.id.raw(),
+            len: i.len as u64,
+            capacity: i.capacity as u64,
+            kind: i.kind,
+            committed: i.committed as u8,
+            dirty: i.dirty as u8,
+        };
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, info) };
+        Ok(())
+    })
+}
+
+/// Frees node `id`: a RESERVED node at once, a committed one at the next commit (logged, so
+/// a crash never brings it back over a reused block). The id reads as not found from now on.
+/// `reason` is one of `PCORE_REASON_*`, for debugging.
+///
+/// Returns `PCORE_OK`, `PCORE_DOUBLE_FREE` (already freed), `PCORE_NOT_FOUND`,
+/// `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+#[no_mangle]
+pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -> i32 {
+    let _ = reason;
+    guard::call(|| store_of(store)?.free(NodeId::from_raw(id)))
+}
+
+/// Frees node `id` at the first commit whose epoch is at least `epoch`; until then it stays
+/// readable. A retired node not yet freed when the store closes stays in the store.
+///
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+#[no_mangle]
+pub extern "C" fn pcore_node_retire(store: *mut PcoreStore, id: u64, epoch: u64, reason: u8) -> i32 {
+    let _ = reason;
+    guard::call(|| store_of(store)?.retire(NodeId::from_raw(id), epoch))
+}
+
+/// Sets the root named by `name_len` bytes at `name` (not NUL-terminated; length 0 is the
+/// store's default root) to node id `id` (not checked: any value, 0 for none) with
+/// `meta_len` bytes of host metadata. Durable at the next commit.
+///
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (name over `PCORE_ROOT_NAME_MAX_BYTES`, meta
+/// over `PCORE_ROOT_META_MAX_BYTES`, NULL with a length), `PCORE_LIMIT`, `PCORE_READ_ONLY`,
+/// `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `name` and `meta` point to their lengths' readable bytes (or are NULL with length 0).
+#[no_mangle]
+pub unsafe extern "C" fn pcore_root_set(store: *mut PcoreStore, name: *const c_char, name_len: usize, id: u64, meta: *const c_void, meta_len: usize) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        // SAFETY: per this function's contract.
+        let (name, meta) = unsafe { (bytes(name.cast::<u8>(), name_len, "name")?, bytes(meta.cast::<u8>(), meta_len, "meta")?) };
+        s.set_root(name, id, meta)
+    })
+}
+
+/// Reads the root named by `name_len` bytes at `name`: `*out_id` receives its node id; up to
+/// `meta_cap` bytes of its metadata are copied to `meta_buf`, and `*out_meta_len` (if not
+/// NULL) receives the metadata's full length. Sees the latest `pcore_root_set`.
+///
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no such root), `PCORE_INVALID_ARGUMENT`,
+/// `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `name` has `name_len` readable bytes; `out_id` is writable; `meta_buf` has `meta_cap`
+/// writable bytes (or is NULL with `meta_cap` 0); `out_meta_len` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_root_get(
+    store: *mut PcoreStore,
+    name: *const c_char,
+    name_len: usize,
+    out_id: *mut u64,
+    meta_buf: *mut c_void,
+    meta_cap: usize,
+    out_meta_len: *mut usize,
+) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        non_null(out_id, "out_id")?;
+        if meta_buf.is_null() && meta_cap > 0 {
+            return Err(Error::InvalidArgument("meta_buf is NULL with meta_cap > 0".into()));
+        }
+        // SAFETY: per this function's contract.
+        let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
+        let root = s.get_root(name)?.ok_or_else(|| Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name))))?;
+        let n = root.meta.len().min(meta_cap);
+        // SAFETY: `out_id` non-null; `meta_buf` has `meta_cap` >= n writable bytes when n > 0;
+        // `out_meta_len` checked for NULL; all writable by contract.
+        unsafe {
+            if n > 0 {
+                std::ptr::copy_nonoverlapping(root.meta.as_ptr(), meta_buf.cast::<u8>(), n);
+            }
+            write_out(out_id, root.id);
+            if !out_meta_len.is_null() {
+                write_out(out_meta_len, root.meta.len());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Commits everything published, freed and set since the last commit, atomically: after a
+/// crash all of it is there or none of it. Durable as the store's durability mode says.
+/// `*out_epoch` (if not NULL) receives the new epoch (unchanged when there was nothing to commit).
+///
+/// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (nothing
+/// committed; the store stays usable), `PCORE_POISONED` (a failed sync: reopen), `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `out_epoch` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_store_commit(store: *mut PcoreStore, out_epoch: *mut u64) -> i32 {
+    guard::call(|| {
+        let epoch = store_of(store)?.commit()?;
+        if !out_epoch.is_null() {
+            // SAFETY: non-null; writable by contract.
+            unsafe { write_out(out_epoch, epoch) };
+        }
+        Ok(())
+    })
+}
+
+/// Writes the committed state to a new checkpoint and starts an empty log (also done
+/// automatically when the log grows, and at close).
+///
+/// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`, `PCORE_BAD_HANDLE`.
+#[no_mangle]
+pub extern "C" fn pcore_store_checkpoint(store: *mut PcoreStore) -> i32 {
+    guard::call(|| store_of(store)?.checkpoint())
+}
+
+/// Store statistics. The caller sets `out->struct_size = sizeof(PcoreStoreStats)`; fields
+/// beyond it are not written.
+///
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`, struct_size too small),
+/// `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `out` points to `out->struct_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut PcoreStoreStats) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        non_null(out, "out")?;
+        // SAFETY: non-null; the first field is readable by contract.
+        let size = unsafe { std::ptr::addr_of!((*out).struct_size).read_unaligned() } as usize;
+        if size < std::mem::size_of::<u32>() * 2 {
+            return Err(Error::InvalidArgument(format!("PcoreStoreStats.struct_size is {size}")));
+        }
+        let st = s.stats()?;
+        let full = PcoreStoreStats {
+            struct_size: size as u32,
+            class_count: st.classes.len() as u32,
+            epoch: st.epoch,
+            live_nodes: st.live_nodes,
+            reserved_nodes: st.reserved_nodes,
+            reallocations: st.reallocations,
+            log_bytes: st.log_bytes,
+            checkpoint_epoch: st.checkpoint_epoch,
+            open_files: st.open_files,
+            data_file_bytes: st.data_file_bytes,
+            total: PcoreClassStats::from(&st.total),
+        };
+        let n = size.min(std::mem::size_of::<PcoreStoreStats>());
+        // SAFETY: the caller's struct has `size` >= n writable bytes; `full` is a local.
+        unsafe { std::ptr::copy_nonoverlapping(std::ptr::addr_of!(full).cast::<u8>(), out.cast::<u8>(), n) };
+        Ok(())
+    })
+}
+
+/// Statistics of size class `class_index` (0 .. `class_count` - 1, smallest first).
+///
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (index out of range, NULL `out`), `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `out` points to a writable `PcoreClassStats`.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_store_class_stats(store: *mut PcoreStore, class_index: u32, out: *mut PcoreClassStats) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        non_null(out, "out")?;
+        let st = s.stats()?;
+        let c = st.classes.get(class_index as usize).ok_or_else(|| Error::InvalidArgument(format!("class index {class_index} of {}", st.classes.len())))?;
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, PcoreClassStats::from(c)) };
+        Ok(())
+    })
+}
+
+/// Checks the allocator against the object table: every referenced block allocated exactly
+/// once, nothing allocated that nothing references.
+///
+/// Returns `PCORE_OK`, `PCORE_INTERNAL` (with what is wrong), `PCORE_BAD_HANDLE`.
+#[no_mangle]
+pub extern "C" fn pcore_store_verify(store: *mut PcoreStore) -> i32 {
+    guard::call(|| store_of(store)?.verify())
+}

@@ -1,0 +1,234 @@
+//! Types and constants of the C ABI. Numbers never change and are never reused.
+
+use std::ffi::c_void;
+
+/// Success.
+pub const PCORE_OK: i32 = 0;
+/// A null pointer, a zero kind, an option out of range, a bad name length.
+pub const PCORE_INVALID_ARGUMENT: i32 = 1;
+/// An unknown, freed or stale node id; an unknown root name; no store in the directory.
+pub const PCORE_NOT_FOUND: i32 = 2;
+/// A length above the largest size class, or above a node's capacity for in-place publish.
+pub const PCORE_TOO_LARGE: i32 = 3;
+/// A write on a store opened read-only.
+pub const PCORE_READ_ONLY: i32 = 4;
+/// The directory is locked by another writer.
+pub const PCORE_BUSY: i32 = 5;
+/// A damaged meta, log, checkpoint or data file; the message names the file and offset.
+pub const PCORE_CORRUPT: i32 = 6;
+/// The disk is full; nothing was changed.
+pub const PCORE_NO_SPACE: i32 = 7;
+/// Any other I/O failure.
+pub const PCORE_IO_ERROR: i32 = 8;
+/// Freeing a node id that is already freed.
+pub const PCORE_DOUBLE_FREE: i32 = 9;
+/// A null, closed or foreign handle.
+pub const PCORE_BAD_HANDLE: i32 = 10;
+/// A bug inside pcore was caught at the boundary; the message says where.
+pub const PCORE_PANIC: i32 = 11;
+/// An internal invariant did not hold (reported by verify).
+pub const PCORE_INTERNAL: i32 = 12;
+/// An earlier I/O failure left the store unusable: close and reopen it.
+pub const PCORE_POISONED: i32 = 13;
+/// The store's format, or a struct's version, is not supported by this library.
+pub const PCORE_VERSION_MISMATCH: i32 = 14;
+/// A fixed limit was reached (node handles, roots).
+pub const PCORE_LIMIT: i32 = 15;
+
+/// Durability: `fdatasync` the log at every commit.
+pub const PCORE_DURABILITY_STRICT: u32 = 0;
+/// Durability: no sync at commit; survives a process crash, not a power loss.
+pub const PCORE_DURABILITY_EVENTUAL: u32 = 1;
+/// Durability: group commit, the log synced at most every `balanced_interval_ms`.
+pub const PCORE_DURABILITY_BALANCED: u32 = 2;
+
+/// Open flag: never change a file; no lock is taken.
+pub const PCORE_OPEN_READ_ONLY: u32 = 1;
+/// Open flag: no files at all; `dir` must be NULL.
+pub const PCORE_OPEN_IN_MEMORY: u32 = 2;
+/// Open flag: fail with `PCORE_NOT_FOUND` when the directory holds no store.
+pub const PCORE_OPEN_NO_CREATE: u32 = 4;
+
+/// Growth: the node moves to a larger block and keeps its id.
+pub const PCORE_GROWTH_STABLE_ID: u32 = 0;
+/// Growth: the node moves and gets a new id; the old id is freed.
+pub const PCORE_GROWTH_NEW_ID: u32 = 1;
+
+/// XTree's retire and free reasons (recorded for debugging only).
+pub const PCORE_REASON_UNKNOWN: u8 = 0;
+pub const PCORE_REASON_SPLIT_REPLACE: u8 = 1;
+pub const PCORE_REASON_MERGE_DELETE: u8 = 2;
+pub const PCORE_REASON_EVICT: u8 = 3;
+pub const PCORE_REASON_ABORT_ROLLBACK: u8 = 4;
+pub const PCORE_REASON_REALLOCATION: u8 = 5;
+pub const PCORE_REASON_TREE_DESTROY: u8 = 6;
+
+/// Longest root name, in bytes.
+pub const PCORE_ROOT_NAME_MAX_BYTES: usize = 255;
+/// Longest root metadata, in bytes.
+pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
+
+/// The ABI version this header describes: major << 16 | minor.
+pub const PCORE_ABI_VERSION: u32 = 0x0001_0000;
+
+/// An open store. Opaque: never dereference; a closed handle is refused, not a crash.
+pub struct PcoreStore {
+    _private: [u8; 0],
+}
+
+/// Options for `pcore_store_open`. Fill with `pcore_store_options_init`, then change fields.
+/// `struct_size` is the caller's `sizeof(PcoreStoreOptions)`; fields past it take defaults,
+/// and new fields are only ever added at the end.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PcoreStoreOptions {
+    pub struct_size: u32,
+    /// `PCORE_OPEN_*` flags.
+    pub flags: u32,
+    /// `PCORE_DURABILITY_*`; default BALANCED.
+    pub durability: u32,
+    /// BALANCED: sync at most this often; default 10.
+    pub balanced_interval_ms: u32,
+    /// `PCORE_GROWTH_*`; default STABLE_ID.
+    pub growth_policy: u32,
+    /// Smallest size class, used when the store is created; 0 = 64.
+    pub min_class_bytes: u32,
+    /// Largest size class, used when the store is created; 0 = 262144.
+    pub max_class_bytes: u32,
+    /// Node payloads up to this size are written into the log at commit; 0 = 8192.
+    pub inline_payload_max_bytes: u32,
+    /// A checkpoint is taken when the log passes this size; 0 = 64 MiB.
+    pub checkpoint_log_bytes: u64,
+}
+
+/// A new node: its id, its zero-filled block (writable until published or freed), and the
+/// block's size.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PcoreAllocResult {
+    pub id: u64,
+    pub writable: *mut c_void,
+    pub capacity: usize,
+}
+
+/// A node's bytes: valid until the node is next written or freed, or the store closed.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PcoreNodeBytes {
+    pub data: *const c_void,
+    pub len: usize,
+}
+
+/// What a node is now.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PcoreNodeInfo {
+    pub id: u64,
+    /// Bytes published.
+    pub len: u64,
+    /// Size of its block.
+    pub capacity: u64,
+    pub kind: u8,
+    /// 1 when a committed version exists (LIVE); 0 while only RESERVED ("staged").
+    pub committed: u8,
+    /// 1 when changed since the last commit.
+    pub dirty: u8,
+}
+
+/// Allocator statistics of one size class, or of all of them (XTree's names).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PcoreClassStats {
+    /// Block size of the class; 0 in a total.
+    pub class_bytes: u64,
+    pub live_bytes: u64,
+    /// Free blocks below the high-water marks, times the block size.
+    pub dead_bytes: u64,
+    pub total_segments: u64,
+    /// Segments holding at least one live block.
+    pub active_segments: u64,
+    pub allocs_from_bump: u64,
+    pub allocs_from_bitmap: u64,
+    pub frees_to_bitmap: u64,
+    pub total_allocations: u64,
+    pub total_frees: u64,
+    /// dead / (live + dead); 0 when both are 0.
+    pub fragmentation: f64,
+    /// allocs_from_bitmap / total_frees; 0 before any free.
+    pub reuse_rate: f64,
+}
+
+/// Store statistics. Set `struct_size` to `sizeof(PcoreStoreStats)` before the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PcoreStoreStats {
+    pub struct_size: u32,
+    pub class_count: u32,
+    /// Last committed epoch.
+    pub epoch: u64,
+    /// Committed nodes.
+    pub live_nodes: u64,
+    /// Nodes allocated and never committed.
+    pub reserved_nodes: u64,
+    /// Publishes that moved a node to a larger class, since open.
+    pub reallocations: u64,
+    pub log_bytes: u64,
+    pub checkpoint_epoch: u64,
+    /// File descriptors the store holds.
+    pub open_files: u64,
+    /// Bytes of the class files on disk.
+    pub data_file_bytes: u64,
+    /// Sums over all classes; the ratios are recomputed from the sums.
+    pub total: PcoreClassStats,
+}
+
+impl From<&crate::alloc::ClassStats> for PcoreClassStats {
+    fn from(s: &crate::alloc::ClassStats) -> PcoreClassStats {
+        PcoreClassStats {
+            class_bytes: s.class_bytes,
+            live_bytes: s.live_bytes,
+            dead_bytes: s.dead_bytes,
+            total_segments: s.total_segments,
+            active_segments: s.active_segments,
+            allocs_from_bump: s.allocs_from_bump,
+            allocs_from_bitmap: s.allocs_from_bitmap,
+            frees_to_bitmap: s.frees_to_bitmap,
+            total_allocations: s.total_allocations,
+            total_frees: s.total_frees,
+            fragmentation: s.fragmentation(),
+            reuse_rate: s.reuse_rate(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Status;
+
+    #[test]
+    fn status_constants_match_the_rust_enum() {
+        let consts = [
+            PCORE_OK,
+            PCORE_INVALID_ARGUMENT,
+            PCORE_NOT_FOUND,
+            PCORE_TOO_LARGE,
+            PCORE_READ_ONLY,
+            PCORE_BUSY,
+            PCORE_CORRUPT,
+            PCORE_NO_SPACE,
+            PCORE_IO_ERROR,
+            PCORE_DOUBLE_FREE,
+            PCORE_BAD_HANDLE,
+            PCORE_PANIC,
+            PCORE_INTERNAL,
+            PCORE_POISONED,
+            PCORE_VERSION_MISMATCH,
+            PCORE_LIMIT,
+        ];
+        assert_eq!(consts.len(), Status::ALL.len());
+        for (c, s) in consts.iter().zip(Status::ALL) {
+            assert_eq!(*c, s as i32, "{}", s.name());
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The operating system boundary: mapped memory, preallocation, syncs and the directory lock.
+//! Every `unsafe` block that touches a mapping lives here.
+
+mod file;
+mod lock;
+mod mapping;
+
+pub(crate) use file::{preallocate, sync_dir};
+pub(crate) use lock::{DirLock, LockError};
+pub(crate) use mapping::{copy_between, Mapping};

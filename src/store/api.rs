@@ -1,0 +1,545 @@
+//! `Store`: the public node-store API, its locks, and the commit and checkpoint protocols.
+//!
+//! Locking: one writer mutex serializes every mutation, commit and checkpoint; the state
+//! lock is taken exclusively only for the short in-memory part of a mutation. Reads take the
+//! state lock shared, so they go on during a commit's log write and sync and during a
+//! checkpoint's flush and file writes.
+
+use super::checkpoint;
+use super::core::{Core, Source};
+use super::meta::Meta;
+use super::node_id::NodeId;
+use super::recovery;
+use super::wal::LogWriter;
+use crate::alloc::ClassStats;
+use crate::error::{Error, Result};
+use crate::limits::*;
+use crate::os::DirLock;
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// When a commit is on disk. XTree's names, in XTree's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `fdatasync` of the log at every commit: a commit that returned survives power loss.
+    Strict,
+    /// No sync at commit: survives a crash of the process, not of the machine.
+    Eventual,
+    /// Group commit: the log is synced at most every `balanced_interval_ms`, by the commit
+    /// that finds the interval passed or by a background thread.
+    Balanced,
+}
+
+/// What publish does when the bytes outgrow the node's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrowthPolicy {
+    /// The node moves to a larger block and keeps its id: parents never need patching.
+    StableId,
+    /// The node moves and gets a new id; the old id is freed (the seed's protocol).
+    NewId,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    pub balanced_interval_ms: u32,
+    pub growth_policy: GrowthPolicy,
+    /// Size classes, used when the store is created; an existing store keeps its own.
+    pub min_class_bytes: u32,
+    pub max_class_bytes: u32,
+    pub inline_payload_max_bytes: u32,
+    pub checkpoint_log_bytes: u64,
+    pub read_only: bool,
+    /// Create the store when the directory holds none.
+    pub create: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            durability: Durability::Balanced,
+            balanced_interval_ms: DEFAULT_BALANCED_INTERVAL_MS,
+            growth_policy: GrowthPolicy::StableId,
+            min_class_bytes: DEFAULT_MIN_CLASS_BYTES,
+            max_class_bytes: DEFAULT_MAX_CLASS_BYTES,
+            inline_payload_max_bytes: DEFAULT_INLINE_PAYLOAD_MAX_BYTES,
+            checkpoint_log_bytes: DEFAULT_CHECKPOINT_LOG_BYTES,
+            read_only: false,
+            create: true,
+        }
+    }
+}
+
+/// What a node is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub len: usize,
+    pub capacity: usize,
+    pub kind: u8,
+    /// A committed version exists (LIVE); false while only RESERVED ("staged").
+    pub committed: bool,
+    /// Changed since the last commit.
+    pub dirty: bool,
+}
+
+/// A named root: a node id and the host's metadata bytes (XTree keeps an MBR there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    pub id: u64,
+    pub meta: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub epoch: u64,
+    pub live_nodes: u64,
+    pub reserved_nodes: u64,
+    pub reallocations: u64,
+    pub log_bytes: u64,
+    pub checkpoint_epoch: u64,
+    pub open_files: u64,
+    /// Bytes of the class files on disk (whole segments).
+    pub data_file_bytes: u64,
+    pub handles: u64,
+    pub classes: Vec<ClassStats>,
+    pub total: ClassStats,
+}
+
+/// The writer's side: log, meta, lock, sync bookkeeping. Guarded by the writer mutex.
+struct WriterSide {
+    dir: Option<PathBuf>,
+    log: Option<LogWriter>,
+    meta: Option<Meta>,
+    _lock: Option<DirLock>,
+    durable_epoch: u64,
+    written_epoch: u64,
+    last_sync: Instant,
+    poisoned: Option<String>,
+    last_checkpoint_error: Option<String>,
+}
+
+struct Shared {
+    writer: Mutex<WriterSide>,
+    state: RwLock<Core>,
+    closed: AtomicBool,
+    options: StoreOptions,
+    in_memory: bool,
+    flusher_stop: Arc<(Mutex<bool>, Condvar)>,
+}
+
+/// A node store. Internally synchronized: one writer at a time (others wait), reads from any
+/// thread at any time. Cloning is cheap and shares the store.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it (and the directory) if `options.create` and it
+    /// holds none. A writer takes the directory's lock (`Busy` if another writer has it);
+    /// `read_only` takes none and never changes a file.
+    pub fn open(dir: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
+        let opened = recovery::open_dir(dir.as_ref(), options)?;
+        let writer = WriterSide {
+            durable_epoch: opened.core.epoch,
+            written_epoch: opened.core.epoch,
+            dir: Some(dir.as_ref().to_path_buf()),
+            log: opened.log,
+            meta: Some(opened.meta),
+            _lock: opened.lock,
+            last_sync: Instant::now(),
+            poisoned: None,
+            last_checkpoint_error: None,
+        };
+        let store = Store::from_parts(writer, opened.core, options.clone(), false);
+        if opened.needs_checkpoint {
+            store.checkpoint()?;
+        }
+        Ok(store)
+    }
+
+    /// A store with no files: everything lives in anonymous memory and ends with the store.
+    pub fn in_memory(options: &StoreOptions) -> Result<Store> {
+        let core = recovery::new_memory_core(options)?;
+        let writer = WriterSide {
+            dir: None,
+            log: None,
+            meta: None,
+            _lock: None,
+            durable_epoch: 0,
+            written_epoch: 0,
+            last_sync: Instant::now(),
+            poisoned: None,
+            last_checkpoint_error: None,
+        };
+        Ok(Store::from_parts(writer, core, StoreOptions { read_only: false, ..options.clone() }, true))
+    }
+
+    fn from_parts(writer: WriterSide, core: Core, options: StoreOptions, in_memory: bool) -> Store {
+        let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(writer),
+            state: RwLock::new(core),
+            closed: AtomicBool::new(false),
+            options,
+            in_memory,
+            flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
+        });
+        if balanced {
+            spawn_flusher(Arc::downgrade(&shared), shared.flusher_stop.clone(), shared.options.balanced_interval_ms);
+        }
+        Store { shared }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Locks the writer side for a mutation: open, writable, not poisoned.
+    fn writer(&self) -> Result<parking_lot::MutexGuard<'_, WriterSide>> {
+        self.check_open()?;
+        if self.shared.options.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let w = self.shared.writer.lock();
+        self.check_open()?;
+        if let Some(why) = &w.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        Ok(w)
+    }
+
+    fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
+        let _w = self.writer()?;
+        let mut state = self.shared.state.write();
+        f(&mut state)
+    }
+
+    fn read_state<T>(&self, f: impl FnOnce(&Core) -> Result<T>) -> Result<T> {
+        self.check_open()?;
+        let state = self.shared.state.read();
+        f(&state)
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.shared.options.read_only
+    }
+
+    /// A zero-filled block of the smallest class holding `min_len`, RESERVED until committed.
+    /// Returns the id, the block's address (for the C ABI) and its capacity.
+    pub fn allocate(&self, min_len: usize, kind: u8) -> Result<(NodeId, usize, usize)> {
+        self.mutate(|c| {
+            let (id, loc) = c.allocate(min_len, kind)?;
+            Ok((id, c.space.addr(loc), c.space.capacity(loc.class) as usize))
+        })
+    }
+
+    /// Replaces the node's bytes. Grows the node when they outgrow its block; returns the id
+    /// to use from now on (the same one unless the growth policy is `NewId`).
+    pub fn publish(&self, id: NodeId, data: &[u8]) -> Result<NodeId> {
+        self.publish_from(id, Source::Bytes(data))
+    }
+
+    pub fn publish_from(&self, id: NodeId, src: Source<'_>) -> Result<NodeId> {
+        self.mutate(|c| c.publish(id, src))
+    }
+
+    /// Address and capacity of a writable version of the node (see `Core::write_loc`).
+    pub fn write_ptr(&self, id: NodeId) -> Result<(usize, usize)> {
+        self.mutate(|c| {
+            let loc = c.write_loc(id)?;
+            Ok((c.space.addr(loc), c.space.capacity(loc.class) as usize))
+        })
+    }
+
+    /// Address and capacity of the node's current block (for the C ABI, to recognize a
+    /// publish whose source lies inside the node itself).
+    pub fn block_range(&self, id: NodeId) -> Result<(usize, usize)> {
+        self.read_state(|c| {
+            let (loc, _) = c.read_loc(id)?;
+            Ok((c.space.addr(loc), c.space.capacity(loc.class) as usize))
+        })
+    }
+
+    /// Safe counterpart of `write_ptr` + `publish_in_place`: `f` edits the node's bytes
+    /// (full capacity) and returns the new length.
+    pub fn update(&self, id: NodeId, f: impl FnOnce(&mut [u8]) -> usize) -> Result<()> {
+        self.mutate(|c| {
+            let loc = c.write_loc(id)?;
+            let capacity = c.space.capacity(loc.class) as usize;
+            let mut buf = c.space.read(loc, capacity).to_vec();
+            let len = f(&mut buf);
+            c.space.write(loc, &buf);
+            c.publish_in_place(id, len)
+        })
+    }
+
+    pub fn publish_in_place(&self, id: NodeId, len: usize) -> Result<()> {
+        self.mutate(|c| c.publish_in_place(id, len))
+    }
+
+    /// Address of the node's current bytes, and their length (for the C ABI).
+    pub fn read_addr(&self, id: NodeId) -> Result<(usize, usize)> {
+        self.read_state(|c| {
+            let (loc, len) = c.read_loc(id)?;
+            Ok((c.space.addr(loc), len))
+        })
+    }
+
+    /// Calls `f` with the node's current bytes. Do not call the store from inside `f`.
+    pub fn with_node<R>(&self, id: NodeId, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.read_state(|c| {
+            let (loc, len) = c.read_loc(id)?;
+            Ok(f(c.space.read(loc, len)))
+        })
+    }
+
+    pub fn read(&self, id: NodeId) -> Result<Vec<u8>> {
+        self.with_node(id, <[u8]>::to_vec)
+    }
+
+    pub fn info(&self, id: NodeId) -> Result<NodeInfo> {
+        self.read_state(|c| c.info(id))
+    }
+
+    /// Frees a node: a RESERVED one at once, a LIVE one by the next commit (logged, so a crash
+    /// cannot bring it back). The id reads as not found from now on.
+    pub fn free(&self, id: NodeId) -> Result<()> {
+        self.mutate(|c| c.free(id))
+    }
+
+    /// Frees the node at the first commit whose epoch is at least `epoch`; until then it stays
+    /// readable for readers on older versions.
+    pub fn retire(&self, id: NodeId, epoch: u64) -> Result<()> {
+        self.mutate(|c| c.retire(id, epoch))
+    }
+
+    /// Sets a named root (durable at the next commit).
+    pub fn set_root(&self, name: &[u8], id: u64, meta: &[u8]) -> Result<()> {
+        self.mutate(|c| c.set_root(name, id, meta))
+    }
+
+    /// The named root as last set, committed or not; `None` when there is none.
+    pub fn get_root(&self, name: &[u8]) -> Result<Option<Root>> {
+        self.read_state(|c| Ok(c.roots.get(name).map(|(id, meta)| Root { id: *id, meta: meta.clone() })))
+    }
+
+    /// Makes everything published so far durable (as the durability mode promises) and
+    /// atomic: after a crash, all of it is there or none of it. Returns the new epoch.
+    pub fn commit(&self) -> Result<u64> {
+        let mut w = self.writer()?;
+        let opts = &self.shared.options;
+        if !self.shared.state.read().has_changes() {
+            return Ok(self.shared.state.read().epoch);
+        }
+        if self.shared.in_memory {
+            let mut c = self.shared.state.write();
+            let epoch = c.prepare_commit(0).epoch;
+            c.apply_commit(epoch);
+            c.release_frees(epoch)?;
+            return Ok(epoch);
+        }
+        let prepared = self.shared.state.write().prepare_commit(opts.inline_payload_max_bytes as usize);
+        {
+            let c = self.shared.state.read();
+            for &(loc, len) in &prepared.unlogged {
+                c.space.flush_block(loc, len)?;
+            }
+        }
+        let log = w.log.as_mut().expect("a writable file store has a log");
+        if let Err((err, cut_back)) = log.append(&prepared.frame) {
+            if !cut_back {
+                w.poisoned = Some(format!("a failed log append could not be cut back: {err}"));
+            }
+            return Err(err);
+        }
+        w.written_epoch = prepared.epoch;
+        let pending = self.shared.state.read().pending_free_bytes;
+        let sync_now = match opts.durability {
+            Durability::Strict => true,
+            Durability::Balanced => w.last_sync.elapsed() >= Duration::from_millis(u64::from(opts.balanced_interval_ms)),
+            // Blocks freed by unsynced commits cannot be reused; sync now and then to recycle them.
+            Durability::Eventual => pending > EVENTUAL_SYNC_FOR_FREED_BYTES,
+        };
+        if sync_now {
+            sync_log(&mut w)?;
+        }
+        let mut c = self.shared.state.write();
+        c.apply_commit(prepared.epoch);
+        c.release_frees(w.durable_epoch)?;
+        let table_bytes = c.table.handle_count() * 12;
+        drop(c);
+        if w.log.as_ref().map_or(0, LogWriter::len) > opts.checkpoint_log_bytes.max(table_bytes) {
+            // The commit is durable whatever happens here; a failed checkpoint is retried at
+            // the next commit and reported by `checkpoint()`.
+            let result = self.shared.checkpoint_locked(&mut w);
+            w.last_checkpoint_error = result.err().map(|e| e.to_string());
+        }
+        Ok(prepared.epoch)
+    }
+
+    /// Writes the committed state to a new checkpoint and starts a new, empty log.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut w = self.writer()?;
+        if self.shared.in_memory {
+            return Ok(());
+        }
+        self.shared.checkpoint_locked(&mut w)
+    }
+
+    /// Syncs the log if a commit is not yet on disk (BALANCED's background thread).
+    fn sync_if_behind(&self) {
+        let mut w = self.shared.writer.lock();
+        if w.poisoned.is_none() && w.written_epoch > w.durable_epoch && !self.shared.closed.load(Ordering::Acquire) {
+            let _ = sync_log(&mut w);
+        }
+    }
+
+    /// Closes the store: uncommitted work is dropped, the committed state is checkpointed, the
+    /// directory lock released. Every later call answers `Closed`; a second close is a no-op
+    /// error (`Closed`).
+    pub fn close(&self) -> Result<()> {
+        self.shared.close()
+    }
+
+    pub fn stats(&self) -> Result<StoreStats> {
+        let w = self.shared.writer.lock();
+        self.read_state(|c| {
+            let classes = c.space.stats();
+            let mut total = ClassStats::default();
+            classes.iter().for_each(|s| total.accumulate(s));
+            let file_store = !self.shared.in_memory;
+            Ok(StoreStats {
+                epoch: c.epoch,
+                live_nodes: c.live_nodes,
+                reserved_nodes: c.reserved_nodes,
+                reallocations: c.reallocations,
+                log_bytes: w.log.as_ref().map_or(0, LogWriter::len),
+                checkpoint_epoch: w.meta.map_or(0, |m| m.checkpoint_epoch),
+                open_files: c.space.open_files() as u64 + u64::from(w.log.is_some()) + u64::from(w._lock.is_some() && file_store),
+                data_file_bytes: c.space.file_bytes(),
+                handles: c.table.handle_count(),
+                classes,
+                total,
+            })
+        })
+    }
+
+    /// The size classes' block sizes.
+    pub fn class_bytes(&self) -> Vec<u32> {
+        let c = self.shared.state.read();
+        (0..c.space.classes().count() as u8).map(|i| c.space.classes().bytes(i)).collect()
+    }
+
+    /// Checks the allocator against the object table: every referenced block allocated once,
+    /// nothing allocated that nothing references.
+    pub fn verify(&self) -> Result<()> {
+        let _w = self.shared.writer.lock();
+        self.read_state(|c| c.verify())
+    }
+
+    /// The message of the last automatic checkpoint that failed, if the latest one did.
+    pub fn last_checkpoint_error(&self) -> Option<String> {
+        self.shared.writer.lock().last_checkpoint_error.clone()
+    }
+}
+
+impl Shared {
+    fn checkpoint_locked(&self, w: &mut WriterSide) -> Result<()> {
+        let dir = w.dir.clone().expect("file store");
+        let old = w.meta.expect("file store has meta");
+        let (bytes, epoch) = {
+            let c = self.state.read();
+            c.space.flush_dirty()?;
+            (checkpoint::encode(&c.table, &c.roots, c.epoch), c.epoch)
+        };
+        let generation = old.generation + 1;
+        checkpoint::write(&dir, generation, &bytes)?;
+        let log = LogWriter::open(&dir.join(recovery::log_name(generation)), 0)?;
+        crate::os::sync_dir(&dir).map_err(|e| Error::io("sync the store directory", e))?;
+        let meta = Meta { sequence: old.sequence + 1, generation, has_checkpoint: true, checkpoint_epoch: epoch, ..old };
+        meta.store(&dir)?;
+        w.meta = Some(meta);
+        w.log = Some(log);
+        w.durable_epoch = epoch;
+        w.written_epoch = epoch;
+        w.last_sync = Instant::now();
+        recovery::remove_generation(&dir, old.generation);
+        self.state.write().release_frees(epoch)
+    }
+
+    fn close(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Err(Error::Closed);
+        }
+        {
+            let (stop, cv) = &*self.flusher_stop;
+            *stop.lock() = true;
+            cv.notify_all();
+        }
+        let result = if self.in_memory || self.options.read_only || w.poisoned.is_some() {
+            Ok(())
+        } else {
+            self.checkpoint_locked(&mut w)
+        };
+        w.log = None;
+        w._lock = None;
+        result
+    }
+}
+
+/// In EVENTUAL mode, sync once this many freed bytes wait for a durable commit.
+const EVENTUAL_SYNC_FOR_FREED_BYTES: u64 = 8 << 20;
+
+fn sync_log(w: &mut WriterSide) -> Result<()> {
+    let log = w.log.as_ref().expect("file store has a log");
+    if let Err(e) = log.sync() {
+        // After a failed fsync the kernel may have dropped the dirty pages: nothing written
+        // since the last good sync can be trusted, so stop here (fail-stop, as PostgreSQL does).
+        w.poisoned = Some(format!("log sync failed: {e}"));
+        return Err(e);
+    }
+    w.durable_epoch = w.written_epoch;
+    w.last_sync = Instant::now();
+    Ok(())
+}
+
+fn spawn_flusher(weak: Weak<Shared>, stop: Arc<(Mutex<bool>, Condvar)>, interval_ms: u32) {
+    let interval = Duration::from_millis(u64::from(interval_ms.max(1)));
+    // The thread holds only a weak reference while it sleeps, so dropping the last `Store`
+    // is never delayed by it.
+    std::thread::Builder::new()
+        .name("pcore-flusher".into())
+        .spawn(move || loop {
+            {
+                let (stopped, cv) = &*stop;
+                let mut stopped = stopped.lock();
+                if !*stopped {
+                    cv.wait_for(&mut stopped, interval);
+                }
+                if *stopped {
+                    return;
+                }
+            }
+            let Some(shared) = weak.upgrade() else { return };
+            Store { shared }.sync_if_behind();
+        })
+        .expect("spawn the BALANCED flusher thread");
+}
+
+impl Drop for Shared {
+    /// A store dropped without `close` is closed here, best effort: its committed state is
+    /// checkpointed (nothing committed depends on it: the log already holds it).
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

@@ -1,0 +1,421 @@
+//! The store's in-memory state and every operation on it that does not touch the log:
+//! allocate, publish (copy-on-write, growth), in-place writes, free, retire, roots, and the
+//! two halves of a commit (build the frame; apply it once it is written).
+//!
+//! Every operation checks all it needs before it changes anything, so a failed call leaves
+//! the state as it was.
+
+use super::node_id::NodeId;
+use super::table::{Committed, ObjectTable, Slot, State};
+use super::wal::{FrameBuilder, PutOp};
+use super::{GrowthPolicy, NodeInfo};
+use crate::alloc::{Loc, Space};
+use crate::error::{Error, Result};
+use crate::limits::{ROOT_COUNT_MAX, ROOT_META_MAX_BYTES, ROOT_NAME_MAX_BYTES};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Where publish takes its bytes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Bytes(&'a [u8]),
+    /// `len` bytes at `offset` inside the node's own current block: the host wrote into the
+    /// block and publishes from there; copied with overlap allowed.
+    OwnBlock { offset: usize, len: usize },
+}
+
+impl Source<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Source::Bytes(b) => b.len(),
+            Source::OwnBlock { len, .. } => *len,
+        }
+    }
+}
+
+pub(crate) type Roots = BTreeMap<Vec<u8>, (u64, Vec<u8>)>;
+
+/// A commit's frame, built under the state lock and written outside it.
+pub(crate) struct PreparedCommit {
+    pub epoch: u64,
+    pub frame: Vec<u8>,
+    /// Blocks whose payload is not in the frame: flushed before the frame is written.
+    pub unlogged: Vec<(Loc, usize)>,
+}
+
+pub(crate) struct Core {
+    pub space: Space,
+    pub table: ObjectTable,
+    pub roots: Roots,
+    pub epoch: u64,
+    pub growth: GrowthPolicy,
+    pub reallocations: u64,
+    pub live_nodes: u64,
+    pub reserved_nodes: u64,
+    dirty: Vec<u64>,
+    dirty_roots: BTreeSet<Vec<u8>>,
+    retired: Vec<(u64, NodeId)>,
+    /// Blocks freed by a commit, reusable once that commit is durable: until then a crash
+    /// could bring back the commit before it, whose nodes still live in them.
+    pending_frees: VecDeque<(u64, Loc)>,
+    pub pending_free_bytes: u64,
+}
+
+impl Core {
+    pub fn new(space: Space, table: ObjectTable, roots: Roots, epoch: u64, growth: GrowthPolicy) -> Core {
+        let live_nodes = table.slots.iter().filter(|s| s.state == State::Live).count() as u64;
+        Core {
+            space,
+            table,
+            roots,
+            epoch,
+            growth,
+            reallocations: 0,
+            live_nodes,
+            reserved_nodes: 0,
+            dirty: Vec::new(),
+            dirty_roots: BTreeSet::new(),
+            retired: Vec::new(),
+            pending_frees: VecDeque::new(),
+            pending_free_bytes: 0,
+        }
+    }
+
+    fn mark_dirty(&mut self, handle: u64) {
+        let slot = &mut self.table.slots[handle as usize];
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(handle);
+        }
+    }
+
+    pub fn allocate(&mut self, min_len: usize, kind: u8) -> Result<(NodeId, Loc)> {
+        if kind == 0 {
+            return Err(Error::InvalidArgument("node kind 0 is reserved as invalid".into()));
+        }
+        let class = self.space.classes().class_for(min_len as u64)?;
+        let loc = self.space.allocate(class)?;
+        let handle = match self.table.take_handle() {
+            Ok(h) => h,
+            Err(e) => {
+                self.space.free(loc)?;
+                return Err(e);
+            }
+        };
+        let tag = self.table.slots[handle as usize].tag;
+        self.table.slots[handle as usize] = Slot { block: loc.block, len: 0, tag, kind, class, state: State::Reserved, dirty: false, freeing: false };
+        self.mark_dirty(handle);
+        self.reserved_nodes += 1;
+        Ok((self.table.id_of(handle), loc))
+    }
+
+    fn write_source(&mut self, to: Loc, src: Source<'_>, own: Loc) {
+        match src {
+            Source::Bytes(b) => self.space.write(to, b),
+            Source::OwnBlock { offset, len } if own == to => self.space.shift_to_start(to, offset, len),
+            Source::OwnBlock { offset, len } => self.space.copy(own, offset, to, len),
+        }
+    }
+
+    /// True when the node's current block is its committed block, which must not be written.
+    fn needs_shadow(&self, handle: u64) -> bool {
+        self.table.slots[handle as usize].state == State::Live && !self.table.shadowed.contains_key(&handle)
+    }
+
+    /// Gives the node a private copy of its committed block (copy-on-write), copying
+    /// `copy_len` bytes of the old contents into it.
+    fn shadow(&mut self, handle: u64, copy_len: usize) -> Result<Loc> {
+        let slot = self.table.slots[handle as usize];
+        let shadow = self.space.allocate(slot.class)?;
+        if copy_len > 0 {
+            self.space.copy(slot.loc(), 0, shadow, copy_len);
+        }
+        self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len });
+        self.table.slots[handle as usize].set_loc(shadow);
+        Ok(shadow)
+    }
+
+    /// The node's current block is replaced by a new one: keep it if it is the committed
+    /// version (freed when the commit is durable), free it now if it never was committed.
+    fn drop_working_block(&mut self, handle: u64) -> Result<()> {
+        if self.needs_shadow(handle) {
+            let slot = self.table.slots[handle as usize];
+            self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len });
+            Ok(())
+        } else {
+            self.space.free(self.table.slots[handle as usize].loc())
+        }
+    }
+
+    pub fn publish(&mut self, id: NodeId, src: Source<'_>) -> Result<NodeId> {
+        let handle = self.table.resolve(id)?;
+        let slot = self.table.slots[handle as usize];
+        let capacity = self.space.capacity(slot.class) as usize;
+        let len = src.len();
+        if let Source::OwnBlock { offset, len } = src {
+            if offset.checked_add(len).is_none_or(|end| end > capacity) {
+                return Err(Error::InvalidArgument(format!("source range {offset}+{len} is outside node {id}'s block of {capacity} bytes")));
+            }
+        }
+        if len <= capacity {
+            let target = if self.needs_shadow(handle) { self.shadow(handle, 0)? } else { slot.loc() };
+            self.write_source(target, src, slot.loc());
+            self.table.slots[handle as usize].len = len as u32;
+            self.mark_dirty(handle);
+            return Ok(id);
+        }
+        let class = self.space.classes().growth_class(len as u64)?;
+        match self.growth {
+            GrowthPolicy::StableId => {
+                let new = self.space.allocate(class)?;
+                self.write_source(new, src, slot.loc());
+                self.drop_working_block(handle)?;
+                let s = &mut self.table.slots[handle as usize];
+                s.set_loc(new);
+                s.len = len as u32;
+                self.mark_dirty(handle);
+                self.reallocations += 1;
+                Ok(id)
+            }
+            GrowthPolicy::NewId => {
+                let (new_id, new) = self.allocate(class_floor_len(self, class), slot.kind)?;
+                self.write_source(new, src, slot.loc());
+                self.table.slots[new_id.handle() as usize].len = len as u32;
+                self.free(id)?;
+                self.reallocations += 1;
+                Ok(new_id)
+            }
+        }
+    }
+
+    /// A writable view of the node's current bytes: the block itself if uncommitted, or a
+    /// shadow copy of the committed block. The node counts as changed from here on.
+    pub fn write_loc(&mut self, id: NodeId) -> Result<Loc> {
+        let handle = self.table.resolve(id)?;
+        let loc = if self.needs_shadow(handle) {
+            let capacity = self.space.capacity(self.table.slots[handle as usize].class) as usize;
+            self.shadow(handle, capacity)?
+        } else {
+            self.table.slots[handle as usize].loc()
+        };
+        self.space.touch(loc);
+        self.mark_dirty(handle);
+        Ok(loc)
+    }
+
+    pub fn publish_in_place(&mut self, id: NodeId, len: usize) -> Result<()> {
+        let handle = self.table.resolve(id)?;
+        let capacity = self.space.capacity(self.table.slots[handle as usize].class) as usize;
+        if len > capacity {
+            return Err(Error::TooLarge(format!("{len} bytes published in place in node {id}, whose block holds {capacity}")));
+        }
+        // Without an earlier write_loc there is no shadow yet: take one now, so the commit
+        // logs these bytes as a new version rather than trusting the committed block.
+        let loc = self.write_loc(id)?;
+        self.space.touch(loc);
+        self.table.slots[handle as usize].len = len as u32;
+        Ok(())
+    }
+
+    pub fn free(&mut self, id: NodeId) -> Result<()> {
+        let handle = self.table.resolve_for_free(id)?;
+        let slot = self.table.slots[handle as usize];
+        if slot.state == State::Reserved {
+            self.space.free(slot.loc())?;
+            let s = &mut self.table.slots[handle as usize];
+            s.state = State::Free;
+            s.dirty = false;
+            self.table.release_handle(handle);
+            self.reserved_nodes -= 1;
+            return Ok(());
+        }
+        if let Some(committed) = self.table.shadowed.remove(&handle) {
+            self.space.free(slot.loc())?;
+            let s = &mut self.table.slots[handle as usize];
+            s.set_loc(committed.loc);
+            s.len = committed.len;
+        }
+        self.table.slots[handle as usize].freeing = true;
+        self.mark_dirty(handle);
+        Ok(())
+    }
+
+    pub fn retire(&mut self, id: NodeId, epoch: u64) -> Result<()> {
+        self.table.resolve(id)?;
+        self.retired.push((epoch, id));
+        Ok(())
+    }
+
+    pub fn set_root(&mut self, name: &[u8], id: u64, meta: &[u8]) -> Result<()> {
+        if name.len() > ROOT_NAME_MAX_BYTES {
+            return Err(Error::InvalidArgument(format!("root name of {} bytes; at most {ROOT_NAME_MAX_BYTES}", name.len())));
+        }
+        if meta.len() > ROOT_META_MAX_BYTES {
+            return Err(Error::InvalidArgument(format!("root metadata of {} bytes; at most {ROOT_META_MAX_BYTES}", meta.len())));
+        }
+        if !self.roots.contains_key(name) && self.roots.len() >= ROOT_COUNT_MAX {
+            return Err(Error::Limit(format!("a store holds at most {ROOT_COUNT_MAX} roots")));
+        }
+        self.roots.insert(name.to_vec(), (id, meta.to_vec()));
+        self.dirty_roots.insert(name.to_vec());
+        Ok(())
+    }
+
+    pub fn info(&self, id: NodeId) -> Result<NodeInfo> {
+        let handle = self.table.resolve(id)?;
+        let s = &self.table.slots[handle as usize];
+        Ok(NodeInfo {
+            id,
+            len: s.len as usize,
+            capacity: self.space.capacity(s.class) as usize,
+            kind: s.kind,
+            committed: s.state == State::Live,
+            dirty: s.dirty,
+        })
+    }
+
+    pub fn read_loc(&self, id: NodeId) -> Result<(Loc, usize)> {
+        let handle = self.table.resolve(id)?;
+        let s = &self.table.slots[handle as usize];
+        Ok((s.loc(), s.len as usize))
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.dirty.is_empty() || !self.dirty_roots.is_empty() || self.retired.iter().any(|&(e, _)| e <= self.epoch + 1)
+    }
+
+    /// Frees the retired nodes whose epoch has come.
+    fn free_due_retired(&mut self, epoch: u64) {
+        let (due, keep): (Vec<_>, Vec<_>) = self.retired.drain(..).partition(|&(e, _)| e <= epoch);
+        self.retired = keep;
+        for (_, id) in due {
+            // Freed or reallocated by the host since: nothing left to do for that id.
+            let _ = self.free(id);
+        }
+    }
+
+    /// Builds the next commit's frame. Nothing is marked committed until `apply_commit`.
+    pub fn prepare_commit(&mut self, inline_max: usize) -> PreparedCommit {
+        let epoch = self.epoch + 1;
+        self.free_due_retired(epoch);
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
+        let mut frame = FrameBuilder::default();
+        let mut unlogged = Vec::new();
+        for &handle in &self.dirty {
+            let s = self.table.slots[handle as usize];
+            if !s.dirty {
+                continue; // a reserved node freed before the commit
+            }
+            if s.freeing {
+                frame.free(handle, s.tag);
+                continue;
+            }
+            let payload = self.space.read(s.loc(), s.len as usize);
+            let put = PutOp {
+                handle,
+                tag: s.tag,
+                kind: s.kind,
+                class: s.class,
+                block: s.block,
+                len: s.len,
+                payload_crc: super::codec::crc(payload),
+                payload_at: None,
+            };
+            if payload.len() <= inline_max {
+                frame.put(&put, Some(payload));
+            } else {
+                frame.put(&put, None);
+                unlogged.push((s.loc(), payload.len()));
+            }
+        }
+        for name in &self.dirty_roots {
+            let (id, meta) = &self.roots[name];
+            frame.root(name, *id, meta);
+        }
+        PreparedCommit { epoch, frame: frame.finish(epoch), unlogged }
+    }
+
+    /// Marks everything in the prepared commit as committed at `epoch`.
+    pub fn apply_commit(&mut self, epoch: u64) {
+        assert_eq!(epoch, self.epoch + 1, "commits apply in order");
+        for handle in std::mem::take(&mut self.dirty) {
+            let s = self.table.slots[handle as usize];
+            if !s.dirty {
+                continue;
+            }
+            if s.freeing {
+                self.defer_free(epoch, s.loc());
+                let slot = &mut self.table.slots[handle as usize];
+                slot.state = State::Free;
+                slot.freeing = false;
+                slot.dirty = false;
+                self.table.release_handle(handle);
+                self.live_nodes -= 1;
+                continue;
+            }
+            if let Some(old) = self.table.shadowed.remove(&handle) {
+                self.defer_free(epoch, old.loc);
+            }
+            if s.state == State::Reserved {
+                self.reserved_nodes -= 1;
+                self.live_nodes += 1;
+            }
+            let slot = &mut self.table.slots[handle as usize];
+            slot.state = State::Live;
+            slot.dirty = false;
+        }
+        debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
+        self.dirty_roots.clear();
+        self.epoch = epoch;
+    }
+
+    fn defer_free(&mut self, epoch: u64, loc: Loc) {
+        self.pending_free_bytes += u64::from(self.space.capacity(loc.class));
+        self.pending_frees.push_back((epoch, loc));
+    }
+
+    /// Returns to the allocator the blocks freed by commits up to `durable_epoch`.
+    pub fn release_frees(&mut self, durable_epoch: u64) -> Result<()> {
+        while let Some(&(epoch, loc)) = self.pending_frees.front() {
+            if epoch > durable_epoch {
+                break;
+            }
+            self.pending_frees.pop_front();
+            self.pending_free_bytes -= u64::from(self.space.capacity(loc.class));
+            self.space.free(loc)?;
+        }
+        Ok(())
+    }
+
+    /// Every block the table refers to is allocated exactly once, and nothing else is.
+    pub fn verify(&self) -> Result<()> {
+        self.space.verify()?;
+        let mut owned: Vec<Loc> = Vec::with_capacity(self.table.slots.len());
+        for (h, s) in self.table.slots.iter().enumerate() {
+            if s.state != State::Free {
+                owned.push(s.loc());
+            }
+            if let Some(c) = self.table.shadowed.get(&(h as u64)) {
+                owned.push(c.loc);
+            }
+        }
+        owned.extend(self.pending_frees.iter().map(|&(_, l)| l));
+        owned.sort_unstable();
+        if let Some(w) = owned.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::Internal(format!("block {:?} is owned twice", w[0])));
+        }
+        if let Some(l) = owned.iter().find(|&&l| !self.space.is_allocated(l)) {
+            return Err(Error::Internal(format!("block {l:?} is in use but free in the allocator")));
+        }
+        let allocated: u64 = self.space.stats().iter().map(|c| c.live_bytes / c.class_bytes).sum();
+        if allocated != owned.len() as u64 {
+            return Err(Error::Internal(format!("{allocated} blocks allocated but {} referenced: a leak", owned.len())));
+        }
+        Ok(())
+    }
+}
+
+/// A request length that selects `class` exactly.
+fn class_floor_len(core: &Core, class: u8) -> usize {
+    core.space.capacity(class) as usize
+}

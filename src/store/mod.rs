@@ -1,0 +1,17 @@
+//! The node store: stable node ids over size-class blocks, copy-on-write publishing with
+//! growth, atomic commits through a write-ahead log, checkpoints and crash recovery.
+#![forbid(unsafe_code)]
+
+mod api;
+mod checkpoint;
+mod codec;
+mod core;
+mod meta;
+mod node_id;
+mod recovery;
+mod table;
+mod wal;
+
+pub use self::api::{Durability, GrowthPolicy, NodeInfo, Root, Store, StoreOptions, StoreStats};
+pub use self::core::Source;
+pub use self::node_id::NodeId;

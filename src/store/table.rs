@@ -1,0 +1,162 @@
+//! The object table: one slot per handle, saying where the node's bytes are and in which state.
+//!
+//! Per handle: FREE -> RESERVED (allocated, never committed) -> LIVE (committed) -> FREE.
+//! A LIVE node changed since the last commit has a shadow block; its committed block is kept
+//! in `shadowed` until the commit that replaces it is durable.
+
+use super::node_id::{next_tag, NodeId};
+use crate::alloc::Loc;
+use crate::error::{Error, Result};
+use crate::limits::HANDLE_MAX;
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Free,
+    Reserved,
+    Live,
+}
+
+/// A slot: 16 bytes, so ten million nodes take 160 MB of memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    pub block: u32,
+    pub len: u32,
+    pub tag: u16,
+    pub kind: u8,
+    pub class: u8,
+    pub state: State,
+    /// In the dirty list: something to log at the next commit.
+    pub dirty: bool,
+    /// A LIVE node freed since the last commit: invisible now, freed durably at commit.
+    pub freeing: bool,
+}
+
+impl Slot {
+    pub const EMPTY: Slot = Slot { block: 0, len: 0, tag: 0, kind: 0, class: 0, state: State::Free, dirty: false, freeing: false };
+
+    pub fn loc(&self) -> Loc {
+        Loc { class: self.class, block: self.block }
+    }
+
+    pub fn set_loc(&mut self, loc: Loc) {
+        self.class = loc.class;
+        self.block = loc.block;
+    }
+
+    /// Visible to reads and writes: reserved, or live and not being freed.
+    pub fn visible(&self) -> bool {
+        match self.state {
+            State::Free => false,
+            State::Reserved => true,
+            State::Live => !self.freeing,
+        }
+    }
+}
+
+/// The committed version of a node that has a shadow.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Committed {
+    pub loc: Loc,
+    pub len: u32,
+}
+
+pub(crate) struct ObjectTable {
+    pub slots: Vec<Slot>,
+    free_handles: Vec<u64>,
+    pub shadowed: HashMap<u64, Committed>,
+}
+
+impl ObjectTable {
+    pub fn new() -> ObjectTable {
+        // Handle 0 is never issued.
+        ObjectTable { slots: vec![Slot::EMPTY], free_handles: Vec::new(), shadowed: HashMap::new() }
+    }
+
+    /// After loading slots from disk: every free handle becomes reusable, lowest first.
+    pub fn rebuild_free_list(&mut self) {
+        self.free_handles = (1..self.slots.len() as u64).rev().filter(|&h| self.slots[h as usize].state == State::Free).collect();
+    }
+
+    /// A handle for a new node, with a tag no earlier id of that handle had.
+    pub fn take_handle(&mut self) -> Result<u64> {
+        if let Some(h) = self.free_handles.pop() {
+            let slot = &mut self.slots[h as usize];
+            slot.tag = next_tag(slot.tag);
+            return Ok(h);
+        }
+        let h = self.slots.len() as u64;
+        if h > HANDLE_MAX {
+            return Err(Error::Limit(format!("all {HANDLE_MAX} node handles are in use")));
+        }
+        self.slots.push(Slot { tag: 1, ..Slot::EMPTY });
+        Ok(h)
+    }
+
+    /// Gives a handle back (its slot already marked FREE); its tag changes on reuse.
+    pub fn release_handle(&mut self, handle: u64) {
+        debug_assert_eq!(self.slots[handle as usize].state, State::Free);
+        self.free_handles.push(handle);
+    }
+
+    /// The slot of a visible node with this exact id, or `NotFound`.
+    pub fn resolve(&self, id: NodeId) -> Result<u64> {
+        let h = id.handle();
+        match self.slots.get(h as usize) {
+            Some(s) if h != 0 && s.tag == id.tag() && s.visible() => Ok(h),
+            _ => Err(Error::NotFound(format!("node {id} is unknown, freed or stale"))),
+        }
+    }
+
+    /// Like `resolve`, but a node freed with this very id is `DoubleFree`.
+    pub fn resolve_for_free(&self, id: NodeId) -> Result<u64> {
+        let h = id.handle();
+        if let Some(s) = self.slots.get(h as usize) {
+            if h != 0 && s.tag == id.tag() && !s.visible() {
+                return Err(Error::DoubleFree(format!("node {id} is already freed")));
+            }
+        }
+        self.resolve(id)
+    }
+
+    pub fn id_of(&self, handle: u64) -> NodeId {
+        NodeId::from_parts(handle, self.slots[handle as usize].tag)
+    }
+
+    /// The committed version of a LIVE node (its shadow's origin, or the slot itself).
+    pub fn committed(&self, handle: u64) -> Option<Committed> {
+        let s = &self.slots[handle as usize];
+        if s.state != State::Live {
+            return None;
+        }
+        Some(self.shadowed.get(&handle).copied().unwrap_or(Committed { loc: s.loc(), len: s.len }))
+    }
+
+    pub fn handle_count(&self) -> u64 {
+        self.slots.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reused_handles_get_new_tags_and_old_ids_go_stale() {
+        let mut t = ObjectTable::new();
+        let h = t.take_handle().unwrap();
+        assert_eq!(h, 1);
+        t.slots[1].state = State::Reserved;
+        let old = t.id_of(1);
+        assert_eq!(t.resolve(old).unwrap(), 1);
+        t.slots[1].state = State::Free;
+        assert!(matches!(t.resolve_for_free(old), Err(Error::DoubleFree(_))));
+        t.release_handle(1);
+        assert_eq!(t.take_handle().unwrap(), 1);
+        t.slots[1].state = State::Reserved;
+        assert!(matches!(t.resolve(old), Err(Error::NotFound(_))));
+        assert!(matches!(t.resolve_for_free(old), Err(Error::NotFound(_))));
+        assert!(t.resolve(NodeId::NONE).is_err());
+        assert!(t.resolve(NodeId::INVALID).is_err());
+    }
+}

@@ -1,0 +1,338 @@
+//! The write-ahead log: one frame per commit, appended and (by durability mode) synced.
+//!
+//! Frame layout, little-endian:
+//! ```text
+//! 0   u32 magic "PCWF"
+//! 4   u32 body length
+//! 8   u64 epoch (each frame's epoch is the previous one's + 1)
+//! 16  u32 CRC32C of the body
+//! 20  u32 CRC32C of bytes 0..20
+//! 24  body: operations, each starting with a one-byte code
+//!     PUT  1: u64 handle, u16 tag, u8 kind, u8 class, u32 block, u32 len, u32 payload CRC,
+//!             u8 inline, then `len` payload bytes when inline = 1
+//!     FREE 2: u64 handle, u16 tag
+//!     ROOT 3: u8 name length, name, u64 node id, u16 meta length, meta
+//! ```
+//! A frame is committed when all of it is on disk. At recovery, frames are read in order up to
+//! the first that is incomplete or whose checksum fails at the end of the file (a torn tail,
+//! cut off); a bad frame followed by more data is corruption, reported, never skipped.
+
+use super::codec::{crc, Reader, Writer};
+use crate::error::{Error, Result};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"PCWF");
+pub(crate) const FRAME_HEADER_BYTES: usize = 24;
+
+const OP_PUT: u8 = 1;
+const OP_FREE: u8 = 2;
+const OP_ROOT: u8 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PutOp {
+    pub handle: u64,
+    pub tag: u16,
+    pub kind: u8,
+    pub class: u8,
+    pub block: u32,
+    pub len: u32,
+    pub payload_crc: u32,
+    /// Offset of the inline payload within the frame body, when the payload is logged.
+    pub payload_at: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    Put(PutOp),
+    Free { handle: u64, tag: u16 },
+    Root { name: Vec<u8>, id: u64, meta: Vec<u8> },
+}
+
+/// Builds the body of one commit's frame.
+#[derive(Default)]
+pub(crate) struct FrameBuilder {
+    body: Writer,
+    pub ops: usize,
+}
+
+impl FrameBuilder {
+    pub fn put(&mut self, p: &PutOp, payload: Option<&[u8]>) {
+        let w = &mut self.body;
+        w.u8(OP_PUT);
+        w.u64(p.handle);
+        w.u16(p.tag);
+        w.u8(p.kind);
+        w.u8(p.class);
+        w.u32(p.block);
+        w.u32(p.len);
+        w.u32(p.payload_crc);
+        w.u8(payload.is_some() as u8);
+        if let Some(bytes) = payload {
+            debug_assert_eq!(bytes.len(), p.len as usize);
+            w.bytes(bytes);
+        }
+        self.ops += 1;
+    }
+
+    pub fn free(&mut self, handle: u64, tag: u16) {
+        self.body.u8(OP_FREE);
+        self.body.u64(handle);
+        self.body.u16(tag);
+        self.ops += 1;
+    }
+
+    pub fn root(&mut self, name: &[u8], id: u64, meta: &[u8]) {
+        let w = &mut self.body;
+        w.u8(OP_ROOT);
+        w.u8(name.len() as u8);
+        w.bytes(name);
+        w.u64(id);
+        w.u16(meta.len() as u16);
+        w.bytes(meta);
+        self.ops += 1;
+    }
+
+    /// The complete frame: header then body.
+    pub fn finish(self, epoch: u64) -> Vec<u8> {
+        let body = self.body.buf;
+        let mut h = Writer::default();
+        h.u32(FRAME_MAGIC);
+        h.u32(u32::try_from(body.len()).expect("a commit frame under 4 GiB"));
+        h.u64(epoch);
+        h.u32(crc(&body));
+        let hc = crc(&h.buf);
+        h.u32(hc);
+        let mut frame = h.buf;
+        frame.extend_from_slice(&body);
+        frame
+    }
+}
+
+/// One frame read back: its epoch, operations, and body (for inline payloads).
+pub(crate) struct Frame {
+    pub epoch: u64,
+    pub body_at: u64,
+    pub body: Vec<u8>,
+    pub ops: Vec<Op>,
+}
+
+/// The frames of a log file that are committed, and where the valid part ends.
+pub(crate) struct LogContents {
+    pub frames: Vec<Frame>,
+    pub valid_bytes: u64,
+}
+
+/// Reads every committed frame. `first_epoch` is the epoch the first frame must carry.
+pub(crate) fn read_log(path: &Path, name: &str, first_epoch: u64) -> Result<LogContents> {
+    let data = std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    let mut frames = Vec::new();
+    let mut pos = 0usize;
+    let mut expected_epoch = first_epoch;
+    while let Some(end) = frame_end(&data, pos) {
+        let header = &data[pos..pos + FRAME_HEADER_BYTES];
+        let mut r = Reader::new(name, pos as u64, header);
+        let (_, body_len, epoch, body_crc) = (r.u32()?, r.u32()? as usize, r.u64()?, r.u32()?);
+        let body = &data[pos + FRAME_HEADER_BYTES..end];
+        debug_assert_eq!(body.len(), body_len);
+        if crc(body) != body_crc {
+            if end == data.len() || data[end..].iter().all(|&b| b == 0) {
+                break; // torn tail: the last frame's body never fully reached the disk
+            }
+            return Err(Error::corrupt(name, pos as u64, "commit frame body checksum mismatch, with more frames after it"));
+        }
+        if epoch != expected_epoch {
+            return Err(Error::corrupt(name, pos as u64 + 8, format!("frame epoch {epoch}, expected {expected_epoch}")));
+        }
+        let body_at = (pos + FRAME_HEADER_BYTES) as u64;
+        let ops = decode_ops(name, body_at, body)?;
+        frames.push(Frame { epoch, body_at, body: body.to_vec(), ops });
+        expected_epoch += 1;
+        pos = end;
+    }
+    if pos < data.len() && !data[pos..].iter().all(|&b| b == 0) && complete_header_follows(&data, pos) {
+        return Err(Error::corrupt(name, pos as u64, "commit frame header damaged, with more log after it"));
+    }
+    Ok(LogContents { frames, valid_bytes: pos as u64 })
+}
+
+/// The end of the frame starting at `pos`, if its header is intact and its body is all there.
+fn frame_end(data: &[u8], pos: usize) -> Option<usize> {
+    let header = data.get(pos..pos + FRAME_HEADER_BYTES)?;
+    let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
+    if word(0) != FRAME_MAGIC || crc(&header[..20]) != word(20) {
+        return None;
+    }
+    let end = pos + FRAME_HEADER_BYTES + word(4) as usize;
+    (end <= data.len()).then_some(end)
+}
+
+/// True when a damaged header at `pos` is followed by at least one intact frame header later,
+/// which a torn append can never produce.
+fn complete_header_follows(data: &[u8], pos: usize) -> bool {
+    (pos + 1..data.len().saturating_sub(FRAME_HEADER_BYTES - 1)).any(|p| {
+        let h = &data[p..p + FRAME_HEADER_BYTES];
+        h[..4] == FRAME_MAGIC.to_le_bytes() && crc(&h[..20]).to_le_bytes() == h[20..24]
+    })
+}
+
+fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
+    let mut r = Reader::new(name, body_at, body);
+    let mut ops = Vec::new();
+    while r.remaining() > 0 {
+        let code = r.u8()?;
+        let op = match code {
+            OP_PUT => {
+                let (handle, tag, kind, class, block, len, payload_crc, inline) =
+                    (r.u64()?, r.u16()?, r.u8()?, r.u8()?, r.u32()?, r.u32()?, r.u32()?, r.u8()?);
+                let payload_at = match inline {
+                    0 => None,
+                    1 => {
+                        let at = (r.offset() - body_at) as usize;
+                        let payload = r.take(len as usize)?;
+                        if crc(payload) != payload_crc {
+                            return Err(r.corrupt("logged node payload checksum mismatch"));
+                        }
+                        Some(at)
+                    }
+                    _ => return Err(r.corrupt(format!("bad inline flag {inline}"))),
+                };
+                Op::Put(PutOp { handle, tag, kind, class, block, len, payload_crc, payload_at })
+            }
+            OP_FREE => Op::Free { handle: r.u64()?, tag: r.u16()? },
+            OP_ROOT => {
+                let name_len = r.u8()? as usize;
+                let root_name = r.take(name_len)?.to_vec();
+                let id = r.u64()?;
+                let meta_len = r.u16()? as usize;
+                Op::Root { name: root_name, id, meta: r.take(meta_len)?.to_vec() }
+            }
+            other => return Err(Error::corrupt(name, r.offset() - 1, format!("unknown log operation {other}"))),
+        };
+        ops.push(op);
+    }
+    Ok(ops)
+}
+
+/// The log file a writer appends to.
+pub(crate) struct LogWriter {
+    file: File,
+    name: String,
+    len: u64,
+}
+
+impl LogWriter {
+    /// Opens for appending after `valid_bytes`, cutting off a torn tail beyond them.
+    pub fn open(path: &Path, valid_bytes: u64) -> Result<LogWriter> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
+        let file = file.map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let on_disk = file.metadata().map_err(|e| Error::io(format!("stat {name}"), e))?.len();
+        if on_disk != valid_bytes {
+            file.set_len(valid_bytes).map_err(|e| Error::io(format!("cut the torn tail of {name}"), e))?;
+            file.sync_data().map_err(|e| Error::io(format!("sync {name}"), e))?;
+        }
+        Ok(LogWriter { file, name, len: valid_bytes })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Appends a frame. On failure the file is cut back to where it was, so the log never
+    /// holds a partial frame in front of later ones; if even that fails, the error says so
+    /// and the caller must stop using the store.
+    pub fn append(&mut self, frame: &[u8]) -> std::result::Result<(), (Error, bool)> {
+        match self.file.write_all_at(frame, self.len) {
+            Ok(()) => {
+                self.len += frame.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let err = Error::io(format!("append to {}", self.name), e);
+                let cut_back = self.file.set_len(self.len).is_ok();
+                Err((err, cut_back))
+            }
+        }
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(format!("sync {}", self.name), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_frame(epoch: u64) -> Vec<u8> {
+        let mut b = FrameBuilder::default();
+        let payload = b"payload!";
+        let p = PutOp { handle: 5, tag: 2, kind: 3, class: 0, block: 9, len: 8, payload_crc: crc(payload), payload_at: None };
+        b.put(&p, Some(payload));
+        b.free(7, 1);
+        b.root(b"main", 42, b"mbr");
+        b.finish(epoch)
+    }
+
+    fn temp_log(bytes: &[u8]) -> std::path::PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!("pcore-wal-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("wal-1.log");
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let mut log = sample_frame(1);
+        log.extend(sample_frame(2));
+        let c = read_log(&temp_log(&log), "wal", 1).unwrap();
+        assert_eq!(c.frames.len(), 2);
+        assert_eq!(c.valid_bytes, log.len() as u64);
+        let f = &c.frames[1];
+        assert_eq!(f.epoch, 2);
+        assert_eq!(f.ops.len(), 3);
+        match &f.ops[0] {
+            Op::Put(p) => assert_eq!(&f.body[p.payload_at.unwrap()..][..8], b"payload!"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.ops[2], Op::Root { name: b"main".to_vec(), id: 42, meta: b"mbr".to_vec() });
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_at_every_length() {
+        let one = sample_frame(1);
+        let two = sample_frame(2);
+        for cut in 0..two.len() {
+            let mut log = one.clone();
+            log.extend_from_slice(&two[..cut]);
+            let c = read_log(&temp_log(&log), "wal", 1).unwrap();
+            assert_eq!(c.frames.len(), 1, "cut at {cut}");
+            assert_eq!(c.valid_bytes, one.len() as u64);
+        }
+    }
+
+    #[test]
+    fn damage_before_the_last_frame_is_corrupt_not_skipped() {
+        let mut log = sample_frame(1);
+        let first_len = log.len();
+        log.extend(sample_frame(2));
+        for at in [3usize, 10, 30, first_len - 1] {
+            let mut bad = log.clone();
+            bad[at] ^= 0x40;
+            let r = read_log(&temp_log(&bad), "wal", 1);
+            assert!(matches!(r, Err(Error::Corrupt { .. })), "flip at {at}: {:?}", r.map(|c| c.frames.len()));
+        }
+    }
+
+    #[test]
+    fn an_epoch_gap_is_corrupt() {
+        let mut log = sample_frame(1);
+        log.extend(sample_frame(3));
+        assert!(matches!(read_log(&temp_log(&log), "wal", 1), Err(Error::Corrupt { .. })));
+    }
+}
