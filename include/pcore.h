@@ -237,6 +237,9 @@ const char *pcore_last_error_message(void);
 // and sets `struct_size`.
 //
 // Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
+//
+// # Safety
+// `opt` is NULL or points to a writable `PcoreStoreOptions`.
 int32_t pcore_store_options_init(struct PcoreStoreOptions *opt);
 
 // Opens (or creates) the store in directory `dir`, or an in-memory store when `opt->flags`
@@ -391,7 +394,7 @@ int32_t pcore_root_get(struct PcoreStore *store,
 
 // Commits everything published, freed and set since the last commit, atomically: after a
 // crash all of it is there or none of it. Durable as the store's durability mode says.
-// `*out_epoch` (if not NULL) receives the new epoch (unchanged when there was nothing to commit).
+// `*out_epoch` (if not NULL) receives the new epoch; every commit advances it.
 //
 // Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (nothing
 // committed; the store stays usable), `PCORE_POISONED` (a failed sync: reopen), `PCORE_BAD_HANDLE`.

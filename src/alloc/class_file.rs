@@ -33,14 +33,28 @@ pub(crate) struct ClassFile {
 impl ClassFile {
     /// Opens the class file if it exists (mapping every whole segment in it); creates nothing.
     pub(crate) fn open(backing: &Backing, name: String, segment_bytes: u64) -> Result<ClassFile> {
-        let mut cf = ClassFile { backing: backing.clone(), name, file: None, segment_bytes, segments: Vec::new(), dirty: Vec::new() };
+        let mut cf = ClassFile {
+            backing: backing.clone(),
+            name,
+            file: None,
+            segment_bytes,
+            segments: Vec::new(),
+            dirty: Vec::new(),
+        };
         let Some(path) = cf.path() else { return Ok(cf) };
         if !path.exists() {
             return Ok(cf);
         }
         let writable = matches!(cf.backing, Backing::Shared(_));
-        let file = OpenOptions::new().read(true).write(writable).open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-        let len = file.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?.len();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .len();
         // A partial segment at the end is a grow that crashed before it was used: ignored.
         for i in 0..len / segment_bytes {
             let m = cf.map_segment(&file, i)?;
@@ -80,17 +94,25 @@ impl ClassFile {
     pub(crate) fn grow(&mut self) -> Result<()> {
         let index = self.segments.len() as u64;
         let mapping = match self.backing {
-            Backing::Memory => Mapping::anonymous(self.segment_bytes as usize).map_err(|e| Error::io("map anonymous segment", e))?,
+            Backing::Memory => Mapping::anonymous(self.segment_bytes as usize)
+                .map_err(|e| Error::io("map anonymous segment", e))?,
             Backing::Private(_) => return Err(Error::ReadOnly),
             Backing::Shared(_) => {
                 if self.file.is_none() {
                     let path = self.path().expect("shared backing has a path");
-                    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
-                    self.file = Some(f.map_err(|e| Error::io(format!("create {}", path.display()), e))?);
+                    let f = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&path);
+                    self.file =
+                        Some(f.map_err(|e| Error::io(format!("create {}", path.display()), e))?);
                 }
                 let file = self.file.as_ref().expect("opened above");
-                preallocate(file, index * self.segment_bytes, self.segment_bytes)
-                    .map_err(|e| Error::io(format!("preallocate {} segment {index}", self.name), e))?;
+                preallocate(file, index * self.segment_bytes, self.segment_bytes).map_err(|e| {
+                    Error::io(format!("preallocate {} segment {index}", self.name), e)
+                })?;
                 self.map_segment(file, index)?
             }
         };
@@ -128,7 +150,9 @@ impl ClassFile {
         if !matches!(self.backing, Backing::Shared(_)) {
             return Ok(());
         }
-        self.segments[segment as usize].flush_range(offset, len).map_err(|e| Error::io(format!("flush {} segment {segment}", self.name), e))
+        self.segments[segment as usize]
+            .flush_range(offset, len)
+            .map_err(|e| Error::io(format!("flush {} segment {segment}", self.name), e))
     }
 
     /// Bytes the file takes on disk (whole segments).

@@ -48,19 +48,26 @@ unsafe fn read_options(opt: *const PcoreStoreOptions) -> Result<PcoreStoreOption
     // SAFETY: non-null; the first field is readable by the struct_size convention.
     let size = unsafe { std::ptr::addr_of!((*opt).struct_size).read_unaligned() } as usize;
     if size < std::mem::size_of::<u32>() {
-        return Err(Error::InvalidArgument(format!("PcoreStoreOptions.struct_size is {size}")));
+        return Err(Error::InvalidArgument(format!(
+            "PcoreStoreOptions.struct_size is {size}"
+        )));
     }
     let n = size.min(std::mem::size_of::<PcoreStoreOptions>());
     // SAFETY: the caller's struct has `size` >= n readable bytes; `o` is a local of at least n
     // bytes; the regions cannot overlap.
-    unsafe { std::ptr::copy_nonoverlapping(opt.cast::<u8>(), std::ptr::addr_of_mut!(o).cast::<u8>(), n) };
+    unsafe {
+        std::ptr::copy_nonoverlapping(opt.cast::<u8>(), std::ptr::addr_of_mut!(o).cast::<u8>(), n)
+    };
     Ok(o)
 }
 
 fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
     let known = PCORE_OPEN_READ_ONLY | PCORE_OPEN_IN_MEMORY | PCORE_OPEN_NO_CREATE;
     if o.flags & !known != 0 {
-        return Err(Error::InvalidArgument(format!("unknown open flags {:#x}", o.flags & !known)));
+        return Err(Error::InvalidArgument(format!(
+            "unknown open flags {:#x}",
+            o.flags & !known
+        )));
     }
     let d = StoreOptions::default();
     let or = |v: u32, dflt: u32| if v == 0 { dflt } else { v };
@@ -80,7 +87,11 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
         min_class_bytes: or(o.min_class_bytes, d.min_class_bytes),
         max_class_bytes: or(o.max_class_bytes, d.max_class_bytes),
         inline_payload_max_bytes: or(o.inline_payload_max_bytes, d.inline_payload_max_bytes),
-        checkpoint_log_bytes: if o.checkpoint_log_bytes == 0 { d.checkpoint_log_bytes } else { o.checkpoint_log_bytes },
+        checkpoint_log_bytes: if o.checkpoint_log_bytes == 0 {
+            d.checkpoint_log_bytes
+        } else {
+            o.checkpoint_log_bytes
+        },
         read_only: o.flags & PCORE_OPEN_READ_ONLY != 0,
         create: o.flags & PCORE_OPEN_NO_CREATE == 0,
     })
@@ -90,8 +101,11 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
 /// and sets `struct_size`.
 ///
 /// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
+///
+/// # Safety
+/// `opt` is NULL or points to a writable `PcoreStoreOptions`.
 #[no_mangle]
-pub extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -> i32 {
+pub unsafe extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -> i32 {
     guard::call(|| {
         non_null(opt, "opt")?;
         // SAFETY: non-null (checked); the caller passes a writable PcoreStoreOptions.
@@ -115,7 +129,11 @@ pub extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -> i32 {
 /// `dir` is NULL or a NUL-terminated path; `opt` is NULL or points to `opt->struct_size`
 /// readable bytes; `out` points to writable memory for one pointer.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_store_open(dir: *const c_char, opt: *const PcoreStoreOptions, out: *mut *mut PcoreStore) -> i32 {
+pub unsafe extern "C" fn pcore_store_open(
+    dir: *const c_char,
+    opt: *const PcoreStoreOptions,
+    out: *mut *mut PcoreStore,
+) -> i32 {
     guard::call(|| {
         non_null(out, "out")?;
         // SAFETY: per this function's contract.
@@ -123,7 +141,9 @@ pub unsafe extern "C" fn pcore_store_open(dir: *const c_char, opt: *const PcoreS
         let options = to_store_options(&o)?;
         let store = if o.flags & PCORE_OPEN_IN_MEMORY != 0 {
             if !dir.is_null() {
-                return Err(Error::InvalidArgument("dir must be NULL with PCORE_OPEN_IN_MEMORY".into()));
+                return Err(Error::InvalidArgument(
+                    "dir must be NULL with PCORE_OPEN_IN_MEMORY".into(),
+                ));
             }
             Store::in_memory(&options)?
         } else {
@@ -166,13 +186,27 @@ pub extern "C" fn pcore_store_close(store: *mut PcoreStore) -> i32 {
 /// # Safety
 /// `out` points to a writable `PcoreAllocResult`.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_node_allocate(store: *mut PcoreStore, min_len: usize, kind: u8, out: *mut PcoreAllocResult) -> i32 {
+pub unsafe extern "C" fn pcore_node_allocate(
+    store: *mut PcoreStore,
+    min_len: usize,
+    kind: u8,
+    out: *mut PcoreAllocResult,
+) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
         let (id, addr, capacity) = s.allocate(min_len, kind)?;
         // SAFETY: `out` checked non-null; writable by contract.
-        unsafe { write_out(out, PcoreAllocResult { id: id.raw(), writable: addr as *mut c_void, capacity }) };
+        unsafe {
+            write_out(
+                out,
+                PcoreAllocResult {
+                    id: id.raw(),
+                    writable: addr as *mut c_void,
+                    capacity,
+                },
+            )
+        };
         Ok(())
     })
 }
@@ -191,15 +225,26 @@ pub unsafe extern "C" fn pcore_node_allocate(store: *mut PcoreStore, min_len: us
 /// # Safety
 /// `data` points to `len` readable bytes (or is NULL with `len` 0); `out_id` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_node_publish(store: *mut PcoreStore, id: u64, data: *const c_void, len: usize, out_id: *mut u64) -> i32 {
+pub unsafe extern "C" fn pcore_node_publish(
+    store: *mut PcoreStore,
+    id: u64,
+    data: *const c_void,
+    len: usize,
+    out_id: *mut u64,
+) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
         let id = NodeId::from_raw(id);
         let src = data as usize;
         let new_id = match s.block_range(id) {
-            Ok((start, capacity)) if !data.is_null() && src >= start && src < start + capacity => {
-                s.publish_from(id, Source::OwnBlock { offset: src - start, len })?
-            }
+            Ok((start, capacity)) if !data.is_null() && src >= start && src < start + capacity => s
+                .publish_from(
+                    id,
+                    Source::OwnBlock {
+                        offset: src - start,
+                        len,
+                    },
+                )?,
             _ => {
                 // SAFETY: `data` holds `len` readable bytes by contract; checked for NULL inside.
                 let slice = unsafe { bytes(data.cast::<u8>(), len, "data")? };
@@ -226,7 +271,12 @@ pub unsafe extern "C" fn pcore_node_publish(store: *mut PcoreStore, id: u64, dat
 /// # Safety
 /// `out_ptr` and `out_capacity` are writable.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_node_write_ptr(store: *mut PcoreStore, id: u64, out_ptr: *mut *mut c_void, out_capacity: *mut usize) -> i32 {
+pub unsafe extern "C" fn pcore_node_write_ptr(
+    store: *mut PcoreStore,
+    id: u64,
+    out_ptr: *mut *mut c_void,
+    out_capacity: *mut usize,
+) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out_ptr, "out_ptr")?;
@@ -260,17 +310,37 @@ pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, l
 /// # Safety
 /// `out` is NULL or points to a writable `PcoreNodeBytes`.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_node_read(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeBytes) -> i32 {
+pub unsafe extern "C" fn pcore_node_read(
+    store: *mut PcoreStore,
+    id: u64,
+    out: *mut PcoreNodeBytes,
+) -> i32 {
     if !out.is_null() {
         // SAFETY: non-null; writable by contract.
-        unsafe { write_out(out, PcoreNodeBytes { data: std::ptr::null(), len: 0 }) };
+        unsafe {
+            write_out(
+                out,
+                PcoreNodeBytes {
+                    data: std::ptr::null(),
+                    len: 0,
+                },
+            )
+        };
     }
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
         let (addr, len) = s.read_addr(NodeId::from_raw(id))?;
         // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, PcoreNodeBytes { data: addr as *const c_void, len }) };
+        unsafe {
+            write_out(
+                out,
+                PcoreNodeBytes {
+                    data: addr as *const c_void,
+                    len,
+                },
+            )
+        };
         Ok(())
     })
 }
@@ -282,7 +352,11 @@ pub unsafe extern "C" fn pcore_node_read(store: *mut PcoreStore, id: u64, out: *
 /// # Safety
 /// `out` points to a writable `PcoreNodeInfo`.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_node_info(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeInfo) -> i32 {
+pub unsafe extern "C" fn pcore_node_info(
+    store: *mut PcoreStore,
+    id: u64,
+    out: *mut PcoreNodeInfo,
+) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
@@ -318,7 +392,12 @@ pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -
 ///
 /// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
 #[no_mangle]
-pub extern "C" fn pcore_node_retire(store: *mut PcoreStore, id: u64, epoch: u64, reason: u8) -> i32 {
+pub extern "C" fn pcore_node_retire(
+    store: *mut PcoreStore,
+    id: u64,
+    epoch: u64,
+    reason: u8,
+) -> i32 {
     let _ = reason;
     guard::call(|| store_of(store)?.retire(NodeId::from_raw(id), epoch))
 }
@@ -334,11 +413,23 @@ pub extern "C" fn pcore_node_retire(store: *mut PcoreStore, id: u64, epoch: u64,
 /// # Safety
 /// `name` and `meta` point to their lengths' readable bytes (or are NULL with length 0).
 #[no_mangle]
-pub unsafe extern "C" fn pcore_root_set(store: *mut PcoreStore, name: *const c_char, name_len: usize, id: u64, meta: *const c_void, meta_len: usize) -> i32 {
+pub unsafe extern "C" fn pcore_root_set(
+    store: *mut PcoreStore,
+    name: *const c_char,
+    name_len: usize,
+    id: u64,
+    meta: *const c_void,
+    meta_len: usize,
+) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
         // SAFETY: per this function's contract.
-        let (name, meta) = unsafe { (bytes(name.cast::<u8>(), name_len, "name")?, bytes(meta.cast::<u8>(), meta_len, "meta")?) };
+        let (name, meta) = unsafe {
+            (
+                bytes(name.cast::<u8>(), name_len, "name")?,
+                bytes(meta.cast::<u8>(), meta_len, "meta")?,
+            )
+        };
         s.set_root(name, id, meta)
     })
 }
@@ -367,11 +458,15 @@ pub unsafe extern "C" fn pcore_root_get(
         let s = store_of(store)?;
         non_null(out_id, "out_id")?;
         if meta_buf.is_null() && meta_cap > 0 {
-            return Err(Error::InvalidArgument("meta_buf is NULL with meta_cap > 0".into()));
+            return Err(Error::InvalidArgument(
+                "meta_buf is NULL with meta_cap > 0".into(),
+            ));
         }
         // SAFETY: per this function's contract.
         let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
-        let root = s.get_root(name)?.ok_or_else(|| Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name))))?;
+        let root = s.get_root(name)?.ok_or_else(|| {
+            Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name)))
+        })?;
         let n = root.meta.len().min(meta_cap);
         // SAFETY: `out_id` non-null; `meta_buf` has `meta_cap` >= n writable bytes when n > 0;
         // `out_meta_len` checked for NULL; all writable by contract.
@@ -390,7 +485,7 @@ pub unsafe extern "C" fn pcore_root_get(
 
 /// Commits everything published, freed and set since the last commit, atomically: after a
 /// crash all of it is there or none of it. Durable as the store's durability mode says.
-/// `*out_epoch` (if not NULL) receives the new epoch (unchanged when there was nothing to commit).
+/// `*out_epoch` (if not NULL) receives the new epoch; every commit advances it.
 ///
 /// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (nothing
 /// committed; the store stays usable), `PCORE_POISONED` (a failed sync: reopen), `PCORE_BAD_HANDLE`.
@@ -427,14 +522,19 @@ pub extern "C" fn pcore_store_checkpoint(store: *mut PcoreStore) -> i32 {
 /// # Safety
 /// `out` points to `out->struct_size` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut PcoreStoreStats) -> i32 {
+pub unsafe extern "C" fn pcore_store_stats(
+    store: *mut PcoreStore,
+    out: *mut PcoreStoreStats,
+) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
         // SAFETY: non-null; the first field is readable by contract.
         let size = unsafe { std::ptr::addr_of!((*out).struct_size).read_unaligned() } as usize;
         if size < std::mem::size_of::<u32>() * 2 {
-            return Err(Error::InvalidArgument(format!("PcoreStoreStats.struct_size is {size}")));
+            return Err(Error::InvalidArgument(format!(
+                "PcoreStoreStats.struct_size is {size}"
+            )));
         }
         let st = s.stats()?;
         let full = PcoreStoreStats {
@@ -452,7 +552,13 @@ pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut Pco
         };
         let n = size.min(std::mem::size_of::<PcoreStoreStats>());
         // SAFETY: the caller's struct has `size` >= n writable bytes; `full` is a local.
-        unsafe { std::ptr::copy_nonoverlapping(std::ptr::addr_of!(full).cast::<u8>(), out.cast::<u8>(), n) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                std::ptr::addr_of!(full).cast::<u8>(),
+                out.cast::<u8>(),
+                n,
+            )
+        };
         Ok(())
     })
 }
@@ -464,12 +570,18 @@ pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut Pco
 /// # Safety
 /// `out` points to a writable `PcoreClassStats`.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_store_class_stats(store: *mut PcoreStore, class_index: u32, out: *mut PcoreClassStats) -> i32 {
+pub unsafe extern "C" fn pcore_store_class_stats(
+    store: *mut PcoreStore,
+    class_index: u32,
+    out: *mut PcoreClassStats,
+) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
         let st = s.stats()?;
-        let c = st.classes.get(class_index as usize).ok_or_else(|| Error::InvalidArgument(format!("class index {class_index} of {}", st.classes.len())))?;
+        let c = st.classes.get(class_index as usize).ok_or_else(|| {
+            Error::InvalidArgument(format!("class index {class_index} of {}", st.classes.len()))
+        })?;
         // SAFETY: checked non-null; writable by contract.
         unsafe { write_out(out, PcoreClassStats::from(c)) };
         Ok(())

@@ -176,11 +176,20 @@ impl Store {
             poisoned: None,
             last_checkpoint_error: None,
         };
-        Ok(Store::from_parts(writer, core, StoreOptions { read_only: false, ..options.clone() }, true))
+        Ok(Store::from_parts(
+            writer,
+            core,
+            StoreOptions {
+                read_only: false,
+                ..options.clone()
+            },
+            true,
+        ))
     }
 
     fn from_parts(writer: WriterSide, core: Core, options: StoreOptions, in_memory: bool) -> Store {
-        let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
+        let balanced =
+            options.durability == Durability::Balanced && !in_memory && !options.read_only;
         let shared = Arc::new(Shared {
             writer: Mutex::new(writer),
             state: RwLock::new(core),
@@ -190,7 +199,11 @@ impl Store {
             flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
         });
         if balanced {
-            spawn_flusher(Arc::downgrade(&shared), shared.flusher_stop.clone(), shared.options.balanced_interval_ms);
+            spawn_flusher(
+                Arc::downgrade(&shared),
+                shared.flusher_stop.clone(),
+                shared.options.balanced_interval_ms,
+            );
         }
         Store { shared }
     }
@@ -329,17 +342,20 @@ impl Store {
 
     /// The named root as last set, committed or not; `None` when there is none.
     pub fn get_root(&self, name: &[u8]) -> Result<Option<Root>> {
-        self.read_state(|c| Ok(c.roots.get(name).map(|(id, meta)| Root { id: *id, meta: meta.clone() })))
+        self.read_state(|c| {
+            Ok(c.roots.get(name).map(|(id, meta)| Root {
+                id: *id,
+                meta: meta.clone(),
+            }))
+        })
     }
 
     /// Makes everything published so far durable (as the durability mode promises) and
-    /// atomic: after a crash, all of it is there or none of it. Returns the new epoch.
+    /// atomic: after a crash, all of it is there or none of it. Returns the new epoch; every
+    /// commit advances it, even one with nothing to write (so retire epochs come due).
     pub fn commit(&self) -> Result<u64> {
         let mut w = self.writer()?;
         let opts = &self.shared.options;
-        if !self.shared.state.read().has_changes() {
-            return Ok(self.shared.state.read().epoch);
-        }
         if self.shared.in_memory {
             let mut c = self.shared.state.write();
             let epoch = c.prepare_commit(0).epoch;
@@ -347,7 +363,11 @@ impl Store {
             c.release_frees(epoch)?;
             return Ok(epoch);
         }
-        let prepared = self.shared.state.write().prepare_commit(opts.inline_payload_max_bytes as usize);
+        let prepared = self
+            .shared
+            .state
+            .write()
+            .prepare_commit(opts.inline_payload_max_bytes as usize);
         {
             let c = self.shared.state.read();
             for &(loc, len) in &prepared.unlogged {
@@ -365,7 +385,9 @@ impl Store {
         let pending = self.shared.state.read().pending_free_bytes;
         let sync_now = match opts.durability {
             Durability::Strict => true,
-            Durability::Balanced => w.last_sync.elapsed() >= Duration::from_millis(u64::from(opts.balanced_interval_ms)),
+            Durability::Balanced => {
+                w.last_sync.elapsed() >= Duration::from_millis(u64::from(opts.balanced_interval_ms))
+            }
             // Blocks freed by unsynced commits cannot be reused; sync now and then to recycle them.
             Durability::Eventual => pending > EVENTUAL_SYNC_FOR_FREED_BYTES,
         };
@@ -398,7 +420,10 @@ impl Store {
     /// Syncs the log if a commit is not yet on disk (BALANCED's background thread).
     fn sync_if_behind(&self) {
         let mut w = self.shared.writer.lock();
-        if w.poisoned.is_none() && w.written_epoch > w.durable_epoch && !self.shared.closed.load(Ordering::Acquire) {
+        if w.poisoned.is_none()
+            && w.written_epoch > w.durable_epoch
+            && !self.shared.closed.load(Ordering::Acquire)
+        {
             let _ = sync_log(&mut w);
         }
     }
@@ -424,7 +449,9 @@ impl Store {
                 reallocations: c.reallocations,
                 log_bytes: w.log.as_ref().map_or(0, LogWriter::len),
                 checkpoint_epoch: w.meta.map_or(0, |m| m.checkpoint_epoch),
-                open_files: c.space.open_files() as u64 + u64::from(w.log.is_some()) + u64::from(w._lock.is_some() && file_store),
+                open_files: c.space.open_files() as u64
+                    + u64::from(w.log.is_some())
+                    + u64::from(w._lock.is_some() && file_store),
                 data_file_bytes: c.space.file_bytes(),
                 handles: c.table.handle_count(),
                 classes,
@@ -436,7 +463,9 @@ impl Store {
     /// The size classes' block sizes.
     pub fn class_bytes(&self) -> Vec<u32> {
         let c = self.shared.state.read();
-        (0..c.space.classes().count() as u8).map(|i| c.space.classes().bytes(i)).collect()
+        (0..c.space.classes().count() as u8)
+            .map(|i| c.space.classes().bytes(i))
+            .collect()
     }
 
     /// Checks the allocator against the object table: every referenced block allocated once,
@@ -444,6 +473,32 @@ impl Store {
     pub fn verify(&self) -> Result<()> {
         let _w = self.shared.writer.lock();
         self.read_state(|c| c.verify())
+    }
+
+    /// Ids of all committed nodes, in handle order (RESERVED nodes are not listed).
+    pub fn live_ids(&self) -> Result<Vec<NodeId>> {
+        self.read_state(|c| {
+            Ok(c.table
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.state == super::table::State::Live)
+                .map(|(h, _)| c.table.id_of(h as u64))
+                .collect())
+        })
+    }
+
+    /// Stops using the store the way a killed process does: no checkpoint, no sync; the
+    /// lock and files are released. For crash tests.
+    #[doc(hidden)]
+    pub fn simulate_crash(&self) {
+        let mut w = self.shared.writer.lock();
+        self.shared.closed.store(true, Ordering::Release);
+        let (stop, cv) = &*self.shared.flusher_stop;
+        *stop.lock() = true;
+        cv.notify_all();
+        w.log = None;
+        w._lock = None;
     }
 
     /// The message of the last automatic checkpoint that failed, if the latest one did.
@@ -465,7 +520,13 @@ impl Shared {
         checkpoint::write(&dir, generation, &bytes)?;
         let log = LogWriter::open(&dir.join(recovery::log_name(generation)), 0)?;
         crate::os::sync_dir(&dir).map_err(|e| Error::io("sync the store directory", e))?;
-        let meta = Meta { sequence: old.sequence + 1, generation, has_checkpoint: true, checkpoint_epoch: epoch, ..old };
+        let meta = Meta {
+            sequence: old.sequence + 1,
+            generation,
+            has_checkpoint: true,
+            checkpoint_epoch: epoch,
+            ..old
+        };
         meta.store(&dir)?;
         w.meta = Some(meta);
         w.log = Some(log);

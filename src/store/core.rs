@@ -20,7 +20,10 @@ pub enum Source<'a> {
     Bytes(&'a [u8]),
     /// `len` bytes at `offset` inside the node's own current block: the host wrote into the
     /// block and publishes from there; copied with overlap allowed.
-    OwnBlock { offset: usize, len: usize },
+    OwnBlock {
+        offset: usize,
+        len: usize,
+    },
 }
 
 impl Source<'_> {
@@ -61,8 +64,18 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub fn new(space: Space, table: ObjectTable, roots: Roots, epoch: u64, growth: GrowthPolicy) -> Core {
-        let live_nodes = table.slots.iter().filter(|s| s.state == State::Live).count() as u64;
+    pub fn new(
+        space: Space,
+        table: ObjectTable,
+        roots: Roots,
+        epoch: u64,
+        growth: GrowthPolicy,
+    ) -> Core {
+        let live_nodes = table
+            .slots
+            .iter()
+            .filter(|s| s.state == State::Live)
+            .count() as u64;
         Core {
             space,
             table,
@@ -90,7 +103,9 @@ impl Core {
 
     pub fn allocate(&mut self, min_len: usize, kind: u8) -> Result<(NodeId, Loc)> {
         if kind == 0 {
-            return Err(Error::InvalidArgument("node kind 0 is reserved as invalid".into()));
+            return Err(Error::InvalidArgument(
+                "node kind 0 is reserved as invalid".into(),
+            ));
         }
         let class = self.space.classes().class_for(min_len as u64)?;
         let loc = self.space.allocate(class)?;
@@ -102,7 +117,16 @@ impl Core {
             }
         };
         let tag = self.table.slots[handle as usize].tag;
-        self.table.slots[handle as usize] = Slot { block: loc.block, len: 0, tag, kind, class, state: State::Reserved, dirty: false, freeing: false };
+        self.table.slots[handle as usize] = Slot {
+            block: loc.block,
+            len: 0,
+            tag,
+            kind,
+            class,
+            state: State::Reserved,
+            dirty: false,
+            freeing: false,
+        };
         self.mark_dirty(handle);
         self.reserved_nodes += 1;
         Ok((self.table.id_of(handle), loc))
@@ -111,14 +135,17 @@ impl Core {
     fn write_source(&mut self, to: Loc, src: Source<'_>, own: Loc) {
         match src {
             Source::Bytes(b) => self.space.write(to, b),
-            Source::OwnBlock { offset, len } if own == to => self.space.shift_to_start(to, offset, len),
+            Source::OwnBlock { offset, len } if own == to => {
+                self.space.shift_to_start(to, offset, len)
+            }
             Source::OwnBlock { offset, len } => self.space.copy(own, offset, to, len),
         }
     }
 
     /// True when the node's current block is its committed block, which must not be written.
     fn needs_shadow(&self, handle: u64) -> bool {
-        self.table.slots[handle as usize].state == State::Live && !self.table.shadowed.contains_key(&handle)
+        self.table.slots[handle as usize].state == State::Live
+            && !self.table.shadowed.contains_key(&handle)
     }
 
     /// Gives the node a private copy of its committed block (copy-on-write), copying
@@ -129,7 +156,13 @@ impl Core {
         if copy_len > 0 {
             self.space.copy(slot.loc(), 0, shadow, copy_len);
         }
-        self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len });
+        self.table.shadowed.insert(
+            handle,
+            Committed {
+                loc: slot.loc(),
+                len: slot.len,
+            },
+        );
         self.table.slots[handle as usize].set_loc(shadow);
         Ok(shadow)
     }
@@ -139,7 +172,13 @@ impl Core {
     fn drop_working_block(&mut self, handle: u64) -> Result<()> {
         if self.needs_shadow(handle) {
             let slot = self.table.slots[handle as usize];
-            self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len });
+            self.table.shadowed.insert(
+                handle,
+                Committed {
+                    loc: slot.loc(),
+                    len: slot.len,
+                },
+            );
             Ok(())
         } else {
             self.space.free(self.table.slots[handle as usize].loc())
@@ -153,11 +192,17 @@ impl Core {
         let len = src.len();
         if let Source::OwnBlock { offset, len } = src {
             if offset.checked_add(len).is_none_or(|end| end > capacity) {
-                return Err(Error::InvalidArgument(format!("source range {offset}+{len} is outside node {id}'s block of {capacity} bytes")));
+                return Err(Error::InvalidArgument(format!(
+                    "source range {offset}+{len} is outside node {id}'s block of {capacity} bytes"
+                )));
             }
         }
         if len <= capacity {
-            let target = if self.needs_shadow(handle) { self.shadow(handle, 0)? } else { slot.loc() };
+            let target = if self.needs_shadow(handle) {
+                self.shadow(handle, 0)?
+            } else {
+                slot.loc()
+            };
             self.write_source(target, src, slot.loc());
             self.table.slots[handle as usize].len = len as u32;
             self.mark_dirty(handle);
@@ -206,7 +251,9 @@ impl Core {
         let handle = self.table.resolve(id)?;
         let capacity = self.space.capacity(self.table.slots[handle as usize].class) as usize;
         if len > capacity {
-            return Err(Error::TooLarge(format!("{len} bytes published in place in node {id}, whose block holds {capacity}")));
+            return Err(Error::TooLarge(format!(
+                "{len} bytes published in place in node {id}, whose block holds {capacity}"
+            )));
         }
         // Without an earlier write_loc there is no shadow yet: take one now, so the commit
         // logs these bytes as a new version rather than trusting the committed block.
@@ -247,13 +294,21 @@ impl Core {
 
     pub fn set_root(&mut self, name: &[u8], id: u64, meta: &[u8]) -> Result<()> {
         if name.len() > ROOT_NAME_MAX_BYTES {
-            return Err(Error::InvalidArgument(format!("root name of {} bytes; at most {ROOT_NAME_MAX_BYTES}", name.len())));
+            return Err(Error::InvalidArgument(format!(
+                "root name of {} bytes; at most {ROOT_NAME_MAX_BYTES}",
+                name.len()
+            )));
         }
         if meta.len() > ROOT_META_MAX_BYTES {
-            return Err(Error::InvalidArgument(format!("root metadata of {} bytes; at most {ROOT_META_MAX_BYTES}", meta.len())));
+            return Err(Error::InvalidArgument(format!(
+                "root metadata of {} bytes; at most {ROOT_META_MAX_BYTES}",
+                meta.len()
+            )));
         }
         if !self.roots.contains_key(name) && self.roots.len() >= ROOT_COUNT_MAX {
-            return Err(Error::Limit(format!("a store holds at most {ROOT_COUNT_MAX} roots")));
+            return Err(Error::Limit(format!(
+                "a store holds at most {ROOT_COUNT_MAX} roots"
+            )));
         }
         self.roots.insert(name.to_vec(), (id, meta.to_vec()));
         self.dirty_roots.insert(name.to_vec());
@@ -277,10 +332,6 @@ impl Core {
         let handle = self.table.resolve(id)?;
         let s = &self.table.slots[handle as usize];
         Ok((s.loc(), s.len as usize))
-    }
-
-    pub fn has_changes(&self) -> bool {
-        !self.dirty.is_empty() || !self.dirty_roots.is_empty() || self.retired.iter().any(|&(e, _)| e <= self.epoch + 1)
     }
 
     /// Frees the retired nodes whose epoch has come.
@@ -332,7 +383,11 @@ impl Core {
             let (id, meta) = &self.roots[name];
             frame.root(name, *id, meta);
         }
-        PreparedCommit { epoch, frame: frame.finish(epoch), unlogged }
+        PreparedCommit {
+            epoch,
+            frame: frame.finish(epoch),
+            unlogged,
+        }
     }
 
     /// Marks everything in the prepared commit as committed at `epoch`.
@@ -364,7 +419,10 @@ impl Core {
             slot.state = State::Live;
             slot.dirty = false;
         }
-        debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
+        debug_assert!(
+            self.table.shadowed.is_empty(),
+            "every shadowed node is dirty"
+        );
         self.dirty_roots.clear();
         self.epoch = epoch;
     }
@@ -405,11 +463,21 @@ impl Core {
             return Err(Error::Internal(format!("block {:?} is owned twice", w[0])));
         }
         if let Some(l) = owned.iter().find(|&&l| !self.space.is_allocated(l)) {
-            return Err(Error::Internal(format!("block {l:?} is in use but free in the allocator")));
+            return Err(Error::Internal(format!(
+                "block {l:?} is in use but free in the allocator"
+            )));
         }
-        let allocated: u64 = self.space.stats().iter().map(|c| c.live_bytes / c.class_bytes).sum();
+        let allocated: u64 = self
+            .space
+            .stats()
+            .iter()
+            .map(|c| c.live_bytes / c.class_bytes)
+            .sum();
         if allocated != owned.len() as u64 {
-            return Err(Error::Internal(format!("{allocated} blocks allocated but {} referenced: a leak", owned.len())));
+            return Err(Error::Internal(format!(
+                "{allocated} blocks allocated but {} referenced: a leak",
+                owned.len()
+            )));
         }
         Ok(())
     }

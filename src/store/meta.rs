@@ -62,7 +62,9 @@ impl Meta {
         }
         let version = r.u32()?;
         if version != FORMAT_VERSION {
-            return Err(Error::VersionMismatch(format!("store format {version}; this build reads {FORMAT_VERSION}")));
+            return Err(Error::VersionMismatch(format!(
+                "store format {version}; this build reads {FORMAT_VERSION}"
+            )));
         }
         let flags = r.u32()?;
         Ok(Some(Meta {
@@ -78,10 +80,14 @@ impl Meta {
     /// Reads both slots and returns the newer valid one; `Corrupt` if neither is valid.
     pub fn load(dir: &Path) -> Result<Meta> {
         let path = dir.join(META_FILE);
-        let data = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let data =
+            std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
         let slot = |i: u64| {
             let start = (i * SLOT_BYTES) as usize;
-            let bytes = data.get(start..).map(|s| &s[..s.len().min(SLOT_USED_BYTES)]).unwrap_or(&[]);
+            let bytes = data
+                .get(start..)
+                .map(|s| &s[..s.len().min(SLOT_USED_BYTES)])
+                .unwrap_or(&[]);
             Meta::decode(bytes, i * SLOT_BYTES)
         };
         match (slot(0)?, slot(1)?) {
@@ -95,10 +101,17 @@ impl Meta {
     /// the previous meta, which stays valid if this write is torn.
     pub fn store(&self, dir: &Path) -> Result<()> {
         let path = dir.join(META_FILE);
-        let file: File = OpenOptions::new().write(true).create(true).truncate(false).open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let file: File = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let offset = (self.sequence % 2) * SLOT_BYTES;
-        file.write_all_at(&self.encode(), offset).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-        file.sync_data().map_err(|e| Error::io(format!("sync {}", path.display()), e))
+        file.write_all_at(&self.encode(), offset)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        file.sync_data()
+            .map_err(|e| Error::io(format!("sync {}", path.display()), e))
     }
 }
 
@@ -113,7 +126,14 @@ mod tests {
     }
 
     fn meta(sequence: u64) -> Meta {
-        Meta { sequence, generation: sequence * 10, has_checkpoint: true, checkpoint_epoch: 5, min_class_bytes: 64, max_class_bytes: 4096 }
+        Meta {
+            sequence,
+            generation: sequence * 10,
+            has_checkpoint: true,
+            checkpoint_epoch: 5,
+            min_class_bytes: 64,
+            max_class_bytes: 4096,
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@ mod meta;
 mod node_id;
 mod recovery;
 mod table;
+#[cfg(test)]
+mod tests;
 mod wal;
 
 pub use self::api::{Durability, GrowthPolicy, NodeInfo, Root, Store, StoreOptions, StoreStats};

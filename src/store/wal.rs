@@ -46,8 +46,15 @@ pub(crate) struct PutOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
     Put(PutOp),
-    Free { handle: u64, tag: u16 },
-    Root { name: Vec<u8>, id: u64, meta: Vec<u8> },
+    Free {
+        handle: u64,
+        tag: u16,
+    },
+    Root {
+        name: Vec<u8>,
+        id: u64,
+        meta: Vec<u8>,
+    },
 }
 
 /// Builds the body of one commit's frame.
@@ -140,21 +147,44 @@ pub(crate) fn read_log(path: &Path, name: &str, first_epoch: u64) -> Result<LogC
             if end == data.len() || data[end..].iter().all(|&b| b == 0) {
                 break; // torn tail: the last frame's body never fully reached the disk
             }
-            return Err(Error::corrupt(name, pos as u64, "commit frame body checksum mismatch, with more frames after it"));
+            return Err(Error::corrupt(
+                name,
+                pos as u64,
+                "commit frame body checksum mismatch, with more frames after it",
+            ));
         }
         if epoch != expected_epoch {
-            return Err(Error::corrupt(name, pos as u64 + 8, format!("frame epoch {epoch}, expected {expected_epoch}")));
+            return Err(Error::corrupt(
+                name,
+                pos as u64 + 8,
+                format!("frame epoch {epoch}, expected {expected_epoch}"),
+            ));
         }
         let body_at = (pos + FRAME_HEADER_BYTES) as u64;
         let ops = decode_ops(name, body_at, body)?;
-        frames.push(Frame { epoch, body_at, body: body.to_vec(), ops });
+        frames.push(Frame {
+            epoch,
+            body_at,
+            body: body.to_vec(),
+            ops,
+        });
         expected_epoch += 1;
         pos = end;
     }
-    if pos < data.len() && !data[pos..].iter().all(|&b| b == 0) && complete_header_follows(&data, pos) {
-        return Err(Error::corrupt(name, pos as u64, "commit frame header damaged, with more log after it"));
+    if pos < data.len()
+        && !data[pos..].iter().all(|&b| b == 0)
+        && complete_header_follows(&data, pos)
+    {
+        return Err(Error::corrupt(
+            name,
+            pos as u64,
+            "commit frame header damaged, with more log after it",
+        ));
     }
-    Ok(LogContents { frames, valid_bytes: pos as u64 })
+    Ok(LogContents {
+        frames,
+        valid_bytes: pos as u64,
+    })
 }
 
 /// The end of the frame starting at `pos`, if its header is intact and its body is all there.
@@ -184,8 +214,16 @@ fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
         let code = r.u8()?;
         let op = match code {
             OP_PUT => {
-                let (handle, tag, kind, class, block, len, payload_crc, inline) =
-                    (r.u64()?, r.u16()?, r.u8()?, r.u8()?, r.u32()?, r.u32()?, r.u32()?, r.u8()?);
+                let (handle, tag, kind, class, block, len, payload_crc, inline) = (
+                    r.u64()?,
+                    r.u16()?,
+                    r.u8()?,
+                    r.u8()?,
+                    r.u32()?,
+                    r.u32()?,
+                    r.u32()?,
+                    r.u8()?,
+                );
                 let payload_at = match inline {
                     0 => None,
                     1 => {
@@ -198,17 +236,39 @@ fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
                     }
                     _ => return Err(r.corrupt(format!("bad inline flag {inline}"))),
                 };
-                Op::Put(PutOp { handle, tag, kind, class, block, len, payload_crc, payload_at })
+                Op::Put(PutOp {
+                    handle,
+                    tag,
+                    kind,
+                    class,
+                    block,
+                    len,
+                    payload_crc,
+                    payload_at,
+                })
             }
-            OP_FREE => Op::Free { handle: r.u64()?, tag: r.u16()? },
+            OP_FREE => Op::Free {
+                handle: r.u64()?,
+                tag: r.u16()?,
+            },
             OP_ROOT => {
                 let name_len = r.u8()? as usize;
                 let root_name = r.take(name_len)?.to_vec();
                 let id = r.u64()?;
                 let meta_len = r.u16()? as usize;
-                Op::Root { name: root_name, id, meta: r.take(meta_len)?.to_vec() }
+                Op::Root {
+                    name: root_name,
+                    id,
+                    meta: r.take(meta_len)?.to_vec(),
+                }
             }
-            other => return Err(Error::corrupt(name, r.offset() - 1, format!("unknown log operation {other}"))),
+            other => {
+                return Err(Error::corrupt(
+                    name,
+                    r.offset() - 1,
+                    format!("unknown log operation {other}"),
+                ))
+            }
         };
         ops.push(op);
     }
@@ -225,15 +285,32 @@ pub(crate) struct LogWriter {
 impl LogWriter {
     /// Opens for appending after `valid_bytes`, cutting off a torn tail beyond them.
     pub fn open(path: &Path, valid_bytes: u64) -> Result<LogWriter> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path);
         let file = file.map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let on_disk = file.metadata().map_err(|e| Error::io(format!("stat {name}"), e))?.len();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let on_disk = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {name}"), e))?
+            .len();
         if on_disk != valid_bytes {
-            file.set_len(valid_bytes).map_err(|e| Error::io(format!("cut the torn tail of {name}"), e))?;
-            file.sync_data().map_err(|e| Error::io(format!("sync {name}"), e))?;
+            file.set_len(valid_bytes)
+                .map_err(|e| Error::io(format!("cut the torn tail of {name}"), e))?;
+            file.sync_data()
+                .map_err(|e| Error::io(format!("sync {name}"), e))?;
         }
-        Ok(LogWriter { file, name, len: valid_bytes })
+        Ok(LogWriter {
+            file,
+            name,
+            len: valid_bytes,
+        })
     }
 
     pub fn len(&self) -> u64 {
@@ -258,7 +335,9 @@ impl LogWriter {
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io(format!("sync {}", self.name), e))
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(format!("sync {}", self.name), e))
     }
 }
 
@@ -269,7 +348,16 @@ mod tests {
     fn sample_frame(epoch: u64) -> Vec<u8> {
         let mut b = FrameBuilder::default();
         let payload = b"payload!";
-        let p = PutOp { handle: 5, tag: 2, kind: 3, class: 0, block: 9, len: 8, payload_crc: crc(payload), payload_at: None };
+        let p = PutOp {
+            handle: 5,
+            tag: 2,
+            kind: 3,
+            class: 0,
+            block: 9,
+            len: 8,
+            payload_crc: crc(payload),
+            payload_at: None,
+        };
         b.put(&p, Some(payload));
         b.free(7, 1);
         b.root(b"main", 42, b"mbr");
@@ -279,7 +367,11 @@ mod tests {
     fn temp_log(bytes: &[u8]) -> std::path::PathBuf {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!("pcore-wal-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let dir = std::env::temp_dir().join(format!(
+            "pcore-wal-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("wal-1.log");
         std::fs::write(&p, bytes).unwrap();
@@ -300,7 +392,14 @@ mod tests {
             Op::Put(p) => assert_eq!(&f.body[p.payload_at.unwrap()..][..8], b"payload!"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(f.ops[2], Op::Root { name: b"main".to_vec(), id: 42, meta: b"mbr".to_vec() });
+        assert_eq!(
+            f.ops[2],
+            Op::Root {
+                name: b"main".to_vec(),
+                id: 42,
+                meta: b"mbr".to_vec()
+            }
+        );
     }
 
     #[test]
@@ -325,7 +424,11 @@ mod tests {
             let mut bad = log.clone();
             bad[at] ^= 0x40;
             let r = read_log(&temp_log(&bad), "wal", 1);
-            assert!(matches!(r, Err(Error::Corrupt { .. })), "flip at {at}: {:?}", r.map(|c| c.frames.len()));
+            assert!(
+                matches!(r, Err(Error::Corrupt { .. })),
+                "flip at {at}: {:?}",
+                r.map(|c| c.frames.len())
+            );
         }
     }
 
@@ -333,6 +436,9 @@ mod tests {
     fn an_epoch_gap_is_corrupt() {
         let mut log = sample_frame(1);
         log.extend(sample_frame(3));
-        assert!(matches!(read_log(&temp_log(&log), "wal", 1), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            read_log(&temp_log(&log), "wal", 1),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }
