@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: builds pcore and runs `pcore demo` (XTree's workload: growing buckets and data
+# records, commits, close, reopen, byte-for-byte verification, allocator statistics).
+# Extra arguments go to `pcore demo` (e.g. --records 10000000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --quiet --bin pcore
+exec target/release/pcore demo "$@"

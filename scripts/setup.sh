@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the build needs and is missing: cmake, GoogleTest and a C++ compiler from
+# Debian's packages, and rustfmt/clippy for the Rust toolchain. Safe to run repeatedly.
+set -euo pipefail
+
+need_apt=()
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+[ -e /usr/include/gtest/gtest.h ] || need_apt+=(libgtest-dev)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} from Debian's packages"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo (the Rust toolchain) is required; install it with rustup" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    rustup component add "$component" >/dev/null 2>&1 || true
+  fi
+done

@@ -1,0 +1,134 @@
+//! Argument parsing, scratch directories, and small measurement helpers.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Default)]
+pub struct Args {
+    pub dir: Option<PathBuf>,
+    pub count: Option<u64>,
+    pub keep: bool,
+    pub quick: bool,
+}
+
+impl Args {
+    pub fn parse(args: &[String]) -> Result<Args, String> {
+        let mut a = Args::default();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match arg.as_str() {
+                "--dir" => a.dir = Some(PathBuf::from(value("--dir")?)),
+                "--records" | "--nodes" => {
+                    let v = value(arg)?;
+                    a.count = Some(
+                        v.replace('_', "")
+                            .parse()
+                            .map_err(|_| format!("{arg}: not a number: {v}"))?,
+                    );
+                }
+                "--keep" => a.keep = true,
+                "--quick" => a.quick = true,
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// A directory for a run: the one given, or a fresh one under the system temp dir that is
+/// removed at the end unless kept.
+pub struct WorkDir {
+    pub path: PathBuf,
+    remove: bool,
+}
+
+impl WorkDir {
+    pub fn new(given: Option<&Path>, tag: &str, keep: bool) -> Result<WorkDir, String> {
+        let (path, remove) = match given {
+            Some(p) => (p.to_path_buf(), false),
+            None => (
+                std::env::temp_dir().join(format!("pcore-{tag}-{}", std::process::id())),
+                !keep,
+            ),
+        };
+        if path.join("meta").exists() && given.is_some() {
+            return Err(format!(
+                "{} already holds a store; give an empty or new directory",
+                path.display()
+            ));
+        }
+        std::fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        Ok(WorkDir { path, remove })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    proc_status_kb("VmHWM:") * 1024
+}
+
+fn proc_status_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0)
+}
+
+pub fn pattern(seed: u64, out: &mut [u8]) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for chunk in out.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+pub fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
