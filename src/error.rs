@@ -20,11 +20,7 @@ pub enum Error {
     /// The directory is locked by another writer.
     Busy(String),
     /// A damaged file: names the file and the byte offset of the damage.
-    Corrupt {
-        file: String,
-        offset: u64,
-        what: String,
-    },
+    Corrupt { file: String, offset: u64, what: String },
     /// The disk is full; nothing was changed.
     NoSpace(String),
     /// Any other I/O failure, with what was being done.
@@ -113,9 +109,7 @@ impl Status {
     }
 
     pub fn from_code(code: i32) -> Option<Status> {
-        usize::try_from(code)
-            .ok()
-            .and_then(|i| Status::ALL.get(i).copied())
+        usize::try_from(code).ok().and_then(|i| Status::ALL.get(i).copied())
     }
 }
 
@@ -143,19 +137,13 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         let context = context.into();
         match source.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-                Error::NoSpace(format!("{context}: {source}"))
-            }
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace(format!("{context}: {source}")),
             _ => Error::Io { context, source },
         }
     }
 
     pub fn corrupt(file: impl Into<String>, offset: u64, what: impl Into<String>) -> Error {
-        Error::Corrupt {
-            file: file.into(),
-            offset,
-            what: what.into(),
-        }
+        Error::Corrupt { file: file.into(), offset, what: what.into() }
     }
 }
 
@@ -175,10 +163,7 @@ impl fmt::Display for Error {
             Error::DoubleFree(m) => write!(f, "double free: {m}"),
             Error::Closed => write!(f, "the store is closed"),
             Error::BadHandle(m) => write!(f, "bad handle: {m}"),
-            Error::Poisoned(m) => write!(
-                f,
-                "the store must be reopened after an earlier failure: {m}"
-            ),
+            Error::Poisoned(m) => write!(f, "the store must be reopened after an earlier failure: {m}"),
             Error::VersionMismatch(m) => write!(f, "version mismatch: {m}"),
             Error::Limit(m) => write!(f, "limit reached: {m}"),
             Error::Internal(m) => write!(f, "internal error: {m}"),

@@ -51,12 +51,7 @@ struct Counters {
 impl ClassBitmap {
     pub(crate) fn new(blocks_per_segment: u32) -> ClassBitmap {
         assert!(blocks_per_segment > 0 && blocks_per_segment % 8 == 0);
-        ClassBitmap {
-            blocks_per_segment,
-            segments: Vec::new(),
-            free_stack: Vec::new(),
-            counters: Counters::default(),
-        }
+        ClassBitmap { blocks_per_segment, segments: Vec::new(), free_stack: Vec::new(), counters: Counters::default() }
     }
 
     pub(crate) fn segment_count(&self) -> u32 {
@@ -103,10 +98,8 @@ impl ClassBitmap {
         let &seg_index = self.free_stack.last()?;
         let seg = &mut self.segments[seg_index as usize];
         let start = seg.search_from_word as usize;
-        let offset = seg.free[start..]
-            .iter()
-            .position(|&w| w != 0)
-            .expect("a segment on the free stack has a free bit");
+        let offset =
+            seg.free[start..].iter().position(|&w| w != 0).expect("a segment on the free stack has a free bit");
         let word = start + offset;
         let bit = seg.free[word].trailing_zeros();
         seg.free[word] &= !(1u64 << bit);
@@ -148,9 +141,7 @@ impl ClassBitmap {
 
     pub(crate) fn is_allocated(&self, block: u32) -> bool {
         match self.locate(block) {
-            Ok((seg, index)) => {
-                self.segments[seg].free[(index / 64) as usize] & (1u64 << (index % 64)) == 0
-            }
+            Ok((seg, index)) => self.segments[seg].free[(index / 64) as usize] & (1u64 << (index % 64)) == 0,
             Err(_) => false,
         }
     }
@@ -174,11 +165,7 @@ impl ClassBitmap {
         }
         self.free_stack.clear();
         for (seg_index, (seg, used)) in self.segments.iter_mut().zip(used_bits).enumerate() {
-            seg.high_water = if seg_index == n - 1 {
-                last_high_water
-            } else {
-                bps
-            };
+            seg.high_water = if seg_index == n - 1 { last_high_water } else { bps };
             seg.free_count = 0;
             for (w, used_word) in used.iter().enumerate() {
                 let below = below_mask(seg.high_water, w as u32);
@@ -222,10 +209,7 @@ impl ClassBitmap {
         for (i, seg) in self.segments.iter().enumerate() {
             let bits: u32 = seg.free.iter().map(|w| w.count_ones()).sum();
             if bits != seg.free_count {
-                return Err(format!(
-                    "segment {i}: free_count {} but {bits} free bits",
-                    seg.free_count
-                ));
+                return Err(format!("segment {i}: free_count {} but {bits} free bits", seg.free_count));
             }
             let above: u32 = seg
                 .free
@@ -239,18 +223,11 @@ impl ClassBitmap {
                     seg.high_water
                 ));
             }
-            if seg.on_free_stack != (seg.free_count > 0)
-                || seg.on_free_stack != self.free_stack.contains(&(i as u32))
-            {
-                return Err(format!(
-                    "segment {i}: free stack membership disagrees with its free count"
-                ));
+            if seg.on_free_stack != (seg.free_count > 0) || seg.on_free_stack != self.free_stack.contains(&(i as u32)) {
+                return Err(format!("segment {i}: free stack membership disagrees with its free count"));
             }
             if i + 1 < self.segments.len() && seg.high_water != self.blocks_per_segment {
-                return Err(format!(
-                    "segment {i}: not the last segment but only filled to {}",
-                    seg.high_water
-                ));
+                return Err(format!("segment {i}: not the last segment but only filled to {}", seg.high_water));
             }
         }
         Ok(())
@@ -301,10 +278,7 @@ mod tests {
         assert_eq!(b.allocate(), Some((3, Source::Bitmap)));
         assert_eq!(b.allocate(), Some((10, Source::Bump { known_zero: true })));
         let s = b.stats(64);
-        assert_eq!(
-            (s.allocs_from_bump, s.allocs_from_bitmap, s.frees_to_bitmap),
-            (11, 1, 1)
-        );
+        assert_eq!((s.allocs_from_bump, s.allocs_from_bitmap, s.frees_to_bitmap), (11, 1, 1));
         b.verify().unwrap();
     }
 

@@ -51,10 +51,7 @@ impl ClassFile {
             .write(writable)
             .open(&path)
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
-            .len();
+        let len = file.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?.len();
         // A partial segment at the end is a grow that crashed before it was used: ignored.
         for i in 0..len / segment_bytes {
             let m = cf.map_segment(&file, i)?;
@@ -94,25 +91,19 @@ impl ClassFile {
     pub(crate) fn grow(&mut self) -> Result<()> {
         let index = self.segments.len() as u64;
         let mapping = match self.backing {
-            Backing::Memory => Mapping::anonymous(self.segment_bytes as usize)
-                .map_err(|e| Error::io("map anonymous segment", e))?,
+            Backing::Memory => {
+                Mapping::anonymous(self.segment_bytes as usize).map_err(|e| Error::io("map anonymous segment", e))?
+            }
             Backing::Private(_) => return Err(Error::ReadOnly),
             Backing::Shared(_) => {
                 if self.file.is_none() {
                     let path = self.path().expect("shared backing has a path");
-                    let f = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .open(&path);
-                    self.file =
-                        Some(f.map_err(|e| Error::io(format!("create {}", path.display()), e))?);
+                    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+                    self.file = Some(f.map_err(|e| Error::io(format!("create {}", path.display()), e))?);
                 }
                 let file = self.file.as_ref().expect("opened above");
-                preallocate(file, index * self.segment_bytes, self.segment_bytes).map_err(|e| {
-                    Error::io(format!("preallocate {} segment {index}", self.name), e)
-                })?;
+                preallocate(file, index * self.segment_bytes, self.segment_bytes)
+                    .map_err(|e| Error::io(format!("preallocate {} segment {index}", self.name), e))?;
                 self.map_segment(file, index)?
             }
         };

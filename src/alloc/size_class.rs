@@ -1,9 +1,7 @@
 //! Size classes: powers of two from a minimum to a maximum, fixed when a store is created.
 
 use crate::error::{Error, Result};
-use crate::limits::{
-    CLASS_BYTES_MAX, CLASS_BYTES_MIN, CLASS_COUNT_MAX, SEGMENT_BLOCKS_MIN, SEGMENT_BYTES_MIN,
-};
+use crate::limits::{CLASS_BYTES_MAX, CLASS_BYTES_MIN, CLASS_COUNT_MAX, SEGMENT_BLOCKS_MIN, SEGMENT_BYTES_MIN};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SizeClasses {
@@ -13,16 +11,13 @@ pub struct SizeClasses {
 impl SizeClasses {
     /// Doubling classes from `min_bytes` to `max_bytes`, both powers of two.
     pub fn new(min_bytes: u32, max_bytes: u32) -> Result<SizeClasses> {
-        let valid =
-            |b: u32| b.is_power_of_two() && (CLASS_BYTES_MIN..=CLASS_BYTES_MAX).contains(&b);
+        let valid = |b: u32| b.is_power_of_two() && (CLASS_BYTES_MIN..=CLASS_BYTES_MAX).contains(&b);
         if !valid(min_bytes) || !valid(max_bytes) || min_bytes > max_bytes {
             return Err(Error::InvalidArgument(format!(
                 "size classes {min_bytes}..{max_bytes}: both must be powers of two in {CLASS_BYTES_MIN}..={CLASS_BYTES_MAX}, min <= max"
             )));
         }
-        let bytes: Vec<u32> = (min_bytes.trailing_zeros()..=max_bytes.trailing_zeros())
-            .map(|s| 1u32 << s)
-            .collect();
+        let bytes: Vec<u32> = (min_bytes.trailing_zeros()..=max_bytes.trailing_zeros()).map(|s| 1u32 << s).collect();
         debug_assert!(bytes.len() <= CLASS_COUNT_MAX);
         Ok(SizeClasses { bytes })
     }
@@ -47,10 +42,9 @@ impl SizeClasses {
     pub fn class_for(&self, len: u64) -> Result<u8> {
         match self.bytes.iter().position(|&b| u64::from(b) >= len) {
             Some(c) => Ok(c as u8),
-            None => Err(Error::TooLarge(format!(
-                "{len} bytes exceed the largest size class ({} bytes)",
-                self.max_bytes()
-            ))),
+            None => {
+                Err(Error::TooLarge(format!("{len} bytes exceed the largest size class ({} bytes)", self.max_bytes())))
+            }
         }
     }
 
@@ -58,9 +52,7 @@ impl SizeClasses {
     /// least twice `len`, capped at the largest, so a growing node moves O(log n) times.
     pub fn growth_class(&self, len: u64) -> Result<u8> {
         self.class_for(len)?;
-        Ok(self
-            .class_for(len.saturating_mul(2))
-            .unwrap_or((self.count() - 1) as u8))
+        Ok(self.class_for(len.saturating_mul(2)).unwrap_or((self.count() - 1) as u8))
     }
 
     /// Bytes per segment of a class: at least 1 MiB, and at least a few blocks.

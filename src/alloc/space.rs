@@ -33,22 +33,13 @@ impl Space {
         let mut per_class = Vec::with_capacity(classes.count());
         for c in 0..classes.count() as u8 {
             let bytes = classes.bytes(c);
-            let file = ClassFile::open(
-                backing,
-                format!("class-{c:02}-{bytes}.seg"),
-                classes.segment_bytes(c),
-            )?;
+            let file = ClassFile::open(backing, format!("class-{c:02}-{bytes}.seg"), classes.segment_bytes(c))?;
             let blocks_per_segment = classes.blocks_per_segment(c);
             let mut bits = ClassBitmap::new(blocks_per_segment);
             for _ in 0..file.segment_count() {
                 bits.add_segment(false);
             }
-            per_class.push(Class {
-                bytes,
-                blocks_per_segment,
-                file,
-                bits,
-            });
+            per_class.push(Class { bytes, blocks_per_segment, file, bits });
         }
         Ok(Space { classes, per_class })
     }
@@ -84,10 +75,7 @@ impl Space {
                 if u64::from(c.bits.segment_count() + 1) * u64::from(c.blocks_per_segment)
                     > crate::limits::BLOCKS_PER_CLASS_MAX
                 {
-                    return Err(Error::Limit(format!(
-                        "class of {} bytes has no block index left",
-                        c.bytes
-                    )));
+                    return Err(Error::Limit(format!("class of {} bytes has no block index left", c.bytes)));
                 }
                 c.file.grow()?;
                 c.bits.add_segment(true);
@@ -98,10 +86,7 @@ impl Space {
         if source != (Source::Bump { known_zero: true }) {
             let len = self.capacity(class) as usize;
             let (seg, off) = self.position(loc);
-            self.per_class[class as usize]
-                .file
-                .segment_mut(seg)
-                .zero(off, len);
+            self.per_class[class as usize].file.segment_mut(seg).zero(off, len);
         }
         Ok(loc)
     }
@@ -109,19 +94,13 @@ impl Space {
     pub(crate) fn free(&mut self, loc: Loc) -> Result<()> {
         match self.per_class[loc.class as usize].bits.free(loc.block) {
             Ok(()) => Ok(()),
-            Err(FreeError::NotAllocated) => {
-                Err(Error::Internal(format!("block {loc:?} freed twice")))
-            }
-            Err(FreeError::OutOfRange) => Err(Error::Internal(format!(
-                "block {loc:?} was never allocated"
-            ))),
+            Err(FreeError::NotAllocated) => Err(Error::Internal(format!("block {loc:?} freed twice"))),
+            Err(FreeError::OutOfRange) => Err(Error::Internal(format!("block {loc:?} was never allocated"))),
         }
     }
 
     pub(crate) fn is_allocated(&self, loc: Loc) -> bool {
-        self.per_class[loc.class as usize]
-            .bits
-            .is_allocated(loc.block)
+        self.per_class[loc.class as usize].bits.is_allocated(loc.block)
     }
 
     /// (segment, byte offset in the segment) of a block.
@@ -133,29 +112,19 @@ impl Space {
     }
 
     fn check_len(&self, loc: Loc, len: usize) {
-        assert!(
-            len <= self.capacity(loc.class) as usize,
-            "{len} bytes do not fit a block of class {}",
-            loc.class
-        );
+        assert!(len <= self.capacity(loc.class) as usize, "{len} bytes do not fit a block of class {}", loc.class);
     }
 
     pub(crate) fn read(&self, loc: Loc, len: usize) -> &[u8] {
         self.check_len(loc, len);
         let (seg, off) = self.position(loc);
-        self.per_class[loc.class as usize]
-            .file
-            .segment(seg)
-            .read(off, len)
+        self.per_class[loc.class as usize].file.segment(seg).read(off, len)
     }
 
     pub(crate) fn write(&mut self, loc: Loc, data: &[u8]) {
         self.check_len(loc, data.len());
         let (seg, off) = self.position(loc);
-        self.per_class[loc.class as usize]
-            .file
-            .segment_mut(seg)
-            .write(off, data);
+        self.per_class[loc.class as usize].file.segment_mut(seg).write(off, data);
     }
 
     /// Copies `len` bytes at `from_offset` of block `from` to the start of block `to`.
@@ -167,10 +136,7 @@ impl Space {
         let src_off = block_off + from_offset;
         let (dst_seg, dst_off) = self.position(to);
         if from.class == to.class && src_seg == dst_seg {
-            self.per_class[to.class as usize]
-                .file
-                .segment_mut(dst_seg)
-                .copy_within(src_off, dst_off, len);
+            self.per_class[to.class as usize].file.segment_mut(dst_seg).copy_within(src_off, dst_off, len);
             return;
         }
         if from.class == to.class {
@@ -179,8 +145,7 @@ impl Space {
             file.segment_mut(dst_seg).write(dst_off, &src);
             return;
         }
-        let (src_class, dst_class) =
-            two_mut(&mut self.per_class, from.class as usize, to.class as usize);
+        let (src_class, dst_class) = two_mut(&mut self.per_class, from.class as usize, to.class as usize);
         crate::os::copy_between(
             src_class.file.segment(src_seg),
             src_off,
@@ -194,10 +159,7 @@ impl Space {
     pub(crate) fn shift_to_start(&mut self, loc: Loc, src_offset: usize, len: usize) {
         self.check_len(loc, src_offset + len);
         let (seg, off) = self.position(loc);
-        self.per_class[loc.class as usize]
-            .file
-            .segment_mut(seg)
-            .copy_within(off + src_offset, off, len);
+        self.per_class[loc.class as usize].file.segment_mut(seg).copy_within(off + src_offset, off, len);
     }
 
     /// Marks a block's segment as changed (the host wrote it through a raw pointer).
@@ -208,10 +170,7 @@ impl Space {
 
     pub(crate) fn addr(&self, loc: Loc) -> usize {
         let (seg, off) = self.position(loc);
-        self.per_class[loc.class as usize]
-            .file
-            .segment(seg)
-            .addr(off)
+        self.per_class[loc.class as usize].file.segment(seg).addr(off)
     }
 
     pub(crate) fn flush_dirty(&self) -> Result<()> {
@@ -220,16 +179,11 @@ impl Space {
 
     pub(crate) fn flush_block(&self, loc: Loc, len: usize) -> Result<()> {
         let (seg, off) = self.position(loc);
-        self.per_class[loc.class as usize]
-            .file
-            .flush_range(seg, off, len.max(1))
+        self.per_class[loc.class as usize].file.flush_range(seg, off, len.max(1))
     }
 
     pub(crate) fn stats(&self) -> Vec<ClassStats> {
-        self.per_class
-            .iter()
-            .map(|c| c.bits.stats(c.bytes))
-            .collect()
+        self.per_class.iter().map(|c| c.bits.stats(c.bytes)).collect()
     }
 
     pub(crate) fn open_files(&self) -> usize {
@@ -242,13 +196,9 @@ impl Space {
 
     pub(crate) fn verify(&self) -> Result<()> {
         for (i, c) in self.per_class.iter().enumerate() {
-            c.bits
-                .verify()
-                .map_err(|m| Error::Internal(format!("class {i}: {m}")))?;
+            c.bits.verify().map_err(|m| Error::Internal(format!("class {i}: {m}")))?;
             if c.bits.segment_count() != c.file.segment_count() {
-                return Err(Error::Internal(format!(
-                    "class {i}: bitmap and file disagree on the segment count"
-                )));
+                return Err(Error::Internal(format!("class {i}: bitmap and file disagree on the segment count")));
             }
         }
         Ok(())

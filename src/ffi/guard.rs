@@ -61,9 +61,7 @@ pub(crate) unsafe fn bytes<'a>(data: *const u8, len: usize, name: &str) -> Resul
         return if len == 0 {
             Ok(&[])
         } else {
-            Err(Error::InvalidArgument(format!(
-                "{name} is NULL with length {len}"
-            )))
+            Err(Error::InvalidArgument(format!("{name} is NULL with length {len}")))
         };
     }
     // SAFETY: non-null and `len` readable bytes by the caller's contract (documented on each
@@ -83,9 +81,7 @@ pub(crate) unsafe fn c_path(p: *const c_char, name: &str) -> Result<std::path::P
     if s.to_bytes().is_empty() {
         return Err(Error::InvalidArgument(format!("{name} is empty")));
     }
-    Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(
-        s.to_bytes(),
-    )))
+    Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(s.to_bytes())))
 }
 
 /// Writes an output. Callers check `p` for null before doing any work, so outputs are
@@ -107,14 +103,9 @@ mod tests {
     #[test]
     fn errors_and_panics_become_statuses_and_messages() {
         assert_eq!(call(|| Ok(())), 0);
-        assert_eq!(
-            call(|| Err(Error::NotFound("node 7".into()))),
-            Status::NotFound as i32
-        );
+        assert_eq!(call(|| Err(Error::NotFound("node 7".into()))), Status::NotFound as i32);
         // SAFETY: the pointer is this thread's message, read before any other pcore call.
-        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }
-            .to_string_lossy()
-            .into_owned();
+        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }.to_string_lossy().into_owned();
         assert!(msg.contains("node 7"), "{msg}");
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
@@ -122,9 +113,7 @@ mod tests {
         std::panic::set_hook(prev);
         assert_eq!(status, Status::Panic as i32);
         // SAFETY: as above.
-        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }
-            .to_string_lossy()
-            .into_owned();
+        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }.to_string_lossy().into_owned();
         assert!(msg.contains("boom"), "{msg}");
     }
 }

@@ -24,10 +24,7 @@ pub(crate) struct Registry<T> {
 
 impl<T: Clone> Registry<T> {
     pub(crate) const fn new(ty: HandleType) -> Registry<T> {
-        Registry {
-            ty,
-            entries: RwLock::new(Vec::new()),
-        }
+        Registry { ty, entries: RwLock::new(Vec::new()) }
     }
 
     /// token = type << 56 | generation << 32 | (index + 1): never 0, never a valid address
@@ -41,10 +38,7 @@ impl<T: Clone> Registry<T> {
         let index = match entries.iter().position(|e| e.value.is_none()) {
             Some(i) => i,
             None => {
-                entries.push(Entry {
-                    generation: 0,
-                    value: None,
-                });
+                entries.push(Entry { generation: 0, value: None });
                 entries.len() - 1
             }
         };
@@ -59,23 +53,15 @@ impl<T: Clone> Registry<T> {
         if token >> 56 != self.ty as usize || token & 0xFFFF_FFFF == 0 {
             return Err(bad());
         }
-        Ok((
-            (token & 0xFFFF_FFFF) - 1,
-            ((token >> 32) & 0xFF_FFFF) as u32,
-        ))
+        Ok(((token & 0xFFFF_FFFF) - 1, ((token >> 32) & 0xFF_FFFF) as u32))
     }
 
     pub(crate) fn get(&self, token: usize) -> Result<T> {
         let (index, generation) = self.decode(token)?;
         let entries = self.entries.read();
         match entries.get(index) {
-            Some(Entry {
-                generation: g,
-                value: Some(v),
-            }) if *g == generation => Ok(v.clone()),
-            _ => Err(Error::BadHandle(format!(
-                "{token:#x} is closed or was never opened"
-            ))),
+            Some(Entry { generation: g, value: Some(v) }) if *g == generation => Ok(v.clone()),
+            _ => Err(Error::BadHandle(format!("{token:#x} is closed or was never opened"))),
         }
     }
 
@@ -83,12 +69,8 @@ impl<T: Clone> Registry<T> {
         let (index, generation) = self.decode(token)?;
         let mut entries = self.entries.write();
         match entries.get_mut(index) {
-            Some(e) if e.generation == generation && e.value.is_some() => {
-                Ok(e.value.take().expect("checked"))
-            }
-            _ => Err(Error::BadHandle(format!(
-                "{token:#x} is closed or was never opened"
-            ))),
+            Some(e) if e.generation == generation && e.value.is_some() => Ok(e.value.take().expect("checked")),
+            _ => Err(Error::BadHandle(format!("{token:#x} is closed or was never opened"))),
         }
     }
 }

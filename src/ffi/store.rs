@@ -48,26 +48,19 @@ unsafe fn read_options(opt: *const PcoreStoreOptions) -> Result<PcoreStoreOption
     // SAFETY: non-null; the first field is readable by the struct_size convention.
     let size = unsafe { std::ptr::addr_of!((*opt).struct_size).read_unaligned() } as usize;
     if size < std::mem::size_of::<u32>() {
-        return Err(Error::InvalidArgument(format!(
-            "PcoreStoreOptions.struct_size is {size}"
-        )));
+        return Err(Error::InvalidArgument(format!("PcoreStoreOptions.struct_size is {size}")));
     }
     let n = size.min(std::mem::size_of::<PcoreStoreOptions>());
     // SAFETY: the caller's struct has `size` >= n readable bytes; `o` is a local of at least n
     // bytes; the regions cannot overlap.
-    unsafe {
-        std::ptr::copy_nonoverlapping(opt.cast::<u8>(), std::ptr::addr_of_mut!(o).cast::<u8>(), n)
-    };
+    unsafe { std::ptr::copy_nonoverlapping(opt.cast::<u8>(), std::ptr::addr_of_mut!(o).cast::<u8>(), n) };
     Ok(o)
 }
 
 fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
     let known = PCORE_OPEN_READ_ONLY | PCORE_OPEN_IN_MEMORY | PCORE_OPEN_NO_CREATE;
     if o.flags & !known != 0 {
-        return Err(Error::InvalidArgument(format!(
-            "unknown open flags {:#x}",
-            o.flags & !known
-        )));
+        return Err(Error::InvalidArgument(format!("unknown open flags {:#x}", o.flags & !known)));
     }
     let d = StoreOptions::default();
     let or = |v: u32, dflt: u32| if v == 0 { dflt } else { v };
@@ -87,11 +80,7 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
         min_class_bytes: or(o.min_class_bytes, d.min_class_bytes),
         max_class_bytes: or(o.max_class_bytes, d.max_class_bytes),
         inline_payload_max_bytes: or(o.inline_payload_max_bytes, d.inline_payload_max_bytes),
-        checkpoint_log_bytes: if o.checkpoint_log_bytes == 0 {
-            d.checkpoint_log_bytes
-        } else {
-            o.checkpoint_log_bytes
-        },
+        checkpoint_log_bytes: if o.checkpoint_log_bytes == 0 { d.checkpoint_log_bytes } else { o.checkpoint_log_bytes },
         read_only: o.flags & PCORE_OPEN_READ_ONLY != 0,
         create: o.flags & PCORE_OPEN_NO_CREATE == 0,
     })
@@ -141,9 +130,7 @@ pub unsafe extern "C" fn pcore_store_open(
         let options = to_store_options(&o)?;
         let store = if o.flags & PCORE_OPEN_IN_MEMORY != 0 {
             if !dir.is_null() {
-                return Err(Error::InvalidArgument(
-                    "dir must be NULL with PCORE_OPEN_IN_MEMORY".into(),
-                ));
+                return Err(Error::InvalidArgument("dir must be NULL with PCORE_OPEN_IN_MEMORY".into()));
             }
             Store::in_memory(&options)?
         } else {
@@ -197,16 +184,7 @@ pub unsafe extern "C" fn pcore_node_allocate(
         non_null(out, "out")?;
         let (id, addr, capacity) = s.allocate(min_len, kind)?;
         // SAFETY: `out` checked non-null; writable by contract.
-        unsafe {
-            write_out(
-                out,
-                PcoreAllocResult {
-                    id: id.raw(),
-                    writable: addr as *mut c_void,
-                    capacity,
-                },
-            )
-        };
+        unsafe { write_out(out, PcoreAllocResult { id: id.raw(), writable: addr as *mut c_void, capacity }) };
         Ok(())
     })
 }
@@ -237,14 +215,9 @@ pub unsafe extern "C" fn pcore_node_publish(
         let id = NodeId::from_raw(id);
         let src = data as usize;
         let new_id = match s.block_range(id) {
-            Ok((start, capacity)) if !data.is_null() && src >= start && src < start + capacity => s
-                .publish_from(
-                    id,
-                    Source::OwnBlock {
-                        offset: src - start,
-                        len,
-                    },
-                )?,
+            Ok((start, capacity)) if !data.is_null() && src >= start && src < start + capacity => {
+                s.publish_from(id, Source::OwnBlock { offset: src - start, len })?
+            }
             _ => {
                 // SAFETY: `data` holds `len` readable bytes by contract; checked for NULL inside.
                 let slice = unsafe { bytes(data.cast::<u8>(), len, "data")? };
@@ -310,37 +283,17 @@ pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, l
 /// # Safety
 /// `out` is NULL or points to a writable `PcoreNodeBytes`.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_node_read(
-    store: *mut PcoreStore,
-    id: u64,
-    out: *mut PcoreNodeBytes,
-) -> i32 {
+pub unsafe extern "C" fn pcore_node_read(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeBytes) -> i32 {
     if !out.is_null() {
         // SAFETY: non-null; writable by contract.
-        unsafe {
-            write_out(
-                out,
-                PcoreNodeBytes {
-                    data: std::ptr::null(),
-                    len: 0,
-                },
-            )
-        };
+        unsafe { write_out(out, PcoreNodeBytes { data: std::ptr::null(), len: 0 }) };
     }
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
         let (addr, len) = s.read_addr(NodeId::from_raw(id))?;
         // SAFETY: checked non-null; writable by contract.
-        unsafe {
-            write_out(
-                out,
-                PcoreNodeBytes {
-                    data: addr as *const c_void,
-                    len,
-                },
-            )
-        };
+        unsafe { write_out(out, PcoreNodeBytes { data: addr as *const c_void, len }) };
         Ok(())
     })
 }
@@ -352,11 +305,7 @@ pub unsafe extern "C" fn pcore_node_read(
 /// # Safety
 /// `out` points to a writable `PcoreNodeInfo`.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_node_info(
-    store: *mut PcoreStore,
-    id: u64,
-    out: *mut PcoreNodeInfo,
-) -> i32 {
+pub unsafe extern "C" fn pcore_node_info(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeInfo) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
@@ -392,12 +341,7 @@ pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -
 ///
 /// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
 #[no_mangle]
-pub extern "C" fn pcore_node_retire(
-    store: *mut PcoreStore,
-    id: u64,
-    epoch: u64,
-    reason: u8,
-) -> i32 {
+pub extern "C" fn pcore_node_retire(store: *mut PcoreStore, id: u64, epoch: u64, reason: u8) -> i32 {
     let _ = reason;
     guard::call(|| store_of(store)?.retire(NodeId::from_raw(id), epoch))
 }
@@ -424,12 +368,8 @@ pub unsafe extern "C" fn pcore_root_set(
     guard::call(|| {
         let s = store_of(store)?;
         // SAFETY: per this function's contract.
-        let (name, meta) = unsafe {
-            (
-                bytes(name.cast::<u8>(), name_len, "name")?,
-                bytes(meta.cast::<u8>(), meta_len, "meta")?,
-            )
-        };
+        let (name, meta) =
+            unsafe { (bytes(name.cast::<u8>(), name_len, "name")?, bytes(meta.cast::<u8>(), meta_len, "meta")?) };
         s.set_root(name, id, meta)
     })
 }
@@ -458,15 +398,13 @@ pub unsafe extern "C" fn pcore_root_get(
         let s = store_of(store)?;
         non_null(out_id, "out_id")?;
         if meta_buf.is_null() && meta_cap > 0 {
-            return Err(Error::InvalidArgument(
-                "meta_buf is NULL with meta_cap > 0".into(),
-            ));
+            return Err(Error::InvalidArgument("meta_buf is NULL with meta_cap > 0".into()));
         }
         // SAFETY: per this function's contract.
         let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
-        let root = s.get_root(name)?.ok_or_else(|| {
-            Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name)))
-        })?;
+        let root = s
+            .get_root(name)?
+            .ok_or_else(|| Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name))))?;
         let n = root.meta.len().min(meta_cap);
         // SAFETY: `out_id` non-null; `meta_buf` has `meta_cap` >= n writable bytes when n > 0;
         // `out_meta_len` checked for NULL; all writable by contract.
@@ -522,19 +460,14 @@ pub extern "C" fn pcore_store_checkpoint(store: *mut PcoreStore) -> i32 {
 /// # Safety
 /// `out` points to `out->struct_size` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn pcore_store_stats(
-    store: *mut PcoreStore,
-    out: *mut PcoreStoreStats,
-) -> i32 {
+pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut PcoreStoreStats) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
         // SAFETY: non-null; the first field is readable by contract.
         let size = unsafe { std::ptr::addr_of!((*out).struct_size).read_unaligned() } as usize;
         if size < std::mem::size_of::<u32>() * 2 {
-            return Err(Error::InvalidArgument(format!(
-                "PcoreStoreStats.struct_size is {size}"
-            )));
+            return Err(Error::InvalidArgument(format!("PcoreStoreStats.struct_size is {size}")));
         }
         let st = s.stats()?;
         let full = PcoreStoreStats {
@@ -552,13 +485,7 @@ pub unsafe extern "C" fn pcore_store_stats(
         };
         let n = size.min(std::mem::size_of::<PcoreStoreStats>());
         // SAFETY: the caller's struct has `size` >= n writable bytes; `full` is a local.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                std::ptr::addr_of!(full).cast::<u8>(),
-                out.cast::<u8>(),
-                n,
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(std::ptr::addr_of!(full).cast::<u8>(), out.cast::<u8>(), n) };
         Ok(())
     })
 }
@@ -579,9 +506,10 @@ pub unsafe extern "C" fn pcore_store_class_stats(
         let s = store_of(store)?;
         non_null(out, "out")?;
         let st = s.stats()?;
-        let c = st.classes.get(class_index as usize).ok_or_else(|| {
-            Error::InvalidArgument(format!("class index {class_index} of {}", st.classes.len()))
-        })?;
+        let c = st
+            .classes
+            .get(class_index as usize)
+            .ok_or_else(|| Error::InvalidArgument(format!("class index {class_index} of {}", st.classes.len())))?;
         // SAFETY: checked non-null; writable by contract.
         unsafe { write_out(out, PcoreClassStats::from(c)) };
         Ok(())

@@ -33,24 +33,18 @@ impl Mapping {
         // process runs, which only changes bytes we read, never memory safety of this process:
         // the length is fixed and the file is never truncated below a mapped segment by pcore.
         let mmap = unsafe { MmapOptions::new().offset(offset).len(len).map_copy(file)? };
-        Ok(Mapping {
-            raw: MmapRaw::from(mmap),
-        })
+        Ok(Mapping { raw: MmapRaw::from(mmap) })
     }
 
     /// Zero-filled anonymous memory, for in-memory stores.
     pub(crate) fn anonymous(len: usize) -> io::Result<Mapping> {
         let mmap = MmapOptions::new().len(len).map_anon()?;
-        Ok(Mapping {
-            raw: MmapRaw::from(mmap),
-        })
+        Ok(Mapping { raw: MmapRaw::from(mmap) })
     }
 
     fn check(&self, offset: usize, len: usize) {
         assert!(
-            offset
-                .checked_add(len)
-                .is_some_and(|end| end <= self.raw.len()),
+            offset.checked_add(len).is_some_and(|end| end <= self.raw.len()),
             "mapping access out of range: {offset}+{len} > {}",
             self.raw.len()
         );
@@ -103,13 +97,7 @@ impl Mapping {
 }
 
 /// Copies between two distinct mappings (a node growing into a block of another class).
-pub(crate) fn copy_between(
-    src: &Mapping,
-    src_offset: usize,
-    dst: &mut Mapping,
-    dst_offset: usize,
-    len: usize,
-) {
+pub(crate) fn copy_between(src: &Mapping, src_offset: usize, dst: &mut Mapping, dst_offset: usize, len: usize) {
     dst.write(dst_offset, src.read(src_offset, len));
 }
 

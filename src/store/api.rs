@@ -176,20 +176,11 @@ impl Store {
             poisoned: None,
             last_checkpoint_error: None,
         };
-        Ok(Store::from_parts(
-            writer,
-            core,
-            StoreOptions {
-                read_only: false,
-                ..options.clone()
-            },
-            true,
-        ))
+        Ok(Store::from_parts(writer, core, StoreOptions { read_only: false, ..options.clone() }, true))
     }
 
     fn from_parts(writer: WriterSide, core: Core, options: StoreOptions, in_memory: bool) -> Store {
-        let balanced =
-            options.durability == Durability::Balanced && !in_memory && !options.read_only;
+        let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
         let shared = Arc::new(Shared {
             writer: Mutex::new(writer),
             state: RwLock::new(core),
@@ -199,11 +190,7 @@ impl Store {
             flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
         });
         if balanced {
-            spawn_flusher(
-                Arc::downgrade(&shared),
-                shared.flusher_stop.clone(),
-                shared.options.balanced_interval_ms,
-            );
+            spawn_flusher(Arc::downgrade(&shared), shared.flusher_stop.clone(), shared.options.balanced_interval_ms);
         }
         Store { shared }
     }
@@ -342,12 +329,7 @@ impl Store {
 
     /// The named root as last set, committed or not; `None` when there is none.
     pub fn get_root(&self, name: &[u8]) -> Result<Option<Root>> {
-        self.read_state(|c| {
-            Ok(c.roots.get(name).map(|(id, meta)| Root {
-                id: *id,
-                meta: meta.clone(),
-            }))
-        })
+        self.read_state(|c| Ok(c.roots.get(name).map(|(id, meta)| Root { id: *id, meta: meta.clone() })))
     }
 
     /// Makes everything published so far durable (as the durability mode promises) and
@@ -363,11 +345,7 @@ impl Store {
             c.release_frees(epoch)?;
             return Ok(epoch);
         }
-        let prepared = self
-            .shared
-            .state
-            .write()
-            .prepare_commit(opts.inline_payload_max_bytes as usize);
+        let prepared = self.shared.state.write().prepare_commit(opts.inline_payload_max_bytes as usize);
         {
             let c = self.shared.state.read();
             for &(loc, len) in &prepared.unlogged {
@@ -420,10 +398,7 @@ impl Store {
     /// Syncs the log if a commit is not yet on disk (BALANCED's background thread).
     fn sync_if_behind(&self) {
         let mut w = self.shared.writer.lock();
-        if w.poisoned.is_none()
-            && w.written_epoch > w.durable_epoch
-            && !self.shared.closed.load(Ordering::Acquire)
-        {
+        if w.poisoned.is_none() && w.written_epoch > w.durable_epoch && !self.shared.closed.load(Ordering::Acquire) {
             let _ = sync_log(&mut w);
         }
     }
@@ -463,9 +438,7 @@ impl Store {
     /// The size classes' block sizes.
     pub fn class_bytes(&self) -> Vec<u32> {
         let c = self.shared.state.read();
-        (0..c.space.classes().count() as u8)
-            .map(|i| c.space.classes().bytes(i))
-            .collect()
+        (0..c.space.classes().count() as u8).map(|i| c.space.classes().bytes(i)).collect()
     }
 
     /// Checks the allocator against the object table: every referenced block allocated once,
@@ -520,13 +493,8 @@ impl Shared {
         checkpoint::write(&dir, generation, &bytes)?;
         let log = LogWriter::open(&dir.join(recovery::log_name(generation)), 0)?;
         crate::os::sync_dir(&dir).map_err(|e| Error::io("sync the store directory", e))?;
-        let meta = Meta {
-            sequence: old.sequence + 1,
-            generation,
-            has_checkpoint: true,
-            checkpoint_epoch: epoch,
-            ..old
-        };
+        let meta =
+            Meta { sequence: old.sequence + 1, generation, has_checkpoint: true, checkpoint_epoch: epoch, ..old };
         meta.store(&dir)?;
         w.meta = Some(meta);
         w.log = Some(log);

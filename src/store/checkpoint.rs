@@ -40,14 +40,8 @@ pub(crate) struct Snapshot {
 
 /// Encodes the committed view: LIVE nodes at their committed location, everything else free
 /// (with its tag, so ids issued before stay stale after a reopen).
-pub(crate) fn encode(
-    table: &ObjectTable,
-    roots: &BTreeMap<Vec<u8>, (u64, Vec<u8>)>,
-    epoch: u64,
-) -> Vec<u8> {
-    let mut body = Writer {
-        buf: Vec::with_capacity(table.slots.len() * ENTRY_BYTES),
-    };
+pub(crate) fn encode(table: &ObjectTable, roots: &BTreeMap<Vec<u8>, (u64, Vec<u8>)>, epoch: u64) -> Vec<u8> {
+    let mut body = Writer { buf: Vec::with_capacity(table.slots.len() * ENTRY_BYTES) };
     for (h, slot) in table.slots.iter().enumerate() {
         match table.committed(h as u64) {
             Some(c) => {
@@ -70,9 +64,7 @@ pub(crate) fn encode(
         body.u16(meta.len() as u16);
         body.bytes(meta);
     }
-    let mut out = Writer {
-        buf: Vec::with_capacity(HEADER_BYTES + body.buf.len()),
-    };
+    let mut out = Writer { buf: Vec::with_capacity(HEADER_BYTES + body.buf.len()) };
     out.u64(MAGIC);
     out.u64(epoch);
     out.u64(table.slots.len() as u64);
@@ -108,11 +100,7 @@ pub(crate) fn read(dir: &Path, generation: u64, class_count: usize) -> Result<Sn
     let (epoch, slot_count, root_count, body_crc) = (h.u64()?, h.u64()?, h.u32()?, h.u32()?);
     let body = &data[HEADER_BYTES..];
     if crc(body) != body_crc {
-        return Err(Error::corrupt(
-            &name,
-            HEADER_BYTES as u64,
-            "checkpoint body checksum mismatch",
-        ));
+        return Err(Error::corrupt(&name, HEADER_BYTES as u64, "checkpoint body checksum mismatch"));
     }
     let mut r = Reader::new(&name, HEADER_BYTES as u64, body);
     if slot_count == 0 || slot_count.saturating_mul(ENTRY_BYTES as u64) > body.len() as u64 {
@@ -125,23 +113,10 @@ pub(crate) fn read(dir: &Path, generation: u64, class_count: usize) -> Result<Sn
         let live = packed & LIVE_BIT != 0;
         let class = ((packed >> 24) & 0x1F) as u8;
         if live && (class as usize >= class_count || kind == 0) {
-            return Err(Error::corrupt(
-                &name,
-                entry_at,
-                format!("entry with class {class}, kind {kind}"),
-            ));
+            return Err(Error::corrupt(&name, entry_at, format!("entry with class {class}, kind {kind}")));
         }
         let state = if live { State::Live } else { State::Free };
-        slots.push(Slot {
-            block,
-            len: packed & 0xFF_FFFF,
-            tag,
-            kind,
-            class,
-            state,
-            dirty: false,
-            freeing: false,
-        });
+        slots.push(Slot { block, len: packed & 0xFF_FFFF, tag, kind, class, state, dirty: false, freeing: false });
     }
     let mut roots = BTreeMap::new();
     for _ in 0..root_count {
@@ -154,9 +129,5 @@ pub(crate) fn read(dir: &Path, generation: u64, class_count: usize) -> Result<Sn
     if r.remaining() != 0 {
         return Err(r.corrupt("bytes after the last root"));
     }
-    Ok(Snapshot {
-        epoch,
-        slots,
-        roots,
-    })
+    Ok(Snapshot { epoch, slots, roots })
 }

@@ -41,12 +41,7 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// `base` is the file offset of `data[0]`, for messages.
     pub fn new(file: &'a str, base: u64, data: &'a [u8]) -> Reader<'a> {
-        Reader {
-            file,
-            base,
-            data,
-            pos: 0,
-        }
+        Reader { file, base, data, pos: 0 }
     }
 
     pub fn offset(&self) -> u64 {
@@ -63,10 +58,7 @@ impl<'a> Reader<'a> {
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.remaining() < n {
-            return Err(self.corrupt(format!(
-                "record ends early: {n} bytes wanted, {} left",
-                self.remaining()
-            )));
+            return Err(self.corrupt(format!("record ends early: {n} bytes wanted, {} left", self.remaining())));
         }
         let s = &self.data[self.pos..self.pos + n];
         self.pos += n;
@@ -77,19 +69,13 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     pub fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
     pub fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
     pub fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 }
 
@@ -106,15 +92,7 @@ mod tests {
         w.u64(4);
         w.bytes(b"xy");
         let mut r = Reader::new("f", 100, &w.buf);
-        assert_eq!(
-            (
-                r.u8().unwrap(),
-                r.u16().unwrap(),
-                r.u32().unwrap(),
-                r.u64().unwrap()
-            ),
-            (1, 2, 3, 4)
-        );
+        assert_eq!((r.u8().unwrap(), r.u16().unwrap(), r.u32().unwrap(), r.u64().unwrap()), (1, 2, 3, 4));
         assert_eq!(r.take(2).unwrap(), b"xy");
         match r.u8() {
             Err(Error::Corrupt { file, offset, .. }) => {

@@ -64,18 +64,8 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub fn new(
-        space: Space,
-        table: ObjectTable,
-        roots: Roots,
-        epoch: u64,
-        growth: GrowthPolicy,
-    ) -> Core {
-        let live_nodes = table
-            .slots
-            .iter()
-            .filter(|s| s.state == State::Live)
-            .count() as u64;
+    pub fn new(space: Space, table: ObjectTable, roots: Roots, epoch: u64, growth: GrowthPolicy) -> Core {
+        let live_nodes = table.slots.iter().filter(|s| s.state == State::Live).count() as u64;
         Core {
             space,
             table,
@@ -103,9 +93,7 @@ impl Core {
 
     pub fn allocate(&mut self, min_len: usize, kind: u8) -> Result<(NodeId, Loc)> {
         if kind == 0 {
-            return Err(Error::InvalidArgument(
-                "node kind 0 is reserved as invalid".into(),
-            ));
+            return Err(Error::InvalidArgument("node kind 0 is reserved as invalid".into()));
         }
         let class = self.space.classes().class_for(min_len as u64)?;
         let loc = self.space.allocate(class)?;
@@ -117,16 +105,8 @@ impl Core {
             }
         };
         let tag = self.table.slots[handle as usize].tag;
-        self.table.slots[handle as usize] = Slot {
-            block: loc.block,
-            len: 0,
-            tag,
-            kind,
-            class,
-            state: State::Reserved,
-            dirty: false,
-            freeing: false,
-        };
+        self.table.slots[handle as usize] =
+            Slot { block: loc.block, len: 0, tag, kind, class, state: State::Reserved, dirty: false, freeing: false };
         self.mark_dirty(handle);
         self.reserved_nodes += 1;
         Ok((self.table.id_of(handle), loc))
@@ -135,17 +115,14 @@ impl Core {
     fn write_source(&mut self, to: Loc, src: Source<'_>, own: Loc) {
         match src {
             Source::Bytes(b) => self.space.write(to, b),
-            Source::OwnBlock { offset, len } if own == to => {
-                self.space.shift_to_start(to, offset, len)
-            }
+            Source::OwnBlock { offset, len } if own == to => self.space.shift_to_start(to, offset, len),
             Source::OwnBlock { offset, len } => self.space.copy(own, offset, to, len),
         }
     }
 
     /// True when the node's current block is its committed block, which must not be written.
     fn needs_shadow(&self, handle: u64) -> bool {
-        self.table.slots[handle as usize].state == State::Live
-            && !self.table.shadowed.contains_key(&handle)
+        self.table.slots[handle as usize].state == State::Live && !self.table.shadowed.contains_key(&handle)
     }
 
     /// Gives the node a private copy of its committed block (copy-on-write), copying
@@ -156,13 +133,7 @@ impl Core {
         if copy_len > 0 {
             self.space.copy(slot.loc(), 0, shadow, copy_len);
         }
-        self.table.shadowed.insert(
-            handle,
-            Committed {
-                loc: slot.loc(),
-                len: slot.len,
-            },
-        );
+        self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len });
         self.table.slots[handle as usize].set_loc(shadow);
         Ok(shadow)
     }
@@ -172,13 +143,7 @@ impl Core {
     fn drop_working_block(&mut self, handle: u64) -> Result<()> {
         if self.needs_shadow(handle) {
             let slot = self.table.slots[handle as usize];
-            self.table.shadowed.insert(
-                handle,
-                Committed {
-                    loc: slot.loc(),
-                    len: slot.len,
-                },
-            );
+            self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len });
             Ok(())
         } else {
             self.space.free(self.table.slots[handle as usize].loc())
@@ -198,11 +163,7 @@ impl Core {
             }
         }
         if len <= capacity {
-            let target = if self.needs_shadow(handle) {
-                self.shadow(handle, 0)?
-            } else {
-                slot.loc()
-            };
+            let target = if self.needs_shadow(handle) { self.shadow(handle, 0)? } else { slot.loc() };
             self.write_source(target, src, slot.loc());
             self.table.slots[handle as usize].len = len as u32;
             self.mark_dirty(handle);
@@ -306,9 +267,7 @@ impl Core {
             )));
         }
         if !self.roots.contains_key(name) && self.roots.len() >= ROOT_COUNT_MAX {
-            return Err(Error::Limit(format!(
-                "a store holds at most {ROOT_COUNT_MAX} roots"
-            )));
+            return Err(Error::Limit(format!("a store holds at most {ROOT_COUNT_MAX} roots")));
         }
         self.roots.insert(name.to_vec(), (id, meta.to_vec()));
         self.dirty_roots.insert(name.to_vec());
@@ -383,11 +342,7 @@ impl Core {
             let (id, meta) = &self.roots[name];
             frame.root(name, *id, meta);
         }
-        PreparedCommit {
-            epoch,
-            frame: frame.finish(epoch),
-            unlogged,
-        }
+        PreparedCommit { epoch, frame: frame.finish(epoch), unlogged }
     }
 
     /// Marks everything in the prepared commit as committed at `epoch`.
@@ -419,10 +374,7 @@ impl Core {
             slot.state = State::Live;
             slot.dirty = false;
         }
-        debug_assert!(
-            self.table.shadowed.is_empty(),
-            "every shadowed node is dirty"
-        );
+        debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
         self.dirty_roots.clear();
         self.epoch = epoch;
     }
@@ -463,16 +415,9 @@ impl Core {
             return Err(Error::Internal(format!("block {:?} is owned twice", w[0])));
         }
         if let Some(l) = owned.iter().find(|&&l| !self.space.is_allocated(l)) {
-            return Err(Error::Internal(format!(
-                "block {l:?} is in use but free in the allocator"
-            )));
+            return Err(Error::Internal(format!("block {l:?} is in use but free in the allocator")));
         }
-        let allocated: u64 = self
-            .space
-            .stats()
-            .iter()
-            .map(|c| c.live_bytes / c.class_bytes)
-            .sum();
+        let allocated: u64 = self.space.stats().iter().map(|c| c.live_bytes / c.class_bytes).sum();
         if allocated != owned.len() as u64 {
             return Err(Error::Internal(format!(
                 "{allocated} blocks allocated but {} referenced: a leak",

@@ -62,9 +62,7 @@ impl Meta {
         }
         let version = r.u32()?;
         if version != FORMAT_VERSION {
-            return Err(Error::VersionMismatch(format!(
-                "store format {version}; this build reads {FORMAT_VERSION}"
-            )));
+            return Err(Error::VersionMismatch(format!("store format {version}; this build reads {FORMAT_VERSION}")));
         }
         let flags = r.u32()?;
         Ok(Some(Meta {
@@ -80,14 +78,10 @@ impl Meta {
     /// Reads both slots and returns the newer valid one; `Corrupt` if neither is valid.
     pub fn load(dir: &Path) -> Result<Meta> {
         let path = dir.join(META_FILE);
-        let data =
-            std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let data = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
         let slot = |i: u64| {
             let start = (i * SLOT_BYTES) as usize;
-            let bytes = data
-                .get(start..)
-                .map(|s| &s[..s.len().min(SLOT_USED_BYTES)])
-                .unwrap_or(&[]);
+            let bytes = data.get(start..).map(|s| &s[..s.len().min(SLOT_USED_BYTES)]).unwrap_or(&[]);
             Meta::decode(bytes, i * SLOT_BYTES)
         };
         match (slot(0)?, slot(1)?) {
@@ -108,10 +102,8 @@ impl Meta {
             .open(&path)
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let offset = (self.sequence % 2) * SLOT_BYTES;
-        file.write_all_at(&self.encode(), offset)
-            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-        file.sync_data()
-            .map_err(|e| Error::io(format!("sync {}", path.display()), e))
+        file.write_all_at(&self.encode(), offset).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        file.sync_data().map_err(|e| Error::io(format!("sync {}", path.display()), e))
     }
 }
 

@@ -39,13 +39,7 @@ impl fmt::Debug for NodeId {
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:#x} (handle {}, tag {})",
-            self.0,
-            self.handle(),
-            self.tag()
-        )
+        write!(f, "{:#x} (handle {}, tag {})", self.0, self.handle(), self.tag())
     }
 }
 

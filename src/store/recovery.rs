@@ -40,35 +40,22 @@ pub(crate) fn new_memory_core(options: &StoreOptions) -> Result<Core> {
     let classes = SizeClasses::new(options.min_class_bytes, options.max_class_bytes)?;
     let mut space = Space::open(classes, &Backing::Memory)?;
     space.rebuild(&vec![Vec::new(); space.classes().count()])?;
-    Ok(Core::new(
-        space,
-        ObjectTable::new(),
-        BTreeMap::new(),
-        0,
-        options.growth_policy,
-    ))
+    Ok(Core::new(space, ObjectTable::new(), BTreeMap::new(), 0, options.growth_policy))
 }
 
 pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let writable = !options.read_only;
     if !dir.join(META_FILE).exists() && (!writable || !options.create) {
-        return Err(Error::NotFound(format!(
-            "no pcore store in {}",
-            dir.display()
-        )));
+        return Err(Error::NotFound(format!("no pcore store in {}", dir.display())));
     }
     if writable {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
     }
     let lock = if writable {
         match DirLock::acquire(dir) {
             Ok(l) => Some(l),
             Err(LockError::Held) => {
-                return Err(Error::Busy(format!(
-                    "{} is open for writing elsewhere",
-                    dir.display()
-                )))
+                return Err(Error::Busy(format!("{} is open for writing elsewhere", dir.display())))
             }
             Err(LockError::Io(e)) => return Err(Error::io(format!("lock {}", dir.display()), e)),
         }
@@ -76,17 +63,9 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
         None
     };
     // Checked again under the lock: another writer may have created it meanwhile.
-    let meta = if dir.join(META_FILE).exists() {
-        Meta::load(dir)?
-    } else {
-        create(dir, options)?
-    };
+    let meta = if dir.join(META_FILE).exists() { Meta::load(dir)? } else { create(dir, options)? };
     let classes = SizeClasses::new(meta.min_class_bytes, meta.max_class_bytes).map_err(|e| {
-        Error::corrupt(
-            META_FILE,
-            40,
-            format!("size classes recorded in the meta file are invalid: {e}"),
-        )
+        Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}"))
     })?;
     let (mut snapshot_slots, mut roots, checkpoint_epoch) = if meta.has_checkpoint {
         let snap = checkpoint::read(dir, meta.generation, classes.count())?;
@@ -94,10 +73,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
             return Err(Error::corrupt(
                 checkpoint::file_name(meta.generation),
                 8,
-                format!(
-                    "epoch {} but the meta file says {}",
-                    snap.epoch, meta.checkpoint_epoch
-                ),
+                format!("epoch {} but the meta file says {}", snap.epoch, meta.checkpoint_epoch),
             ));
         }
         (snap.slots, snap.roots, snap.epoch)
@@ -107,35 +83,18 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let log_file = log_name(meta.generation);
     let log_path = dir.join(&log_file);
     if !log_path.exists() {
-        return Err(Error::corrupt(
-            &log_file,
-            0,
-            "the log file the meta file names is missing",
-        ));
+        return Err(Error::corrupt(&log_file, 0, "the log file the meta file names is missing"));
     }
     let contents = wal::read_log(&log_path, &log_file, checkpoint_epoch + 1)?;
     let mut epoch = checkpoint_epoch;
     let mut latest_payload: HashMap<u64, (usize, usize, usize)> = HashMap::new();
     for (fi, frame) in contents.frames.iter().enumerate() {
         for op in &frame.ops {
-            apply_op(
-                op,
-                &mut snapshot_slots,
-                &mut roots,
-                &mut latest_payload,
-                fi,
-                &classes,
-                &log_file,
-                frame.body_at,
-            )?;
+            apply_op(op, &mut snapshot_slots, &mut roots, &mut latest_payload, fi, &classes, &log_file, frame.body_at)?;
         }
         epoch = frame.epoch;
     }
-    let backing = if writable {
-        Backing::Shared(dir.to_path_buf())
-    } else {
-        Backing::Private(dir.to_path_buf())
-    };
+    let backing = if writable { Backing::Shared(dir.to_path_buf()) } else { Backing::Private(dir.to_path_buf()) };
     let mut space = Space::open(classes, &backing)?;
     space.rebuild(&blocks_in_use(&snapshot_slots, space.classes().count())?)?;
     for (&handle, &(fi, at, len)) in &latest_payload {
@@ -146,21 +105,11 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     table.slots = snapshot_slots;
     table.rebuild_free_list();
     let core = Core::new(space, table, roots, epoch, options.growth_policy);
-    let log = if writable {
-        Some(LogWriter::open(&log_path, contents.valid_bytes)?)
-    } else {
-        None
-    };
+    let log = if writable { Some(LogWriter::open(&log_path, contents.valid_bytes)?) } else { None };
     if writable {
         remove_stray_files(dir, meta.generation);
     }
-    Ok(Opened {
-        core,
-        log,
-        meta,
-        lock,
-        needs_checkpoint: writable && !contents.frames.is_empty(),
-    })
+    Ok(Opened { core, log, meta, lock, needs_checkpoint: writable && !contents.frames.is_empty() })
 }
 
 /// A new store: an empty log, then the meta file naming it, then the directory entries synced.
@@ -219,13 +168,9 @@ fn apply_op(
             };
         }
         Op::Free { handle, tag } => {
-            let slot = slots
-                .get_mut(*handle as usize)
-                .filter(|s| s.state == State::Live && s.tag == *tag);
+            let slot = slots.get_mut(*handle as usize).filter(|s| s.state == State::Live && s.tag == *tag);
             let Some(slot) = slot else {
-                return Err(bad(format!(
-                    "free of handle {handle} tag {tag}, which is not live"
-                )));
+                return Err(bad(format!("free of handle {handle} tag {tag}, which is not live")));
             };
             slot.state = State::Free;
             latest_payload.remove(handle);

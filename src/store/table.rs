@@ -33,22 +33,11 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub const EMPTY: Slot = Slot {
-        block: 0,
-        len: 0,
-        tag: 0,
-        kind: 0,
-        class: 0,
-        state: State::Free,
-        dirty: false,
-        freeing: false,
-    };
+    pub const EMPTY: Slot =
+        Slot { block: 0, len: 0, tag: 0, kind: 0, class: 0, state: State::Free, dirty: false, freeing: false };
 
     pub fn loc(&self) -> Loc {
-        Loc {
-            class: self.class,
-            block: self.block,
-        }
+        Loc { class: self.class, block: self.block }
     }
 
     pub fn set_loc(&mut self, loc: Loc) {
@@ -82,19 +71,13 @@ pub(crate) struct ObjectTable {
 impl ObjectTable {
     pub fn new() -> ObjectTable {
         // Handle 0 is never issued.
-        ObjectTable {
-            slots: vec![Slot::EMPTY],
-            free_handles: Vec::new(),
-            shadowed: HashMap::new(),
-        }
+        ObjectTable { slots: vec![Slot::EMPTY], free_handles: Vec::new(), shadowed: HashMap::new() }
     }
 
     /// After loading slots from disk: every free handle becomes reusable, lowest first.
     pub fn rebuild_free_list(&mut self) {
-        self.free_handles = (1..self.slots.len() as u64)
-            .rev()
-            .filter(|&h| self.slots[h as usize].state == State::Free)
-            .collect();
+        self.free_handles =
+            (1..self.slots.len() as u64).rev().filter(|&h| self.slots[h as usize].state == State::Free).collect();
     }
 
     /// A handle for a new node, with a tag no earlier id of that handle had.
@@ -106,14 +89,9 @@ impl ObjectTable {
         }
         let h = self.slots.len() as u64;
         if h > HANDLE_MAX {
-            return Err(Error::Limit(format!(
-                "all {HANDLE_MAX} node handles are in use"
-            )));
+            return Err(Error::Limit(format!("all {HANDLE_MAX} node handles are in use")));
         }
-        self.slots.push(Slot {
-            tag: 1,
-            ..Slot::EMPTY
-        });
+        self.slots.push(Slot { tag: 1, ..Slot::EMPTY });
         Ok(h)
     }
 
@@ -128,9 +106,7 @@ impl ObjectTable {
         let h = id.handle();
         match self.slots.get(h as usize) {
             Some(s) if h != 0 && s.tag == id.tag() && s.visible() => Ok(h),
-            _ => Err(Error::NotFound(format!(
-                "node {id} is unknown, freed or stale"
-            ))),
+            _ => Err(Error::NotFound(format!("node {id} is unknown, freed or stale"))),
         }
     }
 
@@ -155,10 +131,7 @@ impl ObjectTable {
         if s.state != State::Live {
             return None;
         }
-        Some(self.shadowed.get(&handle).copied().unwrap_or(Committed {
-            loc: s.loc(),
-            len: s.len,
-        }))
+        Some(self.shadowed.get(&handle).copied().unwrap_or(Committed { loc: s.loc(), len: s.len }))
     }
 
     pub fn handle_count(&self) -> u64 {

@@ -32,16 +32,11 @@ impl Drop for TempDir {
 }
 
 fn strict() -> StoreOptions {
-    StoreOptions {
-        durability: Durability::Strict,
-        ..StoreOptions::default()
-    }
+    StoreOptions { durability: Durability::Strict, ..StoreOptions::default() }
 }
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8)
-        .collect()
+    (0..len).map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8).collect()
 }
 
 #[test]
@@ -65,13 +60,7 @@ fn published_nodes_survive_close_and_reopen() {
     assert_eq!(s.read(b).unwrap(), pattern(2, 2500));
     assert_eq!(s.info(a).unwrap().kind, 5);
     assert!(s.info(a).unwrap().committed);
-    assert_eq!(
-        s.get_root(b"main").unwrap(),
-        Some(Root {
-            id: b.raw(),
-            meta: vec![1, 2, 3]
-        })
-    );
+    assert_eq!(s.get_root(b"main").unwrap(), Some(Root { id: b.raw(), meta: vec![1, 2, 3] }));
     assert_eq!(s.get_root(b"other").unwrap(), None);
     s.verify().unwrap();
 }
@@ -126,10 +115,7 @@ fn stale_ids_are_not_found_and_double_frees_are_refused() {
     assert!(matches!(s.free(a), Err(Error::NotFound(_))));
     assert!(matches!(s.publish(a, b"x"), Err(Error::NotFound(_))));
     for raw in [0, u64::MAX, 1 << 40] {
-        assert!(matches!(
-            s.read(NodeId::from_raw(raw)),
-            Err(Error::NotFound(_))
-        ));
+        assert!(matches!(s.read(NodeId::from_raw(raw)), Err(Error::NotFound(_))));
     }
     assert!(matches!(s.allocate(10, 0), Err(Error::InvalidArgument(_))));
     assert!(matches!(s.allocate(300 << 10, 1), Err(Error::TooLarge(_))));
@@ -170,27 +156,15 @@ fn growth_keeps_the_id_and_moves_logarithmically() {
     }
     let st = s.stats().unwrap();
     let bound = ((7.0f64 + 32.0 * 150.0) / 64.0).log2().ceil() as u64 + 1;
-    assert!(
-        st.reallocations <= bound,
-        "{} reallocations, bound {bound}",
-        st.reallocations
-    );
+    assert!(st.reallocations <= bound, "{} reallocations, bound {bound}", st.reallocations);
     s.commit().unwrap();
     s.verify().unwrap();
-    assert_eq!(
-        s.stats().unwrap().total.live_bytes,
-        16384,
-        "one block of the smallest class >= 2 x 4807 bytes"
-    );
+    assert_eq!(s.stats().unwrap().total.live_bytes, 16384, "one block of the smallest class >= 2 x 4807 bytes");
 }
 
 #[test]
 fn new_id_growth_frees_the_old_id() {
-    let s = Store::in_memory(&StoreOptions {
-        growth_policy: GrowthPolicy::NewId,
-        ..StoreOptions::default()
-    })
-    .unwrap();
+    let s = Store::in_memory(&StoreOptions { growth_policy: GrowthPolicy::NewId, ..StoreOptions::default() }).unwrap();
     let a = s.allocate(64, 3).unwrap().0;
     s.publish(a, &[1; 64]).unwrap();
     s.commit().unwrap();
@@ -208,26 +182,14 @@ fn publishing_from_the_nodes_own_block_works_in_every_state() {
     let s = Store::in_memory(&StoreOptions::default()).unwrap();
     let id = s.allocate(64, 1).unwrap().0;
     s.publish(id, b"0123456789").unwrap();
-    s.publish_from(id, Source::OwnBlock { offset: 2, len: 5 })
-        .unwrap();
+    s.publish_from(id, Source::OwnBlock { offset: 2, len: 5 }).unwrap();
     assert_eq!(s.read(id).unwrap(), b"23456");
     s.commit().unwrap();
-    s.publish_from(id, Source::OwnBlock { offset: 1, len: 3 })
-        .unwrap();
+    s.publish_from(id, Source::OwnBlock { offset: 1, len: 3 }).unwrap();
     assert_eq!(s.read(id).unwrap(), b"345");
-    s.publish_from(id, Source::OwnBlock { offset: 0, len: 64 })
-        .unwrap();
+    s.publish_from(id, Source::OwnBlock { offset: 0, len: 64 }).unwrap();
     assert_eq!(&s.read(id).unwrap()[..3], b"345");
-    assert!(matches!(
-        s.publish_from(
-            id,
-            Source::OwnBlock {
-                offset: 60,
-                len: 10
-            }
-        ),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(s.publish_from(id, Source::OwnBlock { offset: 60, len: 10 }), Err(Error::InvalidArgument(_))));
 }
 
 #[test]
@@ -243,10 +205,7 @@ fn write_ptr_edits_a_shadow_and_publish_in_place_commits_it() {
         4
     })
     .unwrap();
-    assert!(matches!(
-        s.publish_in_place(id, 65),
-        Err(Error::TooLarge(_))
-    ));
+    assert!(matches!(s.publish_in_place(id, 65), Err(Error::TooLarge(_))));
     assert_eq!(s.read(id).unwrap(), b"wxyz");
     s.commit().unwrap();
     s.close().unwrap();
@@ -278,14 +237,7 @@ fn a_read_only_open_changes_no_file_and_refuses_writes() {
         s.simulate_crash(); // leaves a log to replay
     }
     let before = snapshot_files(dir.path());
-    let ro = Store::open(
-        dir.path(),
-        &StoreOptions {
-            read_only: true,
-            ..strict()
-        },
-    )
-    .unwrap();
+    let ro = Store::open(dir.path(), &StoreOptions { read_only: true, ..strict() }).unwrap();
     assert_eq!(ro.read(id).unwrap(), b"hello");
     assert!(matches!(ro.allocate(1, 1), Err(Error::ReadOnly)));
     assert!(matches!(ro.publish(id, b"x"), Err(Error::ReadOnly)));
@@ -295,13 +247,7 @@ fn a_read_only_open_changes_no_file_and_refuses_writes() {
     assert_eq!(snapshot_files(dir.path()), before);
     let missing = TempDir::new("ro-missing");
     assert!(matches!(
-        Store::open(
-            missing.path(),
-            &StoreOptions {
-                read_only: true,
-                ..strict()
-            }
-        ),
+        Store::open(missing.path(), &StoreOptions { read_only: true, ..strict() }),
         Err(Error::NotFound(_))
     ));
 }
@@ -310,12 +256,7 @@ fn snapshot_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
         .collect()
 }
 
@@ -323,17 +264,8 @@ fn snapshot_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn a_second_writer_is_busy_until_the_first_closes() {
     let dir = TempDir::new("busy");
     let s = Store::open(dir.path(), &strict()).unwrap();
-    assert!(matches!(
-        Store::open(dir.path(), &strict()),
-        Err(Error::Busy(_))
-    ));
-    let ro = Store::open(
-        dir.path(),
-        &StoreOptions {
-            read_only: true,
-            ..strict()
-        },
-    );
+    assert!(matches!(Store::open(dir.path(), &strict()), Err(Error::Busy(_))));
+    let ro = Store::open(dir.path(), &StoreOptions { read_only: true, ..strict() });
     assert!(ro.is_ok(), "readers need no lock");
     s.close().unwrap();
     Store::open(dir.path(), &strict()).unwrap();
@@ -396,12 +328,7 @@ fn a_torn_log_tail_is_cut_and_earlier_commits_kept() {
     }
     let log = file_with_prefix(dir.path(), "wal-");
     let len = std::fs::metadata(&log).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(len - 3)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(len - 3).unwrap();
     let s = Store::open(dir.path(), &strict()).unwrap();
     assert_eq!(s.read(a).unwrap(), b"first");
     assert!(s.read(b).is_err(), "the torn commit is gone");
@@ -417,10 +344,7 @@ fn large_nodes_are_flushed_not_logged_and_survive_a_crash() {
         id = s.allocate(100_000, 1).unwrap().0;
         s.publish(id, &pattern(9, 100_000)).unwrap();
         s.commit().unwrap();
-        assert!(
-            s.stats().unwrap().log_bytes < 1000,
-            "the payload is not in the log"
-        );
+        assert!(s.stats().unwrap().log_bytes < 1000, "the payload is not in the log");
         s.simulate_crash();
     }
     let s = Store::open(dir.path(), &strict()).unwrap();
@@ -430,11 +354,8 @@ fn large_nodes_are_flushed_not_logged_and_survive_a_crash() {
 #[test]
 fn checkpoints_happen_when_the_log_grows_and_recovery_uses_them() {
     let dir = TempDir::new("ckpt");
-    let opts = StoreOptions {
-        checkpoint_log_bytes: 64 << 10,
-        durability: Durability::Eventual,
-        ..StoreOptions::default()
-    };
+    let opts =
+        StoreOptions { checkpoint_log_bytes: 64 << 10, durability: Durability::Eventual, ..StoreOptions::default() };
     let mut ids = Vec::new();
     {
         let s = Store::open(dir.path(), &opts).unwrap();
@@ -455,39 +376,23 @@ fn checkpoints_happen_when_the_log_grows_and_recovery_uses_them() {
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(s.read(*id).unwrap(), pattern(i as u64, 200));
     }
-    let names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(
-        names.iter().filter(|n| n.starts_with("wal-")).count(),
-        1,
-        "{names:?}"
-    );
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.iter().filter(|n| n.starts_with("wal-")).count(), 1, "{names:?}");
 }
 
 #[test]
 fn open_file_descriptors_stay_bounded_by_the_classes() {
     let dir = TempDir::new("fds");
-    let s = Store::open(
-        dir.path(),
-        &StoreOptions {
-            durability: Durability::Eventual,
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
+    let s =
+        Store::open(dir.path(), &StoreOptions { durability: Durability::Eventual, ..StoreOptions::default() }).unwrap();
     for i in 0..20_000usize {
         let id = s.allocate(64 << (i % 6), 1).unwrap().0;
         s.publish(id, &[1]).unwrap();
     }
     s.commit().unwrap();
     let st = s.stats().unwrap();
-    assert!(
-        st.open_files <= st.classes.len() as u64 + 2,
-        "{} files",
-        st.open_files
-    );
+    assert!(st.open_files <= st.classes.len() as u64 + 2, "{} files", st.open_files);
 }
 
 /// A tiny deterministic generator, so a failing seed reproduces.
@@ -532,9 +437,7 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
     let mut store = Store::open(dir.path(), &opts).unwrap();
     let mut committed: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
     let mut current: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
-    let ctx = |step: usize| {
-        format!("seed {seed} policy {policy:?} step {step} (PCORE_PROPTEST_SEED={seed})")
-    };
+    let ctx = |step: usize| format!("seed {seed} policy {policy:?} step {step} (PCORE_PROPTEST_SEED={seed})");
     for step in 0..1500 {
         let ids: Vec<NodeId> = current.keys().copied().collect();
         let pick = |rng: &mut Rng| ids[rng.below(ids.len() as u64) as usize];
@@ -548,11 +451,7 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
             }
             25..=54 if !ids.is_empty() => {
                 let id = pick(&mut rng);
-                let len = if rng.below(4) == 0 {
-                    rng.below(12000)
-                } else {
-                    rng.below(200)
-                } as usize;
+                let len = if rng.below(4) == 0 { rng.below(12000) } else { rng.below(200) } as usize;
                 let bytes = pattern(rng.next(), len);
                 let new_id = store.publish(id, &bytes).unwrap();
                 current.remove(&id);
@@ -578,11 +477,7 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
             65..=79 if !ids.is_empty() => {
                 let id = pick(&mut rng);
                 store.free(id).unwrap();
-                assert!(
-                    matches!(store.free(id), Err(Error::DoubleFree(_))),
-                    "{}",
-                    ctx(step)
-                );
+                assert!(matches!(store.free(id), Err(Error::DoubleFree(_))), "{}", ctx(step));
                 current.remove(&id);
             }
             80..=91 => {
@@ -603,25 +498,18 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
         }
         for (id, bytes) in &current {
             assert_eq!(
-                &store
-                    .read(*id)
-                    .unwrap_or_else(|e| panic!("{}: read {id:?}: {e}", ctx(step))),
+                &store.read(*id).unwrap_or_else(|e| panic!("{}: read {id:?}: {e}", ctx(step))),
                 bytes,
                 "{}",
                 ctx(step)
             );
         }
         if step % 50 == 0 {
-            store
-                .verify()
-                .unwrap_or_else(|e| panic!("{}: {e}", ctx(step)));
+            store.verify().unwrap_or_else(|e| panic!("{}: {e}", ctx(step)));
             let mut live: Vec<NodeId> = store.live_ids().unwrap();
             live.sort();
-            let expected: Vec<NodeId> = committed
-                .keys()
-                .copied()
-                .filter(|id| store.info(*id).is_ok_and(|i| i.committed))
-                .collect();
+            let expected: Vec<NodeId> =
+                committed.keys().copied().filter(|id| store.info(*id).is_ok_and(|i| i.committed)).collect();
             assert!(expected.iter().all(|id| live.contains(id)), "{}", ctx(step));
         }
     }
@@ -630,12 +518,7 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
     let store = Store::open(dir.path(), &opts).unwrap();
     let mut live = store.live_ids().unwrap();
     live.sort();
-    assert_eq!(
-        live,
-        current.keys().copied().collect::<Vec<_>>(),
-        "{}",
-        ctx(9999)
-    );
+    assert_eq!(live, current.keys().copied().collect::<Vec<_>>(), "{}", ctx(9999));
     for (id, bytes) in &current {
         assert_eq!(&store.read(*id).unwrap(), bytes);
     }

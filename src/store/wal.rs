@@ -46,15 +46,8 @@ pub(crate) struct PutOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
     Put(PutOp),
-    Free {
-        handle: u64,
-        tag: u16,
-    },
-    Root {
-        name: Vec<u8>,
-        id: u64,
-        meta: Vec<u8>,
-    },
+    Free { handle: u64, tag: u16 },
+    Root { name: Vec<u8>, id: u64, meta: Vec<u8> },
 }
 
 /// Builds the body of one commit's frame.
@@ -162,29 +155,14 @@ pub(crate) fn read_log(path: &Path, name: &str, first_epoch: u64) -> Result<LogC
         }
         let body_at = (pos + FRAME_HEADER_BYTES) as u64;
         let ops = decode_ops(name, body_at, body)?;
-        frames.push(Frame {
-            epoch,
-            body_at,
-            body: body.to_vec(),
-            ops,
-        });
+        frames.push(Frame { epoch, body_at, body: body.to_vec(), ops });
         expected_epoch += 1;
         pos = end;
     }
-    if pos < data.len()
-        && !data[pos..].iter().all(|&b| b == 0)
-        && complete_header_follows(&data, pos)
-    {
-        return Err(Error::corrupt(
-            name,
-            pos as u64,
-            "commit frame header damaged, with more log after it",
-        ));
+    if pos < data.len() && !data[pos..].iter().all(|&b| b == 0) && complete_header_follows(&data, pos) {
+        return Err(Error::corrupt(name, pos as u64, "commit frame header damaged, with more log after it"));
     }
-    Ok(LogContents {
-        frames,
-        valid_bytes: pos as u64,
-    })
+    Ok(LogContents { frames, valid_bytes: pos as u64 })
 }
 
 /// The end of the frame starting at `pos`, if its header is intact and its body is all there.
@@ -214,16 +192,8 @@ fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
         let code = r.u8()?;
         let op = match code {
             OP_PUT => {
-                let (handle, tag, kind, class, block, len, payload_crc, inline) = (
-                    r.u64()?,
-                    r.u16()?,
-                    r.u8()?,
-                    r.u8()?,
-                    r.u32()?,
-                    r.u32()?,
-                    r.u32()?,
-                    r.u8()?,
-                );
+                let (handle, tag, kind, class, block, len, payload_crc, inline) =
+                    (r.u64()?, r.u16()?, r.u8()?, r.u8()?, r.u32()?, r.u32()?, r.u32()?, r.u8()?);
                 let payload_at = match inline {
                     0 => None,
                     1 => {
@@ -236,39 +206,17 @@ fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
                     }
                     _ => return Err(r.corrupt(format!("bad inline flag {inline}"))),
                 };
-                Op::Put(PutOp {
-                    handle,
-                    tag,
-                    kind,
-                    class,
-                    block,
-                    len,
-                    payload_crc,
-                    payload_at,
-                })
+                Op::Put(PutOp { handle, tag, kind, class, block, len, payload_crc, payload_at })
             }
-            OP_FREE => Op::Free {
-                handle: r.u64()?,
-                tag: r.u16()?,
-            },
+            OP_FREE => Op::Free { handle: r.u64()?, tag: r.u16()? },
             OP_ROOT => {
                 let name_len = r.u8()? as usize;
                 let root_name = r.take(name_len)?.to_vec();
                 let id = r.u64()?;
                 let meta_len = r.u16()? as usize;
-                Op::Root {
-                    name: root_name,
-                    id,
-                    meta: r.take(meta_len)?.to_vec(),
-                }
+                Op::Root { name: root_name, id, meta: r.take(meta_len)?.to_vec() }
             }
-            other => {
-                return Err(Error::corrupt(
-                    name,
-                    r.offset() - 1,
-                    format!("unknown log operation {other}"),
-                ))
-            }
+            other => return Err(Error::corrupt(name, r.offset() - 1, format!("unknown log operation {other}"))),
         };
         ops.push(op);
     }
@@ -285,32 +233,15 @@ pub(crate) struct LogWriter {
 impl LogWriter {
     /// Opens for appending after `valid_bytes`, cutting off a torn tail beyond them.
     pub fn open(path: &Path, valid_bytes: u64) -> Result<LogWriter> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path);
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
         let file = file.map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let on_disk = file
-            .metadata()
-            .map_err(|e| Error::io(format!("stat {name}"), e))?
-            .len();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let on_disk = file.metadata().map_err(|e| Error::io(format!("stat {name}"), e))?.len();
         if on_disk != valid_bytes {
-            file.set_len(valid_bytes)
-                .map_err(|e| Error::io(format!("cut the torn tail of {name}"), e))?;
-            file.sync_data()
-                .map_err(|e| Error::io(format!("sync {name}"), e))?;
+            file.set_len(valid_bytes).map_err(|e| Error::io(format!("cut the torn tail of {name}"), e))?;
+            file.sync_data().map_err(|e| Error::io(format!("sync {name}"), e))?;
         }
-        Ok(LogWriter {
-            file,
-            name,
-            len: valid_bytes,
-        })
+        Ok(LogWriter { file, name, len: valid_bytes })
     }
 
     pub fn len(&self) -> u64 {
@@ -335,9 +266,7 @@ impl LogWriter {
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io(format!("sync {}", self.name), e))
+        self.file.sync_data().map_err(|e| Error::io(format!("sync {}", self.name), e))
     }
 }
 
@@ -392,14 +321,7 @@ mod tests {
             Op::Put(p) => assert_eq!(&f.body[p.payload_at.unwrap()..][..8], b"payload!"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            f.ops[2],
-            Op::Root {
-                name: b"main".to_vec(),
-                id: 42,
-                meta: b"mbr".to_vec()
-            }
-        );
+        assert_eq!(f.ops[2], Op::Root { name: b"main".to_vec(), id: 42, meta: b"mbr".to_vec() });
     }
 
     #[test]
@@ -424,11 +346,7 @@ mod tests {
             let mut bad = log.clone();
             bad[at] ^= 0x40;
             let r = read_log(&temp_log(&bad), "wal", 1);
-            assert!(
-                matches!(r, Err(Error::Corrupt { .. })),
-                "flip at {at}: {:?}",
-                r.map(|c| c.frames.len())
-            );
+            assert!(matches!(r, Err(Error::Corrupt { .. })), "flip at {at}: {:?}", r.map(|c| c.frames.len()));
         }
     }
 
@@ -436,9 +354,6 @@ mod tests {
     fn an_epoch_gap_is_corrupt() {
         let mut log = sample_frame(1);
         log.extend(sample_frame(3));
-        assert!(matches!(
-            read_log(&temp_log(&log), "wal", 1),
-            Err(Error::Corrupt { .. })
-        ));
+        assert!(matches!(read_log(&temp_log(&log), "wal", 1), Err(Error::Corrupt { .. })));
     }
 }

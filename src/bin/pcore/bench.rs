@@ -11,65 +11,49 @@ use std::time::Instant;
 const REPS: usize = 5;
 
 pub fn run(args: &Args) -> Result<(), String> {
-    let nodes = args
-        .count
-        .unwrap_or(if args.quick { 1_000_000 } else { 10_000_000 });
+    let nodes = args.count.unwrap_or(if args.quick { 1_000_000 } else { 10_000_000 });
     let work = WorkDir::new(args.dir.as_deref(), "bench", false)?;
-    println!(
-        "pcore bench: medians of {REPS} runs; ratio = pcore time / peer time (< 1 is faster)\n"
-    );
-    println!(
-        "{:<44} {:>12} {:>12} {:>8}",
-        "measure", "pcore", "peer", "ratio"
-    );
-    let (p, m) = alloc_free_vs_malloc();
-    row(
-        "allocate+free, mixed 256 B-4 KiB (ns/pair)",
-        p,
-        m,
-        "glibc malloc/free",
-    );
+    println!("pcore bench: medians of {REPS} runs; ratio = pcore time / peer time (< 1 is faster)\n");
+    println!("{:<44} {:>12} {:>12} {:>8}", "measure", "pcore", "peer", "ratio");
+    let (p, m, c) = alloc_free_vs_malloc(&sizes(256, 4096));
+    row("allocate+free, mixed 256 B-4 KiB (ns/pair)", p, m, "glibc malloc/free");
+    row("  same; pcore zero-fills, so also vs calloc", p, c, "glibc calloc/free");
+    let (p, m, c) = alloc_free_vs_malloc(&sizes(64, 64));
+    row("allocate+free, 64 B records (ns/pair)", p, m, "glibc malloc/free");
+    row("  same, vs calloc", p, c, "glibc calloc/free");
     let (p, c) = publish_vs_memcpy();
     row("publish a hot 4 KiB node (ns)", p, c, "memcpy 4 KiB");
     let (p, f) = strict_commit_vs_fdatasync(&work.path)?;
-    row(
-        "STRICT commit of one node (us)",
-        p,
-        f,
-        "write+fdatasync 4 KiB",
-    );
+    row("STRICT commit of one node (us)", p, f, "write+fdatasync 4 KiB");
     println!();
     bulk(&work.path.join("bulk"), nodes)
 }
 
 fn row(name: &str, pcore: f64, peer: f64, peer_name: &str) {
-    println!(
-        "{name:<44} {pcore:>12.1} {peer:>12.1} {:>8.2}   peer: {peer_name}",
-        pcore / peer
-    );
+    println!("{name:<44} {pcore:>12.1} {peer:>12.1} {:>8.2}   peer: {peer_name}", pcore / peer);
 }
 
-/// Sizes drawn uniformly from 256 B to 4 KiB, same sequence for both.
-fn sizes(n: usize) -> Vec<usize> {
-    let mut s = vec![0u8; n * 2];
+const ALLOC_OPS: usize = 400_000;
+const ALLOC_LIVE: usize = 4096;
+
+/// Sizes drawn uniformly from `min..=max`, the same sequence for every allocator.
+fn sizes(min: usize, max: usize) -> Vec<usize> {
+    let mut s = vec![0u8; (ALLOC_OPS + ALLOC_LIVE) * 2];
     pattern(7, &mut s);
-    s.chunks(2)
-        .map(|c| 256 + (u16::from_le_bytes([c[0], c[1]]) as usize % (4096 - 256 + 1)))
-        .collect()
+    s.chunks(2).map(|c| min + (u16::from_le_bytes([c[0], c[1]]) as usize % (max - min + 1))).collect()
 }
 
 /// A working set of live blocks; each step frees the oldest and allocates a new one.
-fn alloc_free_vs_malloc() -> (f64, f64) {
-    const LIVE: usize = 4096;
-    const OPS: usize = 400_000;
-    let sz = sizes(OPS + LIVE);
+/// Returns ns per pair for pcore, malloc/free and calloc/free.
+fn alloc_free_vs_malloc(sz: &[usize]) -> (f64, f64, f64) {
+    const LIVE: usize = ALLOC_LIVE;
+    const OPS: usize = ALLOC_OPS;
     let store = Store::in_memory(&StoreOptions::default()).expect("in-memory store");
     let mut pcore_runs = Vec::new();
     let mut malloc_runs = Vec::new();
+    let mut calloc_runs = Vec::new();
     for _ in 0..REPS {
-        let mut ring: Vec<NodeId> = (0..LIVE)
-            .map(|i| store.allocate(sz[i], 1).expect("allocate").0)
-            .collect();
+        let mut ring: Vec<NodeId> = (0..LIVE).map(|i| store.allocate(sz[i], 1).expect("allocate").0).collect();
         let t = Instant::now();
         for i in 0..OPS {
             let slot = i % LIVE;
@@ -77,12 +61,10 @@ fn alloc_free_vs_malloc() -> (f64, f64) {
             ring[slot] = store.allocate(sz[LIVE + i], 1).expect("allocate").0;
         }
         pcore_runs.push(t.elapsed().as_nanos() as f64 / OPS as f64);
-        ring.into_iter()
-            .for_each(|id| store.free(id).expect("free"));
+        ring.into_iter().for_each(|id| store.free(id).expect("free"));
 
         // SAFETY: plain malloc/free pairs of the C library; every pointer is freed once.
-        let mut ring: Vec<*mut libc::c_void> =
-            (0..LIVE).map(|i| unsafe { libc::malloc(sz[i]) }).collect();
+        let mut ring: Vec<*mut libc::c_void> = (0..LIVE).map(|i| unsafe { libc::malloc(sz[i]) }).collect();
         let t = Instant::now();
         for i in 0..OPS {
             let slot = i % LIVE;
@@ -93,10 +75,20 @@ fn alloc_free_vs_malloc() -> (f64, f64) {
             }
         }
         malloc_runs.push(t.elapsed().as_nanos() as f64 / OPS as f64);
+        let t = Instant::now();
+        for i in 0..OPS {
+            let slot = i % LIVE;
+            // SAFETY: as above; calloc'd pointers are freed once too.
+            unsafe {
+                libc::free(ring[slot]);
+                ring[slot] = black_box(libc::calloc(1, sz[LIVE + i]));
+            }
+        }
+        calloc_runs.push(t.elapsed().as_nanos() as f64 / OPS as f64);
         // SAFETY: as above.
         ring.into_iter().for_each(|p| unsafe { libc::free(p) });
     }
-    (median(pcore_runs), median(malloc_runs))
+    (median(pcore_runs), median(malloc_runs), median(calloc_runs))
 }
 
 fn publish_vs_memcpy() -> (f64, f64) {
@@ -129,14 +121,8 @@ fn publish_vs_memcpy() -> (f64, f64) {
 fn strict_commit_vs_fdatasync(dir: &std::path::Path) -> Result<(f64, f64), String> {
     const COMMITS: usize = 200;
     let path = dir.join("strict");
-    let store = Store::open(
-        &path,
-        &StoreOptions {
-            durability: Durability::Strict,
-            ..StoreOptions::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let store = Store::open(&path, &StoreOptions { durability: Durability::Strict, ..StoreOptions::default() })
+        .map_err(|e| e.to_string())?;
     let id = store.allocate(64, 1).map_err(|e| e.to_string())?.0;
     let mut file = std::fs::File::create(dir.join("fdatasync-peer")).map_err(|e| e.to_string())?;
     let block = vec![7u8; 4096];
@@ -145,9 +131,7 @@ fn strict_commit_vs_fdatasync(dir: &std::path::Path) -> Result<(f64, f64), Strin
     for _ in 0..REPS {
         let t = Instant::now();
         for i in 0..COMMITS {
-            store
-                .publish(id, &[i as u8; 64])
-                .map_err(|e| e.to_string())?;
+            store.publish(id, &[i as u8; 64]).map_err(|e| e.to_string())?;
             store.commit().map_err(|e| e.to_string())?;
         }
         pcore_runs.push(t.elapsed().as_secs_f64() * 1e6 / COMMITS as f64);
@@ -165,10 +149,7 @@ fn strict_commit_vs_fdatasync(dir: &std::path::Path) -> Result<(f64, f64), Strin
 /// XTree's stress shape: 64-byte records, a commit every 100,000; then close and reopen.
 fn bulk(dir: &std::path::Path, nodes: u64) -> Result<(), String> {
     const COMMIT_EVERY: u64 = 100_000;
-    let opts = StoreOptions {
-        durability: Durability::Balanced,
-        ..StoreOptions::default()
-    };
+    let opts = StoreOptions { durability: Durability::Balanced, ..StoreOptions::default() };
     let store = Store::open(dir, &opts).map_err(|e| e.to_string())?;
     let mut rec = [0u8; 64];
     let t = Instant::now();
@@ -195,34 +176,11 @@ fn bulk(dir: &std::path::Path, nodes: u64) -> Result<(), String> {
         s.close().map_err(|e| e.to_string())?;
     }
     println!("bulk load: {nodes} nodes of 64 B, a commit every {COMMIT_EVERY} (BALANCED)");
-    println!(
-        "  {:<40} {:>12.0}   (XTree's store: 30,000)",
-        "nodes/s",
-        nodes as f64 / load_s
-    );
-    println!(
-        "  {:<40} {:>12.1}   (XTree's store: 440)",
-        "bytes on disk per node",
-        disk as f64 / nodes as f64
-    );
-    println!(
-        "  {:<40} {:>12.2}   (target <= 1.3)",
-        "disk / block bytes in use",
-        disk as f64 / live as f64
-    );
-    println!(
-        "  {:<40} {:>12.3}   (median of 3; XTree's store: 13.2 s at 10 M)",
-        "reopen s",
-        median(reopen)
-    );
-    println!(
-        "  {:<40} {:>12.0}   (VmHWM of this process)",
-        "peak memory MiB",
-        mib(peak_rss_bytes())
-    );
-    println!(
-        "  {:<40} {:>12}   (whole process, during the load)",
-        "open file descriptors", fds
-    );
+    println!("  {:<40} {:>12.0}   (XTree's store: 30,000)", "nodes/s", nodes as f64 / load_s);
+    println!("  {:<40} {:>12.1}   (XTree's store: 440)", "bytes on disk per node", disk as f64 / nodes as f64);
+    println!("  {:<40} {:>12.2}   (target <= 1.3)", "disk / block bytes in use", disk as f64 / live as f64);
+    println!("  {:<40} {:>12.3}   (median of 3; XTree's store: 13.2 s at 10 M)", "reopen s", median(reopen));
+    println!("  {:<40} {:>12.0}   (VmHWM of this process)", "peak memory MiB", mib(peak_rss_bytes()));
+    println!("  {:<40} {:>12}   (whole process, during the load)", "open file descriptors", fds);
     Ok(())
 }

@@ -46,9 +46,7 @@ impl Bucket {
         self.bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
         let count = self.children() as u16;
         self.bytes[1..3].copy_from_slice(&count.to_le_bytes());
-        let id = store
-            .publish(self.id, &self.bytes)
-            .map_err(|e| e.to_string())?;
+        let id = store.publish(self.id, &self.bytes).map_err(|e| e.to_string())?;
         debug_assert_eq!(id, self.id, "stable ids");
         Ok(())
     }
@@ -63,14 +61,8 @@ fn record_bytes(i: u64) -> [u8; RECORD_BYTES] {
 pub fn run(args: &Args) -> Result<(), String> {
     let records = args.count.unwrap_or(1_000_000);
     let work = WorkDir::new(args.dir.as_deref(), "demo", args.keep)?;
-    let opts = StoreOptions {
-        durability: Durability::Balanced,
-        ..StoreOptions::default()
-    };
-    println!(
-        "pcore demo: {records} XTree data records in {}",
-        work.path.display()
-    );
+    let opts = StoreOptions { durability: Durability::Balanced, ..StoreOptions::default() };
+    println!("pcore demo: {records} XTree data records in {}", work.path.display());
 
     let t_load = Instant::now();
     let store = Store::open(&work.path, &opts).map_err(|e| e.to_string())?;
@@ -80,12 +72,8 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut leaf = Bucket::new(&store, KIND_LEAF)?;
     let mut commits = 0u64;
     for i in 0..records {
-        let (id, _, _) = store
-            .allocate(RECORD_BYTES, KIND_RECORD)
-            .map_err(|e| e.to_string())?;
-        store
-            .publish(id, &record_bytes(i))
-            .map_err(|e| e.to_string())?;
+        let (id, _, _) = store.allocate(RECORD_BYTES, KIND_RECORD).map_err(|e| e.to_string())?;
+        store.publish(id, &record_bytes(i)).map_err(|e| e.to_string())?;
         ids.push(id);
         leaf.push(&store, id, i)?;
         if leaf.children() == LEAF_CHILDREN {
@@ -93,10 +81,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             if internals.last().expect("one internal").children() == SUPERNODE_CHILDREN {
                 internals.push(Bucket::new(&store, KIND_INTERNAL)?);
             }
-            internals
-                .last_mut()
-                .expect("one internal")
-                .push(&store, full.id, i)?;
+            internals.last_mut().expect("one internal").push(&store, full.id, i)?;
             leaves.push(full);
         }
         if (i + 1) % COMMIT_EVERY == 0 {
@@ -105,9 +90,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         }
     }
     leaves.push(leaf);
-    store
-        .set_root(b"", internals[0].id.raw(), &[0u8; 16])
-        .map_err(|e| e.to_string())?;
+    store.set_root(b"", internals[0].id.raw(), &[0u8; 16]).map_err(|e| e.to_string())?;
     store.commit().map_err(|e| e.to_string())?;
     let load_s = secs(t_load);
 
@@ -116,12 +99,8 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut replaced = 0u64;
     for i in (0..records).step_by(10) {
         store.free(ids[i as usize]).map_err(|e| e.to_string())?;
-        let (id, _, _) = store
-            .allocate(RECORD_BYTES, KIND_RECORD)
-            .map_err(|e| e.to_string())?;
-        store
-            .publish(id, &record_bytes(i + records))
-            .map_err(|e| e.to_string())?;
+        let (id, _, _) = store.allocate(RECORD_BYTES, KIND_RECORD).map_err(|e| e.to_string())?;
+        store.publish(id, &record_bytes(i + records)).map_err(|e| e.to_string())?;
         ids[i as usize] = id;
         replaced += 1;
         if replaced % CHURN_COMMIT_EVERY == 0 {
@@ -131,9 +110,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     store.commit().map_err(|e| e.to_string())?;
     let churn_s = secs(t_churn);
     let before = store.stats().map_err(|e| e.to_string())?;
-    store
-        .verify()
-        .map_err(|e| format!("verify before close: {e}"))?;
+    store.verify().map_err(|e| format!("verify before close: {e}"))?;
     store.close().map_err(|e| e.to_string())?;
     drop(store);
 
@@ -144,21 +121,14 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut bad = 0u64;
     for (i, id) in ids.iter().enumerate() {
         let i = i as u64;
-        let expected = if i % 10 == 0 {
-            record_bytes(i + records)
-        } else {
-            record_bytes(i)
-        };
+        let expected = if i % 10 == 0 { record_bytes(i + records) } else { record_bytes(i) };
         if store.with_node(*id, |b| b == expected).unwrap_or(false) {
             continue;
         }
         bad += 1;
     }
     for b in leaves.iter().chain(&internals) {
-        if !store
-            .with_node(b.id, |got| got == b.bytes.as_slice())
-            .unwrap_or(false)
-        {
+        if !store.with_node(b.id, |got| got == b.bytes.as_slice()).unwrap_or(false) {
             bad += 1;
         }
     }
@@ -166,9 +136,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     if root.map(|r| r.id) != Some(internals[0].id.raw()) {
         bad += 1;
     }
-    store
-        .verify()
-        .map_err(|e| format!("verify after reopen: {e}"))?;
+    store.verify().map_err(|e| format!("verify after reopen: {e}"))?;
     let verify_s = secs(t_verify);
     let after = store.stats().map_err(|e| e.to_string())?;
     let disk = dir_bytes(&work.path);
@@ -180,11 +148,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         leaves.len(),
         internals.len()
     );
-    println!(
-        "  commits              {} during load, epoch {}",
-        commits + 1,
-        after.epoch
-    );
+    println!("  commits              {} during load, epoch {}", commits + 1, after.epoch);
     println!(
         "  bucket reallocations {} ({:.2} per bucket; a bucket grows 7 B -> {} B)",
         before.reallocations,
@@ -192,20 +156,10 @@ pub fn run(args: &Args) -> Result<(), String> {
         7 + 32 * SUPERNODE_CHILDREN
     );
     println!("  churn                {replaced} records freed and replaced");
-    println!(
-        "  reuse rate           {:.1} % (allocs from freed blocks / frees)",
-        100.0 * before.total.reuse_rate()
-    );
-    println!(
-        "  fragmentation        {:.1} % after churn (dead / (live + dead))",
-        100.0 * after.total.fragmentation()
-    );
+    println!("  reuse rate           {:.1} % (allocs from freed blocks / frees)", 100.0 * before.total.reuse_rate());
+    println!("  fragmentation        {:.1} % after churn (dead / (live + dead))", 100.0 * after.total.fragmentation());
     println!("  size classes in use:");
-    for c in before
-        .classes
-        .iter()
-        .filter(|c| c.total_allocations > 0 || c.live_bytes > 0)
-    {
+    for c in before.classes.iter().filter(|c| c.total_allocations > 0 || c.live_bytes > 0) {
         println!(
             "    {:>6} B  live {:>9.1} MiB  dead {:>7.1} MiB  segments {:>4}  bump {:>8}  reused {:>8}  frees {:>8}",
             c.class_bytes,
@@ -217,16 +171,21 @@ pub fn run(args: &Args) -> Result<(), String> {
             c.total_frees
         );
     }
-    println!("  on disk              {:.1} MiB ({:.1} bytes per node; blocks in use {:.1} MiB, ratio {:.2})", mib(disk), disk as f64 / nodes as f64, mib(after.total.live_bytes), disk as f64 / after.total.live_bytes as f64);
+    println!(
+        "  on disk              {:.1} MiB ({:.1} bytes per node; blocks in use {:.1} MiB, ratio {:.2})",
+        mib(disk),
+        disk as f64 / nodes as f64,
+        mib(after.total.live_bytes),
+        disk as f64 / after.total.live_bytes as f64
+    );
     println!("  times                load {load_s:.2} s ({:.0} records/s), churn {churn_s:.2} s, reopen {reopen_s:.3} s, verify {verify_s:.2} s", records as f64 / load_s);
     println!("  peak memory          {:.0} MiB", mib(peak_rss_bytes()));
-    println!(
-        "  open files           {} (store), whatever the node count",
-        after.open_files
-    );
+    println!("  open files           {} (store), whatever the node count", after.open_files);
     if bad > 0 {
         return Err(format!("{bad} nodes did not read back exact after reopen"));
     }
-    println!("\nverified: every node read back byte for byte after close and reopen; allocator matches the object table.");
+    println!(
+        "\nverified: every node read back byte for byte after close and reopen; allocator matches the object table."
+    );
     Ok(())
 }

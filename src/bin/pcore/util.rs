@@ -16,20 +16,12 @@ impl Args {
         let mut a = Args::default();
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
+            let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
             match arg.as_str() {
                 "--dir" => a.dir = Some(PathBuf::from(value("--dir")?)),
                 "--records" | "--nodes" => {
                     let v = value(arg)?;
-                    a.count = Some(
-                        v.replace('_', "")
-                            .parse()
-                            .map_err(|_| format!("{arg}: not a number: {v}"))?,
-                    );
+                    a.count = Some(v.replace('_', "").parse().map_err(|_| format!("{arg}: not a number: {v}"))?);
                 }
                 "--keep" => a.keep = true,
                 "--quick" => a.quick = true,
@@ -51,16 +43,10 @@ impl WorkDir {
     pub fn new(given: Option<&Path>, tag: &str, keep: bool) -> Result<WorkDir, String> {
         let (path, remove) = match given {
             Some(p) => (p.to_path_buf(), false),
-            None => (
-                std::env::temp_dir().join(format!("pcore-{tag}-{}", std::process::id())),
-                !keep,
-            ),
+            None => (std::env::temp_dir().join(format!("pcore-{tag}-{}", std::process::id())), !keep),
         };
         if path.join("meta").exists() && given.is_some() {
-            return Err(format!(
-                "{} already holds a store; give an empty or new directory",
-                path.display()
-            ));
+            return Err(format!("{} already holds a store; give an empty or new directory", path.display()));
         }
         std::fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
         Ok(WorkDir { path, remove })
@@ -77,13 +63,7 @@ impl Drop for WorkDir {
 
 pub fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
+        .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
         .unwrap_or(0)
 }
 
@@ -105,9 +85,7 @@ fn proc_status_kb(key: &str) -> u64 {
 }
 
 pub fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count() as u64)
-        .unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0)
 }
 
 pub fn pattern(seed: u64, out: &mut [u8]) {
