@@ -214,6 +214,9 @@ typedef struct PcoreStoreStats {
   uint64_t data_file_bytes;
   // Sums over all classes; the ratios are recomputed from the sums.
   struct PcoreClassStats total;
+  // Bytes of blocks freed by commits not yet durable (BALANCED, EVENTUAL): counted in
+  // `total.live_bytes` until the log is synced, then reusable.
+  uint64_t pending_free_bytes;
 } PcoreStoreStats;
 
 #ifdef __cplusplus

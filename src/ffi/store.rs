@@ -482,6 +482,7 @@ pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut Pco
             open_files: st.open_files,
             data_file_bytes: st.data_file_bytes,
             total: PcoreClassStats::from(&st.total),
+            pending_free_bytes: st.pending_free_bytes,
         };
         let n = size.min(std::mem::size_of::<PcoreStoreStats>());
         // SAFETY: the caller's struct has `size` >= n writable bytes; `full` is a local.

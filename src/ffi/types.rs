@@ -180,6 +180,9 @@ pub struct PcoreStoreStats {
     pub data_file_bytes: u64,
     /// Sums over all classes; the ratios are recomputed from the sums.
     pub total: PcoreClassStats,
+    /// Bytes of blocks freed by commits not yet durable (BALANCED, EVENTUAL): counted in
+    /// `total.live_bytes` until the log is synced, then reusable.
+    pub pending_free_bytes: u64,
 }
 
 impl From<&crate::alloc::ClassStats> for PcoreClassStats {

@@ -2,7 +2,9 @@
 //!
 //! `flock` locks belong to the open file description, so a second open in the same process is
 //! refused just like one in another process, and the lock dies with the process (a SIGKILLed
-//! writer never leaves a stale lock behind).
+//! writer never leaves a stale lock behind). The descriptor is close-on-exec; a host that
+//! forks keeps the lock in the child until the child execs or exits, so a reopen in that
+//! window answers `Busy`.
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -104,6 +104,9 @@ pub struct StoreStats {
     pub open_files: u64,
     /// Bytes of the class files on disk (whole segments).
     pub data_file_bytes: u64,
+    /// Bytes of blocks freed by commits that are not yet durable: still allocated (a crash
+    /// could bring back their nodes), reusable once the log is synced.
+    pub pending_free_bytes: u64,
     pub handles: u64,
     pub classes: Vec<ClassStats>,
     pub total: ClassStats,
@@ -218,8 +221,12 @@ impl Store {
     }
 
     fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
-        let _w = self.writer()?;
+        let w = self.writer()?;
         let mut state = self.shared.state.write();
+        // Blocks freed by a commit that BALANCED's background sync has since made durable.
+        if state.frees_releasable(w.durable_epoch) {
+            state.release_frees(w.durable_epoch)?;
+        }
         f(&mut state)
     }
 
@@ -329,6 +336,7 @@ impl Store {
 
     /// The named root as last set, committed or not; `None` when there is none.
     pub fn get_root(&self, name: &[u8]) -> Result<Option<Root>> {
+        super::core::check_root_name(name)?;
         self.read_state(|c| Ok(c.roots.get(name).map(|(id, meta)| Root { id: *id, meta: meta.clone() })))
     }
 
@@ -428,6 +436,7 @@ impl Store {
                     + u64::from(w.log.is_some())
                     + u64::from(w._lock.is_some() && file_store),
                 data_file_bytes: c.space.file_bytes(),
+                pending_free_bytes: c.pending_free_bytes,
                 handles: c.table.handle_count(),
                 classes,
                 total,

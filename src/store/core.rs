@@ -384,6 +384,11 @@ impl Core {
         self.pending_frees.push_back((epoch, loc));
     }
 
+    /// True when some block freed by a commit up to `durable_epoch` waits to be released.
+    pub fn frees_releasable(&self, durable_epoch: u64) -> bool {
+        self.pending_frees.front().is_some_and(|&(epoch, _)| epoch <= durable_epoch)
+    }
+
     /// Returns to the allocator the blocks freed by commits up to `durable_epoch`.
     pub fn release_frees(&mut self, durable_epoch: u64) -> Result<()> {
         while let Some(&(epoch, loc)) = self.pending_frees.front() {
@@ -426,6 +431,16 @@ impl Core {
         }
         Ok(())
     }
+}
+
+pub(crate) fn check_root_name(name: &[u8]) -> Result<()> {
+    if name.len() > ROOT_NAME_MAX_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "root name of {} bytes; at most {ROOT_NAME_MAX_BYTES}",
+            name.len()
+        )));
+    }
+    Ok(())
 }
 
 /// A request length that selects `class` exactly.

@@ -6,12 +6,14 @@ mod api;
 mod checkpoint;
 mod codec;
 mod core;
+#[cfg(test)]
+mod crash_tests;
 mod meta;
 mod node_id;
 mod recovery;
 mod table;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod wal;
 
 pub use self::api::{Durability, GrowthPolicy, NodeInfo, Root, Store, StoreOptions, StoreStats};

@@ -31,6 +31,25 @@ impl Drop for TempDir {
     }
 }
 
+/// Opens a store, waiting out a `Busy` that is only another test's child process between
+/// `fork` and `exec` (it holds a copy of every descriptor, the directory lock's included,
+/// until it execs; see `os::lock`).
+pub(crate) fn reopen(dir: &Path, opts: &StoreOptions) -> Store {
+    try_reopen(dir, opts).unwrap()
+}
+
+pub(crate) fn try_reopen(dir: &Path, opts: &StoreOptions) -> crate::Result<Store> {
+    let start = std::time::Instant::now();
+    loop {
+        match Store::open(dir, opts) {
+            Err(Error::Busy(_)) if start.elapsed() < std::time::Duration::from_secs(5) => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            other => return other,
+        }
+    }
+}
+
 fn strict() -> StoreOptions {
     StoreOptions { durability: Durability::Strict, ..StoreOptions::default() }
 }
@@ -44,7 +63,7 @@ fn published_nodes_survive_close_and_reopen() {
     let dir = TempDir::new("lifecycle");
     let (a, b);
     {
-        let s = Store::open(dir.path(), &strict()).unwrap();
+        let s = reopen(dir.path(), &strict());
         a = s.allocate(100, 5).unwrap().0;
         b = s.allocate(3000, 2).unwrap().0;
         s.publish(a, &pattern(1, 100)).unwrap();
@@ -55,7 +74,7 @@ fn published_nodes_survive_close_and_reopen() {
         assert!(matches!(s.read(a), Err(Error::Closed)));
         assert!(matches!(s.close(), Err(Error::Closed)));
     }
-    let s = Store::open(dir.path(), &strict()).unwrap();
+    let s = reopen(dir.path(), &strict());
     assert_eq!(s.read(a).unwrap(), pattern(1, 100));
     assert_eq!(s.read(b).unwrap(), pattern(2, 2500));
     assert_eq!(s.info(a).unwrap().kind, 5);
@@ -70,7 +89,7 @@ fn uncommitted_work_vanishes_after_a_crash_and_committed_work_stays() {
     let dir = TempDir::new("crash");
     let (kept, lost);
     {
-        let s = Store::open(dir.path(), &strict()).unwrap();
+        let s = reopen(dir.path(), &strict());
         kept = s.allocate(64, 1).unwrap().0;
         s.publish(kept, b"committed").unwrap();
         s.commit().unwrap();
@@ -79,7 +98,7 @@ fn uncommitted_work_vanishes_after_a_crash_and_committed_work_stays() {
         s.publish(lost, b"never committed").unwrap();
         s.simulate_crash();
     }
-    let s = Store::open(dir.path(), &strict()).unwrap();
+    let s = reopen(dir.path(), &strict());
     assert_eq!(s.read(kept).unwrap(), b"committed");
     assert!(matches!(s.read(lost), Err(Error::NotFound(_))));
     assert_eq!(s.live_ids().unwrap(), vec![kept]);
@@ -124,19 +143,19 @@ fn stale_ids_are_not_found_and_double_frees_are_refused() {
 #[test]
 fn a_live_node_freed_stays_until_commit_then_its_id_is_gone_for_good() {
     let dir = TempDir::new("free-live");
-    let s = Store::open(dir.path(), &strict()).unwrap();
+    let s = reopen(dir.path(), &strict());
     let a = s.allocate(64, 1).unwrap().0;
     s.publish(a, b"x").unwrap();
     s.commit().unwrap();
     s.free(a).unwrap();
     assert!(matches!(s.read(a), Err(Error::NotFound(_))));
     s.simulate_crash();
-    let s = Store::open(dir.path(), &strict()).unwrap();
+    let s = reopen(dir.path(), &strict());
     assert_eq!(s.read(a).unwrap(), b"x", "the free was not committed");
     s.free(a).unwrap();
     s.commit().unwrap();
     s.close().unwrap();
-    let s = Store::open(dir.path(), &strict()).unwrap();
+    let s = reopen(dir.path(), &strict());
     assert!(matches!(s.read(a), Err(Error::NotFound(_))));
     let b = s.allocate(64, 1).unwrap().0;
     assert_ne!(a, b, "a reopened store never reissues a freed id");
@@ -195,7 +214,7 @@ fn publishing_from_the_nodes_own_block_works_in_every_state() {
 #[test]
 fn write_ptr_edits_a_shadow_and_publish_in_place_commits_it() {
     let dir = TempDir::new("inplace");
-    let s = Store::open(dir.path(), &strict()).unwrap();
+    let s = reopen(dir.path(), &strict());
     let id = s.allocate(64, 1).unwrap().0;
     s.publish(id, b"abc").unwrap();
     s.commit().unwrap();
@@ -209,7 +228,7 @@ fn write_ptr_edits_a_shadow_and_publish_in_place_commits_it() {
     assert_eq!(s.read(id).unwrap(), b"wxyz");
     s.commit().unwrap();
     s.close().unwrap();
-    let s = Store::open(dir.path(), &strict()).unwrap();
+    let s = reopen(dir.path(), &strict());
     assert_eq!(s.read(id).unwrap(), b"wxyz");
 }
 
@@ -230,7 +249,7 @@ fn a_read_only_open_changes_no_file_and_refuses_writes() {
     let dir = TempDir::new("ro");
     let id;
     {
-        let s = Store::open(dir.path(), &strict()).unwrap();
+        let s = reopen(dir.path(), &strict());
         id = s.allocate(64, 1).unwrap().0;
         s.publish(id, b"hello").unwrap();
         s.commit().unwrap();
@@ -263,16 +282,16 @@ fn snapshot_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 #[test]
 fn a_second_writer_is_busy_until_the_first_closes() {
     let dir = TempDir::new("busy");
-    let s = Store::open(dir.path(), &strict()).unwrap();
+    let s = reopen(dir.path(), &strict());
     assert!(matches!(Store::open(dir.path(), &strict()), Err(Error::Busy(_))));
     let ro = Store::open(dir.path(), &StoreOptions { read_only: true, ..strict() });
     assert!(ro.is_ok(), "readers need no lock");
     s.close().unwrap();
-    Store::open(dir.path(), &strict()).unwrap();
+    reopen(dir.path(), &strict());
 }
 
 fn store_with_one_commit(dir: &Path) -> NodeId {
-    let s = Store::open(dir, &strict()).unwrap();
+    let s = reopen(dir, &strict());
     let id = s.allocate(64, 1).unwrap().0;
     s.publish(id, b"data").unwrap();
     s.commit().unwrap();
@@ -304,7 +323,7 @@ fn damaged_checkpoints_and_meta_are_corrupt_with_the_file_named() {
         if target == "meta" {
             flip_byte(&path, 4096 + at);
         }
-        match Store::open(dir.path(), &strict()) {
+        match try_reopen(dir.path(), &strict()) {
             Err(Error::Corrupt { file, .. }) => assert!(file.starts_with(target), "{file}"),
             Err(e) => panic!("{target}@{at}: {e}"),
             Ok(_) => panic!("{target}@{at}: opened a damaged store"),
@@ -317,7 +336,7 @@ fn a_torn_log_tail_is_cut_and_earlier_commits_kept() {
     let dir = TempDir::new("torn");
     let (a, b);
     {
-        let s = Store::open(dir.path(), &strict()).unwrap();
+        let s = reopen(dir.path(), &strict());
         a = s.allocate(64, 1).unwrap().0;
         s.publish(a, b"first").unwrap();
         s.commit().unwrap();
@@ -329,7 +348,7 @@ fn a_torn_log_tail_is_cut_and_earlier_commits_kept() {
     let log = file_with_prefix(dir.path(), "wal-");
     let len = std::fs::metadata(&log).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(len - 3).unwrap();
-    let s = Store::open(dir.path(), &strict()).unwrap();
+    let s = reopen(dir.path(), &strict());
     assert_eq!(s.read(a).unwrap(), b"first");
     assert!(s.read(b).is_err(), "the torn commit is gone");
     s.verify().unwrap();
@@ -340,14 +359,14 @@ fn large_nodes_are_flushed_not_logged_and_survive_a_crash() {
     let dir = TempDir::new("large");
     let id;
     {
-        let s = Store::open(dir.path(), &strict()).unwrap();
+        let s = reopen(dir.path(), &strict());
         id = s.allocate(100_000, 1).unwrap().0;
         s.publish(id, &pattern(9, 100_000)).unwrap();
         s.commit().unwrap();
         assert!(s.stats().unwrap().log_bytes < 1000, "the payload is not in the log");
         s.simulate_crash();
     }
-    let s = Store::open(dir.path(), &strict()).unwrap();
+    let s = reopen(dir.path(), &strict());
     assert_eq!(s.read(id).unwrap(), pattern(9, 100_000));
 }
 
@@ -358,7 +377,7 @@ fn checkpoints_happen_when_the_log_grows_and_recovery_uses_them() {
         StoreOptions { checkpoint_log_bytes: 64 << 10, durability: Durability::Eventual, ..StoreOptions::default() };
     let mut ids = Vec::new();
     {
-        let s = Store::open(dir.path(), &opts).unwrap();
+        let s = reopen(dir.path(), &opts);
         for i in 0..2000u64 {
             let id = s.allocate(200, 1).unwrap().0;
             s.publish(id, &pattern(i, 200)).unwrap();
@@ -372,7 +391,7 @@ fn checkpoints_happen_when_the_log_grows_and_recovery_uses_them() {
         assert!(st.log_bytes < 2 * (64 << 10));
         s.simulate_crash();
     }
-    let s = Store::open(dir.path(), &opts).unwrap();
+    let s = reopen(dir.path(), &opts);
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(s.read(*id).unwrap(), pattern(i as u64, 200));
     }
@@ -434,7 +453,7 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
         ..StoreOptions::default()
     };
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut store = Store::open(dir.path(), &opts).unwrap();
+    let mut store = reopen(dir.path(), &opts);
     let mut committed: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
     let mut current: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
     let ctx = |step: usize| format!("seed {seed} policy {policy:?} step {step} (PCORE_PROPTEST_SEED={seed})");
@@ -486,12 +505,12 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
             }
             92..=95 => {
                 store.simulate_crash();
-                store = Store::open(dir.path(), &opts).unwrap();
+                store = reopen(dir.path(), &opts);
                 current = committed.clone();
             }
             96..=99 => {
                 store.close().unwrap();
-                store = Store::open(dir.path(), &opts).unwrap();
+                store = reopen(dir.path(), &opts);
                 current = committed.clone();
             }
             _ => {}
@@ -515,7 +534,7 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
     }
     store.commit().unwrap();
     store.close().unwrap();
-    let store = Store::open(dir.path(), &opts).unwrap();
+    let store = reopen(dir.path(), &opts);
     let mut live = store.live_ids().unwrap();
     live.sort();
     assert_eq!(live, current.keys().copied().collect::<Vec<_>>(), "{}", ctx(9999));
