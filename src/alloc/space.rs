@@ -121,6 +121,12 @@ impl Space {
         self.per_class[loc.class as usize].file.segment(seg).read(off, len)
     }
 
+    pub(crate) fn read_mut(&mut self, loc: Loc, len: usize) -> &mut [u8] {
+        self.check_len(loc, len);
+        let (seg, off) = self.position(loc);
+        self.per_class[loc.class as usize].file.segment_mut(seg).read_mut(off, len)
+    }
+
     pub(crate) fn write(&mut self, loc: Loc, data: &[u8]) {
         self.check_len(loc, data.len());
         let (seg, off) = self.position(loc);

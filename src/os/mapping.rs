@@ -63,6 +63,13 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.raw.as_ptr().add(offset), len) }
     }
 
+    pub(crate) fn read_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
+        self.check(offset, len);
+        // SAFETY: in range (checked) of a live mapping owned by `self`; `&mut self` makes this
+        // the only reference into the mapping while the slice lives.
+        unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().add(offset), len) }
+    }
+
     pub(crate) fn write(&mut self, offset: usize, src: &[u8]) {
         self.check(offset, src.len());
         // SAFETY: destination in range (checked); `ptr::copy` allows `src` to overlap the

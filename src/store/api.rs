@@ -276,16 +276,22 @@ impl Store {
         })
     }
 
-    /// Safe counterpart of `write_ptr` + `publish_in_place`: `f` edits the node's bytes
-    /// (full capacity) and returns the new length.
+    /// Safe counterpart of `write_ptr` + `publish_in_place`: `f` edits the node's bytes in
+    /// place (its whole block; a shadow copy if the node is committed) and returns the new
+    /// length. Do not call the store from inside `f`.
     pub fn update(&self, id: NodeId, f: impl FnOnce(&mut [u8]) -> usize) -> Result<()> {
+        self.try_update(id, |buf| Ok((f(buf), ())))
+    }
+
+    /// Like `update`; `f` returns the new length and a result, or fails. A failing `f` must
+    /// not have written anything (callers check before they write).
+    pub fn try_update<R>(&self, id: NodeId, f: impl FnOnce(&mut [u8]) -> Result<(usize, R)>) -> Result<R> {
         self.mutate(|c| {
             let loc = c.write_loc(id)?;
             let capacity = c.space.capacity(loc.class) as usize;
-            let mut buf = c.space.read(loc, capacity).to_vec();
-            let len = f(&mut buf);
-            c.space.write(loc, &buf);
-            c.publish_in_place(id, len)
+            let (len, r) = f(c.space.read_mut(loc, capacity))?;
+            c.publish_in_place(id, len)?;
+            Ok(r)
         })
     }
 
