@@ -1,0 +1,904 @@
+// AbiErrorsTest: every kind of bad input through the raw C API. Each failure must return its
+// documented status, leave a message in pcore_last_error_message(), never crash, leave
+// outputs unwritten (pcore_node_read clears its output) and leave the store as it was.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+
+namespace {
+
+using pcore_test::ScratchDir;
+
+constexpr uint8_t kKind = 5;
+
+/// Expects a failure with the given status and a non-empty last error message.
+#define EXPECT_FAILS(expected, expr)                                                          \
+  do {                                                                                        \
+    const int32_t fail_status_ = (expr);                                                      \
+    EXPECT_EQ(fail_status_, static_cast<int32_t>(expected))                                   \
+        << #expr << " -> " << ::pcore_test::describe_status(fail_status_) << ", expected "    \
+        << pcore_status_name(static_cast<int32_t>(expected));                                 \
+    if (fail_status_ != ::pcore_test::kOk) {                                                  \
+      EXPECT_STRNE(pcore_last_error_message(), "") << #expr << ": no error message";          \
+    }                                                                                         \
+  } while (0)
+
+/// Closes a raw handle at scope exit.
+struct Handle {
+  PcoreStore* store = nullptr;
+  Handle() = default;
+  explicit Handle(PcoreStore* s) : store(s) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() {
+    if (store != nullptr) {
+      pcore_store_close(store);
+    }
+  }
+  PcoreStore* get() const { return store; }
+  /// Closes now; returns the status.
+  int32_t close() {
+    PcoreStore* s = store;
+    store = nullptr;
+    return pcore_store_close(s);
+  }
+};
+
+PcoreStoreOptions default_options() {
+  PcoreStoreOptions options;
+  pcore_store_options_init(&options);
+  return options;
+}
+
+PcoreStore* open_in_memory() {
+  PcoreStoreOptions options = default_options();
+  options.flags = PCORE_OPEN_IN_MEMORY;
+  PcoreStore* store = nullptr;
+  const int32_t status = pcore_store_open(nullptr, &options, &store);
+  EXPECT_EQ(status, pcore_test::kOk) << pcore_test::describe_status(status);
+  return store;
+}
+
+PcoreStore* open_dir(const std::string& dir, uint32_t flags = 0,
+                     uint32_t durability = PCORE_DURABILITY_STRICT) {
+  PcoreStoreOptions options = default_options();
+  options.flags = flags;
+  options.durability = durability;
+  PcoreStore* store = nullptr;
+  const int32_t status = pcore_store_open(dir.c_str(), &options, &store);
+  EXPECT_EQ(status, pcore_test::kOk) << dir << ": " << pcore_test::describe_status(status);
+  return store;
+}
+
+uint64_t make_node(PcoreStore* store, size_t len, uint64_t seed) {
+  PcoreAllocResult alloc{};
+  EXPECT_EQ(pcore_node_allocate(store, len, kKind, &alloc), pcore_test::kOk);
+  std::vector<uint8_t> bytes = pcore_test::make_pattern(len, seed);
+  EXPECT_EQ(pcore_node_publish(store, alloc.id, bytes.data(), len, nullptr), pcore_test::kOk);
+  return alloc.id;
+}
+
+::testing::AssertionResult node_holds(PcoreStore* store, uint64_t id, size_t len, uint64_t seed) {
+  PcoreNodeBytes bytes{};
+  const int32_t status = pcore_node_read(store, id, &bytes);
+  if (status != pcore_test::kOk) {
+    return ::testing::AssertionFailure() << "read: " << pcore_test::describe_status(status);
+  }
+  if (bytes.len != len) {
+    return ::testing::AssertionFailure() << "len " << bytes.len << ", expected " << len;
+  }
+  if (!pcore_test::matches_pattern(bytes.data, len, seed)) {
+    return ::testing::AssertionFailure() << "bytes differ";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Child: opens the store, commits 4 batches of nodes and dies without closing, leaving a log.
+int commit_and_die_main(const std::vector<std::string>& args) {
+  if (args.size() != 1) return 2;
+  PcoreStoreOptions options = default_options();
+  options.durability = PCORE_DURABILITY_STRICT;
+  PcoreStore* store = nullptr;
+  if (pcore_store_open(args[0].c_str(), &options, &store) != pcore_test::kOk) return 3;
+  for (uint64_t batch = 0; batch < 4; ++batch) {
+    for (uint64_t i = 0; i < 25; ++i) {
+      PcoreAllocResult alloc{};
+      if (pcore_node_allocate(store, 100, kKind, &alloc) != pcore_test::kOk) return 4;
+      pcore_test::fill_pattern(alloc.writable, 100, 1000 + batch * 25 + i);
+      if (pcore_node_publish(store, alloc.id, alloc.writable, 100, nullptr) != pcore_test::kOk) return 5;
+    }
+    if (pcore_store_commit(store, nullptr) != pcore_test::kOk) return 6;
+  }
+  _exit(0);  // no close: the commits live in the log only
+}
+const pcore_test::ChildRegistrar kRegisterCommitAndDie("commit-and-die", commit_and_die_main);
+
+class AbiErrorsTest : public ::testing::Test {
+ protected:
+  // A cleanly closed store with 300 nodes and a root: meta, a checkpoint and class files.
+  void make_clean_store() {
+    clean_ = scratch_.sub("clean");
+    PcoreStore* store = open_dir(clean_);
+    ASSERT_NE(store, nullptr);
+    for (uint64_t i = 0; i < 300; ++i) {
+      ids_.push_back(make_node(store, 100 + (i % 7) * 300, i));
+    }
+    PCORE_ASSERT_OK(pcore_root_set(store, "root", 4, ids_[0], "meta", 4));
+    PCORE_ASSERT_OK(pcore_store_commit(store, nullptr));
+    PCORE_ASSERT_OK(pcore_store_close(store));
+  }
+
+  // A copy of the clean store with file `name` changed by damage().
+  template <typename Damage>
+  std::string damaged_copy(const std::string& from, const std::string& name, Damage damage) {
+    const std::string to = scratch_.sub("damaged-" + std::to_string(++copies_));
+    pcore_test::copy_dir(from, to);
+    std::vector<uint8_t> bytes = pcore_test::read_file(to + "/" + name);
+    damage(bytes);
+    pcore_test::write_file(to + "/" + name, bytes);
+    return to;
+  }
+
+  // Opening must fail with CORRUPT and a message naming the file.
+  void expect_corrupt(const std::string& dir, const std::string& file) {
+    PcoreStoreOptions options = default_options();
+    PcoreStore* out = nullptr;
+    const int32_t status = pcore_store_open(dir.c_str(), &options, &out);
+    const std::string message = pcore_last_error_message();
+    EXPECT_EQ(status, static_cast<int32_t>(PCORE_CORRUPT))
+        << file << ": " << pcore_test::describe_status(status);
+    EXPECT_NE(message.find(file), std::string::npos) << "message does not name " << file << ": " << message;
+    EXPECT_NE(message.find("offset"), std::string::npos) << "message does not give the offset: " << message;
+    if (out != nullptr) pcore_store_close(out);
+    // Read-only opens see the same damage.
+    options.flags = PCORE_OPEN_READ_ONLY;
+    out = nullptr;
+    EXPECT_EQ(pcore_store_open(dir.c_str(), &options, &out), static_cast<int32_t>(PCORE_CORRUPT)) << file;
+    if (out != nullptr) pcore_store_close(out);
+  }
+
+  std::string first_file(const std::string& dir, const std::string& prefix, const std::string& suffix) {
+    std::string best;
+    size_t best_size = 0;
+    for (const std::string& name : pcore_test::list_files(dir)) {
+      if (name.rfind(prefix, 0) == 0 && name.size() >= suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        const size_t size = pcore_test::read_file(dir + "/" + name).size();
+        if (best.empty() || size > best_size) {
+          best = name;
+          best_size = size;
+        }
+      }
+    }
+    return best;
+  }
+
+  ScratchDir scratch_{"abi"};
+  std::string clean_;
+  std::vector<uint64_t> ids_;
+  int copies_ = 0;
+};
+
+// ---- version, names, messages ---------------------------------------------------------------
+
+TEST_F(AbiErrorsTest, AbiVersionMatchesHeader) {
+  EXPECT_EQ(pcore_abi_version() >> 16, static_cast<uint32_t>(PCORE_ABI_VERSION) >> 16);
+  EXPECT_GE(pcore_abi_version() & 0xFFFFu, static_cast<uint32_t>(PCORE_ABI_VERSION) & 0xFFFFu);
+  EXPECT_EQ(static_cast<uint32_t>(PCORE_ABI_VERSION), 0x10000u);
+}
+
+TEST_F(AbiErrorsTest, StatusNameOfEveryCode) {
+  const std::map<int32_t, const char*> names = {
+      {PCORE_OK, "PCORE_OK"},
+      {PCORE_INVALID_ARGUMENT, "PCORE_INVALID_ARGUMENT"},
+      {PCORE_NOT_FOUND, "PCORE_NOT_FOUND"},
+      {PCORE_TOO_LARGE, "PCORE_TOO_LARGE"},
+      {PCORE_READ_ONLY, "PCORE_READ_ONLY"},
+      {PCORE_BUSY, "PCORE_BUSY"},
+      {PCORE_CORRUPT, "PCORE_CORRUPT"},
+      {PCORE_NO_SPACE, "PCORE_NO_SPACE"},
+      {PCORE_IO_ERROR, "PCORE_IO_ERROR"},
+      {PCORE_DOUBLE_FREE, "PCORE_DOUBLE_FREE"},
+      {PCORE_BAD_HANDLE, "PCORE_BAD_HANDLE"},
+      {PCORE_PANIC, "PCORE_PANIC"},
+      {PCORE_INTERNAL, "PCORE_INTERNAL"},
+      {PCORE_POISONED, "PCORE_POISONED"},
+      {PCORE_VERSION_MISMATCH, "PCORE_VERSION_MISMATCH"},
+      {PCORE_LIMIT, "PCORE_LIMIT"},
+  };
+  // The numbers are stable.
+  EXPECT_EQ(names.size(), 16u);
+  int32_t expected_code = 0;
+  for (const auto& [code, name] : names) {
+    EXPECT_EQ(code, expected_code++);
+    const char* got = pcore_status_name(code);
+    ASSERT_NE(got, nullptr) << code;
+    EXPECT_STREQ(got, name) << code;
+    EXPECT_EQ(pcore_status_name(code), got) << "a static string";
+  }
+  for (int32_t unknown : {16, 17, 100, 9999, -1, INT32_MIN, INT32_MAX}) {
+    const char* got = pcore_status_name(unknown);
+    ASSERT_NE(got, nullptr) << unknown;
+    EXPECT_STRNE(got, "") << unknown;
+    for (const auto& entry : names) {
+      EXPECT_STRNE(got, entry.second) << unknown;
+    }
+  }
+}
+
+TEST_F(AbiErrorsTest, LastErrorMessageIsPerThread) {
+  std::string fresh_thread_message = "unset";
+  bool fresh_thread_null = true;
+  std::string after_failure;
+  std::thread([&] {
+    const char* m = pcore_last_error_message();
+    fresh_thread_null = m == nullptr;
+    fresh_thread_message = m != nullptr ? m : "";
+    PcoreAllocResult out{};
+    pcore_node_allocate(nullptr, 64, kKind, &out);
+    after_failure = pcore_last_error_message();
+  }).join();
+  EXPECT_FALSE(fresh_thread_null);
+  EXPECT_EQ(fresh_thread_message, "") << "no failure yet on this thread";
+  EXPECT_NE(after_failure, "");
+
+  // A failure on this thread gives a message; another thread's failure does not change it.
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init(nullptr));
+  const std::string mine = pcore_last_error_message();
+  EXPECT_NE(mine, "");
+  std::thread([] {
+    PcoreAllocResult out{};
+    pcore_node_allocate(nullptr, 64, kKind, &out);
+  }).join();
+  EXPECT_EQ(std::string(pcore_last_error_message()), mine);
+}
+
+TEST_F(AbiErrorsTest, OptionsInitFillsDefaults) {
+  PcoreStoreOptions options;
+  std::memset(&options, 0xFF, sizeof(options));
+  PCORE_ASSERT_OK(pcore_store_options_init(&options));
+  EXPECT_EQ(options.struct_size, sizeof(PcoreStoreOptions));
+  EXPECT_EQ(options.flags, 0u);
+  EXPECT_EQ(options.durability, static_cast<uint32_t>(PCORE_DURABILITY_BALANCED));
+  EXPECT_EQ(options.growth_policy, static_cast<uint32_t>(PCORE_GROWTH_STABLE_ID));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init(nullptr));
+}
+
+// ---- handles --------------------------------------------------------------------------------
+
+// Calls every entry point that takes a store with this handle; each must return expected.
+void expect_every_call_fails(PcoreStore* store, int32_t expected) {
+  PcoreAllocResult alloc{};
+  EXPECT_FAILS(expected, pcore_node_allocate(store, 64, kKind, &alloc));
+  const uint8_t byte = 1;
+  EXPECT_FAILS(expected, pcore_node_publish(store, 1u << 16 | 1u, &byte, 1, nullptr));
+  void* ptr = nullptr;
+  size_t capacity = 0;
+  EXPECT_FAILS(expected, pcore_node_write_ptr(store, 1u << 16 | 1u, &ptr, &capacity));
+  EXPECT_FAILS(expected, pcore_node_publish_in_place(store, 1u << 16 | 1u, 1));
+  PcoreNodeBytes bytes{&byte, 1};
+  EXPECT_FAILS(expected, pcore_node_read(store, 1u << 16 | 1u, &bytes));
+  EXPECT_EQ(bytes.data, nullptr);
+  EXPECT_EQ(bytes.len, 0u);
+  PcoreNodeInfo info{};
+  EXPECT_FAILS(expected, pcore_node_info(store, 1u << 16 | 1u, &info));
+  EXPECT_FAILS(expected, pcore_node_free(store, 1u << 16 | 1u, 0));
+  EXPECT_FAILS(expected, pcore_node_retire(store, 1u << 16 | 1u, 5, 0));
+  EXPECT_FAILS(expected, pcore_root_set(store, "r", 1, 1u << 16 | 1u, nullptr, 0));
+  uint64_t root_id = 77;
+  EXPECT_FAILS(expected, pcore_root_get(store, "r", 1, &root_id, nullptr, 0, nullptr));
+  EXPECT_EQ(root_id, 77u);
+  uint64_t epoch = 77;
+  EXPECT_FAILS(expected, pcore_store_commit(store, &epoch));
+  EXPECT_EQ(epoch, 77u);
+  EXPECT_FAILS(expected, pcore_store_checkpoint(store));
+  PcoreStoreStats stats{};
+  stats.struct_size = sizeof(stats);
+  EXPECT_FAILS(expected, pcore_store_stats(store, &stats));
+  PcoreClassStats class_stats{};
+  EXPECT_FAILS(expected, pcore_store_class_stats(store, 0, &class_stats));
+  EXPECT_FAILS(expected, pcore_store_verify(store));
+  EXPECT_FAILS(expected, pcore_store_close(store));
+}
+
+TEST_F(AbiErrorsTest, NullStoreIsBadHandle) { expect_every_call_fails(nullptr, PCORE_BAD_HANDLE); }
+
+TEST_F(AbiErrorsTest, ClosedHandleIsBadHandle) {
+  PcoreStore* store = open_in_memory();
+  ASSERT_NE(store, nullptr);
+  make_node(store, 10, 1);
+  PCORE_ASSERT_OK(pcore_store_close(store));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_store_close(store));  // close twice
+  expect_every_call_fails(store, PCORE_BAD_HANDLE);           // use after close
+}
+
+TEST_F(AbiErrorsTest, ClosedDirectoryStoreIsBadHandleAndReopens) {
+  ScratchDir dir("abi-closed");
+  const std::string path = dir.sub("store");
+  PcoreStore* store = open_dir(path);
+  ASSERT_NE(store, nullptr);
+  const uint64_t id = make_node(store, 100, 3);
+  PCORE_ASSERT_OK(pcore_store_commit(store, nullptr));
+  PCORE_ASSERT_OK(pcore_store_close(store));
+  expect_every_call_fails(store, PCORE_BAD_HANDLE);
+  Handle again(open_dir(path));  // the lock was released
+  ASSERT_NE(again.get(), nullptr);
+  EXPECT_TRUE(node_holds(again.get(), id, 100, 3));
+}
+
+TEST_F(AbiErrorsTest, GarbageHandlesAreBadHandles) {
+  Handle live(open_in_memory());  // a real store exists meanwhile
+  uint64_t stack_garbage[64];
+  for (size_t i = 0; i < 64; ++i) stack_garbage[i] = 0x0123456789ABCDEFull * (i + 1);
+  std::vector<uint8_t> heap_zeros(4096, 0);
+  PcoreStoreOptions not_a_store = default_options();
+  const std::vector<PcoreStore*> garbage = {
+      reinterpret_cast<PcoreStore*>(uintptr_t{1}),
+      reinterpret_cast<PcoreStore*>(uintptr_t{0x1234}),
+      reinterpret_cast<PcoreStore*>(uintptr_t{0xDEADBEEF}),
+      reinterpret_cast<PcoreStore*>(uintptr_t{0x7FFFFFFFF000}),
+      reinterpret_cast<PcoreStore*>(~uintptr_t{0} - 7),
+      reinterpret_cast<PcoreStore*>(stack_garbage),
+      reinterpret_cast<PcoreStore*>(heap_zeros.data()),
+      reinterpret_cast<PcoreStore*>(&not_a_store),
+      reinterpret_cast<PcoreStore*>(reinterpret_cast<uintptr_t>(live.get()) + 8),
+  };
+  for (PcoreStore* handle : garbage) {
+    SCOPED_TRACE(testing::Message() << "handle " << static_cast<const void*>(handle));
+    expect_every_call_fails(handle, PCORE_BAD_HANDLE);
+  }
+  // The real store is untouched.
+  const uint64_t id = make_node(live.get(), 20, 9);
+  EXPECT_TRUE(node_holds(live.get(), id, 20, 9));
+}
+
+// ---- null outputs and bad arguments ----------------------------------------------------------
+
+TEST_F(AbiErrorsTest, NullPointersAreInvalidArguments) {
+  ScratchDir dir("abi-null");
+  PcoreStoreOptions options = default_options();
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("s").c_str(), &options, nullptr));
+  PcoreStore* out = reinterpret_cast<PcoreStore*>(uintptr_t{0x77});
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(nullptr, &options, &out));  // no dir, not in-memory
+  EXPECT_EQ(out, reinterpret_cast<PcoreStore*>(uintptr_t{0x77})) << "outputs are written only on success";
+  options.flags = PCORE_OPEN_IN_MEMORY;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("s").c_str(), &options, &out));
+  EXPECT_EQ(out, reinterpret_cast<PcoreStore*>(uintptr_t{0x77}));
+
+  Handle store(open_in_memory());
+  const uint64_t id = make_node(store.get(), 32, 1);
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_allocate(store.get(), 64, kKind, nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_publish(store.get(), id, nullptr, 10, nullptr));
+  size_t capacity = 0;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_write_ptr(store.get(), id, nullptr, &capacity));
+  void* ptr = nullptr;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_write_ptr(store.get(), id, &ptr, nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_read(store.get(), id, nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_info(store.get(), id, nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_set(store.get(), nullptr, 3, id, nullptr, 0));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_set(store.get(), "abc", 3, id, nullptr, 4));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_get(store.get(), "abc", 3, nullptr, nullptr, 0, nullptr));
+  PCORE_ASSERT_OK(pcore_root_set(store.get(), "abc", 3, id, "meta", 4));
+  uint64_t root = 0;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_get(store.get(), nullptr, 3, &root, nullptr, 0, nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_get(store.get(), "abc", 3, &root, nullptr, 8, nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_stats(store.get(), nullptr));
+  PcoreStoreStats stats{};
+  stats.struct_size = 0;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_stats(store.get(), &stats));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_class_stats(store.get(), 0, nullptr));
+  PcoreClassStats class_stats{};
+  class_stats.class_bytes = 12345;
+  stats.struct_size = sizeof(stats);
+  PCORE_ASSERT_OK(pcore_store_stats(store.get(), &stats));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_class_stats(store.get(), stats.class_count, &class_stats));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_class_stats(store.get(), UINT32_MAX, &class_stats));
+  EXPECT_EQ(class_stats.class_bytes, 12345u);
+  // Nothing above changed the node.
+  EXPECT_TRUE(node_holds(store.get(), id, 32, 1));
+}
+
+TEST_F(AbiErrorsTest, BadOptionsAreInvalidArguments) {
+  ScratchDir dir("abi-options");
+  PcoreStore* out = nullptr;
+  PcoreStoreOptions options = default_options();
+  options.durability = 3;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("a").c_str(), &options, &out));
+  options = default_options();
+  options.growth_policy = 2;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("b").c_str(), &options, &out));
+  options = default_options();
+  options.min_class_bytes = 8192;
+  options.max_class_bytes = 4096;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("c").c_str(), &options, &out));
+  EXPECT_EQ(out, nullptr);
+
+  // A caller built against an older, shorter struct: the missing fields take defaults.
+  options = default_options();
+  options.struct_size = offsetof(PcoreStoreOptions, balanced_interval_ms);
+  options.flags = PCORE_OPEN_IN_MEMORY;
+  options.growth_policy = 12345;  // past struct_size: must be ignored
+  PCORE_ASSERT_OK(pcore_store_open(nullptr, &options, &out));
+  Handle store(out);
+  uint64_t id = make_node(out, 40, 1);
+  EXPECT_TRUE(node_holds(out, id, 40, 1));
+  // NULL options: the defaults.
+  PcoreStore* defaults = nullptr;
+  PCORE_ASSERT_OK(pcore_store_open(dir.sub("d").c_str(), nullptr, &defaults));
+  Handle defaults_handle(defaults);
+}
+
+// ---- ids ------------------------------------------------------------------------------------
+
+TEST_F(AbiErrorsTest, UnknownFreedAndStaleIdsAreNotFound) {
+  Handle store(open_in_memory());
+  PcoreStore* s = store.get();
+  const uint64_t live = make_node(s, 64, 1);
+  const uint64_t freed = make_node(s, 64, 2);
+  PCORE_ASSERT_OK(pcore_node_free(s, freed, 0));
+  const uint64_t stale = (live & ~uint64_t{0xFFFF}) | (((live & 0xFFFF) % 0xFFFF) + 1);
+  ASSERT_NE(stale, live);
+  const uint64_t unknown = (uint64_t{987654} << 16) | 1u;
+  const uint64_t before_allocs = pcore_test::store_stats(s).total.total_allocations;
+
+  struct Case {
+    const char* name;
+    uint64_t id;
+  };
+  for (const Case& c : {Case{"unknown", unknown}, Case{"freed", freed}, Case{"stale", stale},
+                        Case{"zero", 0}, Case{"max", UINT64_MAX}}) {
+    SCOPED_TRACE(c.name);
+    PcoreNodeBytes bytes{&c, 99};
+    EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_read(s, c.id, &bytes));
+    EXPECT_EQ(bytes.data, nullptr);
+    EXPECT_EQ(bytes.len, 0u);
+    PcoreNodeInfo info{};
+    info.len = 4242;
+    EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_info(s, c.id, &info));
+    EXPECT_EQ(info.len, 4242u) << "outputs are written only on success";
+    const uint8_t data[4] = {1, 2, 3, 4};
+    uint64_t out_id = 4242;
+    EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_publish(s, c.id, data, 4, &out_id));
+    EXPECT_EQ(out_id, 4242u);
+    void* ptr = &out_id;
+    size_t capacity = 4242;
+    EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_write_ptr(s, c.id, &ptr, &capacity));
+    EXPECT_EQ(ptr, &out_id);
+    EXPECT_EQ(capacity, 4242u);
+    EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_publish_in_place(s, c.id, 1));
+    EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_retire(s, c.id, 1, 0));
+    if (c.id == freed) {
+      EXPECT_FAILS(PCORE_DOUBLE_FREE, pcore_node_free(s, c.id, 0));
+    } else {
+      EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_free(s, c.id, 0));
+    }
+  }
+  EXPECT_TRUE(node_holds(s, live, 64, 1));
+  EXPECT_EQ(pcore_test::store_stats(s).total.total_allocations, before_allocs);
+  PCORE_EXPECT_OK(pcore_store_verify(s));
+}
+
+TEST_F(AbiErrorsTest, KindZeroIsInvalid) {
+  Handle store(open_in_memory());
+  PcoreAllocResult out{};
+  out.id = 4242;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_allocate(store.get(), 64, 0, &out));
+  EXPECT_EQ(out.id, 4242u);
+  EXPECT_EQ(pcore_test::store_stats(store.get()).total.total_allocations, 0u);
+  // Every other kind is kept exactly.
+  for (int kind : {1, 5, 0x40, 255}) {
+    PcoreAllocResult alloc{};
+    PCORE_ASSERT_OK(pcore_node_allocate(store.get(), 8, static_cast<uint8_t>(kind), &alloc));
+    PcoreNodeInfo info{};
+    PCORE_ASSERT_OK(pcore_node_info(store.get(), alloc.id, &info));
+    EXPECT_EQ(info.kind, kind);
+  }
+}
+
+// ---- lengths --------------------------------------------------------------------------------
+
+TEST_F(AbiErrorsTest, LengthAboveTheLargestClassIsTooLarge) {
+  Handle store(open_in_memory());
+  PcoreStore* s = store.get();
+  PcoreAllocResult out{};
+  out.id = 4242;
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_allocate(s, 262145, kKind, &out));
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_allocate(s, SIZE_MAX, kKind, &out));
+  EXPECT_EQ(out.id, 4242u);
+  PCORE_ASSERT_OK(pcore_node_allocate(s, 262144, kKind, &out));
+  EXPECT_EQ(out.capacity, 262144u);
+
+  const uint64_t id = make_node(s, 1000, 3);
+  const std::vector<uint8_t> huge(262145, 0xCD);
+  uint64_t out_id = 4242;
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_publish(s, id, huge.data(), huge.size(), &out_id));
+  EXPECT_EQ(out_id, 4242u);
+  EXPECT_TRUE(node_holds(s, id, 1000, 3)) << "a failed publish keeps the old bytes";
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_publish(s, id, huge.data(), huge.size(), nullptr));
+  EXPECT_TRUE(node_holds(s, id, 1000, 3));
+  PcoreNodeInfo info{};
+  PCORE_ASSERT_OK(pcore_node_info(s, id, &info));
+  EXPECT_EQ(info.dirty, 0) << "a failed publish does not dirty the node";
+}
+
+TEST_F(AbiErrorsTest, SmallerLargestClassIsHonoured) {
+  ScratchDir dir("abi-classes");
+  PcoreStoreOptions options = default_options();
+  options.min_class_bytes = 128;
+  options.max_class_bytes = 4096;
+  PcoreStore* out = nullptr;
+  PCORE_ASSERT_OK(pcore_store_open(dir.sub("s").c_str(), &options, &out));
+  Handle store(out);
+  PcoreAllocResult alloc{};
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_allocate(out, 4097, kKind, &alloc));
+  PCORE_ASSERT_OK(pcore_node_allocate(out, 1, kKind, &alloc));
+  EXPECT_EQ(alloc.capacity, 128u);
+  const PcoreStoreStats stats = pcore_test::store_stats(out);
+  EXPECT_EQ(stats.class_count, 6u);  // 128 .. 4096
+}
+
+TEST_F(AbiErrorsTest, PublishInPlaceAboveCapacityIsTooLarge) {
+  Handle store(open_in_memory());
+  PcoreStore* s = store.get();
+  const uint64_t id = make_node(s, 100, 4);
+  void* ptr = nullptr;
+  size_t capacity = 0;
+  PCORE_ASSERT_OK(pcore_node_write_ptr(s, id, &ptr, &capacity));
+  ASSERT_GE(capacity, 100u);
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_publish_in_place(s, id, capacity + 1));
+  EXPECT_TRUE(node_holds(s, id, 100, 4));
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  PCORE_ASSERT_OK(pcore_node_write_ptr(s, id, &ptr, &capacity));
+  std::memset(ptr, 0x11, capacity);  // scribble on the shadow copy, then fail the publish
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_publish_in_place(s, id, capacity + 1));
+  PcoreNodeBytes bytes{};
+  PCORE_ASSERT_OK(pcore_node_read(s, id, &bytes));
+  EXPECT_EQ(bytes.len, 100u) << "the published length is unchanged";
+}
+
+TEST_F(AbiErrorsTest, DoubleFreeIsReported) {
+  Handle store(open_in_memory());
+  PcoreStore* s = store.get();
+  const uint64_t reserved = make_node(s, 10, 1);
+  PCORE_ASSERT_OK(pcore_node_free(s, reserved, PCORE_REASON_UNKNOWN));
+  EXPECT_FAILS(PCORE_DOUBLE_FREE, pcore_node_free(s, reserved, PCORE_REASON_UNKNOWN));
+  const uint64_t live = make_node(s, 10, 2);
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  PCORE_ASSERT_OK(pcore_node_free(s, live, PCORE_REASON_MERGE_DELETE));
+  EXPECT_FAILS(PCORE_DOUBLE_FREE, pcore_node_free(s, live, PCORE_REASON_MERGE_DELETE));
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  EXPECT_FAILS(PCORE_DOUBLE_FREE, pcore_node_free(s, live, PCORE_REASON_MERGE_DELETE));
+  PCORE_EXPECT_OK(pcore_store_verify(s));
+}
+
+// ---- read-only and locking ------------------------------------------------------------------
+
+std::map<std::string, std::vector<uint8_t>> snapshot(const std::string& dir) {
+  std::map<std::string, std::vector<uint8_t>> files;
+  for (const std::string& name : pcore_test::list_files(dir)) {
+    files[name] = pcore_test::read_file(dir + "/" + name);
+  }
+  return files;
+}
+
+TEST_F(AbiErrorsTest, WritesOnReadOnlyStoreAreRefused) {
+  ScratchDir dir("abi-ro");
+  const std::string path = dir.sub("store");
+  uint64_t id = 0;
+  {
+    Handle writer(open_dir(path));
+    id = make_node(writer.get(), 200, 8);
+    PCORE_ASSERT_OK(pcore_root_set(writer.get(), "r", 1, id, "m", 1));
+    PCORE_ASSERT_OK(pcore_store_commit(writer.get(), nullptr));
+    PCORE_ASSERT_OK(writer.close());
+  }
+  const auto before = snapshot(path);
+  ASSERT_FALSE(before.empty());
+  {
+    Handle reader(open_dir(path, PCORE_OPEN_READ_ONLY));
+    PcoreStore* s = reader.get();
+    ASSERT_NE(s, nullptr);
+    EXPECT_TRUE(node_holds(s, id, 200, 8));
+    PcoreAllocResult alloc{};
+    EXPECT_FAILS(PCORE_READ_ONLY, pcore_node_allocate(s, 64, kKind, &alloc));
+    const uint8_t data[3] = {1, 2, 3};
+    EXPECT_FAILS(PCORE_READ_ONLY, pcore_node_publish(s, id, data, 3, nullptr));
+    void* ptr = nullptr;
+    size_t capacity = 0;
+    EXPECT_FAILS(PCORE_READ_ONLY, pcore_node_write_ptr(s, id, &ptr, &capacity));
+    EXPECT_FAILS(PCORE_READ_ONLY, pcore_node_publish_in_place(s, id, 3));
+    EXPECT_FAILS(PCORE_READ_ONLY, pcore_node_free(s, id, 0));
+    EXPECT_FAILS(PCORE_READ_ONLY, pcore_node_retire(s, id, 1, 0));
+    EXPECT_FAILS(PCORE_READ_ONLY, pcore_root_set(s, "r", 1, id, nullptr, 0));
+    EXPECT_FAILS(PCORE_READ_ONLY, pcore_store_commit(s, nullptr));
+    EXPECT_FAILS(PCORE_READ_ONLY, pcore_store_checkpoint(s));
+    EXPECT_TRUE(node_holds(s, id, 200, 8));
+    uint64_t root = 0;
+    PCORE_EXPECT_OK(pcore_root_get(s, "r", 1, &root, nullptr, 0, nullptr));
+    EXPECT_EQ(root, id);
+    PCORE_EXPECT_OK(pcore_store_verify(s));
+    PCORE_ASSERT_OK(reader.close());
+  }
+  EXPECT_TRUE(snapshot(path) == before) << "a read-only open changed a file";
+
+  // Read-only or NO_CREATE on a directory without a store: NOT_FOUND, nothing created.
+  PcoreStore* out = nullptr;
+  PcoreStoreOptions options = default_options();
+  options.flags = PCORE_OPEN_READ_ONLY;
+  EXPECT_FAILS(PCORE_NOT_FOUND, pcore_store_open(dir.sub("none").c_str(), &options, &out));
+  options.flags = PCORE_OPEN_NO_CREATE;
+  EXPECT_FAILS(PCORE_NOT_FOUND, pcore_store_open(dir.sub("none").c_str(), &options, &out));
+  EXPECT_EQ(out, nullptr);
+}
+
+TEST_F(AbiErrorsTest, SecondWriterIsBusy) {
+  ScratchDir dir("abi-busy");
+  const std::string path = dir.sub("store");
+  Handle first(open_dir(path));
+  ASSERT_NE(first.get(), nullptr);
+  const uint64_t id = make_node(first.get(), 50, 5);
+  PCORE_ASSERT_OK(pcore_store_commit(first.get(), nullptr));
+
+  PcoreStoreOptions options = default_options();
+  PcoreStore* second = reinterpret_cast<PcoreStore*>(uintptr_t{0x77});
+  EXPECT_FAILS(PCORE_BUSY, pcore_store_open(path.c_str(), &options, &second));
+  EXPECT_EQ(second, reinterpret_cast<PcoreStore*>(uintptr_t{0x77}));
+  // The first writer is unaffected.
+  EXPECT_TRUE(node_holds(first.get(), id, 50, 5));
+  make_node(first.get(), 50, 6);
+  PCORE_ASSERT_OK(pcore_store_commit(first.get(), nullptr));
+  PCORE_ASSERT_OK(first.close());
+  // Released at close.
+  Handle third(open_dir(path));
+  ASSERT_NE(third.get(), nullptr);
+  EXPECT_TRUE(node_holds(third.get(), id, 50, 5));
+}
+
+// ---- damaged files --------------------------------------------------------------------------
+
+// The brief's store layout: meta, wal-*.log, checkpoint-*.ckpt, class-*.seg.
+TEST_F(AbiErrorsTest, CleanCloseLeavesMetaAndCheckpoint) {
+  ASSERT_NO_FATAL_FAILURE(make_clean_store());
+  const std::vector<std::string> files = pcore_test::list_files(clean_);
+  EXPECT_NE(std::find(files.begin(), files.end(), "meta"), files.end());
+  EXPECT_NE(first_file(clean_, "checkpoint-", ".ckpt"), "");
+  EXPECT_NE(first_file(clean_, "class-", ".seg"), "");
+  // And it reopens with everything.
+  Handle store(open_dir(clean_));
+  ASSERT_NE(store.get(), nullptr);
+  for (uint64_t i = 0; i < ids_.size(); ++i) {
+    ASSERT_TRUE(node_holds(store.get(), ids_[i], 100 + (i % 7) * 300, i)) << i;
+  }
+}
+
+TEST_F(AbiErrorsTest, DamagedMetaIsCorrupt) {
+  ASSERT_NO_FATAL_FAILURE(make_clean_store());
+  expect_corrupt(damaged_copy(clean_, "meta", [](std::vector<uint8_t>& b) {
+                   for (uint8_t& byte : b) byte ^= 0xFF;
+                 }),
+                 "meta");
+  expect_corrupt(damaged_copy(clean_, "meta", [](std::vector<uint8_t>& b) { b.resize(6); }), "meta");
+  expect_corrupt(damaged_copy(clean_, "meta", [](std::vector<uint8_t>& b) { b.clear(); }), "meta");
+
+  // One slot damaged: the other (two-slot meta) may carry the store, but then with every
+  // committed node; otherwise the open is CORRUPT. Never a silent loss.
+  for (int half = 0; half < 2; ++half) {
+    SCOPED_TRACE(half == 0 ? "first half of meta damaged" : "second half of meta damaged");
+    const std::string dir = damaged_copy(clean_, "meta", [half](std::vector<uint8_t>& b) {
+      const size_t from = half == 0 ? 0 : b.size() / 2;
+      for (size_t i = from; i < from + b.size() / 2; ++i) b[i] ^= 0x3C;
+    });
+    PcoreStoreOptions options = default_options();
+    PcoreStore* out = nullptr;
+    const int32_t status = pcore_store_open(dir.c_str(), &options, &out);
+    if (status == pcore_test::kOk) {
+      Handle store(out);
+      for (uint64_t i = 0; i < ids_.size(); ++i) {
+        ASSERT_TRUE(node_holds(out, ids_[i], 100 + (i % 7) * 300, i)) << "node " << i;
+      }
+    } else {
+      EXPECT_EQ(status, static_cast<int32_t>(PCORE_CORRUPT)) << pcore_test::describe_status(status);
+    }
+  }
+}
+
+TEST_F(AbiErrorsTest, DamagedCheckpointIsCorrupt) {
+  ASSERT_NO_FATAL_FAILURE(make_clean_store());
+  const std::string ckpt = first_file(clean_, "checkpoint-", ".ckpt");
+  ASSERT_NE(ckpt, "");
+  expect_corrupt(damaged_copy(clean_, ckpt,
+                              [](std::vector<uint8_t>& b) {
+                                for (size_t i = b.size() / 2; i < b.size() / 2 + 16 && i < b.size(); ++i) b[i] ^= 0x5A;
+                              }),
+                 ckpt);
+  expect_corrupt(damaged_copy(clean_, ckpt, [](std::vector<uint8_t>& b) { b[0] ^= 0xFF; }), ckpt);
+  expect_corrupt(damaged_copy(clean_, ckpt, [](std::vector<uint8_t>& b) { b.resize(b.size() / 2); }), ckpt);
+}
+
+TEST_F(AbiErrorsTest, DamagedLogIsCorrupt) {
+  ASSERT_NO_FATAL_FAILURE(make_clean_store());
+  // A log with committed records: a child commits four batches and dies without closing.
+  const std::string path = scratch_.sub("with-log");
+  pcore_test::copy_dir(clean_, path);
+  const pid_t pid = pcore_test::spawn_child("commit-and-die", {path}, -1);
+  ASSERT_GT(pid, 0);
+  const int status = pcore_test::wait_child(pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  const std::string wal = first_file(path, "wal-", ".log");
+  ASSERT_NE(wal, "");
+  const size_t wal_size = pcore_test::read_file(path + "/" + wal).size();
+  ASSERT_GT(wal_size, 4u * 25 * 100) << "the four commits should be in the log";
+
+  // Undamaged, all four batches recover.
+  {
+    const std::string copy = scratch_.sub("log-intact");
+    pcore_test::copy_dir(path, copy);
+    Handle store(open_dir(copy));
+    ASSERT_NE(store.get(), nullptr);
+    EXPECT_EQ(pcore_test::store_stats(store.get()).live_nodes, ids_.size() + 100);
+  }
+  // A flipped byte early in the log, with valid commits after it: CORRUPT, not a silent cut.
+  expect_corrupt(damaged_copy(path, wal,
+                              [](std::vector<uint8_t>& b) {
+                                for (size_t i = b.size() / 4; i < b.size() / 4 + 8; ++i) b[i] ^= 0xA5;
+                              }),
+                 wal);
+}
+
+TEST_F(AbiErrorsTest, TornLogTailIsCut) {
+  ASSERT_NO_FATAL_FAILURE(make_clean_store());
+  const std::string path = scratch_.sub("torn");
+  pcore_test::copy_dir(clean_, path);
+  const pid_t pid = pcore_test::spawn_child("commit-and-die", {path}, -1);
+  ASSERT_GT(pid, 0);
+  const int status = pcore_test::wait_child(pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const std::string wal = first_file(path, "wal-", ".log");
+  ASSERT_NE(wal, "");
+  // Cut the last few bytes: the last commit record is torn, as if the power failed mid-write.
+  const std::string torn = damaged_copy(path, wal, [](std::vector<uint8_t>& b) { b.resize(b.size() - 5); });
+  Handle store(open_dir(torn));
+  ASSERT_NE(store.get(), nullptr);
+  const uint64_t live = pcore_test::store_stats(store.get()).live_nodes;
+  EXPECT_EQ(live, ids_.size() + 75) << "the first three commits survive, the torn fourth is cut";
+  for (uint64_t i = 0; i < ids_.size(); ++i) {
+    ASSERT_TRUE(node_holds(store.get(), ids_[i], 100 + (i % 7) * 300, i)) << i;
+  }
+  PCORE_EXPECT_OK(pcore_store_verify(store.get()));
+}
+
+TEST_F(AbiErrorsTest, DamagedDataFileNeverCrashes) {
+  ASSERT_NO_FATAL_FAILURE(make_clean_store());
+  const std::string seg = first_file(clean_, "class-", ".seg");
+  ASSERT_NE(seg, "");
+  const std::string dir = damaged_copy(clean_, seg, [](std::vector<uint8_t>& b) {
+    for (size_t i = 0; i < b.size(); i += 97) b[i] ^= 0xFF;
+  });
+  PcoreStoreOptions options = default_options();
+  PcoreStore* out = nullptr;
+  const int32_t status = pcore_store_open(dir.c_str(), &options, &out);
+  EXPECT_TRUE(status == pcore_test::kOk || status == static_cast<int32_t>(PCORE_CORRUPT))
+      << pcore_test::describe_status(status);
+  if (status == pcore_test::kOk) {
+    Handle store(out);
+    for (uint64_t id : ids_) {
+      PcoreNodeBytes bytes{};
+      const int32_t read_status = pcore_node_read(out, id, &bytes);
+      EXPECT_TRUE(read_status == pcore_test::kOk || read_status == static_cast<int32_t>(PCORE_CORRUPT));
+    }
+    const int32_t verify = pcore_store_verify(out);
+    EXPECT_TRUE(verify == pcore_test::kOk || verify == static_cast<int32_t>(PCORE_CORRUPT) ||
+                verify == static_cast<int32_t>(PCORE_INTERNAL));
+  }
+}
+
+// ---- roots ----------------------------------------------------------------------------------
+
+TEST_F(AbiErrorsTest, RootNameOver255BytesIsInvalid) {
+  Handle store(open_in_memory());
+  PcoreStore* s = store.get();
+  const uint64_t id = make_node(s, 8, 1);
+  const std::string longest(PCORE_ROOT_NAME_MAX_BYTES, 'n');
+  const std::string too_long(PCORE_ROOT_NAME_MAX_BYTES + 1, 'n');
+  PCORE_ASSERT_OK(pcore_root_set(s, longest.data(), longest.size(), id, nullptr, 0));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_set(s, too_long.data(), too_long.size(), id, nullptr, 0));
+  uint64_t out = 4242;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_get(s, too_long.data(), too_long.size(), &out, nullptr, 0, nullptr));
+  EXPECT_EQ(out, 4242u);
+  PCORE_ASSERT_OK(pcore_root_get(s, longest.data(), longest.size(), &out, nullptr, 0, nullptr));
+  EXPECT_EQ(out, id);
+
+  // Meta over the limit.
+  const std::vector<uint8_t> meta(PCORE_ROOT_META_MAX_BYTES + 1, 7);
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_set(s, "m", 1, id, meta.data(), meta.size()));
+  PCORE_ASSERT_OK(pcore_root_set(s, "m", 1, id, meta.data(), PCORE_ROOT_META_MAX_BYTES));
+
+  // Unknown name: NOT_FOUND, outputs untouched.
+  out = 4242;
+  size_t meta_len = 4242;
+  EXPECT_FAILS(PCORE_NOT_FOUND, pcore_root_get(s, "nope", 4, &out, nullptr, 0, &meta_len));
+  EXPECT_EQ(out, 4242u);
+  EXPECT_EQ(meta_len, 4242u);
+
+  // A short buffer gets a prefix and the full length.
+  uint8_t buf[10] = {};
+  PCORE_ASSERT_OK(pcore_root_get(s, "m", 1, &out, buf, sizeof(buf), &meta_len));
+  EXPECT_EQ(meta_len, static_cast<size_t>(PCORE_ROOT_META_MAX_BYTES));
+  EXPECT_EQ(buf[9], 7);
+}
+
+// ---- failed calls change nothing ------------------------------------------------------------
+
+TEST_F(AbiErrorsTest, FailedCallsLeaveTheStoreAsItWas) {
+  ScratchDir dir("abi-unchanged");
+  const std::string path = dir.sub("store");
+  Handle store(open_dir(path));
+  PcoreStore* s = store.get();
+  const uint64_t a = make_node(s, 300, 1);
+  const uint64_t b = make_node(s, 300, 2);
+  PCORE_ASSERT_OK(pcore_root_set(s, "r", 1, a, "xy", 2));
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  const std::vector<uint8_t> update = pcore_test::make_pattern(300, 3);
+  PCORE_ASSERT_OK(pcore_node_publish(s, b, update.data(), update.size(), nullptr));  // b is dirty
+
+  const PcoreStoreStats before = pcore_test::store_stats(s);
+  const std::vector<uint8_t> huge(300000, 1);
+  PcoreAllocResult alloc{};
+  const std::string long_name(300, 'x');
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_publish(s, a, huge.data(), huge.size(), nullptr));
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_publish(s, b, huge.data(), huge.size(), nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_allocate(s, 10, 0, &alloc));
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_allocate(s, 300000, kKind, &alloc));
+  EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_publish(s, (uint64_t{55555} << 16) | 1, update.data(), 10, nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_set(s, long_name.data(), long_name.size(), b, nullptr, 0));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_set(s, "r", 1, b, nullptr, 5));
+  EXPECT_FAILS(PCORE_DOUBLE_FREE, [&] {
+    const uint64_t c = make_node(s, 10, 4);
+    pcore_node_free(s, c, 0);
+    return pcore_node_free(s, c, 0);
+  }());
+  PcoreStore* busy = nullptr;
+  PcoreStoreOptions options = default_options();
+  EXPECT_FAILS(PCORE_BUSY, pcore_store_open(path.c_str(), &options, &busy));
+
+  const PcoreStoreStats after = pcore_test::store_stats(s);
+  EXPECT_EQ(after.live_nodes, before.live_nodes);
+  EXPECT_EQ(after.reserved_nodes, before.reserved_nodes);
+  EXPECT_EQ(after.reallocations, before.reallocations);
+  EXPECT_EQ(after.epoch, before.epoch);
+  EXPECT_EQ(after.total.live_bytes, before.total.live_bytes);
+  EXPECT_TRUE(node_holds(s, a, 300, 1));
+  EXPECT_TRUE(node_holds(s, b, 300, 3));
+  uint64_t root = 0;
+  uint8_t meta[4] = {};
+  size_t meta_len = 0;
+  PCORE_ASSERT_OK(pcore_root_get(s, "r", 1, &root, meta, sizeof(meta), &meta_len));
+  EXPECT_EQ(root, a);
+  EXPECT_EQ(meta_len, 2u);
+  EXPECT_EQ(std::memcmp(meta, "xy", 2), 0);
+  PCORE_EXPECT_OK(pcore_store_verify(s));
+
+  // And all of it survives a commit and reopen.
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  PCORE_ASSERT_OK(store.close());
+  Handle reopened(open_dir(path));
+  EXPECT_TRUE(node_holds(reopened.get(), a, 300, 1));
+  EXPECT_TRUE(node_holds(reopened.get(), b, 300, 3));
+}
+
+}  // namespace
