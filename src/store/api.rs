@@ -542,7 +542,7 @@ impl Shared {
 }
 
 /// In EVENTUAL mode, sync once this many freed bytes wait for a durable commit.
-const EVENTUAL_SYNC_FOR_FREED_BYTES: u64 = 8 << 20;
+const EVENTUAL_SYNC_FOR_FREED_BYTES: u64 = 1 << 20;
 
 fn sync_log(w: &mut WriterSide) -> Result<()> {
     let log = w.log.as_ref().expect("file store has a log");
