@@ -71,6 +71,12 @@
 // A fixed limit was reached (node handles, roots).
 #define PCORE_LIMIT 15
 
+// The key is already in a tree that does not take duplicates; the tree is unchanged.
+#define PCORE_DUPLICATE_KEY 16
+
+// A cursor used after its tree changed: position it again.
+#define PCORE_STALE_CURSOR 17
+
 // Durability: `fdatasync` the log at every commit.
 #define PCORE_DURABILITY_STRICT 0
 

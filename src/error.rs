@@ -39,6 +39,10 @@ pub enum Error {
     Limit(String),
     /// An internal invariant did not hold (found by `verify`).
     Internal(String),
+    /// The key is already in a tree that does not take duplicates.
+    DuplicateKey(String),
+    /// A cursor used after its tree changed.
+    StaleCursor(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -63,11 +67,13 @@ pub enum Status {
     Poisoned = 13,
     VersionMismatch = 14,
     Limit = 15,
+    DuplicateKey = 16,
+    StaleCursor = 17,
 }
 
 impl Status {
     /// Every status, in numeric order; `ALL[n] as i32 == n`.
-    pub const ALL: [Status; 16] = [
+    pub const ALL: [Status; 18] = [
         Status::Ok,
         Status::InvalidArgument,
         Status::NotFound,
@@ -84,6 +90,8 @@ impl Status {
         Status::Poisoned,
         Status::VersionMismatch,
         Status::Limit,
+        Status::DuplicateKey,
+        Status::StaleCursor,
     ];
 
     /// The constant's name as the C header spells it.
@@ -105,6 +113,8 @@ impl Status {
             Status::Poisoned => "PCORE_POISONED",
             Status::VersionMismatch => "PCORE_VERSION_MISMATCH",
             Status::Limit => "PCORE_LIMIT",
+            Status::DuplicateKey => "PCORE_DUPLICATE_KEY",
+            Status::StaleCursor => "PCORE_STALE_CURSOR",
         }
     }
 
@@ -130,6 +140,8 @@ impl Error {
             Error::VersionMismatch(_) => Status::VersionMismatch,
             Error::Limit(_) => Status::Limit,
             Error::Internal(_) => Status::Internal,
+            Error::DuplicateKey(_) => Status::DuplicateKey,
+            Error::StaleCursor(_) => Status::StaleCursor,
         }
     }
 
@@ -167,6 +179,8 @@ impl fmt::Display for Error {
             Error::VersionMismatch(m) => write!(f, "version mismatch: {m}"),
             Error::Limit(m) => write!(f, "limit reached: {m}"),
             Error::Internal(m) => write!(f, "internal error: {m}"),
+            Error::DuplicateKey(m) => write!(f, "duplicate key: {m}"),
+            Error::StaleCursor(m) => write!(f, "stale cursor: {m}"),
         }
     }
 }

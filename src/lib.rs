@@ -9,6 +9,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod alloc;
+pub mod btree;
 pub mod error;
 pub mod ffi;
 pub mod limits;

@@ -35,6 +35,11 @@ pub const PCORE_VERSION_MISMATCH: i32 = 14;
 /// A fixed limit was reached (node handles, roots).
 pub const PCORE_LIMIT: i32 = 15;
 
+/// The key is already in a tree that does not take duplicates; the tree is unchanged.
+pub const PCORE_DUPLICATE_KEY: i32 = 16;
+/// A cursor used after its tree changed: position it again.
+pub const PCORE_STALE_CURSOR: i32 = 17;
+
 /// Durability: `fdatasync` the log at every commit.
 pub const PCORE_DURABILITY_STRICT: u32 = 0;
 /// Durability: no sync at commit; survives a process crash, not a power loss.
@@ -228,6 +233,8 @@ mod tests {
             PCORE_POISONED,
             PCORE_VERSION_MISMATCH,
             PCORE_LIMIT,
+            PCORE_DUPLICATE_KEY,
+            PCORE_STALE_CURSOR,
         ];
         assert_eq!(consts.len(), Status::ALL.len());
         for (c, s) in consts.iter().zip(Status::ALL) {

@@ -41,6 +41,8 @@ fn status_cstr(s: Status) -> &'static std::ffi::CStr {
         Status::Poisoned => c"PCORE_POISONED",
         Status::VersionMismatch => c"PCORE_VERSION_MISMATCH",
         Status::Limit => c"PCORE_LIMIT",
+        Status::DuplicateKey => c"PCORE_DUPLICATE_KEY",
+        Status::StaleCursor => c"PCORE_STALE_CURSOR",
     }
 }
 

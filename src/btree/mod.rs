@@ -1,0 +1,15 @@
+//! The B+ tree: pages are store nodes, sized and split by the bytes entries really use.
+#![forbid(unsafe_code)]
+
+mod cursor;
+mod inspect;
+mod page;
+mod split;
+mod tree;
+
+pub use cursor::Cursor;
+pub use inspect::TreeStats;
+pub use tree::{
+    max_inline_value_bytes, max_key_bytes, BTree, Comparator, Duplicates, TreeOptions, KIND_INTERNAL, KIND_LEAF,
+    KIND_OVERFLOW, PAGE_BYTES_MAX, PAGE_BYTES_MIN, ROOT_PREFIX, VALUE_BYTES_MAX,
+};

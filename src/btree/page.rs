@@ -1,0 +1,446 @@
+//! The B+ tree's page layout and its one byte-accounting function.
+//!
+//! A page is a store node of the tree's page size. Layout, little-endian:
+//! ```text
+//! 0   u8  page type: 1 leaf, 2 internal
+//! 1   u8  0
+//! 2   u16 entry count
+//! 4   u32 start of the cell area (cells grow down from the page's end; = page size if empty)
+//! 8   u64 internal: the leftmost child's node id (keys below the first separator); leaf: 0
+//! 16  slot array: count × u16 cell offsets, in key order (grows up)
+//!     ... free space ...
+//!     cells (lengths are LEB128 varints: one byte below 128):
+//!       leaf:     varint key length, key, varint (value length << 1 | overflow),
+//!                 then the value bytes (inline) or a u64 node id holding them (overflow)
+//!       internal: varint key length, key (the separator), u64 child node id
+//! ```
+//! A 17-byte key with an 8-byte value takes 29 bytes, its slot included: 140 per 4 KiB page.
+//! Every size decision uses [`entry_bytes`]: the split decision and the page writer cannot
+//! disagree about whether entries fit (the root cause of Kizuna's RECORD_TOO_LARGE).
+
+use crate::error::{Error, Result};
+
+pub(crate) const HEADER_BYTES: usize = 16;
+const SLOT_BYTES: usize = 2;
+pub(crate) const TYPE_LEAF: u8 = 1;
+pub(crate) const TYPE_INTERNAL: u8 = 2;
+const OVERFLOW_ID_BYTES: usize = 8;
+
+/// Bytes of `v` as a LEB128 varint.
+fn varint_bytes(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_varint(out: &mut [u8], mut v: u64) -> usize {
+    let mut i = 0;
+    loop {
+        let byte = (v & 0x7F) as u8;
+        v >>= 7;
+        out[i] = byte | if v != 0 { 0x80 } else { 0 };
+        i += 1;
+        if v == 0 {
+            return i;
+        }
+    }
+}
+
+/// (value, bytes read), or None if the varint runs past `b` or past 10 bytes.
+fn get_varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// How a leaf stores a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Value<'a> {
+    Inline(&'a [u8]),
+    /// In its own store node: (node id, length).
+    Overflow(u64, u32),
+}
+
+impl Value<'_> {
+    /// The varint header: length << 1, with the low bit set for an overflow value.
+    fn header(&self) -> u64 {
+        match self {
+            Value::Inline(v) => (v.len() as u64) << 1,
+            Value::Overflow(_, len) => u64::from(*len) << 1 | 1,
+        }
+    }
+
+    fn field_bytes(&self) -> usize {
+        varint_bytes(self.header())
+            + match self {
+                Value::Inline(v) => v.len(),
+                Value::Overflow(..) => OVERFLOW_ID_BYTES,
+            }
+    }
+}
+
+/// What a cell holds besides its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Payload<'a> {
+    Leaf(Value<'a>),
+    Child(u64),
+}
+
+/// THE byte-accounting function: the bytes an entry takes in a page, its slot included.
+/// `fits`, the split policy and the page writer all use it, so they always agree.
+pub(crate) fn entry_bytes(key_len: usize, payload: &Payload<'_>) -> usize {
+    SLOT_BYTES
+        + varint_bytes(key_len as u64)
+        + key_len
+        + match payload {
+            Payload::Leaf(v) => v.field_bytes(),
+            Payload::Child(_) => 8,
+        }
+}
+
+/// Bytes available to entries in a page of `page_bytes`.
+pub(crate) fn capacity(page_bytes: usize) -> usize {
+    page_bytes - HEADER_BYTES
+}
+
+/// An entry in a page, borrowed from it or from the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry<'a> {
+    pub key: &'a [u8],
+    pub payload: Payload<'a>,
+}
+
+impl Entry<'_> {
+    pub fn bytes(&self) -> usize {
+        entry_bytes(self.key.len(), &self.payload)
+    }
+}
+
+/// Reads a page, checking its layout as it goes: a damaged page is `Corrupt` naming the page,
+/// never a panic or an out-of-bounds read.
+#[derive(Clone, Copy)]
+pub(crate) struct PageRef<'a> {
+    bytes: &'a [u8],
+    page_id: u64,
+    count: usize,
+}
+
+impl<'a> PageRef<'a> {
+    pub fn parse(bytes: &'a [u8], page_id: u64) -> Result<PageRef<'a>> {
+        let bad = |what: String| Error::corrupt(format!("B+ tree page {page_id:#x}"), 0, what);
+        if bytes.len() < HEADER_BYTES {
+            return Err(bad(format!("{} bytes, shorter than a page header", bytes.len())));
+        }
+        if bytes[0] != TYPE_LEAF && bytes[0] != TYPE_INTERNAL {
+            return Err(bad(format!("unknown page type {}", bytes[0])));
+        }
+        let count = u16::from_le_bytes([bytes[2], bytes[3]]) as usize;
+        let cells = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+        if HEADER_BYTES + count * SLOT_BYTES > cells || cells > bytes.len() {
+            return Err(bad(format!("{count} slots and cells from {cells} do not fit {} bytes", bytes.len())));
+        }
+        Ok(PageRef { bytes, page_id, count })
+    }
+
+    pub fn is_leaf(&self) -> bool {
+        self.bytes[0] == TYPE_LEAF
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn leftmost_child(&self) -> u64 {
+        u64::from_le_bytes(self.bytes[8..16].try_into().expect("8 bytes"))
+    }
+
+    fn cells_start(&self) -> usize {
+        u32::from_le_bytes(self.bytes[4..8].try_into().expect("4 bytes")) as usize
+    }
+
+    fn corrupt(&self, i: usize, what: &str) -> Error {
+        Error::corrupt(
+            format!("B+ tree page {:#x}", self.page_id),
+            (HEADER_BYTES + i * SLOT_BYTES) as u64,
+            format!("entry {i}: {what}"),
+        )
+    }
+
+    fn cell_offset(&self, i: usize) -> Result<usize> {
+        if i >= self.count {
+            return Err(self.corrupt(i.min(self.count), &format!("no entry {i} in a page of {}", self.count)));
+        }
+        let at = HEADER_BYTES + i * SLOT_BYTES;
+        let off = u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]]) as usize;
+        if off < self.cells_start() || off >= self.bytes.len() {
+            return Err(self.corrupt(i, "cell offset outside the cell area"));
+        }
+        Ok(off)
+    }
+
+    fn varint(&self, i: usize, at: usize) -> Result<(usize, usize)> {
+        let (v, n) =
+            get_varint(&self.bytes[at.min(self.bytes.len())..]).ok_or_else(|| self.corrupt(i, "bad length"))?;
+        let v = usize::try_from(v)
+            .ok()
+            .filter(|&v| v <= self.bytes.len() << 1 | 1)
+            .ok_or_else(|| self.corrupt(i, "length beyond the page"))?;
+        Ok((v, n))
+    }
+
+    fn take(&self, i: usize, at: usize, n: usize) -> Result<&'a [u8]> {
+        self.bytes.get(at..at + n).ok_or_else(|| self.corrupt(i, "cell runs past the page"))
+    }
+
+    pub fn key(&self, i: usize) -> Result<&'a [u8]> {
+        let off = self.cell_offset(i)?;
+        let (len, n) = self.varint(i, off)?;
+        self.take(i, off + n, len)
+    }
+
+    pub fn entry(&self, i: usize) -> Result<Entry<'a>> {
+        let off = self.cell_offset(i)?;
+        let (key_len, n) = self.varint(i, off)?;
+        let key = self.take(i, off + n, key_len)?;
+        let mut at = off + n + key_len;
+        let payload = if self.is_leaf() {
+            let (v, n) =
+                get_varint(self.bytes.get(at..).unwrap_or(&[])).ok_or_else(|| self.corrupt(i, "bad value header"))?;
+            at += n;
+            let len = v >> 1;
+            if v & 1 == 0 {
+                let len = usize::try_from(len).map_err(|_| self.corrupt(i, "value length"))?;
+                Payload::Leaf(Value::Inline(self.take(i, at, len.min(self.bytes.len() + 1))?))
+            } else {
+                let id = u64::from_le_bytes(self.take(i, at, OVERFLOW_ID_BYTES)?.try_into().expect("8 bytes"));
+                let len = u32::try_from(len).map_err(|_| self.corrupt(i, "overflow value length"))?;
+                Payload::Leaf(Value::Overflow(id, len))
+            }
+        } else {
+            Payload::Child(u64::from_le_bytes(self.take(i, at, 8)?.try_into().expect("8 bytes")))
+        };
+        Ok(Entry { key, payload })
+    }
+
+    /// The child a key belongs to in an internal page: the entry index of the last separator
+    /// <= key, or None for the leftmost child. `cmp(separator, key)`.
+    pub fn child_for(
+        &self,
+        key: &[u8],
+        cmp: impl Fn(&[u8], &[u8]) -> std::cmp::Ordering,
+    ) -> Result<(Option<usize>, u64)> {
+        debug_assert!(!self.is_leaf());
+        let (mut lo, mut hi) = (0usize, self.count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if cmp(self.key(mid)?, key) == std::cmp::Ordering::Greater {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        if lo == 0 {
+            Ok((None, self.leftmost_child()))
+        } else {
+            match self.entry(lo - 1)?.payload {
+                Payload::Child(c) => Ok((Some(lo - 1), c)),
+                Payload::Leaf(_) => Err(self.corrupt(lo - 1, "leaf cell in an internal page")),
+            }
+        }
+    }
+
+    /// `Ok(i)` when entry i's key equals `key`, `Err(i)` for where it would go.
+    pub fn search(
+        &self,
+        key: &[u8],
+        cmp: impl Fn(&[u8], &[u8]) -> std::cmp::Ordering,
+    ) -> Result<std::result::Result<usize, usize>> {
+        let (mut lo, mut hi) = (0usize, self.count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match cmp(self.key(mid)?, key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Ok(mid)),
+            }
+        }
+        Ok(Err(lo))
+    }
+
+    /// Bytes the entries use (slots included), by the byte-accounting function.
+    pub fn used_bytes(&self) -> Result<usize> {
+        (0..self.count).map(|i| self.entry(i).map(|e| e.bytes())).sum()
+    }
+
+    pub fn entries(&self) -> Result<Vec<Entry<'a>>> {
+        (0..self.count).map(|i| self.entry(i)).collect()
+    }
+
+    /// Contiguous free bytes between the slot array and the cells.
+    fn gap_bytes(&self) -> usize {
+        self.cells_start() - HEADER_BYTES - self.count * SLOT_BYTES
+    }
+}
+
+/// Writes a whole page from entries in order. Panics if they do not fit: callers decide with
+/// [`fits`], which uses the same accounting.
+pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries: &[Entry<'_>]) -> usize {
+    let total: usize = entries.iter().map(Entry::bytes).sum();
+    assert!(total <= capacity(out.len()), "{total} bytes of entries do not fit a {}-byte page", out.len());
+    out[0] = page_type;
+    out[1] = 0;
+    out[2..4].copy_from_slice(&(entries.len() as u16).to_le_bytes());
+    out[8..16].copy_from_slice(&leftmost_child.to_le_bytes());
+    let mut end = out.len();
+    for (i, e) in entries.iter().enumerate() {
+        let cell = e.bytes() - SLOT_BYTES;
+        end -= cell;
+        write_cell(&mut out[end..end + cell], e);
+        out[HEADER_BYTES + i * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
+    }
+    out[4..8].copy_from_slice(&(end as u32).to_le_bytes());
+    debug_assert_eq!(HEADER_BYTES + total, HEADER_BYTES + entries.len() * SLOT_BYTES + (out.len() - end));
+    out.len()
+}
+
+fn write_cell(cell: &mut [u8], e: &Entry<'_>) {
+    let mut at = put_varint(cell, e.key.len() as u64);
+    cell[at..at + e.key.len()].copy_from_slice(e.key);
+    at += e.key.len();
+    match e.payload {
+        Payload::Child(c) => cell[at..at + 8].copy_from_slice(&c.to_le_bytes()),
+        Payload::Leaf(v) => {
+            at += put_varint(&mut cell[at..], v.header());
+            match v {
+                Value::Inline(bytes) => cell[at..at + bytes.len()].copy_from_slice(bytes),
+                Value::Overflow(id, _) => cell[at..at + 8].copy_from_slice(&id.to_le_bytes()),
+            }
+        }
+    }
+}
+
+/// Whether entries of `total_bytes` fit a page.
+pub(crate) fn fits(total_bytes: usize, page_bytes: usize) -> bool {
+    total_bytes <= capacity(page_bytes)
+}
+
+/// Inserts an entry at slot `index` in place, when the contiguous gap holds it. Returns false
+/// (page untouched) when it does not: the caller then rebuilds or splits.
+pub(crate) fn insert_in_place(page: &mut [u8], page_id: u64, index: usize, e: &Entry<'_>) -> Result<bool> {
+    let p = PageRef::parse(page, page_id)?;
+    if p.gap_bytes() < e.bytes() || index > p.len() {
+        return Ok(false);
+    }
+    let (count, cells) = (p.len(), p.cells_start());
+    let cell = e.bytes() - SLOT_BYTES;
+    let at = cells - cell;
+    write_cell(&mut page[at..cells], e);
+    let slot = HEADER_BYTES + index * SLOT_BYTES;
+    page.copy_within(slot..HEADER_BYTES + count * SLOT_BYTES, slot + SLOT_BYTES);
+    page[slot..slot + 2].copy_from_slice(&(at as u16).to_le_bytes());
+    page[2..4].copy_from_slice(&((count + 1) as u16).to_le_bytes());
+    page[4..8].copy_from_slice(&(at as u32).to_le_bytes());
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(k: &[u8], v: &'static [u8]) -> Entry<'static> {
+        Entry { key: Box::leak(k.to_vec().into_boxed_slice()), payload: Payload::Leaf(Value::Inline(v)) }
+    }
+
+    #[test]
+    fn varints_round_trip_and_are_sized_exactly() {
+        for v in [0u64, 1, 127, 128, 16383, 16384, u32::MAX as u64, u64::MAX] {
+            let mut buf = [0u8; 10];
+            let n = put_varint(&mut buf, v);
+            assert_eq!(n, varint_bytes(v), "{v}");
+            assert_eq!(get_varint(&buf[..n]), Some((v, n)));
+            assert_eq!(get_varint(&buf[..n - 1]), None);
+        }
+    }
+
+    #[test]
+    fn a_seventeen_byte_key_and_eight_byte_value_take_twenty_nine_bytes() {
+        let e = Entry { key: &[0u8; 17], payload: Payload::Leaf(Value::Inline(&[0u8; 8])) };
+        assert_eq!(e.bytes(), 29);
+        assert_eq!(capacity(4096) / 29, 140);
+    }
+
+    #[test]
+    fn build_then_read_back_every_kind_of_entry() {
+        let mut page = vec![0u8; 512];
+        let entries = [
+            leaf(b"", b""),
+            leaf(b"a", b"1"),
+            Entry { key: b"big", payload: Payload::Leaf(Value::Overflow(0x1234_0001, 70000)) },
+        ];
+        build(&mut page, TYPE_LEAF, 0, &entries);
+        let p = PageRef::parse(&page, 1).unwrap();
+        assert_eq!(p.entries().unwrap(), entries);
+        assert_eq!(p.used_bytes().unwrap(), entries.iter().map(Entry::bytes).sum::<usize>());
+        assert_eq!(p.search(b"a", |a, b| a.cmp(b)).unwrap(), Ok(1));
+        assert_eq!(p.search(b"b", |a, b| a.cmp(b)).unwrap(), Err(2));
+    }
+
+    #[test]
+    fn the_writer_fills_exactly_what_the_accounting_promises() {
+        // Entries of mixed sizes, added until the accounting says the next would not fit:
+        // the writer must accept all of them, and the page must then be full to the byte.
+        let mut page = vec![0u8; 4096];
+        let keys: Vec<Vec<u8>> = (0..400).map(|i| vec![b'k'; 1 + (i * 37) % 60]).collect();
+        let mut entries = Vec::new();
+        let mut total = 0;
+        for k in &keys {
+            let e = Entry { key: k, payload: Payload::Leaf(Value::Inline(b"12345678")) };
+            if !fits(total + e.bytes(), 4096) {
+                break;
+            }
+            total += e.bytes();
+            entries.push(e);
+        }
+        build(&mut page, TYPE_LEAF, 0, &entries);
+        let p = PageRef::parse(&page, 1).unwrap();
+        assert_eq!(p.gap_bytes(), capacity(4096) - total);
+        assert!(p.gap_bytes() < entries.last().unwrap().bytes() + 60);
+    }
+
+    #[test]
+    fn in_place_insert_keeps_order_and_refuses_when_full() {
+        let mut page = vec![0u8; 256];
+        build(&mut page, TYPE_LEAF, 0, &[leaf(b"a", b"1"), leaf(b"c", b"3")]);
+        assert!(insert_in_place(&mut page, 1, 1, &leaf(b"b", b"2")).unwrap());
+        let keys: Vec<&[u8]> = PageRef::parse(&page, 1).unwrap().entries().unwrap().iter().map(|e| e.key).collect();
+        assert_eq!(keys, [b"a", b"b", b"c"]);
+        let big = leaf(&[b'z'; 230], b"");
+        let before = page.clone();
+        assert!(!insert_in_place(&mut page, 1, 3, &big).unwrap());
+        assert_eq!(page, before);
+    }
+
+    #[test]
+    fn damaged_pages_are_corrupt_never_a_panic() {
+        let mut page = vec![0u8; 512];
+        build(&mut page, TYPE_LEAF, 0, &[leaf(b"key", b"value"), leaf(b"key2", b"v")]);
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for _ in 0..20000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut bad = page.clone();
+            bad[(x % 512) as usize] ^= 1 << (x >> 60 & 7);
+            bad[((x >> 20) % 512) as usize] = (x >> 40) as u8;
+            if let Ok(p) = PageRef::parse(&bad, 7) {
+                let _ = p.entries();
+                let _ = p.search(b"key", |a, b| a.cmp(b));
+            }
+        }
+        page[0] = 9;
+        assert!(matches!(PageRef::parse(&page, 7), Err(Error::Corrupt { .. })));
+    }
+}

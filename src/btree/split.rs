@@ -1,0 +1,158 @@
+//! Split arithmetic: where a page that no longer fits is cut, and the separator between the
+//! halves. Pure functions over entry sizes from the byte-accounting function, so every
+//! caller (leaf split, internal split, rebalancing after delete) agrees on what fits.
+
+/// Where the entry that caused the split sits, for append-aware splitting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Edge {
+    /// The new entry is the last of the rightmost page: a sequential load. Keep the left page
+    /// full, so a sorted load leaves full pages (LMDB's MDB_APPEND, SQLite's balance_quick).
+    Right,
+    /// The new entry is the first of the leftmost page: a descending load.
+    Left,
+    /// Anywhere else: halve by bytes.
+    Middle,
+}
+
+/// Split a leaf's entries (sizes in order) into two pages of `capacity` bytes: returns k, the
+/// first entry of the right page. Both halves fit, for any mix of sizes, when no entry
+/// exceeds a quarter of the capacity (the key and value limits guarantee it) and the total is
+/// at most 2 × capacity − capacity / 4: the window of valid cut points is then at least as
+/// wide as the largest entry, so no prefix sum can jump over it. Callers: a split (one page
+/// plus one entry), shifting into a sibling, evening out after a delete.
+pub(crate) fn leaf_split_point(sizes: &[usize], capacity: usize, edge: Edge) -> usize {
+    let n = sizes.len();
+    assert!(n >= 2, "a split needs two entries");
+    let total: usize = sizes.iter().sum();
+    let mut left = 0usize;
+    let (mut first_valid, mut last_valid, mut balanced) = (None, None, None::<(usize, usize)>);
+    for k in 1..n {
+        left += sizes[k - 1];
+        let right = total - left;
+        if left > capacity {
+            break;
+        }
+        if right > capacity {
+            continue;
+        }
+        first_valid.get_or_insert(k);
+        last_valid = Some(k);
+        let imbalance = left.abs_diff(right);
+        if balanced.is_none_or(|(_, best)| imbalance < best) {
+            balanced = Some((k, imbalance));
+        }
+    }
+    let chosen = match edge {
+        Edge::Right => last_valid,
+        Edge::Left => first_valid,
+        Edge::Middle => balanced.map(|(k, _)| k),
+    };
+    chosen.expect("entries of at most a quarter page always split into two fitting halves")
+}
+
+/// Split an internal page's entries: returns m, the entry whose separator moves up to the
+/// parent (its child becomes the right page's leftmost child). Left keeps entries ..m, right
+/// gets m+1.. (plus the leftmost pointer, which takes no entry bytes).
+pub(crate) fn internal_split_point(sizes: &[usize], capacity: usize, edge: Edge) -> usize {
+    let n = sizes.len();
+    assert!(n >= 3, "an internal split needs three entries");
+    let total: usize = sizes.iter().sum();
+    let mut left = sizes[0];
+    let mut candidates = Vec::new();
+    for (m, &size) in sizes.iter().enumerate().take(n - 1).skip(1) {
+        let right = total - left - size;
+        if left <= capacity && right <= capacity {
+            candidates.push((m, left.abs_diff(right)));
+        }
+        left += size;
+        if left > capacity {
+            break;
+        }
+    }
+    let chosen = match edge {
+        Edge::Right => candidates.last().map(|c| c.0),
+        Edge::Left => candidates.first().map(|c| c.0),
+        Edge::Middle => candidates.iter().min_by_key(|c| c.1).map(|c| c.0),
+    };
+    chosen.expect("separators of at most a quarter page always split into two fitting halves")
+}
+
+/// The shortest prefix of `right` that is still greater than `left` (bytewise order, `left` <
+/// `right`): every key of the left page is below it and every key of the right page is at or
+/// above it. Shorter separators mean more of them per internal page.
+pub(crate) fn shortest_separator<'a>(left: &[u8], right: &'a [u8]) -> &'a [u8] {
+    debug_assert!(left < right);
+    let common = left.iter().zip(right).take_while(|(a, b)| a == b).count();
+    &right[..(common + 1).min(right.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_leaf(sizes: &[usize], cap: usize, edge: Edge) -> usize {
+        let k = leaf_split_point(sizes, cap, edge);
+        let left: usize = sizes[..k].iter().sum();
+        let right: usize = sizes[k..].iter().sum();
+        assert!(k > 0 && k < sizes.len() && left <= cap && right <= cap, "{sizes:?} cut at {k}");
+        k
+    }
+
+    #[test]
+    fn kizunas_skew_fifteen_tiny_keys_then_maximum_keys() {
+        // The count-midpoint split put the 15 tiny entries left and all the big ones right,
+        // and the right half did not fit. By bytes it always does.
+        let cap = 4080;
+        let big = cap / 4;
+        for n_big in 1..=4 {
+            let mut sizes = vec![8usize; 15];
+            sizes.extend(std::iter::repeat_n(big, n_big));
+            if sizes.iter().sum::<usize>() <= cap {
+                continue; // would not need a split
+            }
+            for edge in [Edge::Middle, Edge::Right, Edge::Left] {
+                check_leaf(&sizes, cap, edge);
+            }
+        }
+    }
+
+    #[test]
+    fn every_mix_of_sizes_splits_into_two_fitting_halves() {
+        let cap = 496;
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..20000 {
+            let mut sizes = Vec::new();
+            while sizes.iter().sum::<usize>() <= cap {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                sizes.push(7 + (x % (cap as u64 / 4 - 6)) as usize);
+            }
+            for edge in [Edge::Middle, Edge::Right, Edge::Left] {
+                check_leaf(&sizes, cap, edge);
+            }
+            if sizes.len() >= 3 {
+                let m = internal_split_point(&sizes, cap, Edge::Middle);
+                assert!(sizes[..m].iter().sum::<usize>() <= cap && sizes[m + 1..].iter().sum::<usize>() <= cap);
+            }
+        }
+    }
+
+    #[test]
+    fn append_split_keeps_the_left_page_full() {
+        let sizes = vec![40usize; 103]; // 102 fit in 4080 bytes
+        assert_eq!(check_leaf(&sizes, 4080, Edge::Right), 102);
+        assert_eq!(check_leaf(&sizes, 4080, Edge::Left), 1);
+        let mid = check_leaf(&sizes, 4080, Edge::Middle);
+        assert!((51..=52).contains(&mid));
+    }
+
+    #[test]
+    fn separators_are_the_shortest_distinguishing_prefix() {
+        assert_eq!(shortest_separator(b"apple", b"banana"), b"b");
+        assert_eq!(shortest_separator(b"key000123", b"key000124"), b"key000124");
+        assert_eq!(shortest_separator(b"abc", b"abcd"), b"abcd");
+        assert_eq!(shortest_separator(b"", b"a"), b"a");
+        assert_eq!(shortest_separator(b"ab", b"b"), b"b");
+    }
+}

@@ -1,0 +1,1055 @@
+//! `BTree`: a B+ tree whose pages are store nodes, and whose every size decision comes from
+//! the bytes entries really use ([`page::entry_bytes`]).
+//!
+//! Writers hold the tree's lock exclusively and change pages only through a [`Plan`]: every
+//! new page is allocated and every changed page given its copy-on-write shadow before any
+//! page is written, so an operation that fails leaves the tree exactly as it was. Changes are
+//! durable with the store's next commit. Readers hold the lock shared.
+
+use super::page::{self, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
+use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
+use crate::error::{Error, Result};
+use crate::store::{NodeId, Store};
+use parking_lot::RwLock;
+use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
+
+/// A key order: must be a total order (`verify` detects one that is not).
+pub type Comparator = Arc<dyn Fn(&[u8], &[u8]) -> Ordering + Send + Sync>;
+
+/// What inserting an existing key does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicates {
+    /// `DuplicateKey` error; the tree is unchanged.
+    Unique,
+    /// The new value replaces the old one (Kizuna's non-unique index).
+    Overwrite,
+    /// One entry per (key, value) pair, ordered by key then value bytes: a true non-unique
+    /// index. Values are limited to [`max_inline_value_bytes`].
+    Multi,
+}
+
+#[derive(Clone)]
+pub struct TreeOptions {
+    /// A power of two from 512 to 65536.
+    pub page_bytes: u32,
+    pub duplicates: Duplicates,
+    /// `None`: bytewise order, shorter first on a common prefix.
+    pub comparator: Option<Comparator>,
+}
+
+impl Default for TreeOptions {
+    fn default() -> TreeOptions {
+        TreeOptions { page_bytes: 4096, duplicates: Duplicates::Unique, comparator: None }
+    }
+}
+
+pub const PAGE_BYTES_MIN: u32 = 512;
+pub const PAGE_BYTES_MAX: u32 = 65536;
+/// A corrupt child pointer that forms a cycle must not loop forever.
+const DEPTH_MAX: usize = 32;
+/// Store node kinds of the tree's nodes (hosts use kinds below 0x40).
+pub const KIND_LEAF: u8 = 0x41;
+pub const KIND_INTERNAL: u8 = 0x42;
+pub const KIND_OVERFLOW: u8 = 0x43;
+/// The named root under which a tree's anchor lives: this prefix, then the tree's name.
+pub const ROOT_PREFIX: &[u8] = b"btree:";
+
+/// Values up to this many bytes live in the leaf; larger ones in their own store node.
+pub fn max_inline_value_bytes(page_bytes: u32) -> usize {
+    page_bytes as usize / 16
+}
+
+/// The longest key a tree with this page size takes. Any entry (leaf or internal, in any
+/// duplicates mode) then needs at most a quarter of a page, so every page holds at least
+/// four entries and a split always finds two halves that fit. 4 KiB pages: 750 bytes.
+pub fn max_key_bytes(page_bytes: u32) -> usize {
+    page::capacity(page_bytes as usize) / 4 - 14 - max_inline_value_bytes(page_bytes)
+}
+
+/// Largest value: its length is stored in 32 bits, and it lives in one store node.
+pub const VALUE_BYTES_MAX: usize = u32::MAX as usize;
+
+pub(crate) struct State {
+    pub root: u64,
+    pub height: u32,
+    pub entries: u64,
+}
+
+struct Inner {
+    store: Store,
+    anchor: Vec<u8>,
+    page_bytes: usize,
+    duplicates: Duplicates,
+    custom_order: Option<Comparator>,
+    state: RwLock<State>,
+    /// Changes with every modification (under the state lock); cursors check it.
+    version: AtomicU64,
+}
+
+/// A B+ tree in a store. Cloning is cheap and shares the tree.
+#[derive(Clone)]
+pub struct BTree {
+    inner: Arc<Inner>,
+}
+
+/// Anchor metadata, kept as the named root's meta bytes (the root's id is the root page):
+/// u32 magic "PCBT", u8 version, u8 duplicates, u8 custom order, u8 log2(page bytes),
+/// u32 height, u32 0, u64 entries.
+const ANCHOR_MAGIC: &[u8; 4] = b"PCBT";
+const ANCHOR_BYTES: usize = 24;
+
+fn encode_anchor(page_bytes: usize, dup: Duplicates, custom: bool, st: &State) -> Vec<u8> {
+    let mut m = Vec::with_capacity(ANCHOR_BYTES);
+    m.extend_from_slice(ANCHOR_MAGIC);
+    m.extend_from_slice(&[1, dup as u8, custom as u8, page_bytes.trailing_zeros() as u8]);
+    m.extend_from_slice(&st.height.to_le_bytes());
+    m.extend_from_slice(&0u32.to_le_bytes());
+    m.extend_from_slice(&st.entries.to_le_bytes());
+    m
+}
+
+impl BTree {
+    /// Opens the tree `name` in `store`, creating it (an empty leaf as root) when the store
+    /// holds none; a created tree is durable at the store's next commit. An existing tree
+    /// keeps its page size and duplicates mode; `options` must name the same ones and supply a
+    /// comparator exactly when the tree was created with one.
+    pub fn open(store: &Store, name: &[u8], options: &TreeOptions) -> Result<BTree> {
+        let pb = options.page_bytes;
+        if !pb.is_power_of_two() || !(PAGE_BYTES_MIN..=PAGE_BYTES_MAX).contains(&pb) {
+            return Err(Error::InvalidArgument(format!("page size {pb}: a power of two from 512 to 65536")));
+        }
+        let mut anchor = ROOT_PREFIX.to_vec();
+        anchor.extend_from_slice(name);
+        let custom = options.comparator.is_some();
+        let state = match store.get_root(&anchor)? {
+            Some(root) => {
+                let m = &root.meta;
+                let bad = |what: &str| {
+                    Error::corrupt(format!("B+ tree {:?} anchor", String::from_utf8_lossy(name)), 0, what.to_string())
+                };
+                if m.len() != ANCHOR_BYTES || &m[..4] != ANCHOR_MAGIC || m[4] != 1 {
+                    return Err(bad("not a B+ tree anchor"));
+                }
+                if 1usize << m[7] != pb as usize || m[5] != options.duplicates as u8 || (m[6] != 0) != custom {
+                    return Err(Error::InvalidArgument(format!(
+                        "tree {:?} was created with {}-byte pages, duplicates mode {}, custom order {}",
+                        String::from_utf8_lossy(name),
+                        1u64 << m[7].min(63),
+                        m[5],
+                        m[6] != 0
+                    )));
+                }
+                let height = u32::from_le_bytes(m[8..12].try_into().expect("4 bytes"));
+                if height == 0 || height as usize > DEPTH_MAX {
+                    return Err(bad("height out of range"));
+                }
+                State { root: root.id, height, entries: u64::from_le_bytes(m[16..24].try_into().expect("8 bytes")) }
+            }
+            None => {
+                let (id, _, _) = store.allocate(pb as usize, KIND_LEAF)?;
+                let mut image = vec![0u8; pb as usize];
+                page::build(&mut image, TYPE_LEAF, 0, &[]);
+                store.publish(id, &image)?;
+                let st = State { root: id.raw(), height: 1, entries: 0 };
+                store.set_root(&anchor, id.raw(), &encode_anchor(pb as usize, options.duplicates, custom, &st))?;
+                st
+            }
+        };
+        Ok(BTree {
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                anchor,
+                page_bytes: pb as usize,
+                duplicates: options.duplicates,
+                custom_order: options.comparator.clone(),
+                state: RwLock::new(state),
+                version: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn page_bytes(&self) -> usize {
+        self.inner.page_bytes
+    }
+
+    pub fn duplicates(&self) -> Duplicates {
+        self.inner.duplicates
+    }
+
+    pub fn len(&self) -> u64 {
+        self.inner.state.read().entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.inner.version.load(AtomicOrdering::Acquire)
+    }
+
+    fn bump_version(&self) {
+        self.inner.version.fetch_add(1, AtomicOrdering::AcqRel);
+    }
+
+    /// The state, shared: held across a scan so no writer changes the tree meanwhile.
+    pub(crate) fn read_state(&self) -> parking_lot::RwLockReadGuard<'_, State> {
+        self.inner.state.read()
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Compares two user keys in the tree's order.
+    pub(crate) fn cmp_keys(&self, a: &[u8], b: &[u8]) -> Ordering {
+        match &self.inner.custom_order {
+            Some(c) => c(a, b),
+            None => a.cmp(b),
+        }
+    }
+
+    /// Compares two stored keys (in Multi mode, key-then-value composites).
+    pub(crate) fn cmp_stored(&self, a: &[u8], b: &[u8]) -> Ordering {
+        if self.inner.duplicates != Duplicates::Multi {
+            return self.cmp_keys(a, b);
+        }
+        let (ka, va) = split_composite(a);
+        let (kb, vb) = split_composite(b);
+        self.cmp_keys(ka, kb).then_with(|| va.cmp(vb))
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<()> {
+        let max = max_key_bytes(self.inner.page_bytes as u32);
+        if key.len() > max {
+            return Err(Error::InvalidArgument(format!(
+                "key of {} bytes; with {}-byte pages at most {max}",
+                key.len(),
+                self.inner.page_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<()> {
+        let max = match self.inner.duplicates {
+            Duplicates::Multi => max_inline_value_bytes(self.inner.page_bytes as u32),
+            _ => VALUE_BYTES_MAX,
+        };
+        if value.len() > max {
+            return Err(Error::TooLarge(format!("value of {} bytes; at most {max} in this tree", value.len())));
+        }
+        Ok(())
+    }
+
+    /// The stored key of a user (key, value): the key itself, or in Multi mode the composite.
+    fn stored_key(&self, key: &[u8], value: &[u8]) -> Vec<u8> {
+        match self.inner.duplicates {
+            Duplicates::Multi => composite(key, value),
+            _ => key.to_vec(),
+        }
+    }
+
+    /// Reads a page through a closure (shared lock on the store, no copy).
+    pub(crate) fn with_page<R>(&self, id: u64, f: impl FnOnce(PageRef<'_>) -> Result<R>) -> Result<R> {
+        let out = self.inner.store.with_node(NodeId::from_raw(id), |bytes| PageRef::parse(bytes, id).and_then(f));
+        match out {
+            Ok(r) => r,
+            Err(Error::NotFound(_)) => Err(Error::corrupt(
+                format!("B+ tree page {id:#x}"),
+                0,
+                "a child pointer names a node that does not exist",
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read_page(&self, id: u64) -> Result<Vec<u8>> {
+        self.with_page(id, |_| Ok(()))?;
+        self.inner.store.read(NodeId::from_raw(id))
+    }
+
+    /// Root-to-leaf path for a stored key: each internal page with the child position taken
+    /// (0 = leftmost, j + 1 = the child of separator j), then the leaf.
+    fn descend(&self, st: &State, skey: &[u8]) -> Result<(Vec<(u64, usize)>, u64)> {
+        let mut path = Vec::with_capacity(st.height as usize);
+        let mut id = st.root;
+        for _ in 1..st.height {
+            let (pos, child) = self.with_page(id, |p| {
+                if p.is_leaf() {
+                    return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
+                }
+                let (slot, child) = p.child_for(skey, |a, b| self.cmp_stored(a, b))?;
+                Ok((slot.map_or(0, |s| s + 1), child))
+            })?;
+            path.push((id, pos));
+            id = child;
+        }
+        Ok((path, id))
+    }
+
+    /// The value of `key` (Unique and Overwrite trees; in a Multi tree, the first value).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if self.inner.duplicates == Duplicates::Multi {
+            return Ok(self.get_all(key)?.into_iter().next());
+        }
+        self.check_key(key)?;
+        let st = self.inner.state.read();
+        let (_, leaf) = self.descend(&st, key)?;
+        let found = self.with_page(leaf, |p| {
+            Ok(match p.search(key, |a, b| self.cmp_stored(a, b))? {
+                Ok(i) => Some(match p.entry(i)?.payload {
+                    Payload::Leaf(Value::Inline(v)) => Ok(v.to_vec()),
+                    Payload::Leaf(Value::Overflow(id, len)) => Err((id, len)),
+                    Payload::Child(_) => {
+                        return Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "child cell in a leaf"))
+                    }
+                }),
+                Err(_) => None,
+            })
+        })?;
+        match found {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err((id, len))) => self.read_overflow(id, len).map(Some),
+        }
+    }
+
+    pub(crate) fn read_overflow(&self, id: u64, len: u32) -> Result<Vec<u8>> {
+        let v = self
+            .inner
+            .store
+            .read(NodeId::from_raw(id))
+            .map_err(|_| Error::corrupt(format!("B+ tree value node {id:#x}"), 0, "missing"))?;
+        if v.len() != len as usize {
+            return Err(Error::corrupt(
+                format!("B+ tree value node {id:#x}"),
+                0,
+                format!("{} bytes, the leaf says {len}", v.len()),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// Every value of `key`, in value order (one at most unless the tree is Multi).
+    pub fn get_all(&self, key: &[u8]) -> Result<Vec<Vec<u8>>> {
+        if self.inner.duplicates != Duplicates::Multi {
+            return Ok(self.get(key)?.into_iter().collect());
+        }
+        self.check_key(key)?;
+        let mut out = Vec::new();
+        let mut cur = super::Cursor::new(self);
+        cur.seek(key)?;
+        while let Some((k, v)) = cur.current()? {
+            if self.cmp_keys(&k, key) != Ordering::Equal {
+                break;
+            }
+            out.push(v);
+            cur.move_next()?;
+        }
+        Ok(out)
+    }
+
+    /// Inserts `key` with `value`, as the duplicates mode says. Keys over
+    /// [`max_key_bytes`] are `InvalidArgument`, checked before anything changes.
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_key(key)?;
+        self.check_value(value)?;
+        let skey = self.stored_key(key, value);
+        let svalue: &[u8] = if self.inner.duplicates == Duplicates::Multi { &[] } else { value };
+        let mut st = self.inner.state.write();
+        let (path, leaf_id) = self.descend(&st, &skey)?;
+        let found = self.with_page(leaf_id, |p| p.search(&skey, |a, b| self.cmp_stored(a, b)))?;
+        if found.is_ok() && self.inner.duplicates != Duplicates::Overwrite {
+            return Err(Error::DuplicateKey(format!("key of {} bytes is already in the tree", key.len())));
+        }
+        // Fast path: a new key with an inline value that fits the leaf's free gap: one
+        // in-place edit of one page, no decoding, no copy.
+        if let Err(i) = found {
+            if svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32) {
+                let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
+                if self.try_insert_in_place(leaf_id, i, &e)? {
+                    st.entries += 1;
+                    self.bump_version();
+                    return self.save_anchor(&st);
+                }
+            }
+        }
+        let leaf_bytes = self.read_page(leaf_id)?;
+        let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
+        let mut plan = Plan::new(self);
+        let stored = match plan.store_value(svalue) {
+            Ok(v) => v,
+            Err(e) => return plan.abort(e),
+        };
+        let new_entry = Entry { key: &skey, payload: Payload::Leaf(stored) };
+        let mut entries = leaf.entries()?;
+        let index = match found {
+            Ok(i) => {
+                if let Payload::Leaf(Value::Overflow(old, _)) = entries[i].payload {
+                    plan.free_later(old);
+                }
+                entries[i] = new_entry;
+                i
+            }
+            Err(i) => {
+                entries.insert(i, new_entry);
+                i
+            }
+        };
+        let edge = self.edge(&path, index, entries.len());
+        let result = self.write_leaf(&mut plan, &mut st, &path, leaf_id, &entries, edge);
+        match result {
+            Ok(()) => {
+                plan.apply(&mut st)?;
+                if found.is_err() {
+                    st.entries += 1;
+                }
+                self.bump_version();
+                self.save_anchor(&st)
+            }
+            Err(e) => plan.abort(e),
+        }
+    }
+
+    /// Fast path: the entry fits the leaf's free gap; one in-place edit of one page.
+    fn try_insert_in_place(&self, leaf_id: u64, index: usize, e: &Entry<'_>) -> Result<bool> {
+        let pb = self.inner.page_bytes;
+        self.inner.store.try_update(NodeId::from_raw(leaf_id), |buf| {
+            Ok((pb, page::insert_in_place(&mut buf[..pb], leaf_id, index, e)?))
+        })
+    }
+
+    /// Whether an insert at `index` of a page with `n` entries (after the insert) is at the
+    /// tree's right or left edge.
+    fn edge(&self, path: &[(u64, usize)], index: usize, n: usize) -> Edge {
+        let rightmost = path.iter().all(|&(id, pos)| self.with_page(id, |p| Ok(pos == p.len())).unwrap_or(false));
+        let leftmost = path.iter().all(|&(_, pos)| pos == 0);
+        if index + 1 == n && rightmost {
+            Edge::Right
+        } else if index == 0 && leftmost {
+            Edge::Left
+        } else {
+            Edge::Middle
+        }
+    }
+
+    /// Writes a leaf's new entries: one page if they fit, else a split whose separator goes
+    /// up the path (splitting internal pages as needed, growing a new root at the top).
+    fn write_leaf(
+        &self,
+        plan: &mut Plan<'_>,
+        st: &mut State,
+        path: &[(u64, usize)],
+        leaf_id: u64,
+        entries: &[Entry<'_>],
+        edge: Edge,
+    ) -> Result<()> {
+        let pb = self.inner.page_bytes;
+        let cap = page::capacity(pb);
+        let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
+        if page::fits(sizes.iter().sum(), pb) {
+            plan.write(leaf_id, TYPE_LEAF, 0, entries);
+            return Ok(());
+        }
+        if edge == Edge::Middle {
+            if let Some(&(parent_id, pos)) = path.last() {
+                if self.shift_into_sibling(plan, parent_id, pos, leaf_id, entries)? {
+                    return Ok(());
+                }
+            }
+        }
+        let k = leaf_split_point(&sizes, cap, edge);
+        let right_id = plan.alloc_page(KIND_LEAF)?;
+        plan.write(leaf_id, TYPE_LEAF, 0, &entries[..k]);
+        plan.write(right_id, TYPE_LEAF, 0, &entries[k..]);
+        let separator = self.separator(entries[k - 1].key, entries[k].key);
+        self.insert_separator(plan, st, path, separator, right_id, edge)
+    }
+
+    /// Instead of splitting an overfull leaf, evens it out with a sibling under the same parent
+    /// that has room: no new page, and pages stay fuller on random inserts (B*-tree style).
+    /// Returns false, planning nothing, when neither sibling has room or the new separator
+    /// would not fit the parent.
+    fn shift_into_sibling(
+        &self,
+        plan: &mut Plan<'_>,
+        parent_id: u64,
+        pos: usize,
+        leaf_id: u64,
+        entries: &[Entry<'_>],
+    ) -> Result<bool> {
+        let pb = self.inner.page_bytes;
+        let cap = page::capacity(pb);
+        let parent_bytes = self.read_page(parent_id)?;
+        let parent = PageRef::parse(&parent_bytes, parent_id)?;
+        let mut candidates = Vec::with_capacity(2);
+        if pos < parent.len() {
+            candidates.push(pos + 1);
+        }
+        if pos > 0 {
+            candidates.push(pos - 1);
+        }
+        for sibling_pos in candidates {
+            let sibling_id = if sibling_pos == 0 {
+                parent.leftmost_child()
+            } else {
+                match parent.entry(sibling_pos - 1)?.payload {
+                    Payload::Child(c) => c,
+                    Payload::Leaf(_) => {
+                        return Err(Error::corrupt(
+                            format!("B+ tree page {parent_id:#x}"),
+                            0,
+                            "leaf cell in an internal page",
+                        ))
+                    }
+                }
+            };
+            let sibling_bytes = self.read_page(sibling_id)?;
+            let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
+            let this_is_left = sibling_pos > pos;
+            let mut combined: Vec<Entry<'_>> = Vec::with_capacity(entries.len() + sibling.len());
+            if this_is_left {
+                combined.extend_from_slice(entries);
+                combined.extend(sibling.entries()?);
+            } else {
+                combined.extend(sibling.entries()?);
+                combined.extend_from_slice(entries);
+            }
+            let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
+            // Two halves that fit are guaranteed only with a largest entry's worth of slack
+            // (a quarter page), which also keeps the next insert from shifting again.
+            if sizes.iter().sum::<usize>() > 2 * cap - cap / 4 {
+                continue;
+            }
+            let k = leaf_split_point(&sizes, cap, Edge::Middle);
+            let separator = self.separator(combined[k - 1].key, combined[k].key);
+            let (left_id, right_id) = if this_is_left { (leaf_id, sibling_id) } else { (sibling_id, leaf_id) };
+            let sep_index = pos.min(sibling_pos);
+            let mut parent_entries = parent.entries()?;
+            parent_entries[sep_index] = Entry { key: &separator, payload: Payload::Child(right_id) };
+            if !page::fits(parent_entries.iter().map(Entry::bytes).sum(), pb) {
+                continue;
+            }
+            plan.write(left_id, TYPE_LEAF, 0, &combined[..k]);
+            plan.write(right_id, TYPE_LEAF, 0, &combined[k..]);
+            plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The separator between two adjacent stored keys: shortened when the order is bytewise.
+    fn separator(&self, left: &[u8], right: &[u8]) -> Vec<u8> {
+        if self.inner.custom_order.is_none() && self.inner.duplicates != Duplicates::Multi {
+            shortest_separator(left, right).to_vec()
+        } else {
+            right.to_vec()
+        }
+    }
+
+    /// Adds (separator, child) right after the path's child position in each parent, from the
+    /// bottom up, splitting full internal pages.
+    fn insert_separator(
+        &self,
+        plan: &mut Plan<'_>,
+        st: &mut State,
+        path: &[(u64, usize)],
+        separator: Vec<u8>,
+        child: u64,
+        edge: Edge,
+    ) -> Result<()> {
+        let cap = page::capacity(self.inner.page_bytes);
+        let mut carry = Some((separator, child));
+        for &(page_id, pos) in path.iter().rev() {
+            let Some((sep, child)) = carry.take() else { break };
+            let bytes = self.read_page(page_id)?;
+            let p = PageRef::parse(&bytes, page_id)?;
+            let mut entries = p.entries()?;
+            entries.insert(pos, Entry { key: &sep, payload: Payload::Child(child) });
+            let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
+            if page::fits(sizes.iter().sum(), self.inner.page_bytes) {
+                plan.write(page_id, TYPE_INTERNAL, p.leftmost_child(), &entries);
+                continue;
+            }
+            let m = internal_split_point(&sizes, cap, edge);
+            let right_id = plan.alloc_page(KIND_INTERNAL)?;
+            let Payload::Child(right_leftmost) = entries[m].payload else {
+                unreachable!("internal entries hold children")
+            };
+            plan.write(page_id, TYPE_INTERNAL, p.leftmost_child(), &entries[..m]);
+            plan.write(right_id, TYPE_INTERNAL, right_leftmost, &entries[m + 1..]);
+            carry = Some((entries[m].key.to_vec(), right_id));
+        }
+        if let Some((sep, child)) = carry {
+            if st.height as usize >= DEPTH_MAX {
+                return Err(Error::Limit(format!("the tree would be deeper than {DEPTH_MAX} levels")));
+            }
+            let new_root = plan.alloc_page(KIND_INTERNAL)?;
+            plan.write(new_root, TYPE_INTERNAL, st.root, &[Entry { key: &sep, payload: Payload::Child(child) }]);
+            plan.new_root = Some(new_root);
+        }
+        Ok(())
+    }
+
+    /// Removes `key` (Unique and Overwrite trees); in a Multi tree every value of `key`.
+    /// Returns whether anything was removed.
+    pub fn remove(&self, key: &[u8]) -> Result<bool> {
+        if self.inner.duplicates == Duplicates::Multi {
+            let values = self.get_all(key)?;
+            for v in &values {
+                self.remove_pair(key, v)?;
+            }
+            return Ok(!values.is_empty());
+        }
+        self.remove_stored(key)
+    }
+
+    /// Removes one (key, value) pair of a Multi tree; in other trees, `key` if its value is
+    /// `value`.
+    pub fn remove_pair(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        match self.inner.duplicates {
+            Duplicates::Multi => {
+                self.check_key(key)?;
+                if value.len() > max_inline_value_bytes(self.inner.page_bytes as u32) {
+                    return Ok(false);
+                }
+                self.remove_stored(&composite(key, value))
+            }
+            _ => {
+                if self.get(key)?.as_deref() != Some(value) {
+                    return Ok(false);
+                }
+                self.remove_stored(key)
+            }
+        }
+    }
+
+    fn remove_stored(&self, skey: &[u8]) -> Result<bool> {
+        let mut st = self.inner.state.write();
+        let (path, leaf_id) = self.descend(&st, skey)?;
+        let leaf_bytes = self.read_page(leaf_id)?;
+        let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
+        let Ok(index) = leaf.search(skey, |a, b| self.cmp_stored(a, b))? else { return Ok(false) };
+        let mut entries = leaf.entries()?;
+        let mut plan = Plan::new(self);
+        if let Payload::Leaf(Value::Overflow(old, _)) = entries[index].payload {
+            plan.free_later(old);
+        }
+        entries.remove(index);
+        let result = self.rebalance_after_remove(&mut plan, &path, leaf_id, TYPE_LEAF, 0, &entries);
+        match result {
+            Ok(()) => {
+                plan.apply(&mut st)?;
+                st.entries -= 1;
+                self.bump_version();
+                self.save_anchor(&st)?;
+                Ok(true)
+            }
+            Err(e) => plan.abort(e),
+        }
+    }
+
+    /// Writes a page that lost an entry; below a third full, merges it with a sibling when
+    /// both fit one page, or (leaves) evens the two out. A parent that loses a separator is
+    /// treated the same way, up to the root, which collapses when it has a single child.
+    #[allow(clippy::too_many_arguments)]
+    fn rebalance_after_remove(
+        &self,
+        plan: &mut Plan<'_>,
+        path: &[(u64, usize)],
+        id: u64,
+        ty: u8,
+        leftmost: u64,
+        entries: &[Entry<'_>],
+    ) -> Result<()> {
+        let cap = page::capacity(self.inner.page_bytes);
+        let used: usize = entries.iter().map(Entry::bytes).sum();
+        let Some((&(parent_id, pos), above)) = path.split_last() else {
+            // The root: an internal root with no separator hands over to its only child.
+            if ty == TYPE_INTERNAL && entries.is_empty() {
+                plan.free_later(id);
+                plan.new_root = Some(leftmost);
+                plan.root_shrinks = true;
+            } else {
+                plan.write(id, ty, leftmost, entries);
+            }
+            return Ok(());
+        };
+        if used >= cap / 3 {
+            plan.write(id, ty, leftmost, entries);
+            return Ok(());
+        }
+        let parent_bytes = self.read_page(parent_id)?;
+        let parent = PageRef::parse(&parent_bytes, parent_id)?;
+        let mut parent_entries = parent.entries()?;
+        // The pair (left, right) and the index of the separator between them in the parent.
+        let child_at = |p: usize| -> Result<u64> {
+            if p == 0 {
+                Ok(parent.leftmost_child())
+            } else {
+                match parent_entries_payload(&parent, p - 1)? {
+                    Payload::Child(c) => Ok(c),
+                    Payload::Leaf(_) => {
+                        Err(Error::corrupt(format!("B+ tree page {parent_id:#x}"), 0, "leaf cell in an internal page"))
+                    }
+                }
+            }
+        };
+        let (sep_index, sibling_pos, this_is_left) = if pos == 0 { (0, 1, true) } else { (pos - 1, pos - 1, false) };
+        if sibling_pos > parent.len() {
+            plan.write(id, ty, leftmost, entries); // an only child: nothing to pair with
+            return Ok(());
+        }
+        let sibling_id = child_at(sibling_pos)?;
+        let sibling_bytes = self.read_page(sibling_id)?;
+        let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
+        if sibling.is_leaf() != (ty == TYPE_LEAF) {
+            return Err(Error::corrupt(format!("B+ tree page {sibling_id:#x}"), 0, "siblings on different levels"));
+        }
+        let sibling_entries = sibling.entries()?;
+        let (left_id, right_id) = if this_is_left { (id, sibling_id) } else { (sibling_id, id) };
+        let (left_entries, left_leftmost, right_entries, right_leftmost) = if this_is_left {
+            (entries.to_vec(), leftmost, sibling_entries, sibling.leftmost_child())
+        } else {
+            (sibling_entries, sibling.leftmost_child(), entries.to_vec(), leftmost)
+        };
+        let separator = parent.key(sep_index)?;
+        let mut combined = left_entries;
+        if ty == TYPE_INTERNAL {
+            // The parent's separator comes down between the two, pointing at right's leftmost.
+            combined.push(Entry { key: separator, payload: Payload::Child(right_leftmost) });
+        }
+        combined.extend(right_entries);
+        let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
+        if page::fits(sizes.iter().sum(), self.inner.page_bytes) {
+            plan.write(left_id, ty, left_leftmost, &combined);
+            plan.free_later(right_id);
+            parent_entries.remove(sep_index);
+            return self.rebalance_after_remove(
+                plan,
+                above,
+                parent_id,
+                TYPE_INTERNAL,
+                parent.leftmost_child(),
+                &parent_entries,
+            );
+        }
+        if ty == TYPE_INTERNAL {
+            plan.write(id, ty, leftmost, entries); // too full to merge: leave it underfull
+            return Ok(());
+        }
+        // Two leaves that do not fit one page: even them out by bytes, if the new separator
+        // fits the parent (a longer one might not; the pages are then left as they are).
+        let k = leaf_split_point(&sizes, cap, Edge::Middle);
+        let new_sep = self.separator(combined[k - 1].key, combined[k].key);
+        parent_entries[sep_index] = Entry { key: &new_sep, payload: Payload::Child(right_id) };
+        if !page::fits(parent_entries.iter().map(Entry::bytes).sum(), self.inner.page_bytes) {
+            plan.write(id, ty, leftmost, entries);
+            return Ok(());
+        }
+        plan.write(left_id, TYPE_LEAF, 0, &combined[..k]);
+        plan.write(right_id, TYPE_LEAF, 0, &combined[k..]);
+        plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
+        Ok(())
+    }
+
+    fn save_anchor(&self, st: &State) -> Result<()> {
+        let meta = encode_anchor(self.inner.page_bytes, self.inner.duplicates, self.inner.custom_order.is_some(), st);
+        self.inner.store.set_root(&self.inner.anchor, st.root, &meta)
+    }
+}
+
+fn parent_entries_payload<'a>(p: &PageRef<'a>, i: usize) -> Result<Payload<'a>> {
+    Ok(p.entry(i)?.payload)
+}
+
+/// Multi mode's stored key: u16 key length, key, value. Ordered by key, then value.
+fn composite(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut c = Vec::with_capacity(2 + key.len() + value.len());
+    c.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    c.extend_from_slice(key);
+    c.extend_from_slice(value);
+    c
+}
+
+/// Splits a composite back into (key, value); a malformed one reads as all key.
+pub(crate) fn split_composite(c: &[u8]) -> (&[u8], &[u8]) {
+    if c.len() < 2 {
+        return (c, &[]);
+    }
+    let n = u16::from_le_bytes([c[0], c[1]]) as usize;
+    if 2 + n > c.len() {
+        return (c, &[]);
+    }
+    (&c[2..2 + n], &c[2 + n..])
+}
+
+/// The page changes of one operation, applied all together or not at all.
+pub(crate) struct Plan<'t> {
+    tree: &'t BTree,
+    allocated: Vec<u64>,
+    writes: Vec<(u64, Vec<u8>)>,
+    frees: Vec<u64>,
+    new_root: Option<u64>,
+    root_shrinks: bool,
+}
+
+impl<'t> Plan<'t> {
+    fn new(tree: &'t BTree) -> Plan<'t> {
+        Plan { tree, allocated: Vec::new(), writes: Vec::new(), frees: Vec::new(), new_root: None, root_shrinks: false }
+    }
+
+    fn alloc_page(&mut self, kind: u8) -> Result<u64> {
+        let (id, _, _) = self.tree.inner.store.allocate(self.tree.inner.page_bytes, kind)?;
+        self.allocated.push(id.raw());
+        Ok(id.raw())
+    }
+
+    /// A value as the leaf stores it: inline, or in a new store node.
+    fn store_value<'v>(&mut self, value: &'v [u8]) -> Result<Value<'v>> {
+        if value.len() <= max_inline_value_bytes(self.tree.inner.page_bytes as u32) {
+            return Ok(Value::Inline(value));
+        }
+        let (id, _, _) = self.tree.inner.store.allocate(value.len(), KIND_OVERFLOW)?;
+        self.allocated.push(id.raw());
+        self.tree.inner.store.publish(id, value)?;
+        Ok(Value::Overflow(id.raw(), value.len() as u32))
+    }
+
+    fn write(&mut self, id: u64, ty: u8, leftmost: u64, entries: &[Entry<'_>]) {
+        let mut image = vec![0u8; self.tree.inner.page_bytes];
+        page::build(&mut image, ty, leftmost, entries);
+        self.writes.retain(|(w, _)| *w != id);
+        self.writes.push((id, image));
+    }
+
+    fn free_later(&mut self, id: u64) {
+        self.frees.push(id);
+    }
+
+    /// Undoes the allocations and returns `e`: the tree is as it was.
+    fn abort<T>(self, e: Error) -> Result<T> {
+        for id in &self.allocated {
+            let _ = self.tree.inner.store.free(NodeId::from_raw(*id));
+        }
+        Err(e)
+    }
+
+    /// Takes every shadow first (the only step that can fail, for lack of space), then
+    /// writes the pages, frees what the operation released, and moves the root.
+    fn apply(self, st: &mut State) -> Result<()> {
+        let store = &self.tree.inner.store;
+        for (id, _) in &self.writes {
+            if !self.allocated.contains(id) {
+                if let Err(e) = store.write_ptr(NodeId::from_raw(*id)) {
+                    return self.abort(e);
+                }
+            }
+        }
+        for (id, image) in &self.writes {
+            store.publish(NodeId::from_raw(*id), image)?;
+        }
+        for id in &self.frees {
+            store.free(NodeId::from_raw(*id))?;
+        }
+        if let Some(root) = self.new_root {
+            st.root = root;
+            if self.root_shrinks {
+                st.height -= 1;
+            } else {
+                st.height += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+    use std::collections::BTreeMap;
+    use std::ops::Bound;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn mem_store() -> Store {
+        Store::in_memory(&StoreOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn key_limit_is_checked_before_anything_changes() {
+        let store = mem_store();
+        let t = BTree::open(&store, b"t", &TreeOptions::default()).unwrap();
+        assert_eq!(max_key_bytes(4096), 750);
+        assert!(max_key_bytes(512) >= 64);
+        t.insert(&[7u8; 255], b"v").unwrap();
+        let before = t.stats().unwrap();
+        assert!(matches!(t.insert(&[1u8; 751], b"v"), Err(Error::InvalidArgument(_))));
+        assert_eq!(t.stats().unwrap(), before);
+        assert!(matches!(t.insert(&[7u8; 255], b"w"), Err(Error::DuplicateKey(_))));
+        assert_eq!(t.get(&[7u8; 255]).unwrap().as_deref(), Some(&b"v"[..]));
+        t.insert(b"", b"empty key").unwrap();
+        assert_eq!(t.get(b"").unwrap().as_deref(), Some(&b"empty key"[..]));
+    }
+
+    #[test]
+    fn sequential_loads_fill_leaves_and_random_loads_stay_above_seventy_percent() {
+        for sequential in [true, false] {
+            let store = mem_store();
+            let t = BTree::open(&store, b"t", &TreeOptions::default()).unwrap();
+            let mut rng = Rng(99);
+            let mut keys: Vec<u64> = (0..20_000).collect();
+            if !sequential {
+                for i in (1..keys.len()).rev() {
+                    keys.swap(i, rng.below(i as u64 + 1) as usize);
+                }
+            }
+            for k in &keys {
+                // Kizuna's 'key%06d' shape: 17 bytes with its record header.
+                t.insert(format!("12345678key{k:06}").as_bytes(), &k.to_le_bytes()).unwrap();
+            }
+            t.verify().unwrap();
+            let s = t.stats().unwrap();
+            assert_eq!(s.entries, 20_000);
+            if sequential {
+                assert!(s.leaf_fill >= 0.95, "sequential fill {}", s.leaf_fill);
+                assert!(s.keys_per_leaf_avg >= 132.0, "{} keys per leaf", s.keys_per_leaf_avg);
+            } else {
+                assert!(s.leaf_fill >= 0.70, "random fill {}", s.leaf_fill);
+            }
+        }
+    }
+
+    /// Random insert / remove / get / range / reopen against a BTreeMap model, every mode,
+    /// three page sizes, key sizes from 0 to the maximum, `verify` after every batch.
+    #[test]
+    fn property_random_operations_match_a_model() {
+        let seeds: Vec<u64> = match std::env::var("PCORE_BTREE_SEED") {
+            Ok(s) => vec![s.parse().unwrap()],
+            Err(_) => (1..=3).collect(),
+        };
+        for seed in seeds {
+            for page_bytes in [512u32, 4096, 65536] {
+                for dup in [Duplicates::Unique, Duplicates::Overwrite, Duplicates::Multi] {
+                    run_model(seed, page_bytes, dup);
+                }
+            }
+        }
+    }
+
+    fn run_model(seed: u64, page_bytes: u32, dup: Duplicates) {
+        let dir = crate::store::tests::TempDir::new("btree-model");
+        let sopts = StoreOptions { durability: crate::store::Durability::Eventual, ..StoreOptions::default() };
+        let topts = TreeOptions { page_bytes, duplicates: dup, comparator: None };
+        let mut store = Store::open(dir.path(), &sopts).unwrap();
+        let mut tree = BTree::open(&store, b"model", &topts).unwrap();
+        store.commit().unwrap();
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let max_key = max_key_bytes(page_bytes);
+        let max_value =
+            if dup == Duplicates::Multi { max_inline_value_bytes(page_bytes) } else { 3 * page_bytes as usize };
+        // model: key -> values (sorted set for Multi, one value otherwise)
+        let mut model: BTreeMap<Vec<u8>, std::collections::BTreeSet<Vec<u8>>> = BTreeMap::new();
+        let mut committed = model.clone();
+        let ctx = |step: usize| format!("seed {seed} page {page_bytes} {dup:?} step {step} (PCORE_BTREE_SEED={seed})");
+        let ops = if page_bytes == 65536 { 1500 } else { 3000 };
+        for step in 0..ops {
+            // Small key alphabet so duplicates, removes of present keys and long common prefixes happen.
+            let key_len = match rng.below(10) {
+                0 => max_key,
+                1 => rng.below(max_key as u64 + 1) as usize,
+                _ => rng.below(12) as usize,
+            };
+            let key: Vec<u8> = (0..key_len)
+                .map(|i| if i < key_len.saturating_sub(2) { b'a' } else { b'a' + rng.below(4) as u8 })
+                .collect();
+            let vlen = if rng.below(20) == 0 { rng.below(max_value as u64 + 1) } else { rng.below(12) } as usize;
+            let value: Vec<u8> = (0..vlen).map(|_| rng.below(3) as u8).collect();
+            match rng.below(100) {
+                0..=54 => {
+                    let r = tree.insert(&key, &value);
+                    let entry = model.entry(key.clone()).or_default();
+                    let expect_dup = match dup {
+                        Duplicates::Unique => !entry.is_empty(),
+                        Duplicates::Multi => entry.contains(&value),
+                        Duplicates::Overwrite => false,
+                    };
+                    if expect_dup {
+                        assert!(matches!(r, Err(Error::DuplicateKey(_))), "{}: {r:?}", ctx(step));
+                    } else {
+                        r.unwrap_or_else(|e| panic!("{}: insert: {e}", ctx(step)));
+                        if dup != Duplicates::Multi {
+                            entry.clear();
+                        }
+                        entry.insert(value.clone());
+                    }
+                    if entry.is_empty() {
+                        model.remove(&key);
+                    }
+                }
+                55..=79 => {
+                    let removed = tree.remove(&key).unwrap_or_else(|e| panic!("{}: remove: {e}", ctx(step)));
+                    assert_eq!(removed, model.remove(&key).is_some(), "{}", ctx(step));
+                }
+                80..=89 => {
+                    let got = tree.get_all(&key).unwrap();
+                    let want: Vec<Vec<u8>> = model.get(&key).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+                    assert_eq!(got, want, "{}", ctx(step));
+                }
+                90..=93 => {
+                    let other: Vec<u8> = (0..rng.below(6)).map(|_| b'a' + rng.below(4) as u8).collect();
+                    let (lo, hi) = if other < key { (other, key.clone()) } else { (key.clone(), other) };
+                    let lower =
+                        if rng.below(2) == 0 { Bound::Included(lo.as_slice()) } else { Bound::Excluded(lo.as_slice()) };
+                    let upper =
+                        if rng.below(2) == 0 { Bound::Included(hi.as_slice()) } else { Bound::Excluded(hi.as_slice()) };
+                    let got = tree.range(lower, upper).unwrap();
+                    let empty_range = lo == hi && !matches!((lower, upper), (Bound::Included(_), Bound::Included(_)));
+                    let want: Vec<(Vec<u8>, Vec<u8>)> = if empty_range {
+                        Vec::new() // BTreeMap::range panics on (Excluded(x), Excluded(x))
+                    } else {
+                        model
+                            .range::<[u8], _>((lower, upper))
+                            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone())))
+                            .collect()
+                    };
+                    assert_eq!(got, want, "{}", ctx(step));
+                }
+                94..=97 => {
+                    store.commit().unwrap();
+                    committed = model.clone();
+                }
+                _ => {
+                    // Reopen without committing: back to the committed state.
+                    store.simulate_crash();
+                    store = crate::store::tests::reopen(dir.path(), &sopts);
+                    tree = BTree::open(&store, b"model", &topts).unwrap();
+                    model = committed.clone();
+                }
+            }
+            if step % 100 == 0 {
+                tree.verify().unwrap_or_else(|e| panic!("{}: verify: {e}", ctx(step)));
+                let all = tree.range(Bound::Unbounded, Bound::Unbounded).unwrap();
+                let want: Vec<(Vec<u8>, Vec<u8>)> =
+                    model.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();
+                assert_eq!(all, want, "{}", ctx(step));
+                store.verify().unwrap();
+            }
+        }
+    }
+}
