@@ -10,6 +10,8 @@ use std::ops::Bound;
 pub struct Cursor {
     tree: BTree,
     version: u64,
+    lower: Bound<Vec<u8>>,
+    upper: Bound<Vec<u8>>,
     /// (page id, position): for internal pages the child position (0 = leftmost), for the
     /// leaf the entry index. Empty when the cursor is past either end.
     stack: Vec<(u64, usize)>,
@@ -18,7 +20,41 @@ pub struct Cursor {
 impl Cursor {
     /// An unpositioned cursor; `current` is `None` until a seek.
     pub fn new(tree: &BTree) -> Cursor {
-        Cursor { tree: tree.clone(), version: tree.version(), stack: Vec::new() }
+        Cursor {
+            tree: tree.clone(),
+            version: tree.version(),
+            lower: Bound::Unbounded,
+            upper: Bound::Unbounded,
+            stack: Vec::new(),
+        }
+    }
+
+    /// Limits the cursor to keys between the bounds: `first` and `last` go to the first and
+    /// last entry inside them, and `current` is `None` outside them.
+    pub fn set_bounds(&mut self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) {
+        self.lower = lower.map(<[u8]>::to_vec);
+        self.upper = upper.map(<[u8]>::to_vec);
+    }
+
+    fn below_lower(&self, key: &[u8]) -> bool {
+        match &self.lower {
+            Bound::Unbounded => false,
+            Bound::Included(l) => self.tree.cmp_keys(key, l) == std::cmp::Ordering::Less,
+            Bound::Excluded(l) => self.tree.cmp_keys(key, l) != std::cmp::Ordering::Greater,
+        }
+    }
+
+    fn above_upper(&self, key: &[u8]) -> bool {
+        match &self.upper {
+            Bound::Unbounded => false,
+            Bound::Included(u) => self.tree.cmp_keys(key, u) == std::cmp::Ordering::Greater,
+            Bound::Excluded(u) => self.tree.cmp_keys(key, u) != std::cmp::Ordering::Less,
+        }
+    }
+
+    /// The entry under the cursor, bounds or not.
+    fn raw_key(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.entry_unbounded()?.map(|(k, _)| k))
     }
 
     fn check(&self) -> Result<()> {
@@ -71,16 +107,49 @@ impl Cursor {
         }
     }
 
+    /// The first entry within the bounds.
     pub fn first(&mut self) -> Result<()> {
-        self.reset();
-        let root = self.tree.read_state().root;
-        self.descend_edge(root, false)
+        match self.lower.clone() {
+            Bound::Unbounded => {
+                self.reset();
+                let root = self.tree.read_state().root;
+                self.descend_edge(root, false)
+            }
+            Bound::Included(l) | Bound::Excluded(l) => {
+                self.seek(&l)?;
+                while self.raw_key()?.is_some_and(|k| self.below_lower(&k)) {
+                    self.move_next()?;
+                }
+                Ok(())
+            }
+        }
     }
 
+    /// The last entry within the bounds.
     pub fn last(&mut self) -> Result<()> {
-        self.reset();
-        let root = self.tree.read_state().root;
-        self.descend_edge(root, true)
+        let upper = self.upper.clone();
+        let at_end = |c: &mut Cursor| -> Result<()> {
+            c.reset();
+            let root = c.tree.read_state().root;
+            c.descend_edge(root, true)
+        };
+        match upper {
+            Bound::Unbounded => at_end(self),
+            Bound::Included(u) | Bound::Excluded(u) => {
+                self.seek(&u)?;
+                // Past every pair equal to an included bound (a Multi tree has several).
+                while self.raw_key()?.is_some_and(|k| !self.above_upper(&k)) {
+                    self.move_next()?;
+                }
+                if self.stack.is_empty() {
+                    at_end(self)?;
+                }
+                while self.raw_key()?.is_some_and(|k| self.above_upper(&k)) {
+                    self.move_prev()?;
+                }
+                Ok(())
+            }
+        }
     }
 
     fn reset(&mut self) {
@@ -130,8 +199,13 @@ impl Cursor {
         Ok(())
     }
 
-    /// The entry under the cursor as (key, value), or `None` past either end.
+    /// The entry under the cursor as (key, value), or `None` past either end or outside the
+    /// bounds.
     pub fn current(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.entry_unbounded()?.filter(|(k, _)| !self.below_lower(k) && !self.above_upper(k)))
+    }
+
+    fn entry_unbounded(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.check()?;
         let Some(&(leaf, index)) = self.stack.last() else { return Ok(None) };
         let (key, value) = self.tree.with_page(leaf, |p| {
@@ -222,23 +296,10 @@ impl BTree {
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
         let mut cur = Cursor::new(self);
-        match lower {
-            Bound::Unbounded => cur.first()?,
-            Bound::Included(k) | Bound::Excluded(k) => cur.seek(k)?,
-        }
+        cur.set_bounds(lower, upper);
+        cur.first()?;
         while let Some((k, v)) = cur.current()? {
-            if let Bound::Excluded(l) = lower {
-                if self.cmp_keys(&k, l) == std::cmp::Ordering::Equal {
-                    cur.move_next()?;
-                    continue;
-                }
-            }
-            let past = match upper {
-                Bound::Unbounded => false,
-                Bound::Included(u) => self.cmp_keys(&k, u) == std::cmp::Ordering::Greater,
-                Bound::Excluded(u) => self.cmp_keys(&k, u) != std::cmp::Ordering::Less,
-            };
-            if past || !f(&k, &v) {
+            if !f(&k, &v) {
                 break;
             }
             cur.move_next()?;

@@ -87,7 +87,7 @@ impl BTree {
         }
         w.stats.pages_per_level[depth] += 1;
         let bytes = self
-            .store()
+            .store()?
             .read(NodeId::from_raw(id))
             .map_err(|_| bad("a child pointer names a node that does not exist".into()))?;
         let p = PageRef::parse(&bytes, id)?;

@@ -9,7 +9,7 @@
 use super::page::{self, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
 use crate::error::{Error, Result};
-use crate::store::{NodeId, Store};
+use crate::store::{NodeId, Store, WeakStore};
 use parking_lot::RwLock;
 use std::cmp::Ordering;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -78,7 +78,7 @@ pub(crate) struct State {
 }
 
 struct Inner {
-    store: Store,
+    store: WeakStore,
     anchor: Vec<u8>,
     page_bytes: usize,
     duplicates: Duplicates,
@@ -116,14 +116,33 @@ impl BTree {
     /// keeps its page size and duplicates mode; `options` must name the same ones and supply a
     /// comparator exactly when the tree was created with one.
     pub fn open(store: &Store, name: &[u8], options: &TreeOptions) -> Result<BTree> {
+        let mut anchor = ROOT_PREFIX.to_vec();
+        anchor.extend_from_slice(name);
+        // One instance per tree and store: every handle shares its lock and cached root.
+        let inner = store.attachment(&anchor, || Self::load(store, &anchor, name, options).map(Arc::new))?;
+        let custom = options.comparator.is_some();
+        if inner.page_bytes != options.page_bytes as usize
+            || inner.duplicates != options.duplicates
+            || inner.custom_order.is_some() != custom
+        {
+            return Err(Error::InvalidArgument(format!(
+                "tree {:?} is open with {}-byte pages, {:?} duplicates, custom order {}",
+                String::from_utf8_lossy(name),
+                inner.page_bytes,
+                inner.duplicates,
+                inner.custom_order.is_some()
+            )));
+        }
+        Ok(BTree { inner })
+    }
+
+    fn load(store: &Store, anchor: &[u8], name: &[u8], options: &TreeOptions) -> Result<Inner> {
         let pb = options.page_bytes;
         if !pb.is_power_of_two() || !(PAGE_BYTES_MIN..=PAGE_BYTES_MAX).contains(&pb) {
             return Err(Error::InvalidArgument(format!("page size {pb}: a power of two from 512 to 65536")));
         }
-        let mut anchor = ROOT_PREFIX.to_vec();
-        anchor.extend_from_slice(name);
         let custom = options.comparator.is_some();
-        let state = match store.get_root(&anchor)? {
+        let state = match store.get_root(anchor)? {
             Some(root) => {
                 let m = &root.meta;
                 let bad = |what: &str| {
@@ -132,7 +151,7 @@ impl BTree {
                 if m.len() != ANCHOR_BYTES || &m[..4] != ANCHOR_MAGIC || m[4] != 1 {
                     return Err(bad("not a B+ tree anchor"));
                 }
-                if 1usize << m[7] != pb as usize || m[5] != options.duplicates as u8 || (m[6] != 0) != custom {
+                if 1usize << m[7].min(31) != pb as usize || m[5] != options.duplicates as u8 || (m[6] != 0) != custom {
                     return Err(Error::InvalidArgument(format!(
                         "tree {:?} was created with {}-byte pages, duplicates mode {}, custom order {}",
                         String::from_utf8_lossy(name),
@@ -153,20 +172,18 @@ impl BTree {
                 page::build(&mut image, TYPE_LEAF, 0, &[]);
                 store.publish(id, &image)?;
                 let st = State { root: id.raw(), height: 1, entries: 0 };
-                store.set_root(&anchor, id.raw(), &encode_anchor(pb as usize, options.duplicates, custom, &st))?;
+                store.set_root(anchor, id.raw(), &encode_anchor(pb as usize, options.duplicates, custom, &st))?;
                 st
             }
         };
-        Ok(BTree {
-            inner: Arc::new(Inner {
-                store: store.clone(),
-                anchor,
-                page_bytes: pb as usize,
-                duplicates: options.duplicates,
-                custom_order: options.comparator.clone(),
-                state: RwLock::new(state),
-                version: AtomicU64::new(0),
-            }),
+        Ok(Inner {
+            store: store.downgrade(),
+            anchor: anchor.to_vec(),
+            page_bytes: pb as usize,
+            duplicates: options.duplicates,
+            custom_order: options.comparator.clone(),
+            state: RwLock::new(state),
+            version: AtomicU64::new(0),
         })
     }
 
@@ -199,8 +216,9 @@ impl BTree {
         self.inner.state.read()
     }
 
-    pub(crate) fn store(&self) -> &Store {
-        &self.inner.store
+    /// The tree's store; `Closed` once the store is gone.
+    pub(crate) fn store(&self) -> Result<Store> {
+        self.inner.store.upgrade()
     }
 
     /// Compares two user keys in the tree's order.
@@ -254,7 +272,7 @@ impl BTree {
 
     /// Reads a page through a closure (shared lock on the store, no copy).
     pub(crate) fn with_page<R>(&self, id: u64, f: impl FnOnce(PageRef<'_>) -> Result<R>) -> Result<R> {
-        let out = self.inner.store.with_node(NodeId::from_raw(id), |bytes| PageRef::parse(bytes, id).and_then(f));
+        let out = self.store()?.with_node(NodeId::from_raw(id), |bytes| PageRef::parse(bytes, id).and_then(f));
         match out {
             Ok(r) => r,
             Err(Error::NotFound(_)) => Err(Error::corrupt(
@@ -268,7 +286,7 @@ impl BTree {
 
     fn read_page(&self, id: u64) -> Result<Vec<u8>> {
         self.with_page(id, |_| Ok(()))?;
-        self.inner.store.read(NodeId::from_raw(id))
+        self.store()?.read(NodeId::from_raw(id))
     }
 
     /// Root-to-leaf path for a stored key: each internal page with the child position taken
@@ -319,8 +337,7 @@ impl BTree {
 
     pub(crate) fn read_overflow(&self, id: u64, len: u32) -> Result<Vec<u8>> {
         let v = self
-            .inner
-            .store
+            .store()?
             .read(NodeId::from_raw(id))
             .map_err(|_| Error::corrupt(format!("B+ tree value node {id:#x}"), 0, "missing"))?;
         if v.len() != len as usize {
@@ -417,7 +434,7 @@ impl BTree {
     /// Fast path: the entry fits the leaf's free gap; one in-place edit of one page.
     fn try_insert_in_place(&self, leaf_id: u64, index: usize, e: &Entry<'_>) -> Result<bool> {
         let pb = self.inner.page_bytes;
-        self.inner.store.try_update(NodeId::from_raw(leaf_id), |buf| {
+        self.store()?.try_update(NodeId::from_raw(leaf_id), |buf| {
             Ok((pb, page::insert_in_place(&mut buf[..pb], leaf_id, index, e)?))
         })
     }
@@ -758,7 +775,7 @@ impl BTree {
 
     fn save_anchor(&self, st: &State) -> Result<()> {
         let meta = encode_anchor(self.inner.page_bytes, self.inner.duplicates, self.inner.custom_order.is_some(), st);
-        self.inner.store.set_root(&self.inner.anchor, st.root, &meta)
+        self.store()?.set_root(&self.inner.anchor, st.root, &meta)
     }
 }
 
@@ -803,7 +820,7 @@ impl<'t> Plan<'t> {
     }
 
     fn alloc_page(&mut self, kind: u8) -> Result<u64> {
-        let (id, _, _) = self.tree.inner.store.allocate(self.tree.inner.page_bytes, kind)?;
+        let (id, _, _) = self.tree.store()?.allocate(self.tree.inner.page_bytes, kind)?;
         self.allocated.push(id.raw());
         Ok(id.raw())
     }
@@ -813,9 +830,10 @@ impl<'t> Plan<'t> {
         if value.len() <= max_inline_value_bytes(self.tree.inner.page_bytes as u32) {
             return Ok(Value::Inline(value));
         }
-        let (id, _, _) = self.tree.inner.store.allocate(value.len(), KIND_OVERFLOW)?;
+        let store = self.tree.store()?;
+        let (id, _, _) = store.allocate(value.len(), KIND_OVERFLOW)?;
         self.allocated.push(id.raw());
-        self.tree.inner.store.publish(id, value)?;
+        store.publish(id, value)?;
         Ok(Value::Overflow(id.raw(), value.len() as u32))
     }
 
@@ -832,8 +850,10 @@ impl<'t> Plan<'t> {
 
     /// Undoes the allocations and returns `e`: the tree is as it was.
     fn abort<T>(self, e: Error) -> Result<T> {
-        for id in &self.allocated {
-            let _ = self.tree.inner.store.free(NodeId::from_raw(*id));
+        if let Ok(store) = self.tree.store() {
+            for id in &self.allocated {
+                let _ = store.free(NodeId::from_raw(*id));
+            }
         }
         Err(e)
     }
@@ -841,7 +861,10 @@ impl<'t> Plan<'t> {
     /// Takes every shadow first (the only step that can fail, for lack of space), then
     /// writes the pages, frees what the operation released, and moves the root.
     fn apply(self, st: &mut State) -> Result<()> {
-        let store = &self.tree.inner.store;
+        let store = match self.tree.store() {
+            Ok(s) => s,
+            Err(e) => return self.abort(e),
+        };
         for (id, _) in &self.writes {
             if !self.allocated.contains(id) {
                 if let Err(e) = store.write_ptr(NodeId::from_raw(*id)) {
@@ -889,6 +912,53 @@ mod tests {
 
     fn mem_store() -> Store {
         Store::in_memory(&StoreOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn two_opens_of_one_tree_share_one_instance() {
+        let store = mem_store();
+        let a = BTree::open(&store, b"t", &TreeOptions::default()).unwrap();
+        let b = BTree::open(&store, b"t", &TreeOptions::default()).unwrap();
+        a.insert(b"k", b"v").unwrap();
+        assert_eq!(b.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        let other = TreeOptions { page_bytes: 8192, ..TreeOptions::default() };
+        assert!(matches!(BTree::open(&store, b"t", &other), Err(Error::InvalidArgument(_))));
+        let c = BTree::open(&store, b"another", &TreeOptions::default()).unwrap();
+        assert_eq!(c.get(b"k").unwrap(), None);
+    }
+
+    #[test]
+    fn cursors_walk_both_ways_within_bounds_and_go_stale_after_a_change() {
+        let store = mem_store();
+        let t = BTree::open(&store, b"t", &TreeOptions { page_bytes: 512, ..TreeOptions::default() }).unwrap();
+        for i in 0..2000u32 {
+            t.insert(format!("{i:05}").as_bytes(), &i.to_le_bytes()).unwrap();
+        }
+        let mut c = super::super::Cursor::new(&t);
+        c.set_bounds(Bound::Excluded(b"00100"), Bound::Included(b"01500"));
+        c.first().unwrap();
+        assert_eq!(c.current().unwrap().unwrap().0, b"00101");
+        let mut n = 1;
+        loop {
+            c.move_next().unwrap();
+            if c.current().unwrap().is_none() {
+                break;
+            }
+            n += 1;
+        }
+        assert_eq!(n, 1400);
+        c.last().unwrap();
+        assert_eq!(c.current().unwrap().unwrap().0, b"01500");
+        for _ in 0..1399 {
+            c.move_prev().unwrap();
+        }
+        assert_eq!(c.current().unwrap().unwrap().0, b"00101");
+        c.move_prev().unwrap();
+        assert_eq!(c.current().unwrap(), None);
+        t.insert(b"x", b"").unwrap();
+        assert!(matches!(c.current(), Err(Error::StaleCursor(_))));
+        c.first().unwrap();
+        assert!(c.current().unwrap().is_some(), "repositioning revives it");
     }
 
     #[test]

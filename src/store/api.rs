@@ -125,7 +125,12 @@ struct WriterSide {
     last_checkpoint_error: Option<String>,
 }
 
+/// Objects that live as long as the store and are shared by everyone who opens them by name
+/// (the open B+ trees: two instances of one tree would each cache its root).
+type Attachments = Mutex<std::collections::HashMap<Vec<u8>, Arc<dyn std::any::Any + Send + Sync>>>;
+
 struct Shared {
+    attachments: Attachments,
     writer: Mutex<WriterSide>,
     state: RwLock<Core>,
     closed: AtomicBool,
@@ -141,7 +146,25 @@ pub struct Store {
     shared: Arc<Shared>,
 }
 
+/// A reference to a store that does not keep it alive (objects attached to a store hold
+/// one, so store and attachment do not keep each other alive).
+#[derive(Clone)]
+pub struct WeakStore {
+    shared: Weak<Shared>,
+}
+
+impl WeakStore {
+    /// The store, or `Closed` once it has been dropped.
+    pub fn upgrade(&self) -> Result<Store> {
+        self.shared.upgrade().map(|shared| Store { shared }).ok_or(Error::Closed)
+    }
+}
+
 impl Store {
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore { shared: Arc::downgrade(&self.shared) }
+    }
+
     /// Opens the store in `dir`, creating it (and the directory) if `options.create` and it
     /// holds none. A writer takes the directory's lock (`Busy` if another writer has it);
     /// `read_only` takes none and never changes a file.
@@ -185,6 +208,7 @@ impl Store {
     fn from_parts(writer: WriterSide, core: Core, options: StoreOptions, in_memory: bool) -> Store {
         let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
         let shared = Arc::new(Shared {
+            attachments: Mutex::new(std::collections::HashMap::new()),
             writer: Mutex::new(writer),
             state: RwLock::new(core),
             closed: AtomicBool::new(false),
@@ -463,6 +487,25 @@ impl Store {
         self.read_state(|c| c.verify())
     }
 
+    /// The object attached to this store under `name`, made by `make` on first use. Every
+    /// caller gets the same instance for the store's lifetime.
+    pub fn attachment<T: std::any::Any + Send + Sync>(
+        &self,
+        name: &[u8],
+        make: impl FnOnce() -> Result<Arc<T>>,
+    ) -> Result<Arc<T>> {
+        self.check_open()?;
+        let mut map = self.shared.attachments.lock();
+        if let Some(existing) = map.get(name) {
+            return existing.clone().downcast::<T>().map_err(|_| {
+                Error::InvalidArgument(format!("{:?} is attached as another type", String::from_utf8_lossy(name)))
+            });
+        }
+        let made = make()?;
+        map.insert(name.to_vec(), made.clone());
+        Ok(made)
+    }
+
     /// Ids of all committed nodes, in handle order (RESERVED nodes are not listed).
     pub fn live_ids(&self) -> Result<Vec<NodeId>> {
         self.read_state(|c| {
@@ -537,6 +580,8 @@ impl Shared {
         };
         w.log = None;
         w._lock = None;
+        drop(w);
+        self.attachments.lock().clear();
         result
     }
 }
