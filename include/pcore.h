@@ -123,10 +123,37 @@
 #define PCORE_ROOT_META_MAX_BYTES 4096
 
 // The ABI version this header describes: major << 16 | minor.
-#define PCORE_ABI_VERSION 65536
+#define PCORE_ABI_VERSION 65537
+
+// Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
+#define PCORE_DUP_UNIQUE 0
+
+// Tree duplicates mode: inserting an existing key replaces its value.
+#define PCORE_DUP_OVERWRITE 1
+
+// Tree duplicates mode: one entry per (key, value) pair, ordered by key then value.
+#define PCORE_DUP_MULTI 2
+
+// Tree open flag: fail with `PCORE_NOT_FOUND` when the store holds no tree of that name.
+#define PCORE_TREE_NO_CREATE 1
+
+// A cursor bound: none.
+#define PCORE_BOUND_UNBOUNDED 0
+
+// A cursor bound that includes its key.
+#define PCORE_BOUND_INCLUDED 1
+
+// A cursor bound that excludes its key.
+#define PCORE_BOUND_EXCLUDED 2
+
+// A cursor over a tree. Opaque: never dereference.
+typedef struct PcoreCursor PcoreCursor;
 
 // An open store. Opaque: never dereference; a closed handle is refused, not a crash.
 typedef struct PcoreStore PcoreStore;
+
+// An open B+ tree. Opaque: never dereference.
+typedef struct PcoreTree PcoreTree;
 
 // Options for `pcore_store_open`. Fill with `pcore_store_options_init`, then change fields.
 // `struct_size` is the caller's `sizeof(PcoreStoreOptions)`; fields past it take defaults,
@@ -224,6 +251,57 @@ typedef struct PcoreStoreStats {
   // `total.live_bytes` until the log is synced, then reusable.
   uint64_t pending_free_bytes;
 } PcoreStoreStats;
+
+// A key order: negative, zero or positive as `a` sorts before, with or after `b`. Must be a
+// total order, must not throw or longjmp, and may be called from any thread that uses the
+// tree. `ctx` is the options' `compare_ctx`.
+typedef int32_t (*PcoreCompareFn)(void *ctx,
+                                  const uint8_t *a,
+                                  size_t a_len,
+                                  const uint8_t *b,
+                                  size_t b_len);
+
+// Options for `pcore_tree_open`. Fill with `pcore_tree_options_init`.
+typedef struct PcoreTreeOptions {
+  uint32_t struct_size;
+  // A power of two from 512 to 65536; default 4096. Fixed when the tree is created.
+  uint32_t page_bytes;
+  // `PCORE_DUP_*`; default UNIQUE. Fixed when the tree is created.
+  uint32_t duplicates;
+  // `PCORE_TREE_*` flags.
+  uint32_t flags;
+  // NULL: bytewise order (memcmp, shorter first on a common prefix).
+  PcoreCompareFn compare;
+  void *compare_ctx;
+} PcoreTreeOptions;
+
+// A tree's health in a few numbers. Set `struct_size` before the call.
+typedef struct PcoreTreeStats {
+  uint32_t struct_size;
+  uint32_t height;
+  uint64_t entries;
+  uint64_t leaf_pages;
+  // All pages, leaves included.
+  uint64_t pages;
+  uint64_t keys_per_leaf_min;
+  uint64_t keys_per_leaf_max;
+  double keys_per_leaf_avg;
+  // Bytes the leaves' entries use over the leaves' capacity.
+  double leaf_fill;
+  // All pages' bytes over the entries.
+  double bytes_per_entry;
+  // Values stored in their own node.
+  uint64_t overflow_values;
+  uint32_t page_bytes;
+  // Pages per level, root first; levels past `height` are 0.
+  uint64_t pages_per_level[8];
+} PcoreTreeStats;
+
+// Bytes owned by pcore, valid until the call documented with the function that returned them.
+typedef struct PcoreBytes {
+  const uint8_t *data;
+  size_t len;
+} PcoreBytes;
 
 #ifdef __cplusplus
 extern "C" {
@@ -443,6 +521,183 @@ int32_t pcore_store_class_stats(struct PcoreStore *store,
 //
 // Returns `PCORE_OK`, `PCORE_INTERNAL` (with what is wrong), `PCORE_BAD_HANDLE`.
 int32_t pcore_store_verify(struct PcoreStore *store);
+
+// Fills `opt` with the defaults (4 KiB pages, unique keys, bytewise order).
+//
+// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
+//
+// # Safety
+// `opt` is NULL or points to a writable `PcoreTreeOptions`.
+int32_t pcore_tree_options_init(struct PcoreTreeOptions *opt);
+
+// Opens the tree named by `name_len` bytes at `name` in `store`, creating it unless
+// `PCORE_TREE_NO_CREATE` (a created tree is durable at the store's next commit). One store
+// holds many trees. An existing tree must be opened with the page size and duplicates mode it
+// was created with, and with a comparator exactly when it was created with one. Every open of
+// one tree shares it; each handle is released with `pcore_tree_close`. Tree changes are made
+// durable by `pcore_store_commit`.
+//
+// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad or mismatched options),
+// `PCORE_NOT_FOUND` (no such tree and `PCORE_TREE_NO_CREATE`), `PCORE_CORRUPT`,
+// `PCORE_READ_ONLY` (creating in a read-only store), `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `name` has `name_len` readable bytes; `opt` is NULL or points to `opt->struct_size`
+// readable bytes; `out` is writable.
+int32_t pcore_tree_open(struct PcoreStore *store,
+                        const char *name,
+                        size_t name_len,
+                        const struct PcoreTreeOptions *opt,
+                        struct PcoreTree **out);
+
+// Releases a tree handle (the tree stays in the store). Cursors on it keep working until
+// the store closes. A second close returns `PCORE_BAD_HANDLE`.
+int32_t pcore_tree_close(struct PcoreTree *tree);
+
+// The longest key a tree with `page_bytes` pages takes (750 for 4096): every page then holds
+// at least four entries. Into `*out`.
+//
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (page size not a power of two in 512..65536,
+// NULL `out`).
+//
+// # Safety
+// `out` is writable.
+int32_t pcore_tree_max_key_bytes(uint32_t page_bytes, size_t *out);
+
+// Inserts `key` with `value` as the tree's duplicates mode says. On failure the tree is
+// unchanged.
+//
+// Returns `PCORE_OK`; `PCORE_DUPLICATE_KEY` (unique tree, or the same pair in a multi tree),
+// `PCORE_INVALID_ARGUMENT` (key over the limit, NULL with a length), `PCORE_TOO_LARGE`
+// (value over the limit), `PCORE_NO_SPACE`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+//
+// # Safety
+// `key` and `value` point to their lengths' readable bytes (or are NULL with length 0).
+int32_t pcore_tree_insert(struct PcoreTree *tree,
+                          const void *key,
+                          size_t key_len,
+                          const void *value,
+                          size_t value_len);
+
+// Looks `key` up: copies up to `value_cap` bytes of its value (a multi tree: its first value)
+// into `value_buf`, and `*out_value_len` (if not NULL) receives the value's full length.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no such key), `PCORE_INVALID_ARGUMENT`,
+// `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+//
+// # Safety
+// `key` has `key_len` readable bytes; `value_buf` has `value_cap` writable bytes (or is NULL
+// with `value_cap` 0); `out_value_len` is NULL or writable.
+int32_t pcore_tree_get(struct PcoreTree *tree,
+                       const void *key,
+                       size_t key_len,
+                       void *value_buf,
+                       size_t value_cap,
+                       size_t *out_value_len);
+
+// Removes `key` (a multi tree: all its values). `*out_removed` (if not NULL) is 1 when
+// something was removed, 0 when the key was absent (not an error).
+//
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE`,
+// `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+//
+// # Safety
+// `key` has `key_len` readable bytes; `out_removed` is NULL or writable.
+int32_t pcore_tree_remove(struct PcoreTree *tree,
+                          const void *key,
+                          size_t key_len,
+                          int32_t *out_removed);
+
+// Removes the pair (`key`, `value`): in a multi tree that one pair; otherwise `key` only if
+// its value equals `value`. `*out_removed` as for `pcore_tree_remove`.
+//
+// # Safety
+// `key` and `value` point to their lengths' readable bytes; `out_removed` is NULL or writable.
+int32_t pcore_tree_remove_pair(struct PcoreTree *tree,
+                               const void *key,
+                               size_t key_len,
+                               const void *value,
+                               size_t value_len,
+                               int32_t *out_removed);
+
+// The number of entries (pairs, in a multi tree) into `*out`.
+//
+// # Safety
+// `out` is writable.
+int32_t pcore_tree_len(struct PcoreTree *tree, uint64_t *out);
+
+// Tree statistics (reads every page). Set `out->struct_size = sizeof(PcoreTreeStats)`.
+//
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+//
+// # Safety
+// `out` points to `out->struct_size` writable bytes.
+int32_t pcore_tree_stats(struct PcoreTree *tree, struct PcoreTreeStats *out);
+
+// Checks every page of the tree: layout, order (a comparator that is not a total order is
+// found here), separators, leaf depth, entry count, value nodes.
+//
+// Returns `PCORE_OK`, `PCORE_CORRUPT` (naming the page), `PCORE_BAD_HANDLE`.
+int32_t pcore_tree_verify(struct PcoreTree *tree);
+
+// Opens a cursor on `tree`, unpositioned: call `pcore_cursor_first`, `_last` or `_seek`.
+// Release it with `pcore_cursor_close`. After any change to the tree the cursor answers
+// `PCORE_STALE_CURSOR` until positioned again.
+//
+// # Safety
+// `out` is writable.
+int32_t pcore_cursor_open(struct PcoreTree *tree, struct PcoreCursor **out);
+
+// Releases a cursor; a second close returns `PCORE_BAD_HANDLE`.
+int32_t pcore_cursor_close(struct PcoreCursor *cursor);
+
+// Limits the cursor to keys between a lower and an upper bound (`PCORE_BOUND_*`; the key
+// is ignored for UNBOUNDED). Takes effect at the next `first`, `last` or move.
+//
+// # Safety
+// `lower` and `upper` point to their lengths' readable bytes (or are NULL with length 0).
+int32_t pcore_cursor_set_bounds(struct PcoreCursor *cursor,
+                                const void *lower,
+                                size_t lower_len,
+                                uint32_t lower_kind,
+                                const void *upper,
+                                size_t upper_len,
+                                uint32_t upper_kind);
+
+// Moves to the first entry within the bounds.
+// Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+int32_t pcore_cursor_first(struct PcoreCursor *cursor);
+
+// Moves to the last entry within the bounds.
+// Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+int32_t pcore_cursor_last(struct PcoreCursor *cursor);
+
+// Moves to the first entry whose key is >= `key`.
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+//
+// # Safety
+// `key` has `key_len` readable bytes (or is NULL with length 0).
+int32_t pcore_cursor_seek(struct PcoreCursor *cursor, const void *key, size_t key_len);
+
+// Moves to the next entry (past the end: `pcore_cursor_get` then answers NOT_FOUND).
+// Returns `PCORE_OK`, `PCORE_STALE_CURSOR`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+int32_t pcore_cursor_next(struct PcoreCursor *cursor);
+
+// Moves to the previous entry.
+// Returns `PCORE_OK`, `PCORE_STALE_CURSOR`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+int32_t pcore_cursor_prev(struct PcoreCursor *cursor);
+
+// The entry under the cursor: `*out_key` and `*out_value` point to copies owned by the
+// cursor, valid until its next call or its close.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (past either end or outside the bounds),
+// `PCORE_STALE_CURSOR`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+//
+// # Safety
+// `out_key` and `out_value` are writable.
+int32_t pcore_cursor_get(struct PcoreCursor *cursor,
+                         struct PcoreBytes *out_key,
+                         struct PcoreBytes *out_value);
 
 #ifdef __cplusplus
 }  // extern "C"

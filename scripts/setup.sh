@@ -6,6 +6,9 @@ set -euo pipefail
 need_apt=()
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 [ -e /usr/include/gtest/gtest.h ] || need_apt+=(libgtest-dev)
+# Peers the B+ tree benchmark measures against in the same run.
+[ -e /usr/include/lmdb.h ] || need_apt+=(liblmdb-dev)
+[ -e /usr/include/sqlite3.h ] || need_apt+=(libsqlite3-dev)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then

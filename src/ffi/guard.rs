@@ -84,6 +84,54 @@ pub(crate) unsafe fn c_path(p: *const c_char, name: &str) -> Result<std::path::P
     Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(s.to_bytes())))
 }
 
+/// Reads a caller's `struct_size`-versioned struct over `defaults`: fields past the caller's
+/// size keep their defaults. NULL gives the defaults.
+///
+/// # Safety
+/// `p` is NULL or points to `p->struct_size` readable bytes, the first field being a `u32`
+/// struct_size.
+pub(crate) unsafe fn read_sized<T: Copy>(p: *const T, defaults: T) -> Result<T> {
+    let mut out = defaults;
+    if p.is_null() {
+        return Ok(out);
+    }
+    // SAFETY: non-null; the leading u32 is readable by contract.
+    let size = unsafe { p.cast::<u32>().read_unaligned() } as usize;
+    if size < std::mem::size_of::<u32>() {
+        return Err(Error::InvalidArgument(format!("struct_size is {size}")));
+    }
+    let n = size.min(std::mem::size_of::<T>());
+    // SAFETY: the caller's struct has `size` >= n readable bytes; `out` is a local of at least
+    // n bytes; they cannot overlap. The leading struct_size is restored below.
+    unsafe { std::ptr::copy_nonoverlapping(p.cast::<u8>(), std::ptr::addr_of_mut!(out).cast::<u8>(), n) };
+    Ok(out)
+}
+
+/// Writes `full` into a caller's `struct_size`-versioned struct, up to its size, keeping the
+/// caller's struct_size.
+///
+/// # Safety
+/// `p` is non-null and points to `p->struct_size` writable bytes, the first field a `u32`.
+pub(crate) unsafe fn write_sized<T: Copy>(p: *mut T, full: T) -> Result<()> {
+    // SAFETY: the leading u32 is readable by contract.
+    let size = unsafe { p.cast::<u32>().read_unaligned() } as usize;
+    if size < 2 * std::mem::size_of::<u32>() {
+        return Err(Error::InvalidArgument(format!("struct_size is {size}")));
+    }
+    let n = size.min(std::mem::size_of::<T>());
+    let skip = std::mem::size_of::<u32>();
+    // SAFETY: the caller's struct has `size` >= n writable bytes; `full` is a local; the first
+    // four bytes (struct_size) are left as the caller set them.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            std::ptr::addr_of!(full).cast::<u8>().add(skip),
+            p.cast::<u8>().add(skip),
+            n - skip,
+        )
+    };
+    Ok(())
+}
+
 /// Writes an output. Callers check `p` for null before doing any work, so outputs are
 /// written only on success.
 ///

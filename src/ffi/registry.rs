@@ -10,6 +10,8 @@ use parking_lot::RwLock;
 #[repr(u8)]
 pub(crate) enum HandleType {
     Store = 0x5C,
+    Tree = 0x5D,
+    Cursor = 0x5E,
 }
 
 struct Entry<T> {

@@ -14,7 +14,7 @@ use std::ffi::{c_char, c_void};
 
 static STORES: Registry<Store> = Registry::new(HandleType::Store);
 
-fn store_of(handle: *const PcoreStore) -> Result<Store> {
+pub(crate) fn store_of(handle: *const PcoreStore) -> Result<Store> {
     if handle.is_null() {
         return Err(Error::BadHandle("the store handle is NULL".into()));
     }
@@ -34,27 +34,6 @@ fn default_options() -> PcoreStoreOptions {
         inline_payload_max_bytes: d.inline_payload_max_bytes,
         checkpoint_log_bytes: d.checkpoint_log_bytes,
     }
-}
-
-/// The caller's options over the defaults, for as many bytes as the caller's struct has.
-///
-/// # Safety
-/// `opt` must be null or point to `opt->struct_size` readable bytes.
-unsafe fn read_options(opt: *const PcoreStoreOptions) -> Result<PcoreStoreOptions> {
-    let mut o = default_options();
-    if opt.is_null() {
-        return Ok(o);
-    }
-    // SAFETY: non-null; the first field is readable by the struct_size convention.
-    let size = unsafe { std::ptr::addr_of!((*opt).struct_size).read_unaligned() } as usize;
-    if size < std::mem::size_of::<u32>() {
-        return Err(Error::InvalidArgument(format!("PcoreStoreOptions.struct_size is {size}")));
-    }
-    let n = size.min(std::mem::size_of::<PcoreStoreOptions>());
-    // SAFETY: the caller's struct has `size` >= n readable bytes; `o` is a local of at least n
-    // bytes; the regions cannot overlap.
-    unsafe { std::ptr::copy_nonoverlapping(opt.cast::<u8>(), std::ptr::addr_of_mut!(o).cast::<u8>(), n) };
-    Ok(o)
 }
 
 fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
@@ -126,7 +105,7 @@ pub unsafe extern "C" fn pcore_store_open(
     guard::call(|| {
         non_null(out, "out")?;
         // SAFETY: per this function's contract.
-        let o = unsafe { read_options(opt)? };
+        let o = unsafe { guard::read_sized(opt, default_options())? };
         let options = to_store_options(&o)?;
         let store = if o.flags & PCORE_OPEN_IN_MEMORY != 0 {
             if !dir.is_null() {
@@ -464,14 +443,9 @@ pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut Pco
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
-        // SAFETY: non-null; the first field is readable by contract.
-        let size = unsafe { std::ptr::addr_of!((*out).struct_size).read_unaligned() } as usize;
-        if size < std::mem::size_of::<u32>() * 2 {
-            return Err(Error::InvalidArgument(format!("PcoreStoreStats.struct_size is {size}")));
-        }
         let st = s.stats()?;
         let full = PcoreStoreStats {
-            struct_size: size as u32,
+            struct_size: 0,
             class_count: st.classes.len() as u32,
             epoch: st.epoch,
             live_nodes: st.live_nodes,
@@ -484,10 +458,8 @@ pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut Pco
             total: PcoreClassStats::from(&st.total),
             pending_free_bytes: st.pending_free_bytes,
         };
-        let n = size.min(std::mem::size_of::<PcoreStoreStats>());
-        // SAFETY: the caller's struct has `size` >= n writable bytes; `full` is a local.
-        unsafe { std::ptr::copy_nonoverlapping(std::ptr::addr_of!(full).cast::<u8>(), out.cast::<u8>(), n) };
-        Ok(())
+        // SAFETY: per this function's contract.
+        unsafe { guard::write_sized(out, full) }
     })
 }
 

@@ -74,7 +74,88 @@ pub const PCORE_ROOT_NAME_MAX_BYTES: usize = 255;
 pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 
 /// The ABI version this header describes: major << 16 | minor.
-pub const PCORE_ABI_VERSION: u32 = 0x0001_0000;
+pub const PCORE_ABI_VERSION: u32 = 0x0001_0001;
+
+/// Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
+pub const PCORE_DUP_UNIQUE: u32 = 0;
+/// Tree duplicates mode: inserting an existing key replaces its value.
+pub const PCORE_DUP_OVERWRITE: u32 = 1;
+/// Tree duplicates mode: one entry per (key, value) pair, ordered by key then value.
+pub const PCORE_DUP_MULTI: u32 = 2;
+
+/// Tree open flag: fail with `PCORE_NOT_FOUND` when the store holds no tree of that name.
+pub const PCORE_TREE_NO_CREATE: u32 = 1;
+
+/// A cursor bound: none.
+pub const PCORE_BOUND_UNBOUNDED: u32 = 0;
+/// A cursor bound that includes its key.
+pub const PCORE_BOUND_INCLUDED: u32 = 1;
+/// A cursor bound that excludes its key.
+pub const PCORE_BOUND_EXCLUDED: u32 = 2;
+
+/// An open B+ tree. Opaque: never dereference.
+pub struct PcoreTree {
+    _private: [u8; 0],
+}
+
+/// A cursor over a tree. Opaque: never dereference.
+pub struct PcoreCursor {
+    _private: [u8; 0],
+}
+
+/// A key order: negative, zero or positive as `a` sorts before, with or after `b`. Must be a
+/// total order, must not throw or longjmp, and may be called from any thread that uses the
+/// tree. `ctx` is the options' `compare_ctx`.
+pub type PcoreCompareFn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, a: *const u8, a_len: usize, b: *const u8, b_len: usize) -> i32>;
+
+/// Options for `pcore_tree_open`. Fill with `pcore_tree_options_init`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PcoreTreeOptions {
+    pub struct_size: u32,
+    /// A power of two from 512 to 65536; default 4096. Fixed when the tree is created.
+    pub page_bytes: u32,
+    /// `PCORE_DUP_*`; default UNIQUE. Fixed when the tree is created.
+    pub duplicates: u32,
+    /// `PCORE_TREE_*` flags.
+    pub flags: u32,
+    /// NULL: bytewise order (memcmp, shorter first on a common prefix).
+    pub compare: PcoreCompareFn,
+    pub compare_ctx: *mut c_void,
+}
+
+/// Bytes owned by pcore, valid until the call documented with the function that returned them.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PcoreBytes {
+    pub data: *const u8,
+    pub len: usize,
+}
+
+/// A tree's health in a few numbers. Set `struct_size` before the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PcoreTreeStats {
+    pub struct_size: u32,
+    pub height: u32,
+    pub entries: u64,
+    pub leaf_pages: u64,
+    /// All pages, leaves included.
+    pub pages: u64,
+    pub keys_per_leaf_min: u64,
+    pub keys_per_leaf_max: u64,
+    pub keys_per_leaf_avg: f64,
+    /// Bytes the leaves' entries use over the leaves' capacity.
+    pub leaf_fill: f64,
+    /// All pages' bytes over the entries.
+    pub bytes_per_entry: f64,
+    /// Values stored in their own node.
+    pub overflow_values: u64,
+    pub page_bytes: u32,
+    /// Pages per level, root first; levels past `height` are 0.
+    pub pages_per_level: [u64; 8],
+}
 
 /// An open store. Opaque: never dereference; a closed handle is refused, not a crash.
 pub struct PcoreStore {

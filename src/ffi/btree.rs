@@ -1,0 +1,507 @@
+//! `pcore_tree_*` and `pcore_cursor_*`: the B+ tree's C ABI. Same conventions as the store's:
+//! checked handles, statuses, outputs written only on success, no panic crosses.
+
+use super::guard::{self, bytes, non_null, write_out};
+use super::registry::{HandleType, Registry};
+use super::store::store_of;
+use super::types::*;
+use crate::btree::{BTree, Comparator, Cursor, Duplicates, TreeOptions, ROOT_PREFIX};
+use crate::error::{Error, Result};
+use parking_lot::Mutex;
+use std::ffi::{c_char, c_void};
+use std::ops::Bound;
+use std::sync::Arc;
+
+static TREES: Registry<BTree> = Registry::new(HandleType::Tree);
+
+/// A cursor with the buffers its last `get` handed out.
+struct CursorState {
+    cursor: Cursor,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+static CURSORS: Registry<Arc<Mutex<CursorState>>> = Registry::new(HandleType::Cursor);
+
+fn tree_of(handle: *const PcoreTree) -> Result<BTree> {
+    if handle.is_null() {
+        return Err(Error::BadHandle("the tree handle is NULL".into()));
+    }
+    TREES.get(handle as usize)
+}
+
+fn cursor_of(handle: *const PcoreCursor) -> Result<Arc<Mutex<CursorState>>> {
+    if handle.is_null() {
+        return Err(Error::BadHandle("the cursor handle is NULL".into()));
+    }
+    CURSORS.get(handle as usize)
+}
+
+fn default_tree_options() -> PcoreTreeOptions {
+    PcoreTreeOptions {
+        struct_size: std::mem::size_of::<PcoreTreeOptions>() as u32,
+        page_bytes: 4096,
+        duplicates: PCORE_DUP_UNIQUE,
+        flags: 0,
+        compare: None,
+        compare_ctx: std::ptr::null_mut(),
+    }
+}
+
+/// The host's comparator and context, callable from any thread (the host promises it).
+struct HostOrder {
+    f: unsafe extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize) -> i32,
+    ctx: *mut c_void,
+}
+// SAFETY: PcoreCompareFn's documented contract: callable from any thread that uses the tree.
+unsafe impl Send for HostOrder {}
+// SAFETY: as above.
+unsafe impl Sync for HostOrder {}
+
+impl HostOrder {
+    fn compare(&self, a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+        // SAFETY: the host's function, called with valid slices; its contract forbids unwinding.
+        let r = unsafe { (self.f)(self.ctx, a.as_ptr(), a.len(), b.as_ptr(), b.len()) };
+        r.cmp(&0)
+    }
+}
+
+fn comparator(o: &PcoreTreeOptions) -> Option<Comparator> {
+    let host = HostOrder { f: o.compare?, ctx: o.compare_ctx };
+    Some(Arc::new(move |a: &[u8], b: &[u8]| host.compare(a, b)))
+}
+
+/// Fills `opt` with the defaults (4 KiB pages, unique keys, bytewise order).
+///
+/// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
+///
+/// # Safety
+/// `opt` is NULL or points to a writable `PcoreTreeOptions`.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_options_init(opt: *mut PcoreTreeOptions) -> i32 {
+    guard::call(|| {
+        non_null(opt, "opt")?;
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(opt, default_tree_options()) };
+        Ok(())
+    })
+}
+
+/// Opens the tree named by `name_len` bytes at `name` in `store`, creating it unless
+/// `PCORE_TREE_NO_CREATE` (a created tree is durable at the store's next commit). One store
+/// holds many trees. An existing tree must be opened with the page size and duplicates mode it
+/// was created with, and with a comparator exactly when it was created with one. Every open of
+/// one tree shares it; each handle is released with `pcore_tree_close`. Tree changes are made
+/// durable by `pcore_store_commit`.
+///
+/// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad or mismatched options),
+/// `PCORE_NOT_FOUND` (no such tree and `PCORE_TREE_NO_CREATE`), `PCORE_CORRUPT`,
+/// `PCORE_READ_ONLY` (creating in a read-only store), `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `name` has `name_len` readable bytes; `opt` is NULL or points to `opt->struct_size`
+/// readable bytes; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_open(
+    store: *mut PcoreStore,
+    name: *const c_char,
+    name_len: usize,
+    opt: *const PcoreTreeOptions,
+    out: *mut *mut PcoreTree,
+) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        non_null(out, "out")?;
+        // SAFETY: per this function's contract.
+        let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
+        // SAFETY: per this function's contract.
+        let o = unsafe { super::guard::read_sized(opt, default_tree_options())? };
+        let duplicates = match o.duplicates {
+            PCORE_DUP_UNIQUE => Duplicates::Unique,
+            PCORE_DUP_OVERWRITE => Duplicates::Overwrite,
+            PCORE_DUP_MULTI => Duplicates::Multi,
+            other => return Err(Error::InvalidArgument(format!("duplicates mode {other}"))),
+        };
+        if o.flags & !PCORE_TREE_NO_CREATE != 0 {
+            return Err(Error::InvalidArgument(format!("unknown tree flags {:#x}", o.flags)));
+        }
+        if o.flags & PCORE_TREE_NO_CREATE != 0 {
+            let mut anchor = ROOT_PREFIX.to_vec();
+            anchor.extend_from_slice(name);
+            if s.get_root(&anchor)?.is_none() {
+                return Err(Error::NotFound(format!("no tree named {:?}", String::from_utf8_lossy(name))));
+            }
+        }
+        let options = TreeOptions { page_bytes: o.page_bytes, duplicates, comparator: comparator(&o) };
+        let tree = BTree::open(&s, name, &options)?;
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, TREES.insert(tree) as *mut PcoreTree) };
+        Ok(())
+    })
+}
+
+/// Releases a tree handle (the tree stays in the store). Cursors on it keep working until
+/// the store closes. A second close returns `PCORE_BAD_HANDLE`.
+#[no_mangle]
+pub extern "C" fn pcore_tree_close(tree: *mut PcoreTree) -> i32 {
+    guard::call(|| {
+        if tree.is_null() {
+            return Err(Error::BadHandle("the tree handle is NULL".into()));
+        }
+        TREES.remove(tree as usize).map(|_| ())
+    })
+}
+
+/// The longest key a tree with `page_bytes` pages takes (750 for 4096): every page then holds
+/// at least four entries. Into `*out`.
+///
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (page size not a power of two in 512..65536,
+/// NULL `out`).
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_max_key_bytes(page_bytes: u32, out: *mut usize) -> i32 {
+    guard::call(|| {
+        non_null(out, "out")?;
+        if !page_bytes.is_power_of_two() || !(512..=65536).contains(&page_bytes) {
+            return Err(Error::InvalidArgument(format!("page size {page_bytes}")));
+        }
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, crate::btree::max_key_bytes(page_bytes)) };
+        Ok(())
+    })
+}
+
+/// Inserts `key` with `value` as the tree's duplicates mode says. On failure the tree is
+/// unchanged.
+///
+/// Returns `PCORE_OK`; `PCORE_DUPLICATE_KEY` (unique tree, or the same pair in a multi tree),
+/// `PCORE_INVALID_ARGUMENT` (key over the limit, NULL with a length), `PCORE_TOO_LARGE`
+/// (value over the limit), `PCORE_NO_SPACE`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+///
+/// # Safety
+/// `key` and `value` point to their lengths' readable bytes (or are NULL with length 0).
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_insert(
+    tree: *mut PcoreTree,
+    key: *const c_void,
+    key_len: usize,
+    value: *const c_void,
+    value_len: usize,
+) -> i32 {
+    guard::call(|| {
+        let t = tree_of(tree)?;
+        // SAFETY: per this function's contract.
+        let (k, v) =
+            unsafe { (bytes(key.cast::<u8>(), key_len, "key")?, bytes(value.cast::<u8>(), value_len, "value")?) };
+        t.insert(k, v)
+    })
+}
+
+/// Looks `key` up: copies up to `value_cap` bytes of its value (a multi tree: its first value)
+/// into `value_buf`, and `*out_value_len` (if not NULL) receives the value's full length.
+///
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no such key), `PCORE_INVALID_ARGUMENT`,
+/// `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+///
+/// # Safety
+/// `key` has `key_len` readable bytes; `value_buf` has `value_cap` writable bytes (or is NULL
+/// with `value_cap` 0); `out_value_len` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_get(
+    tree: *mut PcoreTree,
+    key: *const c_void,
+    key_len: usize,
+    value_buf: *mut c_void,
+    value_cap: usize,
+    out_value_len: *mut usize,
+) -> i32 {
+    guard::call(|| {
+        let t = tree_of(tree)?;
+        if value_buf.is_null() && value_cap > 0 {
+            return Err(Error::InvalidArgument("value_buf is NULL with value_cap > 0".into()));
+        }
+        // SAFETY: per this function's contract.
+        let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
+        let v = t.get(k)?.ok_or_else(|| Error::NotFound("no such key".into()))?;
+        // SAFETY: `value_buf` has `value_cap` writable bytes by contract; n <= value_cap.
+        unsafe { copy_out(&v, value_buf, value_cap, out_value_len) };
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `buf` has `cap` writable bytes (or `cap` is 0); `out_len` is NULL or writable.
+unsafe fn copy_out(v: &[u8], buf: *mut c_void, cap: usize, out_len: *mut usize) {
+    let n = v.len().min(cap);
+    if n > 0 {
+        // SAFETY: per this function's contract.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), buf.cast::<u8>(), n) };
+    }
+    if !out_len.is_null() {
+        // SAFETY: per this function's contract.
+        unsafe { write_out(out_len, v.len()) };
+    }
+}
+
+/// Removes `key` (a multi tree: all its values). `*out_removed` (if not NULL) is 1 when
+/// something was removed, 0 when the key was absent (not an error).
+///
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE`,
+/// `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+///
+/// # Safety
+/// `key` has `key_len` readable bytes; `out_removed` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_remove(
+    tree: *mut PcoreTree,
+    key: *const c_void,
+    key_len: usize,
+    out_removed: *mut i32,
+) -> i32 {
+    guard::call(|| {
+        let t = tree_of(tree)?;
+        // SAFETY: per this function's contract.
+        let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
+        let removed = t.remove(k)?;
+        if !out_removed.is_null() {
+            // SAFETY: non-null; writable by contract.
+            unsafe { write_out(out_removed, removed as i32) };
+        }
+        Ok(())
+    })
+}
+
+/// Removes the pair (`key`, `value`): in a multi tree that one pair; otherwise `key` only if
+/// its value equals `value`. `*out_removed` as for `pcore_tree_remove`.
+///
+/// # Safety
+/// `key` and `value` point to their lengths' readable bytes; `out_removed` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_remove_pair(
+    tree: *mut PcoreTree,
+    key: *const c_void,
+    key_len: usize,
+    value: *const c_void,
+    value_len: usize,
+    out_removed: *mut i32,
+) -> i32 {
+    guard::call(|| {
+        let t = tree_of(tree)?;
+        // SAFETY: per this function's contract.
+        let (k, v) =
+            unsafe { (bytes(key.cast::<u8>(), key_len, "key")?, bytes(value.cast::<u8>(), value_len, "value")?) };
+        let removed = t.remove_pair(k, v)?;
+        if !out_removed.is_null() {
+            // SAFETY: non-null; writable by contract.
+            unsafe { write_out(out_removed, removed as i32) };
+        }
+        Ok(())
+    })
+}
+
+/// The number of entries (pairs, in a multi tree) into `*out`.
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_len(tree: *mut PcoreTree, out: *mut u64) -> i32 {
+    guard::call(|| {
+        let t = tree_of(tree)?;
+        non_null(out, "out")?;
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, t.len()) };
+        Ok(())
+    })
+}
+
+/// Tree statistics (reads every page). Set `out->struct_size = sizeof(PcoreTreeStats)`.
+///
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+///
+/// # Safety
+/// `out` points to `out->struct_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_stats(tree: *mut PcoreTree, out: *mut PcoreTreeStats) -> i32 {
+    guard::call(|| {
+        let t = tree_of(tree)?;
+        non_null(out, "out")?;
+        let s = t.stats()?;
+        let mut levels = [0u64; 8];
+        for (slot, n) in levels.iter_mut().zip(&s.pages_per_level) {
+            *slot = *n;
+        }
+        let full = PcoreTreeStats {
+            struct_size: 0,
+            height: s.height,
+            entries: s.entries,
+            leaf_pages: s.leaf_pages,
+            pages: s.pages_per_level.iter().sum(),
+            keys_per_leaf_min: s.keys_per_leaf_min,
+            keys_per_leaf_max: s.keys_per_leaf_max,
+            keys_per_leaf_avg: s.keys_per_leaf_avg,
+            leaf_fill: s.leaf_fill,
+            bytes_per_entry: s.bytes_per_entry,
+            overflow_values: s.overflow_values,
+            page_bytes: s.page_bytes,
+            pages_per_level: levels,
+        };
+        // SAFETY: per this function's contract.
+        unsafe { super::guard::write_sized(out, full) }
+    })
+}
+
+/// Checks every page of the tree: layout, order (a comparator that is not a total order is
+/// found here), separators, leaf depth, entry count, value nodes.
+///
+/// Returns `PCORE_OK`, `PCORE_CORRUPT` (naming the page), `PCORE_BAD_HANDLE`.
+#[no_mangle]
+pub extern "C" fn pcore_tree_verify(tree: *mut PcoreTree) -> i32 {
+    guard::call(|| tree_of(tree)?.verify())
+}
+
+/// Opens a cursor on `tree`, unpositioned: call `pcore_cursor_first`, `_last` or `_seek`.
+/// Release it with `pcore_cursor_close`. After any change to the tree the cursor answers
+/// `PCORE_STALE_CURSOR` until positioned again.
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_cursor_open(tree: *mut PcoreTree, out: *mut *mut PcoreCursor) -> i32 {
+    guard::call(|| {
+        let t = tree_of(tree)?;
+        non_null(out, "out")?;
+        let state = CursorState { cursor: Cursor::new(&t), key: Vec::new(), value: Vec::new() };
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, CURSORS.insert(Arc::new(Mutex::new(state))) as *mut PcoreCursor) };
+        Ok(())
+    })
+}
+
+/// Releases a cursor; a second close returns `PCORE_BAD_HANDLE`.
+#[no_mangle]
+pub extern "C" fn pcore_cursor_close(cursor: *mut PcoreCursor) -> i32 {
+    guard::call(|| {
+        if cursor.is_null() {
+            return Err(Error::BadHandle("the cursor handle is NULL".into()));
+        }
+        CURSORS.remove(cursor as usize).map(|_| ())
+    })
+}
+
+fn bound<'a>(kind: u32, key: &'a [u8], name: &str) -> Result<Bound<&'a [u8]>> {
+    match kind {
+        PCORE_BOUND_UNBOUNDED => Ok(Bound::Unbounded),
+        PCORE_BOUND_INCLUDED => Ok(Bound::Included(key)),
+        PCORE_BOUND_EXCLUDED => Ok(Bound::Excluded(key)),
+        other => Err(Error::InvalidArgument(format!("{name} bound kind {other}"))),
+    }
+}
+
+/// Limits the cursor to keys between a lower and an upper bound (`PCORE_BOUND_*`; the key
+/// is ignored for UNBOUNDED). Takes effect at the next `first`, `last` or move.
+///
+/// # Safety
+/// `lower` and `upper` point to their lengths' readable bytes (or are NULL with length 0).
+#[no_mangle]
+pub unsafe extern "C" fn pcore_cursor_set_bounds(
+    cursor: *mut PcoreCursor,
+    lower: *const c_void,
+    lower_len: usize,
+    lower_kind: u32,
+    upper: *const c_void,
+    upper_len: usize,
+    upper_kind: u32,
+) -> i32 {
+    guard::call(|| {
+        let c = cursor_of(cursor)?;
+        // SAFETY: per this function's contract.
+        let (l, u) =
+            unsafe { (bytes(lower.cast::<u8>(), lower_len, "lower")?, bytes(upper.cast::<u8>(), upper_len, "upper")?) };
+        let (lb, ub) = (bound(lower_kind, l, "lower")?, bound(upper_kind, u, "upper")?);
+        c.lock().cursor.set_bounds(lb, ub);
+        Ok(())
+    })
+}
+
+fn cursor_op(cursor: *mut PcoreCursor, f: impl FnOnce(&mut Cursor) -> Result<()>) -> i32 {
+    guard::call(|| f(&mut cursor_of(cursor)?.lock().cursor))
+}
+
+/// Moves to the first entry within the bounds.
+/// Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+#[no_mangle]
+pub extern "C" fn pcore_cursor_first(cursor: *mut PcoreCursor) -> i32 {
+    cursor_op(cursor, Cursor::first)
+}
+
+/// Moves to the last entry within the bounds.
+/// Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+#[no_mangle]
+pub extern "C" fn pcore_cursor_last(cursor: *mut PcoreCursor) -> i32 {
+    cursor_op(cursor, Cursor::last)
+}
+
+/// Moves to the first entry whose key is >= `key`.
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+///
+/// # Safety
+/// `key` has `key_len` readable bytes (or is NULL with length 0).
+#[no_mangle]
+pub unsafe extern "C" fn pcore_cursor_seek(cursor: *mut PcoreCursor, key: *const c_void, key_len: usize) -> i32 {
+    guard::call(|| {
+        // SAFETY: per this function's contract.
+        let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
+        cursor_of(cursor)?.lock().cursor.seek(k)
+    })
+}
+
+/// Moves to the next entry (past the end: `pcore_cursor_get` then answers NOT_FOUND).
+/// Returns `PCORE_OK`, `PCORE_STALE_CURSOR`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+#[no_mangle]
+pub extern "C" fn pcore_cursor_next(cursor: *mut PcoreCursor) -> i32 {
+    cursor_op(cursor, Cursor::move_next)
+}
+
+/// Moves to the previous entry.
+/// Returns `PCORE_OK`, `PCORE_STALE_CURSOR`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+#[no_mangle]
+pub extern "C" fn pcore_cursor_prev(cursor: *mut PcoreCursor) -> i32 {
+    cursor_op(cursor, Cursor::move_prev)
+}
+
+/// The entry under the cursor: `*out_key` and `*out_value` point to copies owned by the
+/// cursor, valid until its next call or its close.
+///
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (past either end or outside the bounds),
+/// `PCORE_STALE_CURSOR`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+///
+/// # Safety
+/// `out_key` and `out_value` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_cursor_get(
+    cursor: *mut PcoreCursor,
+    out_key: *mut PcoreBytes,
+    out_value: *mut PcoreBytes,
+) -> i32 {
+    guard::call(|| {
+        let c = cursor_of(cursor)?;
+        non_null(out_key, "out_key")?;
+        non_null(out_value, "out_value")?;
+        let mut state = c.lock();
+        let (k, v) = state
+            .cursor
+            .current()?
+            .ok_or_else(|| Error::NotFound("the cursor is past the end or outside its bounds".into()))?;
+        state.key = k;
+        state.value = v;
+        // SAFETY: both checked non-null; writable by contract. The buffers live in the cursor
+        // until its next call.
+        unsafe {
+            write_out(out_key, PcoreBytes { data: state.key.as_ptr(), len: state.key.len() });
+            write_out(out_value, PcoreBytes { data: state.value.as_ptr(), len: state.value.len() });
+        }
+        Ok(())
+    })
+}
