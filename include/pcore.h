@@ -273,7 +273,16 @@ typedef struct PcoreTreeOptions {
   // NULL: bytewise order (memcmp, shorter first on a common prefix).
   PcoreCompareFn compare;
   void *compare_ctx;
+  // Optional ceiling on entries per page (0: none). Bytes decide every split; the ceiling
+  // only caps how many entries a page this handle writes may hold.
+  uint32_t max_entries_per_page;
 } PcoreTreeOptions;
+
+// Bytes owned by pcore, valid until the call documented with the function that returned them.
+typedef struct PcoreBytes {
+  const uint8_t *data;
+  size_t len;
+} PcoreBytes;
 
 // A tree's health in a few numbers. Set `struct_size` before the call.
 typedef struct PcoreTreeStats {
@@ -296,12 +305,6 @@ typedef struct PcoreTreeStats {
   // Pages per level, root first; levels past `height` are 0.
   uint64_t pages_per_level[8];
 } PcoreTreeStats;
-
-// Bytes owned by pcore, valid until the call documented with the function that returned them.
-typedef struct PcoreBytes {
-  const uint8_t *data;
-  size_t len;
-} PcoreBytes;
 
 #ifdef __cplusplus
 extern "C" {
@@ -619,6 +622,21 @@ int32_t pcore_tree_remove_pair(struct PcoreTree *tree,
                                const void *value,
                                size_t value_len,
                                int32_t *out_removed);
+
+// Loads `count` pairs, sorted by key (multi trees: by key then value) without duplicates,
+// into this empty tree: pages are built directly and full. `keys[i]` and `values[i]` describe
+// pair i. On failure (not empty, not sorted, a key over the limit) the tree is unchanged.
+//
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_TOO_LARGE`, `PCORE_NO_SPACE`,
+// `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `keys` and `values` point to `count` readable `PcoreBytes` each (or are NULL with `count`
+// 0), each describing readable bytes.
+int32_t pcore_tree_bulk_load(struct PcoreTree *tree,
+                             const struct PcoreBytes *keys,
+                             const struct PcoreBytes *values,
+                             size_t count);
 
 // The number of entries (pairs, in a multi tree) into `*out`.
 //

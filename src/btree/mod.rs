@@ -1,6 +1,7 @@
 //! The B+ tree: pages are store nodes, sized and split by the bytes entries really use.
 #![forbid(unsafe_code)]
 
+mod bulk;
 mod cursor;
 mod inspect;
 mod page;

@@ -37,11 +37,15 @@ pub struct TreeOptions {
     pub duplicates: Duplicates,
     /// `None`: bytewise order, shorter first on a common prefix.
     pub comparator: Option<Comparator>,
+    /// An optional ceiling on entries per page (Kizuna's BTREE_MAX_KEYS kept as a safety
+    /// net). Bytes decide every split; the ceiling only caps how many entries fit. Not stored
+    /// with the tree: it applies to the pages this handle writes.
+    pub max_entries_per_page: Option<u32>,
 }
 
 impl Default for TreeOptions {
     fn default() -> TreeOptions {
-        TreeOptions { page_bytes: 4096, duplicates: Duplicates::Unique, comparator: None }
+        TreeOptions { page_bytes: 4096, duplicates: Duplicates::Unique, comparator: None, max_entries_per_page: None }
     }
 }
 
@@ -83,6 +87,7 @@ struct Inner {
     page_bytes: usize,
     duplicates: Duplicates,
     custom_order: Option<Comparator>,
+    max_entries: usize,
     state: RwLock<State>,
     /// Changes with every modification (under the state lock); cursors check it.
     version: AtomicU64,
@@ -182,6 +187,7 @@ impl BTree {
             page_bytes: pb as usize,
             duplicates: options.duplicates,
             custom_order: options.comparator.clone(),
+            max_entries: options.max_entries_per_page.map_or(usize::MAX, |n| (n as usize).max(4)),
             state: RwLock::new(state),
             version: AtomicU64::new(0),
         })
@@ -209,6 +215,33 @@ impl BTree {
 
     fn bump_version(&self) {
         self.inner.version.fetch_add(1, AtomicOrdering::AcqRel);
+    }
+
+    pub(crate) fn bump_version_locked(&self) {
+        self.bump_version();
+    }
+
+    pub(crate) fn write_state(&self) -> parking_lot::RwLockWriteGuard<'_, State> {
+        self.inner.state.write()
+    }
+
+    pub(crate) fn save_anchor_locked(&self, st: &State) -> Result<()> {
+        self.save_anchor(st)
+    }
+
+    /// Whether `n` entries are within the optional per-page ceiling.
+    pub(crate) fn count_fits(&self, n: usize) -> bool {
+        n <= self.inner.max_entries
+    }
+
+    /// THE fit test of this tree: the bytes (one accounting function) and the optional ceiling.
+    fn page_fits(&self, entries: &[Entry<'_>]) -> bool {
+        self.count_fits(entries.len()) && page::fits(entries.iter().map(Entry::bytes).sum(), self.inner.page_bytes)
+    }
+
+    pub(crate) fn check_entry(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_key(key)?;
+        self.check_value(value)
     }
 
     /// The state, shared: held across a scan so no writer changes the tree meanwhile.
@@ -263,7 +296,7 @@ impl BTree {
     }
 
     /// The stored key of a user (key, value): the key itself, or in Multi mode the composite.
-    fn stored_key(&self, key: &[u8], value: &[u8]) -> Vec<u8> {
+    pub(crate) fn stored_key(&self, key: &[u8], value: &[u8]) -> Vec<u8> {
         match self.inner.duplicates {
             Duplicates::Multi => composite(key, value),
             _ => key.to_vec(),
@@ -372,8 +405,7 @@ impl BTree {
     /// Inserts `key` with `value`, as the duplicates mode says. Keys over
     /// [`max_key_bytes`] are `InvalidArgument`, checked before anything changes.
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.check_key(key)?;
-        self.check_value(value)?;
+        self.check_entry(key, value)?;
         let skey = self.stored_key(key, value);
         let svalue: &[u8] = if self.inner.duplicates == Duplicates::Multi { &[] } else { value };
         let mut st = self.inner.state.write();
@@ -385,7 +417,9 @@ impl BTree {
         // Fast path: a new key with an inline value that fits the leaf's free gap: one
         // in-place edit of one page, no decoding, no copy.
         if let Err(i) = found {
-            if svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32) {
+            let below_ceiling = self.inner.max_entries == usize::MAX
+                || self.with_page(leaf_id, |p| Ok(self.count_fits(p.len() + 1)))?;
+            if below_ceiling && svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32) {
                 let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
                 if self.try_insert_in_place(leaf_id, i, &e)? {
                     st.entries += 1;
@@ -467,7 +501,7 @@ impl BTree {
         let pb = self.inner.page_bytes;
         let cap = page::capacity(pb);
         let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
-        if page::fits(sizes.iter().sum(), pb) {
+        if self.page_fits(entries) {
             plan.write(leaf_id, TYPE_LEAF, 0, entries);
             return Ok(());
         }
@@ -547,7 +581,7 @@ impl BTree {
             let sep_index = pos.min(sibling_pos);
             let mut parent_entries = parent.entries()?;
             parent_entries[sep_index] = Entry { key: &separator, payload: Payload::Child(right_id) };
-            if !page::fits(parent_entries.iter().map(Entry::bytes).sum(), pb) {
+            if !self.page_fits(&parent_entries) || !self.count_fits(k) || !self.count_fits(combined.len() - k) {
                 continue;
             }
             plan.write(left_id, TYPE_LEAF, 0, &combined[..k]);
@@ -587,7 +621,7 @@ impl BTree {
             let mut entries = p.entries()?;
             entries.insert(pos, Entry { key: &sep, payload: Payload::Child(child) });
             let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
-            if page::fits(sizes.iter().sum(), self.inner.page_bytes) {
+            if self.page_fits(&entries) {
                 plan.write(page_id, TYPE_INTERNAL, p.leftmost_child(), &entries);
                 continue;
             }
@@ -741,7 +775,7 @@ impl BTree {
         }
         combined.extend(right_entries);
         let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
-        if page::fits(sizes.iter().sum(), self.inner.page_bytes) {
+        if self.page_fits(&combined) {
             plan.write(left_id, ty, left_leftmost, &combined);
             plan.free_later(right_id);
             parent_entries.remove(sep_index);
@@ -763,7 +797,7 @@ impl BTree {
         let k = leaf_split_point(&sizes, cap, Edge::Middle);
         let new_sep = self.separator(combined[k - 1].key, combined[k].key);
         parent_entries[sep_index] = Entry { key: &new_sep, payload: Payload::Child(right_id) };
-        if !page::fits(parent_entries.iter().map(Entry::bytes).sum(), self.inner.page_bytes) {
+        if !self.page_fits(&parent_entries) || !self.count_fits(k) || !self.count_fits(combined.len() - k) {
             plan.write(id, ty, leftmost, entries);
             return Ok(());
         }
@@ -915,6 +949,50 @@ mod tests {
     }
 
     #[test]
+    fn bulk_load_builds_full_pages_with_the_same_contents() {
+        let store = mem_store();
+        let t = BTree::open(&store, b"bulk", &TreeOptions::default()).unwrap();
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..50_000u32).map(|i| (format!("key{i:08}").into_bytes(), i.to_le_bytes().to_vec())).collect();
+        let mut unsorted = pairs.clone();
+        unsorted.swap(10, 20);
+        assert!(matches!(t.bulk_load(unsorted), Err(Error::InvalidArgument(_))));
+        assert!(t.is_empty(), "a refused load changes nothing");
+        t.bulk_load(pairs.clone()).unwrap();
+        t.verify().unwrap();
+        let s = t.stats().unwrap();
+        assert!(s.leaf_fill >= 0.97, "fill {}", s.leaf_fill);
+        assert_eq!(t.range(Bound::Unbounded, Bound::Unbounded).unwrap(), pairs);
+        assert!(matches!(t.bulk_load(pairs.clone()), Err(Error::InvalidArgument(_))), "only into an empty tree");
+        t.insert(b"key00000100x", b"after").unwrap();
+        t.remove(b"key00000200").unwrap();
+        t.verify().unwrap();
+        store.verify().unwrap();
+    }
+
+    #[test]
+    fn the_entry_ceiling_caps_pages_but_bytes_still_decide() {
+        let store = mem_store();
+        let opts = TreeOptions { max_entries_per_page: Some(16), ..TreeOptions::default() };
+        let t = BTree::open(&store, b"capped", &opts).unwrap();
+        for i in 0..3000u32 {
+            t.insert(&(i.wrapping_mul(2_654_435_761)).to_be_bytes(), b"v").unwrap();
+        }
+        let s = t.stats().unwrap();
+        assert!(s.keys_per_leaf_max <= 16, "{}", s.keys_per_leaf_max);
+        t.verify().unwrap();
+        // Large entries: bytes split long before the ceiling.
+        let big =
+            BTree::open(&store, b"big", &TreeOptions { max_entries_per_page: Some(1000), ..TreeOptions::default() })
+                .unwrap();
+        for i in 0..200u32 {
+            big.insert(&[&i.to_be_bytes()[..], &[0u8; 700]].concat(), b"v").unwrap();
+        }
+        assert!(big.stats().unwrap().keys_per_leaf_max <= 5);
+        big.verify().unwrap();
+    }
+
+    #[test]
     fn two_opens_of_one_tree_share_one_instance() {
         let store = mem_store();
         let a = BTree::open(&store, b"t", &TreeOptions::default()).unwrap();
@@ -1016,16 +1094,18 @@ mod tests {
         for seed in seeds {
             for page_bytes in [512u32, 4096, 65536] {
                 for dup in [Duplicates::Unique, Duplicates::Overwrite, Duplicates::Multi] {
-                    run_model(seed, page_bytes, dup);
+                    run_model(seed, page_bytes, dup, None);
                 }
             }
+            run_model(seed, 4096, Duplicates::Overwrite, Some(6));
         }
     }
 
-    fn run_model(seed: u64, page_bytes: u32, dup: Duplicates) {
+    fn run_model(seed: u64, page_bytes: u32, dup: Duplicates, ceiling: Option<u32>) {
         let dir = crate::store::tests::TempDir::new("btree-model");
         let sopts = StoreOptions { durability: crate::store::Durability::Eventual, ..StoreOptions::default() };
-        let topts = TreeOptions { page_bytes, duplicates: dup, comparator: None };
+        let topts =
+            TreeOptions { page_bytes, duplicates: dup, max_entries_per_page: ceiling, ..TreeOptions::default() };
         let mut store = Store::open(dir.path(), &sopts).unwrap();
         let mut tree = BTree::open(&store, b"model", &topts).unwrap();
         store.commit().unwrap();
@@ -1114,6 +1194,9 @@ mod tests {
             }
             if step % 100 == 0 {
                 tree.verify().unwrap_or_else(|e| panic!("{}: verify: {e}", ctx(step)));
+                if let Some(c) = ceiling {
+                    assert!(tree.stats().unwrap().keys_per_leaf_max <= u64::from(c), "{}", ctx(step));
+                }
                 let all = tree.range(Bound::Unbounded, Bound::Unbounded).unwrap();
                 let want: Vec<(Vec<u8>, Vec<u8>)> =
                     model.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone()))).collect();

@@ -45,6 +45,7 @@ fn default_tree_options() -> PcoreTreeOptions {
         flags: 0,
         compare: None,
         compare_ctx: std::ptr::null_mut(),
+        max_entries_per_page: 0,
     }
 }
 
@@ -132,7 +133,12 @@ pub unsafe extern "C" fn pcore_tree_open(
                 return Err(Error::NotFound(format!("no tree named {:?}", String::from_utf8_lossy(name))));
             }
         }
-        let options = TreeOptions { page_bytes: o.page_bytes, duplicates, comparator: comparator(&o) };
+        let options = TreeOptions {
+            page_bytes: o.page_bytes,
+            duplicates,
+            comparator: comparator(&o),
+            max_entries_per_page: (o.max_entries_per_page > 0).then_some(o.max_entries_per_page),
+        };
         let tree = BTree::open(&s, name, &options)?;
         // SAFETY: checked non-null; writable by contract.
         unsafe { write_out(out, TREES.insert(tree) as *mut PcoreTree) };
@@ -298,6 +304,41 @@ pub unsafe extern "C" fn pcore_tree_remove_pair(
             unsafe { write_out(out_removed, removed as i32) };
         }
         Ok(())
+    })
+}
+
+/// Loads `count` pairs, sorted by key (multi trees: by key then value) without duplicates,
+/// into this empty tree: pages are built directly and full. `keys[i]` and `values[i]` describe
+/// pair i. On failure (not empty, not sorted, a key over the limit) the tree is unchanged.
+///
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_TOO_LARGE`, `PCORE_NO_SPACE`,
+/// `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `keys` and `values` point to `count` readable `PcoreBytes` each (or are NULL with `count`
+/// 0), each describing readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_bulk_load(
+    tree: *mut PcoreTree,
+    keys: *const PcoreBytes,
+    values: *const PcoreBytes,
+    count: usize,
+) -> i32 {
+    guard::call(|| {
+        let t = tree_of(tree)?;
+        if count > 0 {
+            non_null(keys, "keys")?;
+            non_null(values, "values")?;
+        }
+        let mut pairs = Vec::with_capacity(count);
+        for i in 0..count {
+            // SAFETY: `keys` and `values` hold `count` readable entries by contract, and each
+            // entry describes readable bytes.
+            let (k, v) = unsafe { (*keys.add(i), *values.add(i)) };
+            // SAFETY: as above.
+            pairs.push(unsafe { (bytes(k.data, k.len, "key")?, bytes(v.data, v.len, "value")?) });
+        }
+        t.bulk_load(pairs)
     })
 }
 

@@ -123,6 +123,9 @@ pub struct PcoreTreeOptions {
     /// NULL: bytewise order (memcmp, shorter first on a common prefix).
     pub compare: PcoreCompareFn,
     pub compare_ctx: *mut c_void,
+    /// Optional ceiling on entries per page (0: none). Bytes decide every split; the ceiling
+    /// only caps how many entries a page this handle writes may hold.
+    pub max_entries_per_page: u32,
 }
 
 /// Bytes owned by pcore, valid until the call documented with the function that returned them.
