@@ -553,8 +553,9 @@ int32_t pcore_tree_open(struct PcoreStore *store,
                         const struct PcoreTreeOptions *opt,
                         struct PcoreTree **out);
 
-// Releases a tree handle (the tree stays in the store). Cursors on it keep working until
-// the store closes. A second close returns `PCORE_BAD_HANDLE`.
+// Releases a tree handle (the tree stays in the store). Cursors on the tree answer
+// `PCORE_STALE_CURSOR` afterwards, until positioned again through a live handle's tree.
+// A second close returns `PCORE_BAD_HANDLE`.
 int32_t pcore_tree_close(struct PcoreTree *tree);
 
 // The longest key a tree with `page_bytes` pages takes (750 for 4096): every page then holds

@@ -221,6 +221,12 @@ impl BTree {
         self.bump_version();
     }
 
+    /// Makes every cursor on this tree stale (a handle to it was closed).
+    pub fn invalidate_cursors(&self) {
+        let _st = self.inner.state.write();
+        self.bump_version();
+    }
+
     pub(crate) fn write_state(&self) -> parking_lot::RwLockWriteGuard<'_, State> {
         self.inner.state.write()
     }

@@ -146,15 +146,17 @@ pub unsafe extern "C" fn pcore_tree_open(
     })
 }
 
-/// Releases a tree handle (the tree stays in the store). Cursors on it keep working until
-/// the store closes. A second close returns `PCORE_BAD_HANDLE`.
+/// Releases a tree handle (the tree stays in the store). Cursors on the tree answer
+/// `PCORE_STALE_CURSOR` afterwards, until positioned again through a live handle's tree.
+/// A second close returns `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_tree_close(tree: *mut PcoreTree) -> i32 {
     guard::call(|| {
         if tree.is_null() {
             return Err(Error::BadHandle("the tree handle is NULL".into()));
         }
-        TREES.remove(tree as usize).map(|_| ())
+        TREES.remove(tree as usize)?.invalidate_cursors();
+        Ok(())
     })
 }
 
