@@ -105,13 +105,12 @@ pub struct BTree {
 const ANCHOR_MAGIC: &[u8; 4] = b"PCBT";
 const ANCHOR_BYTES: usize = 24;
 
-fn encode_anchor(page_bytes: usize, dup: Duplicates, custom: bool, st: &State) -> Vec<u8> {
-    let mut m = Vec::with_capacity(ANCHOR_BYTES);
-    m.extend_from_slice(ANCHOR_MAGIC);
-    m.extend_from_slice(&[1, dup as u8, custom as u8, page_bytes.trailing_zeros() as u8]);
-    m.extend_from_slice(&st.height.to_le_bytes());
-    m.extend_from_slice(&0u32.to_le_bytes());
-    m.extend_from_slice(&st.entries.to_le_bytes());
+fn encode_anchor(page_bytes: usize, dup: Duplicates, custom: bool, st: &State) -> [u8; ANCHOR_BYTES] {
+    let mut m = [0u8; ANCHOR_BYTES];
+    m[..4].copy_from_slice(ANCHOR_MAGIC);
+    m[4..8].copy_from_slice(&[1, dup as u8, custom as u8, page_bytes.trailing_zeros() as u8]);
+    m[8..12].copy_from_slice(&st.height.to_le_bytes());
+    m[16..24].copy_from_slice(&st.entries.to_le_bytes());
     m
 }
 

@@ -266,11 +266,24 @@ impl Core {
                 meta.len()
             )));
         }
-        if !self.roots.contains_key(name) && self.roots.len() >= ROOT_COUNT_MAX {
-            return Err(Error::Limit(format!("a store holds at most {ROOT_COUNT_MAX} roots")));
+        let count = self.roots.len();
+        match self.roots.get_mut(name) {
+            // The common case (a tree saving its anchor after each change): no allocation.
+            Some(root) => {
+                root.0 = id;
+                root.1.clear();
+                root.1.extend_from_slice(meta);
+            }
+            None if count >= ROOT_COUNT_MAX => {
+                return Err(Error::Limit(format!("a store holds at most {ROOT_COUNT_MAX} roots")));
+            }
+            None => {
+                self.roots.insert(name.to_vec(), (id, meta.to_vec()));
+            }
         }
-        self.roots.insert(name.to_vec(), (id, meta.to_vec()));
-        self.dirty_roots.insert(name.to_vec());
+        if !self.dirty_roots.contains(name) {
+            self.dirty_roots.insert(name.to_vec());
+        }
         Ok(())
     }
 
