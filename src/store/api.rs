@@ -15,9 +15,9 @@ use crate::alloc::ClassStats;
 use crate::error::{Error, Result};
 use crate::limits::*;
 use crate::os::DirLock;
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -118,9 +118,9 @@ struct WriterSide {
     log: Option<LogWriter>,
     meta: Option<Meta>,
     _lock: Option<DirLock>,
-    durable_epoch: u64,
     written_epoch: u64,
     last_sync: Instant,
+    /// Why the store is poisoned (the flag itself is `Shared::poisoned`).
     poisoned: Option<String>,
     last_checkpoint_error: Option<String>,
 }
@@ -131,6 +131,10 @@ type Attachments = Mutex<std::collections::HashMap<Vec<u8>, Arc<dyn std::any::An
 
 struct Shared {
     attachments: Attachments,
+    /// The newest epoch known to be on disk: blocks freed up to it may be reused.
+    durable_epoch: AtomicU64,
+    /// Set after a failure that leaves the on-disk state unsure (see `WriterSide::poisoned`).
+    poisoned: AtomicBool,
     writer: Mutex<WriterSide>,
     state: RwLock<Core>,
     closed: AtomicBool,
@@ -171,7 +175,6 @@ impl Store {
     pub fn open(dir: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
         let opened = recovery::open_dir(dir.as_ref(), options)?;
         let writer = WriterSide {
-            durable_epoch: opened.core.epoch,
             written_epoch: opened.core.epoch,
             dir: Some(dir.as_ref().to_path_buf()),
             log: opened.log,
@@ -196,7 +199,6 @@ impl Store {
             log: None,
             meta: None,
             _lock: None,
-            durable_epoch: 0,
             written_epoch: 0,
             last_sync: Instant::now(),
             poisoned: None,
@@ -207,8 +209,11 @@ impl Store {
 
     fn from_parts(writer: WriterSide, core: Core, options: StoreOptions, in_memory: bool) -> Store {
         let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
+        let durable_epoch = AtomicU64::new(core.epoch);
         let shared = Arc::new(Shared {
             attachments: Mutex::new(std::collections::HashMap::new()),
+            durable_epoch,
+            poisoned: AtomicBool::new(false),
             writer: Mutex::new(writer),
             state: RwLock::new(core),
             closed: AtomicBool::new(false),
@@ -230,26 +235,37 @@ impl Store {
         }
     }
 
-    /// Locks the writer side for a mutation: open, writable, not poisoned.
-    fn writer(&self) -> Result<parking_lot::MutexGuard<'_, WriterSide>> {
+    /// Open, writable and not poisoned.
+    fn check_writable(&self) -> Result<()> {
         self.check_open()?;
         if self.shared.options.read_only {
             return Err(Error::ReadOnly);
         }
-        let w = self.shared.writer.lock();
-        self.check_open()?;
-        if let Some(why) = &w.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            let why = self.shared.writer.lock().poisoned.clone().unwrap_or_default();
+            return Err(Error::Poisoned(why));
         }
+        Ok(())
+    }
+
+    /// Locks the writer side (log, meta) for a commit or checkpoint.
+    fn writer(&self) -> Result<parking_lot::MutexGuard<'_, WriterSide>> {
+        self.check_writable()?;
+        let w = self.shared.writer.lock();
+        self.check_writable()?;
         Ok(w)
     }
 
+    /// Runs a mutation under the state lock alone. A commit keeps mutations out between
+    /// building its frame and applying it by holding the lock upgradable meanwhile.
     fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
-        let w = self.writer()?;
+        self.check_writable()?;
         let mut state = self.shared.state.write();
+        self.check_open()?;
         // Blocks freed by a commit that BALANCED's background sync has since made durable.
-        if state.frees_releasable(w.durable_epoch) {
-            state.release_frees(w.durable_epoch)?;
+        let durable = self.shared.durable_epoch.load(Ordering::Acquire);
+        if state.frees_releasable(durable) {
+            state.release_frees(durable)?;
         }
         f(&mut state)
     }
@@ -383,22 +399,22 @@ impl Store {
             c.release_frees(epoch)?;
             return Ok(epoch);
         }
-        let prepared = self.shared.state.write().prepare_commit(opts.inline_payload_max_bytes as usize);
-        {
-            let c = self.shared.state.read();
-            for &(loc, len) in &prepared.unlogged {
-                c.space.flush_block(loc, len)?;
-            }
+        let mut c = self.shared.state.write();
+        let prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize);
+        // Readers go on while the frame is written and synced; mutations wait.
+        let c = RwLockWriteGuard::downgrade_to_upgradable(c);
+        for &(loc, len) in &prepared.unlogged {
+            c.space.flush_block(loc, len)?;
         }
         let log = w.log.as_mut().expect("a writable file store has a log");
         if let Err((err, cut_back)) = log.append(&prepared.frame) {
             if !cut_back {
-                w.poisoned = Some(format!("a failed log append could not be cut back: {err}"));
+                self.shared.poison(&mut w, format!("a failed log append could not be cut back: {err}"));
             }
             return Err(err);
         }
         w.written_epoch = prepared.epoch;
-        let pending = self.shared.state.read().pending_free_bytes;
+        let pending = c.pending_free_bytes;
         let sync_now = match opts.durability {
             Durability::Strict => true,
             Durability::Balanced => {
@@ -408,11 +424,11 @@ impl Store {
             Durability::Eventual => pending > EVENTUAL_SYNC_FOR_FREED_BYTES,
         };
         if sync_now {
-            sync_log(&mut w)?;
+            self.shared.sync_log(&mut w)?;
         }
-        let mut c = self.shared.state.write();
+        let mut c = RwLockUpgradableReadGuard::upgrade(c);
         c.apply_commit(prepared.epoch);
-        c.release_frees(w.durable_epoch)?;
+        c.release_frees(self.shared.durable_epoch.load(Ordering::Acquire))?;
         let table_bytes = c.table.handle_count() * 12;
         drop(c);
         if w.log.as_ref().map_or(0, LogWriter::len) > opts.checkpoint_log_bytes.max(table_bytes) {
@@ -436,8 +452,9 @@ impl Store {
     /// Syncs the log if a commit is not yet on disk (BALANCED's background thread).
     fn sync_if_behind(&self) {
         let mut w = self.shared.writer.lock();
-        if w.poisoned.is_none() && w.written_epoch > w.durable_epoch && !self.shared.closed.load(Ordering::Acquire) {
-            let _ = sync_log(&mut w);
+        let behind = w.written_epoch > self.shared.durable_epoch.load(Ordering::Acquire);
+        if w.poisoned.is_none() && behind && !self.shared.closed.load(Ordering::Acquire) {
+            let _ = self.shared.sync_log(&mut w);
         }
     }
 
@@ -483,7 +500,6 @@ impl Store {
     /// Checks the allocator against the object table: every referenced block allocated once,
     /// nothing allocated that nothing references.
     pub fn verify(&self) -> Result<()> {
-        let _w = self.shared.writer.lock();
         self.read_state(|c| c.verify())
     }
 
@@ -543,7 +559,8 @@ impl Shared {
         let dir = w.dir.clone().expect("file store");
         let old = w.meta.expect("file store has meta");
         let (bytes, epoch) = {
-            let c = self.state.read();
+            // Mutations wait while the committed state is flushed and encoded; readers go on.
+            let c = self.state.upgradable_read();
             c.space.flush_dirty()?;
             (checkpoint::encode(&c.table, &c.roots, c.epoch), c.epoch)
         };
@@ -556,7 +573,7 @@ impl Shared {
         meta.store(&dir)?;
         w.meta = Some(meta);
         w.log = Some(log);
-        w.durable_epoch = epoch;
+        self.durable_epoch.store(epoch, Ordering::Release);
         w.written_epoch = epoch;
         w.last_sync = Instant::now();
         recovery::remove_generation(&dir, old.generation);
@@ -584,23 +601,28 @@ impl Shared {
         self.attachments.lock().clear();
         result
     }
+
+    fn poison(&self, w: &mut WriterSide, why: String) {
+        w.poisoned = Some(why);
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    fn sync_log(&self, w: &mut WriterSide) -> Result<()> {
+        let log = w.log.as_ref().expect("file store has a log");
+        if let Err(e) = log.sync() {
+            // After a failed fsync the kernel may have dropped the dirty pages: nothing written
+            // since the last good sync can be trusted, so stop here (fail-stop, as PostgreSQL does).
+            self.poison(w, format!("log sync failed: {e}"));
+            return Err(e);
+        }
+        self.durable_epoch.store(w.written_epoch, Ordering::Release);
+        w.last_sync = Instant::now();
+        Ok(())
+    }
 }
 
 /// In EVENTUAL mode, sync once this many freed bytes wait for a durable commit.
 const EVENTUAL_SYNC_FOR_FREED_BYTES: u64 = 1 << 20;
-
-fn sync_log(w: &mut WriterSide) -> Result<()> {
-    let log = w.log.as_ref().expect("file store has a log");
-    if let Err(e) = log.sync() {
-        // After a failed fsync the kernel may have dropped the dirty pages: nothing written
-        // since the last good sync can be trusted, so stop here (fail-stop, as PostgreSQL does).
-        w.poisoned = Some(format!("log sync failed: {e}"));
-        return Err(e);
-    }
-    w.durable_epoch = w.written_epoch;
-    w.last_sync = Instant::now();
-    Ok(())
-}
 
 fn spawn_flusher(weak: Weak<Shared>, stop: Arc<(Mutex<bool>, Condvar)>, interval_ms: u32) {
     let interval = Duration::from_millis(u64::from(interval_ms.max(1)));
