@@ -126,6 +126,7 @@ pub(crate) struct PageRef<'a> {
     bytes: &'a [u8],
     page_id: u64,
     count: usize,
+    cells_start: usize,
 }
 
 impl<'a> PageRef<'a> {
@@ -142,7 +143,7 @@ impl<'a> PageRef<'a> {
         if HEADER_BYTES + count * SLOT_BYTES > cells || cells > bytes.len() {
             return Err(bad(format!("{count} slots and cells from {cells} do not fit {} bytes", bytes.len())));
         }
-        Ok(PageRef { bytes, page_id, count })
+        Ok(PageRef { bytes, page_id, count, cells_start: cells })
     }
 
     pub fn is_leaf(&self) -> bool {
@@ -158,7 +159,7 @@ impl<'a> PageRef<'a> {
     }
 
     fn cells_start(&self) -> usize {
-        u32::from_le_bytes(self.bytes[4..8].try_into().expect("4 bytes")) as usize
+        self.cells_start
     }
 
     fn corrupt(&self, i: usize, what: &str) -> Error {
@@ -182,6 +183,12 @@ impl<'a> PageRef<'a> {
     }
 
     fn varint(&self, i: usize, at: usize) -> Result<(usize, usize)> {
+        // One byte covers every key under 128 bytes: the common case, decoded inline.
+        if let Some(&b) = self.bytes.get(at) {
+            if b < 0x80 {
+                return Ok((b as usize, 1));
+            }
+        }
         let (v, n) =
             get_varint(&self.bytes[at.min(self.bytes.len())..]).ok_or_else(|| self.corrupt(i, "bad length"))?;
         let v = usize::try_from(v)

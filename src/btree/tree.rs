@@ -322,6 +322,11 @@ impl BTree {
         }
     }
 
+    /// Reads pages under one hold of the store's lock: `f` gets a page reader.
+    pub(crate) fn with_pages<R>(&self, f: impl FnOnce(&PageReader<'_, '_>) -> Result<R>) -> Result<R> {
+        self.store()?.with_reader(|nodes| f(&PageReader { nodes }))
+    }
+
     fn read_page(&self, id: u64) -> Result<Vec<u8>> {
         self.with_page(id, |_| Ok(()))?;
         self.store()?.read(NodeId::from_raw(id))
@@ -330,20 +335,39 @@ impl BTree {
     /// Root-to-leaf path for a stored key: each internal page with the child position taken
     /// (0 = leftmost, j + 1 = the child of separator j), then the leaf.
     fn descend(&self, st: &State, skey: &[u8]) -> Result<(Vec<(u64, usize)>, u64)> {
-        let mut path = Vec::with_capacity(st.height as usize);
-        let mut id = st.root;
-        for _ in 1..st.height {
-            let (pos, child) = self.with_page(id, |p| {
+        self.with_pages(|pages| {
+            let mut path = Vec::with_capacity(st.height as usize);
+            let mut id = st.root;
+            for _ in 1..st.height {
+                let p = pages.page(id)?;
                 if p.is_leaf() {
                     return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
                 }
                 let (slot, child) = p.child_for(skey, |a, b| self.cmp_stored(a, b))?;
-                Ok((slot.map_or(0, |s| s + 1), child))
-            })?;
-            path.push((id, pos));
-            id = child;
-        }
-        Ok((path, id))
+                path.push((id, slot.map_or(0, |s| s + 1)));
+                id = child;
+            }
+            Ok((path, id))
+        })
+    }
+
+    /// Finds a stored key's leaf and calls `f` on it, all under one hold of the store's lock.
+    fn with_leaf<R>(&self, st: &State, skey: &[u8], f: impl FnOnce(u64, PageRef<'_>) -> Result<R>) -> Result<R> {
+        self.with_pages(|pages| {
+            let mut id = st.root;
+            for _ in 1..st.height {
+                let p = pages.page(id)?;
+                if p.is_leaf() {
+                    return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
+                }
+                id = p.child_for(skey, |a, b| self.cmp_stored(a, b))?.1;
+            }
+            let leaf = pages.page(id)?;
+            if !leaf.is_leaf() {
+                return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "an internal page at the leaf level"));
+            }
+            f(id, leaf)
+        })
     }
 
     /// The value of `key` (Unique and Overwrite trees; in a Multi tree, the first value).
@@ -353,8 +377,7 @@ impl BTree {
         }
         self.check_key(key)?;
         let st = self.inner.state.read();
-        let (_, leaf) = self.descend(&st, key)?;
-        let found = self.with_page(leaf, |p| {
+        let found = self.with_leaf(&st, key, |leaf, p| {
             Ok(match p.search(key, |a, b| self.cmp_stored(a, b))? {
                 Ok(i) => Some(match p.entry(i)?.payload {
                     Payload::Leaf(Value::Inline(v)) => Ok(v.to_vec()),
@@ -820,6 +843,25 @@ impl BTree {
 
 fn parent_entries_payload<'a>(p: &PageRef<'a>, i: usize) -> Result<Payload<'a>> {
     Ok(p.entry(i)?.payload)
+}
+
+/// Pages read under one hold of the store's shared lock.
+pub(crate) struct PageReader<'r, 'a> {
+    nodes: &'r crate::store::NodeReader<'a>,
+}
+
+impl<'a> PageReader<'_, 'a> {
+    pub(crate) fn page(&self, id: u64) -> Result<PageRef<'a>> {
+        match self.nodes.node(NodeId::from_raw(id)) {
+            Ok(bytes) => PageRef::parse(bytes, id),
+            Err(Error::NotFound(_)) => Err(Error::corrupt(
+                format!("B+ tree page {id:#x}"),
+                0,
+                "a child pointer names a node that does not exist",
+            )),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Multi mode's stored key: u16 key length, key, value. Ordered by key, then value.

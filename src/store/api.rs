@@ -150,6 +150,19 @@ pub struct Store {
     shared: Arc<Shared>,
 }
 
+/// Reads nodes under one hold of the store's shared lock (see `Store::with_reader`).
+pub struct NodeReader<'a> {
+    core: &'a Core,
+}
+
+impl<'a> NodeReader<'a> {
+    /// The node's current bytes, or `NotFound`.
+    pub fn node(&self, id: NodeId) -> Result<&'a [u8]> {
+        let (loc, len) = self.core.read_loc(id)?;
+        Ok(self.core.space.read(loc, len))
+    }
+}
+
 /// A reference to a store that does not keep it alive (objects attached to a store hold
 /// one, so store and attachment do not keep each other alive).
 #[derive(Clone)]
@@ -353,6 +366,12 @@ impl Store {
             let (loc, len) = c.read_loc(id)?;
             Ok(f(c.space.read(loc, len)))
         })
+    }
+
+    /// Calls `f` with a reader that resolves any number of nodes under one shared lock (a
+    /// tree descent reads a page per level). Do not call the store from inside `f`.
+    pub fn with_reader<R>(&self, f: impl FnOnce(&NodeReader<'_>) -> Result<R>) -> Result<R> {
+        self.read_state(|core| f(&NodeReader { core }))
     }
 
     pub fn read(&self, id: NodeId) -> Result<Vec<u8>> {

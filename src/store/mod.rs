@@ -16,6 +16,6 @@ mod table;
 pub(crate) mod tests;
 mod wal;
 
-pub use self::api::{Durability, GrowthPolicy, NodeInfo, Root, Store, StoreOptions, StoreStats, WeakStore};
+pub use self::api::{Durability, GrowthPolicy, NodeInfo, NodeReader, Root, Store, StoreOptions, StoreStats, WeakStore};
 pub use self::core::Source;
 pub use self::node_id::NodeId;
