@@ -1,7 +1,7 @@
 //! `pcore_tree_*` and `pcore_cursor_*`: the B+ tree's C ABI. Same conventions as the store's:
 //! checked handles, statuses, outputs written only on success, no panic crosses.
 
-use super::guard::{self, bytes, non_null, write_out};
+use super::guard::{self, bytes, non_null, write_optional, write_out};
 use super::registry::{HandleType, Registry};
 use super::store::store_of;
 use super::types::*;
@@ -273,10 +273,8 @@ pub unsafe extern "C" fn pcore_tree_remove(
         // SAFETY: per this function's contract.
         let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
         let removed = t.remove(k)?;
-        if !out_removed.is_null() {
-            // SAFETY: non-null; writable by contract.
-            unsafe { write_out(out_removed, removed as i32) };
-        }
+        // SAFETY: NULL or writable, by this function's contract.
+        unsafe { write_optional(out_removed, removed as i32) };
         Ok(())
     })
 }
@@ -301,10 +299,8 @@ pub unsafe extern "C" fn pcore_tree_remove_pair(
         let (k, v) =
             unsafe { (bytes(key.cast::<u8>(), key_len, "key")?, bytes(value.cast::<u8>(), value_len, "value")?) };
         let removed = t.remove_pair(k, v)?;
-        if !out_removed.is_null() {
-            // SAFETY: non-null; writable by contract.
-            unsafe { write_out(out_removed, removed as i32) };
-        }
+        // SAFETY: NULL or writable, by this function's contract.
+        unsafe { write_optional(out_removed, removed as i32) };
         Ok(())
     })
 }

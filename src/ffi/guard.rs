@@ -144,6 +144,17 @@ pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) {
     unsafe { p.write(v) }
 }
 
+/// Writes an optional output: nothing when `p` is NULL.
+///
+/// # Safety
+/// `p` is NULL or points to writable memory for a `T`.
+pub(crate) unsafe fn write_optional<T>(p: *mut T, v: T) {
+    if !p.is_null() {
+        // SAFETY: non-null; writable by the caller's contract.
+        unsafe { write_out(p, v) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

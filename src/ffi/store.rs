@@ -5,7 +5,7 @@
 //! its output on failure, as XTree's `read_node` expects). Every call is thread-safe: one
 //! writer at a time, reads from any thread.
 
-use super::guard::{self, bytes, c_path, non_null, write_out};
+use super::guard::{self, bytes, c_path, non_null, write_optional, write_out};
 use super::registry::{HandleType, Registry};
 use super::types::*;
 use crate::error::{Error, Result};
@@ -203,10 +203,8 @@ pub unsafe extern "C" fn pcore_node_publish(
                 s.publish_from(id, Source::Bytes(slice))?
             }
         };
-        if !out_id.is_null() {
-            // SAFETY: non-null; writable by contract.
-            unsafe { write_out(out_id, new_id.raw()) };
-        }
+        // SAFETY: NULL or writable, by this function's contract.
+        unsafe { write_optional(out_id, new_id.raw()) };
         Ok(())
     })
 }
@@ -263,10 +261,8 @@ pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, l
 /// `out` is NULL or points to a writable `PcoreNodeBytes`.
 #[no_mangle]
 pub unsafe extern "C" fn pcore_node_read(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeBytes) -> i32 {
-    if !out.is_null() {
-        // SAFETY: non-null; writable by contract.
-        unsafe { write_out(out, PcoreNodeBytes { data: std::ptr::null(), len: 0 }) };
-    }
+    // SAFETY: NULL or writable, by this function's contract.
+    unsafe { write_optional(out, PcoreNodeBytes { data: std::ptr::null(), len: 0 }) };
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
@@ -413,10 +409,8 @@ pub unsafe extern "C" fn pcore_root_get(
 pub unsafe extern "C" fn pcore_store_commit(store: *mut PcoreStore, out_epoch: *mut u64) -> i32 {
     guard::call(|| {
         let epoch = store_of(store)?.commit()?;
-        if !out_epoch.is_null() {
-            // SAFETY: non-null; writable by contract.
-            unsafe { write_out(out_epoch, epoch) };
-        }
+        // SAFETY: NULL or writable, by this function's contract.
+        unsafe { write_optional(out_epoch, epoch) };
         Ok(())
     })
 }
