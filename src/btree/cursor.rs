@@ -2,7 +2,7 @@
 //! tree version it was positioned on; after any change to the tree it answers `StaleCursor`
 //! until it is positioned again (`seek`, `first`, `last`).
 
-use super::page::{Payload, Value};
+use super::page::{PageRef, Payload, Value};
 use super::tree::{split_composite, BTree, Duplicates};
 use crate::error::{Error, Result};
 use std::ops::Bound;
@@ -15,6 +15,9 @@ pub struct Cursor {
     /// (page id, position): for internal pages the child position (0 = leftmost), for the
     /// leaf the entry index. Empty when the cursor is past either end.
     stack: Vec<(u64, usize)>,
+    /// A copy of the leaf under the cursor: moving within it takes no lock. Valid while the
+    /// tree's version is the cursor's (every use checks it).
+    leaf: Option<(u64, Vec<u8>)>,
 }
 
 impl Cursor {
@@ -26,6 +29,7 @@ impl Cursor {
             lower: Bound::Unbounded,
             upper: Bound::Unbounded,
             stack: Vec::new(),
+            leaf: None,
         }
     }
 
@@ -53,7 +57,7 @@ impl Cursor {
     }
 
     /// The entry under the cursor, bounds or not.
-    fn raw_key(&self) -> Result<Option<Vec<u8>>> {
+    fn raw_key(&mut self) -> Result<Option<Vec<u8>>> {
         Ok(self.entry_unbounded()?.map(|(k, _)| k))
     }
 
@@ -155,6 +159,19 @@ impl Cursor {
     fn reset(&mut self) {
         self.version = self.tree.version();
         self.stack.clear();
+        self.leaf = None;
+    }
+
+    /// The leaf `id`, from the cursor's copy or read (and kept) now.
+    fn leaf_page(&mut self, id: u64) -> Result<PageRef<'_>> {
+        if self.leaf.as_ref().is_none_or(|(cached, _)| *cached != id) {
+            let bytes = self.tree.store()?.read(crate::store::NodeId::from_raw(id)).map_err(|_| {
+                Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a child pointer names a node that does not exist")
+            })?;
+            self.leaf = Some((id, bytes));
+        }
+        let (_, bytes) = self.leaf.as_ref().expect("filled above");
+        PageRef::parse(bytes, id)
     }
 
     /// Positions on the first entry whose key is >= `key` (past the end if none).
@@ -240,7 +257,7 @@ impl Cursor {
 
     fn step_forward(&mut self) -> Result<()> {
         let (leaf, index) = *self.stack.last().expect("positioned");
-        if index + 1 < self.page_len(leaf)? {
+        if index + 1 < self.leaf_page(leaf)?.len() {
             self.stack.last_mut().expect("positioned").1 += 1;
             return Ok(());
         }
