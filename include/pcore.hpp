@@ -7,9 +7,18 @@
 // - Store::open checks that the loaded library's ABI major version is the one this header
 //   was written for, and throws PCORE_VERSION_MISMATCH otherwise.
 //
+// - pcore::Tree owns one PcoreTree* (a B+ tree in a store), pcore::Cursor one PcoreCursor*;
+//   both move-only, close() idempotent, destructors never throw. pcore::TreeOptions builds a
+//   PcoreTreeOptions (page size, duplicates mode, comparator, flags). Keys and values are
+//   passed as pcore::ByteView (from std::string_view, std::string, std::vector<uint8_t>, a
+//   C string, or pointer + length); results come back as owned std::vector<uint8_t>.
+//   Tree::get and Cursor::get return std::nullopt for "no such key" / "past the end"
+//   (PCORE_NOT_FOUND); every other failure throws pcore::Error.
+//
 // Thread safety is the C API's: one writer per store, reads from any thread. Pointers
 // returned by read()/write_ptr()/allocate() stay valid until that node is next written or
-// freed, or the store is closed.
+// freed, or the store is closed. Trees and cursors should be closed before their store;
+// after the store closes their calls throw PCORE_BAD_HANDLE (never a crash).
 #pragma once
 
 #include <cstddef>
@@ -374,6 +383,372 @@ class Store {
   }
 
   PcoreStore* handle_ = nullptr;
+};
+
+
+// ---- B+ trees -------------------------------------------------------------------------------
+
+/// A non-owning view of bytes (a key, a value or a bound). The C calls copy what they need,
+/// so the viewed bytes only have to live for the duration of the call.
+class ByteView {
+ public:
+  constexpr ByteView() noexcept = default;
+  constexpr ByteView(const void* data, size_t size) noexcept : data_(data), size_(size) {}
+  ByteView(std::string_view text) noexcept : data_(text.data()), size_(text.size()) {}  // NOLINT
+  ByteView(const std::string& text) noexcept : data_(text.data()), size_(text.size()) {}  // NOLINT
+  ByteView(const char* text) noexcept : ByteView(std::string_view(text)) {}  // NOLINT
+  ByteView(const std::vector<uint8_t>& bytes) noexcept  // NOLINT
+      : data_(bytes.data()), size_(bytes.size()) {}
+
+  [[nodiscard]] const void* data() const noexcept { return data_; }
+  [[nodiscard]] size_t size() const noexcept { return size_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  [[nodiscard]] std::vector<uint8_t> to_vector() const {
+    const auto* p = static_cast<const uint8_t*>(data_);
+    return size_ == 0 ? std::vector<uint8_t>() : std::vector<uint8_t>(p, p + size_);
+  }
+
+ private:
+  // Never NULL: the C API refuses NULL with a non-zero length, and an empty view is "".
+  const void* data_ = "";
+  size_t size_ = 0;
+};
+
+/// What inserting an existing key does (fixed when the tree is created).
+enum class Duplicates : uint32_t {
+  /// PCORE_DUPLICATE_KEY; the tree is unchanged.
+  Unique = static_cast<uint32_t>(PCORE_DUP_UNIQUE),
+  /// The new value replaces the old one.
+  Overwrite = static_cast<uint32_t>(PCORE_DUP_OVERWRITE),
+  /// One entry per (key, value) pair.
+  Multi = static_cast<uint32_t>(PCORE_DUP_MULTI),
+};
+
+/// A key order for TreeOptions::comparator (see PcoreCompareFn: a total order that never
+/// throws; ctx is passed back unchanged).
+using CompareFn = PcoreCompareFn;
+
+/// Builder over PcoreTreeOptions; starts from pcore_tree_options_init's defaults (4 KiB pages,
+/// unique keys, bytewise order, create when missing).
+class TreeOptions {
+ public:
+  TreeOptions() { check(pcore_tree_options_init(&raw_)); }
+
+  /// A power of two from 512 to 65536; fixed when the tree is created.
+  TreeOptions& page_bytes(uint32_t bytes) {
+    raw_.page_bytes = bytes;
+    return *this;
+  }
+  /// Fixed when the tree is created.
+  TreeOptions& duplicates(Duplicates mode) {
+    raw_.duplicates = static_cast<uint32_t>(mode);
+    return *this;
+  }
+  /// A host key order (NULL: bytewise). A tree created with a comparator must be reopened
+  /// with one, and one without without. fn and ctx must outlive every use of the tree.
+  TreeOptions& comparator(CompareFn fn, void* ctx = nullptr) {
+    raw_.compare = fn;
+    raw_.compare_ctx = ctx;
+    return *this;
+  }
+  /// PCORE_TREE_NO_CREATE: Tree::open throws PCORE_NOT_FOUND when the tree does not exist.
+  TreeOptions& no_create(bool on = true) {
+    const uint32_t bit = static_cast<uint32_t>(PCORE_TREE_NO_CREATE);
+    raw_.flags = on ? (raw_.flags | bit) : (raw_.flags & ~bit);
+    return *this;
+  }
+  /// Optional ceiling on entries per page (0: none); bytes still decide every split.
+  TreeOptions& max_entries_per_page(uint32_t count) {
+    raw_.max_entries_per_page = count;
+    return *this;
+  }
+
+  [[nodiscard]] uint32_t page_bytes() const noexcept { return raw_.page_bytes; }
+  [[nodiscard]] Duplicates duplicates() const noexcept { return static_cast<Duplicates>(raw_.duplicates); }
+
+  [[nodiscard]] const PcoreTreeOptions& raw() const noexcept { return raw_; }
+  [[nodiscard]] PcoreTreeOptions& raw() noexcept { return raw_; }
+
+ private:
+  PcoreTreeOptions raw_{};
+};
+
+using TreeStats = PcoreTreeStats;
+
+/// One key and its value, owned.
+using Entry = std::pair<std::vector<uint8_t>, std::vector<uint8_t>>;
+
+/// Owns one PcoreTree handle. Move-only. The tree itself lives in the store: closing the
+/// handle keeps it, and its changes are durable at the store's next commit.
+class Tree {
+ public:
+  /// An empty (closed) tree; every call on it throws PCORE_BAD_HANDLE.
+  Tree() noexcept = default;
+
+  /// Opens (or creates, unless options.no_create()) the tree called name in store.
+  [[nodiscard]] static Tree open(Store& store, std::string_view name,
+                                 const TreeOptions& options = TreeOptions()) {
+    PcoreTree* handle = nullptr;
+    check(pcore_tree_open(store.raw(), name.empty() ? "" : name.data(), name.size(), &options.raw(),
+                          &handle));
+    return Tree(handle);
+  }
+
+  /// The longest key a tree with page_bytes pages takes (pcore_tree_max_key_bytes).
+  [[nodiscard]] static size_t max_key_bytes(uint32_t page_bytes = 4096) {
+    size_t out = 0;
+    check(pcore_tree_max_key_bytes(page_bytes, &out));
+    return out;
+  }
+
+  Tree(const Tree&) = delete;
+  Tree& operator=(const Tree&) = delete;
+  Tree(Tree&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+  Tree& operator=(Tree&& other) noexcept {
+    if (this != &other) {
+      close_quietly();
+      handle_ = std::exchange(other.handle_, nullptr);
+    }
+    return *this;
+  }
+  /// Releases the handle without throwing.
+  ~Tree() { close_quietly(); }
+
+  /// Releases the handle (cursors on the tree turn stale). Idempotent; the handle is gone
+  /// even when this throws.
+  void close() {
+    if (handle_ == nullptr) {
+      return;
+    }
+    PcoreTree* handle = std::exchange(handle_, nullptr);
+    check(pcore_tree_close(handle));
+  }
+
+  [[nodiscard]] bool is_open() const noexcept { return handle_ != nullptr; }
+  explicit operator bool() const noexcept { return is_open(); }
+  /// The C handle (nullptr once closed). Still owned by this object.
+  [[nodiscard]] PcoreTree* raw() const noexcept { return handle_; }
+
+  /// pcore_tree_insert: throws PCORE_DUPLICATE_KEY (unique tree, or the same pair in a multi
+  /// tree), PCORE_INVALID_ARGUMENT (key too long), ...; on failure the tree is unchanged.
+  void insert(ByteView key, ByteView value) {
+    check(pcore_tree_insert(handle_, key.data(), key.size(), value.data(), value.size()));
+  }
+
+  /// pcore_tree_insert, answering false instead of throwing PCORE_DUPLICATE_KEY.
+  bool try_insert(ByteView key, ByteView value) {
+    const int32_t status = pcore_tree_insert(handle_, key.data(), key.size(), value.data(), value.size());
+    if (status == static_cast<int32_t>(PCORE_DUPLICATE_KEY)) {
+      return false;
+    }
+    check(status);
+    return true;
+  }
+
+  /// The value of key (a multi tree: its first value); nullopt when the key is absent.
+  [[nodiscard]] std::optional<std::vector<uint8_t>> get(ByteView key) const {
+    std::vector<uint8_t> value(kGetBufferBytes);
+    for (;;) {
+      size_t len = 0;
+      const int32_t status = pcore_tree_get(handle_, key.data(), key.size(), value.data(), value.size(), &len);
+      if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
+        return std::nullopt;
+      }
+      check(status);
+      if (len <= value.size()) {
+        value.resize(len);
+        return value;
+      }
+      value.resize(len);  // a larger value: read again (it may have changed meanwhile)
+    }
+  }
+
+  /// Whether key is in the tree.
+  [[nodiscard]] bool contains(ByteView key) const {
+    size_t len = 0;
+    const int32_t status = pcore_tree_get(handle_, key.data(), key.size(), nullptr, 0, &len);
+    if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
+      return false;
+    }
+    check(status);
+    return true;
+  }
+
+  /// Removes key (a multi tree: all its values); false when it was absent.
+  bool remove(ByteView key) {
+    int32_t removed = 0;
+    check(pcore_tree_remove(handle_, key.data(), key.size(), &removed));
+    return removed != 0;
+  }
+
+  /// Removes the pair (key, value) (not multi: key only if its value is value); false when
+  /// there was no such pair.
+  bool remove_pair(ByteView key, ByteView value) {
+    int32_t removed = 0;
+    check(pcore_tree_remove_pair(handle_, key.data(), key.size(), value.data(), value.size(), &removed));
+    return removed != 0;
+  }
+
+  /// pcore_tree_bulk_load of sorted, distinct pairs into this empty tree.
+  void bulk_load(const std::vector<Entry>& entries) {
+    std::vector<PcoreBytes> keys(entries.size());
+    std::vector<PcoreBytes> values(entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      keys[i] = PcoreBytes{entries[i].first.data(), entries[i].first.size()};
+      values[i] = PcoreBytes{entries[i].second.data(), entries[i].second.size()};
+    }
+    check(pcore_tree_bulk_load(handle_, keys.data(), values.data(), entries.size()));
+  }
+
+  /// The number of entries (pairs, in a multi tree).
+  [[nodiscard]] uint64_t len() const {
+    uint64_t out = 0;
+    check(pcore_tree_len(handle_, &out));
+    return out;
+  }
+
+  /// pcore_tree_stats (reads every page).
+  [[nodiscard]] TreeStats stats() const {
+    PcoreTreeStats out{};
+    out.struct_size = static_cast<uint32_t>(sizeof(PcoreTreeStats));
+    check(pcore_tree_stats(handle_, &out));
+    return out;
+  }
+
+  /// pcore_tree_verify: throws PCORE_CORRUPT naming the page when an invariant fails.
+  void verify() const { check(pcore_tree_verify(handle_)); }
+
+ private:
+  static constexpr size_t kGetBufferBytes = 64;
+
+  explicit Tree(PcoreTree* handle) noexcept : handle_(handle) {}
+
+  void close_quietly() noexcept {
+    if (handle_ != nullptr) {
+      (void)pcore_tree_close(std::exchange(handle_, nullptr));
+    }
+  }
+
+  PcoreTree* handle_ = nullptr;
+};
+
+/// One end of a cursor's range.
+struct Bound {
+  uint32_t kind = static_cast<uint32_t>(PCORE_BOUND_UNBOUNDED);
+  ByteView key;
+
+  [[nodiscard]] static Bound unbounded() noexcept { return Bound{}; }
+  [[nodiscard]] static Bound included(ByteView key) noexcept {
+    return Bound{static_cast<uint32_t>(PCORE_BOUND_INCLUDED), key};
+  }
+  [[nodiscard]] static Bound excluded(ByteView key) noexcept {
+    return Bound{static_cast<uint32_t>(PCORE_BOUND_EXCLUDED), key};
+  }
+  /// Included or excluded as inclusive says.
+  [[nodiscard]] static Bound at(ByteView key, bool inclusive) noexcept {
+    return inclusive ? included(key) : excluded(key);
+  }
+};
+
+/// Owns one PcoreCursor. Move-only. Opened unpositioned: call first(), last() or seek().
+/// After any change to the tree the cursor throws PCORE_STALE_CURSOR (from next, prev, get)
+/// until positioned again.
+class Cursor {
+ public:
+  /// An empty (closed) cursor; every call on it throws PCORE_BAD_HANDLE.
+  Cursor() noexcept = default;
+
+  /// pcore_cursor_open.
+  explicit Cursor(const Tree& tree) { check(pcore_cursor_open(tree.raw(), &handle_)); }
+
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+  Cursor(Cursor&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+  Cursor& operator=(Cursor&& other) noexcept {
+    if (this != &other) {
+      close_quietly();
+      handle_ = std::exchange(other.handle_, nullptr);
+    }
+    return *this;
+  }
+  ~Cursor() { close_quietly(); }
+
+  /// Releases the cursor. Idempotent; the handle is gone even when this throws.
+  void close() {
+    if (handle_ == nullptr) {
+      return;
+    }
+    PcoreCursor* handle = std::exchange(handle_, nullptr);
+    check(pcore_cursor_close(handle));
+  }
+
+  [[nodiscard]] bool is_open() const noexcept { return handle_ != nullptr; }
+  explicit operator bool() const noexcept { return is_open(); }
+  [[nodiscard]] PcoreCursor* raw() const noexcept { return handle_; }
+
+  /// Limits the cursor to keys between lower and upper; takes effect at the next first(),
+  /// last() or move.
+  Cursor& set_bounds(const Bound& lower, const Bound& upper) {
+    check(pcore_cursor_set_bounds(handle_, lower.key.data(), lower.key.size(), lower.kind, upper.key.data(),
+                                  upper.key.size(), upper.kind));
+    return *this;
+  }
+
+  /// The first entry within the bounds.
+  Cursor& first() {
+    check(pcore_cursor_first(handle_));
+    return *this;
+  }
+  /// The last entry within the bounds.
+  Cursor& last() {
+    check(pcore_cursor_last(handle_));
+    return *this;
+  }
+  /// The first entry whose key is >= key.
+  Cursor& seek(ByteView key) {
+    check(pcore_cursor_seek(handle_, key.data(), key.size()));
+    return *this;
+  }
+  Cursor& next() {
+    check(pcore_cursor_next(handle_));
+    return *this;
+  }
+  Cursor& prev() {
+    check(pcore_cursor_prev(handle_));
+    return *this;
+  }
+
+  /// The entry under the cursor, copied; nullopt past either end or outside the bounds.
+  [[nodiscard]] std::optional<Entry> get() const {
+    std::optional<std::pair<Bytes, Bytes>> view = get_view();
+    if (!view) {
+      return std::nullopt;
+    }
+    return Entry(std::vector<uint8_t>(view->first.begin(), view->first.end()),
+                 std::vector<uint8_t>(view->second.begin(), view->second.end()));
+  }
+
+  /// The entry under the cursor without a copy: the bytes belong to the cursor and are
+  /// valid until its next call or its close. nullopt past either end or outside the bounds.
+  [[nodiscard]] std::optional<std::pair<Bytes, Bytes>> get_view() const {
+    PcoreBytes key{};
+    PcoreBytes value{};
+    const int32_t status = pcore_cursor_get(handle_, &key, &value);
+    if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
+      return std::nullopt;
+    }
+    check(status);
+    return std::make_pair(Bytes{key.data, key.len}, Bytes{value.data, value.len});
+  }
+
+ private:
+  void close_quietly() noexcept {
+    if (handle_ != nullptr) {
+      (void)pcore_cursor_close(std::exchange(handle_, nullptr));
+    }
+  }
+
+  PcoreCursor* handle_ = nullptr;
 };
 
 }  // namespace pcore

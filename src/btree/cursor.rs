@@ -86,10 +86,25 @@ impl Cursor {
         self.tree.with_page(page, |p| Ok(p.len()))
     }
 
-    /// Descends from the stack's top page to a leaf, always taking the first (or last) child.
+    /// Descends from `page` (at depth `stack.len()`) to a leaf, always taking the first (or
+    /// last) child. Leaves must sit exactly at the tree's height: a damaged child pointer
+    /// (one that points back up, or to a page of the wrong level) is `Corrupt`, never a loop.
     fn descend_edge(&mut self, mut page: u64, last: bool) -> Result<()> {
+        let height = self.tree.read_state().height as usize;
         loop {
             let (is_leaf, len) = self.tree.with_page(page, |p| Ok((p.is_leaf(), p.len())))?;
+            if is_leaf != (self.stack.len() + 1 == height) {
+                self.stack.clear();
+                return Err(Error::corrupt(
+                    format!("B+ tree page {page:#x}"),
+                    0,
+                    format!(
+                        "a {} page at depth {} of a tree of height {height}",
+                        if is_leaf { "leaf" } else { "internal" },
+                        self.stack.len()
+                    ),
+                ));
+            }
             if is_leaf {
                 if len == 0 {
                     self.stack.clear(); // only an empty root leaf
@@ -199,6 +214,9 @@ impl Cursor {
             page = child;
         }
         let (index, len) = self.tree.with_page(page, |p| {
+            if !p.is_leaf() {
+                return Err(Error::corrupt(format!("B+ tree page {page:#x}"), 0, "an internal page at the leaf level"));
+            }
             let i = match p.search(&skey, |a, b| self.tree.cmp_stored(a, b))? {
                 Ok(i) | Err(i) => i,
             };

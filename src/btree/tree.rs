@@ -255,7 +255,7 @@ impl BTree {
     }
 
     /// The tree's store; `Closed` once the store is gone.
-    pub(crate) fn store(&self) -> Result<Store> {
+    pub fn store(&self) -> Result<Store> {
         self.inner.store.upgrade()
     }
 
@@ -346,6 +346,9 @@ impl BTree {
                 let (slot, child) = p.child_for(skey, |a, b| self.cmp_stored(a, b))?;
                 path.push((id, slot.map_or(0, |s| s + 1)));
                 id = child;
+            }
+            if !pages.page(id)?.is_leaf() {
+                return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "an internal page at the leaf level"));
             }
             Ok((path, id))
         })
@@ -1232,8 +1235,13 @@ mod tests {
                     committed = model.clone();
                 }
                 _ => {
-                    // Reopen without committing: back to the committed state.
-                    store.simulate_crash();
+                    // Reopen without committing, after a crash or a clean close (which
+                    // checkpoints): back to the committed state either way.
+                    if rng.below(2) == 0 {
+                        store.simulate_crash();
+                    } else {
+                        store.close().unwrap();
+                    }
                     store = crate::store::tests::reopen(dir.path(), &sopts);
                     tree = BTree::open(&store, b"model", &topts).unwrap();
                     model = committed.clone();

@@ -116,7 +116,10 @@ pub unsafe extern "C" fn pcore_tree_open(
         // SAFETY: per this function's contract.
         let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
         // SAFETY: per this function's contract.
-        let o = unsafe { super::guard::read_sized(opt, default_tree_options())? };
+        let wide =
+            [std::mem::offset_of!(PcoreTreeOptions, compare), std::mem::offset_of!(PcoreTreeOptions, compare_ctx)];
+        // SAFETY: per this function's contract.
+        let o = unsafe { super::guard::read_sized(opt, default_tree_options(), &wide)? };
         let duplicates = match o.duplicates {
             PCORE_DUP_UNIQUE => Duplicates::Unique,
             PCORE_DUP_OVERWRITE => Duplicates::Overwrite,
@@ -349,6 +352,9 @@ pub unsafe extern "C" fn pcore_tree_len(tree: *mut PcoreTree, out: *mut u64) -> 
     guard::call(|| {
         let t = tree_of(tree)?;
         non_null(out, "out")?;
+        if !t.store()?.is_open() {
+            return Err(Error::Closed);
+        }
         // SAFETY: checked non-null; writable by contract.
         unsafe { write_out(out, t.len()) };
         Ok(())

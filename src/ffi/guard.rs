@@ -85,12 +85,14 @@ pub(crate) unsafe fn c_path(p: *const c_char, name: &str) -> Result<std::path::P
 }
 
 /// Reads a caller's `struct_size`-versioned struct over `defaults`: fields past the caller's
-/// size keep their defaults. NULL gives the defaults.
+/// size keep their defaults. NULL gives the defaults. A size that ends inside a field is
+/// `InvalidArgument` (half a function pointer must never be used): fields are 4 bytes, or 8
+/// bytes at the offsets `wide_fields` lists.
 ///
 /// # Safety
 /// `p` is NULL or points to `p->struct_size` readable bytes, the first field being a `u32`
 /// struct_size.
-pub(crate) unsafe fn read_sized<T: Copy>(p: *const T, defaults: T) -> Result<T> {
+pub(crate) unsafe fn read_sized<T: Copy>(p: *const T, defaults: T, wide_fields: &[usize]) -> Result<T> {
     let mut out = defaults;
     if p.is_null() {
         return Ok(out);
@@ -101,8 +103,11 @@ pub(crate) unsafe fn read_sized<T: Copy>(p: *const T, defaults: T) -> Result<T> 
         return Err(Error::InvalidArgument(format!("struct_size is {size}")));
     }
     let n = size.min(std::mem::size_of::<T>());
+    if n % 4 != 0 || wide_fields.iter().any(|&at| n > at && n < at + 8) {
+        return Err(Error::InvalidArgument(format!("struct_size {size} ends inside a field")));
+    }
     // SAFETY: the caller's struct has `size` >= n readable bytes; `out` is a local of at least
-    // n bytes; they cannot overlap. The leading struct_size is restored below.
+    // n bytes; they cannot overlap.
     unsafe { std::ptr::copy_nonoverlapping(p.cast::<u8>(), std::ptr::addr_of_mut!(out).cast::<u8>(), n) };
     Ok(out)
 }
@@ -158,6 +163,32 @@ pub(crate) unsafe fn write_optional<T>(p: *mut T, v: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_struct_size_inside_a_field_is_refused() {
+        #[derive(Clone, Copy)]
+        #[repr(C)]
+        struct V2 {
+            struct_size: u32,
+            a: u32,
+            b: u32,
+            pad: u32,
+            wide: u64,
+        }
+        let defaults = V2 { struct_size: 0, a: 1, b: 2, pad: 0, wide: 3 };
+        let mut caller = V2 { struct_size: 12, a: 10, b: 20, pad: 0, wide: 30 };
+        // SAFETY: `caller` is a live V2 of struct_size (or more) readable bytes.
+        let got = unsafe { read_sized(&caller, defaults, &[16]) }.unwrap();
+        assert_eq!((got.a, got.b, got.wide), (10, 20, 3), "an older, shorter version keeps the defaults");
+        for bad in [2u32, 13, 20] {
+            caller.struct_size = bad;
+            // SAFETY: as above.
+            assert!(unsafe { read_sized(&caller, defaults, &[16]) }.is_err(), "size {bad}");
+        }
+        caller.struct_size = 24;
+        // SAFETY: as above.
+        assert_eq!(unsafe { read_sized(&caller, defaults, &[16]) }.unwrap().wide, 30);
+    }
 
     #[test]
     fn errors_and_panics_become_statuses_and_messages() {

@@ -105,7 +105,9 @@ pub unsafe extern "C" fn pcore_store_open(
     guard::call(|| {
         non_null(out, "out")?;
         // SAFETY: per this function's contract.
-        let o = unsafe { guard::read_sized(opt, default_options())? };
+        let o = unsafe {
+            guard::read_sized(opt, default_options(), &[std::mem::offset_of!(PcoreStoreOptions, checkpoint_log_bytes)])?
+        };
         let options = to_store_options(&o)?;
         let store = if o.flags & PCORE_OPEN_IN_MEMORY != 0 {
             if !dir.is_null() {

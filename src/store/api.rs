@@ -289,6 +289,11 @@ impl Store {
         f(&state)
     }
 
+    /// False once the store is closed.
+    pub fn is_open(&self) -> bool {
+        self.check_open().is_ok()
+    }
+
     pub fn is_read_only(&self) -> bool {
         self.shared.options.read_only
     }
@@ -581,7 +586,7 @@ impl Shared {
             // Mutations wait while the committed state is flushed and encoded; readers go on.
             let c = self.state.upgradable_read();
             c.space.flush_dirty()?;
-            (checkpoint::encode(&c.table, &c.roots, c.epoch), c.epoch)
+            (checkpoint::encode(&c.table, &c.committed_roots, c.epoch), c.epoch)
         };
         let generation = old.generation + 1;
         checkpoint::write(&dir, generation, &bytes)?;

@@ -48,7 +48,11 @@ pub(crate) struct PreparedCommit {
 pub(crate) struct Core {
     pub space: Space,
     pub table: ObjectTable,
+    /// Named roots as last set (what `get_root` answers).
     pub roots: Roots,
+    /// Named roots as of the last commit: what a checkpoint writes. Uncommitted root changes
+    /// (a tree's anchor after a change not yet committed) must never reach the disk.
+    pub committed_roots: Roots,
     pub epoch: u64,
     pub growth: GrowthPolicy,
     pub reallocations: u64,
@@ -69,6 +73,7 @@ impl Core {
         Core {
             space,
             table,
+            committed_roots: roots.clone(),
             roots,
             epoch,
             growth,
@@ -388,7 +393,10 @@ impl Core {
             slot.dirty = false;
         }
         debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
-        self.dirty_roots.clear();
+        for name in std::mem::take(&mut self.dirty_roots) {
+            let root = self.roots[&name].clone();
+            self.committed_roots.insert(name, root);
+        }
         self.epoch = epoch;
     }
 

@@ -85,6 +85,31 @@ fn published_nodes_survive_close_and_reopen() {
 }
 
 #[test]
+fn roots_set_after_the_last_commit_never_reach_the_disk() {
+    // Close and explicit checkpoints write the committed state only: a root set (or changed)
+    // after the last commit is gone after reopen, as is everything else uncommitted.
+    let dir = TempDir::new("roots");
+    {
+        let s = Store::open(dir.path(), &strict()).unwrap();
+        s.set_root(b"kept", 1, b"v1").unwrap();
+        s.commit().unwrap();
+        s.set_root(b"kept", 2, b"v2").unwrap();
+        s.set_root(b"new", 3, b"").unwrap();
+        s.checkpoint().unwrap();
+        s.simulate_crash();
+    }
+    {
+        let s = reopen(dir.path(), &strict());
+        assert_eq!(s.get_root(b"kept").unwrap(), Some(Root { id: 1, meta: b"v1".to_vec() }));
+        assert_eq!(s.get_root(b"new").unwrap(), None);
+        s.set_root(b"kept", 4, b"v4").unwrap();
+        s.close().unwrap();
+    }
+    let s = reopen(dir.path(), &strict());
+    assert_eq!(s.get_root(b"kept").unwrap().unwrap().id, 1);
+}
+
+#[test]
 fn uncommitted_work_vanishes_after_a_crash_and_committed_work_stays() {
     let dir = TempDir::new("crash");
     let (kept, lost);
