@@ -65,19 +65,7 @@ static_assert(sizeof(Report) == 16, "one report per atomic pipe write");
 
 void send(RecordType type, uint64_t batch) {
   const Report r{kMagic, type, batch};
-  const char* p = reinterpret_cast<const char*>(&r);
-  size_t left = sizeof(r);
-  while (left > 0) {
-    const ssize_t n = write(pcore_test::kChildPipeFd, p, left);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      _exit(4);  // the parent is gone
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
+  pcore_test::child_send(&r, sizeof(r));
 }
 
 // args: store dir, index id, first batch, seed (hex), durability.
@@ -131,86 +119,16 @@ struct ChildRun {
   bool killed_by_us = false;
 };
 
-void drain(int fd, std::vector<uint8_t>& bytes, const std::chrono::steady_clock::time_point* deadline,
-           bool stop_at_ready, bool* saw_ready, bool* eof) {
-  for (;;) {
-    int timeout_ms = -1;
-    if (deadline != nullptr) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
-        return;
-      }
-      timeout_ms = static_cast<int>(left.count());
-    }
-    pollfd pfd{fd, POLLIN, 0};
-    const int rc = poll(&pfd, 1, timeout_ms);
-    if (rc < 0 && errno == EINTR) {
-      continue;
-    }
-    if (rc <= 0) {
-      return;
-    }
-    uint8_t chunk[4096];
-    const ssize_t n = read(fd, chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      *eof = true;
-      return;
-    }
-    bytes.insert(bytes.end(), chunk, chunk + n);
-    if (stop_at_ready && !*saw_ready) {
-      for (size_t at = 0; at + sizeof(Report) <= bytes.size(); at += sizeof(Report)) {
-        uint32_t type = 0;
-        std::memcpy(&type, &bytes[at + 4], 4);
-        if (type == kReady) {
-          *saw_ready = true;
-          return;
-        }
-      }
-    }
-  }
-}
-
 ChildRun run_child_until_killed(const std::vector<std::string>& args, bool wait_for_ready, uint64_t delay_ms) {
-  ChildRun run;
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-    return run;
-  }
-  const pid_t pid = pcore_test::spawn_child("kizuna-crash-writer", args, fds[1]);
-  close(fds[1]);
-  if (pid < 0) {
-    close(fds[0]);
-    return run;
-  }
-  std::vector<uint8_t> bytes;
-  bool eof = false;
-  if (wait_for_ready) {
-    const auto ready_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    drain(fds[0], bytes, &ready_deadline, true, &run.saw_ready, &eof);
-    if (!run.saw_ready) {
-      ADD_FAILURE() << "the child never became ready" << (eof ? " (it died)" : " (timeout)");
-    }
-  }
-  if (!eof) {
-    const auto kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
-    drain(fds[0], bytes, &kill_at, false, &run.saw_ready, &eof);
-  }
-  run.killed_by_us = kill(pid, SIGKILL) == 0;
-  run.wait_status = pcore_test::wait_child(pid);
-  while (!eof) {
-    drain(fds[0], bytes, nullptr, false, &run.saw_ready, &eof);
-  }
-  close(fds[0]);
-  run.reports.resize(bytes.size() / sizeof(Report));
-  if (!run.reports.empty()) {
-    std::memcpy(run.reports.data(), bytes.data(), run.reports.size() * sizeof(Report));
-  }
-  return run;
+  const auto is_ready = [](const uint8_t* report) {
+    uint32_t type = 0;
+    std::memcpy(&type, report + 4, 4);
+    return type == kReady;
+  };
+  const pcore_test::KilledChild child = pcore_test::run_child_until_killed(
+      "kizuna-crash-writer", args, sizeof(Report), is_ready, wait_for_ready, delay_ms);
+  return ChildRun{pcore_test::records_of<Report>(child.bytes), child.saw_ready, child.wait_status,
+                  child.killed_by_us};
 }
 
 /// How many keys of batch b the index holds (0..kBatchKeys), checking their values.

@@ -25,17 +25,6 @@ using pcore_test::ScratchDir;
 
 constexpr uint8_t kKind = 5;
 
-/// Expects a failure with the given status and a non-empty last error message.
-#define EXPECT_FAILS(expected, expr)                                                          \
-  do {                                                                                        \
-    const int32_t fail_status_ = (expr);                                                      \
-    EXPECT_EQ(fail_status_, static_cast<int32_t>(expected))                                   \
-        << #expr << " -> " << ::pcore_test::describe_status(fail_status_) << ", expected "    \
-        << pcore_status_name(static_cast<int32_t>(expected));                                 \
-    if (fail_status_ != ::pcore_test::kOk) {                                                  \
-      EXPECT_STRNE(pcore_last_error_message(), "") << #expr << ": no error message";          \
-    }                                                                                         \
-  } while (0)
 
 /// Closes a raw handle at scope exit.
 struct Handle {

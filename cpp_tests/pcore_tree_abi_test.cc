@@ -33,17 +33,6 @@ constexpr int32_t kCorrupt = static_cast<int32_t>(PCORE_CORRUPT);
 constexpr int32_t kStale = static_cast<int32_t>(PCORE_STALE_CURSOR);
 constexpr int32_t kDuplicate = static_cast<int32_t>(PCORE_DUPLICATE_KEY);
 
-/// Expects a failure with the given status and a non-empty last error message.
-#define EXPECT_FAILS(expected, expr)                                                          \
-  do {                                                                                        \
-    const int32_t fail_status_ = (expr);                                                      \
-    EXPECT_EQ(fail_status_, static_cast<int32_t>(expected))                                   \
-        << #expr << " -> " << ::pcore_test::describe_status(fail_status_) << ", expected "    \
-        << pcore_status_name(static_cast<int32_t>(expected));                                 \
-    if (fail_status_ != ::pcore_test::kOk) {                                                  \
-      EXPECT_STRNE(pcore_last_error_message(), "") << #expr << ": no error message";          \
-    }                                                                                         \
-  } while (0)
 
 /// Expects one of the listed statuses (for damaged input: "works or says CORRUPT").
 #define EXPECT_STATUS_IN(expr, ...)                                                           \

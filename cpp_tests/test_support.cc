@@ -1,11 +1,14 @@
 #include "test_support.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -251,6 +254,105 @@ int wait_child(pid_t pid) {
     }
   }
   return status;
+}
+
+namespace {
+
+// Reads from fd until the deadline (or EOF when deadline is null); with is_ready, stops as
+// soon as a whole record for which it holds has arrived.
+void drain(int fd, std::vector<uint8_t>& bytes, const std::chrono::steady_clock::time_point* deadline,
+           size_t record_bytes, const std::function<bool(const uint8_t*)>* is_ready, bool* saw_ready,
+           bool* eof) {
+  for (;;) {
+    int timeout_ms = -1;
+    if (deadline != nullptr) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        return;
+      }
+      timeout_ms = static_cast<int>(left.count());
+    }
+    pollfd pfd{fd, POLLIN, 0};
+    const int rc = poll(&pfd, 1, timeout_ms);
+    if (rc < 0 && errno == EINTR) {
+      continue;
+    }
+    if (rc <= 0) {
+      return;
+    }
+    uint8_t chunk[8192];
+    const ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      *eof = true;
+      return;
+    }
+    bytes.insert(bytes.end(), chunk, chunk + n);
+    if (is_ready != nullptr && !*saw_ready) {
+      for (size_t at = 0; at + record_bytes <= bytes.size(); at += record_bytes) {
+        if ((*is_ready)(&bytes[at])) {
+          *saw_ready = true;
+          return;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+KilledChild run_child_until_killed(const std::string& name, const std::vector<std::string>& args,
+                                   size_t record_bytes, const std::function<bool(const uint8_t*)>& is_ready,
+                                   bool wait_for_ready, uint64_t delay_ms) {
+  KilledChild run;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    return run;
+  }
+  const pid_t pid = spawn_child(name, args, fds[1]);
+  close(fds[1]);
+  if (pid < 0) {
+    close(fds[0]);
+    return run;
+  }
+  bool eof = false;
+  if (wait_for_ready) {
+    const auto ready_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    drain(fds[0], run.bytes, &ready_deadline, record_bytes, &is_ready, &run.saw_ready, &eof);
+    if (!run.saw_ready) {
+      ADD_FAILURE() << "the child never became ready" << (eof ? " (it died)" : " (timeout)");
+    }
+  }
+  if (!eof) {
+    const auto kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
+    drain(fds[0], run.bytes, &kill_at, record_bytes, nullptr, &run.saw_ready, &eof);
+  }
+  run.killed_by_us = kill(pid, SIGKILL) == 0;
+  run.wait_status = wait_child(pid);
+  while (!eof) {
+    drain(fds[0], run.bytes, nullptr, record_bytes, nullptr, &run.saw_ready, &eof);
+  }
+  close(fds[0]);
+  return run;
+}
+
+void child_send(const void* record, size_t len) {
+  const char* p = static_cast<const char*>(record);
+  while (len > 0) {
+    const ssize_t n = write(kChildPipeFd, p, len);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      _exit(4);  // the parent is gone
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
 }
 
 }  // namespace pcore_test

@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,7 +26,24 @@ std::string describe_status(int32_t status);
 
 inline constexpr int32_t kOk = static_cast<int32_t>(PCORE_OK);
 
+/// Child side: writes a whole record to the parent's pipe; exits the child (status 4) if the
+/// parent is gone.
+void child_send(const void* record, size_t len);
+
 }  // namespace pcore_test
+
+/// Expects a failure with the given status and a non-empty last error message.
+#define EXPECT_FAILS(expected, expr)                                                          \
+  do {                                                                                        \
+    const int32_t fail_status_ = (expr);                                                      \
+    EXPECT_EQ(fail_status_, static_cast<int32_t>(expected))                                   \
+        << #expr << " -> " << ::pcore_test::describe_status(fail_status_) << ", expected "    \
+        << pcore_status_name(static_cast<int32_t>(expected));                                 \
+    if (fail_status_ != ::pcore_test::kOk) {                                                  \
+      EXPECT_STRNE(pcore_last_error_message(), "") << #expr << ": no error message";          \
+    }                                                                                         \
+  } while (0)
+
 
 /// Asserts a C call returns PCORE_OK, printing the status name and last error message.
 #define PCORE_ASSERT_OK(expr)                                                                   \
@@ -141,5 +160,30 @@ int wait_child(pid_t pid);
 
 /// The fd a spawned child receives its pipe on.
 inline constexpr int kChildPipeFd = 3;
+
+/// What a child killed by the parent wrote to its pipe.
+struct KilledChild {
+  std::vector<uint8_t> bytes;
+  bool saw_ready = false;
+  int wait_status = 0;
+  bool killed_by_us = false;
+};
+
+/// Spawns child `name` with `args` and a pipe; when `wait_for_ready`, reads until a whole
+/// record (of `record_bytes`) for which `is_ready` holds arrives (60 s at most); lets the child
+/// run `delay_ms` more; SIGKILLs it; and returns everything it wrote.
+KilledChild run_child_until_killed(const std::string& name, const std::vector<std::string>& args,
+                                   size_t record_bytes, const std::function<bool(const uint8_t*)>& is_ready,
+                                   bool wait_for_ready, uint64_t delay_ms);
+
+/// The whole records in `bytes` (a torn last record is dropped).
+template <typename Record>
+std::vector<Record> records_of(const std::vector<uint8_t>& bytes) {
+  std::vector<Record> records(bytes.size() / sizeof(Record));
+  if (!records.empty()) {
+    std::memcpy(records.data(), bytes.data(), records.size() * sizeof(Record));
+  }
+  return records;
+}
 
 }  // namespace pcore_test

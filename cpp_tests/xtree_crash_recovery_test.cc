@@ -68,19 +68,7 @@ static_assert(sizeof(Record) == 32, "one record per atomic pipe write");
 // ---- the child ------------------------------------------------------------------------------
 
 void send(const Record& record) {
-  const char* p = reinterpret_cast<const char*>(&record);
-  size_t left = sizeof(record);
-  while (left > 0) {
-    const ssize_t n = write(pcore_test::kChildPipeFd, p, left);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      _exit(4);  // the parent is gone
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
+  pcore_test::child_send(&record, sizeof(record));
 }
 
 void send(RecordType type, uint64_t id = 0, uint64_t len = 0, uint64_t seed = 0, uint8_t kind = 0) {
@@ -290,91 +278,15 @@ struct ChildRun {
   bool killed_by_us = false;
 };
 
-// Reads whole records from fd until the deadline (or EOF when deadline is null).
-void drain(int fd, std::vector<uint8_t>& bytes, const std::chrono::steady_clock::time_point* deadline,
-           bool stop_at_ready, bool* saw_ready, bool* eof) {
-  for (;;) {
-    int timeout_ms = -1;
-    if (deadline != nullptr) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          *deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
-        return;
-      }
-      timeout_ms = static_cast<int>(left.count());
-    }
-    pollfd pfd{fd, POLLIN, 0};
-    const int rc = poll(&pfd, 1, timeout_ms);
-    if (rc < 0 && errno == EINTR) {
-      continue;
-    }
-    if (rc <= 0) {
-      return;
-    }
-    uint8_t chunk[8192];
-    const ssize_t n = read(fd, chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      *eof = true;
-      return;
-    }
-    bytes.insert(bytes.end(), chunk, chunk + n);
-    if (stop_at_ready && !*saw_ready) {
-      for (size_t at = 0; at + sizeof(Record) <= bytes.size(); at += sizeof(Record)) {
-        if (bytes[at + 4] == kReady) {
-          *saw_ready = true;
-          return;
-        }
-      }
-    }
-  }
-}
-
 ChildRun run_child_until_killed(const std::string& dir, const std::string& state_file, uint64_t seed,
                                 uint32_t durability, bool wait_for_ready, uint64_t delay_ms) {
-  ChildRun run;
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
-    return run;
-  }
   char seed_hex[32];
   std::snprintf(seed_hex, sizeof(seed_hex), "%" PRIx64, seed);
-  const pid_t pid = pcore_test::spawn_child(
-      "crash-writer", {dir, state_file, seed_hex, std::to_string(durability)}, fds[1]);
-  close(fds[1]);
-  if (pid < 0) {
-    close(fds[0]);
-    return run;
-  }
-  std::vector<uint8_t> bytes;
-  bool eof = false;
-  if (wait_for_ready) {
-    const auto ready_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    drain(fds[0], bytes, &ready_deadline, true, &run.saw_ready, &eof);
-    if (!run.saw_ready) {
-      ADD_FAILURE() << "the child never became ready" << (eof ? " (it died)" : " (timeout)");
-    }
-  }
-  if (!eof) {
-    const auto kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
-    drain(fds[0], bytes, &kill_at, false, &run.saw_ready, &eof);
-  }
-  run.killed_by_us = kill(pid, SIGKILL) == 0;
-  run.wait_status = pcore_test::wait_child(pid);
-  while (!eof) {
-    drain(fds[0], bytes, nullptr, false, &run.saw_ready, &eof);
-  }
-  close(fds[0]);
-
-  const size_t whole = bytes.size() / sizeof(Record) * sizeof(Record);
-  run.records.resize(whole / sizeof(Record));
-  if (whole != 0) {
-    std::memcpy(run.records.data(), bytes.data(), whole);
-  }
-  return run;
+  const pcore_test::KilledChild child = pcore_test::run_child_until_killed(
+      "crash-writer", {dir, state_file, seed_hex, std::to_string(durability)}, sizeof(Record),
+      [](const uint8_t* record) { return record[4] == kReady; }, wait_for_ready, delay_ms);
+  return ChildRun{pcore_test::records_of<Record>(child.bytes), child.saw_ready, child.wait_status,
+                  child.killed_by_us};
 }
 
 void write_state(const std::string& path, const Model& model) {
