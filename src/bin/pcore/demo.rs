@@ -197,6 +197,9 @@ pub fn run(args: &Args) -> Result<(), String> {
 const KIZUNA_ROWS: u64 = 100_000;
 const KIZUNA_BATCH: u64 = 500;
 
+/// How an index makes its key from a row number.
+type KeyOf = fn(u64) -> Vec<u8>;
+
 fn integer_key(row: u64) -> Vec<u8> {
     let mut k = b"\x01\x00\x00\x00\x01\x00\x00\x00".to_vec(); // 8-byte record header
     k.extend_from_slice(&((row as u32) ^ 0x8000_0000).to_be_bytes()); // sign-flipped, big-endian
@@ -217,7 +220,7 @@ fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<(), String> {
     let e = |e: pcore::Error| e.to_string();
     let opts = StoreOptions { durability: Durability::Balanced, ..StoreOptions::default() };
     let tree_opts = TreeOptions { duplicates: Duplicates::Unique, ..TreeOptions::default() };
-    let indexes: [(&[u8], fn(u64) -> Vec<u8>); 2] = [(b"orders.id", integer_key), (b"orders.name", text_key)];
+    let indexes: [(&[u8], KeyOf); 2] = [(b"orders.id", integer_key), (b"orders.name", text_key)];
     // Rows in a fixed pseudo-random order.
     let mut order: Vec<u64> = (0..rows).collect();
     let mut x = 0x2545_F491_4F6C_DD1Du64;
