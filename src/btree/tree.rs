@@ -332,9 +332,10 @@ impl BTree {
         self.store()?.read(NodeId::from_raw(id))
     }
 
-    /// Root-to-leaf path for a stored key: each internal page with the child position taken
-    /// (0 = leftmost, j + 1 = the child of separator j), then the leaf.
-    fn descend(&self, st: &State, skey: &[u8]) -> Result<(Vec<(u64, usize)>, u64)> {
+    /// Root-to-leaf path for a stored key (each internal page with the child position taken:
+    /// 0 = leftmost, j + 1 = the child of separator j), the leaf, and where the key is in it
+    /// (`Ok(i)`) or would go (`Err(i)`): one hold of the store's lock for the whole descent.
+    fn descend(&self, st: &State, skey: &[u8]) -> Result<Descent> {
         self.with_pages(|pages| {
             let mut path = Vec::with_capacity(st.height as usize);
             let mut id = st.root;
@@ -347,10 +348,12 @@ impl BTree {
                 path.push((id, slot.map_or(0, |s| s + 1)));
                 id = child;
             }
-            if !pages.page(id)?.is_leaf() {
+            let leaf = pages.page(id)?;
+            if !leaf.is_leaf() {
                 return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "an internal page at the leaf level"));
             }
-            Ok((path, id))
+            let found = leaf.search(skey, |a, b| self.cmp_stored(a, b))?;
+            Ok((path, id, found))
         })
     }
 
@@ -440,8 +443,7 @@ impl BTree {
         let skey = self.stored_key(key, value);
         let svalue: &[u8] = if self.inner.duplicates == Duplicates::Multi { &[] } else { value };
         let mut st = self.inner.state.write();
-        let (path, leaf_id) = self.descend(&st, &skey)?;
-        let found = self.with_page(leaf_id, |p| p.search(&skey, |a, b| self.cmp_stored(a, b)))?;
+        let (path, leaf_id, found) = self.descend(&st, &skey)?;
         if found.is_ok() && self.inner.duplicates != Duplicates::Overwrite {
             return Err(Error::DuplicateKey(format!("key of {} bytes is already in the tree", key.len())));
         }
@@ -711,10 +713,10 @@ impl BTree {
 
     fn remove_stored(&self, skey: &[u8]) -> Result<bool> {
         let mut st = self.inner.state.write();
-        let (path, leaf_id) = self.descend(&st, skey)?;
+        let (path, leaf_id, found) = self.descend(&st, skey)?;
+        let Ok(index) = found else { return Ok(false) };
         let leaf_bytes = self.read_page(leaf_id)?;
         let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
-        let Ok(index) = leaf.search(skey, |a, b| self.cmp_stored(a, b))? else { return Ok(false) };
         let mut entries = leaf.entries()?;
         let mut plan = Plan::new(self);
         if let Payload::Leaf(Value::Overflow(old, _)) = entries[index].payload {
@@ -847,6 +849,10 @@ impl BTree {
 fn parent_entries_payload<'a>(p: &PageRef<'a>, i: usize) -> Result<Payload<'a>> {
     Ok(p.entry(i)?.payload)
 }
+
+/// A descent: the internal pages with the child position taken at each, the leaf, and the
+/// key's position in the leaf (`Ok` found, `Err` where it would go).
+type Descent = (Vec<(u64, usize)>, u64, std::result::Result<usize, usize>);
 
 /// Pages read under one hold of the store's shared lock.
 pub(crate) struct PageReader<'r, 'a> {
