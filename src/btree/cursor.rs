@@ -180,9 +180,7 @@ impl Cursor {
     /// The leaf `id`, from the cursor's copy or read (and kept) now.
     fn leaf_page(&mut self, id: u64) -> Result<PageRef<'_>> {
         if self.leaf.as_ref().is_none_or(|(cached, _)| *cached != id) {
-            let bytes = self.tree.store()?.read(crate::store::NodeId::from_raw(id)).map_err(|_| {
-                Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a child pointer names a node that does not exist")
-            })?;
+            let bytes = self.tree.read_page(id)?;
             self.leaf = Some((id, bytes));
         }
         let (_, bytes) = self.leaf.as_ref().expect("filled above");

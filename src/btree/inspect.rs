@@ -86,10 +86,7 @@ impl BTree {
             w.stats.pages_per_level.resize(depth + 1, 0);
         }
         w.stats.pages_per_level[depth] += 1;
-        let bytes = self
-            .store()?
-            .read(NodeId::from_raw(id))
-            .map_err(|_| bad("a child pointer names a node that does not exist".into()))?;
+        let bytes = self.store()?.read(NodeId::from_raw(id)).map_err(|e| super::tree::missing_page(id, e))?;
         let p = PageRef::parse(&bytes, id)?;
         let entries = p.entries()?;
         let used = p.used_bytes()?;

@@ -310,16 +310,9 @@ impl BTree {
 
     /// Reads a page through a closure (shared lock on the store, no copy).
     pub(crate) fn with_page<R>(&self, id: u64, f: impl FnOnce(PageRef<'_>) -> Result<R>) -> Result<R> {
-        let out = self.store()?.with_node(NodeId::from_raw(id), |bytes| PageRef::parse(bytes, id).and_then(f));
-        match out {
-            Ok(r) => r,
-            Err(Error::NotFound(_)) => Err(Error::corrupt(
-                format!("B+ tree page {id:#x}"),
-                0,
-                "a child pointer names a node that does not exist",
-            )),
-            Err(e) => Err(e),
-        }
+        self.store()?
+            .with_node(NodeId::from_raw(id), |bytes| PageRef::parse(bytes, id).and_then(f))
+            .map_err(|e| missing_page(id, e))?
     }
 
     /// Reads pages under one hold of the store's lock: `f` gets a page reader.
@@ -327,9 +320,11 @@ impl BTree {
         self.store()?.with_reader(|nodes| f(&PageReader { nodes }))
     }
 
-    fn read_page(&self, id: u64) -> Result<Vec<u8>> {
-        self.with_page(id, |_| Ok(()))?;
-        self.store()?.read(NodeId::from_raw(id))
+    /// A copy of a page, its layout checked.
+    pub(crate) fn read_page(&self, id: u64) -> Result<Vec<u8>> {
+        let bytes = self.store()?.read(NodeId::from_raw(id)).map_err(|e| missing_page(id, e))?;
+        PageRef::parse(&bytes, id)?;
+        Ok(bytes)
     }
 
     /// Root-to-leaf path for a stored key (each internal page with the child position taken:
@@ -774,7 +769,7 @@ impl BTree {
             if p == 0 {
                 Ok(parent.leftmost_child())
             } else {
-                match parent_entries_payload(&parent, p - 1)? {
+                match parent.entry(p - 1)?.payload {
                     Payload::Child(c) => Ok(c),
                     Payload::Leaf(_) => {
                         Err(Error::corrupt(format!("B+ tree page {parent_id:#x}"), 0, "leaf cell in an internal page"))
@@ -846,8 +841,15 @@ impl BTree {
     }
 }
 
-fn parent_entries_payload<'a>(p: &PageRef<'a>, i: usize) -> Result<Payload<'a>> {
-    Ok(p.entry(i)?.payload)
+/// A page a child pointer names but the store does not have: the tree is damaged. Other
+/// errors (a closed store) pass through.
+pub(crate) fn missing_page(id: u64, e: Error) -> Error {
+    match e {
+        Error::NotFound(_) => {
+            Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a child pointer names a node that does not exist")
+        }
+        other => other,
+    }
 }
 
 /// A descent: the internal pages with the child position taken at each, the leaf, and the
@@ -861,15 +863,7 @@ pub(crate) struct PageReader<'r, 'a> {
 
 impl<'a> PageReader<'_, 'a> {
     pub(crate) fn page(&self, id: u64) -> Result<PageRef<'a>> {
-        match self.nodes.node(NodeId::from_raw(id)) {
-            Ok(bytes) => PageRef::parse(bytes, id),
-            Err(Error::NotFound(_)) => Err(Error::corrupt(
-                format!("B+ tree page {id:#x}"),
-                0,
-                "a child pointer names a node that does not exist",
-            )),
-            Err(e) => Err(e),
-        }
+        PageRef::parse(self.nodes.node(NodeId::from_raw(id)).map_err(|e| missing_page(id, e))?, id)
     }
 }
 

@@ -348,7 +348,7 @@ impl Store {
             let loc = c.write_loc(id)?;
             let capacity = c.space.capacity(loc.class) as usize;
             let (len, r) = f(c.space.read_mut(loc, capacity))?;
-            c.publish_in_place(id, len)?;
+            c.finish_in_place(id, loc, len)?;
             Ok(r)
         })
     }

@@ -215,17 +215,29 @@ impl Core {
 
     pub fn publish_in_place(&mut self, id: NodeId, len: usize) -> Result<()> {
         let handle = self.table.resolve(id)?;
-        let capacity = self.space.capacity(self.table.slots[handle as usize].class) as usize;
+        self.check_in_place_len(id, self.table.slots[handle as usize].loc(), len)?;
+        // Without an earlier write_loc there is no shadow yet: take one now, so the commit
+        // logs these bytes as a new version rather than trusting the committed block.
+        self.write_loc(id)?;
+        self.table.slots[handle as usize].len = len as u32;
+        Ok(())
+    }
+
+    /// Sets the length of a node whose bytes were just written through `write_loc`'s block
+    /// (the node is resolved, shadowed, touched and dirty already).
+    pub fn finish_in_place(&mut self, id: NodeId, loc: Loc, len: usize) -> Result<()> {
+        self.check_in_place_len(id, loc, len)?;
+        self.table.slots[id.handle() as usize].len = len as u32;
+        Ok(())
+    }
+
+    fn check_in_place_len(&self, id: NodeId, loc: Loc, len: usize) -> Result<()> {
+        let capacity = self.space.capacity(loc.class) as usize;
         if len > capacity {
             return Err(Error::TooLarge(format!(
                 "{len} bytes published in place in node {id}, whose block holds {capacity}"
             )));
         }
-        // Without an earlier write_loc there is no shadow yet: take one now, so the commit
-        // logs these bytes as a new version rather than trusting the committed block.
-        let loc = self.write_loc(id)?;
-        self.space.touch(loc);
-        self.table.slots[handle as usize].len = len as u32;
         Ok(())
     }
 
