@@ -95,6 +95,10 @@
 // Open flag: fail with `PCORE_NOT_FOUND` when the directory holds no store.
 #define PCORE_OPEN_NO_CREATE 4
 
+// Open flag: check every read of a committed node against the checksum its commit
+// recorded; a mismatch answers `PCORE_CORRUPT` naming the node and the file offset.
+#define PCORE_OPEN_VERIFY_CHECKSUMS 8
+
 // Growth: the node moves to a larger block and keeps its id.
 #define PCORE_GROWTH_STABLE_ID 0
 

@@ -79,6 +79,10 @@ impl ClassFile {
         mapped.map_err(|e| Error::io(format!("map {} segment {index}", self.name), e))
     }
 
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn segment_count(&self) -> u32 {
         self.segments.len() as u32
     }

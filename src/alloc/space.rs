@@ -54,10 +54,10 @@ impl Space {
 
     /// Marks exactly the blocks in `used` allocated (each must appear once).
     pub(crate) fn rebuild(&mut self, used: &[Vec<u32>]) -> Result<()> {
-        for (c, (class, blocks)) in self.per_class.iter_mut().zip(used).enumerate() {
+        for (class, blocks) in self.per_class.iter_mut().zip(used) {
             class.bits.rebuild(blocks.iter().copied()).map_err(|block| {
                 Error::corrupt(
-                    format!("class-{c:02}-{}.seg", class.bytes),
+                    class.file.name(),
                     u64::from(block) * u64::from(class.bytes),
                     format!("the object table places a node in block {block}, beyond the end of the class file"),
                 )
@@ -109,6 +109,12 @@ impl Space {
         let seg = loc.block / c.blocks_per_segment;
         let off = (loc.block % c.blocks_per_segment) as usize * c.bytes as usize;
         (seg, off)
+    }
+
+    /// The class file holding a block, and the block's byte offset in it (for messages).
+    pub(crate) fn file_position(&self, loc: Loc) -> (String, u64) {
+        let c = &self.per_class[loc.class as usize];
+        (c.file.name().to_string(), u64::from(loc.block) * u64::from(c.bytes))
     }
 
     fn check_len(&self, loc: Loc, len: usize) {

@@ -37,7 +37,7 @@ fn default_options() -> PcoreStoreOptions {
 }
 
 fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
-    let known = PCORE_OPEN_READ_ONLY | PCORE_OPEN_IN_MEMORY | PCORE_OPEN_NO_CREATE;
+    let known = PCORE_OPEN_READ_ONLY | PCORE_OPEN_IN_MEMORY | PCORE_OPEN_NO_CREATE | PCORE_OPEN_VERIFY_CHECKSUMS;
     if o.flags & !known != 0 {
         return Err(Error::InvalidArgument(format!("unknown open flags {:#x}", o.flags & !known)));
     }
@@ -62,6 +62,7 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
         checkpoint_log_bytes: if o.checkpoint_log_bytes == 0 { d.checkpoint_log_bytes } else { o.checkpoint_log_bytes },
         read_only: o.flags & PCORE_OPEN_READ_ONLY != 0,
         create: o.flags & PCORE_OPEN_NO_CREATE == 0,
+        verify_checksums: o.flags & PCORE_OPEN_VERIFY_CHECKSUMS != 0,
     })
 }
 

@@ -53,6 +53,9 @@ pub const PCORE_OPEN_READ_ONLY: u32 = 1;
 pub const PCORE_OPEN_IN_MEMORY: u32 = 2;
 /// Open flag: fail with `PCORE_NOT_FOUND` when the directory holds no store.
 pub const PCORE_OPEN_NO_CREATE: u32 = 4;
+/// Open flag: check every read of a committed node against the checksum its commit
+/// recorded; a mismatch answers `PCORE_CORRUPT` naming the node and the file offset.
+pub const PCORE_OPEN_VERIFY_CHECKSUMS: u32 = 8;
 
 /// Growth: the node moves to a larger block and keeps its id.
 pub const PCORE_GROWTH_STABLE_ID: u32 = 0;

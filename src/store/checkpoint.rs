@@ -8,8 +8,9 @@
 //! 24  u32 root count
 //! 28  u32 CRC32C of the body
 //! 32  u32 CRC32C of bytes 0..32
-//! 36  body: slot count entries of 12 bytes:
-//!         u32 block, u32 (len | class << 24 | live << 29), u16 tag, u8 kind, u8 0
+//! 36  body: slot count entries of 16 bytes:
+//!         u32 block, u32 (len | class << 24 | live << 29), u32 CRC32C of the node's payload,
+//!         u16 tag, u8 kind, u8 0
 //!     then roots: u8 name length, name, u64 node id, u16 meta length, meta
 //! ```
 //! Written to a temporary name, synced, renamed, and the directory synced: a crash leaves the
@@ -24,7 +25,7 @@ use std::path::Path;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"PCORECKP");
 const HEADER_BYTES: usize = 36;
-const ENTRY_BYTES: usize = 12;
+const ENTRY_BYTES: usize = 16;
 const LIVE_BIT: u32 = 1 << 29;
 
 pub(crate) fn file_name(generation: u64) -> String {
@@ -47,8 +48,10 @@ pub(crate) fn encode(table: &ObjectTable, roots: &BTreeMap<Vec<u8>, (u64, Vec<u8
             Some(c) => {
                 body.u32(c.loc.block);
                 body.u32(c.len | u32::from(c.loc.class) << 24 | LIVE_BIT);
+                body.u32(c.crc);
             }
             None => {
+                body.u32(0);
                 body.u32(0);
                 body.u32(0);
             }
@@ -109,14 +112,14 @@ pub(crate) fn read(dir: &Path, generation: u64, class_count: usize) -> Result<Sn
     let mut slots = Vec::with_capacity(slot_count as usize);
     for _ in 0..slot_count {
         let entry_at = r.offset();
-        let (block, packed, tag, kind, _) = (r.u32()?, r.u32()?, r.u16()?, r.u8()?, r.u8()?);
+        let (block, packed, crc, tag, kind, _) = (r.u32()?, r.u32()?, r.u32()?, r.u16()?, r.u8()?, r.u8()?);
         let live = packed & LIVE_BIT != 0;
         let class = ((packed >> 24) & 0x1F) as u8;
         if live && (class as usize >= class_count || kind == 0) {
             return Err(Error::corrupt(&name, entry_at, format!("entry with class {class}, kind {kind}")));
         }
         let state = if live { State::Live } else { State::Free };
-        slots.push(Slot { block, len: packed & 0xFF_FFFF, tag, kind, class, state, dirty: false, freeing: false });
+        slots.push(Slot { block, len: packed & 0xFF_FFFF, crc, tag, kind, class, state, dirty: false, freeing: false });
     }
     let mut roots = BTreeMap::new();
     for _ in 0..root_count {

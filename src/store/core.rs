@@ -5,6 +5,7 @@
 //! Every operation checks all it needs before it changes anything, so a failed call leaves
 //! the state as it was.
 
+use super::codec::crc;
 use super::node_id::NodeId;
 use super::table::{Committed, ObjectTable, Slot, State};
 use super::wal::{FrameBuilder, PutOp};
@@ -55,6 +56,8 @@ pub(crate) struct Core {
     pub committed_roots: Roots,
     pub epoch: u64,
     pub growth: GrowthPolicy,
+    /// Check a committed node's bytes against its checksum on every read.
+    pub verify_reads: bool,
     pub reallocations: u64,
     pub live_nodes: u64,
     pub reserved_nodes: u64,
@@ -77,6 +80,7 @@ impl Core {
             roots,
             epoch,
             growth,
+            verify_reads: false,
             reallocations: 0,
             live_nodes,
             reserved_nodes: 0,
@@ -110,8 +114,17 @@ impl Core {
             }
         };
         let tag = self.table.slots[handle as usize].tag;
-        self.table.slots[handle as usize] =
-            Slot { block: loc.block, len: 0, tag, kind, class, state: State::Reserved, dirty: false, freeing: false };
+        self.table.slots[handle as usize] = Slot {
+            block: loc.block,
+            len: 0,
+            crc: 0,
+            tag,
+            kind,
+            class,
+            state: State::Reserved,
+            dirty: false,
+            freeing: false,
+        };
         self.mark_dirty(handle);
         self.reserved_nodes += 1;
         Ok((self.table.id_of(handle), loc))
@@ -138,7 +151,7 @@ impl Core {
         if copy_len > 0 {
             self.space.copy(slot.loc(), 0, shadow, copy_len);
         }
-        self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len });
+        self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len, crc: slot.crc });
         self.table.slots[handle as usize].set_loc(shadow);
         Ok(shadow)
     }
@@ -148,7 +161,7 @@ impl Core {
     fn drop_working_block(&mut self, handle: u64) -> Result<()> {
         if self.needs_shadow(handle) {
             let slot = self.table.slots[handle as usize];
-            self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len });
+            self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len, crc: slot.crc });
             Ok(())
         } else {
             self.space.free(self.table.slots[handle as usize].loc())
@@ -320,7 +333,25 @@ impl Core {
     pub fn read_loc(&self, id: NodeId) -> Result<(Loc, usize)> {
         let handle = self.table.resolve(id)?;
         let s = &self.table.slots[handle as usize];
+        if self.verify_reads && s.state == State::Live && !s.dirty {
+            self.check_payload(handle)?;
+        }
         Ok((s.loc(), s.len as usize))
+    }
+
+    /// Checks a LIVE node's committed bytes against the checksum its commit recorded:
+    /// `Corrupt` naming the node, its class file and the block's offset on a mismatch.
+    pub fn check_payload(&self, handle: u64) -> Result<()> {
+        let Some(c) = self.table.committed(handle) else { return Ok(()) };
+        if crc(self.space.read(c.loc, c.len as usize)) == c.crc {
+            return Ok(());
+        }
+        let (file, offset) = self.space.file_position(c.loc);
+        Err(Error::corrupt(
+            file,
+            offset,
+            format!("node {}: its {} bytes do not match their checksum", self.table.id_of(handle), c.len),
+        ))
     }
 
     /// Frees the retired nodes whose epoch has come.
@@ -351,6 +382,9 @@ impl Core {
                 continue;
             }
             let payload = self.space.read(s.loc(), s.len as usize);
+            let payload_crc = crc(payload);
+            // Only trusted once the slot is clean, i.e. after this commit applies.
+            self.table.slots[handle as usize].crc = payload_crc;
             let put = PutOp {
                 handle,
                 tag: s.tag,
@@ -358,7 +392,7 @@ impl Core {
                 class: s.class,
                 block: s.block,
                 len: s.len,
-                payload_crc: super::codec::crc(payload),
+                payload_crc,
                 payload_at: None,
             };
             if payload.len() <= inline_max {

@@ -24,6 +24,7 @@ fn options() -> StoreOptions {
         max_class_bytes: 65536,
         checkpoint_log_bytes: 128 << 10, // checkpoints happen during the run, too
         inline_payload_max_bytes: 2048,  // some payloads flushed instead of logged
+        verify_checksums: true,          // every read after a kill checks its bytes
         ..StoreOptions::default()
     }
 }
@@ -145,6 +146,8 @@ fn sigkill_at_random_moments_loses_no_acknowledged_commit() {
         mid_run_kills += u64::from(acknowledged > 0 && acknowledged < COMMITS_MAX);
         let store = reopen(dir.path(), &options());
         store.verify().unwrap_or_else(|e| panic!("{context}: {e}"));
+        let mismatches = store.check_checksums(5).unwrap();
+        assert!(mismatches.is_empty(), "{context}: {mismatches:?}");
         let got = snapshot(&store);
         let epoch = store.stats().unwrap().epoch;
         let (at, next) = expected_states(seed, acknowledged);

@@ -20,7 +20,8 @@ use std::path::Path;
 
 pub(crate) const META_FILE: &str = "meta";
 const MAGIC: u64 = u64::from_le_bytes(*b"PCOREMTA");
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// 2: checkpoint entries carry each node's payload checksum.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 const SLOT_BYTES: u64 = 4096;
 const SLOT_USED_BYTES: usize = 52;
 

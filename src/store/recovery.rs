@@ -155,6 +155,7 @@ fn apply_op(
             slots[p.handle as usize] = Slot {
                 block: p.block,
                 len: p.len,
+                crc: p.payload_crc,
                 tag: p.tag,
                 kind: p.kind,
                 class: p.class,

@@ -357,6 +357,63 @@ fn damaged_checkpoints_and_meta_are_corrupt_with_the_file_named() {
 }
 
 #[test]
+fn a_flipped_payload_byte_is_caught_by_its_checksum() {
+    let dir = TempDir::new("payload-crc");
+    let id = store_with_one_commit(dir.path());
+    let class_file = file_with_prefix(dir.path(), "class-00-");
+    let at = std::fs::read(&class_file).unwrap().windows(4).position(|w| w == b"data").unwrap();
+    let clean = reopen(dir.path(), &StoreOptions { read_only: true, ..strict() });
+    assert!(clean.check_checksums(10).unwrap().is_empty(), "a clean store has no mismatch");
+    drop(clean);
+    flip_byte(&class_file, at + 1);
+
+    let plain = reopen(dir.path(), &StoreOptions { read_only: true, ..strict() });
+    assert_ne!(plain.read(id).unwrap(), b"data", "without the option a read does not check");
+    let found = plain.check_checksums(10).unwrap();
+    assert_eq!(found.len(), 1);
+    match &found[0] {
+        Error::Corrupt { file, offset, what } => {
+            assert!(class_file.ends_with(file), "{file}");
+            assert_eq!(*offset, at as u64, "the block's offset");
+            assert!(what.contains(&id.to_string()), "{what}");
+        }
+        other => panic!("{other}"),
+    }
+    let checked = reopen(dir.path(), &StoreOptions { read_only: true, verify_checksums: true, ..strict() });
+    assert!(matches!(checked.read(id), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn checksums_follow_nodes_through_the_log_a_checkpoint_and_copy_on_write() {
+    let dir = TempDir::new("crc-life");
+    let opts = StoreOptions { verify_checksums: true, ..strict() };
+    let s = reopen(dir.path(), &opts);
+    let ids: Vec<NodeId> = (0..50u64)
+        .map(|i| {
+            let id = s.allocate(64, 1).unwrap().0;
+            s.publish(id, &pattern(i, 40 + i as usize * 300)).unwrap();
+            id
+        })
+        .collect();
+    s.commit().unwrap();
+    for (i, &id) in ids.iter().enumerate().step_by(3) {
+        s.publish(id, &pattern(i as u64 + 100, 7000)).unwrap();
+        assert_eq!(s.read(id).unwrap(), pattern(i as u64 + 100, 7000), "an uncommitted shadow reads unchecked");
+    }
+    s.commit().unwrap();
+    s.simulate_crash();
+    let replayed = reopen(dir.path(), &opts);
+    assert!(replayed.check_checksums(10).unwrap().is_empty());
+    replayed.close().unwrap();
+    let checkpointed = reopen(dir.path(), &opts);
+    assert!(checkpointed.check_checksums(10).unwrap().is_empty());
+    for (i, &id) in ids.iter().enumerate() {
+        let want = if i % 3 == 0 { pattern(i as u64 + 100, 7000) } else { pattern(i as u64, 40 + i * 300) };
+        assert_eq!(checkpointed.read(id).unwrap(), want);
+    }
+}
+
+#[test]
 fn a_torn_log_tail_is_cut_and_earlier_commits_kept() {
     let dir = TempDir::new("torn");
     let (a, b);
@@ -475,6 +532,7 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
         durability: Durability::Strict,
         max_class_bytes: 16384,
         checkpoint_log_bytes: 256 << 10,
+        verify_checksums: true,
         ..StoreOptions::default()
     };
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
