@@ -11,6 +11,7 @@ mod tree;
 pub use cursor::Cursor;
 pub use inspect::TreeStats;
 pub use tree::{
-    max_inline_value_bytes, max_key_bytes, BTree, Comparator, Duplicates, TreeOptions, KIND_INTERNAL, KIND_LEAF,
+    list_trees, max_inline_value_bytes, max_key_bytes, BTree, Comparator, Duplicates, TreeDescription, TreeOptions,
+    KIND_INTERNAL, KIND_LEAF,
     KIND_OVERFLOW, PAGE_BYTES_MAX, PAGE_BYTES_MIN, ROOT_PREFIX, VALUE_BYTES_MAX,
 };

@@ -21,13 +21,13 @@ pub type Comparator = Arc<dyn Fn(&[u8], &[u8]) -> Ordering + Send + Sync>;
 /// What inserting an existing key does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Duplicates {
-    /// `DuplicateKey` error; the tree is unchanged.
-    Unique,
+    /// `DuplicateKey` error; the tree is unchanged. (The numbers are stored in anchors.)
+    Unique = 0,
     /// The new value replaces the old one (Kizuna's non-unique index).
-    Overwrite,
+    Overwrite = 1,
     /// One entry per (key, value) pair, ordered by key then value bytes: a true non-unique
     /// index. Values are limited to [`max_inline_value_bytes`].
-    Multi,
+    Multi = 2,
 }
 
 #[derive(Clone)]
@@ -114,7 +114,79 @@ fn encode_anchor(page_bytes: usize, dup: Duplicates, custom: bool, st: &State) -
     m
 }
 
+/// What a tree's anchor records: enough to open it without knowing how it was created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeDescription {
+    pub name: Vec<u8>,
+    pub root_page: u64,
+    pub page_bytes: u32,
+    pub duplicates: Duplicates,
+    /// Created with a comparator: only a handle that supplies it can order the keys.
+    pub custom_order: bool,
+    pub height: u32,
+    pub entries: u64,
+}
+
+fn decode_anchor(name: &[u8], root_page: u64, m: &[u8]) -> Result<TreeDescription> {
+    let bad = |what: &str| Error::corrupt(format!("B+ tree {:?} anchor", String::from_utf8_lossy(name)), 0, what);
+    if m.len() != ANCHOR_BYTES || &m[..4] != ANCHOR_MAGIC || m[4] != 1 {
+        return Err(bad("not a B+ tree anchor"));
+    }
+    let duplicates = match m[5] {
+        0 => Duplicates::Unique,
+        1 => Duplicates::Overwrite,
+        2 => Duplicates::Multi,
+        _ => return Err(bad("unknown duplicates mode")),
+    };
+    let page_bytes = 1u64 << m[7].min(63);
+    if !(u64::from(PAGE_BYTES_MIN)..=u64::from(PAGE_BYTES_MAX)).contains(&page_bytes) {
+        return Err(bad("page size out of range"));
+    }
+    let height = u32::from_le_bytes(m[8..12].try_into().expect("4 bytes"));
+    if height == 0 || height as usize > DEPTH_MAX {
+        return Err(bad("height out of range"));
+    }
+    Ok(TreeDescription {
+        name: name.to_vec(),
+        root_page,
+        page_bytes: page_bytes as u32,
+        duplicates,
+        custom_order: m[6] != 0,
+        height,
+        entries: u64::from_le_bytes(m[16..24].try_into().expect("8 bytes")),
+    })
+}
+
+/// Every tree in `store` as its anchor describes it (as last set, committed or not), in name
+/// order.
+pub fn list_trees(store: &Store) -> Result<Vec<TreeDescription>> {
+    let mut out = Vec::new();
+    for anchor in store.root_names()?.into_iter().filter(|n| n.starts_with(ROOT_PREFIX)) {
+        if let Some(root) = store.get_root(&anchor)? {
+            out.push(decode_anchor(&anchor[ROOT_PREFIX.len()..], root.id, &root.meta)?);
+        }
+    }
+    Ok(out)
+}
+
 impl BTree {
+    /// Opens an existing tree with the page size and duplicates mode it was created with.
+    /// `NotFound` when there is no such tree; `InvalidArgument` when it was created with a
+    /// comparator (which only its host can supply).
+    pub fn open_existing(store: &Store, name: &[u8]) -> Result<BTree> {
+        let Some(d) = list_trees(store)?.into_iter().find(|d| d.name == name) else {
+            return Err(Error::NotFound(format!("no B+ tree named {:?}", String::from_utf8_lossy(name))));
+        };
+        if d.custom_order {
+            return Err(Error::InvalidArgument(format!(
+                "tree {:?} orders its keys with its host's comparator",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        let options = TreeOptions { page_bytes: d.page_bytes, duplicates: d.duplicates, ..TreeOptions::default() };
+        BTree::open(store, name, &options)
+    }
+
     /// Opens the tree `name` in `store`, creating it (an empty leaf as root) when the store
     /// holds none; a created tree is durable at the store's next commit. An existing tree
     /// keeps its page size and duplicates mode; `options` must name the same ones and supply a
@@ -148,27 +220,17 @@ impl BTree {
         let custom = options.comparator.is_some();
         let state = match store.get_root(anchor)? {
             Some(root) => {
-                let m = &root.meta;
-                let bad = |what: &str| {
-                    Error::corrupt(format!("B+ tree {:?} anchor", String::from_utf8_lossy(name)), 0, what.to_string())
-                };
-                if m.len() != ANCHOR_BYTES || &m[..4] != ANCHOR_MAGIC || m[4] != 1 {
-                    return Err(bad("not a B+ tree anchor"));
-                }
-                if 1usize << m[7].min(31) != pb as usize || m[5] != options.duplicates as u8 || (m[6] != 0) != custom {
+                let d = decode_anchor(name, root.id, &root.meta)?;
+                if d.page_bytes != pb || d.duplicates != options.duplicates || d.custom_order != custom {
                     return Err(Error::InvalidArgument(format!(
-                        "tree {:?} was created with {}-byte pages, duplicates mode {}, custom order {}",
+                        "tree {:?} was created with {}-byte pages, {:?} duplicates, custom order {}",
                         String::from_utf8_lossy(name),
-                        1u64 << m[7].min(63),
-                        m[5],
-                        m[6] != 0
+                        d.page_bytes,
+                        d.duplicates,
+                        d.custom_order
                     )));
                 }
-                let height = u32::from_le_bytes(m[8..12].try_into().expect("4 bytes"));
-                if height == 0 || height as usize > DEPTH_MAX {
-                    return Err(bad("height out of range"));
-                }
-                State { root: root.id, height, entries: u64::from_le_bytes(m[16..24].try_into().expect("8 bytes")) }
+                State { root: root.id, height: d.height, entries: d.entries }
             }
             None => {
                 let (id, _, _) = store.allocate(pb as usize, KIND_LEAF)?;

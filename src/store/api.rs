@@ -415,6 +415,11 @@ impl Store {
         self.read_state(|c| Ok(c.roots.get(name).map(|(id, meta)| Root { id: *id, meta: meta.clone() })))
     }
 
+    /// The names of all roots as last set, in byte order.
+    pub fn root_names(&self) -> Result<Vec<Vec<u8>>> {
+        self.read_state(|c| Ok(c.roots.keys().cloned().collect()))
+    }
+
     /// Makes everything published so far durable (as the durability mode promises) and
     /// atomic: after a crash, all of it is there or none of it. Returns the new epoch; every
     /// commit advances it, even one with nothing to write (so retire epochs come due).

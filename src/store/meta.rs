@@ -35,6 +35,15 @@ pub(crate) struct Meta {
     pub max_class_bytes: u32,
 }
 
+/// One of the meta file's two slots, as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MetaSlot {
+    pub offset: u64,
+    pub valid: Option<Meta>,
+    /// Written, but its checksum or magic fails: a torn write or damage.
+    pub damaged: bool,
+}
+
 impl Meta {
     fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
@@ -78,18 +87,26 @@ impl Meta {
 
     /// Reads both slots and returns the newer valid one; `Corrupt` if neither is valid.
     pub fn load(dir: &Path) -> Result<Meta> {
-        let path = dir.join(META_FILE);
-        let data = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-        let slot = |i: u64| {
-            let start = (i * SLOT_BYTES) as usize;
-            let bytes = data.get(start..).map(|s| &s[..s.len().min(SLOT_USED_BYTES)]).unwrap_or(&[]);
-            Meta::decode(bytes, i * SLOT_BYTES)
-        };
-        match (slot(0)?, slot(1)?) {
+        let slots = Meta::load_slots(dir)?;
+        match (slots[0].valid, slots[1].valid) {
             (Some(a), Some(b)) => Ok(if a.sequence >= b.sequence { a } else { b }),
             (Some(a), None) | (None, Some(a)) => Ok(a),
             (None, None) => Err(Error::corrupt(META_FILE, 0, "neither meta slot is valid")),
         }
+    }
+
+    /// Both slots as found: valid, never written, or damaged.
+    pub fn load_slots(dir: &Path) -> Result<[MetaSlot; 2]> {
+        let path = dir.join(META_FILE);
+        let data = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let slot = |i: u64| -> Result<MetaSlot> {
+            let start = (i * SLOT_BYTES) as usize;
+            let bytes = data.get(start..).map(|s| &s[..s.len().min(SLOT_USED_BYTES)]).unwrap_or(&[]);
+            let valid = Meta::decode(bytes, i * SLOT_BYTES)?;
+            let written = bytes.iter().any(|&b| b != 0);
+            Ok(MetaSlot { offset: i * SLOT_BYTES, valid, damaged: written && valid.is_none() })
+        };
+        Ok([slot(0)?, slot(1)?])
     }
 
     /// Writes this meta into the slot its sequence selects and syncs it. The other slot keeps

@@ -6,6 +6,7 @@ mod api;
 mod checkpoint;
 mod codec;
 mod core;
+mod inspect;
 #[cfg(test)]
 mod crash_tests;
 mod meta;
@@ -18,4 +19,5 @@ mod wal;
 
 pub use self::api::{Durability, GrowthPolicy, NodeInfo, NodeReader, Root, Store, StoreOptions, StoreStats, WeakStore};
 pub use self::core::Source;
+pub use self::inspect::{inspect_files, CheckpointReport, FileReport, LogReport, MetaSlotState};
 pub use self::node_id::NodeId;
