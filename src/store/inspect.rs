@@ -14,7 +14,11 @@ use std::path::Path;
 pub enum MetaSlotState {
     /// Never written (a new store has used one slot only).
     Unused,
-    Valid { sequence: u64, generation: u64, checkpoint_epoch: u64 },
+    Valid {
+        sequence: u64,
+        generation: u64,
+        checkpoint_epoch: u64,
+    },
     /// Written, but its checksum fails: a torn write or damage. The other slot is used.
     Damaged,
 }
@@ -69,8 +73,9 @@ pub fn inspect_files(dir: &Path) -> Result<FileReport> {
     }
     let slots = Meta::load_slots(dir)?;
     let meta = Meta::load(dir)?;
-    let classes = SizeClasses::new(meta.min_class_bytes, meta.max_class_bytes)
-        .map_err(|e| Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}")))?;
+    let classes = SizeClasses::new(meta.min_class_bytes, meta.max_class_bytes).map_err(|e| {
+        Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}"))
+    })?;
     let checkpoint = if meta.has_checkpoint {
         let file = checkpoint::file_name(meta.generation);
         let snap = checkpoint::read(dir, meta.generation, classes.count())?;
@@ -96,9 +101,11 @@ pub fn inspect_files(dir: &Path) -> Result<FileReport> {
         file,
     };
     let state = |s: &super::meta::MetaSlot| match s.valid {
-        Some(m) => {
-            MetaSlotState::Valid { sequence: m.sequence, generation: m.generation, checkpoint_epoch: m.checkpoint_epoch }
-        }
+        Some(m) => MetaSlotState::Valid {
+            sequence: m.sequence,
+            generation: m.generation,
+            checkpoint_epoch: m.checkpoint_epoch,
+        },
         None if s.damaged => MetaSlotState::Damaged,
         None => MetaSlotState::Unused,
     };

@@ -6,9 +6,9 @@ mod api;
 mod checkpoint;
 mod codec;
 mod core;
-mod inspect;
 #[cfg(test)]
 mod crash_tests;
+mod inspect;
 mod meta;
 mod node_id;
 mod recovery;

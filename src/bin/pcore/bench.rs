@@ -2,35 +2,233 @@
 //! Every figure is the median of several repetitions; ratios are pcore / peer time, so
 //! below 1.0 means pcore is faster.
 
-use crate::util::{dir_bytes, median, mib, open_fds, pattern, peak_rss_bytes, secs, Args, WorkDir};
+use crate::util::{dir_bytes, median, mib, open_fds, pattern, peak_rss_bytes, secs, WorkDir};
+use crate::Outcome;
 use pcore::{Durability, NodeId, Store, StoreOptions};
+use serde_json::{json, Value};
 use std::hint::black_box;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const REPS: usize = 5;
 
-pub fn run(args: &Args) -> Result<(), String> {
-    let nodes = args.count.unwrap_or(if args.quick { 1_000_000 } else { 10_000_000 });
-    let work = WorkDir::new(args.dir.as_deref(), "bench", false)?;
-    println!("pcore bench: medians of {REPS} runs; ratio = pcore time / peer time (< 1 is faster)\n");
-    println!("{:<44} {:>12} {:>12} {:>8}", "measure", "pcore", "peer", "ratio");
-    let (p, m, c) = alloc_free_vs_malloc(&sizes(256, 4096));
-    row("allocate+free, mixed 256 B-4 KiB (ns/pair)", p, m, "glibc malloc/free");
-    row("  same; pcore zero-fills, so also vs calloc", p, c, "glibc calloc/free");
-    let (p, m, c) = alloc_free_vs_malloc(&sizes(64, 64));
-    row("allocate+free, 64 B records (ns/pair)", p, m, "glibc malloc/free");
-    row("  same, vs calloc", p, c, "glibc calloc/free");
-    let (p, c) = publish_vs_memcpy();
-    row("publish a hot 4 KiB node (ns)", p, c, "memcpy 4 KiB");
-    let (p, f) = strict_commit_vs_fdatasync(&work.path)?;
-    row("STRICT commit of one node (us)", p, f, "write+fdatasync 4 KiB");
-    println!();
-    bulk(&work.path.join("bulk"), nodes)
+pub struct Config {
+    pub quick: bool,
+    pub json: Option<PathBuf>,
+    pub svg: Option<PathBuf>,
+    pub nodes: Option<u64>,
+    pub dir: Option<PathBuf>,
+    pub btree_bench: Option<PathBuf>,
+    pub store_only: bool,
 }
 
-fn row(name: &str, pcore: f64, peer: f64, peer_name: &str) {
-    println!("{name:<44} {pcore:>12.1} {peer:>12.1} {:>8.2}   peer: {peer_name}", pcore / peer);
+/// One figure of pcore's against a peer's, both measured in this run.
+pub struct Ratio {
+    pub group: &'static str,
+    pub label: String,
+    pub unit: String,
+    pub pcore: f64,
+    pub peer: f64,
+    pub peer_name: String,
+    pub target: String,
+}
+
+impl Ratio {
+    pub fn ratio(&self) -> f64 {
+        self.pcore / self.peer
+    }
+}
+
+pub fn run(cfg: &Config) -> Result<Outcome, String> {
+    let nodes = cfg.nodes.unwrap_or(if cfg.quick { 1_000_000 } else { 10_000_000 });
+    let work = WorkDir::new(cfg.dir.as_deref(), "bench", false)?;
+    let machine = machine();
+    println!("pcore bench, {}: {}", machine["date"].as_str().unwrap_or(""), machine["summary"].as_str().unwrap_or(""));
+    println!("medians of {REPS} runs; ratio = pcore / peer (< 1: pcore is faster or smaller)\n");
+    let mut ratios = node_store_ratios(&work.path)?;
+    let bulk = bulk(&work.path.join("bulk"), nodes)?;
+    let mut btree_ok = true;
+    if !cfg.store_only {
+        let program = btree_bench_program(cfg.btree_bench.as_deref())?;
+        let (rows, ok) = run_btree_bench(&program, &work.path, cfg.quick)?;
+        ratios.extend(rows);
+        btree_ok = ok;
+    }
+    print_summary(&ratios);
+    if let Some(path) = &cfg.json {
+        let doc = json!({
+            "machine": machine,
+            "ratios": ratios.iter().map(|r| json!({
+                "group": r.group, "label": r.label, "unit": r.unit, "pcore": r.pcore, "peer": r.peer,
+                "peer_name": r.peer_name, "ratio": r.ratio(), "target": r.target,
+            })).collect::<Vec<_>>(),
+            "bulk_load": bulk,
+        });
+        let text = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
+        std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        println!("figures written to {}", path.display());
+    }
+    if let Some(path) = &cfg.svg {
+        let title = format!(
+            "pcore / peer, {} ({})",
+            machine["date"].as_str().unwrap_or(""),
+            machine["cpu"].as_str().unwrap_or("")
+        );
+        std::fs::write(path, crate::chart::svg(&title, &ratios))
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+        println!("chart written to {}", path.display());
+    }
+    Ok(if btree_ok { Outcome::Done } else { Outcome::Failed })
+}
+
+fn node_store_ratios(dir: &Path) -> Result<Vec<Ratio>, String> {
+    println!("== node store");
+    println!("{:<44} {:>12} {:>12} {:>8}", "measure", "pcore", "peer", "ratio");
+    let mut out = Vec::new();
+    let mut add = |label: &str, unit: &str, pcore: f64, peer: f64, peer_name: &str, target: &str| {
+        let r = Ratio {
+            group: "node store",
+            label: label.to_string(),
+            unit: unit.to_string(),
+            pcore,
+            peer,
+            peer_name: peer_name.to_string(),
+            target: target.to_string(),
+        };
+        println!(
+            "{:<44} {pcore:>12.1} {peer:>12.1} {:>8.2}   peer: {peer_name}",
+            format!("{label} ({unit})"),
+            r.ratio()
+        );
+        out.push(r);
+    };
+    let (p, m, c) = alloc_free_vs_malloc(&sizes(256, 4096));
+    add("allocate+free, mixed 256 B-4 KiB", "ns/pair", p, m, "glibc malloc/free", "<= 0.5");
+    add("  same, vs calloc (pcore zero-fills)", "ns/pair", p, c, "glibc calloc/free", "");
+    let (p, m, c) = alloc_free_vs_malloc(&sizes(64, 64));
+    add("allocate+free, 64 B records", "ns/pair", p, m, "glibc malloc/free", "");
+    add("  same, vs calloc", "ns/pair", p, c, "glibc calloc/free", "");
+    let (p, c) = publish_vs_memcpy();
+    add("publish a hot 4 KiB node", "ns", p, c, "memcpy 4 KiB", "<= 2");
+    let (p, f) = strict_commit_vs_fdatasync(dir)?;
+    add("STRICT commit of one node", "us", p, f, "write+fdatasync 4 KiB", "");
+    println!();
+    Ok(out)
+}
+
+/// The date, and the machine's CPU, cores, memory and kernel: figures mean little without them.
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU".to_string(), |(_, v)| v.trim().to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / (1024.0 * 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load1 = load.split_whitespace().next().unwrap_or("?").to_string();
+    json!({
+        "date": date, "cpu": cpu, "cores": cores, "memory_gib": (mem_gib * 10.0).round() / 10.0, "kernel": kernel,
+        "load_1min_at_start": load1,
+        "summary": format!("{cpu}, {cores} cores, {mem_gib:.0} GiB, Linux {kernel}, load {load1} at start"),
+    })
+}
+
+/// The C++ benchmark of the B+ tree against LMDB and SQLite: the one given, or the one
+/// CMake builds into build/bin of the checkout this program was built in.
+fn btree_bench_program(given: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = given {
+        return if p.exists() { Ok(p.to_path_buf()) } else { Err(format!("{}: no such program", p.display())) };
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("where is this program: {e}"))?;
+    exe.ancestors().skip(1).take(4).map(|a| a.join("build/bin/btree_bench")).find(|p| p.exists()).ok_or_else(|| {
+        "the B+ tree benchmark build/bin/btree_bench is not built: run scripts/bench.sh, or \
+             `cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build --target btree_bench`, \
+             or pass --store-only"
+            .to_string()
+    })
+}
+
+/// Runs btree_bench (its own table goes to the terminal as it runs) and reads its medians.
+fn run_btree_bench(program: &Path, work: &Path, quick: bool) -> Result<(Vec<Ratio>, bool), String> {
+    println!("== B+ tree: {} (pcore, LMDB and SQLite in one process)", program.display());
+    let json_path = work.join("btree_bench.json");
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg("--json").arg(&json_path).arg("--dir").arg(work.join("btree"));
+    if quick {
+        cmd.arg("--quick");
+    }
+    let status = cmd.status().map_err(|e| format!("run {}: {e}", program.display()))?;
+    let text = std::fs::read_to_string(&json_path).map_err(|e| format!("read {}: {e}", json_path.display()))?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json_path.display()))?;
+    let mut out = Vec::new();
+    for m in doc["measures"].as_array().into_iter().flatten() {
+        let group = if m["key"].as_str().unwrap_or("").starts_with("kizuna_") { "Kizuna index" } else { "B+ tree" };
+        for (peer, peer_name) in [("lmdb", "LMDB"), ("sqlite", "SQLite")] {
+            let (Some(pcore), Some(peer_value)) = (m["pcore"].as_f64(), m[peer].as_f64()) else { continue };
+            if peer_value <= 0.0 {
+                continue;
+            }
+            out.push(Ratio {
+                group,
+                label: m["label"].as_str().unwrap_or("").trim().to_string(),
+                unit: m["unit"].as_str().unwrap_or("").to_string(),
+                pcore,
+                peer: peer_value,
+                peer_name: peer_name.to_string(),
+                target: if peer == "lmdb" { m["target"].as_str().unwrap_or("").to_string() } else { String::new() },
+            });
+        }
+    }
+    let failures: Vec<String> =
+        doc["failures"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(str::to_string)).collect();
+    for f in &failures {
+        eprintln!("btree_bench: {f}");
+    }
+    Ok((out, status.success() && failures.is_empty()))
+}
+
+fn print_summary(ratios: &[Ratio]) {
+    println!("\n== summary: every ratio of this run (pcore / peer; < 1: pcore is faster or smaller)");
+    println!(
+        "{:<13} {:<42} {:<10} {:>11} {:>11} {:>7}  {:<22} target",
+        "group", "measure", "unit", "pcore", "peer", "ratio", "peer"
+    );
+    for r in ratios {
+        println!(
+            "{:<13} {:<42} {:<10} {:>11} {:>11} {:>7.2}  {:<22} {}",
+            r.group,
+            r.label,
+            r.unit,
+            figure(r.pcore),
+            figure(r.peer),
+            r.ratio(),
+            r.peer_name,
+            r.target
+        );
+    }
+}
+
+fn figure(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 const ALLOC_OPS: usize = 400_000;
@@ -118,7 +316,7 @@ fn publish_vs_memcpy() -> (f64, f64) {
     (median(pcore_runs), median(copy_runs))
 }
 
-fn strict_commit_vs_fdatasync(dir: &std::path::Path) -> Result<(f64, f64), String> {
+fn strict_commit_vs_fdatasync(dir: &Path) -> Result<(f64, f64), String> {
     const COMMITS: usize = 200;
     let path = dir.join("strict");
     let store = Store::open(&path, &StoreOptions { durability: Durability::Strict, ..StoreOptions::default() })
@@ -147,7 +345,7 @@ fn strict_commit_vs_fdatasync(dir: &std::path::Path) -> Result<(f64, f64), Strin
 }
 
 /// XTree's stress shape: 64-byte records, a commit every 100,000; then close and reopen.
-fn bulk(dir: &std::path::Path, nodes: u64) -> Result<(), String> {
+fn bulk(dir: &Path, nodes: u64) -> Result<Value, String> {
     const COMMIT_EVERY: u64 = 100_000;
     let opts = StoreOptions { durability: Durability::Balanced, ..StoreOptions::default() };
     let store = Store::open(dir, &opts).map_err(|e| e.to_string())?;
@@ -175,6 +373,11 @@ fn bulk(dir: &std::path::Path, nodes: u64) -> Result<(), String> {
         reopen.push(secs(t));
         s.close().map_err(|e| e.to_string())?;
     }
+    let figures = json!({
+        "nodes": nodes, "nodes_per_s": nodes as f64 / load_s, "disk_bytes_per_node": disk as f64 / nodes as f64,
+        "disk_over_live_blocks": disk as f64 / live as f64, "reopen_s": median(reopen.clone()),
+        "peak_memory_mib": mib(peak_rss_bytes()), "open_fds": fds,
+    });
     println!("bulk load: {nodes} nodes of 64 B, a commit every {COMMIT_EVERY} (BALANCED)");
     println!("  {:<40} {:>12.0}   (XTree's store: 30,000)", "nodes/s", nodes as f64 / load_s);
     println!("  {:<40} {:>12.1}   (XTree's store: 440)", "bytes on disk per node", disk as f64 / nodes as f64);
@@ -182,5 +385,6 @@ fn bulk(dir: &std::path::Path, nodes: u64) -> Result<(), String> {
     println!("  {:<40} {:>12.3}   (median of 3; XTree's store: 13.2 s at 10 M)", "reopen s", median(reopen));
     println!("  {:<40} {:>12.0}   (VmHWM of this process)", "peak memory MiB", mib(peak_rss_bytes()));
     println!("  {:<40} {:>12}   (whole process, during the load)", "open file descriptors", fds);
-    Ok(())
+    println!();
+    Ok(figures)
 }

@@ -4,7 +4,8 @@
 //! supernode of 150 children. A commit every 100,000 records, a churn phase that frees and
 //! replaces records, then close, reopen, and a byte-for-byte check of every node.
 
-use crate::util::{dir_bytes, mib, pattern, peak_rss_bytes, secs, Args, WorkDir};
+use crate::util::{dir_bytes, mib, pattern, peak_rss_bytes, progress, secs, WorkDir};
+use crate::Outcome;
 use pcore::btree::{BTree, Duplicates, TreeOptions};
 use pcore::{Durability, NodeId, Store, StoreOptions};
 use std::time::Instant;
@@ -59,9 +60,8 @@ fn record_bytes(i: u64) -> [u8; RECORD_BYTES] {
     b
 }
 
-pub fn run(args: &Args) -> Result<(), String> {
-    let records = args.count.unwrap_or(1_000_000);
-    let work = WorkDir::new(args.dir.as_deref(), "demo", args.keep)?;
+pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -> Result<Outcome, String> {
+    let work = WorkDir::new(dir, "demo", keep)?;
     let opts = StoreOptions { durability: Durability::Balanced, ..StoreOptions::default() };
     println!("pcore demo: {records} XTree data records in {}", work.path.display());
 
@@ -72,7 +72,11 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut internals: Vec<Bucket> = vec![Bucket::new(&store, KIND_INTERNAL)?];
     let mut leaf = Bucket::new(&store, KIND_LEAF)?;
     let mut commits = 0u64;
+    let bar = progress(records, "XTree: load records");
     for i in 0..records {
+        if i % 4096 == 0 {
+            bar.set_position(i);
+        }
         let (id, _, _) = store.allocate(RECORD_BYTES, KIND_RECORD).map_err(|e| e.to_string())?;
         store.publish(id, &record_bytes(i)).map_err(|e| e.to_string())?;
         ids.push(id);
@@ -90,6 +94,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             commits += 1;
         }
     }
+    bar.finish_and_clear();
     leaves.push(leaf);
     store.set_root(b"", internals[0].id.raw(), &[0u8; 16]).map_err(|e| e.to_string())?;
     store.commit().map_err(|e| e.to_string())?;
@@ -98,7 +103,9 @@ pub fn run(args: &Args) -> Result<(), String> {
     // Churn: free every 10th record and replace it, as deletes and re-inserts would.
     let t_churn = Instant::now();
     let mut replaced = 0u64;
+    let bar = progress(records / 10, "XTree: churn");
     for i in (0..records).step_by(10) {
+        bar.inc(1);
         store.free(ids[i as usize]).map_err(|e| e.to_string())?;
         let (id, _, _) = store.allocate(RECORD_BYTES, KIND_RECORD).map_err(|e| e.to_string())?;
         store.publish(id, &record_bytes(i + records)).map_err(|e| e.to_string())?;
@@ -109,6 +116,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         }
     }
     store.commit().map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
     let churn_s = secs(t_churn);
     let before = store.stats().map_err(|e| e.to_string())?;
     store.verify().map_err(|e| format!("verify before close: {e}"))?;
@@ -120,8 +128,12 @@ pub fn run(args: &Args) -> Result<(), String> {
     let reopen_s = secs(t_reopen);
     let t_verify = Instant::now();
     let mut bad = 0u64;
+    let bar = progress(records, "XTree: verify after reopen");
     for (i, id) in ids.iter().enumerate() {
         let i = i as u64;
+        if i % 4096 == 0 {
+            bar.set_position(i);
+        }
         let expected = if i % 10 == 0 { record_bytes(i + records) } else { record_bytes(i) };
         if store.with_node(*id, |b| b == expected).unwrap_or(false) {
             continue;
@@ -137,6 +149,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     if root.map(|r| r.id) != Some(internals[0].id.raw()) {
         bad += 1;
     }
+    bar.finish_and_clear();
     store.verify().map_err(|e| format!("verify after reopen: {e}"))?;
     let verify_s = secs(t_verify);
     let after = store.stats().map_err(|e| e.to_string())?;
@@ -183,18 +196,18 @@ pub fn run(args: &Args) -> Result<(), String> {
     println!("  peak memory          {:.0} MiB", mib(peak_rss_bytes()));
     println!("  open files           {} (store), whatever the node count", after.open_files);
     if bad > 0 {
-        return Err(format!("{bad} nodes did not read back exact after reopen"));
+        eprintln!("pcore demo: {bad} nodes did not read back exact after reopen");
+        return Ok(Outcome::Failed);
     }
     println!(
         "\nverified: every node read back byte for byte after close and reopen; allocator matches the object table."
     );
-    kizuna_workload(&work.path.join("kizuna"), KIZUNA_ROWS)
+    kizuna_workload(&work.path.join("kizuna"), rows)
 }
 
 /// Kizuna's shape: rows in random order, two unique indexes (INTEGER keys of 12 bytes and
 /// `'key%06d'` keys of 17 bytes, as its record encoding makes them), 8-byte record ids, a
 /// commit per 500-row batch; then close, reopen, find every key, verify both trees.
-const KIZUNA_ROWS: u64 = 100_000;
 const KIZUNA_BATCH: u64 = 500;
 
 /// How an index makes its key from a row number.
@@ -216,7 +229,7 @@ fn record_id(row: u64) -> [u8; 8] {
     ((row / 64 + 1) << 32 | (row % 64)).to_le_bytes()
 }
 
-fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<(), String> {
+fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<Outcome, String> {
     let e = |e: pcore::Error| e.to_string();
     let opts = StoreOptions { durability: Durability::Balanced, ..StoreOptions::default() };
     let tree_opts = TreeOptions { duplicates: Duplicates::Unique, ..TreeOptions::default() };
@@ -239,7 +252,11 @@ fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<(), String> {
             .map(|(name, _)| BTree::open(&store, name, &tree_opts))
             .collect::<pcore::Result<_>>()
             .map_err(e)?;
+        let bar = progress(rows, "Kizuna: insert rows");
         for (i, &row) in order.iter().enumerate() {
+            if i % 1024 == 0 {
+                bar.set_position(i as u64);
+            }
             for (tree, (_, key_of)) in trees.iter().zip(&indexes) {
                 tree.insert(&key_of(row), &record_id(row)).map_err(e)?;
             }
@@ -248,6 +265,7 @@ fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<(), String> {
             }
         }
         store.commit().map_err(e)?;
+        bar.finish_and_clear();
         match trees[0].insert(&integer_key(7), b"dup") {
             Err(pcore::Error::DuplicateKey(_)) => {}
             other => return Err(format!("a duplicate key was not refused: {other:?}")),
@@ -284,10 +302,11 @@ fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<(), String> {
         2 * rows
     );
     if missing > 0 {
-        return Err(format!("{missing} keys missing or wrong after reopen"));
+        eprintln!("pcore demo: {missing} keys missing or wrong after reopen");
+        return Ok(Outcome::Failed);
     }
     println!(
         "\nverified: every key found with its record id after reopen; both trees pass verify; a duplicate was refused."
     );
-    Ok(())
+    Ok(Outcome::Done)
 }

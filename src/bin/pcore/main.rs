@@ -1,29 +1,132 @@
-//! The `pcore` command: `demo` (the XTree-shaped workload, verified after a reopen) and
-//! `bench` (the node-store benchmark against its peers, measured in the same run).
+//! The `pcore` command: the demo that is the README's main job, and the tools a store's user
+//! needs beside the library (like LMDB's mdb_stat, mdb_dump and mdb_load, SQLite's
+//! integrity_check): `stat`, `check`, `dump`, `load`, and `bench` against the peers.
 
 mod bench;
+mod chart;
+mod check;
 mod demo;
+mod dump;
+mod stat;
 mod util;
 
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
-  pcore demo  [--dir DIR] [--records N] [--keep]
-  pcore bench [--quick] [--nodes N] [--dir DIR]";
+#[derive(Parser)]
+#[command(name = "pcore", version, about = "pcore: a persistence core's demo, inspection tools and benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// XTree's and Kizuna's workloads on fresh stores; close, reopen, verify every node and
+    /// key, and print a report. Exits non-zero if anything fails to verify.
+    Demo {
+        /// Run in this (new or empty) directory instead of a fresh temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// XTree data records to load.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Kizuna rows to index.
+        #[arg(long, default_value_t = 100_000)]
+        rows: u64,
+        /// Keep the temporary directory (its path is printed).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Statistics of a store (like mdb_stat): size classes, object table, log, checkpoint,
+    /// and every B+ tree. Opens read-only: works while a writer holds the store.
+    Stat {
+        dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Full integrity check; never changes a file. Exit 0 when clean, 1 naming each problem
+    /// (file, offset, node or page) otherwise.
+    Check { dir: PathBuf },
+    /// Writes a B+ tree's entries (like mdb_dump), binary keys and values in hex.
+    Dump {
+        dir: PathBuf,
+        #[arg(long)]
+        tree: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Loads a dump (either format) into a new or empty B+ tree (like mdb_load), creating
+    /// the store if needed, and commits.
+    Load {
+        dir: PathBuf,
+        #[arg(long)]
+        tree: String,
+        /// Read from here instead of standard input.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
+    },
+    /// The node store against glibc malloc, memcpy and fdatasync, and the B+ tree against
+    /// LMDB and SQLite (cpp_bench's btree_bench), medians of several runs, one table of
+    /// ratios; optionally a chart.
+    Bench {
+        /// Smaller sizes and fewer repetitions.
+        #[arg(long)]
+        quick: bool,
+        /// Also write every figure as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Draw the ratios as an SVG chart into this file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// Nodes for the bulk-load measure (default 10 M, 1 M with --quick).
+        #[arg(long)]
+        nodes: Option<u64>,
+        /// Scratch directory (default: a fresh temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The btree_bench program (default: build/bin/btree_bench of this checkout).
+        #[arg(long, value_name = "PATH")]
+        btree_bench: Option<PathBuf>,
+        /// Only the node-store part.
+        #[arg(long)]
+        store_only: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// How a command ended: `Failed` has been reported already (check's findings, a demo that
+/// did not verify); `Err` is one line for the user.
+pub enum Outcome {
+    Done,
+    Failed,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("demo") => util::Args::parse(&args[1..]).and_then(|a| demo::run(&a)),
-        Some("bench") => util::Args::parse(&args[1..]).and_then(|a| bench::run(&a)),
-        Some("-h") | Some("--help") | Some("help") => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo { dir, records, rows, keep } => demo::run(dir.as_deref(), records, rows, keep),
+        Command::Stat { dir, json } => stat::run(&dir, json),
+        Command::Check { dir } => check::run(&dir),
+        Command::Dump { dir, tree, format, output } => dump::dump(&dir, &tree, format, output.as_deref()),
+        Command::Load { dir, tree, input } => dump::load(&dir, &tree, input.as_deref()),
+        Command::Bench { quick, json, svg, nodes, dir, btree_bench, store_only } => {
+            bench::run(&bench::Config { quick, json, svg, nodes, dir, btree_bench, store_only })
         }
-        _ => Err(format!("unknown or missing command\n{USAGE}")),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::FAILURE,
         Err(message) => {
             eprintln!("pcore: {message}");
             ExitCode::FAILURE

@@ -1,35 +1,48 @@
 //! Argument parsing, scratch directories, and small measurement helpers.
 
+use indicatif::{ProgressBar, ProgressStyle};
+use pcore::{Store, StoreOptions};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(Default)]
-pub struct Args {
-    pub dir: Option<PathBuf>,
-    pub count: Option<u64>,
-    pub keep: bool,
-    pub quick: bool,
+/// Opens an existing store read-only (no lock taken, no file changed), so the tools work
+/// beside a writer. The errors a user meets are one line each.
+pub fn open_existing(dir: &Path, read_only: bool) -> Result<Store, String> {
+    require_store_dir(dir)?;
+    let opts = StoreOptions { read_only, create: false, ..StoreOptions::default() };
+    Store::open(dir, &opts).map_err(|e| match e {
+        pcore::Error::Busy(_) => {
+            format!("{} is open for writing by another process; try again when it closes", dir.display())
+        }
+        other => format!("{}: {other}", dir.display()),
+    })
 }
 
-impl Args {
-    pub fn parse(args: &[String]) -> Result<Args, String> {
-        let mut a = Args::default();
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
-            match arg.as_str() {
-                "--dir" => a.dir = Some(PathBuf::from(value("--dir")?)),
-                "--records" | "--nodes" => {
-                    let v = value(arg)?;
-                    a.count = Some(v.replace('_', "").parse().map_err(|_| format!("{arg}: not a number: {v}"))?);
-                }
-                "--keep" => a.keep = true,
-                "--quick" => a.quick = true,
-                other => return Err(format!("unknown option {other}")),
-            }
-        }
-        Ok(a)
+/// A directory that exists and holds a store, or the one-line reason why not.
+pub fn require_store_dir(dir: &Path) -> Result<(), String> {
+    if !dir.exists() {
+        return Err(format!("{}: no such directory", dir.display()));
     }
+    if !dir.is_dir() {
+        return Err(format!("{}: not a directory", dir.display()));
+    }
+    if !dir.join("meta").exists() {
+        return Err(format!("{} is not a pcore store (it has no meta file)", dir.display()));
+    }
+    Ok(())
+}
+
+/// A progress bar for a step that may take over a second. Drawn on standard error only when
+/// it is a terminal, so reports and tests see none of it.
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("  {msg:<28} [{bar:30}] {percent:>3}% {elapsed:>4} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
 }
 
 /// A directory for a run: the one given, or a fresh one under the system temp dir that is

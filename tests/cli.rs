@@ -1,0 +1,314 @@
+//! The `pcore` command, run as a user runs it: the built binary on small stores that the
+//! library wrote, with its exit codes and what it prints.
+
+use pcore::btree::{BTree, Duplicates, TreeOptions};
+use pcore::{Durability, Store, StoreOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("pcore-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn pcore(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pcore")).args(args).output().expect("run pcore")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn strict() -> StoreOptions {
+    StoreOptions { durability: Durability::Strict, ..StoreOptions::default() }
+}
+
+/// Keys that no text format could carry as they are: empty, NUL, 0xFF, newlines, spaces.
+fn awkward_key(i: u32) -> Vec<u8> {
+    let mut k = vec![0u8, 0xFF, b'\n', b' ', b'='];
+    k.truncate((i % 6) as usize);
+    k.extend_from_slice(&i.to_be_bytes());
+    k
+}
+
+fn value_for(i: u32) -> Vec<u8> {
+    // Every 97th value is larger than a page's inline limit and lives in its own node.
+    let len = if i % 97 == 0 { 5000 } else { (i % 40) as usize };
+    (0..len).map(|j| (i as usize * 31 + j) as u8).collect()
+}
+
+/// A store holding `nodes` plain nodes and a tree `t` of `entries` awkward keys, committed.
+fn write_store(dir: &Path, nodes: u32, entries: u32) {
+    let s = Store::open(dir, &strict()).unwrap();
+    for i in 0..nodes {
+        let id = s.allocate(100, 3).unwrap().0;
+        s.publish(id, &[i as u8; 100]).unwrap();
+    }
+    let t = BTree::open(&s, b"t", &TreeOptions::default()).unwrap();
+    for i in 0..entries {
+        t.insert(&awkward_key(i), &value_for(i)).unwrap();
+    }
+    s.commit().unwrap();
+    s.close().unwrap();
+}
+
+fn entries_of(dir: &Path, tree: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let s = Store::open(dir, &StoreOptions { read_only: true, ..StoreOptions::default() }).unwrap();
+    let t = BTree::open_existing(&s, tree.as_bytes()).unwrap();
+    t.range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded).unwrap()
+}
+
+#[test]
+fn demo_runs_both_workloads_verifies_and_exits_zero() {
+    let o = pcore(&["demo", "--records", "20000", "--rows", "3000"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("verified: every node read back"), "{out}");
+    assert!(out.contains("verified: every key found"), "{out}");
+    assert!(out.contains("orders.name  3000 keys"), "{out}");
+}
+
+#[test]
+fn stat_json_parses_and_its_counts_match_what_was_written() {
+    let dir = TempDir::new("stat");
+    write_store(&dir.0, 250, 4000);
+    let o = pcore(&["stat", path(&dir.0), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stat --json prints JSON");
+    let tree = &v["trees"][0];
+    assert_eq!(tree["name"], "t");
+    assert_eq!(tree["entries"], 4000);
+    assert_eq!(tree["duplicates"], "unique");
+    let pages: u64 = tree["pages_per_level"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum();
+    let overflow = tree["overflow_values"].as_u64().unwrap();
+    assert_eq!(overflow, (0..4000).filter(|i| i % 97 == 0).count() as u64);
+    let live = v["object_table"]["live_nodes"].as_u64().unwrap();
+    assert_eq!(live, 250 + pages + overflow, "plain nodes, tree pages and overflow values");
+    let blocks: u64 = v["size_classes"].as_array().unwrap().iter().map(|c| c["live_blocks"].as_u64().unwrap()).sum();
+    assert_eq!(blocks, live, "one block per live node");
+    assert_eq!(v["checkpoint"]["live_nodes"].as_u64().unwrap(), live, "close wrote a checkpoint of all of it");
+    assert_eq!(v["log"]["frames"], 0);
+    let human = pcore(&["stat", path(&dir.0)]);
+    assert!(human.status.success() && text(&human).contains("4000 entries"), "{}", text(&human));
+}
+
+fn check(dir: &Path) -> (bool, String) {
+    let o = pcore(&["check", path(dir)]);
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    (o.status.success(), text(&o))
+}
+
+fn flip(file: &Path, at: usize) {
+    let mut b = std::fs::read(file).unwrap();
+    b[at] ^= 0x10;
+    std::fs::write(file, b).unwrap();
+}
+
+fn file_starting(dir: &Path, prefix: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* file"))
+}
+
+/// A checkpointed store, then one more commit that stays in the log (the writer is killed
+/// before it could checkpoint, as a crash would leave it).
+fn store_with_log_frames(dir: &Path) {
+    write_store(dir, 50, 2000);
+    let s = Store::open(dir, &strict()).unwrap();
+    let t = BTree::open_existing(&s, b"t").unwrap();
+    for i in 2000..2100 {
+        t.insert(&awkward_key(i), &value_for(i)).unwrap();
+    }
+    s.commit().unwrap();
+    s.simulate_crash();
+}
+
+#[test]
+fn check_passes_a_clean_store_with_a_log_and_changes_no_file() {
+    let dir = TempDir::new("check-clean");
+    store_with_log_frames(&dir.0);
+    let before: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    let (ok, out) = check(&dir.0);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 frames") && out.contains("t: 2100 entries"), "{out}");
+    for (p, bytes) in before {
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "{} changed", p.display());
+    }
+}
+
+#[test]
+fn check_names_a_flipped_byte_in_a_log_record() {
+    let dir = TempDir::new("check-log");
+    store_with_log_frames(&dir.0);
+    let log = file_starting(&dir.0, "wal-");
+    let len = std::fs::metadata(&log).unwrap().len() as usize;
+    flip(&log, len / 2);
+    let (ok, out) = check(&dir.0);
+    assert!(!ok, "{out}");
+    let name = log.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(out.contains(&format!("{name} at offset")), "{out}");
+}
+
+#[test]
+fn check_names_a_truncated_log() {
+    let dir = TempDir::new("check-trunc");
+    store_with_log_frames(&dir.0);
+    let log = file_starting(&dir.0, "wal-");
+    let len = std::fs::metadata(&log).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(len - 100).unwrap();
+    let (ok, out) = check(&dir.0);
+    assert!(!ok, "{out}");
+    let name = log.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(out.contains(&format!("{name} at offset 0: {} bytes", len - 100)), "{out}");
+}
+
+#[test]
+fn check_names_a_flipped_byte_in_a_checkpoint() {
+    let dir = TempDir::new("check-ckpt");
+    write_store(&dir.0, 50, 2000);
+    let ckpt = file_starting(&dir.0, "checkpoint-");
+    flip(&ckpt, 100);
+    let (ok, out) = check(&dir.0);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&*ckpt.file_name().unwrap().to_string_lossy()), "{out}");
+}
+
+#[test]
+fn check_names_the_node_and_offset_of_a_flipped_byte_in_a_tree_page() {
+    let dir = TempDir::new("check-page");
+    write_store(&dir.0, 0, 2000);
+    // A key's bytes inside a leaf page, in the 4 KiB class file.
+    let pages = file_starting(&dir.0, "class-").parent().unwrap().to_path_buf();
+    let class_file = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-4096.seg"))
+        .unwrap();
+    let needle = awkward_key(1234);
+    let at = std::fs::read(&class_file).unwrap().windows(needle.len()).position(|w| w == needle).unwrap();
+    flip(&class_file, at + needle.len() - 1);
+    let (ok, out) = check(&dir.0);
+    assert!(!ok, "{out}");
+    let block_offset = at / 4096 * 4096;
+    let name = class_file.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(out.contains(&format!("{name} at offset {block_offset}: node ")), "{out}");
+}
+
+#[test]
+fn dump_then_load_reproduces_a_tree_exactly_in_both_formats() {
+    let dir = TempDir::new("dump");
+    write_store(&dir.0, 0, 3000);
+    let want = entries_of(&dir.0, "t");
+    for format in ["text", "json"] {
+        let file = dir.join(&format!("dump.{format}"));
+        let o = pcore(&["dump", path(&dir.0), "--tree", "t", "--format", format, "-o", path(&file)]);
+        assert!(o.status.success(), "{}", text(&o));
+        let target = dir.join(&format!("loaded-{format}"));
+        let o = pcore(&["load", path(&target), "--tree", "copy", "-i", path(&file)]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(entries_of(&target, "copy"), want, "{format}");
+        let again = dir.join(&format!("again.{format}"));
+        assert!(pcore(&["dump", path(&target), "--tree", "copy", "--format", format, "-o", path(&again)])
+            .status
+            .success());
+        let strip =
+            |p: &Path| std::fs::read_to_string(p).unwrap().replace("\"copy\"", "\"t\"").replace("tree=copy", "tree=t");
+        assert_eq!(strip(&again), strip(&file), "a dump of the loaded tree is the same dump");
+    }
+}
+
+#[test]
+fn a_multi_tree_round_trips_with_its_mode() {
+    let dir = TempDir::new("dump-multi");
+    {
+        let s = Store::open(&dir.0, &strict()).unwrap();
+        let opts = TreeOptions { duplicates: Duplicates::Multi, page_bytes: 512, ..TreeOptions::default() };
+        let t = BTree::open(&s, b"m", &opts).unwrap();
+        for i in 0..500u32 {
+            t.insert(&awkward_key(i % 50), &i.to_le_bytes()).unwrap();
+        }
+        s.commit().unwrap();
+        s.close().unwrap();
+    }
+    let file = dir.join("m.txt");
+    assert!(pcore(&["dump", path(&dir.0), "--tree", "m", "-o", path(&file)]).status.success());
+    let target = dir.join("copy");
+    let o = pcore(&["load", path(&target), "--tree", "m", "-i", path(&file)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(entries_of(&target, "m"), entries_of(&dir.0, "m"));
+    let v: serde_json::Value = serde_json::from_slice(&pcore(&["stat", path(&target), "--json"]).stdout).unwrap();
+    assert_eq!(v["trees"][0]["duplicates"], "multi");
+    assert_eq!(v["trees"][0]["page_bytes"], 512);
+}
+
+#[test]
+fn a_users_mistakes_get_one_line_and_a_non_zero_exit() {
+    let dir = TempDir::new("errors");
+    let missing = dir.join("missing");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["stat".into(), path(&missing).into()], "no such directory"),
+        (vec!["check".into(), path(&dir.0).into()], "is not a pcore store"),
+        (vec!["dump".into(), path(&dir.0).into(), "--tree".into(), "t".into()], "is not a pcore store"),
+    ];
+    for (args, says) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = pcore(&args);
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(err.contains(says) && err.trim().lines().count() == 1, "{args:?}: {err}");
+    }
+    let store = dir.join("store");
+    write_store(&store, 10, 10);
+    let o = pcore(&["dump", path(&store), "--tree", "nope"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no B+ tree named"));
+    flip(&store.join("meta"), 20);
+    flip(&store.join("meta"), 4096 + 20);
+    for cmd in ["stat", "dump"] {
+        let o = pcore(&[cmd, path(&store), "--tree", "t"][..if cmd == "stat" { 2 } else { 4 }]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success() && err.contains("corrupt: meta") && err.trim().lines().count() == 1, "{err}");
+    }
+}
+
+#[test]
+fn stat_and_check_work_while_a_writer_holds_the_store() {
+    let dir = TempDir::new("locked");
+    write_store(&dir.0, 20, 500);
+    let writer = Store::open(&dir.0, &strict()).unwrap();
+    assert!(matches!(Store::open(&dir.0, &strict()), Err(pcore::Error::Busy(_))), "the writer holds the lock");
+    let o = pcore(&["stat", path(&dir.0), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (ok, out) = check(&dir.0);
+    assert!(ok, "{out}");
+    let dump = dir.join("dump.txt");
+    assert!(pcore(&["dump", path(&dir.0), "--tree", "t", "-o", path(&dump)]).status.success(), "dump reads too");
+    let o = pcore(&["load", path(&dir.0), "--tree", "x", "-i", path(&dump)]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success() && err.contains("open for writing by another process"), "{err}");
+    writer.close().unwrap();
+}
