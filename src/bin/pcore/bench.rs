@@ -165,30 +165,33 @@ fn btree_bench_program(given: Option<&Path>) -> Result<PathBuf, String> {
 fn run_btree_bench(program: &Path, work: &Path, quick: bool) -> Result<(Vec<Ratio>, bool), String> {
     println!("== B+ tree: {} (pcore, LMDB and SQLite in one process)", program.display());
     let json_path = work.join("btree_bench.json");
+    let scratch = work.join("btree");
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("create {}: {e}", scratch.display()))?;
     let mut cmd = std::process::Command::new(program);
-    cmd.arg("--json").arg(&json_path).arg("--dir").arg(work.join("btree"));
+    cmd.arg("--json").arg(&json_path).arg("--dir").arg(&scratch);
     if quick {
         cmd.arg("--quick");
     }
     let status = cmd.status().map_err(|e| format!("run {}: {e}", program.display()))?;
-    let text = std::fs::read_to_string(&json_path).map_err(|e| format!("read {}: {e}", json_path.display()))?;
+    let text = std::fs::read_to_string(&json_path)
+        .map_err(|e| format!("{} ended with {status} and wrote no figures ({e})", program.display()))?;
     let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json_path.display()))?;
     let mut out = Vec::new();
     for m in doc["measures"].as_array().into_iter().flatten() {
         let group = if m["key"].as_str().unwrap_or("").starts_with("kizuna_") { "Kizuna index" } else { "B+ tree" };
-        for (peer, peer_name) in [("lmdb", "LMDB"), ("sqlite", "SQLite")] {
+        for peer in ["LMDB", "SQLite"] {
             let (Some(pcore), Some(peer_value)) = (m["pcore"].as_f64(), m[peer].as_f64()) else { continue };
             if peer_value <= 0.0 {
                 continue;
             }
             out.push(Ratio {
                 group,
-                label: m["label"].as_str().unwrap_or("").trim().to_string(),
+                label: m["label"].as_str().unwrap_or("").trim_end().to_string(),
                 unit: m["unit"].as_str().unwrap_or("").to_string(),
                 pcore,
                 peer: peer_value,
-                peer_name: peer_name.to_string(),
-                target: if peer == "lmdb" { m["target"].as_str().unwrap_or("").to_string() } else { String::new() },
+                peer_name: peer.to_string(),
+                target: if peer == "LMDB" { m["target"].as_str().unwrap_or("").to_string() } else { String::new() },
             });
         }
     }

@@ -7,6 +7,8 @@ use std::fmt::Write;
 
 const WIDTH: f64 = 1000.0;
 const LABEL_WIDTH: f64 = 430.0;
+/// A column at the right for the ratios' numbers, so no number ever overlaps a label.
+const VALUE_WIDTH: f64 = 110.0;
 const ROW: f64 = 20.0;
 const TOP: f64 = 60.0;
 /// The scale spans 1/16x to 16x; beyond that a bar is clipped and says so.
@@ -14,7 +16,7 @@ const SPAN_LOG2: f64 = 4.0;
 
 pub fn svg(title: &str, ratios: &[Ratio]) -> String {
     let height = TOP + ROW * ratios.len() as f64 + 40.0;
-    let plot = WIDTH - LABEL_WIDTH - 20.0;
+    let plot = WIDTH - LABEL_WIDTH - VALUE_WIDTH - 20.0;
     let centre = LABEL_WIDTH + plot / 2.0;
     let x_of = |ratio: f64| centre + ratio.log2().clamp(-SPAN_LOG2, SPAN_LOG2) / SPAN_LOG2 * plot / 2.0;
     let mut s = String::new();
@@ -64,9 +66,12 @@ pub fn svg(title: &str, ratios: &[Ratio]) -> String {
             ROW - 6.0
         );
         let clipped = if ratio.log2().abs() > SPAN_LOG2 { " (off scale)" } else { "" };
-        let (tx, anchor) = if ratio <= 1.0 { (left - 4.0, "end") } else { (left + width + 4.0, "start") };
-        let _ =
-            writeln!(s, r##"<text x="{tx:.1}" y="{:.1}" text-anchor="{anchor}">{ratio:.2}{clipped}</text>"##, y + 13.0);
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="{fill}">{ratio:.2}{clipped}</text>"##,
+            WIDTH - 10.0,
+            y + 13.0
+        );
     }
     s.push_str("</svg>\n");
     s
