@@ -3,7 +3,7 @@
 //! SIGBUS on a later write through the mapping.
 
 use crate::error::{Error, Result};
-use crate::os::{preallocate, Mapping};
+use crate::os::{preallocate, reserve, Mapping};
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,7 +106,9 @@ impl ClassFile {
                     self.file = Some(f.map_err(|e| Error::io(format!("create {}", path.display()), e))?);
                 }
                 let file = self.file.as_ref().expect("opened above");
-                preallocate(file, index * self.segment_bytes, self.segment_bytes)
+                let path = self.path().expect("shared backing has a path");
+                reserve(&path, self.segment_bytes)
+                    .and_then(|_| preallocate(file, index * self.segment_bytes, self.segment_bytes))
                     .map_err(|e| Error::io(format!("preallocate {} segment {index}", self.name), e))?;
                 self.map_segment(file, index)?
             }

@@ -4,7 +4,10 @@
 mod file;
 mod lock;
 mod mapping;
+mod space;
 
 pub(crate) use file::{preallocate, sync_dir};
 pub(crate) use lock::{DirLock, LockError};
 pub(crate) use mapping::{copy_between, Mapping};
+pub(crate) use space::reserve;
+pub use space::simulate_disk_limit;

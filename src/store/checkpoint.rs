@@ -83,6 +83,7 @@ pub(crate) fn write(dir: &Path, generation: u64, bytes: &[u8]) -> Result<()> {
     let name = file_name(generation);
     let tmp = dir.join(format!("{name}.tmp"));
     let io = |what: &str, e| Error::io(format!("{what} {name}"), e);
+    crate::os::reserve(&tmp, bytes.len() as u64).map_err(|e| io("write", e))?;
     let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
     f.write_all(bytes).map_err(|e| io("write", e))?;
     f.sync_all().map_err(|e| io("sync", e))?;

@@ -21,3 +21,5 @@ pub use self::api::{Durability, GrowthPolicy, NodeInfo, NodeReader, Root, Store,
 pub use self::core::Source;
 pub use self::inspect::{inspect_files, CheckpointReport, FileReport, LogReport, MetaSlotState};
 pub use self::node_id::NodeId;
+#[doc(hidden)]
+pub use crate::os::simulate_disk_limit;

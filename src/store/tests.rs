@@ -626,3 +626,107 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
     }
     store.verify().unwrap();
 }
+
+/// One step of the disk-full workload: a node of a size that varies, so several classes grow.
+fn add_node(s: &Store, i: u64) -> crate::Result<(NodeId, Vec<u8>)> {
+    let bytes = pattern(i, 100 + (i as usize * 37) % 3000);
+    let id = s.allocate(bytes.len(), 1)?.0;
+    s.publish(id, &bytes)?;
+    Ok((id, bytes))
+}
+
+#[test]
+fn a_full_disk_is_no_space_loses_nothing_and_the_open_store_carries_on_when_space_returns() {
+    for durability in [Durability::Strict, Durability::Balanced, Durability::Eventual] {
+        let dir = TempDir::new("full");
+        let opts = StoreOptions { durability, checkpoint_log_bytes: 256 << 10, ..StoreOptions::default() };
+        let s = reopen(dir.path(), &opts);
+        super::simulate_disk_limit(dir.path(), Some(12 << 20));
+        let mut committed: Vec<(NodeId, Vec<u8>)> = Vec::new();
+        let mut pending: Vec<(NodeId, Vec<u8>)> = Vec::new();
+        let mut failed_at = None;
+        for i in 0..200_000u64 {
+            let step = add_node(&s, i).map(|n| pending.push(n)).and_then(|_| {
+                if i % 50 == 49 {
+                    s.commit().map(|_| committed.append(&mut pending))
+                } else {
+                    Ok(())
+                }
+            });
+            match step {
+                Ok(()) => {}
+                Err(Error::NoSpace(_)) => {
+                    failed_at = Some(i);
+                    break;
+                }
+                Err(e) => panic!("{durability:?}: step {i}: {e}"),
+            }
+        }
+        assert!(failed_at.is_some(), "{durability:?}: the budget was never reached");
+        assert!(committed.len() > 100, "{durability:?}: commits happened before the disk filled");
+        for (id, bytes) in &committed {
+            assert_eq!(&s.read(*id).unwrap(), bytes, "{durability:?}: committed data intact in the open store");
+        }
+        // Space comes back: the same open store commits what was waiting, and more.
+        super::simulate_disk_limit(dir.path(), None);
+        s.commit().unwrap();
+        committed.append(&mut pending);
+        for i in 0..500 {
+            committed.push(add_node(&s, 1_000_000 + i).unwrap());
+        }
+        s.commit().unwrap();
+        // Now the log append itself fails: the blocks exist, the frame has no room.
+        for i in 0..20 {
+            let id = s.allocate(100, 1).unwrap().0;
+            s.publish(id, &pattern(2_000_000 + i, 100)).unwrap();
+            pending.push((id, pattern(2_000_000 + i, 100)));
+        }
+        let used: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        super::simulate_disk_limit(dir.path(), Some(used + 100));
+        assert!(matches!(s.commit(), Err(Error::NoSpace(_))), "{durability:?}: a frame with no room");
+        assert_eq!(s.read(committed[0].0).unwrap(), committed[0].1, "{durability:?}: still readable");
+        super::simulate_disk_limit(dir.path(), None);
+        s.commit().unwrap();
+        committed.append(&mut pending);
+        s.verify().unwrap();
+        s.close().unwrap();
+        let s = reopen(dir.path(), &StoreOptions { verify_checksums: true, ..opts.clone() });
+        for (id, bytes) in &committed {
+            assert_eq!(&s.read(*id).unwrap(), bytes, "{durability:?}: after reopen");
+        }
+        s.verify().unwrap();
+        assert!(s.check_checksums(5).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn a_full_disk_at_a_checkpoint_or_a_reopen_keeps_every_commit() {
+    let dir = TempDir::new("full-ckpt");
+    let opts = StoreOptions { durability: Durability::Strict, ..StoreOptions::default() };
+    let s = reopen(dir.path(), &opts);
+    let nodes: Vec<(NodeId, Vec<u8>)> = (0..300).map(|i| add_node(&s, i).unwrap()).collect();
+    s.commit().unwrap();
+    // No room for a checkpoint: close cannot write one, and says so, but loses nothing.
+    let used: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    super::simulate_disk_limit(dir.path(), Some(used));
+    match s.checkpoint() {
+        Err(Error::NoSpace(_)) => {}
+        other => panic!("a checkpoint on a full disk: {other:?}"),
+    }
+    assert!(matches!(s.close(), Err(Error::NoSpace(_)) | Ok(())));
+    // Reopening on the full disk replays the log; its own checkpoint may fail, the data may not.
+    match try_reopen(dir.path(), &opts) {
+        Ok(s) => {
+            for (id, bytes) in &nodes {
+                assert_eq!(&s.read(*id).unwrap(), bytes);
+            }
+            let _ = s.close();
+        }
+        Err(e) => assert!(matches!(e, Error::NoSpace(_)), "{e}"),
+    }
+    super::simulate_disk_limit(dir.path(), None);
+    let s = reopen(dir.path(), &opts);
+    for (id, bytes) in &nodes {
+        assert_eq!(&s.read(*id).unwrap(), bytes, "after space returned");
+    }
+}

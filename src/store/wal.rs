@@ -226,6 +226,7 @@ fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
 /// The log file a writer appends to.
 pub(crate) struct LogWriter {
     file: File,
+    path: std::path::PathBuf,
     name: String,
     len: u64,
 }
@@ -241,7 +242,7 @@ impl LogWriter {
             file.set_len(valid_bytes).map_err(|e| Error::io(format!("cut the torn tail of {name}"), e))?;
             file.sync_data().map_err(|e| Error::io(format!("sync {name}"), e))?;
         }
-        Ok(LogWriter { file, name, len: valid_bytes })
+        Ok(LogWriter { file, path: path.to_path_buf(), name, len: valid_bytes })
     }
 
     pub fn len(&self) -> u64 {
@@ -252,7 +253,9 @@ impl LogWriter {
     /// holds a partial frame in front of later ones; if even that fails, the error says so
     /// and the caller must stop using the store.
     pub fn append(&mut self, frame: &[u8]) -> std::result::Result<(), (Error, bool)> {
-        match self.file.write_all_at(frame, self.len) {
+        let written =
+            crate::os::reserve(&self.path, frame.len() as u64).and_then(|_| self.file.write_all_at(frame, self.len));
+        match written {
             Ok(()) => {
                 self.len += frame.len() as u64;
                 Ok(())
