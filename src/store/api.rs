@@ -145,6 +145,7 @@ struct Shared {
     options: StoreOptions,
     in_memory: bool,
     flusher_stop: Arc<(Mutex<bool>, Condvar)>,
+    recovery_note: Mutex<Option<String>>,
 }
 
 /// A node store. Internally synchronized: one writer at a time (others wait), reads from any
@@ -202,6 +203,7 @@ impl Store {
             last_checkpoint_error: None,
         };
         let store = Store::from_parts(writer, opened.core, options.clone(), false);
+        *store.shared.recovery_note.lock() = opened.note;
         if opened.needs_checkpoint {
             store.checkpoint()?;
         }
@@ -238,6 +240,7 @@ impl Store {
             options,
             in_memory,
             flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
+            recovery_note: Mutex::new(None),
         });
         if balanced {
             spawn_flusher(Arc::downgrade(&shared), shared.flusher_stop.clone(), shared.options.balanced_interval_ms);
@@ -589,6 +592,13 @@ impl Store {
         cv.notify_all();
         w.log = None;
         w._lock = None;
+    }
+
+    /// What the open's recovery did, when it did more than read a checkpoint: how many
+    /// commits it replayed from the log, and any incomplete commit it dropped (with the log's
+    /// offset). `None` after a clean close.
+    pub fn recovery_note(&self) -> Option<String> {
+        self.shared.recovery_note.lock().clone()
     }
 
     /// The message of the last automatic checkpoint that failed, if the latest one did.

@@ -23,6 +23,8 @@ pub(crate) struct Opened {
     pub meta: Meta,
     pub lock: Option<DirLock>,
     pub needs_checkpoint: bool,
+    /// What recovery did beyond reading: replayed frames, a torn tail cut.
+    pub note: Option<String>,
 }
 
 pub(crate) fn log_name(generation: u64) -> String {
@@ -96,7 +98,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     }
     let backing = if writable { Backing::Shared(dir.to_path_buf()) } else { Backing::Private(dir.to_path_buf()) };
     let mut space = Space::open(classes, &backing)?;
-    space.rebuild(&blocks_in_use(&snapshot_slots, space.classes().count())?)?;
+    space.rebuild(&blocks_in_use(&snapshot_slots, space.classes())?)?;
     for (&handle, &(fi, at, len)) in &latest_payload {
         let slot = snapshot_slots[handle as usize];
         space.write(slot.loc(), &contents.frames[fi].body[at..at + len]);
@@ -109,7 +111,22 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     if writable {
         remove_stray_files(dir, meta.generation);
     }
-    Ok(Opened { core, log, meta, lock, needs_checkpoint: writable && !contents.frames.is_empty() })
+    let note = recovery_note(&log_file, &contents, std::fs::metadata(&log_path).map_or(0, |m| m.len()), epoch);
+    Ok(Opened { core, log, meta, lock, needs_checkpoint: writable && !contents.frames.is_empty(), note })
+}
+
+/// Says what recovery found in the log: commits replayed since the checkpoint, and a torn
+/// tail (a commit cut short), which a writable open cuts off.
+fn recovery_note(log_file: &str, contents: &wal::LogContents, file_bytes: u64, epoch: u64) -> Option<String> {
+    let torn = file_bytes.saturating_sub(contents.valid_bytes);
+    if contents.frames.is_empty() && torn == 0 {
+        return None;
+    }
+    let mut note = format!("recovered to epoch {epoch}: {} commits replayed from {log_file}", contents.frames.len());
+    if torn > 0 {
+        note += &format!("; {torn} bytes of an incomplete commit at offset {} dropped", contents.valid_bytes);
+    }
+    Some(note)
 }
 
 /// A new store: an empty log, then the meta file naming it, then the directory entries synced.
@@ -184,18 +201,19 @@ fn apply_op(
 }
 
 /// The blocks of live nodes, per class; `Corrupt` if two nodes claim one block.
-fn blocks_in_use(slots: &[Slot], class_count: usize) -> Result<Vec<Vec<u32>>> {
-    let mut used: Vec<Vec<u32>> = vec![Vec::new(); class_count];
+fn blocks_in_use(slots: &[Slot], classes: &SizeClasses) -> Result<Vec<Vec<u32>>> {
+    let mut used: Vec<Vec<u32>> = vec![Vec::new(); classes.count()];
     for s in slots.iter().filter(|s| s.state == State::Live) {
         used[s.class as usize].push(s.block);
     }
     for (c, blocks) in used.iter_mut().enumerate() {
         blocks.sort_unstable();
         if let Some(w) = blocks.windows(2).find(|w| w[0] == w[1]) {
+            let bytes = classes.bytes(c as u8);
             return Err(Error::corrupt(
-                format!("class {c}"),
-                u64::from(w[0]),
-                format!("two live nodes claim block {}", w[0]),
+                format!("class-{c:02}-{bytes}.seg"),
+                u64::from(w[0]) * u64::from(bytes),
+                format!("the object table gives block {} to two live nodes", w[0]),
             ));
         }
     }
