@@ -312,3 +312,20 @@ fn stat_and_check_work_while_a_writer_holds_the_store() {
     assert!(!o.status.success() && err.contains("open for writing by another process"), "{err}");
     writer.close().unwrap();
 }
+
+#[test]
+fn the_crash_matrix_kills_sixty_children_and_loses_nothing() {
+    let dir = TempDir::new("crash");
+    let o = pcore(&["crash", "--kills", "60", "--seed", "7", "--dir", path(&dir.join("runs"))]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("kills                      60"), "{out}");
+    assert!(out.contains("nothing lost"), "{out}");
+    let mid_run: u64 = out
+        .lines()
+        .find(|l| l.contains("killed mid-run"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(mid_run >= 30, "most kills land mid-run: {out}");
+}

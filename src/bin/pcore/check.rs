@@ -10,32 +10,48 @@ use std::path::Path;
 /// Payload mismatches listed before the check stops counting them one by one.
 const MISMATCHES_LISTED: usize = 20;
 
-struct Report {
-    problems: u64,
+/// What the check found, step by step: printed as it goes, or kept quiet (for the crash
+/// matrix, which only wants the problems).
+pub struct Report {
+    verbose: bool,
+    pub problems: Vec<String>,
 }
 
 impl Report {
     fn ok(&self, step: &str, what: impl AsRef<str>) {
-        println!("  ok       {step:<13} {}", what.as_ref());
+        if self.verbose {
+            println!("  ok       {step:<13} {}", what.as_ref());
+        }
     }
 
     fn problem(&mut self, step: &str, what: impl AsRef<str>) {
-        self.problems += 1;
-        println!("  PROBLEM  {step:<13} {}", what.as_ref());
+        let line = format!("{step:<13} {}", what.as_ref());
+        if self.verbose {
+            println!("  PROBLEM  {line}");
+        }
+        self.problems.push(line);
     }
+}
+
+/// The problems `pcore check` would report for the store in `dir`, printing nothing.
+pub fn problems(dir: &Path) -> Vec<String> {
+    let mut r = Report { verbose: false, problems: Vec::new() };
+    check_store(dir, &mut r);
+    r.problems
 }
 
 pub fn run(dir: &Path) -> Result<Outcome, String> {
     // A missing directory or one that holds no store is the user's error, not damage.
     require_store_dir(dir)?;
     println!("pcore check {}", dir.display());
-    let mut r = Report { problems: 0 };
+    let mut r = Report { verbose: true, problems: Vec::new() };
     check_store(dir, &mut r);
-    if r.problems == 0 {
+    let count = r.problems.len();
+    if count == 0 {
         println!("clean: nothing damaged, nothing lost");
         Ok(Outcome::Done)
     } else {
-        println!("{} problem{} found", r.problems, if r.problems == 1 { "" } else { "s" });
+        println!("{count} problem{} found", if count == 1 { "" } else { "s" });
         Ok(Outcome::Failed)
     }
 }

@@ -5,6 +5,7 @@
 mod bench;
 mod chart;
 mod check;
+mod crash;
 mod demo;
 mod dump;
 mod stat;
@@ -71,6 +72,25 @@ enum Command {
         #[arg(long, short)]
         input: Option<PathBuf>,
     },
+    /// The crash matrix: kills a child running a mixed workload (nodes, two B+ trees, every
+    /// durability mode) with SIGKILL at random moments; after each kill, reopens, runs check,
+    /// and requires exactly the last acknowledged commit. Prints the totals.
+    Crash {
+        /// How many kills.
+        #[arg(long, default_value_t = 50)]
+        kills: u64,
+        /// 1,000 kills.
+        #[arg(long)]
+        long: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Scratch directory (default: a fresh temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Internal: run as the child, in this durability mode (0 strict, 1 balanced, 2 eventual).
+        #[arg(long, hide = true)]
+        child_mode: Option<usize>,
+    },
     /// The node store against glibc malloc, memcpy and fdatasync, and the B+ tree against
     /// LMDB and SQLite (cpp_bench's btree_bench), medians of several runs, one table of
     /// ratios; optionally a chart.
@@ -120,6 +140,11 @@ fn main() -> ExitCode {
         Command::Check { dir } => check::run(&dir),
         Command::Dump { dir, tree, format, output } => dump::dump(&dir, &tree, format, output.as_deref()),
         Command::Load { dir, tree, input } => dump::load(&dir, &tree, input.as_deref()),
+        Command::Crash { kills, long, seed, dir, child_mode } => match (child_mode, dir) {
+            (Some(mode), Some(dir)) => crash::child(&dir, mode, seed),
+            (Some(_), None) => Err("--child-mode needs --dir".into()),
+            (None, dir) => crash::run(if long { kills.max(1000) } else { kills }, seed, dir.as_deref()),
+        },
         Command::Bench { quick, json, svg, nodes, dir, btree_bench, store_only } => {
             bench::run(&bench::Config { quick, json, svg, nodes, dir, btree_bench, store_only })
         }

@@ -1,0 +1,303 @@
+//! `pcore crash`: the crash matrix. A child process runs a mixed workload (nodes that grow
+//! and are freed, two B+ trees with inserts and deletes) and reports every commit as it
+//! returns; the parent kills it with SIGKILL at a random moment, reopens the store, and
+//! requires: `check` passes, and the store holds exactly the state of the last acknowledged
+//! commit (or of the one in flight), nothing less and nothing uncommitted. Every durability
+//! mode takes its turn; checkpoints happen during the runs, so kills land in them too.
+
+use crate::Outcome;
+use pcore::btree::{BTree, Duplicates, TreeOptions};
+use pcore::{Durability, NodeId, Store, StoreOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::ops::Bound;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const COMMITS_MAX: u64 = 400;
+const KIND_NODE: u8 = 1;
+const MODES: [Durability; 3] = [Durability::Strict, Durability::Balanced, Durability::Eventual];
+
+fn options(mode: Durability) -> StoreOptions {
+    StoreOptions {
+        durability: mode,
+        checkpoint_log_bytes: 96 << 10, // checkpoints during the run, so kills hit them too
+        inline_payload_max_bytes: 2048, // larger payloads are flushed, not logged
+        verify_checksums: true,
+        ..StoreOptions::default()
+    }
+}
+
+fn tree_options() -> [(&'static [u8], TreeOptions); 2] {
+    [
+        (b"unique", TreeOptions::default()),
+        (b"multi", TreeOptions { page_bytes: 512, duplicates: Duplicates::Multi, ..TreeOptions::default() }),
+    ]
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+    fn bytes(&mut self, max_len: u64) -> Vec<u8> {
+        (0..self.below(max_len + 1)).map(|_| self.below(4) as u8 + b'a').collect()
+    }
+}
+
+/// The workload, step by step: the same seed gives the same operations on any store.
+struct Workload {
+    rng: Rng,
+    nodes: Vec<(NodeId, Vec<u8>)>,
+    serial: u64,
+}
+
+impl Workload {
+    fn new(seed: u64) -> Workload {
+        Workload { rng: Rng::new(seed), nodes: Vec::new(), serial: 0 }
+    }
+
+    fn node_bytes(&mut self) -> Vec<u8> {
+        self.serial += 1;
+        let mut b = self.serial.to_le_bytes().to_vec(); // unique, so states compare as sets
+        let len = [16, 200, 1500, 5000, 20000][self.rng.below(5) as usize];
+        b.extend((0..self.rng.below(len)).map(|i| (i as u64 ^ self.serial) as u8));
+        b
+    }
+
+    /// One commit's worth of changes.
+    fn step(&mut self, store: &Store, trees: &[BTree]) -> pcore::Result<()> {
+        for _ in 0..6 {
+            match self.rng.below(3) {
+                0 if !self.nodes.is_empty() => {
+                    let i = self.rng.below(self.nodes.len() as u64) as usize;
+                    store.free(self.nodes.swap_remove(i).0)?;
+                }
+                1 if !self.nodes.is_empty() => {
+                    let i = self.rng.below(self.nodes.len() as u64) as usize;
+                    let bytes = self.node_bytes(); // often larger: the node moves, its id stays
+                    store.publish(self.nodes[i].0, &bytes)?;
+                    self.nodes[i].1 = bytes;
+                }
+                _ => {
+                    let bytes = self.node_bytes();
+                    let id = store.allocate(bytes.len(), KIND_NODE)?.0;
+                    store.publish(id, &bytes)?;
+                    self.nodes.push((id, bytes));
+                }
+            }
+        }
+        for (t, max_value) in trees.iter().zip([300u64, 24]) {
+            for _ in 0..25 {
+                let key = self.rng.bytes(40);
+                if self.rng.below(3) == 0 {
+                    t.remove(&key)?;
+                } else {
+                    let value = self.rng.bytes(max_value);
+                    match t.insert(&key, &value) {
+                        Ok(()) | Err(pcore::Error::DuplicateKey(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open_trees(store: &Store) -> pcore::Result<Vec<BTree>> {
+    tree_options().iter().map(|(name, o)| BTree::open(store, name, o)).collect()
+}
+
+/// The child: runs the workload in `dir`, printing each commit's epoch once it returned.
+pub fn child(dir: &Path, mode: usize, seed: u64) -> Result<Outcome, String> {
+    let e = |e: pcore::Error| e.to_string();
+    let store = Store::open(dir, &options(MODES[mode % MODES.len()])).map_err(e)?;
+    let trees = open_trees(&store).map_err(e)?;
+    let mut w = Workload::new(seed);
+    let mut out = std::io::stdout().lock();
+    for _ in 0..COMMITS_MAX {
+        w.step(&store, &trees).map_err(e)?;
+        let epoch = store.commit().map_err(e)?;
+        writeln!(out, "{epoch}").and_then(|_| out.flush()).map_err(|e| e.to_string())?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// What a store holds, independent of node ids: our nodes' payloads, and both trees.
+#[derive(PartialEq, Eq, Debug)]
+struct Snapshot {
+    nodes: Vec<Vec<u8>>,
+    trees: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+fn snapshot(store: &Store) -> pcore::Result<Snapshot> {
+    let mut nodes = Vec::new();
+    for id in store.live_ids()? {
+        if store.info(id)?.kind == KIND_NODE {
+            nodes.push(store.read(id)?);
+        }
+    }
+    nodes.sort();
+    let trees =
+        open_trees(store)?.iter().map(|t| t.range(Bound::Unbounded, Bound::Unbounded)).collect::<pcore::Result<_>>()?;
+    Ok(Snapshot { nodes, trees })
+}
+
+/// The committed states after `commits` and `commits + 1` commits, computed in memory.
+fn expected(seed: u64, commits: u64) -> pcore::Result<(Snapshot, Snapshot)> {
+    let store = Store::in_memory(&StoreOptions::default())?;
+    let trees = open_trees(&store)?;
+    let mut w = Workload::new(seed);
+    for _ in 0..commits {
+        w.step(&store, &trees)?;
+        store.commit()?;
+    }
+    let at = snapshot(&store)?;
+    w.step(&store, &trees)?;
+    store.commit()?;
+    Ok((at, snapshot(&store)?))
+}
+
+#[derive(Default)]
+struct Totals {
+    kills: u64,
+    mid_run: u64,
+    commits_acknowledged: u64,
+    in_flight_landed: u64,
+    checkpoints_seen: u64,
+}
+
+pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String> {
+    let work = crate::util::WorkDir::new(dir, "crash", false)?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut rng = Rng::new(seed);
+    let mut t = Totals::default();
+    let started = Instant::now();
+    println!("pcore crash: {kills} SIGKILLs of a child running nodes + two B+ trees, every durability mode");
+    let bar = crate::util::progress(kills, "kills");
+    for kill in 0..kills {
+        bar.set_position(kill);
+        let dir = work.path.join(format!("run-{kill}"));
+        let (mode, child_seed, delay) = (kill as usize % MODES.len(), rng.below(u64::MAX), 5 + rng.below(400));
+        let context = format!("kill {kill} ({:?}, seed {child_seed}, after {delay} ms)", MODES[mode]);
+        let acknowledged =
+            run_child_until_killed(&exe, &dir, mode, child_seed, delay).map_err(|e| format!("{context}: {e}"))?;
+        t.kills += 1;
+        t.commits_acknowledged += acknowledged;
+        t.mid_run += u64::from(acknowledged > 0 && acknowledged < COMMITS_MAX);
+        if !dir.join("meta").exists() {
+            if acknowledged != 0 {
+                return Err(format!("{context}: {acknowledged} commits acknowledged but no store on disk"));
+            }
+            continue;
+        }
+        t.checkpoints_seen += log_generation(&dir) - 1; // each checkpoint starts a new log
+        let landed = verify_after_kill(&dir, mode, child_seed, acknowledged).map_err(|e| format!("{context}: {e}"))?;
+        t.in_flight_landed += u64::from(landed);
+        let problems = crate::check::problems(&dir);
+        if !problems.is_empty() {
+            return Err(format!("{context}: check after recovery: {}", problems.join("; ")));
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;
+    }
+    bar.finish_and_clear();
+    println!("  kills                      {}", t.kills);
+    println!("  killed mid-run             {} (after at least one commit, before the last)", t.mid_run);
+    println!("  commits acknowledged       {} (every one found after its kill)", t.commits_acknowledged);
+    println!(
+        "  in-flight commits landed   {} (killed after the commit, before it was acknowledged)",
+        t.in_flight_landed
+    );
+    println!("  checkpoints in the runs    {}", t.checkpoints_seen);
+    println!("  time                       {:.1} s", started.elapsed().as_secs_f64());
+    println!("nothing lost: after every kill, check passed and the store held exactly its last acknowledged commit");
+    Ok(Outcome::Done)
+}
+
+/// The newest log file's generation (1 in a store never checkpointed).
+fn log_generation(dir: &Path) -> u64 {
+    let generation = |name: &str| name.strip_prefix("wal-")?.strip_suffix(".log")?.parse::<u64>().ok();
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(generation))
+        .max()
+        .unwrap_or(1)
+}
+
+/// Starts the child, kills it after `delay_ms`, and returns the last epoch it acknowledged.
+fn run_child_until_killed(exe: &Path, dir: &Path, mode: usize, seed: u64, delay_ms: u64) -> Result<u64, String> {
+    let mut child = Command::new(exe)
+        .args(["crash", "--child-mode", &mode.to_string(), "--seed", &seed.to_string(), "--dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("start the child: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout).lines().map_while(Result::ok).filter_map(|l| l.trim().parse::<u64>().ok()).last()
+    });
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    // SIGKILL: no destructor, no flush, no checkpoint runs in the child.
+    let _ = child.kill();
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let acknowledged = reader.join().map_err(|_| "the reader thread panicked".to_string())?.unwrap_or(0);
+    if status.success() && acknowledged != COMMITS_MAX {
+        return Err(format!("the child ended on its own after {acknowledged} commits"));
+    }
+    Ok(acknowledged)
+}
+
+/// Reopens after a kill and compares with the model. True when the in-flight commit landed.
+fn verify_after_kill(dir: &Path, mode: usize, seed: u64, acknowledged: u64) -> Result<bool, String> {
+    let store = open_retrying(dir, &options(MODES[mode]))?;
+    store.verify().map_err(|e| format!("verify: {e}"))?;
+    let mismatches = store.check_checksums(5).map_err(|e| e.to_string())?;
+    if !mismatches.is_empty() {
+        return Err(format!("payload checksums: {mismatches:?}"));
+    }
+    for t in open_trees(&store).map_err(|e| e.to_string())? {
+        t.verify().map_err(|e| format!("tree verify: {e}"))?;
+    }
+    let epoch = store.stats().map_err(|e| e.to_string())?.epoch;
+    let got = snapshot(&store).map_err(|e| format!("read back: {e}"))?;
+    let (at, next) = expected(seed, acknowledged).map_err(|e| e.to_string())?;
+    store.close().map_err(|e| e.to_string())?;
+    if epoch == acknowledged && got == at {
+        Ok(false)
+    } else if epoch == acknowledged + 1 && got == next {
+        Ok(true)
+    } else {
+        Err(format!(
+            "store at epoch {epoch} with {} nodes does not hold the state of commit {acknowledged} ({} nodes) or {} ({} nodes)",
+            got.nodes.len(),
+            at.nodes.len(),
+            acknowledged + 1,
+            next.nodes.len()
+        ))
+    }
+}
+
+/// The killed child's lock is gone with it; a sibling process between fork and exec may
+/// still hold a copy of the descriptor for a moment.
+fn open_retrying(dir: &Path, opts: &StoreOptions) -> Result<Store, String> {
+    let start = Instant::now();
+    loop {
+        match Store::open(dir, opts) {
+            Err(pcore::Error::Busy(_)) if start.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            other => return other.map_err(|e| format!("reopen: {e}")),
+        }
+    }
+}
