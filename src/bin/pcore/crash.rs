@@ -68,7 +68,7 @@ impl Workload {
         self.serial += 1;
         let mut b = self.serial.to_le_bytes().to_vec(); // unique, so states compare as sets
         let len = [16, 200, 1500, 5000, 20000][self.rng.below(5) as usize];
-        b.extend((0..self.rng.below(len)).map(|i| (i as u64 ^ self.serial) as u8));
+        b.extend((0..self.rng.below(len)).map(|i| (i ^ self.serial) as u8));
         b
     }
 
