@@ -162,6 +162,8 @@ impl<'a> PageRef<'a> {
         self.cells_start
     }
 
+    #[cold]
+    #[inline(never)]
     fn corrupt(&self, i: usize, what: &str) -> Error {
         Error::corrupt(
             format!("B+ tree page {:#x}", self.page_id),
@@ -170,10 +172,12 @@ impl<'a> PageRef<'a> {
         )
     }
 
+    #[inline]
     fn cell_offset(&self, i: usize) -> Result<usize> {
         if i >= self.count {
-            return Err(self.corrupt(i.min(self.count), &format!("no entry {i} in a page of {}", self.count)));
+            return Err(self.missing_entry(i));
         }
+        // `parse` checked that the slot array ends before `cells_start <= bytes.len()`.
         let at = HEADER_BYTES + i * SLOT_BYTES;
         let off = u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]]) as usize;
         if off < self.cells_start() || off >= self.bytes.len() {
@@ -182,6 +186,13 @@ impl<'a> PageRef<'a> {
         Ok(off)
     }
 
+    #[cold]
+    #[inline(never)]
+    fn missing_entry(&self, i: usize) -> Error {
+        self.corrupt(i.min(self.count), &format!("no entry {i} in a page of {}", self.count))
+    }
+
+    #[inline]
     fn varint(&self, i: usize, at: usize) -> Result<(usize, usize)> {
         // One byte covers every key under 128 bytes: the common case, decoded inline.
         if let Some(&b) = self.bytes.get(at) {
@@ -198,10 +209,15 @@ impl<'a> PageRef<'a> {
         Ok((v, n))
     }
 
+    #[inline]
     fn take(&self, i: usize, at: usize, n: usize) -> Result<&'a [u8]> {
-        self.bytes.get(at..at + n).ok_or_else(|| self.corrupt(i, "cell runs past the page"))
+        match self.bytes.get(at..at + n) {
+            Some(b) => Ok(b),
+            None => Err(self.corrupt(i, "cell runs past the page")),
+        }
     }
 
+    #[inline]
     pub fn key(&self, i: usize) -> Result<&'a [u8]> {
         let off = self.cell_offset(i)?;
         let (len, n) = self.varint(i, off)?;
@@ -252,11 +268,18 @@ impl<'a> PageRef<'a> {
         if lo == 0 {
             Ok((None, self.leftmost_child()))
         } else {
-            match self.entry(lo - 1)?.payload {
-                Payload::Child(c) => Ok((Some(lo - 1), c)),
-                Payload::Leaf(_) => Err(self.corrupt(lo - 1, "leaf cell in an internal page")),
-            }
+            Ok((Some(lo - 1), self.child(lo - 1)?))
         }
+    }
+
+    /// The child id of internal entry i, read without decoding the rest of its cell.
+    fn child(&self, i: usize) -> Result<u64> {
+        if self.is_leaf() {
+            return Err(self.corrupt(i, "leaf cell in an internal page"));
+        }
+        let off = self.cell_offset(i)?;
+        let (key_len, n) = self.varint(i, off)?;
+        Ok(u64::from_le_bytes(self.take(i, off + n + key_len, 8)?.try_into().expect("8 bytes")))
     }
 
     /// `Ok(i)` when entry i's key equals `key`, `Err(i)` for where it would go.
