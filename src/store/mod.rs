@@ -9,7 +9,7 @@ mod core;
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
-mod damage_tests;
+mod torn_file_tests;
 mod inspect;
 mod meta;
 mod node_id;
