@@ -3,6 +3,8 @@
 
 mod bulk;
 mod cursor;
+#[cfg(test)]
+mod damage_tests;
 mod inspect;
 mod page;
 mod split;
