@@ -8,6 +8,8 @@ mod codec;
 mod core;
 #[cfg(test)]
 mod crash_tests;
+#[cfg(test)]
+mod damage_tests;
 mod meta;
 mod node_id;
 mod recovery;

@@ -68,7 +68,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
         Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}"))
     })?;
     let (mut snapshot_slots, mut roots, checkpoint_epoch) = if meta.has_checkpoint {
-        let snap = checkpoint::read(dir, meta.generation, classes.count())?;
+        let snap = checkpoint::read(dir, meta.generation, &classes)?;
         if snap.epoch != meta.checkpoint_epoch {
             return Err(Error::corrupt(
                 checkpoint::file_name(meta.generation),
