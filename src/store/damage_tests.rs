@@ -68,3 +68,43 @@ fn a_checkpoint_entry_longer_than_its_block_is_corrupt() {
     });
     assert_corrupt_open(dir.path(), "checkpoint-");
 }
+
+/// A store whose commits are only in its log (a crash before any checkpoint), with `frame`
+/// appended to the log as its next commit.
+fn store_with_logged_frame(dir: &Path, frame: impl FnOnce(u64) -> Vec<u8>) {
+    let s = Store::open(dir, &StoreOptions::default()).unwrap();
+    let (id, _, _) = s.allocate(10, 1).unwrap();
+    s.publish(id, b"committed").unwrap();
+    let epoch = s.commit().unwrap();
+    s.simulate_crash();
+    let log = file_with_prefix(dir, "wal-");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend(frame(epoch + 1));
+    std::fs::write(&log, bytes).unwrap();
+}
+
+fn put(handle: u64, tag: u16) -> super::wal::PutOp {
+    super::wal::PutOp { handle, tag, kind: 1, class: 0, block: 5, len: 0, payload_crc: crc(b""), payload_at: None }
+}
+
+#[test]
+fn a_logged_handle_far_beyond_the_table_is_corrupt_not_a_huge_allocation() {
+    let dir = TempDir::new("log-handle");
+    store_with_logged_frame(dir.path(), |epoch| {
+        let mut f = super::wal::FrameBuilder::default();
+        f.put(&put(1 << 40, 1), Some(b""));
+        f.finish(epoch)
+    });
+    // Before the fix the table grew to 2^40 slots (16 TiB): the allocation aborted the process.
+    assert_corrupt_open(dir.path(), "wal-");
+    // A gap a writer can leave (handles allocated and freed before a commit) still opens.
+    let dir = TempDir::new("log-handle-gap");
+    store_with_logged_frame(dir.path(), |epoch| {
+        let mut f = super::wal::FrameBuilder::default();
+        f.put(&put(1000, 1), Some(b""));
+        f.finish(epoch)
+    });
+    let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    assert_eq!(s.read(NodeId::from_parts(1000, 1)).unwrap(), b"");
+    s.verify().unwrap();
+}

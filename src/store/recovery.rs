@@ -150,6 +150,14 @@ fn apply_op(
                 return Err(bad(format!("put of {} bytes in class {}", p.len, p.class)));
             }
             if slots.len() <= p.handle as usize {
+                // The table grows to the handle: a damaged handle must not size the allocation.
+                if p.handle - slots.len() as u64 >= crate::limits::LOG_HANDLE_GAP_MAX {
+                    return Err(bad(format!(
+                        "put of handle {} far beyond the table's {} handles",
+                        p.handle,
+                        slots.len()
+                    )));
+                }
                 slots.resize(p.handle as usize + 1, Slot::EMPTY);
             }
             slots[p.handle as usize] = Slot {
