@@ -114,11 +114,11 @@ pub(crate) fn read(dir: &Path, generation: u64, classes: &SizeClasses) -> Result
         let live = packed & LIVE_BIT != 0;
         let class = ((packed >> 24) & 0x1F) as u8;
         let len = packed & 0xFF_FFFF;
-        if live && (class as usize >= classes.count() || kind == 0 || len > classes.bytes(class)) {
+        if live && (class as usize >= classes.count() || kind == 0 || tag == 0 || len > classes.bytes(class)) {
             return Err(Error::corrupt(
                 &name,
                 entry_at,
-                format!("entry of {len} bytes with class {class}, kind {kind}"),
+                format!("entry of {len} bytes with class {class}, kind {kind}, tag {tag}"),
             ));
         }
         let state = if live { State::Live } else { State::Free };

@@ -108,3 +108,23 @@ fn a_logged_handle_far_beyond_the_table_is_corrupt_not_a_huge_allocation() {
     assert_eq!(s.read(NodeId::from_parts(1000, 1)).unwrap(), b"");
     s.verify().unwrap();
 }
+
+#[test]
+fn live_nodes_with_tag_zero_are_corrupt() {
+    // In the log...
+    let dir = TempDir::new("log-tag0");
+    store_with_logged_frame(dir.path(), |epoch| {
+        let mut f = super::wal::FrameBuilder::default();
+        f.put(&put(2, 0), Some(b""));
+        f.finish(epoch)
+    });
+    assert_corrupt_open(dir.path(), "wal-");
+    // ...and in a checkpoint (ids with tag 0 are never issued; NodeId::from_parts asserts).
+    let dir = TempDir::new("ckpt-tag0");
+    let id = closed_store(dir.path(), 10);
+    edit_checkpoint(dir.path(), |b| {
+        let at = 36 + 12 * id.handle() as usize + 8;
+        b[at..at + 2].copy_from_slice(&0u16.to_le_bytes());
+    });
+    assert_corrupt_open(dir.path(), "checkpoint-");
+}

@@ -149,6 +149,9 @@ fn apply_op(
             if p.class as usize >= classes.count() || p.len > classes.bytes(p.class) {
                 return Err(bad(format!("put of {} bytes in class {}", p.len, p.class)));
             }
+            if p.tag == 0 {
+                return Err(bad(format!("put of handle {} with tag 0, which no id has", p.handle)));
+            }
             if slots.len() <= p.handle as usize {
                 // The table grows to the handle: a damaged handle must not size the allocation.
                 if p.handle - slots.len() as u64 >= crate::limits::LOG_HANDLE_GAP_MAX {
