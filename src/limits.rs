@@ -25,6 +25,9 @@ pub const HANDLE_MAX: u64 = (1 << 48) - 2;
 /// writer leaves a larger gap only by allocating and freeing 16 Mi uncommitted nodes at the
 /// table's end between two commits.
 pub const LOG_HANDLE_GAP_MAX: u64 = 1 << 24;
+/// Epochs, generations and meta sequences count commits and checkpoints: a stored value at or
+/// above this is damage (no store gets near it), and keeps every `+ 1` on them from overflowing.
+pub const COUNTER_MAX: u64 = 1 << 62;
 /// Block indexes within one class file are stored in 32 bits.
 pub const BLOCKS_PER_CLASS_MAX: u64 = u32::MAX as u64;
 

@@ -128,3 +128,24 @@ fn live_nodes_with_tag_zero_are_corrupt() {
     });
     assert_corrupt_open(dir.path(), "checkpoint-");
 }
+
+#[test]
+fn meta_counters_beyond_any_store_are_corrupt() {
+    // Epoch u64::MAX made `checkpoint_epoch + 1` overflow (a panic with overflow checks, a
+    // wrapped epoch without); generation and sequence are incremented by every checkpoint.
+    for field in [16usize, 24, 32] {
+        let dir = TempDir::new("meta-counter");
+        closed_store(dir.path(), 10);
+        let path = dir.path().join(super::meta::META_FILE);
+        let mut b = std::fs::read(&path).unwrap();
+        for slot in [0usize, 4096] {
+            if b.len() >= slot + 52 {
+                b[slot + field..slot + field + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+                let c = crc(&b[slot..slot + 48]);
+                b[slot + 48..slot + 52].copy_from_slice(&c.to_le_bytes());
+            }
+        }
+        std::fs::write(&path, b).unwrap();
+        assert_corrupt_open(dir.path(), "meta");
+    }
+}
