@@ -7,7 +7,9 @@
 //! 3 class file:  u8 class, u32 file length, u32 offset, u16 length, bytes
 //!                -> class-<c>-<bytes>.seg, sparse, set to the length, bytes written at offset
 //! ```
-//! Lengths are cut to the bytes left. Class files follow the default classes (64 B to
+//! Lengths are cut to the bytes left. A kind byte with bit 4 set asks for the file's
+//! checksums to be recomputed before it is written (CRC32C guards every header, body and
+//! logged payload; without this the fuzzer would rarely get past them). Class files follow the default classes (64 B to
 //! 256 KiB); file lengths are capped at 4 MiB. The directory is written afresh (on tmpfs
 //! when there is one), opened read-only, then writable, then read-only again.
 
@@ -50,13 +52,95 @@ pub enum Record<'a> {
     Meta(&'a [u8]),
     Log(u8, &'a [u8]),
     Checkpoint(u8, &'a [u8]),
-    Class { class: u8, file_len: u32, offset: u32, bytes: &'a [u8] },
+    Class {
+        class: u8,
+        file_len: u32,
+        offset: u32,
+        bytes: &'a [u8],
+    },
+    /// The next record's file gets its checksums recomputed.
+    FixChecksums,
+}
+
+pub const FIX_CHECKSUMS: u8 = 0x10;
+
+fn crc(b: &[u8]) -> u32 {
+    crc32c::crc32c(b)
+}
+
+/// Recomputes the checksums of a meta file's two slots.
+pub fn fix_meta(b: &mut [u8]) {
+    for at in [0usize, 4096] {
+        if b.len() >= at + 52 {
+            let c = crc(&b[at..at + 48]);
+            b[at + 48..at + 52].copy_from_slice(&c.to_le_bytes());
+        }
+    }
+}
+
+/// Recomputes a checkpoint's header and body checksums.
+pub fn fix_checkpoint(b: &mut [u8]) {
+    if b.len() >= 36 {
+        let body = crc(&b[36..]);
+        b[28..32].copy_from_slice(&body.to_le_bytes());
+        let header = crc(&b[..32]);
+        b[32..36].copy_from_slice(&header.to_le_bytes());
+    }
+}
+
+/// Walks a log's frames (body lengths cut to what is there), fixing every frame's magic and
+/// checksums and every inline payload's checksum.
+pub fn fix_log(b: &mut [u8]) {
+    let mut pos = 0;
+    while b.len() >= pos + 24 {
+        b[pos..pos + 4].copy_from_slice(b"PCWF");
+        let len = (u32::from_le_bytes(b[pos + 4..pos + 8].try_into().unwrap()) as usize).min(b.len() - pos - 24);
+        b[pos + 4..pos + 8].copy_from_slice(&(len as u32).to_le_bytes());
+        let body = pos + 24..pos + 24 + len;
+        fix_ops(&mut b[body.clone()]);
+        let c = crc(&b[body.clone()]);
+        b[pos + 16..pos + 20].copy_from_slice(&c.to_le_bytes());
+        let h = crc(&b[pos..pos + 20]);
+        b[pos + 20..pos + 24].copy_from_slice(&h.to_le_bytes());
+        pos = body.end;
+    }
+}
+
+fn fix_ops(body: &mut [u8]) {
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            1 if body.len() >= i + 29 => {
+                let len = u32::from_le_bytes(body[i + 17..i + 21].try_into().unwrap()) as usize;
+                let inline = body[i + 25];
+                i += 29;
+                if inline == 1 && body.len() >= i + len {
+                    let c = crc(&body[i..i + len]);
+                    body[i - 8..i - 4].copy_from_slice(&c.to_le_bytes());
+                    i += len;
+                }
+            }
+            2 => i += 11,
+            3 if body.len() > i + 1 => {
+                let n = body[i + 1] as usize;
+                let at = i + 2 + n + 8;
+                if body.len() < at + 2 {
+                    return;
+                }
+                i = at + 2 + u16::from_le_bytes([body[at], body[at + 1]]) as usize;
+            }
+            _ => return,
+        }
+    }
 }
 
 pub fn parse(data: &[u8]) -> Vec<Record<'_>> {
     let mut input = Input { data };
     let mut out = Vec::new();
     while let Some(kind) = input.u8() {
+        if kind & FIX_CHECKSUMS != 0 {
+            out.push(Record::FixChecksums);
+        }
         let r = match kind % 4 {
             KIND_META => input.bytes().map(Record::Meta),
             KIND_LOG => input.u8().and_then(|g| Some(Record::Log(g, input.bytes()?))),
@@ -80,27 +164,34 @@ pub fn parse(data: &[u8]) -> Vec<Record<'_>> {
 
 pub fn encode(records: &[Record<'_>]) -> Vec<u8> {
     let mut v = Vec::new();
+    let mut fix = 0u8;
     let bytes = |v: &mut Vec<u8>, b: &[u8]| {
         let n = b.len().min(u16::MAX as usize);
         v.extend_from_slice(&(n as u16).to_le_bytes());
         v.extend_from_slice(&b[..n]);
     };
     for r in records {
+        if matches!(r, Record::FixChecksums) {
+            fix = FIX_CHECKSUMS;
+            continue;
+        }
+        let f = std::mem::take(&mut fix);
         match r {
+            Record::FixChecksums => unreachable!(),
             Record::Meta(b) => {
-                v.push(KIND_META);
+                v.push(KIND_META | f);
                 bytes(&mut v, b);
             }
             Record::Log(g, b) => {
-                v.extend_from_slice(&[KIND_LOG, *g]);
+                v.extend_from_slice(&[KIND_LOG | f, *g]);
                 bytes(&mut v, b);
             }
             Record::Checkpoint(g, b) => {
-                v.extend_from_slice(&[KIND_CHECKPOINT, *g]);
+                v.extend_from_slice(&[KIND_CHECKPOINT | f, *g]);
                 bytes(&mut v, b);
             }
             Record::Class { class, file_len, offset, bytes: b } => {
-                v.extend_from_slice(&[KIND_CLASS, *class]);
+                v.extend_from_slice(&[KIND_CLASS | f, *class]);
                 v.extend_from_slice(&file_len.to_le_bytes());
                 v.extend_from_slice(&offset.to_le_bytes());
                 bytes(&mut v, b);
@@ -120,11 +211,23 @@ pub fn write_dir(dir: &Path, records: &[Record<'_>]) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("create the fuzz directory");
     use std::os::unix::fs::FileExt;
+    let mut fix = false;
     for r in records {
+        let fixing = std::mem::take(&mut fix);
+        let fixed = |b: &[u8], f: fn(&mut [u8])| {
+            let mut b = b.to_vec();
+            if fixing {
+                f(&mut b);
+            }
+            b
+        };
         match r {
-            Record::Meta(b) => std::fs::write(dir.join("meta"), b).unwrap(),
-            Record::Log(g, b) => std::fs::write(dir.join(format!("wal-{}.log", g % 4)), b).unwrap(),
-            Record::Checkpoint(g, b) => std::fs::write(dir.join(format!("checkpoint-{}.ckpt", g % 4)), b).unwrap(),
+            Record::FixChecksums => fix = true,
+            Record::Meta(b) => std::fs::write(dir.join("meta"), fixed(b, fix_meta)).unwrap(),
+            Record::Log(g, b) => std::fs::write(dir.join(format!("wal-{}.log", g % 4)), fixed(b, fix_log)).unwrap(),
+            Record::Checkpoint(g, b) => {
+                std::fs::write(dir.join(format!("checkpoint-{}.ckpt", g % 4)), fixed(b, fix_checkpoint)).unwrap()
+            }
             Record::Class { class, file_len, offset, bytes } => {
                 let f = std::fs::OpenOptions::new()
                     .create(true)

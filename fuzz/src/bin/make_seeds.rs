@@ -25,10 +25,13 @@ fn records_of(path: &Path) -> Vec<u8> {
         if name == "meta" {
             // The two slots are 4 KiB apart; only their first 52 bytes matter.
             let end = bytes.len().min(4096 + 64);
+            records.push(dir::Record::FixChecksums);
             records.push(dir::Record::Meta(&bytes[..end]));
         } else if let Some(g) = name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".log")) {
+            records.push(dir::Record::FixChecksums);
             records.push(dir::Record::Log(g.parse().unwrap(), bytes));
         } else if let Some(g) = name.strip_prefix("checkpoint-").and_then(|s| s.strip_suffix(".ckpt")) {
+            records.push(dir::Record::FixChecksums);
             records.push(dir::Record::Checkpoint(g.parse().unwrap(), bytes));
         } else if let Some(rest) = name.strip_prefix("class-") {
             let class: u8 = rest[..2].parse().unwrap();
