@@ -19,6 +19,15 @@ pub const SEGMENT_BLOCKS_MIN: u64 = 8;
 /// Handles are 48 bits; the all-ones id (`u64::MAX`) is the invalid id, so the top handle is
 /// never issued. Handle 0 is never issued either: raw id 0 means "no node".
 pub const HANDLE_MAX: u64 = (1 << 48) - 2;
+/// At recovery a log record may name a handle beyond the object table it extends (the writer
+/// allocated and freed uncommitted nodes in between); further than this is `Corrupt`, so a
+/// damaged handle cannot size the table's allocation (16 bytes a slot: 256 MiB here). A
+/// writer leaves a larger gap only by allocating and freeing 16 Mi uncommitted nodes at the
+/// table's end between two commits.
+pub const LOG_HANDLE_GAP_MAX: u64 = 1 << 24;
+/// Epochs, generations and meta sequences count commits and checkpoints: a stored value at or
+/// above this is damage (no store gets near it), and keeps every `+ 1` on them from overflowing.
+pub const COUNTER_MAX: u64 = 1 << 62;
 /// Block indexes within one class file are stored in 32 bits.
 pub const BLOCKS_PER_CLASS_MAX: u64 = u32::MAX as u64;
 

@@ -3,6 +3,8 @@
 
 mod bulk;
 mod cursor;
+#[cfg(test)]
+mod damage_tests;
 mod inspect;
 mod page;
 mod split;
@@ -14,3 +16,26 @@ pub use tree::{
     list_trees, max_inline_value_bytes, max_key_bytes, BTree, Comparator, Duplicates, TreeDescription, TreeOptions,
     KIND_INTERNAL, KIND_LEAF, KIND_OVERFLOW, PAGE_BYTES_MAX, PAGE_BYTES_MIN, ROOT_PREFIX, VALUE_BYTES_MAX,
 };
+
+/// Decodes `bytes` as a B+ tree page the way tree operations do: the header, every entry,
+/// the byte accounting, a search for `probe` (and, in an internal page, the child it leads
+/// to), and an in-place insert of `probe` into a copy. Returns the number of entries, or
+/// `Corrupt` naming page `page_id`; never panics, whatever the bytes. For fuzzing and tests.
+#[doc(hidden)]
+pub fn decode_page(bytes: &[u8], page_id: u64, probe: &[u8]) -> crate::Result<usize> {
+    let p = page::PageRef::parse(bytes, page_id)?;
+    let entries = p.entries()?;
+    let used = p.used_bytes()?;
+    debug_assert_eq!(used, entries.iter().map(page::Entry::bytes).sum::<usize>());
+    let at = match p.search(probe, |a, b| a.cmp(b))? {
+        Ok(i) | Err(i) => i,
+    };
+    if !p.is_leaf() {
+        p.child_for(probe, |a, b| a.cmp(b))?;
+    }
+    let _ = p.leftmost_child();
+    let mut copy = bytes.to_vec();
+    let e = page::Entry { key: probe, payload: page::Payload::Leaf(page::Value::Inline(probe)) };
+    page::insert_in_place(&mut copy, page_id, at, &e)?;
+    Ok(entries.len())
+}

@@ -399,21 +399,43 @@ impl BTree {
 
     /// Reads a page through a closure (shared lock on the store, no copy).
     pub(crate) fn with_page<R>(&self, id: u64, f: impl FnOnce(PageRef<'_>) -> Result<R>) -> Result<R> {
+        let pb = self.inner.page_bytes;
         self.store()?
-            .with_node(NodeId::from_raw(id), |bytes| PageRef::parse(bytes, id).and_then(f))
+            .with_node(NodeId::from_raw(id), |bytes| parse_page(bytes, id, pb).and_then(f))
             .map_err(|e| missing_page(id, e))?
     }
 
     /// Reads pages under one hold of the store's lock: `f` gets a page reader.
     pub(crate) fn with_pages<R>(&self, f: impl FnOnce(&PageReader<'_, '_>) -> Result<R>) -> Result<R> {
-        self.store()?.with_reader(|nodes| f(&PageReader { nodes }))
+        self.store()?.with_reader(|nodes| f(&PageReader { nodes, page_bytes: self.inner.page_bytes }))
     }
 
     /// A copy of a page, its layout checked.
     pub(crate) fn read_page(&self, id: u64) -> Result<Vec<u8>> {
         let bytes = self.store()?.read(NodeId::from_raw(id)).map_err(|e| missing_page(id, e))?;
-        PageRef::parse(&bytes, id)?;
+        parse_page(&bytes, id, self.inner.page_bytes)?;
         Ok(bytes)
+    }
+
+    /// The entries of a page about to be rewritten. Pages this tree writes always hold entries
+    /// of at most a quarter page (the split arithmetic relies on it) that fit the page
+    /// together; a damaged page whose cells overlap or claim more is `Corrupt` here, before
+    /// anything is written (page::build would refuse it).
+    pub(crate) fn page_entries<'p>(&self, p: &PageRef<'p>, id: u64, leaf: bool) -> Result<Vec<Entry<'p>>> {
+        let cap = page::capacity(self.inner.page_bytes);
+        let bad = |what: String| Error::corrupt(format!("B+ tree page {id:#x}"), 0, what);
+        if p.is_leaf() != leaf {
+            return Err(bad(format!("a {} page where a {} belongs", kind_name(p.is_leaf()), kind_name(leaf))));
+        }
+        let entries = p.entries()?;
+        if let Some(e) = entries.iter().find(|e| e.bytes() > cap / 4) {
+            return Err(bad(format!("an entry of {} bytes; at most {} fit a page", e.bytes(), cap / 4)));
+        }
+        let total: usize = entries.iter().map(Entry::bytes).sum();
+        if total > cap {
+            return Err(bad(format!("entries of {total} bytes in a page that holds {cap}")));
+        }
+        Ok(entries)
     }
 
     /// Root-to-leaf path for a stored key (each internal page with the child position taken:
@@ -553,7 +575,7 @@ impl BTree {
             Err(e) => return plan.abort(e),
         };
         let new_entry = Entry { key: &skey, payload: Payload::Leaf(stored) };
-        let mut entries = leaf.entries()?;
+        let mut entries = self.page_entries(&leaf, leaf_id, true)?;
         let index = match found {
             Ok(i) => {
                 if let Payload::Leaf(Value::Overflow(old, _)) = entries[i].payload {
@@ -586,7 +608,10 @@ impl BTree {
     fn try_insert_in_place(&self, leaf_id: u64, index: usize, e: &Entry<'_>) -> Result<bool> {
         let pb = self.inner.page_bytes;
         self.store()?.try_update(NodeId::from_raw(leaf_id), |buf| {
-            Ok((pb, page::insert_in_place(&mut buf[..pb], leaf_id, index, e)?))
+            let Some(page) = buf.get_mut(..pb) else {
+                return Err(Error::corrupt(format!("B+ tree page {leaf_id:#x}"), 0, "a block smaller than a page"));
+            };
+            Ok((pb, page::insert_in_place(page, leaf_id, index, e)?))
         })
     }
 
@@ -681,9 +706,9 @@ impl BTree {
             let mut combined: Vec<Entry<'_>> = Vec::with_capacity(entries.len() + sibling.len());
             if this_is_left {
                 combined.extend_from_slice(entries);
-                combined.extend(sibling.entries()?);
+                combined.extend(self.page_entries(&sibling, sibling_id, true)?);
             } else {
-                combined.extend(sibling.entries()?);
+                combined.extend(self.page_entries(&sibling, sibling_id, true)?);
                 combined.extend_from_slice(entries);
             }
             let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
@@ -696,7 +721,7 @@ impl BTree {
             let separator = self.separator(combined[k - 1].key, combined[k].key);
             let (left_id, right_id) = if this_is_left { (leaf_id, sibling_id) } else { (sibling_id, leaf_id) };
             let sep_index = pos.min(sibling_pos);
-            let mut parent_entries = parent.entries()?;
+            let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
             parent_entries[sep_index] = Entry { key: &separator, payload: Payload::Child(right_id) };
             if !self.page_fits(&parent_entries) || !self.count_fits(k) || !self.count_fits(combined.len() - k) {
                 continue;
@@ -735,7 +760,7 @@ impl BTree {
             let Some((sep, child)) = carry.take() else { break };
             let bytes = self.read_page(page_id)?;
             let p = PageRef::parse(&bytes, page_id)?;
-            let mut entries = p.entries()?;
+            let mut entries = self.page_entries(&p, page_id, false)?;
             entries.insert(pos, Entry { key: &sep, payload: Payload::Child(child) });
             let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
             if self.page_fits(&entries) {
@@ -801,7 +826,7 @@ impl BTree {
         let Ok(index) = found else { return Ok(false) };
         let leaf_bytes = self.read_page(leaf_id)?;
         let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
-        let mut entries = leaf.entries()?;
+        let mut entries = self.page_entries(&leaf, leaf_id, true)?;
         let mut plan = Plan::new(self);
         if let Payload::Leaf(Value::Overflow(old, _)) = entries[index].payload {
             plan.free_later(old);
@@ -852,7 +877,7 @@ impl BTree {
         }
         let parent_bytes = self.read_page(parent_id)?;
         let parent = PageRef::parse(&parent_bytes, parent_id)?;
-        let mut parent_entries = parent.entries()?;
+        let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
         // The pair (left, right) and the index of the separator between them in the parent.
         let child_at = |p: usize| -> Result<u64> {
             if p == 0 {
@@ -877,7 +902,7 @@ impl BTree {
         if sibling.is_leaf() != (ty == TYPE_LEAF) {
             return Err(Error::corrupt(format!("B+ tree page {sibling_id:#x}"), 0, "siblings on different levels"));
         }
-        let sibling_entries = sibling.entries()?;
+        let sibling_entries = self.page_entries(&sibling, sibling_id, ty == TYPE_LEAF)?;
         let (left_id, right_id) = if this_is_left { (id, sibling_id) } else { (sibling_id, id) };
         let (left_entries, left_leftmost, right_entries, right_leftmost) = if this_is_left {
             (entries.to_vec(), leftmost, sibling_entries, sibling.leftmost_child())
@@ -948,12 +973,34 @@ type Descent = (Vec<(u64, usize)>, u64, std::result::Result<usize, usize>);
 /// Pages read under one hold of the store's shared lock.
 pub(crate) struct PageReader<'r, 'a> {
     nodes: &'r crate::store::NodeReader<'a>,
+    page_bytes: usize,
 }
 
 impl<'a> PageReader<'_, 'a> {
     pub(crate) fn page(&self, id: u64) -> Result<PageRef<'a>> {
-        PageRef::parse(self.nodes.node(NodeId::from_raw(id)).map_err(|e| missing_page(id, e))?, id)
+        parse_page(self.nodes.node(NodeId::from_raw(id)).map_err(|e| missing_page(id, e))?, id, self.page_bytes)
     }
+}
+
+fn kind_name(leaf: bool) -> &'static str {
+    if leaf {
+        "leaf"
+    } else {
+        "internal"
+    }
+}
+
+/// Parses a page of a tree whose pages have `page_bytes`: a node of any other length (a
+/// damaged child pointer naming some other node) is `Corrupt`.
+fn parse_page(bytes: &[u8], id: u64, page_bytes: usize) -> Result<PageRef<'_>> {
+    if bytes.len() != page_bytes {
+        return Err(Error::corrupt(
+            format!("B+ tree page {id:#x}"),
+            0,
+            format!("{} bytes; the tree's pages have {page_bytes}", bytes.len()),
+        ));
+    }
+    PageRef::parse(bytes, id)
 }
 
 /// Multi mode's stored key: u16 key length, key, value. Ordered by key, then value.

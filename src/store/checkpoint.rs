@@ -18,6 +18,7 @@
 
 use super::codec::{crc, Reader, Writer};
 use super::table::{ObjectTable, Slot, State};
+use crate::alloc::SizeClasses;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -25,7 +26,7 @@ use std::path::Path;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"PCORECKP");
 const HEADER_BYTES: usize = 36;
-const ENTRY_BYTES: usize = 16;
+pub(crate) const ENTRY_BYTES: usize = 16;
 const LIVE_BIT: u32 = 1 << 29;
 
 pub(crate) fn file_name(generation: u64) -> String {
@@ -91,7 +92,7 @@ pub(crate) fn write(dir: &Path, generation: u64, bytes: &[u8]) -> Result<()> {
     crate::os::sync_dir(dir).map_err(|e| io("sync the directory after", e))
 }
 
-pub(crate) fn read(dir: &Path, generation: u64, class_count: usize) -> Result<Snapshot> {
+pub(crate) fn read(dir: &Path, generation: u64, classes: &SizeClasses) -> Result<Snapshot> {
     let name = file_name(generation);
     let data = std::fs::read(dir.join(&name)).map_err(|e| Error::io(format!("read {name}"), e))?;
     if data.len() < HEADER_BYTES || crc(&data[..32]).to_le_bytes() != data[32..36] {
@@ -116,11 +117,16 @@ pub(crate) fn read(dir: &Path, generation: u64, class_count: usize) -> Result<Sn
         let (block, packed, crc, tag, kind, _) = (r.u32()?, r.u32()?, r.u32()?, r.u16()?, r.u8()?, r.u8()?);
         let live = packed & LIVE_BIT != 0;
         let class = ((packed >> 24) & 0x1F) as u8;
-        if live && (class as usize >= class_count || kind == 0) {
-            return Err(Error::corrupt(&name, entry_at, format!("entry with class {class}, kind {kind}")));
+        let len = packed & 0xFF_FFFF;
+        if live && (class as usize >= classes.count() || kind == 0 || tag == 0 || len > classes.bytes(class)) {
+            return Err(Error::corrupt(
+                &name,
+                entry_at,
+                format!("entry of {len} bytes with class {class}, kind {kind}, tag {tag}"),
+            ));
         }
         let state = if live { State::Live } else { State::Free };
-        slots.push(Slot { block, len: packed & 0xFF_FFFF, crc, tag, kind, class, state, dirty: false, freeing: false });
+        slots.push(Slot { block, len, crc, tag, kind, class, state, dirty: false, freeing: false });
     }
     let mut roots = BTreeMap::new();
     for _ in 0..root_count {

@@ -78,7 +78,7 @@ pub fn inspect_files(dir: &Path) -> Result<FileReport> {
     })?;
     let checkpoint = if meta.has_checkpoint {
         let file = checkpoint::file_name(meta.generation);
-        let snap = checkpoint::read(dir, meta.generation, classes.count())?;
+        let snap = checkpoint::read(dir, meta.generation, &classes)?;
         Some(CheckpointReport {
             bytes: file_len(dir, &file)?,
             file,

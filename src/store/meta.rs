@@ -75,14 +75,26 @@ impl Meta {
             return Err(Error::VersionMismatch(format!("store format {version}; this build reads {FORMAT_VERSION}")));
         }
         let flags = r.u32()?;
-        Ok(Some(Meta {
+        let meta = Meta {
             has_checkpoint: flags & 1 != 0,
             sequence: r.u64()?,
             generation: r.u64()?,
             checkpoint_epoch: r.u64()?,
             min_class_bytes: r.u32()?,
             max_class_bytes: r.u32()?,
-        }))
+        };
+        let max = crate::limits::COUNTER_MAX;
+        if meta.sequence >= max || meta.generation >= max || meta.checkpoint_epoch >= max {
+            return Err(Error::corrupt(
+                META_FILE,
+                offset + 16,
+                format!(
+                    "sequence {}, generation {}, epoch {}: beyond any store's",
+                    meta.sequence, meta.generation, meta.checkpoint_epoch
+                ),
+            ));
+        }
+        Ok(Some(meta))
     }
 
     /// Reads both slots and returns the newer valid one; `Corrupt` if neither is valid.

@@ -9,11 +9,13 @@ mod core;
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
-mod torn_file_tests;
+mod damage_tests;
 mod inspect;
 mod meta;
 mod node_id;
 mod recovery;
+#[cfg(test)]
+mod torn_file_tests;
 mod table;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -70,7 +70,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
         Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}"))
     })?;
     let (mut snapshot_slots, mut roots, checkpoint_epoch) = if meta.has_checkpoint {
-        let snap = checkpoint::read(dir, meta.generation, classes.count())?;
+        let snap = checkpoint::read(dir, meta.generation, &classes)?;
         if snap.epoch != meta.checkpoint_epoch {
             return Err(Error::corrupt(
                 checkpoint::file_name(meta.generation),
@@ -166,7 +166,18 @@ fn apply_op(
             if p.class as usize >= classes.count() || p.len > classes.bytes(p.class) {
                 return Err(bad(format!("put of {} bytes in class {}", p.len, p.class)));
             }
+            if p.tag == 0 {
+                return Err(bad(format!("put of handle {} with tag 0, which no id has", p.handle)));
+            }
             if slots.len() <= p.handle as usize {
+                // The table grows to the handle: a damaged handle must not size the allocation.
+                if p.handle - slots.len() as u64 >= crate::limits::LOG_HANDLE_GAP_MAX {
+                    return Err(bad(format!(
+                        "put of handle {} far beyond the table's {} handles",
+                        p.handle,
+                        slots.len()
+                    )));
+                }
                 slots.resize(p.handle as usize + 1, Slot::EMPTY);
             }
             slots[p.handle as usize] = Slot {
