@@ -462,6 +462,11 @@ mod tests {
         }
     }
 
+    /// Writer steps of the race below; Miri (which checks the same run for data races) runs
+    /// some thousand times slower.
+    const RACE_STEPS: u64 = if cfg!(miri) { 300 } else { 30_000 };
+    const RACE_MIN_ROUNDS: u32 = if cfg!(miri) { 2 } else { 20 };
+
     /// Readers racing a writer see whole versions of the tree: scans stay strictly ordered,
     /// positioning never answers `StaleCursor`, and a Multi tree's `get_all` (a walk inside one
     /// call) never does either. Before cursor calls held the tree's lock, a writer could change
@@ -481,7 +486,7 @@ mod tests {
                         let mut x = seed;
                         let mut cur = Cursor::new(kv);
                         let mut rounds = 0;
-                        while rounds < 20 || !done.load(Ordering::Acquire) {
+                        while rounds < RACE_MIN_ROUNDS || !done.load(Ordering::Acquire) {
                             rounds += 1;
                             scan_while_changing(&mut cur, &(next(&mut x) % 2000).to_be_bytes());
                             let values = multi.get_all(&(next(&mut x) % 200).to_be_bytes()).expect("get_all");
@@ -491,7 +496,7 @@ mod tests {
                 })
                 .collect();
             let mut x = 0x9E37_79B9_7F4A_7C15u64;
-            for step in 0..30_000 {
+            for step in 0..RACE_STEPS {
                 let r = next(&mut x);
                 let key = (r % 2000).to_be_bytes();
                 let small_key = (r % 200).to_be_bytes();
