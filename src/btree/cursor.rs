@@ -7,6 +7,12 @@
 //! so a call sees one whole version of the tree: the one it was positioned on, or none
 //! (`StaleCursor`). Without it a writer could change a page between the check and the read,
 //! and the cursor would return entries out of order or report damage that is not there.
+//!
+//! The one exception keeps ordered scans cheap: moving within the leaf the cursor holds a
+//! copy of, and reading an inline entry from that copy, need only the version check. The
+//! copy was taken under the lock at the cursor's version, and a writer that is changing the
+//! tree has not bumped the version yet, so such a call answers as if it came before that
+//! change.
 
 use super::page::{PageRef, Payload, Value};
 use super::tree::{split_composite, BTree, Duplicates, State};
@@ -31,10 +37,104 @@ struct Position {
     leaf: Option<(u64, Vec<u8>)>,
 }
 
+/// An entry as the user sees it: (key, value).
+type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// What a cursor call could do from its copy of the leaf, without the tree's lock.
+enum FromCopy<T> {
+    Done(T),
+    /// It needs a page or a value node that only the tree's lock keeps consistent.
+    NeedsLock,
+}
+
 impl Position {
     fn new(version: u64, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Position {
         Position { version, lower, upper, stack: Vec::new(), leaf: None }
     }
+
+    fn check(&self, tree: &BTree) -> Result<()> {
+        if tree.version() != self.version {
+            return Err(Error::StaleCursor("the tree changed since this cursor was positioned".into()));
+        }
+        Ok(())
+    }
+
+    fn below_lower(&self, tree: &BTree, key: &[u8]) -> bool {
+        match &self.lower {
+            Bound::Unbounded => false,
+            Bound::Included(l) => tree.cmp_keys(key, l) == std::cmp::Ordering::Less,
+            Bound::Excluded(l) => tree.cmp_keys(key, l) != std::cmp::Ordering::Greater,
+        }
+    }
+
+    fn above_upper(&self, tree: &BTree, key: &[u8]) -> bool {
+        match &self.upper {
+            Bound::Unbounded => false,
+            Bound::Included(u) => tree.cmp_keys(key, u) == std::cmp::Ordering::Greater,
+            Bound::Excluded(u) => tree.cmp_keys(key, u) != std::cmp::Ordering::Less,
+        }
+    }
+
+    /// The entry if it is within the bounds.
+    fn bounded(&self, tree: &BTree, entry: KeyValue) -> Option<KeyValue> {
+        Some(entry).filter(|(k, _)| !self.below_lower(tree, k) && !self.above_upper(tree, k))
+    }
+
+    /// The cursor's copy of leaf `id`, if it holds one.
+    fn copy_of(&self, id: u64) -> Result<Option<PageRef<'_>>> {
+        match &self.leaf {
+            Some((cached, bytes)) if *cached == id => PageRef::parse(bytes, id).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// `current` from the copy of the leaf: an inline entry.
+    fn current_from_copy(&self, tree: &BTree) -> Result<FromCopy<Option<KeyValue>>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
+        let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
+        let e = page.entry(index)?;
+        // A value in its own node (or a damaged cell, which the locked path reports) needs the lock.
+        let Payload::Leaf(Value::Inline(v)) = e.payload else { return Ok(FromCopy::NeedsLock) };
+        Ok(FromCopy::Done(self.bounded(tree, user_entry(tree, e.key.to_vec(), v.to_vec()))))
+    }
+
+    /// `move_next` within the copy of the leaf.
+    fn next_within_copy(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(())) };
+        let len = match self.copy_of(leaf)? {
+            Some(page) => page.len(),
+            None => return Ok(FromCopy::NeedsLock),
+        };
+        if index + 1 >= len {
+            return Ok(FromCopy::NeedsLock);
+        }
+        self.stack.last_mut().expect("positioned").1 += 1;
+        Ok(FromCopy::Done(()))
+    }
+
+    /// `move_prev` within the leaf (no page needed).
+    fn prev_within_leaf(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
+        self.check(tree)?;
+        match self.stack.last_mut() {
+            None => Ok(FromCopy::Done(())),
+            Some((_, index)) if *index > 0 => {
+                *index -= 1;
+                Ok(FromCopy::Done(()))
+            }
+            Some(_) => Ok(FromCopy::NeedsLock),
+        }
+    }
+}
+
+/// A stored entry as the user sees it: a Multi tree's composite key split into key and value.
+fn user_entry(tree: &BTree, key: Vec<u8>, value: Vec<u8>) -> KeyValue {
+    if tree.duplicates() == Duplicates::Multi {
+        let (k, v) = split_composite(&key);
+        return (k.to_vec(), v.to_vec());
+    }
+    (key, value)
 }
 
 impl Cursor {
@@ -74,15 +174,24 @@ impl Cursor {
     /// The entry under the cursor as (key, value), or `None` past either end or outside the
     /// bounds.
     pub fn current(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        self.held(|h| h.current())
+        match self.at.current_from_copy(&self.tree)? {
+            FromCopy::Done(entry) => Ok(entry),
+            FromCopy::NeedsLock => self.held(|h| h.current()),
+        }
     }
 
     pub fn move_next(&mut self) -> Result<()> {
-        self.held(|h| h.move_next())
+        match self.at.next_within_copy(&self.tree)? {
+            FromCopy::Done(()) => Ok(()),
+            FromCopy::NeedsLock => self.held(|h| h.move_next()),
+        }
     }
 
     pub fn move_prev(&mut self) -> Result<()> {
-        self.held(|h| h.move_prev())
+        match self.at.prev_within_leaf(&self.tree)? {
+            FromCopy::Done(()) => Ok(()),
+            FromCopy::NeedsLock => self.held(|h| h.move_prev()),
+        }
     }
 }
 
@@ -95,19 +204,11 @@ struct Held<'c> {
 
 impl Held<'_> {
     fn below_lower(&self, key: &[u8]) -> bool {
-        match &self.at.lower {
-            Bound::Unbounded => false,
-            Bound::Included(l) => self.tree.cmp_keys(key, l) == std::cmp::Ordering::Less,
-            Bound::Excluded(l) => self.tree.cmp_keys(key, l) != std::cmp::Ordering::Greater,
-        }
+        self.at.below_lower(self.tree, key)
     }
 
     fn above_upper(&self, key: &[u8]) -> bool {
-        match &self.at.upper {
-            Bound::Unbounded => false,
-            Bound::Included(u) => self.tree.cmp_keys(key, u) == std::cmp::Ordering::Greater,
-            Bound::Excluded(u) => self.tree.cmp_keys(key, u) != std::cmp::Ordering::Less,
-        }
+        self.at.above_upper(self.tree, key)
     }
 
     /// The entry under the cursor, bounds or not.
@@ -116,10 +217,7 @@ impl Held<'_> {
     }
 
     fn check(&self) -> Result<()> {
-        if self.tree.version() != self.at.version {
-            return Err(Error::StaleCursor("the tree changed since this cursor was positioned".into()));
-        }
-        Ok(())
+        self.at.check(self.tree)
     }
 
     fn child_at(&self, page: u64, pos: usize) -> Result<u64> {
@@ -277,15 +375,17 @@ impl Held<'_> {
         Ok(())
     }
 
-    fn current(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        Ok(self.entry_unbounded()?.filter(|(k, _)| !self.below_lower(k) && !self.above_upper(k)))
+    fn current(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.entry_unbounded()?.and_then(|entry| self.at.bounded(self.tree, entry)))
     }
 
-    fn entry_unbounded(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    /// The entry under the cursor, bounds or not. Its leaf is read into the cursor's copy, so
+    /// the next calls within that leaf need no lock.
+    fn entry_unbounded(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.check()?;
         let Some(&(leaf, index)) = self.at.stack.last() else { return Ok(None) };
-        let (key, value) = self.tree.with_page(leaf, |p| {
-            let e = p.entry(index)?;
+        let (key, value) = {
+            let e = self.leaf_page(leaf)?.entry(index)?;
             let v = match e.payload {
                 Payload::Leaf(Value::Inline(v)) => Ok(v.to_vec()),
                 Payload::Leaf(Value::Overflow(id, len)) => Err((id, len)),
@@ -293,17 +393,13 @@ impl Held<'_> {
                     return Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "child cell in a leaf"))
                 }
             };
-            Ok((e.key.to_vec(), v))
-        })?;
+            (e.key.to_vec(), v)
+        };
         let value = match value {
             Ok(v) => v,
             Err((id, len)) => self.tree.read_overflow(id, len)?,
         };
-        if self.tree.duplicates() == Duplicates::Multi {
-            let (k, v) = split_composite(&key);
-            return Ok(Some((k.to_vec(), v.to_vec())));
-        }
-        Ok(Some((key, value)))
+        Ok(Some(user_entry(self.tree, key, value)))
     }
 
     fn move_next(&mut self) -> Result<()> {
