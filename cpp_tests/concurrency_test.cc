@@ -18,7 +18,9 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -737,23 +739,13 @@ TEST(ConcurrencyTest, NodeCopiesAreWholeVersionsWhileTheNodeIsRewritten) {
   PCORE_EXPECT_OK(pcore_store_close(sh.store));
 }
 
-TEST(ConcurrencyTest, ReadersSeeWholePublishedVersionsWhileAWriterChurns) {
-  ScratchDir dir("concurrency");
-  const std::string path = dir.sub("store");
-  const PcoreStoreOptions options = store_options();
-  Shared sh;
-  ASSERT_EQ(pcore_store_open(path.c_str(), &options, &sh.store), pcore_test::kOk);
-  sh.kv = open_tree(sh.store, "kv", PCORE_DUP_OVERWRITE);
-  sh.multi = open_tree(sh.store, "multi", PCORE_DUP_MULTI);
-  ASSERT_NE(sh.kv, nullptr);
-  ASSERT_NE(sh.multi, nullptr);
+constexpr size_t kReaders = 3;
+using AllReaderCounts = std::array<ReaderCounts, kReaders>;
 
-  Writer writer(sh, 0xC0FFEE);
-  writer.populate();
-  writer.commit();
-
-  constexpr size_t kReaders = 3;
-  std::array<ReaderCounts, kReaders> counts{};
+/// Runs the readers against `writer` for run_seconds() or until something fails; ends with
+/// a commit.
+AllReaderCounts run_readers_against(Shared& sh, Writer& writer) {
+  AllReaderCounts counts{};
   std::vector<std::thread> readers;
   for (size_t r = 0; r < kReaders; ++r) {
     readers.emplace_back(reader_main, std::ref(sh), 1000 + r, std::ref(counts[r]));
@@ -769,35 +761,52 @@ TEST(ConcurrencyTest, ReadersSeeWholePublishedVersionsWhileAWriterChurns) {
     t.join();
   }
   writer.commit();
+  return counts;
+}
 
+/// Prints what the run did, and checks it was not vacuous: every reader did each kind of
+/// read, and nodes grew into larger classes.
+void report_run(const Model& m, const PcoreStoreStats& stats, const AllReaderCounts& counts) {
+  const auto n = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  std::printf("writer: %llu commits, %llu publishes (%llu moved to a larger class), %llu replacements, "
+              "%llu kv and %llu multi changes\n",
+              n(m.commits), n(m.publishes), n(stats.reallocations), n(m.replacements), n(m.kv_ops), n(m.multi_ops));
+  for (size_t r = 0; r < kReaders; ++r) {
+    const ReaderCounts& c = counts[r];
+    std::printf("reader %zu: %llu node reads (%llu freed meanwhile), %llu scans of %llu entries "
+                "(%llu repositioned after STALE_CURSOR), %llu gets, %llu multi gets\n",
+                r, n(c.node_reads), n(c.nodes_gone), n(c.scans), n(c.scanned_entries), n(c.stale_repositions),
+                n(c.gets), n(c.multi_gets));
+    EXPECT_GT(c.node_reads, 0u) << "reader " << r;
+    EXPECT_GT(c.scanned_entries, 0u) << "reader " << r;
+    EXPECT_GT(c.gets, 0u) << "reader " << r;
+    EXPECT_GT(c.multi_gets, 0u) << "reader " << r;
+  }
+  EXPECT_GT(m.commits, 1u);
+  EXPECT_GT(stats.reallocations, 0u) << "no node grew into a larger class";
+}
+
+TEST(ConcurrencyTest, ReadersSeeWholePublishedVersionsWhileAWriterChurns) {
+  ScratchDir dir("concurrency");
+  const std::string path = dir.sub("store");
+  const PcoreStoreOptions options = store_options();
+  Shared sh;
+  ASSERT_EQ(pcore_store_open(path.c_str(), &options, &sh.store), pcore_test::kOk);
+  sh.kv = open_tree(sh.store, "kv", PCORE_DUP_OVERWRITE);
+  sh.multi = open_tree(sh.store, "multi", PCORE_DUP_MULTI);
+  ASSERT_NE(sh.kv, nullptr);
+  ASSERT_NE(sh.multi, nullptr);
+  Writer writer(sh, 0xC0FFEE);
+  writer.populate();
+  writer.commit();
+
+  const AllReaderCounts counts = run_readers_against(sh, writer);
   for (const std::string& message : sh.failures.messages()) {
     ADD_FAILURE() << message;
   }
   ASSERT_EQ(sh.failures.count(), 0u);
   const Model& m = writer.model();
-  const PcoreStoreStats stats = pcore_test::store_stats(sh.store);
-  std::printf("writer: %llu commits, %llu publishes (%llu moved to a larger class), %llu replacements, "
-              "%llu kv and %llu multi changes\n",
-              static_cast<unsigned long long>(m.commits), static_cast<unsigned long long>(m.publishes),
-              static_cast<unsigned long long>(stats.reallocations),
-              static_cast<unsigned long long>(m.replacements), static_cast<unsigned long long>(m.kv_ops),
-              static_cast<unsigned long long>(m.multi_ops));
-  for (size_t r = 0; r < kReaders; ++r) {
-    const ReaderCounts& c = counts[r];
-    std::printf("reader %zu: %llu node reads (%llu freed meanwhile), %llu scans of %llu entries "
-                "(%llu repositioned after STALE_CURSOR), %llu gets, %llu multi gets\n",
-                r, static_cast<unsigned long long>(c.node_reads), static_cast<unsigned long long>(c.nodes_gone),
-                static_cast<unsigned long long>(c.scans), static_cast<unsigned long long>(c.scanned_entries),
-                static_cast<unsigned long long>(c.stale_repositions), static_cast<unsigned long long>(c.gets),
-                static_cast<unsigned long long>(c.multi_gets));
-    // The run was not vacuous: every reader did each kind of read.
-    EXPECT_GT(c.node_reads, 0u);
-    EXPECT_GT(c.scanned_entries, 0u);
-    EXPECT_GT(c.gets, 0u);
-    EXPECT_GT(c.multi_gets, 0u);
-  }
-  EXPECT_GT(m.commits, 1u);
-  EXPECT_GT(stats.reallocations, 0u) << "no node grew into a larger class";
+  report_run(m, pcore_test::store_stats(sh.store), counts);
 
   make_uncommitted_changes(writer, sh);
   PCORE_EXPECT_OK(pcore_tree_close(sh.kv));
