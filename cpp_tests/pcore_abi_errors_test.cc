@@ -283,6 +283,11 @@ void expect_every_call_fails(PcoreStore* store, int32_t expected) {
   EXPECT_FAILS(expected, pcore_node_read(store, 1u << 16 | 1u, &bytes));
   EXPECT_EQ(bytes.data, nullptr);
   EXPECT_EQ(bytes.len, 0u);
+  uint8_t copy[4] = {7, 7, 7, 7};
+  size_t copy_len = 77;
+  EXPECT_FAILS(expected, pcore_node_read_copy(store, 1u << 16 | 1u, copy, sizeof copy, &copy_len));
+  EXPECT_EQ(copy_len, 77u);
+  EXPECT_EQ(copy[0], 7);
   PcoreNodeInfo info{};
   EXPECT_FAILS(expected, pcore_node_info(store, 1u << 16 | 1u, &info));
   EXPECT_FAILS(expected, pcore_node_free(store, 1u << 16 | 1u, 0));
@@ -377,6 +382,11 @@ TEST_F(AbiErrorsTest, NullPointersAreInvalidArguments) {
   void* ptr = nullptr;
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_write_ptr(store.get(), id, &ptr, nullptr));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_read(store.get(), id, nullptr));
+  uint8_t copy[8] = {};
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_read_copy(store.get(), id, copy, sizeof copy, nullptr));
+  size_t copy_len = 77;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_read_copy(store.get(), id, nullptr, 8, &copy_len));
+  EXPECT_EQ(copy_len, 77u) << "outputs are written only on success";
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_info(store.get(), id, nullptr));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_set(store.get(), nullptr, 3, id, nullptr, 0));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_set(store.get(), "abc", 3, id, nullptr, 4));
@@ -455,6 +465,10 @@ TEST_F(AbiErrorsTest, UnknownFreedAndStaleIdsAreNotFound) {
     EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_read(s, c.id, &bytes));
     EXPECT_EQ(bytes.data, nullptr);
     EXPECT_EQ(bytes.len, 0u);
+    uint8_t copy[8] = {};
+    size_t copy_len = 4242;
+    EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_read_copy(s, c.id, copy, sizeof copy, &copy_len));
+    EXPECT_EQ(copy_len, 4242u);
     PcoreNodeInfo info{};
     info.len = 4242;
     EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_info(s, c.id, &info));

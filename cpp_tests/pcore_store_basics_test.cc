@@ -1,4 +1,5 @@
 // StoreBasicsTest: the C++ wrappers in pcore.hpp (RAII, exceptions, Options builder).
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -187,6 +188,31 @@ TEST(StoreBasicsTest, RootsWriteInPlaceAndGrowth) {
   ASSERT_GT(stats.class_count, 0u);
   EXPECT_EQ(store.class_stats(0).class_bytes, 64u);
   EXPECT_THROW((void)store.class_stats(stats.class_count), pcore::Error);
+}
+
+TEST(StoreBasicsTest, ReadCopyCopiesUpToTheBufferAndReportsTheLength) {
+  pcore::Store store = pcore::Store::in_memory();
+  const pcore::Allocation a = store.allocate(1000, 4);
+  const std::vector<uint8_t> bytes = pcore_test::make_pattern(1000, 11);
+  store.publish(a.id, bytes.data(), bytes.size());
+
+  std::vector<uint8_t> buf(1200, 0xEE);
+  size_t len = 0;
+  PCORE_ASSERT_OK(pcore_node_read_copy(store.raw(), a.id, buf.data(), 10, &len));
+  EXPECT_EQ(len, 1000u) << "the full length, whatever the buffer";
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.begin() + 10, buf.begin()));
+  EXPECT_EQ(buf[10], 0xEE) << "nothing past cap is written";
+  PCORE_ASSERT_OK(pcore_node_read_copy(store.raw(), a.id, nullptr, 0, &len));
+  EXPECT_EQ(len, 1000u) << "a NULL buffer of 0 bytes asks for the length";
+  PCORE_ASSERT_OK(pcore_node_read_copy(store.raw(), a.id, buf.data(), buf.size(), &len));
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), buf.begin()));
+  EXPECT_EQ(buf[1000], 0xEE);
+
+  // The wrapper sizes its buffer to the node, also past its first guess.
+  EXPECT_EQ(store.read_copy(a.id), bytes);
+  store.free(a.id);
+  EXPECT_FALSE(store.try_read_copy(a.id).has_value());
+  EXPECT_THROW((void)store.read_copy(a.id), pcore::Error);
 }
 
 TEST(StoreBasicsTest, AbiVersionIsChecked) {

@@ -162,6 +162,27 @@ uint64_t env_u64(const char* name, uint64_t fallback) {
   return value;
 }
 
+// ---- run length ---------------------------------------------------------------------------
+
+namespace {
+bool g_long_flag = false;
+}  // namespace
+
+void take_long_flag(int* argc, char** argv) {
+  int kept = 1;
+  for (int i = 1; i < *argc; ++i) {
+    if (std::strcmp(argv[i], "--long") == 0) {
+      g_long_flag = true;
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argv[kept] = nullptr;
+  *argc = kept;
+}
+
+bool long_run() { return g_long_flag || env_u64("PCORE_LONG", 0) == 1; }
+
 PcoreStoreStats store_stats(PcoreStore* store) {
   PcoreStoreStats stats{};
   stats.struct_size = static_cast<uint32_t>(sizeof(stats));

@@ -132,6 +132,13 @@ class Rng {
 /// Integer from the environment, or fallback when unset or unparsable.
 uint64_t env_u64(const char* name, uint64_t fallback);
 
+// ---- run length ---------------------------------------------------------------------------
+
+/// Called by main(): removes `--long` from argv (GoogleTest must not see it) and remembers it.
+void take_long_flag(int* argc, char** argv);
+/// True when the binary got `--long` or the environment has PCORE_LONG=1.
+bool long_run();
+
 // ---- stats --------------------------------------------------------------------------------
 
 PcoreStoreStats store_stats(PcoreStore* store);  // fails the test (ADD_FAILURE) on error

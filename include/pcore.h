@@ -12,7 +12,10 @@
  * - Node ids are uint64_t: handle << 16 | tag. 0 means "no node"; UINT64_MAX is invalid.
  *   A freed handle's tag changes on reuse, so a stale id is PCORE_NOT_FOUND.
  * - Thread safety: every function may be called from any thread; mutations are serialized
- *   (one writer at a time), reads run concurrently.
+ *   (one writer at a time), reads run concurrently. A read sees whole published versions:
+ *   pcore_node_read_copy copies one, while pcore_node_read's pointer is valid only until
+ *   the node is next written (use it only where no other thread writes the node); each
+ *   tree and cursor call sees one version of the tree.
  */
 
 #ifndef PCORE_H
@@ -126,8 +129,10 @@
 // Longest root metadata, in bytes.
 #define PCORE_ROOT_META_MAX_BYTES 4096
 
-// The ABI version this header describes: major << 16 | minor.
-#define PCORE_ABI_VERSION 65537
+// The ABI version this header describes: major << 16 | minor. 1.1 added the B+ tree
+// (`pcore_tree_*`, `pcore_cursor_*`), 1.2 `pcore_node_read_copy` and
+// `PCORE_OPEN_VERIFY_CHECKSUMS`.
+#define PCORE_ABI_VERSION 65538
 
 // Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 #define PCORE_DUP_UNIQUE 0
@@ -419,7 +424,8 @@ int32_t pcore_node_write_ptr(struct PcoreStore *store,
 int32_t pcore_node_publish_in_place(struct PcoreStore *store, uint64_t id, size_t len);
 
 // The latest published bytes of node `id` (the writer sees its own uncommitted nodes).
-// `out->data` stays valid until the node is next written or freed, or the store closed.
+// `out->data` stays valid until the node is next written or freed, or the store closed:
+// a thread that reads while another may write the node copies with `pcore_node_read_copy`.
 // On any failure `*out` (if `out` is not NULL) is set to `{NULL, 0}`.
 //
 // Returns `PCORE_OK`, `PCORE_NOT_FOUND` (unknown, freed, stale id),
@@ -428,6 +434,25 @@ int32_t pcore_node_publish_in_place(struct PcoreStore *store, uint64_t id, size_
 // # Safety
 // `out` is NULL or points to a writable `PcoreNodeBytes`.
 int32_t pcore_node_read(struct PcoreStore *store, uint64_t id, struct PcoreNodeBytes *out);
+
+// Copies node `id`'s latest published bytes into `buf`: the first `cap` of them, while
+// `*out_len` receives the node's full length (when it is above `cap`, call again with a
+// buffer that large; the node may have changed meanwhile). The copy is taken under the
+// store's read lock, so it is exactly one published version even while another thread
+// publishes, grows or frees the node. A thread that reads while another may write the same
+// node needs this: `pcore_node_read`'s pointer is valid only until the node is next
+// written, which such a reader cannot know.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (unknown, freed, stale id), `PCORE_INVALID_ARGUMENT`
+// (NULL `out_len`, NULL `buf` with `cap` > 0), `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `buf` has `cap` writable bytes (or is NULL with `cap` 0); `out_len` is writable.
+int32_t pcore_node_read_copy(struct PcoreStore *store,
+                             uint64_t id,
+                             void *buf,
+                             size_t cap,
+                             size_t *out_len);
 
 // What node `id` is now: length, capacity, kind, whether it is committed and dirty.
 //

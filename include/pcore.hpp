@@ -17,7 +17,8 @@
 //
 // Thread safety is the C API's: one writer per store, reads from any thread. Pointers
 // returned by read()/write_ptr()/allocate() stay valid until that node is next written or
-// freed, or the store is closed. Trees and cursors should be closed before their store;
+// freed, or the store is closed; a thread reading nodes another thread may write uses
+// read_copy(). Trees and cursors should be closed before their store;
 // after the store closes their calls throw PCORE_BAD_HANDLE (never a crash).
 #pragma once
 
@@ -284,6 +285,26 @@ class Store {
     return Bytes{out.data, out.len};
   }
 
+  /// pcore_node_read_copy: a copy of the node's bytes, exactly one published version even
+  /// while another thread writes the node; throws PCORE_NOT_FOUND for unknown, freed or
+  /// stale ids.
+  [[nodiscard]] std::vector<uint8_t> read_copy(uint64_t id) const {
+    std::vector<uint8_t> bytes;
+    check(copy_node(id, bytes));
+    return bytes;
+  }
+
+  /// pcore_node_read_copy; nullopt for unknown, freed or stale ids, throws on other failures.
+  [[nodiscard]] std::optional<std::vector<uint8_t>> try_read_copy(uint64_t id) const {
+    std::vector<uint8_t> bytes;
+    const int32_t status = copy_node(id, bytes);
+    if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
+      return std::nullopt;
+    }
+    check(status);
+    return bytes;
+  }
+
   /// pcore_node_info; throws PCORE_NOT_FOUND for unknown, freed or stale ids.
   [[nodiscard]] NodeInfo info(uint64_t id) const {
     PcoreNodeInfo out{};
@@ -375,6 +396,22 @@ class Store {
   explicit Store(PcoreStore* handle) noexcept : handle_(handle) {}
 
   static const char* name_ptr(std::string_view name) noexcept { return name.empty() ? "" : name.data(); }
+
+  static constexpr size_t kCopyBufferBytes = 256;
+
+  /// pcore_node_read_copy into out, sized to the node.
+  int32_t copy_node(uint64_t id, std::vector<uint8_t>& out) const {
+    out.resize(kCopyBufferBytes);
+    for (;;) {
+      size_t len = 0;
+      const int32_t status = pcore_node_read_copy(handle_, id, out.data(), out.size(), &len);
+      if (status != kStatusOk || len <= out.size()) {
+        out.resize(status == kStatusOk ? len : 0);
+        return status;
+      }
+      out.resize(len);  // a larger node: copy again (it may have changed meanwhile)
+    }
+  }
 
   void close_quietly() noexcept {
     if (handle_ != nullptr) {

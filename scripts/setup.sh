@@ -27,3 +27,12 @@ for component in rustfmt clippy; do
     rustup component add "$component" >/dev/null 2>&1 || true
   fi
 done
+# Miri (scripts/test.sh runs some unit tests under it) comes with a nightly toolchain: when
+# one is installed, add the components it needs.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  for component in miri rust-src; do
+    if ! rustup +nightly component list --installed 2>/dev/null | grep -q "^$component"; then
+      rustup component add "$component" --toolchain nightly >/dev/null 2>&1 || true
+    fi
+  done
+fi

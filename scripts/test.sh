@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the generated header's freshness, Rust unit and property
-# tests, then the GoogleTest binaries (xtree_tests, pcore_tests) through ctest.
+# tests, the GoogleTest binaries through ctest (a release build, then all of them again with
+# ASan + UBSan, and the concurrency suite with ThreadSanitizer), and Miri on the unit tests
+# of page layout, bitmaps, mappings and cursors racing a writer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -21,3 +23,20 @@ echo "== GoogleTest through ctest"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
+echo "== GoogleTest with ASan + UBSan (build-asan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPCORE_SANITIZE=ON -DPCORE_BUILD_BENCH=OFF >/dev/null
+cmake --build build-asan -j "$jobs"
+ctest --test-dir build-asan --output-on-failure -j "$jobs"
+echo "== concurrency suite with ThreadSanitizer (build-tsan)"
+# Only this suite shares a store between threads: TSan has nothing to check in the others.
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPCORE_TSAN=ON -DPCORE_BUILD_BENCH=OFF >/dev/null
+cmake --build build-tsan -j "$jobs" --target concurrency_tests
+ctest --test-dir build-tsan -L concurrency_tests --output-on-failure -j "$jobs"
+echo "== Miri: page layout, bitmaps, anonymous mappings, cursors racing a writer"
+if cargo +nightly miri --version >/dev/null 2>&1; then
+  # parking_lot_core keeps a pointer in an integer; permissive provenance accepts that.
+  MIRIFLAGS=-Zmiri-permissive-provenance cargo +nightly miri test --quiet --lib -- \
+    btree::page alloc::bitmap os::mapping::tests::anonymous os::mapping::tests::out_of_range btree::cursor
+else
+  echo "== Miri SKIPPED: no nightly toolchain with miri (rustup component add miri rust-src --toolchain nightly)" >&2
+fi

@@ -1,59 +1,214 @@
 //! Cursors: a root-to-leaf stack of positions, moving both ways. A cursor belongs to the
 //! tree version it was positioned on; after any change to the tree it answers `StaleCursor`
 //! until it is positioned again (`seek`, `first`, `last`).
+//!
+//! Every cursor call holds the tree's state lock shared, from its version check to its last
+//! page read. Writers hold that lock exclusively while they change pages and bump the version,
+//! so a call sees one whole version of the tree: the one it was positioned on, or none
+//! (`StaleCursor`). Without it a writer could change a page between the check and the read,
+//! and the cursor would return entries out of order or report damage that is not there.
+//!
+//! The one exception keeps ordered scans cheap: moving within the leaf the cursor holds a
+//! copy of, and reading an inline entry from that copy, need only the version check. The
+//! copy was taken under the lock at the cursor's version, and a writer that is changing the
+//! tree has not bumped the version yet, so such a call answers as if it came before that
+//! change.
 
 use super::page::{PageRef, Payload, Value};
-use super::tree::{split_composite, BTree, Duplicates};
+use super::tree::{split_composite, BTree, Duplicates, State};
 use crate::error::{Error, Result};
 use std::ops::Bound;
 
 pub struct Cursor {
     tree: BTree,
+    at: Position,
+}
+
+/// Where a cursor is: everything but its tree.
+struct Position {
     version: u64,
     lower: Bound<Vec<u8>>,
     upper: Bound<Vec<u8>>,
     /// (page id, position): for internal pages the child position (0 = leftmost), for the
     /// leaf the entry index. Empty when the cursor is past either end.
     stack: Vec<(u64, usize)>,
-    /// A copy of the leaf under the cursor: moving within it takes no lock. Valid while the
+    /// A copy of the leaf under the cursor: moving within it reads no page. Valid while the
     /// tree's version is the cursor's (every use checks it).
     leaf: Option<(u64, Vec<u8>)>,
+}
+
+/// An entry as the user sees it: (key, value).
+type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// What a cursor call could do from its copy of the leaf, without the tree's lock.
+enum FromCopy<T> {
+    Done(T),
+    /// It needs a page or a value node that only the tree's lock keeps consistent.
+    NeedsLock,
+}
+
+impl Position {
+    fn new(version: u64, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Position {
+        Position { version, lower, upper, stack: Vec::new(), leaf: None }
+    }
+
+    fn check(&self, tree: &BTree) -> Result<()> {
+        if tree.version() != self.version {
+            return Err(Error::StaleCursor("the tree changed since this cursor was positioned".into()));
+        }
+        Ok(())
+    }
+
+    fn below_lower(&self, tree: &BTree, key: &[u8]) -> bool {
+        match &self.lower {
+            Bound::Unbounded => false,
+            Bound::Included(l) => tree.cmp_keys(key, l) == std::cmp::Ordering::Less,
+            Bound::Excluded(l) => tree.cmp_keys(key, l) != std::cmp::Ordering::Greater,
+        }
+    }
+
+    fn above_upper(&self, tree: &BTree, key: &[u8]) -> bool {
+        match &self.upper {
+            Bound::Unbounded => false,
+            Bound::Included(u) => tree.cmp_keys(key, u) == std::cmp::Ordering::Greater,
+            Bound::Excluded(u) => tree.cmp_keys(key, u) != std::cmp::Ordering::Less,
+        }
+    }
+
+    /// The entry if it is within the bounds.
+    fn bounded(&self, tree: &BTree, entry: KeyValue) -> Option<KeyValue> {
+        Some(entry).filter(|(k, _)| !self.below_lower(tree, k) && !self.above_upper(tree, k))
+    }
+
+    /// The cursor's copy of leaf `id`, if it holds one.
+    fn copy_of(&self, id: u64) -> Result<Option<PageRef<'_>>> {
+        match &self.leaf {
+            Some((cached, bytes)) if *cached == id => PageRef::parse(bytes, id).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// `current` from the copy of the leaf: an inline entry.
+    fn current_from_copy(&self, tree: &BTree) -> Result<FromCopy<Option<KeyValue>>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
+        let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
+        let e = page.entry(index)?;
+        // A value in its own node (or a damaged cell, which the locked path reports) needs the lock.
+        let Payload::Leaf(Value::Inline(v)) = e.payload else { return Ok(FromCopy::NeedsLock) };
+        Ok(FromCopy::Done(self.bounded(tree, user_entry(tree, e.key.to_vec(), v.to_vec()))))
+    }
+
+    /// `move_next` within the copy of the leaf.
+    fn next_within_copy(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(())) };
+        let len = match self.copy_of(leaf)? {
+            Some(page) => page.len(),
+            None => return Ok(FromCopy::NeedsLock),
+        };
+        if index + 1 >= len {
+            return Ok(FromCopy::NeedsLock);
+        }
+        self.stack.last_mut().expect("positioned").1 += 1;
+        Ok(FromCopy::Done(()))
+    }
+
+    /// `move_prev` within the leaf (no page needed).
+    fn prev_within_leaf(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
+        self.check(tree)?;
+        match self.stack.last_mut() {
+            None => Ok(FromCopy::Done(())),
+            Some((_, index)) if *index > 0 => {
+                *index -= 1;
+                Ok(FromCopy::Done(()))
+            }
+            Some(_) => Ok(FromCopy::NeedsLock),
+        }
+    }
+}
+
+/// A stored entry as the user sees it: a Multi tree's composite key split into key and value.
+fn user_entry(tree: &BTree, key: Vec<u8>, value: Vec<u8>) -> KeyValue {
+    if tree.duplicates() == Duplicates::Multi {
+        let (k, v) = split_composite(&key);
+        return (k.to_vec(), v.to_vec());
+    }
+    (key, value)
 }
 
 impl Cursor {
     /// An unpositioned cursor; `current` is `None` until a seek.
     pub fn new(tree: &BTree) -> Cursor {
-        Cursor {
-            tree: tree.clone(),
-            version: tree.version(),
-            lower: Bound::Unbounded,
-            upper: Bound::Unbounded,
-            stack: Vec::new(),
-            leaf: None,
-        }
+        Cursor { tree: tree.clone(), at: Position::new(tree.version(), Bound::Unbounded, Bound::Unbounded) }
     }
 
     /// Limits the cursor to keys between the bounds: `first` and `last` go to the first and
     /// last entry inside them, and `current` is `None` outside them.
     pub fn set_bounds(&mut self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) {
-        self.lower = lower.map(<[u8]>::to_vec);
-        self.upper = upper.map(<[u8]>::to_vec);
+        self.at.lower = lower.map(<[u8]>::to_vec);
+        self.at.upper = upper.map(<[u8]>::to_vec);
     }
 
-    fn below_lower(&self, key: &[u8]) -> bool {
-        match &self.lower {
-            Bound::Unbounded => false,
-            Bound::Included(l) => self.tree.cmp_keys(key, l) == std::cmp::Ordering::Less,
-            Bound::Excluded(l) => self.tree.cmp_keys(key, l) != std::cmp::Ordering::Greater,
+    /// Runs one cursor call with the tree's state held shared (see the module's comment).
+    fn held<R>(&mut self, f: impl FnOnce(&mut Held<'_>) -> Result<R>) -> Result<R> {
+        let st = self.tree.read_state();
+        f(&mut Held { tree: &self.tree, st: &st, at: &mut self.at })
+    }
+
+    /// The first entry within the bounds.
+    pub fn first(&mut self) -> Result<()> {
+        self.held(|h| h.first())
+    }
+
+    /// The last entry within the bounds.
+    pub fn last(&mut self) -> Result<()> {
+        self.held(|h| h.last())
+    }
+
+    /// Positions on the first entry whose key is >= `key` (past the end if none).
+    pub fn seek(&mut self, key: &[u8]) -> Result<()> {
+        self.held(|h| h.seek(key))
+    }
+
+    /// The entry under the cursor as (key, value), or `None` past either end or outside the
+    /// bounds.
+    pub fn current(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        match self.at.current_from_copy(&self.tree)? {
+            FromCopy::Done(entry) => Ok(entry),
+            FromCopy::NeedsLock => self.held(|h| h.current()),
         }
+    }
+
+    pub fn move_next(&mut self) -> Result<()> {
+        match self.at.next_within_copy(&self.tree)? {
+            FromCopy::Done(()) => Ok(()),
+            FromCopy::NeedsLock => self.held(|h| h.move_next()),
+        }
+    }
+
+    pub fn move_prev(&mut self) -> Result<()> {
+        match self.at.prev_within_leaf(&self.tree)? {
+            FromCopy::Done(()) => Ok(()),
+            FromCopy::NeedsLock => self.held(|h| h.move_prev()),
+        }
+    }
+}
+
+/// A cursor's position and its tree, during one call that holds the tree's state shared.
+struct Held<'c> {
+    tree: &'c BTree,
+    st: &'c State,
+    at: &'c mut Position,
+}
+
+impl Held<'_> {
+    fn below_lower(&self, key: &[u8]) -> bool {
+        self.at.below_lower(self.tree, key)
     }
 
     fn above_upper(&self, key: &[u8]) -> bool {
-        match &self.upper {
-            Bound::Unbounded => false,
-            Bound::Included(u) => self.tree.cmp_keys(key, u) == std::cmp::Ordering::Greater,
-            Bound::Excluded(u) => self.tree.cmp_keys(key, u) != std::cmp::Ordering::Less,
-        }
+        self.at.above_upper(self.tree, key)
     }
 
     /// The entry under the cursor, bounds or not.
@@ -62,10 +217,7 @@ impl Cursor {
     }
 
     fn check(&self) -> Result<()> {
-        if self.tree.version() != self.version {
-            return Err(Error::StaleCursor("the tree changed since this cursor was positioned".into()));
-        }
-        Ok(())
+        self.at.check(self.tree)
     }
 
     fn child_at(&self, page: u64, pos: usize) -> Result<u64> {
@@ -90,33 +242,33 @@ impl Cursor {
     /// last) child. Leaves must sit exactly at the tree's height: a damaged child pointer
     /// (one that points back up, or to a page of the wrong level) is `Corrupt`, never a loop.
     fn descend_edge(&mut self, mut page: u64, last: bool) -> Result<()> {
-        let height = self.tree.read_state().height as usize;
+        let height = self.st.height as usize;
         loop {
             let (is_leaf, len) = self.tree.with_page(page, |p| Ok((p.is_leaf(), p.len())))?;
-            if is_leaf != (self.stack.len() + 1 == height) {
-                self.stack.clear();
+            if is_leaf != (self.at.stack.len() + 1 == height) {
+                self.at.stack.clear();
                 return Err(Error::corrupt(
                     format!("B+ tree page {page:#x}"),
                     0,
                     format!(
                         "a {} page at depth {} of a tree of height {height}",
                         if is_leaf { "leaf" } else { "internal" },
-                        self.stack.len()
+                        self.at.stack.len()
                     ),
                 ));
             }
             if is_leaf {
                 if len == 0 {
-                    self.stack.clear(); // only an empty root leaf
+                    self.at.stack.clear(); // only an empty root leaf
                 } else {
-                    self.stack.push((page, if last { len - 1 } else { 0 }));
+                    self.at.stack.push((page, if last { len - 1 } else { 0 }));
                 }
                 return Ok(());
             }
             let pos = if last { len } else { 0 };
-            self.stack.push((page, pos));
+            self.at.stack.push((page, pos));
             page = self.child_at(page, pos)?;
-            if self.stack.len() > 64 {
+            if self.at.stack.len() > 64 {
                 return Err(Error::corrupt(
                     format!("B+ tree page {page:#x}"),
                     0,
@@ -126,13 +278,11 @@ impl Cursor {
         }
     }
 
-    /// The first entry within the bounds.
-    pub fn first(&mut self) -> Result<()> {
-        match self.lower.clone() {
+    fn first(&mut self) -> Result<()> {
+        match self.at.lower.clone() {
             Bound::Unbounded => {
                 self.reset();
-                let root = self.tree.read_state().root;
-                self.descend_edge(root, false)
+                self.descend_edge(self.st.root, false)
             }
             Bound::Included(l) | Bound::Excluded(l) => {
                 self.seek(&l)?;
@@ -144,13 +294,11 @@ impl Cursor {
         }
     }
 
-    /// The last entry within the bounds.
-    pub fn last(&mut self) -> Result<()> {
-        let upper = self.upper.clone();
-        let at_end = |c: &mut Cursor| -> Result<()> {
+    fn last(&mut self) -> Result<()> {
+        let upper = self.at.upper.clone();
+        let at_end = |c: &mut Self| -> Result<()> {
             c.reset();
-            let root = c.tree.read_state().root;
-            c.descend_edge(root, true)
+            c.descend_edge(c.st.root, true)
         };
         match upper {
             Bound::Unbounded => at_end(self),
@@ -160,7 +308,7 @@ impl Cursor {
                 while self.raw_key()?.is_some_and(|k| !self.above_upper(&k)) {
                     self.move_next()?;
                 }
-                if self.stack.is_empty() {
+                if self.at.stack.is_empty() {
                     at_end(self)?;
                 }
                 while self.raw_key()?.is_some_and(|k| self.above_upper(&k)) {
@@ -172,23 +320,22 @@ impl Cursor {
     }
 
     fn reset(&mut self) {
-        self.version = self.tree.version();
-        self.stack.clear();
-        self.leaf = None;
+        self.at.version = self.tree.version();
+        self.at.stack.clear();
+        self.at.leaf = None;
     }
 
     /// The leaf `id`, from the cursor's copy or read (and kept) now.
     fn leaf_page(&mut self, id: u64) -> Result<PageRef<'_>> {
-        if self.leaf.as_ref().is_none_or(|(cached, _)| *cached != id) {
+        if self.at.leaf.as_ref().is_none_or(|(cached, _)| *cached != id) {
             let bytes = self.tree.read_page(id)?;
-            self.leaf = Some((id, bytes));
+            self.at.leaf = Some((id, bytes));
         }
-        let (_, bytes) = self.leaf.as_ref().expect("filled above");
+        let (_, bytes) = self.at.leaf.as_ref().expect("filled above");
         PageRef::parse(bytes, id)
     }
 
-    /// Positions on the first entry whose key is >= `key` (past the end if none).
-    pub fn seek(&mut self, key: &[u8]) -> Result<()> {
+    fn seek(&mut self, key: &[u8]) -> Result<()> {
         self.reset();
         let skey = match self.tree.duplicates() {
             Duplicates::Multi => {
@@ -198,17 +345,13 @@ impl Cursor {
             }
             _ => key.to_vec(),
         };
-        let (root, height) = {
-            let st = self.tree.read_state();
-            (st.root, st.height)
-        };
-        let mut page = root;
-        for _ in 1..height {
+        let mut page = self.st.root;
+        for _ in 1..self.st.height {
             let (pos, child) = self.tree.with_page(page, |p| {
                 let (slot, child) = p.child_for(&skey, |a, b| self.tree.cmp_stored(a, b))?;
                 Ok((slot.map_or(0, |s| s + 1), child))
             })?;
-            self.stack.push((page, pos));
+            self.at.stack.push((page, pos));
             page = child;
         }
         let (index, len) = self.tree.with_page(page, |p| {
@@ -220,11 +363,11 @@ impl Cursor {
             };
             Ok((i, p.len()))
         })?;
-        self.stack.push((page, index));
+        self.at.stack.push((page, index));
         if index >= len {
-            self.stack.last_mut().expect("just pushed").1 = len.saturating_sub(1);
+            self.at.stack.last_mut().expect("just pushed").1 = len.saturating_sub(1);
             if len == 0 {
-                self.stack.clear();
+                self.at.stack.clear();
                 return Ok(());
             }
             return self.step_forward();
@@ -232,17 +375,17 @@ impl Cursor {
         Ok(())
     }
 
-    /// The entry under the cursor as (key, value), or `None` past either end or outside the
-    /// bounds.
-    pub fn current(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        Ok(self.entry_unbounded()?.filter(|(k, _)| !self.below_lower(k) && !self.above_upper(k)))
+    fn current(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.entry_unbounded()?.and_then(|entry| self.at.bounded(self.tree, entry)))
     }
 
-    fn entry_unbounded(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    /// The entry under the cursor, bounds or not. Its leaf is read into the cursor's copy, so
+    /// the next calls within that leaf need no lock.
+    fn entry_unbounded(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.check()?;
-        let Some(&(leaf, index)) = self.stack.last() else { return Ok(None) };
-        let (key, value) = self.tree.with_page(leaf, |p| {
-            let e = p.entry(index)?;
+        let Some(&(leaf, index)) = self.at.stack.last() else { return Ok(None) };
+        let (key, value) = {
+            let e = self.leaf_page(leaf)?.entry(index)?;
             let v = match e.payload {
                 Payload::Leaf(Value::Inline(v)) => Ok(v.to_vec()),
                 Payload::Leaf(Value::Overflow(id, len)) => Err((id, len)),
@@ -250,60 +393,56 @@ impl Cursor {
                     return Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "child cell in a leaf"))
                 }
             };
-            Ok((e.key.to_vec(), v))
-        })?;
+            (e.key.to_vec(), v)
+        };
         let value = match value {
             Ok(v) => v,
             Err((id, len)) => self.tree.read_overflow(id, len)?,
         };
-        if self.tree.duplicates() == Duplicates::Multi {
-            let (k, v) = split_composite(&key);
-            return Ok(Some((k.to_vec(), v.to_vec())));
-        }
-        Ok(Some((key, value)))
+        Ok(Some(user_entry(self.tree, key, value)))
     }
 
-    pub fn move_next(&mut self) -> Result<()> {
+    fn move_next(&mut self) -> Result<()> {
         self.check()?;
-        if self.stack.is_empty() {
+        if self.at.stack.is_empty() {
             return Ok(());
         }
         self.step_forward()
     }
 
     fn step_forward(&mut self) -> Result<()> {
-        let (leaf, index) = *self.stack.last().expect("positioned");
+        let (leaf, index) = *self.at.stack.last().expect("positioned");
         if index + 1 < self.leaf_page(leaf)?.len() {
-            self.stack.last_mut().expect("positioned").1 += 1;
+            self.at.stack.last_mut().expect("positioned").1 += 1;
             return Ok(());
         }
-        self.stack.pop();
-        while let Some(&(page, pos)) = self.stack.last() {
+        self.at.stack.pop();
+        while let Some(&(page, pos)) = self.at.stack.last() {
             if pos < self.page_len(page)? {
-                self.stack.last_mut().expect("non-empty").1 = pos + 1;
+                self.at.stack.last_mut().expect("non-empty").1 = pos + 1;
                 let child = self.child_at(page, pos + 1)?;
                 return self.descend_edge(child, false);
             }
-            self.stack.pop();
+            self.at.stack.pop();
         }
         Ok(())
     }
 
-    pub fn move_prev(&mut self) -> Result<()> {
+    fn move_prev(&mut self) -> Result<()> {
         self.check()?;
-        let Some(&(_, index)) = self.stack.last() else { return Ok(()) };
+        let Some(&(_, index)) = self.at.stack.last() else { return Ok(()) };
         if index > 0 {
-            self.stack.last_mut().expect("positioned").1 -= 1;
+            self.at.stack.last_mut().expect("positioned").1 -= 1;
             return Ok(());
         }
-        self.stack.pop();
-        while let Some(&(page, pos)) = self.stack.last() {
+        self.at.stack.pop();
+        while let Some(&(page, pos)) = self.at.stack.last() {
             if pos > 0 {
-                self.stack.last_mut().expect("non-empty").1 = pos - 1;
+                self.at.stack.last_mut().expect("non-empty").1 = pos - 1;
                 let child = self.child_at(page, pos - 1)?;
                 return self.descend_edge(child, true);
             }
-            self.stack.pop();
+            self.at.stack.pop();
         }
         Ok(())
     }
@@ -321,22 +460,159 @@ impl BTree {
         Ok(out)
     }
 
-    /// Calls `f` for each entry between the bounds until it returns false.
-    pub fn scan(
+    /// Calls `f` for each entry between the bounds until it returns false. The scan holds the
+    /// tree's state shared throughout, so it sees one version of the tree and writers wait for
+    /// it: `f` must not call this tree.
+    pub fn scan(&self, lower: Bound<&[u8]>, upper: Bound<&[u8]>, f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        self.held_walk(lower, upper, |h| {
+            h.first()?;
+            h.for_each(f)
+        })
+    }
+
+    /// Like `scan`, from the first entry whose stored key is >= `key`, unbounded.
+    pub(crate) fn scan_from(&self, key: &[u8], f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        self.held_walk(Bound::Unbounded, Bound::Unbounded, |h| {
+            h.seek(key)?;
+            h.for_each(f)
+        })
+    }
+
+    /// Runs `f` on a new position within the bounds, the tree's state held shared throughout.
+    fn held_walk<R>(
         &self,
         lower: Bound<&[u8]>,
         upper: Bound<&[u8]>,
-        mut f: impl FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<()> {
-        let mut cur = Cursor::new(self);
-        cur.set_bounds(lower, upper);
-        cur.first()?;
-        while let Some((k, v)) = cur.current()? {
+        f: impl FnOnce(&mut Held<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let st = self.read_state();
+        let mut at = Position::new(self.version(), lower.map(<[u8]>::to_vec), upper.map(<[u8]>::to_vec));
+        f(&mut Held { tree: self, st: &st, at: &mut at })
+    }
+}
+
+impl Held<'_> {
+    /// Calls `f` for each entry from the current one until it returns false or the entries end.
+    fn for_each(&mut self, mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        while let Some((k, v)) = self.current()? {
             if !f(&k, &v) {
                 break;
             }
-            cur.move_next()?;
+            self.move_next()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btree::TreeOptions;
+    use crate::store::{Store, StoreOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn next(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    /// Key k's value: the key repeated 1 to 6 times (above 32 bytes it lives in its own node).
+    fn value_of(key: &[u8], step: u64) -> Vec<u8> {
+        key.repeat(1 + (step % 6) as usize)
+    }
+
+    /// Positions `cur` past `last` (or at `start` when nothing was read yet).
+    fn reposition(cur: &mut Cursor, start: &[u8], last: Option<&Vec<u8>>) {
+        match last {
+            Some(l) => cur.set_bounds(Bound::Excluded(l), Bound::Unbounded),
+            None => cur.set_bounds(Bound::Included(start), Bound::Unbounded),
+        }
+        cur.first().expect("positioning is never stale and never reads a damaged page");
+    }
+
+    /// A bounded forward scan of up to 200 entries: strictly ordered, every value whole,
+    /// continuing past the last key after `StaleCursor`.
+    fn scan_while_changing(cur: &mut Cursor, start: &[u8]) {
+        let mut last: Option<Vec<u8>> = None;
+        reposition(cur, start, None);
+        for _ in 0..200 {
+            let (k, v) = match cur.current() {
+                Ok(Some(entry)) => entry,
+                Ok(None) => return,
+                Err(Error::StaleCursor(_)) => {
+                    reposition(cur, start, last.as_ref());
+                    continue;
+                }
+                Err(e) => panic!("current: {e}"),
+            };
+            assert!(last.as_ref().is_none_or(|l| *l < k), "{k:?} after {last:?}");
+            assert!(!v.is_empty() && v.chunks(k.len()).all(|c| c == k), "a torn value for {k:?}");
+            last = Some(k);
+            match cur.move_next() {
+                Ok(()) => {}
+                Err(Error::StaleCursor(_)) => reposition(cur, start, last.as_ref()),
+                Err(e) => panic!("move_next: {e}"),
+            }
+        }
+    }
+
+    /// Writer steps of the race below; Miri (which checks the same run for data races) runs
+    /// some thousand times slower.
+    const RACE_STEPS: u64 = if cfg!(miri) { 300 } else { 30_000 };
+    const RACE_MIN_ROUNDS: u32 = if cfg!(miri) { 2 } else { 20 };
+
+    /// Readers racing a writer see whole versions of the tree: scans stay strictly ordered,
+    /// positioning never answers `StaleCursor`, and a Multi tree's `get_all` (a walk inside one
+    /// call) never does either. Before cursor calls held the tree's lock, a writer could change
+    /// a page between a cursor's version check and its read.
+    #[test]
+    fn readers_racing_a_writer_see_whole_versions() {
+        let store = Store::in_memory(&StoreOptions::default()).unwrap();
+        let small = |duplicates| TreeOptions { page_bytes: 512, duplicates, ..TreeOptions::default() };
+        let kv = BTree::open(&store, b"kv", &small(Duplicates::Overwrite)).unwrap();
+        let multi = BTree::open(&store, b"multi", &small(Duplicates::Multi)).unwrap();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (1..=2u64)
+                .map(|seed| {
+                    let (kv, multi, done) = (&kv, &multi, &done);
+                    s.spawn(move || {
+                        let mut x = seed;
+                        let mut cur = Cursor::new(kv);
+                        let mut rounds = 0;
+                        while rounds < RACE_MIN_ROUNDS || !done.load(Ordering::Acquire) {
+                            rounds += 1;
+                            scan_while_changing(&mut cur, &(next(&mut x) % 2000).to_be_bytes());
+                            let values = multi.get_all(&(next(&mut x) % 200).to_be_bytes()).expect("get_all");
+                            assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+                        }
+                    })
+                })
+                .collect();
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            for step in 0..RACE_STEPS {
+                let r = next(&mut x);
+                let key = (r % 2000).to_be_bytes();
+                let small_key = (r % 200).to_be_bytes();
+                let result = match r >> 61 {
+                    0..=3 => kv.insert(&key, &value_of(&key, step)),
+                    4..=5 => kv.remove(&key).map(|_| ()),
+                    6 => multi.insert(&small_key, &(r % 8).to_be_bytes()).or_else(|e| match e {
+                        Error::DuplicateKey(_) => Ok(()),
+                        e => Err(e),
+                    }),
+                    _ => multi.remove_pair(&small_key, &(r % 8).to_be_bytes()).map(|_| ()),
+                };
+                result.unwrap();
+            }
+            done.store(true, Ordering::Release);
+            for r in readers {
+                r.join().unwrap();
+            }
+        });
+        kv.verify().unwrap();
+        multi.verify().unwrap();
     }
 }

@@ -75,6 +75,8 @@ pub fn max_key_bytes(page_bytes: u32) -> usize {
 /// Largest value: its length is stored in 32 bits, and it lives in one store node.
 pub const VALUE_BYTES_MAX: usize = u32::MAX as usize;
 
+/// The tree's root, height and entry count: its lock also orders every reader against the
+/// writer (writers hold it exclusively while they change pages; see `cursor`).
 pub(crate) struct State {
     pub root: u64,
     pub height: u32,
@@ -530,15 +532,14 @@ impl BTree {
         }
         self.check_key(key)?;
         let mut out = Vec::new();
-        let mut cur = super::Cursor::new(self);
-        cur.seek(key)?;
-        while let Some((k, v)) = cur.current()? {
-            if self.cmp_keys(&k, key) != Ordering::Equal {
-                break;
+        // One hold of the tree's state for the whole walk: a writer cannot make it stale.
+        self.scan_from(key, |k, v| {
+            let same = self.cmp_keys(k, key) == Ordering::Equal;
+            if same {
+                out.push(v.to_vec());
             }
-            out.push(v);
-            cur.move_next()?;
-        }
+            same
+        })?;
         Ok(out)
     }
 

@@ -254,7 +254,8 @@ pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, l
 }
 
 /// The latest published bytes of node `id` (the writer sees its own uncommitted nodes).
-/// `out->data` stays valid until the node is next written or freed, or the store closed.
+/// `out->data` stays valid until the node is next written or freed, or the store closed:
+/// a thread that reads while another may write the node copies with `pcore_node_read_copy`.
 /// On any failure `*out` (if `out` is not NULL) is set to `{NULL, 0}`.
 ///
 /// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (unknown, freed, stale id),
@@ -272,6 +273,48 @@ pub unsafe extern "C" fn pcore_node_read(store: *mut PcoreStore, id: u64, out: *
         let (addr, len) = s.read_addr(NodeId::from_raw(id))?;
         // SAFETY: checked non-null; writable by contract.
         unsafe { write_out(out, PcoreNodeBytes { data: addr as *const c_void, len }) };
+        Ok(())
+    })
+}
+
+/// Copies node `id`'s latest published bytes into `buf`: the first `cap` of them, while
+/// `*out_len` receives the node's full length (when it is above `cap`, call again with a
+/// buffer that large; the node may have changed meanwhile). The copy is taken under the
+/// store's read lock, so it is exactly one published version even while another thread
+/// publishes, grows or frees the node. A thread that reads while another may write the same
+/// node needs this: `pcore_node_read`'s pointer is valid only until the node is next
+/// written, which such a reader cannot know.
+///
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (unknown, freed, stale id), `PCORE_INVALID_ARGUMENT`
+/// (NULL `out_len`, NULL `buf` with `cap` > 0), `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `buf` has `cap` writable bytes (or is NULL with `cap` 0); `out_len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_node_read_copy(
+    store: *mut PcoreStore,
+    id: u64,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        non_null(out_len, "out_len")?;
+        if buf.is_null() && cap > 0 {
+            return Err(Error::InvalidArgument("buf is NULL with cap > 0".into()));
+        }
+        let len = s.with_node(NodeId::from_raw(id), |bytes| {
+            let n = bytes.len().min(cap);
+            if n > 0 {
+                // SAFETY: `buf` has `cap` >= n writable bytes by contract; it is the host's
+                // memory, so it cannot overlap the store's mapped block.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n) };
+            }
+            bytes.len()
+        })?;
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out_len, len) };
         Ok(())
     })
 }

@@ -76,8 +76,10 @@ pub const PCORE_ROOT_NAME_MAX_BYTES: usize = 255;
 /// Longest root metadata, in bytes.
 pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 
-/// The ABI version this header describes: major << 16 | minor.
-pub const PCORE_ABI_VERSION: u32 = 0x0001_0001;
+/// The ABI version this header describes: major << 16 | minor. 1.1 added the B+ tree
+/// (`pcore_tree_*`, `pcore_cursor_*`), 1.2 `pcore_node_read_copy` and
+/// `PCORE_OPEN_VERIFY_CHECKSUMS`.
+pub const PCORE_ABI_VERSION: u32 = 0x0001_0002;
 
 /// Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 pub const PCORE_DUP_UNIQUE: u32 = 0;
