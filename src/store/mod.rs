@@ -14,11 +14,11 @@ mod inspect;
 mod meta;
 mod node_id;
 mod recovery;
-#[cfg(test)]
-mod torn_file_tests;
 mod table;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod torn_file_tests;
 mod wal;
 
 pub use self::api::{Durability, GrowthPolicy, NodeInfo, NodeReader, Root, Store, StoreOptions, StoreStats, WeakStore};
