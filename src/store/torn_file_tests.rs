@@ -251,3 +251,49 @@ fn random_truncations_and_bit_flips_in_every_file_never_return_wrong_bytes() {
     eprintln!("damaged copies: {refused} refused as Corrupt, {recovered} recovered, {caught_reads} damaged nodes caught by their checksums");
     assert!(refused > 0 && recovered > 0 && caught_reads > 0, "{refused} {recovered} {caught_reads}");
 }
+
+/// The record boundaries of a store file, by its kind: meta slots, checkpoint header and
+/// entries, log frames, class-file blocks (the first few of each segment, and every segment).
+fn record_boundaries(path: &Path) -> Vec<u64> {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let data = std::fs::read(path).unwrap();
+    let len = data.len() as u64;
+    let mut cuts: Vec<u64> = if name == "meta" {
+        vec![0, 52, 4096, 4096 + 52]
+    } else if name.starts_with("checkpoint-") {
+        let slots = u64::from_le_bytes(data[16..24].try_into().unwrap());
+        (0..=slots).map(|k| 36 + k * checkpoint::ENTRY_BYTES as u64).chain([0, 36]).collect()
+    } else if name.starts_with("wal-") {
+        std::iter::once(0).chain(frame_ends(&data)).collect()
+    } else {
+        let block: u64 = name.rsplit('-').next().unwrap().trim_end_matches(".seg").parse().unwrap();
+        let segment = crate::limits::SEGMENT_BYTES_MIN.max(crate::limits::SEGMENT_BLOCKS_MIN * block);
+        (0..len / segment).flat_map(|s| (0..4).map(move |b| s * segment + b * block)).collect()
+    };
+    cuts.push(len);
+    cuts.retain(|&c| c <= len);
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts
+}
+
+#[test]
+fn every_file_cut_at_each_record_boundary_recovers_or_is_corrupt() {
+    let pristine = TempDir::new("damage-boundaries");
+    let states = build(pristine.path(), 4, 4);
+    let work = TempDir::new("damage-boundaries-work");
+    let mut cases = 0;
+    for file in store_files(pristine.path()) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        for cut in record_boundaries(&file) {
+            copy_dir(pristine.path(), work.path());
+            truncate(&work.path().join(&name), cut);
+            let outcome = open_damaged(work.path(), &states, &format!("{name} cut at {cut}"));
+            if cut == std::fs::metadata(&file).unwrap().len() {
+                assert!(matches!(outcome, Outcome::Recovered { index: 8, damaged_reads: 0 }), "{name}: {outcome:?}");
+            }
+            cases += 1;
+        }
+    }
+    assert!(cases > 50, "{cases} cuts");
+}
