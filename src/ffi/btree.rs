@@ -1,7 +1,7 @@
 //! `pcore_tree_*` and `pcore_cursor_*`: the B+ tree's C ABI. Same conventions as the store's:
 //! checked handles, statuses, outputs written only on success, no panic crosses.
 
-use super::guard::{self, bytes, non_null, write_optional, write_out};
+use super::guard::{self, bytes, copy_out, non_null, out_buffer, write_optional, write_out};
 use super::registry::{HandleType, Registry};
 use super::store::store_of;
 use super::types::*;
@@ -230,9 +230,7 @@ pub unsafe extern "C" fn pcore_tree_get(
 ) -> i32 {
     guard::call(|| {
         let t = tree_of(tree)?;
-        if value_buf.is_null() && value_cap > 0 {
-            return Err(Error::InvalidArgument("value_buf is NULL with value_cap > 0".into()));
-        }
+        out_buffer(value_buf, value_cap, "value_buf")?;
         // SAFETY: per this function's contract.
         let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
         let v = t.get(k)?.ok_or_else(|| Error::NotFound("no such key".into()))?;
@@ -240,20 +238,6 @@ pub unsafe extern "C" fn pcore_tree_get(
         unsafe { copy_out(&v, value_buf, value_cap, out_value_len) };
         Ok(())
     })
-}
-
-/// # Safety
-/// `buf` has `cap` writable bytes (or `cap` is 0); `out_len` is NULL or writable.
-unsafe fn copy_out(v: &[u8], buf: *mut c_void, cap: usize, out_len: *mut usize) {
-    let n = v.len().min(cap);
-    if n > 0 {
-        // SAFETY: per this function's contract.
-        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), buf.cast::<u8>(), n) };
-    }
-    if !out_len.is_null() {
-        // SAFETY: per this function's contract.
-        unsafe { write_out(out_len, v.len()) };
-    }
 }
 
 /// Removes `key` (a multi tree: all its values). `*out_removed` (if not NULL) is 1 when

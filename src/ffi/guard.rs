@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result, Status};
 use std::cell::RefCell;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 thread_local! {
@@ -135,6 +135,32 @@ pub(crate) unsafe fn write_sized<T: Copy>(p: *mut T, full: T) -> Result<()> {
         )
     };
     Ok(())
+}
+
+/// `InvalidArgument` for an output buffer that is NULL but claims capacity.
+pub(crate) fn out_buffer(buf: *mut c_void, cap: usize, name: &str) -> Result<()> {
+    if buf.is_null() && cap > 0 {
+        return Err(Error::InvalidArgument(format!("{name} is NULL with a capacity of {cap}")));
+    }
+    Ok(())
+}
+
+/// Copies as much of `v` as fits `cap` into `buf` and, when `out_len` is not NULL, stores
+/// `v`'s full length there (so the caller learns the size it needs).
+///
+/// # Safety
+/// `buf` has `cap` writable bytes (or `cap` is 0) and does not overlap `v`; `out_len` is NULL
+/// or writable.
+pub(crate) unsafe fn copy_out(v: &[u8], buf: *mut c_void, cap: usize, out_len: *mut usize) {
+    let n = v.len().min(cap);
+    if n > 0 {
+        // SAFETY: per this function's contract.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), buf.cast::<u8>(), n) };
+    }
+    if !out_len.is_null() {
+        // SAFETY: per this function's contract.
+        unsafe { write_out(out_len, v.len()) };
+    }
 }
 
 /// Writes an output. Callers check `p` for null before doing any work, so outputs are

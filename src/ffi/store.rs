@@ -5,7 +5,7 @@
 //! its output on failure, as XTree's `read_node` expects). Every call is thread-safe: one
 //! writer at a time, reads from any thread.
 
-use super::guard::{self, bytes, c_path, non_null, write_optional, write_out};
+use super::guard::{self, bytes, c_path, copy_out, non_null, out_buffer, write_optional, write_out};
 use super::registry::{HandleType, Registry};
 use super::types::*;
 use crate::error::{Error, Result};
@@ -301,21 +301,13 @@ pub unsafe extern "C" fn pcore_node_read_copy(
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out_len, "out_len")?;
-        if buf.is_null() && cap > 0 {
-            return Err(Error::InvalidArgument("buf is NULL with cap > 0".into()));
-        }
-        let len = s.with_node(NodeId::from_raw(id), |bytes| {
-            let n = bytes.len().min(cap);
-            if n > 0 {
-                // SAFETY: `buf` has `cap` >= n writable bytes by contract; it is the host's
-                // memory, so it cannot overlap the store's mapped block.
-                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n) };
-            }
-            bytes.len()
-        })?;
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out_len, len) };
-        Ok(())
+        out_buffer(buf, cap, "buf")?;
+        // Copied under the store's read lock: a writer cannot change the bytes meanwhile.
+        s.with_node(NodeId::from_raw(id), |bytes| {
+            // SAFETY: `buf` has `cap` writable bytes by contract and is the host's memory, so
+            // it cannot overlap the store's mapped block; `out_len` checked non-null.
+            unsafe { copy_out(bytes, buf, cap, out_len) }
+        })
     })
 }
 
@@ -418,25 +410,17 @@ pub unsafe extern "C" fn pcore_root_get(
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out_id, "out_id")?;
-        if meta_buf.is_null() && meta_cap > 0 {
-            return Err(Error::InvalidArgument("meta_buf is NULL with meta_cap > 0".into()));
-        }
+        out_buffer(meta_buf, meta_cap, "meta_buf")?;
         // SAFETY: per this function's contract.
         let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
         let root = s
             .get_root(name)?
             .ok_or_else(|| Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name))))?;
-        let n = root.meta.len().min(meta_cap);
-        // SAFETY: `out_id` non-null; `meta_buf` has `meta_cap` >= n writable bytes when n > 0;
-        // `out_meta_len` checked for NULL; all writable by contract.
+        // SAFETY: `out_id` checked non-null; `meta_buf` has `meta_cap` writable bytes and
+        // `out_meta_len` is NULL or writable, by contract.
         unsafe {
-            if n > 0 {
-                std::ptr::copy_nonoverlapping(root.meta.as_ptr(), meta_buf.cast::<u8>(), n);
-            }
             write_out(out_id, root.id);
-            if !out_meta_len.is_null() {
-                write_out(out_meta_len, root.meta.len());
-            }
+            copy_out(&root.meta, meta_buf, meta_cap, out_meta_len);
         }
         Ok(())
     })

@@ -145,7 +145,8 @@ struct Shared {
     options: StoreOptions,
     in_memory: bool,
     flusher_stop: Arc<(Mutex<bool>, Condvar)>,
-    recovery_note: Mutex<Option<String>>,
+    /// What the open's recovery did (set once, at open).
+    recovery_note: Option<String>,
 }
 
 /// A node store. Internally synchronized: one writer at a time (others wait), reads from any
@@ -202,8 +203,7 @@ impl Store {
             poisoned: None,
             last_checkpoint_error: None,
         };
-        let store = Store::from_parts(writer, opened.core, options.clone(), false);
-        *store.shared.recovery_note.lock() = opened.note;
+        let store = Store::from_parts(writer, opened.core, options.clone(), false, opened.note);
         if opened.needs_checkpoint {
             store.checkpoint()?;
         }
@@ -223,10 +223,16 @@ impl Store {
             poisoned: None,
             last_checkpoint_error: None,
         };
-        Ok(Store::from_parts(writer, core, StoreOptions { read_only: false, ..options.clone() }, true))
+        Ok(Store::from_parts(writer, core, StoreOptions { read_only: false, ..options.clone() }, true, None))
     }
 
-    fn from_parts(writer: WriterSide, mut core: Core, options: StoreOptions, in_memory: bool) -> Store {
+    fn from_parts(
+        writer: WriterSide,
+        mut core: Core,
+        options: StoreOptions,
+        in_memory: bool,
+        recovery_note: Option<String>,
+    ) -> Store {
         core.verify_reads = options.verify_checksums;
         let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
         let durable_epoch = AtomicU64::new(core.epoch);
@@ -240,7 +246,7 @@ impl Store {
             options,
             in_memory,
             flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
-            recovery_note: Mutex::new(None),
+            recovery_note,
         });
         if balanced {
             spawn_flusher(Arc::downgrade(&shared), shared.flusher_stop.clone(), shared.options.balanced_interval_ms);
@@ -598,7 +604,7 @@ impl Store {
     /// commits it replayed from the log, and any incomplete commit it dropped (with the log's
     /// offset). `None` after a clean close.
     pub fn recovery_note(&self) -> Option<String> {
-        self.shared.recovery_note.lock().clone()
+        self.shared.recovery_note.clone()
     }
 
     /// The message of the last automatic checkpoint that failed, if the latest one did.

@@ -2,22 +2,13 @@
 //! but carry valid checksums (a bug that wrote them, or a deliberate edit) must make the open
 //! `Corrupt`, naming the file: never a panic, and never an allocation a length field sizes.
 
-use super::tests::TempDir;
+use super::tests::{file_with_prefix, TempDir};
 use super::*;
 use crate::error::Error;
 use std::path::Path;
 
 fn crc(b: &[u8]) -> u32 {
     crc32c::crc32c(b)
-}
-
-fn file_with_prefix(dir: &Path, prefix: &str) -> std::path::PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
-        .unwrap()
 }
 
 /// A store closed cleanly (so its table is in a checkpoint) holding one node of `len` bytes.

@@ -330,7 +330,7 @@ fn flip_byte(path: &Path, at: usize) {
     std::fs::write(path, b).unwrap();
 }
 
-fn file_with_prefix(dir: &Path, prefix: &str) -> PathBuf {
+pub(crate) fn file_with_prefix(dir: &Path, prefix: &str) -> PathBuf {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

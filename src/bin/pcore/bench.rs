@@ -376,18 +376,20 @@ fn bulk(dir: &Path, nodes: u64) -> Result<Value, String> {
         reopen.push(secs(t));
         s.close().map_err(|e| e.to_string())?;
     }
-    let figures = json!({
-        "nodes": nodes, "nodes_per_s": nodes as f64 / load_s, "disk_bytes_per_node": disk as f64 / nodes as f64,
-        "disk_over_live_blocks": disk as f64 / live as f64, "reopen_s": median(reopen.clone()),
-        "peak_memory_mib": mib(peak_rss_bytes()), "open_fds": fds,
-    });
+    let (nodes_per_s, disk_per_node, disk_over_live) =
+        (nodes as f64 / load_s, disk as f64 / nodes as f64, disk as f64 / live as f64);
+    let (reopen_s, peak_mib) = (median(reopen), mib(peak_rss_bytes()));
     println!("bulk load: {nodes} nodes of 64 B, a commit every {COMMIT_EVERY} (BALANCED)");
-    println!("  {:<40} {:>12.0}   (XTree's store: 30,000)", "nodes/s", nodes as f64 / load_s);
-    println!("  {:<40} {:>12.1}   (XTree's store: 440)", "bytes on disk per node", disk as f64 / nodes as f64);
-    println!("  {:<40} {:>12.2}   (target <= 1.3)", "disk / block bytes in use", disk as f64 / live as f64);
-    println!("  {:<40} {:>12.3}   (median of 3; XTree's store: 13.2 s at 10 M)", "reopen s", median(reopen));
-    println!("  {:<40} {:>12.0}   (VmHWM of this process)", "peak memory MiB", mib(peak_rss_bytes()));
-    println!("  {:<40} {:>12}   (whole process, during the load)", "open file descriptors", fds);
+    println!("  {:<40} {nodes_per_s:>12.0}   (XTree's store: 30,000)", "nodes/s");
+    println!("  {:<40} {disk_per_node:>12.1}   (XTree's store: 440)", "bytes on disk per node");
+    println!("  {:<40} {disk_over_live:>12.2}   (target <= 1.3)", "disk / block bytes in use");
+    println!("  {:<40} {reopen_s:>12.3}   (median of 3; XTree's store: 13.2 s at 10 M)", "reopen s");
+    println!("  {:<40} {peak_mib:>12.0}   (VmHWM of this process)", "peak memory MiB");
+    println!("  {:<40} {fds:>12}   (whole process, during the load)", "open file descriptors");
+    let figures = json!({
+        "nodes": nodes, "nodes_per_s": nodes_per_s, "disk_bytes_per_node": disk_per_node,
+        "disk_over_live_blocks": disk_over_live, "reopen_s": reopen_s, "peak_memory_mib": peak_mib, "open_fds": fds,
+    });
     println!();
     Ok(figures)
 }
