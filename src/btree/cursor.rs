@@ -345,10 +345,11 @@ impl Held<'_> {
             }
             _ => key.to_vec(),
         };
+        let probe = self.tree.probe(&skey);
         let mut page = self.st.root;
         for _ in 1..self.st.height {
             let (pos, child) = self.tree.with_page(page, |p| {
-                let (slot, child) = p.child_for(&skey, |a, b| self.tree.cmp_stored(a, b))?;
+                let (slot, child) = p.child_for(|k| probe.order(k))?;
                 Ok((slot.map_or(0, |s| s + 1), child))
             })?;
             self.at.stack.push((page, pos));
@@ -358,7 +359,7 @@ impl Held<'_> {
             if !p.is_leaf() {
                 return Err(Error::corrupt(format!("B+ tree page {page:#x}"), 0, "an internal page at the leaf level"));
             }
-            let i = match p.search(&skey, |a, b| self.tree.cmp_stored(a, b))? {
+            let i = match p.search(|k| probe.order(k))? {
                 Ok(i) | Err(i) => i,
             };
             Ok((i, p.len()))

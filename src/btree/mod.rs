@@ -27,11 +27,11 @@ pub fn decode_page(bytes: &[u8], page_id: u64, probe: &[u8]) -> crate::Result<us
     let entries = p.entries()?;
     let used = p.used_bytes()?;
     debug_assert_eq!(used, entries.iter().map(page::Entry::bytes).sum::<usize>());
-    let at = match p.search(probe, |a, b| a.cmp(b))? {
+    let at = match p.search(|k| k.cmp(probe))? {
         Ok(i) | Err(i) => i,
     };
     if !p.is_leaf() {
-        p.child_for(probe, |a, b| a.cmp(b))?;
+        p.child_for(|k| k.cmp(probe))?;
     }
     let _ = p.leftmost_child();
     let mut copy = bytes.to_vec();

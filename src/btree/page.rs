@@ -27,11 +27,17 @@ pub(crate) const TYPE_INTERNAL: u8 = 2;
 const OVERFLOW_ID_BYTES: usize = 8;
 
 /// Bytes of `v` as a LEB128 varint.
+#[inline]
 fn varint_bytes(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
+#[inline]
 fn put_varint(out: &mut [u8], mut v: u64) -> usize {
+    if v < 0x80 {
+        out[0] = v as u8;
+        return 1;
+    }
     let mut i = 0;
     loop {
         let byte = (v & 0x7F) as u8;
@@ -66,6 +72,7 @@ pub(crate) enum Value<'a> {
 
 impl Value<'_> {
     /// The varint header: length << 1, with the low bit set for an overflow value.
+    #[inline]
     fn header(&self) -> u64 {
         match self {
             Value::Inline(v) => (v.len() as u64) << 1,
@@ -73,6 +80,7 @@ impl Value<'_> {
         }
     }
 
+    #[inline]
     fn field_bytes(&self) -> usize {
         varint_bytes(self.header())
             + match self {
@@ -91,6 +99,7 @@ pub(crate) enum Payload<'a> {
 
 /// THE byte-accounting function: the bytes an entry takes in a page, its slot included.
 /// `fits`, the split policy and the page writer all use it, so they always agree.
+#[inline]
 pub(crate) fn entry_bytes(key_len: usize, payload: &Payload<'_>) -> usize {
     SLOT_BYTES
         + varint_bytes(key_len as u64)
@@ -114,6 +123,7 @@ pub(crate) struct Entry<'a> {
 }
 
 impl Entry<'_> {
+    #[inline]
     pub fn bytes(&self) -> usize {
         entry_bytes(self.key.len(), &self.payload)
     }
@@ -211,55 +221,64 @@ impl<'a> PageRef<'a> {
 
     #[inline]
     fn take(&self, i: usize, at: usize, n: usize) -> Result<&'a [u8]> {
-        match self.bytes.get(at..at + n) {
+        match self.bytes.get(at..).and_then(|rest| rest.get(..n)) {
             Some(b) => Ok(b),
             None => Err(self.corrupt(i, "cell runs past the page")),
         }
     }
 
     #[inline]
+    fn take_array<const N: usize>(&self, i: usize, at: usize) -> Result<&'a [u8; N]> {
+        match self.bytes.get(at..).and_then(<[u8]>::first_chunk::<N>) {
+            Some(b) => Ok(b),
+            None => Err(self.corrupt(i, "cell runs past the page")),
+        }
+    }
+
+    #[inline(always)]
     pub fn key(&self, i: usize) -> Result<&'a [u8]> {
         let off = self.cell_offset(i)?;
         let (len, n) = self.varint(i, off)?;
         self.take(i, off + n, len)
     }
 
+    #[inline]
     pub fn entry(&self, i: usize) -> Result<Entry<'a>> {
         let off = self.cell_offset(i)?;
         let (key_len, n) = self.varint(i, off)?;
         let key = self.take(i, off + n, key_len)?;
-        let mut at = off + n + key_len;
+        let at = off + n + key_len;
         let payload = if self.is_leaf() {
-            let (v, n) =
-                get_varint(self.bytes.get(at..).unwrap_or(&[])).ok_or_else(|| self.corrupt(i, "bad value header"))?;
-            at += n;
-            let len = v >> 1;
-            if v & 1 == 0 {
+            let (header, n) = match self.bytes.get(at) {
+                Some(&b) if b < 0x80 => (u64::from(b), 1),
+                _ => get_varint(self.bytes.get(at..).unwrap_or(&[]))
+                    .ok_or_else(|| self.corrupt(i, "bad value header"))?,
+            };
+            let (len, at) = (header >> 1, at + n);
+            if header & 1 == 0 {
                 let len = usize::try_from(len).map_err(|_| self.corrupt(i, "value length"))?;
-                Payload::Leaf(Value::Inline(self.take(i, at, len.min(self.bytes.len() + 1))?))
+                Payload::Leaf(Value::Inline(self.take(i, at, len)?))
             } else {
-                let id = u64::from_le_bytes(self.take(i, at, OVERFLOW_ID_BYTES)?.try_into().expect("8 bytes"));
+                let id = u64::from_le_bytes(*self.take_array::<8>(i, at)?);
                 let len = u32::try_from(len).map_err(|_| self.corrupt(i, "overflow value length"))?;
                 Payload::Leaf(Value::Overflow(id, len))
             }
         } else {
-            Payload::Child(u64::from_le_bytes(self.take(i, at, 8)?.try_into().expect("8 bytes")))
+            Payload::Child(u64::from_le_bytes(*self.take_array::<8>(i, at)?))
         };
         Ok(Entry { key, payload })
     }
 
-    /// The child a key belongs to in an internal page: the entry index of the last separator
-    /// <= key, or None for the leftmost child. `cmp(separator, key)`.
-    pub fn child_for(
-        &self,
-        key: &[u8],
-        cmp: impl Fn(&[u8], &[u8]) -> std::cmp::Ordering,
-    ) -> Result<(Option<usize>, u64)> {
+    /// The child a probe belongs to in an internal page: the entry index of the last
+    /// separator <= the probe, or None for the leftmost child. `order(separator)` compares a
+    /// separator with the probe.
+    #[inline]
+    pub fn child_for(&self, order: impl Fn(&[u8]) -> std::cmp::Ordering) -> Result<(Option<usize>, u64)> {
         debug_assert!(!self.is_leaf());
         let (mut lo, mut hi) = (0usize, self.count);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if cmp(self.key(mid)?, key) == std::cmp::Ordering::Greater {
+            if order(self.key(mid)?) == std::cmp::Ordering::Greater {
                 hi = mid;
             } else {
                 lo = mid + 1;
@@ -273,25 +292,24 @@ impl<'a> PageRef<'a> {
     }
 
     /// The child id of internal entry i, read without decoding the rest of its cell.
-    fn child(&self, i: usize) -> Result<u64> {
+    #[inline]
+    pub fn child(&self, i: usize) -> Result<u64> {
         if self.is_leaf() {
             return Err(self.corrupt(i, "leaf cell in an internal page"));
         }
         let off = self.cell_offset(i)?;
         let (key_len, n) = self.varint(i, off)?;
-        Ok(u64::from_le_bytes(self.take(i, off + n + key_len, 8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(*self.take_array::<8>(i, off + n + key_len)?))
     }
 
-    /// `Ok(i)` when entry i's key equals `key`, `Err(i)` for where it would go.
-    pub fn search(
-        &self,
-        key: &[u8],
-        cmp: impl Fn(&[u8], &[u8]) -> std::cmp::Ordering,
-    ) -> Result<std::result::Result<usize, usize>> {
+    /// `Ok(i)` when entry i's key equals the probe, `Err(i)` for where it would go.
+    /// `order(key)` compares a stored key with the probe.
+    #[inline]
+    pub fn search(&self, order: impl Fn(&[u8]) -> std::cmp::Ordering) -> Result<std::result::Result<usize, usize>> {
         let (mut lo, mut hi) = (0usize, self.count);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            match cmp(self.key(mid)?, key) {
+            match order(self.key(mid)?) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Ok(Ok(mid)),
@@ -306,11 +324,15 @@ impl<'a> PageRef<'a> {
     }
 
     pub fn entries(&self) -> Result<Vec<Entry<'a>>> {
-        (0..self.count).map(|i| self.entry(i)).collect()
+        let mut out = Vec::with_capacity(self.count);
+        for i in 0..self.count {
+            out.push(self.entry(i)?);
+        }
+        Ok(out)
     }
 
     /// Contiguous free bytes between the slot array and the cells.
-    fn gap_bytes(&self) -> usize {
+    pub fn gap_bytes(&self) -> usize {
         self.cells_start() - HEADER_BYTES - self.count * SLOT_BYTES
     }
 }
@@ -318,8 +340,7 @@ impl<'a> PageRef<'a> {
 /// Writes a whole page from entries in order. Panics if they do not fit: callers decide with
 /// [`fits`], which uses the same accounting.
 pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries: &[Entry<'_>]) -> usize {
-    let total: usize = entries.iter().map(Entry::bytes).sum();
-    assert!(total <= capacity(out.len()), "{total} bytes of entries do not fit a {}-byte page", out.len());
+    let slots_end = HEADER_BYTES + entries.len() * SLOT_BYTES;
     out[0] = page_type;
     out[1] = 0;
     out[2..4].copy_from_slice(&(entries.len() as u16).to_le_bytes());
@@ -327,15 +348,17 @@ pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries:
     let mut end = out.len();
     for (i, e) in entries.iter().enumerate() {
         let cell = e.bytes() - SLOT_BYTES;
+        // Cells grow down towards the slot array: it is all the room there is.
+        assert!(end >= slots_end + cell, "entries do not fit a {}-byte page", out.len());
         end -= cell;
         write_cell(&mut out[end..end + cell], e);
         out[HEADER_BYTES + i * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
     }
     out[4..8].copy_from_slice(&(end as u32).to_le_bytes());
-    debug_assert_eq!(HEADER_BYTES + total, HEADER_BYTES + entries.len() * SLOT_BYTES + (out.len() - end));
     out.len()
 }
 
+#[inline]
 fn write_cell(cell: &mut [u8], e: &Entry<'_>) {
     let mut at = put_varint(cell, e.key.len() as u64);
     cell[at..at + e.key.len()].copy_from_slice(e.key);
@@ -373,6 +396,33 @@ pub(crate) fn insert_in_place(page: &mut [u8], page_id: u64, index: usize, e: &E
     page[slot..slot + 2].copy_from_slice(&(at as u16).to_le_bytes());
     page[2..4].copy_from_slice(&((count + 1) as u16).to_le_bytes());
     page[4..8].copy_from_slice(&(at as u32).to_le_bytes());
+    Ok(true)
+}
+
+/// Gives internal entry `index` a new separator (its child unchanged), in place: over the old
+/// cell when the new one is no longer (the rest of the old cell becomes a hole that the next
+/// rebuild reclaims), else in the free gap (the whole old cell becomes a hole). Returns false,
+/// the page untouched, when neither has room.
+pub(crate) fn replace_separator_in_place(page: &mut [u8], page_id: u64, index: usize, key: &[u8]) -> Result<bool> {
+    let p = PageRef::parse(page, page_id)?;
+    let child = p.child(index)?;
+    let old_cell = p.entry(index)?.bytes() - SLOT_BYTES;
+    let new = Entry { key, payload: Payload::Child(child) };
+    let cell = new.bytes() - SLOT_BYTES;
+    let (old_at, cells) = (p.cell_offset(index)?, p.cells_start());
+    let at = if cell <= old_cell {
+        old_at
+    } else if p.gap_bytes() >= cell {
+        cells - cell
+    } else {
+        return Ok(false);
+    };
+    write_cell(&mut page[at..at + cell], &new);
+    let slot = HEADER_BYTES + index * SLOT_BYTES;
+    page[slot..slot + 2].copy_from_slice(&(at as u16).to_le_bytes());
+    if at < cells {
+        page[4..8].copy_from_slice(&(at as u32).to_le_bytes());
+    }
     Ok(true)
 }
 
@@ -414,8 +464,8 @@ mod tests {
         let p = PageRef::parse(&page, 1).unwrap();
         assert_eq!(p.entries().unwrap(), entries);
         assert_eq!(p.used_bytes().unwrap(), entries.iter().map(Entry::bytes).sum::<usize>());
-        assert_eq!(p.search(b"a", |a, b| a.cmp(b)).unwrap(), Ok(1));
-        assert_eq!(p.search(b"b", |a, b| a.cmp(b)).unwrap(), Err(2));
+        assert_eq!(p.search(|k| k.cmp(b"a")).unwrap(), Ok(1));
+        assert_eq!(p.search(|k| k.cmp(b"b")).unwrap(), Err(2));
     }
 
     #[test]
@@ -454,6 +504,23 @@ mod tests {
         assert_eq!(page, before);
     }
 
+    #[test]
+    fn a_separator_is_replaced_in_place_over_its_cell_or_in_the_gap_or_not_at_all() {
+        let child = |k: &'static [u8], c: u64| Entry { key: k, payload: Payload::Child(c) };
+        let mut page = vec![0u8; 128];
+        build(&mut page, TYPE_INTERNAL, 7, &[child(b"ccc", 8), child(b"ggg", 9)]);
+        // Shorter: over the old cell. Longer: in the gap. Either way the children stay.
+        assert!(replace_separator_in_place(&mut page, 1, 0, b"b").unwrap());
+        assert!(replace_separator_in_place(&mut page, 1, 1, b"ffffffff").unwrap());
+        let p = PageRef::parse(&page, 1).unwrap();
+        assert_eq!(p.entries().unwrap(), [child(b"b", 8), child(b"ffffffff", 9)]);
+        assert_eq!(p.leftmost_child(), 7);
+        // No room for a longer one: the page is left exactly as it was.
+        let before = page.clone();
+        assert!(!replace_separator_in_place(&mut page, 1, 0, &[b'x'; 100]).unwrap());
+        assert_eq!(page, before);
+    }
+
     /// Damaged copies tried below; Miri interprets some thousand times slower than native code.
     const DAMAGED_PAGES: usize = if cfg!(miri) { 400 } else { 20_000 };
 
@@ -471,7 +538,7 @@ mod tests {
             bad[((x >> 20) % 512) as usize] = (x >> 40) as u8;
             if let Ok(p) = PageRef::parse(&bad, 7) {
                 let _ = p.entries();
-                let _ = p.search(b"key", |a, b| a.cmp(b));
+                let _ = p.search(|k| k.cmp(b"key"));
             }
         }
         page[0] = 9;

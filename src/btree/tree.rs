@@ -128,6 +128,30 @@ fn prefix_word(k: &[u8]) -> u64 {
     w
 }
 
+/// A stored key searched for. In a bytewise tree (no comparator, not Multi) its first eight
+/// bytes are read once, and most probes are told apart from a page's keys by one integer
+/// comparison; other trees compare through [`BTree::cmp_stored`].
+pub(crate) struct Probe<'k> {
+    key: &'k [u8],
+    word: u64,
+    /// The tree whose order to use; `None` for bytewise order.
+    tree: Option<&'k BTree>,
+}
+
+impl Probe<'_> {
+    /// How a stored key compares with the probe.
+    #[inline(always)]
+    pub(crate) fn order(&self, stored: &[u8]) -> Ordering {
+        match self.tree {
+            None => match prefix_word(stored).cmp(&self.word) {
+                Ordering::Equal => stored.cmp(self.key),
+                unequal => unequal,
+            },
+            Some(tree) => tree.cmp_stored(stored, self.key),
+        }
+    }
+}
+
 /// Anchor metadata, kept as the named root's meta bytes (the root's id is the root page):
 /// u32 magic "PCBT", u8 version, u8 duplicates, u8 custom order, u8 log2(page bytes),
 /// u32 height, u32 0, u64 entries.
@@ -358,6 +382,13 @@ impl BTree {
         }
     }
 
+    /// A stored key to search for, with what makes comparing against it cheap.
+    #[inline]
+    pub(crate) fn probe<'k>(&'k self, skey: &'k [u8]) -> Probe<'k> {
+        let bytewise = self.inner.custom_order.is_none() && self.inner.duplicates != Duplicates::Multi;
+        Probe { key: skey, word: prefix_word(skey), tree: (!bytewise).then_some(self) }
+    }
+
     /// Compares two stored keys (in Multi mode, key-then-value composites).
     pub(crate) fn cmp_stored(&self, a: &[u8], b: &[u8]) -> Ordering {
         if self.inner.duplicates != Duplicates::Multi {
@@ -430,10 +461,14 @@ impl BTree {
             return Err(bad(format!("a {} page where a {} belongs", kind_name(p.is_leaf()), kind_name(leaf))));
         }
         let entries = p.entries()?;
-        if let Some(e) = entries.iter().find(|e| e.bytes() > cap / 4) {
-            return Err(bad(format!("an entry of {} bytes; at most {} fit a page", e.bytes(), cap / 4)));
+        let mut total = 0;
+        for e in &entries {
+            let bytes = e.bytes();
+            if bytes > cap / 4 {
+                return Err(bad(format!("an entry of {bytes} bytes; at most {} fit a page", cap / 4)));
+            }
+            total += bytes;
         }
-        let total: usize = entries.iter().map(Entry::bytes).sum();
         if total > cap {
             return Err(bad(format!("entries of {total} bytes in a page that holds {cap}")));
         }
@@ -444,6 +479,7 @@ impl BTree {
     /// 0 = leftmost, j + 1 = the child of separator j), the leaf, and where the key is in it
     /// (`Ok(i)`) or would go (`Err(i)`): one hold of the store's lock for the whole descent.
     fn descend(&self, st: &State, skey: &[u8]) -> Result<Descent> {
+        let probe = self.probe(skey);
         self.with_pages(|pages| {
             let mut path = Vec::with_capacity(st.height as usize);
             let mut id = st.root;
@@ -452,7 +488,7 @@ impl BTree {
                 if p.is_leaf() {
                     return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
                 }
-                let (slot, child) = p.child_for(skey, |a, b| self.cmp_stored(a, b))?;
+                let (slot, child) = p.child_for(|k| probe.order(k))?;
                 path.push((id, slot.map_or(0, |s| s + 1)));
                 id = child;
             }
@@ -460,13 +496,14 @@ impl BTree {
             if !leaf.is_leaf() {
                 return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "an internal page at the leaf level"));
             }
-            let found = leaf.search(skey, |a, b| self.cmp_stored(a, b))?;
+            let found = leaf.search(|k| probe.order(k))?;
             Ok((path, id, found))
         })
     }
 
     /// Finds a stored key's leaf and calls `f` on it, all under one hold of the store's lock.
     fn with_leaf<R>(&self, st: &State, skey: &[u8], f: impl FnOnce(u64, PageRef<'_>) -> Result<R>) -> Result<R> {
+        let probe = self.probe(skey);
         self.with_pages(|pages| {
             let mut id = st.root;
             for _ in 1..st.height {
@@ -474,7 +511,7 @@ impl BTree {
                 if p.is_leaf() {
                     return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
                 }
-                id = p.child_for(skey, |a, b| self.cmp_stored(a, b))?.1;
+                id = p.child_for(|k| probe.order(k))?.1;
             }
             let leaf = pages.page(id)?;
             if !leaf.is_leaf() {
@@ -491,8 +528,9 @@ impl BTree {
         }
         self.check_key(key)?;
         let st = self.inner.state.read();
+        let probe = self.probe(key);
         let found = self.with_leaf(&st, key, |leaf, p| {
-            Ok(match p.search(key, |a, b| self.cmp_stored(a, b))? {
+            Ok(match p.search(|k| probe.order(k))? {
                 Ok(i) => Some(match p.entry(i)?.payload {
                     Payload::Leaf(Value::Inline(v)) => Ok(v.to_vec()),
                     Payload::Leaf(Value::Overflow(id, len)) => Err((id, len)),
@@ -686,6 +724,11 @@ impl BTree {
         if pos > 0 {
             candidates.push(pos - 1);
         }
+        // Two halves that fit are guaranteed only with a largest entry's worth of slack (a
+        // quarter page), which also keeps the next insert from shifting again.
+        let shift_limit = 2 * cap - cap / 4;
+        let entries_total: usize = entries.iter().map(Entry::bytes).sum();
+        let mut parent_entries = Vec::new();
         for sibling_pos in candidates {
             let sibling_id = if sibling_pos == 0 {
                 parent.leftmost_child()
@@ -703,6 +746,11 @@ impl BTree {
             };
             let sibling_bytes = self.read_page(sibling_id)?;
             let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
+            // The bytes outside the sibling's free gap bound what it holds: a sibling that
+            // cannot take enough is passed over without decoding it.
+            if entries_total + (cap - sibling.gap_bytes()).min(cap) > shift_limit {
+                continue;
+            }
             let this_is_left = sibling_pos > pos;
             let mut combined: Vec<Entry<'_>> = Vec::with_capacity(entries.len() + sibling.len());
             if this_is_left {
@@ -713,23 +761,33 @@ impl BTree {
                 combined.extend_from_slice(entries);
             }
             let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
-            // Two halves that fit are guaranteed only with a largest entry's worth of slack
-            // (a quarter page), which also keeps the next insert from shifting again.
-            if sizes.iter().sum::<usize>() > 2 * cap - cap / 4 {
+            if sizes.iter().sum::<usize>() > shift_limit {
                 continue;
             }
             let k = leaf_split_point(&sizes, cap, Edge::Middle);
             let separator = self.separator(combined[k - 1].key, combined[k].key);
             let (left_id, right_id) = if this_is_left { (leaf_id, sibling_id) } else { (sibling_id, leaf_id) };
             let sep_index = pos.min(sibling_pos);
-            let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
-            parent_entries[sep_index] = Entry { key: &separator, payload: Payload::Child(right_id) };
-            if !self.page_fits(&parent_entries) || !self.count_fits(k) || !self.count_fits(combined.len() - k) {
+            if !self.count_fits(k) || !self.count_fits(combined.len() - k) {
                 continue;
+            }
+            // The parent's separator changes: in place on a copy when it has room (the
+            // common case), else the parent is rebuilt.
+            let mut parent_image = parent_bytes.clone();
+            if !page::replace_separator_in_place(&mut parent_image, parent_id, sep_index, &separator)? {
+                if parent_entries.is_empty() {
+                    parent_entries = self.page_entries(&parent, parent_id, false)?;
+                }
+                let mut rebuilt = parent_entries.clone();
+                rebuilt[sep_index] = Entry { key: &separator, payload: Payload::Child(right_id) };
+                if !self.page_fits(&rebuilt) {
+                    continue;
+                }
+                page::build(&mut parent_image, TYPE_INTERNAL, parent.leftmost_child(), &rebuilt);
             }
             plan.write(left_id, TYPE_LEAF, 0, &combined[..k]);
             plan.write(right_id, TYPE_LEAF, 0, &combined[k..]);
-            plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
+            plan.put(parent_id, parent_image);
             return Ok(true);
         }
         Ok(false)
@@ -759,10 +817,18 @@ impl BTree {
         let mut carry = Some((separator, child));
         for &(page_id, pos) in path.iter().rev() {
             let Some((sep, child)) = carry.take() else { break };
-            let bytes = self.read_page(page_id)?;
+            let new_entry = Entry { key: &sep, payload: Payload::Child(child) };
+            let mut image = self.read_page(page_id)?;
+            let count = PageRef::parse(&image, page_id)?.len();
+            // The common case: the separator fits the page's free gap, one small edit.
+            if self.count_fits(count + 1) && page::insert_in_place(&mut image, page_id, pos, &new_entry)? {
+                plan.put(page_id, image);
+                continue;
+            }
+            let bytes = image;
             let p = PageRef::parse(&bytes, page_id)?;
             let mut entries = self.page_entries(&p, page_id, false)?;
-            entries.insert(pos, Entry { key: &sep, payload: Payload::Child(child) });
+            entries.insert(pos, new_entry);
             let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
             if self.page_fits(&entries) {
                 plan.write(page_id, TYPE_INTERNAL, p.leftmost_child(), &entries);
@@ -1061,6 +1127,11 @@ impl<'t> Plan<'t> {
     fn write(&mut self, id: u64, ty: u8, leftmost: u64, entries: &[Entry<'_>]) {
         let mut image = vec![0u8; self.tree.inner.page_bytes];
         page::build(&mut image, ty, leftmost, entries);
+        self.put(id, image);
+    }
+
+    /// Plans a page's whole new image (one edited in place on a copy, say).
+    fn put(&mut self, id: u64, image: Vec<u8>) {
         self.writes.retain(|(w, _)| *w != id);
         self.writes.push((id, image));
     }
