@@ -6,6 +6,7 @@ use super::page::{self, Entry, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::tree::{BTree, Duplicates, KIND_INTERNAL, KIND_LEAF, KIND_OVERFLOW};
 use crate::error::{Error, Result};
 use crate::store::NodeId;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 impl BTree {
@@ -14,7 +15,7 @@ impl BTree {
     /// strictly sorted (checked before anything is written: the input is collected first).
     pub fn bulk_load<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
         let pairs: Vec<(K, V)> = pairs.into_iter().collect();
-        let mut stored: Vec<(Vec<u8>, &[u8])> = Vec::with_capacity(pairs.len());
+        let mut stored: Vec<(Cow<'_, [u8]>, &[u8])> = Vec::with_capacity(pairs.len());
         for (k, v) in &pairs {
             let (k, v) = (k.as_ref(), v.as_ref());
             self.check_entry(k, v)?;

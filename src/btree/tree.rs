@@ -9,8 +9,9 @@
 use super::page::{self, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
 use crate::error::{Error, Result};
-use crate::store::{NodeId, Store, WeakStore};
+use crate::store::{NodeEditor, NodeId, Store, WeakStore};
 use parking_lot::RwLock;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -423,10 +424,10 @@ impl BTree {
     }
 
     /// The stored key of a user (key, value): the key itself, or in Multi mode the composite.
-    pub(crate) fn stored_key(&self, key: &[u8], value: &[u8]) -> Vec<u8> {
+    pub(crate) fn stored_key<'k>(&self, key: &'k [u8], value: &[u8]) -> Cow<'k, [u8]> {
         match self.inner.duplicates {
-            Duplicates::Multi => composite(key, value),
-            _ => key.to_vec(),
+            Duplicates::Multi => Cow::Owned(composite(key, value)),
+            _ => Cow::Borrowed(key),
         }
     }
 
@@ -479,26 +480,29 @@ impl BTree {
     /// 0 = leftmost, j + 1 = the child of separator j), the leaf, and where the key is in it
     /// (`Ok(i)`) or would go (`Err(i)`): one hold of the store's lock for the whole descent.
     fn descend(&self, st: &State, skey: &[u8]) -> Result<Descent> {
+        self.with_pages(|pages| Ok(self.descend_in(pages, st, skey)?.0))
+    }
+
+    /// `descend` through a page reader the caller holds; also returns the leaf's entry count.
+    fn descend_in(&self, pages: &PageReader<'_, '_>, st: &State, skey: &[u8]) -> Result<(Descent, usize)> {
         let probe = self.probe(skey);
-        self.with_pages(|pages| {
-            let mut path = Vec::with_capacity(st.height as usize);
-            let mut id = st.root;
-            for _ in 1..st.height {
-                let p = pages.page(id)?;
-                if p.is_leaf() {
-                    return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
-                }
-                let (slot, child) = p.child_for(|k| probe.order(k))?;
-                path.push((id, slot.map_or(0, |s| s + 1)));
-                id = child;
+        let mut path = Vec::with_capacity(st.height as usize);
+        let mut id = st.root;
+        for _ in 1..st.height {
+            let p = pages.page(id)?;
+            if p.is_leaf() {
+                return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
             }
-            let leaf = pages.page(id)?;
-            if !leaf.is_leaf() {
-                return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "an internal page at the leaf level"));
-            }
-            let found = leaf.search(|k| probe.order(k))?;
-            Ok((path, id, found))
-        })
+            let (slot, child) = p.child_for(|k| probe.order(k))?;
+            path.push((id, slot.map_or(0, |s| s + 1)));
+            id = child;
+        }
+        let leaf = pages.page(id)?;
+        if !leaf.is_leaf() {
+            return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "an internal page at the leaf level"));
+        }
+        let found = leaf.search(|k| probe.order(k))?;
+        Ok(((path, id, found), leaf.len()))
     }
 
     /// Finds a stored key's leaf and calls `f` on it, all under one hold of the store's lock.
@@ -588,24 +592,32 @@ impl BTree {
         let skey = self.stored_key(key, value);
         let svalue: &[u8] = if self.inner.duplicates == Duplicates::Multi { &[] } else { value };
         let mut st = self.inner.state.write();
-        let (path, leaf_id, found) = self.descend(&st, &skey)?;
-        if found.is_ok() && self.inner.duplicates != Duplicates::Overwrite {
-            return Err(Error::DuplicateKey(format!("key of {} bytes is already in the tree", key.len())));
-        }
-        // Fast path: a new key with an inline value that fits the leaf's free gap: one
-        // in-place edit of one page, no decoding, no copy.
-        if let Err(i) = found {
-            let below_ceiling = self.inner.max_entries == usize::MAX
-                || self.with_page(leaf_id, |p| Ok(self.count_fits(p.len() + 1)))?;
-            if below_ceiling && svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32) {
-                let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
-                if self.try_insert_in_place(leaf_id, i, &e)? {
-                    st.entries += 1;
-                    self.bump_version();
-                    return self.save_anchor(&st);
+        // The descent and the fast path (a new key with an inline value that fits the leaf's
+        // free gap: one in-place edit of one page, and the anchor's entry count) under one
+        // hold of the store's lock. Anything else is planned below.
+        let inline = svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32);
+        let slow = self.store()?.with_editor(|editor| {
+            let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
+            let ((path, leaf_id, found), leaf_len) = self.descend_in(&pages, &st, &skey)?;
+            if found.is_ok() && self.inner.duplicates != Duplicates::Overwrite {
+                return Err(Error::DuplicateKey(format!("key of {} bytes is already in the tree", key.len())));
+            }
+            if let Err(i) = found {
+                if inline && self.count_fits(leaf_len + 1) {
+                    let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
+                    if self.try_insert_in_place(editor, leaf_id, i, &e)? {
+                        st.entries += 1;
+                        editor.set_root(&self.inner.anchor, st.root, &self.anchor_meta(&st))?;
+                        return Ok(None);
+                    }
                 }
             }
-        }
+            Ok(Some((path, leaf_id, found)))
+        })?;
+        let Some((path, leaf_id, found)) = slow else {
+            self.bump_version();
+            return Ok(());
+        };
         let leaf_bytes = self.read_page(leaf_id)?;
         let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
         let mut plan = Plan::new(self);
@@ -644,9 +656,15 @@ impl BTree {
     }
 
     /// Fast path: the entry fits the leaf's free gap; one in-place edit of one page.
-    fn try_insert_in_place(&self, leaf_id: u64, index: usize, e: &Entry<'_>) -> Result<bool> {
+    fn try_insert_in_place(
+        &self,
+        editor: &mut NodeEditor<'_>,
+        leaf_id: u64,
+        index: usize,
+        e: &Entry<'_>,
+    ) -> Result<bool> {
         let pb = self.inner.page_bytes;
-        self.store()?.try_update(NodeId::from_raw(leaf_id), |buf| {
+        editor.try_update(NodeId::from_raw(leaf_id), |buf| {
             let Some(page) = buf.get_mut(..pb) else {
                 return Err(Error::corrupt(format!("B+ tree page {leaf_id:#x}"), 0, "a block smaller than a page"));
             };
@@ -1017,8 +1035,11 @@ impl BTree {
     }
 
     fn save_anchor(&self, st: &State) -> Result<()> {
-        let meta = encode_anchor(self.inner.page_bytes, self.inner.duplicates, self.inner.custom_order.is_some(), st);
-        self.store()?.set_root(&self.inner.anchor, st.root, &meta)
+        self.store()?.set_root(&self.inner.anchor, st.root, &self.anchor_meta(st))
+    }
+
+    fn anchor_meta(&self, st: &State) -> [u8; ANCHOR_BYTES] {
+        encode_anchor(self.inner.page_bytes, self.inner.duplicates, self.inner.custom_order.is_some(), st)
     }
 }
 

@@ -169,6 +169,35 @@ impl<'a> NodeReader<'a> {
     }
 }
 
+/// Reads nodes and edits them in place under one hold of the store's exclusive lock (see
+/// `Store::with_editor`): a tree insert descends and edits its leaf without taking the lock
+/// twice.
+pub struct NodeEditor<'a> {
+    core: &'a mut Core,
+}
+
+impl NodeEditor<'_> {
+    /// A reader of the nodes' current bytes.
+    pub fn reader(&self) -> NodeReader<'_> {
+        NodeReader { core: self.core }
+    }
+
+    /// As [`Store::try_update`].
+    pub fn try_update<R>(&mut self, id: NodeId, f: impl FnOnce(&mut [u8]) -> Result<(usize, R)>) -> Result<R> {
+        let c = &mut *self.core;
+        let loc = c.write_loc(id)?;
+        let capacity = c.space.capacity(loc.class) as usize;
+        let (len, r) = f(c.space.read_mut(loc, capacity))?;
+        c.finish_in_place(id, loc, len)?;
+        Ok(r)
+    }
+
+    /// As [`Store::set_root`].
+    pub fn set_root(&mut self, name: &[u8], id: u64, meta: &[u8]) -> Result<()> {
+        self.core.set_root(name, id, meta)
+    }
+}
+
 /// A reference to a store that does not keep it alive (objects attached to a store hold
 /// one, so store and attachment do not keep each other alive).
 #[derive(Clone)]
@@ -358,13 +387,13 @@ impl Store {
     /// Like `update`; `f` returns the new length and a result, or fails. A failing `f` must
     /// not have written anything (callers check before they write).
     pub fn try_update<R>(&self, id: NodeId, f: impl FnOnce(&mut [u8]) -> Result<(usize, R)>) -> Result<R> {
-        self.mutate(|c| {
-            let loc = c.write_loc(id)?;
-            let capacity = c.space.capacity(loc.class) as usize;
-            let (len, r) = f(c.space.read_mut(loc, capacity))?;
-            c.finish_in_place(id, loc, len)?;
-            Ok(r)
-        })
+        self.mutate(|core| NodeEditor { core }.try_update(id, f))
+    }
+
+    /// Calls `f` with an editor that reads any number of nodes and edits them in place, all
+    /// under one hold of the store's exclusive lock. Do not call the store from inside `f`.
+    pub fn with_editor<R>(&self, f: impl FnOnce(&mut NodeEditor<'_>) -> Result<R>) -> Result<R> {
+        self.mutate(|core| f(&mut NodeEditor { core }))
     }
 
     pub fn publish_in_place(&self, id: NodeId, len: usize) -> Result<()> {

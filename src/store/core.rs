@@ -370,7 +370,19 @@ impl Core {
         self.free_due_retired(epoch);
         self.dirty.sort_unstable();
         self.dirty.dedup();
-        let mut frame = FrameBuilder::default();
+        let body_bytes: usize = self
+            .dirty
+            .iter()
+            .map(|&h| self.table.slots[h as usize])
+            .filter(|s| s.dirty)
+            .map(|s| FrameBuilder::put_bytes(if s.len as usize <= inline_max { s.len as usize } else { 0 }))
+            .sum::<usize>()
+            + self
+                .dirty_roots
+                .iter()
+                .map(|name| FrameBuilder::root_bytes(name.len(), self.roots[name].1.len()))
+                .sum::<usize>();
+        let mut frame = FrameBuilder::with_capacity(body_bytes);
         let mut unlogged = Vec::new();
         for &handle in &self.dirty {
             let s = self.table.slots[handle as usize];

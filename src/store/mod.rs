@@ -21,7 +21,9 @@ pub(crate) mod tests;
 mod torn_file_tests;
 mod wal;
 
-pub use self::api::{Durability, GrowthPolicy, NodeInfo, NodeReader, Root, Store, StoreOptions, StoreStats, WeakStore};
+pub use self::api::{
+    Durability, GrowthPolicy, NodeEditor, NodeInfo, NodeReader, Root, Store, StoreOptions, StoreStats, WeakStore,
+};
 pub use self::core::Source;
 pub use self::inspect::{inspect_files, CheckpointReport, FileReport, LogReport, MetaSlotState};
 pub use self::node_id::NodeId;

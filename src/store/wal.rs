@@ -27,6 +27,8 @@ const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"PCWF");
 pub(crate) const FRAME_HEADER_BYTES: usize = 24;
 
 const OP_PUT: u8 = 1;
+/// A PUT's fixed fields: code, handle, tag, kind, class, block, len, payload CRC, inline flag.
+const PUT_HEADER_BYTES: usize = 1 + 8 + 2 + 1 + 1 + 4 + 4 + 4 + 1;
 const OP_FREE: u8 = 2;
 const OP_ROOT: u8 = 3;
 
@@ -50,16 +52,40 @@ pub(crate) enum Op {
     Root { name: Vec<u8>, id: u64, meta: Vec<u8> },
 }
 
-/// Builds the body of one commit's frame.
-#[derive(Default)]
+/// Builds one commit's frame: the body is written after room left for the header, so the
+/// finished frame is the same buffer (a large commit's pages are copied once, not thrice).
 pub(crate) struct FrameBuilder {
     body: Writer,
     pub ops: usize,
 }
 
+impl Default for FrameBuilder {
+    fn default() -> FrameBuilder {
+        FrameBuilder::with_capacity(0)
+    }
+}
+
 impl FrameBuilder {
+    /// A builder whose buffer holds `body_bytes` of operations without growing.
+    pub fn with_capacity(body_bytes: usize) -> FrameBuilder {
+        let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + body_bytes);
+        buf.resize(FRAME_HEADER_BYTES, 0);
+        FrameBuilder { body: Writer { buf }, ops: 0 }
+    }
+
+    /// Bytes a PUT takes in the body, its payload included when logged.
+    pub fn put_bytes(payload: usize) -> usize {
+        PUT_HEADER_BYTES + payload
+    }
+
+    /// Bytes a ROOT takes in the body.
+    pub fn root_bytes(name: usize, meta: usize) -> usize {
+        1 + 1 + name + 8 + 2 + meta
+    }
+
     pub fn put(&mut self, p: &PutOp, payload: Option<&[u8]>) {
         let w = &mut self.body;
+        let start = w.buf.len();
         w.u8(OP_PUT);
         w.u64(p.handle);
         w.u16(p.tag);
@@ -69,6 +95,7 @@ impl FrameBuilder {
         w.u32(p.len);
         w.u32(p.payload_crc);
         w.u8(payload.is_some() as u8);
+        debug_assert_eq!(w.buf.len() - start, PUT_HEADER_BYTES);
         if let Some(bytes) = payload {
             debug_assert_eq!(bytes.len(), p.len as usize);
             w.bytes(bytes);
@@ -85,27 +112,29 @@ impl FrameBuilder {
 
     pub fn root(&mut self, name: &[u8], id: u64, meta: &[u8]) {
         let w = &mut self.body;
+        let start = w.buf.len();
         w.u8(OP_ROOT);
         w.u8(name.len() as u8);
         w.bytes(name);
         w.u64(id);
         w.u16(meta.len() as u16);
         w.bytes(meta);
+        debug_assert_eq!(w.buf.len() - start, FrameBuilder::root_bytes(name.len(), meta.len()));
         self.ops += 1;
     }
 
     /// The complete frame: header then body.
     pub fn finish(self, epoch: u64) -> Vec<u8> {
-        let body = self.body.buf;
+        let mut frame = self.body.buf;
+        let body = &frame[FRAME_HEADER_BYTES..];
         let mut h = Writer::default();
         h.u32(FRAME_MAGIC);
         h.u32(u32::try_from(body.len()).expect("a commit frame under 4 GiB"));
         h.u64(epoch);
-        h.u32(crc(&body));
+        h.u32(crc(body));
         let hc = crc(&h.buf);
         h.u32(hc);
-        let mut frame = h.buf;
-        frame.extend_from_slice(&body);
+        frame[..FRAME_HEADER_BYTES].copy_from_slice(&h.buf);
         frame
     }
 }
