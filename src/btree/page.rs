@@ -129,6 +129,36 @@ impl Entry<'_> {
     }
 }
 
+/// A leaf entry as its page stores it: the cell's bytes, moved between pages by one copy
+/// (a split or shift rewrites pages without decoding and re-encoding every entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cell<'a> {
+    raw: &'a [u8],
+    key_at: u8,
+    key_len: u16,
+}
+
+impl<'a> Cell<'a> {
+    #[inline]
+    pub fn key(&self) -> &'a [u8] {
+        &self.raw[self.key_at as usize..self.key_at as usize + self.key_len as usize]
+    }
+
+    /// The bytes the cell takes in a page, its slot included: [`entry_bytes`] of its entry.
+    #[inline]
+    pub fn bytes(&self) -> usize {
+        self.raw.len() + SLOT_BYTES
+    }
+
+    /// Encodes an entry as a cell into `buf` (cleared first).
+    pub fn encode(e: &Entry<'_>, buf: &'a mut Vec<u8>) -> Cell<'a> {
+        buf.clear();
+        buf.resize(e.bytes() - SLOT_BYTES, 0);
+        write_cell(buf, e);
+        Cell { raw: buf, key_at: varint_bytes(e.key.len() as u64) as u8, key_len: e.key.len() as u16 }
+    }
+}
+
 /// Reads a page, checking its layout as it goes: a damaged page is `Corrupt` naming the page,
 /// never a panic or an out-of-bounds read.
 #[derive(Clone, Copy)]
@@ -318,6 +348,26 @@ impl<'a> PageRef<'a> {
         Ok(Err(lo))
     }
 
+    /// Entry i's cell. Its length comes from the byte-accounting function, as the writer's.
+    #[inline]
+    pub fn cell(&self, i: usize) -> Result<Cell<'a>> {
+        let off = self.cell_offset(i)?;
+        let e = self.entry(i)?;
+        let len = e.bytes() - SLOT_BYTES;
+        let raw = self.take(i, off, len)?;
+        // Keys are at most a quarter page (under 16 KiB): the varint is at most 2 bytes.
+        let key_at = (e.key.as_ptr() as usize - raw.as_ptr() as usize) as u8;
+        Ok(Cell { raw, key_at, key_len: e.key.len() as u16 })
+    }
+
+    pub fn cells(&self) -> Result<Vec<Cell<'a>>> {
+        let mut out = Vec::with_capacity(self.count);
+        for i in 0..self.count {
+            out.push(self.cell(i)?);
+        }
+        Ok(out)
+    }
+
     /// Bytes the entries use (slots included), by the byte-accounting function.
     pub fn used_bytes(&self) -> Result<usize> {
         (0..self.count).map(|i| self.entry(i).map(|e| e.bytes())).sum()
@@ -340,18 +390,36 @@ impl<'a> PageRef<'a> {
 /// Writes a whole page from entries in order. Panics if they do not fit: callers decide with
 /// [`fits`], which uses the same accounting.
 pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries: &[Entry<'_>]) -> usize {
-    let slots_end = HEADER_BYTES + entries.len() * SLOT_BYTES;
+    write_page(out, page_type, leftmost_child, entries, |e| e.bytes() - SLOT_BYTES, |e, dst| write_cell(dst, e))
+}
+
+/// Writes a whole page from cells in order, as [`build`] does from entries.
+pub(crate) fn build_cells(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[Cell<'_>]) -> usize {
+    write_page(out, page_type, leftmost_child, cells, |c| c.raw.len(), |c, dst| dst.copy_from_slice(c.raw))
+}
+
+/// The page writer: header, then each item's cell (`cell_len` bytes, written by `write`)
+/// growing down from the page's end, and its slot growing up after the header.
+fn write_page<T>(
+    out: &mut [u8],
+    page_type: u8,
+    leftmost_child: u64,
+    items: &[T],
+    cell_len: impl Fn(&T) -> usize,
+    write: impl Fn(&T, &mut [u8]),
+) -> usize {
+    let slots_end = HEADER_BYTES + items.len() * SLOT_BYTES;
     out[0] = page_type;
     out[1] = 0;
-    out[2..4].copy_from_slice(&(entries.len() as u16).to_le_bytes());
+    out[2..4].copy_from_slice(&(items.len() as u16).to_le_bytes());
     out[8..16].copy_from_slice(&leftmost_child.to_le_bytes());
     let mut end = out.len();
-    for (i, e) in entries.iter().enumerate() {
-        let cell = e.bytes() - SLOT_BYTES;
+    for (i, item) in items.iter().enumerate() {
+        let cell = cell_len(item);
         // Cells grow down towards the slot array: it is all the room there is.
         assert!(end >= slots_end + cell, "entries do not fit a {}-byte page", out.len());
         end -= cell;
-        write_cell(&mut out[end..end + cell], e);
+        write(item, &mut out[end..end + cell]);
         out[HEADER_BYTES + i * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
     }
     out[4..8].copy_from_slice(&(end as u32).to_le_bytes());

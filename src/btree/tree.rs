@@ -6,7 +6,7 @@
 //! page is written, so an operation that fails leaves the tree exactly as it was. Changes are
 //! durable with the store's next commit. Readers hold the lock shared.
 
-use super::page::{self, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
+use super::page::{self, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
 use crate::error::{Error, Result};
 use crate::store::{NodeEditor, NodeId, Store, WeakStore};
@@ -360,6 +360,11 @@ impl BTree {
         self.count_fits(entries.len()) && page::fits(entries.iter().map(Entry::bytes).sum(), self.inner.page_bytes)
     }
 
+    /// [`BTree::page_fits`] for entries of these sizes.
+    fn sizes_fit(&self, sizes: &[usize]) -> bool {
+        self.count_fits(sizes.len()) && page::fits(sizes.iter().sum(), self.inner.page_bytes)
+    }
+
     pub(crate) fn check_entry(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.check_key(key)?;
         self.check_value(value)
@@ -456,15 +461,37 @@ impl BTree {
     /// together; a damaged page whose cells overlap or claim more is `Corrupt` here, before
     /// anything is written (page::build would refuse it).
     pub(crate) fn page_entries<'p>(&self, p: &PageRef<'p>, id: u64, leaf: bool) -> Result<Vec<Entry<'p>>> {
+        self.check_kind(p, id, leaf)?;
+        let entries = p.entries()?;
+        self.check_sizes(id, entries.iter().map(Entry::bytes))?;
+        Ok(entries)
+    }
+
+    /// A leaf's cells, checked as [`BTree::page_entries`] checks entries.
+    pub(crate) fn page_cells<'p>(&self, p: &PageRef<'p>, id: u64) -> Result<Vec<Cell<'p>>> {
+        self.check_kind(p, id, true)?;
+        let cells = p.cells()?;
+        self.check_sizes(id, cells.iter().map(Cell::bytes))?;
+        Ok(cells)
+    }
+
+    fn check_kind(&self, p: &PageRef<'_>, id: u64, leaf: bool) -> Result<()> {
+        if p.is_leaf() != leaf {
+            return Err(Error::corrupt(
+                format!("B+ tree page {id:#x}"),
+                0,
+                format!("a {} page where a {} belongs", kind_name(p.is_leaf()), kind_name(leaf)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Entries of at most a quarter page that fit the page together.
+    fn check_sizes(&self, id: u64, sizes: impl Iterator<Item = usize>) -> Result<()> {
         let cap = page::capacity(self.inner.page_bytes);
         let bad = |what: String| Error::corrupt(format!("B+ tree page {id:#x}"), 0, what);
-        if p.is_leaf() != leaf {
-            return Err(bad(format!("a {} page where a {} belongs", kind_name(p.is_leaf()), kind_name(leaf))));
-        }
-        let entries = p.entries()?;
         let mut total = 0;
-        for e in &entries {
-            let bytes = e.bytes();
+        for bytes in sizes {
             if bytes > cap / 4 {
                 return Err(bad(format!("an entry of {bytes} bytes; at most {} fit a page", cap / 4)));
             }
@@ -473,7 +500,7 @@ impl BTree {
         if total > cap {
             return Err(bad(format!("entries of {total} bytes in a page that holds {cap}")));
         }
-        Ok(entries)
+        Ok(())
     }
 
     /// Root-to-leaf path for a stored key (each internal page with the child position taken:
@@ -620,28 +647,33 @@ impl BTree {
         };
         let leaf_bytes = self.read_page(leaf_id)?;
         let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
+        let mut cells = self.page_cells(&leaf, leaf_id)?;
+        let replaced = match found {
+            Ok(i) => Some(leaf.entry(i)?.payload),
+            Err(_) => None,
+        };
         let mut plan = Plan::new(self);
         let stored = match plan.store_value(svalue) {
             Ok(v) => v,
             Err(e) => return plan.abort(e),
         };
-        let new_entry = Entry { key: &skey, payload: Payload::Leaf(stored) };
-        let mut entries = self.page_entries(&leaf, leaf_id, true)?;
+        let mut cell_buf = Vec::new();
+        let new_cell = Cell::encode(&Entry { key: &skey, payload: Payload::Leaf(stored) }, &mut cell_buf);
         let index = match found {
             Ok(i) => {
-                if let Payload::Leaf(Value::Overflow(old, _)) = entries[i].payload {
+                if let Some(Payload::Leaf(Value::Overflow(old, _))) = replaced {
                     plan.free_later(old);
                 }
-                entries[i] = new_entry;
+                cells[i] = new_cell;
                 i
             }
             Err(i) => {
-                entries.insert(i, new_entry);
+                cells.insert(i, new_cell);
                 i
             }
         };
-        let edge = self.edge(&path, index, entries.len());
-        let result = self.write_leaf(&mut plan, &mut st, &path, leaf_id, &entries, edge);
+        let edge = self.edge(&path, index, cells.len());
+        let result = self.write_leaf(&mut plan, &mut st, &path, leaf_id, &cells, edge);
         match result {
             Ok(()) => {
                 plan.apply(&mut st)?;
@@ -686,7 +718,7 @@ impl BTree {
         }
     }
 
-    /// Writes a leaf's new entries: one page if they fit, else a split whose separator goes
+    /// Writes a leaf's new cells: one page if they fit, else a split whose separator goes
     /// up the path (splitting internal pages as needed, growing a new root at the top).
     fn write_leaf(
         &self,
@@ -694,28 +726,27 @@ impl BTree {
         st: &mut State,
         path: &[(u64, usize)],
         leaf_id: u64,
-        entries: &[Entry<'_>],
+        cells: &[Cell<'_>],
         edge: Edge,
     ) -> Result<()> {
-        let pb = self.inner.page_bytes;
-        let cap = page::capacity(pb);
-        let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
-        if self.page_fits(entries) {
-            plan.write(leaf_id, TYPE_LEAF, 0, entries);
+        let cap = page::capacity(self.inner.page_bytes);
+        let sizes: Vec<usize> = cells.iter().map(Cell::bytes).collect();
+        if self.sizes_fit(&sizes) {
+            plan.write_cells(leaf_id, cells);
             return Ok(());
         }
         if edge == Edge::Middle {
             if let Some(&(parent_id, pos)) = path.last() {
-                if self.shift_into_sibling(plan, parent_id, pos, leaf_id, entries)? {
+                if self.shift_into_sibling(plan, parent_id, pos, leaf_id, cells)? {
                     return Ok(());
                 }
             }
         }
         let k = leaf_split_point(&sizes, cap, edge);
         let right_id = plan.alloc_page(KIND_LEAF)?;
-        plan.write(leaf_id, TYPE_LEAF, 0, &entries[..k]);
-        plan.write(right_id, TYPE_LEAF, 0, &entries[k..]);
-        let separator = self.separator(entries[k - 1].key, entries[k].key);
+        plan.write_cells(leaf_id, &cells[..k]);
+        plan.write_cells(right_id, &cells[k..]);
+        let separator = self.separator(cells[k - 1].key(), cells[k].key());
         self.insert_separator(plan, st, path, separator, right_id, edge)
     }
 
@@ -729,10 +760,9 @@ impl BTree {
         parent_id: u64,
         pos: usize,
         leaf_id: u64,
-        entries: &[Entry<'_>],
+        cells: &[Cell<'_>],
     ) -> Result<bool> {
-        let pb = self.inner.page_bytes;
-        let cap = page::capacity(pb);
+        let cap = page::capacity(self.inner.page_bytes);
         let parent_bytes = self.read_page(parent_id)?;
         let parent = PageRef::parse(&parent_bytes, parent_id)?;
         let mut candidates = Vec::with_capacity(2);
@@ -745,45 +775,32 @@ impl BTree {
         // Two halves that fit are guaranteed only with a largest entry's worth of slack (a
         // quarter page), which also keeps the next insert from shifting again.
         let shift_limit = 2 * cap - cap / 4;
-        let entries_total: usize = entries.iter().map(Entry::bytes).sum();
+        let cells_total: usize = cells.iter().map(Cell::bytes).sum();
         let mut parent_entries = Vec::new();
         for sibling_pos in candidates {
-            let sibling_id = if sibling_pos == 0 {
-                parent.leftmost_child()
-            } else {
-                match parent.entry(sibling_pos - 1)?.payload {
-                    Payload::Child(c) => c,
-                    Payload::Leaf(_) => {
-                        return Err(Error::corrupt(
-                            format!("B+ tree page {parent_id:#x}"),
-                            0,
-                            "leaf cell in an internal page",
-                        ))
-                    }
-                }
-            };
+            let sibling_id = if sibling_pos == 0 { parent.leftmost_child() } else { parent.child(sibling_pos - 1)? };
             let sibling_bytes = self.read_page(sibling_id)?;
             let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
             // The bytes outside the sibling's free gap bound what it holds: a sibling that
             // cannot take enough is passed over without decoding it.
-            if entries_total + (cap - sibling.gap_bytes()).min(cap) > shift_limit {
+            if cells_total + (cap - sibling.gap_bytes()).min(cap) > shift_limit {
                 continue;
             }
             let this_is_left = sibling_pos > pos;
-            let mut combined: Vec<Entry<'_>> = Vec::with_capacity(entries.len() + sibling.len());
+            let mut combined: Vec<Cell<'_>> = Vec::with_capacity(cells.len() + sibling.len());
             if this_is_left {
-                combined.extend_from_slice(entries);
-                combined.extend(self.page_entries(&sibling, sibling_id, true)?);
+                combined.extend_from_slice(cells);
+                combined.extend(self.page_cells(&sibling, sibling_id)?);
             } else {
-                combined.extend(self.page_entries(&sibling, sibling_id, true)?);
-                combined.extend_from_slice(entries);
+                combined.extend(self.page_cells(&sibling, sibling_id)?);
+                combined.extend_from_slice(cells);
             }
-            let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
+            let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
             if sizes.iter().sum::<usize>() > shift_limit {
                 continue;
             }
             let k = leaf_split_point(&sizes, cap, Edge::Middle);
-            let separator = self.separator(combined[k - 1].key, combined[k].key);
+            let separator = self.separator(combined[k - 1].key(), combined[k].key());
             let (left_id, right_id) = if this_is_left { (leaf_id, sibling_id) } else { (sibling_id, leaf_id) };
             let sep_index = pos.min(sibling_pos);
             if !self.count_fits(k) || !self.count_fits(combined.len() - k) {
@@ -803,8 +820,8 @@ impl BTree {
                 }
                 page::build(&mut parent_image, TYPE_INTERNAL, parent.leftmost_child(), &rebuilt);
             }
-            plan.write(left_id, TYPE_LEAF, 0, &combined[..k]);
-            plan.write(right_id, TYPE_LEAF, 0, &combined[k..]);
+            plan.write_cells(left_id, &combined[..k]);
+            plan.write_cells(right_id, &combined[k..]);
             plan.put(parent_id, parent_image);
             return Ok(true);
         }
@@ -1148,6 +1165,13 @@ impl<'t> Plan<'t> {
     fn write(&mut self, id: u64, ty: u8, leftmost: u64, entries: &[Entry<'_>]) {
         let mut image = vec![0u8; self.tree.inner.page_bytes];
         page::build(&mut image, ty, leftmost, entries);
+        self.put(id, image);
+    }
+
+    /// Plans a leaf's new image from cells.
+    fn write_cells(&mut self, id: u64, cells: &[Cell<'_>]) {
+        let mut image = vec![0u8; self.tree.inner.page_bytes];
+        page::build_cells(&mut image, TYPE_LEAF, 0, cells);
         self.put(id, image);
     }
 
