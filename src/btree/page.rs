@@ -279,11 +279,7 @@ impl<'a> PageRef<'a> {
         let key = self.take(i, off + n, key_len)?;
         let at = off + n + key_len;
         let payload = if self.is_leaf() {
-            let (header, n) = match self.bytes.get(at) {
-                Some(&b) if b < 0x80 => (u64::from(b), 1),
-                _ => get_varint(self.bytes.get(at..).unwrap_or(&[]))
-                    .ok_or_else(|| self.corrupt(i, "bad value header"))?,
-            };
+            let (header, n) = self.value_header(i, at)?;
             let (len, at) = (header >> 1, at + n);
             if header & 1 == 0 {
                 let len = usize::try_from(len).map_err(|_| self.corrupt(i, "value length"))?;
@@ -348,16 +344,30 @@ impl<'a> PageRef<'a> {
         Ok(Err(lo))
     }
 
-    /// Entry i's cell. Its length comes from the byte-accounting function, as the writer's.
+    /// A leaf value's header varint at `at`: (length << 1 | overflow, bytes read).
+    #[inline]
+    fn value_header(&self, i: usize, at: usize) -> Result<(u64, usize)> {
+        match self.bytes.get(at) {
+            Some(&b) if b < 0x80 => Ok((u64::from(b), 1)),
+            _ => get_varint(self.bytes.get(at..).unwrap_or(&[])).ok_or_else(|| self.corrupt(i, "bad value header")),
+        }
+    }
+
+    /// Leaf entry i's cell: its bytes found from the lengths it records, nothing decoded.
     #[inline]
     pub fn cell(&self, i: usize) -> Result<Cell<'a>> {
+        if !self.is_leaf() {
+            return Err(self.corrupt(i, "a cell read as a leaf's in an internal page"));
+        }
         let off = self.cell_offset(i)?;
-        let e = self.entry(i)?;
-        let len = e.bytes() - SLOT_BYTES;
-        let raw = self.take(i, off, len)?;
-        // Keys are at most a quarter page (under 16 KiB): the varint is at most 2 bytes.
-        let key_at = (e.key.as_ptr() as usize - raw.as_ptr() as usize) as u8;
-        Ok(Cell { raw, key_at, key_len: e.key.len() as u16 })
+        let (key_len, n) = self.varint(i, off)?;
+        let at = off + n + key_len;
+        let (header, m) = self.value_header(i, at)?;
+        let value = if header & 1 == 0 { header >> 1 } else { OVERFLOW_ID_BYTES as u64 };
+        let value = usize::try_from(value).map_err(|_| self.corrupt(i, "value length"))?;
+        let raw = self.take(i, off, (n + key_len + m).saturating_add(value))?;
+        // A page is at most 64 KiB: the key's length fits a u16, its varint a u8.
+        Ok(Cell { raw, key_at: n as u8, key_len: key_len as u16 })
     }
 
     pub fn cells(&self) -> Result<Vec<Cell<'a>>> {
@@ -570,6 +580,30 @@ mod tests {
         let before = page.clone();
         assert!(!insert_in_place(&mut page, 1, 3, &big).unwrap());
         assert_eq!(page, before);
+    }
+
+    #[test]
+    fn cells_carry_exactly_the_bytes_the_accounting_gives_their_entries() {
+        let (long_key, long_value) = ([b'k'; 200], [b'v'; 300]);
+        let entries = [
+            leaf(b"", b""),
+            leaf(b"a", b"1"),
+            leaf(&long_key, b"x"),
+            leaf(b"b", &long_value),
+            Entry { key: b"big", payload: Payload::Leaf(Value::Overflow(0x1234_0001, 70000)) },
+        ];
+        let mut page = vec![0u8; 1024];
+        build(&mut page, TYPE_LEAF, 0, &entries);
+        let p = PageRef::parse(&page, 1).unwrap();
+        let cells = p.cells().unwrap();
+        for (c, e) in cells.iter().zip(&entries) {
+            assert_eq!((c.key(), c.bytes()), (e.key, e.bytes()));
+        }
+        let mut copy = vec![0u8; 1024];
+        build_cells(&mut copy, TYPE_LEAF, 0, &cells);
+        assert_eq!(PageRef::parse(&copy, 2).unwrap().entries().unwrap(), entries);
+        let mut buf = Vec::new();
+        assert_eq!(Cell::encode(&entries[3], &mut buf), cells[3]);
     }
 
     #[test]

@@ -15,10 +15,10 @@ pub(crate) enum Edge {
 }
 
 /// Split a leaf's entries (sizes in order) into two pages of `capacity` bytes: returns k, the
-/// first entry of the right page. Both halves fit, for any mix of sizes, when no entry
-/// exceeds a quarter of the capacity (the key and value limits guarantee it) and the total is
-/// at most 2 × capacity − capacity / 4: the window of valid cut points is then at least as
-/// wide as the largest entry, so no prefix sum can jump over it. Callers: a split (one page
+/// first entry of the right page. Both halves fit, for any mix of sizes, when the total is
+/// at most 2 × capacity − the largest entry (entries are at most a quarter of the capacity,
+/// so 2 × capacity − capacity / 4 always does): the window of valid cut points is then at
+/// least as wide as the largest entry, so no prefix sum can jump over it. Callers: a split (one page
 /// plus one entry), shifting into a sibling, evening out after a delete.
 pub(crate) fn leaf_split_point(sizes: &[usize], capacity: usize, edge: Edge) -> usize {
     let n = sizes.len();
@@ -134,6 +134,31 @@ mod tests {
             if sizes.len() >= 3 {
                 let m = internal_split_point(&sizes, cap, Edge::Middle);
                 assert!(sizes[..m].iter().sum::<usize>() <= cap && sizes[m + 1..].iter().sum::<usize>() <= cap);
+            }
+        }
+    }
+
+    #[test]
+    fn two_pages_of_entries_split_whenever_the_largest_entry_fits_the_slack() {
+        // A shift into a sibling evens out up to 2 x capacity - max(largest entry, slack):
+        // any total that leaves the largest entry's worth of room must split.
+        let cap = 496;
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20000 {
+            let mut sizes: Vec<usize> = Vec::new();
+            loop {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let next = 3 + (x % (cap as u64 / 4 - 2)) as usize;
+                let largest = sizes.iter().copied().max().unwrap_or(0).max(next);
+                if sizes.iter().sum::<usize>() + next > 2 * cap - largest {
+                    break;
+                }
+                sizes.push(next);
+            }
+            if sizes.len() >= 2 && sizes.iter().sum::<usize>() > cap {
+                check_leaf(&sizes, cap, Edge::Middle);
             }
         }
     }

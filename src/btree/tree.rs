@@ -772,9 +772,12 @@ impl BTree {
         if pos > 0 {
             candidates.push(pos - 1);
         }
-        // Two halves that fit are guaranteed only with a largest entry's worth of slack (a
-        // quarter page), which also keeps the next insert from shifting again.
-        let shift_limit = 2 * cap - cap / 4;
+        // Two halves that fit are guaranteed only with the largest entry's worth of slack;
+        // an eighth of a page besides keeps the next inserts from shifting again at once.
+        // (A quarter page: 45.6 bytes per random 36-byte entry; an eighth: 44.2, for 15 %
+        // more instructions per insert.)
+        let slack = |largest: usize| (cap / 8).max(largest);
+        let shift_limit = 2 * cap - slack(cells.iter().map(Cell::bytes).max().unwrap_or(0));
         let cells_total: usize = cells.iter().map(Cell::bytes).sum();
         let mut parent_entries = Vec::new();
         for sibling_pos in candidates {
@@ -796,7 +799,7 @@ impl BTree {
                 combined.extend_from_slice(cells);
             }
             let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
-            if sizes.iter().sum::<usize>() > shift_limit {
+            if sizes.iter().sum::<usize>() > 2 * cap - slack(sizes.iter().copied().max().unwrap_or(0)) {
                 continue;
             }
             let k = leaf_split_point(&sizes, cap, Edge::Middle);
