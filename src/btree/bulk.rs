@@ -162,8 +162,7 @@ fn write_page(
 ) -> Result<u64> {
     let (id, _, _) = store.allocate(pb, kind)?;
     allocated.push(id.raw());
-    let mut image = vec![0u8; pb];
-    page::build(&mut image, ty, leftmost, entries);
-    store.publish(id, &image)?;
+    // Built straight into the new node's block: no page image to fill and copy.
+    store.try_update(id, |block| Ok((pb, page::build(&mut block[..pb], ty, leftmost, entries))))?;
     Ok(id.raw())
 }
