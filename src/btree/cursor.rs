@@ -337,32 +337,16 @@ impl Held<'_> {
 
     fn seek(&mut self, key: &[u8]) -> Result<()> {
         self.reset();
-        let skey = match self.tree.duplicates() {
-            Duplicates::Multi => {
-                let mut c = (key.len() as u16).to_le_bytes().to_vec();
-                c.extend_from_slice(key);
-                c
-            }
-            _ => key.to_vec(),
-        };
+        // A Multi tree's composite with an empty value sorts before every value of the key.
+        let skey = self.tree.stored_key(key, &[]);
         let probe = self.tree.probe(&skey);
-        let mut page = self.st.root;
-        for _ in 1..self.st.height {
-            let (pos, child) = self.tree.with_page(page, |p| {
-                let (slot, child) = p.child_for(|k| probe.order(k))?;
-                Ok((slot.map_or(0, |s| s + 1), child))
-            })?;
-            self.at.stack.push((page, pos));
-            page = child;
-        }
-        let (index, len) = self.tree.with_page(page, |p| {
-            if !p.is_leaf() {
-                return Err(Error::corrupt(format!("B+ tree page {page:#x}"), 0, "an internal page at the leaf level"));
-            }
-            let i = match p.search(|k| probe.order(k))? {
+        let stack = &mut self.at.stack;
+        let (page, index, len) = self.tree.with_pages(|pages| {
+            let (page, leaf) = self.tree.walk_to_leaf(pages, self.st, &probe, |id, pos| stack.push((id, pos)))?;
+            let i = match leaf.search(|k| probe.order(k))? {
                 Ok(i) | Err(i) => i,
             };
-            Ok((i, p.len()))
+            Ok((page, i, leaf.len()))
         })?;
         self.at.stack.push((page, index));
         if index >= len {

@@ -514,6 +514,21 @@ impl BTree {
     fn descend_in(&self, pages: &PageReader<'_, '_>, st: &State, skey: &[u8]) -> Result<(Descent, usize)> {
         let probe = self.probe(skey);
         let mut path = Vec::with_capacity(st.height as usize);
+        let (id, leaf) = self.walk_to_leaf(pages, st, &probe, |page, pos| path.push((page, pos)))?;
+        let found = leaf.search(|k| probe.order(k))?;
+        Ok(((path, id, found), leaf.len()))
+    }
+
+    /// Walks from the root to the leaf where `probe` belongs, through the caller's page
+    /// reader: `visit(page, position)` at each internal page with the child position taken
+    /// (0 = leftmost, j + 1 = the child of separator j). Returns the leaf's id and page.
+    pub(crate) fn walk_to_leaf<'a>(
+        &self,
+        pages: &PageReader<'_, 'a>,
+        st: &State,
+        probe: &Probe<'_>,
+        mut visit: impl FnMut(u64, usize),
+    ) -> Result<(u64, PageRef<'a>)> {
         let mut id = st.root;
         for _ in 1..st.height {
             let p = pages.page(id)?;
@@ -521,35 +536,14 @@ impl BTree {
                 return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
             }
             let (slot, child) = p.child_for(|k| probe.order(k))?;
-            path.push((id, slot.map_or(0, |s| s + 1)));
+            visit(id, slot.map_or(0, |s| s + 1));
             id = child;
         }
         let leaf = pages.page(id)?;
         if !leaf.is_leaf() {
             return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "an internal page at the leaf level"));
         }
-        let found = leaf.search(|k| probe.order(k))?;
-        Ok(((path, id, found), leaf.len()))
-    }
-
-    /// Finds a stored key's leaf and calls `f` on it, all under one hold of the store's lock.
-    fn with_leaf<R>(&self, st: &State, skey: &[u8], f: impl FnOnce(u64, PageRef<'_>) -> Result<R>) -> Result<R> {
-        let probe = self.probe(skey);
-        self.with_pages(|pages| {
-            let mut id = st.root;
-            for _ in 1..st.height {
-                let p = pages.page(id)?;
-                if p.is_leaf() {
-                    return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
-                }
-                id = p.child_for(|k| probe.order(k))?.1;
-            }
-            let leaf = pages.page(id)?;
-            if !leaf.is_leaf() {
-                return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "an internal page at the leaf level"));
-            }
-            f(id, leaf)
-        })
+        Ok((id, leaf))
     }
 
     /// The value of `key` (Unique and Overwrite trees; in a Multi tree, the first value).
@@ -560,7 +554,8 @@ impl BTree {
         self.check_key(key)?;
         let st = self.inner.state.read();
         let probe = self.probe(key);
-        let found = self.with_leaf(&st, key, |leaf, p| {
+        let found = self.with_pages(|pages| {
+            let (leaf, p) = self.walk_to_leaf(pages, &st, &probe, |_, _| {})?;
             Ok(match p.search(|k| probe.order(k))? {
                 Ok(i) => Some(match p.entry(i)?.payload {
                     Payload::Leaf(Value::Inline(v)) => Ok(v.to_vec()),
