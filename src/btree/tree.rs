@@ -769,8 +769,8 @@ impl BTree {
         }
         // Two halves that fit are guaranteed only with the largest entry's worth of slack;
         // an eighth of a page besides keeps the next inserts from shifting again at once.
-        // (A quarter page: 45.6 bytes per random 36-byte entry; an eighth: 44.2, for 15 %
-        // more instructions per insert.)
+        // (A quarter page: 45.6 bytes per random 36-byte entry; an eighth: 44.3, for more
+        // frequent shifts. btree_bench shows both.)
         let slack = |largest: usize| (cap / 8).max(largest);
         let shift_limit = 2 * cap - slack(cells.iter().map(Cell::bytes).max().unwrap_or(0));
         let cells_total: usize = cells.iter().map(Cell::bytes).sum();
