@@ -52,7 +52,7 @@ fn awkward_key(i: u32) -> Vec<u8> {
 
 fn value_for(i: u32) -> Vec<u8> {
     // Every 97th value is larger than a page's inline limit and lives in its own node.
-    let len = if i % 97 == 0 { 5000 } else { (i % 40) as usize };
+    let len = if i.is_multiple_of(97) { 5000 } else { (i % 40) as usize };
     (0..len).map(|j| (i as usize * 31 + j) as u8).collect()
 }
 

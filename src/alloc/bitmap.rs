@@ -50,7 +50,7 @@ struct Counters {
 
 impl ClassBitmap {
     pub(crate) fn new(blocks_per_segment: u32) -> ClassBitmap {
-        assert!(blocks_per_segment > 0 && blocks_per_segment % 8 == 0);
+        assert!(blocks_per_segment > 0 && blocks_per_segment.is_multiple_of(8));
         ClassBitmap { blocks_per_segment, segments: Vec::new(), free_stack: Vec::new(), counters: Counters::default() }
     }
 
@@ -328,7 +328,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 3 != 0 || live.is_empty() {
+            if !x.is_multiple_of(3) || live.is_empty() {
                 let block = match b.allocate() {
                     Some((blk, _)) => blk,
                     None => {

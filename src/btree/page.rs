@@ -165,7 +165,8 @@ impl<'a> Cell<'a> {
 pub(crate) struct PageRef<'a> {
     bytes: &'a [u8],
     page_id: u64,
-    count: usize,
+    /// The slot array: the entry count is its length, so an index below it needs no check.
+    slots: &'a [[u8; SLOT_BYTES]],
     cells_start: usize,
 }
 
@@ -183,7 +184,8 @@ impl<'a> PageRef<'a> {
         if HEADER_BYTES + count * SLOT_BYTES > cells || cells > bytes.len() {
             return Err(bad(format!("{count} slots and cells from {cells} do not fit {} bytes", bytes.len())));
         }
-        Ok(PageRef { bytes, page_id, count, cells_start: cells })
+        let slots = bytes[HEADER_BYTES..HEADER_BYTES + count * SLOT_BYTES].as_chunks::<SLOT_BYTES>().0;
+        Ok(PageRef { bytes, page_id, slots, cells_start: cells })
     }
 
     pub fn is_leaf(&self) -> bool {
@@ -191,7 +193,7 @@ impl<'a> PageRef<'a> {
     }
 
     pub fn len(&self) -> usize {
-        self.count
+        self.slots.len()
     }
 
     pub fn leftmost_child(&self) -> u64 {
@@ -212,14 +214,10 @@ impl<'a> PageRef<'a> {
         )
     }
 
-    #[inline]
+    #[inline(always)]
     fn cell_offset(&self, i: usize) -> Result<usize> {
-        if i >= self.count {
-            return Err(self.missing_entry(i));
-        }
-        // `parse` checked that the slot array ends before `cells_start <= bytes.len()`.
-        let at = HEADER_BYTES + i * SLOT_BYTES;
-        let off = u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]]) as usize;
+        let Some(slot) = self.slots.get(i) else { return Err(self.missing_entry(i)) };
+        let off = u16::from_le_bytes(*slot) as usize;
         if off < self.cells_start() || off >= self.bytes.len() {
             return Err(self.corrupt(i, "cell offset outside the cell area"));
         }
@@ -229,7 +227,7 @@ impl<'a> PageRef<'a> {
     #[cold]
     #[inline(never)]
     fn missing_entry(&self, i: usize) -> Error {
-        self.corrupt(i.min(self.count), &format!("no entry {i} in a page of {}", self.count))
+        self.corrupt(i.min(self.len()), &format!("no entry {i} in a page of {}", self.len()))
     }
 
     #[inline]
@@ -268,6 +266,13 @@ impl<'a> PageRef<'a> {
     #[inline(always)]
     pub fn key(&self, i: usize) -> Result<&'a [u8]> {
         let off = self.cell_offset(i)?;
+        // A key under 128 bytes (one length byte) is the common case: one bounds check.
+        let cell = &self.bytes[off..];
+        if let Some((&len, rest)) = cell.split_first() {
+            if len < 0x80 {
+                return rest.get(..len as usize).ok_or_else(|| self.corrupt(i, "cell runs past the page"));
+            }
+        }
         let (len, n) = self.varint(i, off)?;
         self.take(i, off + n, len)
     }
@@ -301,7 +306,7 @@ impl<'a> PageRef<'a> {
     #[inline]
     pub fn child_for(&self, order: impl Fn(&[u8]) -> std::cmp::Ordering) -> Result<(Option<usize>, u64)> {
         debug_assert!(!self.is_leaf());
-        let (mut lo, mut hi) = (0usize, self.count);
+        let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
             if order(self.key(mid)?) == std::cmp::Ordering::Greater {
@@ -332,7 +337,7 @@ impl<'a> PageRef<'a> {
     /// `order(key)` compares a stored key with the probe.
     #[inline]
     pub fn search(&self, order: impl Fn(&[u8]) -> std::cmp::Ordering) -> Result<std::result::Result<usize, usize>> {
-        let (mut lo, mut hi) = (0usize, self.count);
+        let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
             match order(self.key(mid)?) {
@@ -353,13 +358,28 @@ impl<'a> PageRef<'a> {
         }
     }
 
-    /// Leaf entry i's cell: its bytes found from the lengths it records, nothing decoded.
-    #[inline]
-    pub fn cell(&self, i: usize) -> Result<Cell<'a>> {
-        if !self.is_leaf() {
-            return Err(self.corrupt(i, "a cell read as a leaf's in an internal page"));
-        }
+    /// Entry i's cell of a page known to be a leaf: its bytes found from the lengths it
+    /// records, nothing decoded.
+    #[inline(always)]
+    fn leaf_cell(&self, i: usize) -> Result<Cell<'a>> {
         let off = self.cell_offset(i)?;
+        // The common cell: a key under 128 bytes and an inline value under 64 (or an
+        // overflow value's id), one length byte each.
+        let cell = &self.bytes[off..];
+        if let Some(&key_len) = cell.first() {
+            let key_len = key_len as usize;
+            if key_len < 0x80 {
+                if let Some(&header) = cell.get(1 + key_len) {
+                    if header < 0x80 {
+                        let value = if header & 1 == 0 { (header >> 1) as usize } else { OVERFLOW_ID_BYTES };
+                        let raw = cell
+                            .get(..2 + key_len + value)
+                            .ok_or_else(|| self.corrupt(i, "cell runs past the page"))?;
+                        return Ok(Cell { raw, key_at: 1, key_len: key_len as u16 });
+                    }
+                }
+            }
+        }
         let (key_len, n) = self.varint(i, off)?;
         let at = off + n + key_len;
         let (header, m) = self.value_header(i, at)?;
@@ -371,21 +391,24 @@ impl<'a> PageRef<'a> {
     }
 
     pub fn cells(&self) -> Result<Vec<Cell<'a>>> {
-        let mut out = Vec::with_capacity(self.count);
-        for i in 0..self.count {
-            out.push(self.cell(i)?);
+        if !self.is_leaf() {
+            return Err(self.corrupt(0, "cells read as a leaf's in an internal page"));
+        }
+        let mut out = Vec::with_capacity(self.len());
+        for i in 0..self.len() {
+            out.push(self.leaf_cell(i)?);
         }
         Ok(out)
     }
 
     /// Bytes the entries use (slots included), by the byte-accounting function.
     pub fn used_bytes(&self) -> Result<usize> {
-        (0..self.count).map(|i| self.entry(i).map(|e| e.bytes())).sum()
+        (0..self.len()).map(|i| self.entry(i).map(|e| e.bytes())).sum()
     }
 
     pub fn entries(&self) -> Result<Vec<Entry<'a>>> {
-        let mut out = Vec::with_capacity(self.count);
-        for i in 0..self.count {
+        let mut out = Vec::with_capacity(self.len());
+        for i in 0..self.len() {
             out.push(self.entry(i)?);
         }
         Ok(out)
@@ -393,7 +416,7 @@ impl<'a> PageRef<'a> {
 
     /// Contiguous free bytes between the slot array and the cells.
     pub fn gap_bytes(&self) -> usize {
-        self.cells_start() - HEADER_BYTES - self.count * SLOT_BYTES
+        self.cells_start() - HEADER_BYTES - self.len() * SLOT_BYTES
     }
 }
 

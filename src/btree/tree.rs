@@ -347,7 +347,7 @@ impl BTree {
     }
 
     pub(crate) fn save_anchor_locked(&self, st: &State) -> Result<()> {
-        self.save_anchor(st)
+        self.store()?.set_root(&self.inner.anchor, st.root, &self.anchor_meta(st))
     }
 
     /// Whether `n` entries are within the optional per-page ceiling.
@@ -505,12 +505,8 @@ impl BTree {
 
     /// Root-to-leaf path for a stored key (each internal page with the child position taken:
     /// 0 = leftmost, j + 1 = the child of separator j), the leaf, and where the key is in it
-    /// (`Ok(i)`) or would go (`Err(i)`): one hold of the store's lock for the whole descent.
-    fn descend(&self, st: &State, skey: &[u8]) -> Result<Descent> {
-        self.with_pages(|pages| Ok(self.descend_in(pages, st, skey)?.0))
-    }
-
-    /// `descend` through a page reader the caller holds; also returns the leaf's entry count.
+    /// (`Ok(i)`) or would go (`Err(i)`), through a page reader the caller holds; also returns
+    /// the leaf's entry count.
     fn descend_in(&self, pages: &PageReader<'_, '_>, st: &State, skey: &[u8]) -> Result<(Descent, usize)> {
         let probe = self.probe(skey);
         let mut path = Vec::with_capacity(st.height as usize);
@@ -614,11 +610,11 @@ impl BTree {
         let skey = self.stored_key(key, value);
         let svalue: &[u8] = if self.inner.duplicates == Duplicates::Multi { &[] } else { value };
         let mut st = self.inner.state.write();
-        // The descent and the fast path (a new key with an inline value that fits the leaf's
-        // free gap: one in-place edit of one page, and the anchor's entry count) under one
-        // hold of the store's lock. Anything else is planned below.
+        // The whole insert runs under one hold of the store's lock: the descent, then either
+        // the fast path (a new key with an inline value that fits the leaf's free gap: one
+        // in-place edit of one page) or a planned rewrite of the pages it changes.
         let inline = svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32);
-        let slow = self.store()?.with_editor(|editor| {
+        self.store()?.with_editor(|editor| {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
             let ((path, leaf_id, found), leaf_len) = self.descend_in(&pages, &st, &skey)?;
             if found.is_ok() && self.inner.duplicates != Duplicates::Overwrite {
@@ -629,31 +625,43 @@ impl BTree {
                     let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
                     if self.try_insert_in_place(editor, leaf_id, i, &e)? {
                         st.entries += 1;
-                        editor.set_root(&self.inner.anchor, st.root, &self.anchor_meta(&st))?;
-                        return Ok(None);
+                        return self.save_anchor(editor, &st);
                     }
                 }
             }
-            Ok(Some((path, leaf_id, found)))
+            self.insert_rewriting(editor, &mut st, &path, leaf_id, found, &skey, svalue)
         })?;
-        let Some((path, leaf_id, found)) = slow else {
-            self.bump_version();
-            return Ok(());
-        };
-        let leaf_bytes = self.read_page(leaf_id)?;
+        self.bump_version();
+        Ok(())
+    }
+
+    /// The insert's slow path: the leaf's cells with the new one, written as one page, or
+    /// shifted into a sibling, or split (the separator going up the path).
+    #[allow(clippy::too_many_arguments)]
+    fn insert_rewriting(
+        &self,
+        editor: &mut NodeEditor<'_>,
+        st: &mut State,
+        path: &[(u64, usize)],
+        leaf_id: u64,
+        found: std::result::Result<usize, usize>,
+        skey: &[u8],
+        svalue: &[u8],
+    ) -> Result<()> {
+        let mut plan = Plan::new(self, editor);
+        let leaf_bytes = plan.copy_page(leaf_id)?;
         let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
         let mut cells = self.page_cells(&leaf, leaf_id)?;
         let replaced = match found {
             Ok(i) => Some(leaf.entry(i)?.payload),
             Err(_) => None,
         };
-        let mut plan = Plan::new(self);
         let stored = match plan.store_value(svalue) {
             Ok(v) => v,
             Err(e) => return plan.abort(e),
         };
         let mut cell_buf = Vec::new();
-        let new_cell = Cell::encode(&Entry { key: &skey, payload: Payload::Leaf(stored) }, &mut cell_buf);
+        let new_cell = Cell::encode(&Entry { key: skey, payload: Payload::Leaf(stored) }, &mut cell_buf);
         let index = match found {
             Ok(i) => {
                 if let Some(Payload::Leaf(Value::Overflow(old, _))) = replaced {
@@ -667,19 +675,15 @@ impl BTree {
                 i
             }
         };
-        let edge = self.edge(&path, index, cells.len());
-        let result = self.write_leaf(&mut plan, &mut st, &path, leaf_id, &cells, edge);
-        match result {
-            Ok(()) => {
-                plan.apply(&mut st)?;
-                if found.is_err() {
-                    st.entries += 1;
-                }
-                self.bump_version();
-                self.save_anchor(&st)
-            }
-            Err(e) => plan.abort(e),
+        let edge = self.edge(&plan, path, index, cells.len());
+        if let Err(e) = self.write_leaf(&mut plan, st, path, leaf_id, &cells, edge) {
+            return plan.abort(e);
         }
+        plan.apply(st)?;
+        if found.is_err() {
+            st.entries += 1;
+        }
+        self.save_anchor(editor, st)
     }
 
     /// Fast path: the entry fits the leaf's free gap; one in-place edit of one page.
@@ -701,8 +705,8 @@ impl BTree {
 
     /// Whether an insert at `index` of a page with `n` entries (after the insert) is at the
     /// tree's right or left edge.
-    fn edge(&self, path: &[(u64, usize)], index: usize, n: usize) -> Edge {
-        let rightmost = path.iter().all(|&(id, pos)| self.with_page(id, |p| Ok(pos == p.len())).unwrap_or(false));
+    fn edge(&self, plan: &Plan<'_, '_>, path: &[(u64, usize)], index: usize, n: usize) -> Edge {
+        let rightmost = path.iter().all(|&(id, pos)| plan.page_len(id).is_ok_and(|len| pos == len));
         let leftmost = path.iter().all(|&(_, pos)| pos == 0);
         if index + 1 == n && rightmost {
             Edge::Right
@@ -717,7 +721,7 @@ impl BTree {
     /// up the path (splitting internal pages as needed, growing a new root at the top).
     fn write_leaf(
         &self,
-        plan: &mut Plan<'_>,
+        plan: &mut Plan<'_, '_>,
         st: &mut State,
         path: &[(u64, usize)],
         leaf_id: u64,
@@ -751,14 +755,14 @@ impl BTree {
     /// would not fit the parent.
     fn shift_into_sibling(
         &self,
-        plan: &mut Plan<'_>,
+        plan: &mut Plan<'_, '_>,
         parent_id: u64,
         pos: usize,
         leaf_id: u64,
         cells: &[Cell<'_>],
     ) -> Result<bool> {
         let cap = page::capacity(self.inner.page_bytes);
-        let parent_bytes = self.read_page(parent_id)?;
+        let parent_bytes = plan.copy_page(parent_id)?;
         let parent = PageRef::parse(&parent_bytes, parent_id)?;
         let mut candidates = Vec::with_capacity(2);
         if pos < parent.len() {
@@ -777,7 +781,7 @@ impl BTree {
         let mut parent_entries = Vec::new();
         for sibling_pos in candidates {
             let sibling_id = if sibling_pos == 0 { parent.leftmost_child() } else { parent.child(sibling_pos - 1)? };
-            let sibling_bytes = self.read_page(sibling_id)?;
+            let sibling_bytes = plan.copy_page(sibling_id)?;
             let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
             // The bytes outside the sibling's free gap bound what it holds: a sibling that
             // cannot take enough is passed over without decoding it.
@@ -806,7 +810,7 @@ impl BTree {
             }
             // The parent's separator changes: in place on a copy when it has room (the
             // common case), else the parent is rebuilt.
-            let mut parent_image = parent_bytes.clone();
+            let mut parent_image = Scratch::copy_of(&parent_bytes);
             if !page::replace_separator_in_place(&mut parent_image, parent_id, sep_index, &separator)? {
                 if parent_entries.is_empty() {
                     parent_entries = self.page_entries(&parent, parent_id, false)?;
@@ -839,7 +843,7 @@ impl BTree {
     /// bottom up, splitting full internal pages.
     fn insert_separator(
         &self,
-        plan: &mut Plan<'_>,
+        plan: &mut Plan<'_, '_>,
         st: &mut State,
         path: &[(u64, usize)],
         separator: Vec<u8>,
@@ -851,7 +855,7 @@ impl BTree {
         for &(page_id, pos) in path.iter().rev() {
             let Some((sep, child)) = carry.take() else { break };
             let new_entry = Entry { key: &sep, payload: Payload::Child(child) };
-            let mut image = self.read_page(page_id)?;
+            let mut image = plan.copy_page(page_id)?;
             let count = PageRef::parse(&image, page_id)?.len();
             // The common case: the separator fits the page's free gap, one small edit.
             if self.count_fits(count + 1) && page::insert_in_place(&mut image, page_id, pos, &new_entry)? {
@@ -922,27 +926,30 @@ impl BTree {
 
     fn remove_stored(&self, skey: &[u8]) -> Result<bool> {
         let mut st = self.inner.state.write();
-        let (path, leaf_id, found) = self.descend(&st, skey)?;
-        let Ok(index) = found else { return Ok(false) };
-        let leaf_bytes = self.read_page(leaf_id)?;
-        let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
-        let mut entries = self.page_entries(&leaf, leaf_id, true)?;
-        let mut plan = Plan::new(self);
-        if let Payload::Leaf(Value::Overflow(old, _)) = entries[index].payload {
-            plan.free_later(old);
-        }
-        entries.remove(index);
-        let result = self.rebalance_after_remove(&mut plan, &path, leaf_id, TYPE_LEAF, 0, &entries);
-        match result {
-            Ok(()) => {
-                plan.apply(&mut st)?;
-                st.entries -= 1;
-                self.bump_version();
-                self.save_anchor(&st)?;
-                Ok(true)
+        let removed = self.store()?.with_editor(|editor| {
+            let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
+            let ((path, leaf_id, found), _) = self.descend_in(&pages, &st, skey)?;
+            let Ok(index) = found else { return Ok(false) };
+            let mut plan = Plan::new(self, editor);
+            let leaf_bytes = plan.copy_page(leaf_id)?;
+            let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
+            let mut entries = self.page_entries(&leaf, leaf_id, true)?;
+            if let Payload::Leaf(Value::Overflow(old, _)) = entries[index].payload {
+                plan.free_later(old);
             }
-            Err(e) => plan.abort(e),
+            entries.remove(index);
+            if let Err(e) = self.rebalance_after_remove(&mut plan, &path, leaf_id, TYPE_LEAF, 0, &entries) {
+                return plan.abort(e);
+            }
+            plan.apply(&mut st)?;
+            st.entries -= 1;
+            self.save_anchor(editor, &st)?;
+            Ok(true)
+        })?;
+        if removed {
+            self.bump_version();
         }
+        Ok(removed)
     }
 
     /// Writes a page that lost an entry; below a third full, merges it with a sibling when
@@ -951,7 +958,7 @@ impl BTree {
     #[allow(clippy::too_many_arguments)]
     fn rebalance_after_remove(
         &self,
-        plan: &mut Plan<'_>,
+        plan: &mut Plan<'_, '_>,
         path: &[(u64, usize)],
         id: u64,
         ty: u8,
@@ -975,7 +982,7 @@ impl BTree {
             plan.write(id, ty, leftmost, entries);
             return Ok(());
         }
-        let parent_bytes = self.read_page(parent_id)?;
+        let parent_bytes = plan.copy_page(parent_id)?;
         let parent = PageRef::parse(&parent_bytes, parent_id)?;
         let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
         // The pair (left, right) and the index of the separator between them in the parent.
@@ -997,7 +1004,7 @@ impl BTree {
             return Ok(());
         }
         let sibling_id = child_at(sibling_pos)?;
-        let sibling_bytes = self.read_page(sibling_id)?;
+        let sibling_bytes = plan.copy_page(sibling_id)?;
         let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
         if sibling.is_leaf() != (ty == TYPE_LEAF) {
             return Err(Error::corrupt(format!("B+ tree page {sibling_id:#x}"), 0, "siblings on different levels"));
@@ -1049,8 +1056,9 @@ impl BTree {
         Ok(())
     }
 
-    fn save_anchor(&self, st: &State) -> Result<()> {
-        self.store()?.set_root(&self.inner.anchor, st.root, &self.anchor_meta(st))
+    /// Records the root, height and entry count in the tree's named root.
+    fn save_anchor(&self, editor: &mut NodeEditor<'_>, st: &State) -> Result<()> {
+        editor.set_root(&self.inner.anchor, st.root, &self.anchor_meta(st))
     }
 
     fn anchor_meta(&self, st: &State) -> [u8; ANCHOR_BYTES] {
@@ -1127,25 +1135,104 @@ pub(crate) fn split_composite(c: &[u8]) -> (&[u8], &[u8]) {
     (&c[2..2 + n], &c[2 + n..])
 }
 
-/// The page changes of one operation, applied all together or not at all.
-pub(crate) struct Plan<'t> {
+/// A page-sized buffer from this thread's small pool: the slow paths copy and build whole
+/// pages, and a fresh zeroed allocation for each was a good part of their cost. The bytes
+/// past what a page builder writes are stale, which no reader looks at.
+pub(crate) struct Scratch(Vec<u8>);
+
+thread_local! {
+    static SCRATCH_POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers a thread keeps for reuse: a split or shift at the top of a deep tree uses a few.
+const SCRATCH_POOL_MAX: usize = 16;
+
+impl Scratch {
+    fn new(len: usize) -> Scratch {
+        let mut v = SCRATCH_POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+        v.resize(len, 0);
+        Scratch(v)
+    }
+
+    fn copy_of(bytes: &[u8]) -> Scratch {
+        let mut s = Scratch::new(bytes.len());
+        s.0.copy_from_slice(bytes);
+        s
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        // A thread being torn down has no pool left to return to: the buffer is just freed.
+        let _ = SCRATCH_POOL.try_with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < SCRATCH_POOL_MAX {
+                pool.push(v);
+            }
+        });
+    }
+}
+
+/// The page changes of one operation, applied all together or not at all, under the one
+/// hold of the store's lock the operation runs in (`editor`).
+pub(crate) struct Plan<'t, 'c> {
     tree: &'t BTree,
+    editor: &'t mut NodeEditor<'c>,
     allocated: Vec<u64>,
-    writes: Vec<(u64, Vec<u8>)>,
+    writes: Vec<(u64, Scratch)>,
     frees: Vec<u64>,
     new_root: Option<u64>,
     root_shrinks: bool,
 }
 
-impl<'t> Plan<'t> {
-    fn new(tree: &'t BTree) -> Plan<'t> {
-        Plan { tree, allocated: Vec::new(), writes: Vec::new(), frees: Vec::new(), new_root: None, root_shrinks: false }
+impl<'t, 'c> Plan<'t, 'c> {
+    fn new(tree: &'t BTree, editor: &'t mut NodeEditor<'c>) -> Plan<'t, 'c> {
+        Plan {
+            tree,
+            editor,
+            allocated: Vec::new(),
+            writes: Vec::new(),
+            frees: Vec::new(),
+            new_root: None,
+            root_shrinks: false,
+        }
+    }
+
+    /// The page's current bytes, layout checked.
+    fn with_page<R>(&self, id: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let bytes = self.editor.reader().node(NodeId::from_raw(id)).map_err(|e| missing_page(id, e))?;
+        parse_page(bytes, id, self.tree.inner.page_bytes)?;
+        Ok(f(bytes))
+    }
+
+    /// A copy of a page the operation reads and may rewrite, layout checked.
+    fn copy_page(&self, id: u64) -> Result<Scratch> {
+        self.with_page(id, Scratch::copy_of)
+    }
+
+    /// A page's entry count.
+    fn page_len(&self, id: u64) -> Result<usize> {
+        self.with_page(id, |b| PageRef::parse(b, id).map(|p| p.len()))?
     }
 
     fn alloc_page(&mut self, kind: u8) -> Result<u64> {
-        let (id, _, _) = self.tree.store()?.allocate(self.tree.inner.page_bytes, kind)?;
-        self.allocated.push(id.raw());
-        Ok(id.raw())
+        let id = self.editor.allocate(self.tree.inner.page_bytes, kind)?.raw();
+        self.allocated.push(id);
+        Ok(id)
     }
 
     /// A value as the leaf stores it: inline, or in a new store node.
@@ -1153,28 +1240,27 @@ impl<'t> Plan<'t> {
         if value.len() <= max_inline_value_bytes(self.tree.inner.page_bytes as u32) {
             return Ok(Value::Inline(value));
         }
-        let store = self.tree.store()?;
-        let (id, _, _) = store.allocate(value.len(), KIND_OVERFLOW)?;
+        let id = self.editor.allocate(value.len(), KIND_OVERFLOW)?;
         self.allocated.push(id.raw());
-        store.publish(id, value)?;
+        self.editor.publish(id, value)?;
         Ok(Value::Overflow(id.raw(), value.len() as u32))
     }
 
     fn write(&mut self, id: u64, ty: u8, leftmost: u64, entries: &[Entry<'_>]) {
-        let mut image = vec![0u8; self.tree.inner.page_bytes];
+        let mut image = Scratch::new(self.tree.inner.page_bytes);
         page::build(&mut image, ty, leftmost, entries);
         self.put(id, image);
     }
 
     /// Plans a leaf's new image from cells.
     fn write_cells(&mut self, id: u64, cells: &[Cell<'_>]) {
-        let mut image = vec![0u8; self.tree.inner.page_bytes];
+        let mut image = Scratch::new(self.tree.inner.page_bytes);
         page::build_cells(&mut image, TYPE_LEAF, 0, cells);
         self.put(id, image);
     }
 
     /// Plans a page's whole new image (one edited in place on a copy, say).
-    fn put(&mut self, id: u64, image: Vec<u8>) {
+    fn put(&mut self, id: u64, image: Scratch) {
         self.writes.retain(|(w, _)| *w != id);
         self.writes.push((id, image));
     }
@@ -1185,10 +1271,8 @@ impl<'t> Plan<'t> {
 
     /// Undoes the allocations and returns `e`: the tree is as it was.
     fn abort<T>(self, e: Error) -> Result<T> {
-        if let Ok(store) = self.tree.store() {
-            for id in &self.allocated {
-                let _ = store.free(NodeId::from_raw(*id));
-            }
+        for id in &self.allocated {
+            let _ = self.editor.free(NodeId::from_raw(*id));
         }
         Err(e)
     }
@@ -1196,22 +1280,18 @@ impl<'t> Plan<'t> {
     /// Takes every shadow first (the only step that can fail, for lack of space), then
     /// writes the pages, frees what the operation released, and moves the root.
     fn apply(self, st: &mut State) -> Result<()> {
-        let store = match self.tree.store() {
-            Ok(s) => s,
-            Err(e) => return self.abort(e),
-        };
         for (id, _) in &self.writes {
             if !self.allocated.contains(id) {
-                if let Err(e) = store.write_ptr(NodeId::from_raw(*id)) {
+                if let Err(e) = self.editor.prepare_write(NodeId::from_raw(*id)) {
                     return self.abort(e);
                 }
             }
         }
         for (id, image) in &self.writes {
-            store.publish(NodeId::from_raw(*id), image)?;
+            self.editor.publish(NodeId::from_raw(*id), image)?;
         }
         for id in &self.frees {
-            store.free(NodeId::from_raw(*id))?;
+            self.editor.free(NodeId::from_raw(*id))?;
         }
         if let Some(root) = self.new_root {
             st.root = root;

@@ -103,7 +103,7 @@ pub(crate) unsafe fn read_sized<T: Copy>(p: *const T, defaults: T, wide_fields: 
         return Err(Error::InvalidArgument(format!("struct_size is {size}")));
     }
     let n = size.min(std::mem::size_of::<T>());
-    if n % 4 != 0 || wide_fields.iter().any(|&at| n > at && n < at + 8) {
+    if !n.is_multiple_of(4) || wide_fields.iter().any(|&at| n > at && n < at + 8) {
         return Err(Error::InvalidArgument(format!("struct_size {size} ends inside a field")));
     }
     // SAFETY: the caller's struct has `size` >= n readable bytes; `out` is a local of at least

@@ -196,6 +196,28 @@ impl NodeEditor<'_> {
     pub fn set_root(&mut self, name: &[u8], id: u64, meta: &[u8]) -> Result<()> {
         self.core.set_root(name, id, meta)
     }
+
+    /// As [`Store::allocate`]; returns the id only.
+    pub fn allocate(&mut self, min_len: usize, kind: u8) -> Result<NodeId> {
+        Ok(self.core.allocate(min_len, kind)?.0)
+    }
+
+    /// Makes the node writable now (a shadow of its committed block, contents copied), so
+    /// that a later `publish` or `try_update` of it cannot fail for lack of space: a caller
+    /// writing several nodes all-or-nothing takes every shadow first.
+    pub fn prepare_write(&mut self, id: NodeId) -> Result<()> {
+        self.core.write_loc(id).map(drop)
+    }
+
+    /// As [`Store::publish`], for bytes that fit the node's block (no growth).
+    pub fn publish(&mut self, id: NodeId, data: &[u8]) -> Result<()> {
+        self.core.publish(id, Source::Bytes(data)).map(drop)
+    }
+
+    /// As [`Store::free`].
+    pub fn free(&mut self, id: NodeId) -> Result<()> {
+        self.core.free(id)
+    }
 }
 
 /// A reference to a store that does not keep it alive (objects attached to a store hold

@@ -111,7 +111,7 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
         store.publish(id, &record_bytes(i + records)).map_err(|e| e.to_string())?;
         ids[i as usize] = id;
         replaced += 1;
-        if replaced % CHURN_COMMIT_EVERY == 0 {
+        if replaced.is_multiple_of(CHURN_COMMIT_EVERY) {
             store.commit().map_err(|e| e.to_string())?;
         }
     }
@@ -131,10 +131,10 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
     let bar = progress(records, "XTree: verify after reopen");
     for (i, id) in ids.iter().enumerate() {
         let i = i as u64;
-        if i % 4096 == 0 {
+        if i.is_multiple_of(4096) {
             bar.set_position(i);
         }
-        let expected = if i % 10 == 0 { record_bytes(i + records) } else { record_bytes(i) };
+        let expected = if i.is_multiple_of(10) { record_bytes(i + records) } else { record_bytes(i) };
         if store.with_node(*id, |b| b == expected).unwrap_or(false) {
             continue;
         }
@@ -260,7 +260,7 @@ fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<Outcome, String> 
             for (tree, (_, key_of)) in trees.iter().zip(&indexes) {
                 tree.insert(&key_of(row), &record_id(row)).map_err(e)?;
             }
-            if (i as u64 + 1) % KIZUNA_BATCH == 0 {
+            if (i as u64 + 1).is_multiple_of(KIZUNA_BATCH) {
                 store.commit().map_err(e)?;
             }
         }
