@@ -620,7 +620,8 @@ int32_t pcore_tree_insert(struct PcoreTree *tree,
 //
 // # Safety
 // `key` has `key_len` readable bytes; `value_buf` has `value_cap` writable bytes (or is NULL
-// with `value_cap` 0); `out_value_len` is NULL or writable.
+// with `value_cap` 0) outside the store's own nodes (the value is copied straight from its
+// page); `out_value_len` is NULL or writable.
 int32_t pcore_tree_get(struct PcoreTree *tree,
                        const void *key,
                        size_t key_len,

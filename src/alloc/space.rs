@@ -48,6 +48,7 @@ impl Space {
         &self.classes
     }
 
+    #[inline]
     pub(crate) fn capacity(&self, class: u8) -> u32 {
         self.per_class[class as usize].bytes
     }
@@ -104,6 +105,7 @@ impl Space {
     }
 
     /// (segment, byte offset in the segment) of a block.
+    #[inline]
     fn position(&self, loc: Loc) -> (u32, usize) {
         let c = &self.per_class[loc.class as usize];
         let seg = loc.block / c.blocks_per_segment;
@@ -117,10 +119,12 @@ impl Space {
         (c.file.name().to_string(), u64::from(loc.block) * u64::from(c.bytes))
     }
 
+    #[inline]
     fn check_len(&self, loc: Loc, len: usize) {
         assert!(len <= self.capacity(loc.class) as usize, "{len} bytes do not fit a block of class {}", loc.class);
     }
 
+    #[inline]
     pub(crate) fn read(&self, loc: Loc, len: usize) -> &[u8] {
         self.check_len(loc, len);
         let (seg, off) = self.position(loc);

@@ -159,6 +159,12 @@ impl<'a> Cell<'a> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn bad_page(page_id: u64, what: String) -> Error {
+    Error::corrupt(format!("B+ tree page {page_id:#x}"), 0, what)
+}
+
 /// Reads a page, checking its layout as it goes: a damaged page is `Corrupt` naming the page,
 /// never a panic or an out-of-bounds read.
 #[derive(Clone, Copy)]
@@ -171,18 +177,23 @@ pub(crate) struct PageRef<'a> {
 }
 
 impl<'a> PageRef<'a> {
+    #[inline(always)]
     pub fn parse(bytes: &'a [u8], page_id: u64) -> Result<PageRef<'a>> {
-        let bad = |what: String| Error::corrupt(format!("B+ tree page {page_id:#x}"), 0, what);
-        if bytes.len() < HEADER_BYTES {
-            return Err(bad(format!("{} bytes, shorter than a page header", bytes.len())));
+        let (Some(&ty), Some(count), Some(cells)) =
+            (bytes.first(), bytes.get(2..4), bytes.get(4..8).and_then(<[u8]>::first_chunk::<4>))
+        else {
+            return Err(bad_page(page_id, format!("{} bytes, shorter than a page header", bytes.len())));
+        };
+        if ty != TYPE_LEAF && ty != TYPE_INTERNAL {
+            return Err(bad_page(page_id, format!("unknown page type {ty}")));
         }
-        if bytes[0] != TYPE_LEAF && bytes[0] != TYPE_INTERNAL {
-            return Err(bad(format!("unknown page type {}", bytes[0])));
-        }
-        let count = u16::from_le_bytes([bytes[2], bytes[3]]) as usize;
-        let cells = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+        let count = u16::from_le_bytes([count[0], count[1]]) as usize;
+        let cells = u32::from_le_bytes(*cells) as usize;
         if HEADER_BYTES + count * SLOT_BYTES > cells || cells > bytes.len() {
-            return Err(bad(format!("{count} slots and cells from {cells} do not fit {} bytes", bytes.len())));
+            return Err(bad_page(
+                page_id,
+                format!("{count} slots and cells from {cells} do not fit {} bytes", bytes.len()),
+            ));
         }
         let slots = bytes[HEADER_BYTES..HEADER_BYTES + count * SLOT_BYTES].as_chunks::<SLOT_BYTES>().0;
         Ok(PageRef { bytes, page_id, slots, cells_start: cells })

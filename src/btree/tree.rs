@@ -544,29 +544,36 @@ impl BTree {
 
     /// The value of `key` (Unique and Overwrite trees; in a Multi tree, the first value).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get_with(key, <[u8]>::to_vec)
+    }
+
+    /// Calls `f` with the value of `key`, as `get` finds it, without copying it first: an
+    /// inline value is read where its page lies, under the tree's and the store's shared
+    /// locks. Do not call the tree or its store from inside `f`.
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         if self.inner.duplicates == Duplicates::Multi {
-            return Ok(self.get_all(key)?.into_iter().next());
+            return Ok(self.get_all(key)?.first().map(|v| f(v)));
         }
         self.check_key(key)?;
         let st = self.inner.state.read();
         let probe = self.probe(key);
+        let mut f = Some(f);
         let found = self.with_pages(|pages| {
             let (leaf, p) = self.walk_to_leaf(pages, &st, &probe, |_, _| {})?;
-            Ok(match p.search(|k| probe.order(k))? {
-                Ok(i) => Some(match p.entry(i)?.payload {
-                    Payload::Leaf(Value::Inline(v)) => Ok(v.to_vec()),
-                    Payload::Leaf(Value::Overflow(id, len)) => Err((id, len)),
-                    Payload::Child(_) => {
-                        return Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "child cell in a leaf"))
-                    }
-                }),
-                Err(_) => None,
-            })
+            let Ok(i) = p.search(|k| probe.order(k))? else { return Ok(None) };
+            match p.entry(i)?.payload {
+                Payload::Leaf(Value::Inline(v)) => Ok(Some(Ok(f.take().map(|f| f(v))))),
+                Payload::Leaf(Value::Overflow(id, len)) => Ok(Some(Err((id, len)))),
+                Payload::Child(_) => Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "child cell in a leaf")),
+            }
         })?;
         match found {
             None => Ok(None),
-            Some(Ok(v)) => Ok(Some(v)),
-            Some(Err((id, len))) => self.read_overflow(id, len).map(Some),
+            Some(Ok(r)) => Ok(r),
+            Some(Err((id, len))) => {
+                let v = self.read_overflow(id, len)?;
+                Ok(f.take().map(|f| f(&v)))
+            }
         }
     }
 
@@ -1088,6 +1095,7 @@ pub(crate) struct PageReader<'r, 'a> {
 }
 
 impl<'a> PageReader<'_, 'a> {
+    #[inline(always)]
     pub(crate) fn page(&self, id: u64) -> Result<PageRef<'a>> {
         parse_page(self.nodes.node(NodeId::from_raw(id)).map_err(|e| missing_page(id, e))?, id, self.page_bytes)
     }
@@ -1103,15 +1111,18 @@ fn kind_name(leaf: bool) -> &'static str {
 
 /// Parses a page of a tree whose pages have `page_bytes`: a node of any other length (a
 /// damaged child pointer naming some other node) is `Corrupt`.
+#[inline(always)]
 fn parse_page(bytes: &[u8], id: u64, page_bytes: usize) -> Result<PageRef<'_>> {
     if bytes.len() != page_bytes {
-        return Err(Error::corrupt(
-            format!("B+ tree page {id:#x}"),
-            0,
-            format!("{} bytes; the tree's pages have {page_bytes}", bytes.len()),
-        ));
+        return Err(wrong_page_length(bytes.len(), id, page_bytes));
     }
     PageRef::parse(bytes, id)
+}
+
+#[cold]
+#[inline(never)]
+fn wrong_page_length(len: usize, id: u64, page_bytes: usize) -> Error {
+    Error::corrupt(format!("B+ tree page {id:#x}"), 0, format!("{len} bytes; the tree's pages have {page_bytes}"))
 }
 
 /// Multi mode's stored key: u16 key length, key, value. Ordered by key, then value.

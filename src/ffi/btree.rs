@@ -218,7 +218,8 @@ pub unsafe extern "C" fn pcore_tree_insert(
 ///
 /// # Safety
 /// `key` has `key_len` readable bytes; `value_buf` has `value_cap` writable bytes (or is NULL
-/// with `value_cap` 0); `out_value_len` is NULL or writable.
+/// with `value_cap` 0) outside the store's own nodes (the value is copied straight from its
+/// page); `out_value_len` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn pcore_tree_get(
     tree: *mut PcoreTree,
@@ -233,10 +234,9 @@ pub unsafe extern "C" fn pcore_tree_get(
         out_buffer(value_buf, value_cap, "value_buf")?;
         // SAFETY: per this function's contract.
         let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
-        let v = t.get(k)?.ok_or_else(|| Error::NotFound("no such key".into()))?;
         // SAFETY: `value_buf` has `value_cap` writable bytes by contract; n <= value_cap.
-        unsafe { copy_out(&v, value_buf, value_cap, out_value_len) };
-        Ok(())
+        let copied = t.get_with(k, |v| unsafe { copy_out(v, value_buf, value_cap, out_value_len) })?;
+        copied.ok_or_else(|| Error::NotFound("no such key".into()))
     })
 }
 

@@ -148,14 +148,16 @@ pub(crate) fn out_buffer(buf: *mut c_void, cap: usize, name: &str) -> Result<()>
 /// Copies as much of `v` as fits `cap` into `buf` and, when `out_len` is not NULL, stores
 /// `v`'s full length there (so the caller learns the size it needs).
 ///
+/// `v` may lie in the store's mapping (a value read in place): a host that passes a buffer
+/// inside it breaks the export's contract, but the copy (a memmove) stays defined.
+///
 /// # Safety
-/// `buf` has `cap` writable bytes (or `cap` is 0) and does not overlap `v`; `out_len` is NULL
-/// or writable.
+/// `buf` has `cap` writable bytes (or `cap` is 0); `out_len` is NULL or writable.
 pub(crate) unsafe fn copy_out(v: &[u8], buf: *mut c_void, cap: usize, out_len: *mut usize) {
     let n = v.len().min(cap);
     if n > 0 {
-        // SAFETY: per this function's contract.
-        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), buf.cast::<u8>(), n) };
+        // SAFETY: per this function's contract; `copy` allows overlap.
+        unsafe { std::ptr::copy(v.as_ptr(), buf.cast::<u8>(), n) };
     }
     if !out_len.is_null() {
         // SAFETY: per this function's contract.

@@ -56,6 +56,7 @@ impl Mapping {
         self.raw.as_ptr() as usize + offset
     }
 
+    #[inline]
     pub(crate) fn read(&self, offset: usize, len: usize) -> &[u8] {
         self.check(offset, len);
         // SAFETY: in range (checked above) of a live mapping owned by `self`; no write to this

@@ -163,6 +163,7 @@ pub struct NodeReader<'a> {
 
 impl<'a> NodeReader<'a> {
     /// The node's current bytes, or `NotFound`.
+    #[inline(always)]
     pub fn node(&self, id: NodeId) -> Result<&'a [u8]> {
         let (loc, len) = self.core.read_loc(id)?;
         Ok(self.core.space.read(loc, len))

@@ -330,6 +330,7 @@ impl Core {
         })
     }
 
+    #[inline(always)]
     pub fn read_loc(&self, id: NodeId) -> Result<(Loc, usize)> {
         let handle = self.table.resolve(id)?;
         let s = &self.table.slots[handle as usize];

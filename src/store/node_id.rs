@@ -22,10 +22,12 @@ impl NodeId {
         self.0
     }
 
+    #[inline]
     pub fn handle(self) -> u64 {
         self.0 >> 16
     }
 
+    #[inline]
     pub fn tag(self) -> u16 {
         self.0 as u16
     }

@@ -39,6 +39,7 @@ impl Slot {
     pub const EMPTY: Slot =
         Slot { block: 0, len: 0, crc: 0, tag: 0, kind: 0, class: 0, state: State::Free, dirty: false, freeing: false };
 
+    #[inline]
     pub fn loc(&self) -> Loc {
         Loc { class: self.class, block: self.block }
     }
@@ -49,6 +50,7 @@ impl Slot {
     }
 
     /// Visible to reads and writes: reserved, or live and not being freed.
+    #[inline]
     pub fn visible(&self) -> bool {
         match self.state {
             State::Free => false,
@@ -106,11 +108,12 @@ impl ObjectTable {
     }
 
     /// The slot of a visible node with this exact id, or `NotFound`.
+    #[inline]
     pub fn resolve(&self, id: NodeId) -> Result<u64> {
         let h = id.handle();
         match self.slots.get(h as usize) {
             Some(s) if h != 0 && s.tag == id.tag() && s.visible() => Ok(h),
-            _ => Err(Error::NotFound(format!("node {id} is unknown, freed or stale"))),
+            _ => Err(unknown_node(id)),
         }
     }
 
@@ -165,4 +168,10 @@ mod tests {
         assert!(t.resolve(NodeId::NONE).is_err());
         assert!(t.resolve(NodeId::INVALID).is_err());
     }
+}
+
+#[cold]
+#[inline(never)]
+fn unknown_node(id: NodeId) -> Error {
+    Error::NotFound(format!("node {id} is unknown, freed or stale"))
 }
