@@ -146,6 +146,12 @@ impl ObjectTable {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn unknown_node(id: NodeId) -> Error {
+    Error::NotFound(format!("node {id} is unknown, freed or stale"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,10 +174,4 @@ mod tests {
         assert!(t.resolve(NodeId::NONE).is_err());
         assert!(t.resolve(NodeId::INVALID).is_err());
     }
-}
-
-#[cold]
-#[inline(never)]
-fn unknown_node(id: NodeId) -> Error {
-    Error::NotFound(format!("node {id} is unknown, freed or stale"))
 }
