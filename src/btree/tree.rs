@@ -503,16 +503,15 @@ impl BTree {
         Ok(())
     }
 
-    /// Root-to-leaf path for a stored key (each internal page with the child position taken:
-    /// 0 = leftmost, j + 1 = the child of separator j), the leaf, and where the key is in it
-    /// (`Ok(i)`) or would go (`Err(i)`), through a page reader the caller holds; also returns
-    /// the leaf's entry count.
-    fn descend_in(&self, pages: &PageReader<'_, '_>, st: &State, skey: &[u8]) -> Result<(Descent, usize)> {
+    /// Descends to a stored key's leaf through a page reader the caller holds: fills `path`
+    /// (each internal page with the child position taken: 0 = leftmost, j + 1 = the child of
+    /// separator j) and returns the leaf, where the key is in it (`Ok(i)`) or would go
+    /// (`Err(i)`), and the leaf's entry count.
+    fn descend_in(&self, pages: &PageReader<'_, '_>, st: &State, skey: &[u8], path: &mut Path) -> Result<Descent> {
         let probe = self.probe(skey);
-        let mut path = Vec::with_capacity(st.height as usize);
         let (id, leaf) = self.walk_to_leaf(pages, st, &probe, |page, pos| path.push((page, pos)))?;
         let found = leaf.search(|k| probe.order(k))?;
-        Ok(((path, id, found), leaf.len()))
+        Ok((id, found, leaf.len()))
     }
 
     /// Walks from the root to the leaf where `probe` belongs, through the caller's page
@@ -623,7 +622,8 @@ impl BTree {
         let inline = svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32);
         self.store()?.with_editor(|editor| {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
-            let ((path, leaf_id, found), leaf_len) = self.descend_in(&pages, &st, &skey)?;
+            let mut path = Path::default();
+            let (leaf_id, found, leaf_len) = self.descend_in(&pages, &st, &skey, &mut path)?;
             if found.is_ok() && self.inner.duplicates != Duplicates::Overwrite {
                 return Err(Error::DuplicateKey(format!("key of {} bytes is already in the tree", key.len())));
             }
@@ -935,7 +935,8 @@ impl BTree {
         let mut st = self.inner.state.write();
         let removed = self.store()?.with_editor(|editor| {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
-            let ((path, leaf_id, found), _) = self.descend_in(&pages, &st, skey)?;
+            let mut path = Path::default();
+            let (leaf_id, found, _) = self.descend_in(&pages, &st, skey, &mut path)?;
             let Ok(index) = found else { return Ok(false) };
             let mut plan = Plan::new(self, editor);
             let leaf_bytes = plan.copy_page(leaf_id)?;
@@ -1084,9 +1085,40 @@ pub(crate) fn missing_page(id: u64, e: Error) -> Error {
     }
 }
 
-/// A descent: the internal pages with the child position taken at each, the leaf, and the
-/// key's position in the leaf (`Ok` found, `Err` where it would go).
-type Descent = (Vec<(u64, usize)>, u64, std::result::Result<usize, usize>);
+/// A descent's end: the leaf, the key's position in it (`Ok` found, `Err` where it would
+/// go), and its entry count.
+type Descent = (u64, std::result::Result<usize, usize>, usize);
+
+/// The internal pages of a descent, root first, each with the child position taken. A
+/// tree is at most DEPTH_MAX deep (checked when it is opened), so the path lives on the
+/// stack: an insert allocates nothing for it.
+pub(crate) struct Path {
+    items: [(u64, usize); DEPTH_MAX],
+    len: usize,
+}
+
+impl Default for Path {
+    fn default() -> Path {
+        Path { items: [(0, 0); DEPTH_MAX], len: 0 }
+    }
+}
+
+impl Path {
+    fn push(&mut self, item: (u64, usize)) {
+        // A height over DEPTH_MAX is refused when the tree is opened and never grown to.
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = item;
+            self.len += 1;
+        }
+    }
+}
+
+impl std::ops::Deref for Path {
+    type Target = [(u64, usize)];
+    fn deref(&self) -> &[(u64, usize)] {
+        &self.items[..self.len]
+    }
+}
 
 /// Pages read under one hold of the store's shared lock.
 pub(crate) struct PageReader<'r, 'a> {
