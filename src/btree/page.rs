@@ -429,6 +429,13 @@ impl<'a> PageRef<'a> {
     pub fn gap_bytes(&self) -> usize {
         self.cells_start() - HEADER_BYTES - self.len() * SLOT_BYTES
     }
+
+    /// The page's capacity less its gap: the bytes its entries use when its cell area has no
+    /// holes, which a leaf's never has (every leaf writer packs cells: `write_page`,
+    /// `insert_in_place`, `insert_cells_in_place`), and an upper bound otherwise.
+    pub fn occupied_bytes(&self) -> usize {
+        capacity(self.bytes.len()) - self.gap_bytes()
+    }
 }
 
 /// Writes a whole page from entries in order. Panics if they do not fit: callers decide with
@@ -511,30 +518,68 @@ pub(crate) fn insert_in_place(page: &mut [u8], page_id: u64, index: usize, e: &E
     Ok(true)
 }
 
-/// Gives internal entry `index` a new separator (its child unchanged), in place: over the old
-/// cell when the new one is no longer (the rest of the old cell becomes a hole that the next
-/// rebuild reclaims), else in the free gap (the whole old cell becomes a hole). Returns false,
-/// the page untouched, when neither has room.
-pub(crate) fn replace_separator_in_place(page: &mut [u8], page_id: u64, index: usize, key: &[u8]) -> Result<bool> {
-    let p = PageRef::parse(page, page_id)?;
+/// Where `replace_separator_in_place` would write internal entry `index`'s new separator
+/// `key`: (offset, the entry's child, cell bytes), or `None` when the page has no room.
+fn separator_spot(p: &PageRef<'_>, index: usize, key: &[u8]) -> Result<Option<(usize, u64, usize)>> {
     let child = p.child(index)?;
     let old_cell = p.entry(index)?.bytes() - SLOT_BYTES;
-    let new = Entry { key, payload: Payload::Child(child) };
-    let cell = new.bytes() - SLOT_BYTES;
+    let cell = entry_bytes(key.len(), &Payload::Child(child)) - SLOT_BYTES;
     let (old_at, cells) = (p.cell_offset(index)?, p.cells_start());
     let at = if cell <= old_cell {
         old_at
     } else if p.gap_bytes() >= cell {
         cells - cell
     } else {
-        return Ok(false);
+        return Ok(None);
     };
-    write_cell(&mut page[at..at + cell], &new);
+    Ok(Some((at, child, cell)))
+}
+
+/// Whether `replace_separator_in_place` would succeed, nothing written.
+pub(crate) fn separator_fits_in_place(p: &PageRef<'_>, index: usize, key: &[u8]) -> Result<bool> {
+    Ok(separator_spot(p, index, key)?.is_some())
+}
+
+/// Gives internal entry `index` a new separator (its child unchanged), in place: over the old
+/// cell when the new one is no longer (the rest of the old cell becomes a hole that the next
+/// rebuild reclaims), else in the free gap (the whole old cell becomes a hole). Returns false,
+/// the page untouched, when neither has room.
+pub(crate) fn replace_separator_in_place(page: &mut [u8], page_id: u64, index: usize, key: &[u8]) -> Result<bool> {
+    let p = PageRef::parse(page, page_id)?;
+    let Some((at, child, cell)) = separator_spot(&p, index, key)? else { return Ok(false) };
+    let cells = p.cells_start();
+    write_cell(&mut page[at..at + cell], &Entry { key, payload: Payload::Child(child) });
     let slot = HEADER_BYTES + index * SLOT_BYTES;
     page[slot..slot + 2].copy_from_slice(&(at as u16).to_le_bytes());
     if at < cells {
         page[4..8].copy_from_slice(&(at as u32).to_le_bytes());
     }
+    Ok(true)
+}
+
+/// Adds `cells` to a leaf in place, before its first entry (`front`) or after its last,
+/// packed into the free gap (no holes: see `PageRef::occupied_bytes`). Returns false, the
+/// page untouched, when the gap cannot hold them.
+pub(crate) fn insert_cells_in_place(page: &mut [u8], page_id: u64, cells: &[Cell<'_>], front: bool) -> Result<bool> {
+    let p = PageRef::parse(page, page_id)?;
+    let need: usize = cells.iter().map(Cell::bytes).sum();
+    if !p.is_leaf() || p.gap_bytes() < need {
+        return Ok(false);
+    }
+    let (count, mut end) = (p.len(), p.cells_start());
+    let first = if front {
+        page.copy_within(HEADER_BYTES..HEADER_BYTES + count * SLOT_BYTES, HEADER_BYTES + cells.len() * SLOT_BYTES);
+        0
+    } else {
+        count
+    };
+    for (i, c) in cells.iter().enumerate() {
+        end -= c.raw.len();
+        page[end..end + c.raw.len()].copy_from_slice(c.raw);
+        page[HEADER_BYTES + (first + i) * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
+    }
+    page[2..4].copy_from_slice(&((count + cells.len()) as u16).to_le_bytes());
+    page[4..8].copy_from_slice(&(end as u32).to_le_bytes());
     Ok(true)
 }
 
