@@ -1505,6 +1505,27 @@ mod tests {
             assert_eq!(bytewise(&b, &a), b.cmp(&a), "{b:?} {a:?}");
         }
     }
+
+    #[test]
+    fn the_prefix_word_is_the_zero_padded_first_eight_bytes() {
+        let mut rng = 0x0BAD_5EED_1234_5678u64;
+        for len in 0..=12usize {
+            for _ in 0..200 {
+                let k: Vec<u8> = (0..len)
+                    .map(|_| {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        rng as u8
+                    })
+                    .collect();
+                let mut padded = [0u8; 8];
+                let n = len.min(8);
+                padded[..n].copy_from_slice(&k[..n]);
+                assert_eq!(prefix_word(&k), u64::from_be_bytes(padded), "{k:?}");
+            }
+        }
+    }
     use crate::store::StoreOptions;
     use std::collections::BTreeMap;
     use std::ops::Bound;

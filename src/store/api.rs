@@ -473,12 +473,12 @@ impl Store {
     /// The named root as last set, committed or not; `None` when there is none.
     pub fn get_root(&self, name: &[u8]) -> Result<Option<Root>> {
         super::core::check_root_name(name)?;
-        self.read_state(|c| Ok(c.roots.get(name).map(|(id, meta)| Root { id: *id, meta: meta.clone() })))
+        self.read_state(|c| Ok(c.root(name).map(|(id, meta)| Root { id, meta: meta.to_vec() })))
     }
 
     /// The names of all roots as last set, in byte order.
     pub fn root_names(&self) -> Result<Vec<Vec<u8>>> {
-        self.read_state(|c| Ok(c.roots.keys().cloned().collect()))
+        self.read_state(|c| Ok(c.root_names().cloned().collect()))
     }
 
     /// Makes everything published so far durable (as the durability mode promises) and

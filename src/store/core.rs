@@ -46,11 +46,27 @@ pub(crate) struct PreparedCommit {
     pub unlogged: Vec<(Loc, usize)>,
 }
 
+/// A root in `Core::hot_roots`. Its name is always in `roots` too.
+struct HotRoot {
+    name: Vec<u8>,
+    id: u64,
+    meta: Vec<u8>,
+    /// Newer than the value in `roots`, and not yet in `dirty_roots`.
+    ahead: bool,
+}
+
+/// How many roots stay hot: one per tree being written to, for a few trees at once.
+const HOT_ROOTS_MAX: usize = 8;
+
 pub(crate) struct Core {
     pub space: Space,
     pub table: ObjectTable,
-    /// Named roots as last set (what `get_root` answers).
-    pub roots: Roots,
+    /// Named roots as last set (what `get_root` answers), but for the newer values of
+    /// `hot_roots`.
+    roots: Roots,
+    /// Roots saved again and again (a tree's anchor, after every insert), kept beside `roots`
+    /// until a commit or a reader needs them: saving one is then a name compare and a copy.
+    hot_roots: Vec<HotRoot>,
     /// Named roots as of the last commit: what a checkpoint writes. Uncommitted root changes
     /// (a tree's anchor after a change not yet committed) must never reach the disk.
     pub committed_roots: Roots,
@@ -78,6 +94,7 @@ impl Core {
             table,
             committed_roots: roots.clone(),
             roots,
+            hot_roots: Vec::new(),
             epoch,
             growth,
             verify_reads: false,
@@ -296,6 +313,13 @@ impl Core {
                 meta.len()
             )));
         }
+        if let Some(h) = self.hot_roots.iter_mut().find(|h| h.name == name) {
+            h.id = id;
+            h.meta.clear();
+            h.meta.extend_from_slice(meta);
+            h.ahead = true;
+            return Ok(());
+        }
         let count = self.roots.len();
         match self.roots.get_mut(name) {
             // The common case (a tree saving its anchor after each change): no allocation.
@@ -314,7 +338,37 @@ impl Core {
         if !self.dirty_roots.contains(name) {
             self.dirty_roots.insert(name.to_vec());
         }
+        if self.hot_roots.len() < HOT_ROOTS_MAX {
+            self.hot_roots.push(HotRoot { name: name.to_vec(), id, meta: meta.to_vec(), ahead: false });
+        }
         Ok(())
+    }
+
+    /// A root as last set: its node id and metadata.
+    pub fn root(&self, name: &[u8]) -> Option<(u64, &[u8])> {
+        match self.hot_roots.iter().find(|h| h.ahead && h.name == name) {
+            Some(h) => Some((h.id, &h.meta)),
+            None => self.roots.get(name).map(|(id, meta)| (*id, meta.as_slice())),
+        }
+    }
+
+    /// The names of all roots, in byte order.
+    pub fn root_names(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.roots.keys()
+    }
+
+    /// Moves the hot roots' newer values into `roots` (and `dirty_roots`), for a commit.
+    fn flush_hot_roots(&mut self) {
+        for h in self.hot_roots.iter_mut().filter(|h| h.ahead) {
+            h.ahead = false;
+            if let Some(root) = self.roots.get_mut(&h.name) {
+                root.0 = h.id;
+                root.1.clone_from(&h.meta);
+            }
+            if !self.dirty_roots.contains(&h.name) {
+                self.dirty_roots.insert(h.name.clone());
+            }
+        }
     }
 
     pub fn info(&self, id: NodeId) -> Result<NodeInfo> {
@@ -367,6 +421,7 @@ impl Core {
 
     /// Builds the next commit's frame. Nothing is marked committed until `apply_commit`.
     pub fn prepare_commit(&mut self, inline_max: usize) -> PreparedCommit {
+        self.flush_hot_roots();
         let epoch = self.epoch + 1;
         self.free_due_retired(epoch);
         self.dirty.sort_unstable();

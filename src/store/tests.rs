@@ -110,6 +110,42 @@ fn roots_set_after_the_last_commit_never_reach_the_disk() {
 }
 
 #[test]
+fn roots_saved_again_and_again_read_back_and_commit_their_latest_values() {
+    // More names than stay hot, each saved many times between commits (as tree anchors are):
+    // every read and every commit sees each root's last value.
+    let dir = TempDir::new("hot-roots");
+    let names: Vec<Vec<u8>> = (0..12).map(|i| format!("tree:{i}").into_bytes()).collect();
+    let expected = |round: u64, i: usize| (round * 100 + i as u64, format!("meta {round} {i}").into_bytes());
+    {
+        let s = Store::open(dir.path(), &strict()).unwrap();
+        for round in 0..5u64 {
+            for _ in 0..3 {
+                for (i, name) in names.iter().enumerate() {
+                    let (id, meta) = expected(round, i);
+                    s.set_root(name, id, &meta).unwrap();
+                    assert_eq!(s.get_root(name).unwrap(), Some(Root { id, meta }));
+                }
+            }
+            assert_eq!(s.root_names().unwrap(), {
+                let mut sorted = names.clone();
+                sorted.sort();
+                sorted
+            });
+            if round < 4 {
+                s.commit().unwrap();
+            }
+        }
+        // Round 4 is not committed: a crash takes the roots back to round 3.
+        s.simulate_crash();
+    }
+    let s = reopen(dir.path(), &strict());
+    for (i, name) in names.iter().enumerate() {
+        let (id, meta) = expected(3, i);
+        assert_eq!(s.get_root(name).unwrap(), Some(Root { id, meta }), "{}", String::from_utf8_lossy(name));
+    }
+}
+
+#[test]
 fn uncommitted_work_vanishes_after_a_crash_and_committed_work_stays() {
     let dir = TempDir::new("crash");
     let (kept, lost);
