@@ -383,14 +383,20 @@ impl<'a> PageRef<'a> {
                 if let Some(&header) = cell.get(1 + key_len) {
                     if header < 0x80 {
                         let value = if header & 1 == 0 { (header >> 1) as usize } else { OVERFLOW_ID_BYTES };
-                        let raw = cell
-                            .get(..2 + key_len + value)
-                            .ok_or_else(|| self.corrupt(i, "cell runs past the page"))?;
-                        return Ok(Cell { raw, key_at: 1, key_len: key_len as u16 });
+                        if let Some(raw) = cell.get(..2 + key_len + value) {
+                            return Ok(Cell { raw, key_at: 1, key_len: key_len as u16 });
+                        }
                     }
                 }
             }
         }
+        self.leaf_cell_decoded(i, off)
+    }
+
+    /// `leaf_cell` for cells with longer lengths, and damaged ones.
+    #[cold]
+    #[inline(never)]
+    fn leaf_cell_decoded(&self, i: usize, off: usize) -> Result<Cell<'a>> {
         let (key_len, n) = self.varint(i, off)?;
         let at = off + n + key_len;
         let (header, m) = self.value_header(i, at)?;
