@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 
 pub(crate) const HEADER_BYTES: usize = 16;
 const SLOT_BYTES: usize = 2;
+/// The CPU's cache line (x86-64, most ARM cores).
+const CACHE_LINE: usize = 64;
 pub(crate) const TYPE_LEAF: u8 = 1;
 pub(crate) const TYPE_INTERNAL: u8 = 2;
 const OVERFLOW_ID_BYTES: usize = 8;
@@ -349,8 +351,16 @@ impl<'a> PageRef<'a> {
     #[inline]
     pub fn search(&self, order: impl Fn(&[u8]) -> std::cmp::Ordering) -> Result<std::result::Result<usize, usize>> {
         let (mut lo, mut hi) = (0usize, self.len());
+        // A leaf is often not in the cache (a large tree's leaves outnumber the cache's
+        // lines): the slot array's lines are requested at once, and each probe requests the
+        // cells of both probes that may follow it, so the misses overlap instead of queueing.
+        for line in (CACHE_LINE..HEADER_BYTES + self.len() * SLOT_BYTES).step_by(CACHE_LINE) {
+            crate::os::prefetch(self.bytes, line);
+        }
         while lo < hi {
             let mid = (lo + hi) / 2;
+            self.prefetch_cell((lo + mid) / 2);
+            self.prefetch_cell((mid + 1 + hi) / 2);
             match order(self.key(mid)?) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
@@ -358,6 +368,14 @@ impl<'a> PageRef<'a> {
             }
         }
         Ok(Err(lo))
+    }
+
+    /// Requests the cache line of entry i's cell (its key's first bytes), if there is one.
+    #[inline(always)]
+    fn prefetch_cell(&self, i: usize) {
+        if let Some(slot) = self.slots.get(i) {
+            crate::os::prefetch(self.bytes, u16::from_le_bytes(*slot) as usize);
+        }
     }
 
     /// A leaf value's header varint at `at`: (length << 1 | overflow, bytes read).

@@ -4,10 +4,12 @@
 mod file;
 mod lock;
 mod mapping;
+mod prefetch;
 mod space;
 
 pub(crate) use file::{preallocate, sync_dir};
 pub(crate) use lock::{DirLock, LockError};
 pub(crate) use mapping::{copy_between, Mapping};
+pub(crate) use prefetch::prefetch;
 pub(crate) use space::reserve;
 pub use space::simulate_disk_limit;
