@@ -15,18 +15,26 @@ impl BTree {
     /// strictly sorted (checked before anything is written: the input is collected first).
     pub fn bulk_load<K: AsRef<[u8]>, V: AsRef<[u8]>>(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
         let pairs: Vec<(K, V)> = pairs.into_iter().collect();
-        let mut stored: Vec<(Cow<'_, [u8]>, &[u8])> = Vec::with_capacity(pairs.len());
-        for (k, v) in &pairs {
-            let (k, v) = (k.as_ref(), v.as_ref());
+        self.bulk_load_indexed(pairs.len(), |i| Ok((pairs[i].0.as_ref(), pairs[i].1.as_ref())))
+    }
+
+    /// `bulk_load` of the `n` pairs `pair(0..n)` gives, read twice: once to check them all
+    /// (nothing is written before that), once to build the pages as they come. Nothing of
+    /// the input's size is allocated: a million pairs cost no more memory than their pages.
+    pub(crate) fn bulk_load_indexed<'p>(
+        &self,
+        n: usize,
+        pair: impl Fn(usize) -> Result<(&'p [u8], &'p [u8])>,
+    ) -> Result<()> {
+        let mut previous: Option<Cow<'p, [u8]>> = None;
+        for i in 0..n {
+            let (k, v) = pair(i)?;
             self.check_entry(k, v)?;
             let skey = self.stored_key(k, v);
-            if let Some((prev, _)) = stored.last() {
-                if self.cmp_stored(prev, &skey) != Ordering::Less {
-                    return Err(Error::InvalidArgument("bulk_load input is not strictly sorted".into()));
-                }
+            if previous.as_ref().is_some_and(|prev| self.cmp_stored(prev, &skey) != Ordering::Less) {
+                return Err(Error::InvalidArgument("bulk_load input is not strictly sorted".into()));
             }
-            let value: &[u8] = if self.duplicates() == Duplicates::Multi { &[] } else { v };
-            stored.push((skey, value));
+            previous = Some(skey);
         }
         let store = self.store()?;
         let mut st = self.write_state();
@@ -34,25 +42,10 @@ impl BTree {
             return Err(Error::InvalidArgument("bulk_load needs an empty tree".into()));
         }
         let pb = self.page_bytes();
-        let inline_max = super::max_inline_value_bytes(pb as u32);
         let mut allocated: Vec<u64> = Vec::new();
         let result = (|| -> Result<(u64, u32)> {
-            // Overflow values first, so leaf entries can name their nodes.
-            let mut values: Vec<Value<'_>> = Vec::with_capacity(stored.len());
-            for (_, v) in &stored {
-                if v.len() <= inline_max {
-                    values.push(Value::Inline(v));
-                } else {
-                    let (id, _, _) = store.allocate(v.len(), KIND_OVERFLOW)?;
-                    allocated.push(id.raw());
-                    store.publish(id, v)?;
-                    values.push(Value::Overflow(id.raw(), v.len() as u32));
-                }
-            }
-            let leaf_entries: Vec<Entry<'_>> =
-                stored.iter().zip(&values).map(|((k, _), v)| Entry { key: k, payload: Payload::Leaf(*v) }).collect();
             // Level by level: (first key, page id) of each page built.
-            let mut level = self.build_level(&store, &mut allocated, TYPE_LEAF, 0, &leaf_entries, pb)?;
+            let mut level = self.build_leaves(&store, &mut allocated, n, &pair, pb)?;
             let mut height = 1u32;
             while level.len() > 1 {
                 let separators: Vec<Vec<u8>> = level.iter().map(|(k, _)| k.clone()).collect();
@@ -71,7 +64,7 @@ impl BTree {
                 let old_root = st.root;
                 st.root = root;
                 st.height = height;
-                st.entries = stored.len() as u64;
+                st.entries = n as u64;
                 self.bump_version_locked();
                 self.save_anchor_locked(&st)?;
                 store.free(NodeId::from_raw(old_root))?; // the empty root leaf
@@ -86,26 +79,44 @@ impl BTree {
         }
     }
 
-    /// Packs leaf entries into full pages; returns each page's first key and id.
-    fn build_level(
+    /// Packs the pairs into full leaves, each written as soon as the next pair no longer
+    /// fits it (a value over the inline limit first goes to its own node). Returns each
+    /// leaf's first key and id; no pairs make one empty leaf.
+    fn build_leaves<'p>(
         &self,
         store: &crate::Store,
         allocated: &mut Vec<u64>,
-        ty: u8,
-        leftmost: u64,
-        entries: &[Entry<'_>],
+        n: usize,
+        pair: &impl Fn(usize) -> Result<(&'p [u8], &'p [u8])>,
         pb: usize,
     ) -> Result<Vec<(Vec<u8>, u64)>> {
+        let inline_max = super::max_inline_value_bytes(pb as u32);
         let mut out = Vec::new();
-        let mut start = 0;
-        while start < entries.len() || (out.is_empty() && entries.is_empty()) {
-            let end = self.page_end(entries, start, pb);
-            let id = write_page(store, allocated, KIND_LEAF, ty, leftmost, &entries[start..end], pb)?;
-            out.push((entries.get(start).map(|e| e.key.to_vec()).unwrap_or_default(), id));
-            if entries.is_empty() {
-                break;
+        let mut page: Vec<(Cow<'p, [u8]>, Value<'p>)> = Vec::new();
+        let mut used = 0;
+        for i in 0..n {
+            let (k, v) = pair(i)?;
+            let skey = self.stored_key(k, v);
+            let value = if self.duplicates() == Duplicates::Multi {
+                Value::Inline(&[])
+            } else if v.len() <= inline_max {
+                Value::Inline(v)
+            } else {
+                let (id, _, _) = store.allocate(v.len(), KIND_OVERFLOW)?;
+                allocated.push(id.raw());
+                store.publish(id, v)?;
+                Value::Overflow(id.raw(), v.len() as u32)
+            };
+            let bytes = page::entry_bytes(skey.len(), &Payload::Leaf(value));
+            if !page.is_empty() && (!page::fits(used + bytes, pb) || !self.count_fits(page.len() + 1)) {
+                out.push(flush_leaf(store, allocated, &mut page, pb)?);
+                used = 0;
             }
-            start = end;
+            used += bytes;
+            page.push((skey, value));
+        }
+        if !page.is_empty() || out.is_empty() {
+            out.push(flush_leaf(store, allocated, &mut page, pb)?);
         }
         Ok(out)
     }
@@ -149,6 +160,20 @@ impl BTree {
         }
         end
     }
+}
+
+/// Writes the pending leaf's entries as a new page and empties it: (first key, page id).
+fn flush_leaf(
+    store: &crate::Store,
+    allocated: &mut Vec<u64>,
+    page: &mut Vec<(Cow<'_, [u8]>, Value<'_>)>,
+    pb: usize,
+) -> Result<(Vec<u8>, u64)> {
+    let entries: Vec<Entry<'_>> = page.iter().map(|(k, v)| Entry { key: k, payload: Payload::Leaf(*v) }).collect();
+    let id = write_page(store, allocated, KIND_LEAF, TYPE_LEAF, 0, &entries, pb)?;
+    let first = page.first().map(|(k, _)| k.to_vec()).unwrap_or_default();
+    page.clear();
+    Ok((first, id))
 }
 
 fn write_page(

@@ -315,15 +315,14 @@ pub unsafe extern "C" fn pcore_tree_bulk_load(
             non_null(keys, "keys")?;
             non_null(values, "values")?;
         }
-        let mut pairs = Vec::with_capacity(count);
-        for i in 0..count {
-            // SAFETY: `keys` and `values` hold `count` readable entries by contract, and each
-            // entry describes readable bytes.
-            let (k, v) = unsafe { (*keys.add(i), *values.add(i)) };
-            // SAFETY: as above.
-            pairs.push(unsafe { (bytes(k.data, k.len, "key")?, bytes(v.data, v.len, "value")?) });
-        }
-        t.bulk_load(pairs)
+        t.bulk_load_indexed(count, |i| {
+            // SAFETY: `keys` and `values` hold `count` readable entries by contract (i < count),
+            // and each entry describes readable bytes that stay unchanged during the call.
+            unsafe {
+                let (k, v) = (*keys.add(i), *values.add(i));
+                Ok((bytes(k.data, k.len, "key")?, bytes(v.data, v.len, "value")?))
+            }
+        })
     })
 }
 
