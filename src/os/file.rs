@@ -37,3 +37,53 @@ fn to_off(v: u64) -> io::Result<libc::off_t> {
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
+
+/// Writes `pieces` one after another at `offset`, all of them (pwritev, at most IOV_MAX
+/// pieces a call, resumed after a short write): a commit's frame goes out without its pages
+/// being copied into one buffer first.
+pub(crate) fn write_all_vectored_at(file: &File, pieces: &[&[u8]], offset: u64) -> io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    let fd = file.as_raw_fd();
+    let (mut piece, mut within, mut at) = (0usize, 0usize, offset);
+    while piece < pieces.len() {
+        if pieces[piece].len() == within {
+            (piece, within) = (piece + 1, 0);
+            continue;
+        }
+        let iov: Vec<libc::iovec> = pieces[piece..]
+            .iter()
+            .take(IOV_MAX)
+            .enumerate()
+            .map(|(i, p)| {
+                let skip = if i == 0 { within } else { 0 };
+                libc::iovec { iov_base: p[skip..].as_ptr() as *mut libc::c_void, iov_len: p.len() - skip }
+            })
+            .collect();
+        // SAFETY: every iovec describes live, readable bytes of `pieces`, borrowed for the
+        // call; pwritev only reads them.
+        let n = unsafe { libc::pwritev(fd, iov.as_ptr(), iov.len() as libc::c_int, to_off(at)?) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote nothing"));
+        }
+        let mut left = n as usize;
+        at += left as u64;
+        while left > 0 {
+            let rest = pieces[piece].len() - within;
+            if left < rest {
+                within += left;
+                left = 0;
+            } else {
+                left -= rest;
+                (piece, within) = (piece + 1, 0);
+            }
+        }
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@ mod mapping;
 mod prefetch;
 mod space;
 
-pub(crate) use file::{preallocate, sync_dir};
+pub(crate) use file::{preallocate, sync_dir, write_all_vectored_at};
 pub(crate) use lock::{DirLock, LockError};
 pub(crate) use mapping::{copy_between, Mapping};
 pub(crate) use prefetch::prefetch;

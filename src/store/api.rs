@@ -495,14 +495,15 @@ impl Store {
             return Ok(epoch);
         }
         let mut c = self.shared.state.write();
-        let prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize);
+        let mut prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize);
         // Readers go on while the frame is written and synced; mutations wait.
         let c = RwLockWriteGuard::downgrade_to_upgradable(c);
         for &(loc, len) in &prepared.unlogged {
             c.space.flush_block(loc, len)?;
         }
         let log = w.log.as_mut().expect("a writable file store has a log");
-        if let Err((err, cut_back)) = log.append(&prepared.frame) {
+        let frame = prepared.frame.pieces(|loc, len| c.space.read(loc, len));
+        if let Err((err, cut_back)) = log.append(&frame) {
             if !cut_back {
                 self.shared.poison(&mut w, format!("a failed log append could not be cut back: {err}"));
             }

@@ -8,7 +8,7 @@
 use super::codec::crc;
 use super::node_id::NodeId;
 use super::table::{Committed, ObjectTable, Slot, State};
-use super::wal::{FrameBuilder, PutOp};
+use super::wal::{FrameBuilder, FrameParts, PutOp};
 use super::{GrowthPolicy, NodeInfo};
 use crate::alloc::{Loc, Space};
 use crate::error::{Error, Result};
@@ -41,7 +41,9 @@ pub(crate) type Roots = BTreeMap<Vec<u8>, (u64, Vec<u8>)>;
 /// A commit's frame, built under the state lock and written outside it.
 pub(crate) struct PreparedCommit {
     pub epoch: u64,
-    pub frame: Vec<u8>,
+    /// Its payloads still in their blocks: the commit holds the state lock against
+    /// mutations until the frame is written.
+    pub frame: FrameParts,
     /// Blocks whose payload is not in the frame: flushed before the frame is written.
     pub unlogged: Vec<(Loc, usize)>,
 }
@@ -464,7 +466,7 @@ impl Core {
                 payload_at: None,
             };
             if payload.len() <= inline_max {
-                frame.put(&put, Some(payload));
+                frame.put_in_place(&put, s.loc());
             } else {
                 frame.put(&put, None);
                 unlogged.push((s.loc(), payload.len()));
@@ -474,7 +476,7 @@ impl Core {
             let (id, meta) = &self.roots[name];
             frame.root(name, *id, meta);
         }
-        PreparedCommit { epoch, frame: frame.finish(epoch), unlogged }
+        PreparedCommit { epoch, frame: frame.finish_parts(epoch), unlogged }
     }
 
     /// Marks everything in the prepared commit as committed at `epoch`.
