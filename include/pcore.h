@@ -263,7 +263,8 @@ typedef struct PcoreStoreStats {
 
 // A key order: negative, zero or positive as `a` sorts before, with or after `b`. Must be a
 // total order, must not throw or longjmp, and may be called from any thread that uses the
-// tree. `ctx` is the options' `compare_ctx`.
+// tree. It runs while the tree and its store are locked: it must not call pcore. `ctx` is
+// the options' `compare_ctx`.
 typedef int32_t (*PcoreCompareFn)(void *ctx,
                                   const uint8_t *a,
                                   size_t a_len,

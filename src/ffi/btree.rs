@@ -30,6 +30,15 @@ fn tree_of(handle: *const PcoreTree) -> Result<BTree> {
     TREES.get(handle as usize)
 }
 
+/// Calls `f` with the tree a handle names, borrowed (see `Registry::with`): for the short,
+/// frequent calls (insert, get, remove).
+fn with_tree<R>(handle: *const PcoreTree, f: impl FnOnce(&BTree) -> Result<R>) -> Result<R> {
+    if handle.is_null() {
+        return Err(Error::BadHandle("the tree handle is NULL".into()));
+    }
+    TREES.with(handle as usize, f)
+}
+
 fn cursor_of(handle: *const PcoreCursor) -> Result<Arc<Mutex<CursorState>>> {
     if handle.is_null() {
         return Err(Error::BadHandle("the cursor handle is NULL".into()));
@@ -202,11 +211,10 @@ pub unsafe extern "C" fn pcore_tree_insert(
     value_len: usize,
 ) -> i32 {
     guard::call(|| {
-        let t = tree_of(tree)?;
         // SAFETY: per this function's contract.
         let (k, v) =
             unsafe { (bytes(key.cast::<u8>(), key_len, "key")?, bytes(value.cast::<u8>(), value_len, "value")?) };
-        t.insert(k, v)
+        with_tree(tree, |t| t.insert(k, v))
     })
 }
 
@@ -230,12 +238,11 @@ pub unsafe extern "C" fn pcore_tree_get(
     out_value_len: *mut usize,
 ) -> i32 {
     guard::call(|| {
-        let t = tree_of(tree)?;
         out_buffer(value_buf, value_cap, "value_buf")?;
         // SAFETY: per this function's contract.
         let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
         // SAFETY: `value_buf` has `value_cap` writable bytes by contract; n <= value_cap.
-        let copied = t.get_with(k, |v| unsafe { copy_out(v, value_buf, value_cap, out_value_len) })?;
+        let copied = with_tree(tree, |t| t.get_with(k, |v| unsafe { copy_out(v, value_buf, value_cap, out_value_len) }))?;
         copied.ok_or_else(|| Error::NotFound("no such key".into()))
     })
 }
@@ -256,10 +263,9 @@ pub unsafe extern "C" fn pcore_tree_remove(
     out_removed: *mut i32,
 ) -> i32 {
     guard::call(|| {
-        let t = tree_of(tree)?;
         // SAFETY: per this function's contract.
         let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
-        let removed = t.remove(k)?;
+        let removed = with_tree(tree, |t| t.remove(k))?;
         // SAFETY: NULL or writable, by this function's contract.
         unsafe { write_optional(out_removed, removed as i32) };
         Ok(())

@@ -67,6 +67,19 @@ impl<T: Clone> Registry<T> {
         }
     }
 
+    /// Calls `f` with the handle's object, borrowed under the table's shared lock (taken
+    /// recursively, so a waiting open or close cannot wedge a nested call): no reference count
+    /// is touched, which `get` costs. For short calls; a long one would hold up opens and
+    /// closes of every handle of this type.
+    pub(crate) fn with<R>(&self, token: usize, f: impl FnOnce(&T) -> Result<R>) -> Result<R> {
+        let (index, generation) = self.decode(token)?;
+        let entries = self.entries.read_recursive();
+        match entries.get(index) {
+            Some(Entry { generation: g, value: Some(v) }) if *g == generation => f(v),
+            _ => Err(Error::BadHandle(format!("{token:#x} is closed or was never opened"))),
+        }
+    }
+
     pub(crate) fn remove(&self, token: usize) -> Result<T> {
         let (index, generation) = self.decode(token)?;
         let mut entries = self.entries.write();
@@ -86,7 +99,9 @@ mod tests {
         let r: Registry<u32> = Registry::new(HandleType::Store);
         let a = r.insert(7);
         assert_eq!(r.get(a).unwrap(), 7);
+        assert_eq!(r.with(a, |v| Ok(*v + 1)).unwrap(), 8);
         assert_eq!(r.remove(a).unwrap(), 7);
+        assert!(r.with(a, |v| Ok(*v)).is_err());
         assert!(r.get(a).is_err());
         assert!(r.remove(a).is_err());
         let b = r.insert(8);

@@ -110,7 +110,8 @@ pub struct PcoreCursor {
 
 /// A key order: negative, zero or positive as `a` sorts before, with or after `b`. Must be a
 /// total order, must not throw or longjmp, and may be called from any thread that uses the
-/// tree. `ctx` is the options' `compare_ctx`.
+/// tree. It runs while the tree and its store are locked: it must not call pcore. `ctx` is
+/// the options' `compare_ctx`.
 pub type PcoreCompareFn =
     Option<unsafe extern "C" fn(ctx: *mut c_void, a: *const u8, a_len: usize, b: *const u8, b_len: usize) -> i32>;
 
