@@ -167,6 +167,59 @@ fn bad_page(page_id: u64, what: String) -> Error {
     Error::corrupt(format!("B+ tree page {page_id:#x}"), 0, what)
 }
 
+/// A leaf's cells with one more, `cell`, at index `at`: what a new key's slow path cuts in
+/// two. Its cells are read where they lie, one at a time, and only those a shift needs.
+#[derive(Clone, Copy)]
+pub(crate) struct LeafWithInsert<'a> {
+    pub page: PageRef<'a>,
+    pub at: usize,
+    pub cell: Cell<'a>,
+}
+
+impl<'a> LeafWithInsert<'a> {
+    pub fn len(&self) -> usize {
+        self.page.len() + 1
+    }
+
+    /// Bytes of all the cells, slots included (the page has no holes: it is a leaf).
+    pub fn bytes(&self) -> usize {
+        self.page.occupied_bytes() + self.cell.bytes()
+    }
+
+    #[inline(always)]
+    pub fn get(&self, j: usize) -> Result<Cell<'a>> {
+        match j.cmp(&self.at) {
+            std::cmp::Ordering::Less => self.page.leaf_cell(j),
+            std::cmp::Ordering::Equal => Ok(self.cell),
+            std::cmp::Ordering::Greater => self.page.leaf_cell(j - 1),
+        }
+    }
+
+    /// Writes cells `range` as a whole leaf into `out`, reading each once. A damaged cell,
+    /// or cells that do not fit, are `Corrupt` (with `out` partly written: pass a buffer).
+    pub fn build(&self, out: &mut [u8], range: std::ops::Range<usize>) -> Result<()> {
+        let slots_end = HEADER_BYTES + range.len() * SLOT_BYTES;
+        let mut end = out.len();
+        if slots_end > end {
+            return Err(self.page.corrupt(0, "more cells than a page holds"));
+        }
+        out[..HEADER_BYTES].fill(0);
+        out[0] = TYPE_LEAF;
+        out[2..4].copy_from_slice(&(range.len() as u16).to_le_bytes());
+        for (i, j) in range.enumerate() {
+            let raw = self.get(j)?.raw;
+            if end < slots_end + raw.len() {
+                return Err(self.page.corrupt(j, "cells that do not fit a page"));
+            }
+            end -= raw.len();
+            out[end..end + raw.len()].copy_from_slice(raw);
+            out[HEADER_BYTES + i * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
+        }
+        out[4..8].copy_from_slice(&(end as u32).to_le_bytes());
+        Ok(())
+    }
+}
+
 /// Reads a page, checking its layout as it goes: a damaged page is `Corrupt` naming the page,
 /// never a panic or an out-of-bounds read.
 #[derive(Clone, Copy)]

@@ -6,7 +6,7 @@
 //! page is written, so an operation that fails leaves the tree exactly as it was. Changes are
 //! durable with the store's next commit. Readers hold the lock shared.
 
-use super::page::{self, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
+use super::page::{self, Cell, Entry, LeafWithInsert, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
 use crate::error::{Error, Result};
 use crate::store::{NodeEditor, NodeId, Store, WeakStore};
@@ -658,6 +658,24 @@ impl BTree {
         let mut plan = Plan::new(self, editor);
         let leaf_bytes = plan.copy_page(leaf_id)?;
         let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
+        if let Err(at) = found {
+            // The common overflow on random inserts: a new key with an inline value whose leaf
+            // is full, shifted into a sibling in place.
+            let inline = svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32);
+            let mut cell_buf = Vec::new();
+            let cell = Cell::encode(&Entry { key: skey, payload: Payload::Leaf(Value::Inline(svalue)) }, &mut cell_buf);
+            let cells = LeafWithInsert { page: leaf, at, cell };
+            if inline
+                && leaf.is_leaf()
+                && !page::fits(cells.bytes(), self.inner.page_bytes)
+                && self.edge(&plan, path, at, cells.len()) == Edge::Middle
+                && self.shift_in_place(plan.editor, path, leaf_id, &cells)?
+            {
+                drop(plan);
+                st.entries += 1;
+                return self.save_anchor(editor, st);
+            }
+        }
         let mut cells = self.page_cells(&leaf, leaf_id)?;
         let replaced = match found {
             Ok(i) => Some(leaf.entry(i)?.payload),
@@ -683,16 +701,6 @@ impl BTree {
             }
         };
         let edge = self.edge(&plan, path, index, cells.len());
-        if edge == Edge::Middle && plan.is_empty() && !self.cells_fit(&cells) {
-            // The common overflow on random inserts: a shift into a sibling, edited in place.
-            if self.shift_in_place(plan.editor, path, leaf_id, &cells)? {
-                drop(plan);
-                if found.is_err() {
-                    st.entries += 1;
-                }
-                return self.save_anchor(editor, st);
-            }
-        }
         if let Err(e) = self.write_leaf(&mut plan, st, path, leaf_id, &cells, edge) {
             return plan.abort(e);
         }
@@ -766,28 +774,23 @@ impl BTree {
         self.insert_separator(plan, st, path, separator, right_id, edge)
     }
 
-    /// Whether a leaf's cells fit one page (bytes and the entry ceiling).
-    fn cells_fit(&self, cells: &[Cell<'_>]) -> bool {
-        self.count_fits(cells.len()) && page::fits(cells.iter().map(Cell::bytes).sum(), self.inner.page_bytes)
-    }
-
-    /// `shift_into_sibling` done in place, for the common case: the leaf's overflowing cells
-    /// (`cells`, the new one included) go to the end of its left sibling or the front of its
-    /// right one, whose free gap takes them; the leaf is rewritten with the rest, and the
-    /// parent's separator replaced in place. Only the leaf's head or tail is measured, and the
-    /// sibling is never decoded. Returns false, nothing changed, when that does not work out
-    /// (the general path then decides).
+    /// `shift_into_sibling` done in place, for the common case of a new key: the leaf's
+    /// overflowing cells (`cells`: the leaf with the new one) go to the end of its left sibling
+    /// or the front of its right one, whose free gap takes them; the leaf is rewritten with the
+    /// rest, and the parent's separator replaced in place. Only the cells a shift moves are
+    /// measured before the writes, and the sibling is never decoded. Returns false, nothing
+    /// changed, when that does not work out (the general path then decides).
     fn shift_in_place(
         &self,
         editor: &mut NodeEditor<'_>,
         path: &[(u64, usize)],
         leaf_id: u64,
-        cells: &[Cell<'_>],
+        cells: &LeafWithInsert<'_>,
     ) -> Result<bool> {
         let Some(&(parent_id, pos)) = path.last() else { return Ok(false) };
         let pb = self.inner.page_bytes;
         let cap = page::capacity(pb);
-        let leaf_total: usize = cells.iter().map(Cell::bytes).sum();
+        let leaf_total = cells.bytes();
         let limit = 2 * cap - shift_slack(cap);
         let choice = {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: pb };
@@ -808,13 +811,13 @@ impl BTree {
                 if leaf_total + used > limit {
                     continue;
                 }
-                let Some(k) = shift_cut(cells, leaf_total, used, cap, right) else { continue };
+                let Some(k) = shift_cut(cells, leaf_total, used, cap, right)? else { continue };
                 let moved = if right { cells.len() - k } else { k };
                 if !self.count_fits(cells.len() - moved) || !self.count_fits(sibling.len() + moved) {
                     continue;
                 }
                 let sep_index = pos.min(sibling_pos);
-                let separator = self.separator(cells[k - 1].key(), cells[k].key());
+                let separator = self.separator(cells.get(k - 1)?.key(), cells.get(k)?.key());
                 if page::separator_fits_in_place(&parent, sep_index, &separator)? {
                     choice = Some((sibling_id, right, k, sep_index, separator));
                     break;
@@ -823,12 +826,15 @@ impl BTree {
             choice
         };
         let Some((sibling_id, right, k, sep_index, separator)) = choice else { return Ok(false) };
+        let (stay, moved) = if right { (0..k, k..cells.len()) } else { (k..cells.len(), 0..k) };
+        let moved: Vec<Cell<'_>> = moved.map(|j| cells.get(j)).collect::<Result<_>>()?;
+        let mut rest = Scratch::new(pb);
+        cells.build(&mut rest, stay)?;
         // Every shadow first (the only step that can fail, for lack of space), then the
         // three edits, each of which was checked above to succeed.
         for id in [leaf_id, sibling_id, parent_id] {
             editor.prepare_write(NodeId::from_raw(id))?;
         }
-        let (stay, moved) = if right { cells.split_at(k) } else { (&cells[k..], &cells[..k]) };
         let edit = |editor: &mut NodeEditor<'_>, id: u64, f: &mut dyn FnMut(&mut [u8]) -> Result<bool>| {
             let done = editor.try_update(NodeId::from_raw(id), |buf| match buf.get_mut(..pb) {
                 Some(page) => Ok((pb, f(page)?)),
@@ -841,9 +847,9 @@ impl BTree {
             }
         };
         edit(editor, parent_id, &mut |p| page::replace_separator_in_place(p, parent_id, sep_index, &separator))?;
-        edit(editor, sibling_id, &mut |p| page::insert_cells_in_place(p, sibling_id, moved, right))?;
+        edit(editor, sibling_id, &mut |p| page::insert_cells_in_place(p, sibling_id, &moved, right))?;
         edit(editor, leaf_id, &mut |p| {
-            page::build_cells(p, TYPE_LEAF, 0, stay);
+            p.copy_from_slice(&rest);
             Ok(true)
         })?;
         Ok(true)
@@ -1172,17 +1178,17 @@ fn shift_slack(cap: usize) -> usize {
     cap / 8
 }
 
-/// Where to cut a leaf's `cells` (of `total` bytes) so that its tail (`right`) or head goes
+/// Where to cut a leaf's `cells` (of `total` bytes) so that their tail (`right`) or head goes
 /// to a sibling using `used` bytes: the cut whose two pages are closest in size, both within
 /// `cap`. Returns k, the first cell of the right-hand page, or None when no cut fits.
-fn shift_cut(cells: &[Cell<'_>], total: usize, used: usize, cap: usize, right: bool) -> Option<usize> {
+fn shift_cut(cells: &LeafWithInsert<'_>, total: usize, used: usize, cap: usize, right: bool) -> Result<Option<usize>> {
     let n = cells.len();
     let mut moved = 0;
     let mut best: Option<(usize, usize)> = None;
     for step in 0..n - 1 {
         let j = if right { n - 1 - step } else { step };
-        moved += cells[j].bytes();
-        let (here, there) = (total - moved, used + moved);
+        moved += cells.get(j)?.bytes();
+        let (here, there) = (total.saturating_sub(moved), used + moved);
         if there > cap {
             break;
         }
@@ -1194,7 +1200,7 @@ fn shift_cut(cells: &[Cell<'_>], total: usize, used: usize, cap: usize, right: b
             best = Some((if right { j } else { j + 1 }, imbalance));
         }
     }
-    best.map(|(k, _)| k)
+    Ok(best.map(|(k, _)| k))
 }
 
 /// A page a child pointer names but the store does not have: the tree is damaged. Other
@@ -1433,11 +1439,6 @@ impl<'t, 'c> Plan<'t, 'c> {
 
     fn free_later(&mut self, id: u64) {
         self.frees.push(id);
-    }
-
-    /// Nothing allocated, written or freed yet.
-    fn is_empty(&self) -> bool {
-        self.allocated.is_empty() && self.writes.is_empty() && self.frees.is_empty()
     }
 
     /// Undoes the allocations and returns `e`: the tree is as it was.

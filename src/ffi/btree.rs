@@ -242,7 +242,8 @@ pub unsafe extern "C" fn pcore_tree_get(
         // SAFETY: per this function's contract.
         let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
         // SAFETY: `value_buf` has `value_cap` writable bytes by contract; n <= value_cap.
-        let copied = with_tree(tree, |t| t.get_with(k, |v| unsafe { copy_out(v, value_buf, value_cap, out_value_len) }))?;
+        let copied =
+            with_tree(tree, |t| t.get_with(k, |v| unsafe { copy_out(v, value_buf, value_cap, out_value_len) }))?;
         copied.ok_or_else(|| Error::NotFound("no such key".into()))
     })
 }
