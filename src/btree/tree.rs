@@ -658,16 +658,14 @@ impl BTree {
         let mut plan = Plan::new(self, editor);
         let leaf_bytes = plan.copy_page(leaf_id)?;
         let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
-        if let Err(at) = found {
+        let inline = svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32);
+        if let (Err(at), true) = (found, inline && leaf.is_leaf()) {
             // The common overflow on random inserts: a new key with an inline value whose leaf
             // is full, shifted into a sibling in place.
-            let inline = svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32);
             let mut cell_buf = Vec::new();
             let cell = Cell::encode(&Entry { key: skey, payload: Payload::Leaf(Value::Inline(svalue)) }, &mut cell_buf);
             let cells = LeafWithInsert { page: leaf, at, cell };
-            if inline
-                && leaf.is_leaf()
-                && !page::fits(cells.bytes(), self.inner.page_bytes)
+            if !page::fits(cells.bytes(), self.inner.page_bytes)
                 && self.edge(&plan, path, at, cells.len()) == Edge::Middle
                 && self.shift_in_place(plan.editor, path, leaf_id, &cells)?
             {
