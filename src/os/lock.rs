@@ -2,9 +2,11 @@
 //!
 //! `flock` locks belong to the open file description, so a second open in the same process is
 //! refused just like one in another process, and the lock dies with the process (a SIGKILLed
-//! writer never leaves a stale lock behind). The descriptor is close-on-exec; a host that
-//! forks keeps the lock in the child until the child execs or exits, so a reopen in that
-//! window answers `Busy`.
+//! writer never leaves a stale lock behind). The descriptor is close-on-exec, and dropping the
+//! lock unlocks the description before closing it: a child forked meanwhile (by another
+//! thread of the host, about to exec) shares the description, and merely closing our
+//! descriptor would leave the lock held through the child's copy, so an immediate reopen
+//! would answer `Busy`.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -43,6 +45,13 @@ impl DirLock {
     }
 }
 
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall on a descriptor we own (closed right after, by File's drop).
+        unsafe { libc::flock(self._file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +64,32 @@ mod tests {
         assert!(matches!(DirLock::acquire(&dir), Err(LockError::Held)));
         drop(first);
         assert!(DirLock::acquire(&dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_dropped_lock_is_free_even_while_a_forked_child_holds_the_descriptor() {
+        // The child shares the lock's open file description until it exits; dropping the lock
+        // in the parent must free the directory all the same.
+        let dir = std::env::temp_dir().join(format!("pcore-lock-fork-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = DirLock::acquire(&dir).ok().expect("first lock");
+        // SAFETY: the child only sleeps and exits (async-signal-safe calls), touching nothing.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // SAFETY: as above.
+            unsafe {
+                libc::usleep(300_000);
+                libc::_exit(0);
+            }
+        }
+        assert!(child > 0, "fork failed");
+        drop(first);
+        let again = DirLock::acquire(&dir);
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(child, &mut status, 0) };
+        assert!(again.is_ok(), "the directory stayed locked through the forked child's descriptor");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
