@@ -195,28 +195,15 @@ impl<'a> LeafWithInsert<'a> {
         }
     }
 
-    /// Writes cells `range` as a whole leaf into `out`, reading each once. A damaged cell,
-    /// or cells that do not fit, are `Corrupt` (with `out` partly written: pass a buffer).
+    /// Writes cells `range` as a whole leaf into `out`, reading each cell once. A damaged
+    /// cell, or cells that do not fit (a damaged page's lengths), are `Corrupt`, with `out`
+    /// partly written (pass a buffer).
     pub fn build(&self, out: &mut [u8], range: std::ops::Range<usize>) -> Result<()> {
-        let slots_end = HEADER_BYTES + range.len() * SLOT_BYTES;
-        let mut end = out.len();
-        if slots_end > end {
-            return Err(self.page.corrupt(0, "more cells than a page holds"));
-        }
-        out[..HEADER_BYTES].fill(0);
-        out[0] = TYPE_LEAF;
-        out[2..4].copy_from_slice(&(range.len() as u16).to_le_bytes());
-        for (i, j) in range.enumerate() {
-            let raw = self.get(j)?.raw;
-            if end < slots_end + raw.len() {
-                return Err(self.page.corrupt(j, "cells that do not fit a page"));
-            }
-            end -= raw.len();
-            out[end..end + raw.len()].copy_from_slice(raw);
-            out[HEADER_BYTES + i * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
-        }
-        out[4..8].copy_from_slice(&(end as u32).to_le_bytes());
-        Ok(())
+        let count = range.len();
+        let items = range.map(|j| self.get(j));
+        write_page(out, TYPE_LEAF, 0, count, items, |c| c.raw.len(), |c, dst| dst.copy_from_slice(c.raw))
+            .map(drop)
+            .map_err(|e| e.unwrap_or_else(|| self.page.corrupt(0, "cells that do not fit a page")))
     }
 }
 
@@ -252,6 +239,11 @@ impl<'a> PageRef<'a> {
         }
         let slots = bytes[HEADER_BYTES..HEADER_BYTES + count * SLOT_BYTES].as_chunks::<SLOT_BYTES>().0;
         Ok(PageRef { bytes, page_id, slots, cells_start: cells })
+    }
+
+    /// The whole page.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
     }
 
     pub fn is_leaf(&self) -> bool {
@@ -518,40 +510,74 @@ impl<'a> PageRef<'a> {
 /// Writes a whole page from entries in order. Panics if they do not fit: callers decide with
 /// [`fits`], which uses the same accounting.
 pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries: &[Entry<'_>]) -> usize {
-    write_page(out, page_type, leftmost_child, entries, |e| e.bytes() - SLOT_BYTES, |e, dst| write_cell(dst, e))
+    let items = entries.iter().map(Ok);
+    let written = write_page(
+        out,
+        page_type,
+        leftmost_child,
+        entries.len(),
+        items,
+        |e| e.bytes() - SLOT_BYTES,
+        |e, dst| write_cell(dst, e),
+    );
+    written.unwrap_or_else(|_| unfit(out.len()))
 }
 
 /// Writes a whole page from cells in order, as [`build`] does from entries.
 pub(crate) fn build_cells(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[Cell<'_>]) -> usize {
-    write_page(out, page_type, leftmost_child, cells, |c| c.raw.len(), |c, dst| dst.copy_from_slice(c.raw))
+    let items = cells.iter().map(Ok);
+    let written = write_page(
+        out,
+        page_type,
+        leftmost_child,
+        cells.len(),
+        items,
+        |c| c.raw.len(),
+        |c, dst| dst.copy_from_slice(c.raw),
+    );
+    written.unwrap_or_else(|_| unfit(out.len()))
 }
 
-/// The page writer: header, then each item's cell (`cell_len` bytes, written by `write`)
-/// growing down from the page's end, and its slot growing up after the header.
+#[cold]
+fn unfit(page_bytes: usize) -> ! {
+    panic!("entries do not fit a {page_bytes}-byte page")
+}
+
+/// The page writer: header, then each of the `count` items' cell (`cell_len` bytes, written
+/// by `write`) growing down from the page's end, and its slot growing up after the header.
+/// Fails with the error of an item that cannot be read, or `None` when the cells do not fit;
+/// `out` is then partly written.
 fn write_page<T>(
     out: &mut [u8],
     page_type: u8,
     leftmost_child: u64,
-    items: &[T],
+    count: usize,
+    items: impl IntoIterator<Item = Result<T>>,
     cell_len: impl Fn(&T) -> usize,
     write: impl Fn(&T, &mut [u8]),
-) -> usize {
-    let slots_end = HEADER_BYTES + items.len() * SLOT_BYTES;
+) -> std::result::Result<usize, Option<Error>> {
+    let slots_end = HEADER_BYTES + count * SLOT_BYTES;
+    if slots_end > out.len() {
+        return Err(None);
+    }
     out[0] = page_type;
     out[1] = 0;
-    out[2..4].copy_from_slice(&(items.len() as u16).to_le_bytes());
+    out[2..4].copy_from_slice(&(count as u16).to_le_bytes());
     out[8..16].copy_from_slice(&leftmost_child.to_le_bytes());
     let mut end = out.len();
-    for (i, item) in items.iter().enumerate() {
-        let cell = cell_len(item);
+    for (i, item) in items.into_iter().take(count).enumerate() {
+        let item = item.map_err(Some)?;
+        let cell = cell_len(&item);
         // Cells grow down towards the slot array: it is all the room there is.
-        assert!(end >= slots_end + cell, "entries do not fit a {}-byte page", out.len());
+        if end < slots_end + cell {
+            return Err(None);
+        }
         end -= cell;
-        write(item, &mut out[end..end + cell]);
+        write(&item, &mut out[end..end + cell]);
         out[HEADER_BYTES + i * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
     }
     out[4..8].copy_from_slice(&(end as u32).to_le_bytes());
-    out.len()
+    Ok(out.len())
 }
 
 #[inline]

@@ -1382,21 +1382,20 @@ impl<'t, 'c> Plan<'t, 'c> {
         }
     }
 
-    /// The page's current bytes, layout checked.
-    fn with_page<R>(&self, id: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        let bytes = self.editor.reader().node(NodeId::from_raw(id)).map_err(|e| missing_page(id, e))?;
-        parse_page(bytes, id, self.tree.inner.page_bytes)?;
-        Ok(f(bytes))
+    /// The page as it is now, layout checked.
+    fn with_page<R>(&self, id: u64, f: impl FnOnce(PageRef<'_>) -> R) -> Result<R> {
+        let nodes = self.editor.reader();
+        Ok(f(PageReader { nodes: &nodes, page_bytes: self.tree.inner.page_bytes }.page(id)?))
     }
 
     /// A copy of a page the operation reads and may rewrite, layout checked.
     fn copy_page(&self, id: u64) -> Result<Scratch> {
-        self.with_page(id, Scratch::copy_of)
+        self.with_page(id, |p| Scratch::copy_of(p.as_bytes()))
     }
 
     /// A page's entry count.
     fn page_len(&self, id: u64) -> Result<usize> {
-        self.with_page(id, |b| PageRef::parse(b, id).map(|p| p.len()))?
+        self.with_page(id, |p| p.len())
     }
 
     fn alloc_page(&mut self, kind: u8) -> Result<u64> {

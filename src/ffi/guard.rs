@@ -10,7 +10,8 @@ thread_local! {
 }
 
 fn set_last_error(message: String) {
-    let c = CString::new(message.replace('\0', "\\0")).expect("interior NULs replaced");
+    // Interior NULs are replaced, so this cannot fail; an empty message would do if it did.
+    let c = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
 }
 

@@ -63,7 +63,7 @@ impl<T: Clone> Registry<T> {
         let entries = self.entries.read();
         match entries.get(index) {
             Some(Entry { generation: g, value: Some(v) }) if *g == generation => Ok(v.clone()),
-            _ => Err(Error::BadHandle(format!("{token:#x} is closed or was never opened"))),
+            _ => Err(closed(token)),
         }
     }
 
@@ -76,7 +76,7 @@ impl<T: Clone> Registry<T> {
         let entries = self.entries.read_recursive();
         match entries.get(index) {
             Some(Entry { generation: g, value: Some(v) }) if *g == generation => f(v),
-            _ => Err(Error::BadHandle(format!("{token:#x} is closed or was never opened"))),
+            _ => Err(closed(token)),
         }
     }
 
@@ -84,10 +84,14 @@ impl<T: Clone> Registry<T> {
         let (index, generation) = self.decode(token)?;
         let mut entries = self.entries.write();
         match entries.get_mut(index) {
-            Some(e) if e.generation == generation && e.value.is_some() => Ok(e.value.take().expect("checked")),
-            _ => Err(Error::BadHandle(format!("{token:#x} is closed or was never opened"))),
+            Some(Entry { generation: g, value }) if *g == generation => value.take().ok_or_else(|| closed(token)),
+            _ => Err(closed(token)),
         }
     }
+}
+
+fn closed(token: usize) -> Error {
+    Error::BadHandle(format!("{token:#x} is closed or was never opened"))
 }
 
 #[cfg(test)]
