@@ -84,12 +84,32 @@ impl Space {
             }
         };
         let loc = Loc { class, block };
-        if source != (Source::Bump { known_zero: true }) {
+        if source == (Source::Bump { known_zero: true }) {
+            self.prefault_fresh(loc);
+        } else {
             let len = self.capacity(class) as usize;
             let (seg, off) = self.position(loc);
             self.per_class[class as usize].file.segment_mut(seg).zero(off, len);
         }
         Ok(loc)
+    }
+
+    /// A segment's never-used tail is handed out in order and written next: its pages are
+    /// faulted in a window at a time, one system call per window instead of a page fault per
+    /// page (which also evicts the writer's working set from the caches each time). Windows stay
+    /// small so that a store using few blocks of a class dirties, and later flushes, little more
+    /// than it uses.
+    fn prefault_fresh(&self, loc: Loc) {
+        const WINDOW: usize = 64 << 10;
+        let (seg, off) = self.position(loc);
+        let end = off + self.capacity(loc.class) as usize;
+        let prefaulted_to = off.next_multiple_of(WINDOW);
+        if off != 0 && end <= prefaulted_to {
+            return;
+        }
+        let start = if off == 0 { 0 } else { prefaulted_to };
+        let segment = self.per_class[loc.class as usize].file.segment(seg);
+        segment.prefault_for_writing(start, end.next_multiple_of(WINDOW) - start);
     }
 
     pub(crate) fn free(&mut self, loc: Loc) -> Result<()> {
@@ -268,6 +288,23 @@ mod tests {
         s.shift_to_start(c, 4, 6);
         assert_eq!(s.read(c, 6), b"456789");
         s.verify().unwrap();
+    }
+
+    #[test]
+    fn fresh_blocks_are_prefaulted_a_window_at_a_time() {
+        let mut s = memory_space();
+        let class = 6;
+        assert_eq!(s.capacity(class), 4096);
+        let first = s.allocate(class).unwrap();
+        assert_eq!(s.position(first), (0, 0));
+        let window = |s: &Space, i: usize| s.per_class[class as usize].file.segment(0).resident(i << 16, 1 << 16);
+        assert!(window(&s, 0).iter().all(|&r| r), "the first window is faulted in");
+        assert!(window(&s, 1).iter().all(|&r| !r), "the next is not yet");
+        for _ in 0..16 {
+            s.allocate(class).unwrap();
+        }
+        assert!(window(&s, 1).iter().all(|&r| r), "reaching it faults it in");
+        assert!(s.read(first, 4096).iter().all(|&b| b == 0));
     }
 
     #[test]
