@@ -118,6 +118,28 @@ impl ClassFile {
         Ok(())
     }
 
+    /// Makes `offset..offset + len` of a segment, never written since it was created, ready to
+    /// be written through the mapping. A first write to a page of a preallocated file through a
+    /// shared mapping is a page fault that reads the (unwritten) extent into the page cache and
+    /// builds its buffers, about 3 µs a page on ext4, and evicts the writer's working set from
+    /// the caches. Writing the range's zeros with `pwrite` puts the pages in the cache far more
+    /// cheaply, and one `MADV_POPULATE_WRITE` then maps them all. Both are only hints: on failure
+    /// the pages fault in as before, and the zeros written are the bytes already there.
+    pub(crate) fn prefault(&self, segment: u32, offset: usize, len: usize) {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let mapping = &self.segments[segment as usize];
+        let len = len.min(mapping.len() - offset);
+        if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
+            use std::os::unix::fs::FileExt;
+            let at = u64::from(segment) * self.segment_bytes + offset as u64;
+            for (i, chunk) in (0..len).step_by(ZEROS.len()).enumerate() {
+                let n = ZEROS.len().min(len - chunk);
+                let _ = file.write_all_at(&ZEROS[..n], at + (i * ZEROS.len()) as u64);
+            }
+        }
+        mapping.prefault_for_writing(offset, len);
+    }
+
     pub(crate) fn segment(&self, index: u32) -> &Mapping {
         &self.segments[index as usize]
     }

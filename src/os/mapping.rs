@@ -92,6 +92,10 @@ impl Mapping {
         unsafe { std::ptr::write_bytes(self.raw.as_mut_ptr().add(offset), 0, len) }
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.raw.len()
+    }
+
     /// Faults `offset..offset + len` (clipped to the mapping; `offset` page-aligned) in for
     /// writing now, in one call, rather than one page fault at a time as blocks are first
     /// written. Only a hint: on kernels before 5.14 it fails and the pages fault in lazily.
