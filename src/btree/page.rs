@@ -199,11 +199,21 @@ impl<'a> LeafWithInsert<'a> {
     /// cell, or cells that do not fit (a damaged page's lengths), are `Corrupt`, with `out`
     /// partly written (pass a buffer).
     pub fn build(&self, out: &mut [u8], range: std::ops::Range<usize>) -> Result<()> {
-        let count = range.len();
-        let items = range.map(|j| self.get(j));
-        write_page(out, TYPE_LEAF, 0, count, items, |c| c.raw.len(), |c, dst| dst.copy_from_slice(c.raw))
-            .map(drop)
-            .map_err(|e| e.unwrap_or_else(|| self.page.corrupt(0, "cells that do not fit a page")))
+        let unfit = || self.page.corrupt(0, "cells that do not fit a page");
+        let mut w = PageWriter::new(out, TYPE_LEAF, 0, range.len()).ok_or_else(unfit)?;
+        // The page's cells before the new one, the new one, the page's cells after it.
+        let after = range.start.max(self.at + 1);
+        for i in range.start..range.end.min(self.at) {
+            w.push_cell(self.page.leaf_cell(i)?.raw).ok_or_else(unfit)?;
+        }
+        if range.contains(&self.at) {
+            w.push_cell(self.cell.raw).ok_or_else(unfit)?;
+        }
+        for i in after - 1..range.end.max(after) - 1 {
+            w.push_cell(self.page.leaf_cell(i)?.raw).ok_or_else(unfit)?;
+        }
+        w.finish();
+        Ok(())
     }
 }
 
@@ -500,7 +510,7 @@ impl<'a> PageRef<'a> {
     }
 
     /// The page's capacity less its gap: the bytes its entries use when its cell area has no
-    /// holes, which a leaf's never has (every leaf writer packs cells: `write_page`,
+    /// holes, which a leaf's never has (every leaf writer packs cells: `PageWriter`,
     /// `insert_in_place`, `insert_cells_in_place`), and an upper bound otherwise.
     pub fn occupied_bytes(&self) -> usize {
         capacity(self.bytes.len()) - self.gap_bytes()
@@ -510,32 +520,22 @@ impl<'a> PageRef<'a> {
 /// Writes a whole page from entries in order. Panics if they do not fit: callers decide with
 /// [`fits`], which uses the same accounting.
 pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries: &[Entry<'_>]) -> usize {
-    let items = entries.iter().map(Ok);
-    let written = write_page(
-        out,
-        page_type,
-        leftmost_child,
-        entries.len(),
-        items,
-        |e| e.bytes() - SLOT_BYTES,
-        |e, dst| write_cell(dst, e),
-    );
-    written.unwrap_or_else(|_| unfit(out.len()))
+    let page_bytes = out.len();
+    let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, entries.len()) else { unfit(page_bytes) };
+    for e in entries {
+        w.push(e.bytes() - SLOT_BYTES, |dst| write_cell(dst, e)).unwrap_or_else(|| unfit(page_bytes));
+    }
+    w.finish()
 }
 
 /// Writes a whole page from cells in order, as [`build`] does from entries.
 pub(crate) fn build_cells(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[Cell<'_>]) -> usize {
-    let items = cells.iter().map(Ok);
-    let written = write_page(
-        out,
-        page_type,
-        leftmost_child,
-        cells.len(),
-        items,
-        |c| c.raw.len(),
-        |c, dst| dst.copy_from_slice(c.raw),
-    );
-    written.unwrap_or_else(|_| unfit(out.len()))
+    let page_bytes = out.len();
+    let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, cells.len()) else { unfit(page_bytes) };
+    for c in cells {
+        w.push_cell(c.raw).unwrap_or_else(|| unfit(page_bytes));
+    }
+    w.finish()
 }
 
 #[cold]
@@ -543,41 +543,75 @@ fn unfit(page_bytes: usize) -> ! {
     panic!("entries do not fit a {page_bytes}-byte page")
 }
 
-/// The page writer: header, then each of the `count` items' cell (`cell_len` bytes, written
-/// by `write`) growing down from the page's end, and its slot growing up after the header.
-/// Fails with the error of an item that cannot be read, or `None` when the cells do not fit;
-/// `out` is then partly written.
-fn write_page<T>(
-    out: &mut [u8],
-    page_type: u8,
-    leftmost_child: u64,
-    count: usize,
-    items: impl IntoIterator<Item = Result<T>>,
-    cell_len: impl Fn(&T) -> usize,
-    write: impl Fn(&T, &mut [u8]),
-) -> std::result::Result<usize, Option<Error>> {
-    let slots_end = HEADER_BYTES + count * SLOT_BYTES;
-    if slots_end > out.len() {
-        return Err(None);
-    }
-    out[0] = page_type;
-    out[1] = 0;
-    out[2..4].copy_from_slice(&(count as u16).to_le_bytes());
-    out[8..16].copy_from_slice(&leftmost_child.to_le_bytes());
-    let mut end = out.len();
-    for (i, item) in items.into_iter().take(count).enumerate() {
-        let item = item.map_err(Some)?;
-        let cell = cell_len(&item);
-        // Cells grow down towards the slot array: it is all the room there is.
-        if end < slots_end + cell {
-            return Err(None);
+/// The page writer: the header, then each cell growing down from the page's end and its slot
+/// growing up after the header. Every page image is written by it.
+struct PageWriter<'o> {
+    out: &'o mut [u8],
+    /// Where the last cell written starts.
+    end: usize,
+    /// The next slot's offset.
+    slot: usize,
+    slots_end: usize,
+}
+
+impl<'o> PageWriter<'o> {
+    /// A writer of a page of `count` entries, header written; `None` when their slots alone
+    /// do not fit.
+    fn new(out: &'o mut [u8], page_type: u8, leftmost_child: u64, count: usize) -> Option<PageWriter<'o>> {
+        let slots_end = HEADER_BYTES + count * SLOT_BYTES;
+        if slots_end > out.len() || count > u16::MAX as usize {
+            return None;
         }
-        end -= cell;
-        write(&item, &mut out[end..end + cell]);
-        out[HEADER_BYTES + i * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
+        out[0] = page_type;
+        out[1] = 0;
+        out[2..4].copy_from_slice(&(count as u16).to_le_bytes());
+        out[8..16].copy_from_slice(&leftmost_child.to_le_bytes());
+        Some(PageWriter { end: out.len(), out, slot: HEADER_BYTES, slots_end })
     }
-    out[4..8].copy_from_slice(&(end as u32).to_le_bytes());
-    Ok(out.len())
+
+    /// Adds the next cell, of `len` bytes written by `write`; `None` when it does not fit
+    /// (or is one more than the count given).
+    #[inline(always)]
+    fn push(&mut self, len: usize, write: impl FnOnce(&mut [u8])) -> Option<()> {
+        // Cells grow down towards the slot array: it is all the room there is.
+        if self.end < self.slots_end + len || self.slot >= self.slots_end {
+            return None;
+        }
+        self.end -= len;
+        write(&mut self.out[self.end..self.end + len]);
+        self.out[self.slot..self.slot + SLOT_BYTES].copy_from_slice(&(self.end as u16).to_le_bytes());
+        self.slot += SLOT_BYTES;
+        Some(())
+    }
+
+    #[inline(always)]
+    fn push_cell(&mut self, raw: &[u8]) -> Option<()> {
+        self.push(raw.len(), |dst| copy_cell(dst, raw))
+    }
+
+    /// Records where the cells start; returns the page's length.
+    fn finish(self) -> usize {
+        debug_assert_eq!(self.slot, self.slots_end, "fewer cells than the count given");
+        self.out[4..8].copy_from_slice(&(self.end as u32).to_le_bytes());
+        self.out.len()
+    }
+}
+
+/// Copies a cell (`dst` and `src` of one length). Most cells are a few dozen bytes, and pages
+/// are rebuilt a cell at a time: two overlapping fixed-size moves cost less than a call to
+/// memcpy.
+#[inline(always)]
+fn copy_cell(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if (16..=32).contains(&n) {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 16..].copy_from_slice(&src[n - 16..]);
+    } else if (33..=64).contains(&n) {
+        dst[..32].copy_from_slice(&src[..32]);
+        dst[n - 32..].copy_from_slice(&src[n - 32..]);
+    } else {
+        dst.copy_from_slice(src);
+    }
 }
 
 #[inline]
@@ -660,28 +694,30 @@ pub(crate) fn replace_separator_in_place(page: &mut [u8], page_id: u64, index: u
     Ok(true)
 }
 
-/// Adds `cells` to a leaf in place, before its first entry (`front`) or after its last,
-/// packed into the free gap (no holes: see `PageRef::occupied_bytes`). Returns false, the
-/// page untouched, when the gap cannot hold them.
-pub(crate) fn insert_cells_in_place(page: &mut [u8], page_id: u64, cells: &[Cell<'_>], front: bool) -> Result<bool> {
+/// Adds all of `src`'s cells (a leaf's, in order) to a leaf in place, before its first entry
+/// (`front`) or after its last, packed into the free gap (no holes: see
+/// `PageRef::occupied_bytes`). Returns false, the page untouched, when the gap cannot hold
+/// them.
+pub(crate) fn insert_cells_in_place(page: &mut [u8], page_id: u64, src: &PageRef<'_>, front: bool) -> Result<bool> {
     let p = PageRef::parse(page, page_id)?;
-    let need: usize = cells.iter().map(Cell::bytes).sum();
-    if !p.is_leaf() || p.gap_bytes() < need {
+    let (count, added) = (p.len(), src.len());
+    if !p.is_leaf() || !src.is_leaf() || p.gap_bytes() < src.occupied_bytes() {
         return Ok(false);
     }
-    let (count, mut end) = (p.len(), p.cells_start());
+    let mut end = p.cells_start();
     let first = if front {
-        page.copy_within(HEADER_BYTES..HEADER_BYTES + count * SLOT_BYTES, HEADER_BYTES + cells.len() * SLOT_BYTES);
+        page.copy_within(HEADER_BYTES..HEADER_BYTES + count * SLOT_BYTES, HEADER_BYTES + added * SLOT_BYTES);
         0
     } else {
         count
     };
-    for (i, c) in cells.iter().enumerate() {
-        end -= c.raw.len();
-        page[end..end + c.raw.len()].copy_from_slice(c.raw);
+    for i in 0..added {
+        let raw = src.leaf_cell(i)?.raw;
+        end -= raw.len();
+        copy_cell(&mut page[end..end + raw.len()], raw);
         page[HEADER_BYTES + (first + i) * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
     }
-    page[2..4].copy_from_slice(&((count + cells.len()) as u16).to_le_bytes());
+    page[2..4].copy_from_slice(&((count + added) as u16).to_le_bytes());
     page[4..8].copy_from_slice(&(end as u32).to_le_bytes());
     Ok(true)
 }

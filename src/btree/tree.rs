@@ -6,7 +6,9 @@
 //! page is written, so an operation that fails leaves the tree exactly as it was. Changes are
 //! durable with the store's next commit. Readers hold the lock shared.
 
-use super::page::{self, Cell, Entry, LeafWithInsert, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
+mod overflow;
+
+use super::page::{self, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
 use crate::error::{Error, Result};
 use crate::store::{NodeEditor, NodeId, Store, WeakStore};
@@ -618,7 +620,8 @@ impl BTree {
         let mut st = self.inner.state.write();
         // The whole insert runs under one hold of the store's lock: the descent, then either
         // the fast path (a new key with an inline value that fits the leaf's free gap: one
-        // in-place edit of one page) or a planned rewrite of the pages it changes.
+        // in-place edit of one page), or for such a key whose leaf is full a shift or split in
+        // place, or a planned rewrite of the pages it changes.
         let inline = svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32);
         self.store()?.with_editor(|editor| {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
@@ -627,13 +630,13 @@ impl BTree {
             if found.is_ok() && self.inner.duplicates != Duplicates::Overwrite {
                 return Err(Error::DuplicateKey(format!("key of {} bytes is already in the tree", key.len())));
             }
-            if let Err(i) = found {
-                if inline && self.count_fits(leaf_len + 1) {
-                    let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
-                    if self.try_insert_in_place(editor, leaf_id, i, &e)? {
-                        st.entries += 1;
-                        return self.save_anchor(editor, &st);
-                    }
+            if let (Err(i), true) = (found, inline) {
+                let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
+                if (self.count_fits(leaf_len + 1) && self.try_insert_in_place(editor, leaf_id, i, &e)?)
+                    || self.overflow_in_place(editor, &path, leaf_id, i, &e)?
+                {
+                    st.entries += 1;
+                    return self.save_anchor(editor, &st);
                 }
             }
             self.insert_rewriting(editor, &mut st, &path, leaf_id, found, &skey, svalue)
@@ -642,7 +645,7 @@ impl BTree {
         Ok(())
     }
 
-    /// The insert's slow path: the leaf's cells with the new one, written as one page, or
+    /// The insert's general path: the leaf's cells with the new one, written as one page, or
     /// shifted into a sibling, or split (the separator going up the path).
     #[allow(clippy::too_many_arguments)]
     fn insert_rewriting(
@@ -658,22 +661,6 @@ impl BTree {
         let mut plan = Plan::new(self, editor);
         let leaf_bytes = plan.copy_page(leaf_id)?;
         let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
-        let inline = svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32);
-        if let (Err(at), true) = (found, inline && leaf.is_leaf()) {
-            // The common overflow on random inserts: a new key with an inline value whose leaf
-            // is full, shifted into a sibling in place.
-            let mut cell_buf = Vec::new();
-            let cell = Cell::encode(&Entry { key: skey, payload: Payload::Leaf(Value::Inline(svalue)) }, &mut cell_buf);
-            let cells = LeafWithInsert { page: leaf, at, cell };
-            if !page::fits(cells.bytes(), self.inner.page_bytes)
-                && self.edge(&plan, path, at, cells.len()) == Edge::Middle
-                && self.shift_in_place(plan.editor, path, leaf_id, &cells)?
-            {
-                drop(plan);
-                st.entries += 1;
-                return self.save_anchor(editor, st);
-            }
-        }
         let mut cells = self.page_cells(&leaf, leaf_id)?;
         let replaced = match found {
             Ok(i) => Some(leaf.entry(i)?.payload),
@@ -726,18 +713,8 @@ impl BTree {
         })
     }
 
-    /// Whether an insert at `index` of a page with `n` entries (after the insert) is at the
-    /// tree's right or left edge.
     fn edge(&self, plan: &Plan<'_, '_>, path: &[(u64, usize)], index: usize, n: usize) -> Edge {
-        let rightmost = path.iter().all(|&(id, pos)| plan.page_len(id).is_ok_and(|len| pos == len));
-        let leftmost = path.iter().all(|&(_, pos)| pos == 0);
-        if index + 1 == n && rightmost {
-            Edge::Right
-        } else if index == 0 && leftmost {
-            Edge::Left
-        } else {
-            Edge::Middle
-        }
+        edge_at(path, index, n, |id| plan.page_len(id).ok())
     }
 
     /// Writes a leaf's new cells: one page if they fit, else a split whose separator goes
@@ -772,87 +749,6 @@ impl BTree {
         self.insert_separator(plan, st, path, separator, right_id, edge)
     }
 
-    /// `shift_into_sibling` done in place, for the common case of a new key: the leaf's
-    /// overflowing cells (`cells`: the leaf with the new one) go to the end of its left sibling
-    /// or the front of its right one, whose free gap takes them; the leaf is rewritten with the
-    /// rest, and the parent's separator replaced in place. Only the cells a shift moves are
-    /// measured before the writes, and the sibling is never decoded. Returns false, nothing
-    /// changed, when that does not work out (the general path then decides).
-    fn shift_in_place(
-        &self,
-        editor: &mut NodeEditor<'_>,
-        path: &[(u64, usize)],
-        leaf_id: u64,
-        cells: &LeafWithInsert<'_>,
-    ) -> Result<bool> {
-        let Some(&(parent_id, pos)) = path.last() else { return Ok(false) };
-        let pb = self.inner.page_bytes;
-        let cap = page::capacity(pb);
-        let leaf_total = cells.bytes();
-        let limit = 2 * cap - shift_slack(cap);
-        let choice = {
-            let pages = PageReader { nodes: &editor.reader(), page_bytes: pb };
-            let parent = pages.page(parent_id)?;
-            self.check_kind(&parent, parent_id, false)?;
-            let mut choice = None;
-            for right in [true, false] {
-                let sibling_pos = match right {
-                    true if pos < parent.len() => pos + 1,
-                    false if pos > 0 => pos - 1,
-                    _ => continue,
-                };
-                let sibling_id =
-                    if sibling_pos == 0 { parent.leftmost_child() } else { parent.child(sibling_pos - 1)? };
-                let sibling = pages.page(sibling_id)?;
-                self.check_kind(&sibling, sibling_id, true)?;
-                let used = sibling.occupied_bytes();
-                if leaf_total + used > limit {
-                    continue;
-                }
-                let Some(k) = shift_cut(cells, leaf_total, used, cap, right)? else { continue };
-                let moved = if right { cells.len() - k } else { k };
-                if !self.count_fits(cells.len() - moved) || !self.count_fits(sibling.len() + moved) {
-                    continue;
-                }
-                let sep_index = pos.min(sibling_pos);
-                let separator = self.separator(cells.get(k - 1)?.key(), cells.get(k)?.key());
-                if page::separator_fits_in_place(&parent, sep_index, &separator)? {
-                    choice = Some((sibling_id, right, k, sep_index, separator));
-                    break;
-                }
-            }
-            choice
-        };
-        let Some((sibling_id, right, k, sep_index, separator)) = choice else { return Ok(false) };
-        let (stay, moved) = if right { (0..k, k..cells.len()) } else { (k..cells.len(), 0..k) };
-        let moved: Vec<Cell<'_>> = moved.map(|j| cells.get(j)).collect::<Result<_>>()?;
-        let mut rest = Scratch::new(pb);
-        cells.build(&mut rest, stay)?;
-        // Every shadow first (the only step that can fail, for lack of space), then the
-        // three edits, each of which was checked above to succeed.
-        for id in [leaf_id, sibling_id, parent_id] {
-            editor.prepare_write(NodeId::from_raw(id))?;
-        }
-        let edit = |editor: &mut NodeEditor<'_>, id: u64, f: &mut dyn FnMut(&mut [u8]) -> Result<bool>| {
-            let done = editor.try_update(NodeId::from_raw(id), |buf| match buf.get_mut(..pb) {
-                Some(page) => Ok((pb, f(page)?)),
-                None => Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a block smaller than a page")),
-            })?;
-            debug_assert!(done, "an in-place edit checked beforehand refused");
-            match done {
-                true => Ok(()),
-                false => Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "its free gap shrank during a shift")),
-            }
-        };
-        edit(editor, parent_id, &mut |p| page::replace_separator_in_place(p, parent_id, sep_index, &separator))?;
-        edit(editor, sibling_id, &mut |p| page::insert_cells_in_place(p, sibling_id, &moved, right))?;
-        edit(editor, leaf_id, &mut |p| {
-            p.copy_from_slice(&rest);
-            Ok(true)
-        })?;
-        Ok(true)
-    }
-
     /// Instead of splitting an overfull leaf, evens it out with a sibling under the same parent
     /// that has room: no new page, and pages stay fuller on random inserts (B*-tree style).
     /// Returns false, planning nothing, when neither sibling has room or the new separator
@@ -876,7 +772,7 @@ impl BTree {
             candidates.push(pos - 1);
         }
         // Two halves that fit are guaranteed only with the largest entry's worth of slack.
-        let slack = |largest: usize| shift_slack(cap).max(largest);
+        let slack = |largest: usize| overflow::shift_slack(cap).max(largest);
         let shift_limit = 2 * cap - slack(cells.iter().map(Cell::bytes).max().unwrap_or(0));
         let cells_total: usize = cells.iter().map(Cell::bytes).sum();
         let mut parent_entries = Vec::new();
@@ -1168,37 +1064,19 @@ impl BTree {
     }
 }
 
-/// Room a shift leaves in the two pages together: an eighth of a page, so the next inserts
-/// do not shift again at once (a quarter page: 45.6 bytes per random 36-byte entry; an
-/// eighth: 44.3, for more frequent shifts; btree_bench shows both). A general shift also
-/// keeps the largest entry's worth, which guarantees two halves that fit.
-fn shift_slack(cap: usize) -> usize {
-    cap / 8
-}
-
-/// Where to cut a leaf's `cells` (of `total` bytes) so that their tail (`right`) or head goes
-/// to a sibling using `used` bytes: the cut whose two pages are closest in size, both within
-/// `cap`. Returns k, the first cell of the right-hand page, or None when no cut fits.
-fn shift_cut(cells: &LeafWithInsert<'_>, total: usize, used: usize, cap: usize, right: bool) -> Result<Option<usize>> {
-    let n = cells.len();
-    let mut moved = 0;
-    let mut best: Option<(usize, usize)> = None;
-    for step in 0..n - 1 {
-        let j = if right { n - 1 - step } else { step };
-        moved += cells.get(j)?.bytes();
-        let (here, there) = (total.saturating_sub(moved), used + moved);
-        if there > cap {
-            break;
-        }
-        if here <= cap {
-            let imbalance = here.abs_diff(there);
-            if best.is_some_and(|(_, b)| imbalance >= b) {
-                break; // past the balance point: further cuts are only worse
-            }
-            best = Some((if right { j } else { j + 1 }, imbalance));
-        }
+/// Whether an insert at `index` of a page with `n` entries (after the insert) is at the
+/// tree's right or left edge: the last entry of the rightmost page, or the first of the
+/// leftmost. `page_len` gives a path page's entry count (`None`: unreadable, not an edge).
+fn edge_at(path: &[(u64, usize)], index: usize, n: usize, page_len: impl Fn(u64) -> Option<usize>) -> Edge {
+    let rightmost = path.iter().all(|&(id, pos)| page_len(id) == Some(pos));
+    let leftmost = path.iter().all(|&(_, pos)| pos == 0);
+    if index + 1 == n && rightmost {
+        Edge::Right
+    } else if index == 0 && leftmost {
+        Edge::Left
+    } else {
+        Edge::Middle
     }
-    Ok(best.map(|(k, _)| k))
 }
 
 /// A page a child pointer names but the store does not have: the tree is damaged. Other
