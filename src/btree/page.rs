@@ -368,6 +368,27 @@ impl<'a> PageRef<'a> {
         Ok(Entry { key, payload })
     }
 
+    /// Entry i's value in a page known to be a leaf: found from its cell's lengths, the key
+    /// passed over (a lookup has just compared it).
+    #[inline]
+    pub fn leaf_value(&self, i: usize) -> Result<Value<'a>> {
+        let cell = self.leaf_cell(i)?;
+        // The cell ends where its value does: after the value header come exactly the value's
+        // bytes, or an overflow value's node id.
+        let rest = &cell.raw[cell.key_at as usize + cell.key_len as usize..];
+        let (header, n) = match rest.first() {
+            Some(&b) if b < 0x80 => (u64::from(b), 1),
+            _ => get_varint(rest).ok_or_else(|| self.corrupt(i, "bad value header"))?,
+        };
+        let body = &rest[n..];
+        if header & 1 == 0 {
+            return Ok(Value::Inline(body));
+        }
+        let id = body.first_chunk::<8>().ok_or_else(|| self.corrupt(i, "cell runs past the page"))?;
+        let len = u32::try_from(header >> 1).map_err(|_| self.corrupt(i, "overflow value length"))?;
+        Ok(Value::Overflow(u64::from_le_bytes(*id), len))
+    }
+
     /// The child a probe belongs to in an internal page: the entry index of the last
     /// separator <= the probe, or None for the leftmost child. `order(separator)` compares a
     /// separator with the probe.
@@ -814,8 +835,9 @@ mod tests {
         build(&mut page, TYPE_LEAF, 0, &entries);
         let p = PageRef::parse(&page, 1).unwrap();
         let cells = p.cells().unwrap();
-        for (c, e) in cells.iter().zip(&entries) {
+        for (i, (c, e)) in cells.iter().zip(&entries).enumerate() {
             assert_eq!((c.key(), c.bytes()), (e.key, e.bytes()));
+            assert_eq!(Payload::Leaf(p.leaf_value(i).unwrap()), e.payload);
         }
         let mut copy = vec![0u8; 1024];
         build_cells(&mut copy, TYPE_LEAF, 0, &cells);

@@ -560,12 +560,11 @@ impl BTree {
         let probe = self.probe(key);
         let mut f = Some(f);
         let found = self.with_pages(|pages| {
-            let (leaf, p) = self.walk_to_leaf(pages, &st, &probe, |_, _| {})?;
+            let (_, p) = self.walk_to_leaf(pages, &st, &probe, |_, _| {})?;
             let Ok(i) = p.search(|k| probe.order(k))? else { return Ok(None) };
-            match p.entry(i)?.payload {
-                Payload::Leaf(Value::Inline(v)) => Ok(Some(Ok(f.take().map(|f| f(v))))),
-                Payload::Leaf(Value::Overflow(id, len)) => Ok(Some(Err((id, len)))),
-                Payload::Child(_) => Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "child cell in a leaf")),
+            match p.leaf_value(i)? {
+                Value::Inline(v) => Ok(Some(Ok(f.take().map(|f| f(v))))),
+                Value::Overflow(id, len) => Ok(Some(Err((id, len)))),
             }
         })?;
         match found {
