@@ -1,9 +1,10 @@
 //! `BTree`: a B+ tree whose pages are store nodes, and whose every size decision comes from
 //! the bytes entries really use ([`page::entry_bytes`]).
 //!
-//! Writers hold the tree's lock exclusively and change pages only through a [`Plan`]: every
-//! new page is allocated and every changed page given its copy-on-write shadow before any
-//! page is written, so an operation that fails leaves the tree exactly as it was. Changes are
+//! Writers hold the tree's lock exclusively and change pages through a [`Plan`] (or, on the
+//! insert's in-place paths, in the same order): every new page is allocated and every changed
+//! page given its copy-on-write shadow before any page is written, so an operation that fails
+//! leaves the tree exactly as it was. Changes are
 //! durable with the store's next commit. Readers hold the lock shared.
 
 mod overflow;
