@@ -132,9 +132,9 @@ impl ClassFile {
         if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
             use std::os::unix::fs::FileExt;
             let at = u64::from(segment) * self.segment_bytes + offset as u64;
-            for (i, chunk) in (0..len).step_by(ZEROS.len()).enumerate() {
+            for chunk in (0..len).step_by(ZEROS.len()) {
                 let n = ZEROS.len().min(len - chunk);
-                let _ = file.write_all_at(&ZEROS[..n], at + (i * ZEROS.len()) as u64);
+                let _ = file.write_all_at(&ZEROS[..n], at + chunk as u64);
             }
         }
         mapping.prefault_for_writing(offset, len);

@@ -704,13 +704,7 @@ impl BTree {
         index: usize,
         e: &Entry<'_>,
     ) -> Result<bool> {
-        let pb = self.inner.page_bytes;
-        editor.try_update(NodeId::from_raw(leaf_id), |buf| {
-            let Some(page) = buf.get_mut(..pb) else {
-                return Err(Error::corrupt(format!("B+ tree page {leaf_id:#x}"), 0, "a block smaller than a page"));
-            };
-            Ok((pb, page::insert_in_place(page, leaf_id, index, e)?))
-        })
+        update_page(editor, self.inner.page_bytes, leaf_id, |p| page::insert_in_place(p, leaf_id, index, e))
     }
 
     fn edge(&self, plan: &Plan<'_, '_>, path: &[(u64, usize)], index: usize, n: usize) -> Edge {
@@ -1062,6 +1056,19 @@ impl BTree {
     fn anchor_meta(&self, st: &State) -> [u8; ANCHOR_BYTES] {
         encode_anchor(self.inner.page_bytes, self.inner.duplicates, self.inner.custom_order.is_some(), st)
     }
+}
+
+/// Runs `f` on page `id` where it lies (its shadow taken first if it has none).
+fn update_page<R>(
+    editor: &mut NodeEditor<'_>,
+    page_bytes: usize,
+    id: u64,
+    f: impl FnOnce(&mut [u8]) -> Result<R>,
+) -> Result<R> {
+    editor.try_update(NodeId::from_raw(id), |buf| match buf.get_mut(..page_bytes) {
+        Some(page) => Ok((page_bytes, f(page)?)),
+        None => Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a block smaller than a page")),
+    })
 }
 
 /// Whether an insert at `index` of a page with `n` entries (after the insert) is at the

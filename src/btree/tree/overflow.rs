@@ -9,7 +9,7 @@
 //! ceiling, an edge split that would leave a page over it) is left, nothing changed, to the
 //! general path, `Plan`.
 
-use super::{edge_at, BTree, PageReader, Scratch, KIND_LEAF};
+use super::{edge_at, update_page, BTree, PageReader, Scratch, KIND_LEAF};
 use crate::btree::page::{self, Cell, Entry, LeafWithInsert, PageRef, Payload};
 use crate::btree::split::Edge;
 use crate::error::{Error, Result};
@@ -200,10 +200,7 @@ fn edit(
     id: u64,
     f: impl FnOnce(&mut [u8]) -> Result<bool>,
 ) -> Result<()> {
-    let done = editor.try_update(NodeId::from_raw(id), |buf| match buf.get_mut(..page_bytes) {
-        Some(page) => Ok((page_bytes, f(page)?)),
-        None => Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a block smaller than a page")),
-    })?;
+    let done = update_page(editor, page_bytes, id, f)?;
     debug_assert!(done, "an in-place edit checked beforehand refused");
     match done {
         true => Ok(()),
