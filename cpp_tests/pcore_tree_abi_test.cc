@@ -235,6 +235,8 @@ void expect_cursor_handle_refused(PcoreCursor* cursor, const char* what) {
 // ---- the fixture: a file store with a tree, for the damaged-page cases ----------------------
 
 constexpr uint32_t kDamageKeys = 3000;
+/// pcore's page types (src/btree/page.rs): what the damage cases look for in a class file.
+constexpr uint8_t kInternalPage = 3;
 std::string damage_key(uint32_t i) {
   char text[32];
   std::snprintf(text, sizeof(text), "DMGKEY%08u", i);
@@ -259,7 +261,7 @@ class TreeAbiErrorsTest : public ::testing::Test {
     PCORE_ASSERT_OK(pcore_store_commit(store, nullptr));
     PCORE_ASSERT_OK(pcore_tree_close(tree));
     PCORE_ASSERT_OK(pcore_store_close(store));
-    // Find the 4 KiB class file and its tree pages (page type 1 leaf, 2 internal at a block
+    // Find the 4 KiB class file and its tree pages (page type 1 leaf, 3 internal at a block
     // start); the marker key tells which leaf holds it.
     for (const std::string& name : pcore_test::list_files(clean_)) {
       if (name.rfind("class-", 0) == 0 && name.find("-4096.seg") != std::string::npos) {
@@ -278,7 +280,7 @@ class TreeAbiErrorsTest : public ::testing::Test {
     root_page_.assign(static_cast<const uint8_t*>(root_bytes.data),
                       static_cast<const uint8_t*>(root_bytes.data) + root_bytes.len);
     PCORE_ASSERT_OK(pcore_store_close(ro));
-    ASSERT_EQ(root_page_[0], 2) << "3000 keys should need an internal root page";
+    ASSERT_EQ(root_page_[0], kInternalPage) << "3000 keys should need an internal root page";
 
     const std::vector<uint8_t> bytes = pcore_test::read_file(clean_ + "/" + seg_);
     const std::string marker = damage_key(kDamageKeys / 2);
@@ -286,7 +288,7 @@ class TreeAbiErrorsTest : public ::testing::Test {
       if (std::equal(root_page_.begin(), root_page_.end(), bytes.begin() + p)) {
         root_block_ = p;
       }
-      if (bytes[p] == 2 && bytes[p + 1] == 0) {
+      if (bytes[p] == kInternalPage && bytes[p + 1] == 0) {
         internal_blocks_.push_back(p);
       }
       if (bytes[p] == 1 && std::search(bytes.begin() + p, bytes.begin() + p + 4096, marker.begin(), marker.end()) !=
@@ -612,7 +614,7 @@ TEST_F(TreeAbiErrorsTest, NullInputsWithALengthAreInvalid) {
 TEST_F(TreeAbiErrorsTest, KeyOverMaxKeyBytesIsInvalidAndChangesNothing) {
   size_t max4k = 0;
   PCORE_ASSERT_OK(pcore_tree_max_key_bytes(4096, &max4k));
-  EXPECT_EQ(max4k, 750u);
+  EXPECT_EQ(max4k, 742u);
   for (uint32_t page_bytes : {512u, 4096u, 65536u}) {
     SCOPED_TRACE("page size " + std::to_string(page_bytes));
     size_t max = 0;
@@ -1273,6 +1275,9 @@ TEST_F(TreeAbiErrorsTest, DamagedInternalPageIsCorruptNeverACrash) {
          for (size_t i = root + 8; i < root + 4096; i += 11) b[i] ^= 0x5A;
        }},
       {"huge-count", [root](std::vector<uint8_t>& b) { b[root + 2] = 0xFF; b[root + 3] = 0xFF; }},
+      // An internal slot is a u16 cell offset and the separator's u64 prefix word, which
+      // searches trust: a changed word may hide keys (NOT_FOUND), and verify must notice it.
+      {"prefix-word-changed", [root](std::vector<uint8_t>& b) { b[root + 16 + 10 + 2] ^= 0x80; }},
       {"leaf-type-on-root", [root](std::vector<uint8_t>& b) { b[root] = 1; }},
       {"garbage-root", [root](std::vector<uint8_t>& b) { std::fill(b.begin() + root, b.begin() + root + 4096, 0xC3); }},
       {"every-internal-page-garbled",

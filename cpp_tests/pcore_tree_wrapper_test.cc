@@ -79,9 +79,9 @@ TEST(TreeWrapperTest, InsertGetRemoveAndStats) {
   EXPECT_EQ(stats.page_bytes, 4096u);
   EXPECT_GE(stats.height, 2u);
   EXPECT_NO_THROW(tree.verify());
-  EXPECT_EQ(pcore::Tree::max_key_bytes(4096), 750u);
+  EXPECT_EQ(pcore::Tree::max_key_bytes(4096), 742u);
   EXPECT_EQ(status_of([] { (void)pcore::Tree::max_key_bytes(1000); }), PCORE_INVALID_ARGUMENT);
-  EXPECT_EQ(status_of([&] { tree.insert(std::string(751, 'x'), "v"); }), PCORE_INVALID_ARGUMENT);
+  EXPECT_EQ(status_of([&] { tree.insert(std::string(743, 'x'), "v"); }), PCORE_INVALID_ARGUMENT);
 }
 
 TEST(TreeWrapperTest, OptionsBuilder) {

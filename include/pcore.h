@@ -588,7 +588,7 @@ int32_t pcore_tree_open(struct PcoreStore *store,
 // A second close returns `PCORE_BAD_HANDLE`.
 int32_t pcore_tree_close(struct PcoreTree *tree);
 
-// The longest key a tree with `page_bytes` pages takes (750 for 4096): every page then holds
+// The longest key a tree with `page_bytes` pages takes (742 for 4096): every page then holds
 // at least four entries. Into `*out`.
 //
 // Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (page size not a power of two in 512..65536,

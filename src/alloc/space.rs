@@ -17,6 +17,11 @@ pub(crate) struct Loc {
 struct Class {
     bytes: u32,
     blocks_per_segment: u32,
+    /// log2 of `blocks_per_segment` and of `bytes`: both are powers of two (size classes
+    /// double, segments are 1 MiB or a power-of-two number of blocks), so finding a block,
+    /// on every read, takes shifts rather than a division.
+    segment_shift: u32,
+    block_shift: u32,
     file: ClassFile,
     bits: ClassBitmap,
 }
@@ -35,11 +40,13 @@ impl Space {
             let bytes = classes.bytes(c);
             let file = ClassFile::open(backing, format!("class-{c:02}-{bytes}.seg"), classes.segment_bytes(c))?;
             let blocks_per_segment = classes.blocks_per_segment(c);
+            assert!(bytes.is_power_of_two() && blocks_per_segment.is_power_of_two(), "size classes are powers of two");
+            let (segment_shift, block_shift) = (blocks_per_segment.trailing_zeros(), bytes.trailing_zeros());
             let mut bits = ClassBitmap::new(blocks_per_segment);
             for _ in 0..file.segment_count() {
                 bits.add_segment(false);
             }
-            per_class.push(Class { bytes, blocks_per_segment, file, bits });
+            per_class.push(Class { bytes, blocks_per_segment, segment_shift, block_shift, file, bits });
         }
         Ok(Space { classes, per_class })
     }
@@ -126,8 +133,8 @@ impl Space {
     #[inline]
     fn position(&self, loc: Loc) -> (u32, usize) {
         let c = &self.per_class[loc.class as usize];
-        let seg = loc.block / c.blocks_per_segment;
-        let off = (loc.block % c.blocks_per_segment) as usize * c.bytes as usize;
+        let seg = loc.block >> c.segment_shift;
+        let off = ((loc.block & (c.blocks_per_segment - 1)) as usize) << c.block_shift;
         (seg, off)
     }
 

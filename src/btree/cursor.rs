@@ -343,7 +343,7 @@ impl Held<'_> {
         let stack = &mut self.at.stack;
         let (page, index, len) = self.tree.with_pages(|pages| {
             let (page, leaf) = self.tree.walk_to_leaf(pages, self.st, &probe, |id, pos| stack.push((id, pos)))?;
-            let i = match leaf.search(|k| probe.order(k))? {
+            let i = match probe.find_in(&leaf)? {
                 Ok(i) | Err(i) => i,
             };
             Ok((page, i, leaf.len()))

@@ -89,6 +89,7 @@ impl BTree {
         let bytes = self.store()?.read(NodeId::from_raw(id)).map_err(|e| super::tree::missing_page(id, e))?;
         let p = PageRef::parse(&bytes, id)?;
         let entries = p.entries()?;
+        p.check_words()?;
         let used = p.used_bytes()?;
         if !page::fits(used, self.page_bytes()) {
             return Err(bad(format!(

@@ -27,15 +27,28 @@ pub fn decode_page(bytes: &[u8], page_id: u64, probe: &[u8]) -> crate::Result<us
     let entries = p.entries()?;
     let used = p.used_bytes()?;
     debug_assert_eq!(used, entries.iter().map(page::Entry::bytes).sum::<usize>());
-    let at = match p.search(|k| k.cmp(probe))? {
+    // The bytewise fast path reads keys its own way: it must agree, damaged page or not.
+    let word = page::prefix_word(probe);
+    let found = p.search(|k| k.cmp(probe));
+    debug_assert_eq!(found.as_ref().ok(), p.search_bytewise(word, probe).as_ref().ok());
+    let at = match found? {
         Ok(i) | Err(i) => i,
     };
     if !p.is_leaf() {
-        p.child_for(|k| k.cmp(probe))?;
+        let child = p.child_for(|k| k.cmp(probe));
+        // Searches trust the prefix words the slots record; verify checks them.
+        let words = p.check_words();
+        if words.is_ok() {
+            debug_assert_eq!(child.as_ref().ok(), p.child_for_bytewise(word, probe).as_ref().ok());
+        }
+        p.child_for_bytewise(word, probe)?;
+        child?;
+        words?;
     }
     let _ = p.leftmost_child();
     let mut copy = bytes.to_vec();
-    let e = page::Entry { key: probe, payload: page::Payload::Leaf(page::Value::Inline(probe)) };
+    let payload = if p.is_leaf() { page::Payload::Leaf(page::Value::Inline(probe)) } else { page::Payload::Child(1) };
+    let e = page::Entry { key: probe, payload };
     page::insert_in_place(&mut copy, page_id, at, &e)?;
     Ok(entries.len())
 }

@@ -7,7 +7,10 @@
 //! 2   u16 entry count
 //! 4   u32 start of the cell area (cells grow down from the page's end; = page size if empty)
 //! 8   u64 internal: the leftmost child's node id (keys below the first separator); leaf: 0
-//! 16  slot array: count × u16 cell offsets, in key order (grows up)
+//! 16  slot array, in key order (grows up): count slots of
+//!       leaf:     u16 cell offset
+//!       internal: u16 cell offset, u64 the separator's prefix word (little-endian): its
+//!                 first eight bytes as a big-endian number, zero-padded ([`prefix_word`])
 //!     ... free space ...
 //!     cells (lengths are LEB128 varints: one byte below 128):
 //!       leaf:     varint key length, key, varint (value length << 1 | overflow),
@@ -15,17 +18,23 @@
 //!       internal: varint key length, key (the separator), u64 child node id
 //! ```
 //! A 17-byte key with an 8-byte value takes 29 bytes, its slot included: 140 per 4 KiB page.
+//! An internal page's search compares a probe with the prefix words in its slot array, which
+//! lie together in a few cache lines, and reads a separator's cell only when the words tie.
+//! (Page type 2 was the internal page without prefix words, in trees of anchor version 1.)
 //! Every size decision uses [`entry_bytes`]: the split decision and the page writer cannot
 //! disagree about whether entries fit (the root cause of Kizuna's RECORD_TOO_LARGE).
 
 use crate::error::{Error, Result};
 
 pub(crate) const HEADER_BYTES: usize = 16;
+/// A leaf's slot: its cell's offset.
 const SLOT_BYTES: usize = 2;
+/// An internal page's slot: its cell's offset and its separator's prefix word.
+const WORD_SLOT_BYTES: usize = SLOT_BYTES + 8;
 /// The CPU's cache line (x86-64, most ARM cores).
 const CACHE_LINE: usize = 64;
 pub(crate) const TYPE_LEAF: u8 = 1;
-pub(crate) const TYPE_INTERNAL: u8 = 2;
+pub(crate) const TYPE_INTERNAL: u8 = 3;
 const OVERFLOW_ID_BYTES: usize = 8;
 
 /// Bytes of `v` as a LEB128 varint.
@@ -64,6 +73,31 @@ fn get_varint(b: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+/// A key's first eight bytes as one big-endian word, zero-padded. Where two keys' words
+/// differ they order as the keys do bytewise (shorter first on a common prefix: the padding
+/// sorts first), so most comparisons in a bytewise tree are one integer compare.
+#[inline]
+pub(crate) fn prefix_word(k: &[u8]) -> u64 {
+    if let Some(p) = k.first_chunk::<8>() {
+        return u64::from_be_bytes(*p);
+    }
+    let mut w = 0u64;
+    for (i, &byte) in k.iter().enumerate() {
+        w |= u64::from(byte) << (56 - 8 * i);
+    }
+    w
+}
+
+/// The bits of a big-endian word that the first `len` bytes fill (all of them from 8 on).
+#[inline(always)]
+fn word_mask(len: usize) -> u64 {
+    if len >= 8 {
+        u64::MAX
+    } else {
+        !(u64::MAX >> (8 * len))
+    }
+}
+
 /// How a leaf stores a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Value<'a> {
@@ -99,7 +133,8 @@ pub(crate) enum Payload<'a> {
     Child(u64),
 }
 
-/// THE byte-accounting function: the bytes an entry takes in a page, its slot included.
+/// THE byte-accounting function: the bytes an entry takes in a page, its slot included (an
+/// internal entry's slot holds its separator's prefix word too).
 /// `fits`, the split policy and the page writer all use it, so they always agree.
 #[inline]
 pub(crate) fn entry_bytes(key_len: usize, payload: &Payload<'_>) -> usize {
@@ -108,7 +143,7 @@ pub(crate) fn entry_bytes(key_len: usize, payload: &Payload<'_>) -> usize {
         + key_len
         + match payload {
             Payload::Leaf(v) => v.field_bytes(),
-            Payload::Child(_) => 8,
+            Payload::Child(_) => 8 + (WORD_SLOT_BYTES - SLOT_BYTES),
         }
 }
 
@@ -128,6 +163,31 @@ impl Entry<'_> {
     #[inline]
     pub fn bytes(&self) -> usize {
         entry_bytes(self.key.len(), &self.payload)
+    }
+
+    /// The bytes of its cell: [`Entry::bytes`] less its slot.
+    #[inline]
+    fn cell_bytes(&self) -> usize {
+        self.bytes() - slot_bytes(self.page_type())
+    }
+
+    /// The type of page that holds such an entry.
+    #[inline]
+    fn page_type(&self) -> u8 {
+        match self.payload {
+            Payload::Leaf(_) => TYPE_LEAF,
+            Payload::Child(_) => TYPE_INTERNAL,
+        }
+    }
+}
+
+/// The bytes of a slot in a page of this type.
+#[inline]
+fn slot_bytes(page_type: u8) -> usize {
+    if page_type == TYPE_LEAF {
+        SLOT_BYTES
+    } else {
+        WORD_SLOT_BYTES
     }
 }
 
@@ -155,7 +215,8 @@ impl<'a> Cell<'a> {
     /// Encodes an entry as a cell into `buf` (cleared first).
     pub fn encode(e: &Entry<'_>, buf: &'a mut Vec<u8>) -> Cell<'a> {
         buf.clear();
-        buf.resize(e.bytes() - SLOT_BYTES, 0);
+        debug_assert_eq!(e.page_type(), TYPE_LEAF, "cells are a leaf's");
+        buf.resize(e.cell_bytes(), 0);
         write_cell(buf, e);
         Cell { raw: buf, key_at: varint_bytes(e.key.len() as u64) as u8, key_len: e.key.len() as u16 }
     }
@@ -217,14 +278,64 @@ impl<'a> LeafWithInsert<'a> {
     }
 }
 
+/// How a search compares a page's entry with its probe. A trait rather than a closure so
+/// that the comparison is inlined into the search loop.
+trait KeyOrder {
+    /// How entry i's key compares with the probe.
+    fn at(&self, page: &PageRef<'_>, i: usize) -> Result<std::cmp::Ordering>;
+}
+
+/// Any order, given as `order(key)`: how a stored key compares with the probe.
+struct ByKey<F>(F);
+
+impl<F: Fn(&[u8]) -> std::cmp::Ordering> KeyOrder for ByKey<F> {
+    #[inline(always)]
+    fn at(&self, page: &PageRef<'_>, i: usize) -> Result<std::cmp::Ordering> {
+        Ok((self.0)(page.key(i)?))
+    }
+}
+
+/// Bytewise order against `key`, whose [`prefix_word`] is `word`.
+struct Bytewise<'k> {
+    word: u64,
+    key: &'k [u8],
+}
+
+impl KeyOrder for Bytewise<'_> {
+    #[inline(always)]
+    fn at(&self, page: &PageRef<'_>, i: usize) -> Result<std::cmp::Ordering> {
+        page.cmp_bytewise(i, self.word, self.key)
+    }
+}
+
+/// Bytewise order against `key`, whose [`prefix_word`] is `word`, in an internal page: by the
+/// words its slots record.
+struct SlotWords<'k> {
+    word: u64,
+    key: &'k [u8],
+}
+
+impl KeyOrder for SlotWords<'_> {
+    #[inline(always)]
+    fn at(&self, page: &PageRef<'_>, i: usize) -> Result<std::cmp::Ordering> {
+        match page.recorded_word(i).map(|w| w.cmp(&self.word)) {
+            Some(std::cmp::Ordering::Equal) | None => page.cmp_bytewise(i, self.word, self.key),
+            Some(unequal) => Ok(unequal),
+        }
+    }
+}
+
 /// Reads a page, checking its layout as it goes: a damaged page is `Corrupt` naming the page,
 /// never a panic or an out-of-bounds read.
 #[derive(Clone, Copy)]
 pub(crate) struct PageRef<'a> {
     bytes: &'a [u8],
     page_id: u64,
-    /// The slot array: the entry count is its length, so an index below it needs no check.
+    /// A leaf's slot array (empty in an internal page): the entry count is its length, so an
+    /// index below it needs no check.
     slots: &'a [[u8; SLOT_BYTES]],
+    /// An internal page's slot array (empty in a leaf).
+    word_slots: &'a [[u8; WORD_SLOT_BYTES]],
     cells_start: usize,
 }
 
@@ -241,14 +352,20 @@ impl<'a> PageRef<'a> {
         }
         let count = u16::from_le_bytes([count[0], count[1]]) as usize;
         let cells = u32::from_le_bytes(*cells) as usize;
-        if HEADER_BYTES + count * SLOT_BYTES > cells || cells > bytes.len() {
+        let slots_end = HEADER_BYTES + count * slot_bytes(ty);
+        if slots_end > cells || cells > bytes.len() {
             return Err(bad_page(
                 page_id,
                 format!("{count} slots and cells from {cells} do not fit {} bytes", bytes.len()),
             ));
         }
-        let slots = bytes[HEADER_BYTES..HEADER_BYTES + count * SLOT_BYTES].as_chunks::<SLOT_BYTES>().0;
-        Ok(PageRef { bytes, page_id, slots, cells_start: cells })
+        let array = &bytes[HEADER_BYTES..slots_end];
+        let (slots, word_slots) = if ty == TYPE_LEAF {
+            (array.as_chunks::<SLOT_BYTES>().0, &[][..])
+        } else {
+            (&[][..], array.as_chunks::<WORD_SLOT_BYTES>().0)
+        };
+        Ok(PageRef { bytes, page_id, slots, word_slots, cells_start: cells })
     }
 
     /// The whole page.
@@ -261,7 +378,30 @@ impl<'a> PageRef<'a> {
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len()
+        // One of the two is empty.
+        self.slots.len() + self.word_slots.len()
+    }
+
+    /// Where the slot array ends (and the free gap begins).
+    fn slots_end(&self) -> usize {
+        HEADER_BYTES + self.slots.len() * SLOT_BYTES + self.word_slots.len() * WORD_SLOT_BYTES
+    }
+
+    /// The prefix word internal entry i's slot records (None in a leaf, or past the end).
+    #[inline(always)]
+    fn recorded_word(&self, i: usize) -> Option<u64> {
+        self.word_slots.get(i).map(|s| u64::from_le_bytes([s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9]]))
+    }
+
+    /// Every internal entry's recorded prefix word is its separator's: `Corrupt` otherwise
+    /// (searches trust the words; `verify` checks them).
+    pub fn check_words(&self) -> Result<()> {
+        for i in 0..self.word_slots.len() {
+            if self.recorded_word(i) != Some(prefix_word(self.key(i)?)) {
+                return Err(self.corrupt(i, "its slot's prefix word is not its separator's"));
+            }
+        }
+        Ok(())
     }
 
     pub fn leftmost_child(&self) -> u64 {
@@ -277,15 +417,19 @@ impl<'a> PageRef<'a> {
     fn corrupt(&self, i: usize, what: &str) -> Error {
         Error::corrupt(
             format!("B+ tree page {:#x}", self.page_id),
-            (HEADER_BYTES + i * SLOT_BYTES) as u64,
+            (HEADER_BYTES + i * slot_bytes(self.bytes[0])) as u64,
             format!("entry {i}: {what}"),
         )
     }
 
     #[inline(always)]
     fn cell_offset(&self, i: usize) -> Result<usize> {
-        let Some(slot) = self.slots.get(i) else { return Err(self.missing_entry(i)) };
-        let off = u16::from_le_bytes(*slot) as usize;
+        let slot = match (self.slots.get(i), self.word_slots.get(i)) {
+            (Some(s), _) => *s,
+            (None, Some(s)) => [s[0], s[1]],
+            (None, None) => return Err(self.missing_entry(i)),
+        };
+        let off = u16::from_le_bytes(slot) as usize;
         if off < self.cells_start() || off >= self.bytes.len() {
             return Err(self.corrupt(i, "cell offset outside the cell area"));
         }
@@ -370,7 +514,7 @@ impl<'a> PageRef<'a> {
 
     /// Entry i's value in a page known to be a leaf: found from its cell's lengths, the key
     /// passed over (a lookup has just compared it).
-    #[inline]
+    #[inline(always)]
     pub fn leaf_value(&self, i: usize) -> Result<Value<'a>> {
         let cell = self.leaf_cell(i)?;
         // The cell ends where its value does: after the value header come exactly the value's
@@ -394,11 +538,24 @@ impl<'a> PageRef<'a> {
     /// separator with the probe.
     #[inline]
     pub fn child_for(&self, order: impl Fn(&[u8]) -> std::cmp::Ordering) -> Result<(Option<usize>, u64)> {
+        self.child_at(&ByKey(order))
+    }
+
+    /// `child_for` with a bytewise probe `key` whose [`prefix_word`] is `word`: compared with
+    /// the words the slots record, a separator's cell read only where they tie.
+    #[inline]
+    pub fn child_for_bytewise(&self, word: u64, key: &[u8]) -> Result<(Option<usize>, u64)> {
+        self.child_at(&SlotWords { word, key })
+    }
+
+    /// `child_for`, with `order` comparing separator j with the probe.
+    #[inline(always)]
+    fn child_at(&self, order: &impl KeyOrder) -> Result<(Option<usize>, u64)> {
         debug_assert!(!self.is_leaf());
         let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if order(self.key(mid)?) == std::cmp::Ordering::Greater {
+            if order.at(self, mid)? == std::cmp::Ordering::Greater {
                 hi = mid;
             } else {
                 lo = mid + 1;
@@ -412,7 +569,7 @@ impl<'a> PageRef<'a> {
     }
 
     /// The child id of internal entry i, read without decoding the rest of its cell.
-    #[inline]
+    #[inline(always)]
     pub fn child(&self, i: usize) -> Result<u64> {
         if self.is_leaf() {
             return Err(self.corrupt(i, "leaf cell in an internal page"));
@@ -426,24 +583,59 @@ impl<'a> PageRef<'a> {
     /// `order(key)` compares a stored key with the probe.
     #[inline]
     pub fn search(&self, order: impl Fn(&[u8]) -> std::cmp::Ordering) -> Result<std::result::Result<usize, usize>> {
+        self.search_at(&ByKey(order))
+    }
+
+    /// `search` with a bytewise probe: see [`PageRef::cmp_bytewise`].
+    #[inline]
+    pub fn search_bytewise(&self, word: u64, key: &[u8]) -> Result<std::result::Result<usize, usize>> {
+        self.search_at(&Bytewise { word, key })
+    }
+
+    /// `search`, with `order` comparing entry i's key with the probe.
+    #[inline(always)]
+    fn search_at(&self, order: &impl KeyOrder) -> Result<std::result::Result<usize, usize>> {
         let (mut lo, mut hi) = (0usize, self.len());
         // A leaf is often not in the cache (a large tree's leaves outnumber the cache's
         // lines): the slot array's lines are requested at once, and each probe requests the
         // cells of both probes that may follow it, so the misses overlap instead of queueing.
-        for line in (CACHE_LINE..HEADER_BYTES + self.len() * SLOT_BYTES).step_by(CACHE_LINE) {
+        for line in (CACHE_LINE..self.slots_end()).step_by(CACHE_LINE) {
             crate::os::prefetch(self.bytes, line);
         }
         while lo < hi {
             let mid = (lo + hi) / 2;
             self.prefetch_cell((lo + mid) / 2);
             self.prefetch_cell((mid + 1 + hi) / 2);
-            match order(self.key(mid)?) {
+            match order.at(self, mid)? {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Ok(Ok(mid)),
             }
         }
         Ok(Err(lo))
+    }
+
+    /// How entry i's key compares, bytewise, with a probe `key` whose [`prefix_word`] is
+    /// `word`. A key under 128 bytes whose cell has eight bytes after its length byte (every
+    /// cell but a short one at the page's very end) gives its word in one load, masked to its
+    /// length: no slice of it is made, and only keys whose words tie are compared whole.
+    #[inline(always)]
+    pub fn cmp_bytewise(&self, i: usize, word: u64, key: &[u8]) -> Result<std::cmp::Ordering> {
+        let off = self.cell_offset(i)?;
+        let cell = &self.bytes[off..];
+        if let (Some(&len), Some(w)) = (cell.first(), cell.get(1..).and_then(<[u8]>::first_chunk::<8>)) {
+            let len = len as usize;
+            if len < 0x80 {
+                let stored = u64::from_be_bytes(*w) & word_mask(len);
+                if stored != word {
+                    if len >= cell.len() {
+                        return Err(self.corrupt(i, "cell runs past the page"));
+                    }
+                    return Ok(stored.cmp(&word));
+                }
+            }
+        }
+        Ok(self.key(i)?.cmp(key))
     }
 
     /// Requests the cache line of entry i's cell (its key's first bytes), if there is one.
@@ -527,7 +719,7 @@ impl<'a> PageRef<'a> {
 
     /// Contiguous free bytes between the slot array and the cells.
     pub fn gap_bytes(&self) -> usize {
-        self.cells_start() - HEADER_BYTES - self.len() * SLOT_BYTES
+        self.cells_start() - self.slots_end()
     }
 
     /// The page's capacity less its gap: the bytes its entries use when its cell area has no
@@ -544,7 +736,8 @@ pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries:
     let page_bytes = out.len();
     let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, entries.len()) else { unfit(page_bytes) };
     for e in entries {
-        w.push(e.bytes() - SLOT_BYTES, |dst| write_cell(dst, e)).unwrap_or_else(|| unfit(page_bytes));
+        debug_assert_eq!(e.page_type(), page_type, "an entry of another kind of page");
+        w.push(e.cell_bytes(), prefix_word(e.key), |dst| write_cell(dst, e)).unwrap_or_else(|| unfit(page_bytes));
     }
     w.finish()
 }
@@ -573,13 +766,15 @@ struct PageWriter<'o> {
     /// The next slot's offset.
     slot: usize,
     slots_end: usize,
+    slot_bytes: usize,
 }
 
 impl<'o> PageWriter<'o> {
     /// A writer of a page of `count` entries, header written; `None` when their slots alone
     /// do not fit.
     fn new(out: &'o mut [u8], page_type: u8, leftmost_child: u64, count: usize) -> Option<PageWriter<'o>> {
-        let slots_end = HEADER_BYTES + count * SLOT_BYTES;
+        let slot_bytes = slot_bytes(page_type);
+        let slots_end = HEADER_BYTES + count * slot_bytes;
         if slots_end > out.len() || count > u16::MAX as usize {
             return None;
         }
@@ -587,27 +782,29 @@ impl<'o> PageWriter<'o> {
         out[1] = 0;
         out[2..4].copy_from_slice(&(count as u16).to_le_bytes());
         out[8..16].copy_from_slice(&leftmost_child.to_le_bytes());
-        Some(PageWriter { end: out.len(), out, slot: HEADER_BYTES, slots_end })
+        Some(PageWriter { end: out.len(), out, slot: HEADER_BYTES, slots_end, slot_bytes })
     }
 
-    /// Adds the next cell, of `len` bytes written by `write`; `None` when it does not fit
-    /// (or is one more than the count given).
+    /// Adds the next cell, of `len` bytes written by `write`, whose key's prefix word is `word`
+    /// (an internal page records it; a leaf does not); `None` when it does not fit (or is one
+    /// more than the count given).
     #[inline(always)]
-    fn push(&mut self, len: usize, write: impl FnOnce(&mut [u8])) -> Option<()> {
+    fn push(&mut self, len: usize, word: u64, write: impl FnOnce(&mut [u8])) -> Option<()> {
         // Cells grow down towards the slot array: it is all the room there is.
         if self.end < self.slots_end + len || self.slot >= self.slots_end {
             return None;
         }
         self.end -= len;
         write(&mut self.out[self.end..self.end + len]);
-        self.out[self.slot..self.slot + SLOT_BYTES].copy_from_slice(&(self.end as u16).to_le_bytes());
-        self.slot += SLOT_BYTES;
+        write_slot(&mut self.out[self.slot..self.slot + self.slot_bytes], self.end, word);
+        self.slot += self.slot_bytes;
         Some(())
     }
 
     #[inline(always)]
     fn push_cell(&mut self, raw: &[u8]) -> Option<()> {
-        self.push(raw.len(), |dst| copy_cell(dst, raw))
+        debug_assert_eq!(self.slot_bytes, SLOT_BYTES, "cells are a leaf's");
+        self.push(raw.len(), 0, |dst| copy_cell(dst, raw))
     }
 
     /// Records where the cells start; returns the page's length.
@@ -615,6 +812,16 @@ impl<'o> PageWriter<'o> {
         debug_assert_eq!(self.slot, self.slots_end, "fewer cells than the count given");
         self.out[4..8].copy_from_slice(&(self.end as u32).to_le_bytes());
         self.out.len()
+    }
+}
+
+/// Writes a slot (`slot` is its page's slot size): the cell's offset, and in an internal page
+/// its key's prefix word.
+#[inline(always)]
+fn write_slot(slot: &mut [u8], offset: usize, word: u64) {
+    slot[..SLOT_BYTES].copy_from_slice(&(offset as u16).to_le_bytes());
+    if slot.len() == WORD_SLOT_BYTES {
+        slot[SLOT_BYTES..].copy_from_slice(&word.to_le_bytes());
     }
 }
 
@@ -661,16 +868,18 @@ pub(crate) fn fits(total_bytes: usize, page_bytes: usize) -> bool {
 /// (page untouched) when it does not: the caller then rebuilds or splits.
 pub(crate) fn insert_in_place(page: &mut [u8], page_id: u64, index: usize, e: &Entry<'_>) -> Result<bool> {
     let p = PageRef::parse(page, page_id)?;
+    if e.page_type() != page[0] {
+        return Err(p.corrupt(0, &format!("a {} entry for this page", if p.is_leaf() { "child" } else { "leaf" })));
+    }
     if p.gap_bytes() < e.bytes() || index > p.len() {
         return Ok(false);
     }
-    let (count, cells) = (p.len(), p.cells_start());
-    let cell = e.bytes() - SLOT_BYTES;
-    let at = cells - cell;
+    let (count, cells, slot_bytes) = (p.len(), p.cells_start(), slot_bytes(page[0]));
+    let at = cells - e.cell_bytes();
     write_cell(&mut page[at..cells], e);
-    let slot = HEADER_BYTES + index * SLOT_BYTES;
-    page.copy_within(slot..HEADER_BYTES + count * SLOT_BYTES, slot + SLOT_BYTES);
-    page[slot..slot + 2].copy_from_slice(&(at as u16).to_le_bytes());
+    let slot = HEADER_BYTES + index * slot_bytes;
+    page.copy_within(slot..HEADER_BYTES + count * slot_bytes, slot + slot_bytes);
+    write_slot(&mut page[slot..slot + slot_bytes], at, prefix_word(e.key));
     page[2..4].copy_from_slice(&((count + 1) as u16).to_le_bytes());
     page[4..8].copy_from_slice(&(at as u32).to_le_bytes());
     Ok(true)
@@ -680,8 +889,8 @@ pub(crate) fn insert_in_place(page: &mut [u8], page_id: u64, index: usize, e: &E
 /// `key`: (offset, the entry's child, cell bytes), or `None` when the page has no room.
 fn separator_spot(p: &PageRef<'_>, index: usize, key: &[u8]) -> Result<Option<(usize, u64, usize)>> {
     let child = p.child(index)?;
-    let old_cell = p.entry(index)?.bytes() - SLOT_BYTES;
-    let cell = entry_bytes(key.len(), &Payload::Child(child)) - SLOT_BYTES;
+    let old_cell = p.entry(index)?.cell_bytes();
+    let cell = Entry { key, payload: Payload::Child(child) }.cell_bytes();
     let (old_at, cells) = (p.cell_offset(index)?, p.cells_start());
     let at = if cell <= old_cell {
         old_at
@@ -707,8 +916,8 @@ pub(crate) fn replace_separator_in_place(page: &mut [u8], page_id: u64, index: u
     let Some((at, child, cell)) = separator_spot(&p, index, key)? else { return Ok(false) };
     let cells = p.cells_start();
     write_cell(&mut page[at..at + cell], &Entry { key, payload: Payload::Child(child) });
-    let slot = HEADER_BYTES + index * SLOT_BYTES;
-    page[slot..slot + 2].copy_from_slice(&(at as u16).to_le_bytes());
+    let slot = HEADER_BYTES + index * WORD_SLOT_BYTES;
+    write_slot(&mut page[slot..slot + WORD_SLOT_BYTES], at, prefix_word(key));
     if at < cells {
         page[4..8].copy_from_slice(&(at as u32).to_le_bytes());
     }
@@ -861,6 +1070,75 @@ mod tests {
         let before = page.clone();
         assert!(!replace_separator_in_place(&mut page, 1, 0, &[b'x'; 100]).unwrap());
         assert_eq!(page, before);
+    }
+
+    /// Separators of 0 to 12 bytes from a small alphabet: many share their first eight bytes,
+    /// so searches meet ties of prefix words as well as differences.
+    fn separators(seed: u64, n: usize) -> Vec<Vec<u8>> {
+        let mut x = seed | 1;
+        let mut keys: Vec<Vec<u8>> = (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (0..(x % 13) as usize).map(|i| [0u8, 1, b'a', 0xff][(x >> (8 + 2 * i)) as usize & 3]).collect()
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    #[test]
+    fn internal_slots_record_prefix_words_through_every_writer() {
+        let keys = separators(0x9e37_79b9_7f4a_7c15, 40);
+        fn child(k: &[u8], c: usize) -> Entry<'_> {
+            Entry { key: k, payload: Payload::Child(100 + c as u64) }
+        }
+        let entries: Vec<Entry<'_>> = keys.iter().enumerate().map(|(i, k)| child(k, i)).collect();
+        let mut page = vec![0u8; 4096];
+        build(&mut page, TYPE_INTERNAL, 7, &entries[1..]);
+        PageRef::parse(&page, 1).unwrap().check_words().unwrap();
+        // An in-place insert shifts the slots, words with them; a replaced separator gets its
+        // new word, over its old cell or in the gap.
+        assert!(insert_in_place(&mut page, 1, 0, &entries[0]).unwrap());
+        assert!(replace_separator_in_place(&mut page, 1, 3, &keys[3][..keys[3].len().min(1)]).unwrap());
+        assert!(replace_separator_in_place(&mut page, 1, 5, &[&keys[5][..], &[0u8; 30]].concat()).unwrap());
+        let p = PageRef::parse(&page, 1).unwrap();
+        p.check_words().unwrap();
+        assert_eq!(p.len(), entries.len());
+        let shrunk = keys[3].len() - keys[3].len().min(1);
+        assert_eq!(p.used_bytes().unwrap() + shrunk, entries.iter().map(Entry::bytes).sum::<usize>() + 30);
+        // A leaf entry is refused by an internal page, and a child entry by a leaf.
+        assert!(insert_in_place(&mut page, 1, 0, &leaf(b"x", b"y")).is_err());
+        let mut leaf_page = vec![0u8; 512];
+        build(&mut leaf_page, TYPE_LEAF, 0, &[leaf(b"a", b"1")]);
+        assert!(insert_in_place(&mut leaf_page, 2, 0, &child(b"b", 0)).is_err());
+        // A damaged word is caught by the check that verify makes.
+        page[HEADER_BYTES + 2 * WORD_SLOT_BYTES + 4] ^= 0x10;
+        assert!(matches!(PageRef::parse(&page, 1).unwrap().check_words(), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn the_word_searches_agree_with_the_key_order() {
+        // Miri interprets some thousand times slower than native code.
+        for seed in 1..if cfg!(miri) { 3 } else { 40u64 } {
+            let keys = separators(seed.wrapping_mul(0x2545_f491_4f6c_dd1d), 60);
+            let entries: Vec<Entry<'_>> =
+                keys.iter().enumerate().map(|(i, k)| Entry { key: k, payload: Payload::Child(i as u64 + 1) }).collect();
+            let leaves: Vec<Entry<'_>> = keys.iter().map(|k| leaf(k, b"v")).collect();
+            // Small pages put short cells at the page's very end, where a word cannot be loaded.
+            let (mut internal, mut leaf_page) = (vec![0u8; 2048], vec![0u8; 2048]);
+            build(&mut internal, TYPE_INTERNAL, 99, &entries);
+            build(&mut leaf_page, TYPE_LEAF, 0, &leaves);
+            let (ip, lp) = (PageRef::parse(&internal, 1).unwrap(), PageRef::parse(&leaf_page, 2).unwrap());
+            for probe in separators(seed ^ 0xabcdef, 80).iter().chain(&keys) {
+                let word = prefix_word(probe);
+                assert_eq!(ip.child_for_bytewise(word, probe).unwrap(), ip.child_for(|k| k.cmp(probe)).unwrap());
+                assert_eq!(lp.search_bytewise(word, probe).unwrap(), lp.search(|k| k.cmp(probe)).unwrap());
+                assert_eq!(lp.search_bytewise(word, probe).unwrap(), keys.binary_search(probe));
+            }
+        }
     }
 
     /// Damaged copies tried below; Miri interprets some thousand times slower than native code.

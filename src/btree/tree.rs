@@ -9,7 +9,7 @@
 
 mod overflow;
 
-use super::page::{self, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
+use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
 use crate::error::{Error, Result};
 use crate::store::{NodeEditor, NodeId, Store, WeakStore};
@@ -71,9 +71,11 @@ pub fn max_inline_value_bytes(page_bytes: u32) -> usize {
 
 /// The longest key a tree with this page size takes. Any entry (leaf or internal, in any
 /// duplicates mode) then needs at most a quarter of a page, so every page holds at least
-/// four entries and a split always finds two halves that fit. 4 KiB pages: 750 bytes.
+/// four entries and a split always finds two halves that fit. The largest is a Multi
+/// tree's separator: a 10-byte slot, a 2-byte length, the key with its own 2-byte length and
+/// the largest inline value, and the child's 8-byte id. 4 KiB pages: 742 bytes.
 pub fn max_key_bytes(page_bytes: u32) -> usize {
-    page::capacity(page_bytes as usize) / 4 - 14 - max_inline_value_bytes(page_bytes)
+    page::capacity(page_bytes as usize) / 4 - 22 - max_inline_value_bytes(page_bytes)
 }
 
 /// Largest value: its length is stored in 32 bits, and it lives in one store node.
@@ -119,19 +121,6 @@ pub(crate) fn bytewise(a: &[u8], b: &[u8]) -> Ordering {
     a.cmp(b)
 }
 
-/// The first eight bytes as a big-endian integer, zero-padded.
-#[inline]
-fn prefix_word(k: &[u8]) -> u64 {
-    if let Some(p) = k.first_chunk::<8>() {
-        return u64::from_be_bytes(*p);
-    }
-    let mut w = 0u64;
-    for (i, &byte) in k.iter().enumerate() {
-        w |= u64::from(byte) << (56 - 8 * i);
-    }
-    w
-}
-
 /// A stored key searched for. In a bytewise tree (no comparator, not Multi) its first eight
 /// bytes are read once, and most probes are told apart from a page's keys by one integer
 /// comparison; other trees compare through [`BTree::cmp_stored`].
@@ -143,15 +132,22 @@ pub(crate) struct Probe<'k> {
 }
 
 impl Probe<'_> {
-    /// How a stored key compares with the probe.
+    /// Where the probe is in a page (`Ok(i)`: entry i's key equals it; `Err(i)`: it would go
+    /// at i). A bytewise probe reads each key's word from its cell without slicing the key.
     #[inline(always)]
-    pub(crate) fn order(&self, stored: &[u8]) -> Ordering {
+    pub(crate) fn find_in(&self, page: &PageRef<'_>) -> Result<std::result::Result<usize, usize>> {
         match self.tree {
-            None => match prefix_word(stored).cmp(&self.word) {
-                Ordering::Equal => stored.cmp(self.key),
-                unequal => unequal,
-            },
-            Some(tree) => tree.cmp_stored(stored, self.key),
+            None => page.search_bytewise(self.word, self.key),
+            Some(tree) => page.search(|k| tree.cmp_stored(k, self.key)),
+        }
+    }
+
+    /// The child of an internal page the probe belongs to, as [`PageRef::child_for`].
+    #[inline(always)]
+    pub(crate) fn child_in(&self, page: &PageRef<'_>) -> Result<(Option<usize>, u64)> {
+        match self.tree {
+            None => page.child_for_bytewise(self.word, self.key),
+            Some(tree) => page.child_for(|k| tree.cmp_stored(k, self.key)),
         }
     }
 }
@@ -160,12 +156,15 @@ impl Probe<'_> {
 /// u32 magic "PCBT", u8 version, u8 duplicates, u8 custom order, u8 log2(page bytes),
 /// u32 height, u32 0, u64 entries.
 const ANCHOR_MAGIC: &[u8; 4] = b"PCBT";
+/// The tree format: 2 since internal slots record their separators' prefix words (format 1
+/// trees, without them, are refused: dump them with the pcore that wrote them and load them).
+const ANCHOR_VERSION: u8 = 2;
 const ANCHOR_BYTES: usize = 24;
 
 fn encode_anchor(page_bytes: usize, dup: Duplicates, custom: bool, st: &State) -> [u8; ANCHOR_BYTES] {
     let mut m = [0u8; ANCHOR_BYTES];
     m[..4].copy_from_slice(ANCHOR_MAGIC);
-    m[4..8].copy_from_slice(&[1, dup as u8, custom as u8, page_bytes.trailing_zeros() as u8]);
+    m[4..8].copy_from_slice(&[ANCHOR_VERSION, dup as u8, custom as u8, page_bytes.trailing_zeros() as u8]);
     m[8..12].copy_from_slice(&st.height.to_le_bytes());
     m[16..24].copy_from_slice(&st.entries.to_le_bytes());
     m
@@ -186,8 +185,15 @@ pub struct TreeDescription {
 
 fn decode_anchor(name: &[u8], root_page: u64, m: &[u8]) -> Result<TreeDescription> {
     let bad = |what: &str| Error::corrupt(format!("B+ tree {:?} anchor", String::from_utf8_lossy(name)), 0, what);
-    if m.len() != ANCHOR_BYTES || &m[..4] != ANCHOR_MAGIC || m[4] != 1 {
+    if m.len() != ANCHOR_BYTES || &m[..4] != ANCHOR_MAGIC {
         return Err(bad("not a B+ tree anchor"));
+    }
+    if m[4] != ANCHOR_VERSION {
+        return Err(Error::VersionMismatch(format!(
+            "B+ tree {:?} has format {}; this pcore reads format {ANCHOR_VERSION} (dump the tree with the pcore that wrote it, then load it with this one)",
+            String::from_utf8_lossy(name),
+            m[4]
+        )));
     }
     let duplicates = match m[5] {
         0 => Duplicates::Unique,
@@ -513,7 +519,7 @@ impl BTree {
     fn descend_in(&self, pages: &PageReader<'_, '_>, st: &State, skey: &[u8], path: &mut Path) -> Result<Descent> {
         let probe = self.probe(skey);
         let (id, leaf) = self.walk_to_leaf(pages, st, &probe, |page, pos| path.push((page, pos)))?;
-        let found = leaf.search(|k| probe.order(k))?;
+        let found = probe.find_in(&leaf)?;
         Ok((id, found, leaf.len()))
     }
 
@@ -533,7 +539,7 @@ impl BTree {
             if p.is_leaf() {
                 return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
             }
-            let (slot, child) = p.child_for(|k| probe.order(k))?;
+            let (slot, child) = probe.child_in(&p)?;
             visit(id, slot.map_or(0, |s| s + 1));
             id = child;
         }
@@ -562,7 +568,7 @@ impl BTree {
         let mut f = Some(f);
         let found = self.with_pages(|pages| {
             let (_, p) = self.walk_to_leaf(pages, &st, &probe, |_, _| {})?;
-            let Ok(i) = p.search(|k| probe.order(k))? else { return Ok(None) };
+            let Ok(i) = probe.find_in(&p)? else { return Ok(None) };
             match p.leaf_value(i)? {
                 Value::Inline(v) => Ok(Some(Ok(f.take().map(|f| f(v))))),
                 Value::Overflow(id, len) => Ok(Some(Err((id, len)))),
@@ -1475,6 +1481,23 @@ mod tests {
     }
 
     #[test]
+    fn a_tree_of_another_format_is_refused_by_name_and_version() {
+        let store = mem_store();
+        // A copy of a new tree's anchor under another name, as format 1 wrote it.
+        BTree::open(&store, b"new", &TreeOptions::default()).unwrap();
+        let root = store.get_root(b"btree:new").unwrap().unwrap();
+        let mut meta = root.meta.clone();
+        meta[4] = 1;
+        store.set_root(b"btree:old", root.id, &meta).unwrap();
+        assert!(matches!(list_trees(&store), Err(Error::VersionMismatch(_))));
+        match BTree::open(&store, b"old", &TreeOptions::default()) {
+            Err(Error::VersionMismatch(m)) => assert!(m.contains("\"old\" has format 1"), "{m}"),
+            Err(e) => panic!("expected VersionMismatch, got {e}"),
+            Ok(_) => panic!("expected VersionMismatch, got a tree"),
+        }
+    }
+
+    #[test]
     fn two_opens_of_one_tree_share_one_instance() {
         let store = mem_store();
         let a = BTree::open(&store, b"t", &TreeOptions::default()).unwrap();
@@ -1522,14 +1545,34 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_entry_of_any_kind_takes_at_most_a_quarter_page() {
+        for shift in 9..=16 {
+            let pb = 1u32 << shift;
+            let (k, v) = (max_key_bytes(pb), max_inline_value_bytes(pb));
+            let (value, composite) = (vec![0u8; v], 2 + k + v);
+            let largest = [
+                page::entry_bytes(k, &Payload::Leaf(Value::Inline(&value))),
+                page::entry_bytes(k, &Payload::Leaf(Value::Overflow(1, u32::MAX))),
+                page::entry_bytes(composite, &Payload::Leaf(Value::Inline(&[]))),
+                page::entry_bytes(k, &Payload::Child(u64::MAX)),
+                page::entry_bytes(composite, &Payload::Child(u64::MAX)),
+            ];
+            let quarter = page::capacity(pb as usize) / 4;
+            assert!(largest.iter().all(|&b| b <= quarter), "{pb}-byte pages: {largest:?} over {quarter}");
+            // At most the byte of a length that small pages' keys write in one byte.
+            assert!(largest[4] + 1 >= quarter, "{pb}-byte pages: the key limit could be higher");
+        }
+    }
+
+    #[test]
     fn key_limit_is_checked_before_anything_changes() {
         let store = mem_store();
         let t = BTree::open(&store, b"t", &TreeOptions::default()).unwrap();
-        assert_eq!(max_key_bytes(4096), 750);
+        assert_eq!(max_key_bytes(4096), 742);
         assert!(max_key_bytes(512) >= 64);
         t.insert(&[7u8; 255], b"v").unwrap();
         let before = t.stats().unwrap();
-        assert!(matches!(t.insert(&[1u8; 751], b"v"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(t.insert(&[1u8; 743], b"v"), Err(Error::InvalidArgument(_))));
         assert_eq!(t.stats().unwrap(), before);
         assert!(matches!(t.insert(&[7u8; 255], b"w"), Err(Error::DuplicateKey(_))));
         assert_eq!(t.get(&[7u8; 255]).unwrap().as_deref(), Some(&b"v"[..]));

@@ -172,7 +172,7 @@ pub extern "C" fn pcore_tree_close(tree: *mut PcoreTree) -> i32 {
     })
 }
 
-/// The longest key a tree with `page_bytes` pages takes (750 for 4096): every page then holds
+/// The longest key a tree with `page_bytes` pages takes (742 for 4096): every page then holds
 /// at least four entries. Into `*out`.
 ///
 /// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (page size not a power of two in 512..65536,
