@@ -75,9 +75,8 @@ impl Position {
         }
     }
 
-    /// The entry if it is within the bounds.
-    fn bounded(&self, tree: &BTree, entry: KeyValue) -> Option<KeyValue> {
-        Some(entry).filter(|(k, _)| !self.below_lower(tree, k) && !self.above_upper(tree, k))
+    fn within_bounds(&self, tree: &BTree, key: &[u8]) -> bool {
+        !self.below_lower(tree, key) && !self.above_upper(tree, key)
     }
 
     /// The cursor's copy of leaf `id`, if it holds one.
@@ -88,15 +87,17 @@ impl Position {
         }
     }
 
-    /// `current` from the copy of the leaf: an inline entry.
-    fn current_from_copy(&self, tree: &BTree) -> Result<FromCopy<Option<KeyValue>>> {
+    /// `current_with` from the copy of the leaf: an inline entry, handed to `f` where it lies
+    /// in the copy (an ordered scan copies nothing but what its caller keeps).
+    fn current_from_copy<R>(&self, tree: &BTree, f: impl FnOnce(&[u8], &[u8]) -> R) -> Result<FromCopy<Option<R>>> {
         self.check(tree)?;
         let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
         let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
         let e = page.entry(index)?;
         // A value in its own node (or a damaged cell, which the locked path reports) needs the lock.
         let Payload::Leaf(Value::Inline(v)) = e.payload else { return Ok(FromCopy::NeedsLock) };
-        Ok(FromCopy::Done(self.bounded(tree, user_entry(tree, e.key.to_vec(), v.to_vec()))))
+        let (key, value) = user_entry(tree, e.key, v);
+        Ok(FromCopy::Done(self.within_bounds(tree, key).then(|| f(key, value))))
     }
 
     /// `move_next` within the copy of the leaf.
@@ -129,10 +130,9 @@ impl Position {
 }
 
 /// A stored entry as the user sees it: a Multi tree's composite key split into key and value.
-fn user_entry(tree: &BTree, key: Vec<u8>, value: Vec<u8>) -> KeyValue {
+fn user_entry<'a>(tree: &BTree, key: &'a [u8], value: &'a [u8]) -> (&'a [u8], &'a [u8]) {
     if tree.duplicates() == Duplicates::Multi {
-        let (k, v) = split_composite(&key);
-        return (k.to_vec(), v.to_vec());
+        return split_composite(key);
     }
     (key, value)
 }
@@ -174,9 +174,21 @@ impl Cursor {
     /// The entry under the cursor as (key, value), or `None` past either end or outside the
     /// bounds.
     pub fn current(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        match self.at.current_from_copy(&self.tree)? {
-            FromCopy::Done(entry) => Ok(entry),
-            FromCopy::NeedsLock => self.held(|h| h.current()),
+        self.current_with(|k, v| (k.to_vec(), v.to_vec()))
+    }
+
+    /// `f` of the entry under the cursor (key, value), or `None` past either end or outside
+    /// the bounds. Within the leaf the cursor holds a copy of, the entry is not copied first.
+    pub fn current_with<R>(&mut self, f: impl FnOnce(&[u8], &[u8]) -> R) -> Result<Option<R>> {
+        // `f` goes to whichever path runs; the copy path hands it back when it needs the lock.
+        let mut f = Some(f);
+        let from_copy = self.at.current_from_copy(&self.tree, |k, v| (f.take().expect("called once"))(k, v))?;
+        match from_copy {
+            FromCopy::Done(r) => Ok(r),
+            FromCopy::NeedsLock => {
+                let entry = self.held(|h| h.current())?;
+                Ok(entry.map(|(k, v)| (f.take().expect("not called on the copy path"))(&k, &v)))
+            }
         }
     }
 
@@ -360,8 +372,8 @@ impl Held<'_> {
         Ok(())
     }
 
-    fn current(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        Ok(self.entry_unbounded()?.and_then(|entry| self.at.bounded(self.tree, entry)))
+    fn current(&mut self) -> Result<Option<KeyValue>> {
+        Ok(self.entry_unbounded()?.filter(|(k, _)| self.at.within_bounds(self.tree, k)))
     }
 
     /// The entry under the cursor, bounds or not. Its leaf is read into the cursor's copy, so
@@ -384,7 +396,8 @@ impl Held<'_> {
             Ok(v) => v,
             Err((id, len)) => self.tree.read_overflow(id, len)?,
         };
-        Ok(Some(user_entry(self.tree, key, value)))
+        let (k, v) = user_entry(self.tree, &key, &value);
+        Ok(Some((k.to_vec(), v.to_vec())))
     }
 
     fn move_next(&mut self) -> Result<()> {

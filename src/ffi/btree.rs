@@ -39,11 +39,13 @@ fn with_tree<R>(handle: *const PcoreTree, f: impl FnOnce(&BTree) -> Result<R>) -
     TREES.with(handle as usize, f)
 }
 
-fn cursor_of(handle: *const PcoreCursor) -> Result<Arc<Mutex<CursorState>>> {
+/// Calls `f` with the cursor a handle names, locked, borrowed from the registry (see
+/// `Registry::with`): an ordered scan makes two calls per entry.
+fn with_cursor<R>(handle: *const PcoreCursor, f: impl FnOnce(&mut CursorState) -> Result<R>) -> Result<R> {
     if handle.is_null() {
         return Err(Error::BadHandle("the cursor handle is NULL".into()));
     }
-    CURSORS.get(handle as usize)
+    CURSORS.with(handle as usize, |c| f(&mut c.lock()))
 }
 
 fn default_tree_options() -> PcoreTreeOptions {
@@ -450,18 +452,19 @@ pub unsafe extern "C" fn pcore_cursor_set_bounds(
     upper_kind: u32,
 ) -> i32 {
     guard::call(|| {
-        let c = cursor_of(cursor)?;
         // SAFETY: per this function's contract.
         let (l, u) =
             unsafe { (bytes(lower.cast::<u8>(), lower_len, "lower")?, bytes(upper.cast::<u8>(), upper_len, "upper")?) };
         let (lb, ub) = (bound(lower_kind, l, "lower")?, bound(upper_kind, u, "upper")?);
-        c.lock().cursor.set_bounds(lb, ub);
-        Ok(())
+        with_cursor(cursor, |c| {
+            c.cursor.set_bounds(lb, ub);
+            Ok(())
+        })
     })
 }
 
 fn cursor_op(cursor: *mut PcoreCursor, f: impl FnOnce(&mut Cursor) -> Result<()>) -> i32 {
-    guard::call(|| f(&mut cursor_of(cursor)?.lock().cursor))
+    guard::call(|| with_cursor(cursor, |c| f(&mut c.cursor)))
 }
 
 /// Moves to the first entry within the bounds.
@@ -488,7 +491,7 @@ pub unsafe extern "C" fn pcore_cursor_seek(cursor: *mut PcoreCursor, key: *const
     guard::call(|| {
         // SAFETY: per this function's contract.
         let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
-        cursor_of(cursor)?.lock().cursor.seek(k)
+        with_cursor(cursor, |c| c.cursor.seek(k))
     })
 }
 
@@ -521,22 +524,26 @@ pub unsafe extern "C" fn pcore_cursor_get(
     out_value: *mut PcoreBytes,
 ) -> i32 {
     guard::call(|| {
-        let c = cursor_of(cursor)?;
-        non_null(out_key, "out_key")?;
-        non_null(out_value, "out_value")?;
-        let mut state = c.lock();
-        let (k, v) = state
-            .cursor
-            .current()?
-            .ok_or_else(|| Error::NotFound("the cursor is past the end or outside its bounds".into()))?;
-        state.key = k;
-        state.value = v;
-        // SAFETY: both checked non-null; writable by contract. The buffers live in the cursor
-        // until its next call.
-        unsafe {
-            write_out(out_key, PcoreBytes { data: state.key.as_ptr(), len: state.key.len() });
-            write_out(out_value, PcoreBytes { data: state.value.as_ptr(), len: state.value.len() });
-        }
-        Ok(())
+        with_cursor(cursor, |state| {
+            non_null(out_key, "out_key")?;
+            non_null(out_value, "out_value")?;
+            let CursorState { cursor, key, value } = state;
+            // The buffers are reused: a scan allocates nothing per entry.
+            cursor
+                .current_with(|k, v| {
+                    key.clear();
+                    value.clear();
+                    key.extend_from_slice(k);
+                    value.extend_from_slice(v);
+                })?
+                .ok_or_else(|| Error::NotFound("the cursor is past the end or outside its bounds".into()))?;
+            // SAFETY: both checked non-null; writable by contract. The buffers live in the
+            // cursor until its next call.
+            unsafe {
+                write_out(out_key, PcoreBytes { data: key.as_ptr(), len: key.len() });
+                write_out(out_value, PcoreBytes { data: value.as_ptr(), len: value.len() });
+            }
+            Ok(())
+        })
     })
 }
