@@ -37,9 +37,6 @@ struct Position {
     leaf: Option<(u64, Vec<u8>)>,
 }
 
-/// An entry as the user sees it: (key, value).
-type KeyValue = (Vec<u8>, Vec<u8>);
-
 /// What a cursor call could do from its copy of the leaf, without the tree's lock.
 enum FromCopy<T> {
     Done(T),
@@ -179,16 +176,10 @@ impl Cursor {
 
     /// `f` of the entry under the cursor (key, value), or `None` past either end or outside
     /// the bounds. Within the leaf the cursor holds a copy of, the entry is not copied first.
-    pub fn current_with<R>(&mut self, f: impl FnOnce(&[u8], &[u8]) -> R) -> Result<Option<R>> {
-        // `f` goes to whichever path runs; the copy path hands it back when it needs the lock.
-        let mut f = Some(f);
-        let from_copy = self.at.current_from_copy(&self.tree, |k, v| (f.take().expect("called once"))(k, v))?;
-        match from_copy {
+    pub fn current_with<R>(&mut self, mut f: impl FnMut(&[u8], &[u8]) -> R) -> Result<Option<R>> {
+        match self.at.current_from_copy(&self.tree, &mut f)? {
             FromCopy::Done(r) => Ok(r),
-            FromCopy::NeedsLock => {
-                let entry = self.held(|h| h.current())?;
-                Ok(entry.map(|(k, v)| (f.take().expect("not called on the copy path"))(&k, &v)))
-            }
+            FromCopy::NeedsLock => self.held(|h| h.current_with(f)),
         }
     }
 
@@ -223,9 +214,9 @@ impl Held<'_> {
         self.at.above_upper(self.tree, key)
     }
 
-    /// The entry under the cursor, bounds or not.
+    /// The key under the cursor, bounds or not.
     fn raw_key(&mut self) -> Result<Option<Vec<u8>>> {
-        Ok(self.entry_unbounded()?.map(|(k, _)| k))
+        self.entry_with(|_, k, _| k.to_vec())
     }
 
     fn check(&self) -> Result<()> {
@@ -337,14 +328,19 @@ impl Held<'_> {
         self.at.leaf = None;
     }
 
-    /// The leaf `id`, from the cursor's copy or read (and kept) now.
-    fn leaf_page(&mut self, id: u64) -> Result<PageRef<'_>> {
+    /// Makes the cursor's copy hold leaf `id`, reading it unless it already does.
+    fn copy_leaf(&mut self, id: u64) -> Result<()> {
         if self.at.leaf.as_ref().is_none_or(|(cached, _)| *cached != id) {
             let bytes = self.tree.read_page(id)?;
             self.at.leaf = Some((id, bytes));
         }
-        let (_, bytes) = self.at.leaf.as_ref().expect("filled above");
-        PageRef::parse(bytes, id)
+        Ok(())
+    }
+
+    /// The leaf `id`, from the cursor's copy or read (and kept) now.
+    fn leaf_page(&mut self, id: u64) -> Result<PageRef<'_>> {
+        self.copy_leaf(id)?;
+        Ok(self.at.copy_of(id)?.expect("copied above"))
     }
 
     fn seek(&mut self, key: &[u8]) -> Result<()> {
@@ -372,32 +368,34 @@ impl Held<'_> {
         Ok(())
     }
 
-    fn current(&mut self) -> Result<Option<KeyValue>> {
-        Ok(self.entry_unbounded()?.filter(|(k, _)| self.at.within_bounds(self.tree, k)))
+    /// `f` of the entry under the cursor, or `None` outside the bounds.
+    fn current_with<R>(&mut self, f: impl FnOnce(&[u8], &[u8]) -> R) -> Result<Option<R>> {
+        let tree = self.tree;
+        Ok(self.entry_with(|at, k, v| at.within_bounds(tree, k).then(|| f(k, v)))?.flatten())
     }
 
-    /// The entry under the cursor, bounds or not. Its leaf is read into the cursor's copy, so
-    /// the next calls within that leaf need no lock.
-    fn entry_unbounded(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    /// `f` of the cursor's position and the entry under it, bounds or not, handed where it
+    /// lies in the cursor's copy of its leaf (read now if needed, so the next calls within that
+    /// leaf need no lock); a value in its own node is read for the call.
+    fn entry_with<R>(&mut self, f: impl FnOnce(&Position, &[u8], &[u8]) -> R) -> Result<Option<R>> {
         self.check()?;
         let Some(&(leaf, index)) = self.at.stack.last() else { return Ok(None) };
-        let (key, value) = {
-            let e = self.leaf_page(leaf)?.entry(index)?;
-            let v = match e.payload {
-                Payload::Leaf(Value::Inline(v)) => Ok(v.to_vec()),
-                Payload::Leaf(Value::Overflow(id, len)) => Err((id, len)),
-                Payload::Child(_) => {
-                    return Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "child cell in a leaf"))
-                }
-            };
-            (e.key.to_vec(), v)
+        self.copy_leaf(leaf)?;
+        let (tree, at) = (self.tree, &*self.at);
+        let e = at.copy_of(leaf)?.expect("copied above").entry(index)?;
+        let own_node;
+        let value = match e.payload {
+            Payload::Leaf(Value::Inline(v)) => v,
+            Payload::Leaf(Value::Overflow(id, len)) => {
+                own_node = tree.read_overflow(id, len)?;
+                &own_node
+            }
+            Payload::Child(_) => {
+                return Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "child cell in a leaf"))
+            }
         };
-        let value = match value {
-            Ok(v) => v,
-            Err((id, len)) => self.tree.read_overflow(id, len)?,
-        };
-        let (k, v) = user_entry(self.tree, &key, &value);
-        Ok(Some((k.to_vec(), v.to_vec())))
+        let (k, v) = user_entry(tree, e.key, value);
+        Ok(Some(f(at, k, v)))
     }
 
     fn move_next(&mut self) -> Result<()> {
@@ -492,8 +490,8 @@ impl BTree {
 impl Held<'_> {
     /// Calls `f` for each entry from the current one until it returns false or the entries end.
     fn for_each(&mut self, mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
-        while let Some((k, v)) = self.current()? {
-            if !f(&k, &v) {
+        while let Some(go_on) = self.current_with(&mut f)? {
+            if !go_on {
                 break;
             }
             self.move_next()?;
