@@ -681,7 +681,7 @@ impl BTree {
         let index = match found {
             Ok(i) => {
                 if let Some(Payload::Leaf(Value::Overflow(old, _))) = replaced {
-                    plan.free_later(old);
+                    plan.free_later(old, KIND_OVERFLOW);
                 }
                 cells[i] = new_cell;
                 i
@@ -933,7 +933,7 @@ impl BTree {
             let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
             let mut entries = self.page_entries(&leaf, leaf_id, true)?;
             if let Payload::Leaf(Value::Overflow(old, _)) = entries[index].payload {
-                plan.free_later(old);
+                plan.free_later(old, KIND_OVERFLOW);
             }
             entries.remove(index);
             if let Err(e) = self.rebalance_after_remove(&mut plan, &path, leaf_id, TYPE_LEAF, 0, &entries) {
@@ -968,7 +968,7 @@ impl BTree {
         let Some((&(parent_id, pos), above)) = path.split_last() else {
             // The root: an internal root with no separator hands over to its only child.
             if ty == TYPE_INTERNAL && entries.is_empty() {
-                plan.free_later(id);
+                plan.free_later(id, KIND_INTERNAL);
                 plan.new_root = Some(leftmost);
                 plan.root_shrinks = true;
             } else {
@@ -1024,7 +1024,7 @@ impl BTree {
         let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
         if self.page_fits(&combined) {
             plan.write(left_id, ty, left_leftmost, &combined);
-            plan.free_later(right_id);
+            plan.free_later(right_id, if ty == TYPE_LEAF { KIND_LEAF } else { KIND_INTERNAL });
             parent_entries.remove(sep_index);
             return self.rebalance_after_remove(
                 plan,
@@ -1255,7 +1255,8 @@ pub(crate) struct Plan<'t, 'c> {
     editor: &'t mut NodeEditor<'c>,
     allocated: Vec<u64>,
     writes: Vec<(u64, Scratch)>,
-    frees: Vec<u64>,
+    /// Nodes to free, with the kind each must have.
+    frees: Vec<(u64, u8)>,
     new_root: Option<u64>,
     root_shrinks: bool,
 }
@@ -1325,8 +1326,11 @@ impl<'t, 'c> Plan<'t, 'c> {
         self.writes.push((id, image));
     }
 
-    fn free_later(&mut self, id: u64) {
-        self.frees.push(id);
+    /// Frees the node when the plan is applied, once it is checked to be a live node of
+    /// `kind`: an id read from a damaged page must not free another tree's page or a host's
+    /// node, nor fail halfway through `apply`.
+    fn free_later(&mut self, id: u64, kind: u8) {
+        self.frees.push((id, kind));
     }
 
     /// Undoes the allocations and returns `e`: the tree is as it was.
@@ -1340,6 +1344,21 @@ impl<'t, 'c> Plan<'t, 'c> {
     /// Takes every shadow first (the only step that can fail, for lack of space), then
     /// writes the pages, frees what the operation released, and moves the root.
     fn apply(self, st: &mut State) -> Result<()> {
+        for &(id, kind) in &self.frees {
+            let found = self.editor.info(NodeId::from_raw(id)).map(|info| info.kind);
+            if found.as_ref().ok() != Some(&kind) {
+                let what = match found {
+                    Ok(k) => format!("node of kind {k}, not {kind}"),
+                    Err(_) => "no live node".to_string(),
+                };
+                let e = Error::corrupt(
+                    format!("B+ tree node {id:#x}"),
+                    0,
+                    format!("the tree refers to it, but it is a {what}"),
+                );
+                return self.abort(e);
+            }
+        }
         for (id, _) in &self.writes {
             if !self.allocated.contains(id) {
                 if let Err(e) = self.editor.prepare_write(NodeId::from_raw(*id)) {
@@ -1350,8 +1369,8 @@ impl<'t, 'c> Plan<'t, 'c> {
         for (id, image) in &self.writes {
             self.editor.publish(NodeId::from_raw(*id), image)?;
         }
-        for id in &self.frees {
-            self.editor.free(NodeId::from_raw(*id))?;
+        for &(id, _) in &self.frees {
+            self.editor.free(NodeId::from_raw(id))?;
         }
         if let Some(root) = self.new_root {
             st.root = root;
