@@ -23,6 +23,18 @@ pub struct Config {
     pub store_only: bool,
 }
 
+/// Refuses an output file that cannot be written before the benchmark runs, not after it.
+/// Opening for append creates a missing file and leaves an existing one as it is until the
+/// figures replace it.
+fn check_writable(path: &std::path::Path) -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map(drop)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// One figure of pcore's against a peer's, both measured in this run.
 pub struct Ratio {
     pub group: &'static str,
@@ -41,6 +53,9 @@ impl Ratio {
 }
 
 pub fn run(cfg: &Config) -> Result<Outcome, String> {
+    for path in cfg.json.iter().chain(&cfg.svg) {
+        check_writable(path)?;
+    }
     let nodes = cfg.nodes.unwrap_or(if cfg.quick { 1_000_000 } else { 10_000_000 });
     let work = WorkDir::new(cfg.dir.as_deref(), "bench", false)?;
     let machine = machine();
