@@ -274,6 +274,9 @@ fn a_users_mistakes_get_one_line_and_a_non_zero_exit() {
         (vec!["stat".into(), path(&missing).into()], "no such directory"),
         (vec!["check".into(), path(&dir.0).into()], "is not a pcore store"),
         (vec!["dump".into(), path(&dir.0).into(), "--tree".into(), "t".into()], "is not a pcore store"),
+        // Refused before the benchmark runs (it once ran for minutes first).
+        (vec!["bench".into(), "--json".into(), path(&missing.join("x.json")).into()], "cannot write"),
+        (vec!["bench".into(), "--svg".into(), path(&missing.join("x.svg")).into()], "cannot write"),
     ];
     for (args, says) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -328,4 +331,5 @@ fn the_crash_matrix_kills_sixty_children_and_loses_nothing() {
         .and_then(|n| n.parse().ok())
         .unwrap();
     assert!(mid_run >= 30, "most kills land mid-run: {out}");
+    assert!(out.contains("kills of store creation    12"), "every fifth kill lands in store creation: {out}");
 }

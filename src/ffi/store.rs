@@ -63,6 +63,7 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
         read_only: o.flags & PCORE_OPEN_READ_ONLY != 0,
         create: o.flags & PCORE_OPEN_NO_CREATE == 0,
         verify_checksums: o.flags & PCORE_OPEN_VERIFY_CHECKSUMS != 0,
+        meta_refresh_ms: d.meta_refresh_ms,
     })
 }
 

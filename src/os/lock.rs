@@ -1,5 +1,8 @@
-//! The single-writer lock of a store directory: an advisory `flock` on its `LOCK` file.
+//! The single-writer lock of a store directory: an advisory `flock` on the directory itself.
 //!
+//! The directory is what a user cannot delete by accident while the store is in it: a lock
+//! file could be removed (by hand, or by a cleanup of "stray" files), after which a second
+//! writer would create a new one and lock that, and two writers would share one store.
 //! `flock` locks belong to the open file description, so a second open in the same process is
 //! refused just like one in another process, and the lock dies with the process (a SIGKILLed
 //! writer never leaves a stale lock behind). The descriptor is close-on-exec, and dropping the
@@ -8,7 +11,7 @@
 //! descriptor would leave the lock held through the child's copy, so an immediate reopen
 //! would answer `Busy`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -24,13 +27,11 @@ pub(crate) enum LockError {
 
 impl DirLock {
     pub(crate) fn acquire(dir: &Path) -> Result<DirLock, LockError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("LOCK"))
-            .map_err(LockError::Io)?;
+        // std opens with O_CLOEXEC; a directory opens read-only, which is all flock needs.
+        let file = File::open(dir).map_err(LockError::Io)?;
+        if !file.metadata().map_err(LockError::Io)?.is_dir() {
+            return Err(LockError::Io(io::Error::from_raw_os_error(libc::ENOTDIR)));
+        }
         // SAFETY: plain syscall on a descriptor we own.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc == 0 {
@@ -64,6 +65,17 @@ mod tests {
         assert!(matches!(DirLock::acquire(&dir), Err(LockError::Held)));
         drop(first);
         assert!(DirLock::acquire(&dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_lock_is_the_directory_so_no_file_can_be_deleted_to_break_it() {
+        let dir = std::env::temp_dir().join(format!("pcore-lock-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = DirLock::acquire(&dir).ok().expect("first lock");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "locking creates no file");
+        assert!(matches!(DirLock::acquire(&dir), Err(LockError::Held)));
+        drop(first);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -58,6 +58,11 @@ pub struct StoreOptions {
     /// Check every read of a committed node against the checksum its commit recorded
     /// (`Corrupt` on a mismatch). Costs a CRC32C of the node per read.
     pub verify_checksums: bool,
+    /// After a log sync, the meta file records how much of the log is synced, at most this
+    /// often (one more `fdatasync`, of the meta file). Recovery refuses a log cut or damaged
+    /// below the recorded length; commits synced since the last record are not covered.
+    /// 0: after every sync.
+    pub meta_refresh_ms: u32,
 }
 
 impl Default for StoreOptions {
@@ -73,6 +78,7 @@ impl Default for StoreOptions {
             read_only: false,
             create: true,
             verify_checksums: false,
+            meta_refresh_ms: DEFAULT_META_REFRESH_MS,
         }
     }
 }
@@ -124,6 +130,8 @@ struct WriterSide {
     _lock: Option<DirLock>,
     written_epoch: u64,
     last_sync: Instant,
+    /// When the meta last recorded the log's synced length.
+    meta_refreshed: Instant,
     /// Why the store is poisoned (the flag itself is `Shared::poisoned`).
     poisoned: Option<String>,
     last_checkpoint_error: Option<String>,
@@ -219,6 +227,11 @@ impl NodeEditor<'_> {
     pub fn free(&mut self, id: NodeId) -> Result<()> {
         self.core.free(id)
     }
+
+    /// As [`Store::info`].
+    pub fn info(&self, id: NodeId) -> Result<NodeInfo> {
+        self.core.info(id)
+    }
 }
 
 /// A reference to a store that does not keep it alive (objects attached to a store hold
@@ -252,6 +265,7 @@ impl Store {
             meta: Some(opened.meta),
             _lock: opened.lock,
             last_sync: Instant::now(),
+            meta_refreshed: Instant::now(),
             poisoned: None,
             last_checkpoint_error: None,
         };
@@ -272,6 +286,7 @@ impl Store {
             _lock: None,
             written_epoch: 0,
             last_sync: Instant::now(),
+            meta_refreshed: Instant::now(),
             poisoned: None,
             last_checkpoint_error: None,
         };
@@ -680,14 +695,21 @@ impl Shared {
         checkpoint::write(&dir, generation, &bytes)?;
         let log = LogWriter::open(&dir.join(recovery::log_name(generation)), 0)?;
         crate::os::sync_dir(&dir).map_err(|e| Error::io("sync the store directory", e))?;
-        let meta =
-            Meta { sequence: old.sequence + 1, generation, has_checkpoint: true, checkpoint_epoch: epoch, ..old };
+        let meta = Meta {
+            sequence: old.sequence + 1,
+            generation,
+            has_checkpoint: true,
+            checkpoint_epoch: epoch,
+            log_synced_bytes: 0,
+            ..old
+        };
         meta.store(&dir)?;
         w.meta = Some(meta);
         w.log = Some(log);
         self.durable_epoch.store(epoch, Ordering::Release);
         w.written_epoch = epoch;
         w.last_sync = Instant::now();
+        w.meta_refreshed = w.last_sync;
         recovery::remove_generation(&dir, old.generation);
         self.state.write().release_frees(epoch)
     }
@@ -729,7 +751,24 @@ impl Shared {
         }
         self.durable_epoch.store(w.written_epoch, Ordering::Release);
         w.last_sync = Instant::now();
+        self.record_synced_log(w);
         Ok(())
+    }
+
+    /// Records in the meta file how much of the log is now synced, if the last record is
+    /// older than `meta_refresh_ms`. Best effort: the commits are durable already, and a torn
+    /// meta write leaves the other slot's record, which is lower and still true.
+    fn record_synced_log(&self, w: &mut WriterSide) {
+        let (Some(dir), Some(old), Some(log)) = (&w.dir, w.meta, &w.log) else { return };
+        let due = w.meta_refreshed.elapsed() >= Duration::from_millis(u64::from(self.options.meta_refresh_ms));
+        if !due || log.len() <= old.log_synced_bytes {
+            return;
+        }
+        let meta = Meta { sequence: old.sequence + 1, log_synced_bytes: log.len(), ..old };
+        if meta.store(dir).is_ok() {
+            w.meta = Some(meta);
+            w.meta_refreshed = Instant::now();
+        }
     }
 }
 

@@ -94,7 +94,10 @@ pub(crate) fn write(dir: &Path, generation: u64, bytes: &[u8]) -> Result<()> {
 
 pub(crate) fn read(dir: &Path, generation: u64, classes: &SizeClasses) -> Result<Snapshot> {
     let name = file_name(generation);
-    let data = std::fs::read(dir.join(&name)).map_err(|e| Error::io(format!("read {name}"), e))?;
+    let data = std::fs::read(dir.join(&name)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::corrupt(&name, 0, "the checkpoint the meta file names is missing"),
+        _ => Error::io(format!("read {name}"), e),
+    })?;
     if data.len() < HEADER_BYTES || crc(&data[..32]).to_le_bytes() != data[32..36] {
         return Err(Error::corrupt(&name, 0, "checkpoint header damaged"));
     }

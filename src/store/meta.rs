@@ -9,8 +9,13 @@
 //! 24  u64 generation: the files are checkpoint-<g>.ckpt and wal-<g>.log
 //! 32  u64 checkpoint epoch: the log's first frame has this epoch + 1
 //! 40  u32 smallest size class, 44 u32 largest size class
-//! 48  u32 CRC32C of bytes 0..48
+//! 48  u64 bytes of the log known to be synced (format 3; format 2 slots end here)
+//! 56  u32 CRC32C of bytes 0..56
 //! ```
+//!
+//! The synced length is recorded at every checkpoint (0: the new log is empty) and, after a
+//! log sync, at most once a `meta_refresh_ms`: recovery refuses a log whose commits end below
+//! it, which is a log cut or damaged below what was durable, not a torn tail.
 
 use super::codec::{crc, Reader, Writer};
 use crate::error::{Error, Result};
@@ -20,10 +25,17 @@ use std::path::Path;
 
 pub(crate) const META_FILE: &str = "meta";
 const MAGIC: u64 = u64::from_le_bytes(*b"PCOREMTA");
-/// 2: checkpoint entries carry each node's payload checksum.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// 2: checkpoint entries carry each node's payload checksum. 3: the meta records how much of
+/// the log is known to be synced. Format 2 stores are read (as if nothing were recorded) and
+/// written as format 3 from their next meta write.
+pub(crate) const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION_OLDEST: u32 = 2;
 const SLOT_BYTES: u64 = 4096;
-const SLOT_USED_BYTES: usize = 52;
+const SLOT_USED_BYTES: usize = 60;
+const SLOT_USED_BYTES_V2: usize = 52;
+/// Where a new store's meta is written before it is renamed to `META_FILE`: the rename is the
+/// moment the store exists.
+pub(crate) const META_CREATING_FILE: &str = "meta.creating";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Meta {
@@ -33,6 +45,8 @@ pub(crate) struct Meta {
     pub checkpoint_epoch: u64,
     pub min_class_bytes: u32,
     pub max_class_bytes: u32,
+    /// Bytes of the generation's log known to be synced: recovery must find commits up to here.
+    pub log_synced_bytes: u64,
 }
 
 /// One of the meta file's two slots, as read.
@@ -55,6 +69,7 @@ impl Meta {
         w.u64(self.checkpoint_epoch);
         w.u32(self.min_class_bytes);
         w.u32(self.max_class_bytes);
+        w.u64(self.log_synced_bytes);
         let c = crc(&w.buf);
         w.u32(c);
         debug_assert_eq!(w.buf.len(), SLOT_USED_BYTES);
@@ -63,16 +78,26 @@ impl Meta {
 
     /// `Ok(None)` for a slot that was never written or whose checksum fails (torn).
     fn decode(bytes: &[u8], offset: u64) -> Result<Option<Meta>> {
-        if bytes.len() < SLOT_USED_BYTES || crc(&bytes[..48]).to_le_bytes() != bytes[48..52] {
-            return Ok(None);
-        }
+        let crc_matches =
+            |end: usize| bytes.len() >= end + 4 && crc(&bytes[..end]).to_le_bytes() == bytes[end..end + 4];
         let mut r = Reader::new(META_FILE, offset, bytes);
-        if r.u64()? != MAGIC {
+        if bytes.len() < 12 || r.u64()? != MAGIC {
             return Ok(None);
         }
         let version = r.u32()?;
-        if version != FORMAT_VERSION {
-            return Err(Error::VersionMismatch(format!("store format {version}; this build reads {FORMAT_VERSION}")));
+        let checked_bytes = match version {
+            FORMAT_VERSION => SLOT_USED_BYTES - 4,
+            FORMAT_VERSION_OLDEST => SLOT_USED_BYTES_V2 - 4,
+            // Another format's slot: its checksum may lie elsewhere, so try where ours lie.
+            _ if crc_matches(SLOT_USED_BYTES - 4) || crc_matches(SLOT_USED_BYTES_V2 - 4) => {
+                return Err(Error::VersionMismatch(format!(
+                    "store format {version}; this build reads {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION}"
+                )))
+            }
+            _ => return Ok(None),
+        };
+        if !crc_matches(checked_bytes) {
+            return Ok(None);
         }
         let flags = r.u32()?;
         let meta = Meta {
@@ -82,9 +107,14 @@ impl Meta {
             checkpoint_epoch: r.u64()?,
             min_class_bytes: r.u32()?,
             max_class_bytes: r.u32()?,
+            log_synced_bytes: if version == FORMAT_VERSION { r.u64()? } else { 0 },
         };
         let max = crate::limits::COUNTER_MAX;
-        if meta.sequence >= max || meta.generation >= max || meta.checkpoint_epoch >= max {
+        if meta.sequence >= max
+            || meta.generation >= max
+            || meta.checkpoint_epoch >= max
+            || meta.log_synced_bytes >= max
+        {
             return Err(Error::corrupt(
                 META_FILE,
                 offset + 16,
@@ -124,12 +154,23 @@ impl Meta {
     /// Writes this meta into the slot its sequence selects and syncs it. The other slot keeps
     /// the previous meta, which stays valid if this write is torn.
     pub fn store(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(META_FILE);
+        self.write_slot(&dir.join(META_FILE), false)
+    }
+
+    /// Writes a new store's first meta to `META_CREATING_FILE`, synced; the creator renames it.
+    pub fn store_creating(&self, dir: &Path) -> Result<()> {
+        self.write_slot(&dir.join(META_CREATING_FILE), true)
+    }
+
+    fn write_slot(&self, path: &Path, fresh: bool) -> Result<()> {
+        if fresh {
+            crate::os::reserve(path, 2 * SLOT_BYTES).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        }
         let file: File = OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(false)
-            .open(&path)
+            .truncate(fresh)
+            .open(path)
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let offset = (self.sequence % 2) * SLOT_BYTES;
         file.write_all_at(&self.encode(), offset).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
@@ -155,6 +196,7 @@ mod tests {
             checkpoint_epoch: 5,
             min_class_bytes: 64,
             max_class_bytes: 4096,
+            log_synced_bytes: sequence * 100,
         }
     }
 
@@ -172,6 +214,29 @@ mod tests {
         bytes[4096] ^= 0xFF;
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(Meta::load(&dir), Err(Error::Corrupt { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_format_2_slot_is_read_with_nothing_recorded_as_synced() {
+        let dir = temp_dir("v2");
+        let m = meta(3);
+        let mut bytes = m.encode();
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes.truncate(48);
+        let c = crc(&bytes);
+        bytes.extend_from_slice(&c.to_le_bytes());
+        let mut file = vec![0u8; 2 * SLOT_BYTES as usize];
+        file[SLOT_BYTES as usize..][..bytes.len()].copy_from_slice(&bytes);
+        std::fs::write(dir.join(META_FILE), &file).unwrap();
+        assert_eq!(Meta::load(&dir).unwrap(), Meta { log_synced_bytes: 0, ..m });
+        // A format this build does not know, with a valid checksum, is a version mismatch.
+        bytes[8..12].copy_from_slice(&9u32.to_le_bytes());
+        let c = crc(&bytes[..48]);
+        bytes[48..52].copy_from_slice(&c.to_le_bytes());
+        file[SLOT_BYTES as usize..][..bytes.len()].copy_from_slice(&bytes);
+        std::fs::write(dir.join(META_FILE), &file).unwrap();
+        assert!(matches!(Meta::load(&dir), Err(Error::VersionMismatch(_))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

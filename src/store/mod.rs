@@ -10,6 +10,8 @@ mod core;
 mod crash_tests;
 #[cfg(test)]
 mod damage_tests;
+#[cfg(test)]
+mod edge_tests;
 mod inspect;
 mod meta;
 mod node_id;

@@ -8,7 +8,7 @@
 use super::api::StoreOptions;
 use super::checkpoint;
 use super::core::Core;
-use super::meta::{Meta, META_FILE};
+use super::meta::{Meta, META_CREATING_FILE, META_FILE};
 use super::table::{ObjectTable, Slot, State};
 use super::wal::{self, LogWriter, Op};
 use crate::alloc::{Backing, SizeClasses, Space};
@@ -47,11 +47,11 @@ pub(crate) fn new_memory_core(options: &StoreOptions) -> Result<Core> {
 
 pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let writable = !options.read_only;
-    if !dir.join(META_FILE).exists() && (!writable || !options.create) {
-        return Err(Error::NotFound(format!("no pcore store in {}", dir.display())));
-    }
-    if writable {
+    let may_create = writable && options.create;
+    if may_create {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    } else if !dir.is_dir() {
+        return Err(Error::NotFound(format!("no pcore store in {}: no such directory", dir.display())));
     }
     let lock = if writable {
         match DirLock::acquire(dir) {
@@ -64,8 +64,25 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     } else {
         None
     };
-    // Checked again under the lock: another writer may have created it meanwhile.
-    let meta = if dir.join(META_FILE).exists() { Meta::load(dir)? } else { create(dir, options)? };
+    // Looked at under the lock: another writer may have been creating the store meanwhile.
+    let meta = match survey(dir)? {
+        Found::Store => Meta::load(dir)?,
+        Found::Nothing { debris } if may_create => create(dir, options, &debris)?,
+        Found::Nothing { .. } => return Err(Error::NotFound(format!("no pcore store in {}", dir.display()))),
+        Found::FilesWithoutMeta(files) => {
+            return Err(Error::corrupt(
+                META_FILE,
+                0,
+                format!(
+                    "missing: {} holds store files ({}) but no written meta file, which names the \
+                     checkpoint and log to recover from; nothing was changed (restore the meta file, or move the \
+                     files away to start a new store)",
+                    dir.display(),
+                    files.join(", ")
+                ),
+            ))
+        }
+    };
     let classes = SizeClasses::new(meta.min_class_bytes, meta.max_class_bytes).map_err(|e| {
         Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}"))
     })?;
@@ -88,6 +105,21 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
         return Err(Error::corrupt(&log_file, 0, "the log file the meta file names is missing"));
     }
     let contents = wal::read_log(&log_path, &log_file, checkpoint_epoch + 1)?;
+    if contents.valid_bytes < meta.log_synced_bytes {
+        // Below this the log was durable: what is missing or damaged there is not a commit cut
+        // short by a crash but lost commits, whose blocks later commits may have reused.
+        return Err(Error::corrupt(
+            &log_file,
+            contents.valid_bytes,
+            format!(
+                "the log's commits end at offset {} (the file has {} bytes), but the meta file records {} \
+                 bytes of it as synced: the log was cut or damaged below what was durable",
+                contents.valid_bytes,
+                std::fs::metadata(&log_path).map_or(0, |m| m.len()),
+                meta.log_synced_bytes
+            ),
+        ));
+    }
     let mut epoch = checkpoint_epoch;
     let mut latest_payload: HashMap<u64, (usize, usize, usize)> = HashMap::new();
     for (fi, frame) in contents.frames.iter().enumerate() {
@@ -129,9 +161,65 @@ fn recovery_note(log_file: &str, contents: &wal::LogContents, file_bytes: u64, e
     Some(note)
 }
 
-/// A new store: an empty log, then the meta file naming it, then the directory entries synced.
-fn create(dir: &Path, options: &StoreOptions) -> Result<Meta> {
+/// What a store directory holds, as far as opening it is concerned.
+enum Found {
+    /// A meta file with at least one slot ever written: a store (valid or damaged).
+    Store,
+    /// No store: an empty directory, or the debris of a creation that never finished (files
+    /// that held no commit: an unwritten meta, an empty first log), which creation replaces.
+    Nothing { debris: Vec<String> },
+    /// Store files but no meta: never initialised over, never changed.
+    FilesWithoutMeta(Vec<String>),
+}
+
+/// Files of ours in a store directory (a legacy `LOCK` file and the host's own files are not).
+fn is_store_file(name: &str) -> bool {
+    name == META_FILE
+        || name == META_CREATING_FILE
+        || (name.starts_with("wal-") && name.contains(".log"))
+        || (name.starts_with("checkpoint-") && name.contains(".ckpt"))
+        || (name.starts_with("class-") && name.contains(".seg"))
+}
+
+fn survey(dir: &Path) -> Result<Found> {
+    let io = |e| Error::io(format!("list {}", dir.display()), e);
+    let mut ours = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let name = entry.map_err(io)?.file_name().to_string_lossy().into_owned();
+        if is_store_file(&name) {
+            ours.push(name);
+        }
+    }
+    ours.sort();
+    let meta_written =
+        ours.iter().any(|n| n == META_FILE) && Meta::load_slots(dir)?.iter().any(|s| s.valid.is_some() || s.damaged);
+    if meta_written {
+        return Ok(Found::Store);
+    }
+    let first_log = log_name(1);
+    let is_debris = |name: &String| {
+        name == META_FILE
+            || name == META_CREATING_FILE
+            || (*name == first_log && std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() == 0))
+    };
+    if ours.iter().all(is_debris) {
+        Ok(Found::Nothing { debris: ours })
+    } else {
+        Ok(Found::FilesWithoutMeta(ours.into_iter().filter(|n| !is_debris(n)).collect()))
+    }
+}
+
+/// A new store, created so that a crash at any step leaves either no store (only debris,
+/// which the next open replaces) or a whole one: the empty first log is written and synced,
+/// the meta written under a temporary name and synced, the directory synced, and only then
+/// the meta renamed into place (and the directory synced again).
+fn create(dir: &Path, options: &StoreOptions, debris: &[String]) -> Result<Meta> {
     SizeClasses::new(options.min_class_bytes, options.max_class_bytes)?;
+    for name in debris {
+        std::fs::remove_file(dir.join(name))
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .map_err(|e| Error::io(format!("remove {name}, left by an interrupted creation"), e))?;
+    }
     let meta = Meta {
         sequence: 1,
         generation: 1,
@@ -139,11 +227,39 @@ fn create(dir: &Path, options: &StoreOptions) -> Result<Meta> {
         checkpoint_epoch: 0,
         min_class_bytes: options.min_class_bytes,
         max_class_bytes: options.max_class_bytes,
+        log_synced_bytes: 0,
     };
+    let sync_dir = || crate::os::sync_dir(dir).map_err(|e| Error::io(format!("sync {}", dir.display()), e));
+    crash_point(1)?;
     LogWriter::open(&dir.join(log_name(1)), 0)?.sync()?;
-    meta.store(dir)?;
-    crate::os::sync_dir(dir).map_err(|e| Error::io(format!("sync {}", dir.display()), e))?;
+    crash_point(2)?;
+    meta.store_creating(dir)?;
+    crash_point(3)?;
+    sync_dir()?;
+    crash_point(4)?;
+    std::fs::rename(dir.join(META_CREATING_FILE), dir.join(META_FILE))
+        .map_err(|e| Error::io(format!("rename {META_CREATING_FILE} to {META_FILE}"), e))?;
+    crash_point(5)?;
+    sync_dir()?;
     Ok(meta)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests stop a creation on this thread before its step N, as a crash there would.
+    pub(crate) static CREATION_CRASH_AT: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Steps of `create`, numbered so a test can stop it before each.
+#[cfg(test)]
+pub(crate) const CREATION_STEPS: u32 = 5;
+
+fn crash_point(_step: u32) -> Result<()> {
+    #[cfg(test)]
+    if CREATION_CRASH_AT.with(|c| c.get()) == Some(_step) {
+        return Err(Error::io(format!("creation stopped before step {_step}"), std::io::Error::other("test")));
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

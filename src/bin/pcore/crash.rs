@@ -4,6 +4,10 @@
 //! requires: `check` passes, and the store holds exactly the state of the last acknowledged
 //! commit (or of the one in flight), nothing less and nothing uncommitted. Every durability
 //! mode takes its turn; checkpoints happen during the runs, so kills land in them too.
+//! Every fifth kill lands in a child that creates stores one after another (each with one
+//! STRICT commit), so kills land in store creation too: each store it started must then be
+//! whole, or absent (a read-only open finds none and a writable open creates one), never
+//! refused.
 
 use crate::Outcome;
 use pcore::btree::{BTree, Duplicates, TreeOptions};
@@ -116,8 +120,66 @@ fn open_trees(store: &Store) -> pcore::Result<Vec<BTree>> {
     tree_options().iter().map(|(name, o)| BTree::open(store, name, o)).collect()
 }
 
+/// The child mode that creates stores (`CREATION_MODE`), and how many at most.
+pub const CREATION_MODE: usize = MODES.len();
+const CREATIONS_MAX: u64 = 2000;
+
+fn creation_dir(dir: &Path, i: u64) -> std::path::PathBuf {
+    dir.join(format!("store-{i}"))
+}
+
+/// The creation child: store after store, each with one node committed STRICT, printing the
+/// store's number once its commit returned; each then left as a crash leaves it.
+fn creation_child(dir: &Path) -> Result<Outcome, String> {
+    let e = |e: pcore::Error| e.to_string();
+    let mut out = std::io::stdout().lock();
+    for i in 0..CREATIONS_MAX {
+        let store = Store::open(creation_dir(dir, i), &options(Durability::Strict)).map_err(e)?;
+        let id = store.allocate(8, KIND_NODE).map_err(e)?.0;
+        store.publish(id, &i.to_le_bytes()).map_err(e)?;
+        store.commit().map_err(e)?;
+        writeln!(out, "{}", i + 1).and_then(|_| out.flush()).map_err(|e| e.to_string())?;
+        store.simulate_crash();
+    }
+    Ok(Outcome::Done)
+}
+
+/// After a kill of the creation child: every store whose commit was acknowledged holds its
+/// node; the one in flight holds it, or is empty, or is absent and creatable. Returns whether
+/// the kill cut a creation short (no meta file yet).
+fn verify_creations(dir: &Path, acknowledged: u64) -> Result<bool, String> {
+    let mut cut_short = false;
+    for i in 0..=acknowledged {
+        let d = creation_dir(dir, i);
+        if !d.exists() {
+            if i < acknowledged {
+                return Err(format!("store {i} was acknowledged but its directory is gone"));
+            }
+            continue;
+        }
+        let created = d.join("meta").exists();
+        let read_only = StoreOptions { read_only: true, ..options(Durability::Strict) };
+        match Store::open(&d, &read_only) {
+            Err(pcore::Error::NotFound(_)) if !created && i == acknowledged => cut_short = true,
+            Err(e) => return Err(format!("store {i}: a read-only open answered {e}")),
+            Ok(s) => s.close().map_err(|e| e.to_string())?,
+        }
+        let store = open_retrying(&d, &options(Durability::Strict)).map_err(|e| format!("store {i}: {e}"))?;
+        let ids = store.live_ids().map_err(|e| e.to_string())?;
+        let holds_its_node = ids.len() == 1 && store.read(ids[0]).map_err(|e| e.to_string())? == i.to_le_bytes();
+        if !(holds_its_node || (ids.is_empty() && i == acknowledged)) {
+            return Err(format!("store {i} holds {} nodes, not its one committed node", ids.len()));
+        }
+        store.close().map_err(|e| e.to_string())?;
+    }
+    Ok(cut_short)
+}
+
 /// The child: runs the workload in `dir`, printing each commit's epoch once it returned.
 pub fn child(dir: &Path, mode: usize, seed: u64) -> Result<Outcome, String> {
+    if mode == CREATION_MODE {
+        return creation_child(dir);
+    }
     let e = |e: pcore::Error| e.to_string();
     let store = Store::open(dir, &options(MODES[mode % MODES.len()])).map_err(e)?;
     let trees = open_trees(&store).map_err(e)?;
@@ -173,6 +235,9 @@ struct Totals {
     commits_acknowledged: u64,
     in_flight_landed: u64,
     checkpoints_seen: u64,
+    creation_kills: u64,
+    creations_cut_short: u64,
+    stores_created: u64,
 }
 
 pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String> {
@@ -186,10 +251,22 @@ pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String>
     for kill in 0..kills {
         bar.set_position(kill);
         let dir = work.path.join(format!("run-{kill}"));
+        if kill % 5 == 4 {
+            let delay = 5 + rng.below(80);
+            let context = format!("kill {kill} (store creation, after {delay} ms)");
+            let created = run_child_until_killed(&exe, &dir, CREATION_MODE, 0, delay, CREATIONS_MAX)
+                .map_err(|e| format!("{context}: {e}"))?;
+            t.kills += 1;
+            t.creation_kills += 1;
+            t.stores_created += created;
+            t.creations_cut_short += u64::from(verify_creations(&dir, created).map_err(|e| format!("{context}: {e}"))?);
+            std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;
+            continue;
+        }
         let (mode, child_seed, delay) = (kill as usize % MODES.len(), rng.below(u64::MAX), 5 + rng.below(400));
         let context = format!("kill {kill} ({:?}, seed {child_seed}, after {delay} ms)", MODES[mode]);
-        let acknowledged =
-            run_child_until_killed(&exe, &dir, mode, child_seed, delay).map_err(|e| format!("{context}: {e}"))?;
+        let acknowledged = run_child_until_killed(&exe, &dir, mode, child_seed, delay, COMMITS_MAX)
+            .map_err(|e| format!("{context}: {e}"))?;
         t.kills += 1;
         t.commits_acknowledged += acknowledged;
         t.mid_run += u64::from(acknowledged > 0 && acknowledged < COMMITS_MAX);
@@ -217,8 +294,13 @@ pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String>
         t.in_flight_landed
     );
     println!("  checkpoints in the runs    {}", t.checkpoints_seen);
+    println!(
+        "  kills of store creation    {} ({} stores created, {} creations cut short before the store existed)",
+        t.creation_kills, t.stores_created, t.creations_cut_short
+    );
     println!("  time                       {:.1} s", started.elapsed().as_secs_f64());
-    println!("nothing lost: after every kill, check passed and the store held exactly its last acknowledged commit");
+    println!("nothing lost: after every kill, check passed and the store held exactly its last acknowledged commit;");
+    println!("every store whose creation was killed opened whole, or was absent and created anew");
     Ok(Outcome::Done)
 }
 
@@ -234,8 +316,16 @@ fn log_generation(dir: &Path) -> u64 {
         .unwrap_or(1)
 }
 
-/// Starts the child, kills it after `delay_ms`, and returns the last epoch it acknowledged.
-fn run_child_until_killed(exe: &Path, dir: &Path, mode: usize, seed: u64, delay_ms: u64) -> Result<u64, String> {
+/// Starts the child, kills it after `delay_ms`, and returns the last number it acknowledged
+/// (an epoch, or a count of stores); `last` is the one it ends on when never killed.
+fn run_child_until_killed(
+    exe: &Path,
+    dir: &Path,
+    mode: usize,
+    seed: u64,
+    delay_ms: u64,
+    last: u64,
+) -> Result<u64, String> {
     let mut child = Command::new(exe)
         .args(["crash", "--child-mode", &mode.to_string(), "--seed", &seed.to_string(), "--dir"])
         .arg(dir)
@@ -252,7 +342,7 @@ fn run_child_until_killed(exe: &Path, dir: &Path, mode: usize, seed: u64, delay_
     let _ = child.kill();
     let status = child.wait().map_err(|e| e.to_string())?;
     let acknowledged = reader.join().map_err(|_| "the reader thread panicked".to_string())?.unwrap_or(0);
-    if status.success() && acknowledged != COMMITS_MAX {
+    if status.success() && acknowledged != last {
         return Err(format!("the child ended on its own after {acknowledged} commits"));
     }
     Ok(acknowledged)
