@@ -28,6 +28,11 @@ pub(crate) struct ClassFile {
     /// Per segment: written since its last flush. Atomic so a checkpoint can flush under the
     /// store's shared lock while readers go on.
     dirty: Vec<AtomicBool>,
+    /// The file grew (or was created) since its size was last synced: a commit that places a
+    /// node in the new segment must not reach the disk before the file's new size does.
+    grown: AtomicBool,
+    /// The file was created since its directory entry was last synced.
+    created: AtomicBool,
 }
 
 impl ClassFile {
@@ -40,6 +45,8 @@ impl ClassFile {
             segment_bytes,
             segments: Vec::new(),
             dirty: Vec::new(),
+            grown: AtomicBool::new(false),
+            created: AtomicBool::new(false),
         };
         let Some(path) = cf.path() else { return Ok(cf) };
         if !path.exists() {
@@ -104,13 +111,16 @@ impl ClassFile {
                     let path = self.path().expect("shared backing has a path");
                     let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
                     self.file = Some(f.map_err(|e| Error::io(format!("create {}", path.display()), e))?);
+                    self.created.store(true, Ordering::Relaxed);
                 }
                 let file = self.file.as_ref().expect("opened above");
                 let path = self.path().expect("shared backing has a path");
                 reserve(&path, self.segment_bytes)
                     .and_then(|_| preallocate(file, index * self.segment_bytes, self.segment_bytes))
                     .map_err(|e| Error::io(format!("preallocate {} segment {index}", self.name), e))?;
-                self.map_segment(file, index)?
+                let mapping = self.map_segment(file, index)?;
+                self.grown.store(true, Ordering::Relaxed);
+                mapping
             }
         };
         self.segments.push(mapping);
@@ -163,6 +173,20 @@ impl ClassFile {
             }
         }
         Ok(())
+    }
+
+    /// Makes the file's size durable if it grew since the last call (fdatasync: the size is
+    /// metadata a later read of the data needs). Returns whether the file was created since,
+    /// so its directory entry must be synced too.
+    pub(crate) fn sync_growth(&self) -> Result<bool> {
+        let Some(file) = &self.file else { return Ok(false) };
+        if self.grown.swap(false, Ordering::Relaxed) {
+            if let Err(e) = file.sync_data() {
+                self.grown.store(true, Ordering::Relaxed);
+                return Err(Error::io(format!("sync the size of {}", self.name), e));
+            }
+        }
+        Ok(self.created.swap(false, Ordering::Relaxed))
     }
 
     pub(crate) fn flush_range(&self, segment: u32, offset: usize, len: usize) -> Result<()> {

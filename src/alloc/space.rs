@@ -218,6 +218,19 @@ impl Space {
         self.per_class.iter().try_for_each(|c| c.file.flush_dirty())
     }
 
+    /// Makes every class file's growth durable: sizes, and the directory entries of files
+    /// created since (the directory is `dir`). Cheap when nothing grew.
+    pub(crate) fn sync_growth(&self, dir: &std::path::Path) -> Result<()> {
+        let mut created = false;
+        for c in &self.per_class {
+            created |= c.file.sync_growth()?;
+        }
+        if created {
+            crate::os::sync_dir(dir).map_err(|e| Error::io(format!("sync {}", dir.display()), e))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn flush_block(&self, loc: Loc, len: usize) -> Result<()> {
         let (seg, off) = self.position(loc);
         self.per_class[loc.class as usize].file.flush_range(seg, off, len.max(1))

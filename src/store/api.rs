@@ -516,8 +516,13 @@ impl Store {
         for &(loc, len) in &prepared.unlogged {
             c.space.flush_block(loc, len)?;
         }
+        // The log must not name blocks in segments whose file size could be lost with power.
+        if let Err(e) = c.space.sync_growth(w.dir.as_deref().expect("a file store has a directory")) {
+            self.shared.poison(&mut w, format!("syncing a class file's growth failed: {e}"));
+            return Err(e);
+        }
         let log = w.log.as_mut().expect("a writable file store has a log");
-        let frame = prepared.frame.pieces(|loc, len| c.space.read(loc, len));
+        let frame = prepared.frame.pieces(log.synced(), |loc, len| c.space.read(loc, len));
         if let Err((err, cut_back)) = log.append(&frame) {
             if !cut_back {
                 self.shared.poison(&mut w, format!("a failed log append could not be cut back: {err}"));
@@ -689,6 +694,7 @@ impl Shared {
             // Mutations wait while the committed state is flushed and encoded; readers go on.
             let c = self.state.upgradable_read();
             c.space.flush_dirty()?;
+            c.space.sync_growth(&dir)?;
             (checkpoint::encode(&c.table, &c.committed_roots, c.epoch), c.epoch)
         };
         let generation = old.generation + 1;
@@ -701,6 +707,7 @@ impl Shared {
             has_checkpoint: true,
             checkpoint_epoch: epoch,
             log_synced_bytes: 0,
+            format: super::meta::FORMAT_VERSION,
             ..old
         };
         meta.store(&dir)?;
@@ -742,7 +749,7 @@ impl Shared {
     }
 
     fn sync_log(&self, w: &mut WriterSide) -> Result<()> {
-        let log = w.log.as_ref().expect("file store has a log");
+        let log = w.log.as_mut().expect("file store has a log");
         if let Err(e) = log.sync() {
             // After a failed fsync the kernel may have dropped the dirty pages: nothing written
             // since the last good sync can be trusted, so stop here (fail-stop, as PostgreSQL does).
@@ -760,6 +767,9 @@ impl Shared {
     /// meta write leaves the other slot's record, which is lower and still true.
     fn record_synced_log(&self, w: &mut WriterSide) {
         let (Some(dir), Some(old), Some(log)) = (&w.dir, w.meta, &w.log) else { return };
+        if old.format < super::meta::FORMAT_VERSION {
+            return; // the open's checkpoint moves the store to this format first
+        }
         let due = w.meta_refreshed.elapsed() >= Duration::from_millis(u64::from(self.options.meta_refresh_ms));
         if !due || log.len() <= old.log_synced_bytes {
             return;

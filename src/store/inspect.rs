@@ -91,7 +91,7 @@ pub fn inspect_files(dir: &Path) -> Result<FileReport> {
         None
     };
     let file = log_name(meta.generation);
-    let contents = wal::read_log(&dir.join(&file), &file, meta.checkpoint_epoch + 1)?;
+    let contents = wal::read_log(&dir.join(&file), &file, meta.checkpoint_epoch + 1, meta.format)?;
     let bytes = file_len(dir, &file)?;
     let log = LogReport {
         valid_bytes: contents.valid_bytes,

@@ -26,8 +26,8 @@ use std::path::Path;
 pub(crate) const META_FILE: &str = "meta";
 const MAGIC: u64 = u64::from_le_bytes(*b"PCOREMTA");
 /// 2: checkpoint entries carry each node's payload checksum. 3: the meta records how much of
-/// the log is known to be synced. Format 2 stores are read (as if nothing were recorded) and
-/// written as format 3 from their next meta write.
+/// the log is known to be synced, and so does each log frame. Format 2 stores are read (as if
+/// nothing were recorded); a writer checkpoints one at once, into a format 3 log and meta.
 pub(crate) const FORMAT_VERSION: u32 = 3;
 const FORMAT_VERSION_OLDEST: u32 = 2;
 const SLOT_BYTES: u64 = 4096;
@@ -47,6 +47,9 @@ pub(crate) struct Meta {
     pub max_class_bytes: u32,
     /// Bytes of the generation's log known to be synced: recovery must find commits up to here.
     pub log_synced_bytes: u64,
+    /// The format of the store as this meta was found (what its log's frames look like); a
+    /// meta is always written in `FORMAT_VERSION`.
+    pub format: u32,
 }
 
 /// One of the meta file's two slots, as read.
@@ -108,6 +111,7 @@ impl Meta {
             min_class_bytes: r.u32()?,
             max_class_bytes: r.u32()?,
             log_synced_bytes: if version == FORMAT_VERSION { r.u64()? } else { 0 },
+            format: version,
         };
         let max = crate::limits::COUNTER_MAX;
         if meta.sequence >= max
@@ -197,6 +201,7 @@ mod tests {
             min_class_bytes: 64,
             max_class_bytes: 4096,
             log_synced_bytes: sequence * 100,
+            format: FORMAT_VERSION,
         }
     }
 
@@ -229,7 +234,7 @@ mod tests {
         let mut file = vec![0u8; 2 * SLOT_BYTES as usize];
         file[SLOT_BYTES as usize..][..bytes.len()].copy_from_slice(&bytes);
         std::fs::write(dir.join(META_FILE), &file).unwrap();
-        assert_eq!(Meta::load(&dir).unwrap(), Meta { log_synced_bytes: 0, ..m });
+        assert_eq!(Meta::load(&dir).unwrap(), Meta { log_synced_bytes: 0, format: 2, ..m });
         // A format this build does not know, with a valid checksum, is a version mismatch.
         bytes[8..12].copy_from_slice(&9u32.to_le_bytes());
         let c = crc(&bytes[..48]);

@@ -104,7 +104,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     if !log_path.exists() {
         return Err(Error::corrupt(&log_file, 0, "the log file the meta file names is missing"));
     }
-    let contents = wal::read_log(&log_path, &log_file, checkpoint_epoch + 1)?;
+    let contents = wal::read_log(&log_path, &log_file, checkpoint_epoch + 1, meta.format)?;
     if contents.valid_bytes < meta.log_synced_bytes {
         // Below this the log was durable: what is missing or damaged there is not a commit cut
         // short by a crash but lost commits, whose blocks later commits may have reused.
@@ -144,7 +144,9 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
         remove_stray_files(dir, meta.generation);
     }
     let note = recovery_note(&log_file, &contents, std::fs::metadata(&log_path).map_or(0, |m| m.len()), epoch);
-    Ok(Opened { core, log, meta, lock, needs_checkpoint: writable && !contents.frames.is_empty(), note })
+    // A store of an older format moves to this one at once: its log's frames are the old kind.
+    let needs_checkpoint = writable && (!contents.frames.is_empty() || meta.format < super::meta::FORMAT_VERSION);
+    Ok(Opened { core, log, meta, lock, needs_checkpoint, note })
 }
 
 /// Says what recovery found in the log: commits replayed since the checkpoint, and a torn
@@ -228,6 +230,7 @@ fn create(dir: &Path, options: &StoreOptions, debris: &[String]) -> Result<Meta>
         min_class_bytes: options.min_class_bytes,
         max_class_bytes: options.max_class_bytes,
         log_synced_bytes: 0,
+        format: super::meta::FORMAT_VERSION,
     };
     let sync_dir = || crate::os::sync_dir(dir).map_err(|e| Error::io(format!("sync {}", dir.display()), e));
     crash_point(1)?;

@@ -1,21 +1,27 @@
 //! The write-ahead log: one frame per commit, appended and (by durability mode) synced.
 //!
-//! Frame layout, little-endian:
+//! Frame layout, little-endian (store format 3; format 2's frames lack the synced length and
+//! their header is 24 bytes):
 //! ```text
 //! 0   u32 magic "PCWF"
 //! 4   u32 body length
 //! 8   u64 epoch (each frame's epoch is the previous one's + 1)
-//! 16  u32 CRC32C of the body
-//! 20  u32 CRC32C of bytes 0..20
-//! 24  body: operations, each starting with a one-byte code
+//! 16  u64 synced length: how much of this log was known to be on disk when the frame was
+//!     written (every byte before it had been fdatasync'ed)
+//! 24  u32 CRC32C of the body
+//! 28  u32 CRC32C of bytes 0..28
+//! 32  body: operations, each starting with a one-byte code
 //!     PUT  1: u64 handle, u16 tag, u8 kind, u8 class, u32 block, u32 len, u32 payload CRC,
 //!             u8 inline, then `len` payload bytes when inline = 1
 //!     FREE 2: u64 handle, u16 tag
 //!     ROOT 3: u8 name length, name, u64 node id, u16 meta length, meta
 //! ```
 //! A frame is committed when all of it is on disk. At recovery, frames are read in order up to
-//! the first that is incomplete or whose checksum fails at the end of the file (a torn tail,
-//! cut off); a bad frame followed by more data is corruption, reported, never skipped.
+//! the first that is incomplete or damaged. What follows is a torn tail, cut off, when it was
+//! never synced: after a power cut, pages of an unsynced append can reach the disk in any
+//! order, so a damaged frame may well have intact ones after it. It is corruption, reported
+//! and never skipped, when a later intact frame records the log as synced past it (or the
+//! meta file does: see `recovery`).
 
 use super::codec::{crc, Reader, Writer};
 use crate::alloc::Loc;
@@ -24,7 +30,11 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 
 const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"PCWF");
-pub(crate) const FRAME_HEADER_BYTES: usize = 24;
+pub(crate) const FRAME_HEADER_BYTES: usize = 32;
+/// Format 2's header: no synced length.
+const FRAME_HEADER_BYTES_V2: usize = 24;
+/// The first store format whose frames record the synced length.
+pub(crate) const SYNCED_FRAMES_FORMAT: u32 = 3;
 
 const OP_PUT: u8 = 1;
 /// A PUT's fixed fields: code, handle, tag, kind, class, block, len, payload CRC, inline flag.
@@ -72,8 +82,9 @@ pub(crate) struct FrameParts {
 
 impl FrameParts {
     /// The frame as pieces to write in order; `read` gives a payload's bytes where they lie.
-    /// The header's body CRC is computed here, over the pieces themselves.
-    pub fn pieces<'a>(&'a mut self, read: impl Fn(Loc, usize) -> &'a [u8]) -> Vec<&'a [u8]> {
+    /// The header's body CRC is computed here, over the pieces themselves; `synced` is how
+    /// much of the log is on disk (`LogWriter::synced`).
+    pub fn pieces<'a>(&'a mut self, synced: u64, read: impl Fn(Loc, usize) -> &'a [u8]) -> Vec<&'a [u8]> {
         let mut body_crc = 0u32;
         let mut from = FRAME_HEADER_BYTES;
         for &(at, loc, len) in &self.in_place {
@@ -83,7 +94,7 @@ impl FrameParts {
         }
         body_crc = crc32c::crc32c_append(body_crc, &self.bytes[from..]);
         let body_len = self.bytes.len() - FRAME_HEADER_BYTES + self.in_place.iter().map(|p| p.2).sum::<usize>();
-        write_frame_header(&mut self.bytes, body_len, self.epoch, body_crc);
+        write_frame_header(&mut self.bytes, body_len, self.epoch, synced, body_crc);
         let mut out = Vec::with_capacity(2 * self.in_place.len() + 1);
         let mut from = 0;
         for &(at, loc, len) in &self.in_place {
@@ -96,11 +107,12 @@ impl FrameParts {
     }
 }
 
-fn write_frame_header(frame: &mut [u8], body_len: usize, epoch: u64, body_crc: u32) {
+fn write_frame_header(frame: &mut [u8], body_len: usize, epoch: u64, synced: u64, body_crc: u32) {
     let mut h = Writer::default();
     h.u32(FRAME_MAGIC);
     h.u32(u32::try_from(body_len).expect("a commit frame under 4 GiB"));
     h.u64(epoch);
+    h.u64(synced);
     h.u32(body_crc);
     let hc = crc(&h.buf);
     h.u32(hc);
@@ -183,11 +195,11 @@ impl FrameBuilder {
 
     /// The complete frame, every payload copied in: header then body.
     #[cfg(test)]
-    pub fn finish(self, epoch: u64) -> Vec<u8> {
+    pub fn finish(self, epoch: u64, synced: u64) -> Vec<u8> {
         assert!(self.in_place.is_empty(), "a frame with payloads in place is finished by finish_parts");
         let mut frame = self.body.buf;
         let (body_crc, body_len) = (crc(&frame[FRAME_HEADER_BYTES..]), frame.len() - FRAME_HEADER_BYTES);
-        write_frame_header(&mut frame, body_len, epoch, body_crc);
+        write_frame_header(&mut frame, body_len, epoch, synced, body_crc);
         frame
     }
 
@@ -211,65 +223,79 @@ pub(crate) struct LogContents {
     pub valid_bytes: u64,
 }
 
-/// Reads every committed frame. `first_epoch` is the epoch the first frame must carry.
-pub(crate) fn read_log(path: &Path, name: &str, first_epoch: u64) -> Result<LogContents> {
+/// Reads every committed frame of a log written by a store of `store_format`. `first_epoch`
+/// is the epoch the first frame must carry.
+pub(crate) fn read_log(path: &Path, name: &str, first_epoch: u64, store_format: u32) -> Result<LogContents> {
     let data = std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
     let mut frames = Vec::new();
     let mut pos = 0usize;
     let mut expected_epoch = first_epoch;
-    while let Some(end) = frame_end(&data, pos) {
-        let header = &data[pos..pos + FRAME_HEADER_BYTES];
-        let mut r = Reader::new(name, pos as u64, header);
-        let (_, body_len, epoch, body_crc) = (r.u32()?, r.u32()? as usize, r.u64()?, r.u32()?);
-        let body = &data[pos + FRAME_HEADER_BYTES..end];
-        debug_assert_eq!(body.len(), body_len);
-        if crc(body) != body_crc {
-            if end == data.len() || data[end..].iter().all(|&b| b == 0) {
-                break; // torn tail: the last frame's body never fully reached the disk
-            }
-            return Err(Error::corrupt(
-                name,
-                pos as u64,
-                "commit frame body checksum mismatch, with more frames after it",
-            ));
+    while let Some(h) = FrameHeader::parse(&data, pos, store_format) {
+        let body_at = pos + h.bytes;
+        let Some(body) = data.get(body_at..body_at + h.body_len) else { break };
+        if crc(body) != h.body_crc {
+            break;
         }
-        if epoch != expected_epoch {
+        if h.epoch != expected_epoch {
             return Err(Error::corrupt(
                 name,
                 pos as u64 + 8,
-                format!("frame epoch {epoch}, expected {expected_epoch}"),
+                format!("frame epoch {}, expected {expected_epoch}", h.epoch),
             ));
         }
-        let body_at = (pos + FRAME_HEADER_BYTES) as u64;
-        let ops = decode_ops(name, body_at, body)?;
-        frames.push(Frame { epoch, body_at, body: body.to_vec(), ops });
+        let ops = decode_ops(name, body_at as u64, body)?;
+        frames.push(Frame { epoch: h.epoch, body_at: body_at as u64, body: body.to_vec(), ops });
         expected_epoch += 1;
-        pos = end;
+        pos = body_at + h.body_len;
     }
-    if pos < data.len() && !data[pos..].iter().all(|&b| b == 0) && complete_header_follows(&data, pos) {
-        return Err(Error::corrupt(name, pos as u64, "commit frame header damaged, with more log after it"));
+    if pos < data.len() && !data[pos..].iter().all(|&b| b == 0) {
+        if let Some(synced) = synced_past(&data, pos, store_format) {
+            return Err(Error::corrupt(
+                name,
+                pos as u64,
+                format!(
+                    "commit frame damaged or cut short, but a later frame records the log as synced to offset \
+                     {synced}: committed data was lost, not a torn append"
+                ),
+            ));
+        }
     }
     Ok(LogContents { frames, valid_bytes: pos as u64 })
 }
 
-/// The end of the frame starting at `pos`, if its header is intact and its body is all there.
-fn frame_end(data: &[u8], pos: usize) -> Option<usize> {
-    let header = data.get(pos..pos + FRAME_HEADER_BYTES)?;
-    let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
-    if word(0) != FRAME_MAGIC || crc(&header[..20]) != word(20) {
-        return None;
-    }
-    let end = pos + FRAME_HEADER_BYTES + word(4) as usize;
-    (end <= data.len()).then_some(end)
+/// A frame header, checked (magic and checksum).
+struct FrameHeader {
+    bytes: usize,
+    body_len: usize,
+    epoch: u64,
+    /// How much of the log was on disk when the frame was written (0 in format 2).
+    synced: u64,
+    body_crc: u32,
 }
 
-/// True when a damaged header at `pos` is followed by at least one intact frame header later,
-/// which a torn append can never produce.
-fn complete_header_follows(data: &[u8], pos: usize) -> bool {
-    (pos + 1..data.len().saturating_sub(FRAME_HEADER_BYTES - 1)).any(|p| {
-        let h = &data[p..p + FRAME_HEADER_BYTES];
-        h[..4] == FRAME_MAGIC.to_le_bytes() && crc(&h[..20]).to_le_bytes() == h[20..24]
-    })
+impl FrameHeader {
+    fn parse(data: &[u8], pos: usize, store_format: u32) -> Option<FrameHeader> {
+        let with_synced = store_format >= SYNCED_FRAMES_FORMAT;
+        let bytes = if with_synced { FRAME_HEADER_BYTES } else { FRAME_HEADER_BYTES_V2 };
+        let h = data.get(pos..pos.checked_add(bytes)?)?;
+        let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
+        let wide = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes"));
+        if word(0) != FRAME_MAGIC || crc(&h[..bytes - 4]) != word(bytes - 4) {
+            return None;
+        }
+        let synced = if with_synced { wide(16) } else { 0 };
+        Some(FrameHeader { bytes, body_len: word(4) as usize, epoch: wide(8), synced, body_crc: word(bytes - 8) })
+    }
+}
+
+/// When an intact frame after the damage at `pos` says the log was synced past `pos`, that
+/// offset: the damage is of bytes that were durable. In format 2, where frames do not say,
+/// any intact frame after the damage counts (a torn append cannot leave one).
+fn synced_past(data: &[u8], pos: usize, store_format: u32) -> Option<u64> {
+    (pos + 1..data.len())
+        .filter_map(|p| FrameHeader::parse(data, p, store_format))
+        .map(|h| if store_format >= SYNCED_FRAMES_FORMAT { h.synced } else { u64::MAX })
+        .find(|&synced| synced > pos as u64)
 }
 
 fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
@@ -316,6 +342,8 @@ pub(crate) struct LogWriter {
     path: std::path::PathBuf,
     name: String,
     len: u64,
+    /// Bytes known to be on disk: synced by this writer (or found synced at open).
+    synced: u64,
 }
 
 impl LogWriter {
@@ -325,15 +353,22 @@ impl LogWriter {
         let file = file.map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let on_disk = file.metadata().map_err(|e| Error::io(format!("stat {name}"), e))?.len();
+        let mut synced = 0;
         if on_disk != valid_bytes {
             file.set_len(valid_bytes).map_err(|e| Error::io(format!("cut the torn tail of {name}"), e))?;
             file.sync_data().map_err(|e| Error::io(format!("sync {name}"), e))?;
+            synced = valid_bytes;
         }
-        Ok(LogWriter { file, path: path.to_path_buf(), name, len: valid_bytes })
+        Ok(LogWriter { file, path: path.to_path_buf(), name, len: valid_bytes, synced })
     }
 
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Bytes known to be on disk, for the next frame's header.
+    pub fn synced(&self) -> u64 {
+        self.synced
     }
 
     /// Appends a frame. On failure the file is cut back to where it was, so the log never
@@ -356,8 +391,10 @@ impl LogWriter {
         }
     }
 
-    pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io(format!("sync {}", self.name), e))
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(format!("sync {}", self.name), e))?;
+        self.synced = self.len;
+        Ok(())
     }
 }
 
@@ -381,7 +418,17 @@ mod tests {
         b.put(&p, Some(payload));
         b.free(7, 1);
         b.root(b"main", 42, b"mbr");
-        b.finish(epoch)
+        b.finish(epoch, 0)
+    }
+
+    /// Two frames, the second written after the first was synced (STRICT's pattern).
+    fn synced_pair() -> (Vec<u8>, usize) {
+        let mut log = sample_frame(1);
+        let first_len = log.len();
+        let mut b = FrameBuilder::default();
+        b.free(7, 1);
+        log.extend(b.finish(2, first_len as u64));
+        (log, first_len)
     }
 
     fn temp_log(bytes: &[u8]) -> std::path::PathBuf {
@@ -402,7 +449,7 @@ mod tests {
     fn frames_round_trip() {
         let mut log = sample_frame(1);
         log.extend(sample_frame(2));
-        let c = read_log(&temp_log(&log), "wal", 1).unwrap();
+        let c = read_log(&temp_log(&log), "wal", 1, SYNCED_FRAMES_FORMAT).unwrap();
         assert_eq!(c.frames.len(), 2);
         assert_eq!(c.valid_bytes, log.len() as u64);
         let f = &c.frames[1];
@@ -440,15 +487,15 @@ mod tests {
                 in_place.root(b"r", i as u64, b"m");
             }
         }
-        let expected = copied.finish(4);
+        let expected = copied.finish(4, 0);
         let mut parts = in_place.finish_parts(4);
-        let pieces = parts.pieces(|loc, len| &payloads[loc.block as usize][..len]);
+        let pieces = parts.pieces(0, |loc, len| &payloads[loc.block as usize][..len]);
         assert_eq!(pieces.concat(), expected);
         let path = temp_log(&[]);
         let mut log = LogWriter::open(&path, 0).unwrap();
         log.append(&pieces).map_err(|(e, _)| e).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
-        let c = read_log(&path, "wal", 4).unwrap();
+        let c = read_log(&path, "wal", 4, SYNCED_FRAMES_FORMAT).unwrap();
         assert_eq!(c.frames.len(), 1);
         assert_eq!(c.frames[0].ops.len(), payloads.len() + 15);
     }
@@ -460,29 +507,66 @@ mod tests {
         for cut in 0..two.len() {
             let mut log = one.clone();
             log.extend_from_slice(&two[..cut]);
-            let c = read_log(&temp_log(&log), "wal", 1).unwrap();
+            let c = read_log(&temp_log(&log), "wal", 1, SYNCED_FRAMES_FORMAT).unwrap();
             assert_eq!(c.frames.len(), 1, "cut at {cut}");
             assert_eq!(c.valid_bytes, one.len() as u64);
         }
     }
 
     #[test]
-    fn damage_before_the_last_frame_is_corrupt_not_skipped() {
-        let mut log = sample_frame(1);
-        let first_len = log.len();
-        log.extend(sample_frame(2));
+    fn damage_before_a_frame_that_records_it_synced_is_corrupt_not_skipped() {
+        let (log, first_len) = synced_pair();
         for at in [3usize, 10, 30, first_len - 1] {
             let mut bad = log.clone();
             bad[at] ^= 0x40;
-            let r = read_log(&temp_log(&bad), "wal", 1);
+            let r = read_log(&temp_log(&bad), "wal", 1, SYNCED_FRAMES_FORMAT);
             assert!(matches!(r, Err(Error::Corrupt { .. })), "flip at {at}: {:?}", r.map(|c| c.frames.len()));
         }
+    }
+
+    /// After a power cut, an append's pages reach the disk in any order: a first frame lost
+    /// while a later one survived is a torn tail when nothing says the log was synced past it.
+    #[test]
+    fn damage_before_frames_that_were_never_synced_is_a_torn_tail() {
+        let mut log = sample_frame(1);
+        let first_len = log.len();
+        log.extend(sample_frame(2)); // written with nothing synced (BALANCED, between syncs)
+        for (at, valid) in [(3usize, 0usize), (30, 0), (first_len + 3, first_len), (first_len + 30, first_len)] {
+            let mut bad = log.clone();
+            bad[at] ^= 0x40;
+            let c = read_log(&temp_log(&bad), "wal", 1, SYNCED_FRAMES_FORMAT).unwrap();
+            assert_eq!(c.valid_bytes, valid as u64, "flip at {at}");
+        }
+        // A whole page of zeros where the first frame was: the same.
+        let mut zeroed = log.clone();
+        zeroed[..first_len].fill(0);
+        assert_eq!(read_log(&temp_log(&zeroed), "wal", 1, SYNCED_FRAMES_FORMAT).unwrap().valid_bytes, 0);
+    }
+
+    #[test]
+    fn format_2_frames_are_read_and_any_intact_frame_after_damage_is_corrupt() {
+        // A format 2 frame: the header without the synced length.
+        let v2 = |frame: Vec<u8>| {
+            let mut h = frame[..16].to_vec();
+            h.extend_from_slice(&frame[24..28]);
+            let c = crc(&h);
+            h.extend_from_slice(&c.to_le_bytes());
+            [h, frame[FRAME_HEADER_BYTES..].to_vec()].concat()
+        };
+        let mut log = v2(sample_frame(1));
+        let first_len = log.len();
+        log.extend(v2(sample_frame(2)));
+        let c = read_log(&temp_log(&log), "wal", 1, 2).unwrap();
+        assert_eq!((c.frames.len(), c.valid_bytes), (2, log.len() as u64));
+        let mut bad = log.clone();
+        bad[first_len - 1] ^= 1;
+        assert!(matches!(read_log(&temp_log(&bad), "wal", 1, 2), Err(Error::Corrupt { .. })));
     }
 
     #[test]
     fn an_epoch_gap_is_corrupt() {
         let mut log = sample_frame(1);
         log.extend(sample_frame(3));
-        assert!(matches!(read_log(&temp_log(&log), "wal", 1), Err(Error::Corrupt { .. })));
+        assert!(matches!(read_log(&temp_log(&log), "wal", 1, SYNCED_FRAMES_FORMAT), Err(Error::Corrupt { .. })));
     }
 }
