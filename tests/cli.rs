@@ -333,3 +333,23 @@ fn the_crash_matrix_kills_sixty_children_and_loses_nothing() {
     assert!(mid_run >= 30, "most kills land mid-run: {out}");
     assert!(out.contains("kills of store creation    12"), "every fifth kill lands in store creation: {out}");
 }
+
+/// The power-cut matrix (see `pcore crash --power`): the store on a file system that drops
+/// whatever was not synced, cut at random moments in every durability mode and writeback
+/// variant. Skipped, loudly, on a machine without FUSE; `scripts/test.sh` builds the
+/// `powercut` program beside `pcore` first.
+#[test]
+fn the_power_cut_matrix_cuts_thirty_times_and_every_store_opens_with_its_commits() {
+    let dir = TempDir::new("power");
+    let o = pcore(&["crash", "--power", "--kills", "30", "--seed", "7", "--dir", path(&dir.join("runs"))]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    if out.contains("SKIPPED") {
+        eprintln!("{out}");
+        return;
+    }
+    assert!(out.contains("power cuts                 30"), "{out}");
+    assert!(out.contains("10 clean") && out.contains("10 torn") && out.contains("10 tear"), "{out}");
+    assert!(out.contains("cuts of store creation     6"), "{out}");
+    assert!(out.contains("nothing lost"), "{out}");
+}

@@ -49,7 +49,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let writable = !options.read_only;
     let may_create = writable && options.create;
     if may_create {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        create_dir_durably(dir)?;
     } else if !dir.is_dir() {
         return Err(Error::NotFound(format!("no pcore store in {}: no such directory", dir.display())));
     }
@@ -161,6 +161,25 @@ fn recovery_note(log_file: &str, contents: &wal::LogContents, file_bytes: u64, e
         note += &format!("; {torn} bytes of an incomplete commit at offset {} dropped", contents.valid_bytes);
     }
     Some(note)
+}
+
+/// Creates `dir` and any missing parents, each made durable by a sync of the directory that
+/// holds it: a new store's directory must survive a power cut as its files do.
+fn create_dir_durably(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::io(format!("create {}", dir.display()), e))
+        }
+        _ => {}
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    crate::os::sync_dir(parent).map_err(|e| Error::io(format!("sync {}", parent.display()), e))
 }
 
 /// What a store directory holds, as far as opening it is concerned.

@@ -18,11 +18,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const COMMITS_MAX: u64 = 400;
+pub(crate) const COMMITS_MAX: u64 = 400;
 const KIND_NODE: u8 = 1;
-const MODES: [Durability; 3] = [Durability::Strict, Durability::Balanced, Durability::Eventual];
+pub(crate) const MODES: [Durability; 3] = [Durability::Strict, Durability::Balanced, Durability::Eventual];
 
-fn options(mode: Durability) -> StoreOptions {
+pub(crate) fn options(mode: Durability) -> StoreOptions {
     StoreOptions {
         durability: mode,
         checkpoint_log_bytes: 96 << 10, // checkpoints during the run, so kills hit them too
@@ -39,13 +39,13 @@ fn tree_options() -> [(&'static [u8], TreeOptions); 2] {
     ]
 }
 
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -122,7 +122,7 @@ fn open_trees(store: &Store) -> pcore::Result<Vec<BTree>> {
 
 /// The child mode that creates stores (`CREATION_MODE`), and how many at most.
 pub const CREATION_MODE: usize = MODES.len();
-const CREATIONS_MAX: u64 = 2000;
+pub(crate) const CREATIONS_MAX: u64 = 2000;
 
 fn creation_dir(dir: &Path, i: u64) -> std::path::PathBuf {
     dir.join(format!("store-{i}"))
@@ -147,7 +147,7 @@ fn creation_child(dir: &Path) -> Result<Outcome, String> {
 /// After a kill of the creation child: every store whose commit was acknowledged holds its
 /// node; the one in flight holds it, or is empty, or is absent and creatable. Returns whether
 /// the kill cut a creation short (no meta file yet).
-fn verify_creations(dir: &Path, acknowledged: u64) -> Result<bool, String> {
+pub(crate) fn verify_creations(dir: &Path, acknowledged: u64) -> Result<bool, String> {
     let mut cut_short = false;
     for i in 0..=acknowledged {
         let d = creation_dir(dir, i);
@@ -213,8 +213,8 @@ fn snapshot(store: &Store) -> pcore::Result<Snapshot> {
     Ok(Snapshot { nodes, trees })
 }
 
-/// The committed states after `commits` and `commits + 1` commits, computed in memory.
-fn expected(seed: u64, commits: u64) -> pcore::Result<(Snapshot, Snapshot)> {
+/// The committed state after `commits` commits, computed in memory.
+fn expected(seed: u64, commits: u64) -> pcore::Result<Snapshot> {
     let store = Store::in_memory(&StoreOptions::default())?;
     let trees = open_trees(&store)?;
     let mut w = Workload::new(seed);
@@ -222,10 +222,7 @@ fn expected(seed: u64, commits: u64) -> pcore::Result<(Snapshot, Snapshot)> {
         w.step(&store, &trees)?;
         store.commit()?;
     }
-    let at = snapshot(&store)?;
-    w.step(&store, &trees)?;
-    store.commit()?;
-    Ok((at, snapshot(&store)?))
+    snapshot(&store)
 }
 
 #[derive(Default)]
@@ -254,8 +251,9 @@ pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String>
         if kill % 5 == 4 {
             let delay = 5 + rng.below(80);
             let context = format!("kill {kill} (store creation, after {delay} ms)");
-            let created = run_child_until_killed(&exe, &dir, CREATION_MODE, 0, delay, CREATIONS_MAX)
+            let acks = run_child_until_killed(&exe, &dir, CREATION_MODE, 0, delay, CREATIONS_MAX)
                 .map_err(|e| format!("{context}: {e}"))?;
+            let created = last_acknowledged(&acks);
             t.kills += 1;
             t.creation_kills += 1;
             t.stores_created += created;
@@ -265,8 +263,9 @@ pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String>
         }
         let (mode, child_seed, delay) = (kill as usize % MODES.len(), rng.below(u64::MAX), 5 + rng.below(400));
         let context = format!("kill {kill} ({:?}, seed {child_seed}, after {delay} ms)", MODES[mode]);
-        let acknowledged = run_child_until_killed(&exe, &dir, mode, child_seed, delay, COMMITS_MAX)
+        let acks = run_child_until_killed(&exe, &dir, mode, child_seed, delay, COMMITS_MAX)
             .map_err(|e| format!("{context}: {e}"))?;
+        let acknowledged = last_acknowledged(&acks);
         t.kills += 1;
         t.commits_acknowledged += acknowledged;
         t.mid_run += u64::from(acknowledged > 0 && acknowledged < COMMITS_MAX);
@@ -277,8 +276,9 @@ pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String>
             continue;
         }
         t.checkpoints_seen += log_generation(&dir) - 1; // each checkpoint starts a new log
-        let landed = verify_after_kill(&dir, mode, child_seed, acknowledged).map_err(|e| format!("{context}: {e}"))?;
-        t.in_flight_landed += u64::from(landed);
+        let epoch = verify_recovered(&dir, mode, child_seed, acknowledged..=acknowledged + 1)
+            .map_err(|e| format!("{context}: {e}"))?;
+        t.in_flight_landed += u64::from(epoch > acknowledged);
         let problems = crate::check::problems(&dir);
         if !problems.is_empty() {
             return Err(format!("{context}: check after recovery: {}", problems.join("; ")));
@@ -316,16 +316,23 @@ fn log_generation(dir: &Path) -> u64 {
         .unwrap_or(1)
 }
 
-/// Starts the child, kills it after `delay_ms`, and returns the last number it acknowledged
-/// (an epoch, or a count of stores); `last` is the one it ends on when never killed.
-fn run_child_until_killed(
+/// What a child acknowledged (an epoch, or a count of stores), and when the parent read it.
+pub(crate) type Acks = Vec<(Instant, u64)>;
+
+pub(crate) fn last_acknowledged(acks: &Acks) -> u64 {
+    acks.last().map_or(0, |&(_, n)| n)
+}
+
+/// Starts the child, kills it after `delay_ms`, and returns what it acknowledged; `last` is
+/// the number it ends on when never killed.
+pub(crate) fn run_child_until_killed(
     exe: &Path,
     dir: &Path,
     mode: usize,
     seed: u64,
     delay_ms: u64,
     last: u64,
-) -> Result<u64, String> {
+) -> Result<Acks, String> {
     let mut child = Command::new(exe)
         .args(["crash", "--child-mode", &mode.to_string(), "--seed", &seed.to_string(), "--dir"])
         .arg(dir)
@@ -335,21 +342,28 @@ fn run_child_until_killed(
         .map_err(|e| format!("start the child: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
-        BufReader::new(stdout).lines().map_while(Result::ok).filter_map(|l| l.trim().parse::<u64>().ok()).last()
+        let lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        lines.filter_map(|l| l.trim().parse::<u64>().ok()).map(|n| (Instant::now(), n)).collect::<Acks>()
     });
     std::thread::sleep(Duration::from_millis(delay_ms));
     // SIGKILL: no destructor, no flush, no checkpoint runs in the child.
     let _ = child.kill();
     let status = child.wait().map_err(|e| e.to_string())?;
-    let acknowledged = reader.join().map_err(|_| "the reader thread panicked".to_string())?.unwrap_or(0);
-    if status.success() && acknowledged != last {
-        return Err(format!("the child ended on its own after {acknowledged} commits"));
+    let acks = reader.join().map_err(|_| "the reader thread panicked".to_string())?;
+    if status.success() && last_acknowledged(&acks) != last {
+        return Err(format!("the child ended on its own after {} commits", last_acknowledged(&acks)));
     }
-    Ok(acknowledged)
+    Ok(acks)
 }
 
-/// Reopens after a kill and compares with the model. True when the in-flight commit landed.
-fn verify_after_kill(dir: &Path, mode: usize, seed: u64, acknowledged: u64) -> Result<bool, String> {
+/// Reopens a store after a crash and compares it with the model: every check passes, and it
+/// holds exactly the state after some commit in `epochs`. Returns that commit's epoch.
+pub(crate) fn verify_recovered(
+    dir: &Path,
+    mode: usize,
+    seed: u64,
+    epochs: std::ops::RangeInclusive<u64>,
+) -> Result<u64, String> {
     let store = open_retrying(dir, &options(MODES[mode]))?;
     store.verify().map_err(|e| format!("verify: {e}"))?;
     let mismatches = store.check_checksums(5).map_err(|e| e.to_string())?;
@@ -360,27 +374,25 @@ fn verify_after_kill(dir: &Path, mode: usize, seed: u64, acknowledged: u64) -> R
         t.verify().map_err(|e| format!("tree verify: {e}"))?;
     }
     let epoch = store.stats().map_err(|e| e.to_string())?.epoch;
-    let got = snapshot(&store).map_err(|e| format!("read back: {e}"))?;
-    let (at, next) = expected(seed, acknowledged).map_err(|e| e.to_string())?;
-    store.close().map_err(|e| e.to_string())?;
-    if epoch == acknowledged && got == at {
-        Ok(false)
-    } else if epoch == acknowledged + 1 && got == next {
-        Ok(true)
-    } else {
-        Err(format!(
-            "store at epoch {epoch} with {} nodes does not hold the state of commit {acknowledged} ({} nodes) or {} ({} nodes)",
-            got.nodes.len(),
-            at.nodes.len(),
-            acknowledged + 1,
-            next.nodes.len()
-        ))
+    if !epochs.contains(&epoch) {
+        return Err(format!("store at epoch {epoch}, expected one of {epochs:?}"));
     }
+    let got = snapshot(&store).map_err(|e| format!("read back: {e}"))?;
+    store.close().map_err(|e| e.to_string())?;
+    let want = expected(seed, epoch).map_err(|e| e.to_string())?;
+    if got != want {
+        return Err(format!(
+            "store at epoch {epoch} with {} nodes does not hold that commit's state ({} nodes)",
+            got.nodes.len(),
+            want.nodes.len()
+        ));
+    }
+    Ok(epoch)
 }
 
 /// The killed child's lock is gone with it; a sibling process between fork and exec may
 /// still hold a copy of the descriptor for a moment.
-fn open_retrying(dir: &Path, opts: &StoreOptions) -> Result<Store, String> {
+pub(crate) fn open_retrying(dir: &Path, opts: &StoreOptions) -> Result<Store, String> {
     let start = Instant::now();
     loop {
         match Store::open(dir, opts) {

@@ -8,6 +8,7 @@ mod check;
 mod crash;
 mod demo;
 mod dump;
+mod power;
 mod stat;
 mod util;
 
@@ -79,9 +80,13 @@ enum Command {
         /// How many kills.
         #[arg(long, default_value_t = 50)]
         kills: u64,
-        /// 1,000 kills.
+        /// 1,000 kills (or cuts).
         #[arg(long)]
         long: bool,
+        /// Cut the power instead of only killing the child: the store lives on the
+        /// `powercut` file system (powercut/), which drops whatever was not synced.
+        #[arg(long)]
+        power: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Scratch directory (default: a fresh temporary one).
@@ -140,11 +145,15 @@ fn main() -> ExitCode {
         Command::Check { dir } => check::run(&dir),
         Command::Dump { dir, tree, format, output } => dump::dump(&dir, &tree, format, output.as_deref()),
         Command::Load { dir, tree, input } => dump::load(&dir, &tree, input.as_deref()),
-        Command::Crash { kills, long, seed, dir, child_mode } => match (child_mode, dir) {
-            (Some(mode), Some(dir)) => crash::child(&dir, mode, seed),
-            (Some(_), None) => Err("--child-mode needs --dir".into()),
-            (None, dir) => crash::run(if long { kills.max(1000) } else { kills }, seed, dir.as_deref()),
-        },
+        Command::Crash { kills, long, power, seed, dir, child_mode } => {
+            let kills = if long { kills.max(1000) } else { kills };
+            match (child_mode, dir) {
+                (Some(mode), Some(dir)) => crash::child(&dir, mode, seed),
+                (Some(_), None) => Err("--child-mode needs --dir".into()),
+                (None, dir) if power => power::run(kills, seed, dir.as_deref()),
+                (None, dir) => crash::run(kills, seed, dir.as_deref()),
+            }
+        }
         Command::Bench { quick, json, svg, nodes, dir, btree_bench, store_only } => {
             bench::run(&bench::Config { quick, json, svg, nodes, dir, btree_bench, store_only })
         }

@@ -27,7 +27,13 @@ pub fn require_store_dir(dir: &Path) -> Result<(), String> {
         return Err(format!("{}: not a directory", dir.display()));
     }
     if !dir.join("meta").exists() {
-        return Err(format!("{} is not a pcore store (it has no meta file)", dir.display()));
+        // Store files without their meta are a damaged store, not "no store": say what the
+        // library says of it.
+        let read_only = StoreOptions { read_only: true, create: false, ..StoreOptions::default() };
+        return match Store::open(dir, &read_only) {
+            Err(e @ pcore::Error::Corrupt { .. }) => Err(format!("{}: {e}", dir.display())),
+            _ => Err(format!("{} is not a pcore store (it has no meta file)", dir.display())),
+        };
     }
     Ok(())
 }
