@@ -523,6 +523,19 @@ int32_t pcore_root_get(struct PcoreStore *store,
 // `out_epoch` is NULL or writable.
 int32_t pcore_store_commit(struct PcoreStore *store, uint64_t *out_epoch);
 
+// Throws away every change since the last commit (or the open): nodes allocated since are
+// freed and their ids stale (`PCORE_NOT_FOUND`); published, grown and in-place versions give
+// way to the committed ones; frees, retirements and root changes are withdrawn. Trees open on
+// the store stay usable and hold their committed entries again (a tree created since is
+// empty); their cursors answer `PCORE_STALE_CURSOR`. Pointers obtained since
+// (`pcore_node_write_ptr`, an allocation's `writable`) must not be used afterwards. Nothing
+// is written to disk. After a commit that failed (`PCORE_NO_SPACE`, say), this returns the
+// store to its last commit.
+//
+// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_POISONED` (the state on disk is unsure:
+// reopen), `PCORE_BAD_HANDLE`.
+int32_t pcore_store_abort(struct PcoreStore *store);
+
 // Writes the committed state to a new checkpoint and starts an empty log (also done
 // automatically when the log grows, and at close).
 //

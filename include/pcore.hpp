@@ -371,6 +371,10 @@ class Store {
     return epoch;
   }
 
+  /// pcore_store_abort: every change since the last commit is thrown away; open trees hold
+  /// their committed entries again. See also WriteTransaction.
+  void abort() { check(pcore_store_abort(handle_)); }
+
   /// pcore_store_checkpoint.
   void checkpoint() { check(pcore_store_checkpoint(handle_)); }
 
@@ -420,6 +424,44 @@ class Store {
   }
 
   PcoreStore* handle_ = nullptr;
+};
+
+/// A scope of changes to a store that commits only when told to: leaving the scope any other
+/// way (an exception halfway through a statement, an early return) aborts, so the store is
+/// as its last commit left it. One at a time per store; the store must outlive it.
+///
+///   pcore::WriteTransaction txn(store);
+///   index_a.insert(key, row);   // throws on a duplicate in index_b below: both undone
+///   index_b.insert(key2, row);
+///   txn.commit();
+class WriteTransaction {
+ public:
+  explicit WriteTransaction(Store& store) noexcept : store_(&store) {}
+  ~WriteTransaction() {
+    if (store_ != nullptr && store_->is_open()) {
+      (void)pcore_store_abort(store_->raw());  // never throws from a destructor
+    }
+  }
+  WriteTransaction(const WriteTransaction&) = delete;
+  WriteTransaction& operator=(const WriteTransaction&) = delete;
+
+  /// Commits (pcore_store_commit) and ends the transaction; returns the new epoch. If the
+  /// commit throws, the transaction is still open and aborts when it goes out of scope.
+  uint64_t commit() {
+    const uint64_t epoch = store_->commit();
+    store_ = nullptr;
+    return epoch;
+  }
+
+  /// Aborts now (pcore_store_abort) and ends the transaction.
+  void abort() {
+    Store* store = store_;
+    store_ = nullptr;
+    store->abort();
+  }
+
+ private:
+  Store* store_;
 };
 
 

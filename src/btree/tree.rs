@@ -12,7 +12,7 @@ mod overflow;
 use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
 use crate::error::{Error, Result};
-use crate::store::{NodeEditor, NodeId, Store, WeakStore};
+use crate::store::{AbortGuard, AbortHook, NodeEditor, NodeId, Store, WeakStore};
 use parking_lot::RwLock;
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -232,6 +232,59 @@ pub fn list_trees(store: &Store) -> Result<Vec<TreeDescription>> {
     Ok(out)
 }
 
+/// The tree's state as the store has it: from its anchor root, checked against the options
+/// it is opened with, or, when the store has no such tree, a new empty root leaf (uncommitted).
+fn state_in_store(store: &Store, anchor: &[u8], pb: usize, duplicates: Duplicates, custom: bool) -> Result<State> {
+    let name = &anchor[ROOT_PREFIX.len()..];
+    match store.get_root(anchor)? {
+        Some(root) => {
+            let d = decode_anchor(name, root.id, &root.meta)?;
+            if d.page_bytes != pb as u32 || d.duplicates != duplicates || d.custom_order != custom {
+                return Err(Error::InvalidArgument(format!(
+                    "tree {:?} was created with {}-byte pages, {:?} duplicates, custom order {}",
+                    String::from_utf8_lossy(name),
+                    d.page_bytes,
+                    d.duplicates,
+                    d.custom_order
+                )));
+            }
+            Ok(State { root: root.id, height: d.height, entries: d.entries })
+        }
+        None => {
+            let (id, _, _) = store.allocate(pb, KIND_LEAF)?;
+            let mut image = vec![0u8; pb];
+            page::build(&mut image, TYPE_LEAF, 0, &[]);
+            store.publish(id, &image)?;
+            let st = State { root: id.raw(), height: 1, entries: 0 };
+            store.set_root(anchor, id.raw(), &encode_anchor(pb, duplicates, custom, &st))?;
+            Ok(st)
+        }
+    }
+}
+
+/// A tree's part in [`Store::abort`]: its state lock is held while the store rolls back,
+/// then its root, height and count are read again from its committed anchor (a tree created
+/// since the commit gets a new empty root) and its cursors go stale.
+impl AbortHook for Inner {
+    fn begin_abort(&self) -> Box<dyn AbortGuard + '_> {
+        Box::new(Reload { inner: self, state: self.state.write() })
+    }
+}
+
+struct Reload<'a> {
+    inner: &'a Inner,
+    state: parking_lot::RwLockWriteGuard<'a, State>,
+}
+
+impl AbortGuard for Reload<'_> {
+    fn reload(&mut self, store: &Store) -> Result<()> {
+        let i = self.inner;
+        *self.state = state_in_store(store, &i.anchor, i.page_bytes, i.duplicates, i.custom_order.is_some())?;
+        i.version.fetch_add(1, AtomicOrdering::AcqRel);
+        Ok(())
+    }
+}
+
 impl BTree {
     /// Opens an existing tree with the page size and duplicates mode it was created with.
     /// `NotFound` when there is no such tree; `InvalidArgument` when it was created with a
@@ -258,7 +311,11 @@ impl BTree {
         let mut anchor = ROOT_PREFIX.to_vec();
         anchor.extend_from_slice(name);
         // One instance per tree and store: every handle shares its lock and cached root.
-        let inner = store.attachment(&anchor, || Self::load(store, &anchor, name, options).map(Arc::new))?;
+        let inner = store.attachment(&anchor, || {
+            let inner = Arc::new(Self::load(store, &anchor, options)?);
+            store.on_abort(Arc::downgrade(&inner) as std::sync::Weak<dyn AbortHook>);
+            Ok(inner)
+        })?;
         let custom = options.comparator.is_some();
         if inner.page_bytes != options.page_bytes as usize
             || inner.duplicates != options.duplicates
@@ -275,36 +332,13 @@ impl BTree {
         Ok(BTree { inner })
     }
 
-    fn load(store: &Store, anchor: &[u8], name: &[u8], options: &TreeOptions) -> Result<Inner> {
+    fn load(store: &Store, anchor: &[u8], options: &TreeOptions) -> Result<Inner> {
         let pb = options.page_bytes;
         if !pb.is_power_of_two() || !(PAGE_BYTES_MIN..=PAGE_BYTES_MAX).contains(&pb) {
             return Err(Error::InvalidArgument(format!("page size {pb}: a power of two from 512 to 65536")));
         }
         let custom = options.comparator.is_some();
-        let state = match store.get_root(anchor)? {
-            Some(root) => {
-                let d = decode_anchor(name, root.id, &root.meta)?;
-                if d.page_bytes != pb || d.duplicates != options.duplicates || d.custom_order != custom {
-                    return Err(Error::InvalidArgument(format!(
-                        "tree {:?} was created with {}-byte pages, {:?} duplicates, custom order {}",
-                        String::from_utf8_lossy(name),
-                        d.page_bytes,
-                        d.duplicates,
-                        d.custom_order
-                    )));
-                }
-                State { root: root.id, height: d.height, entries: d.entries }
-            }
-            None => {
-                let (id, _, _) = store.allocate(pb as usize, KIND_LEAF)?;
-                let mut image = vec![0u8; pb as usize];
-                page::build(&mut image, TYPE_LEAF, 0, &[]);
-                store.publish(id, &image)?;
-                let st = State { root: id.raw(), height: 1, entries: 0 };
-                store.set_root(anchor, id.raw(), &encode_anchor(pb as usize, options.duplicates, custom, &st))?;
-                st
-            }
-        };
+        let state = state_in_store(store, anchor, pb as usize, options.duplicates, custom)?;
         Ok(Inner {
             store: store.downgrade(),
             anchor: anchor.to_vec(),

@@ -82,6 +82,8 @@ pub(crate) struct Core {
     dirty: Vec<u64>,
     dirty_roots: BTreeSet<Vec<u8>>,
     retired: Vec<(u64, NodeId)>,
+    /// How many of `retired` were there at the last commit: the rest are uncommitted.
+    retired_committed: usize,
     /// Blocks freed by a commit, reusable once that commit is durable: until then a crash
     /// could bring back the commit before it, whose nodes still live in them.
     pending_frees: VecDeque<(u64, Loc)>,
@@ -106,6 +108,7 @@ impl Core {
             dirty: Vec::new(),
             dirty_roots: BTreeSet::new(),
             retired: Vec::new(),
+            retired_committed: 0,
             pending_frees: VecDeque::new(),
             pending_free_bytes: 0,
         }
@@ -290,6 +293,7 @@ impl Core {
             let s = &mut self.table.slots[handle as usize];
             s.set_loc(committed.loc);
             s.len = committed.len;
+            s.crc = committed.crc; // the committed version again, should the free be aborted
         }
         self.table.slots[handle as usize].freeing = true;
         self.mark_dirty(handle);
@@ -411,12 +415,13 @@ impl Core {
         ))
     }
 
-    /// Frees the retired nodes whose epoch has come.
+    /// Frees the retired nodes whose epoch has come. They leave the list when the commit
+    /// applies: a commit that fails, then an abort, must find the committed list whole.
     fn free_due_retired(&mut self, epoch: u64) {
-        let (due, keep): (Vec<_>, Vec<_>) = self.retired.drain(..).partition(|&(e, _)| e <= epoch);
-        self.retired = keep;
-        for (_, id) in due {
-            // Freed or reallocated by the host since: nothing left to do for that id.
+        let due: Vec<NodeId> = self.retired.iter().filter(|&&(e, _)| e <= epoch).map(|&(_, id)| id).collect();
+        for id in due {
+            // Freed or reallocated by the host since (or by a commit that failed, retried
+            // now): nothing left to do for that id.
             let _ = self.free(id);
         }
     }
@@ -513,7 +518,49 @@ impl Core {
             let root = self.roots[&name].clone();
             self.committed_roots.insert(name, root);
         }
+        self.retired.retain(|&(due, _)| due > epoch);
+        self.retired_committed = self.retired.len();
         self.epoch = epoch;
+    }
+
+    /// Undoes every change since the last commit: nodes allocated since are freed (their ids
+    /// stale), published and in-place versions dropped for the committed ones, frees and
+    /// retirements withdrawn, roots as committed. Blocks freed by earlier commits and not yet
+    /// durable stay pending: they belong to the committed past, not to what is undone.
+    pub fn abort(&mut self) -> Result<()> {
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
+        for handle in std::mem::take(&mut self.dirty) {
+            let s = self.table.slots[handle as usize];
+            if !s.dirty {
+                continue; // reserved, then freed before the abort: already released
+            }
+            if s.state == State::Reserved {
+                self.space.free(s.loc())?;
+                let slot = &mut self.table.slots[handle as usize];
+                slot.state = State::Free;
+                slot.dirty = false;
+                self.table.release_handle(handle);
+                self.reserved_nodes -= 1;
+                continue;
+            }
+            if let Some(committed) = self.table.shadowed.remove(&handle) {
+                self.space.free(s.loc())?;
+                let slot = &mut self.table.slots[handle as usize];
+                slot.set_loc(committed.loc);
+                slot.len = committed.len;
+                slot.crc = committed.crc;
+            }
+            let slot = &mut self.table.slots[handle as usize];
+            slot.freeing = false;
+            slot.dirty = false;
+        }
+        debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
+        self.roots = self.committed_roots.clone();
+        self.hot_roots.clear();
+        self.dirty_roots.clear();
+        self.retired.truncate(self.retired_committed);
+        Ok(())
     }
 
     fn defer_free(&mut self, epoch: u64, loc: Loc) {

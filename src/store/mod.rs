@@ -2,6 +2,8 @@
 //! growth, atomic commits through a write-ahead log, checkpoints and crash recovery.
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+mod abort_tests;
 mod api;
 mod checkpoint;
 mod codec;
@@ -24,7 +26,8 @@ mod torn_file_tests;
 mod wal;
 
 pub use self::api::{
-    Durability, GrowthPolicy, NodeEditor, NodeInfo, NodeReader, Root, Store, StoreOptions, StoreStats, WeakStore,
+    AbortGuard, AbortHook, Durability, GrowthPolicy, NodeEditor, NodeInfo, NodeReader, Root, Store, StoreOptions,
+    StoreStats, WeakStore,
 };
 pub use self::core::Source;
 pub use self::inspect::{inspect_files, CheckpointReport, FileReport, LogReport, MetaSlotState};

@@ -546,8 +546,8 @@ impl Rng {
     }
 }
 
-/// Random allocate / publish (with growth) / in-place update / free / commit / crash / reopen
-/// against a model of committed and pending state, checking every byte.
+/// Random allocate / publish (with growth) / in-place update / free / commit / abort / crash /
+/// reopen against a model of committed and pending state, checking every byte.
 #[test]
 fn property_random_operations_match_a_model_across_reopens() {
     let seeds: Vec<u64> = match std::env::var("PCORE_PROPTEST_SEED") {
@@ -618,11 +618,23 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
                 assert!(matches!(store.free(id), Err(Error::DoubleFree(_))), "{}", ctx(step));
                 current.remove(&id);
             }
-            80..=91 => {
+            80..=89 => {
                 store.commit().unwrap();
                 committed = current.clone();
             }
-            92..=95 => {
+            90..=92 => {
+                store.abort().unwrap_or_else(|e| panic!("{}: abort: {e}", ctx(step)));
+                for id in current.keys().filter(|id| !committed.contains_key(id)) {
+                    assert!(
+                        matches!(store.read(*id), Err(Error::NotFound(_))),
+                        "{}: {id:?} outlived the abort",
+                        ctx(step)
+                    );
+                }
+                current = committed.clone();
+                store.verify().unwrap_or_else(|e| panic!("{}: after abort: {e}", ctx(step)));
+            }
+            93..=95 => {
                 store.simulate_crash();
                 store = reopen(dir.path(), &opts);
                 current = committed.clone();
