@@ -90,6 +90,17 @@ impl Inode {
     }
 }
 
+/// The largest file this in-memory file system holds (EFBIG beyond): every byte lives twice in
+/// memory, and a stray write at a huge offset must fail, not abort the process.
+pub const MAX_FILE_SIZE: u64 = 4 << 30;
+
+fn check_end(offset: u64, len: u64) -> Result<(), Errno> {
+    match offset.checked_add(len) {
+        Some(end) if end <= MAX_FILE_SIZE => Ok(()),
+        _ => Err(libc::EFBIG),
+    }
+}
+
 /// fallocate modes this model implements; the others answer EOPNOTSUPP.
 const FALLOC_KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
 const FALLOC_PUNCH_HOLE: i32 = libc::FALLOC_FL_PUNCH_HOLE;
@@ -293,16 +304,19 @@ impl Model {
     }
 
     pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        check_end(offset, data.len() as u64)?;
         self.file_mut(ino)?.write(offset, data);
         Ok(())
     }
 
     pub fn set_len(&mut self, ino: Ino, len: u64) -> Result<(), Errno> {
+        check_end(len, 0)?;
         self.file_mut(ino)?.set_len(len);
         Ok(())
     }
 
     pub fn fallocate(&mut self, ino: Ino, offset: u64, len: u64, mode: i32) -> Result<(), Errno> {
+        check_end(offset, len)?;
         let file = self.file_mut(ino)?;
         let keep_size = mode & FALLOC_KEEP_SIZE != 0;
         match mode & !FALLOC_KEEP_SIZE {
@@ -446,5 +460,16 @@ mod tests {
         m.fallocate(f, 0, 100_000, FALLOC_KEEP_SIZE).unwrap();
         assert_eq!(m.file(f).unwrap().len(), 8192);
         assert_eq!(m.fallocate(f, 0, 10, libc::FALLOC_FL_COLLAPSE_RANGE), Err(libc::EOPNOTSUPP));
+    }
+
+    #[test]
+    fn huge_offsets_fail_with_efbig() {
+        let mut m = Model::new();
+        let f = m.create(ROOT, name("f"), 0o644, 0, 0).unwrap();
+        assert_eq!(m.write(f, u64::MAX - 1, b"ab"), Err(libc::EFBIG));
+        assert_eq!(m.write(f, MAX_FILE_SIZE, b"a"), Err(libc::EFBIG));
+        assert_eq!(m.set_len(f, MAX_FILE_SIZE + 1), Err(libc::EFBIG));
+        assert_eq!(m.fallocate(f, 1, MAX_FILE_SIZE, 0), Err(libc::EFBIG));
+        assert_eq!(m.file(f).unwrap().len(), 0);
     }
 }
