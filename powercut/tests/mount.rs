@@ -357,6 +357,69 @@ fn torn_mode_replays_with_its_seed() {
     assert_eq!(run("torn2"), Some((line, files)), "the same writes and seed give the same cut");
 }
 
+/// The caller's protocol from the README: a workload in its own process syncs some state,
+/// dirties more (through write and a shared mapping), and is SIGKILLed holding it all open;
+/// then the cut. Whatever the kernel writes back after the kill is volatile and lost.
+#[test]
+fn a_killed_workload_leaves_only_its_durable_state() {
+    let Some(mut pc) = Powercut::start("killed", &[]) else { return };
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "workload_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(WORKLOAD_DIR, &pc.mnt)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = read_lines(child.stdout.take().unwrap());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the workload syncs");
+        if line.contains(WORKLOAD_SYNCED) {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (line, status) = pc.cut_by_signal();
+    assert!(status.success());
+    assert_eq!(line, format!("cut: 1 files, {} bytes, 0 volatile pages kept, 0 torn", 2 * PAGE));
+    let mut want = vec![5; 2 * PAGE];
+    want[..7].copy_from_slice(b"durable");
+    assert!(pc.survivors()["w"] == want);
+}
+
+const WORKLOAD_DIR: &str = "POWERCUT_TEST_WORKLOAD_DIR";
+const WORKLOAD_SYNCED: &str = "WORKLOAD-SYNCED";
+
+/// The workload of the test above, run in a child process; without its variable, nothing.
+#[test]
+#[ignore = "the child process of a_killed_workload_leaves_only_its_durable_state"]
+fn workload_child() {
+    let Some(dir) = std::env::var_os(WORKLOAD_DIR).map(PathBuf::from) else { return };
+    let f = create(&dir.join("w"), &[5; 2 * PAGE]);
+    f.write_at(b"durable", 0).unwrap();
+    f.sync_all().unwrap();
+    File::open(&dir).unwrap().sync_all().unwrap();
+    create(&dir.join("never-named"), b"x").sync_all().unwrap();
+    f.write_at(b"volatile", 100).unwrap();
+    // SAFETY: a shared mapping of the file's two pages, dirtied and never synced or unmapped.
+    unsafe {
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            2 * PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(map, libc::MAP_FAILED);
+        std::slice::from_raw_parts_mut(map as *mut u8, 2 * PAGE)[PAGE..PAGE + 5].copy_from_slice(b"dirty");
+    }
+    println!("{WORKLOAD_SYNCED}");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(PATIENCE * 4);
+}
+
 /// Not an assertion: a rough cost of the FUSE round trips, for the README. Run with
 /// `cargo test --release --manifest-path powercut/Cargo.toml -- --ignored --nocapture`.
 #[test]
