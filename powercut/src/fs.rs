@@ -123,11 +123,15 @@ fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {
     }
 }
 
+/// How files are opened: through the page cache (direct I/O would forbid shared writable
+/// mappings), which is kept across opens. Every change passes through this one mount's cache,
+/// so it is never stale; dropping it on each open, FUSE's default, would also write a
+/// mapping's dirty pages back at every open, which no local file system does.
+const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
+
 fn reply_open(reply: ReplyOpen, result: Result<(), Errno>) {
     match result {
-        // Neither direct I/O (it would forbid shared writable mappings) nor a kept cache:
-        // reads go through the page cache, which every write also passes.
-        Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+        Ok(()) => reply.opened(FileHandle(0), OPEN_FLAGS),
         Err(e) => reply.error(e),
     }
 }
@@ -349,7 +353,7 @@ impl Filesystem for PowerFs {
         reply: ReplyCreate,
     ) {
         match self.entry(|m| m.create(parent.0, name, perm(mode), req.uid(), req.gid())) {
-            Ok(attr) => reply.created(&TTL, &attr, Generation(0), FileHandle(0), FopenFlags::empty()),
+            Ok(attr) => reply.created(&TTL, &attr, Generation(0), FileHandle(0), OPEN_FLAGS),
             Err(e) => reply.error(e),
         }
     }
