@@ -93,13 +93,13 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     check_out(&args.out, &mountpoint)?;
 
     let state = Arc::new(Mutex::new(State::default()));
-    let session = mount::mount(PowerFs::new(state.clone()), &mountpoint)?;
-    eprintln!("powercut: mounted {} ({})", mountpoint.display(), session.how);
+    let mount::Mounted { session, how, unmounter } = mount::mount(PowerFs::new(state.clone()), &mountpoint)?;
+    eprintln!("powercut: mounted {} ({how})", mountpoint.display());
 
     let (tx, rx) = mpsc::channel();
     let serve = tx.clone();
     thread::spawn(move || {
-        let end = match session.session.run() {
+        let end = match session.run() {
             Ok(()) => "the file system was unmounted".to_string(),
             Err(e) => format!("the FUSE session failed: {e}"),
         };
@@ -134,7 +134,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     match rx.recv() {
         Ok(Event::Cut) => {
             let result = power_cut(&state, args);
-            mount::unmount(&mountpoint);
+            mount::unmount(&mountpoint, unmounter);
             match result {
                 Ok(summary) => {
                     say(&summary);
@@ -144,7 +144,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             }
         }
         Ok(Event::Stop) => {
-            mount::unmount(&mountpoint);
+            mount::unmount(&mountpoint, unmounter);
             Ok(ExitCode::SUCCESS)
         }
         Ok(Event::Ended(why)) => Err(format!("{why} before a cut")),

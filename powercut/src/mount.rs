@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fuser::{Config, MountOption, Session, SessionACL};
+use std::time::{Duration, Instant};
+
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
 use crate::fs::PowerFs;
 
@@ -11,7 +13,12 @@ pub struct Mounted {
     pub session: Session<PowerFs>,
     /// How the mount was made, for the log.
     pub how: &'static str,
+    /// Lets go of fuser's hold on the mount, which ends fusermount3's auto-unmount helper.
+    pub unmounter: SessionUnmounter,
 }
+
+/// How long to wait for fusermount3's helper to go after the unmount; it needs milliseconds.
+const HELPER_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Mounts `fs` at `mountpoint`, with the kernel's auto-unmount where fusermount3 provides it,
 /// so a powercut that dies leaves no dead mount behind; else with a plain mount(2).
@@ -24,7 +31,7 @@ pub fn mount(fs: PowerFs, mountpoint: &Path) -> Result<Mounted, String> {
     auto.acl = SessionACL::RootAndOwner;
     let state = fs.shared();
     let auto_error = match Session::new(fs, mountpoint, &auto) {
-        Ok(session) => return Ok(Mounted { session, how: "fusermount3, auto_unmount, allow_other" }),
+        Ok(session) => return Ok(Mounted::new(session, "fusermount3, auto_unmount, allow_other")),
         Err(e) => e,
     };
     let mut plain = Config::default();
@@ -32,7 +39,7 @@ pub fn mount(fs: PowerFs, mountpoint: &Path) -> Result<Mounted, String> {
     match Session::new(PowerFs::new(state), mountpoint, &plain) {
         Ok(session) => {
             eprintln!("powercut: auto_unmount refused ({auto_error}); mounted without it");
-            Ok(Mounted { session, how: "mount(2) without auto_unmount" })
+            Ok(Mounted::new(session, "mount(2) without auto_unmount"))
         }
         Err(e) => Err(format!(
             "cannot mount {}: {e} (with auto_unmount: {auto_error}); is /dev/fuse there and fuse3 installed?",
@@ -41,8 +48,39 @@ pub fn mount(fs: PowerFs, mountpoint: &Path) -> Result<Mounted, String> {
     }
 }
 
+impl Mounted {
+    fn new(mut session: Session<PowerFs>, how: &'static str) -> Mounted {
+        let unmounter = session.unmount_callable();
+        Mounted { session, how, unmounter }
+    }
+}
+
+/// Unmounts `mountpoint` and waits for fusermount3's auto-unmount helper (our child) to exit.
+/// A helper outliving us could wake after a caller mounted anew at the same place, and take
+/// that mount for ours: it tells them apart by path and type only.
+pub fn unmount(mountpoint: &Path, mut unmounter: SessionUnmounter) {
+    detach(mountpoint);
+    // Closes the helper's socket; with the mount gone, it finds nothing to unmount.
+    let _ = unmounter.unmount();
+    let deadline = Instant::now() + HELPER_PATIENCE;
+    loop {
+        // SAFETY: waitpid with a valid status pointer; powercut's only children are helpers.
+        let pid = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if pid < 0 {
+            return; // no child left
+        }
+        if pid == 0 {
+            if Instant::now() >= deadline {
+                eprintln!("powercut: fusermount3's helper did not exit; leaving it");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
 /// Lazily unmounts `mountpoint`: a workload killed a moment ago may still hold files open.
-pub fn unmount(mountpoint: &Path) {
+fn detach(mountpoint: &Path) {
     let Ok(path) = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) else { return };
     // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
     if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } == 0 {

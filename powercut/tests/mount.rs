@@ -357,6 +357,35 @@ fn torn_mode_replays_with_its_seed() {
     assert_eq!(run("torn2"), Some((line, files)), "the same writes and seed give the same cut");
 }
 
+/// A crash matrix mounts again at the same place as soon as a cut returns: the helper that
+/// auto-unmounts the old mount must be gone by then, or it may take the new mount for the old.
+#[test]
+fn a_mount_right_after_a_cut_stays_mounted() {
+    for round in 0..5 {
+        let Some(mut first) = Powercut::start("again", &[]) else { return };
+        let (_, status) = first.cut_by_signal();
+        assert!(status.success());
+        let mnt = first.mnt.clone();
+        let mut second = Command::new(env!("CARGO_BIN_EXE_powercut"))
+            .arg(&mnt)
+            .arg("--out")
+            .arg(first.root.join("out2"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = read_lines(second.stdout.take().unwrap());
+        assert_eq!(lines.recv_timeout(PATIENCE).unwrap(), "ready", "round {round}");
+        std::thread::sleep(Duration::from_millis(200));
+        let still = mounted(&mnt);
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+        second.wait().unwrap();
+        assert!(still, "round {round}: the new mount was taken down");
+    }
+}
+
 /// The caller's protocol from the README: a workload in its own process syncs some state,
 /// dirties more (through write and a shared mapping), and is SIGKILLed holding it all open;
 /// then the cut. Whatever the kernel writes back after the kill is volatile and lost.
