@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the build needs and is missing: cmake, GoogleTest and a C++ compiler from
-# Debian's packages, and rustfmt/clippy for the Rust toolchain. Safe to run repeatedly.
+# Installs what the build needs and is missing: cmake, GoogleTest, a C++ compiler and FUSE's
+# mount helper from Debian's packages, and rustfmt/clippy for the Rust toolchain. Safe to run repeatedly.
 set -euo pipefail
 
 need_apt=()
@@ -11,6 +11,9 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 [ -e /usr/include/sqlite3.h ] || need_apt+=(libsqlite3-dev)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# powercut/ (the power-cut file system of the crash tests) mounts FUSE through fusermount3;
+# its pure-Rust mount needs no libfuse headers.
+command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian's packages"
   SUDO=""
