@@ -17,6 +17,11 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
   cargo build --quiet --lib
   git diff --exit-code -- include/pcore.h || { echo "include/pcore.h is stale: commit the regenerated header" >&2; exit 1; }
 fi
+echo "== powercut: the power-cut file system (its own crate), built beside pcore for crash --power"
+cargo fmt --manifest-path powercut/Cargo.toml -- --check
+cargo clippy --manifest-path powercut/Cargo.toml --target-dir target --all-targets --quiet -- -D warnings
+cargo build --release --quiet --manifest-path powercut/Cargo.toml --target-dir target
+cargo test --release --quiet --manifest-path powercut/Cargo.toml --target-dir target
 echo "== cargo test"
 cargo test --release --quiet
 echo "== GoogleTest through ctest"

@@ -386,6 +386,13 @@ impl Store {
         f(&state)
     }
 
+    /// The newest commit known to be on disk (synced, or in a checkpoint): what a power cut
+    /// now would keep at the least. STRICT: the last commit; BALANCED: the one the group
+    /// commit last synced; EVENTUAL: the last one a sync happened to cover.
+    pub fn durable_epoch(&self) -> u64 {
+        self.shared.durable_epoch.load(Ordering::Acquire)
+    }
+
     /// False once the store is closed.
     pub fn is_open(&self) -> bool {
         self.check_open().is_ok()

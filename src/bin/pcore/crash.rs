@@ -188,7 +188,8 @@ pub fn child(dir: &Path, mode: usize, seed: u64) -> Result<Outcome, String> {
     for _ in 0..COMMITS_MAX {
         w.step(&store, &trees).map_err(e)?;
         let epoch = store.commit().map_err(e)?;
-        writeln!(out, "{epoch}").and_then(|_| out.flush()).map_err(|e| e.to_string())?;
+        // The commit, and the newest one known to be on disk: a power cut must keep that one.
+        writeln!(out, "{epoch} {}", store.durable_epoch()).and_then(|_| out.flush()).map_err(|e| e.to_string())?;
     }
     Ok(Outcome::Done)
 }
@@ -316,11 +317,28 @@ fn log_generation(dir: &Path) -> u64 {
         .unwrap_or(1)
 }
 
-/// What a child acknowledged (an epoch, or a count of stores), and when the parent read it.
-pub(crate) type Acks = Vec<(Instant, u64)>;
+/// What a child acknowledged, line by line: a commit's epoch (or a count of stores), and the
+/// newest commit the store then knew to be on disk (the same count, for stores).
+#[derive(Clone, Copy)]
+pub(crate) struct Ack {
+    pub done: u64,
+    pub durable: u64,
+}
+
+pub(crate) type Acks = Vec<Ack>;
 
 pub(crate) fn last_acknowledged(acks: &Acks) -> u64 {
-    acks.last().map_or(0, |&(_, n)| n)
+    acks.last().map_or(0, |a| a.done)
+}
+
+fn parse_ack(line: &str) -> Option<Ack> {
+    let mut words = line.split_whitespace().map(str::parse::<u64>);
+    let done = words.next()?.ok()?;
+    let durable = match words.next() {
+        Some(d) => d.ok()?,
+        None => done,
+    };
+    Some(Ack { done, durable })
 }
 
 /// Starts the child, kills it after `delay_ms`, and returns what it acknowledged; `last` is
@@ -342,8 +360,7 @@ pub(crate) fn run_child_until_killed(
         .map_err(|e| format!("start the child: {e}"))?;
     let stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
-        let lines = BufReader::new(stdout).lines().map_while(Result::ok);
-        lines.filter_map(|l| l.trim().parse::<u64>().ok()).map(|n| (Instant::now(), n)).collect::<Acks>()
+        BufReader::new(stdout).lines().map_while(Result::ok).filter_map(|l| parse_ack(&l)).collect::<Acks>()
     });
     std::thread::sleep(Duration::from_millis(delay_ms));
     // SIGKILL: no destructor, no flush, no checkpoint runs in the child.

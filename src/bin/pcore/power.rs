@@ -9,26 +9,25 @@
 //! writeback in any order would; in `tear` it tears one page in two) and writes what survives
 //! to a plain directory, which is then opened and compared with the model:
 //! - STRICT: exactly the last acknowledged commit, or the one in flight;
-//! - BALANCED: a commit at least as new as every one acknowledged a second before the cut
-//!   (the group commit syncs every 10 ms; a second absorbs a loaded machine);
-//! - EVENTUAL: the state of some commit, no newer than the one in flight;
+//! - BALANCED and EVENTUAL: a commit at least as new as the newest the store reported durable
+//!   (synced) before the cut, and no newer than the one in flight. How far behind the last
+//!   acknowledged commit that is depends on the machine's timing, so it is counted, not
+//!   asserted (BALANCED's group commit syncs every 10 ms);
 //! - always: the store opens, `check` passes, no byte differs from the model.
 //!
 //! Every fifth cut lands in a child that creates stores one after another: each must be whole,
 //! or absent and creatable.
 
-use crate::crash::{self, Acks, CREATIONS_MAX, CREATION_MODE, MODES};
+use crate::crash::{self, CREATIONS_MAX, CREATION_MODE, MODES};
 use crate::Outcome;
 use pcore::Durability;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The file system's variants, in turn.
 const FS_MODES: [&str; 3] = ["clean", "torn", "tear"];
-/// BALANCED: commits acknowledged this long before the cut must have survived it.
-const BALANCED_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Totals {
@@ -167,7 +166,6 @@ pub fn run(cuts: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String> 
         let last = if creation { CREATIONS_MAX } else { crash::COMMITS_MAX };
         let acks = crash::run_child_until_killed(&exe, &mnt.join("store"), mode, child_seed, delay, last)
             .map_err(|e| format!("{context}: {e}"))?;
-        let cut_at = Instant::now();
         let (kept, torn) = mount.cut().map_err(|e| format!("{context}: {e}"))?;
         t.cuts += 1;
         t.per_mode[fs_mode] += 1;
@@ -181,11 +179,8 @@ pub fn run(cuts: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String> 
                 u64::from(crash::verify_creations(&survived, acknowledged).map_err(|e| format!("{context}: {e}"))?);
         } else {
             t.commits_acknowledged += acknowledged;
-            let floor = match MODES[mode] {
-                Durability::Strict => acknowledged,
-                Durability::Balanced => acknowledged_before(&acks, cut_at.checked_sub(BALANCED_GRACE)),
-                Durability::Eventual => 0,
-            };
+            let reported_durable = acks.last().map_or(0, |a| a.durable);
+            let floor = if MODES[mode] == Durability::Strict { acknowledged } else { reported_durable };
             if !survived.join("meta").exists() {
                 if floor > 0 {
                     return Err(format!("{context}: {floor} commits must have survived, but no store did"));
@@ -229,11 +224,4 @@ pub fn run(cuts: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String> 
         "nothing lost: after every cut the store opened, check passed, and it held a committed state its mode promises"
     );
     Ok(Outcome::Done)
-}
-
-/// The last commit acknowledged at or before `when` (0 if none, or if `when` is before the
-/// run began).
-fn acknowledged_before(acks: &Acks, when: Option<Instant>) -> u64 {
-    let Some(when) = when else { return 0 };
-    acks.iter().take_while(|&&(at, _)| at <= when).last().map_or(0, |&(_, n)| n)
 }
