@@ -999,20 +999,59 @@ TEST_F(TreeAbiErrorsTest, CursorGetPastTheEndIsNotFound) {
   EXPECT_FAILS(PCORE_NOT_FOUND, pcore_cursor_get(cursor, &k, &v));
 }
 
-TEST_F(TreeAbiErrorsTest, ClosingTheTreeHandleMakesItsCursorsStale) {
+// A cursor must not outlive the tree handle it was opened through: every call on it but its
+// close answers BAD_HANDLE, repositioning too. A cursor opened through another handle of the
+// same tree is only stale, and positions again.
+TEST_F(TreeAbiErrorsTest, ClosingTheTreeHandleRefusesItsCursors) {
   Handles h;
   PcoreStore* store = h.keep(open_in_memory());
   PcoreTree* tree = open_tree(store, "t");
+  PcoreTree* other = h.keep(open_tree(store, "t"));
   insert_keys(tree, 0, 100);
   PcoreCursor* cursor = nullptr;
   PCORE_ASSERT_OK(pcore_cursor_open(tree, &cursor));
-  h.keep(cursor);
+  PcoreCursor* through_other = nullptr;
+  PCORE_ASSERT_OK(pcore_cursor_open(other, &through_other));
+  h.keep(through_other);
   PCORE_ASSERT_OK(pcore_cursor_first(cursor));
+  PCORE_ASSERT_OK(pcore_cursor_first(through_other));
   PCORE_ASSERT_OK(pcore_tree_close(tree));
   PcoreBytes k{};
   PcoreBytes v{};
-  EXPECT_FAILS(PCORE_STALE_CURSOR, pcore_cursor_get(cursor, &k, &v));
-  EXPECT_FAILS(PCORE_STALE_CURSOR, pcore_cursor_next(cursor));
+  const std::string key = key_of(5);
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_get(cursor, &k, &v));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_next(cursor));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_prev(cursor));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_first(cursor));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_last(cursor));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_seek(cursor, key.data(), key.size()));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_set_bounds(cursor, nullptr, 0, PCORE_BOUND_UNBOUNDED, nullptr, 0,
+                                                         PCORE_BOUND_UNBOUNDED));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_first(cursor));  // still, after all that
+  PCORE_EXPECT_OK(pcore_cursor_close(cursor));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_close(cursor));
+
+  EXPECT_FAILS(PCORE_STALE_CURSOR, pcore_cursor_get(through_other, &k, &v));
+  PCORE_EXPECT_OK(pcore_cursor_first(through_other));
+  PCORE_EXPECT_OK(pcore_cursor_get(through_other, &k, &v));
+  EXPECT_EQ(std::string(static_cast<const char*>(static_cast<const void*>(k.data)), k.len), key_of(0));
+}
+
+// A tree whose store is closed can no longer be read: opening a cursor on it answers
+// BAD_HANDLE (the status of a closed store's handles) and writes no cursor.
+TEST_F(TreeAbiErrorsTest, CursorOpenOnATreeOfAClosedStoreIsBadHandle) {
+  for (const bool on_disk : {false, true}) {
+    SCOPED_TRACE(on_disk ? "directory store" : "in-memory store");
+    PcoreStore* store = on_disk ? open_dir(scratch_.sub("closed-store")) : open_in_memory();
+    ASSERT_NE(store, nullptr);
+    PcoreTree* tree = open_tree(store, "t");
+    insert_keys(tree, 0, 10);
+    PCORE_ASSERT_OK(pcore_store_close(store));
+    PcoreCursor* cursor = reinterpret_cast<PcoreCursor*>(uintptr_t{0x99});
+    EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_open(tree, &cursor));
+    EXPECT_EQ(cursor, reinterpret_cast<PcoreCursor*>(uintptr_t{0x99}));
+    EXPECT_STATUS_IN(pcore_tree_close(tree), pcore_test::kOk, kBadHandle);
+  }
 }
 
 // ---- host comparators -----------------------------------------------------------------------
