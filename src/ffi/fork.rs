@@ -11,9 +11,10 @@
 //! The same handlers hold every handle table's lock across `fork`, so the child gets tables
 //! in a consistent state and locks that no vanished thread holds.
 
-use parking_lot::Mutex;
+use std::any::Any;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Once;
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 
 /// Which process this is: the number of forks from the process that installed the hooks,
 /// << 32, | the pid (for messages). The count makes a grandchild differ from its grandparent
@@ -23,18 +24,24 @@ static PROCESS: AtomicU64 = AtomicU64::new(0);
 static INSTALL: Once = Once::new();
 
 /// The handle tables the hooks lock, in the order they were first used (always stores, then
-/// trees, then cursors: a tree needs a store, a cursor a tree).
+/// trees, then cursors: a tree needs a store, a cursor a tree). std's lock, not parking_lot's,
+/// for the reason given on `Registry`.
 static TABLES: Mutex<Vec<&'static dyn ForkLock>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// The guards `prepare` took, released after the fork (the child's only thread is the
+    /// image of the one that forked, so it finds them here too).
+    static HELD: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A table whose lock is held across `fork`.
 pub(crate) trait ForkLock: Sync {
-    /// Takes the lock and keeps it (no guard).
-    fn lock_for_fork(&self);
-    /// Releases the lock `lock_for_fork` took.
-    ///
-    /// # Safety
-    /// Only after `lock_for_fork`, once, on the thread that took it (or its image in the child).
-    unsafe fn unlock_after_fork(&self);
+    /// Takes the table's lock; dropping the guard returned releases it.
+    fn lock_for_fork(&'static self) -> Box<dyn Any>;
+}
+
+fn tables() -> MutexGuard<'static, Vec<&'static dyn ForkLock>> {
+    TABLES.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// This process's value, to compare with a handle's (one relaxed load: it changes only in a
@@ -60,7 +67,7 @@ pub(crate) fn hook(table: &'static dyn ForkLock, hooked: &AtomicBool) {
         // Fails only for want of memory; then inherited handles go unnoticed, as before.
         debug_assert_eq!(rc, 0, "pthread_atfork");
     });
-    let mut tables = TABLES.lock();
+    let mut tables = tables();
     if !hooked.load(Ordering::Acquire) {
         tables.push(table);
         hooked.store(true, Ordering::Release);
@@ -68,25 +75,19 @@ pub(crate) fn hook(table: &'static dyn ForkLock, hooked: &AtomicBool) {
 }
 
 extern "C" fn prepare() {
-    let tables = TABLES.lock();
-    for t in tables.iter() {
-        t.lock_for_fork();
-    }
-    // Held until `release`: no table joins the list meanwhile.
-    std::mem::forget(tables);
+    let list = tables();
+    let mut held: Vec<Box<dyn Any>> = list.iter().map(|t| t.lock_for_fork()).collect();
+    // Released last: no table joins the list meanwhile.
+    held.insert(0, Box::new(list));
+    HELD.with(|h| *h.borrow_mut() = held);
 }
 
-/// Releases what `prepare` took, tables in reverse order, then the list.
+/// Drops what `prepare` took: the tables' guards in reverse order, then the list's.
 fn release() {
-    // SAFETY: `prepare` locked the list and forgot its guard; this thread (or its image in the
-    // child) took it, and `release` runs once per fork in each process.
-    let tables = unsafe { &*TABLES.data_ptr() };
-    for t in tables.iter().rev() {
-        // SAFETY: `prepare` locked each table once on this thread.
-        unsafe { t.unlock_after_fork() };
+    let mut held = HELD.with(|h| std::mem::take(&mut *h.borrow_mut()));
+    while let Some(guard) = held.pop() {
+        drop(guard);
     }
-    // SAFETY: as above: the lock is held by this thread, its guard forgotten.
-    unsafe { TABLES.force_unlock() };
 }
 
 extern "C" fn parent() {

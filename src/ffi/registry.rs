@@ -9,8 +9,9 @@
 
 use super::fork::{self, ForkLock};
 use crate::error::{Error, Result};
-use parking_lot::RwLock;
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What kind of object a handle names; part of every token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,11 @@ struct Table<T> {
     free: Vec<u32>,
 }
 
+/// The table's lock is std's, not parking_lot's: it is held across `fork`, and parking_lot's
+/// unlock may hand the lock to the threads parked on it (its eventual fairness), which a child
+/// does not have, leaving the child's table locked for good. std's unlock only wakes waiters.
+/// It also lets no new reader in while a writer waits, so opens, closes and forks are never
+/// starved by a stream of lookups.
 pub(crate) struct Registry<T> {
     ty: HandleType,
     table: RwLock<Table<T>>,
@@ -58,7 +64,7 @@ pub(crate) struct Registry<T> {
     fork_hooked: AtomicBool,
 }
 
-impl<T: Clone + Send + Sync> Registry<T> {
+impl<T: Clone + Send + Sync + 'static> Registry<T> {
     pub(crate) const fn new(ty: HandleType) -> Registry<T> {
         Registry {
             ty,
@@ -75,6 +81,16 @@ impl<T: Clone + Send + Sync> Registry<T> {
         Registry { first_generation: generation, ..Registry::new(ty) }
     }
 
+    // A panic inside `with`'s closure poisons the lock but leaves the table whole (the closure
+    // gets the object, not the table), so poisoning is ignored.
+    fn read(&self) -> RwLockReadGuard<'_, Table<T>> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Table<T>> {
+        self.table.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// token = type << 56 | generation << 32 | (index + 1): never 0, never a valid address
     /// in user space, so it cannot be mistaken for or used as a pointer.
     fn token(&self, index: usize, generation: u32) -> usize {
@@ -89,7 +105,7 @@ impl<T: Clone + Send + Sync> Registry<T> {
             fork::hook(self, &self.fork_hooked);
         }
         let process = fork::this_process();
-        let mut table = self.table.write();
+        let mut table = self.write();
         let index = match table.free.pop() {
             Some(i) => i as usize,
             None if table.entries.len() < SLOTS_MAX => {
@@ -129,23 +145,24 @@ impl<T: Clone + Send + Sync> Registry<T> {
     }
 
     pub(crate) fn get(&self, token: usize) -> Result<T> {
-        let table = self.table.read();
+        let table = self.read();
         self.live(&table.entries, token).cloned()
     }
 
-    /// Calls `f` with the handle's object, borrowed under the table's shared lock (taken
-    /// recursively, so a waiting open or close cannot wedge a nested call): no reference count
-    /// is touched, which `get` costs. For short calls; a long one would hold up opens and
-    /// closes of every handle of this type.
+    /// Calls `f` with the handle's object, borrowed under the table's shared lock: no
+    /// reference count is touched, which `get` costs. For short calls; a long one would hold
+    /// up opens and closes of every handle of this type. `f` must not look a handle up again
+    /// (a writer waiting meanwhile would wedge it): no pcore call runs inside another, as the
+    /// only host code pcore calls, a comparator, must not call pcore.
     pub(crate) fn with<R>(&self, token: usize, f: impl FnOnce(&T) -> Result<R>) -> Result<R> {
-        let table = self.table.read_recursive();
+        let table = self.read();
         f(self.live(&table.entries, token)?)
     }
 
     /// Unregisters a handle and returns its object. Another process's handle is refused and
     /// stays as it was: its object is never dropped here (dropping a store checkpoints it).
     pub(crate) fn remove(&self, token: usize) -> Result<T> {
-        let mut table = self.table.write();
+        let mut table = self.write();
         self.live(&table.entries, token)?;
         let index = self.decode(token)?.0;
         let e = &mut table.entries[index];
@@ -157,17 +174,9 @@ impl<T: Clone + Send + Sync> Registry<T> {
     }
 }
 
-impl<T: Send + Sync> ForkLock for Registry<T> {
-    fn lock_for_fork(&self) {
-        // Held across fork() and released by `unlock_after_fork` in both processes, so the
-        // child gets a consistent table and a lock nobody holds.
-        std::mem::forget(self.table.write());
-    }
-
-    unsafe fn unlock_after_fork(&self) {
-        // SAFETY: `lock_for_fork` took the write lock and forgot its guard; in the child this
-        // thread is the one that took it (fork copies only the calling thread).
-        unsafe { self.table.force_unlock_write() }
+impl<T: Clone + Send + Sync + 'static> ForkLock for Registry<T> {
+    fn lock_for_fork(&'static self) -> Box<dyn Any> {
+        Box::new(self.write())
     }
 }
 
@@ -187,7 +196,7 @@ fn inherited(token: usize, ty: HandleType, process: u64) -> Error {
 mod tests {
     use super::*;
 
-    fn leaked<T: Clone + Send + Sync>(r: Registry<T>) -> &'static Registry<T> {
+    fn leaked<T: Clone + Send + Sync + 'static>(r: Registry<T>) -> &'static Registry<T> {
         Box::leak(Box::new(r))
     }
 
@@ -270,12 +279,12 @@ mod tests {
         let t = r.insert(5).unwrap();
         // As after fork(): the entry was made by a process that is not this one.
         let pretend_parent = fork::this_process() ^ (1 << 40);
-        r.table.write().entries[0].process = pretend_parent;
+        r.write().entries[0].process = pretend_parent;
         for e in [r.get(t).unwrap_err(), r.with(t, |_| Ok(())).unwrap_err(), r.remove(t).unwrap_err()] {
             assert!(matches!(e, Error::BadHandle(_)), "{e}");
             assert!(e.to_string().contains("fork"), "{e}");
         }
-        assert_eq!(r.table.read().entries[0].value, Some(5), "a refused close dropped the object");
+        assert_eq!(r.read().entries[0].value, Some(5), "a refused close dropped the object");
         let u = r.insert(6).unwrap();
         assert_eq!(r.get(u).unwrap(), 6, "this process's own handles work");
         assert_ne!(t & 0xFFFF_FFFF, u & 0xFFFF_FFFF, "the inherited slot is not reused");
