@@ -122,25 +122,44 @@ impl<T: Clone + Send + Sync + 'static> Registry<T> {
         Ok(self.token(index, e.generation))
     }
 
+    #[inline]
     fn decode(&self, token: usize) -> Result<(usize, u32)> {
-        let bad = || Error::BadHandle(format!("{token:#x} is not an open {:?} handle", self.ty));
         if token >> 56 != self.ty as usize || token & 0xFFFF_FFFF == 0 {
-            return Err(bad());
+            return Err(self.not_ours(token));
         }
         Ok(((token & 0xFFFF_FFFF) - 1, ((token >> 32) & 0xFF_FFFF) as u32))
     }
 
-    /// The live entry a token names, or why there is none.
+    /// The live entry a token names. Every call through a handle comes here: the refusals are
+    /// worked out apart, off this path.
+    #[inline]
     fn live<'t>(&self, entries: &'t [Entry<T>], token: usize) -> Result<&'t T> {
         let (index, generation) = self.decode(token)?;
         match entries.get(index) {
-            Some(Entry { generation: g, process, value: Some(v) }) if *g == generation => {
-                if *process != fork::this_process() {
-                    return Err(inherited(token, self.ty, *process));
-                }
+            Some(Entry { generation: g, process, value: Some(v) })
+                if *g == generation && *process == fork::this_process() =>
+            {
                 Ok(v)
             }
-            _ => Err(closed(token)),
+            _ => Err(self.refusal(entries.get(index), generation, token)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_ours(&self, token: usize) -> Error {
+        Error::BadHandle(format!("{token:#x} is not an open {:?} handle", self.ty))
+    }
+
+    /// Why a well-formed token names no live entry of this process.
+    #[cold]
+    #[inline(never)]
+    fn refusal(&self, entry: Option<&Entry<T>>, generation: u32, token: usize) -> Error {
+        match entry {
+            Some(Entry { generation: g, process, value: Some(_) }) if *g == generation => {
+                inherited(token, self.ty, *process)
+            }
+            _ => closed(token),
         }
     }
 
