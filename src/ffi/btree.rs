@@ -176,7 +176,6 @@ pub unsafe extern "C" fn pcore_tree_open(
             max_entries_per_page: (o.max_entries_per_page > 0).then_some(o.max_entries_per_page),
         };
         let tree = BTree::open(&s, name, &options)?;
-        // SAFETY: checked non-null; writable by contract.
         let token = TREES.insert(TreeHandle { tree, open: Arc::new(AtomicBool::new(true)) })?;
         // SAFETY: checked non-null; writable by contract.
         unsafe { write_out(out, token as *mut PcoreTree) };

@@ -5,7 +5,7 @@
 //! through an inherited handle is refused (as LMDB documents: use no environment across fork).
 //!
 //! The check costs one relaxed load per call: `pthread_atfork` handlers, installed at the first
-//! handle's open, give each child a new [`Process`] value, and each handle records the one it
+//! handle's open, give each child a new `PROCESS` value, and each handle records the one it
 //! was opened under. `getpid()` per call would be a system call.
 //!
 //! The same handlers hold every handle table's lock across `fork`, so the child gets tables

@@ -38,7 +38,7 @@ const _: () = assert!(usize::BITS == 64);
 struct Entry<T> {
     /// The generation of the slot's latest handle (0: never handed out).
     generation: u32,
-    /// The process that opened the handle (`fork::Process`); another process's is refused.
+    /// The process that opened the handle (`fork::this_process`); another process's is refused.
     process: u64,
     value: Option<T>,
 }
