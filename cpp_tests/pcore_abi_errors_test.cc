@@ -679,7 +679,7 @@ TEST_F(AbiErrorsTest, SecondWriterIsBusy) {
 /// One call a forked child made: what it answered, what it should answer, and whether its
 /// message says the handle came through fork.
 struct ChildCall {
-  char name[40];
+  char name[64];
   int32_t status;
   int32_t expected;
   int32_t message_names_fork;
