@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -670,6 +672,228 @@ TEST_F(AbiErrorsTest, SecondWriterIsBusy) {
   Handle third(open_dir(path));
   ASSERT_NE(third.get(), nullptr);
   EXPECT_TRUE(node_holds(third.get(), id, 50, 5));
+}
+
+// ---- fork -----------------------------------------------------------------------------------
+
+/// One call a forked child made: what it answered, what it should answer, and whether its
+/// message says the handle came through fork.
+struct ChildCall {
+  char name[64];
+  int32_t status;
+  int32_t expected;
+  int32_t message_names_fork;
+};
+
+/// What a forked child records (no GoogleTest assertions there: they would fail the child's
+/// copy of the test, which nobody reads).
+class ChildCalls {
+ public:
+  void record(const char* name, int32_t status, int32_t expected) {
+    ChildCall c{};
+    std::snprintf(c.name, sizeof c.name, "%s", name);
+    c.status = status;
+    c.expected = expected;
+    c.message_names_fork = status != pcore_test::kOk && std::strstr(pcore_last_error_message(), "fork") != nullptr;
+    calls_.push_back(c);
+  }
+  const std::vector<ChildCall>& calls() const { return calls_; }
+
+ private:
+  std::vector<ChildCall> calls_;
+};
+
+/// Runs `body` in a child made by fork() itself (not a spawn: the point is what the child
+/// inherits) and returns the calls it recorded, sent back through a pipe.
+template <typename Body>
+std::vector<ChildCall> calls_in_forked_child(Body body) {
+  int fds[2];
+  if (pipe(fds) != 0) {
+    ADD_FAILURE() << "pipe: " << std::strerror(errno);
+    return {};
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    ADD_FAILURE() << "fork: " << std::strerror(errno);
+    return {};
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    ChildCalls calls;
+    body(calls);
+    const char* p = reinterpret_cast<const char*>(calls.calls().data());
+    size_t left = calls.calls().size() * sizeof(ChildCall);
+    while (left > 0) {
+      const ssize_t n = write(fds[1], p, left);
+      if (n <= 0) _exit(3);
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+    _exit(0);  // no static destructors, no atexit handlers of the parent's copy
+  }
+  close(fds[1]);
+  std::vector<uint8_t> bytes;
+  uint8_t buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    bytes.insert(bytes.end(), buf, buf + n);
+  }
+  close(fds[0]);
+  int wait_status = 0;
+  EXPECT_EQ(waitpid(pid, &wait_status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) << "child wait status " << wait_status;
+  std::vector<ChildCall> calls(bytes.size() / sizeof(ChildCall));
+  if (!calls.empty()) std::memcpy(calls.data(), bytes.data(), calls.size() * sizeof(ChildCall));
+  return calls;
+}
+
+void expect_child_calls(const std::vector<ChildCall>& calls, size_t expected_count) {
+  ASSERT_EQ(calls.size(), expected_count) << "the child did not report every call";
+  for (const ChildCall& c : calls) {
+    EXPECT_EQ(c.status, c.expected) << "in the child, " << c.name << " -> " << pcore_status_name(c.status)
+                                    << ", expected " << pcore_status_name(c.expected);
+    if (c.expected == static_cast<int32_t>(PCORE_BAD_HANDLE)) {
+      EXPECT_TRUE(c.message_names_fork) << "in the child, " << c.name << ": the message does not say why (fork)";
+    }
+  }
+}
+
+// LMDB's rule: no handle across fork. A child's call through its parent's store, tree or
+// cursor handle (a commit that would answer OK and then vanish, a close that would
+// checkpoint the parent's store and release its lock) answers BAD_HANDLE, says why, and
+// changes nothing of the parent's; the child's own handles work.
+TEST_F(AbiErrorsTest, ForkedChildCannotUseItsParentsHandles) {
+  ScratchDir dir("abi-fork");
+  const std::string path = dir.sub("store");
+  Handle store(open_dir(path));
+  ASSERT_NE(store.get(), nullptr);
+  PcoreStore* s = store.get();
+  const uint64_t kept = make_node(s, 50, 1);
+  PcoreTree* tree = nullptr;
+  PCORE_ASSERT_OK(pcore_tree_open(s, "t", 1, nullptr, &tree));
+  PCORE_ASSERT_OK(pcore_tree_insert(tree, "parent", 6, "p", 1));
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  PcoreCursor* cursor = nullptr;
+  PCORE_ASSERT_OK(pcore_cursor_open(tree, &cursor));
+  PCORE_ASSERT_OK(pcore_cursor_first(cursor));
+  const uint64_t live_before = pcore_test::store_stats(s).live_nodes;
+
+  const int32_t bad = static_cast<int32_t>(PCORE_BAD_HANDLE);
+  const int32_t ok = pcore_test::kOk;
+  const std::vector<ChildCall> calls = calls_in_forked_child([&](ChildCalls& c) {
+    PcoreAllocResult alloc{};
+    c.record("node_allocate", pcore_node_allocate(s, 50, kKind, &alloc), bad);
+    c.record("node_publish", pcore_node_publish(s, kept, "child", 5, nullptr), bad);
+    c.record("root_set", pcore_root_set(s, "r", 1, kept, nullptr, 0), bad);
+    c.record("store_commit", pcore_store_commit(s, nullptr), bad);
+    c.record("store_checkpoint", pcore_store_checkpoint(s), bad);
+    PcoreNodeBytes bytes{};
+    c.record("node_read", pcore_node_read(s, kept, &bytes), bad);
+    c.record("tree_insert", pcore_tree_insert(tree, "child", 5, "c", 1), bad);
+    c.record("tree_get", pcore_tree_get(tree, "parent", 6, nullptr, 0, nullptr), bad);
+    PcoreTree* child_tree = nullptr;
+    c.record("tree_open", pcore_tree_open(s, "t", 1, nullptr, &child_tree), bad);
+    PcoreCursor* child_cursor = nullptr;
+    c.record("cursor_open", pcore_cursor_open(tree, &child_cursor), bad);
+    c.record("cursor_next", pcore_cursor_next(cursor), bad);
+    c.record("cursor_first", pcore_cursor_first(cursor), bad);
+    c.record("cursor_close", pcore_cursor_close(cursor), bad);
+    c.record("tree_close", pcore_tree_close(tree), bad);
+    c.record("store_close", pcore_store_close(s), bad);
+    c.record("store_commit after close", pcore_store_commit(s, nullptr), bad);
+    // The child may open the store itself: BUSY while the parent holds it.
+    PcoreStoreOptions options = default_options();
+    PcoreStore* again = nullptr;
+    c.record("store_open of the parent's directory", pcore_store_open(path.c_str(), &options, &again),
+             static_cast<int32_t>(PCORE_BUSY));
+    // Handles the child opens are its own and work.
+    options.flags = PCORE_OPEN_IN_MEMORY;
+    PcoreStore* own = nullptr;
+    c.record("own store_open", pcore_store_open(nullptr, &options, &own), ok);
+    PcoreTree* own_tree = nullptr;
+    c.record("own tree_open", pcore_tree_open(own, "t", 1, nullptr, &own_tree), ok);
+    c.record("own tree_insert", pcore_tree_insert(own_tree, "k", 1, "v", 1), ok);
+    c.record("own store_commit", pcore_store_commit(own, nullptr), ok);
+    c.record("own tree_close", pcore_tree_close(own_tree), ok);
+    c.record("own store_close", pcore_store_close(own), ok);
+  });
+  expect_child_calls(calls, 23);
+
+  // The parent's lock is still held: a second writer is BUSY.
+  PcoreStoreOptions options = default_options();
+  PcoreStore* second = nullptr;
+  EXPECT_FAILS(PCORE_BUSY, pcore_store_open(path.c_str(), &options, &second));
+  // The parent's handles work, and see only the parent's changes.
+  PcoreBytes k{};
+  PcoreBytes v{};
+  PCORE_EXPECT_OK(pcore_cursor_get(cursor, &k, &v));
+  PCORE_EXPECT_OK(pcore_tree_get(tree, "parent", 6, nullptr, 0, nullptr));
+  EXPECT_FAILS(PCORE_NOT_FOUND, pcore_tree_get(tree, "child", 5, nullptr, 0, nullptr));
+  EXPECT_TRUE(node_holds(s, kept, 50, 1));
+  EXPECT_EQ(pcore_test::store_stats(s).live_nodes, live_before);
+  PCORE_ASSERT_OK(pcore_tree_insert(tree, "parent2", 7, "q", 1));
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  PCORE_ASSERT_OK(pcore_cursor_close(cursor));
+  PCORE_ASSERT_OK(pcore_tree_close(tree));
+  PCORE_ASSERT_OK(store.close());
+
+  // Reopened: exactly the parent's data.
+  Handle reopened(open_dir(path));
+  ASSERT_NE(reopened.get(), nullptr);
+  EXPECT_TRUE(node_holds(reopened.get(), kept, 50, 1));
+  PcoreTree* t = nullptr;
+  PCORE_ASSERT_OK(pcore_tree_open(reopened.get(), "t", 1, nullptr, &t));
+  uint64_t len = 0;
+  PCORE_EXPECT_OK(pcore_tree_len(t, &len));
+  EXPECT_EQ(len, 2u);
+  PCORE_EXPECT_OK(pcore_tree_get(t, "parent", 6, nullptr, 0, nullptr));
+  PCORE_EXPECT_OK(pcore_tree_get(t, "parent2", 7, nullptr, 0, nullptr));
+  EXPECT_FAILS(PCORE_NOT_FOUND, pcore_tree_get(t, "child", 5, nullptr, 0, nullptr));
+  uint64_t root = 0;
+  EXPECT_FAILS(PCORE_NOT_FOUND, pcore_root_get(reopened.get(), "r", 1, &root, nullptr, 0, nullptr));
+  PCORE_EXPECT_OK(pcore_tree_close(t));
+}
+
+// A grandchild is refused its grandparent's handles too, and its parent's.
+TEST_F(AbiErrorsTest, ForkedGrandchildCannotUseInheritedHandles) {
+  Handle store(open_in_memory());
+  ASSERT_NE(store.get(), nullptr);
+  PcoreStore* s = store.get();
+  const uint64_t kept = make_node(s, 50, 1);
+  const int32_t bad = static_cast<int32_t>(PCORE_BAD_HANDLE);
+  const std::vector<ChildCall> calls = calls_in_forked_child([&](ChildCalls& c) {
+    PcoreStoreOptions options = default_options();
+    options.flags = PCORE_OPEN_IN_MEMORY;
+    PcoreStore* child_store = nullptr;
+    c.record("child store_open", pcore_store_open(nullptr, &options, &child_store), pcore_test::kOk);
+    int fds[2];
+    if (pipe(fds) != 0) _exit(5);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      // The grandchild: one byte per refused call.
+      PcoreNodeBytes bytes{};
+      const uint8_t got[2] = {
+          static_cast<uint8_t>(pcore_node_read(s, kept, &bytes)),
+          static_cast<uint8_t>(pcore_store_commit(child_store, nullptr))};
+      _exit(write(fds[1], got, 2) == 2 ? 0 : 6);
+    }
+    close(fds[1]);
+    uint8_t got[2] = {0xFF, 0xFF};
+    const bool read_both = read(fds[0], got, 2) == 2;
+    int wait_status = 0;
+    waitpid(pid, &wait_status, 0);
+    c.record("grandchild ran", read_both && WIFEXITED(wait_status) ? 0 : -1, 0);
+    // The grandchild's messages stay in its process: its statuses are recorded here.
+    c.record("grandchild node_read of the grandparent's store", got[0], bad);
+    c.record("grandchild commit of the child's store", got[1], bad);
+    c.record("child store_close", pcore_store_close(child_store), pcore_test::kOk);
+  });
+  ASSERT_EQ(calls.size(), 5u);
+  for (const ChildCall& c : calls) {
+    EXPECT_EQ(c.status, c.expected) << c.name << " -> " << c.status;
+  }
+  EXPECT_TRUE(node_holds(s, kept, 50, 1));
 }
 
 // ---- damaged files --------------------------------------------------------------------------

@@ -9,12 +9,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -999,20 +1001,127 @@ TEST_F(TreeAbiErrorsTest, CursorGetPastTheEndIsNotFound) {
   EXPECT_FAILS(PCORE_NOT_FOUND, pcore_cursor_get(cursor, &k, &v));
 }
 
-TEST_F(TreeAbiErrorsTest, ClosingTheTreeHandleMakesItsCursorsStale) {
+// A cursor must not outlive the tree handle it was opened through: every call on it but its
+// close answers BAD_HANDLE, repositioning too. A cursor opened through another handle of the
+// same tree is only stale, and positions again.
+TEST_F(TreeAbiErrorsTest, ClosingTheTreeHandleRefusesItsCursors) {
   Handles h;
   PcoreStore* store = h.keep(open_in_memory());
   PcoreTree* tree = open_tree(store, "t");
+  PcoreTree* other = h.keep(open_tree(store, "t"));
   insert_keys(tree, 0, 100);
   PcoreCursor* cursor = nullptr;
   PCORE_ASSERT_OK(pcore_cursor_open(tree, &cursor));
-  h.keep(cursor);
+  PcoreCursor* through_other = nullptr;
+  PCORE_ASSERT_OK(pcore_cursor_open(other, &through_other));
+  h.keep(through_other);
   PCORE_ASSERT_OK(pcore_cursor_first(cursor));
+  PCORE_ASSERT_OK(pcore_cursor_first(through_other));
   PCORE_ASSERT_OK(pcore_tree_close(tree));
   PcoreBytes k{};
   PcoreBytes v{};
-  EXPECT_FAILS(PCORE_STALE_CURSOR, pcore_cursor_get(cursor, &k, &v));
-  EXPECT_FAILS(PCORE_STALE_CURSOR, pcore_cursor_next(cursor));
+  const std::string key = key_of(5);
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_get(cursor, &k, &v));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_next(cursor));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_prev(cursor));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_first(cursor));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_last(cursor));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_seek(cursor, key.data(), key.size()));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_set_bounds(cursor, nullptr, 0, PCORE_BOUND_UNBOUNDED, nullptr, 0,
+                                                         PCORE_BOUND_UNBOUNDED));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_first(cursor));  // still, after all that
+  PCORE_EXPECT_OK(pcore_cursor_close(cursor));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_close(cursor));
+
+  EXPECT_FAILS(PCORE_STALE_CURSOR, pcore_cursor_get(through_other, &k, &v));
+  PCORE_EXPECT_OK(pcore_cursor_first(through_other));
+  PCORE_EXPECT_OK(pcore_cursor_get(through_other, &k, &v));
+  EXPECT_EQ(std::string(static_cast<const char*>(static_cast<const void*>(k.data)), k.len), key_of(0));
+}
+
+// A tree whose store is closed can no longer be read: opening a cursor on it answers
+// BAD_HANDLE (the status of a closed store's handles) and writes no cursor.
+TEST_F(TreeAbiErrorsTest, CursorOpenOnATreeOfAClosedStoreIsBadHandle) {
+  for (const bool on_disk : {false, true}) {
+    SCOPED_TRACE(on_disk ? "directory store" : "in-memory store");
+    PcoreStore* store = on_disk ? open_dir(scratch_.sub("closed-store")) : open_in_memory();
+    ASSERT_NE(store, nullptr);
+    PcoreTree* tree = open_tree(store, "t");
+    insert_keys(tree, 0, 10);
+    PCORE_ASSERT_OK(pcore_store_close(store));
+    PcoreCursor* cursor = reinterpret_cast<PcoreCursor*>(uintptr_t{0x99});
+    EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_open(tree, &cursor));
+    EXPECT_EQ(cursor, reinterpret_cast<PcoreCursor*>(uintptr_t{0x99}));
+    EXPECT_STATUS_IN(pcore_tree_close(tree), pcore_test::kOk, kBadHandle);
+  }
+}
+
+// fork() while other threads are inside tree and cursor calls: the child gets handle tables
+// no vanished thread holds, so it can open, use and close its own store, tree and cursor
+// (a stuck lock would hang it: an alarm ends it then), while the parent's threads go on.
+TEST_F(TreeAbiErrorsTest, ForkWhileOtherThreadsUseHandlesLeavesTheChildUsableTables) {
+  Handles h;
+  PcoreStore* store = h.keep(open_in_memory());
+  PcoreTree* tree = h.keep(open_tree(store, "t"));
+  insert_keys(tree, 0, 2000);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> calls{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {
+    readers.emplace_back([&, r] {
+      PcoreCursor* cursor = nullptr;
+      if (pcore_cursor_open(tree, &cursor) != pcore_test::kOk) return;
+      uint32_t i = static_cast<uint32_t>(r) * 97;
+      while (!stop.load(std::memory_order_relaxed)) {
+        const std::string k = key_of(i++ % 2000);
+        if (pcore_tree_get(tree, k.data(), k.size(), nullptr, 0, nullptr) == pcore_test::kOk &&
+            pcore_cursor_seek(cursor, k.data(), k.size()) == pcore_test::kOk) {
+          calls.fetch_add(1, std::memory_order_relaxed);
+        }
+        (void)pcore_cursor_next(cursor);
+      }
+      pcore_cursor_close(cursor);
+    });
+  }
+  while (calls.load() < 1000) std::this_thread::yield();
+
+  for (int round = 0; round < 20; ++round) {
+    SCOPED_TRACE("fork " + std::to_string(round));
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      alarm(20);  // a table lock left held would hang the child: end it instead
+      PcoreStoreOptions options = store_options(PCORE_OPEN_IN_MEMORY);
+      PcoreStore* own = nullptr;
+      if (pcore_store_open(nullptr, &options, &own) != pcore_test::kOk) _exit(10);
+      PcoreTree* own_tree = nullptr;
+      const PcoreTreeOptions topt = tree_options();
+      if (pcore_tree_open(own, "t", 1, &topt, &own_tree) != pcore_test::kOk) _exit(11);
+      if (pcore_tree_insert(own_tree, "k", 1, "v", 1) != pcore_test::kOk) _exit(12);
+      PcoreCursor* own_cursor = nullptr;
+      if (pcore_cursor_open(own_tree, &own_cursor) != pcore_test::kOk) _exit(13);
+      if (pcore_cursor_first(own_cursor) != pcore_test::kOk) _exit(14);
+      if (pcore_tree_get(tree, "k", 1, nullptr, 0, nullptr) != kBadHandle) _exit(15);
+      if (pcore_cursor_close(own_cursor) != pcore_test::kOk) _exit(16);
+      if (pcore_tree_close(own_tree) != pcore_test::kOk) _exit(17);
+      if (pcore_store_close(own) != pcore_test::kOk) _exit(18);
+      _exit(0);
+    }
+    int wait_status = 0;
+    ASSERT_EQ(waitpid(pid, &wait_status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(wait_status)) << "the child hung or died: signal "
+                                        << (WIFSIGNALED(wait_status) ? WTERMSIG(wait_status) : 0);
+    if (WIFEXITED(wait_status)) {
+      EXPECT_EQ(WEXITSTATUS(wait_status), 0);
+    }
+    // The parent's own calls go on, from this thread too.
+    PcoreCursor* cursor = nullptr;
+    PCORE_ASSERT_OK(pcore_cursor_open(tree, &cursor));
+    PCORE_EXPECT_OK(pcore_cursor_first(cursor));
+    PCORE_EXPECT_OK(pcore_cursor_close(cursor));
+  }
+  stop = true;
+  for (std::thread& t : readers) t.join();
 }
 
 // ---- host comparators -----------------------------------------------------------------------

@@ -7,7 +7,11 @@
  *   on failure). pcore_status_name() names a status; pcore_last_error_message() gives this
  *   thread's last failure in words.
  * - Handles are opaque and checked: a NULL, closed or foreign handle is PCORE_BAD_HANDLE,
- *   never a crash. No panic crosses the boundary (PCORE_PANIC).
+ *   never a crash, and a closed handle never becomes valid again. No panic crosses the
+ *   boundary (PCORE_PANIC).
+ * - Handles belong to the process that opened them: after fork(), every call through a
+ *   handle inherited from the parent is PCORE_BAD_HANDLE and changes nothing (close too);
+ *   the child opens what it needs itself (see pcore_store_open).
  * - A failed call leaves the store as it was.
  * - Node ids are uint64_t: handle << 16 | tag. 0 means "no node"; UINT64_MAX is invalid.
  *   A freed handle's tag changes on reuse, so a stale id is PCORE_NOT_FOUND.
@@ -353,6 +357,12 @@ int32_t pcore_store_options_init(struct PcoreStoreOptions *opt);
 // and `PCORE_OPEN_NO_CREATE` or read-only), `PCORE_CORRUPT` (a damaged file, named in the
 // message), `PCORE_VERSION_MISMATCH`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`.
 //
+// Handles belong to the process that opened them; use none across `fork` (as with LMDB).
+// In a child, every call through a store, tree or cursor handle its parent opened answers
+// `PCORE_BAD_HANDLE` (the message says it was inherited through fork) and changes nothing,
+// `pcore_store_close` too: the parent keeps its lock and files. The child may open the store
+// itself; it gets `PCORE_BUSY` while the parent holds it.
+//
 // # Safety
 // `dir` is NULL or a NUL-terminated path; `opt` is NULL or points to `opt->struct_size`
 // readable bytes; `out` points to writable memory for one pointer.
@@ -365,7 +375,9 @@ int32_t pcore_store_open(const char *dir,
 // returns `PCORE_BAD_HANDLE` (never a crash). Pointers from reads become invalid.
 //
 // Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, or an I/O status if the final checkpoint failed
-// (the store is closed all the same; its log still holds every commit).
+// (the store is closed all the same; its log still holds every commit). In a forked child,
+// closing a handle of the parent's answers `PCORE_BAD_HANDLE` and does nothing: no
+// checkpoint, no unlock (see `pcore_store_open`); the child's copy is released when it exits.
 int32_t pcore_store_close(struct PcoreStore *store);
 
 // Allocates a node of at least `min_len` bytes (the smallest size class that holds them)
@@ -596,9 +608,11 @@ int32_t pcore_tree_open(struct PcoreStore *store,
                         const struct PcoreTreeOptions *opt,
                         struct PcoreTree **out);
 
-// Releases a tree handle (the tree stays in the store). Cursors on the tree answer
-// `PCORE_STALE_CURSOR` afterwards, until positioned again through a live handle's tree.
-// A second close returns `PCORE_BAD_HANDLE`.
+// Releases a tree handle (the tree stays in the store). Every call on a cursor opened through
+// this handle answers `PCORE_BAD_HANDLE` afterwards (repositioning too), except
+// `pcore_cursor_close`, which releases it; cursors opened through another handle of the same
+// tree answer `PCORE_STALE_CURSOR` until positioned again. A second close returns
+// `PCORE_BAD_HANDLE`.
 int32_t pcore_tree_close(struct PcoreTree *tree);
 
 // The longest key a tree with `page_bytes` pages takes (742 for 4096): every page then holds
@@ -705,7 +719,11 @@ int32_t pcore_tree_verify(struct PcoreTree *tree);
 
 // Opens a cursor on `tree`, unpositioned: call `pcore_cursor_first`, `_last` or `_seek`.
 // Release it with `pcore_cursor_close`. After any change to the tree the cursor answers
-// `PCORE_STALE_CURSOR` until positioned again.
+// `PCORE_STALE_CURSOR` until positioned again. Once `tree` (this handle) is closed, every
+// call on the cursor but its close answers `PCORE_BAD_HANDLE`.
+//
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE` (a NULL,
+// closed or foreign `tree`, or one whose store is closed: the tree cannot be read any more).
 //
 // # Safety
 // `out` is writable.

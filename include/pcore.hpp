@@ -593,7 +593,7 @@ class Tree {
   /// Releases the handle without throwing.
   ~Tree() { close_quietly(); }
 
-  /// Releases the handle (cursors on the tree turn stale). Idempotent; the handle is gone
+  /// Releases the handle (cursors opened through it are refused). Idempotent; the handle is gone
   /// even when this throws.
   void close() {
     if (handle_ == nullptr) {

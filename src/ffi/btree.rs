@@ -10,42 +10,64 @@ use crate::error::{Error, Result};
 use parking_lot::Mutex;
 use std::ffi::{c_char, c_void};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-static TREES: Registry<BTree> = Registry::new(HandleType::Tree);
+/// A tree handle: the tree, and whether this handle is still open, which the cursors opened
+/// through it check (a tree shared by several handles outlives each of them).
+#[derive(Clone)]
+struct TreeHandle {
+    tree: BTree,
+    open: Arc<AtomicBool>,
+}
+
+static TREES: Registry<TreeHandle> = Registry::new(HandleType::Tree);
 
 /// A cursor with the buffers its last `get` handed out.
 struct CursorState {
     cursor: Cursor,
     key: Vec<u8>,
     value: Vec<u8>,
+    /// The `open` flag of the tree handle the cursor was opened through.
+    tree_open: Arc<AtomicBool>,
 }
 
 static CURSORS: Registry<Arc<Mutex<CursorState>>> = Registry::new(HandleType::Cursor);
 
-fn tree_of(handle: *const PcoreTree) -> Result<BTree> {
+fn tree_token(handle: *const PcoreTree) -> Result<usize> {
     if handle.is_null() {
         return Err(Error::BadHandle("the tree handle is NULL".into()));
     }
-    TREES.get(handle as usize)
+    Ok(handle as usize)
+}
+
+fn tree_of(handle: *const PcoreTree) -> Result<BTree> {
+    with_tree(handle, |t| Ok(t.clone()))
 }
 
 /// Calls `f` with the tree a handle names, borrowed (see `Registry::with`): for the short,
 /// frequent calls (insert, get, remove).
 fn with_tree<R>(handle: *const PcoreTree, f: impl FnOnce(&BTree) -> Result<R>) -> Result<R> {
-    if handle.is_null() {
-        return Err(Error::BadHandle("the tree handle is NULL".into()));
-    }
-    TREES.with(handle as usize, f)
+    TREES.with(tree_token(handle)?, |h| f(&h.tree))
 }
 
 /// Calls `f` with the cursor a handle names, locked, borrowed from the registry (see
-/// `Registry::with`): an ordered scan makes two calls per entry.
+/// `Registry::with`): an ordered scan makes two calls per entry. A cursor whose tree handle
+/// is closed is refused: it must not outlive the handle it was opened through.
 fn with_cursor<R>(handle: *const PcoreCursor, f: impl FnOnce(&mut CursorState) -> Result<R>) -> Result<R> {
     if handle.is_null() {
         return Err(Error::BadHandle("the cursor handle is NULL".into()));
     }
-    CURSORS.with(handle as usize, |c| f(&mut c.lock()))
+    CURSORS.with(handle as usize, |c| {
+        let mut state = c.lock();
+        if !state.tree_open.load(Ordering::Acquire) {
+            return Err(Error::BadHandle(format!(
+                "cursor {:#x}: the tree handle it was opened through is closed",
+                handle as usize
+            )));
+        }
+        f(&mut state)
+    })
 }
 
 fn default_tree_options() -> PcoreTreeOptions {
@@ -154,22 +176,27 @@ pub unsafe extern "C" fn pcore_tree_open(
             max_entries_per_page: (o.max_entries_per_page > 0).then_some(o.max_entries_per_page),
         };
         let tree = BTree::open(&s, name, &options)?;
+        let token = TREES.insert(TreeHandle { tree, open: Arc::new(AtomicBool::new(true)) })?;
         // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, TREES.insert(tree) as *mut PcoreTree) };
+        unsafe { write_out(out, token as *mut PcoreTree) };
         Ok(())
     })
 }
 
-/// Releases a tree handle (the tree stays in the store). Cursors on the tree answer
-/// `PCORE_STALE_CURSOR` afterwards, until positioned again through a live handle's tree.
-/// A second close returns `PCORE_BAD_HANDLE`.
+/// Releases a tree handle (the tree stays in the store). Every call on a cursor opened through
+/// this handle answers `PCORE_BAD_HANDLE` afterwards (repositioning too), except
+/// `pcore_cursor_close`, which releases it; cursors opened through another handle of the same
+/// tree answer `PCORE_STALE_CURSOR` until positioned again. A second close returns
+/// `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_tree_close(tree: *mut PcoreTree) -> i32 {
     guard::call(|| {
         if tree.is_null() {
             return Err(Error::BadHandle("the tree handle is NULL".into()));
         }
-        TREES.remove(tree as usize)?.invalidate_cursors();
+        let handle = TREES.remove(tree as usize)?;
+        handle.open.store(false, Ordering::Release);
+        handle.tree.invalidate_cursors();
         Ok(())
     })
 }
@@ -400,18 +427,26 @@ pub extern "C" fn pcore_tree_verify(tree: *mut PcoreTree) -> i32 {
 
 /// Opens a cursor on `tree`, unpositioned: call `pcore_cursor_first`, `_last` or `_seek`.
 /// Release it with `pcore_cursor_close`. After any change to the tree the cursor answers
-/// `PCORE_STALE_CURSOR` until positioned again.
+/// `PCORE_STALE_CURSOR` until positioned again. Once `tree` (this handle) is closed, every
+/// call on the cursor but its close answers `PCORE_BAD_HANDLE`.
+///
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE` (a NULL,
+/// closed or foreign `tree`, or one whose store is closed: the tree cannot be read any more).
 ///
 /// # Safety
 /// `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn pcore_cursor_open(tree: *mut PcoreTree, out: *mut *mut PcoreCursor) -> i32 {
     guard::call(|| {
-        let t = tree_of(tree)?;
+        let (t, tree_open) = TREES.with(tree_token(tree)?, |h| Ok((h.tree.clone(), h.open.clone())))?;
         non_null(out, "out")?;
-        let state = CursorState { cursor: Cursor::new(&t), key: Vec::new(), value: Vec::new() };
+        if !t.store()?.is_open() {
+            return Err(Error::Closed);
+        }
+        let state = CursorState { cursor: Cursor::new(&t), key: Vec::new(), value: Vec::new(), tree_open };
+        let token = CURSORS.insert(Arc::new(Mutex::new(state)))?;
         // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, CURSORS.insert(Arc::new(Mutex::new(state))) as *mut PcoreCursor) };
+        unsafe { write_out(out, token as *mut PcoreCursor) };
         Ok(())
     })
 }
@@ -527,7 +562,7 @@ pub unsafe extern "C" fn pcore_cursor_get(
         with_cursor(cursor, |state| {
             non_null(out_key, "out_key")?;
             non_null(out_value, "out_value")?;
-            let CursorState { cursor, key, value } = state;
+            let CursorState { cursor, key, value, .. } = state;
             // The buffers are reused: a scan allocates nothing per entry.
             cursor
                 .current_with(|k, v| {

@@ -4,6 +4,7 @@
 //! Raw pointers are dereferenced only here.
 
 pub mod btree;
+mod fork;
 mod guard;
 mod registry;
 pub mod store;

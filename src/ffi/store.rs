@@ -95,6 +95,12 @@ pub unsafe extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -
 /// and `PCORE_OPEN_NO_CREATE` or read-only), `PCORE_CORRUPT` (a damaged file, named in the
 /// message), `PCORE_VERSION_MISMATCH`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`.
 ///
+/// Handles belong to the process that opened them; use none across `fork` (as with LMDB).
+/// In a child, every call through a store, tree or cursor handle its parent opened answers
+/// `PCORE_BAD_HANDLE` (the message says it was inherited through fork) and changes nothing,
+/// `pcore_store_close` too: the parent keeps its lock and files. The child may open the store
+/// itself; it gets `PCORE_BUSY` while the parent holds it.
+///
 /// # Safety
 /// `dir` is NULL or a NUL-terminated path; `opt` is NULL or points to `opt->struct_size`
 /// readable bytes; `out` points to writable memory for one pointer.
@@ -121,7 +127,7 @@ pub unsafe extern "C" fn pcore_store_open(
             let path = unsafe { c_path(dir, "dir")? };
             Store::open(path, &options)?
         };
-        let token = STORES.insert(store);
+        let token = STORES.insert(store)?;
         // SAFETY: `out` checked non-null; writable by contract.
         unsafe { write_out(out, token as *mut PcoreStore) };
         Ok(())
@@ -133,7 +139,9 @@ pub unsafe extern "C" fn pcore_store_open(
 /// returns `PCORE_BAD_HANDLE` (never a crash). Pointers from reads become invalid.
 ///
 /// Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, or an I/O status if the final checkpoint failed
-/// (the store is closed all the same; its log still holds every commit).
+/// (the store is closed all the same; its log still holds every commit). In a forked child,
+/// closing a handle of the parent's answers `PCORE_BAD_HANDLE` and does nothing: no
+/// checkpoint, no unlock (see `pcore_store_open`); the child's copy is released when it exits.
 #[no_mangle]
 pub extern "C" fn pcore_store_close(store: *mut PcoreStore) -> i32 {
     guard::call(|| {
