@@ -81,6 +81,9 @@ pub(crate) struct Core {
     pub reserved_nodes: u64,
     dirty: Vec<u64>,
     dirty_roots: BTreeSet<Vec<u8>>,
+    /// Roots removed since the last commit, each once committed (its removal is logged);
+    /// never also in `dirty_roots`.
+    removed_roots: BTreeSet<Vec<u8>>,
     retired: Vec<(u64, NodeId)>,
     /// Blocks freed by a commit, reusable once that commit is durable: until then a crash
     /// could bring back the commit before it, whose nodes still live in them.
@@ -105,6 +108,7 @@ impl Core {
             reserved_nodes: 0,
             dirty: Vec::new(),
             dirty_roots: BTreeSet::new(),
+            removed_roots: BTreeSet::new(),
             retired: Vec::new(),
             pending_frees: VecDeque::new(),
             pending_free_bytes: 0,
@@ -340,8 +344,40 @@ impl Core {
         if !self.dirty_roots.contains(name) {
             self.dirty_roots.insert(name.to_vec());
         }
+        if !self.removed_roots.is_empty() {
+            self.removed_roots.remove(name);
+        }
         if self.hot_roots.len() < HOT_ROOTS_MAX {
             self.hot_roots.push(HotRoot { name: name.to_vec(), id, meta: meta.to_vec(), ahead: false });
+        }
+        Ok(())
+    }
+
+    /// Removes a root: `get_root` no longer finds it, and the next commit logs its removal
+    /// (when it was committed). False when there is no such root.
+    pub fn remove_root(&mut self, name: &[u8]) -> bool {
+        if self.roots.remove(name).is_none() {
+            return false;
+        }
+        self.hot_roots.retain(|h| h.name != name);
+        self.dirty_roots.remove(name);
+        if self.committed_roots.contains_key(name) {
+            self.removed_roots.insert(name.to_vec());
+        }
+        true
+    }
+
+    /// Frees every node of `ids` or none: all are checked (each one freeable, none twice)
+    /// before the first is freed.
+    pub fn free_all(&mut self, ids: &[NodeId]) -> Result<()> {
+        let mut handles = BTreeSet::new();
+        for &id in ids {
+            if !handles.insert(self.table.resolve_for_free(id)?) {
+                return Err(Error::DoubleFree(format!("node {id} is listed twice")));
+            }
+        }
+        for &id in ids {
+            self.free(id)?;
         }
         Ok(())
     }
@@ -439,7 +475,8 @@ impl Core {
                 .dirty_roots
                 .iter()
                 .map(|name| FrameBuilder::root_bytes(name.len(), self.roots[name].1.len()))
-                .sum::<usize>();
+                .sum::<usize>()
+            + self.removed_roots.iter().map(|name| FrameBuilder::root_remove_bytes(name.len())).sum::<usize>();
         let mut frame = FrameBuilder::with_capacity(body_bytes);
         let mut unlogged = Vec::new();
         for &handle in &self.dirty {
@@ -475,6 +512,9 @@ impl Core {
         for name in &self.dirty_roots {
             let (id, meta) = &self.roots[name];
             frame.root(name, *id, meta);
+        }
+        for name in &self.removed_roots {
+            frame.root_remove(name);
         }
         PreparedCommit { epoch, frame: frame.finish_parts(epoch), unlogged }
     }
@@ -512,6 +552,9 @@ impl Core {
         for name in std::mem::take(&mut self.dirty_roots) {
             let root = self.roots[&name].clone();
             self.committed_roots.insert(name, root);
+        }
+        for name in std::mem::take(&mut self.removed_roots) {
+            self.committed_roots.remove(&name);
         }
         self.epoch = epoch;
     }
