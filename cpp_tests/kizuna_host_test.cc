@@ -195,3 +195,68 @@ TEST(KizunaHostTest, RegistryClosesAStoreOnlyWithItsLastHandle) {
 }
 
 }  // namespace
+
+namespace {
+
+uint64_t live_nodes(pcore::Store& store) { return store.stats().live_nodes; }
+
+TEST(KizunaHostTest, DropIndexFreesItsTreeAndRetiresItsId) {
+  ScratchDir scratch("kizuna-host-drop");
+  const std::string dir = scratch.sub("d.idx");
+  BPlusTree other(dir, 0, false);
+  other.Insert(int_key(1), rid(1));
+  other.commit();
+  const uint64_t before = live_nodes(other.store());
+
+  BPlusTree index(dir, 0, true);  // CREATE INDEX
+  const kizuna::page_id_t id = index.root_page_id();
+  for (int row = 0; row < 5000; ++row) {
+    index.Insert(kizuna_test::varchar32_key(static_cast<uint32_t>(row)), rid(row));
+  }
+  index.commit();
+  EXPECT_GT(live_nodes(index.store()), before + 50);
+  BPlusTree statement(dir, id, true);  // another statement's handle, still alive
+
+  index.drop();  // DROP INDEX
+  EXPECT_FALSE(index.is_open());
+  EXPECT_KIZUNA_STATUS(INTERNAL_ERROR, statement.Search(int_key(1)));
+  EXPECT_KIZUNA_STATUS(INDEX_NOT_FOUND, BPlusTree(dir, id, true));
+  EXPECT_KIZUNA_STATUS(INDEX_NOT_FOUND, BPlusTree::drop_index(dir, id));
+  other.commit();
+  EXPECT_EQ(live_nodes(other.store()), before) << "every page of the dropped index freed";
+  EXPECT_NO_THROW(other.store().verify());
+  BPlusTree next(dir, 0, true);
+  EXPECT_NE(next.root_page_id(), id) << "a dropped index's id is never reused";
+  next.commit();
+  const kizuna::page_id_t other_id = other.root_page_id();
+  statement.close();
+  next.close();
+  other.close();
+
+  pcore::Store store = pcore::Store::open(dir);
+  EXPECT_KIZUNA_STATUS(INDEX_NOT_FOUND, BPlusTree(store, id, true));
+  BPlusTree reopened(store, other_id, false);
+  EXPECT_EQ(reopened.Search(int_key(1)).value, rid(1));
+}
+
+TEST(KizunaHostTest, DropOfANamedIndexFreesTheName) {
+  ScratchDir scratch("kizuna-host-drop-named");
+  const std::string dir = scratch.sub("n.idx");
+  kizuna::page_id_t first = 0;
+  {
+    BPlusTree index(dir, std::string_view("users_by_email"), true);
+    first = index.root_page_id();
+    index.Insert(int_key(7), rid(7));
+    index.set_commit_on_close(true);
+    index.drop();  // commits, as the handle says
+  }
+  BPlusTree again(dir, std::string_view("users_by_email"), true);
+  EXPECT_NE(again.root_page_id(), first);
+  EXPECT_EQ(again.size(), 0u);
+  again.commit();
+  again.close();
+  pcore::Store store = pcore::Store::open(dir);
+  EXPECT_KIZUNA_STATUS(INDEX_NOT_FOUND, BPlusTree(store, first, true));
+}
+
+}  // namespace

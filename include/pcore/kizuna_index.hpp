@@ -73,6 +73,8 @@
 //     id and reopens the same tree through the id constructor.
 //   The id counter, the id record and the tree are all durable at the store's next commit,
 //   together: commit before recording the id in Kizuna's catalog.
+//   - drop() / drop_index() (DROP INDEX) drop the tree and leave an empty record, so the id
+//     is never handed out again; reopening it raises INDEX_NOT_FOUND.
 //
 // Status mapping (pcore -> Kizuna's StatusCode numbers):
 //   INVALID_ARGUMENT -> INVALID_ARGUMENT (2)   TOO_LARGE -> RECORD_TOO_LARGE (301)
@@ -436,6 +438,45 @@ class BPlusTree {
     release();
   }
 
+  /// Kizuna's DROP INDEX: the index's tree is dropped (pcore_tree_drop: every page freed,
+  /// the tree gone, at the store's next commit) and its id retired: reopening it raises
+  /// INDEX_NOT_FOUND, a new index never reuses it, and a named index's name opens a new,
+  /// empty index. Other handles of the index raise INTERNAL_ERROR from then on. This handle
+  /// is closed afterwards (committing first if commit_on_close is set); otherwise commit
+  /// before the catalog forgets the index.
+  void drop() {
+    Store& store = open_store();
+    tree_ = Tree();
+    drop_index(store, id_);
+    if (commit_on_close_) {
+      commit();
+    }
+    release();
+  }
+
+  /// DROP INDEX without a handle (the index's unique flag need not be known).
+  static void drop_index(Store& store, page_id_t id) {
+    std::lock_guard<std::mutex> lock(detail::creation_mutex());
+    const std::string name = tree_name_of(id);
+    const std::optional<Root> record = get_root(store, name);
+    if (!record || record->meta.empty()) {
+      fail(status::kIndexNotFound, "no index " + std::to_string(id) + " in this store");
+    }
+    const int32_t dropped = pcore_tree_drop(store.raw(), name.data(), name.size());
+    // NOT_FOUND: the tree was never written (a record without a tree): retire the id anyway.
+    if (dropped != kStatusOk && dropped != static_cast<int32_t>(PCORE_NOT_FOUND)) {
+      fail(status_for(dropped), std::string("pcore: ") + Error::describe(dropped));
+    }
+    // The record stays, empty, so the id is never handed out again.
+    guard([&] { store.set_root(name, 0, nullptr, 0); });
+  }
+
+  /// DROP INDEX on the registry's store for dir.
+  static void drop_index(const std::string& dir, page_id_t id) {
+    SharedStore store = open_shared(dir);
+    drop_index(*store, id);
+  }
+
   /// False once closed (or moved from).
   bool is_open() const noexcept { return store_ != nullptr && tree_.is_open(); }
 
@@ -557,13 +598,15 @@ class BPlusTree {
     }
     std::lock_guard<std::mutex> lock(detail::creation_mutex());
     const std::optional<Root> mapped = get_root(store, root_name);
-    if (mapped) {
-      if (mapped->meta.size() != 4 || detail::get_u32(mapped->meta.data()) == 0) {
-        fail(status::kIndexCorrupted, "index name record \"" + std::string(name) + "\" is damaged");
-      }
-      id_ = static_cast<page_id_t>(detail::get_u32(mapped->meta.data()));
+    if (mapped && (mapped->meta.size() != 4 || detail::get_u32(mapped->meta.data()) == 0)) {
+      fail(status::kIndexCorrupted, "index name record \"" + std::string(name) + "\" is damaged");
+    }
+    const page_id_t mapped_id = mapped ? static_cast<page_id_t>(detail::get_u32(mapped->meta.data())) : 0;
+    const std::optional<Root> record = mapped ? get_root(store, tree_name_of(mapped_id)) : std::nullopt;
+    if (record && !record->meta.empty()) {
+      id_ = mapped_id;
       reopen(store);
-    } else {
+    } else {  // a new name, or the name of a dropped index
       id_ = allocate_id(store);
       create(store, page_bytes);
       uint8_t meta[4];
@@ -639,7 +682,7 @@ class BPlusTree {
   void reopen(Store& store) {
     const std::string name = tree_name_of(id_);
     const std::optional<Root> record = get_root(store, name);
-    if (!record) {
+    if (!record || record->meta.empty()) {  // empty: dropped
       fail(status::kIndexNotFound, "no index " + std::to_string(id_) + " in this store");
     }
     const std::vector<uint8_t>& m = record->meta;
