@@ -277,6 +277,21 @@ TEST(StoreContractTest, CloseTwiceIsFine) {
   store.close();
   EXPECT_FALSE(store.is_open());
   EXPECT_NO_THROW(store.close());
+  // After close the directory is free; any later call reopens it on demand.
+  EXPECT_TRUE(holds(store, id, 10, 1));
+  EXPECT_TRUE(store.is_open());
+  store.close();
+  EXPECT_TRUE(store.is_node_present(id));
+  store.close();
+  EXPECT_NO_THROW(store.allocate_node(10, NodeKind::Leaf));
+}
+
+TEST(StoreContractTest, ClosedInMemoryStoreGivesNothingAndRefusesWrites) {
+  pcore::xtree::Store store(pcore::xtree::in_memory);
+  const NodeID id = make_node(store, 10, 1);
+  store.commit(0);
+  store.close();
+  EXPECT_NO_THROW(store.close());
   // After close: reads give nothing, writes throw, nothing crashes.
   EXPECT_TRUE(is_null(store.read_node(id)));
   EXPECT_FALSE(store.is_node_present(id));

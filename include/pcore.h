@@ -615,6 +615,23 @@ int32_t pcore_tree_open(struct PcoreStore *store,
 // `PCORE_BAD_HANDLE`.
 int32_t pcore_tree_close(struct PcoreTree *tree);
 
+// Drops the tree named by `name_len` bytes at `name` from `store`: frees every page of it
+// and every node holding one of its large values, and removes its anchor, as one change of
+// the store's uncommitted state, durable at the next `pcore_store_commit` (a store closed
+// before that still holds the tree). Everything is checked before anything is freed: a drop
+// that fails changes nothing. Open handles of the tree stay valid handles, but every call on
+// them except `pcore_tree_close` and `pcore_tree_len` (which answers 0) returns
+// `PCORE_BAD_HANDLE`, and their cursors `PCORE_STALE_CURSOR` then `PCORE_BAD_HANDLE`; a
+// later `pcore_tree_open` of the name creates a new, empty tree.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no such tree), `PCORE_CORRUPT` (a page of the tree
+// is damaged: nothing was freed), `PCORE_INVALID_ARGUMENT` (name too long, NULL with a
+// length), `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `name` has `name_len` readable bytes (or is NULL with `name_len` 0).
+int32_t pcore_tree_drop(struct PcoreStore *store, const char *name, size_t name_len);
+
 // The longest key a tree with `page_bytes` pages takes (742 for 4096): every page then holds
 // at least four entries. Into `*out`.
 //

@@ -33,10 +33,12 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPCORE_SANITIZE=ON -
 cmake --build build-asan -j "$jobs"
 ctest --test-dir build-asan --output-on-failure -j "$jobs"
 echo "== concurrency suite with ThreadSanitizer (build-tsan)"
-# Only this suite shares a store between threads: TSan has nothing to check in the others.
+# Only this suite and KizunaHostTest (statements opening one index from several threads)
+# share a store between threads: TSan has nothing to check in the others.
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPCORE_TSAN=ON -DPCORE_BUILD_BENCH=OFF >/dev/null
-cmake --build build-tsan -j "$jobs" --target concurrency_tests
+cmake --build build-tsan -j "$jobs" --target concurrency_tests kizuna_tests
 ctest --test-dir build-tsan -L concurrency_tests --output-on-failure -j "$jobs"
+ctest --test-dir build-tsan -R '^KizunaHostTest[.]' --output-on-failure -j "$jobs"
 echo "== Miri: page layout, bitmaps, anonymous mappings, cursors racing a writer"
 if cargo +nightly miri --version >/dev/null 2>&1; then
   # parking_lot_core keeps a pointer in an integer; permissive provenance accepts that.

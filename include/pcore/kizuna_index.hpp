@@ -13,12 +13,31 @@
 //     }
 //   };
 //   using BPlusTree = pcore::kizuna::BPlusTree<PcoreHost>;
-//   BPlusTree tree(store, root_page_id, unique);   // was (page_manager, file_manager, ...)
+//   BPlusTree tree(index_dir, root_page_id, unique);   // was (page_manager, file_manager, ...)
+//
+// Opening by directory: Kizuna opens an index per statement, each with its own page and
+// file managers, while earlier handles of the same index still live. pcore allows one
+// writer per directory, so the directory constructors share one pcore::Store per directory
+// through a process-wide registry (StoreRegistry: keyed by the canonical path,
+// reference-counted, thread-safe): open the same index by path as often, from as many
+// handles and threads, as the host likes; the store closes when its last handle goes. (The
+// pcore::Store& constructors are for a host that manages one store itself.)
 //
 // Host (the template argument) supplies page_id_t, record_id_t, StatusCode and a static
 // [[noreturn]] raise(StatusCode, const std::string&). Optionally it may declare
-// `static constexpr bool kRemoveMissingThrows = false;` to make Remove of an absent
-// (key, value) a no-op (default: KEY_NOT_FOUND, see Remove).
+// `static constexpr bool kRemoveMissingThrows = true;` to make Remove of an absent
+// (key, value) raise KEY_NOT_FOUND (default: a no-op, as Kizuna's own tree, see Remove).
+//
+// Where to commit (the adapter never commits on its own): a change is durable at the
+// store's next commit, which replaces Kizuna's page flush. Commit
+//   - at the end of every statement that changed an index (INSERT, UPDATE, DELETE), or at
+//     the transaction's commit when the engine groups statements: commit() on any handle
+//     of the index (it commits the whole store, every index in the directory);
+//   - after CREATE INDEX and before the new root_page_id() goes into Kizuna's catalog;
+//   - after DROP INDEX (drop()) and before the catalog forgets the index.
+// Or set commit_on_close(true) on a statement's handle: close() (or the destructor)
+// commits before releasing the handle (the destructor swallows a failure; close() raises
+// it as IO_ERROR).
 //
 // Method surface (design/HOSTS.md, Kizuna section), same names and signatures:
 //   SearchResult Search(key); void Insert(key, value); void Remove(key, value);
@@ -35,7 +54,9 @@
 //   in every method that takes a key (range bounds are not keys: any length is accepted).
 // - Values (record_id_t) are stored as 8 little-endian bytes.
 // - Remove(key, value) removes key only if its value is value; when no such entry exists it
-//   raises KEY_NOT_FOUND (or does nothing if Host::kRemoveMissingThrows is false).
+//   does nothing (Kizuna's tree; its UPDATE and DELETE of rows inserted before CREATE INDEX,
+//   which does not backfill, rely on it), or raises KEY_NOT_FOUND if
+//   Host::kRemoveMissingThrows is true.
 // - Changes are durable at the pcore store's next commit (pcore::Store::commit), which
 //   replaces Kizuna's page flush. One writer per store at a time (pcore's rule).
 //
@@ -52,6 +73,8 @@
 //     id and reopens the same tree through the id constructor.
 //   The id counter, the id record and the tree are all durable at the store's next commit,
 //   together: commit before recording the id in Kizuna's catalog.
+//   - drop() / drop_index() (DROP INDEX) drop the tree and leave an empty record, so the id
+//     is never handed out again; reopening it raises INDEX_NOT_FOUND.
 //
 // Status mapping (pcore -> Kizuna's StatusCode numbers):
 //   INVALID_ARGUMENT -> INVALID_ARGUMENT (2)   TOO_LARGE -> RECORD_TOO_LARGE (301)
@@ -69,6 +92,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -130,7 +156,7 @@ inline int status_for(int32_t pcore_status, bool opening = false) noexcept {
 namespace detail {
 
 template <class Host, class = void>
-struct RemoveMissingThrows : std::true_type {};
+struct RemoveMissingThrows : std::false_type {};
 template <class Host>
 struct RemoveMissingThrows<Host, std::void_t<decltype(Host::kRemoveMissingThrows)>>
     : std::bool_constant<static_cast<bool>(Host::kRemoveMissingThrows)> {};
@@ -164,6 +190,92 @@ inline uint32_t get_u32(const uint8_t* in) noexcept {
 
 }  // namespace detail
 
+/// A store shared by every handle opened on its directory (see StoreRegistry).
+using SharedStore = std::shared_ptr<Store>;
+
+/// The process-wide registry of stores opened by directory: one pcore::Store per directory
+/// (pcore's one writer per directory), shared by reference count. Thread-safe. The first
+/// open's options apply until the last reference goes; the store is closed (under the
+/// registry's lock, so that a concurrent open never finds the directory still locked) when
+/// the last reference is released.
+class StoreRegistry {
+ public:
+  /// The store of dir, opened (or created) with options unless already open.
+  static SharedStore open(const std::string& dir, const Options& options = Options()) {
+    std::string key = key_of(dir);
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto it = r.stores.find(key);
+    if (it == r.stores.end()) {
+      auto store = std::make_unique<Store>(Store::open(dir, options));
+      it = r.stores.emplace(key, Entry{std::move(store), 0}).first;
+    }
+    ++it->second.refs;
+    return SharedStore(it->second.store.get(), [key](Store*) noexcept { release(key); });
+  }
+
+  /// How many handles share dir's store (0: not open through the registry).
+  static size_t references(const std::string& dir) {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto it = r.stores.find(key_of(dir));
+    return it == r.stores.end() ? 0 : it->second.refs;
+  }
+
+  /// How many directories are open through the registry.
+  static size_t open_stores() {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    return r.stores.size();
+  }
+
+ private:
+  struct Entry {
+    std::unique_ptr<Store> store;
+    size_t refs;
+  };
+  struct Registry {
+    std::mutex mutex;
+    std::map<std::string, Entry> stores;
+  };
+
+  /// Never destroyed: a handle released during static destruction still finds it.
+  static Registry& registry() {
+    static Registry* r = new Registry();
+    return *r;
+  }
+
+  /// One key per directory however it is spelled (relative, "..", symlinks).
+  static std::string key_of(const std::string& dir) {
+    std::error_code ec;
+    std::filesystem::path p = std::filesystem::weakly_canonical(std::filesystem::absolute(dir, ec), ec);
+    if (ec) {
+      return std::filesystem::absolute(dir).lexically_normal().string();
+    }
+    std::string key = p.lexically_normal().string();
+    while (key.size() > 1 && key.back() == '/') {
+      key.pop_back();
+    }
+    return key;
+  }
+
+  static void release(const std::string& key) noexcept {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto it = r.stores.find(key);
+    if (it == r.stores.end() || --it->second.refs != 0) {
+      return;
+    }
+    std::unique_ptr<Store> store = std::move(it->second.store);
+    r.stores.erase(it);
+    try {
+      store->close();
+    } catch (...) {
+      // A failed final checkpoint loses nothing committed: the log replays at the next open.
+    }
+  }
+};
+
 /// Kizuna's BPlusTree on a pcore tree. Move-only.
 template <class Host>
 class BPlusTree {
@@ -185,47 +297,61 @@ class BPlusTree {
   /// page_bytes is the page size of a new index (Kizuna's 4 KiB by default); an existing
   /// index keeps the page size it was created with.
   BPlusTree(Store& store, page_id_t root_page_id, bool unique, uint32_t page_bytes = kDefaultPageBytes)
-      : unique_(unique) {
-    if (root_page_id == 0) {
-      std::lock_guard<std::mutex> lock(detail::creation_mutex());
-      id_ = allocate_id(store);
-      create(store, page_bytes);
-    } else {
-      id_ = root_page_id;
-      reopen(store);
-    }
+      : store_(&store), unique_(unique) {
+    open_by_id(root_page_id, page_bytes);
   }
 
   /// Opens the index called name, creating it (with the next free id) when the store has
   /// none. root_page_id() then reopens it through the id constructor too.
   BPlusTree(Store& store, std::string_view name, bool unique, uint32_t page_bytes = kDefaultPageBytes)
-      : unique_(unique) {
-    const std::string root_name = std::string(detail::kNamePrefix) + std::string(name);
-    if (root_name.size() > static_cast<size_t>(PCORE_ROOT_NAME_MAX_BYTES)) {
-      fail(status::kInvalidArgument, "index name of " + std::to_string(name.size()) + " bytes is too long");
-    }
-    std::lock_guard<std::mutex> lock(detail::creation_mutex());
-    const std::optional<Root> mapped = get_root(store, root_name);
-    if (mapped) {
-      if (mapped->meta.size() != 4 || detail::get_u32(mapped->meta.data()) == 0) {
-        fail(status::kIndexCorrupted, "index name record \"" + std::string(name) + "\" is damaged");
-      }
-      id_ = static_cast<page_id_t>(detail::get_u32(mapped->meta.data()));
-      reopen(store);
-    } else {
-      id_ = allocate_id(store);
-      create(store, page_bytes);
-      uint8_t meta[4];
-      detail::put_u32(meta, static_cast<uint32_t>(id_));
-      guard([&] { store.set_root(root_name, 0, meta, sizeof(meta)); });
-    }
+      : store_(&store), unique_(unique) {
+    open_by_name(name, page_bytes);
+  }
+
+  /// As the Store& constructor, on the store the registry holds for dir (opened on first
+  /// use): open one index by path as many times, from as many threads, as the host likes.
+  BPlusTree(const std::string& dir, page_id_t root_page_id, bool unique, uint32_t page_bytes = kDefaultPageBytes)
+      : BPlusTree(open_shared(dir), root_page_id, unique, page_bytes) {}
+
+  /// As the named Store& constructor, on the registry's store for dir.
+  BPlusTree(const std::string& dir, std::string_view name, bool unique, uint32_t page_bytes = kDefaultPageBytes)
+      : BPlusTree(open_shared(dir), name, unique, page_bytes) {}
+
+  /// As the Store& constructor, holding a reference to a shared store.
+  BPlusTree(SharedStore store, page_id_t root_page_id, bool unique, uint32_t page_bytes = kDefaultPageBytes)
+      : shared_(std::move(store)), store_(checked(shared_)), unique_(unique) {
+    open_by_id(root_page_id, page_bytes);
+  }
+
+  /// As the named Store& constructor, holding a reference to a shared store.
+  BPlusTree(SharedStore store, std::string_view name, bool unique, uint32_t page_bytes = kDefaultPageBytes)
+      : shared_(std::move(store)), store_(checked(shared_)), unique_(unique) {
+    open_by_name(name, page_bytes);
   }
 
   BPlusTree(const BPlusTree&) = delete;
   BPlusTree& operator=(const BPlusTree&) = delete;
-  BPlusTree(BPlusTree&&) noexcept = default;
-  BPlusTree& operator=(BPlusTree&&) noexcept = default;
-  ~BPlusTree() = default;
+  BPlusTree(BPlusTree&& other) noexcept
+      : shared_(std::move(other.shared_)),
+        store_(std::exchange(other.store_, nullptr)),
+        tree_(std::move(other.tree_)),
+        id_(other.id_),
+        unique_(other.unique_),
+        commit_on_close_(std::exchange(other.commit_on_close_, false)) {}
+  BPlusTree& operator=(BPlusTree&& other) noexcept {
+    if (this != &other) {
+      close_quietly();
+      tree_ = std::move(other.tree_);  // the tree before its store's reference
+      shared_ = std::move(other.shared_);
+      store_ = std::exchange(other.store_, nullptr);
+      id_ = other.id_;
+      unique_ = other.unique_;
+      commit_on_close_ = std::exchange(other.commit_on_close_, false);
+    }
+    return *this;
+  }
+  /// Commits first if commit_on_close is set (a failure is swallowed: call close() to see it).
+  ~BPlusTree() { close_quietly(); }
 
   /// The key's value; {false, 0} when absent.
   SearchResult Search(const std::vector<uint8_t>& key) {
@@ -291,6 +417,71 @@ class BPlusTree {
   bool is_unique() const noexcept { return unique_; }
 
   // ---- beyond Kizuna's surface -------------------------------------------------------------
+
+  /// Commits the store (every index in it): the changes so far are durable. IO_ERROR (or
+  /// the status's mapping) on failure.
+  void commit() {
+    Store& store = open_store();
+    guard([&] { store.commit(); });
+  }
+
+  /// Whether close() and the destructor commit first (default false).
+  void set_commit_on_close(bool on) noexcept { commit_on_close_ = on; }
+  bool commit_on_close() const noexcept { return commit_on_close_; }
+
+  /// Releases the handle (and its reference to a shared store), committing first if
+  /// commit_on_close is set; idempotent. Any later call on the handle raises INTERNAL_ERROR.
+  void close() {
+    if (store_ != nullptr && tree_.is_open() && commit_on_close_) {
+      commit();
+    }
+    release();
+  }
+
+  /// Kizuna's DROP INDEX: the index's tree is dropped (pcore_tree_drop: every page freed,
+  /// the tree gone, at the store's next commit) and its id retired: reopening it raises
+  /// INDEX_NOT_FOUND, a new index never reuses it, and a named index's name opens a new,
+  /// empty index. Other handles of the index raise INTERNAL_ERROR from then on. This handle
+  /// is closed afterwards (committing first if commit_on_close is set); otherwise commit
+  /// before the catalog forgets the index.
+  void drop() {
+    Store& store = open_store();
+    tree_ = Tree();
+    drop_index(store, id_);
+    if (commit_on_close_) {
+      commit();
+    }
+    release();
+  }
+
+  /// DROP INDEX without a handle (the index's unique flag need not be known).
+  static void drop_index(Store& store, page_id_t id) {
+    std::lock_guard<std::mutex> lock(detail::creation_mutex());
+    const std::string name = tree_name_of(id);
+    const std::optional<Root> record = get_root(store, name);
+    if (!record || record->meta.empty()) {
+      fail(status::kIndexNotFound, "no index " + std::to_string(id) + " in this store");
+    }
+    const int32_t dropped = pcore_tree_drop(store.raw(), name.data(), name.size());
+    // NOT_FOUND: the tree was never written (a record without a tree): retire the id anyway.
+    if (dropped != kStatusOk && dropped != static_cast<int32_t>(PCORE_NOT_FOUND)) {
+      fail(status_for(dropped), std::string("pcore: ") + Error::describe(dropped));
+    }
+    // The record stays, empty, so the id is never handed out again.
+    guard([&] { store.set_root(name, 0, nullptr, 0); });
+  }
+
+  /// DROP INDEX on the registry's store for dir.
+  static void drop_index(const std::string& dir, page_id_t id) {
+    SharedStore store = open_shared(dir);
+    drop_index(*store, id);
+  }
+
+  /// False once closed (or moved from).
+  bool is_open() const noexcept { return store_ != nullptr && tree_.is_open(); }
+
+  /// The store this handle works on.
+  Store& store() { return open_store(); }
 
   /// The pcore tree's name: "kizuna.index.<root_page_id()>".
   std::string tree_name() const { return tree_name_of(id_); }
@@ -368,6 +559,79 @@ class BPlusTree {
   }
   static record_id_t decode(const std::vector<uint8_t>& bytes) { return decode(bytes.data(), bytes.size()); }
 
+  static SharedStore open_shared(const std::string& dir) {
+    SharedStore store;
+    guard([&] { store = StoreRegistry::open(dir); }, true);
+    return store;
+  }
+
+  static Store* checked(const SharedStore& store) {
+    if (store == nullptr || !store->is_open()) {
+      fail(status::kInvalidArgument, "no store");
+    }
+    return store.get();
+  }
+
+  Store& open_store() const {
+    if (store_ == nullptr) {
+      fail(status::kInternalError, "index " + std::to_string(id_) + ": the handle is closed");
+    }
+    return *store_;
+  }
+
+  void open_by_id(page_id_t root_page_id, uint32_t page_bytes) {
+    if (root_page_id == 0) {
+      std::lock_guard<std::mutex> lock(detail::creation_mutex());
+      id_ = allocate_id(*store_);
+      create(*store_, page_bytes);
+    } else {
+      id_ = root_page_id;
+      reopen(*store_);
+    }
+  }
+
+  void open_by_name(std::string_view name, uint32_t page_bytes) {
+    Store& store = *store_;
+    const std::string root_name = std::string(detail::kNamePrefix) + std::string(name);
+    if (root_name.size() > static_cast<size_t>(PCORE_ROOT_NAME_MAX_BYTES)) {
+      fail(status::kInvalidArgument, "index name of " + std::to_string(name.size()) + " bytes is too long");
+    }
+    std::lock_guard<std::mutex> lock(detail::creation_mutex());
+    const std::optional<Root> mapped = get_root(store, root_name);
+    if (mapped && (mapped->meta.size() != 4 || detail::get_u32(mapped->meta.data()) == 0)) {
+      fail(status::kIndexCorrupted, "index name record \"" + std::string(name) + "\" is damaged");
+    }
+    const page_id_t mapped_id = mapped ? static_cast<page_id_t>(detail::get_u32(mapped->meta.data())) : 0;
+    const std::optional<Root> record = mapped ? get_root(store, tree_name_of(mapped_id)) : std::nullopt;
+    if (record && !record->meta.empty()) {
+      id_ = mapped_id;
+      reopen(store);
+    } else {  // a new name, or the name of a dropped index
+      id_ = allocate_id(store);
+      create(store, page_bytes);
+      uint8_t meta[4];
+      detail::put_u32(meta, static_cast<uint32_t>(id_));
+      guard([&] { store.set_root(root_name, 0, meta, sizeof(meta)); });
+    }
+  }
+
+  void release() noexcept {
+    tree_ = Tree();  // the tree's handle before the store's reference
+    shared_.reset();
+    store_ = nullptr;
+  }
+
+  void close_quietly() noexcept {
+    if (store_ != nullptr && tree_.is_open() && commit_on_close_) {
+      try {
+        store_->commit();
+      } catch (...) {
+        // A destructor must not throw; close() reports the failure.
+      }
+    }
+    release();
+  }
+
   static std::optional<Root> get_root(const Store& store, const std::string& name) {
     std::optional<Root> root;
     guard([&] { root = store.get_root(name); });
@@ -418,7 +682,7 @@ class BPlusTree {
   void reopen(Store& store) {
     const std::string name = tree_name_of(id_);
     const std::optional<Root> record = get_root(store, name);
-    if (!record) {
+    if (!record || record->meta.empty()) {  // empty: dropped
       fail(status::kIndexNotFound, "no index " + std::to_string(id_) + " in this store");
     }
     const std::vector<uint8_t>& m = record->meta;
@@ -438,9 +702,13 @@ class BPlusTree {
     guard([&] { tree_ = Tree::open(store, name, options); }, true);
   }
 
+  // Declared first, destroyed last: the tree's handle goes before the store's reference.
+  SharedStore shared_;
+  Store* store_ = nullptr;
   Tree tree_;
   page_id_t id_{};
   bool unique_ = false;
+  bool commit_on_close_ = false;
 };
 
 }  // namespace kizuna

@@ -37,7 +37,7 @@ impl BTree {
             previous = Some(skey);
         }
         let store = self.store()?;
-        let mut st = self.write_state();
+        let mut st = self.write_state()?;
         if st.entries != 0 {
             return Err(Error::InvalidArgument("bulk_load needs an empty tree".into()));
         }

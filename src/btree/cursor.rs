@@ -149,7 +149,7 @@ impl Cursor {
 
     /// Runs one cursor call with the tree's state held shared (see the module's comment).
     fn held<R>(&mut self, f: impl FnOnce(&mut Held<'_>) -> Result<R>) -> Result<R> {
-        let st = self.tree.read_state();
+        let st = self.tree.read_state()?;
         f(&mut Held { tree: &self.tree, st: &st, at: &mut self.at })
     }
 
@@ -481,7 +481,7 @@ impl BTree {
         upper: Bound<&[u8]>,
         f: impl FnOnce(&mut Held<'_>) -> Result<R>,
     ) -> Result<R> {
-        let st = self.read_state();
+        let st = self.read_state()?;
         let mut at = Position::new(self.version(), lower.map(<[u8]>::to_vec), upper.map(<[u8]>::to_vec));
         f(&mut Held { tree: self, st: &st, at: &mut at })
     }

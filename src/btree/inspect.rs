@@ -46,7 +46,7 @@ impl BTree {
     }
 
     fn walk(&self) -> Result<Walk> {
-        let st = self.read_state();
+        let st = self.read_state()?;
         let mut w = Walk {
             stats: TreeStats { height: st.height, page_bytes: self.page_bytes() as u32, ..TreeStats::default() },
             leaf_used_bytes: 0,

@@ -7,7 +7,10 @@
 //! leaves the tree exactly as it was. Changes are
 //! durable with the store's next commit. Readers hold the lock shared.
 
+mod dropping;
 mod overflow;
+
+pub use dropping::drop_tree;
 
 use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
@@ -87,6 +90,8 @@ pub(crate) struct State {
     pub root: u64,
     pub height: u32,
     pub entries: u64,
+    /// The tree was dropped (`drop_tree`): its pages are freed, every call on it fails.
+    pub dropped: bool,
 }
 
 struct Inner {
@@ -248,14 +253,14 @@ fn state_in_store(store: &Store, anchor: &[u8], pb: usize, duplicates: Duplicate
                     d.custom_order
                 )));
             }
-            Ok(State { root: root.id, height: d.height, entries: d.entries })
+            Ok(State { root: root.id, height: d.height, entries: d.entries, dropped: false })
         }
         None => {
             let (id, _, _) = store.allocate(pb, KIND_LEAF)?;
             let mut image = vec![0u8; pb];
             page::build(&mut image, TYPE_LEAF, 0, &[]);
             store.publish(id, &image)?;
-            let st = State { root: id.raw(), height: 1, entries: 0 };
+            let st = State { root: id.raw(), height: 1, entries: 0, dropped: false };
             store.set_root(anchor, id.raw(), &encode_anchor(pb, duplicates, custom, &st))?;
             Ok(st)
         }
@@ -279,7 +284,12 @@ struct Reload<'a> {
 impl AbortGuard for Reload<'_> {
     fn reload(&mut self, store: &Store) -> Result<()> {
         let i = self.inner;
-        *self.state = state_in_store(store, &i.anchor, i.page_bytes, i.duplicates, i.custom_order.is_some())?;
+        // A dropped instance stays dropped (its handles answer `BadHandle`): it left the
+        // store's attachments, and an abort that brings the tree back must not make a second
+        // live instance of it beside the one a later open makes.
+        if !self.state.dropped {
+            *self.state = state_in_store(store, &i.anchor, i.page_bytes, i.duplicates, i.custom_order.is_some())?;
+        }
         i.version.fetch_add(1, AtomicOrdering::AcqRel);
         Ok(())
     }
@@ -385,8 +395,21 @@ impl BTree {
         self.bump_version();
     }
 
-    pub(crate) fn write_state(&self) -> parking_lot::RwLockWriteGuard<'_, State> {
-        self.inner.state.write()
+    /// The state, exclusively; `BadHandle` once the tree was dropped.
+    pub(crate) fn write_state(&self) -> Result<parking_lot::RwLockWriteGuard<'_, State>> {
+        let st = self.inner.state.write();
+        self.check_live(&st)?;
+        Ok(st)
+    }
+
+    fn check_live(&self, st: &State) -> Result<()> {
+        if st.dropped {
+            return Err(Error::BadHandle(format!(
+                "B+ tree {:?} was dropped",
+                String::from_utf8_lossy(&self.inner.anchor[ROOT_PREFIX.len()..])
+            )));
+        }
+        Ok(())
     }
 
     pub(crate) fn save_anchor_locked(&self, st: &State) -> Result<()> {
@@ -414,8 +437,10 @@ impl BTree {
     }
 
     /// The state, shared: held across a scan so no writer changes the tree meanwhile.
-    pub(crate) fn read_state(&self) -> parking_lot::RwLockReadGuard<'_, State> {
-        self.inner.state.read()
+    pub(crate) fn read_state(&self) -> Result<parking_lot::RwLockReadGuard<'_, State>> {
+        let st = self.inner.state.read();
+        self.check_live(&st)?;
+        Ok(st)
     }
 
     /// The tree's store; `Closed` once the store is gone.
@@ -597,7 +622,7 @@ impl BTree {
             return Ok(self.get_all(key)?.first().map(|v| f(v)));
         }
         self.check_key(key)?;
-        let st = self.inner.state.read();
+        let st = self.read_state()?;
         let probe = self.probe(key);
         let mut f = Some(f);
         let found = self.with_pages(|pages| {
@@ -657,7 +682,7 @@ impl BTree {
         self.check_entry(key, value)?;
         let skey = self.stored_key(key, value);
         let svalue: &[u8] = if self.inner.duplicates == Duplicates::Multi { &[] } else { value };
-        let mut st = self.inner.state.write();
+        let mut st = self.write_state()?;
         // The whole insert runs under one hold of the store's lock: the descent, then either
         // the fast path (a new key with an inline value that fits the leaf's free gap: one
         // in-place edit of one page), or for such a key whose leaf is full a shift or split in
@@ -956,7 +981,7 @@ impl BTree {
     }
 
     fn remove_stored(&self, skey: &[u8]) -> Result<bool> {
-        let mut st = self.inner.state.write();
+        let mut st = self.write_state()?;
         let removed = self.store()?.with_editor(|editor| {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
             let mut path = Path::default();

@@ -699,6 +699,42 @@ impl Store {
         Ok(made)
     }
 
+    /// Runs `f` on the attachment `name` (`None` when there is none) with the attachments
+    /// locked, so nobody attaches or finds it meanwhile; when `f` succeeds the attachment is
+    /// removed (a later `attachment` makes a new one).
+    pub fn detach_with<T: std::any::Any + Send + Sync, R>(
+        &self,
+        name: &[u8],
+        f: impl FnOnce(Option<Arc<T>>) -> Result<R>,
+    ) -> Result<R> {
+        self.check_open()?;
+        let mut map = self.shared.attachments.lock();
+        let existing = match map.get(name) {
+            Some(a) => Some(a.clone().downcast::<T>().map_err(|_| {
+                Error::InvalidArgument(format!("{:?} is attached as another type", String::from_utf8_lossy(name)))
+            })?),
+            None => None,
+        };
+        let r = f(existing)?;
+        map.remove(name);
+        Ok(r)
+    }
+
+    /// Frees every node of `ids` and removes the root `name`, as one change of the
+    /// uncommitted state (durable at the next commit): when anything is wrong (no such root,
+    /// a node not freeable, one listed twice) nothing changes.
+    pub fn free_all_and_remove_root(&self, ids: &[NodeId], name: &[u8]) -> Result<()> {
+        super::core::check_root_name(name)?;
+        self.mutate(|c| {
+            if c.root(name).is_none() {
+                return Err(Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name))));
+            }
+            c.free_all(ids)?;
+            c.remove_root(name);
+            Ok(())
+        })
+    }
+
     /// Ids of all committed nodes, in handle order (RESERVED nodes are not listed).
     pub fn live_ids(&self) -> Result<Vec<NodeId>> {
         self.read_state(|c| {

@@ -81,6 +81,9 @@ pub(crate) struct Core {
     pub reserved_nodes: u64,
     dirty: Vec<u64>,
     dirty_roots: BTreeSet<Vec<u8>>,
+    /// Roots removed since the last commit, each once committed (its removal is logged);
+    /// never also in `dirty_roots`.
+    removed_roots: BTreeSet<Vec<u8>>,
     retired: Vec<(u64, NodeId)>,
     /// How many of `retired` were there at the last commit: the rest are uncommitted.
     retired_committed: usize,
@@ -107,6 +110,7 @@ impl Core {
             reserved_nodes: 0,
             dirty: Vec::new(),
             dirty_roots: BTreeSet::new(),
+            removed_roots: BTreeSet::new(),
             retired: Vec::new(),
             retired_committed: 0,
             pending_frees: VecDeque::new(),
@@ -344,8 +348,40 @@ impl Core {
         if !self.dirty_roots.contains(name) {
             self.dirty_roots.insert(name.to_vec());
         }
+        if !self.removed_roots.is_empty() {
+            self.removed_roots.remove(name);
+        }
         if self.hot_roots.len() < HOT_ROOTS_MAX {
             self.hot_roots.push(HotRoot { name: name.to_vec(), id, meta: meta.to_vec(), ahead: false });
+        }
+        Ok(())
+    }
+
+    /// Removes a root: `get_root` no longer finds it, and the next commit logs its removal
+    /// (when it was committed). False when there is no such root.
+    pub fn remove_root(&mut self, name: &[u8]) -> bool {
+        if self.roots.remove(name).is_none() {
+            return false;
+        }
+        self.hot_roots.retain(|h| h.name != name);
+        self.dirty_roots.remove(name);
+        if self.committed_roots.contains_key(name) {
+            self.removed_roots.insert(name.to_vec());
+        }
+        true
+    }
+
+    /// Frees every node of `ids` or none: all are checked (each one freeable, none twice)
+    /// before the first is freed.
+    pub fn free_all(&mut self, ids: &[NodeId]) -> Result<()> {
+        let mut handles = BTreeSet::new();
+        for &id in ids {
+            if !handles.insert(self.table.resolve_for_free(id)?) {
+                return Err(Error::DoubleFree(format!("node {id} is listed twice")));
+            }
+        }
+        for &id in ids {
+            self.free(id)?;
         }
         Ok(())
     }
@@ -444,7 +480,8 @@ impl Core {
                 .dirty_roots
                 .iter()
                 .map(|name| FrameBuilder::root_bytes(name.len(), self.roots[name].1.len()))
-                .sum::<usize>();
+                .sum::<usize>()
+            + self.removed_roots.iter().map(|name| FrameBuilder::root_remove_bytes(name.len())).sum::<usize>();
         let mut frame = FrameBuilder::with_capacity(body_bytes);
         let mut unlogged = Vec::new();
         for &handle in &self.dirty {
@@ -480,6 +517,9 @@ impl Core {
         for name in &self.dirty_roots {
             let (id, meta) = &self.roots[name];
             frame.root(name, *id, meta);
+        }
+        for name in &self.removed_roots {
+            frame.root_remove(name);
         }
         PreparedCommit { epoch, frame: frame.finish_parts(epoch), unlogged }
     }
@@ -517,6 +557,9 @@ impl Core {
         for name in std::mem::take(&mut self.dirty_roots) {
             let root = self.roots[&name].clone();
             self.committed_roots.insert(name, root);
+        }
+        for name in std::mem::take(&mut self.removed_roots) {
+            self.committed_roots.remove(&name);
         }
         self.retired.retain(|&(due, _)| due > epoch);
         self.retired_committed = self.retired.len();
@@ -559,6 +602,7 @@ impl Core {
         self.roots = self.committed_roots.clone();
         self.hot_roots.clear();
         self.dirty_roots.clear();
+        self.removed_roots.clear();
         self.retired.truncate(self.retired_committed);
         Ok(())
     }

@@ -345,6 +345,9 @@ fn apply_op(
         Op::Root { name, id, meta } => {
             roots.insert(name.clone(), (*id, meta.clone()));
         }
+        Op::RootRemove { name } => {
+            roots.remove(name);
+        }
     }
     Ok(())
 }

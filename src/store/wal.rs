@@ -15,6 +15,7 @@
 //!             u8 inline, then `len` payload bytes when inline = 1
 //!     FREE 2: u64 handle, u16 tag
 //!     ROOT 3: u8 name length, name, u64 node id, u16 meta length, meta
+//!     ROOT_REMOVE 4: u8 name length, name (the root is gone: a dropped B+ tree's anchor)
 //! ```
 //! A frame is committed when all of it is on disk. At recovery, frames are read in order up to
 //! the first that is incomplete or damaged. What follows is a torn tail, cut off, when it was
@@ -41,6 +42,7 @@ const OP_PUT: u8 = 1;
 const PUT_HEADER_BYTES: usize = 1 + 8 + 2 + 1 + 1 + 4 + 4 + 4 + 1;
 const OP_FREE: u8 = 2;
 const OP_ROOT: u8 = 3;
+const OP_ROOT_REMOVE: u8 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PutOp {
@@ -60,6 +62,7 @@ pub(crate) enum Op {
     Put(PutOp),
     Free { handle: u64, tag: u16 },
     Root { name: Vec<u8>, id: u64, meta: Vec<u8> },
+    RootRemove { name: Vec<u8> },
 }
 
 /// Builds one commit's frame: the body is written after room left for the header. A node's
@@ -143,6 +146,11 @@ impl FrameBuilder {
         1 + 1 + name + 8 + 2 + meta
     }
 
+    /// Bytes a ROOT_REMOVE takes in the body.
+    pub fn root_remove_bytes(name: usize) -> usize {
+        1 + 1 + name
+    }
+
     pub fn put(&mut self, p: &PutOp, payload: Option<&[u8]>) {
         self.put_header(p, payload.is_some());
         if let Some(bytes) = payload {
@@ -190,6 +198,13 @@ impl FrameBuilder {
         w.u16(meta.len() as u16);
         w.bytes(meta);
         debug_assert_eq!(w.buf.len() - start, FrameBuilder::root_bytes(name.len(), meta.len()));
+        self.ops += 1;
+    }
+
+    pub fn root_remove(&mut self, name: &[u8]) {
+        self.body.u8(OP_ROOT_REMOVE);
+        self.body.u8(name.len() as u8);
+        self.body.bytes(name);
         self.ops += 1;
     }
 
@@ -329,6 +344,10 @@ fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
                 let meta_len = r.u16()? as usize;
                 Op::Root { name: root_name, id, meta: r.take(meta_len)?.to_vec() }
             }
+            OP_ROOT_REMOVE => {
+                let name_len = r.u8()? as usize;
+                Op::RootRemove { name: r.take(name_len)?.to_vec() }
+            }
             other => return Err(Error::corrupt(name, r.offset() - 1, format!("unknown log operation {other}"))),
         };
         ops.push(op);
@@ -418,6 +437,7 @@ mod tests {
         b.put(&p, Some(payload));
         b.free(7, 1);
         b.root(b"main", 42, b"mbr");
+        b.root_remove(b"btree:gone");
         b.finish(epoch, 0)
     }
 
@@ -454,12 +474,13 @@ mod tests {
         assert_eq!(c.valid_bytes, log.len() as u64);
         let f = &c.frames[1];
         assert_eq!(f.epoch, 2);
-        assert_eq!(f.ops.len(), 3);
+        assert_eq!(f.ops.len(), 4);
         match &f.ops[0] {
             Op::Put(p) => assert_eq!(&f.body[p.payload_at.unwrap()..][..8], b"payload!"),
             other => panic!("{other:?}"),
         }
         assert_eq!(f.ops[2], Op::Root { name: b"main".to_vec(), id: 42, meta: b"mbr".to_vec() });
+        assert_eq!(f.ops[3], Op::RootRemove { name: b"btree:gone".to_vec() });
     }
 
     #[test]
