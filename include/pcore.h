@@ -29,7 +29,8 @@
 // Success.
 #define PCORE_OK 0
 
-// A null pointer, a zero kind, an option out of range, a bad name length.
+// A null pointer, a zero kind, an option out of range, a bad name length, a `struct_size`
+// too small or not a multiple of 8.
 #define PCORE_INVALID_ARGUMENT 1
 
 // An unknown, freed or stale node id; an unknown root name; no store in the directory.
@@ -71,7 +72,7 @@
 // The store's format, or a struct's version, is not supported by this library.
 #define PCORE_VERSION_MISMATCH 14
 
-// A fixed limit was reached (node handles, roots).
+// A fixed limit was reached (node handles, roots, tree depth).
 #define PCORE_LIMIT 15
 
 // The key is already in a tree that does not take duplicates; the tree is unchanged.

@@ -2,43 +2,7 @@
 
 use std::ffi::c_void;
 
-/// Success.
-pub const PCORE_OK: i32 = 0;
-/// A null pointer, a zero kind, an option out of range, a bad name length.
-pub const PCORE_INVALID_ARGUMENT: i32 = 1;
-/// An unknown, freed or stale node id; an unknown root name; no store in the directory.
-pub const PCORE_NOT_FOUND: i32 = 2;
-/// A length above the largest size class, or above a node's capacity for in-place publish.
-pub const PCORE_TOO_LARGE: i32 = 3;
-/// A write on a store opened read-only.
-pub const PCORE_READ_ONLY: i32 = 4;
-/// The directory is locked by another writer.
-pub const PCORE_BUSY: i32 = 5;
-/// A damaged meta, log, checkpoint or data file; the message names the file and offset.
-pub const PCORE_CORRUPT: i32 = 6;
-/// The disk is full; nothing was changed.
-pub const PCORE_NO_SPACE: i32 = 7;
-/// Any other I/O failure.
-pub const PCORE_IO_ERROR: i32 = 8;
-/// Freeing a node id that is already freed.
-pub const PCORE_DOUBLE_FREE: i32 = 9;
-/// A null, closed or foreign handle.
-pub const PCORE_BAD_HANDLE: i32 = 10;
-/// A bug inside pcore was caught at the boundary; the message says where.
-pub const PCORE_PANIC: i32 = 11;
-/// An internal invariant did not hold (reported by verify).
-pub const PCORE_INTERNAL: i32 = 12;
-/// An earlier I/O failure left the store unusable: close and reopen it.
-pub const PCORE_POISONED: i32 = 13;
-/// The store's format, or a struct's version, is not supported by this library.
-pub const PCORE_VERSION_MISMATCH: i32 = 14;
-/// A fixed limit was reached (node handles, roots).
-pub const PCORE_LIMIT: i32 = 15;
-
-/// The key is already in a tree that does not take duplicates; the tree is unchanged.
-pub const PCORE_DUPLICATE_KEY: i32 = 16;
-/// A cursor used after its tree changed: position it again.
-pub const PCORE_STALE_CURSOR: i32 = 17;
+pub use super::status::*;
 
 /// Durability: `fdatasync` the log at every commit.
 pub const PCORE_DURABILITY_STRICT: u32 = 0;
@@ -295,40 +259,6 @@ impl From<&crate::alloc::ClassStats> for PcoreClassStats {
             total_frees: s.total_frees,
             fragmentation: s.fragmentation(),
             reuse_rate: s.reuse_rate(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::Status;
-
-    #[test]
-    fn status_constants_match_the_rust_enum() {
-        let consts = [
-            PCORE_OK,
-            PCORE_INVALID_ARGUMENT,
-            PCORE_NOT_FOUND,
-            PCORE_TOO_LARGE,
-            PCORE_READ_ONLY,
-            PCORE_BUSY,
-            PCORE_CORRUPT,
-            PCORE_NO_SPACE,
-            PCORE_IO_ERROR,
-            PCORE_DOUBLE_FREE,
-            PCORE_BAD_HANDLE,
-            PCORE_PANIC,
-            PCORE_INTERNAL,
-            PCORE_POISONED,
-            PCORE_VERSION_MISMATCH,
-            PCORE_LIMIT,
-            PCORE_DUPLICATE_KEY,
-            PCORE_STALE_CURSOR,
-        ];
-        assert_eq!(consts.len(), Status::ALL.len());
-        for (c, s) in consts.iter().zip(Status::ALL) {
-            assert_eq!(*c, s as i32, "{}", s.name());
         }
     }
 }
