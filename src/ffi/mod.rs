@@ -6,6 +6,7 @@
 pub mod btree;
 mod guard;
 mod registry;
+mod sized;
 pub mod status;
 pub mod store;
 pub mod types;
