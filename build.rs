@@ -38,6 +38,11 @@ fn main() {
         Err(e) => panic!("cbindgen could not generate include/pcore.h: {e}"),
     }
 
+    let major = abi_major(&std::fs::read_to_string(&header).expect("read include/pcore.h"));
+    let soname = format!("libpcore.so.{major}");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+    link_soname_beside_the_library(&out_dir, &soname);
+
     cc::Build::new()
         .file(root.join("src/ffi/header_check.c"))
         .include(root.join("include"))
@@ -59,6 +64,33 @@ fn status_constants() -> String {
         text.push_str(&format!("pub const {name}: i32 = {code};\n"));
     }
     text
+}
+
+/// The major version of the ABI the header describes (`PCORE_ABI_VERSION` >> 16): the SONAME
+/// follows it, so an incompatible library is never loaded by a program built for another.
+fn abi_major(header: &str) -> u32 {
+    let value = header
+        .lines()
+        .find_map(|l| l.strip_prefix("#define PCORE_ABI_VERSION "))
+        .expect("include/pcore.h defines PCORE_ABI_VERSION");
+    let version: u32 = value.trim().parse().expect("PCORE_ABI_VERSION is a decimal number");
+    version >> 16
+}
+
+/// A program linked against `<profile>/libpcore.so` records its SONAME and looks for that
+/// file at run time: a relative link `libpcore.so.<major> -> libpcore.so` in the profile
+/// directory lets it start from there, with no install. It dangles until cargo links the
+/// library, which happens after this script.
+fn link_soname_beside_the_library(out_dir: &Path, soname: &str) {
+    // OUT_DIR is <profile>/build/<package>-<hash>/out.
+    let Some(profile_dir) = out_dir.ancestors().nth(3) else { return };
+    let link = profile_dir.join(soname);
+    if std::fs::read_link(&link).is_ok_and(|target| target == Path::new("libpcore.so")) {
+        return;
+    }
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink("libpcore.so", &link)
+        .unwrap_or_else(|e| panic!("link {} -> libpcore.so: {e}", link.display()));
 }
 
 fn write_if_changed(path: &Path, text: &str) {

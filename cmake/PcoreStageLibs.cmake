@@ -1,5 +1,5 @@
 # cmake -P script run after cargo: stages libpcore into STAGE_DIR under its installed names.
-#   -DCARGO_OUT=<target>/release -DSTAGE_DIR=<build>/lib -DSONAME=libpcore.so.1 -DSTAMP=<file>
+#   -DCARGO_OUT=<target>/release -DSTAGE_DIR=<build>/lib -DSONAME=libpcore.so.<major> -DSTAMP=<file>
 # copy_if_different keeps the staged files' times when cargo did not relink, so nothing that
 # links them is rebuilt needlessly.
 foreach(_var CARGO_OUT STAGE_DIR SONAME STAMP)
