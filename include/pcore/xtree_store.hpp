@@ -111,7 +111,7 @@ class Store final : public ::xtree::persist::StoreInterface {
 
   AllocResult allocate_node(size_t min_len, NodeKind kind) override {
     require_writable("allocate_node");
-    PcoreAllocResult out{};
+    PcoreAllocResult out = ::pcore::sized<PcoreAllocResult>();
     expect_ok(pcore_node_allocate(store_.raw(), min_len, static_cast<uint8_t>(kind), &out));
     return AllocResult{NodeID::from_raw(out.id), out.writable, out.capacity};
   }
@@ -213,7 +213,7 @@ class Store final : public ::xtree::persist::StoreInterface {
   }
 
   size_t get_capacity(NodeID id) override {
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = ::pcore::sized<PcoreNodeInfo>();
     if (pcore_node_info(store_.raw(), id.raw(), &info) != ::pcore::kStatusOk) {
       return 0;
     }
@@ -221,7 +221,7 @@ class Store final : public ::xtree::persist::StoreInterface {
   }
 
   bool get_node_kind(NodeID id, NodeKind& out_kind) const override {
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = ::pcore::sized<PcoreNodeInfo>();
     if (pcore_node_info(store_.raw(), id.raw(), &info) != ::pcore::kStatusOk || info.committed == 0) {
       return false;
     }
@@ -232,7 +232,7 @@ class Store final : public ::xtree::persist::StoreInterface {
   bool is_node_present(NodeID id) const override { return is_node_present(id, nullptr); }
 
   bool is_node_present(NodeID id, bool* out_is_staged) const override {
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = ::pcore::sized<PcoreNodeInfo>();
     if (pcore_node_info(store_.raw(), id.raw(), &info) != ::pcore::kStatusOk) {
       return false;
     }
