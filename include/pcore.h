@@ -16,13 +16,16 @@
  *   targets), so any struct_size that is a multiple of 8 ends on a field boundary. Set
  *   struct_size to sizeof the struct before every call, input or output (the *_options_init
  *   functions set it for you). A library newer than your header reads and writes only the
- *   fields your struct_size covers (fields past it take defaults); an older one ignores
- *   fields it does not know. A struct_size not a multiple of 8, or too small (below 8 for an
+ *   fields your struct_size covers (inputs past it take defaults); an older one ignores the
+ *   fields it does not know (and leaves such outputs as you set them). A struct_size not a multiple of 8, or too small (below 8 for an
  *   input, 16 for an output), is PCORE_INVALID_ARGUMENT. Fields are only ever added at the
  *   end, and no struct embeds another. The exceptions are PcoreBytes and PcoreNodeBytes, a
  *   pointer and a length each, fixed for good, which have no struct_size.
  * - Booleans are uint64_t holding 0 or 1, in struct fields and out-parameters alike. Flags
  *   and modes are uint64_t in structs; arguments passed by value keep their narrower type.
+ * - Versions: pcore_abi_version() is the loaded library's major << 16 | minor. A program
+ *   built against PCORE_ABI_VERSION works with a library of the same major and at least its
+ *   minor; the shared library's SONAME is libpcore.so.<major>.
  * - Thread safety: every function may be called from any thread; mutations are serialized
  *   (one writer at a time), reads run concurrently. A read sees whole published versions:
  *   pcore_node_read_copy copies one, while pcore_node_read's pointer is valid only until
