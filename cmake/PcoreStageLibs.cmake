@@ -1,5 +1,5 @@
 # cmake -P script run after cargo: stages libpcore into STAGE_DIR under its installed names.
-#   -DCARGO_OUT=<target>/release -DSTAGE_DIR=<build>/lib -DSONAME=libpcore.so.1 -DSTAMP=<file>
+#   -DCARGO_OUT=<target>/release -DSTAGE_DIR=<build>/lib -DSONAME=libpcore.so.<major> -DSTAMP=<file>
 # copy_if_different keeps the staged files' times when cargo did not relink, so nothing that
 # links them is rebuilt needlessly.
 foreach(_var CARGO_OUT STAGE_DIR SONAME STAMP)
@@ -27,7 +27,13 @@ execute_process(COMMAND "${CMAKE_COMMAND}" -E copy_if_different "${_static}" "${
 if(NOT _rc EQUAL 0)
   message(FATAL_ERROR "cannot stage ${_static}")
 endif()
-if(NOT IS_SYMLINK "${STAGE_DIR}/libpcore.so")
+# The link is made again when it names another SONAME: a build directory kept across an ABI
+# major bump would otherwise keep pointing at the old library.
+set(_link_target "")
+if(IS_SYMLINK "${STAGE_DIR}/libpcore.so")
+  file(READ_SYMLINK "${STAGE_DIR}/libpcore.so" _link_target)
+endif()
+if(NOT _link_target STREQUAL SONAME)
   file(REMOVE "${STAGE_DIR}/libpcore.so")
   file(CREATE_LINK "${SONAME}" "${STAGE_DIR}/libpcore.so" SYMBOLIC)
 endif()

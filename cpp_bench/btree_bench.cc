@@ -415,17 +415,21 @@ class PcoreEngine {
     memset(&ss, 0, sizeof ss);
     ss.struct_size = sizeof ss;
     PC(pcore_store_stats(store_, &ss));
+    PcoreClassStats total;
+    memset(&total, 0, sizeof total);
+    total.struct_size = sizeof total;
+    PC(pcore_store_class_stats(store_, PCORE_CLASS_TOTAL, &total));
     Space s;
     double n = ts.entries ? static_cast<double>(ts.entries) : 1.0;
     s.bytes_per_entry = ts.bytes_per_entry;
     s.file_bytes_per_entry = d.apparent / n;
     s.alloc_bytes_per_entry = d.allocated / n;
-    s.detail = format("height %u, %" PRIu64 " leaves, %" PRIu64 " pages, keys/leaf %.1f (min %" PRIu64
+    s.detail = format("height %" PRIu64 ", %" PRIu64 " leaves, %" PRIu64 " pages, keys/leaf %.1f (min %" PRIu64
                       " max %" PRIu64 "), leaf fill %.1f %%, files %.1f MB (allocated %.1f MB): "
                       "class files %.1f MB, log %.1f MB; live %.1f MB in %" PRIu64 " nodes",
                       ts.height, ts.leaf_pages, ts.pages, ts.keys_per_leaf_avg, ts.keys_per_leaf_min,
                       ts.keys_per_leaf_max, ts.leaf_fill * 100.0, d.apparent / 1e6, d.allocated / 1e6,
-                      ss.data_file_bytes / 1e6, ss.log_bytes / 1e6, ss.total.live_bytes / 1e6, ss.live_nodes);
+                      ss.data_file_bytes / 1e6, ss.log_bytes / 1e6, total.live_bytes / 1e6, ss.live_nodes);
     return s;
   }
   void close() {

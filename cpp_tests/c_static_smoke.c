@@ -30,6 +30,7 @@ int main(void) {
   CHECK(pcore_store_options_init(&options));
   options.flags = PCORE_OPEN_IN_MEMORY;
   CHECK(pcore_store_open(NULL, &options, &store));
+  alloc.struct_size = sizeof alloc;
   CHECK(pcore_node_allocate(store, sizeof(text), 5, &alloc));
   CHECK(pcore_node_publish(store, alloc.id, text, sizeof(text), NULL));
   CHECK(pcore_store_commit(store, &epoch));

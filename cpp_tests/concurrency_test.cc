@@ -519,7 +519,7 @@ class Writer {
 
   void install_new_node(size_t s) {
     NodeSlot& slot = sh_.slots[s];
-    PcoreAllocResult a{};
+    PcoreAllocResult a = pcore_test::sized<PcoreAllocResult>();
     if (!check(pcore_node_allocate(sh_.store, kNodeHeaderBytes, kNodeKind, &a), "allocate")) {
       return;
     }
@@ -546,7 +546,7 @@ class Writer {
       }
       return;
     }
-    int32_t removed = -1;
+    uint64_t removed = -1;
     if (check(pcore_tree_remove(sh_.kv, key.data(), key.size(), &removed), "kv remove " + std::to_string(k))) {
       if ((removed == 1) != (m_.kv.erase(k) == 1)) {
         sh_.failures.add("kv remove of key " + std::to_string(k) + " disagrees with the model");
@@ -569,7 +569,7 @@ class Writer {
       m_.multi.insert({k, j});
       return;
     }
-    int32_t removed = -1;
+    uint64_t removed = -1;
     if (check(pcore_tree_remove_pair(sh_.multi, key.data(), key.size(), value.data(), value.size(), &removed),
               "multi remove")) {
       if ((removed == 1) != present) {
@@ -669,7 +669,7 @@ void expect_committed_nodes(PcoreStore* store, const Model& m) {
   // The latest frees (a sample, they can be many): none of those ids may come back.
   const size_t from = m.freed_committed.size() > 5000 ? m.freed_committed.size() - 5000 : 0;
   for (size_t i = from; i < m.freed_committed.size(); ++i) {
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
     EXPECT_EQ(pcore_node_info(store, m.freed_committed[i], &info), kNotFound)
         << "freed node " << hex(m.freed_committed[i]) << " is back";
   }

@@ -37,7 +37,7 @@ Key email_key(uint32_t i) {
 
 struct TreeShape {
   uint64_t entries;
-  uint32_t height;
+  uint64_t height;
   uint64_t pages;
   double leaf_fill;
   bool operator==(const TreeShape& o) const {

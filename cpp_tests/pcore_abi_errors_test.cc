@@ -76,7 +76,7 @@ PcoreStore* open_dir(const std::string& dir, uint32_t flags = 0,
 }
 
 uint64_t make_node(PcoreStore* store, size_t len, uint64_t seed) {
-  PcoreAllocResult alloc{};
+  PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
   EXPECT_EQ(pcore_node_allocate(store, len, kKind, &alloc), pcore_test::kOk);
   std::vector<uint8_t> bytes = pcore_test::make_pattern(len, seed);
   EXPECT_EQ(pcore_node_publish(store, alloc.id, bytes.data(), len, nullptr), pcore_test::kOk);
@@ -107,7 +107,7 @@ int commit_and_die_main(const std::vector<std::string>& args) {
   if (pcore_store_open(args[0].c_str(), &options, &store) != pcore_test::kOk) return 3;
   for (uint64_t batch = 0; batch < 4; ++batch) {
     for (uint64_t i = 0; i < 25; ++i) {
-      PcoreAllocResult alloc{};
+      PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
       if (pcore_node_allocate(store, 100, kKind, &alloc) != pcore_test::kOk) return 4;
       pcore_test::fill_pattern(alloc.writable, 100, 1000 + batch * 25 + i);
       if (pcore_node_publish(store, alloc.id, alloc.writable, 100, nullptr) != pcore_test::kOk) return 5;
@@ -189,7 +189,7 @@ class AbiErrorsTest : public ::testing::Test {
 TEST_F(AbiErrorsTest, AbiVersionMatchesHeader) {
   EXPECT_EQ(pcore_abi_version() >> 16, static_cast<uint32_t>(PCORE_ABI_VERSION) >> 16);
   EXPECT_GE(pcore_abi_version() & 0xFFFFu, static_cast<uint32_t>(PCORE_ABI_VERSION) & 0xFFFFu);
-  EXPECT_EQ(static_cast<uint32_t>(PCORE_ABI_VERSION) >> 16, 1u) << "ABI major 1";
+  EXPECT_EQ(static_cast<uint32_t>(PCORE_ABI_VERSION) >> 16, 2u) << "ABI major 2";
 }
 
 TEST_F(AbiErrorsTest, StatusNameOfEveryCode) {
@@ -239,7 +239,7 @@ TEST_F(AbiErrorsTest, LastErrorMessageIsPerThread) {
     const char* m = pcore_last_error_message();
     fresh_thread_null = m == nullptr;
     fresh_thread_message = m != nullptr ? m : "";
-    PcoreAllocResult out{};
+    PcoreAllocResult out = pcore_test::sized<PcoreAllocResult>();
     pcore_node_allocate(nullptr, 64, kKind, &out);
     after_failure = pcore_last_error_message();
   }).join();
@@ -252,7 +252,7 @@ TEST_F(AbiErrorsTest, LastErrorMessageIsPerThread) {
   const std::string mine = pcore_last_error_message();
   EXPECT_NE(mine, "");
   std::thread([] {
-    PcoreAllocResult out{};
+    PcoreAllocResult out = pcore_test::sized<PcoreAllocResult>();
     pcore_node_allocate(nullptr, 64, kKind, &out);
   }).join();
   EXPECT_EQ(std::string(pcore_last_error_message()), mine);
@@ -273,7 +273,7 @@ TEST_F(AbiErrorsTest, OptionsInitFillsDefaults) {
 
 // Calls every entry point that takes a store with this handle; each must return expected.
 void expect_every_call_fails(PcoreStore* store, int32_t expected) {
-  PcoreAllocResult alloc{};
+  PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
   EXPECT_FAILS(expected, pcore_node_allocate(store, 64, kKind, &alloc));
   const uint8_t byte = 1;
   EXPECT_FAILS(expected, pcore_node_publish(store, 1u << 16 | 1u, &byte, 1, nullptr));
@@ -290,7 +290,7 @@ void expect_every_call_fails(PcoreStore* store, int32_t expected) {
   EXPECT_FAILS(expected, pcore_node_read_copy(store, 1u << 16 | 1u, copy, sizeof copy, &copy_len));
   EXPECT_EQ(copy_len, 77u);
   EXPECT_EQ(copy[0], 7);
-  PcoreNodeInfo info{};
+  PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
   EXPECT_FAILS(expected, pcore_node_info(store, 1u << 16 | 1u, &info));
   EXPECT_FAILS(expected, pcore_node_free(store, 1u << 16 | 1u, 0));
   EXPECT_FAILS(expected, pcore_node_retire(store, 1u << 16 | 1u, 5, 0));
@@ -302,10 +302,9 @@ void expect_every_call_fails(PcoreStore* store, int32_t expected) {
   EXPECT_FAILS(expected, pcore_store_commit(store, &epoch));
   EXPECT_EQ(epoch, 77u);
   EXPECT_FAILS(expected, pcore_store_checkpoint(store));
-  PcoreStoreStats stats{};
-  stats.struct_size = sizeof(stats);
+  PcoreStoreStats stats = pcore_test::sized<PcoreStoreStats>();
   EXPECT_FAILS(expected, pcore_store_stats(store, &stats));
-  PcoreClassStats class_stats{};
+  PcoreClassStats class_stats = pcore_test::sized<PcoreClassStats>();
   EXPECT_FAILS(expected, pcore_store_class_stats(store, 0, &class_stats));
   EXPECT_FAILS(expected, pcore_store_verify(store));
   EXPECT_FAILS(expected, pcore_store_close(store));
@@ -402,12 +401,12 @@ TEST_F(AbiErrorsTest, NullPointersAreInvalidArguments) {
   stats.struct_size = 0;
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_stats(store.get(), &stats));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_class_stats(store.get(), 0, nullptr));
-  PcoreClassStats class_stats{};
+  PcoreClassStats class_stats = pcore_test::sized<PcoreClassStats>();
   class_stats.class_bytes = 12345;
   stats.struct_size = sizeof(stats);
   PCORE_ASSERT_OK(pcore_store_stats(store.get(), &stats));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_class_stats(store.get(), stats.class_count, &class_stats));
-  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_class_stats(store.get(), UINT32_MAX, &class_stats));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_class_stats(store.get(), PCORE_CLASS_TOTAL - 1, &class_stats));
   EXPECT_EQ(class_stats.class_bytes, 12345u);
   // Nothing above changed the node.
   EXPECT_TRUE(node_holds(store.get(), id, 32, 1));
@@ -454,7 +453,7 @@ TEST_F(AbiErrorsTest, UnknownFreedAndStaleIdsAreNotFound) {
   const uint64_t stale = (live & ~uint64_t{0xFFFF}) | (((live & 0xFFFF) % 0xFFFF) + 1);
   ASSERT_NE(stale, live);
   const uint64_t unknown = (uint64_t{987654} << 16) | 1u;
-  const uint64_t before_allocs = pcore_test::store_stats(s).total.total_allocations;
+  const uint64_t before_allocs = pcore_test::total_stats(s).total_allocations;
 
   struct Case {
     const char* name;
@@ -471,7 +470,7 @@ TEST_F(AbiErrorsTest, UnknownFreedAndStaleIdsAreNotFound) {
     size_t copy_len = 4242;
     EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_read_copy(s, c.id, copy, sizeof copy, &copy_len));
     EXPECT_EQ(copy_len, 4242u);
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
     info.len = 4242;
     EXPECT_FAILS(PCORE_NOT_FOUND, pcore_node_info(s, c.id, &info));
     EXPECT_EQ(info.len, 4242u) << "outputs are written only on success";
@@ -493,24 +492,24 @@ TEST_F(AbiErrorsTest, UnknownFreedAndStaleIdsAreNotFound) {
     }
   }
   EXPECT_TRUE(node_holds(s, live, 64, 1));
-  EXPECT_EQ(pcore_test::store_stats(s).total.total_allocations, before_allocs);
+  EXPECT_EQ(pcore_test::total_stats(s).total_allocations, before_allocs);
   PCORE_EXPECT_OK(pcore_store_verify(s));
 }
 
 TEST_F(AbiErrorsTest, KindZeroIsInvalid) {
   Handle store(open_in_memory());
-  PcoreAllocResult out{};
+  PcoreAllocResult out = pcore_test::sized<PcoreAllocResult>();
   out.id = 4242;
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_allocate(store.get(), 64, 0, &out));
   EXPECT_EQ(out.id, 4242u);
-  EXPECT_EQ(pcore_test::store_stats(store.get()).total.total_allocations, 0u);
+  EXPECT_EQ(pcore_test::total_stats(store.get()).total_allocations, 0u);
   // Every other kind is kept exactly.
   for (int kind : {1, 5, 0x40, 255}) {
-    PcoreAllocResult alloc{};
+    PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
     PCORE_ASSERT_OK(pcore_node_allocate(store.get(), 8, static_cast<uint8_t>(kind), &alloc));
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
     PCORE_ASSERT_OK(pcore_node_info(store.get(), alloc.id, &info));
-    EXPECT_EQ(info.kind, kind);
+    EXPECT_EQ(info.kind, static_cast<uint64_t>(kind));
   }
 }
 
@@ -519,7 +518,7 @@ TEST_F(AbiErrorsTest, KindZeroIsInvalid) {
 TEST_F(AbiErrorsTest, LengthAboveTheLargestClassIsTooLarge) {
   Handle store(open_in_memory());
   PcoreStore* s = store.get();
-  PcoreAllocResult out{};
+  PcoreAllocResult out = pcore_test::sized<PcoreAllocResult>();
   out.id = 4242;
   EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_allocate(s, 262145, kKind, &out));
   EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_allocate(s, SIZE_MAX, kKind, &out));
@@ -536,9 +535,9 @@ TEST_F(AbiErrorsTest, LengthAboveTheLargestClassIsTooLarge) {
   PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
   EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_publish(s, id, huge.data(), huge.size(), nullptr));
   EXPECT_TRUE(node_holds(s, id, 1000, 3));
-  PcoreNodeInfo info{};
+  PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
   PCORE_ASSERT_OK(pcore_node_info(s, id, &info));
-  EXPECT_EQ(info.dirty, 0) << "a failed publish does not dirty the node";
+  EXPECT_EQ(info.dirty, 0u) << "a failed publish does not dirty the node";
 }
 
 TEST_F(AbiErrorsTest, SmallerLargestClassIsHonoured) {
@@ -549,7 +548,7 @@ TEST_F(AbiErrorsTest, SmallerLargestClassIsHonoured) {
   PcoreStore* out = nullptr;
   PCORE_ASSERT_OK(pcore_store_open(dir.sub("s").c_str(), &options, &out));
   Handle store(out);
-  PcoreAllocResult alloc{};
+  PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
   EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_allocate(out, 4097, kKind, &alloc));
   PCORE_ASSERT_OK(pcore_node_allocate(out, 1, kKind, &alloc));
   EXPECT_EQ(alloc.capacity, 128u);
@@ -619,7 +618,7 @@ TEST_F(AbiErrorsTest, WritesOnReadOnlyStoreAreRefused) {
     PcoreStore* s = reader.get();
     ASSERT_NE(s, nullptr);
     EXPECT_TRUE(node_holds(s, id, 200, 8));
-    PcoreAllocResult alloc{};
+    PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
     EXPECT_FAILS(PCORE_READ_ONLY, pcore_node_allocate(s, 64, kKind, &alloc));
     const uint8_t data[3] = {1, 2, 3};
     EXPECT_FAILS(PCORE_READ_ONLY, pcore_node_publish(s, id, data, 3, nullptr));
@@ -782,7 +781,7 @@ TEST_F(AbiErrorsTest, ForkedChildCannotUseItsParentsHandles) {
   const int32_t bad = static_cast<int32_t>(PCORE_BAD_HANDLE);
   const int32_t ok = pcore_test::kOk;
   const std::vector<ChildCall> calls = calls_in_forked_child([&](ChildCalls& c) {
-    PcoreAllocResult alloc{};
+    PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
     c.record("node_allocate", pcore_node_allocate(s, 50, kKind, &alloc), bad);
     c.record("node_publish", pcore_node_publish(s, kept, "child", 5, nullptr), bad);
     c.record("root_set", pcore_root_set(s, "r", 1, kept, nullptr, 0), bad);
@@ -1084,8 +1083,9 @@ TEST_F(AbiErrorsTest, FailedCallsLeaveTheStoreAsItWas) {
   PCORE_ASSERT_OK(pcore_node_publish(s, b, update.data(), update.size(), nullptr));  // b is dirty
 
   const PcoreStoreStats before = pcore_test::store_stats(s);
+  const PcoreClassStats total_before = pcore_test::total_stats(s);
   const std::vector<uint8_t> huge(300000, 1);
-  PcoreAllocResult alloc{};
+  PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
   const std::string long_name(300, 'x');
   EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_publish(s, a, huge.data(), huge.size(), nullptr));
   EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_publish(s, b, huge.data(), huge.size(), nullptr));
@@ -1108,7 +1108,7 @@ TEST_F(AbiErrorsTest, FailedCallsLeaveTheStoreAsItWas) {
   EXPECT_EQ(after.reserved_nodes, before.reserved_nodes);
   EXPECT_EQ(after.reallocations, before.reallocations);
   EXPECT_EQ(after.epoch, before.epoch);
-  EXPECT_EQ(after.total.live_bytes, before.total.live_bytes);
+  EXPECT_EQ(pcore_test::total_stats(s).live_bytes, total_before.live_bytes);
   EXPECT_TRUE(node_holds(s, a, 300, 1));
   EXPECT_TRUE(node_holds(s, b, 300, 3));
   uint64_t root = 0;
@@ -1126,6 +1126,128 @@ TEST_F(AbiErrorsTest, FailedCallsLeaveTheStoreAsItWas) {
   Handle reopened(open_dir(path));
   EXPECT_TRUE(node_holds(reopened.get(), a, 300, 1));
   EXPECT_TRUE(node_holds(reopened.get(), b, 300, 3));
+}
+
+// ---- versioned structs ----------------------------------------------------------------------
+
+// Every struct starts with a uint64_t struct_size and has 8-byte fields only, so a size that is
+// not a multiple of 8 ends inside a field. Such a size, or one too small, is refused before the
+// call does anything: an output asks for at least one field past struct_size.
+TEST_F(AbiErrorsTest, StructSizeInsideAFieldOrTooSmallIsInvalid) {
+  ScratchDir dir("abi-struct-size");
+  Handle store(open_in_memory());
+  PcoreStore* s = store.get();
+  const uint64_t id = make_node(s, 40, 1);
+  const uint64_t allocations = pcore_test::total_stats(s).total_allocations;
+  const uint64_t mid_pointer = offsetof(PcoreAllocResult, writable) + 4;
+  for (const uint64_t size : {uint64_t{0}, uint64_t{4}, uint64_t{8}, uint64_t{12}, uint64_t{20}, mid_pointer}) {
+    SCOPED_TRACE("struct_size " + std::to_string(size));
+    PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
+    alloc.struct_size = size;
+    alloc.id = 4242;
+    EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_allocate(s, 64, kKind, &alloc));
+    EXPECT_EQ(alloc.id, 4242u);
+    PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
+    info.struct_size = size;
+    info.id = 4242;
+    EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_info(s, id, &info));
+    EXPECT_EQ(info.id, 4242u);
+    PcoreStoreStats stats = pcore_test::sized<PcoreStoreStats>();
+    stats.struct_size = size;
+    EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_stats(s, &stats));
+    EXPECT_EQ(stats.epoch, 0u);
+    PcoreClassStats class_stats = pcore_test::sized<PcoreClassStats>();
+    class_stats.struct_size = size;
+    EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_class_stats(s, 0, &class_stats));
+    EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_class_stats(s, PCORE_CLASS_TOTAL, &class_stats));
+    EXPECT_EQ(class_stats.class_bytes, 0u);
+    if (size != 8) {  // an input of struct_size only is valid: every option takes its default
+      PcoreStoreOptions options = default_options();
+      options.struct_size = size;
+      PcoreStore* out = reinterpret_cast<PcoreStore*>(uintptr_t{0x55});
+      EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("s").c_str(), &options, &out));
+      EXPECT_EQ(out, reinterpret_cast<PcoreStore*>(uintptr_t{0x55}));
+    }
+  }
+  EXPECT_EQ(pcore_test::total_stats(s).total_allocations, allocations) << "a refused allocate allocated";
+  EXPECT_NE(::access(dir.sub("s").c_str(), F_OK), 0) << "a refused open created the store";
+
+  // A shorter struct (an older header) gets the fields it has; the rest stay as they were.
+  PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
+  info.struct_size = offsetof(PcoreNodeInfo, len);
+  info.len = 4242;
+  PCORE_ASSERT_OK(pcore_node_info(s, id, &info));
+  EXPECT_EQ(info.id, id);
+  EXPECT_EQ(info.len, 4242u) << "a field past struct_size was written";
+  EXPECT_EQ(info.struct_size, offsetof(PcoreNodeInfo, len)) << "struct_size is the caller's";
+}
+
+// The allocator's total is a call of its own (PCORE_CLASS_TOTAL), not a struct inside
+// PcoreStoreStats that could never grow: it is the sum of the classes.
+TEST_F(AbiErrorsTest, ClassTotalIsTheSumOfTheClasses) {
+  Handle store(open_in_memory());
+  PcoreStore* s = store.get();
+  for (size_t len : {10, 100, 1000, 10000}) {
+    make_node(s, len, len);
+  }
+  PCORE_ASSERT_OK(pcore_node_free(s, make_node(s, 300, 1), PCORE_REASON_UNKNOWN));
+  PcoreClassStats total = pcore_test::total_stats(s);
+  const PcoreStoreStats stats = pcore_test::store_stats(s);
+  uint64_t live = 0;
+  uint64_t allocations = 0;
+  uint64_t frees = 0;
+  for (uint32_t i = 0; i < stats.class_count; ++i) {
+    PcoreClassStats c = pcore_test::sized<PcoreClassStats>();
+    PCORE_ASSERT_OK(pcore_store_class_stats(s, i, &c));
+    EXPECT_NE(c.class_bytes, 0u);
+    live += c.live_bytes;
+    allocations += c.total_allocations;
+    frees += c.total_frees;
+  }
+  EXPECT_EQ(total.class_bytes, 0u) << "the total is no one class";
+  EXPECT_EQ(total.live_bytes, live);
+  EXPECT_EQ(total.total_allocations, allocations);
+  EXPECT_EQ(total.total_allocations, 5u);
+  EXPECT_EQ(total.total_frees, frees);
+  EXPECT_EQ(total.total_frees, 1u);
+}
+
+// pcore_node_free's and pcore_node_retire's reason is checked and counted, not ignored.
+TEST_F(AbiErrorsTest, FreeAndRetireReasonsAreCheckedAndCounted) {
+  Handle store(open_in_memory());
+  PcoreStore* s = store.get();
+  const uint64_t a = make_node(s, 10, 1);
+  const uint64_t b = make_node(s, 10, 2);
+  const uint64_t c = make_node(s, 10, 3);
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_free(s, a, PCORE_REASON_COUNT));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_free(s, a, 255));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_node_retire(s, b, 0, PCORE_REASON_COUNT));
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  EXPECT_TRUE(node_holds(s, a, 10, 1)) << "a free with an unknown reason freed the node";
+  EXPECT_TRUE(node_holds(s, b, 10, 2)) << "a retire with an unknown reason retired the node";
+  PcoreStoreStats stats = pcore_test::store_stats(s);
+  for (size_t r = 0; r < PCORE_REASON_COUNT; ++r) {
+    EXPECT_EQ(stats.frees_by_reason[r], 0u) << "reason " << r;
+    EXPECT_EQ(stats.retires_by_reason[r], 0u) << "reason " << r;
+  }
+
+  PCORE_ASSERT_OK(pcore_node_free(s, a, PCORE_REASON_MERGE_DELETE));
+  PCORE_ASSERT_OK(pcore_node_free(s, c, PCORE_REASON_MERGE_DELETE));
+  PCORE_ASSERT_OK(pcore_node_retire(s, b, 0, PCORE_REASON_EVICT));
+  EXPECT_FAILS(PCORE_DOUBLE_FREE, pcore_node_free(s, a, PCORE_REASON_SPLIT_REPLACE));  // not counted
+  stats = pcore_test::store_stats(s);
+  EXPECT_EQ(stats.frees_by_reason[PCORE_REASON_MERGE_DELETE], 2u);
+  EXPECT_EQ(stats.frees_by_reason[PCORE_REASON_SPLIT_REPLACE], 0u);
+  EXPECT_EQ(stats.retires_by_reason[PCORE_REASON_EVICT], 1u);
+  uint64_t frees = 0;
+  uint64_t retires = 0;
+  for (size_t r = 0; r < PCORE_REASON_COUNT; ++r) {
+    frees += stats.frees_by_reason[r];
+    retires += stats.retires_by_reason[r];
+  }
+  EXPECT_EQ(frees, 2u);
+  EXPECT_EQ(retires, 1u);
 }
 
 }  // namespace

@@ -37,7 +37,7 @@ int32_t open_store(const std::string& dir, uint32_t flags, PcoreStore** out) {
 
 // One node of `len` pattern bytes, published; 0 on failure.
 uint64_t add_node(PcoreStore* store, size_t len, uint64_t seed) {
-  PcoreAllocResult alloc{};
+  PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
   if (pcore_node_allocate(store, len, kKind, &alloc) != pcore_test::kOk) return 0;
   pcore_test::fill_pattern(alloc.writable, len, seed);
   if (pcore_node_publish(store, alloc.id, alloc.writable, len, nullptr) != pcore_test::kOk) return 0;

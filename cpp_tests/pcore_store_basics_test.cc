@@ -217,7 +217,7 @@ TEST(StoreBasicsTest, ReadCopyCopiesUpToTheBufferAndReportsTheLength) {
 
 TEST(StoreBasicsTest, AbiVersionIsChecked) {
   EXPECT_NO_THROW(pcore::check_abi_version());
-  EXPECT_EQ(pcore::kAbiMajor, 1u);
+  EXPECT_EQ(pcore::kAbiMajor, 2u);
 }
 
 }  // namespace

@@ -195,10 +195,9 @@ void expect_tree_handle_refused(PcoreTree* tree, const char* what) {
   SCOPED_TRACE(what);
   uint64_t len = 4242;
   size_t value_len = 4242;
-  int32_t removed = 4242;
+  uint64_t removed = 4242;
   char buf[8] = {};
-  PcoreTreeStats stats{};
-  stats.struct_size = sizeof(stats);
+  PcoreTreeStats stats = pcore_test::sized<PcoreTreeStats>();
   PcoreCursor* cursor = reinterpret_cast<PcoreCursor*>(uintptr_t{0x99});
   EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_tree_insert(tree, "k", 1, "v", 1));
   EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_tree_get(tree, "k", 1, buf, sizeof(buf), &value_len));
@@ -212,7 +211,7 @@ void expect_tree_handle_refused(PcoreTree* tree, const char* what) {
   EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_tree_bulk_load(tree, &one, &one, 1));
   EXPECT_EQ(len, 4242u);
   EXPECT_EQ(value_len, 4242u);
-  EXPECT_EQ(removed, 4242);
+  EXPECT_EQ(removed, 4242u);
   EXPECT_EQ(cursor, reinterpret_cast<PcoreCursor*>(uintptr_t{0x99}));
   EXPECT_EQ(stats.height, 0u);
 }
@@ -335,8 +334,7 @@ class TreeAbiErrorsTest : public ::testing::Test {
     h.keep(tree);
     const int32_t verify = pcore_tree_verify(tree);
     EXPECT_STATUS_IN(verify, pcore_test::kOk, kCorrupt);
-    PcoreTreeStats stats{};
-    stats.struct_size = sizeof(stats);
+    PcoreTreeStats stats = pcore_test::sized<PcoreTreeStats>();
     EXPECT_STATUS_IN(pcore_tree_stats(tree, &stats), pcore_test::kOk, kCorrupt);
     char buf[64];
     for (uint32_t i = 0; i < kDamageKeys; i += 3) {
@@ -542,11 +540,14 @@ TEST_F(TreeAbiErrorsTest, NullOutputsAreInvalid) {
   const TreeState before = state_of(tree);
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_len(tree, nullptr));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_stats(tree, nullptr));
-  PcoreTreeStats small{};
-  small.struct_size = 4;  // smaller than struct_size + height
-  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_stats(tree, &small));
-  small.struct_size = 0;
-  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_stats(tree, &small));
+  // Too small (8: struct_size alone asks for nothing), or ending inside a field.
+  for (const uint64_t size : {0u, 4u, 8u, 12u, 20u}) {
+    SCOPED_TRACE("struct_size " + std::to_string(size));
+    PcoreTreeStats small = pcore_test::sized<PcoreTreeStats>();
+    small.struct_size = size;
+    EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_stats(tree, &small));
+    EXPECT_EQ(small.height, 0u);
+  }
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_cursor_open(tree, nullptr));
   // NULL optional outputs are fine.
   PCORE_EXPECT_OK(pcore_tree_get(tree, key_of(3).data(), key_of(3).size(), nullptr, 0, nullptr));
@@ -576,7 +577,7 @@ TEST_F(TreeAbiErrorsTest, NullInputsWithALengthAreInvalid) {
   PcoreTree* tree = h.keep(open_tree(store, "t"));
   insert_keys(tree, 0, 20);
   const TreeState before = state_of(tree);
-  int32_t removed = 4242;
+  uint64_t removed = 4242;
   size_t len = 4242;
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_insert(tree, nullptr, 3, "v", 1));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_insert(tree, "k", 1, nullptr, 5));
@@ -587,7 +588,7 @@ TEST_F(TreeAbiErrorsTest, NullInputsWithALengthAreInvalid) {
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_remove(tree, nullptr, 3, &removed));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_remove_pair(tree, nullptr, 3, "v", 1, &removed));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_remove_pair(tree, "k", 1, nullptr, 3, &removed));
-  EXPECT_EQ(removed, 4242);
+  EXPECT_EQ(removed, 4242u);
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_bulk_load(tree, nullptr, nullptr, 3));
   PcoreCursor* cursor = nullptr;
   PCORE_ASSERT_OK(pcore_cursor_open(tree, &cursor));
@@ -641,10 +642,10 @@ TEST_F(TreeAbiErrorsTest, KeyOverMaxKeyBytesIsInvalidAndChangesNothing) {
       EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_get(tree, too_long.data(), too_long.size(), nullptr, 0, &vlen));
       EXPECT_EQ(vlen, 4242u);
       // Removing a key that cannot be there: refused or "not removed", never a change.
-      int32_t removed = 0;
+      uint64_t removed = 0;
       EXPECT_STATUS_IN(pcore_tree_remove(tree, too_long.data(), too_long.size(), &removed), pcore_test::kOk,
                        kInvalid);
-      EXPECT_EQ(removed, 0);
+      EXPECT_EQ(removed, 0u);
       EXPECT_EQ(state_of(tree), before) << "a refused key changed the tree";
       PCORE_EXPECT_OK(pcore_tree_verify(tree));
     }
@@ -681,6 +682,46 @@ TEST_F(TreeAbiErrorsTest, ValueOverTheMultiLimitIsTooLarge) {
   EXPECT_EQ(std::string(prefix, 4), "bbbb");
 }
 
+// ---- stats of a deep tree -------------------------------------------------------------------
+
+// pcore_tree_stats reports every level: pages_per_level has a slot for each level a tree may
+// have (PCORE_TREE_DEPTH_MAX), not the eight it had, which dropped a deeper tree's leaves.
+TEST_F(TreeAbiErrorsTest, PagesPerLevelCoversATreeDeeperThanEightLevels) {
+  static_assert(sizeof(PcoreTreeStats{}.pages_per_level) == PCORE_TREE_DEPTH_MAX * sizeof(uint64_t),
+                "one slot per level a tree may have");
+  Handles h;
+  PcoreStore* store = h.keep(open_in_memory());
+  PcoreTreeOptions options = tree_options(512);
+  options.max_entries_per_page = 4;  // the smallest ceiling: narrow pages, a deep tree soon
+  PcoreTree* tree = h.keep(open_tree(store, "deep", options));
+  PcoreTreeStats stats = pcore_test::sized<PcoreTreeStats>();
+  // A permutation of the keys: pages split half full, so the tree deepens fastest.
+  for (uint32_t i = 0; i < 400000 && stats.height <= 8; ++i) {
+    const uint32_t n = i * 2654435761u;
+    const uint8_t key[4] = {static_cast<uint8_t>(n >> 24), static_cast<uint8_t>(n >> 16),
+                            static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n)};
+    PCORE_ASSERT_OK(pcore_tree_insert(tree, key, sizeof key, nullptr, 0));
+    if (i % 1000 == 999) {
+      PCORE_ASSERT_OK(pcore_tree_stats(tree, &stats));
+    }
+  }
+  ASSERT_GT(stats.height, 8u) << "the tree did not grow deeper than eight levels";
+  ASSERT_LE(stats.height, static_cast<uint64_t>(PCORE_TREE_DEPTH_MAX));
+  uint64_t pages = 0;
+  for (uint64_t level = 0; level < PCORE_TREE_DEPTH_MAX; ++level) {
+    if (level < stats.height) {
+      EXPECT_GT(stats.pages_per_level[level], 0u) << "level " << level << " of " << stats.height;
+    } else {
+      EXPECT_EQ(stats.pages_per_level[level], 0u) << "level " << level << " past the height";
+    }
+    pages += stats.pages_per_level[level];
+  }
+  EXPECT_EQ(stats.pages_per_level[0], 1u) << "one root";
+  EXPECT_EQ(stats.pages_per_level[stats.height - 1], stats.leaf_pages) << "the last level is the leaves";
+  EXPECT_EQ(pages, stats.pages);
+  PCORE_EXPECT_OK(pcore_tree_verify(tree));
+}
+
 // ---- options --------------------------------------------------------------------------------
 
 TEST_F(TreeAbiErrorsTest, BadOptionsAreInvalid) {
@@ -704,7 +745,7 @@ TEST_F(TreeAbiErrorsTest, BadOptionsAreInvalid) {
     options.flags = flags;
     expect_refused(options, "flags " + std::to_string(flags));
   }
-  for (uint32_t size : {0u, 1u, 3u}) {
+  for (uint64_t size : {0u, 1u, 3u, 4u, 12u, 20u}) {
     PcoreTreeOptions options = tree_options();
     options.struct_size = size;
     expect_refused(options, "struct_size " + std::to_string(size));
@@ -713,8 +754,7 @@ TEST_F(TreeAbiErrorsTest, BadOptionsAreInvalid) {
   PcoreTree* t = nullptr;
   PCORE_ASSERT_OK(pcore_tree_open(store, "defaults", 8, nullptr, &t));
   h.keep(t);
-  PcoreTreeStats stats{};
-  stats.struct_size = sizeof(stats);
+  PcoreTreeStats stats = pcore_test::sized<PcoreTreeStats>();
   PCORE_ASSERT_OK(pcore_tree_stats(t, &stats));
   EXPECT_EQ(stats.page_bytes, 4096u);
   PcoreTreeOptions old = tree_options(8192, PCORE_DUP_MULTI);
@@ -866,9 +906,9 @@ TEST_F(TreeAbiErrorsTest, CursorIsStaleAfterAChangeUntilRepositioned) {
       {"remove_pair",
        [&] {
          const std::string v = value_of(200);
-         int32_t removed = 0;
+         uint64_t removed = 0;
          PCORE_ASSERT_OK(pcore_tree_remove_pair(tree, k200.data(), k200.size(), v.data(), v.size(), &removed));
-         ASSERT_EQ(removed, 1);
+         ASSERT_EQ(removed, 1u);
        }},
       {"insert causing splits", [&] { insert_keys(tree, 1000, 1400); }},
   };
@@ -922,9 +962,9 @@ TEST_F(TreeAbiErrorsTest, FailedChangesLeaveCursorsValid) {
   EXPECT_FAILS(PCORE_DUPLICATE_KEY, pcore_tree_insert(tree, k5.data(), k5.size(), "v", 1));
   const std::string too_long(1000, 'L');
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_insert(tree, too_long.data(), too_long.size(), "v", 1));
-  int32_t removed = 1;
+  uint64_t removed = 1;
   PCORE_ASSERT_OK(pcore_tree_remove(tree, "absent", 6, &removed));
-  EXPECT_EQ(removed, 0);
+  EXPECT_EQ(removed, 0u);
   PcoreBytes k{};
   PcoreBytes v{};
   PCORE_EXPECT_OK(pcore_cursor_get(cursor, &k, &v));
@@ -1207,9 +1247,9 @@ TEST_F(TreeAbiErrorsTest, ReverseComparatorGivesReverseScans) {
   // Removing half keeps the order (merges and borrows use the comparator too).
   for (uint32_t i = 0; i < 3000; i += 2) {
     const std::string key = key_of(i);
-    int32_t removed = 0;
+    uint64_t removed = 0;
     PCORE_ASSERT_OK(pcore_tree_remove(tree, key.data(), key.size(), &removed));
-    ASSERT_EQ(removed, 1);
+    ASSERT_EQ(removed, 1u);
   }
   PCORE_EXPECT_OK(pcore_tree_verify(tree));
   const Pairs half = scan(tree);
@@ -1261,8 +1301,7 @@ TEST_F(TreeAbiErrorsTest, ComparatorThatIsNotATotalOrderIsDetectedNeverACrash) {
                        kCorrupt);
     }
     EXPECT_STATUS_IN(pcore_tree_verify(tree), pcore_test::kOk, kCorrupt);
-    PcoreTreeStats stats{};
-    stats.struct_size = sizeof(stats);
+    PcoreTreeStats stats = pcore_test::sized<PcoreTreeStats>();
     EXPECT_STATUS_IN(pcore_tree_stats(tree, &stats), pcore_test::kOk, kCorrupt);
     PcoreCursor* cursor = nullptr;
     PCORE_ASSERT_OK(pcore_cursor_open(tree, &cursor));

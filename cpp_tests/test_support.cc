@@ -184,13 +184,21 @@ void take_long_flag(int* argc, char** argv) {
 bool long_run() { return g_long_flag || env_u64("PCORE_LONG", 0) == 1; }
 
 PcoreStoreStats store_stats(PcoreStore* store) {
-  PcoreStoreStats stats{};
-  stats.struct_size = static_cast<uint32_t>(sizeof(stats));
+  PcoreStoreStats stats = sized<PcoreStoreStats>();
   const int32_t status = pcore_store_stats(store, &stats);
   if (status != kOk) {
     ADD_FAILURE() << "pcore_store_stats -> " << describe_status(status);
   }
   return stats;
+}
+
+PcoreClassStats total_stats(PcoreStore* store) {
+  PcoreClassStats total = sized<PcoreClassStats>();
+  const int32_t status = pcore_store_class_stats(store, PCORE_CLASS_TOTAL, &total);
+  if (status != kOk) {
+    ADD_FAILURE() << "pcore_store_class_stats(PCORE_CLASS_TOTAL) -> " << describe_status(status);
+  }
+  return total;
 }
 
 // ---- child processes ----------------------------------------------------------------------

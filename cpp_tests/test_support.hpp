@@ -26,6 +26,18 @@ std::string describe_status(int32_t status);
 
 inline constexpr int32_t kOk = static_cast<int32_t>(PCORE_OK);
 
+/// A versioned C struct (PcoreNodeInfo, PcoreStoreStats, ...), zeroed, with struct_size set.
+template <typename T>
+T sized() {
+  T value{};
+  value.struct_size = sizeof(T);
+  return value;
+}
+
+/// pcore_store_class_stats(PCORE_CLASS_TOTAL): the allocator's sums over all classes (fails
+/// the test on error).
+PcoreClassStats total_stats(PcoreStore* store);
+
 /// Child side: writes a whole record to the parent's pipe; exits the child (status 4) if the
 /// parent is gone.
 void child_send(const void* record, size_t len);

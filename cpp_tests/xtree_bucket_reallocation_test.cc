@@ -171,7 +171,7 @@ TEST(BucketReallocationTest, NewIdPolicyReturnsNewIdAndFreesOld) {
   {
     PcoreStore* store = nullptr;
     PCORE_ASSERT_OK(pcore_store_open(path.c_str(), &options, &store));
-    PcoreAllocResult alloc{};
+    PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
     PCORE_ASSERT_OK(pcore_node_allocate(store, bucket.size(), 2, &alloc));
     id = alloc.id;
     initial_capacity = alloc.capacity;
@@ -188,7 +188,7 @@ TEST(BucketReallocationTest, NewIdPolicyReturnsNewIdAndFreesOld) {
       if (out_id != id) {
         ++moves;
         old_ids.push_back(id);
-        PcoreNodeInfo info{};
+        PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
         PCORE_EXPECT_STATUS(PCORE_NOT_FOUND, pcore_node_info(store, id, &info));
         PcoreNodeBytes old_bytes{};
         PCORE_EXPECT_STATUS(PCORE_NOT_FOUND, pcore_node_read(store, id, &old_bytes));
@@ -216,7 +216,7 @@ TEST(BucketReallocationTest, NewIdPolicyReturnsNewIdAndFreesOld) {
   PCORE_ASSERT_OK(pcore_node_read(store, id, &bytes));
   EXPECT_EQ(Bucket::mismatch(bytes.data, bytes.len, bucket.seed(), kMaxFanout), bucket.size());
   for (uint64_t old : old_ids) {
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
     PCORE_EXPECT_STATUS(PCORE_NOT_FOUND, pcore_node_info(store, old, &info));
   }
   PCORE_EXPECT_OK(pcore_store_verify(store));
@@ -346,8 +346,7 @@ void run_steady_churn(pcore::xtree::Store& store, const ChurnParams& params) {
     ASSERT_TRUE(bucket_equals(store.read_node(ids[b]), buckets[b])) << "bucket " << b;
   }
 
-  const PcoreStoreStats stats = store.stats();
-  const PcoreClassStats& total = stats.total;
+  const PcoreClassStats total = store.pcore_store().total_stats();
   ASSERT_GT(total.total_frees, 0u);
   const double reuse_rate =
       static_cast<double>(total.allocs_from_bitmap) / static_cast<double>(total.total_frees);
@@ -383,7 +382,7 @@ TEST(BucketReallocationTest, SteadyChurnStrictReusesFreedBlocks) {
   }
   pcore::xtree::Store reopened(path, Durability::STRICT);
   EXPECT_NO_THROW(reopened.pcore_store().verify());
-  const PcoreClassStats total = reopened.stats().total;
+  const PcoreClassStats total = reopened.pcore_store().total_stats();
   EXPECT_LT(static_cast<double>(total.dead_bytes) / static_cast<double>(total.live_bytes + total.dead_bytes), 0.10)
       << "after reopen: dead_bytes " << total.dead_bytes << ", live_bytes " << total.live_bytes;
 }

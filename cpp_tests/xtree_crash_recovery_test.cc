@@ -151,7 +151,7 @@ int crash_writer_main(const std::vector<std::string>& args) {
       if (grow_population) {
         const size_t len = pick_len(rng);
         const uint8_t kind = static_cast<uint8_t>(rng.between(1, 5));
-        PcoreAllocResult alloc{};
+        PcoreAllocResult alloc = pcore_test::sized<PcoreAllocResult>();
         CHILD_CHECK(pcore_node_allocate(store, len, kind, &alloc));
         const uint64_t content = rng.next();
         if (rng.chance(50)) {
@@ -311,7 +311,7 @@ std::string compare(const pcore::Store& store, const Model& expected, const std:
     }
   };
   for (const auto& [id, node] : expected) {
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
     const int32_t status = pcore_node_info(store.raw(), id, &info);
     if (status != pcore_test::kOk) {
       note("id " + std::to_string(id) + " missing: " + pcore_test::describe_status(status));
@@ -341,7 +341,7 @@ std::string compare(const pcore::Store& store, const Model& expected, const std:
     }
   }
   for (uint64_t id : absent) {
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
     if (pcore_node_info(store.raw(), id, &info) != static_cast<int32_t>(PCORE_NOT_FOUND)) {
       note("id " + std::to_string(id) + " should be absent (uncommitted or freed) but is present");
     }

@@ -66,21 +66,21 @@ std::string kind_name(const ::testing::TestParamInfo<bool>& info) {
 
 TEST_P(SegmentReuseTest, FirstAllocationsComeFromBump) {
   pcore::Store store = open();
-  const PcoreStoreStats before = store.stats();
-  EXPECT_EQ(before.total.total_allocations, 0u);
-  EXPECT_EQ(before.total.allocs_from_bitmap, 0u);
+  const PcoreClassStats before = store.total_stats();
+  EXPECT_EQ(before.total_allocations, 0u);
+  EXPECT_EQ(before.allocs_from_bitmap, 0u);
 
   constexpr uint64_t kCount = 100;
   for (uint64_t i = 0; i < kCount; ++i) {
     const pcore::Allocation a = store.allocate(200, kDataRecord);
     ASSERT_EQ(a.capacity, 256u);
   }
-  const PcoreStoreStats after = store.stats();
-  EXPECT_EQ(after.total.allocs_from_bump, kCount);
-  EXPECT_EQ(after.total.allocs_from_bitmap, 0u);
-  EXPECT_EQ(after.total.total_allocations, kCount);
-  EXPECT_EQ(after.total.total_frees, 0u);
-  EXPECT_EQ(after.reserved_nodes, kCount);
+  const PcoreClassStats after = store.total_stats();
+  EXPECT_EQ(after.allocs_from_bump, kCount);
+  EXPECT_EQ(after.allocs_from_bitmap, 0u);
+  EXPECT_EQ(after.total_allocations, kCount);
+  EXPECT_EQ(after.total_frees, 0u);
+  EXPECT_EQ(store.stats().reserved_nodes, kCount);
   const PcoreClassStats cls = store.class_stats(class_index_of(store, 256));
   EXPECT_EQ(cls.allocs_from_bump, kCount);
   EXPECT_EQ(cls.live_bytes, kCount * 256);
@@ -94,22 +94,22 @@ TEST_P(SegmentReuseTest, FreedReservedBlockIsReusedAtSameAddress) {
   ASSERT_EQ(a.capacity, 128u);
   std::memset(a.writable, 0xAB, a.capacity);
 
-  const PcoreStoreStats before = store.stats();
+  const PcoreClassStats before = store.total_stats();
   store.free(a.id);  // reserved: freed at once
   EXPECT_FALSE(store.contains(a.id));
-  const PcoreStoreStats freed = store.stats();
-  EXPECT_EQ(freed.total.total_frees, before.total.total_frees + 1);
-  EXPECT_EQ(freed.total.dead_bytes, before.total.dead_bytes + a.capacity);
+  const PcoreClassStats freed = store.total_stats();
+  EXPECT_EQ(freed.total_frees, before.total_frees + 1);
+  EXPECT_EQ(freed.dead_bytes, before.dead_bytes + a.capacity);
 
   const pcore::Allocation b = store.allocate(100, kDataRecord);
   EXPECT_EQ(b.writable, a.writable) << "the freed block must be reused first";
   EXPECT_EQ(b.capacity, a.capacity);
   EXPECT_NE(b.id, a.id);
   EXPECT_TRUE(all_zero(b.writable, b.capacity)) << "a reused block must come back zero-filled";
-  const PcoreStoreStats after = store.stats();
-  EXPECT_EQ(after.total.allocs_from_bitmap, freed.total.allocs_from_bitmap + 1);
-  EXPECT_EQ(after.total.allocs_from_bump, freed.total.allocs_from_bump);
-  EXPECT_EQ(after.total.dead_bytes, before.total.dead_bytes);
+  const PcoreClassStats after = store.total_stats();
+  EXPECT_EQ(after.allocs_from_bitmap, freed.allocs_from_bitmap + 1);
+  EXPECT_EQ(after.allocs_from_bump, freed.allocs_from_bump);
+  EXPECT_EQ(after.dead_bytes, before.dead_bytes);
   EXPECT_TRUE(store.contains(b.id));
   EXPECT_TRUE(store.contains(keep.id));
   EXPECT_FALSE(store.contains(a.id)) << "the old id must stay stale after its block is reused";
@@ -128,10 +128,10 @@ TEST_P(SegmentReuseTest, FreedLiveBlockIsReusedOnlyAfterCommit) {
       << "a live node's block must not be handed out before the free is committed";
   store.commit();
 
-  const uint64_t bitmap_before = store.stats().total.allocs_from_bitmap;
+  const uint64_t bitmap_before = store.total_stats().allocs_from_bitmap;
   const pcore::Allocation after_commit = store.allocate(300, kDataRecord);
   EXPECT_EQ(after_commit.writable, a.writable);
-  EXPECT_EQ(store.stats().total.allocs_from_bitmap, bitmap_before + 1);
+  EXPECT_EQ(store.total_stats().allocs_from_bitmap, bitmap_before + 1);
   EXPECT_TRUE(all_zero(after_commit.writable, after_commit.capacity));
 }
 
@@ -197,9 +197,9 @@ TEST_P(BitmapAllocatorTest, DoubleFreeIsRefused) {
   // Reserved node: freed at once, the second free is a double free.
   const pcore::Allocation reserved = store.allocate(64, kDataRecord);
   store.free(reserved.id);
-  const uint64_t frees = store.stats().total.total_frees;
+  const uint64_t frees = store.total_stats().total_frees;
   PCORE_EXPECT_STATUS(PCORE_DOUBLE_FREE, pcore_node_free(store.raw(), reserved.id, 0));
-  EXPECT_EQ(store.stats().total.total_frees, frees);
+  EXPECT_EQ(store.total_stats().total_frees, frees);
 
   // Live node: the free is pending until the commit; a second free before it is refused.
   const pcore::Allocation live = store.allocate(64, kDataRecord);
@@ -225,20 +225,20 @@ TEST_P(BitmapAllocatorTest, EveryFreedBlockIsReusedBeforeBumping) {
     store.free(allocs[i].id);
     freed.insert(allocs[i].writable);
   }
-  const PcoreStoreStats before = store.stats();
+  const PcoreClassStats before = store.total_stats();
   std::set<void*> reused;
   for (size_t i = 0; i < freed.size(); ++i) {
     const pcore::Allocation a = store.allocate(500, kDataRecord);
     EXPECT_EQ(freed.count(a.writable), 1u) << "allocation " << i << " did not reuse a freed block";
     EXPECT_TRUE(reused.insert(a.writable).second) << "block handed out twice";
   }
-  const PcoreStoreStats after = store.stats();
-  EXPECT_EQ(after.total.allocs_from_bitmap - before.total.allocs_from_bitmap, freed.size());
-  EXPECT_EQ(after.total.allocs_from_bump, before.total.allocs_from_bump);
-  EXPECT_EQ(after.total.dead_bytes, 0u);
+  const PcoreClassStats after = store.total_stats();
+  EXPECT_EQ(after.allocs_from_bitmap - before.allocs_from_bitmap, freed.size());
+  EXPECT_EQ(after.allocs_from_bump, before.allocs_from_bump);
+  EXPECT_EQ(after.dead_bytes, 0u);
 
   (void)store.allocate(500, kDataRecord);
-  EXPECT_EQ(store.stats().total.allocs_from_bump, before.total.allocs_from_bump + 1);
+  EXPECT_EQ(store.total_stats().allocs_from_bump, before.allocs_from_bump + 1);
 }
 
 TEST_P(BitmapAllocatorTest, LiveBlocksNeverOverlap) {
@@ -274,7 +274,7 @@ TEST_P(BitmapAllocatorTest, SegmentCountIsStableUnderChurn) {
     for (size_t i = 0; i < kCount; ++i) {
       ids.push_back(store.allocate(1000, kDataRecord).id);
     }
-    const uint64_t now = store.stats().total.total_segments;
+    const uint64_t now = store.total_stats().total_segments;
     if (round == 0) {
       segments = now;
       EXPECT_GE(segments, 1u);
@@ -320,7 +320,7 @@ TEST_P(BitmapAllocatorTest, PerClassStatsAddUpToTotal) {
 
   const PcoreStoreStats stats = store.stats();
   ASSERT_EQ(stats.class_count, 13u) << "default classes: 64 B to 256 KiB, doubling";
-  PcoreClassStats sum{};
+  PcoreClassStats sum = pcore_test::sized<PcoreClassStats>();
   uint64_t expected_class_bytes = 64;
   for (uint32_t i = 0; i < stats.class_count; ++i) {
     const PcoreClassStats c = store.class_stats(i);
@@ -348,7 +348,8 @@ TEST_P(BitmapAllocatorTest, PerClassStatsAddUpToTotal) {
     EXPECT_NEAR(c.fragmentation, fragmentation, 1e-9) << "class " << i;
     EXPECT_NEAR(c.reuse_rate, reuse, 1e-9) << "class " << i;
   }
-  const PcoreClassStats& total = stats.total;
+  const PcoreClassStats total = store.total_stats();  // PCORE_CLASS_TOTAL
+  EXPECT_EQ(total.class_bytes, 0u) << "the total is no class";
   EXPECT_EQ(sum.live_bytes, total.live_bytes);
   EXPECT_EQ(sum.dead_bytes, total.dead_bytes);
   EXPECT_EQ(sum.total_segments, total.total_segments);
@@ -380,7 +381,7 @@ TEST_P(BitmapAllocatorTest, PerClassStatsAddUpToTotal) {
   EXPECT_EQ(total.live_bytes, capacity_sum + stats.pending_free_bytes);
   EXPECT_EQ(stats.pending_free_bytes, 0u) << "STRICT and in-memory commits are durable at once";
   // No class is out of range.
-  PcoreClassStats out{};
+  PcoreClassStats out = pcore_test::sized<PcoreClassStats>();
   EXPECT_NE(pcore_store_class_stats(store.raw(), stats.class_count, &out), pcore_test::kOk);
   EXPECT_NO_THROW(store.verify());
 }

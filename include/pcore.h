@@ -15,6 +15,21 @@
  * - A failed call leaves the store as it was.
  * - Node ids are uint64_t: handle << 16 | tag. 0 means "no node"; UINT64_MAX is invalid.
  *   A freed handle's tag changes on reuse, so a stale id is PCORE_NOT_FOUND.
+ * - Structs: every struct passed by pointer starts with `uint64_t struct_size`, and all its
+ *   fields are 8 bytes wide (uint64_t, int64_t, double, size_t, pointers; pcore is for 64-bit
+ *   targets), so any struct_size that is a multiple of 8 ends on a field boundary. Set
+ *   struct_size to sizeof the struct before every call, input or output (the *_options_init
+ *   functions set it for you). A library newer than your header reads and writes only the
+ *   fields your struct_size covers (inputs past it take defaults); an older one ignores the
+ *   fields it does not know (and leaves such outputs as you set them). A struct_size not a multiple of 8, or too small (below 8 for an
+ *   input, 16 for an output), is PCORE_INVALID_ARGUMENT. Fields are only ever added at the
+ *   end, and no struct embeds another. The exceptions are PcoreBytes and PcoreNodeBytes, a
+ *   pointer and a length each, fixed for good, which have no struct_size.
+ * - Booleans are uint64_t holding 0 or 1, in struct fields and out-parameters alike. Flags
+ *   and modes are uint64_t in structs; arguments passed by value keep their narrower type.
+ * - Versions: pcore_abi_version() is the loaded library's major << 16 | minor. A program
+ *   built against PCORE_ABI_VERSION works with a library of the same major and at least its
+ *   minor; the shared library's SONAME is libpcore.so.<major>.
  * - Thread safety: every function may be called from any thread; mutations are serialized
  *   (one writer at a time), reads run concurrently. A read sees whole published versions:
  *   pcore_node_read_copy copies one, while pcore_node_read's pointer is valid only until
@@ -33,7 +48,8 @@
 // Success.
 #define PCORE_OK 0
 
-// A null pointer, a zero kind, an option out of range, a bad name length.
+// A null pointer, a zero kind, an option out of range, a bad name length, a `struct_size`
+// too small or not a multiple of 8.
 #define PCORE_INVALID_ARGUMENT 1
 
 // An unknown, freed or stale node id; an unknown root name; no store in the directory.
@@ -75,7 +91,7 @@
 // The store's format, or a struct's version, is not supported by this library.
 #define PCORE_VERSION_MISMATCH 14
 
-// A fixed limit was reached (node handles, roots).
+// A fixed limit was reached (node handles, roots, tree depth).
 #define PCORE_LIMIT 15
 
 // The key is already in a tree that does not take duplicates; the tree is unchanged.
@@ -112,20 +128,31 @@
 // Growth: the node moves and gets a new id; the old id is freed.
 #define PCORE_GROWTH_NEW_ID 1
 
-// XTree's retire and free reasons (recorded for debugging only).
+// Why XTree frees or retires a node (`pcore_node_free`, `pcore_node_retire`): counted per
+// reason in `PcoreStoreStats`. Reason unknown.
 #define PCORE_REASON_UNKNOWN 0
 
+// A node replaced by the two halves of its split.
 #define PCORE_REASON_SPLIT_REPLACE 1
 
+// A node merged into its sibling, or deleted.
 #define PCORE_REASON_MERGE_DELETE 2
 
+// A node evicted from a cache.
 #define PCORE_REASON_EVICT 3
 
+// A node of an aborted operation, rolled back.
 #define PCORE_REASON_ABORT_ROLLBACK 4
 
+// A node's old copy after it moved to a larger block.
 #define PCORE_REASON_REALLOCATION 5
 
+// A node of a destroyed tree.
 #define PCORE_REASON_TREE_DESTROY 6
+
+// The number of reasons: `PCORE_REASON_*` are 0 .. PCORE_REASON_COUNT - 1; any other value is
+// `PCORE_INVALID_ARGUMENT`.
+#define PCORE_REASON_COUNT 7
 
 // Longest root name, in bytes.
 #define PCORE_ROOT_NAME_MAX_BYTES 255
@@ -135,8 +162,13 @@
 
 // The ABI version this header describes: major << 16 | minor. 1.1 added the B+ tree
 // (`pcore_tree_*`, `pcore_cursor_*`), 1.2 `pcore_node_read_copy` and
-// `PCORE_OPEN_VERIFY_CHECKSUMS`.
-#define PCORE_ABI_VERSION 65538
+// `PCORE_OPEN_VERIFY_CHECKSUMS`. 2.0 made every struct follow one layout (a `uint64_t
+// struct_size` first, then 8-byte fields only), gave `PcoreNodeInfo`, `PcoreAllocResult` and
+// `PcoreClassStats` a struct_size, moved the all-classes total out of `PcoreStoreStats`
+// (`pcore_store_class_stats` with `PCORE_CLASS_TOTAL`), made booleans `uint64_t` 0 or 1,
+// gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
+// reason (an unknown reason is refused). The library's SONAME is `libpcore.so.<major>`.
+#define PCORE_ABI_VERSION 131072
 
 // Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 #define PCORE_DUP_UNIQUE 0
@@ -149,6 +181,13 @@
 
 // Tree open flag: fail with `PCORE_NOT_FOUND` when the store holds no tree of that name.
 #define PCORE_TREE_NO_CREATE 1
+
+// The deepest a tree grows (levels, root to leaves): an insert that would make it deeper
+// is `PCORE_LIMIT`. `PcoreTreeStats::pages_per_level` has this many slots.
+#define PCORE_TREE_DEPTH_MAX 32
+
+// `pcore_store_class_stats`'s class index for the sums over all classes.
+#define PCORE_CLASS_TOTAL UINT32_MAX
 
 // A cursor bound: none.
 #define PCORE_BOUND_UNBOUNDED 0
@@ -169,81 +208,64 @@ typedef struct PcoreStore PcoreStore;
 typedef struct PcoreTree PcoreTree;
 
 // Options for `pcore_store_open`. Fill with `pcore_store_options_init`, then change fields.
-// `struct_size` is the caller's `sizeof(PcoreStoreOptions)`; fields past it take defaults,
-// and new fields are only ever added at the end.
 typedef struct PcoreStoreOptions {
-  uint32_t struct_size;
+  uint64_t struct_size;
   // `PCORE_OPEN_*` flags.
-  uint32_t flags;
+  uint64_t flags;
   // `PCORE_DURABILITY_*`; default BALANCED.
-  uint32_t durability;
+  uint64_t durability;
   // BALANCED: sync at most this often; default 10.
-  uint32_t balanced_interval_ms;
+  uint64_t balanced_interval_ms;
   // `PCORE_GROWTH_*`; default STABLE_ID.
-  uint32_t growth_policy;
+  uint64_t growth_policy;
   // Smallest size class, used when the store is created; 0 = 64.
-  uint32_t min_class_bytes;
+  uint64_t min_class_bytes;
   // Largest size class, used when the store is created; 0 = 262144.
-  uint32_t max_class_bytes;
+  uint64_t max_class_bytes;
   // Node payloads up to this size are written into the log at commit; 0 = 8192.
-  uint32_t inline_payload_max_bytes;
+  uint64_t inline_payload_max_bytes;
   // A checkpoint is taken when the log passes this size; 0 = 64 MiB.
   uint64_t checkpoint_log_bytes;
 } PcoreStoreOptions;
 
 // A new node: its id, its zero-filled block (writable until published or freed), and the
-// block's size.
+// block's size. Set `struct_size` before the call.
 typedef struct PcoreAllocResult {
+  uint64_t struct_size;
   uint64_t id;
   void *writable;
   size_t capacity;
 } PcoreAllocResult;
 
 // A node's bytes: valid until the node is next written or freed, or the store closed.
+// A (pointer, length) pair, fixed for good: it has no struct_size.
 typedef struct PcoreNodeBytes {
   const void *data;
   size_t len;
 } PcoreNodeBytes;
 
-// What a node is now.
+// What a node is now. Set `struct_size` before the call.
 typedef struct PcoreNodeInfo {
+  uint64_t struct_size;
   uint64_t id;
   // Bytes published.
   uint64_t len;
   // Size of its block.
   uint64_t capacity;
-  uint8_t kind;
+  // The host's kind, 1..255.
+  uint64_t kind;
   // 1 when a committed version exists (LIVE); 0 while only RESERVED ("staged").
-  uint8_t committed;
+  uint64_t committed;
   // 1 when changed since the last commit.
-  uint8_t dirty;
+  uint64_t dirty;
 } PcoreNodeInfo;
 
-// Allocator statistics of one size class, or of all of them (XTree's names).
-typedef struct PcoreClassStats {
-  // Block size of the class; 0 in a total.
-  uint64_t class_bytes;
-  uint64_t live_bytes;
-  // Free blocks below the high-water marks, times the block size.
-  uint64_t dead_bytes;
-  uint64_t total_segments;
-  // Segments holding at least one live block.
-  uint64_t active_segments;
-  uint64_t allocs_from_bump;
-  uint64_t allocs_from_bitmap;
-  uint64_t frees_to_bitmap;
-  uint64_t total_allocations;
-  uint64_t total_frees;
-  // dead / (live + dead); 0 when both are 0.
-  double fragmentation;
-  // allocs_from_bitmap / total_frees; 0 before any free.
-  double reuse_rate;
-} PcoreClassStats;
-
-// Store statistics. Set `struct_size` to `sizeof(PcoreStoreStats)` before the call.
+// Store statistics. Set `struct_size` before the call. The allocator's figures, per class
+// and summed over all classes, come from `pcore_store_class_stats`.
 typedef struct PcoreStoreStats {
-  uint32_t struct_size;
-  uint32_t class_count;
+  uint64_t struct_size;
+  // Size classes: `pcore_store_class_stats` takes 0 .. class_count - 1.
+  uint64_t class_count;
   // Last committed epoch.
   uint64_t epoch;
   // Committed nodes.
@@ -258,12 +280,37 @@ typedef struct PcoreStoreStats {
   uint64_t open_files;
   // Bytes of the class files on disk.
   uint64_t data_file_bytes;
-  // Sums over all classes; the ratios are recomputed from the sums.
-  struct PcoreClassStats total;
-  // Bytes of blocks freed by commits not yet durable (BALANCED, EVENTUAL): counted in
-  // `total.live_bytes` until the log is synced, then reusable.
+  // Bytes of blocks freed by commits not yet durable (BALANCED, EVENTUAL): counted in the
+  // total's `live_bytes` until the log is synced, then reusable.
   uint64_t pending_free_bytes;
+  // Successful `pcore_node_free` calls since open, by reason (index: `PCORE_REASON_*`).
+  uint64_t frees_by_reason[PCORE_REASON_COUNT];
+  // Successful `pcore_node_retire` calls since open, by reason.
+  uint64_t retires_by_reason[PCORE_REASON_COUNT];
 } PcoreStoreStats;
+
+// Allocator statistics of one size class, or of all of them (`PCORE_CLASS_TOTAL`), in
+// XTree's names. Set `struct_size` before the call.
+typedef struct PcoreClassStats {
+  uint64_t struct_size;
+  // Block size of the class; 0 in the total.
+  uint64_t class_bytes;
+  uint64_t live_bytes;
+  // Free blocks below the high-water marks, times the block size.
+  uint64_t dead_bytes;
+  uint64_t total_segments;
+  // Segments holding at least one live block.
+  uint64_t active_segments;
+  uint64_t allocs_from_bump;
+  uint64_t allocs_from_bitmap;
+  uint64_t frees_to_bitmap;
+  uint64_t total_allocations;
+  uint64_t total_frees;
+  // dead / (live + dead); 0 when both are 0. In the total, from the sums.
+  double fragmentation;
+  // allocs_from_bitmap / total_frees; 0 before any free. In the total, from the sums.
+  double reuse_rate;
+} PcoreClassStats;
 
 // A key order: negative, zero or positive as `a` sorts before, with or after `b`. Must be a
 // total order, must not throw or longjmp, and may be called from any thread that uses the
@@ -275,24 +322,25 @@ typedef int32_t (*PcoreCompareFn)(void *ctx,
                                   const uint8_t *b,
                                   size_t b_len);
 
-// Options for `pcore_tree_open`. Fill with `pcore_tree_options_init`.
+// Options for `pcore_tree_open`. Fill with `pcore_tree_options_init`, then change fields.
 typedef struct PcoreTreeOptions {
-  uint32_t struct_size;
+  uint64_t struct_size;
   // A power of two from 512 to 65536; default 4096. Fixed when the tree is created.
-  uint32_t page_bytes;
+  uint64_t page_bytes;
   // `PCORE_DUP_*`; default UNIQUE. Fixed when the tree is created.
-  uint32_t duplicates;
+  uint64_t duplicates;
   // `PCORE_TREE_*` flags.
-  uint32_t flags;
+  uint64_t flags;
   // NULL: bytewise order (memcmp, shorter first on a common prefix).
   PcoreCompareFn compare;
   void *compare_ctx;
   // Optional ceiling on entries per page (0: none). Bytes decide every split; the ceiling
   // only caps how many entries a page this handle writes may hold.
-  uint32_t max_entries_per_page;
+  uint64_t max_entries_per_page;
 } PcoreTreeOptions;
 
 // Bytes owned by pcore, valid until the call documented with the function that returned them.
+// A (pointer, length) pair, fixed for good: it has no struct_size.
 typedef struct PcoreBytes {
   const uint8_t *data;
   size_t len;
@@ -300,8 +348,9 @@ typedef struct PcoreBytes {
 
 // A tree's health in a few numbers. Set `struct_size` before the call.
 typedef struct PcoreTreeStats {
-  uint32_t struct_size;
-  uint32_t height;
+  uint64_t struct_size;
+  // Levels, root to leaves: 1 for a tree that is one leaf.
+  uint64_t height;
   uint64_t entries;
   uint64_t leaf_pages;
   // All pages, leaves included.
@@ -315,9 +364,9 @@ typedef struct PcoreTreeStats {
   double bytes_per_entry;
   // Values stored in their own node.
   uint64_t overflow_values;
-  uint32_t page_bytes;
+  uint64_t page_bytes;
   // Pages per level, root first; levels past `height` are 0.
-  uint64_t pages_per_level[8];
+  uint64_t pages_per_level[PCORE_TREE_DEPTH_MAX];
 } PcoreTreeStats;
 
 #ifdef __cplusplus
@@ -385,11 +434,14 @@ int32_t pcore_store_close(struct PcoreStore *store);
 // write into `out->writable` and then publish. The node is RESERVED ("staged") until the
 // next commit.
 //
-// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (kind 0, NULL `out`), `PCORE_TOO_LARGE`
-// (above the largest class), `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_BAD_HANDLE`.
+// Set `out->struct_size = sizeof(PcoreAllocResult)` before the call.
+//
+// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (kind 0, NULL `out`, bad `struct_size`),
+// `PCORE_TOO_LARGE` (above the largest class), `PCORE_READ_ONLY`, `PCORE_NO_SPACE`,
+// `PCORE_BAD_HANDLE`.
 //
 // # Safety
-// `out` points to a writable `PcoreAllocResult`.
+// `out` points to `out->struct_size` writable bytes.
 int32_t pcore_node_allocate(struct PcoreStore *store,
                             size_t min_len,
                             uint8_t kind,
@@ -467,26 +519,33 @@ int32_t pcore_node_read_copy(struct PcoreStore *store,
                              size_t cap,
                              size_t *out_len);
 
-// What node `id` is now: length, capacity, kind, whether it is committed and dirty.
+// What node `id` is now: length, capacity, kind, whether it is committed and dirty. Set
+// `out->struct_size = sizeof(PcoreNodeInfo)` before the call.
 //
-// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`.
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT` (NULL `out`, bad
+// `struct_size`), `PCORE_BAD_HANDLE`.
 //
 // # Safety
-// `out` points to a writable `PcoreNodeInfo`.
+// `out` points to `out->struct_size` writable bytes.
 int32_t pcore_node_info(struct PcoreStore *store, uint64_t id, struct PcoreNodeInfo *out);
 
 // Frees node `id`: a RESERVED node at once, a committed one at the next commit (logged, so
 // a crash never brings it back over a reused block). The id reads as not found from now on.
-// `reason` is one of `PCORE_REASON_*`, for debugging.
+// `reason` is one of `PCORE_REASON_*`: `PcoreStoreStats::frees_by_reason` counts the frees
+// by reason.
 //
 // Returns `PCORE_OK`, `PCORE_DOUBLE_FREE` (already freed), `PCORE_NOT_FOUND`,
-// `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+// `PCORE_INVALID_ARGUMENT` (an unknown reason; nothing freed), `PCORE_READ_ONLY`,
+// `PCORE_BAD_HANDLE`.
 int32_t pcore_node_free(struct PcoreStore *store, uint64_t id, uint8_t reason);
 
 // Frees node `id` at the first commit whose epoch is at least `epoch`; until then it stays
-// readable. A retired node not yet freed when the store closes stays in the store.
+// readable. A retired node not yet freed when the store closes stays in the store. `reason`
+// is one of `PCORE_REASON_*`: `PcoreStoreStats::retires_by_reason` counts the retires by
+// reason.
 //
-// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT` (an unknown reason; nothing
+// retired), `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
 int32_t pcore_node_retire(struct PcoreStore *store, uint64_t id, uint64_t epoch, uint8_t reason);
 
 // Sets the root named by `name_len` bytes at `name` (not NUL-terminated; length 0 is the
@@ -555,21 +614,24 @@ int32_t pcore_store_abort(struct PcoreStore *store);
 int32_t pcore_store_checkpoint(struct PcoreStore *store);
 
 // Store statistics. The caller sets `out->struct_size = sizeof(PcoreStoreStats)`; fields
-// beyond it are not written.
+// beyond it are not written. The allocator's figures come from `pcore_store_class_stats`.
 //
-// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`, struct_size too small),
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`, bad `struct_size`),
 // `PCORE_BAD_HANDLE`.
 //
 // # Safety
 // `out` points to `out->struct_size` writable bytes.
 int32_t pcore_store_stats(struct PcoreStore *store, struct PcoreStoreStats *out);
 
-// Statistics of size class `class_index` (0 .. `class_count` - 1, smallest first).
+// Allocator statistics of size class `class_index` (0 .. `class_count` - 1, smallest first),
+// or their sums over all classes for `PCORE_CLASS_TOTAL`. Set
+// `out->struct_size = sizeof(PcoreClassStats)` before the call.
 //
-// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (index out of range, NULL `out`), `PCORE_BAD_HANDLE`.
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (index out of range, NULL `out`, bad
+// `struct_size`), `PCORE_BAD_HANDLE`.
 //
 // # Safety
-// `out` points to a writable `PcoreClassStats`.
+// `out` points to `out->struct_size` writable bytes.
 int32_t pcore_store_class_stats(struct PcoreStore *store,
                                 uint32_t class_index,
                                 struct PcoreClassStats *out);
@@ -675,7 +737,8 @@ int32_t pcore_tree_get(struct PcoreTree *tree,
                        size_t *out_value_len);
 
 // Removes `key` (a multi tree: all its values). `*out_removed` (if not NULL) is 1 when
-// something was removed, 0 when the key was absent (not an error).
+// something was removed, 0 when the key was absent (not an error): a boolean, as everywhere
+// in this ABI, is a `uint64_t` 0 or 1.
 //
 // Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE`,
 // `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
@@ -685,7 +748,7 @@ int32_t pcore_tree_get(struct PcoreTree *tree,
 int32_t pcore_tree_remove(struct PcoreTree *tree,
                           const void *key,
                           size_t key_len,
-                          int32_t *out_removed);
+                          uint64_t *out_removed);
 
 // Removes the pair (`key`, `value`): in a multi tree that one pair; otherwise `key` only if
 // its value equals `value`. `*out_removed` as for `pcore_tree_remove`.
@@ -697,7 +760,7 @@ int32_t pcore_tree_remove_pair(struct PcoreTree *tree,
                                size_t key_len,
                                const void *value,
                                size_t value_len,
-                               int32_t *out_removed);
+                               uint64_t *out_removed);
 
 // Loads `count` pairs, sorted by key (multi trees: by key then value) without duplicates,
 // into this empty tree: pages are built directly and full. `keys[i]` and `values[i]` describe
@@ -722,7 +785,8 @@ int32_t pcore_tree_len(struct PcoreTree *tree, uint64_t *out);
 
 // Tree statistics (reads every page). Set `out->struct_size = sizeof(PcoreTreeStats)`.
 //
-// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`, bad `struct_size`),
+// `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
 //
 // # Safety
 // `out` points to `out->struct_size` writable bytes.

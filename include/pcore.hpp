@@ -72,6 +72,15 @@ inline void check(int32_t status) {
   }
 }
 
+/// A versioned C struct (PcoreNodeInfo, PcoreStoreStats, ...), zeroed, with struct_size set:
+/// what every call that fills one expects.
+template <typename T>
+[[nodiscard]] T sized() noexcept {
+  T value{};
+  value.struct_size = sizeof(T);
+  return value;
+}
+
 /// ABI major version this header was written against.
 inline constexpr uint32_t kAbiMajor = static_cast<uint32_t>(PCORE_ABI_VERSION) >> 16;
 
@@ -104,9 +113,9 @@ class Options {
  public:
   Options() { check(pcore_store_options_init(&raw_)); }
 
-  Options& read_only(bool on = true) { return flag(static_cast<uint32_t>(PCORE_OPEN_READ_ONLY), on); }
-  Options& in_memory(bool on = true) { return flag(static_cast<uint32_t>(PCORE_OPEN_IN_MEMORY), on); }
-  Options& no_create(bool on = true) { return flag(static_cast<uint32_t>(PCORE_OPEN_NO_CREATE), on); }
+  Options& read_only(bool on = true) { return flag(PCORE_OPEN_READ_ONLY, on); }
+  Options& in_memory(bool on = true) { return flag(PCORE_OPEN_IN_MEMORY, on); }
+  Options& no_create(bool on = true) { return flag(PCORE_OPEN_NO_CREATE, on); }
   Options& durability(Durability mode) {
     raw_.durability = static_cast<uint32_t>(mode);
     return *this;
@@ -137,20 +146,16 @@ class Options {
     return *this;
   }
 
-  [[nodiscard]] bool has_flag(uint32_t flag_bit) const noexcept { return (raw_.flags & flag_bit) != 0; }
-  [[nodiscard]] bool is_read_only() const noexcept {
-    return has_flag(static_cast<uint32_t>(PCORE_OPEN_READ_ONLY));
-  }
-  [[nodiscard]] bool is_in_memory() const noexcept {
-    return has_flag(static_cast<uint32_t>(PCORE_OPEN_IN_MEMORY));
-  }
+  [[nodiscard]] bool has_flag(uint64_t flag_bit) const noexcept { return (raw_.flags & flag_bit) != 0; }
+  [[nodiscard]] bool is_read_only() const noexcept { return has_flag(PCORE_OPEN_READ_ONLY); }
+  [[nodiscard]] bool is_in_memory() const noexcept { return has_flag(PCORE_OPEN_IN_MEMORY); }
   [[nodiscard]] GrowthPolicy growth() const noexcept { return static_cast<GrowthPolicy>(raw_.growth_policy); }
 
   [[nodiscard]] const PcoreStoreOptions& raw() const noexcept { return raw_; }
   [[nodiscard]] PcoreStoreOptions& raw() noexcept { return raw_; }
 
  private:
-  Options& flag(uint32_t bit, bool on) {
+  Options& flag(uint64_t bit, bool on) {
     raw_.flags = on ? (raw_.flags | bit) : (raw_.flags & ~bit);
     return *this;
   }
@@ -243,7 +248,7 @@ class Store {
 
   /// pcore_node_allocate.
   [[nodiscard]] Allocation allocate(size_t min_len, uint8_t kind) {
-    PcoreAllocResult out{};
+    PcoreAllocResult out = sized<PcoreAllocResult>();
     check(pcore_node_allocate(handle_, min_len, kind, &out));
     return Allocation{out.id, out.writable, out.capacity};
   }
@@ -307,14 +312,14 @@ class Store {
 
   /// pcore_node_info; throws PCORE_NOT_FOUND for unknown, freed or stale ids.
   [[nodiscard]] NodeInfo info(uint64_t id) const {
-    PcoreNodeInfo out{};
+    PcoreNodeInfo out = sized<PcoreNodeInfo>();
     check(pcore_node_info(handle_, id, &out));
     return out;
   }
 
   /// pcore_node_info; nullopt for unknown, freed or stale ids.
   [[nodiscard]] std::optional<NodeInfo> try_info(uint64_t id) const {
-    PcoreNodeInfo out{};
+    PcoreNodeInfo out = sized<PcoreNodeInfo>();
     const int32_t status = pcore_node_info(handle_, id, &out);
     if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
       return std::nullopt;
@@ -380,18 +385,20 @@ class Store {
 
   /// pcore_store_stats.
   [[nodiscard]] Stats stats() const {
-    PcoreStoreStats out{};
-    out.struct_size = static_cast<uint32_t>(sizeof(PcoreStoreStats));
+    PcoreStoreStats out = sized<PcoreStoreStats>();
     check(pcore_store_stats(handle_, &out));
     return out;
   }
 
-  /// pcore_store_class_stats for class_index < stats().class_count.
+  /// pcore_store_class_stats for class_index < stats().class_count, or PCORE_CLASS_TOTAL.
   [[nodiscard]] ClassStats class_stats(uint32_t class_index) const {
-    PcoreClassStats out{};
+    PcoreClassStats out = sized<PcoreClassStats>();
     check(pcore_store_class_stats(handle_, class_index, &out));
     return out;
   }
+
+  /// The allocator's figures summed over all size classes (PCORE_CLASS_TOTAL).
+  [[nodiscard]] ClassStats total_stats() const { return class_stats(PCORE_CLASS_TOTAL); }
 
   /// pcore_store_verify: throws PCORE_CORRUPT / PCORE_INTERNAL on a mismatch.
   void verify() const { check(pcore_store_verify(handle_)); }
@@ -532,7 +539,7 @@ class TreeOptions {
   }
   /// PCORE_TREE_NO_CREATE: Tree::open throws PCORE_NOT_FOUND when the tree does not exist.
   TreeOptions& no_create(bool on = true) {
-    const uint32_t bit = static_cast<uint32_t>(PCORE_TREE_NO_CREATE);
+    const uint64_t bit = PCORE_TREE_NO_CREATE;
     raw_.flags = on ? (raw_.flags | bit) : (raw_.flags & ~bit);
     return *this;
   }
@@ -542,7 +549,7 @@ class TreeOptions {
     return *this;
   }
 
-  [[nodiscard]] uint32_t page_bytes() const noexcept { return raw_.page_bytes; }
+  [[nodiscard]] uint32_t page_bytes() const noexcept { return static_cast<uint32_t>(raw_.page_bytes); }
   [[nodiscard]] Duplicates duplicates() const noexcept { return static_cast<Duplicates>(raw_.duplicates); }
 
   [[nodiscard]] const PcoreTreeOptions& raw() const noexcept { return raw_; }
@@ -655,7 +662,7 @@ class Tree {
 
   /// Removes key (a multi tree: all its values); false when it was absent.
   bool remove(ByteView key) {
-    int32_t removed = 0;
+    uint64_t removed = 0;
     check(pcore_tree_remove(handle_, key.data(), key.size(), &removed));
     return removed != 0;
   }
@@ -663,7 +670,7 @@ class Tree {
   /// Removes the pair (key, value) (not multi: key only if its value is value); false when
   /// there was no such pair.
   bool remove_pair(ByteView key, ByteView value) {
-    int32_t removed = 0;
+    uint64_t removed = 0;
     check(pcore_tree_remove_pair(handle_, key.data(), key.size(), value.data(), value.size(), &removed));
     return removed != 0;
   }
@@ -688,8 +695,7 @@ class Tree {
 
   /// pcore_tree_stats (reads every page).
   [[nodiscard]] TreeStats stats() const {
-    PcoreTreeStats out{};
-    out.struct_size = static_cast<uint32_t>(sizeof(PcoreTreeStats));
+    PcoreTreeStats out = sized<PcoreTreeStats>();
     check(pcore_tree_stats(handle_, &out));
     return out;
   }

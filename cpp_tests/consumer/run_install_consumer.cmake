@@ -21,7 +21,7 @@ set(prefix "${WORK_DIR}/prefix")
 run("${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}")
 
 foreach(f include/pcore.h include/pcore.hpp include/pcore/xtree_store.hpp
-          lib/libpcore.so.1 lib/libpcore.so lib/libpcore.a
+          lib/libpcore.so lib/libpcore.a
           lib/cmake/pcore/pcoreConfig.cmake lib/cmake/pcore/pcoreConfigVersion.cmake
           lib/pkgconfig/pcore.pc)
   if(NOT EXISTS "${prefix}/${f}")
@@ -30,6 +30,11 @@ foreach(f include/pcore.h include/pcore.hpp include/pcore/xtree_store.hpp
 endforeach()
 if(NOT IS_SYMLINK "${prefix}/lib/libpcore.so")
   message(FATAL_ERROR "lib/libpcore.so is not a symlink to the SONAME file")
+endif()
+# The SONAME's major follows the ABI's (libpcore.so.2 for ABI 2.x).
+file(READ_SYMLINK "${prefix}/lib/libpcore.so" _soname)
+if(NOT _soname MATCHES "^libpcore\\.so\\.[0-9]+$" OR NOT EXISTS "${prefix}/lib/${_soname}")
+  message(FATAL_ERROR "lib/libpcore.so -> '${_soname}': not an installed libpcore.so.<major>")
 endif()
 
 set(ENV{PKG_CONFIG_PATH} "${prefix}/lib/pkgconfig")

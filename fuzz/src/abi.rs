@@ -443,6 +443,17 @@ fn ptr(k: &KeyArg) -> *const c_void {
 }
 
 #[track_caller]
+/// A versioned output struct of the ABI, zeroed, with its leading struct_size set.
+fn sized<T>() -> T {
+    let mut v = std::mem::MaybeUninit::<T>::zeroed();
+    // SAFETY: the ABI's versioned structs hold only integers, floats and pointers (all valid
+    // when zero), and start with a u64 struct_size.
+    unsafe {
+        v.as_mut_ptr().cast::<u64>().write(std::mem::size_of::<T>() as u64);
+        v.assume_init()
+    }
+}
+
 fn check(step: usize, what: &str, got: i32, want: &[i32]) {
     if !want.contains(&got) {
         // SAFETY: pcore's per-thread message, read at once.
@@ -543,7 +554,7 @@ impl Harness {
         s.open && s.session == session
     }
 
-    fn open_options(flags: u32, growth: u32) -> PcoreStoreOptions {
+    fn open_options(flags: u64, growth: u64) -> PcoreStoreOptions {
         let mut o = std::mem::MaybeUninit::<PcoreStoreOptions>::uninit();
         // SAFETY: a writable PcoreStoreOptions.
         assert_eq!(unsafe { pcore_store_options_init(o.as_mut_ptr()) }, PCORE_OK);
@@ -555,7 +566,7 @@ impl Harness {
         o
     }
 
-    fn open_file(&mut self, flags: u32) -> (i32, *mut PcoreStore) {
+    fn open_file(&mut self, flags: u64) -> (i32, *mut PcoreStore) {
         let o = Self::open_options(flags, PCORE_GROWTH_STABLE_ID);
         let path = CString::new(self.dir.as_os_str().as_encoded_bytes()).unwrap();
         let mut out = null_mut();
@@ -631,9 +642,9 @@ impl Harness {
                 let ro = self.stores.len() - 1;
                 self.compare_store(ro);
                 // A read-only store refuses every change, and changes nothing.
-                let mut a = std::mem::MaybeUninit::<PcoreAllocResult>::uninit();
+                let mut a = sized::<PcoreAllocResult>();
                 // SAFETY: valid output.
-                let rc = unsafe { pcore_node_allocate(out, 10, 1, a.as_mut_ptr()) };
+                let rc = unsafe { pcore_node_allocate(out, 10, 1, &mut a) };
                 check(step, "allocate read-only", rc, &[PCORE_READ_ONLY]);
                 // SAFETY: NULL output allowed.
                 check(step, "commit read-only", unsafe { pcore_store_commit(out, null_mut()) }, &[PCORE_READ_ONLY]);
@@ -694,8 +705,8 @@ impl Harness {
             Op::Allocate { store, min_len, kind, null_out, big } => {
                 let (h, res) = self.store_ref(*store);
                 let min_len = if *big { *min_len as usize % (MAX_CLASS + 1000) } else { *min_len as usize % 600 };
-                let mut out = std::mem::MaybeUninit::<PcoreAllocResult>::uninit();
-                let out_ptr = if *null_out { null_mut() } else { out.as_mut_ptr() };
+                let mut out = sized::<PcoreAllocResult>();
+                let out_ptr = if *null_out { null_mut() } else { &mut out as *mut PcoreAllocResult };
                 // SAFETY: NULL or a writable output.
                 let rc = unsafe { pcore_node_allocate(h, min_len, *kind, out_ptr) };
                 let Resolved::Slot(i) = res else { return check(step, "allocate", rc, &[PCORE_BAD_HANDLE]) };
@@ -710,8 +721,7 @@ impl Harness {
                 if rc != PCORE_OK {
                     return;
                 }
-                // SAFETY: written on success.
-                let a = unsafe { out.assume_init() };
+                let a = out;
                 let capacity = class_capacity(min_len);
                 assert_eq!(a.capacity, capacity, "step {step}: capacity");
                 // SAFETY: the block is `capacity` writable bytes until published or freed.
@@ -892,7 +902,7 @@ impl Harness {
                     Resolved::Bad => None,
                 };
                 let id = self.node_id(si, *node);
-                let mut info = PcoreNodeInfo::default();
+                let mut info = sized::<PcoreNodeInfo>();
                 let out = if *null_out { null_mut() } else { &mut info as *mut PcoreNodeInfo };
                 // SAFETY: NULL or a writable output.
                 let rc = unsafe { pcore_node_info(h, id, out) };
@@ -908,9 +918,9 @@ impl Harness {
                             id,
                             n.bytes.len() as u64,
                             n.capacity as u64,
-                            n.kind,
-                            (n.state == NodeState::Live) as u8,
-                            n.dirty as u8,
+                            u64::from(n.kind),
+                            u64::from(n.state == NodeState::Live),
+                            u64::from(n.dirty),
                         );
                         let got = (info.id, info.len, info.capacity, info.kind, info.committed, info.dirty);
                         assert_eq!(got, want, "step {step}: info (id, len, capacity, kind, committed, dirty)");
@@ -1024,22 +1034,23 @@ impl Harness {
             Op::Stats { store, struct_size } => {
                 let (h, res) = self.store_ref(*store);
                 let mut st = PcoreStoreStats {
-                    struct_size: match struct_size % 4 {
+                    struct_size: match struct_size % 5 {
                         0 => 4,
                         1 => 16,
-                        _ => std::mem::size_of::<PcoreStoreStats>() as u32,
+                        2 => 20,
+                        _ => std::mem::size_of::<PcoreStoreStats>() as u64,
                     },
                     ..Default::default()
                 };
                 // SAFETY: `st` has struct_size writable bytes.
                 let rc = unsafe { pcore_store_stats(h, &mut st) };
                 let Resolved::Slot(i) = res else { return check(step, "stats", rc, &[PCORE_BAD_HANDLE]) };
-                if st.struct_size < 8 {
-                    return check(step, "stats small struct", rc, &[PCORE_INVALID_ARGUMENT]);
+                if st.struct_size < 16 || st.struct_size % 8 != 0 {
+                    return check(step, "stats struct_size", rc, &[PCORE_INVALID_ARGUMENT]);
                 }
                 check(step, "stats", rc, &[PCORE_OK]);
                 let m = &self.stores[i].model;
-                if st.struct_size >= 16 {
+                if st.struct_size >= 24 {
                     assert_eq!(st.epoch, m.epoch, "step {step}: stats epoch");
                 }
                 if st.struct_size as usize == std::mem::size_of::<PcoreStoreStats>() && !m.trees_used {
@@ -1054,7 +1065,7 @@ impl Harness {
             }
             Op::ClassStats { store, class } => {
                 let (h, res) = self.store_ref(*store);
-                let mut cs = PcoreClassStats::default();
+                let mut cs = sized::<PcoreClassStats>();
                 let class = u32::from(*class % 16);
                 // SAFETY: valid output.
                 let rc = unsafe { pcore_store_class_stats(h, class, &mut cs) };
@@ -1119,7 +1130,7 @@ impl Harness {
         }
         let (h, res) = self.store_ref(store);
         let name = tree_name(name);
-        let page_bytes = match page % 6 {
+        let page_bytes: u32 = match page % 6 {
             0 | 1 => 512,
             2 => 1024,
             3 => 4096,
@@ -1142,11 +1153,11 @@ impl Harness {
         assert_eq!(unsafe { pcore_tree_options_init(o.as_mut_ptr()) }, PCORE_OK);
         // SAFETY: initialized above.
         let mut o = unsafe { o.assume_init() };
-        o.page_bytes = page_bytes;
+        o.page_bytes = u64::from(page_bytes);
         o.duplicates = dup_raw;
         o.flags = flags;
         o.compare = if custom { Some(reverse) } else { None };
-        o.max_entries_per_page = if max_entries % 3 == 0 { u32::from(max_entries % 8) } else { 0 };
+        o.max_entries_per_page = if max_entries % 3 == 0 { u64::from(max_entries % 8) } else { 0 };
         let (page_bytes, dup_raw, custom, flags) =
             if null_opt { (4096, PCORE_DUP_UNIQUE, false, 0) } else { (page_bytes, dup_raw, custom, flags) };
         let mut out = null_mut();
@@ -1277,8 +1288,8 @@ impl Harness {
                 let (h, slot) = self.tree_ref(*tree);
                 let pb = slot.and_then(|ti| self.tree_model(ti).map(|t| t.page_bytes)).unwrap_or(512);
                 let k = key_arg(key, pb);
-                let mut removed = -1i32;
-                let out = if *null_out { null_mut() } else { &mut removed as *mut i32 };
+                let mut removed = u64::MAX;
+                let out = if *null_out { null_mut() } else { &mut removed as *mut u64 };
                 // SAFETY: as the case says.
                 let rc = unsafe { pcore_tree_remove(h, ptr(&k), k.len, out) };
                 let Some(ti) = slot else { return check(step, "remove", rc, &[PCORE_BAD_HANDLE]) };
@@ -1298,14 +1309,14 @@ impl Harness {
                 let n = before - t.entries.len();
                 t.version += n as u64;
                 if !*null_out {
-                    assert_eq!(removed, (n > 0) as i32, "step {step}: removed");
+                    assert_eq!(removed, u64::from(n > 0), "step {step}: removed");
                 }
             }
             Op::TreeRemovePair { tree, key, value } => {
                 let (h, slot) = self.tree_ref(*tree);
                 let pb = slot.and_then(|ti| self.tree_model(ti).map(|t| t.page_bytes)).unwrap_or(512);
                 let (k, v) = (key_arg(key, pb), value_arg(value));
-                let mut removed = -1i32;
+                let mut removed = u64::MAX;
                 // SAFETY: as the case says.
                 let rc = unsafe { pcore_tree_remove_pair(h, ptr(&k), k.len, ptr(&v), v.len, &mut removed) };
                 let Some(ti) = slot else { return check(step, "remove_pair", rc, &[PCORE_BAD_HANDLE]) };
@@ -1326,7 +1337,7 @@ impl Harness {
                 }
                 check(step, "remove_pair", rc, &[PCORE_OK]);
                 let at = t.entries.iter().position(|(k, v)| *k == key && *v == value);
-                assert_eq!(removed, at.is_some() as i32, "step {step}: removed");
+                assert_eq!(removed, u64::from(at.is_some()), "step {step}: removed");
                 if let Some(i) = at {
                     t.entries.remove(i);
                     t.version += 1;
@@ -1355,7 +1366,11 @@ impl Harness {
             }
             Op::TreeStats { tree, struct_size } => {
                 let (h, slot) = self.tree_ref(*tree);
-                let size = if struct_size % 3 == 0 { 4 } else { std::mem::size_of::<PcoreTreeStats>() as u32 };
+                let size = match struct_size % 4 {
+                    0 => 4,
+                    1 => 12,
+                    _ => std::mem::size_of::<PcoreTreeStats>() as u64,
+                };
                 let mut st = PcoreTreeStats { struct_size: size, ..Default::default() };
                 // SAFETY: struct_size writable bytes.
                 let rc = unsafe { pcore_tree_stats(h, &mut st) };
@@ -1363,13 +1378,13 @@ impl Harness {
                 let Some(t) = self.tree_model(ti) else {
                     return check(step, "tree stats, store closed", rc, &[PCORE_BAD_HANDLE]);
                 };
-                if size < 8 {
-                    return check(step, "tree stats small struct", rc, &[PCORE_INVALID_ARGUMENT]);
+                if size < 16 || size % 8 != 0 {
+                    return check(step, "tree stats struct_size", rc, &[PCORE_INVALID_ARGUMENT]);
                 }
                 check(step, "tree stats", rc, &[PCORE_OK]);
                 assert_eq!(
                     (st.entries, st.page_bytes),
-                    (t.entries.len() as u64, t.page_bytes),
+                    (t.entries.len() as u64, u64::from(t.page_bytes)),
                     "step {step}: tree stats"
                 );
             }
@@ -1677,7 +1692,7 @@ impl Harness {
             unsafe { pcore_tree_options_init(o.as_mut_ptr()) };
             // SAFETY: initialized.
             let mut o = unsafe { o.assume_init() };
-            o.page_bytes = t.page_bytes;
+            o.page_bytes = u64::from(t.page_bytes);
             o.duplicates = match t.dup {
                 Dup::Unique => PCORE_DUP_UNIQUE,
                 Dup::Overwrite => PCORE_DUP_OVERWRITE,

@@ -383,7 +383,7 @@ class Store final : public ::xtree::persist::StoreInterface {
 
   AllocResult allocate_node(size_t min_len, NodeKind kind) override {
     require_writable("allocate_node");
-    PcoreAllocResult out{};
+    PcoreAllocResult out = ::pcore::sized<PcoreAllocResult>();
     expect_ok(pcore_node_allocate(handle(), min_len, static_cast<uint8_t>(kind), &out));
     return AllocResult{NodeID::from_raw(out.id), out.writable, out.capacity};
   }
@@ -428,7 +428,7 @@ class Store final : public ::xtree::persist::StoreInterface {
   PinnedBytes read_node_pinned(NodeID id) const override {
     PinnedBytes out;
     PcoreStore* store = try_handle();
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = ::pcore::sized<PcoreNodeInfo>();
     if (pcore_node_info(store, id.raw(), &info) != ::pcore::kStatusOk) {
       return out;
     }
@@ -534,7 +534,7 @@ class Store final : public ::xtree::persist::StoreInterface {
   }
 
   size_t get_capacity(NodeID id) override {
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = ::pcore::sized<PcoreNodeInfo>();
     if (pcore_node_info(try_handle(), id.raw(), &info) != ::pcore::kStatusOk) {
       return 0;
     }
@@ -542,7 +542,7 @@ class Store final : public ::xtree::persist::StoreInterface {
   }
 
   bool get_node_kind(NodeID id, NodeKind& out_kind) const override {
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = ::pcore::sized<PcoreNodeInfo>();
     if (pcore_node_info(try_handle(), id.raw(), &info) != ::pcore::kStatusOk || info.committed == 0) {
       return false;
     }
@@ -553,7 +553,7 @@ class Store final : public ::xtree::persist::StoreInterface {
   bool is_node_present(NodeID id) const override { return is_node_present(id, nullptr); }
 
   bool is_node_present(NodeID id, bool* out_is_staged) const override {
-    PcoreNodeInfo info{};
+    PcoreNodeInfo info = ::pcore::sized<PcoreNodeInfo>();
     if (pcore_node_info(try_handle(), id.raw(), &info) != ::pcore::kStatusOk) {
       return false;
     }
@@ -609,7 +609,7 @@ class Store final : public ::xtree::persist::StoreInterface {
     handle();
     const ::pcore::Stats s = store_.stats();
     MemoryStats out;
-    out.total = class_memory(s.total);
+    out.total = class_memory(store_.total_stats());
     out.live_bytes = out.total.live_bytes;
     out.dead_bytes = out.total.dead_bytes;
     out.fragmentation = out.total.fragmentation;

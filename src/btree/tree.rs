@@ -58,8 +58,9 @@ impl Default for TreeOptions {
 
 pub const PAGE_BYTES_MIN: u32 = 512;
 pub const PAGE_BYTES_MAX: u32 = 65536;
-/// A corrupt child pointer that forms a cycle must not loop forever.
-const DEPTH_MAX: usize = 32;
+/// The deepest a tree grows (the C ABI's `PCORE_TREE_DEPTH_MAX`); a corrupt child pointer
+/// that forms a cycle must not loop forever.
+pub const DEPTH_MAX: usize = 32;
 /// Store node kinds of the tree's nodes (hosts use kinds below 0x40).
 pub const KIND_LEAF: u8 = 0x41;
 pub const KIND_INTERNAL: u8 = 0x42;

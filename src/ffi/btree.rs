@@ -3,6 +3,7 @@
 
 use super::guard::{self, bytes, copy_out, non_null, out_buffer, write_optional, write_out};
 use super::registry::{HandleType, Registry};
+use super::sized::{narrow, read_sized, SizedOut};
 use super::store::store_of;
 use super::types::*;
 use crate::btree::{BTree, Comparator, Cursor, Duplicates, TreeOptions, ROOT_PREFIX};
@@ -72,7 +73,7 @@ fn with_cursor<R>(handle: *const PcoreCursor, f: impl FnOnce(&mut CursorState) -
 
 fn default_tree_options() -> PcoreTreeOptions {
     PcoreTreeOptions {
-        struct_size: std::mem::size_of::<PcoreTreeOptions>() as u32,
+        struct_size: std::mem::size_of::<PcoreTreeOptions>() as u64,
         page_bytes: 4096,
         duplicates: PCORE_DUP_UNIQUE,
         flags: 0,
@@ -149,10 +150,7 @@ pub unsafe extern "C" fn pcore_tree_open(
         // SAFETY: per this function's contract.
         let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
         // SAFETY: per this function's contract.
-        let wide =
-            [std::mem::offset_of!(PcoreTreeOptions, compare), std::mem::offset_of!(PcoreTreeOptions, compare_ctx)];
-        // SAFETY: per this function's contract.
-        let o = unsafe { super::guard::read_sized(opt, default_tree_options(), &wide)? };
+        let o = unsafe { read_sized(opt, default_tree_options())? };
         let duplicates = match o.duplicates {
             PCORE_DUP_UNIQUE => Duplicates::Unique,
             PCORE_DUP_OVERWRITE => Duplicates::Overwrite,
@@ -170,10 +168,13 @@ pub unsafe extern "C" fn pcore_tree_open(
             }
         }
         let options = TreeOptions {
-            page_bytes: o.page_bytes,
+            page_bytes: narrow(o.page_bytes, "page_bytes")?,
             duplicates,
             comparator: comparator(&o),
-            max_entries_per_page: (o.max_entries_per_page > 0).then_some(o.max_entries_per_page),
+            max_entries_per_page: match o.max_entries_per_page {
+                0 => None,
+                n => Some(narrow(n, "max_entries_per_page")?),
+            },
         };
         let tree = BTree::open(&s, name, &options)?;
         let token = TREES.insert(TreeHandle { tree, open: Arc::new(AtomicBool::new(true)) })?;
@@ -306,7 +307,8 @@ pub unsafe extern "C" fn pcore_tree_get(
 }
 
 /// Removes `key` (a multi tree: all its values). `*out_removed` (if not NULL) is 1 when
-/// something was removed, 0 when the key was absent (not an error).
+/// something was removed, 0 when the key was absent (not an error): a boolean, as everywhere
+/// in this ABI, is a `uint64_t` 0 or 1.
 ///
 /// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE`,
 /// `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
@@ -318,14 +320,14 @@ pub unsafe extern "C" fn pcore_tree_remove(
     tree: *mut PcoreTree,
     key: *const c_void,
     key_len: usize,
-    out_removed: *mut i32,
+    out_removed: *mut u64,
 ) -> i32 {
     guard::call(|| {
         // SAFETY: per this function's contract.
         let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
         let removed = with_tree(tree, |t| t.remove(k))?;
         // SAFETY: NULL or writable, by this function's contract.
-        unsafe { write_optional(out_removed, removed as i32) };
+        unsafe { write_optional(out_removed, removed.into()) };
         Ok(())
     })
 }
@@ -342,7 +344,7 @@ pub unsafe extern "C" fn pcore_tree_remove_pair(
     key_len: usize,
     value: *const c_void,
     value_len: usize,
-    out_removed: *mut i32,
+    out_removed: *mut u64,
 ) -> i32 {
     guard::call(|| {
         let t = tree_of(tree)?;
@@ -351,7 +353,7 @@ pub unsafe extern "C" fn pcore_tree_remove_pair(
             unsafe { (bytes(key.cast::<u8>(), key_len, "key")?, bytes(value.cast::<u8>(), value_len, "value")?) };
         let removed = t.remove_pair(k, v)?;
         // SAFETY: NULL or writable, by this function's contract.
-        unsafe { write_optional(out_removed, removed as i32) };
+        unsafe { write_optional(out_removed, removed.into()) };
         Ok(())
     })
 }
@@ -410,7 +412,8 @@ pub unsafe extern "C" fn pcore_tree_len(tree: *mut PcoreTree, out: *mut u64) -> 
 
 /// Tree statistics (reads every page). Set `out->struct_size = sizeof(PcoreTreeStats)`.
 ///
-/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`, bad `struct_size`),
+/// `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
 ///
 /// # Safety
 /// `out` points to `out->struct_size` writable bytes.
@@ -418,15 +421,18 @@ pub unsafe extern "C" fn pcore_tree_len(tree: *mut PcoreTree, out: *mut u64) -> 
 pub unsafe extern "C" fn pcore_tree_stats(tree: *mut PcoreTree, out: *mut PcoreTreeStats) -> i32 {
     guard::call(|| {
         let t = tree_of(tree)?;
-        non_null(out, "out")?;
+        // SAFETY: per this function's contract.
+        let out = unsafe { SizedOut::new(out, "out")? };
         let s = t.stats()?;
-        let mut levels = [0u64; 8];
+        // A tree is never deeper than DEPTH_MAX (refused at open, never grown past): every
+        // level has its slot.
+        let mut levels = [0u64; PCORE_TREE_DEPTH_MAX];
         for (slot, n) in levels.iter_mut().zip(&s.pages_per_level) {
             *slot = *n;
         }
-        let full = PcoreTreeStats {
+        out.write(PcoreTreeStats {
             struct_size: 0,
-            height: s.height,
+            height: s.height.into(),
             entries: s.entries,
             leaf_pages: s.leaf_pages,
             pages: s.pages_per_level.iter().sum(),
@@ -436,11 +442,10 @@ pub unsafe extern "C" fn pcore_tree_stats(tree: *mut PcoreTree, out: *mut PcoreT
             leaf_fill: s.leaf_fill,
             bytes_per_entry: s.bytes_per_entry,
             overflow_values: s.overflow_values,
-            page_bytes: s.page_bytes,
+            page_bytes: s.page_bytes.into(),
             pages_per_level: levels,
-        };
-        // SAFETY: per this function's contract.
-        unsafe { super::guard::write_sized(out, full) }
+        });
+        Ok(())
     })
 }
 

@@ -85,59 +85,6 @@ pub(crate) unsafe fn c_path(p: *const c_char, name: &str) -> Result<std::path::P
     Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(s.to_bytes())))
 }
 
-/// Reads a caller's `struct_size`-versioned struct over `defaults`: fields past the caller's
-/// size keep their defaults. NULL gives the defaults. A size that ends inside a field is
-/// `InvalidArgument` (half a function pointer must never be used): fields are 4 bytes, or 8
-/// bytes at the offsets `wide_fields` lists.
-///
-/// # Safety
-/// `p` is NULL or points to `p->struct_size` readable bytes, the first field being a `u32`
-/// struct_size.
-pub(crate) unsafe fn read_sized<T: Copy>(p: *const T, defaults: T, wide_fields: &[usize]) -> Result<T> {
-    let mut out = defaults;
-    if p.is_null() {
-        return Ok(out);
-    }
-    // SAFETY: non-null; the leading u32 is readable by contract.
-    let size = unsafe { p.cast::<u32>().read_unaligned() } as usize;
-    if size < std::mem::size_of::<u32>() {
-        return Err(Error::InvalidArgument(format!("struct_size is {size}")));
-    }
-    let n = size.min(std::mem::size_of::<T>());
-    if !n.is_multiple_of(4) || wide_fields.iter().any(|&at| n > at && n < at + 8) {
-        return Err(Error::InvalidArgument(format!("struct_size {size} ends inside a field")));
-    }
-    // SAFETY: the caller's struct has `size` >= n readable bytes; `out` is a local of at least
-    // n bytes; they cannot overlap.
-    unsafe { std::ptr::copy_nonoverlapping(p.cast::<u8>(), std::ptr::addr_of_mut!(out).cast::<u8>(), n) };
-    Ok(out)
-}
-
-/// Writes `full` into a caller's `struct_size`-versioned struct, up to its size, keeping the
-/// caller's struct_size.
-///
-/// # Safety
-/// `p` is non-null and points to `p->struct_size` writable bytes, the first field a `u32`.
-pub(crate) unsafe fn write_sized<T: Copy>(p: *mut T, full: T) -> Result<()> {
-    // SAFETY: the leading u32 is readable by contract.
-    let size = unsafe { p.cast::<u32>().read_unaligned() } as usize;
-    if size < 2 * std::mem::size_of::<u32>() {
-        return Err(Error::InvalidArgument(format!("struct_size is {size}")));
-    }
-    let n = size.min(std::mem::size_of::<T>());
-    let skip = std::mem::size_of::<u32>();
-    // SAFETY: the caller's struct has `size` >= n writable bytes; `full` is a local; the first
-    // four bytes (struct_size) are left as the caller set them.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            std::ptr::addr_of!(full).cast::<u8>().add(skip),
-            p.cast::<u8>().add(skip),
-            n - skip,
-        )
-    };
-    Ok(())
-}
-
 /// `InvalidArgument` for an output buffer that is NULL but claims capacity.
 pub(crate) fn out_buffer(buf: *mut c_void, cap: usize, name: &str) -> Result<()> {
     if buf.is_null() && cap > 0 {
@@ -192,32 +139,6 @@ pub(crate) unsafe fn write_optional<T>(p: *mut T, v: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_struct_size_inside_a_field_is_refused() {
-        #[derive(Clone, Copy)]
-        #[repr(C)]
-        struct V2 {
-            struct_size: u32,
-            a: u32,
-            b: u32,
-            pad: u32,
-            wide: u64,
-        }
-        let defaults = V2 { struct_size: 0, a: 1, b: 2, pad: 0, wide: 3 };
-        let mut caller = V2 { struct_size: 12, a: 10, b: 20, pad: 0, wide: 30 };
-        // SAFETY: `caller` is a live V2 of struct_size (or more) readable bytes.
-        let got = unsafe { read_sized(&caller, defaults, &[16]) }.unwrap();
-        assert_eq!((got.a, got.b, got.wide), (10, 20, 3), "an older, shorter version keeps the defaults");
-        for bad in [2u32, 13, 20] {
-            caller.struct_size = bad;
-            // SAFETY: as above.
-            assert!(unsafe { read_sized(&caller, defaults, &[16]) }.is_err(), "size {bad}");
-        }
-        caller.struct_size = 24;
-        // SAFETY: as above.
-        assert_eq!(unsafe { read_sized(&caller, defaults, &[16]) }.unwrap().wide, 30);
-    }
 
     #[test]
     fn errors_and_panics_become_statuses_and_messages() {

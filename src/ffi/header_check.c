@@ -10,8 +10,13 @@ int pcore_header_check(void) {
     PcoreNodeInfo info;
     PcoreClassStats cls;
     PcoreStoreStats stats;
+    PcoreTreeOptions topt;
+    PcoreTreeStats tstats;
+    PcoreBytes b;
     PcoreStore *store = 0;
-    (void)alloc; (void)bytes; (void)info; (void)cls; (void)stats; (void)store;
-    opt.struct_size = (uint32_t)sizeof opt;
-    return opt.struct_size == 0 || PCORE_OK != 0 || PCORE_ABI_VERSION == 0;
+    (void)alloc; (void)bytes; (void)info; (void)cls; (void)stats; (void)topt; (void)b; (void)store;
+    opt.struct_size = sizeof opt;
+    tstats.struct_size = sizeof tstats;
+    return opt.struct_size == 0 || PCORE_OK != 0 || PCORE_ABI_VERSION == 0 ||
+           sizeof tstats.pages_per_level != PCORE_TREE_DEPTH_MAX * sizeof(uint64_t);
 }

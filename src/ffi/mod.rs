@@ -7,6 +7,8 @@ pub mod btree;
 mod fork;
 mod guard;
 mod registry;
+mod sized;
+pub mod status;
 pub mod store;
 pub mod types;
 pub mod version;

@@ -7,10 +7,13 @@
 
 use super::guard::{self, bytes, c_path, copy_out, non_null, out_buffer, write_optional, write_out};
 use super::registry::{HandleType, Registry};
+use super::sized::{narrow, read_sized, SizedOut};
 use super::types::*;
 use crate::error::{Error, Result};
 use crate::store::{Durability, GrowthPolicy, NodeId, Source, Store, StoreOptions};
 use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 static STORES: Registry<Store> = Registry::new(HandleType::Store);
 
@@ -24,14 +27,14 @@ pub(crate) fn store_of(handle: *const PcoreStore) -> Result<Store> {
 fn default_options() -> PcoreStoreOptions {
     let d = StoreOptions::default();
     PcoreStoreOptions {
-        struct_size: std::mem::size_of::<PcoreStoreOptions>() as u32,
+        struct_size: std::mem::size_of::<PcoreStoreOptions>() as u64,
         flags: 0,
         durability: PCORE_DURABILITY_BALANCED,
-        balanced_interval_ms: d.balanced_interval_ms,
+        balanced_interval_ms: d.balanced_interval_ms.into(),
         growth_policy: PCORE_GROWTH_STABLE_ID,
-        min_class_bytes: d.min_class_bytes,
-        max_class_bytes: d.max_class_bytes,
-        inline_payload_max_bytes: d.inline_payload_max_bytes,
+        min_class_bytes: d.min_class_bytes.into(),
+        max_class_bytes: d.max_class_bytes.into(),
+        inline_payload_max_bytes: d.inline_payload_max_bytes.into(),
         checkpoint_log_bytes: d.checkpoint_log_bytes,
     }
 }
@@ -42,7 +45,7 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
         return Err(Error::InvalidArgument(format!("unknown open flags {:#x}", o.flags & !known)));
     }
     let d = StoreOptions::default();
-    let or = |v: u32, dflt: u32| if v == 0 { dflt } else { v };
+    let or = |v: u64, dflt: u32, name: &str| if v == 0 { Ok(dflt) } else { narrow::<u32>(v, name) };
     Ok(StoreOptions {
         durability: match o.durability {
             PCORE_DURABILITY_STRICT => Durability::Strict,
@@ -55,10 +58,14 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
             PCORE_GROWTH_NEW_ID => GrowthPolicy::NewId,
             other => return Err(Error::InvalidArgument(format!("growth policy {other}"))),
         },
-        balanced_interval_ms: or(o.balanced_interval_ms, d.balanced_interval_ms),
-        min_class_bytes: or(o.min_class_bytes, d.min_class_bytes),
-        max_class_bytes: or(o.max_class_bytes, d.max_class_bytes),
-        inline_payload_max_bytes: or(o.inline_payload_max_bytes, d.inline_payload_max_bytes),
+        balanced_interval_ms: or(o.balanced_interval_ms, d.balanced_interval_ms, "balanced_interval_ms")?,
+        min_class_bytes: or(o.min_class_bytes, d.min_class_bytes, "min_class_bytes")?,
+        max_class_bytes: or(o.max_class_bytes, d.max_class_bytes, "max_class_bytes")?,
+        inline_payload_max_bytes: or(
+            o.inline_payload_max_bytes,
+            d.inline_payload_max_bytes,
+            "inline_payload_max_bytes",
+        )?,
         checkpoint_log_bytes: if o.checkpoint_log_bytes == 0 { d.checkpoint_log_bytes } else { o.checkpoint_log_bytes },
         read_only: o.flags & PCORE_OPEN_READ_ONLY != 0,
         create: o.flags & PCORE_OPEN_NO_CREATE == 0,
@@ -113,9 +120,7 @@ pub unsafe extern "C" fn pcore_store_open(
     guard::call(|| {
         non_null(out, "out")?;
         // SAFETY: per this function's contract.
-        let o = unsafe {
-            guard::read_sized(opt, default_options(), &[std::mem::offset_of!(PcoreStoreOptions, checkpoint_log_bytes)])?
-        };
+        let o = unsafe { read_sized(opt, default_options())? };
         let options = to_store_options(&o)?;
         let store = if o.flags & PCORE_OPEN_IN_MEMORY != 0 {
             if !dir.is_null() {
@@ -158,11 +163,14 @@ pub extern "C" fn pcore_store_close(store: *mut PcoreStore) -> i32 {
 /// write into `out->writable` and then publish. The node is RESERVED ("staged") until the
 /// next commit.
 ///
-/// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (kind 0, NULL `out`), `PCORE_TOO_LARGE`
-/// (above the largest class), `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_BAD_HANDLE`.
+/// Set `out->struct_size = sizeof(PcoreAllocResult)` before the call.
+///
+/// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (kind 0, NULL `out`, bad `struct_size`),
+/// `PCORE_TOO_LARGE` (above the largest class), `PCORE_READ_ONLY`, `PCORE_NO_SPACE`,
+/// `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
-/// `out` points to a writable `PcoreAllocResult`.
+/// `out` points to `out->struct_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn pcore_node_allocate(
     store: *mut PcoreStore,
@@ -172,10 +180,10 @@ pub unsafe extern "C" fn pcore_node_allocate(
 ) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
-        non_null(out, "out")?;
+        // SAFETY: per this function's contract. Checked before allocating: a failed call allocates nothing.
+        let out = unsafe { SizedOut::new(out, "out")? };
         let (id, addr, capacity) = s.allocate(min_len, kind)?;
-        // SAFETY: `out` checked non-null; writable by contract.
-        unsafe { write_out(out, PcoreAllocResult { id: id.raw(), writable: addr as *mut c_void, capacity }) };
+        out.write(PcoreAllocResult { struct_size: 0, id: id.raw(), writable: addr as *mut c_void, capacity });
         Ok(())
     })
 }
@@ -320,52 +328,99 @@ pub unsafe extern "C" fn pcore_node_read_copy(
     })
 }
 
-/// What node `id` is now: length, capacity, kind, whether it is committed and dirty.
+/// What node `id` is now: length, capacity, kind, whether it is committed and dirty. Set
+/// `out->struct_size = sizeof(PcoreNodeInfo)` before the call.
 ///
-/// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`.
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT` (NULL `out`, bad
+/// `struct_size`), `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
-/// `out` points to a writable `PcoreNodeInfo`.
+/// `out` points to `out->struct_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn pcore_node_info(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeInfo) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
-        non_null(out, "out")?;
+        // SAFETY: per this function's contract.
+        let out = unsafe { SizedOut::new(out, "out")? };
         let i = s.info(NodeId::from_raw(id))?;
-        let info = PcoreNodeInfo {
+        out.write(PcoreNodeInfo {
+            struct_size: 0,
             id: i.id.raw(),
             len: i.len as u64,
             capacity: i.capacity as u64,
-            kind: i.kind,
-            committed: i.committed as u8,
-            dirty: i.dirty as u8,
-        };
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, info) };
+            kind: i.kind.into(),
+            committed: i.committed.into(),
+            dirty: i.dirty.into(),
+        });
         Ok(())
     })
 }
 
+/// `pcore_node_free` and `pcore_node_retire` calls by reason since the store was opened. Kept
+/// with the store (an attachment), so every handle of one store counts into the same figures.
+#[derive(Default)]
+struct ReasonCounts {
+    frees: [AtomicU64; PCORE_REASON_COUNT],
+    retires: [AtomicU64; PCORE_REASON_COUNT],
+}
+
+/// The attachment's name: tree anchors start with "btree:", so it cannot collide.
+const REASON_COUNTS: &[u8] = b"ffi:reason-counts";
+
+fn reason_counts(s: &Store) -> Result<Arc<ReasonCounts>> {
+    s.attachment(REASON_COUNTS, || Ok(Arc::new(ReasonCounts::default())))
+}
+
+fn reason_index(reason: u8) -> Result<usize> {
+    let i = usize::from(reason);
+    if i < PCORE_REASON_COUNT {
+        Ok(i)
+    } else {
+        Err(Error::InvalidArgument(format!("reason {reason}: not one of PCORE_REASON_*")))
+    }
+}
+
+fn counts_of(counts: &[AtomicU64; PCORE_REASON_COUNT]) -> [u64; PCORE_REASON_COUNT] {
+    std::array::from_fn(|i| counts[i].load(Ordering::Relaxed))
+}
+
 /// Frees node `id`: a RESERVED node at once, a committed one at the next commit (logged, so
 /// a crash never brings it back over a reused block). The id reads as not found from now on.
-/// `reason` is one of `PCORE_REASON_*`, for debugging.
+/// `reason` is one of `PCORE_REASON_*`: `PcoreStoreStats::frees_by_reason` counts the frees
+/// by reason.
 ///
 /// Returns `PCORE_OK`, `PCORE_DOUBLE_FREE` (already freed), `PCORE_NOT_FOUND`,
-/// `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+/// `PCORE_INVALID_ARGUMENT` (an unknown reason; nothing freed), `PCORE_READ_ONLY`,
+/// `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -> i32 {
-    let _ = reason;
-    guard::call(|| store_of(store)?.free(NodeId::from_raw(id)))
+    guard::call(|| {
+        let s = store_of(store)?;
+        let reason = reason_index(reason)?;
+        let counts = reason_counts(&s)?;
+        s.free(NodeId::from_raw(id))?;
+        counts.frees[reason].fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })
 }
 
 /// Frees node `id` at the first commit whose epoch is at least `epoch`; until then it stays
-/// readable. A retired node not yet freed when the store closes stays in the store.
+/// readable. A retired node not yet freed when the store closes stays in the store. `reason`
+/// is one of `PCORE_REASON_*`: `PcoreStoreStats::retires_by_reason` counts the retires by
+/// reason.
 ///
-/// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT` (an unknown reason; nothing
+/// retired), `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_node_retire(store: *mut PcoreStore, id: u64, epoch: u64, reason: u8) -> i32 {
-    let _ = reason;
-    guard::call(|| store_of(store)?.retire(NodeId::from_raw(id), epoch))
+    guard::call(|| {
+        let s = store_of(store)?;
+        let reason = reason_index(reason)?;
+        let counts = reason_counts(&s)?;
+        s.retire(NodeId::from_raw(id), epoch)?;
+        counts.retires[reason].fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })
 }
 
 /// Sets the root named by `name_len` bytes at `name` (not NUL-terminated; length 0 is the
@@ -480,9 +535,9 @@ pub extern "C" fn pcore_store_checkpoint(store: *mut PcoreStore) -> i32 {
 }
 
 /// Store statistics. The caller sets `out->struct_size = sizeof(PcoreStoreStats)`; fields
-/// beyond it are not written.
+/// beyond it are not written. The allocator's figures come from `pcore_store_class_stats`.
 ///
-/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`, struct_size too small),
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`, bad `struct_size`),
 /// `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
@@ -491,11 +546,13 @@ pub extern "C" fn pcore_store_checkpoint(store: *mut PcoreStore) -> i32 {
 pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut PcoreStoreStats) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
-        non_null(out, "out")?;
+        // SAFETY: per this function's contract.
+        let out = unsafe { SizedOut::new(out, "out")? };
         let st = s.stats()?;
-        let full = PcoreStoreStats {
+        let reasons = reason_counts(&s)?;
+        out.write(PcoreStoreStats {
             struct_size: 0,
-            class_count: st.classes.len() as u32,
+            class_count: st.classes.len() as u64,
             epoch: st.epoch,
             live_nodes: st.live_nodes,
             reserved_nodes: st.reserved_nodes,
@@ -504,20 +561,23 @@ pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut Pco
             checkpoint_epoch: st.checkpoint_epoch,
             open_files: st.open_files,
             data_file_bytes: st.data_file_bytes,
-            total: PcoreClassStats::from(&st.total),
             pending_free_bytes: st.pending_free_bytes,
-        };
-        // SAFETY: per this function's contract.
-        unsafe { guard::write_sized(out, full) }
+            frees_by_reason: counts_of(&reasons.frees),
+            retires_by_reason: counts_of(&reasons.retires),
+        });
+        Ok(())
     })
 }
 
-/// Statistics of size class `class_index` (0 .. `class_count` - 1, smallest first).
+/// Allocator statistics of size class `class_index` (0 .. `class_count` - 1, smallest first),
+/// or their sums over all classes for `PCORE_CLASS_TOTAL`. Set
+/// `out->struct_size = sizeof(PcoreClassStats)` before the call.
 ///
-/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (index out of range, NULL `out`), `PCORE_BAD_HANDLE`.
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (index out of range, NULL `out`, bad
+/// `struct_size`), `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
-/// `out` points to a writable `PcoreClassStats`.
+/// `out` points to `out->struct_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn pcore_store_class_stats(
     store: *mut PcoreStore,
@@ -526,14 +586,17 @@ pub unsafe extern "C" fn pcore_store_class_stats(
 ) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
-        non_null(out, "out")?;
+        // SAFETY: per this function's contract.
+        let out = unsafe { SizedOut::new(out, "out")? };
         let st = s.stats()?;
-        let c = st
-            .classes
-            .get(class_index as usize)
-            .ok_or_else(|| Error::InvalidArgument(format!("class index {class_index} of {}", st.classes.len())))?;
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, PcoreClassStats::from(c)) };
+        let c = if class_index == PCORE_CLASS_TOTAL {
+            &st.total
+        } else {
+            st.classes
+                .get(class_index as usize)
+                .ok_or_else(|| Error::InvalidArgument(format!("class index {class_index} of {}", st.classes.len())))?
+        };
+        out.write(PcoreClassStats::from(c));
         Ok(())
     })
 }

@@ -2,74 +2,48 @@
 
 use std::ffi::c_void;
 
-/// Success.
-pub const PCORE_OK: i32 = 0;
-/// A null pointer, a zero kind, an option out of range, a bad name length.
-pub const PCORE_INVALID_ARGUMENT: i32 = 1;
-/// An unknown, freed or stale node id; an unknown root name; no store in the directory.
-pub const PCORE_NOT_FOUND: i32 = 2;
-/// A length above the largest size class, or above a node's capacity for in-place publish.
-pub const PCORE_TOO_LARGE: i32 = 3;
-/// A write on a store opened read-only.
-pub const PCORE_READ_ONLY: i32 = 4;
-/// The directory is locked by another writer.
-pub const PCORE_BUSY: i32 = 5;
-/// A damaged meta, log, checkpoint or data file; the message names the file and offset.
-pub const PCORE_CORRUPT: i32 = 6;
-/// The disk is full; nothing was changed.
-pub const PCORE_NO_SPACE: i32 = 7;
-/// Any other I/O failure.
-pub const PCORE_IO_ERROR: i32 = 8;
-/// Freeing a node id that is already freed.
-pub const PCORE_DOUBLE_FREE: i32 = 9;
-/// A null, closed or foreign handle.
-pub const PCORE_BAD_HANDLE: i32 = 10;
-/// A bug inside pcore was caught at the boundary; the message says where.
-pub const PCORE_PANIC: i32 = 11;
-/// An internal invariant did not hold (reported by verify).
-pub const PCORE_INTERNAL: i32 = 12;
-/// An earlier I/O failure left the store unusable: close and reopen it.
-pub const PCORE_POISONED: i32 = 13;
-/// The store's format, or a struct's version, is not supported by this library.
-pub const PCORE_VERSION_MISMATCH: i32 = 14;
-/// A fixed limit was reached (node handles, roots).
-pub const PCORE_LIMIT: i32 = 15;
-
-/// The key is already in a tree that does not take duplicates; the tree is unchanged.
-pub const PCORE_DUPLICATE_KEY: i32 = 16;
-/// A cursor used after its tree changed: position it again.
-pub const PCORE_STALE_CURSOR: i32 = 17;
+pub use super::status::*;
 
 /// Durability: `fdatasync` the log at every commit.
-pub const PCORE_DURABILITY_STRICT: u32 = 0;
+pub const PCORE_DURABILITY_STRICT: u64 = 0;
 /// Durability: no sync at commit; survives a process crash, not a power loss.
-pub const PCORE_DURABILITY_EVENTUAL: u32 = 1;
+pub const PCORE_DURABILITY_EVENTUAL: u64 = 1;
 /// Durability: group commit, the log synced at most every `balanced_interval_ms`.
-pub const PCORE_DURABILITY_BALANCED: u32 = 2;
+pub const PCORE_DURABILITY_BALANCED: u64 = 2;
 
 /// Open flag: never change a file; no lock is taken.
-pub const PCORE_OPEN_READ_ONLY: u32 = 1;
+pub const PCORE_OPEN_READ_ONLY: u64 = 1;
 /// Open flag: no files at all; `dir` must be NULL.
-pub const PCORE_OPEN_IN_MEMORY: u32 = 2;
+pub const PCORE_OPEN_IN_MEMORY: u64 = 2;
 /// Open flag: fail with `PCORE_NOT_FOUND` when the directory holds no store.
-pub const PCORE_OPEN_NO_CREATE: u32 = 4;
+pub const PCORE_OPEN_NO_CREATE: u64 = 4;
 /// Open flag: check every read of a committed node against the checksum its commit
 /// recorded; a mismatch answers `PCORE_CORRUPT` naming the node and the file offset.
-pub const PCORE_OPEN_VERIFY_CHECKSUMS: u32 = 8;
+pub const PCORE_OPEN_VERIFY_CHECKSUMS: u64 = 8;
 
 /// Growth: the node moves to a larger block and keeps its id.
-pub const PCORE_GROWTH_STABLE_ID: u32 = 0;
+pub const PCORE_GROWTH_STABLE_ID: u64 = 0;
 /// Growth: the node moves and gets a new id; the old id is freed.
-pub const PCORE_GROWTH_NEW_ID: u32 = 1;
+pub const PCORE_GROWTH_NEW_ID: u64 = 1;
 
-/// XTree's retire and free reasons (recorded for debugging only).
+/// Why XTree frees or retires a node (`pcore_node_free`, `pcore_node_retire`): counted per
+/// reason in `PcoreStoreStats`. Reason unknown.
 pub const PCORE_REASON_UNKNOWN: u8 = 0;
+/// A node replaced by the two halves of its split.
 pub const PCORE_REASON_SPLIT_REPLACE: u8 = 1;
+/// A node merged into its sibling, or deleted.
 pub const PCORE_REASON_MERGE_DELETE: u8 = 2;
+/// A node evicted from a cache.
 pub const PCORE_REASON_EVICT: u8 = 3;
+/// A node of an aborted operation, rolled back.
 pub const PCORE_REASON_ABORT_ROLLBACK: u8 = 4;
+/// A node's old copy after it moved to a larger block.
 pub const PCORE_REASON_REALLOCATION: u8 = 5;
+/// A node of a destroyed tree.
 pub const PCORE_REASON_TREE_DESTROY: u8 = 6;
+/// The number of reasons: `PCORE_REASON_*` are 0 .. PCORE_REASON_COUNT - 1; any other value is
+/// `PCORE_INVALID_ARGUMENT`.
+pub const PCORE_REASON_COUNT: usize = 7;
 
 /// Longest root name, in bytes.
 pub const PCORE_ROOT_NAME_MAX_BYTES: usize = 255;
@@ -78,18 +52,31 @@ pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 
 /// The ABI version this header describes: major << 16 | minor. 1.1 added the B+ tree
 /// (`pcore_tree_*`, `pcore_cursor_*`), 1.2 `pcore_node_read_copy` and
-/// `PCORE_OPEN_VERIFY_CHECKSUMS`.
-pub const PCORE_ABI_VERSION: u32 = 0x0001_0002;
+/// `PCORE_OPEN_VERIFY_CHECKSUMS`. 2.0 made every struct follow one layout (a `uint64_t
+/// struct_size` first, then 8-byte fields only), gave `PcoreNodeInfo`, `PcoreAllocResult` and
+/// `PcoreClassStats` a struct_size, moved the all-classes total out of `PcoreStoreStats`
+/// (`pcore_store_class_stats` with `PCORE_CLASS_TOTAL`), made booleans `uint64_t` 0 or 1,
+/// gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
+/// reason (an unknown reason is refused). The library's SONAME is `libpcore.so.<major>`.
+pub const PCORE_ABI_VERSION: u32 = 0x0002_0000;
 
 /// Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
-pub const PCORE_DUP_UNIQUE: u32 = 0;
+pub const PCORE_DUP_UNIQUE: u64 = 0;
 /// Tree duplicates mode: inserting an existing key replaces its value.
-pub const PCORE_DUP_OVERWRITE: u32 = 1;
+pub const PCORE_DUP_OVERWRITE: u64 = 1;
 /// Tree duplicates mode: one entry per (key, value) pair, ordered by key then value.
-pub const PCORE_DUP_MULTI: u32 = 2;
+pub const PCORE_DUP_MULTI: u64 = 2;
 
 /// Tree open flag: fail with `PCORE_NOT_FOUND` when the store holds no tree of that name.
-pub const PCORE_TREE_NO_CREATE: u32 = 1;
+pub const PCORE_TREE_NO_CREATE: u64 = 1;
+
+/// The deepest a tree grows (levels, root to leaves): an insert that would make it deeper
+/// is `PCORE_LIMIT`. `PcoreTreeStats::pages_per_level` has this many slots.
+pub const PCORE_TREE_DEPTH_MAX: usize = 32;
+const _: () = assert!(PCORE_TREE_DEPTH_MAX == crate::btree::DEPTH_MAX);
+
+/// `pcore_store_class_stats`'s class index for the sums over all classes.
+pub const PCORE_CLASS_TOTAL: u32 = u32::MAX;
 
 /// A cursor bound: none.
 pub const PCORE_BOUND_UNBOUNDED: u32 = 0;
@@ -115,26 +102,27 @@ pub struct PcoreCursor {
 pub type PcoreCompareFn =
     Option<unsafe extern "C" fn(ctx: *mut c_void, a: *const u8, a_len: usize, b: *const u8, b_len: usize) -> i32>;
 
-/// Options for `pcore_tree_open`. Fill with `pcore_tree_options_init`.
+/// Options for `pcore_tree_open`. Fill with `pcore_tree_options_init`, then change fields.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct PcoreTreeOptions {
-    pub struct_size: u32,
+    pub struct_size: u64,
     /// A power of two from 512 to 65536; default 4096. Fixed when the tree is created.
-    pub page_bytes: u32,
+    pub page_bytes: u64,
     /// `PCORE_DUP_*`; default UNIQUE. Fixed when the tree is created.
-    pub duplicates: u32,
+    pub duplicates: u64,
     /// `PCORE_TREE_*` flags.
-    pub flags: u32,
+    pub flags: u64,
     /// NULL: bytewise order (memcmp, shorter first on a common prefix).
     pub compare: PcoreCompareFn,
     pub compare_ctx: *mut c_void,
     /// Optional ceiling on entries per page (0: none). Bytes decide every split; the ceiling
     /// only caps how many entries a page this handle writes may hold.
-    pub max_entries_per_page: u32,
+    pub max_entries_per_page: u64,
 }
 
 /// Bytes owned by pcore, valid until the call documented with the function that returned them.
+/// A (pointer, length) pair, fixed for good: it has no struct_size.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct PcoreBytes {
@@ -146,8 +134,9 @@ pub struct PcoreBytes {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PcoreTreeStats {
-    pub struct_size: u32,
-    pub height: u32,
+    pub struct_size: u64,
+    /// Levels, root to leaves: 1 for a tree that is one leaf.
+    pub height: u64,
     pub entries: u64,
     pub leaf_pages: u64,
     /// All pages, leaves included.
@@ -161,9 +150,9 @@ pub struct PcoreTreeStats {
     pub bytes_per_entry: f64,
     /// Values stored in their own node.
     pub overflow_values: u64,
-    pub page_bytes: u32,
+    pub page_bytes: u64,
     /// Pages per level, root first; levels past `height` are 0.
-    pub pages_per_level: [u64; 8],
+    pub pages_per_level: [u64; PCORE_TREE_DEPTH_MAX],
 }
 
 /// An open store. Opaque: never dereference; a closed handle is refused, not a crash.
@@ -172,41 +161,41 @@ pub struct PcoreStore {
 }
 
 /// Options for `pcore_store_open`. Fill with `pcore_store_options_init`, then change fields.
-/// `struct_size` is the caller's `sizeof(PcoreStoreOptions)`; fields past it take defaults,
-/// and new fields are only ever added at the end.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct PcoreStoreOptions {
-    pub struct_size: u32,
+    pub struct_size: u64,
     /// `PCORE_OPEN_*` flags.
-    pub flags: u32,
+    pub flags: u64,
     /// `PCORE_DURABILITY_*`; default BALANCED.
-    pub durability: u32,
+    pub durability: u64,
     /// BALANCED: sync at most this often; default 10.
-    pub balanced_interval_ms: u32,
+    pub balanced_interval_ms: u64,
     /// `PCORE_GROWTH_*`; default STABLE_ID.
-    pub growth_policy: u32,
+    pub growth_policy: u64,
     /// Smallest size class, used when the store is created; 0 = 64.
-    pub min_class_bytes: u32,
+    pub min_class_bytes: u64,
     /// Largest size class, used when the store is created; 0 = 262144.
-    pub max_class_bytes: u32,
+    pub max_class_bytes: u64,
     /// Node payloads up to this size are written into the log at commit; 0 = 8192.
-    pub inline_payload_max_bytes: u32,
+    pub inline_payload_max_bytes: u64,
     /// A checkpoint is taken when the log passes this size; 0 = 64 MiB.
     pub checkpoint_log_bytes: u64,
 }
 
 /// A new node: its id, its zero-filled block (writable until published or freed), and the
-/// block's size.
+/// block's size. Set `struct_size` before the call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct PcoreAllocResult {
+    pub struct_size: u64,
     pub id: u64,
     pub writable: *mut c_void,
     pub capacity: usize,
 }
 
 /// A node's bytes: valid until the node is next written or freed, or the store closed.
+/// A (pointer, length) pair, fixed for good: it has no struct_size.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct PcoreNodeBytes {
@@ -214,27 +203,31 @@ pub struct PcoreNodeBytes {
     pub len: usize,
 }
 
-/// What a node is now.
+/// What a node is now. Set `struct_size` before the call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PcoreNodeInfo {
+    pub struct_size: u64,
     pub id: u64,
     /// Bytes published.
     pub len: u64,
     /// Size of its block.
     pub capacity: u64,
-    pub kind: u8,
+    /// The host's kind, 1..255.
+    pub kind: u64,
     /// 1 when a committed version exists (LIVE); 0 while only RESERVED ("staged").
-    pub committed: u8,
+    pub committed: u64,
     /// 1 when changed since the last commit.
-    pub dirty: u8,
+    pub dirty: u64,
 }
 
-/// Allocator statistics of one size class, or of all of them (XTree's names).
+/// Allocator statistics of one size class, or of all of them (`PCORE_CLASS_TOTAL`), in
+/// XTree's names. Set `struct_size` before the call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PcoreClassStats {
-    /// Block size of the class; 0 in a total.
+    pub struct_size: u64,
+    /// Block size of the class; 0 in the total.
     pub class_bytes: u64,
     pub live_bytes: u64,
     /// Free blocks below the high-water marks, times the block size.
@@ -247,18 +240,20 @@ pub struct PcoreClassStats {
     pub frees_to_bitmap: u64,
     pub total_allocations: u64,
     pub total_frees: u64,
-    /// dead / (live + dead); 0 when both are 0.
+    /// dead / (live + dead); 0 when both are 0. In the total, from the sums.
     pub fragmentation: f64,
-    /// allocs_from_bitmap / total_frees; 0 before any free.
+    /// allocs_from_bitmap / total_frees; 0 before any free. In the total, from the sums.
     pub reuse_rate: f64,
 }
 
-/// Store statistics. Set `struct_size` to `sizeof(PcoreStoreStats)` before the call.
+/// Store statistics. Set `struct_size` before the call. The allocator's figures, per class
+/// and summed over all classes, come from `pcore_store_class_stats`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PcoreStoreStats {
-    pub struct_size: u32,
-    pub class_count: u32,
+    pub struct_size: u64,
+    /// Size classes: `pcore_store_class_stats` takes 0 .. class_count - 1.
+    pub class_count: u64,
     /// Last committed epoch.
     pub epoch: u64,
     /// Committed nodes.
@@ -273,16 +268,19 @@ pub struct PcoreStoreStats {
     pub open_files: u64,
     /// Bytes of the class files on disk.
     pub data_file_bytes: u64,
-    /// Sums over all classes; the ratios are recomputed from the sums.
-    pub total: PcoreClassStats,
-    /// Bytes of blocks freed by commits not yet durable (BALANCED, EVENTUAL): counted in
-    /// `total.live_bytes` until the log is synced, then reusable.
+    /// Bytes of blocks freed by commits not yet durable (BALANCED, EVENTUAL): counted in the
+    /// total's `live_bytes` until the log is synced, then reusable.
     pub pending_free_bytes: u64,
+    /// Successful `pcore_node_free` calls since open, by reason (index: `PCORE_REASON_*`).
+    pub frees_by_reason: [u64; PCORE_REASON_COUNT],
+    /// Successful `pcore_node_retire` calls since open, by reason.
+    pub retires_by_reason: [u64; PCORE_REASON_COUNT],
 }
 
 impl From<&crate::alloc::ClassStats> for PcoreClassStats {
     fn from(s: &crate::alloc::ClassStats) -> PcoreClassStats {
         PcoreClassStats {
+            struct_size: 0,
             class_bytes: s.class_bytes,
             live_bytes: s.live_bytes,
             dead_bytes: s.dead_bytes,
@@ -295,40 +293,6 @@ impl From<&crate::alloc::ClassStats> for PcoreClassStats {
             total_frees: s.total_frees,
             fragmentation: s.fragmentation(),
             reuse_rate: s.reuse_rate(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::Status;
-
-    #[test]
-    fn status_constants_match_the_rust_enum() {
-        let consts = [
-            PCORE_OK,
-            PCORE_INVALID_ARGUMENT,
-            PCORE_NOT_FOUND,
-            PCORE_TOO_LARGE,
-            PCORE_READ_ONLY,
-            PCORE_BUSY,
-            PCORE_CORRUPT,
-            PCORE_NO_SPACE,
-            PCORE_IO_ERROR,
-            PCORE_DOUBLE_FREE,
-            PCORE_BAD_HANDLE,
-            PCORE_PANIC,
-            PCORE_INTERNAL,
-            PCORE_POISONED,
-            PCORE_VERSION_MISMATCH,
-            PCORE_LIMIT,
-            PCORE_DUPLICATE_KEY,
-            PCORE_STALE_CURSOR,
-        ];
-        assert_eq!(consts.len(), Status::ALL.len());
-        for (c, s) in consts.iter().zip(Status::ALL) {
-            assert_eq!(*c, s as i32, "{}", s.name());
         }
     }
 }

@@ -18,31 +18,8 @@ pub extern "C" fn pcore_abi_version() -> u32 {
 #[no_mangle]
 pub extern "C" fn pcore_status_name(status: i32) -> *const c_char {
     match Status::from_code(status) {
-        Some(s) => status_cstr(s).as_ptr(),
+        Some(s) => s.c_name().as_ptr(),
         None => c"PCORE_UNKNOWN_STATUS".as_ptr(),
-    }
-}
-
-fn status_cstr(s: Status) -> &'static std::ffi::CStr {
-    match s {
-        Status::Ok => c"PCORE_OK",
-        Status::InvalidArgument => c"PCORE_INVALID_ARGUMENT",
-        Status::NotFound => c"PCORE_NOT_FOUND",
-        Status::TooLarge => c"PCORE_TOO_LARGE",
-        Status::ReadOnly => c"PCORE_READ_ONLY",
-        Status::Busy => c"PCORE_BUSY",
-        Status::Corrupt => c"PCORE_CORRUPT",
-        Status::NoSpace => c"PCORE_NO_SPACE",
-        Status::IoError => c"PCORE_IO_ERROR",
-        Status::DoubleFree => c"PCORE_DOUBLE_FREE",
-        Status::BadHandle => c"PCORE_BAD_HANDLE",
-        Status::Panic => c"PCORE_PANIC",
-        Status::Internal => c"PCORE_INTERNAL",
-        Status::Poisoned => c"PCORE_POISONED",
-        Status::VersionMismatch => c"PCORE_VERSION_MISMATCH",
-        Status::Limit => c"PCORE_LIMIT",
-        Status::DuplicateKey => c"PCORE_DUPLICATE_KEY",
-        Status::StaleCursor => c"PCORE_STALE_CURSOR",
     }
 }
 
