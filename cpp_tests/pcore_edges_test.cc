@@ -22,16 +22,8 @@ using pcore_test::ScratchDir;
 
 constexpr uint8_t kKind = 7;
 
-PcoreStoreOptions strict_options(uint32_t flags = 0) {
-  PcoreStoreOptions options;
-  pcore_store_options_init(&options);
-  options.durability = PCORE_DURABILITY_STRICT;
-  options.flags = flags;
-  return options;
-}
-
 int32_t open_store(const std::string& dir, uint32_t flags, PcoreStore** out) {
-  const PcoreStoreOptions options = strict_options(flags);
+  const PcoreStoreOptions options = pcore_test::strict_options(flags);
   return pcore_store_open(dir.c_str(), &options, out);
 }
 

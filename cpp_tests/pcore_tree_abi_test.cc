@@ -45,16 +45,8 @@ constexpr int32_t kDuplicate = static_cast<int32_t>(PCORE_DUPLICATE_KEY);
         << #expr << " -> " << ::pcore_test::describe_status(in_status_);                      \
   } while (0)
 
-PcoreStoreOptions store_options(uint32_t flags = 0) {
-  PcoreStoreOptions options;
-  pcore_store_options_init(&options);
-  options.flags = flags;
-  options.durability = PCORE_DURABILITY_STRICT;
-  return options;
-}
-
 PcoreStore* open_in_memory() {
-  PcoreStoreOptions options = store_options(PCORE_OPEN_IN_MEMORY);
+  PcoreStoreOptions options = pcore_test::strict_options(PCORE_OPEN_IN_MEMORY);
   PcoreStore* store = nullptr;
   const int32_t status = pcore_store_open(nullptr, &options, &store);
   EXPECT_EQ(status, pcore_test::kOk) << pcore_test::describe_status(status);
@@ -62,7 +54,7 @@ PcoreStore* open_in_memory() {
 }
 
 PcoreStore* open_dir(const std::string& dir, uint32_t flags = 0) {
-  PcoreStoreOptions options = store_options(flags);
+  PcoreStoreOptions options = pcore_test::strict_options(flags);
   PcoreStore* store = nullptr;
   const int32_t status = pcore_store_open(dir.c_str(), &options, &store);
   EXPECT_EQ(status, pcore_test::kOk) << dir << ": " << pcore_test::describe_status(status);
@@ -315,7 +307,7 @@ class TreeAbiErrorsTest : public ::testing::Test {
   /// (NOT_FOUND for keys the damage hid). Returns pcore_tree_verify's status (-1 if the store
   /// or the tree did not open).
   int32_t exercise(const std::string& dir) {
-    PcoreStoreOptions options = store_options();
+    PcoreStoreOptions options = pcore_test::strict_options();
     PcoreStore* store = nullptr;
     const int32_t open_status = pcore_store_open(dir.c_str(), &options, &store);
     EXPECT_STATUS_IN(open_status, pcore_test::kOk, kCorrupt);
@@ -1131,7 +1123,7 @@ TEST_F(TreeAbiErrorsTest, ForkWhileOtherThreadsUseHandlesLeavesTheChildUsableTab
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       alarm(20);  // a table lock left held would hang the child: end it instead
-      PcoreStoreOptions options = store_options(PCORE_OPEN_IN_MEMORY);
+      PcoreStoreOptions options = pcore_test::strict_options(PCORE_OPEN_IN_MEMORY);
       PcoreStore* own = nullptr;
       if (pcore_store_open(nullptr, &options, &own) != pcore_test::kOk) _exit(10);
       PcoreTree* own_tree = nullptr;

@@ -183,6 +183,14 @@ void take_long_flag(int* argc, char** argv) {
 
 bool long_run() { return g_long_flag || env_u64("PCORE_LONG", 0) == 1; }
 
+PcoreStoreOptions strict_options(uint32_t flags) {
+  PcoreStoreOptions options;
+  pcore_store_options_init(&options);
+  options.durability = PCORE_DURABILITY_STRICT;
+  options.flags = flags;
+  return options;
+}
+
 PcoreStoreStats store_stats(PcoreStore* store) {
   PcoreStoreStats stats = sized<PcoreStoreStats>();
   const int32_t status = pcore_store_stats(store, &stats);

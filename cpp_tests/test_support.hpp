@@ -155,6 +155,9 @@ bool long_run();
 
 PcoreStoreStats store_stats(PcoreStore* store);  // fails the test (ADD_FAILURE) on error
 
+/// The default options, STRICT durability (every commit synced), and these open flags.
+PcoreStoreOptions strict_options(uint32_t flags = 0);
+
 // ---- child processes ----------------------------------------------------------------------
 
 /// A child entry point: args are the arguments after "--pcore-child <name>". Returns the

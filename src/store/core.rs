@@ -282,25 +282,37 @@ impl Core {
 
     pub fn free(&mut self, id: NodeId) -> Result<()> {
         let handle = self.table.resolve_for_free(id)?;
-        let slot = self.table.slots[handle as usize];
-        if slot.state == State::Reserved {
-            self.space.free(slot.loc())?;
-            let s = &mut self.table.slots[handle as usize];
-            s.state = State::Free;
-            s.dirty = false;
-            self.table.release_handle(handle);
-            self.reserved_nodes -= 1;
-            return Ok(());
+        if self.table.slots[handle as usize].state == State::Reserved {
+            return self.release_reserved(handle);
         }
+        self.drop_shadow(handle)?;
+        self.table.slots[handle as usize].freeing = true;
+        self.mark_dirty(handle);
+        Ok(())
+    }
+
+    /// Frees a node that was never committed: its block now, its handle for reuse (with a new
+    /// tag, so its id goes stale).
+    fn release_reserved(&mut self, handle: u64) -> Result<()> {
+        self.space.free(self.table.slots[handle as usize].loc())?;
+        let s = &mut self.table.slots[handle as usize];
+        s.state = State::Free;
+        s.dirty = false;
+        self.table.release_handle(handle);
+        self.reserved_nodes -= 1;
+        Ok(())
+    }
+
+    /// Frees a committed node's private copy, if it has one, and makes the committed version
+    /// (block, length, checksum) its current one again.
+    fn drop_shadow(&mut self, handle: u64) -> Result<()> {
         if let Some(committed) = self.table.shadowed.remove(&handle) {
-            self.space.free(slot.loc())?;
+            self.space.free(self.table.slots[handle as usize].loc())?;
             let s = &mut self.table.slots[handle as usize];
             s.set_loc(committed.loc);
             s.len = committed.len;
-            s.crc = committed.crc; // the committed version again, should the free be aborted
+            s.crc = committed.crc;
         }
-        self.table.slots[handle as usize].freeing = true;
-        self.mark_dirty(handle);
         Ok(())
     }
 
@@ -579,21 +591,10 @@ impl Core {
                 continue; // reserved, then freed before the abort: already released
             }
             if s.state == State::Reserved {
-                self.space.free(s.loc())?;
-                let slot = &mut self.table.slots[handle as usize];
-                slot.state = State::Free;
-                slot.dirty = false;
-                self.table.release_handle(handle);
-                self.reserved_nodes -= 1;
+                self.release_reserved(handle)?;
                 continue;
             }
-            if let Some(committed) = self.table.shadowed.remove(&handle) {
-                self.space.free(s.loc())?;
-                let slot = &mut self.table.slots[handle as usize];
-                slot.set_loc(committed.loc);
-                slot.len = committed.len;
-                slot.crc = committed.crc;
-            }
+            self.drop_shadow(handle)?;
             let slot = &mut self.table.slots[handle as usize];
             slot.freeing = false;
             slot.dirty = false;
