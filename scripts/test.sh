@@ -23,6 +23,9 @@ cargo clippy --manifest-path powercut/Cargo.toml --target-dir target --all-targe
 cargo build --release --quiet --manifest-path powercut/Cargo.toml --target-dir target
 cargo test --release --quiet --manifest-path powercut/Cargo.toml --target-dir target
 echo "== cargo test"
+# The shared library itself (cargo test builds only the rlib): tests/c_program.rs links a C
+# program against it where cargo leaves it.
+cargo build --release --quiet --lib
 cargo test --release --quiet
 echo "== GoogleTest through ctest"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

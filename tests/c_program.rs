@@ -14,7 +14,12 @@ fn profile_dir() -> PathBuf {
 #[test]
 fn a_c_program_linked_against_the_cargo_output_starts() {
     let lib_dir = profile_dir();
-    assert!(lib_dir.join("libpcore.so").exists(), "cargo left no libpcore.so in {}", lib_dir.display());
+    assert!(
+        lib_dir.join("libpcore.so").exists(),
+        "no libpcore.so in {}: `cargo test` builds only the rlib; run `cargo build --release --lib` first \
+         (scripts/test.sh does)",
+        lib_dir.display()
+    );
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("linked_from_target");
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
