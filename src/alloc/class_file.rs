@@ -28,8 +28,7 @@ pub(crate) struct ClassFile {
     /// Per segment: written since its last flush. Atomic so a checkpoint can flush under the
     /// store's shared lock while readers go on.
     dirty: Vec<AtomicBool>,
-    /// The file grew (or was created) since its size was last synced: a commit that places a
-    /// node in the new segment must not reach the disk before the file's new size does.
+    /// The file grew since its size was last synced (by a checkpoint).
     grown: AtomicBool,
     /// The file was created since its directory entry was last synced.
     created: AtomicBool,
@@ -101,28 +100,32 @@ impl ClassFile {
     /// Adds one segment at the end of the file. On failure nothing is added.
     pub(crate) fn grow(&mut self) -> Result<()> {
         let index = self.segments.len() as u64;
-        let mapping = match self.backing {
-            Backing::Memory => {
-                Mapping::anonymous(self.segment_bytes as usize).map_err(|e| Error::io("map anonymous segment", e))?
-            }
-            Backing::Private(_) => return Err(Error::ReadOnly),
-            Backing::Shared(_) => {
-                if self.file.is_none() {
+        let mapping =
+            match self.backing {
+                Backing::Memory => Mapping::anonymous(self.segment_bytes as usize)
+                    .map_err(|e| Error::io("map anonymous segment", e))?,
+                // A read-only view grows only when recovery finds a node whose segment the file
+                // lost (its size never synced) and the log holds the node's bytes: the segment
+                // lives in memory, and the file is left as it is.
+                Backing::Private(_) => Mapping::anonymous(self.segment_bytes as usize)
+                    .map_err(|e| Error::io("map anonymous segment", e))?,
+                Backing::Shared(_) => {
+                    if self.file.is_none() {
+                        let path = self.path().expect("shared backing has a path");
+                        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+                        self.file = Some(f.map_err(|e| Error::io(format!("create {}", path.display()), e))?);
+                        self.created.store(true, Ordering::Relaxed);
+                    }
+                    let file = self.file.as_ref().expect("opened above");
                     let path = self.path().expect("shared backing has a path");
-                    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
-                    self.file = Some(f.map_err(|e| Error::io(format!("create {}", path.display()), e))?);
-                    self.created.store(true, Ordering::Relaxed);
+                    reserve(&path, self.segment_bytes)
+                        .and_then(|_| preallocate(file, index * self.segment_bytes, self.segment_bytes))
+                        .map_err(|e| Error::io(format!("preallocate {} segment {index}", self.name), e))?;
+                    let mapping = self.map_segment(file, index)?;
+                    self.grown.store(true, Ordering::Relaxed);
+                    mapping
                 }
-                let file = self.file.as_ref().expect("opened above");
-                let path = self.path().expect("shared backing has a path");
-                reserve(&path, self.segment_bytes)
-                    .and_then(|_| preallocate(file, index * self.segment_bytes, self.segment_bytes))
-                    .map_err(|e| Error::io(format!("preallocate {} segment {index}", self.name), e))?;
-                let mapping = self.map_segment(file, index)?;
-                self.grown.store(true, Ordering::Relaxed);
-                mapping
-            }
-        };
+            };
         self.segments.push(mapping);
         self.dirty.push(AtomicBool::new(false));
         Ok(())
@@ -175,12 +178,13 @@ impl ClassFile {
         Ok(())
     }
 
-    /// Makes the file's size durable if it grew since the last call (fdatasync: the size is
-    /// metadata a later read of the data needs). Returns whether the file was created since,
-    /// so its directory entry must be synced too.
-    pub(crate) fn sync_growth(&self) -> Result<bool> {
+    /// Makes the file's directory entry durable if the file was created since the last call
+    /// (returns whether the directory must be synced), and, with `sizes`, its size if it grew
+    /// (fdatasync, which also writes back every dirty page of the file: a checkpoint's job, not
+    /// a commit's; a commit relies on recovery to extend a file whose growth was lost).
+    pub(crate) fn sync_growth(&self, sizes: bool) -> Result<bool> {
         let Some(file) = &self.file else { return Ok(false) };
-        if self.grown.swap(false, Ordering::Relaxed) {
+        if sizes && self.grown.swap(false, Ordering::Relaxed) {
             if let Err(e) = file.sync_data() {
                 self.grown.store(true, Ordering::Relaxed);
                 return Err(Error::io(format!("sync the size of {}", self.name), e));

@@ -218,15 +218,38 @@ impl Space {
         self.per_class.iter().try_for_each(|c| c.file.flush_dirty())
     }
 
-    /// Makes every class file's growth durable: sizes, and the directory entries of files
-    /// created since (the directory is `dir`). Cheap when nothing grew.
-    pub(crate) fn sync_growth(&self, dir: &std::path::Path) -> Result<()> {
+    /// Makes the directory entries of class files created since the last call durable (the
+    /// directory is `dir`), and with `sizes` every class file's size (see
+    /// `ClassFile::sync_growth`). Cheap when nothing was created or grew.
+    pub(crate) fn sync_growth(&self, dir: &std::path::Path, sizes: bool) -> Result<()> {
         let mut created = false;
         for c in &self.per_class {
-            created |= c.file.sync_growth()?;
+            created |= c.file.sync_growth(sizes)?;
         }
         if created {
             crate::os::sync_dir(dir).map_err(|e| Error::io(format!("sync {}", dir.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the class file holds the block's segment.
+    pub(crate) fn covers(&self, loc: Loc) -> bool {
+        let c = &self.per_class[loc.class as usize];
+        u64::from(loc.block) < u64::from(c.bits.segment_count()) * u64::from(c.blocks_per_segment)
+    }
+
+    /// Grows the class file until it holds the block's segment: recovery's repair of a file
+    /// whose growth a power cut lost while the log kept the nodes written there.
+    pub(crate) fn cover(&mut self, loc: Loc) -> Result<()> {
+        while !self.covers(loc) {
+            let c = &mut self.per_class[loc.class as usize];
+            if u64::from(c.bits.segment_count() + 1) * u64::from(c.blocks_per_segment)
+                > crate::limits::BLOCKS_PER_CLASS_MAX
+            {
+                return Err(Error::Limit(format!("class of {} bytes has no block index left", c.bytes)));
+            }
+            c.file.grow()?;
+            c.bits.add_segment(true);
         }
         Ok(())
     }

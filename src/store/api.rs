@@ -539,9 +539,12 @@ impl Store {
         for &(loc, len) in &prepared.unlogged {
             c.space.flush_block(loc, len)?;
         }
-        // The log must not name blocks in segments whose file size could be lost with power.
-        if let Err(e) = c.space.sync_growth(w.dir.as_deref().expect("a file store has a directory")) {
-            self.shared.poison(&mut w, format!("syncing a class file's growth failed: {e}"));
+        // A class file created for this commit must still exist after a power cut: its
+        // directory entry is synced before the frame. Its size need not be: recovery extends a
+        // file whose growth was lost when the log holds what was written there (and a payload
+        // that is not logged was synced, size and all, by `flush_block` above).
+        if let Err(e) = c.space.sync_growth(w.dir.as_deref().expect("a file store has a directory"), false) {
+            self.shared.poison(&mut w, format!("syncing a new class file's directory entry failed: {e}"));
             return Err(e);
         }
         let log = w.log.as_mut().expect("a writable file store has a log");
@@ -789,7 +792,7 @@ impl Shared {
             // Mutations wait while the committed state is flushed and encoded; readers go on.
             let c = self.state.upgradable_read();
             c.space.flush_dirty()?;
-            c.space.sync_growth(&dir)?;
+            c.space.sync_growth(&dir, true)?;
             (checkpoint::encode(&c.table, &c.committed_roots, c.epoch), c.epoch)
         };
         let generation = old.generation + 1;

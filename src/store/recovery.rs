@@ -130,6 +130,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     }
     let backing = if writable { Backing::Shared(dir.to_path_buf()) } else { Backing::Private(dir.to_path_buf()) };
     let mut space = Space::open(classes, &backing)?;
+    cover_logged_blocks(&mut space, &snapshot_slots, &latest_payload)?;
     space.rebuild(&blocks_in_use(&snapshot_slots, space.classes())?)?;
     for (&handle, &(fi, at, len)) in &latest_payload {
         let slot = snapshot_slots[handle as usize];
@@ -347,6 +348,19 @@ fn apply_op(
         }
         Op::RootRemove { name } => {
             roots.remove(name);
+        }
+    }
+    Ok(())
+}
+
+/// Extends class files to hold the blocks of live nodes whose bytes the log holds: a commit
+/// does not sync a class file's growth (that would write back every dirty page of the file),
+/// so after a power cut the file may end before segments its logged nodes were written to.
+/// A block beyond the end whose bytes are not in the log stays for `rebuild` to refuse.
+fn cover_logged_blocks(space: &mut Space, slots: &[Slot], logged: &HashMap<u64, (usize, usize, usize)>) -> Result<()> {
+    for (handle, s) in slots.iter().enumerate() {
+        if s.state == State::Live && !space.covers(s.loc()) && logged.contains_key(&(handle as u64)) {
+            space.cover(s.loc())?;
         }
     }
     Ok(())
