@@ -185,7 +185,7 @@ impl<T: Clone + Send + Sync + 'static> Registry<T> {
         self.live(&table.entries, token)?;
         let index = self.decode(token)?.0;
         let e = &mut table.entries[index];
-        let value = e.value.take().expect("live() found a value");
+        let Some(value) = e.value.take() else { return Err(closed(token)) };
         if e.generation < GENERATION_MAX {
             table.free.push(index as u32);
         }

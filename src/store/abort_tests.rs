@@ -1,15 +1,11 @@
 //! `Store::abort`: every kind of uncommitted change thrown away, the store exactly as its last
 //! commit left it, in memory, on disk after a reopen, and after a commit that failed.
 
-use super::tests::{reopen, TempDir};
+use super::tests::{reopen, strict, TempDir};
 use super::*;
 use crate::btree::{BTree, Cursor, Duplicates, TreeOptions};
 use crate::error::Error;
 use std::ops::Bound;
-
-fn strict() -> StoreOptions {
-    StoreOptions { durability: Durability::Strict, ..StoreOptions::default() }
-}
 
 fn node(s: &Store, len: usize, fill: u8) -> NodeId {
     let id = s.allocate(len, 1).unwrap().0;

@@ -608,7 +608,9 @@ impl Store {
     /// Registers an object to reload its cached state on [`Store::abort`], for as long as it
     /// lives.
     pub fn on_abort(&self, hook: Weak<dyn AbortHook>) {
-        self.shared.abort_hooks.lock().push(hook);
+        let mut hooks = self.shared.abort_hooks.lock();
+        hooks.retain(|h| h.strong_count() > 0); // trees dropped and reopened: bounded
+        hooks.push(hook);
     }
 
     /// Writes the committed state to a new checkpoint and starts a new, empty log.

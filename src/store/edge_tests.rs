@@ -4,15 +4,11 @@
 
 use super::meta::{META_CREATING_FILE, META_FILE};
 use super::recovery::{CREATION_CRASH_AT, CREATION_STEPS};
-use super::tests::{reopen, TempDir};
+use super::tests::{reopen, strict, TempDir};
 use super::*;
 use crate::error::Error;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-fn strict() -> StoreOptions {
-    StoreOptions { durability: Durability::Strict, ..StoreOptions::default() }
-}
 
 /// Every file of a directory and its bytes.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {

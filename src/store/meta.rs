@@ -133,7 +133,11 @@ impl Meta {
 
     /// Reads both slots and returns the newer valid one; `Corrupt` if neither is valid.
     pub fn load(dir: &Path) -> Result<Meta> {
-        let slots = Meta::load_slots(dir)?;
+        Meta::newest(&Meta::load_slots(dir)?)
+    }
+
+    /// The newer valid of two slots as read; `Corrupt` if neither is valid.
+    pub fn newest(slots: &[MetaSlot; 2]) -> Result<Meta> {
         match (slots[0].valid, slots[1].valid) {
             (Some(a), Some(b)) => Ok(if a.sequence >= b.sequence { a } else { b }),
             (Some(a), None) | (None, Some(a)) => Ok(a),

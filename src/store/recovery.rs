@@ -8,7 +8,7 @@
 use super::api::StoreOptions;
 use super::checkpoint;
 use super::core::Core;
-use super::meta::{Meta, META_CREATING_FILE, META_FILE};
+use super::meta::{Meta, MetaSlot, META_CREATING_FILE, META_FILE};
 use super::table::{ObjectTable, Slot, State};
 use super::wal::{self, LogWriter, Op};
 use crate::alloc::{Backing, SizeClasses, Space};
@@ -66,7 +66,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     };
     // Looked at under the lock: another writer may have been creating the store meanwhile.
     let meta = match survey(dir)? {
-        Found::Store => Meta::load(dir)?,
+        Found::Store(slots) => Meta::newest(&slots)?,
         Found::Nothing { debris } if may_create => create(dir, options, &debris)?,
         Found::Nothing { .. } => return Err(Error::NotFound(format!("no pcore store in {}", dir.display()))),
         Found::FilesWithoutMeta(files) => {
@@ -185,8 +185,9 @@ fn create_dir_durably(dir: &Path) -> Result<()> {
 
 /// What a store directory holds, as far as opening it is concerned.
 enum Found {
-    /// A meta file with at least one slot ever written: a store (valid or damaged).
-    Store,
+    /// A meta file with at least one slot ever written: a store (valid or damaged), and its
+    /// slots as read.
+    Store([MetaSlot; 2]),
     /// No store: an empty directory, or the debris of a creation that never finished (files
     /// that held no commit: an unwritten meta, an empty first log), which creation replaces.
     Nothing { debris: Vec<String> },
@@ -213,10 +214,11 @@ fn survey(dir: &Path) -> Result<Found> {
         }
     }
     ours.sort();
-    let meta_written =
-        ours.iter().any(|n| n == META_FILE) && Meta::load_slots(dir)?.iter().any(|s| s.valid.is_some() || s.damaged);
-    if meta_written {
-        return Ok(Found::Store);
+    if ours.iter().any(|n| n == META_FILE) {
+        let slots = Meta::load_slots(dir)?;
+        if slots.iter().any(|s| s.valid.is_some() || s.damaged) {
+            return Ok(Found::Store(slots));
+        }
     }
     let first_log = log_name(1);
     let is_debris = |name: &String| {

@@ -50,7 +50,7 @@ pub(crate) fn try_reopen(dir: &Path, opts: &StoreOptions) -> crate::Result<Store
     }
 }
 
-fn strict() -> StoreOptions {
+pub(crate) fn strict() -> StoreOptions {
     StoreOptions { durability: Durability::Strict, ..StoreOptions::default() }
 }
 
