@@ -13,6 +13,10 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 /// Drops the tree `name` from `store` (see the module's comment). `NotFound` when the store
 /// holds no such tree.
 pub fn drop_tree(store: &Store, name: &[u8]) -> Result<()> {
+    if store.is_read_only() {
+        // A write, whether or not the tree exists: answered as every write on such a store.
+        return Err(Error::ReadOnly);
+    }
     let mut anchor = ROOT_PREFIX.to_vec();
     anchor.extend_from_slice(name);
     // The attachments stay locked throughout: nobody opens the tree while it is dropped.
@@ -112,6 +116,20 @@ mod tests {
 
     fn names(store: &Store) -> Vec<Vec<u8>> {
         list_trees(store).unwrap().into_iter().map(|d| d.name).collect()
+    }
+
+    #[test]
+    fn a_drop_on_a_read_only_store_is_read_only_whether_or_not_the_tree_exists() {
+        let dir = TempDir::new("btree-drop-ro");
+        let store = Store::open(dir.path(), &opts()).unwrap();
+        fill(&BTree::open(&store, b"t", &small()).unwrap(), 10);
+        store.commit().unwrap();
+        store.close().unwrap();
+        let ro = reopen(dir.path(), &StoreOptions { read_only: true, ..opts() });
+        for name in [&b"t"[..], b"missing"] {
+            assert!(matches!(drop_tree(&ro, name), Err(Error::ReadOnly)), "{:?}", String::from_utf8_lossy(name));
+        }
+        assert_eq!(names(&ro), vec![b"t".to_vec()]);
     }
 
     #[test]
