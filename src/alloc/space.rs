@@ -74,6 +74,16 @@ impl Space {
         Ok(())
     }
 
+    /// Marks every block of every segment allocated: only new segments serve allocations
+    /// until the next [`Space::rebuild`].
+    pub(crate) fn hold_all(&mut self) -> Result<()> {
+        for class in &mut self.per_class {
+            let blocks = class.bits.segment_count() * class.blocks_per_segment;
+            class.bits.rebuild(0..blocks).map_err(|b| Error::Internal(format!("block {b} beyond the segments")))?;
+        }
+        Ok(())
+    }
+
     /// A zero-filled block of `class`; grows the class file by a segment when needed.
     pub(crate) fn allocate(&mut self, class: u8) -> Result<Loc> {
         let c = &mut self.per_class[class as usize];

@@ -5,11 +5,13 @@ mod file;
 mod lock;
 mod mapping;
 mod prefetch;
+mod shared_words;
 mod space;
 
 pub(crate) use file::{preallocate, sync_dir, write_all_vectored_at};
 pub(crate) use lock::{DirLock, LockError};
 pub(crate) use mapping::{copy_between, Mapping};
 pub(crate) use prefetch::prefetch;
+pub(crate) use shared_words::SharedWords;
 pub(crate) use space::reserve;
 pub use space::simulate_disk_limit;

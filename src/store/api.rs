@@ -9,6 +9,7 @@ use super::checkpoint;
 use super::core::{Core, Source};
 use super::meta::Meta;
 use super::node_id::NodeId;
+use super::readers::{ReaderSlot, ReaderTable};
 use super::recovery;
 use super::wal::LogWriter;
 use crate::alloc::ClassStats;
@@ -16,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::limits::*;
 use crate::os::DirLock;
 use parking_lot::{Condvar, Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -117,6 +119,16 @@ pub struct StoreStats {
     /// Bytes of blocks freed by commits that are not yet durable: still allocated (a crash
     /// could bring back their nodes), reusable once the log is synced.
     pub pending_free_bytes: u64,
+    /// Read snapshots open in this process, and the oldest one's epoch (0 when none).
+    pub snapshots_open: u64,
+    pub oldest_snapshot_epoch: u64,
+    /// Reader processes (read-only opens) alive on this store, as the reader table shows them.
+    pub reader_processes: u64,
+    /// Of `pending_free_bytes`, the bytes held only because a snapshot or a reader process
+    /// can still read them (their commits are durable).
+    pub pinned_bytes: u64,
+    /// Node versions kept for open snapshots.
+    pub snapshot_versions: u64,
     pub handles: u64,
     pub classes: Vec<ClassStats>,
     pub total: ClassStats,
@@ -151,12 +163,54 @@ pub trait AbortGuard {
     fn reload(&mut self, store: &Store) -> Result<()>;
 }
 
+/// How an open takes part in the store's reader table (see `readers`).
+struct ReaderParts {
+    /// The writer's view of the table, to find the oldest reader.
+    table: Option<Arc<ReaderTable>>,
+    /// A read-only open's own record.
+    slot: Option<ReaderSlot>,
+    /// The oldest commit a reader process read at open (u64::MAX: none).
+    floor: u64,
+}
+
+impl ReaderParts {
+    fn none() -> ReaderParts {
+        ReaderParts { table: None, slot: None, floor: u64::MAX }
+    }
+}
+
+/// A read-only open's record in the reader table, pinning everything until its epoch is
+/// known. The writer creates the table; a read-only open never creates a file. `None` where
+/// there is no table (a store no writer of this version has opened) or it cannot be written
+/// (a read-only file system, another user's store): then no writer of this version can be
+/// changing the store, or, if one can, the open is unprotected as before the table existed.
+fn register_reader(dir: &Path) -> Result<Option<ReaderSlot>> {
+    match ReaderTable::open(dir, false) {
+        Ok(table) => table.claim().map(Some),
+        Err(Error::Io { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Objects that live as long as the store and are shared by everyone who opens them by name
 /// (the open B+ trees: two instances of one tree would each cache its root).
 type Attachments = Mutex<std::collections::HashMap<Vec<u8>, Arc<dyn std::any::Any + Send + Sync>>>;
 
 struct Shared {
     attachments: Attachments,
+    /// Read snapshots open in this process: epoch -> how many. Changed under the state lock
+    /// held shared (so never while a commit applies or blocks are released, which hold it
+    /// exclusively); `pin_floor` mirrors its smallest key for the release check.
+    pins: Mutex<BTreeMap<u64, usize>>,
+    /// The oldest open snapshot's epoch; u64::MAX when none.
+    pin_floor: AtomicU64,
+    /// The store's reader table: the writer reads it, a read-only open owns a record in it.
+    readers: Option<Arc<ReaderTable>>,
+    /// A read-only open's record (pins its epoch for the writer process).
+    _reader_slot: Option<ReaderSlot>,
+    /// The oldest commit a reader process reads, as last looked up (capped at the commit
+    /// written before the look): u64::MAX when none.
+    reader_floor: AtomicU64,
     abort_hooks: Mutex<Vec<Weak<dyn AbortHook>>>,
     /// The newest epoch known to be on disk: blocks freed up to it may be reused.
     durable_epoch: AtomicU64,
@@ -177,18 +231,66 @@ struct Shared {
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
+    /// Set for a snapshot's view of the store: reads answer that commit, writes `ReadOnly`.
+    at: Option<Arc<Pin>>,
+}
+
+/// A snapshot's hold on its commit: while it lives, the blocks of that commit's versions are
+/// not reused (see `Shared::reuse_limit`).
+struct Pin {
+    shared: Arc<Shared>,
+    epoch: u64,
+    roots: Arc<super::core::Roots>,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let mut pins = self.shared.pins.lock();
+        if let Some(n) = pins.get_mut(&self.epoch) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&self.epoch);
+            }
+        }
+        let floor = pins.keys().next().copied().unwrap_or(u64::MAX);
+        self.shared.pin_floor.store(floor, Ordering::Release);
+    }
+}
+
+/// A read snapshot: a consistent view of one commit that stays valid, whatever the writer
+/// commits meanwhile, until it is dropped. Reads through [`Snapshot::store`] answer the bytes
+/// and roots of that commit; every write through it is refused (`ReadOnly`). While it lives,
+/// blocks of that commit's versions are not reused: a snapshot held for long holds space.
+#[derive(Clone)]
+pub struct Snapshot {
+    view: Store,
+}
+
+impl Snapshot {
+    /// The epoch of the commit the snapshot reads.
+    pub fn epoch(&self) -> u64 {
+        self.view.at.as_ref().expect("a snapshot's view is pinned").epoch
+    }
+
+    /// The store as of the snapshot's commit: its reads (`read`, `with_node`, `with_reader`,
+    /// `get_root`, `root_names`, `info`) answer that commit; its writes answer `ReadOnly`.
+    pub fn store(&self) -> &Store {
+        &self.view
+    }
 }
 
 /// Reads nodes under one hold of the store's shared lock (see `Store::with_reader`).
 pub struct NodeReader<'a> {
     core: &'a Core,
+    /// A snapshot's epoch: nodes as that commit left them.
+    at: Option<u64>,
 }
 
 impl<'a> NodeReader<'a> {
-    /// The node's current bytes, or `NotFound`.
+    /// The node's current bytes (a snapshot's: as of its commit), or `NotFound`.
     #[inline(always)]
     pub fn node(&self, id: NodeId) -> Result<&'a [u8]> {
-        let (loc, len) = self.core.read_loc(id)?;
+        let (loc, len) = self.core.read_loc_in(id, self.at)?;
         Ok(self.core.space.read(loc, len))
     }
 }
@@ -203,7 +305,7 @@ pub struct NodeEditor<'a> {
 impl NodeEditor<'_> {
     /// A reader of the nodes' current bytes.
     pub fn reader(&self) -> NodeReader<'_> {
-        NodeReader { core: self.core }
+        NodeReader { core: self.core, at: None }
     }
 
     /// As [`Store::try_update`].
@@ -259,7 +361,7 @@ pub struct WeakStore {
 impl WeakStore {
     /// The store, or `Closed` once it has been dropped.
     pub fn upgrade(&self) -> Result<Store> {
-        self.shared.upgrade().map(|shared| Store { shared }).ok_or(Error::Closed)
+        self.shared.upgrade().map(|shared| Store { shared, at: None }).ok_or(Error::Closed)
     }
 }
 
@@ -272,10 +374,29 @@ impl Store {
     /// holds none. A writer takes the directory's lock (`Busy` if another writer has it);
     /// `read_only` takes none and never changes a file.
     pub fn open(dir: impl AsRef<Path>, options: &StoreOptions) -> Result<Store> {
-        let opened = recovery::open_dir(dir.as_ref(), options)?;
+        let dir = dir.as_ref();
+        // A reader registers before it reads anything (see `readers`' module comment).
+        let reader_slot = if options.read_only { register_reader(dir)? } else { None };
+        let mut opened = recovery::open_dir(dir, options)?;
+        let readers = match &reader_slot {
+            Some(slot) => {
+                slot.set_epoch(opened.core.epoch);
+                ReaderParts { table: None, slot: reader_slot, floor: u64::MAX }
+            }
+            None if options.read_only => ReaderParts::none(),
+            None => {
+                let table = ReaderTable::open(dir, true)?;
+                let oldest = table.oldest_reader()?;
+                if oldest.is_some_and(|o| o < opened.core.epoch) {
+                    opened.core.hold_for_old_readers(opened.core.epoch)?;
+                }
+                let floor = oldest.map_or(opened.core.epoch, |o| o.min(opened.core.epoch));
+                ReaderParts { table: Some(table), slot: None, floor }
+            }
+        };
         let writer = WriterSide {
             written_epoch: opened.core.epoch,
-            dir: Some(dir.as_ref().to_path_buf()),
+            dir: Some(dir.to_path_buf()),
             log: opened.log,
             meta: Some(opened.meta),
             _lock: opened.lock,
@@ -284,7 +405,7 @@ impl Store {
             poisoned: None,
             last_checkpoint_error: None,
         };
-        let store = Store::from_parts(writer, opened.core, options.clone(), false, opened.note);
+        let store = Store::from_parts(writer, opened.core, options.clone(), false, opened.note, readers);
         if opened.needs_checkpoint {
             store.checkpoint()?;
         }
@@ -305,7 +426,8 @@ impl Store {
             poisoned: None,
             last_checkpoint_error: None,
         };
-        Ok(Store::from_parts(writer, core, StoreOptions { read_only: false, ..options.clone() }, true, None))
+        let options = StoreOptions { read_only: false, ..options.clone() };
+        Ok(Store::from_parts(writer, core, options, true, None, ReaderParts::none()))
     }
 
     fn from_parts(
@@ -314,12 +436,18 @@ impl Store {
         options: StoreOptions,
         in_memory: bool,
         recovery_note: Option<String>,
+        readers: ReaderParts,
     ) -> Store {
         core.verify_reads = options.verify_checksums;
         let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
         let durable_epoch = AtomicU64::new(core.epoch);
         let shared = Arc::new(Shared {
             attachments: Mutex::new(std::collections::HashMap::new()),
+            pins: Mutex::new(BTreeMap::new()),
+            pin_floor: AtomicU64::new(u64::MAX),
+            readers: readers.table,
+            _reader_slot: readers.slot,
+            reader_floor: AtomicU64::new(readers.floor),
             abort_hooks: Mutex::new(Vec::new()),
             durable_epoch,
             poisoned: AtomicBool::new(false),
@@ -334,7 +462,7 @@ impl Store {
         if balanced {
             spawn_flusher(Arc::downgrade(&shared), shared.flusher_stop.clone(), shared.options.balanced_interval_ms);
         }
-        Store { shared }
+        Store { shared, at: None }
     }
 
     fn check_open(&self) -> Result<()> {
@@ -348,7 +476,7 @@ impl Store {
     /// Open, writable and not poisoned.
     fn check_writable(&self) -> Result<()> {
         self.check_open()?;
-        if self.shared.options.read_only {
+        if self.shared.options.read_only || self.at.is_some() {
             return Err(Error::ReadOnly);
         }
         if self.shared.poisoned.load(Ordering::Acquire) {
@@ -372,10 +500,11 @@ impl Store {
         self.check_writable()?;
         let mut state = self.shared.state.write();
         self.check_open()?;
-        // Blocks freed by a commit that BALANCED's background sync has since made durable.
-        let durable = self.shared.durable_epoch.load(Ordering::Acquire);
-        if state.frees_releasable(durable) {
-            state.release_frees(durable)?;
+        // Blocks freed by a commit that BALANCED's background sync has since made durable, or
+        // that the last snapshot to read them has since let go of.
+        let limit = self.shared.reuse_limit();
+        if state.frees_releasable(limit) {
+            state.release_frees(limit)?;
         }
         f(&mut state)
     }
@@ -384,6 +513,33 @@ impl Store {
         self.check_open()?;
         let state = self.shared.state.read();
         f(&state)
+    }
+
+    /// The epoch this view reads: a snapshot's, or `None` for the latest state.
+    fn view_epoch(&self) -> Option<u64> {
+        self.at.as_ref().map(|p| p.epoch)
+    }
+
+    /// Begins a read snapshot of the last commit (see [`Snapshot`]). Cheap: no copy, a count
+    /// under a lock; many may be open at once, on any threads. On a snapshot's view, a new
+    /// snapshot of the same commit.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        self.check_open()?;
+        if let Some(pin) = &self.at {
+            return Ok(Snapshot { view: Store { shared: self.shared.clone(), at: Some(pin.clone()) } });
+        }
+        // Under the state lock, shared: no commit applies and no block is released while the
+        // pin goes in, so every version of this epoch is still where the table says.
+        let state = self.shared.state.read();
+        let epoch = state.epoch;
+        let mut pins = self.shared.pins.lock();
+        *pins.entry(epoch).or_insert(0) += 1;
+        let floor = pins.keys().next().copied().expect("just inserted");
+        self.shared.pin_floor.store(floor, Ordering::Release);
+        drop(pins);
+        let pin = Pin { shared: self.shared.clone(), epoch, roots: state.committed_roots.clone() };
+        drop(state);
+        Ok(Snapshot { view: Store { shared: self.shared.clone(), at: Some(Arc::new(pin)) } })
     }
 
     /// The newest commit known to be on disk (synced, or in a checkpoint): what a power cut
@@ -462,9 +618,11 @@ impl Store {
     }
 
     /// Address of the node's current bytes, and their length (for the C ABI).
+    /// On a snapshot's view, the address stays valid until the snapshot ends; otherwise until
+    /// the node is next written or freed.
     pub fn read_addr(&self, id: NodeId) -> Result<(usize, usize)> {
         self.read_state(|c| {
-            let (loc, len) = c.read_loc(id)?;
+            let (loc, len) = c.read_loc_in(id, self.view_epoch())?;
             Ok((c.space.addr(loc), len))
         })
     }
@@ -472,7 +630,7 @@ impl Store {
     /// Calls `f` with the node's current bytes. Do not call the store from inside `f`.
     pub fn with_node<R>(&self, id: NodeId, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         self.read_state(|c| {
-            let (loc, len) = c.read_loc(id)?;
+            let (loc, len) = c.read_loc_in(id, self.view_epoch())?;
             Ok(f(c.space.read(loc, len)))
         })
     }
@@ -480,15 +638,23 @@ impl Store {
     /// Calls `f` with a reader that resolves any number of nodes under one shared lock (a
     /// tree descent reads a page per level). Do not call the store from inside `f`.
     pub fn with_reader<R>(&self, f: impl FnOnce(&NodeReader<'_>) -> Result<R>) -> Result<R> {
-        self.read_state(|core| f(&NodeReader { core }))
+        self.read_state(|core| f(&NodeReader { core, at: self.view_epoch() }))
     }
 
     pub fn read(&self, id: NodeId) -> Result<Vec<u8>> {
         self.with_node(id, <[u8]>::to_vec)
     }
 
+    /// On a snapshot's view: the version that commit left (committed, clean).
     pub fn info(&self, id: NodeId) -> Result<NodeInfo> {
-        self.read_state(|c| c.info(id))
+        self.read_state(|c| match self.view_epoch() {
+            None => c.info(id),
+            Some(epoch) => {
+                let v = c.version_at(id, epoch)?;
+                let capacity = c.space.capacity(v.loc.class) as usize;
+                Ok(NodeInfo { id, len: v.len as usize, capacity, kind: v.kind, committed: true, dirty: false })
+            }
+        })
     }
 
     /// Frees a node: a RESERVED one at once, a LIVE one by the next commit (logged, so a crash
@@ -509,13 +675,22 @@ impl Store {
     }
 
     /// The named root as last set, committed or not; `None` when there is none.
+    /// On a snapshot's view: as of its commit.
     pub fn get_root(&self, name: &[u8]) -> Result<Option<Root>> {
         super::core::check_root_name(name)?;
+        if let Some(pin) = &self.at {
+            self.check_open()?;
+            return Ok(pin.roots.get(name).map(|(id, meta)| Root { id: *id, meta: meta.clone() }));
+        }
         self.read_state(|c| Ok(c.root(name).map(|(id, meta)| Root { id, meta: meta.to_vec() })))
     }
 
-    /// The names of all roots as last set, in byte order.
+    /// The names of all roots as last set, in byte order (a snapshot's: as of its commit).
     pub fn root_names(&self) -> Result<Vec<Vec<u8>>> {
+        if let Some(pin) = &self.at {
+            self.check_open()?;
+            return Ok(pin.roots.keys().cloned().collect());
+        }
         self.read_state(|c| Ok(c.root_names().cloned().collect()))
     }
 
@@ -528,8 +703,11 @@ impl Store {
         if self.shared.in_memory {
             let mut c = self.shared.state.write();
             let epoch = c.prepare_commit(0).epoch;
-            c.apply_commit(epoch);
-            c.release_frees(epoch)?;
+            c.apply_commit(epoch, self.shared.has_snapshots());
+            c.history.prune(self.shared.oldest_snapshot());
+            // As durable as a store in memory gets.
+            self.shared.durable_epoch.store(epoch, Ordering::Release);
+            c.release_frees(self.shared.reuse_limit())?;
             return Ok(epoch);
         }
         let mut c = self.shared.state.write();
@@ -568,9 +746,16 @@ impl Store {
         if sync_now {
             self.shared.sync_log(&mut w)?;
         }
+        // After the frame is written (see `readers`): a reader process that registers later
+        // reads this commit, in which the blocks it frees are free already.
+        let oldest_reader = self.shared.look_at_readers(prepared.epoch);
         let mut c = RwLockUpgradableReadGuard::upgrade(c);
-        c.apply_commit(prepared.epoch);
-        c.release_frees(self.shared.durable_epoch.load(Ordering::Acquire))?;
+        c.apply_commit(prepared.epoch, self.shared.has_snapshots());
+        c.history.prune(self.shared.oldest_snapshot());
+        if let Ok(oldest) = oldest_reader {
+            c.end_hold_once_readers_passed(oldest)?;
+        }
+        c.release_frees(self.shared.reuse_limit())?;
         let table_bytes = c.table.handle_count() * 12;
         drop(c);
         if w.log.as_ref().map_or(0, LogWriter::len) > opts.checkpoint_log_bytes.max(table_bytes) {
@@ -640,6 +825,7 @@ impl Store {
 
     pub fn stats(&self) -> Result<StoreStats> {
         let w = self.shared.writer.lock();
+        let pins = self.shared.pins.lock().clone();
         self.read_state(|c| {
             let classes = c.space.stats();
             let mut total = ClassStats::default();
@@ -654,9 +840,15 @@ impl Store {
                 checkpoint_epoch: w.meta.map_or(0, |m| m.checkpoint_epoch),
                 open_files: c.space.open_files() as u64
                     + u64::from(w.log.is_some())
-                    + u64::from(w._lock.is_some() && file_store),
+                    + u64::from(w._lock.is_some() && file_store)
+                    + u64::from(self.shared.readers.is_some() || self.shared._reader_slot.is_some()),
                 data_file_bytes: c.space.file_bytes(),
                 pending_free_bytes: c.pending_free_bytes,
+                snapshots_open: pins.values().map(|&n| n as u64).sum(),
+                oldest_snapshot_epoch: pins.keys().next().copied().unwrap_or(0),
+                reader_processes: self.shared.readers.as_ref().map_or(0, |t| t.live_readers().len() as u64),
+                pinned_bytes: c.pending_bytes_between(self.shared.reuse_limit(), self.durable_epoch()),
+                snapshot_versions: c.history.len() as u64,
                 handles: c.table.handle_count(),
                 classes,
                 total,
@@ -780,6 +972,39 @@ impl Store {
 }
 
 impl Shared {
+    /// Blocks freed by commits up to this epoch may be reused: the commit is durable (a crash
+    /// cannot bring back the version before it), no snapshot here reads an older commit, and
+    /// no reader process did when the reader table was last looked at.
+    fn reuse_limit(&self) -> u64 {
+        let durable = self.durable_epoch.load(Ordering::Acquire);
+        durable.min(self.pin_floor.load(Ordering::Acquire)).min(self.reader_floor.load(Ordering::Acquire))
+    }
+
+    fn has_snapshots(&self) -> bool {
+        self.pin_floor.load(Ordering::Acquire) != u64::MAX
+    }
+
+    fn oldest_snapshot(&self) -> Option<u64> {
+        Some(self.pin_floor.load(Ordering::Acquire)).filter(|&e| e != u64::MAX)
+    }
+
+    /// Looks up the oldest reader process in the reader table, once commit `written`'s frame
+    /// is written, and sets `reader_floor` from it. A table that cannot be read counts as a
+    /// reader of the oldest commit (nothing is released), and stays so until it can be.
+    fn look_at_readers(&self, written: u64) -> Result<Option<u64>> {
+        let Some(table) = &self.readers else { return Ok(None) };
+        match table.oldest_reader() {
+            Ok(oldest) => {
+                self.reader_floor.store(oldest.map_or(written, |o| o.min(written)), Ordering::Release);
+                Ok(oldest)
+            }
+            Err(e) => {
+                self.reader_floor.store(0, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
     fn checkpoint_locked(&self, w: &mut WriterSide) -> Result<()> {
         let dir = w.dir.clone().expect("file store");
         let old = w.meta.expect("file store has meta");
@@ -818,7 +1043,7 @@ impl Shared {
         w.last_sync = Instant::now();
         w.meta_refreshed = w.last_sync;
         recovery::remove_generation(&dir, old.generation);
-        self.state.write().release_frees(epoch)
+        self.state.write().release_frees(self.reuse_limit())
     }
 
     fn close(&self) -> Result<()> {
@@ -903,7 +1128,7 @@ fn spawn_flusher(weak: Weak<Shared>, stop: Arc<(Mutex<bool>, Condvar)>, interval
                 }
             }
             let Some(shared) = weak.upgrade() else { return };
-            Store { shared }.sync_if_behind();
+            Store { shared, at: None }.sync_if_behind();
         })
         .expect("spawn the BALANCED flusher thread");
 }

@@ -6,6 +6,7 @@
 //! the state as it was.
 
 use super::codec::crc;
+use super::history::{History, Version};
 use super::node_id::NodeId;
 use super::table::{Committed, ObjectTable, Slot, State};
 use super::wal::{FrameBuilder, FrameParts, PutOp};
@@ -14,6 +15,7 @@ use crate::alloc::{Loc, Space};
 use crate::error::{Error, Result};
 use crate::limits::{ROOT_COUNT_MAX, ROOT_META_MAX_BYTES, ROOT_NAME_MAX_BYTES};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// Where publish takes its bytes from.
 #[derive(Debug, Clone, Copy)]
@@ -69,9 +71,16 @@ pub(crate) struct Core {
     /// Roots saved again and again (a tree's anchor, after every insert), kept beside `roots`
     /// until a commit or a reader needs them: saving one is then a name compare and a copy.
     hot_roots: Vec<HotRoot>,
-    /// Named roots as of the last commit: what a checkpoint writes. Uncommitted root changes
-    /// (a tree's anchor after a change not yet committed) must never reach the disk.
-    pub committed_roots: Roots,
+    /// Named roots as of the last commit: what a checkpoint writes and a snapshot reads (it
+    /// shares them; a commit copies them only while one does). Uncommitted root changes (a
+    /// tree's anchor after a change not yet committed) must never reach the disk.
+    pub committed_roots: Arc<Roots>,
+    /// Versions replaced by commits that open snapshots may still read.
+    pub history: History,
+    /// Set when the store was opened for writing while a reader process read an older commit
+    /// than the one opened: every block that existed then is held (the allocator treats it as
+    /// used) until no reader older than this epoch is left. See `hold_for_old_readers`.
+    held_for_readers_before: Option<u64>,
     pub epoch: u64,
     pub growth: GrowthPolicy,
     /// Check a committed node's bytes against its checksum on every read.
@@ -99,8 +108,10 @@ impl Core {
         Core {
             space,
             table,
-            committed_roots: roots.clone(),
+            committed_roots: Arc::new(roots.clone()),
             roots,
+            history: History::default(),
+            held_for_readers_before: None,
             hot_roots: Vec::new(),
             epoch,
             growth,
@@ -438,6 +449,15 @@ impl Core {
         })
     }
 
+    /// The node's latest version (`at` None) or the one commit `at` left.
+    #[inline(always)]
+    pub fn read_loc_in(&self, id: NodeId, at: Option<u64>) -> Result<(Loc, usize)> {
+        match at {
+            None => self.read_loc(id),
+            Some(epoch) => self.read_loc_at(id, epoch),
+        }
+    }
+
     #[inline(always)]
     pub fn read_loc(&self, id: NodeId) -> Result<(Loc, usize)> {
         let handle = self.table.resolve(id)?;
@@ -446,6 +466,45 @@ impl Core {
             self.check_payload(handle)?;
         }
         Ok((s.loc(), s.len as usize))
+    }
+
+    /// The committed version of a handle as the table has it (its latest commit), if any.
+    fn committed_version(&self, handle: u64) -> Option<Version> {
+        let s = self.table.slots.get(handle as usize)?;
+        let c = self.table.committed(handle)?;
+        Some(Version { tag: s.tag, kind: s.kind, loc: c.loc, len: c.len, crc: c.crc })
+    }
+
+    /// The version of node `id` that commit `epoch` left (an epoch a snapshot pins, so its
+    /// blocks are still there), or `NotFound` when no node had that id then.
+    #[inline]
+    pub fn version_at(&self, id: NodeId, epoch: u64) -> Result<Version> {
+        let handle = id.handle();
+        let version = match self.history.at(handle, epoch) {
+            Some(v) => v,
+            None if handle == 0 => None,
+            None => self.committed_version(handle),
+        };
+        match version {
+            Some(v) if v.tag == id.tag() => Ok(v),
+            _ => Err(super::table::unknown_node(id)),
+        }
+    }
+
+    /// [`Core::version_at`]'s block and length, its bytes checked against their checksum
+    /// when reads verify.
+    #[inline]
+    pub fn read_loc_at(&self, id: NodeId, epoch: u64) -> Result<(Loc, usize)> {
+        let v = self.version_at(id, epoch)?;
+        if self.verify_reads && crc(self.space.read(v.loc, v.len as usize)) != v.crc {
+            let (file, offset) = self.space.file_position(v.loc);
+            return Err(Error::corrupt(
+                file,
+                offset,
+                format!("node {id}: its {} bytes (as of epoch {epoch}) do not match their checksum", v.len),
+            ));
+        }
+        Ok((v.loc, v.len as usize))
     }
 
     /// Checks a LIVE node's committed bytes against the checksum its commit recorded:
@@ -536,9 +595,19 @@ impl Core {
         PreparedCommit { epoch, frame: frame.finish_parts(epoch), unlogged }
     }
 
-    /// Marks everything in the prepared commit as committed at `epoch`.
-    pub fn apply_commit(&mut self, epoch: u64) {
+    /// Marks everything in the prepared commit as committed at `epoch`. With `keep_history`
+    /// (a snapshot is open) the versions it replaces are recorded for the snapshots.
+    pub fn apply_commit(&mut self, epoch: u64, keep_history: bool) {
         assert_eq!(epoch, self.epoch + 1, "commits apply in order");
+        if keep_history {
+            let replaced = self
+                .dirty
+                .iter()
+                .filter(|&&h| self.table.slots[h as usize].dirty)
+                .map(|&h| (h, self.committed_version(h)))
+                .collect();
+            self.history.record(epoch, replaced);
+        }
         for handle in std::mem::take(&mut self.dirty) {
             let s = self.table.slots[handle as usize];
             if !s.dirty {
@@ -566,12 +635,15 @@ impl Core {
             slot.dirty = false;
         }
         debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
-        for name in std::mem::take(&mut self.dirty_roots) {
-            let root = self.roots[&name].clone();
-            self.committed_roots.insert(name, root);
-        }
-        for name in std::mem::take(&mut self.removed_roots) {
-            self.committed_roots.remove(&name);
+        if !self.dirty_roots.is_empty() || !self.removed_roots.is_empty() {
+            let committed = Arc::make_mut(&mut self.committed_roots);
+            for name in std::mem::take(&mut self.dirty_roots) {
+                let root = self.roots[&name].clone();
+                committed.insert(name, root);
+            }
+            for name in std::mem::take(&mut self.removed_roots) {
+                committed.remove(&name);
+            }
         }
         self.retired.retain(|&(due, _)| due > epoch);
         self.retired_committed = self.retired.len();
@@ -600,7 +672,7 @@ impl Core {
             slot.dirty = false;
         }
         debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
-        self.roots = self.committed_roots.clone();
+        self.roots = (*self.committed_roots).clone();
         self.hot_roots.clear();
         self.dirty_roots.clear();
         self.removed_roots.clear();
@@ -611,6 +683,15 @@ impl Core {
     fn defer_free(&mut self, epoch: u64, loc: Loc) {
         self.pending_free_bytes += u64::from(self.space.capacity(loc.class));
         self.pending_frees.push_back((epoch, loc));
+    }
+
+    /// Bytes of blocks freed by commits after `limit` and up to `upto`.
+    pub fn pending_bytes_between(&self, limit: u64, upto: u64) -> u64 {
+        self.pending_frees
+            .iter()
+            .filter(|&&(epoch, _)| epoch > limit && epoch <= upto)
+            .map(|&(_, loc)| u64::from(self.space.capacity(loc.class)))
+            .sum()
     }
 
     /// True when some block freed by a commit up to `durable_epoch` waits to be released.
@@ -631,9 +712,9 @@ impl Core {
         Ok(())
     }
 
-    /// Every block the table refers to is allocated exactly once, and nothing else is.
-    pub fn verify(&self) -> Result<()> {
-        self.space.verify()?;
+    /// Every block something owns: the current block of every node, the committed block of
+    /// every node changed since, and the blocks freed by commits but not yet reusable.
+    fn owned_blocks(&self) -> Vec<Loc> {
         let mut owned: Vec<Loc> = Vec::with_capacity(self.table.slots.len());
         for (h, s) in self.table.slots.iter().enumerate() {
             if s.state != State::Free {
@@ -644,6 +725,46 @@ impl Core {
             }
         }
         owned.extend(self.pending_frees.iter().map(|&(_, l)| l));
+        owned
+    }
+
+    /// Keeps every block the class files hold now from reuse until no reader process older
+    /// than `epoch` is left (see [`Core::end_hold_once_readers_passed`]). For a writer that
+    /// opens while such a reader lives: the commits between the reader's and `epoch` freed
+    /// blocks the reader still reads, and the writer that freed them, with its list of them,
+    /// is gone. New blocks come from new segments meanwhile.
+    pub fn hold_for_old_readers(&mut self, epoch: u64) -> Result<()> {
+        self.space.hold_all()?;
+        self.held_for_readers_before = Some(epoch);
+        Ok(())
+    }
+
+    /// Ends [`Core::hold_for_old_readers`] once the oldest live reader reads `epoch` or later:
+    /// the allocator is rebuilt from what the table owns.
+    pub fn end_hold_once_readers_passed(&mut self, oldest_reader: Option<u64>) -> Result<()> {
+        let Some(before) = self.held_for_readers_before else { return Ok(()) };
+        if oldest_reader.is_some_and(|o| o < before) {
+            return Ok(());
+        }
+        let mut per_class = vec![Vec::new(); self.space.classes().count()];
+        for loc in self.owned_blocks() {
+            per_class[loc.class as usize].push(loc.block);
+        }
+        self.space.rebuild(&per_class)?;
+        self.held_for_readers_before = None;
+        Ok(())
+    }
+
+    /// True while blocks are held for reader processes of older commits.
+    pub fn held_for_readers(&self) -> bool {
+        self.held_for_readers_before.is_some()
+    }
+
+    /// Every block the table refers to is allocated exactly once, and nothing else is (but
+    /// the blocks held for old readers).
+    pub fn verify(&self) -> Result<()> {
+        self.space.verify()?;
+        let mut owned = self.owned_blocks();
         owned.sort_unstable();
         if let Some(w) = owned.windows(2).find(|w| w[0] == w[1]) {
             return Err(Error::Internal(format!("block {:?} is owned twice", w[0])));
@@ -652,7 +773,7 @@ impl Core {
             return Err(Error::Internal(format!("block {l:?} is in use but free in the allocator")));
         }
         let allocated: u64 = self.space.stats().iter().map(|c| c.live_bytes / c.class_bytes).sum();
-        if allocated != owned.len() as u64 {
+        if allocated != owned.len() as u64 && !self.held_for_readers() {
             return Err(Error::Internal(format!(
                 "{allocated} blocks allocated but {} referenced: a leak",
                 owned.len()

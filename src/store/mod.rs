@@ -14,10 +14,14 @@ mod crash_tests;
 mod damage_tests;
 #[cfg(test)]
 mod edge_tests;
+mod history;
 mod inspect;
 mod meta;
 mod node_id;
+mod readers;
 mod recovery;
+#[cfg(test)]
+mod snapshot_tests;
 mod table;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -26,8 +30,8 @@ mod torn_file_tests;
 mod wal;
 
 pub use self::api::{
-    AbortGuard, AbortHook, Durability, GrowthPolicy, NodeEditor, NodeInfo, NodeReader, Root, Store, StoreOptions,
-    StoreStats, WeakStore,
+    AbortGuard, AbortHook, Durability, GrowthPolicy, NodeEditor, NodeInfo, NodeReader, Root, Snapshot, Store,
+    StoreOptions, StoreStats, WeakStore,
 };
 pub use self::core::Source;
 pub use self::inspect::{inspect_files, CheckpointReport, FileReport, LogReport, MetaSlotState};

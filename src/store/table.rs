@@ -148,7 +148,7 @@ impl ObjectTable {
 
 #[cold]
 #[inline(never)]
-fn unknown_node(id: NodeId) -> Error {
+pub(crate) fn unknown_node(id: NodeId) -> Error {
     Error::NotFound(format!("node {id} is unknown, freed or stale"))
 }
 

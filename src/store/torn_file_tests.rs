@@ -94,7 +94,7 @@ fn store_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap() != "LOCK")
+        .filter(|p| p.file_name().unwrap() != "LOCK" && p.file_name().unwrap() != super::readers::READERS_FILE)
         .collect();
     files.sort();
     files
