@@ -15,6 +15,8 @@ pub mod ffi;
 pub mod limits;
 mod os;
 pub mod store;
+#[doc(hidden)]
+pub mod test_rng;
 
 pub use error::{Error, Result, Status};
 pub use store::{Durability, GrowthPolicy, NodeId, NodeInfo, Root, Source, Store, StoreOptions, StoreStats};

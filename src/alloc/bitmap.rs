@@ -323,11 +323,9 @@ mod tests {
     fn random_alloc_free_keeps_counts_consistent() {
         let mut b = bitmap_with_segment(256);
         let mut live = std::collections::BTreeSet::new();
-        let mut x = 0x9e3779b97f4a7c15u64;
+        let mut rng = crate::test_rng::TestRng::new(0x9e3779b97f4a7c15);
         for _ in 0..RANDOM_OPS {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             if !x.is_multiple_of(3) || live.is_empty() {
                 let block = match b.allocate() {
                     Some((blk, _)) => blk,

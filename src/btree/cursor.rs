@@ -507,13 +507,6 @@ mod tests {
     use crate::store::{Store, StoreOptions};
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    fn next(x: &mut u64) -> u64 {
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        *x
-    }
-
     /// Key k's value: the key repeated 1 to 6 times (above 32 bytes it lives in its own node).
     fn value_of(key: &[u8], step: u64) -> Vec<u8> {
         key.repeat(1 + (step % 6) as usize)
@@ -575,21 +568,21 @@ mod tests {
                 .map(|seed| {
                     let (kv, multi, done) = (&kv, &multi, &done);
                     s.spawn(move || {
-                        let mut x = seed;
+                        let mut x = crate::test_rng::TestRng::new(seed);
                         let mut cur = Cursor::new(kv);
                         let mut rounds = 0;
                         while rounds < RACE_MIN_ROUNDS || !done.load(Ordering::Acquire) {
                             rounds += 1;
-                            scan_while_changing(&mut cur, &(next(&mut x) % 2000).to_be_bytes());
-                            let values = multi.get_all(&(next(&mut x) % 200).to_be_bytes()).expect("get_all");
+                            scan_while_changing(&mut cur, &(x.next() % 2000).to_be_bytes());
+                            let values = multi.get_all(&(x.next() % 200).to_be_bytes()).expect("get_all");
                             assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
                         }
                     })
                 })
                 .collect();
-            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            let mut x = crate::test_rng::TestRng::new(0x9E37_79B9_7F4A_7C15);
             for step in 0..RACE_STEPS {
-                let r = next(&mut x);
+                let r = x.next();
                 let key = (r % 2000).to_be_bytes();
                 let small_key = (r % 200).to_be_bytes();
                 let result = match r >> 61 {

@@ -125,7 +125,7 @@ fn every_byte_of_a_damaged_page_answers_ok_or_corrupt() {
 #[test]
 fn random_damage_to_a_page_answers_ok_or_corrupt() {
     let mut odd = std::collections::BTreeMap::new();
-    let mut rng = crate::store::tests::Rng(0x1234_5678_9abc_def1);
+    let mut rng = crate::test_rng::TestRng::new(0x1234_5678_9abc_def1);
     for _ in 0..3000 {
         let (store, tree, leaf) = tree_with_value_nodes();
         let root = store.get_root(&[ROOT_PREFIX, b"t"].concat()).unwrap().unwrap().id;

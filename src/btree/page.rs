@@ -1075,12 +1075,10 @@ mod tests {
     /// Separators of 0 to 12 bytes from a small alphabet: many share their first eight bytes,
     /// so searches meet ties of prefix words as well as differences.
     fn separators(seed: u64, n: usize) -> Vec<Vec<u8>> {
-        let mut x = seed | 1;
+        let mut rng = crate::test_rng::TestRng::new(seed | 1);
         let mut keys: Vec<Vec<u8>> = (0..n)
             .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = rng.next();
                 (0..(x % 13) as usize).map(|i| [0u8, 1, b'a', 0xff][(x >> (8 + 2 * i)) as usize & 3]).collect()
             })
             .collect();
@@ -1148,11 +1146,9 @@ mod tests {
     fn damaged_pages_are_corrupt_never_a_panic() {
         let mut page = vec![0u8; 512];
         build(&mut page, TYPE_LEAF, 0, &[leaf(b"key", b"value"), leaf(b"key2", b"v")]);
-        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut rng = crate::test_rng::TestRng::new(0x1234_5678_9abc_def1);
         for _ in 0..DAMAGED_PAGES {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             let mut bad = page.clone();
             bad[(x % 512) as usize] ^= 1 << (x >> 60 & 7);
             bad[((x >> 20) % 512) as usize] = (x >> 40) as u8;

@@ -119,14 +119,11 @@ mod tests {
     #[test]
     fn every_mix_of_sizes_splits_into_two_fitting_halves() {
         let cap = 496;
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut rng = crate::test_rng::TestRng::new(0x2545_F491_4F6C_DD1D);
         for _ in 0..20000 {
             let mut sizes = Vec::new();
             while sizes.iter().sum::<usize>() <= cap {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                sizes.push(7 + (x % (cap as u64 / 4 - 6)) as usize);
+                sizes.push(7 + rng.below(cap as u64 / 4 - 6) as usize);
             }
             for edge in [Edge::Middle, Edge::Right, Edge::Left] {
                 check_leaf(&sizes, cap, edge);
@@ -143,14 +140,11 @@ mod tests {
         // A shift into a sibling evens out up to 2 x capacity - max(largest entry, slack):
         // any total that leaves the largest entry's worth of room must split.
         let cap = 496;
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = crate::test_rng::TestRng::new(0x9E37_79B9_7F4A_7C15);
         for _ in 0..20000 {
             let mut sizes: Vec<usize> = Vec::new();
             loop {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let next = 3 + (x % (cap as u64 / 4 - 2)) as usize;
+                let next = 3 + rng.below(cap as u64 / 4 - 2) as usize;
                 let largest = sizes.iter().copied().max().unwrap_or(0).max(next);
                 if sizes.iter().sum::<usize>() + next > 2 * cap - largest {
                     break;

@@ -32,7 +32,7 @@ fn options() -> StoreOptions {
 /// The workload: allocate, publish (with growth), update in place, free, commit. Calls
 /// `after_commit(epoch)` after every commit.
 fn workload(store: &Store, seed: u64, commits: u64, mut after_commit: impl FnMut(u64)) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed | 1);
     let mut ids: Vec<NodeId> = Vec::new();
     for _ in 0..commits {
         for _ in 0..1 + rng.below(20) {
@@ -106,7 +106,7 @@ fn crash_child_entry_point() {
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_commit() {
     let kills: u64 = std::env::var("PCORE_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
-    let mut rng = Rng(0xC0FFEE ^ u64::from(std::process::id()));
+    let mut rng = Rng::new(0xC0FFEE ^ u64::from(std::process::id()));
     let mut mid_run_kills = 0u64;
     for kill in 0..kills {
         let seed = rng.next();

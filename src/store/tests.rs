@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::error::Error;
+pub(crate) use crate::test_rng::TestRng as Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -532,20 +533,6 @@ fn open_file_descriptors_stay_bounded_by_the_classes() {
     assert!(st.open_files <= st.classes.len() as u64 + 2, "{} files", st.open_files);
 }
 
-/// A tiny deterministic generator, so a failing seed reproduces.
-pub(crate) struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Random allocate / publish (with growth) / in-place update / free / commit / abort / crash /
 /// reopen against a model of committed and pending state, checking every byte.
 #[test]
@@ -571,7 +558,7 @@ fn run_model(seed: u64, policy: GrowthPolicy) {
         verify_checksums: true,
         ..StoreOptions::default()
     };
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut store = reopen(dir.path(), &opts);
     let mut committed: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
     let mut current: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();

@@ -6,6 +6,7 @@
 use super::tests::{reopen, TempDir};
 use super::*;
 use crate::error::Error;
+use crate::test_rng::TestRng as Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -24,17 +25,6 @@ fn options() -> StoreOptions {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 fn payload(seed: u64, len: usize) -> Vec<u8> {
     (0..len).map(|i| (seed.wrapping_mul(131).wrapping_add(i as u64 * 17) % 253) as u8).collect()
 }
@@ -43,7 +33,7 @@ fn payload(seed: u64, len: usize) -> Vec<u8> {
 /// the log (the writer then killed). Returns the committed state after every commit, the
 /// first being the empty store.
 fn build(dir: &Path, before: usize, after: usize) -> Vec<State> {
-    let mut rng = Rng(0x5EED_0FDA_3A6E);
+    let mut rng = Rng::new(0x5EED_0FDA_3A6E);
     let mut states = vec![State::new()];
     let mut s = reopen(dir, &options());
     for c in 0..before + after {
@@ -221,7 +211,7 @@ fn random_truncations_and_bit_flips_in_every_file_never_return_wrong_bytes() {
     let pristine = TempDir::new("damage-random");
     let states = build(pristine.path(), 5, 5);
     let work = TempDir::new("damage-random-work");
-    let mut rng = Rng(0x00DA_4A6E);
+    let mut rng = Rng::new(0x00DA_4A6E);
     let (mut refused, mut recovered, mut caught_reads) = (0, 0, 0);
     for file in store_files(pristine.path()) {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();

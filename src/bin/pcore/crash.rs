@@ -39,21 +39,11 @@ fn tree_options() -> [(&'static [u8], TreeOptions); 2] {
     ]
 }
 
-pub(crate) struct Rng(u64);
+pub(crate) use pcore::test_rng::TestRng as Rng;
 
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-    fn bytes(&mut self, max_len: u64) -> Vec<u8> {
-        (0..self.below(max_len + 1)).map(|_| self.below(4) as u8 + b'a').collect()
-    }
+/// Up to `max_len` bytes from a four-letter alphabet: keys that collide and share prefixes.
+fn random_bytes(rng: &mut Rng, max_len: u64) -> Vec<u8> {
+    (0..rng.below(max_len + 1)).map(|_| rng.below(4) as u8 + b'a').collect()
 }
 
 /// The workload, step by step: the same seed gives the same operations on any store.
@@ -65,7 +55,7 @@ struct Workload {
 
 impl Workload {
     fn new(seed: u64) -> Workload {
-        Workload { rng: Rng::new(seed), nodes: Vec::new(), serial: 0 }
+        Workload { rng: Rng::from_seed(seed), nodes: Vec::new(), serial: 0 }
     }
 
     fn node_bytes(&mut self) -> Vec<u8> {
@@ -100,11 +90,11 @@ impl Workload {
         }
         for (t, max_value) in trees.iter().zip([300u64, 24]) {
             for _ in 0..25 {
-                let key = self.rng.bytes(40);
+                let key = random_bytes(&mut self.rng, 40);
                 if self.rng.below(3) == 0 {
                     t.remove(&key)?;
                 } else {
-                    let value = self.rng.bytes(max_value);
+                    let value = random_bytes(&mut self.rng, max_value);
                     match t.insert(&key, &value) {
                         Ok(()) | Err(pcore::Error::DuplicateKey(_)) => {}
                         Err(e) => return Err(e),
@@ -241,7 +231,7 @@ struct Totals {
 pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String> {
     let work = crate::util::WorkDir::new(dir, "crash", false)?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::from_seed(seed);
     let mut t = Totals::default();
     let started = Instant::now();
     println!("pcore crash: {kills} SIGKILLs of a child running nodes + two B+ trees, every durability mode");

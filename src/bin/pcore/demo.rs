@@ -236,13 +236,7 @@ fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<Outcome, String> 
     let indexes: [(&[u8], KeyOf); 2] = [(b"orders.id", integer_key), (b"orders.name", text_key)];
     // Rows in a fixed pseudo-random order.
     let mut order: Vec<u64> = (0..rows).collect();
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    for i in (1..order.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        order.swap(i, (x % (i as u64 + 1)) as usize);
-    }
+    pcore::test_rng::TestRng::new(0x2545_F491_4F6C_DD1D).shuffle(&mut order);
     println!("\nKizuna workload: {rows} rows, two unique indexes, a commit per {KIZUNA_BATCH}-row batch");
     let t_load = Instant::now();
     {

@@ -141,7 +141,7 @@ pub fn run(cuts: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String> 
     let program = powercut_program()?;
     let work = crate::util::WorkDir::new(dir, "power", false)?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut rng = crash::Rng::new(seed);
+    let mut rng = crash::Rng::from_seed(seed);
     let mut t = Totals::default();
     let started = Instant::now();
     println!(

@@ -108,13 +108,7 @@ pub fn open_fds() -> u64 {
 }
 
 pub fn pattern(seed: u64, out: &mut [u8]) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for chunk in out.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    pcore::test_rng::TestRng::from_seed(seed).fill(out);
 }
 
 pub fn secs(t: Instant) -> f64 {

@@ -295,13 +295,8 @@ mod tests {
     #[test]
     fn full_leaves_shift_or_split_in_place_in_every_load_order() {
         let store = Store::in_memory(&StoreOptions::default()).unwrap();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::test_rng::TestRng::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next();
         // Keys of 1 to 40 bytes: cuts by bytes, not by count.
         let random: Vec<Vec<u8>> = (0..6000)
             .map(|_| (0..1 + next() % 40).map(|_| next() as u8).collect())
@@ -309,9 +304,7 @@ mod tests {
             .into_iter()
             .collect();
         let mut shuffled = random.clone();
-        for i in (1..shuffled.len()).rev() {
-            shuffled.swap(i, (next() % (i as u64 + 1)) as usize);
-        }
+        crate::test_rng::TestRng::new(next()).shuffle(&mut shuffled);
         let descending: Vec<Vec<u8>> = random.iter().rev().cloned().collect();
         for page_bytes in [512u32, 4096] {
             for (order, keys) in [("ascending", &random), ("descending", &descending), ("random", &shuffled)] {

@@ -1,0 +1,267 @@
+//! Inserts: the in-place fast path, then the general path through a [`Plan`].
+
+use super::*;
+
+impl BTree {
+    /// Inserts `key` with `value`, as the duplicates mode says. Keys over
+    /// [`max_key_bytes`] are `InvalidArgument`, checked before anything changes.
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_entry(key, value)?;
+        let skey = self.stored_key(key, value);
+        let svalue: &[u8] = if self.inner.duplicates == Duplicates::Multi { &[] } else { value };
+        let mut st = self.write_state()?;
+        // The whole insert runs under one hold of the store's lock: the descent, then either
+        // the fast path (a new key with an inline value that fits the leaf's free gap: one
+        // in-place edit of one page), or for such a key whose leaf is full a shift or split in
+        // place, or a planned rewrite of the pages it changes.
+        let inline = svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32);
+        self.store()?.with_editor(|editor| {
+            let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
+            let mut path = Path::default();
+            let (leaf_id, found, leaf_len) = self.descend_in(&pages, &st, &skey, &mut path)?;
+            if found.is_ok() && self.inner.duplicates != Duplicates::Overwrite {
+                return Err(Error::DuplicateKey(format!("key of {} bytes is already in the tree", key.len())));
+            }
+            if let (Err(i), true) = (found, inline) {
+                let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
+                if (self.count_fits(leaf_len + 1) && self.try_insert_in_place(editor, leaf_id, i, &e)?)
+                    || self.overflow_in_place(editor, &path, leaf_id, i, &e)?
+                {
+                    st.entries += 1;
+                    return self.save_anchor(editor, &st);
+                }
+            }
+            self.insert_rewriting(editor, &mut st, &path, leaf_id, found, &skey, svalue)
+        })?;
+        self.bump_version();
+        Ok(())
+    }
+
+    /// The insert's general path: the leaf's cells with the new one, written as one page, or
+    /// shifted into a sibling, or split (the separator going up the path).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert_rewriting(
+        &self,
+        editor: &mut NodeEditor<'_>,
+        st: &mut State,
+        path: &[(u64, usize)],
+        leaf_id: u64,
+        found: std::result::Result<usize, usize>,
+        skey: &[u8],
+        svalue: &[u8],
+    ) -> Result<()> {
+        let mut plan = Plan::new(self, editor);
+        let leaf_bytes = plan.copy_page(leaf_id)?;
+        let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
+        let mut cells = self.page_cells(&leaf, leaf_id)?;
+        let replaced = match found {
+            Ok(i) => Some(leaf.entry(i)?.payload),
+            Err(_) => None,
+        };
+        let stored = match plan.store_value(svalue) {
+            Ok(v) => v,
+            Err(e) => return plan.abort(e),
+        };
+        let mut cell_buf = Vec::new();
+        let new_cell = Cell::encode(&Entry { key: skey, payload: Payload::Leaf(stored) }, &mut cell_buf);
+        let index = match found {
+            Ok(i) => {
+                if let Some(Payload::Leaf(Value::Overflow(old, _))) = replaced {
+                    plan.free_later(old, KIND_OVERFLOW);
+                }
+                cells[i] = new_cell;
+                i
+            }
+            Err(i) => {
+                cells.insert(i, new_cell);
+                i
+            }
+        };
+        let edge = self.edge(&plan, path, index, cells.len());
+        if let Err(e) = self.write_leaf(&mut plan, st, path, leaf_id, &cells, edge) {
+            return plan.abort(e);
+        }
+        plan.apply(st)?;
+        if found.is_err() {
+            st.entries += 1;
+        }
+        self.save_anchor(editor, st)
+    }
+
+    /// Fast path: the entry fits the leaf's free gap; one in-place edit of one page.
+    pub(super) fn try_insert_in_place(
+        &self,
+        editor: &mut NodeEditor<'_>,
+        leaf_id: u64,
+        index: usize,
+        e: &Entry<'_>,
+    ) -> Result<bool> {
+        update_page(editor, self.inner.page_bytes, leaf_id, |p| page::insert_in_place(p, leaf_id, index, e))
+    }
+
+    pub(super) fn edge(&self, plan: &Plan<'_, '_>, path: &[(u64, usize)], index: usize, n: usize) -> Edge {
+        edge_at(path, index, n, |id| plan.page_len(id).ok())
+    }
+
+    /// Writes a leaf's new cells: one page if they fit, else a split whose separator goes
+    /// up the path (splitting internal pages as needed, growing a new root at the top).
+    pub(super) fn write_leaf(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        st: &mut State,
+        path: &[(u64, usize)],
+        leaf_id: u64,
+        cells: &[Cell<'_>],
+        edge: Edge,
+    ) -> Result<()> {
+        let cap = page::capacity(self.inner.page_bytes);
+        let sizes: Vec<usize> = cells.iter().map(Cell::bytes).collect();
+        if self.sizes_fit(&sizes) {
+            plan.write_cells(leaf_id, cells);
+            return Ok(());
+        }
+        if edge == Edge::Middle {
+            if let Some(&(parent_id, pos)) = path.last() {
+                if self.shift_into_sibling(plan, parent_id, pos, leaf_id, cells)? {
+                    return Ok(());
+                }
+            }
+        }
+        let k = leaf_split_point(&sizes, cap, edge);
+        let right_id = plan.alloc_page(KIND_LEAF)?;
+        plan.write_cells(leaf_id, &cells[..k]);
+        plan.write_cells(right_id, &cells[k..]);
+        let separator = self.separator(cells[k - 1].key(), cells[k].key());
+        self.insert_separator(plan, st, path, separator, right_id, edge)
+    }
+
+    /// Instead of splitting an overfull leaf, evens it out with a sibling under the same parent
+    /// that has room: no new page, and pages stay fuller on random inserts (B*-tree style).
+    /// Returns false, planning nothing, when neither sibling has room or the new separator
+    /// would not fit the parent.
+    pub(super) fn shift_into_sibling(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        parent_id: u64,
+        pos: usize,
+        leaf_id: u64,
+        cells: &[Cell<'_>],
+    ) -> Result<bool> {
+        let cap = page::capacity(self.inner.page_bytes);
+        let parent_bytes = plan.copy_page(parent_id)?;
+        let parent = PageRef::parse(&parent_bytes, parent_id)?;
+        let mut candidates = Vec::with_capacity(2);
+        if pos < parent.len() {
+            candidates.push(pos + 1);
+        }
+        if pos > 0 {
+            candidates.push(pos - 1);
+        }
+        // Two halves that fit are guaranteed only with the largest entry's worth of slack.
+        let slack = |largest: usize| overflow::shift_slack(cap).max(largest);
+        let shift_limit = 2 * cap - slack(cells.iter().map(Cell::bytes).max().unwrap_or(0));
+        let cells_total: usize = cells.iter().map(Cell::bytes).sum();
+        let mut parent_entries = Vec::new();
+        for sibling_pos in candidates {
+            let sibling_id = if sibling_pos == 0 { parent.leftmost_child() } else { parent.child(sibling_pos - 1)? };
+            let sibling_bytes = plan.copy_page(sibling_id)?;
+            let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
+            // The bytes outside the sibling's free gap bound what it holds: a sibling that
+            // cannot take enough is passed over without decoding it.
+            if cells_total + (cap - sibling.gap_bytes()).min(cap) > shift_limit {
+                continue;
+            }
+            let this_is_left = sibling_pos > pos;
+            let mut combined: Vec<Cell<'_>> = Vec::with_capacity(cells.len() + sibling.len());
+            if this_is_left {
+                combined.extend_from_slice(cells);
+                combined.extend(self.page_cells(&sibling, sibling_id)?);
+            } else {
+                combined.extend(self.page_cells(&sibling, sibling_id)?);
+                combined.extend_from_slice(cells);
+            }
+            let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
+            if sizes.iter().sum::<usize>() > 2 * cap - slack(sizes.iter().copied().max().unwrap_or(0)) {
+                continue;
+            }
+            let k = leaf_split_point(&sizes, cap, Edge::Middle);
+            let separator = self.separator(combined[k - 1].key(), combined[k].key());
+            let (left_id, right_id) = if this_is_left { (leaf_id, sibling_id) } else { (sibling_id, leaf_id) };
+            let sep_index = pos.min(sibling_pos);
+            if !self.count_fits(k) || !self.count_fits(combined.len() - k) {
+                continue;
+            }
+            // The parent's separator changes: in place on a copy when it has room (the
+            // common case), else the parent is rebuilt.
+            let mut parent_image = Scratch::copy_of(&parent_bytes);
+            if !page::replace_separator_in_place(&mut parent_image, parent_id, sep_index, &separator)? {
+                if parent_entries.is_empty() {
+                    parent_entries = self.page_entries(&parent, parent_id, false)?;
+                }
+                let mut rebuilt = parent_entries.clone();
+                rebuilt[sep_index] = Entry { key: &separator, payload: Payload::Child(right_id) };
+                if !self.page_fits(&rebuilt) {
+                    continue;
+                }
+                page::build(&mut parent_image, TYPE_INTERNAL, parent.leftmost_child(), &rebuilt);
+            }
+            plan.write_cells(left_id, &combined[..k]);
+            plan.write_cells(right_id, &combined[k..]);
+            plan.put(parent_id, parent_image);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Adds (separator, child) right after the path's child position in each parent, from the
+    /// bottom up, splitting full internal pages.
+    pub(super) fn insert_separator(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        st: &mut State,
+        path: &[(u64, usize)],
+        separator: Vec<u8>,
+        child: u64,
+        edge: Edge,
+    ) -> Result<()> {
+        let cap = page::capacity(self.inner.page_bytes);
+        let mut carry = Some((separator, child));
+        for &(page_id, pos) in path.iter().rev() {
+            let Some((sep, child)) = carry.take() else { break };
+            let new_entry = Entry { key: &sep, payload: Payload::Child(child) };
+            let mut image = plan.copy_page(page_id)?;
+            let count = PageRef::parse(&image, page_id)?.len();
+            // The common case: the separator fits the page's free gap, one small edit.
+            if self.count_fits(count + 1) && page::insert_in_place(&mut image, page_id, pos, &new_entry)? {
+                plan.put(page_id, image);
+                continue;
+            }
+            let bytes = image;
+            let p = PageRef::parse(&bytes, page_id)?;
+            let mut entries = self.page_entries(&p, page_id, false)?;
+            entries.insert(pos, new_entry);
+            let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
+            if self.page_fits(&entries) {
+                plan.write(page_id, TYPE_INTERNAL, p.leftmost_child(), &entries);
+                continue;
+            }
+            let m = internal_split_point(&sizes, cap, edge);
+            let right_id = plan.alloc_page(KIND_INTERNAL)?;
+            let Payload::Child(right_leftmost) = entries[m].payload else {
+                unreachable!("internal entries hold children")
+            };
+            plan.write(page_id, TYPE_INTERNAL, p.leftmost_child(), &entries[..m]);
+            plan.write(right_id, TYPE_INTERNAL, right_leftmost, &entries[m + 1..]);
+            carry = Some((entries[m].key.to_vec(), right_id));
+        }
+        if let Some((sep, child)) = carry {
+            if st.height as usize >= DEPTH_MAX {
+                return Err(Error::Limit(format!("the tree would be deeper than {DEPTH_MAX} levels")));
+            }
+            let new_root = plan.alloc_page(KIND_INTERNAL)?;
+            plan.write(new_root, TYPE_INTERNAL, st.root, &[Entry { key: &sep, payload: Payload::Child(child) }]);
+            plan.new_root = Some(new_root);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,45 @@
+//! `BTree`: a B+ tree whose pages are store nodes, and whose every size decision comes from
+//! the bytes entries really use ([`page::entry_bytes`]).
+//!
+//! Writers hold the tree's lock exclusively and change pages through a [`Plan`] (or, on the
+//! insert's in-place paths, in the same order): every new page is allocated and every changed
+//! page given its copy-on-write shadow before any page is written, so an operation that fails
+//! leaves the tree exactly as it was. Changes are
+//! durable with the store's next commit. Readers hold the lock shared.
+
+mod anchor;
+mod dropping;
+mod get;
+mod handle;
+mod insert;
+mod options;
+mod order;
+mod overflow;
+mod path;
+mod plan;
+mod remove;
+#[cfg(test)]
+mod tests;
+
+use anchor::*;
+pub use anchor::{list_trees, TreeDescription};
+pub use dropping::drop_tree;
+pub use handle::BTree;
+pub(crate) use handle::State;
+use handle::*;
+pub use options::*;
+use order::*;
+pub(crate) use order::{split_composite, Probe};
+use path::*;
+pub(crate) use path::{missing_page, PageReader, Path};
+pub(crate) use plan::{Plan, Scratch};
+
+use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
+use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
+use crate::error::{Error, Result};
+use crate::store::{AbortGuard, AbortHook, NodeEditor, NodeId, Store, WeakStore};
+use parking_lot::RwLock;
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;

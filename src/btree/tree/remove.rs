@@ -1,0 +1,171 @@
+//! Removes and the rebalancing after them.
+
+use super::*;
+
+impl BTree {
+    /// Removes `key` (Unique and Overwrite trees); in a Multi tree every value of `key`.
+    /// Returns whether anything was removed.
+    pub fn remove(&self, key: &[u8]) -> Result<bool> {
+        if self.inner.duplicates == Duplicates::Multi {
+            let values = self.get_all(key)?;
+            for v in &values {
+                self.remove_pair(key, v)?;
+            }
+            return Ok(!values.is_empty());
+        }
+        self.remove_stored(key)
+    }
+
+    /// Removes one (key, value) pair of a Multi tree; in other trees, `key` if its value is
+    /// `value`.
+    pub fn remove_pair(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        match self.inner.duplicates {
+            Duplicates::Multi => {
+                self.check_key(key)?;
+                if value.len() > max_inline_value_bytes(self.inner.page_bytes as u32) {
+                    return Ok(false);
+                }
+                self.remove_stored(&composite(key, value))
+            }
+            _ => {
+                if self.get(key)?.as_deref() != Some(value) {
+                    return Ok(false);
+                }
+                self.remove_stored(key)
+            }
+        }
+    }
+
+    pub(super) fn remove_stored(&self, skey: &[u8]) -> Result<bool> {
+        let mut st = self.write_state()?;
+        let removed = self.store()?.with_editor(|editor| {
+            let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
+            let mut path = Path::default();
+            let (leaf_id, found, _) = self.descend_in(&pages, &st, skey, &mut path)?;
+            let Ok(index) = found else { return Ok(false) };
+            let mut plan = Plan::new(self, editor);
+            let leaf_bytes = plan.copy_page(leaf_id)?;
+            let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
+            let mut entries = self.page_entries(&leaf, leaf_id, true)?;
+            if let Payload::Leaf(Value::Overflow(old, _)) = entries[index].payload {
+                plan.free_later(old, KIND_OVERFLOW);
+            }
+            entries.remove(index);
+            if let Err(e) = self.rebalance_after_remove(&mut plan, &path, leaf_id, TYPE_LEAF, 0, &entries) {
+                return plan.abort(e);
+            }
+            plan.apply(&mut st)?;
+            st.entries -= 1;
+            self.save_anchor(editor, &st)?;
+            Ok(true)
+        })?;
+        if removed {
+            self.bump_version();
+        }
+        Ok(removed)
+    }
+
+    /// Writes a page that lost an entry; below a third full, merges it with a sibling when
+    /// both fit one page, or (leaves) evens the two out. A parent that loses a separator is
+    /// treated the same way, up to the root, which collapses when it has a single child.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rebalance_after_remove(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        path: &[(u64, usize)],
+        id: u64,
+        ty: u8,
+        leftmost: u64,
+        entries: &[Entry<'_>],
+    ) -> Result<()> {
+        let cap = page::capacity(self.inner.page_bytes);
+        let used: usize = entries.iter().map(Entry::bytes).sum();
+        let Some((&(parent_id, pos), above)) = path.split_last() else {
+            // The root: an internal root with no separator hands over to its only child.
+            if ty == TYPE_INTERNAL && entries.is_empty() {
+                plan.free_later(id, KIND_INTERNAL);
+                plan.new_root = Some(leftmost);
+                plan.root_shrinks = true;
+            } else {
+                plan.write(id, ty, leftmost, entries);
+            }
+            return Ok(());
+        };
+        if used >= cap / 3 {
+            plan.write(id, ty, leftmost, entries);
+            return Ok(());
+        }
+        let parent_bytes = plan.copy_page(parent_id)?;
+        let parent = PageRef::parse(&parent_bytes, parent_id)?;
+        let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
+        // The pair (left, right) and the index of the separator between them in the parent.
+        let child_at = |p: usize| -> Result<u64> {
+            if p == 0 {
+                Ok(parent.leftmost_child())
+            } else {
+                match parent.entry(p - 1)?.payload {
+                    Payload::Child(c) => Ok(c),
+                    Payload::Leaf(_) => {
+                        Err(Error::corrupt(format!("B+ tree page {parent_id:#x}"), 0, "leaf cell in an internal page"))
+                    }
+                }
+            }
+        };
+        let (sep_index, sibling_pos, this_is_left) = if pos == 0 { (0, 1, true) } else { (pos - 1, pos - 1, false) };
+        if sibling_pos > parent.len() {
+            plan.write(id, ty, leftmost, entries); // an only child: nothing to pair with
+            return Ok(());
+        }
+        let sibling_id = child_at(sibling_pos)?;
+        let sibling_bytes = plan.copy_page(sibling_id)?;
+        let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
+        if sibling.is_leaf() != (ty == TYPE_LEAF) {
+            return Err(Error::corrupt(format!("B+ tree page {sibling_id:#x}"), 0, "siblings on different levels"));
+        }
+        let sibling_entries = self.page_entries(&sibling, sibling_id, ty == TYPE_LEAF)?;
+        let (left_id, right_id) = if this_is_left { (id, sibling_id) } else { (sibling_id, id) };
+        let (left_entries, left_leftmost, right_entries, right_leftmost) = if this_is_left {
+            (entries.to_vec(), leftmost, sibling_entries, sibling.leftmost_child())
+        } else {
+            (sibling_entries, sibling.leftmost_child(), entries.to_vec(), leftmost)
+        };
+        let separator = parent.key(sep_index)?;
+        let mut combined = left_entries;
+        if ty == TYPE_INTERNAL {
+            // The parent's separator comes down between the two, pointing at right's leftmost.
+            combined.push(Entry { key: separator, payload: Payload::Child(right_leftmost) });
+        }
+        combined.extend(right_entries);
+        let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
+        if self.page_fits(&combined) {
+            plan.write(left_id, ty, left_leftmost, &combined);
+            plan.free_later(right_id, if ty == TYPE_LEAF { KIND_LEAF } else { KIND_INTERNAL });
+            parent_entries.remove(sep_index);
+            return self.rebalance_after_remove(
+                plan,
+                above,
+                parent_id,
+                TYPE_INTERNAL,
+                parent.leftmost_child(),
+                &parent_entries,
+            );
+        }
+        if ty == TYPE_INTERNAL {
+            plan.write(id, ty, leftmost, entries); // too full to merge: leave it underfull
+            return Ok(());
+        }
+        // Two leaves that do not fit one page: even them out by bytes, if the new separator
+        // fits the parent (a longer one might not; the pages are then left as they are).
+        let k = leaf_split_point(&sizes, cap, Edge::Middle);
+        let new_sep = self.separator(combined[k - 1].key, combined[k].key);
+        parent_entries[sep_index] = Entry { key: &new_sep, payload: Payload::Child(right_id) };
+        if !self.page_fits(&parent_entries) || !self.count_fits(k) || !self.count_fits(combined.len() - k) {
+            plan.write(id, ty, leftmost, entries);
+            return Ok(());
+        }
+        plan.write(left_id, TYPE_LEAF, 0, &combined[..k]);
+        plan.write(right_id, TYPE_LEAF, 0, &combined[k..]);
+        plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
+        Ok(())
+    }
+}
