@@ -167,8 +167,9 @@
 // `PcoreClassStats` a struct_size, moved the all-classes total out of `PcoreStoreStats`
 // (`pcore_store_class_stats` with `PCORE_CLASS_TOTAL`), made booleans `uint64_t` 0 or 1,
 // gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
-// reason (an unknown reason is refused). The library's SONAME is `libpcore.so.<major>`.
-#define PCORE_ABI_VERSION 131072
+// reason (an unknown reason is refused). 2.1 added read snapshots (`pcore_snapshot_*`).
+// The library's SONAME is `libpcore.so.<major>`.
+#define PCORE_ABI_VERSION 131073
 
 // Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 #define PCORE_DUP_UNIQUE 0
@@ -200,6 +201,10 @@
 
 // A cursor over a tree. Opaque: never dereference.
 typedef struct PcoreCursor PcoreCursor;
+
+// A read snapshot: one commit of a store, readable until the snapshot ends. Opaque: never
+// dereference.
+typedef struct PcoreSnapshot PcoreSnapshot;
 
 // An open store. Opaque: never dereference; a closed handle is refused, not a crash.
 typedef struct PcoreStore PcoreStore;
@@ -287,6 +292,16 @@ typedef struct PcoreStoreStats {
   uint64_t frees_by_reason[PCORE_REASON_COUNT];
   // Successful `pcore_node_retire` calls since open, by reason.
   uint64_t retires_by_reason[PCORE_REASON_COUNT];
+  // Read snapshots open in this process (`pcore_snapshot_begin`, cursors on them).
+  uint64_t snapshots_open;
+  // The epoch the oldest of them reads (0 when none).
+  uint64_t oldest_snapshot_epoch;
+  // Processes that have the store open `PCORE_OPEN_READ_ONLY` now (its reader table; a
+  // killed one stops counting at once).
+  uint64_t reader_processes;
+  // Of `pending_free_bytes`, the bytes kept only because a snapshot or a reader process
+  // may still read them; reusable once those end.
+  uint64_t pinned_bytes;
 } PcoreStoreStats;
 
 // Allocator statistics of one size class, or of all of them (`PCORE_CLASS_TOTAL`), in
@@ -860,6 +875,113 @@ int32_t pcore_cursor_prev(struct PcoreCursor *cursor);
 int32_t pcore_cursor_get(struct PcoreCursor *cursor,
                          struct PcoreBytes *out_key,
                          struct PcoreBytes *out_value);
+
+// Begins a read snapshot of `store`'s last commit: every read that takes it answers that
+// commit's bytes, roots and tree entries, however many commits the writer makes meanwhile,
+// and cursors opened on it never go stale. Cheap (no copy); any number may be open, on any
+// threads, and a snapshot may be used from any thread. Uncommitted changes are not seen.
+// On a store opened `PCORE_OPEN_READ_ONLY` (beside a writer in another process, say), the
+// commit that open reads.
+//
+// While a snapshot is open the blocks of its commit's versions are not reused: a snapshot
+// held for long holds disk space (`pcore_store_stats` shows how much). End it with
+// `pcore_snapshot_end`.
+//
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `out` is writable.
+int32_t pcore_snapshot_begin(struct PcoreStore *store, struct PcoreSnapshot **out);
+
+// Ends a snapshot: pointers `pcore_snapshot_node_read` handed out through it are invalid
+// from here on, and its blocks may be reused (once no other snapshot, and no cursor opened
+// on it, still reads them: a cursor keeps its snapshot's commit until it is closed). A
+// second end answers `PCORE_BAD_HANDLE`.
+int32_t pcore_snapshot_end(struct PcoreSnapshot *snapshot);
+
+// The epoch of the commit `snapshot` reads, into `*out_epoch`.
+//
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out_epoch`), `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `out_epoch` is writable.
+int32_t pcore_snapshot_epoch(struct PcoreSnapshot *snapshot, uint64_t *out_epoch);
+
+// Node `id` as the snapshot's commit left it: `out->data` stays valid, and its bytes
+// unchanged, until the snapshot ends, whatever the writer does. A node allocated after
+// that commit, or freed before it, is `PCORE_NOT_FOUND`. On any failure `*out` (if `out`
+// is not NULL) is set to `{NULL, 0}`. With `PCORE_OPEN_VERIFY_CHECKSUMS` the bytes are
+// checked against their commit's checksum (`PCORE_CORRUPT`); they cannot change after.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT` (NULL `out`),
+// `PCORE_CORRUPT`, `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `out` is NULL or points to a writable `PcoreNodeBytes`.
+int32_t pcore_snapshot_node_read(struct PcoreSnapshot *snapshot,
+                                 uint64_t id,
+                                 struct PcoreNodeBytes *out);
+
+// Copies node `id` as the snapshot's commit left it into `buf`: the first `cap` bytes, while
+// `*out_len` receives its full length (the same in every call on this snapshot).
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT` (NULL `out_len`, NULL
+// `buf` with `cap` > 0), `PCORE_CORRUPT`, `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `buf` has `cap` writable bytes (or is NULL with `cap` 0); `out_len` is writable.
+int32_t pcore_snapshot_node_read_copy(struct PcoreSnapshot *snapshot,
+                                      uint64_t id,
+                                      void *buf,
+                                      size_t cap,
+                                      size_t *out_len);
+
+// The named root as of the snapshot's commit: as `pcore_root_get`, which sees the latest
+// `pcore_root_set`.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no such root then), `PCORE_INVALID_ARGUMENT`,
+// `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `name` has `name_len` readable bytes; `out_id` is writable; `meta_buf` has `meta_cap`
+// writable bytes (or is NULL with `meta_cap` 0); `out_meta_len` is NULL or writable.
+int32_t pcore_snapshot_root_get(struct PcoreSnapshot *snapshot,
+                                const char *name,
+                                size_t name_len,
+                                uint64_t *out_id,
+                                void *meta_buf,
+                                size_t meta_cap,
+                                size_t *out_meta_len);
+
+// `pcore_tree_get` as of the snapshot's commit. `tree` is a tree handle opened on the
+// snapshot's store; a tree that did not exist at that commit answers `PCORE_NOT_FOUND`.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE` (a
+// snapshot and tree of different stores too), `PCORE_CORRUPT`.
+//
+// # Safety
+// As `pcore_tree_get`'s.
+int32_t pcore_snapshot_tree_get(struct PcoreSnapshot *snapshot,
+                                struct PcoreTree *tree,
+                                const void *key,
+                                size_t key_len,
+                                void *value_buf,
+                                size_t value_cap,
+                                size_t *out_value_len);
+
+// Opens a cursor on `tree` as of the snapshot's commit: every cursor call works on it, it
+// never answers `PCORE_STALE_CURSOR`, and it keeps the snapshot's commit readable until it
+// is closed (ending the snapshot first is allowed). Close it with `pcore_cursor_close`.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (the tree did not exist at that commit),
+// `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE` (a snapshot and tree of
+// different stores too).
+//
+// # Safety
+// `out` is writable.
+int32_t pcore_snapshot_cursor_open(struct PcoreSnapshot *snapshot,
+                                   struct PcoreTree *tree,
+                                   struct PcoreCursor **out);
 
 #ifdef __cplusplus
 }  // extern "C"

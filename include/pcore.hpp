@@ -81,6 +81,31 @@ template <typename T>
   return value;
 }
 
+namespace detail {
+
+/// Reads a length-prefixed value through call(buf, cap, &len), which answers the full length
+/// in len: again with a buffer that large when the first was too small (the value may have
+/// changed meanwhile). nullopt on PCORE_NOT_FOUND; throws on other failures.
+template <typename Call>
+[[nodiscard]] std::optional<std::vector<uint8_t>> read_sized_value(size_t first_guess, Call call) {
+  std::vector<uint8_t> value(first_guess);
+  for (;;) {
+    size_t len = 0;
+    const int32_t status = call(value.data(), value.size(), &len);
+    if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
+      return std::nullopt;
+    }
+    check(status);
+    if (len <= value.size()) {
+      value.resize(len);
+      return value;
+    }
+    value.resize(len);
+  }
+}
+
+}  // namespace detail
+
 /// ABI major version this header was written against.
 inline constexpr uint32_t kAbiMajor = static_cast<uint32_t>(PCORE_ABI_VERSION) >> 16;
 
@@ -348,25 +373,15 @@ class Store {
 
   /// pcore_root_get; nullopt when there is no such root.
   [[nodiscard]] std::optional<Root> get_root(std::string_view name = {}) const {
-    Root root{0, std::vector<uint8_t>(256)};
-    size_t meta_len = 0;
-    int32_t status = pcore_root_get(handle_, name_ptr(name), name.size(), &root.id, root.meta.data(),
-                                    root.meta.size(), &meta_len);
-    if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
+    uint64_t id = 0;
+    std::optional<std::vector<uint8_t>> meta =
+        detail::read_sized_value(256, [&](void* buf, size_t cap, size_t* len) {
+          return pcore_root_get(handle_, name_ptr(name), name.size(), &id, buf, cap, len);
+        });
+    if (!meta) {
       return std::nullopt;
     }
-    check(status);
-    if (meta_len > root.meta.size()) {
-      root.meta.resize(meta_len);
-      status = pcore_root_get(handle_, name_ptr(name), name.size(), &root.id, root.meta.data(),
-                              root.meta.size(), &meta_len);
-      if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
-        return std::nullopt;
-      }
-      check(status);
-    }
-    root.meta.resize(meta_len);
-    return root;
+    return Root{id, std::move(*meta)};
   }
 
   /// pcore_store_commit; returns the new epoch.
@@ -633,20 +648,9 @@ class Tree {
 
   /// The value of key (a multi tree: its first value); nullopt when the key is absent.
   [[nodiscard]] std::optional<std::vector<uint8_t>> get(ByteView key) const {
-    std::vector<uint8_t> value(kGetBufferBytes);
-    for (;;) {
-      size_t len = 0;
-      const int32_t status = pcore_tree_get(handle_, key.data(), key.size(), value.data(), value.size(), &len);
-      if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
-        return std::nullopt;
-      }
-      check(status);
-      if (len <= value.size()) {
-        value.resize(len);
-        return value;
-      }
-      value.resize(len);  // a larger value: read again (it may have changed meanwhile)
-    }
+    return detail::read_sized_value(kGetBufferBytes, [&](void* buf, size_t cap, size_t* len) {
+      return pcore_tree_get(handle_, key.data(), key.size(), buf, cap, len);
+    });
   }
 
   /// Whether key is in the tree.
@@ -746,6 +750,13 @@ class Cursor {
   /// pcore_cursor_open.
   explicit Cursor(const Tree& tree) { check(pcore_cursor_open(tree.raw(), &handle_)); }
 
+  /// Takes ownership of a cursor handle opened elsewhere (pcore_snapshot_cursor_open).
+  [[nodiscard]] static Cursor adopt(PcoreCursor* handle) noexcept {
+    Cursor c;
+    c.handle_ = handle;
+    return c;
+  }
+
   Cursor(const Cursor&) = delete;
   Cursor& operator=(const Cursor&) = delete;
   Cursor(Cursor&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
@@ -834,6 +845,101 @@ class Cursor {
   }
 
   PcoreCursor* handle_ = nullptr;
+};
+
+/// Owns one read snapshot (pcore_snapshot_begin): the store as of its last commit, whatever
+/// the writer commits meanwhile, until the snapshot ends. Move-only; ends when destroyed.
+/// Holding one for long holds disk space: the blocks of its commit are not reused.
+///
+///   pcore::Snapshot snap(store);
+///   auto value = snap.get(tree, key);        // as of snap.epoch()
+///   pcore::Cursor c = snap.cursor(tree);      // never PCORE_STALE_CURSOR
+class Snapshot {
+ public:
+  /// An empty (ended) snapshot; every call on it throws PCORE_BAD_HANDLE.
+  Snapshot() noexcept = default;
+
+  /// pcore_snapshot_begin.
+  explicit Snapshot(const Store& store) { check(pcore_snapshot_begin(store.raw(), &handle_)); }
+
+  Snapshot(const Snapshot&) = delete;
+  Snapshot& operator=(const Snapshot&) = delete;
+  Snapshot(Snapshot&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+  Snapshot& operator=(Snapshot&& other) noexcept {
+    if (this != &other) {
+      end_quietly();
+      handle_ = std::exchange(other.handle_, nullptr);
+    }
+    return *this;
+  }
+  ~Snapshot() { end_quietly(); }
+
+  /// Ends the snapshot (pcore_snapshot_end). Idempotent.
+  void end() {
+    if (handle_ != nullptr) {
+      check(pcore_snapshot_end(std::exchange(handle_, nullptr)));
+    }
+  }
+
+  [[nodiscard]] bool is_open() const noexcept { return handle_ != nullptr; }
+  [[nodiscard]] PcoreSnapshot* raw() const noexcept { return handle_; }
+
+  /// The epoch of the commit the snapshot reads.
+  [[nodiscard]] uint64_t epoch() const {
+    uint64_t epoch = 0;
+    check(pcore_snapshot_epoch(handle_, &epoch));
+    return epoch;
+  }
+
+  /// The node as of the snapshot: the bytes stay valid and unchanged until the snapshot
+  /// ends. nullopt when no node had that id then.
+  [[nodiscard]] std::optional<Bytes> read(uint64_t id) const {
+    PcoreNodeBytes out{};
+    const int32_t status = pcore_snapshot_node_read(handle_, id, &out);
+    if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
+      return std::nullopt;
+    }
+    check(status);
+    return Bytes{out.data, out.len};
+  }
+
+  /// The named root as of the snapshot; nullopt when there was none.
+  [[nodiscard]] std::optional<Root> get_root(std::string_view name = {}) const {
+    uint64_t id = 0;
+    std::optional<std::vector<uint8_t>> meta =
+        detail::read_sized_value(256, [&](void* buf, size_t cap, size_t* len) {
+          return pcore_snapshot_root_get(handle_, name.empty() ? "" : name.data(), name.size(), &id, buf, cap,
+                                         len);
+        });
+    if (!meta) {
+      return std::nullopt;
+    }
+    return Root{id, std::move(*meta)};
+  }
+
+  /// tree.get as of the snapshot (nullopt also when the tree did not exist then).
+  [[nodiscard]] std::optional<std::vector<uint8_t>> get(const Tree& tree, ByteView key) const {
+    return detail::read_sized_value(64, [&](void* buf, size_t cap, size_t* len) {
+      return pcore_snapshot_tree_get(handle_, tree.raw(), key.data(), key.size(), buf, cap, len);
+    });
+  }
+
+  /// A cursor on tree as of the snapshot (pcore_snapshot_cursor_open): never stale; it keeps
+  /// the snapshot's commit readable until it is closed.
+  [[nodiscard]] Cursor cursor(const Tree& tree) const {
+    PcoreCursor* handle = nullptr;
+    check(pcore_snapshot_cursor_open(handle_, tree.raw(), &handle));
+    return Cursor::adopt(handle);
+  }
+
+ private:
+  void end_quietly() noexcept {
+    if (handle_ != nullptr) {
+      (void)pcore_snapshot_end(std::exchange(handle_, nullptr));
+    }
+  }
+
+  PcoreSnapshot* handle_ = nullptr;
 };
 
 }  // namespace pcore

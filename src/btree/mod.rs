@@ -7,6 +7,8 @@ mod cursor;
 mod damage_tests;
 mod inspect;
 mod page;
+#[cfg(test)]
+mod snapshot_tests;
 mod split;
 mod tree;
 

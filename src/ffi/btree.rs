@@ -42,7 +42,7 @@ fn tree_token(handle: *const PcoreTree) -> Result<usize> {
     Ok(handle as usize)
 }
 
-fn tree_of(handle: *const PcoreTree) -> Result<BTree> {
+pub(crate) fn tree_of(handle: *const PcoreTree) -> Result<BTree> {
     with_tree(handle, |t| Ok(t.clone()))
 }
 
@@ -295,15 +295,28 @@ pub unsafe extern "C" fn pcore_tree_get(
     value_cap: usize,
     out_value_len: *mut usize,
 ) -> i32 {
-    guard::call(|| {
-        out_buffer(value_buf, value_cap, "value_buf")?;
-        // SAFETY: per this function's contract.
-        let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
-        // SAFETY: `value_buf` has `value_cap` writable bytes by contract; n <= value_cap.
-        let copied =
-            with_tree(tree, |t| t.get_with(k, |v| unsafe { copy_out(v, value_buf, value_cap, out_value_len) }))?;
-        copied.ok_or_else(|| Error::NotFound("no such key".into()))
-    })
+    // SAFETY: the pointers as this function's contract says.
+    guard::call(|| with_tree(tree, |t| unsafe { tree_get_in(t, key, key_len, value_buf, value_cap, out_value_len) }))
+}
+
+/// `pcore_tree_get` on a tree or a snapshot's view of it.
+///
+/// # Safety
+/// As `pcore_tree_get`'s.
+pub(crate) unsafe fn tree_get_in(
+    t: &BTree,
+    key: *const c_void,
+    key_len: usize,
+    value_buf: *mut c_void,
+    value_cap: usize,
+    out_value_len: *mut usize,
+) -> Result<()> {
+    out_buffer(value_buf, value_cap, "value_buf")?;
+    // SAFETY: per this function's contract.
+    let k = unsafe { bytes(key.cast::<u8>(), key_len, "key")? };
+    // SAFETY: `value_buf` has `value_cap` writable bytes by contract; n <= value_cap.
+    let copied = t.get_with(k, |v| unsafe { copy_out(v, value_buf, value_cap, out_value_len) })?;
+    copied.ok_or_else(|| Error::NotFound("no such key".into()))
 }
 
 /// Removes `key` (a multi tree: all its values). `*out_removed` (if not NULL) is 1 when
@@ -470,18 +483,33 @@ pub extern "C" fn pcore_tree_verify(tree: *mut PcoreTree) -> i32 {
 /// `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn pcore_cursor_open(tree: *mut PcoreTree, out: *mut *mut PcoreCursor) -> i32 {
-    guard::call(|| {
-        let (t, tree_open) = TREES.with(tree_token(tree)?, |h| Ok((h.tree.clone(), h.open.clone())))?;
-        non_null(out, "out")?;
-        if !t.store()?.is_open() {
-            return Err(Error::Closed);
-        }
-        let state = CursorState { cursor: Cursor::new(&t), key: Vec::new(), value: Vec::new(), tree_open };
-        let token = CURSORS.insert(Arc::new(Mutex::new(state)))?;
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, token as *mut PcoreCursor) };
-        Ok(())
-    })
+    // SAFETY: `out` is writable, by this function's contract.
+    guard::call(|| unsafe { cursor_open_at(tree, None, out) })
+}
+
+/// Opens a cursor on the tree a handle names, or on that tree as `snapshot` sees it.
+///
+/// # Safety
+/// `out` is writable.
+pub(crate) unsafe fn cursor_open_at(
+    tree: *mut PcoreTree,
+    snapshot: Option<&crate::store::Snapshot>,
+    out: *mut *mut PcoreCursor,
+) -> Result<()> {
+    let (t, tree_open) = TREES.with(tree_token(tree)?, |h| Ok((h.tree.clone(), h.open.clone())))?;
+    non_null(out, "out")?;
+    if !t.store()?.is_open() {
+        return Err(Error::Closed);
+    }
+    let t = match snapshot {
+        Some(snap) => t.at(snap)?,
+        None => t,
+    };
+    let state = CursorState { cursor: Cursor::new(&t), key: Vec::new(), value: Vec::new(), tree_open };
+    let token = CURSORS.insert(Arc::new(Mutex::new(state)))?;
+    // SAFETY: checked non-null; writable by contract.
+    unsafe { write_out(out, token as *mut PcoreCursor) };
+    Ok(())
 }
 
 /// Releases a cursor; a second close returns `PCORE_BAD_HANDLE`.

@@ -8,6 +8,7 @@ mod fork;
 mod guard;
 mod registry;
 mod sized;
+pub mod snapshot;
 pub mod status;
 pub mod store;
 pub mod types;

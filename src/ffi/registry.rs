@@ -20,6 +20,7 @@ pub(crate) enum HandleType {
     Store = 0x5C,
     Tree = 0x5D,
     Cursor = 0x5E,
+    Snapshot = 0x5F,
 }
 
 /// The token's generation field is 24 bits. A slot handed out at this generation is retired

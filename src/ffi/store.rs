@@ -284,14 +284,20 @@ pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, l
 pub unsafe extern "C" fn pcore_node_read(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeBytes) -> i32 {
     // SAFETY: NULL or writable, by this function's contract.
     unsafe { write_optional(out, PcoreNodeBytes { data: std::ptr::null(), len: 0 }) };
-    guard::call(|| {
-        let s = store_of(store)?;
-        non_null(out, "out")?;
-        let (addr, len) = s.read_addr(NodeId::from_raw(id))?;
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, PcoreNodeBytes { data: addr as *const c_void, len }) };
-        Ok(())
-    })
+    // SAFETY: `out` is NULL or writable, by this function's contract.
+    guard::call(|| unsafe { node_read_in(&store_of(store)?, id, out) })
+}
+
+/// `pcore_node_read` on a store or a snapshot's view of it.
+///
+/// # Safety
+/// `out` is NULL or writable.
+pub(crate) unsafe fn node_read_in(s: &Store, id: u64, out: *mut PcoreNodeBytes) -> Result<()> {
+    non_null(out, "out")?;
+    let (addr, len) = s.read_addr(NodeId::from_raw(id))?;
+    // SAFETY: checked non-null; writable by contract.
+    unsafe { write_out(out, PcoreNodeBytes { data: addr as *const c_void, len }) };
+    Ok(())
 }
 
 /// Copies node `id`'s latest published bytes into `buf`: the first `cap` of them, while
@@ -315,16 +321,28 @@ pub unsafe extern "C" fn pcore_node_read_copy(
     cap: usize,
     out_len: *mut usize,
 ) -> i32 {
-    guard::call(|| {
-        let s = store_of(store)?;
-        non_null(out_len, "out_len")?;
-        out_buffer(buf, cap, "buf")?;
-        // Copied under the store's read lock: a writer cannot change the bytes meanwhile.
-        s.with_node(NodeId::from_raw(id), |bytes| {
-            // SAFETY: `buf` has `cap` writable bytes by contract and is the host's memory, so
-            // it cannot overlap the store's mapped block; `out_len` checked non-null.
-            unsafe { copy_out(bytes, buf, cap, out_len) }
-        })
+    // SAFETY: `buf` and `out_len` as this function's contract says.
+    guard::call(|| unsafe { node_read_copy_in(&store_of(store)?, id, buf, cap, out_len) })
+}
+
+/// `pcore_node_read_copy` on a store or a snapshot's view of it.
+///
+/// # Safety
+/// `buf` has `cap` writable bytes (or is NULL with `cap` 0); `out_len` is writable.
+pub(crate) unsafe fn node_read_copy_in(
+    s: &Store,
+    id: u64,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+) -> Result<()> {
+    non_null(out_len, "out_len")?;
+    out_buffer(buf, cap, "buf")?;
+    // Copied under the store's read lock: a writer cannot change the bytes meanwhile.
+    s.with_node(NodeId::from_raw(id), |bytes| {
+        // SAFETY: `buf` has `cap` writable bytes by contract and is the host's memory, so
+        // it cannot overlap the store's mapped block; `out_len` checked non-null.
+        unsafe { copy_out(bytes, buf, cap, out_len) }
     })
 }
 
@@ -473,21 +491,38 @@ pub unsafe extern "C" fn pcore_root_get(
 ) -> i32 {
     guard::call(|| {
         let s = store_of(store)?;
-        non_null(out_id, "out_id")?;
-        out_buffer(meta_buf, meta_cap, "meta_buf")?;
-        // SAFETY: per this function's contract.
-        let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
-        let root = s
-            .get_root(name)?
-            .ok_or_else(|| Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name))))?;
-        // SAFETY: `out_id` checked non-null; `meta_buf` has `meta_cap` writable bytes and
-        // `out_meta_len` is NULL or writable, by contract.
-        unsafe {
-            write_out(out_id, root.id);
-            copy_out(&root.meta, meta_buf, meta_cap, out_meta_len);
-        }
-        Ok(())
+        // SAFETY: the pointers as this function's contract says.
+        unsafe { root_get_in(&s, name, name_len, out_id, meta_buf, meta_cap, out_meta_len) }
     })
+}
+
+/// `pcore_root_get` on a store or a snapshot's view of it.
+///
+/// # Safety
+/// As `pcore_root_get`'s.
+pub(crate) unsafe fn root_get_in(
+    s: &Store,
+    name: *const c_char,
+    name_len: usize,
+    out_id: *mut u64,
+    meta_buf: *mut c_void,
+    meta_cap: usize,
+    out_meta_len: *mut usize,
+) -> Result<()> {
+    non_null(out_id, "out_id")?;
+    out_buffer(meta_buf, meta_cap, "meta_buf")?;
+    // SAFETY: per this function's contract.
+    let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
+    let root = s
+        .get_root(name)?
+        .ok_or_else(|| Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name))))?;
+    // SAFETY: `out_id` checked non-null; `meta_buf` has `meta_cap` writable bytes and
+    // `out_meta_len` is NULL or writable, by contract.
+    unsafe {
+        write_out(out_id, root.id);
+        copy_out(&root.meta, meta_buf, meta_cap, out_meta_len);
+    }
+    Ok(())
 }
 
 /// Commits everything published, freed and set since the last commit, atomically: after a
@@ -564,6 +599,10 @@ pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut Pco
             pending_free_bytes: st.pending_free_bytes,
             frees_by_reason: counts_of(&reasons.frees),
             retires_by_reason: counts_of(&reasons.retires),
+            snapshots_open: st.snapshots_open,
+            oldest_snapshot_epoch: st.oldest_snapshot_epoch,
+            reader_processes: st.reader_processes,
+            pinned_bytes: st.pinned_bytes,
         });
         Ok(())
     })

@@ -57,8 +57,9 @@ pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 /// `PcoreClassStats` a struct_size, moved the all-classes total out of `PcoreStoreStats`
 /// (`pcore_store_class_stats` with `PCORE_CLASS_TOTAL`), made booleans `uint64_t` 0 or 1,
 /// gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
-/// reason (an unknown reason is refused). The library's SONAME is `libpcore.so.<major>`.
-pub const PCORE_ABI_VERSION: u32 = 0x0002_0000;
+/// reason (an unknown reason is refused). 2.1 added read snapshots (`pcore_snapshot_*`).
+/// The library's SONAME is `libpcore.so.<major>`.
+pub const PCORE_ABI_VERSION: u32 = 0x0002_0001;
 
 /// Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 pub const PCORE_DUP_UNIQUE: u64 = 0;
@@ -92,6 +93,12 @@ pub struct PcoreTree {
 
 /// A cursor over a tree. Opaque: never dereference.
 pub struct PcoreCursor {
+    _private: [u8; 0],
+}
+
+/// A read snapshot: one commit of a store, readable until the snapshot ends. Opaque: never
+/// dereference.
+pub struct PcoreSnapshot {
     _private: [u8; 0],
 }
 
@@ -275,6 +282,16 @@ pub struct PcoreStoreStats {
     pub frees_by_reason: [u64; PCORE_REASON_COUNT],
     /// Successful `pcore_node_retire` calls since open, by reason.
     pub retires_by_reason: [u64; PCORE_REASON_COUNT],
+    /// Read snapshots open in this process (`pcore_snapshot_begin`, cursors on them).
+    pub snapshots_open: u64,
+    /// The epoch the oldest of them reads (0 when none).
+    pub oldest_snapshot_epoch: u64,
+    /// Processes that have the store open `PCORE_OPEN_READ_ONLY` now (its reader table; a
+    /// killed one stops counting at once).
+    pub reader_processes: u64,
+    /// Of `pending_free_bytes`, the bytes kept only because a snapshot or a reader process
+    /// may still read them; reusable once those end.
+    pub pinned_bytes: u64,
 }
 
 impl From<&crate::alloc::ClassStats> for PcoreClassStats {

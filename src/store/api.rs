@@ -192,6 +192,24 @@ fn register_reader(dir: &Path) -> Result<Option<ReaderSlot>> {
     }
 }
 
+/// A read-only open's recovery, which a writer in another process may overtake: its
+/// checkpoint replaces the files the open is reading. A failure while the meta file changed
+/// under it is that, not damage: read again from the new meta (a few times at most).
+fn open_beside_a_writer(dir: &Path, options: &StoreOptions) -> Result<recovery::Opened> {
+    let meta_bytes = || std::fs::read(dir.join(super::meta::META_FILE)).ok();
+    let mut attempts = 0;
+    loop {
+        let before = meta_bytes();
+        match recovery::open_dir(dir, options) {
+            Err(_) if attempts < READ_ONLY_OPEN_RETRIES && meta_bytes() != before => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
+/// How often a read-only open starts again because a writer's checkpoint overtook it.
+const READ_ONLY_OPEN_RETRIES: u32 = 20;
+
 /// Objects that live as long as the store and are shared by everyone who opens them by name
 /// (the open B+ trees: two instances of one tree would each cache its root).
 type Attachments = Mutex<std::collections::HashMap<Vec<u8>, Arc<dyn std::any::Any + Send + Sync>>>;
@@ -359,6 +377,11 @@ pub struct WeakStore {
 }
 
 impl WeakStore {
+    /// True when `store` (or a snapshot's view of it) is this store.
+    pub fn is(&self, store: &Store) -> bool {
+        std::ptr::eq(self.shared.as_ptr(), Arc::as_ptr(&store.shared))
+    }
+
     /// The store, or `Closed` once it has been dropped.
     pub fn upgrade(&self) -> Result<Store> {
         self.shared.upgrade().map(|shared| Store { shared, at: None }).ok_or(Error::Closed)
@@ -377,7 +400,8 @@ impl Store {
         let dir = dir.as_ref();
         // A reader registers before it reads anything (see `readers`' module comment).
         let reader_slot = if options.read_only { register_reader(dir)? } else { None };
-        let mut opened = recovery::open_dir(dir, options)?;
+        let mut opened =
+            if options.read_only { open_beside_a_writer(dir, options)? } else { recovery::open_dir(dir, options)? };
         let readers = match &reader_slot {
             Some(slot) => {
                 slot.set_epoch(opened.core.epoch);

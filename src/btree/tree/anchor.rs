@@ -190,7 +190,7 @@ impl BTree {
                 inner.custom_order.is_some()
             )));
         }
-        Ok(BTree { inner })
+        Ok(BTree { inner, view: None })
     }
 
     pub(super) fn load(store: &Store, anchor: &[u8], options: &TreeOptions) -> Result<Inner> {

@@ -28,6 +28,16 @@ pub(super) struct Inner {
 #[derive(Clone)]
 pub struct BTree {
     pub(super) inner: Arc<Inner>,
+    /// Set for the tree as a snapshot sees it (see [`BTree::at`]).
+    pub(super) view: Option<Arc<View>>,
+}
+
+/// A tree as of a snapshot's commit: the snapshot's view of the store, and the tree's root,
+/// height and count then. Nothing changes it, so its lock is never held exclusively and its
+/// cursors never go stale.
+pub(super) struct View {
+    store: Store,
+    state: RwLock<State>,
 }
 
 impl BTree {
@@ -40,15 +50,53 @@ impl BTree {
     }
 
     pub fn len(&self) -> u64 {
-        self.inner.state.read().entries
+        self.state_lock().read().entries
+    }
+
+    /// The tree as `snapshot` sees it: gets, cursors, `len`, `stats` and `verify` read the
+    /// snapshot's commit, whatever the writer does meanwhile, and its cursors never go stale;
+    /// writes through it answer `ReadOnly`. `NotFound` when the tree did not exist at that
+    /// commit.
+    pub fn at(&self, snapshot: &Snapshot) -> Result<BTree> {
+        let store = snapshot.store().clone();
+        if !self.inner.store.is(&store) {
+            return Err(Error::BadHandle("the snapshot is of another store than the tree".into()));
+        }
+        let root = store.get_root(&self.inner.anchor)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "B+ tree {:?} did not exist at epoch {}",
+                String::from_utf8_lossy(self.name()),
+                snapshot.epoch()
+            ))
+        })?;
+        let d = decode_anchor(self.name(), root.id, &root.meta)?;
+        let state = State { root: root.id, height: d.height, entries: d.entries, dropped: false };
+        Ok(BTree { inner: self.inner.clone(), view: Some(Arc::new(View { store, state: RwLock::new(state) })) })
+    }
+
+    /// The tree's name (its anchor without the prefix).
+    pub(super) fn name(&self) -> &[u8] {
+        &self.inner.anchor[ROOT_PREFIX.len()..]
+    }
+
+    /// The lock of the state this handle reads: the tree's own, or its snapshot view's.
+    fn state_lock(&self) -> &RwLock<State> {
+        match &self.view {
+            Some(v) => &v.state,
+            None => &self.inner.state,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// A snapshot's tree never changes: its version is a constant, so its cursors stay valid.
     pub(crate) fn version(&self) -> u64 {
-        self.inner.version.load(AtomicOrdering::Acquire)
+        match self.view {
+            Some(_) => 0,
+            None => self.inner.version.load(AtomicOrdering::Acquire),
+        }
     }
 
     pub(super) fn bump_version(&self) {
@@ -67,6 +115,9 @@ impl BTree {
 
     /// The state, exclusively; `BadHandle` once the tree was dropped.
     pub(crate) fn write_state(&self) -> Result<parking_lot::RwLockWriteGuard<'_, State>> {
+        if self.view.is_some() {
+            return Err(Error::ReadOnly);
+        }
         let st = self.inner.state.write();
         self.check_live(&st)?;
         Ok(st)
@@ -104,14 +155,18 @@ impl BTree {
 
     /// The state, shared: held across a scan so no writer changes the tree meanwhile.
     pub(crate) fn read_state(&self) -> Result<parking_lot::RwLockReadGuard<'_, State>> {
-        let st = self.inner.state.read();
+        let st = self.state_lock().read();
         self.check_live(&st)?;
         Ok(st)
     }
 
     /// The tree's store; `Closed` once the store is gone.
+    /// For a snapshot's tree, the snapshot's view of the store.
     pub fn store(&self) -> Result<Store> {
-        self.inner.store.upgrade()
+        match &self.view {
+            Some(v) => Ok(v.store.clone()),
+            None => self.inner.store.upgrade(),
+        }
     }
 
     pub(super) fn check_key(&self, key: &[u8]) -> Result<()> {

@@ -37,7 +37,7 @@ pub(crate) use plan::{Plan, Scratch};
 use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{internal_split_point, leaf_split_point, shortest_separator, Edge};
 use crate::error::{Error, Result};
-use crate::store::{AbortGuard, AbortHook, NodeEditor, NodeId, Store, WeakStore};
+use crate::store::{AbortGuard, AbortHook, NodeEditor, NodeId, Snapshot, Store, WeakStore};
 use parking_lot::RwLock;
 use std::borrow::Cow;
 use std::cmp::Ordering;
