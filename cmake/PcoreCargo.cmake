@@ -35,7 +35,7 @@ set(_pcore_cargo_stamp "${CMAKE_BINARY_DIR}/pcore_cargo.stamp")
 add_custom_command(
   OUTPUT "${_pcore_cargo_stamp}"
   BYPRODUCTS "${PCORE_SHARED_LIBRARY}" "${PCORE_STAGE_DIR}/libpcore.so" "${PCORE_STATIC_LIBRARY}"
-  COMMAND "${PCORE_CARGO_EXECUTABLE}" build --release --lib
+  COMMAND "${PCORE_CARGO_EXECUTABLE}" build --release -p pcore --lib
           --manifest-path "${CMAKE_CURRENT_SOURCE_DIR}/Cargo.toml"
           --target-dir "${PCORE_CARGO_TARGET_DIR}"
   COMMAND "${CMAKE_COMMAND}"

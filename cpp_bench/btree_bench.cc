@@ -7,11 +7,14 @@
 //   btree_bench [--quick] [--json FILE] [--dir DIR] [--runs N] [--runs-1m N]
 //               [--kizuna-runs N] [--seed S] [--no-kizuna] [--no-1m]
 //               [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]
+//               [--no-remove] [--only-remove] [--remove-n N]
 //
 //   --quick        100 k only, 3 runs (Kizuna shape too, 3 runs); default: 5 runs of everything
 //   --json FILE    write every median (and the samples) to FILE
 //   --dir DIR      where the fresh stores are made (default $TMPDIR or /tmp)
 //   --only E       one engine only (e.g. under valgrind --tool=callgrind)
+//   --no-remove    skip the removes (random and sequential, 8- and 16-byte keys, --remove-n
+//                  entries: 1M, or 100k with --quick); --only-remove runs only them
 //
 // A full run takes ~75 s on the team's 2-vCPU machine. The first run of each size also checks
 // order both ways, pcore_tree_verify, and (pcore) every key again after close and reopen;
@@ -132,24 +135,31 @@ uint64_t splitmix64(uint64_t& x) {
   return z ^ (z >> 31);
 }
 
-// n distinct random 24-byte keys, deterministic in seed.
-KeySet random_keys(size_t n, uint64_t seed) {
+// n distinct random keys of `width` bytes (a multiple of 8), deterministic in seed.
+KeySet random_keys(size_t n, uint64_t seed, size_t width = 24) {
   KeySet ks;
-  ks.width = 24;
+  ks.width = width;
   ks.n = n;
-  ks.bytes.resize(n * 24);
+  ks.bytes.resize(n * width);
   uint64_t x = seed;
-  for (size_t i = 0; i < n * 3; ++i) {
+  for (size_t i = 0; i < n * width / 8; ++i) {
     uint64_t r = splitmix64(x);
     memcpy(ks.bytes.data() + i * 8, &r, 8);
   }
-  // Distinctness (a collision of 192 random bits will not happen, but the checks rely on it).
+  // Distinctness: 64 random bits collide once in ~2^32 keys... at 1M keys, about once in
+  // 37 000 seeds; the checks rely on distinct keys, so a duplicate is replaced.
   std::vector<uint32_t> idx(n);
   std::iota(idx.begin(), idx.end(), 0u);
-  std::sort(idx.begin(), idx.end(),
-            [&](uint32_t a, uint32_t b) { return memcmp(ks.key(a), ks.key(b), 24) < 0; });
-  for (size_t i = 1; i < n; ++i)
-    if (memcmp(ks.key(idx[i - 1]), ks.key(idx[i]), 24) == 0) fail("duplicate random key");
+  auto less = [&](uint32_t a, uint32_t b) { return memcmp(ks.key(a), ks.key(b), width) < 0; };
+  std::sort(idx.begin(), idx.end(), less);
+  for (size_t i = 1; i < n; ++i) {
+    if (memcmp(ks.key(idx[i - 1]), ks.key(idx[i]), width) != 0) continue;
+    if (width > 8) fail("duplicate random key");
+    uint64_t r = splitmix64(x);
+    memcpy(ks.bytes.data() + idx[i] * width, &r, 8);  // rare: check again from the start
+    std::sort(idx.begin(), idx.end(), less);
+    i = 0;
+  }
   ks.vals.resize(n);
   for (size_t i = 0; i < n; ++i) ks.vals[i] = ks.val(i);
   return ks;
@@ -311,6 +321,17 @@ class PcoreEngine {
     PC(pcore_store_commit(store_, nullptr));
     return std::chrono::duration<double>(Clock::now() - t0).count();
   }
+  // Removes every key in its order, then commits; returns the seconds the commit took.
+  double remove(const KeySet& ks) {
+    for (uint32_t i = 0; i < ks.n; ++i) {
+      uint64_t removed = 0;
+      PC(pcore_tree_remove(tree_, ks.key(i), ks.width, &removed));
+      if (removed != 1) fail(format("pcore: key #%u was not there to remove", i));
+    }
+    auto t0 = Clock::now();
+    PC(pcore_store_commit(store_, nullptr));
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  }
   void lookup(const KeySet& ks) {
     for (uint32_t i = 0; i < ks.n; ++i) {
       uint64_t v = 0;
@@ -348,6 +369,46 @@ class PcoreEngine {
       }
     }
     PC(pcore_cursor_close(c));
+    return r;
+  }
+  // The ordered scan through pcore_cursor_next_get: one call per entry, as MDB_NEXT.
+  ScanResult scan_next_get() {
+    ScanResult r;
+    PcoreCursor* c = nullptr;
+    PC(pcore_cursor_open(tree_, &c));
+    PC(pcore_cursor_first(c));
+    PcoreBytes k, v;
+    int32_t rc = pcore_cursor_get(c, &k, &v);
+    while (rc == PCORE_OK) {
+      ++r.count;
+      if (v.len == 8) r.value_sum += load_u64(v.data);
+      rc = pcore_cursor_next_get(c, &k, &v);
+    }
+    pcore_cursor_close(c);
+    if (rc != PCORE_NOT_FOUND) fail(format("pcore: pcore_cursor_next_get -> %s", pcore_status_name(rc)));
+    return r;
+  }
+  // The ordered scan through pcore_cursor_next_batch, 64 KiB at a time.
+  ScanResult scan_batch() {
+    ScanResult r;
+    PcoreCursor* c = nullptr;
+    PC(pcore_cursor_open(tree_, &c));
+    PC(pcore_cursor_first(c));
+    static std::vector<uint64_t> buf(8192);
+    int32_t rc;
+    size_t count = 0, used = 0;
+    while ((rc = pcore_cursor_next_batch(c, buf.data(), buf.size() * 8, &count, &used)) == PCORE_OK) {
+      const uint8_t* at = reinterpret_cast<const uint8_t*>(buf.data());
+      for (size_t i = 0; i < count; ++i) {
+        uint32_t lens[2];
+        memcpy(lens, at, 8);
+        if (lens[1] == 8) r.value_sum += load_u64(at + 8 + lens[0]);
+        at += (8 + lens[0] + lens[1] + 7) / 8 * 8;
+      }
+      r.count += count;
+    }
+    pcore_cursor_close(c);
+    if (rc != PCORE_NOT_FOUND) fail(format("pcore: pcore_cursor_next_batch -> %s", pcore_status_name(rc)));
     return r;
   }
   void verify_order(const KeySet& ks) {
@@ -485,6 +546,21 @@ class LmdbEngine {
     MC(mdb_txn_commit(txn));
     return std::chrono::duration<double>(Clock::now() - t0).count();
   }
+  double remove(const KeySet& ks) {
+    MDB_txn* txn = nullptr;
+    MC(mdb_txn_begin(env_, nullptr, 0, &txn));
+    for (uint32_t i = 0; i < ks.n; ++i) {
+      MDB_val k{ks.width, const_cast<uint8_t*>(ks.key(i))};
+      int rc = mdb_del(txn, dbi_, &k, nullptr);
+      if (rc != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
+        fail(format("lmdb: mdb_del of key #%u -> %s", i, mdb_strerror(rc)));
+      }
+    }
+    auto t0 = Clock::now();
+    MC(mdb_txn_commit(txn));
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  }
   void lookup(const KeySet& ks) {
     MDB_txn* txn = nullptr;
     MC(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn));
@@ -592,6 +668,19 @@ class SqliteEngine {
     SC(db_, sqlite3_prepare_v2(db_, "INSERT INTO t(k, v) VALUES(?1, ?2)", -1, &ins_, nullptr), SQLITE_OK);
     SC(db_, sqlite3_prepare_v2(db_, "SELECT v FROM t WHERE k = ?1", -1, &get_, nullptr), SQLITE_OK);
     SC(db_, sqlite3_prepare_v2(db_, "SELECT k, v FROM t ORDER BY k", -1, &scan_, nullptr), SQLITE_OK);
+    SC(db_, sqlite3_prepare_v2(db_, "DELETE FROM t WHERE k = ?1", -1, &del_, nullptr), SQLITE_OK);
+  }
+  double remove(const KeySet& ks) {
+    exec("BEGIN");
+    for (uint32_t i = 0; i < ks.n; ++i) {
+      SC(db_, sqlite3_bind_blob(del_, 1, ks.key(i), static_cast<int>(ks.width), SQLITE_STATIC), SQLITE_OK);
+      SC(db_, sqlite3_step(del_), SQLITE_DONE);
+      if (sqlite3_changes(db_) != 1) fail(format("sqlite: key #%u was not there to remove", i));
+      SC(db_, sqlite3_reset(del_), SQLITE_OK);
+    }
+    auto t0 = Clock::now();
+    exec("COMMIT");
+    return std::chrono::duration<double>(Clock::now() - t0).count();
   }
   double load(const KeySet& ks, bool /*sorted*/) {
     exec("BEGIN");
@@ -674,7 +763,8 @@ class SqliteEngine {
     if (ins_) sqlite3_finalize(ins_);
     if (get_) sqlite3_finalize(get_);
     if (scan_) sqlite3_finalize(scan_);
-    ins_ = get_ = scan_ = nullptr;
+    if (del_) sqlite3_finalize(del_);
+    ins_ = get_ = scan_ = del_ = nullptr;
     if (db_) {
       int rc = sqlite3_close(db_);
       db_ = nullptr;
@@ -685,6 +775,7 @@ class SqliteEngine {
     if (ins_) sqlite3_finalize(ins_);
     if (get_) sqlite3_finalize(get_);
     if (scan_) sqlite3_finalize(scan_);
+    if (del_) sqlite3_finalize(del_);
     if (db_) sqlite3_close(db_);
   }
 
@@ -713,6 +804,7 @@ class SqliteEngine {
   sqlite3_stmt* ins_ = nullptr;
   sqlite3_stmt* get_ = nullptr;
   sqlite3_stmt* scan_ = nullptr;
+  sqlite3_stmt* del_ = nullptr;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -772,6 +864,33 @@ struct PeerData {
   uint64_t value_sum;
 };
 
+// Times the engine's ordered scan; for pcore also the combined (next_get) and batch scans. The
+// peers' one scan is their figure on every row, so each row's ratio compares against it.
+template <class E>
+void measure_scans(int engine, E& e, const std::string& what, const std::string& key, size_t n,
+                   uint64_t value_sum) {
+  const double dn = static_cast<double>(n);
+  auto timed = [&](auto&& scan) {
+    auto t0 = Clock::now();
+    ScanResult sr = scan();
+    double t = seconds_since(t0);
+    if (sr.count != n || sr.value_sum != value_sum)
+      fail(format("%s: scan saw %" PRIu64 " entries (value sum %s), expected %zu", E::kName, sr.count,
+                  sr.value_sum == value_sum ? "right" : "wrong", n));
+    return t * 1e9 / dn;
+  };
+  const double stepped = timed([&] { return e.scan(); });
+  double combined = stepped, batch = stepped;
+  if constexpr (std::is_same_v<E, PcoreEngine>) {
+    combined = timed([&] { return e.scan_next_get(); });
+    batch = timed([&] { return e.scan_batch(); });
+  }
+  measure(key, "ordered scan " + what, "ns/entry", "next+get <= 2x LMDB").samples[engine].push_back(stepped);
+  measure(key + "_next_get", "ordered scan " + what + " (next_get)", "ns/entry", "<= 1.5x LMDB")
+      .samples[engine].push_back(combined);
+  measure(key + "_batch", "ordered scan " + what + " (batch)", "ns/entry", "<= LMDB").samples[engine].push_back(batch);
+}
+
 template <class E>
 void peers_run(int engine, const PeerData& pd, int run, bool check_deep) {
   const size_t n = pd.n;
@@ -794,12 +913,7 @@ void peers_run(int engine, const PeerData& pd, int run, bool check_deep) {
     e.lookup(pd.lookups);
     double t_get = seconds_since(t0);
 
-    t0 = Clock::now();
-    ScanResult sr = e.scan();
-    double t_scan = seconds_since(t0);
-    if (sr.count != n || sr.value_sum != pd.value_sum)
-      fail(format("%s: scan saw %" PRIu64 " entries (value sum %s), expected %zu", E::kName, sr.count,
-                  sr.value_sum == pd.value_sum ? "right" : "wrong", n));
+    measure_scans(engine, e, sz, "scan_" + sz, n, pd.value_sum);
     if (check_deep) e.verify_order(pd.sorted);
 
     measure("insert_random_" + sz, "insert random " + sz, "ns/insert", tgt_le)
@@ -808,7 +922,6 @@ void peers_run(int engine, const PeerData& pd, int run, bool check_deep) {
         .samples[engine].push_back(t_commit * 1e9 / dn);
     measure("lookup_random_" + sz, "lookup random " + sz + " (warm)", "ns/lookup", tgt_le)
         .samples[engine].push_back(t_get * 1e9 / dn);
-    measure("scan_" + sz, "ordered scan " + sz, "ns/entry").samples[engine].push_back(t_scan * 1e9 / dn);
 
     Space s = e.space();
     measure("bytes_per_entry_random_" + sz, "bytes/entry random " + sz + " (pages)", "B",
@@ -891,6 +1004,41 @@ void kizuna_run(int engine, const KeySet& ins, const KeySet& look, const KeySet&
     Space s = e.space();
     if (g_details["kizuna " + sz][engine].empty()) g_details["kizuna " + sz][engine] = s.detail;
   }
+  e.close();
+  fs::remove_all(dir);
+}
+
+// Removes: the keys loaded (random order, or sorted with each engine's sorted load), then every
+// one removed in `order`'s order in one transaction and committed (timed together, as inserts
+// are); the tree must then be empty.
+struct RemoveData {
+  KeySet keys;     // random order: the random load
+  KeySet sorted;   // key order: the sorted load and the sequential removes
+  KeySet removes;  // another random order: the random removes
+};
+
+template <class E>
+void remove_run(int engine, const RemoveData& rd, bool sequential) {
+  const KeySet& load = sequential ? rd.sorted : rd.keys;
+  const KeySet& gone = sequential ? rd.sorted : rd.removes;
+  fs::path dir = fresh_dir(E::kName);
+  E e;
+  e.open(dir);
+  e.load(load, sequential);
+  if (!sequential) {
+    measure_scans(engine, e, format("%zu-byte keys %s", load.width, size_label(load.n).c_str()),
+                  format("scan_%zub_%s", load.width, size_label(load.n).c_str()), load.n, load.value_sum());
+  }
+  auto t0 = Clock::now();
+  double t_commit = e.remove(gone);
+  double t_rm = seconds_since(t0);
+  if (e.entries() != 0) fail(format("%s: %" PRIu64 " entries after removing all", E::kName, e.entries()));
+  const std::string what = format("%s %zu-byte keys %s", sequential ? "sequential" : "random", gone.width,
+                                  size_label(gone.n).c_str());
+  const std::string key = format("remove_%s_%zub_%s", sequential ? "sequential" : "random", gone.width,
+                                 size_label(gone.n).c_str());
+  measure(key, "remove " + what, "ns/remove", "<= LMDB").samples[engine].push_back(t_rm * 1e9 / gone.n);
+  measure(key + "_commit", "  of which the commit", "ns/remove").samples[engine].push_back(t_commit * 1e9 / gone.n);
   e.close();
   fs::remove_all(dir);
 }
@@ -1007,13 +1155,15 @@ void usage() {
   fprintf(stderr,
           "usage: btree_bench [--quick] [--json FILE] [--dir DIR] [--runs N] [--runs-1m N]\n"
           "                   [--kizuna-runs N] [--seed S] [--no-1m] [--no-kizuna]\n"
-          "                   [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]\n");
+          "                   [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]\n"
+          "                   [--no-remove] [--only-remove] [--remove-n N]\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, no_1m = false, no_kizuna = false;
+  bool quick = false, no_1m = false, no_kizuna = false, no_remove = false, only_remove = false;
+  size_t remove_n = 0;
   std::string only;  // run one engine only (for profiling): pcore, lmdb or sqlite
   std::string json_path, base_dir;
   int runs = -1, runs_1m = -1, kizuna_runs = -1;
@@ -1033,12 +1183,16 @@ int main(int argc, char** argv) {
     else if (a == "--seed") seed = std::stoull(next(), nullptr, 0);
     else if (a == "--no-1m") no_1m = true;
     else if (a == "--no-kizuna") no_kizuna = true;
+    else if (a == "--no-remove") no_remove = true;
+    else if (a == "--only-remove") only_remove = true;
+    else if (a == "--remove-n") remove_n = std::stoull(next());
     else if (a == "--only") only = next();
     else if (a == "--sqlite-cache-mib") g_sqlite_cache_mib = std::stoi(next());
     else if (a == "-h" || a == "--help") { usage(); return 0; }
     else { usage(); return 2; }
   }
   if (runs < 0) runs = quick ? 3 : 5;
+  if (remove_n == 0) remove_n = quick ? 100000 : 1000000;
   if (runs_1m < 0) runs_1m = quick ? 0 : 5;
   if (kizuna_runs < 0) kizuna_runs = quick ? 3 : 5;
   if (quick || no_1m) runs_1m = 0;
@@ -1089,6 +1243,7 @@ int main(int argc, char** argv) {
   // --- Peers comparison.
   std::vector<std::pair<size_t, int>> sizes = {{100000, runs}};
   if (runs_1m > 0) sizes.push_back({1000000, runs_1m});
+  if (only_remove) sizes.clear();
   for (auto [n, nruns] : sizes) {
     PeerData pd;
     pd.n = n;
@@ -1120,8 +1275,31 @@ int main(int argc, char** argv) {
     }
   }
 
+  // --- Removes: random and sequential, 8- and 16-byte keys.
+  if (!no_remove) {
+    const int nruns = quick ? 3 : std::max(3, runs_1m > 0 ? runs_1m : runs);
+    for (size_t width : {size_t{8}, size_t{16}}) {
+      RemoveData rd;
+      rd.keys = random_keys(remove_n, seed ^ (width << 40), width);
+      rd.sorted = permute(rd.keys, sorted_order(rd.keys));
+      rd.removes = permute(rd.keys, shuffled(remove_n, seed + 4));
+      for (int run = 0; run < nruns; ++run) {
+        for (bool sequential : {false, true}) {
+          for_engines_rotated(run, [&](int e) {
+            std::string what = format("%s remove %zu-byte run %d", kEngineNames[e], width, run);
+            if (e == 0) guarded(what, [&] { remove_run<PcoreEngine>(0, rd, sequential); });
+            if (e == 1) guarded(what, [&] { remove_run<LmdbEngine>(1, rd, sequential); });
+            if (e == 2) guarded(what, [&] { remove_run<SqliteEngine>(2, rd, sequential); });
+          });
+        }
+        fprintf(stderr, "[%6.1f s] removes %zu-byte keys run %d/%d done\n", seconds_since(t_start), width,
+                run + 1, nruns);
+      }
+    }
+  }
+
   // --- Kizuna's index benchmark shape.
-  if (!no_kizuna && kizuna_runs > 0) {
+  if (!no_kizuna && !only_remove && kizuna_runs > 0) {
     for (size_t n : {size_t{1000}, size_t{10000}, size_t{50000}, size_t{100000}}) {
       const KeySet ks = kizuna_keys(n);
       const KeySet ins = permute(ks, shuffled(n, seed + 2));

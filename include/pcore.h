@@ -167,8 +167,9 @@
 // `PcoreClassStats` a struct_size, moved the all-classes total out of `PcoreStoreStats`
 // (`pcore_store_class_stats` with `PCORE_CLASS_TOTAL`), made booleans `uint64_t` 0 or 1,
 // gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
-// reason (an unknown reason is refused). 2.1 added read snapshots (`pcore_snapshot_*`).
-// The library's SONAME is `libpcore.so.<major>`.
+// reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
+// `pcore_cursor_next_batch` and read snapshots (`pcore_snapshot_*`). The library's SONAME is
+// `libpcore.so.<major>`.
 #define PCORE_ABI_VERSION 131073
 
 // Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
@@ -198,6 +199,13 @@
 
 // A cursor bound that excludes its key.
 #define PCORE_BOUND_EXCLUDED 2
+
+// `pcore_cursor_next_batch`: the bytes before a record's key, its two `uint32_t` lengths.
+#define PCORE_BATCH_HEADER_BYTES 8
+
+// `pcore_cursor_next_batch`: every record starts at a multiple of this many bytes from the
+// buffer's start (a record is padded up to it).
+#define PCORE_BATCH_RECORD_ALIGN 8
 
 // A cursor over a tree. Opaque: never dereference.
 typedef struct PcoreCursor PcoreCursor;
@@ -875,6 +883,52 @@ int32_t pcore_cursor_prev(struct PcoreCursor *cursor);
 int32_t pcore_cursor_get(struct PcoreCursor *cursor,
                          struct PcoreBytes *out_key,
                          struct PcoreBytes *out_value);
+
+// Moves to the next entry and reads it: `pcore_cursor_next` then `pcore_cursor_get` in one
+// call, as LMDB's `mdb_cursor_get(MDB_NEXT)`. An ordered scan: `pcore_cursor_first`,
+// `pcore_cursor_get` for the first entry, then this until it answers `PCORE_NOT_FOUND`.
+// `*out_key` and `*out_value` point to copies owned by the cursor, valid until its next call
+// or its close.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (moved past the end or outside the bounds; the
+// outputs are not written), `PCORE_STALE_CURSOR`, `PCORE_INVALID_ARGUMENT` (a NULL output:
+// the cursor does not move), `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+//
+// # Safety
+// `out_key` and `out_value` are writable.
+int32_t pcore_cursor_next_get(struct PcoreCursor *cursor,
+                              struct PcoreBytes *out_key,
+                              struct PcoreBytes *out_value);
+
+// Reads many entries in one call: from the entry under the cursor on, in order, as many as
+// `buf` holds, and moves the cursor past them (to the first entry not read, or past the end).
+// An ordered scan: `pcore_cursor_first`, then this until it answers `PCORE_NOT_FOUND`.
+//
+// Layout: records back to back from `buf`'s start, each starting a multiple of
+// `PCORE_BATCH_RECORD_ALIGN` (8) bytes after it: `uint32_t key_len`, `uint32_t value_len`
+// (the host's byte order; `PCORE_BATCH_HEADER_BYTES` in all), the key's bytes, the value's
+// bytes, then zero bytes up to the next multiple of 8. A record of a k-byte key and a v-byte
+// value takes `(8 + k + v)` rounded up to 8 bytes. With `buf` 8-byte aligned, each header can
+// be read in place. `*out_count` receives the number of records, `*out_used` the bytes they
+// take (a multiple of 8, at most `buf_len`). The bytes are copies: they stay valid whatever
+// the cursor or the tree does next.
+//
+// Returns `PCORE_OK` (at least one record), `PCORE_NOT_FOUND` (the cursor is past the end or
+// outside its bounds), `PCORE_TOO_LARGE` (the first entry's record is larger than `buf_len`:
+// nothing is read and the cursor does not move; `pcore_cursor_get` gives its lengths),
+// `PCORE_INVALID_ARGUMENT` (a NULL output, or a NULL `buf` with a non-zero `buf_len`: the
+// cursor does not move), `PCORE_STALE_CURSOR`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT` (the
+// cursor must then be positioned again). The outputs are written only on `PCORE_OK`; `buf`
+// is untouched on every other status but `PCORE_CORRUPT`.
+//
+// # Safety
+// `buf` has `buf_len` writable bytes (or is NULL with `buf_len` 0) outside the store's own
+// nodes; `out_count` and `out_used` are writable.
+int32_t pcore_cursor_next_batch(struct PcoreCursor *cursor,
+                                void *buf,
+                                size_t buf_len,
+                                size_t *out_count,
+                                size_t *out_used);
 
 // Begins a read snapshot of `store`'s last commit: every read that takes it answers that
 // commit's bytes, roots and tree entries, however many commits the writer makes meanwhile,

@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -739,6 +740,56 @@ struct Bound {
   }
 };
 
+/// The records one Cursor::next_batch call wrote into its buffer (pcore_cursor_next_batch's
+/// layout): a range of (key, value) pairs whose bytes live in that buffer, valid until it is
+/// next written. Empty past the end of the scan.
+class Batch {
+ public:
+  class iterator {
+   public:
+    using value_type = std::pair<Bytes, Bytes>;
+    using difference_type = std::ptrdiff_t;
+    iterator() noexcept = default;
+    iterator(const uint8_t* at, size_t left) noexcept : at_(at), left_(left) {}
+    [[nodiscard]] value_type operator*() const noexcept {
+      uint32_t lens[2];
+      std::memcpy(lens, at_, sizeof lens);
+      const uint8_t* key = at_ + PCORE_BATCH_HEADER_BYTES;
+      return {Bytes{key, lens[0]}, Bytes{key + lens[0], lens[1]}};
+    }
+    iterator& operator++() noexcept {
+      uint32_t lens[2];
+      std::memcpy(lens, at_, sizeof lens);
+      const size_t bytes = PCORE_BATCH_HEADER_BYTES + size_t{lens[0]} + size_t{lens[1]};
+      at_ += (bytes + PCORE_BATCH_RECORD_ALIGN - 1) / PCORE_BATCH_RECORD_ALIGN * PCORE_BATCH_RECORD_ALIGN;
+      --left_;
+      return *this;
+    }
+    [[nodiscard]] bool operator==(const iterator& other) const noexcept { return left_ == other.left_; }
+    [[nodiscard]] bool operator!=(const iterator& other) const noexcept { return left_ != other.left_; }
+
+   private:
+    const uint8_t* at_ = nullptr;
+    size_t left_ = 0;
+  };
+
+  Batch() noexcept = default;
+  Batch(const void* data, size_t count, size_t used) noexcept
+      : data_(static_cast<const uint8_t*>(data)), count_(count), used_(used) {}
+
+  [[nodiscard]] iterator begin() const noexcept { return {data_, count_}; }
+  [[nodiscard]] iterator end() const noexcept { return {nullptr, 0}; }
+  [[nodiscard]] size_t size() const noexcept { return count_; }
+  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+  /// The bytes the records take in the buffer.
+  [[nodiscard]] size_t used_bytes() const noexcept { return used_; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t count_ = 0;
+  size_t used_ = 0;
+};
+
 /// Owns one PcoreCursor. Move-only. Opened unpositioned: call first(), last() or seek().
 /// After any change to the tree the cursor throws PCORE_STALE_CURSOR (from next, prev, get)
 /// until positioned again.
@@ -837,6 +888,38 @@ class Cursor {
     return std::make_pair(Bytes{key.data, key.len}, Bytes{value.data, value.len});
   }
 
+  /// Moves to the next entry and reads it without a copy (pcore_cursor_next_get): the bytes
+  /// belong to the cursor and are valid until its next call or its close. nullopt once the
+  /// cursor moved past the end or outside the bounds.
+  [[nodiscard]] std::optional<std::pair<Bytes, Bytes>> next_view() {
+    PcoreBytes key{};
+    PcoreBytes value{};
+    const int32_t status = pcore_cursor_next_get(handle_, &key, &value);
+    if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
+      return std::nullopt;
+    }
+    check(status);
+    return std::make_pair(Bytes{key.data, key.len}, Bytes{value.data, value.len});
+  }
+
+  /// Reads the entries from the one under the cursor on into `buffer`, as many as fit, and
+  /// moves past them (pcore_cursor_next_batch). Empty once the cursor is past the end or
+  /// outside the bounds; throws PCORE_TOO_LARGE when the next entry alone does not fit. A
+  /// whole scan: first(), then
+  ///   for (Batch b; !(b = cursor.next_batch(buf)).empty();) for (auto [key, value] : b) ...
+  /// The buffer's elements are 8 bytes, so its records' headers are aligned.
+  [[nodiscard]] Batch next_batch(std::vector<uint64_t>& buffer) {
+    size_t count = 0;
+    size_t used = 0;
+    const int32_t status =
+        pcore_cursor_next_batch(handle_, buffer.data(), buffer.size() * sizeof(uint64_t), &count, &used);
+    if (status == static_cast<int32_t>(PCORE_NOT_FOUND)) {
+      return Batch{};
+    }
+    check(status);
+    return Batch{buffer.data(), count, used};
+  }
+
  private:
   void close_quietly() noexcept {
     if (handle_ != nullptr) {
@@ -847,6 +930,7 @@ class Cursor {
   PcoreCursor* handle_ = nullptr;
 };
 
+<<<<<<< HEAD
 /// Owns one read snapshot (pcore_snapshot_begin): the store as of its last commit, whatever
 /// the writer commits meanwhile, until the snapshot ends. Move-only; ends when destroyed.
 /// Holding one for long holds disk space: the blocks of its commit are not reused.
@@ -941,5 +1025,7 @@ class Snapshot {
 
   PcoreSnapshot* handle_ = nullptr;
 };
+=======
+>>>>>>> btree
 
 }  // namespace pcore

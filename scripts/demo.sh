@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release --quiet --bin pcore
+cargo build --release --quiet -p pcore-cli
 exec target/release/pcore demo "$@"

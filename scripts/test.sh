@@ -14,7 +14,7 @@ echo "== clippy (warnings denied)"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== include/pcore.h is the generated header"
 if git rev-parse --git-dir >/dev/null 2>&1; then
-  cargo build --quiet --lib
+  cargo build --quiet -p pcore --lib
   git diff --exit-code -- include/pcore.h || { echo "include/pcore.h is stale: commit the regenerated header" >&2; exit 1; }
 fi
 echo "== powercut: the power-cut file system (its own crate), built beside pcore for crash --power"
@@ -25,7 +25,7 @@ cargo test --release --quiet --manifest-path powercut/Cargo.toml --target-dir ta
 echo "== cargo test"
 # The shared library itself (cargo test builds only the rlib): tests/c_program.rs links a C
 # program against it where cargo leaves it.
-cargo build --release --quiet --lib
+cargo build --release --quiet -p pcore --lib
 cargo test --release --quiet
 echo "== GoogleTest through ctest"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

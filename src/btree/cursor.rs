@@ -112,6 +112,45 @@ impl Position {
         Ok(FromCopy::Done(()))
     }
 
+    /// `move_next` then `current_with`, within the copy of the leaf: one version check and one
+    /// parse of the copy for both. Moves only when it answers `Done`.
+    fn next_from_copy<R>(&mut self, tree: &BTree, f: impl FnOnce(&[u8], &[u8]) -> R) -> Result<FromCopy<Option<R>>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
+        let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
+        if index + 1 >= page.len() {
+            return Ok(FromCopy::NeedsLock);
+        }
+        let e = page.entry(index + 1)?;
+        let Payload::Leaf(Value::Inline(v)) = e.payload else { return Ok(FromCopy::NeedsLock) };
+        let (key, value) = user_entry(tree, e.key, v);
+        let r = self.within_bounds(tree, key).then(|| f(key, value));
+        self.stack.last_mut().expect("positioned").1 += 1;
+        Ok(FromCopy::Done(r))
+    }
+
+    /// Hands `f` the inline entries of the copy of the leaf from the cursor's, moving past each
+    /// one `f` takes, and stops before the leaf's last entry (moving past it needs the lock), at
+    /// an entry outside the bounds or in its own node, or where `f` declines. Returns how many
+    /// `f` took.
+    fn take_from_copy(&mut self, tree: &BTree, f: &mut impl FnMut(&[u8], &[u8]) -> bool) -> Result<usize> {
+        self.check(tree)?;
+        let Some(&(leaf, start)) = self.stack.last() else { return Ok(0) };
+        let Some(page) = self.copy_of(leaf)? else { return Ok(0) };
+        let mut index = start;
+        while index + 1 < page.len() {
+            let e = page.entry(index)?;
+            let Payload::Leaf(Value::Inline(v)) = e.payload else { break };
+            let (key, value) = user_entry(tree, e.key, v);
+            if !self.within_bounds(tree, key) || !f(key, value) {
+                break;
+            }
+            index += 1;
+        }
+        self.stack.last_mut().expect("positioned").1 = index;
+        Ok(index - start)
+    }
+
     /// `move_prev` within the leaf (no page needed).
     fn prev_within_leaf(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
         self.check(tree)?;
@@ -187,6 +226,38 @@ impl Cursor {
         match self.at.next_within_copy(&self.tree)? {
             FromCopy::Done(()) => Ok(()),
             FromCopy::NeedsLock => self.held(|h| h.move_next()),
+        }
+    }
+
+    /// Moves to the next entry and hands it to `f`: `move_next` then `current_with` in one
+    /// call (`None` past the end or outside the bounds), as LMDB's `MDB_NEXT`.
+    pub fn next_with<R>(&mut self, mut f: impl FnMut(&[u8], &[u8]) -> R) -> Result<Option<R>> {
+        match self.at.next_from_copy(&self.tree, &mut f)? {
+            FromCopy::Done(r) => Ok(r),
+            FromCopy::NeedsLock => self.held(|h| {
+                h.move_next()?;
+                h.current_with(f)
+            }),
+        }
+    }
+
+    /// Hands `f` the entries from the one under the cursor on, in order, while `f` takes them
+    /// (answers true), moving past each one taken: the cursor ends on the first entry not
+    /// taken, or past the end. `f` may be offered an entry it declined again, so declining
+    /// must change nothing. Returns how many were taken (0: `f` declined the first, or the
+    /// cursor is past the end or outside its bounds).
+    pub fn take_while(&mut self, mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<usize> {
+        let mut taken = 0;
+        loop {
+            taken += self.at.take_from_copy(&self.tree, &mut f)?;
+            // The leaf's last entry, one in its own node, or the end: the general path.
+            match self.current_with(&mut f)? {
+                Some(true) => {
+                    taken += 1;
+                    self.move_next()?;
+                }
+                Some(false) | None => return Ok(taken),
+            }
         }
     }
 
@@ -505,6 +576,7 @@ mod tests {
     use super::*;
     use crate::btree::TreeOptions;
     use crate::store::{Store, StoreOptions};
+    use crate::Error;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     /// Key k's value: the key repeated 1 to 6 times (above 32 bytes it lives in its own node).
@@ -603,5 +675,90 @@ mod tests {
         });
         kv.verify().unwrap();
         multi.verify().unwrap();
+    }
+
+    /// Every entry of `tree` within the bounds, read three ways: current + move_next,
+    /// next_with, and take_while in batches of at most `batch` entries.
+    fn three_scans(
+        tree: &BTree,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        batch: usize,
+    ) -> [Vec<(Vec<u8>, Vec<u8>)>; 3] {
+        let mut out: [Vec<(Vec<u8>, Vec<u8>)>; 3] = Default::default();
+        let mut c = Cursor::new(tree);
+        c.set_bounds(lower, upper);
+        c.first().unwrap();
+        while let Some(e) = c.current().unwrap() {
+            out[0].push(e);
+            c.move_next().unwrap();
+        }
+        c.first().unwrap();
+        if let Some(e) = c.current().unwrap() {
+            out[1].push(e);
+            while let Some(e) = c.next_with(|k, v| (k.to_vec(), v.to_vec())).unwrap() {
+                out[1].push(e);
+            }
+        }
+        c.first().unwrap();
+        loop {
+            let mut room = batch;
+            let taken = c
+                .take_while(|k, v| {
+                    if room == 0 {
+                        return false;
+                    }
+                    room -= 1;
+                    out[2].push((k.to_vec(), v.to_vec()));
+                    true
+                })
+                .unwrap();
+            assert_eq!(taken, batch - room);
+            if taken == 0 {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn combined_and_batch_reads_see_what_a_stepped_scan_sees() {
+        let store = Store::in_memory(&StoreOptions::default()).unwrap();
+        for dup in [Duplicates::Unique, Duplicates::Multi] {
+            let name = format!("{dup:?}");
+            let opts = TreeOptions { page_bytes: 512, duplicates: dup, ..TreeOptions::default() };
+            let tree = BTree::open(&store, name.as_bytes(), &opts).unwrap();
+            for i in 0..1500u64 {
+                let key = format!("{:05}", i / 2).into_bytes();
+                // Some values live in their own node (Multi trees keep values inline).
+                let value =
+                    if dup == Duplicates::Unique && i % 7 == 0 { vec![i as u8; 100] } else { i.to_le_bytes().to_vec() };
+                match tree.insert(&key, &value) {
+                    Ok(()) | Err(Error::DuplicateKey(_)) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let all = tree.range(Bound::Unbounded, Bound::Unbounded).unwrap();
+            for (lower, upper) in [
+                (Bound::Unbounded, Bound::Unbounded),
+                (Bound::Included(&b"00100"[..]), Bound::Excluded(&b"00500"[..])),
+                (Bound::Excluded(&b"00700"[..]), Bound::Included(&b"00700x"[..])),
+            ] {
+                let want = tree.range(lower, upper).unwrap();
+                for batch in [1, 3, 64, 10_000] {
+                    let got = three_scans(&tree, lower, upper, batch);
+                    for (way, scan) in got.iter().enumerate() {
+                        assert_eq!(scan, &want, "{name}: way {way}, batch {batch}, {lower:?}..{upper:?}");
+                    }
+                }
+            }
+            assert!(all.len() >= 750);
+            // A change makes the cursor stale for both calls.
+            let mut c = Cursor::new(&tree);
+            c.first().unwrap();
+            tree.insert(b"zzz", b"v").unwrap();
+            assert!(matches!(c.next_with(|_, _| ()), Err(Error::StaleCursor(_))));
+            assert!(matches!(c.take_while(|_, _| true), Err(Error::StaleCursor(_))));
+        }
     }
 }

@@ -693,6 +693,11 @@ impl<'a> PageRef<'a> {
         Ok(Cell { raw, key_at: n as u8, key_len: key_len as u16 })
     }
 
+    /// The bytes leaf entry i takes, its slot included, read from its cell's lengths.
+    pub fn leaf_cell_bytes(&self, i: usize) -> Result<usize> {
+        Ok(self.leaf_cell(i)?.bytes())
+    }
+
     pub fn cells(&self) -> Result<Vec<Cell<'a>>> {
         if !self.is_leaf() {
             return Err(self.corrupt(0, "cells read as a leaf's in an internal page"));
@@ -952,6 +957,47 @@ pub(crate) fn insert_cells_in_place(page: &mut [u8], page_id: u64, src: &PageRef
     Ok(true)
 }
 
+/// Removes leaf entry `index` in place: the cells below it (nearer the slot array) move up
+/// over it, the slots of the moved cells are fixed, and its slot leaves the array, so the
+/// leaf stays packed (no holes: see `PageRef::occupied_bytes`). Before writing anything it
+/// checks that no other slot points into the removed cell or outside the cell area (a
+/// damaged leaf whose cells overlap is `Corrupt`, the page untouched).
+pub(crate) fn remove_in_place(page: &mut [u8], page_id: u64, index: usize) -> Result<()> {
+    let p = PageRef::parse(page, page_id)?;
+    if !p.is_leaf() {
+        return Err(p.corrupt(0, "a leaf's remove in an internal page"));
+    }
+    let (count, start) = (p.len(), p.cells_start());
+    let off = p.cell_offset(index)?;
+    let len = p.leaf_cell(index)?.raw.len();
+    // One slot (the removed entry's own) points into the removed cell, none below the cell
+    // area. Counted without a branch per slot: the two passes over the slots are most of a
+    // remove's own work.
+    let (off16, len16, start16) = (off as u16, len as u16, start as u16);
+    let strays: usize = p
+        .slots
+        .iter()
+        .map(|s| {
+            let o = u16::from_le_bytes(*s);
+            usize::from(o.wrapping_sub(off16) < len16) + usize::from(o < start16)
+        })
+        .sum();
+    if strays != 1 {
+        return Err(p.corrupt(index, "its cell overlaps another"));
+    }
+    page.copy_within(start..off, start + len);
+    let slots_end = HEADER_BYTES + count * SLOT_BYTES;
+    let removed = HEADER_BYTES + index * SLOT_BYTES;
+    page.copy_within(removed + SLOT_BYTES..slots_end, removed);
+    for slot in page[HEADER_BYTES..slots_end - SLOT_BYTES].as_chunks_mut::<SLOT_BYTES>().0 {
+        let o = u16::from_le_bytes(*slot);
+        *slot = (o + if o < off16 { len16 } else { 0 }).to_le_bytes();
+    }
+    page[2..4].copy_from_slice(&((count - 1) as u16).to_le_bytes());
+    page[4..8].copy_from_slice(&((start + len) as u32).to_le_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1159,5 +1205,31 @@ mod tests {
         }
         page[0] = 9;
         assert!(matches!(PageRef::parse(&page, 7), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn removing_in_place_keeps_the_leaf_packed_and_equal_to_a_rebuild() {
+        let keys: Vec<Vec<u8>> = (0..30u8).map(|i| vec![b'k', i, i]).collect();
+        let values: Vec<Vec<u8>> = (0..30usize).map(|i| vec![7u8; i % 9]).collect();
+        let entries: Vec<Entry<'_>> = keys.iter().zip(&values).map(|(k, v)| leaf(k, v)).collect();
+        for index in [0, 1, 14, 28, 29] {
+            let mut page = vec![0u8; 1024];
+            build(&mut page, TYPE_LEAF, 0, &entries);
+            remove_in_place(&mut page, 1, index).unwrap();
+            let mut rest = entries.clone();
+            rest.remove(index);
+            let p = PageRef::parse(&page, 1).unwrap();
+            assert_eq!(p.entries().unwrap(), rest, "remove {index}");
+            assert_eq!(p.occupied_bytes(), rest.iter().map(Entry::bytes).sum::<usize>(), "packed");
+        }
+        // A slot pointing into the removed cell: refused, the page untouched.
+        let mut page = vec![0u8; 1024];
+        build(&mut page, TYPE_LEAF, 0, &entries);
+        let (s0, s1) = (page[16], page[17]);
+        page[18] = s0;
+        page[19] = s1;
+        let before = page.clone();
+        assert!(matches!(remove_in_place(&mut page, 1, 0), Err(Error::Corrupt { .. })));
+        assert_eq!(page, before);
     }
 }

@@ -14,6 +14,14 @@ pub(crate) enum Edge {
     Middle,
 }
 
+/// Whether a page that lost an entry, now using `used_bytes` of `capacity`, is rebalanced
+/// (merged with a sibling, or evened out with it). A third, as redb: well below the half a
+/// split leaves, so a page split by an insert is not merged again by the next remove. Every
+/// remove path asks this: the in-place remove edits its leaf only when this says no.
+pub(crate) fn below_merge_threshold(used_bytes: usize, capacity: usize) -> bool {
+    used_bytes < capacity / 3
+}
+
 /// Split a leaf's entries (sizes in order) into two pages of `capacity` bytes: returns k, the
 /// first entry of the right page. Both halves fit, for any mix of sizes, when the total is
 /// at most 2 × capacity − the largest entry (entries are at most a quarter of the capacity,

@@ -643,3 +643,132 @@ pub unsafe extern "C" fn pcore_cursor_get(
         })
     })
 }
+
+/// Moves to the next entry and reads it: `pcore_cursor_next` then `pcore_cursor_get` in one
+/// call, as LMDB's `mdb_cursor_get(MDB_NEXT)`. An ordered scan: `pcore_cursor_first`,
+/// `pcore_cursor_get` for the first entry, then this until it answers `PCORE_NOT_FOUND`.
+/// `*out_key` and `*out_value` point to copies owned by the cursor, valid until its next call
+/// or its close.
+///
+/// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (moved past the end or outside the bounds; the
+/// outputs are not written), `PCORE_STALE_CURSOR`, `PCORE_INVALID_ARGUMENT` (a NULL output:
+/// the cursor does not move), `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+///
+/// # Safety
+/// `out_key` and `out_value` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_cursor_next_get(
+    cursor: *mut PcoreCursor,
+    out_key: *mut PcoreBytes,
+    out_value: *mut PcoreBytes,
+) -> i32 {
+    guard::call(|| {
+        with_cursor(cursor, |state| {
+            non_null(out_key, "out_key")?;
+            non_null(out_value, "out_value")?;
+            let CursorState { cursor, key, value, .. } = state;
+            cursor
+                .next_with(|k, v| {
+                    key.clear();
+                    value.clear();
+                    key.extend_from_slice(k);
+                    value.extend_from_slice(v);
+                })?
+                .ok_or_else(|| Error::NotFound("the cursor moved past the end or outside its bounds".into()))?;
+            // SAFETY: both checked non-null; writable by contract. The buffers live in the
+            // cursor until its next call.
+            unsafe {
+                write_out(out_key, PcoreBytes { data: key.as_ptr(), len: key.len() });
+                write_out(out_value, PcoreBytes { data: value.as_ptr(), len: value.len() });
+            }
+            Ok(())
+        })
+    })
+}
+
+/// The bytes of a batch record of a key and value of these lengths, padding included.
+fn batch_record_bytes(key_len: usize, value_len: usize) -> usize {
+    (PCORE_BATCH_HEADER_BYTES + key_len + value_len).next_multiple_of(PCORE_BATCH_RECORD_ALIGN)
+}
+
+/// Writes one batch record at the start of `out` (at least `batch_record_bytes` long).
+fn write_batch_record(out: &mut [u8], key: &[u8], value: &[u8]) {
+    // Lengths are at most u32::MAX: keys by the page size, values by `VALUE_BYTES_MAX`.
+    out[..4].copy_from_slice(&(key.len() as u32).to_ne_bytes());
+    out[4..8].copy_from_slice(&(value.len() as u32).to_ne_bytes());
+    let (k, rest) = out[PCORE_BATCH_HEADER_BYTES..].split_at_mut(key.len());
+    k.copy_from_slice(key);
+    rest[..value.len()].copy_from_slice(value);
+    let end = PCORE_BATCH_HEADER_BYTES + key.len() + value.len();
+    out[end..batch_record_bytes(key.len(), value.len())].fill(0);
+}
+
+/// Reads many entries in one call: from the entry under the cursor on, in order, as many as
+/// `buf` holds, and moves the cursor past them (to the first entry not read, or past the end).
+/// An ordered scan: `pcore_cursor_first`, then this until it answers `PCORE_NOT_FOUND`.
+///
+/// Layout: records back to back from `buf`'s start, each starting a multiple of
+/// `PCORE_BATCH_RECORD_ALIGN` (8) bytes after it: `uint32_t key_len`, `uint32_t value_len`
+/// (the host's byte order; `PCORE_BATCH_HEADER_BYTES` in all), the key's bytes, the value's
+/// bytes, then zero bytes up to the next multiple of 8. A record of a k-byte key and a v-byte
+/// value takes `(8 + k + v)` rounded up to 8 bytes. With `buf` 8-byte aligned, each header can
+/// be read in place. `*out_count` receives the number of records, `*out_used` the bytes they
+/// take (a multiple of 8, at most `buf_len`). The bytes are copies: they stay valid whatever
+/// the cursor or the tree does next.
+///
+/// Returns `PCORE_OK` (at least one record), `PCORE_NOT_FOUND` (the cursor is past the end or
+/// outside its bounds), `PCORE_TOO_LARGE` (the first entry's record is larger than `buf_len`:
+/// nothing is read and the cursor does not move; `pcore_cursor_get` gives its lengths),
+/// `PCORE_INVALID_ARGUMENT` (a NULL output, or a NULL `buf` with a non-zero `buf_len`: the
+/// cursor does not move), `PCORE_STALE_CURSOR`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT` (the
+/// cursor must then be positioned again). The outputs are written only on `PCORE_OK`; `buf`
+/// is untouched on every other status but `PCORE_CORRUPT`.
+///
+/// # Safety
+/// `buf` has `buf_len` writable bytes (or is NULL with `buf_len` 0) outside the store's own
+/// nodes; `out_count` and `out_used` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_cursor_next_batch(
+    cursor: *mut PcoreCursor,
+    buf: *mut c_void,
+    buf_len: usize,
+    out_count: *mut usize,
+    out_used: *mut usize,
+) -> i32 {
+    guard::call(|| {
+        with_cursor(cursor, |state| {
+            out_buffer(buf, buf_len, "buf")?;
+            non_null(out_count, "out_count")?;
+            non_null(out_used, "out_used")?;
+            let out: &mut [u8] = match buf_len {
+                0 => &mut [],
+                // SAFETY: `buf` is non-null (checked) and has `buf_len` writable bytes that no
+                // Rust reference aliases (outside the store's nodes), by contract.
+                _ => unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), buf_len) },
+            };
+            let (mut used, mut first_too_large) = (0usize, false);
+            let count = state.cursor.take_while(|k, v| {
+                let bytes = batch_record_bytes(k.len(), v.len());
+                if bytes > out.len() - used {
+                    first_too_large = used == 0;
+                    return false;
+                }
+                write_batch_record(&mut out[used..], k, v);
+                used += bytes;
+                true
+            })?;
+            if count == 0 {
+                return Err(match first_too_large {
+                    true => Error::TooLarge(format!("the next entry needs more than the {buf_len}-byte buffer")),
+                    false => Error::NotFound("the cursor is past the end or outside its bounds".into()),
+                });
+            }
+            // SAFETY: both checked non-null; writable by contract.
+            unsafe {
+                write_out(out_count, count);
+                write_out(out_used, used);
+            }
+            Ok(())
+        })
+    })
+}

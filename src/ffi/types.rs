@@ -57,8 +57,9 @@ pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 /// `PcoreClassStats` a struct_size, moved the all-classes total out of `PcoreStoreStats`
 /// (`pcore_store_class_stats` with `PCORE_CLASS_TOTAL`), made booleans `uint64_t` 0 or 1,
 /// gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
-/// reason (an unknown reason is refused). 2.1 added read snapshots (`pcore_snapshot_*`).
-/// The library's SONAME is `libpcore.so.<major>`.
+/// reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
+/// `pcore_cursor_next_batch` and read snapshots (`pcore_snapshot_*`). The library's SONAME is
+/// `libpcore.so.<major>`.
 pub const PCORE_ABI_VERSION: u32 = 0x0002_0001;
 
 /// Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
@@ -313,3 +314,9 @@ impl From<&crate::alloc::ClassStats> for PcoreClassStats {
         }
     }
 }
+
+/// `pcore_cursor_next_batch`: the bytes before a record's key, its two `uint32_t` lengths.
+pub const PCORE_BATCH_HEADER_BYTES: usize = 8;
+/// `pcore_cursor_next_batch`: every record starts at a multiple of this many bytes from the
+/// buffer's start (a record is padded up to it).
+pub const PCORE_BATCH_RECORD_ALIGN: usize = 8;

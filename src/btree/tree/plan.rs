@@ -151,17 +151,7 @@ impl<'t, 'c> Plan<'t, 'c> {
     /// writes the pages, frees what the operation released, and moves the root.
     pub(super) fn apply(self, st: &mut State) -> Result<()> {
         for &(id, kind) in &self.frees {
-            let found = self.editor.info(NodeId::from_raw(id)).map(|info| info.kind);
-            if found.as_ref().ok() != Some(&kind) {
-                let what = match found {
-                    Ok(k) => format!("node of kind {k}, not {kind}"),
-                    Err(_) => "no live node".to_string(),
-                };
-                let e = Error::corrupt(
-                    format!("B+ tree node {id:#x}"),
-                    0,
-                    format!("the tree refers to it, but it is a {what}"),
-                );
+            if let Err(e) = check_node_kind(self.editor, id, kind) {
                 return self.abort(e);
             }
         }
@@ -188,4 +178,17 @@ impl<'t, 'c> Plan<'t, 'c> {
         }
         Ok(())
     }
+}
+
+/// Node `id`, which the tree is about to free, is a live node of `kind`: `Corrupt` otherwise.
+pub(super) fn check_node_kind(editor: &NodeEditor<'_>, id: u64, kind: u8) -> Result<()> {
+    let found = editor.info(NodeId::from_raw(id)).map(|info| info.kind);
+    if found.as_ref().ok() == Some(&kind) {
+        return Ok(());
+    }
+    let what = match found {
+        Ok(k) => format!("node of kind {k}, not {kind}"),
+        Err(_) => "no live node".to_string(),
+    };
+    Err(Error::corrupt(format!("B+ tree node {id:#x}"), 0, format!("the tree refers to it, but it is a {what}")))
 }

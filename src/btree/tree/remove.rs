@@ -43,6 +43,11 @@ impl BTree {
             let mut path = Path::default();
             let (leaf_id, found, _) = self.descend_in(&pages, &st, skey, &mut path)?;
             let Ok(index) = found else { return Ok(false) };
+            if self.remove_in_place(editor, &path, leaf_id, index)? {
+                st.entries -= 1;
+                self.save_anchor(editor, &st)?;
+                return Ok(true);
+            }
             let mut plan = Plan::new(self, editor);
             let leaf_bytes = plan.copy_page(leaf_id)?;
             let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
@@ -63,6 +68,44 @@ impl BTree {
             self.bump_version();
         }
         Ok(removed)
+    }
+
+    /// A remove's common case: the leaf stays above the merge threshold (or is the root), so
+    /// its entry is removed where the leaf lies, one in-place edit of one page, and an
+    /// overflow value's node freed. Returns false, nothing changed, when the leaf needs
+    /// rebalancing; an error leaves the tree as it was.
+    fn remove_in_place(
+        &self,
+        editor: &mut NodeEditor<'_>,
+        path: &[(u64, usize)],
+        leaf_id: u64,
+        index: usize,
+    ) -> Result<bool> {
+        let pb = self.inner.page_bytes;
+        let overflow = {
+            let pages = PageReader { nodes: &editor.reader(), page_bytes: pb };
+            let leaf = pages.page(leaf_id)?;
+            self.check_kind(&leaf, leaf_id, true)?;
+            let cell_bytes = leaf.leaf_cell_bytes(index)?;
+            let used = leaf.occupied_bytes().saturating_sub(cell_bytes);
+            if !path.is_empty() && below_merge_threshold(used, page::capacity(pb)) {
+                return Ok(false);
+            }
+            match leaf.leaf_value(index)? {
+                Value::Overflow(id, _) => Some(id),
+                Value::Inline(_) => None,
+            }
+        };
+        // Checked before the edit, as `Plan::free_later`: an id from a damaged leaf must not
+        // free another tree's node or a host's.
+        if let Some(id) = overflow {
+            check_node_kind(editor, id, KIND_OVERFLOW)?;
+        }
+        update_page(editor, pb, leaf_id, |p| page::remove_in_place(p, leaf_id, index))?;
+        if let Some(id) = overflow {
+            editor.free(NodeId::from_raw(id))?;
+        }
+        Ok(true)
     }
 
     /// Writes a page that lost an entry; below a third full, merges it with a sibling when
@@ -91,7 +134,7 @@ impl BTree {
             }
             return Ok(());
         };
-        if used >= cap / 3 {
+        if !below_merge_threshold(used, cap) {
             plan.write(id, ty, leftmost, entries);
             return Ok(());
         }
