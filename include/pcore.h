@@ -759,9 +759,11 @@ int32_t pcore_tree_get(struct PcoreTree *tree,
                        size_t value_cap,
                        size_t *out_value_len);
 
-// Removes `key` (a multi tree: all its values). `*out_removed` (if not NULL) is 1 when
-// something was removed, 0 when the key was absent (not an error): a boolean, as everywhere
-// in this ABI, is a `uint64_t` 0 or 1.
+// Removes `key` (a multi tree: all its values, whole or not at all, under one hold of the
+// tree: a disk too full for the page copies the removes need is `PCORE_NO_SPACE` before
+// anything is removed). `*out_removed` (if not NULL) is 1 when something was removed, 0 when
+// the key was absent (not an error): a boolean, as everywhere in this ABI, is a `uint64_t` 0
+// or 1.
 //
 // Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE`,
 // `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
@@ -774,7 +776,8 @@ int32_t pcore_tree_remove(struct PcoreTree *tree,
                           uint64_t *out_removed);
 
 // Removes the pair (`key`, `value`): in a multi tree that one pair; otherwise `key` only if
-// its value equals `value`. `*out_removed` as for `pcore_tree_remove`.
+// its value equals `value` (compared and removed under one hold of the tree, so no other
+// writer's change comes between). `*out_removed` as for `pcore_tree_remove`.
 //
 // # Safety
 // `key` and `value` point to their lengths' readable bytes; `out_removed` is NULL or writable.

@@ -539,10 +539,17 @@ impl BTree {
 
     /// Like `scan`, from the first entry whose stored key is >= `key`, unbounded.
     pub(crate) fn scan_from(&self, key: &[u8], f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
-        self.held_walk(Bound::Unbounded, Bound::Unbounded, |h| {
-            h.seek(key)?;
-            h.for_each(f)
-        })
+        let st = self.read_state()?;
+        self.scan_from_held(&st, key, f)
+    }
+
+    /// `scan_from` under a hold of the tree's state the caller already has: a writer that
+    /// looks, then changes, under one hold.
+    pub(crate) fn scan_from_held(&self, st: &State, key: &[u8], f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let mut at = Position::new(self.version(), Bound::Unbounded, Bound::Unbounded);
+        let mut h = Held { tree: self, st, at: &mut at };
+        h.seek(key)?;
+        h.for_each(f)
     }
 
     /// Runs `f` on a new position within the bounds, the tree's state held shared throughout.

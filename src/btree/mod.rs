@@ -1,6 +1,8 @@
 //! The B+ tree: pages are store nodes, sized and split by the bytes entries really use.
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+mod atomic_tests;
 mod bulk;
 mod cursor;
 #[cfg(test)]

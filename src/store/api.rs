@@ -601,6 +601,13 @@ impl Store {
         self.mutate(|c| c.publish(id, src))
     }
 
+    /// Makes sure `count` blocks of the class that holds `min_len` bytes can be allocated
+    /// without growing a class file (`NoSpace` now, when the disk cannot hold them): an
+    /// operation that must not fail halfway calls this first. Changes nothing else.
+    pub fn reserve(&self, min_len: usize, count: usize) -> Result<()> {
+        self.mutate(|c| c.reserve(min_len, count))
+    }
+
     /// Address and capacity of a writable version of the node (see `Core::write_loc`).
     pub fn write_ptr(&self, id: NodeId) -> Result<(usize, usize)> {
         self.mutate(|c| {

@@ -167,6 +167,18 @@ impl Core {
         Ok((self.table.id_of(handle), loc))
     }
 
+    /// See [`Store::reserve`](super::Store::reserve): takes `count` blocks (growing the class
+    /// file as allocation does) and gives them back, free for the allocations that follow.
+    pub fn reserve(&mut self, min_len: usize, count: usize) -> Result<()> {
+        let class = self.space.classes().class_for(min_len as u64)?;
+        let mut taken = Vec::with_capacity(count);
+        let result = (0..count).try_for_each(|_| self.space.allocate(class).map(|loc| taken.push(loc)));
+        for loc in taken {
+            self.space.free(loc)?;
+        }
+        result
+    }
+
     fn write_source(&mut self, to: Loc, src: Source<'_>, own: Loc) {
         match src {
             Source::Bytes(b) => self.space.write(to, b),

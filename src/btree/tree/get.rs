@@ -17,10 +17,16 @@ impl BTree {
         }
         self.check_key(key)?;
         let st = self.read_state()?;
+        self.get_held(&st, key, f)
+    }
+
+    /// `get_with` (Unique and Overwrite trees) under a hold of the tree's state the caller
+    /// already has.
+    pub(super) fn get_held<R>(&self, st: &State, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         let probe = self.probe(key);
         let mut f = Some(f);
         let found = self.with_pages(|pages| {
-            let (_, p) = self.walk_to_leaf(pages, &st, &probe, |_, _| {})?;
+            let (_, p) = self.walk_to_leaf(pages, st, &probe, |_, _| {})?;
             let Ok(i) = probe.find_in(&p)? else { return Ok(None) };
             match p.leaf_value(i)? {
                 Value::Inline(v) => Ok(Some(Ok(f.take().map(|f| f(v))))),

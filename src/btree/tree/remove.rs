@@ -7,17 +7,13 @@ impl BTree {
     /// Returns whether anything was removed.
     pub fn remove(&self, key: &[u8]) -> Result<bool> {
         if self.inner.duplicates == Duplicates::Multi {
-            let values = self.get_all(key)?;
-            for v in &values {
-                self.remove_pair(key, v)?;
-            }
-            return Ok(!values.is_empty());
+            return self.remove_every_value(key);
         }
         self.remove_stored(key)
     }
 
     /// Removes one (key, value) pair of a Multi tree; in other trees, `key` if its value is
-    /// `value`.
+    /// `value` (compared and removed under one hold of the tree: no writer comes between).
     pub fn remove_pair(&self, key: &[u8], value: &[u8]) -> Result<bool> {
         match self.inner.duplicates {
             Duplicates::Multi => {
@@ -28,24 +24,58 @@ impl BTree {
                 self.remove_stored(&composite(key, value))
             }
             _ => {
-                if self.get(key)?.as_deref() != Some(value) {
+                self.check_key(key)?;
+                let mut st = self.write_state()?;
+                if self.get_held(&st, key, |v| v == value)? != Some(true) {
                     return Ok(false);
                 }
-                self.remove_stored(key)
+                self.remove_stored_held(&mut st, key)
             }
         }
     }
 
+    /// A Multi tree's remove of every value of `key`, whole or not at all, under one hold of
+    /// the tree: the values are found, the blocks the removes may need are made sure of
+    /// (`NoSpace` here, before anything changed, rather than halfway), then each is removed.
+    fn remove_every_value(&self, key: &[u8]) -> Result<bool> {
+        self.check_key(key)?;
+        let mut st = self.write_state()?;
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        self.scan_from_held(&st, key, |k, v| {
+            let same = self.cmp_keys(k, key) == Ordering::Equal;
+            if same {
+                values.push(v.to_vec());
+            }
+            same
+        })?;
+        if values.is_empty() {
+            return Ok(false);
+        }
+        let no_value = Payload::Leaf(Value::Inline(&[]));
+        let stored_bytes: usize = values.iter().map(|v| page::entry_bytes(composite(key, v).len(), &no_value)).sum();
+        let pages = pages_removes_may_write(stored_bytes, self.inner.page_bytes, st.height);
+        self.store()?.reserve(self.inner.page_bytes, pages)?;
+        for v in &values {
+            self.remove_stored_held(&mut st, &composite(key, v))?;
+        }
+        Ok(true)
+    }
+
     pub(super) fn remove_stored(&self, skey: &[u8]) -> Result<bool> {
         let mut st = self.write_state()?;
+        self.remove_stored_held(&mut st, skey)
+    }
+
+    /// `remove_stored` under a hold of the tree's state the caller already has.
+    fn remove_stored_held(&self, st: &mut State, skey: &[u8]) -> Result<bool> {
         let removed = self.store()?.with_editor(|editor| {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
             let mut path = Path::default();
-            let (leaf_id, found, _) = self.descend_in(&pages, &st, skey, &mut path)?;
+            let (leaf_id, found, _) = self.descend_in(&pages, st, skey, &mut path)?;
             let Ok(index) = found else { return Ok(false) };
             if self.remove_in_place(editor, &path, leaf_id, index)? {
                 st.entries -= 1;
-                self.save_anchor(editor, &st)?;
+                self.save_anchor(editor, st)?;
                 return Ok(true);
             }
             let mut plan = Plan::new(self, editor);
@@ -59,9 +89,9 @@ impl BTree {
             if let Err(e) = self.rebalance_after_remove(&mut plan, &path, leaf_id, TYPE_LEAF, 0, &entries) {
                 return plan.abort(e);
             }
-            plan.apply(&mut st)?;
+            plan.apply(st)?;
             st.entries -= 1;
-            self.save_anchor(editor, &st)?;
+            self.save_anchor(editor, st)?;
             Ok(true)
         })?;
         if removed {
@@ -211,4 +241,13 @@ impl BTree {
         plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
         Ok(())
     }
+}
+
+/// A bound on the new blocks (copy-on-write shadows) removing entries of `stored_bytes` in
+/// all, side by side in key order, can take: their leaves (at most one per quarter page of
+/// them, the fill below which a leaf is merged, plus the two at the ends), a sibling of each,
+/// and the internal pages above them (at most one per leaf, and the path to the root).
+fn pages_removes_may_write(stored_bytes: usize, page_bytes: usize, height: u32) -> usize {
+    let leaves = 4 * stored_bytes / page_bytes + 2;
+    3 * leaves + height as usize + 2
 }
