@@ -2,6 +2,7 @@
 // snapshots, copy nodes, look up keys and scan with cursors while one writer thread commits
 // round after round; every snapshot shows one whole commit, no STALE_CURSOR, no false CORRUPT.
 #include <atomic>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,6 +57,62 @@ TEST(SnapshotConcurrencyTest, ReaderThreadsSeeWholeCommitsWhileAWriterCommits) {
   }
   PCORE_EXPECT_OK(pcore_store_verify(w.store));
   PCORE_EXPECT_OK(pcore_store_close(w.store));
+}
+
+}  // namespace
+
+namespace {
+
+// A writer edits a node through pcore_node_write_ptr slowly, a byte at a time, while another
+// thread copies it: every copy is one whole published version (all of its bytes one value),
+// never a mix of the version before and the bytes being written.
+TEST(SnapshotConcurrencyTest, CopiesNeverSeeBytesWrittenThroughAWritePointer) {
+  PcoreStoreOptions opts = pcore_test::strict_options(PCORE_OPEN_IN_MEMORY);
+  PcoreStore* store = nullptr;
+  PCORE_ASSERT_OK(pcore_store_open(nullptr, &opts, &store));
+  constexpr size_t kLen = 512;
+  PcoreAllocResult a = pcore_test::sized<PcoreAllocResult>();
+  PCORE_ASSERT_OK(pcore_node_allocate(store, kLen, 1, &a));
+  std::memset(a.writable, 1, kLen);
+  PCORE_ASSERT_OK(pcore_node_publish_in_place(store, a.id, kLen));
+  std::atomic<bool> stop{false};
+  std::string problem;
+  uint64_t copies = 0;
+  std::thread reader([&] {
+    std::vector<uint8_t> copy(kLen);
+    while (!stop.load() && problem.empty()) {
+      size_t len = 0;
+      if (pcore_node_read_copy(store, a.id, copy.data(), copy.size(), &len) != pcore_test::kOk || len != kLen) {
+        problem = "read_copy failed";
+        break;
+      }
+      for (size_t i = 1; i < kLen; ++i) {
+        if (copy[i] != copy[0]) {
+          problem = "a copy mixes version " + std::to_string(copy[0]) + " with " + std::to_string(copy[i]);
+          break;
+        }
+      }
+      ++copies;
+    }
+  });
+  for (int version = 2; version < 200 && problem.empty(); ++version) {
+    void* ptr = nullptr;
+    size_t capacity = 0;
+    PCORE_ASSERT_OK(pcore_node_write_ptr(store, a.id, &ptr, &capacity));
+    auto* bytes = static_cast<volatile uint8_t*>(ptr);
+    for (size_t i = 0; i < kLen; ++i) {
+      bytes[i] = static_cast<uint8_t>(version);
+      if (i % 64 == 0) std::this_thread::yield();
+    }
+    PCORE_ASSERT_OK(pcore_node_publish_in_place(store, a.id, kLen));
+    if (version % 50 == 0) PCORE_ASSERT_OK(pcore_store_commit(store, nullptr));
+  }
+  stop.store(true);
+  reader.join();
+  EXPECT_EQ(problem, "");
+  EXPECT_GT(copies, 0u);
+  PCORE_EXPECT_OK(pcore_store_verify(store));
+  PCORE_EXPECT_OK(pcore_store_close(store));
 }
 
 }  // namespace

@@ -454,8 +454,10 @@ int32_t pcore_store_close(struct PcoreStore *store);
 
 // Allocates a node of at least `min_len` bytes (the smallest size class that holds them)
 // with host-chosen `kind` (1..255, kept exactly). The block is zero-filled; the host may
-// write into `out->writable` and then publish. The node is RESERVED ("staged") until the
-// next commit.
+// write into `out->writable` and then publish (its length is 0 until then, so a reader
+// copies nothing half-written). `out->writable` is for that first version only: after the
+// node's first publish, write a new version through `pcore_node_write_ptr`. The node is
+// RESERVED ("staged") until the next commit.
 //
 // Set `out->struct_size = sizeof(PcoreAllocResult)` before the call.
 //
@@ -490,10 +492,15 @@ int32_t pcore_node_publish(struct PcoreStore *store,
                            uint64_t *out_id);
 
 // Begins an in-place mutation (XTree's `get_mapped_address`): `*out_ptr` receives a
-// writable pointer to the node's current bytes (for a committed node, a private shadow copy:
-// the committed block is never written), `*out_capacity` its size. End it with
-// `pcore_node_publish_in_place`. The pointer is valid until the node is next published,
-// freed, or the store closed.
+// writable pointer to a private copy of the node's current bytes (its draft; the committed
+// block is never written), `*out_capacity` its size. End it with
+// `pcore_node_publish_in_place` (or `pcore_node_publish` from inside the draft): only then
+// do the written bytes become the node's version. Until then every read, copy, commit and
+// snapshot sees the version before, so a thread copying the node never gets half-written
+// bytes. Calling again before publishing returns the same draft. The pointer is valid until
+// the node is next published or freed, the store aborts or closes; a publish of other
+// bytes, a free or an abort drops what was written in it. (A node allocated and not yet
+// published has no version to protect: its draft is its own block.)
 //
 // Returns `PCORE_OK`, `PCORE_NOT_FOUND`, `PCORE_INVALID_ARGUMENT` (NULL outputs),
 // `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_BAD_HANDLE`.

@@ -930,7 +930,6 @@ class Cursor {
   PcoreCursor* handle_ = nullptr;
 };
 
-<<<<<<< HEAD
 /// Owns one read snapshot (pcore_snapshot_begin): the store as of its last commit, whatever
 /// the writer commits meanwhile, until the snapshot ends. Move-only; ends when destroyed.
 /// Holding one for long holds disk space: the blocks of its commit are not reused.
@@ -1025,7 +1024,5 @@ class Snapshot {
 
   PcoreSnapshot* handle_ = nullptr;
 };
-=======
->>>>>>> btree
 
 }  // namespace pcore

@@ -163,6 +163,9 @@ pub trait AbortGuard {
     fn reload(&mut self, store: &Store) -> Result<()>;
 }
 
+/// A block's address in memory and its capacity.
+pub type AddrRange = (usize, usize);
+
 /// How an open takes part in the store's reader table (see `readers`).
 struct ReaderParts {
     /// The writer's view of the table, to find the oldest reader.
@@ -608,20 +611,23 @@ impl Store {
         self.mutate(|c| c.reserve(min_len, count))
     }
 
-    /// Address and capacity of a writable version of the node (see `Core::write_loc`).
+    /// Address and capacity of a block to write the node's next version into, outside any
+    /// lock (see `Core::draft_loc`): readers go on reading the current version until
+    /// `publish_in_place` (or a publish from inside the block).
     pub fn write_ptr(&self, id: NodeId) -> Result<(usize, usize)> {
         self.mutate(|c| {
-            let loc = c.write_loc(id)?;
+            let loc = c.draft_loc(id)?;
             Ok((c.space.addr(loc), c.space.capacity(loc.class) as usize))
         })
     }
 
-    /// Address and capacity of the node's current block (for the C ABI, to recognize a
-    /// publish whose source lies inside the node itself).
-    pub fn block_range(&self, id: NodeId) -> Result<(usize, usize)> {
+    /// Address and capacity of the node's current block, and of its draft if it has one (for
+    /// the C ABI, to recognize a publish whose source lies inside the node itself).
+    pub fn block_ranges(&self, id: NodeId) -> Result<(AddrRange, Option<AddrRange>)> {
         self.read_state(|c| {
             let (loc, _) = c.read_loc(id)?;
-            Ok((c.space.addr(loc), c.space.capacity(loc.class) as usize))
+            let range = |loc: crate::alloc::Loc| (c.space.addr(loc), c.space.capacity(loc.class) as usize);
+            Ok((range(loc), c.draft_of(id).map(range)))
         })
     }
 

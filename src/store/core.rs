@@ -21,6 +21,13 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy)]
 pub enum Source<'a> {
     Bytes(&'a [u8]),
+    /// `len` bytes at `offset` inside the node's draft (see `Core::draft_loc`): the host wrote
+    /// there through `pcore_node_write_ptr`'s pointer and publishes from there. The draft
+    /// becomes the node's block.
+    Draft {
+        offset: usize,
+        len: usize,
+    },
     /// `len` bytes at `offset` inside the node's own current block: the host wrote into the
     /// block and publishes from there; copied with overlap allowed.
     OwnBlock {
@@ -33,7 +40,7 @@ impl Source<'_> {
     fn len(&self) -> usize {
         match self {
             Source::Bytes(b) => b.len(),
-            Source::OwnBlock { len, .. } => *len,
+            Source::OwnBlock { len, .. } | Source::Draft { len, .. } => *len,
         }
     }
 }
@@ -77,6 +84,10 @@ pub(crate) struct Core {
     pub committed_roots: Arc<Roots>,
     /// Versions replaced by commits that open snapshots may still read.
     pub history: History,
+    /// Blocks the host writes through raw pointers outside any lock (`pcore_node_write_ptr`),
+    /// per handle: the node's readable version stays where it is until the host publishes,
+    /// so no reader copies bytes while they are being written. See `draft_loc`.
+    drafts: std::collections::HashMap<u64, Loc>,
     /// Set when the store was opened for writing while a reader process read an older commit
     /// than the one opened: every block that existed then is held (the allocator treats it as
     /// used) until no reader older than this epoch is left. See `hold_for_old_readers`.
@@ -111,6 +122,7 @@ impl Core {
             committed_roots: Arc::new(roots.clone()),
             roots,
             history: History::default(),
+            drafts: std::collections::HashMap::new(),
             held_for_readers_before: None,
             hot_roots: Vec::new(),
             epoch,
@@ -184,6 +196,7 @@ impl Core {
             Source::Bytes(b) => self.space.write(to, b),
             Source::OwnBlock { offset, len } if own == to => self.space.shift_to_start(to, offset, len),
             Source::OwnBlock { offset, len } => self.space.copy(own, offset, to, len),
+            Source::Draft { .. } => unreachable!("publish adopts a draft before writing"),
         }
     }
 
@@ -219,15 +232,31 @@ impl Core {
 
     pub fn publish(&mut self, id: NodeId, src: Source<'_>) -> Result<NodeId> {
         let handle = self.table.resolve(id)?;
+        let capacity = self.space.capacity(self.table.slots[handle as usize].class) as usize;
+        if let Source::Draft { offset, len } = src {
+            let Some(&draft) = self.drafts.get(&handle) else {
+                return Err(Error::InvalidArgument(format!("node {id} has no block open for writing")));
+            };
+            check_source_range(id, offset, len, capacity)?;
+            self.space.shift_to_start(draft, offset, len);
+            self.adopt_draft(handle, len)?;
+            return Ok(id);
+        }
+        let published = self.publish_to_block(id, handle, src)?;
+        // Published from elsewhere: what the host wrote in the draft is dropped.
+        if let Some(draft) = self.drafts.remove(&handle) {
+            self.space.free(draft)?;
+        }
+        Ok(published)
+    }
+
+    /// `publish` of bytes that are not in the node's draft.
+    fn publish_to_block(&mut self, id: NodeId, handle: u64, src: Source<'_>) -> Result<NodeId> {
         let slot = self.table.slots[handle as usize];
         let capacity = self.space.capacity(slot.class) as usize;
         let len = src.len();
         if let Source::OwnBlock { offset, len } = src {
-            if offset.checked_add(len).is_none_or(|end| end > capacity) {
-                return Err(Error::InvalidArgument(format!(
-                    "source range {offset}+{len} is outside node {id}'s block of {capacity} bytes"
-                )));
-            }
+            check_source_range(id, offset, len, capacity)?;
         }
         if len <= capacity {
             let target = if self.needs_shadow(handle) { self.shadow(handle, 0)? } else { slot.loc() };
@@ -275,9 +304,50 @@ impl Core {
         Ok(loc)
     }
 
+    /// The block the host writes node `id`'s next version into through a raw pointer, with
+    /// no lock held (`pcore_node_write_ptr`): a copy of the node's current bytes, apart from
+    /// the block readers read, so that no copy a reader takes meanwhile is half written. It
+    /// becomes the node's block at `publish_in_place` (or a publish from inside it); a publish
+    /// of other bytes, a free or an abort drops it. A node allocated and never published has
+    /// nothing to read: its own block is handed out.
+    pub fn draft_loc(&mut self, id: NodeId) -> Result<Loc> {
+        let handle = self.table.resolve(id)?;
+        if let Some(&draft) = self.drafts.get(&handle) {
+            return Ok(draft);
+        }
+        let slot = self.table.slots[handle as usize];
+        if slot.state == State::Reserved && slot.len == 0 {
+            return Ok(slot.loc());
+        }
+        let draft = self.space.allocate(slot.class)?;
+        self.space.copy(slot.loc(), 0, draft, self.space.capacity(slot.class) as usize);
+        self.space.touch(draft);
+        self.drafts.insert(handle, draft);
+        Ok(draft)
+    }
+
+    /// The node's draft, if it has one (for the C ABI, to recognize a publish from it).
+    pub fn draft_of(&self, id: NodeId) -> Option<Loc> {
+        self.drafts.get(&self.table.resolve(id).ok()?).copied()
+    }
+
+    /// The node's draft becomes its block, `len` bytes long.
+    fn adopt_draft(&mut self, handle: u64, len: usize) -> Result<()> {
+        let draft = self.drafts.remove(&handle).expect("the caller checked");
+        self.drop_working_block(handle)?;
+        let s = &mut self.table.slots[handle as usize];
+        s.set_loc(draft);
+        s.len = len as u32;
+        self.mark_dirty(handle);
+        Ok(())
+    }
+
     pub fn publish_in_place(&mut self, id: NodeId, len: usize) -> Result<()> {
         let handle = self.table.resolve(id)?;
         self.check_in_place_len(id, self.table.slots[handle as usize].loc(), len)?;
+        if self.drafts.contains_key(&handle) {
+            return self.adopt_draft(handle, len);
+        }
         // Without an earlier write_loc there is no shadow yet: take one now, so the commit
         // logs these bytes as a new version rather than trusting the committed block.
         self.write_loc(id)?;
@@ -305,6 +375,9 @@ impl Core {
 
     pub fn free(&mut self, id: NodeId) -> Result<()> {
         let handle = self.table.resolve_for_free(id)?;
+        if let Some(draft) = self.drafts.remove(&handle) {
+            self.space.free(draft)?;
+        }
         if self.table.slots[handle as usize].state == State::Reserved {
             return self.release_reserved(handle);
         }
@@ -667,6 +740,9 @@ impl Core {
     /// retirements withdrawn, roots as committed. Blocks freed by earlier commits and not yet
     /// durable stay pending: they belong to the committed past, not to what is undone.
     pub fn abort(&mut self) -> Result<()> {
+        for (_, draft) in std::mem::take(&mut self.drafts) {
+            self.space.free(draft)?;
+        }
         self.dirty.sort_unstable();
         self.dirty.dedup();
         for handle in std::mem::take(&mut self.dirty) {
@@ -737,6 +813,7 @@ impl Core {
             }
         }
         owned.extend(self.pending_frees.iter().map(|&(_, l)| l));
+        owned.extend(self.drafts.values().copied());
         owned
     }
 
@@ -800,6 +877,16 @@ pub(crate) fn check_root_name(name: &[u8]) -> Result<()> {
         return Err(Error::InvalidArgument(format!(
             "root name of {} bytes; at most {ROOT_NAME_MAX_BYTES}",
             name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `offset + len` within a block of `capacity` bytes.
+fn check_source_range(id: NodeId, offset: usize, len: usize, capacity: usize) -> Result<()> {
+    if offset.checked_add(len).is_none_or(|end| end > capacity) {
+        return Err(Error::InvalidArgument(format!(
+            "source range {offset}+{len} is outside node {id}'s block of {capacity} bytes"
         )));
     }
     Ok(())
