@@ -4,7 +4,7 @@
 use crate::util::{open_existing, require_store_dir};
 use crate::Outcome;
 use pcore::btree::{list_trees, BTree};
-use pcore::store::{inspect_files, MetaSlotState};
+use pcore::store::{inspect_files, FileReport, MetaSlotState};
 use std::path::Path;
 
 /// Payload mismatches listed before the check stops counting them one by one.
@@ -56,9 +56,45 @@ pub fn run(dir: &Path) -> Result<Outcome, String> {
     }
 }
 
+/// Looks at the files again while a writer is visibly moving them (a checkpoint replaced
+/// them, the log grew): a live writer's work in flight is not damage.
+const FILE_LOOKS: u32 = 6;
+
+/// The meta, checkpoint and log as `inspect_files` finds them, looked at until two looks in
+/// a row agree (or `FILE_LOOKS` looks): on a store a writer is committing to, a checkpoint
+/// may replace the files during a look, and the log's end may be a frame being appended.
+fn settled_files(dir: &Path) -> pcore::Result<FileReport> {
+    let fingerprint = |f: &FileReport| (f.generation, f.log.bytes, f.log.valid_bytes);
+    let mut last = inspect_files(dir);
+    for _ in 1..FILE_LOOKS {
+        let moving = match &last {
+            Ok(f) => f.log.torn_tail_bytes() > 0,
+            Err(_) => true,
+        };
+        if !moving {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        let next = inspect_files(dir);
+        let settled = matches!((&last, &next), (Ok(a), Ok(b)) if fingerprint(a) == fingerprint(b));
+        last = next;
+        if settled {
+            break;
+        }
+    }
+    last
+}
+
 fn check_store(dir: &Path, r: &mut Report) {
-    // Meta, checkpoint and log: what an open reads first. Damage an open refuses stops here.
-    let files = match inspect_files(dir) {
+    // The store first: a read-only open reads one commit and, through the reader table, keeps
+    // a writer from reusing its blocks, so every check below is of that commit, whatever a
+    // writer does meanwhile (a snapshot).
+    let store = match open_existing(dir, true) {
+        Ok(s) => s,
+        Err(e) => return r.problem("files", e),
+    };
+    // Meta, checkpoint and log: what an open reads first.
+    let files = match settled_files(dir) {
         Ok(f) => f,
         Err(e) => return r.problem("files", e.to_string()),
     };
@@ -96,16 +132,12 @@ fn check_store(dir: &Path, r: &mut Report) {
 
     // The object table against the allocator: an open rebuilds the allocator from the table
     // and refuses a block claimed twice or beyond its class file.
-    let store = match open_existing(dir, true) {
-        Ok(s) => s,
-        Err(e) => return r.problem("object table", e),
-    };
     match store.verify().and_then(|_| store.stats()) {
         Ok(st) => r.ok(
             "object table",
             format!(
-                "{} live nodes in {} handles; every block owned once, inside its class file",
-                st.live_nodes, st.handles
+                "{} live nodes in {} handles at epoch {}; every block owned once, inside its class file",
+                st.live_nodes, st.handles, st.epoch
             ),
         ),
         Err(e) => r.problem("object table", e.to_string()),

@@ -36,6 +36,10 @@ pub fn run(dir: &Path, as_json: bool) -> Result<Outcome, String> {
         "object_table": {
             "handles": stats.handles, "live_nodes": stats.live_nodes,
         },
+        "readers": {
+            "read_only_opens": stats.reader_processes,
+            "oldest_reader_epoch": stats.oldest_reader_epoch,
+        },
         "data_file_bytes": stats.data_file_bytes,
         "dir_bytes": dir_bytes(dir),
         "size_classes": stats.classes.iter().filter(|c| c.total_segments > 0).map(|c| json!({
@@ -137,6 +141,15 @@ fn print_text(r: &Value) {
     );
     let t = &r["object_table"];
     println!("  object table     {} handles, {} live nodes", t["handles"], t["live_nodes"]);
+    let readers = &r["readers"];
+    match readers["oldest_reader_epoch"].as_u64() {
+        Some(oldest) => println!(
+            "  readers          {} other read-only opens; the oldest reads epoch {oldest}: blocks freed since are \
+             kept for it",
+            readers["read_only_opens"]
+        ),
+        None => println!("  readers          no other read-only open"),
+    }
     println!(
         "  on disk          {:.1} MiB in all, {:.1} MiB of class files",
         mib(u(&r["dir_bytes"])),

@@ -317,6 +317,44 @@ fn stat_and_check_work_while_a_writer_holds_the_store() {
 }
 
 #[test]
+fn check_is_clean_and_stat_counts_readers_while_a_writer_commits_and_checkpoints() {
+    let dir = TempDir::new("live");
+    write_store(&dir.0, 20, 500);
+    let opts = StoreOptions { checkpoint_log_bytes: 64 << 10, ..strict() };
+    let writer = Store::open(&dir.0, &opts).unwrap();
+    let overwrite = TreeOptions { duplicates: Duplicates::Overwrite, ..TreeOptions::default() };
+    let tree = BTree::open(&writer, b"w", &overwrite).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let commits = {
+        let (writer, tree, stop) = (writer.clone(), tree.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut round = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                round += 1;
+                // Every commit rewrites the tree's values and so frees the pages before.
+                for i in 0..500u32 {
+                    tree.insert(&awkward_key(i), &value_for(i.wrapping_add(round))).unwrap();
+                }
+                writer.commit().unwrap();
+            }
+            round
+        })
+    };
+    for _ in 0..40 {
+        let (ok, out) = check(&dir.0);
+        assert!(ok, "a check of a live store found problems:\n{out}");
+    }
+    let reader = Store::open(&dir.0, &StoreOptions { read_only: true, ..strict() }).unwrap();
+    let o = pcore(&["stat", path(&dir.0), "--json"]);
+    let stat: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stat["readers"]["read_only_opens"], 1, "the other reader, not stat itself");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(commits.join().unwrap() > 1);
+    drop(reader);
+    writer.close().unwrap();
+}
+
+#[test]
 fn the_crash_matrix_kills_sixty_children_and_loses_nothing() {
     let dir = TempDir::new("crash");
     let o = pcore(&["crash", "--kills", "60", "--seed", "7", "--dir", path(&dir.join("runs"))]);

@@ -122,8 +122,10 @@ pub struct StoreStats {
     /// Read snapshots open in this process, and the oldest one's epoch (0 when none).
     pub snapshots_open: u64,
     pub oldest_snapshot_epoch: u64,
-    /// Reader processes (read-only opens) alive on this store, as the reader table shows them.
+    /// Read-only opens alive on this store (other than this one), as the reader table shows
+    /// them, and the oldest commit one of them reads.
     pub reader_processes: u64,
+    pub oldest_reader_epoch: Option<u64>,
     /// Of `pending_free_bytes`, the bytes held only because a snapshot or a reader process
     /// can still read them (their commits are durable).
     pub pinned_bytes: u64,
@@ -863,6 +865,8 @@ impl Store {
     pub fn stats(&self) -> Result<StoreStats> {
         let w = self.shared.writer.lock();
         let pins = self.shared.pins.lock().clone();
+        let table = self.shared.readers.as_ref().or(self.shared._reader_slot.as_ref().map(ReaderSlot::table));
+        let readers = table.map(|t| t.live_readers()).unwrap_or_default();
         self.read_state(|c| {
             let classes = c.space.stats();
             let mut total = ClassStats::default();
@@ -883,7 +887,8 @@ impl Store {
                 pending_free_bytes: c.pending_free_bytes,
                 snapshots_open: pins.values().map(|&n| n as u64).sum(),
                 oldest_snapshot_epoch: pins.keys().next().copied().unwrap_or(0),
-                reader_processes: self.shared.readers.as_ref().map_or(0, |t| t.live_readers().len() as u64),
+                reader_processes: readers.len() as u64,
+                oldest_reader_epoch: readers.iter().map(|&(_, e)| e).min(),
                 pinned_bytes: c.pending_bytes_between(self.shared.reuse_limit(), self.durable_epoch()),
                 snapshot_versions: c.history.len() as u64,
                 handles: c.table.handle_count(),

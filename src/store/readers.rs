@@ -127,6 +127,11 @@ impl ReaderTable {
 }
 
 impl ReaderSlot {
+    /// The table the record is in.
+    pub(crate) fn table(&self) -> &Arc<ReaderTable> {
+        &self.table
+    }
+
     /// Pins the blocks of commit `epoch` (and nothing older).
     pub(crate) fn set_epoch(&self, epoch: u64) {
         self.table.epoch_word(self.index).store(epoch + 1, Ordering::SeqCst);
