@@ -47,14 +47,14 @@ fn random_bytes(rng: &mut Rng, max_len: u64) -> Vec<u8> {
 }
 
 /// The workload, step by step: the same seed gives the same operations on any store.
-struct Workload {
+pub(crate) struct Workload {
     rng: Rng,
     nodes: Vec<(NodeId, Vec<u8>)>,
     serial: u64,
 }
 
 impl Workload {
-    fn new(seed: u64) -> Workload {
+    pub(crate) fn new(seed: u64) -> Workload {
         Workload { rng: Rng::from_seed(seed), nodes: Vec::new(), serial: 0 }
     }
 
@@ -67,7 +67,7 @@ impl Workload {
     }
 
     /// One commit's worth of changes.
-    fn step(&mut self, store: &Store, trees: &[BTree]) -> pcore::Result<()> {
+    pub(crate) fn step(&mut self, store: &Store, trees: &[BTree]) -> pcore::Result<()> {
         for _ in 0..6 {
             match self.rng.below(3) {
                 0 if !self.nodes.is_empty() => {
@@ -106,7 +106,7 @@ impl Workload {
     }
 }
 
-fn open_trees(store: &Store) -> pcore::Result<Vec<BTree>> {
+pub(crate) fn open_trees(store: &Store) -> pcore::Result<Vec<BTree>> {
     tree_options().iter().map(|(name, o)| BTree::open(store, name, o)).collect()
 }
 
@@ -186,12 +186,12 @@ pub fn child(dir: &Path, mode: usize, seed: u64) -> Result<Outcome, String> {
 
 /// What a store holds, independent of node ids: our nodes' payloads, and both trees.
 #[derive(PartialEq, Eq, Debug)]
-struct Snapshot {
-    nodes: Vec<Vec<u8>>,
-    trees: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
+pub(crate) struct Snapshot {
+    pub nodes: Vec<Vec<u8>>,
+    pub trees: Vec<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
-fn snapshot(store: &Store) -> pcore::Result<Snapshot> {
+pub(crate) fn snapshot(store: &Store) -> pcore::Result<Snapshot> {
     let mut nodes = Vec::new();
     for id in store.live_ids()? {
         if store.info(id)?.kind == KIND_NODE {
@@ -218,6 +218,7 @@ fn expected(seed: u64, commits: u64) -> pcore::Result<Snapshot> {
 
 #[derive(Default)]
 struct Totals {
+    readers: crate::crash_readers::ReaderTotals,
     kills: u64,
     mid_run: u64,
     commits_acknowledged: u64,
@@ -228,7 +229,7 @@ struct Totals {
     stores_created: u64,
 }
 
-pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String> {
+pub fn run(kills: u64, seed: u64, dir: Option<&Path>, readers: bool) -> Result<Outcome, String> {
     let work = crate::util::WorkDir::new(dir, "crash", false)?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut rng = Rng::from_seed(seed);
@@ -254,8 +255,12 @@ pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String>
         }
         let (mode, child_seed, delay) = (kill as usize % MODES.len(), rng.below(u64::MAX), 5 + rng.below(400));
         let context = format!("kill {kill} ({:?}, seed {child_seed}, after {delay} ms)", MODES[mode]);
+        let beside = readers.then(|| crate::crash_readers::Reader::start(&dir, mode, child_seed));
         let acks = run_child_until_killed(&exe, &dir, mode, child_seed, delay, COMMITS_MAX)
             .map_err(|e| format!("{context}: {e}"))?;
+        if let Some(reader) = beside {
+            t.readers.add(&reader.stop().map_err(|e| format!("{context}: a reader beside the writer: {e}"))?);
+        }
         let acknowledged = last_acknowledged(&acks);
         t.kills += 1;
         t.commits_acknowledged += acknowledged;
@@ -289,6 +294,13 @@ pub fn run(kills: u64, seed: u64, dir: Option<&Path>) -> Result<Outcome, String>
         "  kills of store creation    {} ({} stores created, {} creations cut short before the store existed)",
         t.creation_kills, t.stores_created, t.creations_cut_short
     );
+    if readers {
+        println!(
+            "  read-only opens beside it  {} (each read one commit whole: the model's state at its epoch, \
+             checksums verified)",
+            t.readers.opens
+        );
+    }
     println!("  time                       {:.1} s", started.elapsed().as_secs_f64());
     println!("nothing lost: after every kill, check passed and the store held exactly its last acknowledged commit;");
     println!("every store whose creation was killed opened whole, or was absent and created anew");

@@ -6,6 +6,7 @@ mod bench;
 mod chart;
 mod check;
 mod crash;
+mod crash_readers;
 mod demo;
 mod dump;
 mod power;
@@ -87,6 +88,10 @@ enum Command {
         /// `powercut` file system (powercut/), which drops whatever was not synced.
         #[arg(long)]
         power: bool,
+        /// Also open the store read-only, again and again, beside the child while it commits,
+        /// and require each open to read one whole commit (the model's state at its epoch).
+        #[arg(long)]
+        readers: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Scratch directory (default: a fresh temporary one).
@@ -145,13 +150,13 @@ fn main() -> ExitCode {
         Command::Check { dir } => check::run(&dir),
         Command::Dump { dir, tree, format, output } => dump::dump(&dir, &tree, format, output.as_deref()),
         Command::Load { dir, tree, input } => dump::load(&dir, &tree, input.as_deref()),
-        Command::Crash { kills, long, power, seed, dir, child_mode } => {
+        Command::Crash { kills, long, power, readers, seed, dir, child_mode } => {
             let kills = if long { kills.max(1000) } else { kills };
             match (child_mode, dir) {
                 (Some(mode), Some(dir)) => crash::child(&dir, mode, seed),
                 (Some(_), None) => Err("--child-mode needs --dir".into()),
                 (None, dir) if power => power::run(kills, seed, dir.as_deref()),
-                (None, dir) => crash::run(kills, seed, dir.as_deref()),
+                (None, dir) => crash::run(kills, seed, dir.as_deref(), readers),
             }
         }
         Command::Bench { quick, json, svg, nodes, dir, btree_bench, store_only } => {

@@ -355,6 +355,21 @@ fn check_is_clean_and_stat_counts_readers_while_a_writer_commits_and_checkpoints
 }
 
 #[test]
+fn readers_beside_a_writer_that_is_killed_each_read_one_whole_commit() {
+    let dir = TempDir::new("crash-readers");
+    let o = pcore(&["crash", "--kills", "20", "--readers", "--seed", "11", "--dir", path(&dir.join("runs"))]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let opens: u64 = out
+        .lines()
+        .find(|l| l.contains("read-only opens beside it"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(opens >= 20, "readers opened the store while the writer committed: {out}");
+}
+
+#[test]
 fn the_crash_matrix_kills_sixty_children_and_loses_nothing() {
     let dir = TempDir::new("crash");
     let o = pcore(&["crash", "--kills", "60", "--seed", "7", "--dir", path(&dir.join("runs"))]);

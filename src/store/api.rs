@@ -185,12 +185,15 @@ impl ReaderParts {
 }
 
 /// A read-only open's record in the reader table, pinning everything until its epoch is
-/// known. The writer creates the table; a read-only open never creates a file. `None` where
-/// there is no table (a store no writer of this version has opened) or it cannot be written
-/// (a read-only file system, another user's store): then no writer of this version can be
-/// changing the store, or, if one can, the open is unprotected as before the table existed.
+/// known; the table is made if the store has none yet (a store written by an older version,
+/// or one whose writer is just creating it), as LMDB's readers make its lock file. `None`
+/// where the table cannot be written (a read-only file system, another user's store): no
+/// writer can be changing such a store, or, if one can, the open is unprotected.
 fn register_reader(dir: &Path) -> Result<Option<ReaderSlot>> {
-    match ReaderTable::open(dir, false) {
+    if !dir.join(super::meta::META_FILE).exists() {
+        return Ok(None); // no store here: the open says so, and no file is left behind
+    }
+    match ReaderTable::open(dir, true) {
         Ok(table) => table.claim().map(Some),
         Err(Error::Io { .. }) => Ok(None),
         Err(e) => Err(e),
