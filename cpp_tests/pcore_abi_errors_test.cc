@@ -266,7 +266,39 @@ TEST_F(AbiErrorsTest, OptionsInitFillsDefaults) {
   EXPECT_EQ(options.flags, 0u);
   EXPECT_EQ(options.durability, static_cast<uint32_t>(PCORE_DURABILITY_BALANCED));
   EXPECT_EQ(options.growth_policy, static_cast<uint32_t>(PCORE_GROWTH_STABLE_ID));
+  EXPECT_EQ(options.growth_rule, static_cast<uint64_t>(PCORE_GROWTH_RULE_FIT));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init(nullptr));
+}
+
+// A node of 64 bytes grown to 1,107 (XTree's average leaf) lands in the class the growth rule
+// names: FIT the smallest holding 1,107 bytes, DOUBLE the smallest holding 2,214; a caller
+// built against ABI 2.0 (whose struct ends before growth_rule) gets FIT.
+TEST_F(AbiErrorsTest, GrowthRuleOptionPicksTheClass) {
+  struct Case {
+    uint64_t struct_size;
+    uint64_t rule;
+    uint64_t capacity;
+  };
+  const Case cases[] = {{sizeof(PcoreStoreOptions), PCORE_GROWTH_RULE_FIT, 2048},
+                        {sizeof(PcoreStoreOptions), PCORE_GROWTH_RULE_DOUBLE, 4096},
+                        {offsetof(PcoreStoreOptions, growth_rule), 12345, 2048}};
+  std::vector<uint8_t> leaf(1107, 0x6C);
+  for (const Case& c : cases) {
+    SCOPED_TRACE("rule " + std::to_string(c.rule) + ", struct_size " + std::to_string(c.struct_size));
+    PcoreStoreOptions options = default_options();
+    options.flags = PCORE_OPEN_IN_MEMORY;
+    options.struct_size = c.struct_size;
+    options.growth_rule = c.rule;
+    PcoreStore* out = nullptr;
+    PCORE_ASSERT_OK(pcore_store_open(nullptr, &options, &out));
+    Handle store(out);
+    const uint64_t id = make_node(out, 64, 1);
+    PCORE_ASSERT_OK(pcore_node_publish(out, id, leaf.data(), leaf.size(), nullptr));
+    PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
+    PCORE_ASSERT_OK(pcore_node_info(out, id, &info));
+    EXPECT_EQ(info.capacity, c.capacity);
+    EXPECT_EQ(info.len, leaf.size());
+  }
 }
 
 // ---- handles --------------------------------------------------------------------------------
@@ -420,6 +452,9 @@ TEST_F(AbiErrorsTest, BadOptionsAreInvalidArguments) {
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("a").c_str(), &options, &out));
   options = default_options();
   options.growth_policy = 2;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("b").c_str(), &options, &out));
+  options = default_options();
+  options.growth_rule = 2;
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("b").c_str(), &options, &out));
   options = default_options();
   options.min_class_bytes = 8192;

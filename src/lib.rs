@@ -17,4 +17,6 @@ mod os;
 pub mod store;
 
 pub use error::{Error, Result, Status};
-pub use store::{Durability, GrowthPolicy, NodeId, NodeInfo, Root, Source, Store, StoreOptions, StoreStats};
+pub use store::{
+    Durability, GrowthPolicy, GrowthRule, NodeId, NodeInfo, Root, Source, Store, StoreOptions, StoreStats,
+};

@@ -10,7 +10,7 @@ use super::registry::{HandleType, Registry};
 use super::sized::{narrow, read_sized, SizedOut};
 use super::types::*;
 use crate::error::{Error, Result};
-use crate::store::{Durability, GrowthPolicy, NodeId, Source, Store, StoreOptions};
+use crate::store::{Durability, GrowthPolicy, GrowthRule, NodeId, Source, Store, StoreOptions};
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +36,7 @@ fn default_options() -> PcoreStoreOptions {
         max_class_bytes: d.max_class_bytes.into(),
         inline_payload_max_bytes: d.inline_payload_max_bytes.into(),
         checkpoint_log_bytes: d.checkpoint_log_bytes,
+        growth_rule: PCORE_GROWTH_RULE_FIT,
     }
 }
 
@@ -58,6 +59,11 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
             PCORE_GROWTH_NEW_ID => GrowthPolicy::NewId,
             other => return Err(Error::InvalidArgument(format!("growth policy {other}"))),
         },
+        growth_rule: match o.growth_rule {
+            PCORE_GROWTH_RULE_FIT => GrowthRule::Fit,
+            PCORE_GROWTH_RULE_DOUBLE => GrowthRule::Double,
+            other => return Err(Error::InvalidArgument(format!("growth rule {other}"))),
+        },
         balanced_interval_ms: or(o.balanced_interval_ms, d.balanced_interval_ms, "balanced_interval_ms")?,
         min_class_bytes: or(o.min_class_bytes, d.min_class_bytes, "min_class_bytes")?,
         max_class_bytes: or(o.max_class_bytes, d.max_class_bytes, "max_class_bytes")?,
@@ -74,8 +80,8 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
     })
 }
 
-/// Fills `opt` with the defaults (BALANCED durability, stable ids, classes 64 B to 256 KiB)
-/// and sets `struct_size`.
+/// Fills `opt` with the defaults (BALANCED durability, stable ids, growth to the smallest class
+/// that fits, classes 64 B to 256 KiB) and sets `struct_size`.
 ///
 /// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
 ///
@@ -190,7 +196,8 @@ pub unsafe extern "C" fn pcore_node_allocate(
 
 /// Replaces node `id`'s bytes with `len` bytes from `data`, which may point into the node's
 /// own block. A committed node is never written in place (copy-on-write). When `len`
-/// exceeds the node's capacity the node moves to the smallest class of at least 2 × `len`;
+/// exceeds the node's capacity the node moves to the smallest class that holds `len`
+/// (`PCORE_GROWTH_RULE_FIT`, the default) or of at least 2 × `len` (`PCORE_GROWTH_RULE_DOUBLE`);
 /// under `PCORE_GROWTH_STABLE_ID` it keeps its id, under `PCORE_GROWTH_NEW_ID` it gets a new
 /// one and `id` is freed. `*out_id` (if `out_id` is not NULL) receives the id to use from now on.
 /// Repeatable, before and after commits. On failure the node is unchanged.

@@ -11,7 +11,7 @@ use super::meta::Meta;
 use super::node_id::NodeId;
 use super::recovery;
 use super::wal::LogWriter;
-use crate::alloc::ClassStats;
+use crate::alloc::{ClassStats, GrowthRule};
 use crate::error::{Error, Result};
 use crate::limits::*;
 use crate::os::DirLock;
@@ -47,6 +47,8 @@ pub struct StoreOptions {
     pub durability: Durability,
     pub balanced_interval_ms: u32,
     pub growth_policy: GrowthPolicy,
+    /// Which class a node moves to when it outgrows its block; default `GrowthRule::Fit`.
+    pub growth_rule: GrowthRule,
     /// Size classes, used when the store is created; an existing store keeps its own.
     pub min_class_bytes: u32,
     pub max_class_bytes: u32,
@@ -71,6 +73,7 @@ impl Default for StoreOptions {
             durability: Durability::Balanced,
             balanced_interval_ms: DEFAULT_BALANCED_INTERVAL_MS,
             growth_policy: GrowthPolicy::StableId,
+            growth_rule: GrowthRule::Fit,
             min_class_bytes: DEFAULT_MIN_CLASS_BYTES,
             max_class_bytes: DEFAULT_MAX_CLASS_BYTES,
             inline_payload_max_bytes: DEFAULT_INLINE_PAYLOAD_MAX_BYTES,
@@ -316,6 +319,7 @@ impl Store {
         recovery_note: Option<String>,
     ) -> Store {
         core.verify_reads = options.verify_checksums;
+        core.growth_rule = options.growth_rule;
         let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
         let durable_epoch = AtomicU64::new(core.epoch);
         let shared = Arc::new(Shared {

@@ -9,7 +9,7 @@ use super::codec::crc;
 use super::node_id::NodeId;
 use super::table::{Committed, ObjectTable, Slot, State};
 use super::wal::{FrameBuilder, FrameParts, PutOp};
-use super::{GrowthPolicy, NodeInfo};
+use super::{GrowthPolicy, GrowthRule, NodeInfo};
 use crate::alloc::{Loc, Space};
 use crate::error::{Error, Result};
 use crate::limits::{ROOT_COUNT_MAX, ROOT_META_MAX_BYTES, ROOT_NAME_MAX_BYTES};
@@ -74,6 +74,7 @@ pub(crate) struct Core {
     pub committed_roots: Roots,
     pub epoch: u64,
     pub growth: GrowthPolicy,
+    pub growth_rule: GrowthRule,
     /// Check a committed node's bytes against its checksum on every read.
     pub verify_reads: bool,
     pub reallocations: u64,
@@ -104,6 +105,7 @@ impl Core {
             hot_roots: Vec::new(),
             epoch,
             growth,
+            growth_rule: GrowthRule::default(),
             verify_reads: false,
             reallocations: 0,
             live_nodes,
@@ -213,7 +215,7 @@ impl Core {
             self.mark_dirty(handle);
             return Ok(id);
         }
-        let class = self.space.classes().growth_class(len as u64)?;
+        let class = self.space.classes().growth_class(len as u64, self.growth_rule)?;
         match self.growth {
             GrowthPolicy::StableId => {
                 let new = self.space.allocate(class)?;
