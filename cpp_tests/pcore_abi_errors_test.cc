@@ -367,6 +367,32 @@ TEST_F(AbiErrorsTest, ClosedDirectoryStoreIsBadHandleAndReopens) {
   EXPECT_TRUE(node_holds(again.get(), id, 100, 3));
 }
 
+// Each thread remembers the store handles it used last (no lock, no reference count per
+// call). A handle one thread remembers and another closes must still be refused in the first,
+// and the closed store must keep no mapping of its files although the first thread still
+// holds a reference to it.
+TEST_F(AbiErrorsTest, AHandleClosedByAnotherThreadIsRefusedWhereItWasRemembered) {
+  ScratchDir dir("abi-cross-close");
+  const std::string path = dir.sub("store");
+  PcoreStore* store = open_dir(path, 0, PCORE_DURABILITY_BALANCED);
+  ASSERT_NE(store, nullptr);
+  const uint64_t id = make_node(store, 100, 3);  // this thread now remembers the handle
+  EXPECT_TRUE(node_holds(store, id, 100, 3));
+  int32_t closed = -1;
+  std::thread([&] { closed = pcore_store_close(store); }).join();
+  PCORE_ASSERT_OK(closed);
+  expect_every_call_fails(store, PCORE_BAD_HANDLE);
+  std::FILE* maps = std::fopen("/proc/self/maps", "r");
+  ASSERT_NE(maps, nullptr);
+  char line[4096];
+  std::vector<std::string> mapped;
+  while (std::fgets(line, sizeof line, maps) != nullptr) {
+    if (std::strstr(line, path.c_str()) != nullptr) mapped.push_back(line);
+  }
+  std::fclose(maps);
+  EXPECT_TRUE(mapped.empty()) << "a closed store's file is still mapped: " << mapped.front();
+}
+
 TEST_F(AbiErrorsTest, GarbageHandlesAreBadHandles) {
   Handle live(open_in_memory());  // a real store exists meanwhile
   uint64_t stack_garbage[64];

@@ -6,22 +6,60 @@
 //! writer at a time, reads from any thread.
 
 use super::guard::{self, bytes, c_path, copy_out, non_null, out_buffer, write_optional, write_out};
+use super::handle_cache::HandleCache;
 use super::registry::{HandleType, Registry};
 use super::sized::{narrow, read_sized, SizedOut};
 use super::types::*;
 use crate::error::{Error, Result};
 use crate::store::{Durability, GrowthPolicy, GrowthRule, NodeId, Source, Store, StoreOptions};
+use std::cell::RefCell;
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-static STORES: Registry<Store> = Registry::new(HandleType::Store);
+static STORES: Registry<StoreHandle> = Registry::new(HandleType::Store);
+
+/// What a store handle names: the store, and its per-reason counts (kept here so a free does
+/// not look them up).
+#[derive(Clone)]
+pub(crate) struct StoreHandle {
+    store: Store,
+    reasons: Arc<ReasonCounts>,
+}
+
+impl std::ops::Deref for StoreHandle {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+thread_local! {
+    /// The store handles this thread used last (see `HandleCache`).
+    static RECENT_STORES: RefCell<HandleCache<StoreHandle>> = const { RefCell::new(HandleCache::new()) };
+}
 
 pub(crate) fn store_of(handle: *const PcoreStore) -> Result<Store> {
     if handle.is_null() {
         return Err(Error::BadHandle("the store handle is NULL".into()));
     }
-    STORES.get(handle as usize)
+    STORES.get(handle as usize).map(|h| h.store)
+}
+
+/// Calls `f` with the store `handle` names, found through this thread's handle cache: the
+/// hot calls (allocate, publish, read, free) take no lock and touch no reference count to
+/// find their store.
+#[inline]
+fn with_store<R>(handle: *const PcoreStore, f: impl FnOnce(&StoreHandle) -> Result<R>) -> Result<R> {
+    if handle.is_null() {
+        return Err(Error::BadHandle("the store handle is NULL".into()));
+    }
+    RECENT_STORES.with(|cache| match cache.try_borrow_mut() {
+        Ok(mut cache) => cache.with(&STORES, handle as usize, f),
+        // A lookup inside a lookup (none today: pcore calls no host code that may call pcore
+        // while a store call runs) goes to the registry.
+        Err(_) => f(&STORES.get(handle as usize)?),
+    })
 }
 
 fn default_options() -> PcoreStoreOptions {
@@ -138,7 +176,8 @@ pub unsafe extern "C" fn pcore_store_open(
             let path = unsafe { c_path(dir, "dir")? };
             Store::open(path, &options)?
         };
-        let token = STORES.insert(store)?;
+        let reasons = reason_counts(&store)?;
+        let token = STORES.insert(StoreHandle { store, reasons })?;
         // SAFETY: `out` checked non-null; writable by contract.
         unsafe { write_out(out, token as *mut PcoreStore) };
         Ok(())
@@ -160,6 +199,8 @@ pub extern "C" fn pcore_store_close(store: *mut PcoreStore) -> i32 {
             return Err(Error::BadHandle("the store handle is NULL".into()));
         }
         let s = STORES.remove(store as usize)?;
+        // Entries other threads remember go stale with the removal; this thread's goes now.
+        RECENT_STORES.with(|cache| cache.try_borrow_mut().map(|mut c| c.forget(store as usize)).ok());
         s.close()
     })
 }
@@ -185,12 +226,13 @@ pub unsafe extern "C" fn pcore_node_allocate(
     out: *mut PcoreAllocResult,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        // SAFETY: per this function's contract. Checked before allocating: a failed call allocates nothing.
-        let out = unsafe { SizedOut::new(out, "out")? };
-        let (id, addr, capacity) = s.allocate(min_len, kind)?;
-        out.write(PcoreAllocResult { struct_size: 0, id: id.raw(), writable: addr as *mut c_void, capacity });
-        Ok(())
+        with_store(store, |s| {
+            // SAFETY: per this function's contract. Checked before allocating: a failed call allocates nothing.
+            let out = unsafe { SizedOut::new(out, "out")? };
+            let (id, addr, capacity) = s.allocate(min_len, kind)?;
+            out.write(PcoreAllocResult { struct_size: 0, id: id.raw(), writable: addr as *mut c_void, capacity });
+            Ok(())
+        })
     })
 }
 
@@ -217,22 +259,23 @@ pub unsafe extern "C" fn pcore_node_publish(
     out_id: *mut u64,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        let id = NodeId::from_raw(id);
-        let src = data as usize;
-        let new_id = match s.block_range(id) {
-            Ok((start, capacity)) if !data.is_null() && src >= start && src < start + capacity => {
-                s.publish_from(id, Source::OwnBlock { offset: src - start, len })?
-            }
-            _ => {
-                // SAFETY: `data` holds `len` readable bytes by contract; checked for NULL inside.
-                let slice = unsafe { bytes(data.cast::<u8>(), len, "data")? };
-                s.publish_from(id, Source::Bytes(slice))?
-            }
-        };
-        // SAFETY: NULL or writable, by this function's contract.
-        unsafe { write_optional(out_id, new_id.raw()) };
-        Ok(())
+        with_store(store, |s| {
+            let id = NodeId::from_raw(id);
+            let src = data as usize;
+            // One hold of the store's lock finds the node's block and publishes.
+            let new_id = s.publish_with(id, |block| match block {
+                Some((start, capacity)) if !data.is_null() && src >= start && src < start + capacity => {
+                    Ok(Source::OwnBlock { offset: src - start, len })
+                }
+                _ => {
+                    // SAFETY: `data` holds `len` readable bytes by contract; checked for NULL inside.
+                    Ok(Source::Bytes(unsafe { bytes(data.cast::<u8>(), len, "data")? }))
+                }
+            })?;
+            // SAFETY: NULL or writable, by this function's contract.
+            unsafe { write_optional(out_id, new_id.raw()) };
+            Ok(())
+        })
     })
 }
 
@@ -255,16 +298,17 @@ pub unsafe extern "C" fn pcore_node_write_ptr(
     out_capacity: *mut usize,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        non_null(out_ptr, "out_ptr")?;
-        non_null(out_capacity, "out_capacity")?;
-        let (addr, capacity) = s.write_ptr(NodeId::from_raw(id))?;
-        // SAFETY: both checked non-null; writable by contract.
-        unsafe {
-            write_out(out_ptr, addr as *mut c_void);
-            write_out(out_capacity, capacity);
-        }
-        Ok(())
+        with_store(store, |s| {
+            non_null(out_ptr, "out_ptr")?;
+            non_null(out_capacity, "out_capacity")?;
+            let (addr, capacity) = s.write_ptr(NodeId::from_raw(id))?;
+            // SAFETY: both checked non-null; writable by contract.
+            unsafe {
+                write_out(out_ptr, addr as *mut c_void);
+                write_out(out_capacity, capacity);
+            }
+            Ok(())
+        })
     })
 }
 
@@ -274,7 +318,7 @@ pub unsafe extern "C" fn pcore_node_write_ptr(
 /// `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, len: usize) -> i32 {
-    guard::call(|| store_of(store)?.publish_in_place(NodeId::from_raw(id), len))
+    guard::call(|| with_store(store, |s| s.publish_in_place(NodeId::from_raw(id), len)))
 }
 
 /// The latest published bytes of node `id` (the writer sees its own uncommitted nodes).
@@ -292,12 +336,13 @@ pub unsafe extern "C" fn pcore_node_read(store: *mut PcoreStore, id: u64, out: *
     // SAFETY: NULL or writable, by this function's contract.
     unsafe { write_optional(out, PcoreNodeBytes { data: std::ptr::null(), len: 0 }) };
     guard::call(|| {
-        let s = store_of(store)?;
-        non_null(out, "out")?;
-        let (addr, len) = s.read_addr(NodeId::from_raw(id))?;
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, PcoreNodeBytes { data: addr as *const c_void, len }) };
-        Ok(())
+        with_store(store, |s| {
+            non_null(out, "out")?;
+            let (addr, len) = s.read_addr(NodeId::from_raw(id))?;
+            // SAFETY: checked non-null; writable by contract.
+            unsafe { write_out(out, PcoreNodeBytes { data: addr as *const c_void, len }) };
+            Ok(())
+        })
     })
 }
 
@@ -323,14 +368,15 @@ pub unsafe extern "C" fn pcore_node_read_copy(
     out_len: *mut usize,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        non_null(out_len, "out_len")?;
-        out_buffer(buf, cap, "buf")?;
-        // Copied under the store's read lock: a writer cannot change the bytes meanwhile.
-        s.with_node(NodeId::from_raw(id), |bytes| {
-            // SAFETY: `buf` has `cap` writable bytes by contract and is the host's memory, so
-            // it cannot overlap the store's mapped block; `out_len` checked non-null.
-            unsafe { copy_out(bytes, buf, cap, out_len) }
+        with_store(store, |s| {
+            non_null(out_len, "out_len")?;
+            out_buffer(buf, cap, "buf")?;
+            // Copied under the store's read lock: a writer cannot change the bytes meanwhile.
+            s.with_node(NodeId::from_raw(id), |bytes| {
+                // SAFETY: `buf` has `cap` writable bytes by contract and is the host's memory, so
+                // it cannot overlap the store's mapped block; `out_len` checked non-null.
+                unsafe { copy_out(bytes, buf, cap, out_len) }
+            })
         })
     })
 }
@@ -346,20 +392,21 @@ pub unsafe extern "C" fn pcore_node_read_copy(
 #[no_mangle]
 pub unsafe extern "C" fn pcore_node_info(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeInfo) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        // SAFETY: per this function's contract.
-        let out = unsafe { SizedOut::new(out, "out")? };
-        let i = s.info(NodeId::from_raw(id))?;
-        out.write(PcoreNodeInfo {
-            struct_size: 0,
-            id: i.id.raw(),
-            len: i.len as u64,
-            capacity: i.capacity as u64,
-            kind: i.kind.into(),
-            committed: i.committed.into(),
-            dirty: i.dirty.into(),
-        });
-        Ok(())
+        with_store(store, |s| {
+            // SAFETY: per this function's contract.
+            let out = unsafe { SizedOut::new(out, "out")? };
+            let i = s.info(NodeId::from_raw(id))?;
+            out.write(PcoreNodeInfo {
+                struct_size: 0,
+                id: i.id.raw(),
+                len: i.len as u64,
+                capacity: i.capacity as u64,
+                kind: i.kind.into(),
+                committed: i.committed.into(),
+                dirty: i.dirty.into(),
+            });
+            Ok(())
+        })
     })
 }
 
@@ -402,12 +449,13 @@ fn counts_of(counts: &[AtomicU64; PCORE_REASON_COUNT]) -> [u64; PCORE_REASON_COU
 #[no_mangle]
 pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        let reason = reason_index(reason)?;
-        let counts = reason_counts(&s)?;
-        s.free(NodeId::from_raw(id))?;
-        counts.frees[reason].fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        with_store(store, |s| {
+            let reason = reason_index(reason)?;
+            let counts = &s.reasons;
+            s.free(NodeId::from_raw(id))?;
+            counts.frees[reason].fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
     })
 }
 
@@ -421,12 +469,13 @@ pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -
 #[no_mangle]
 pub extern "C" fn pcore_node_retire(store: *mut PcoreStore, id: u64, epoch: u64, reason: u8) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        let reason = reason_index(reason)?;
-        let counts = reason_counts(&s)?;
-        s.retire(NodeId::from_raw(id), epoch)?;
-        counts.retires[reason].fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        with_store(store, |s| {
+            let reason = reason_index(reason)?;
+            let counts = &s.reasons;
+            s.retire(NodeId::from_raw(id), epoch)?;
+            counts.retires[reason].fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
     })
 }
 
@@ -450,11 +499,12 @@ pub unsafe extern "C" fn pcore_root_set(
     meta_len: usize,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        // SAFETY: per this function's contract.
-        let (name, meta) =
-            unsafe { (bytes(name.cast::<u8>(), name_len, "name")?, bytes(meta.cast::<u8>(), meta_len, "meta")?) };
-        s.set_root(name, id, meta)
+        with_store(store, |s| {
+            // SAFETY: per this function's contract.
+            let (name, meta) =
+                unsafe { (bytes(name.cast::<u8>(), name_len, "name")?, bytes(meta.cast::<u8>(), meta_len, "meta")?) };
+            s.set_root(name, id, meta)
+        })
     })
 }
 
@@ -479,21 +529,22 @@ pub unsafe extern "C" fn pcore_root_get(
     out_meta_len: *mut usize,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        non_null(out_id, "out_id")?;
-        out_buffer(meta_buf, meta_cap, "meta_buf")?;
-        // SAFETY: per this function's contract.
-        let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
-        let root = s
-            .get_root(name)?
-            .ok_or_else(|| Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name))))?;
-        // SAFETY: `out_id` checked non-null; `meta_buf` has `meta_cap` writable bytes and
-        // `out_meta_len` is NULL or writable, by contract.
-        unsafe {
-            write_out(out_id, root.id);
-            copy_out(&root.meta, meta_buf, meta_cap, out_meta_len);
-        }
-        Ok(())
+        with_store(store, |s| {
+            non_null(out_id, "out_id")?;
+            out_buffer(meta_buf, meta_cap, "meta_buf")?;
+            // SAFETY: per this function's contract.
+            let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
+            let root = s
+                .get_root(name)?
+                .ok_or_else(|| Error::NotFound(format!("no root named {:?}", String::from_utf8_lossy(name))))?;
+            // SAFETY: `out_id` checked non-null; `meta_buf` has `meta_cap` writable bytes and
+            // `out_meta_len` is NULL or writable, by contract.
+            unsafe {
+                write_out(out_id, root.id);
+                copy_out(&root.meta, meta_buf, meta_cap, out_meta_len);
+            }
+            Ok(())
+        })
     })
 }
 

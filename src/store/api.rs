@@ -138,6 +138,8 @@ struct WriterSide {
     /// Why the store is poisoned (the flag itself is `Shared::poisoned`).
     poisoned: Option<String>,
     last_checkpoint_error: Option<String>,
+    /// The last commit's frame buffer, reused by the next (see `FrameBuilder::with_buffer`).
+    frame_buffer: Vec<u8>,
 }
 
 /// An object that caches store state (a B+ tree caches its root, height and count) and must
@@ -286,6 +288,7 @@ impl Store {
             meta_refreshed: Instant::now(),
             poisoned: None,
             last_checkpoint_error: None,
+            frame_buffer: Vec::new(),
         };
         let store = Store::from_parts(writer, opened.core, options.clone(), false, opened.note);
         if opened.needs_checkpoint {
@@ -307,6 +310,7 @@ impl Store {
             meta_refreshed: Instant::now(),
             poisoned: None,
             last_checkpoint_error: None,
+            frame_buffer: Vec::new(),
         };
         Ok(Store::from_parts(writer, core, StoreOptions { read_only: false, ..options.clone() }, true, None))
     }
@@ -425,19 +429,28 @@ impl Store {
         self.mutate(|c| c.publish(id, src))
     }
 
+    /// As `publish_from`, with the source chosen by `source` under the same hold of the lock,
+    /// from the address and capacity of the node's current block (`None` for an unknown id):
+    /// the C ABI recognizes there a source inside the node's own block.
+    pub fn publish_with<'a>(
+        &self,
+        id: NodeId,
+        source: impl FnOnce(Option<(usize, usize)>) -> Result<Source<'a>>,
+    ) -> Result<NodeId> {
+        self.mutate(|c| {
+            let block = c.table.resolve(id).ok().map(|h| {
+                let loc = c.table.slots[h as usize].loc();
+                (c.space.addr(loc), c.space.capacity(loc.class) as usize)
+            });
+            let src = source(block)?;
+            c.publish(id, src)
+        })
+    }
+
     /// Address and capacity of a writable version of the node (see `Core::write_loc`).
     pub fn write_ptr(&self, id: NodeId) -> Result<(usize, usize)> {
         self.mutate(|c| {
             let loc = c.write_loc(id)?;
-            Ok((c.space.addr(loc), c.space.capacity(loc.class) as usize))
-        })
-    }
-
-    /// Address and capacity of the node's current block (for the C ABI, to recognize a
-    /// publish whose source lies inside the node itself).
-    pub fn block_range(&self, id: NodeId) -> Result<(usize, usize)> {
-        self.read_state(|c| {
-            let (loc, _) = c.read_loc(id)?;
             Ok((c.space.addr(loc), c.space.capacity(loc.class) as usize))
         })
     }
@@ -531,13 +544,17 @@ impl Store {
         let opts = &self.shared.options;
         if self.shared.in_memory {
             let mut c = self.shared.state.write();
-            let epoch = c.prepare_commit(0).epoch;
+            let buffer = std::mem::take(&mut w.frame_buffer);
+            let prepared = c.prepare_commit(0, buffer);
+            let epoch = prepared.epoch;
+            w.frame_buffer = prepared.frame.into_buffer();
             c.apply_commit(epoch);
             c.release_frees(epoch)?;
             return Ok(epoch);
         }
         let mut c = self.shared.state.write();
-        let mut prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize);
+        let buffer = std::mem::take(&mut w.frame_buffer);
+        let mut prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize, buffer);
         // Readers go on while the frame is written and synced; mutations wait.
         let c = RwLockWriteGuard::downgrade_to_upgradable(c);
         for &(loc, len) in &prepared.unlogged {
@@ -559,6 +576,8 @@ impl Store {
             }
             return Err(err);
         }
+        drop(frame);
+        w.frame_buffer = prepared.frame.into_buffer();
         w.written_epoch = prepared.epoch;
         let pending = c.pending_free_bytes;
         let sync_now = match opts.durability {
@@ -844,6 +863,12 @@ impl Shared {
         w._lock = None;
         drop(w);
         self.attachments.lock().clear();
+        // A closed store keeps no memory, mapping or file: references to it may live on long
+        // after the close (a C host thread's handle cache holds one until its next call).
+        if let Ok(empty) = recovery::new_memory_core(&StoreOptions::default()) {
+            let old = std::mem::replace(&mut *self.state.write(), empty);
+            drop(old);
+        }
         result
     }
 

@@ -172,10 +172,11 @@ impl Core {
     }
 
     /// Gives the node a private copy of its committed block (copy-on-write), copying
-    /// `copy_len` bytes of the old contents into it.
-    fn shadow(&mut self, handle: u64, copy_len: usize) -> Result<Loc> {
+    /// `copy_len` bytes of the old contents into it; the caller writes the first
+    /// `written_bytes` next (the rest is zeroed).
+    fn shadow(&mut self, handle: u64, copy_len: usize, written_bytes: usize) -> Result<Loc> {
         let slot = self.table.slots[handle as usize];
-        let shadow = self.space.allocate(slot.class)?;
+        let shadow = self.space.allocate_over(slot.class, copy_len.max(written_bytes))?;
         if copy_len > 0 {
             self.space.copy(slot.loc(), 0, shadow, copy_len);
         }
@@ -209,7 +210,7 @@ impl Core {
             }
         }
         if len <= capacity {
-            let target = if self.needs_shadow(handle) { self.shadow(handle, 0)? } else { slot.loc() };
+            let target = if self.needs_shadow(handle) { self.shadow(handle, 0, len)? } else { slot.loc() };
             self.write_source(target, src, slot.loc());
             self.table.slots[handle as usize].len = len as u32;
             self.mark_dirty(handle);
@@ -218,7 +219,7 @@ impl Core {
         let class = self.space.classes().growth_class(len as u64, self.growth_rule)?;
         match self.growth {
             GrowthPolicy::StableId => {
-                let new = self.space.allocate(class)?;
+                let new = self.space.allocate_over(class, len)?;
                 self.write_source(new, src, slot.loc());
                 self.drop_working_block(handle)?;
                 let s = &mut self.table.slots[handle as usize];
@@ -245,7 +246,7 @@ impl Core {
         let handle = self.table.resolve(id)?;
         let loc = if self.needs_shadow(handle) {
             let capacity = self.space.capacity(self.table.slots[handle as usize].class) as usize;
-            self.shadow(handle, capacity)?
+            self.shadow(handle, capacity, capacity)?
         } else {
             self.table.slots[handle as usize].loc()
         };
@@ -476,8 +477,9 @@ impl Core {
         }
     }
 
-    /// Builds the next commit's frame. Nothing is marked committed until `apply_commit`.
-    pub fn prepare_commit(&mut self, inline_max: usize) -> PreparedCommit {
+    /// Builds the next commit's frame, in `buffer` (see `FrameBuilder::with_buffer`). Nothing
+    /// is marked committed until `apply_commit`.
+    pub fn prepare_commit(&mut self, inline_max: usize, buffer: Vec<u8>) -> PreparedCommit {
         self.flush_hot_roots();
         let epoch = self.epoch + 1;
         self.free_due_retired(epoch);
@@ -496,7 +498,7 @@ impl Core {
                 .map(|name| FrameBuilder::root_bytes(name.len(), self.roots[name].1.len()))
                 .sum::<usize>()
             + self.removed_roots.iter().map(|name| FrameBuilder::root_remove_bytes(name.len())).sum::<usize>();
-        let mut frame = FrameBuilder::with_capacity(body_bytes);
+        let mut frame = FrameBuilder::with_buffer(buffer, body_bytes);
         let mut unlogged = Vec::new();
         for &handle in &self.dirty {
             let s = self.table.slots[handle as usize];
@@ -541,7 +543,9 @@ impl Core {
     /// Marks everything in the prepared commit as committed at `epoch`.
     pub fn apply_commit(&mut self, epoch: u64) {
         assert_eq!(epoch, self.epoch + 1, "commits apply in order");
-        for handle in std::mem::take(&mut self.dirty) {
+        // Taken and put back empty, so the next commit's list grows in the same allocation.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &handle in &dirty {
             let s = self.table.slots[handle as usize];
             if !s.dirty {
                 continue;
@@ -567,6 +571,8 @@ impl Core {
             slot.state = State::Live;
             slot.dirty = false;
         }
+        dirty.clear();
+        self.dirty = dirty;
         debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
         for name in std::mem::take(&mut self.dirty_roots) {
             let root = self.roots[&name].clone();
