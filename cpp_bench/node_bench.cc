@@ -1,6 +1,6 @@
 // node_bench: the node store's hot calls through the C ABI, as a host makes them.
 //
-//   <build>/bin/node_bench [--quick] [--scale-only] [--nodes N] [--dir DIR]
+//   <build>/bin/node_bench [--quick] [--scale-only | --pairs-only] [--nodes N] [--dir DIR]
 //
 // 1. allocate+free pairs (a ring of 4096 live nodes: free the oldest, allocate a new one)
 //    against glibc malloc+free on the same sizes: 64-byte records, and sizes mixed 256 B-4 KiB.
@@ -212,6 +212,7 @@ void at_scale(const std::string& dir, uint64_t nodes) {
 int main(int argc, char** argv) {
   bool quick = false;
   bool pairs_too = true;
+  bool scale_too = true;
   uint64_t nodes = 0;
   std::string dir;
   for (int i = 1; i < argc; ++i) {
@@ -220,12 +221,14 @@ int main(int argc, char** argv) {
       quick = true;
     } else if (a == "--scale-only") {
       pairs_too = false;
+    } else if (a == "--pairs-only") {
+      scale_too = false;
     } else if (a == "--nodes" && i + 1 < argc) {
       nodes = std::strtoull(argv[++i], nullptr, 10);
     } else if (a == "--dir" && i + 1 < argc) {
       dir = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: node_bench [--quick] [--scale-only] [--nodes N] [--dir DIR]\n");
+      std::fprintf(stderr, "usage: node_bench [--quick] [--scale-only | --pairs-only] [--nodes N] [--dir DIR]\n");
       return 2;
     }
   }
@@ -241,7 +244,7 @@ int main(int argc, char** argv) {
     std::printf("%-32s %12.1f %12.1f %8.2f\n", "mixed 256 B-4 KiB", mixed.pcore_ns, mixed.malloc_ns,
                 mixed.pcore_ns / mixed.malloc_ns);
   }
-  at_scale(dir, nodes);
+  if (scale_too) at_scale(dir, nodes);
   std::string rm = "rm -rf '" + dir + "'";
   if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "node_bench: could not remove %s\n", dir.c_str());
   return 0;

@@ -434,6 +434,13 @@ fn reason_index(reason: u8) -> Result<usize> {
     }
 }
 
+/// Counts one more free or retire. Called only under the store's state lock (`free_then`,
+/// `retire_then`), which orders every update of a store's counts, so a load and a store count
+/// exactly, without an atomic read-modify-write per free.
+fn count(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
 fn counts_of(counts: &[AtomicU64; PCORE_REASON_COUNT]) -> [u64; PCORE_REASON_COUNT] {
     std::array::from_fn(|i| counts[i].load(Ordering::Relaxed))
 }
@@ -451,10 +458,7 @@ pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -
     guard::call(|| {
         with_store(store, |s| {
             let reason = reason_index(reason)?;
-            let counts = &s.reasons;
-            s.free(NodeId::from_raw(id))?;
-            counts.frees[reason].fetch_add(1, Ordering::Relaxed);
-            Ok(())
+            s.free_then(NodeId::from_raw(id), || count(&s.reasons.frees[reason]))
         })
     })
 }
@@ -471,10 +475,7 @@ pub extern "C" fn pcore_node_retire(store: *mut PcoreStore, id: u64, epoch: u64,
     guard::call(|| {
         with_store(store, |s| {
             let reason = reason_index(reason)?;
-            let counts = &s.reasons;
-            s.retire(NodeId::from_raw(id), epoch)?;
-            counts.retires[reason].fetch_add(1, Ordering::Relaxed);
-            Ok(())
+            s.retire_then(NodeId::from_raw(id), epoch, || count(&s.reasons.retires[reason]))
         })
     })
 }

@@ -514,10 +514,21 @@ impl Store {
         self.mutate(|c| c.free(id))
     }
 
+    /// As `free`; `then` runs after the free succeeds, under the same hold of the store's
+    /// lock (which orders it with every other mutation of the store).
+    pub fn free_then(&self, id: NodeId, then: impl FnOnce()) -> Result<()> {
+        self.mutate(|c| c.free(id).map(|()| then()))
+    }
+
     /// Frees the node at the first commit whose epoch is at least `epoch`; until then it stays
     /// readable for readers on older versions.
     pub fn retire(&self, id: NodeId, epoch: u64) -> Result<()> {
         self.mutate(|c| c.retire(id, epoch))
+    }
+
+    /// As `retire`, with `then` as in `free_then`.
+    pub fn retire_then(&self, id: NodeId, epoch: u64, then: impl FnOnce()) -> Result<()> {
+        self.mutate(|c| c.retire(id, epoch).map(|()| then()))
     }
 
     /// Sets a named root (durable at the next commit).

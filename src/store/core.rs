@@ -60,6 +60,9 @@ struct HotRoot {
 /// How many roots stay hot: one per tree being written to, for a few trees at once.
 const HOT_ROOTS_MAX: usize = 8;
 
+/// The dirty list is not compacted below this length: compacting a short list saves nothing.
+const DIRTY_COMPACT_MIN: usize = 4096;
+
 pub(crate) struct Core {
     pub space: Space,
     pub table: ObjectTable,
@@ -81,6 +84,8 @@ pub(crate) struct Core {
     pub live_nodes: u64,
     pub reserved_nodes: u64,
     dirty: Vec<u64>,
+    /// `dirty`'s length after it was last compacted (see `mark_dirty`).
+    dirty_compacted: usize,
     dirty_roots: BTreeSet<Vec<u8>>,
     /// Roots removed since the last commit, each once committed (its removal is logged);
     /// never also in `dirty_roots`.
@@ -111,6 +116,7 @@ impl Core {
             live_nodes,
             reserved_nodes: 0,
             dirty: Vec::new(),
+            dirty_compacted: 0,
             dirty_roots: BTreeSet::new(),
             removed_roots: BTreeSet::new(),
             retired: Vec::new(),
@@ -124,8 +130,26 @@ impl Core {
         let slot = &mut self.table.slots[handle as usize];
         if !slot.dirty {
             slot.dirty = true;
+            if self.dirty.len() >= 2 * self.dirty_compacted + DIRTY_COMPACT_MIN {
+                self.compact_dirty();
+            }
             self.dirty.push(handle);
         }
+    }
+
+    /// Drops from the dirty list the handles that are no longer dirty (nodes allocated and
+    /// freed again before a commit) and those listed twice (a handle freed and reused): a
+    /// host that allocates and frees without committing must not grow the list forever.
+    /// Runs after the list doubled since the last time, so it costs O(1) per entry.
+    #[cold]
+    fn compact_dirty(&mut self) {
+        let slots = &mut self.table.slots;
+        // A handle's `dirty` flag, cleared at its first sighting, tells a second one apart.
+        self.dirty.retain(|&h| std::mem::take(&mut slots[h as usize].dirty));
+        for &h in &self.dirty {
+            slots[h as usize].dirty = true;
+        }
+        self.dirty_compacted = self.dirty.len();
     }
 
     pub fn allocate(&mut self, min_len: usize, kind: u8) -> Result<(NodeId, Loc)> {
@@ -573,6 +597,7 @@ impl Core {
         }
         dirty.clear();
         self.dirty = dirty;
+        self.dirty_compacted = 0;
         debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
         for name in std::mem::take(&mut self.dirty_roots) {
             let root = self.roots[&name].clone();
@@ -593,6 +618,7 @@ impl Core {
     pub fn abort(&mut self) -> Result<()> {
         self.dirty.sort_unstable();
         self.dirty.dedup();
+        self.dirty_compacted = 0;
         for handle in std::mem::take(&mut self.dirty) {
             let s = self.table.slots[handle as usize];
             if !s.dirty {
@@ -683,4 +709,29 @@ pub(crate) fn check_root_name(name: &[u8]) -> Result<()> {
 /// A request length that selects `class` exactly.
 fn class_floor_len(core: &Core, class: u8) -> usize {
     core.space.capacity(class) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    /// A host that allocates and frees without committing (a ring of live nodes, as an
+    /// allocator benchmark runs) keeps the dirty list near its live count, not one entry per
+    /// allocation ever made; a commit then logs exactly the live nodes.
+    #[test]
+    fn allocating_and_freeing_without_commits_keeps_the_dirty_list_bounded() {
+        let mut c = super::super::recovery::new_memory_core(&StoreOptions::default()).unwrap();
+        let mut ring: Vec<NodeId> = (0..1000).map(|_| c.allocate(64, 1).unwrap().0).collect();
+        for i in 0..200_000 {
+            c.free(ring[i % ring.len()]).unwrap();
+            ring[i % 1000] = c.allocate(64, 1).unwrap().0;
+        }
+        assert!(c.dirty.len() <= 2 * 1000 + DIRTY_COMPACT_MIN + 1, "{} entries", c.dirty.len());
+        let prepared = c.prepare_commit(usize::MAX, Vec::new());
+        assert_eq!(c.dirty.len(), 1000, "after dedup: the live nodes");
+        c.apply_commit(prepared.epoch);
+        assert_eq!(c.live_nodes, 1000);
+        c.verify().unwrap();
+    }
 }
