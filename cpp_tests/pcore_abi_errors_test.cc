@@ -266,7 +266,39 @@ TEST_F(AbiErrorsTest, OptionsInitFillsDefaults) {
   EXPECT_EQ(options.flags, 0u);
   EXPECT_EQ(options.durability, static_cast<uint32_t>(PCORE_DURABILITY_BALANCED));
   EXPECT_EQ(options.growth_policy, static_cast<uint32_t>(PCORE_GROWTH_STABLE_ID));
+  EXPECT_EQ(options.growth_rule, static_cast<uint64_t>(PCORE_GROWTH_RULE_FIT));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init(nullptr));
+}
+
+// A node of 64 bytes grown to 1,107 (XTree's average leaf) lands in the class the growth rule
+// names: FIT the smallest holding 1,107 bytes, DOUBLE the smallest holding 2,214; a caller
+// built against ABI 2.0 (whose struct ends before growth_rule) gets FIT.
+TEST_F(AbiErrorsTest, GrowthRuleOptionPicksTheClass) {
+  struct Case {
+    uint64_t struct_size;
+    uint64_t rule;
+    uint64_t capacity;
+  };
+  const Case cases[] = {{sizeof(PcoreStoreOptions), PCORE_GROWTH_RULE_FIT, 2048},
+                        {sizeof(PcoreStoreOptions), PCORE_GROWTH_RULE_DOUBLE, 4096},
+                        {offsetof(PcoreStoreOptions, growth_rule), 12345, 2048}};
+  std::vector<uint8_t> leaf(1107, 0x6C);
+  for (const Case& c : cases) {
+    SCOPED_TRACE("rule " + std::to_string(c.rule) + ", struct_size " + std::to_string(c.struct_size));
+    PcoreStoreOptions options = default_options();
+    options.flags = PCORE_OPEN_IN_MEMORY;
+    options.struct_size = c.struct_size;
+    options.growth_rule = c.rule;
+    PcoreStore* out = nullptr;
+    PCORE_ASSERT_OK(pcore_store_open(nullptr, &options, &out));
+    Handle store(out);
+    const uint64_t id = make_node(out, 64, 1);
+    PCORE_ASSERT_OK(pcore_node_publish(out, id, leaf.data(), leaf.size(), nullptr));
+    PcoreNodeInfo info = pcore_test::sized<PcoreNodeInfo>();
+    PCORE_ASSERT_OK(pcore_node_info(out, id, &info));
+    EXPECT_EQ(info.capacity, c.capacity);
+    EXPECT_EQ(info.len, leaf.size());
+  }
 }
 
 // ---- handles --------------------------------------------------------------------------------
@@ -333,6 +365,32 @@ TEST_F(AbiErrorsTest, ClosedDirectoryStoreIsBadHandleAndReopens) {
   Handle again(open_dir(path));  // the lock was released
   ASSERT_NE(again.get(), nullptr);
   EXPECT_TRUE(node_holds(again.get(), id, 100, 3));
+}
+
+// Each thread remembers the store handles it used last (no lock, no reference count per
+// call). A handle one thread remembers and another closes must still be refused in the first,
+// and the closed store must keep no mapping of its files although the first thread still
+// holds a reference to it.
+TEST_F(AbiErrorsTest, AHandleClosedByAnotherThreadIsRefusedWhereItWasRemembered) {
+  ScratchDir dir("abi-cross-close");
+  const std::string path = dir.sub("store");
+  PcoreStore* store = open_dir(path, 0, PCORE_DURABILITY_BALANCED);
+  ASSERT_NE(store, nullptr);
+  const uint64_t id = make_node(store, 100, 3);  // this thread now remembers the handle
+  EXPECT_TRUE(node_holds(store, id, 100, 3));
+  int32_t closed = -1;
+  std::thread([&] { closed = pcore_store_close(store); }).join();
+  PCORE_ASSERT_OK(closed);
+  expect_every_call_fails(store, PCORE_BAD_HANDLE);
+  std::FILE* maps = std::fopen("/proc/self/maps", "r");
+  ASSERT_NE(maps, nullptr);
+  char line[4096];
+  std::vector<std::string> mapped;
+  while (std::fgets(line, sizeof line, maps) != nullptr) {
+    if (std::strstr(line, path.c_str()) != nullptr) mapped.push_back(line);
+  }
+  std::fclose(maps);
+  EXPECT_TRUE(mapped.empty()) << "a closed store's file is still mapped: " << mapped.front();
 }
 
 TEST_F(AbiErrorsTest, GarbageHandlesAreBadHandles) {
@@ -420,6 +478,9 @@ TEST_F(AbiErrorsTest, BadOptionsAreInvalidArguments) {
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("a").c_str(), &options, &out));
   options = default_options();
   options.growth_policy = 2;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("b").c_str(), &options, &out));
+  options = default_options();
+  options.growth_rule = 2;
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("b").c_str(), &options, &out));
   options = default_options();
   options.min_class_bytes = 8192;

@@ -128,6 +128,14 @@
 // Growth: the node moves and gets a new id; the old id is freed.
 #define PCORE_GROWTH_NEW_ID 1
 
+// Growth rule (the default): a node that outgrows its block moves to the smallest size class
+// that holds its new length.
+#define PCORE_GROWTH_RULE_FIT 0
+
+// Growth rule: a node that outgrows its block moves to the smallest size class of at least
+// twice its new length (the seed's rule: fewer moves, up to 4x the length on disk).
+#define PCORE_GROWTH_RULE_DOUBLE 1
+
 // Why XTree frees or retires a node (`pcore_node_free`, `pcore_node_retire`): counted per
 // reason in `PcoreStoreStats`. Reason unknown.
 #define PCORE_REASON_UNKNOWN 0
@@ -168,7 +176,8 @@
 // (`pcore_store_class_stats` with `PCORE_CLASS_TOTAL`), made booleans `uint64_t` 0 or 1,
 // gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
 // reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
-// `pcore_cursor_next_batch` and read snapshots (`pcore_snapshot_*`). The library's SONAME is
+// `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`) and
+// `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). The library's SONAME is
 // `libpcore.so.<major>`.
 #define PCORE_ABI_VERSION 131073
 
@@ -239,6 +248,9 @@ typedef struct PcoreStoreOptions {
   uint64_t inline_payload_max_bytes;
   // A checkpoint is taken when the log passes this size; 0 = 64 MiB.
   uint64_t checkpoint_log_bytes;
+  // `PCORE_GROWTH_RULE_*`; default FIT (ABI 2.1; an older caller's struct ends before it
+  // and gets the default).
+  uint64_t growth_rule;
 } PcoreStoreOptions;
 
 // A new node: its id, its zero-filled block (writable until published or freed), and the
@@ -409,8 +421,8 @@ const char *pcore_status_name(int32_t status);
 // Owned by pcore: valid until the next failing pcore call on this thread; copy it to keep it.
 const char *pcore_last_error_message(void);
 
-// Fills `opt` with the defaults (BALANCED durability, stable ids, classes 64 B to 256 KiB)
-// and sets `struct_size`.
+// Fills `opt` with the defaults (BALANCED durability, stable ids, growth to the smallest class
+// that fits, classes 64 B to 256 KiB) and sets `struct_size`.
 //
 // Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
 //
@@ -474,7 +486,8 @@ int32_t pcore_node_allocate(struct PcoreStore *store,
 
 // Replaces node `id`'s bytes with `len` bytes from `data`, which may point into the node's
 // own block. A committed node is never written in place (copy-on-write). When `len`
-// exceeds the node's capacity the node moves to the smallest class of at least 2 × `len`;
+// exceeds the node's capacity the node moves to the smallest class that holds `len`
+// (`PCORE_GROWTH_RULE_FIT`, the default) or of at least 2 × `len` (`PCORE_GROWTH_RULE_DOUBLE`);
 // under `PCORE_GROWTH_STABLE_ID` it keeps its id, under `PCORE_GROWTH_NEW_ID` it gets a new
 // one and `id` is freed. `*out_id` (if `out_id` is not NULL) receives the id to use from now on.
 // Repeatable, before and after commits. On failure the node is unchanged.
@@ -972,7 +985,7 @@ int32_t pcore_snapshot_end(struct PcoreSnapshot *snapshot);
 int32_t pcore_snapshot_epoch(struct PcoreSnapshot *snapshot, uint64_t *out_epoch);
 
 // Node `id` as the snapshot's commit left it: `out->data` stays valid, and its bytes
-// unchanged, until the snapshot ends, whatever the writer does. A node allocated after
+// unchanged, until the snapshot ends or the store closes, whatever the writer does. A node allocated after
 // that commit, or freed before it, is `PCORE_NOT_FOUND`. On any failure `*out` (if `out`
 // is not NULL) is set to `{NULL, 0}`. With `PCORE_OPEN_VERIFY_CHECKSUMS` the bytes are
 // checked against their commit's checksum (`PCORE_CORRUPT`); they cannot change after.

@@ -134,6 +134,14 @@ enum class GrowthPolicy : uint32_t {
   NewId = static_cast<uint32_t>(PCORE_GROWTH_NEW_ID),
 };
 
+/// Which size class a node moves to when it outgrows its block.
+enum class GrowthRule : uint32_t {
+  /// The smallest class that holds the new length (the default).
+  Fit = static_cast<uint32_t>(PCORE_GROWTH_RULE_FIT),
+  /// The smallest class of at least twice the new length (the seed's rule).
+  Double = static_cast<uint32_t>(PCORE_GROWTH_RULE_DOUBLE),
+};
+
 /// Builder over PcoreStoreOptions; starts from pcore_store_options_init's defaults.
 class Options {
  public:
@@ -152,6 +160,10 @@ class Options {
   }
   Options& growth_policy(GrowthPolicy policy) {
     raw_.growth_policy = static_cast<uint32_t>(policy);
+    return *this;
+  }
+  Options& growth_rule(GrowthRule rule) {
+    raw_.growth_rule = static_cast<uint32_t>(rule);
     return *this;
   }
   /// Size classes are fixed when a store is created; ignored when opening an existing one.
@@ -176,6 +188,7 @@ class Options {
   [[nodiscard]] bool is_read_only() const noexcept { return has_flag(PCORE_OPEN_READ_ONLY); }
   [[nodiscard]] bool is_in_memory() const noexcept { return has_flag(PCORE_OPEN_IN_MEMORY); }
   [[nodiscard]] GrowthPolicy growth() const noexcept { return static_cast<GrowthPolicy>(raw_.growth_policy); }
+  [[nodiscard]] GrowthRule growth_rule() const noexcept { return static_cast<GrowthRule>(raw_.growth_rule); }
 
   [[nodiscard]] const PcoreStoreOptions& raw() const noexcept { return raw_; }
   [[nodiscard]] PcoreStoreOptions& raw() noexcept { return raw_; }

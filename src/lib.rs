@@ -19,4 +19,6 @@ pub mod store;
 pub mod test_rng;
 
 pub use error::{Error, Result, Status};
-pub use store::{Durability, GrowthPolicy, NodeId, NodeInfo, Root, Snapshot, Source, Store, StoreOptions, StoreStats};
+pub use store::{
+    Durability, GrowthPolicy, GrowthRule, NodeId, NodeInfo, Root, Snapshot, Source, Store, StoreOptions, StoreStats,
+};

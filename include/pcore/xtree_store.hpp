@@ -31,7 +31,9 @@
 // - allocate_node: a zero-filled block >= min_len. Throws std::logic_error on a read-only
 //   store, std::runtime_error (pcore::Error) on any other failure.
 // - publish_node: repeatable, before and after a commit; data may alias the node's own block.
-//   Growth when len > capacity depends on the store's growth policy:
+//   Growth when len > capacity depends on the store's growth policy (where the node moves, on
+//   its growth rule: pcore::Options::growth_rule, the smallest class that holds len by
+//   default, GrowthRule::Double for the seed's smallest class >= 2 x len):
 //     * GrowthPolicy::StableId (default): pcore moves the node to a larger block and the id
 //       stays the same, so the call simply succeeds and the tree never patches parents.
 //     * GrowthPolicy::NewId: XTree's own protocol is kept. publish_node throws

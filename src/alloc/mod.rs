@@ -10,6 +10,6 @@ mod size_class;
 mod space;
 mod stats;
 
-pub use size_class::SizeClasses;
+pub use size_class::{GrowthRule, SizeClasses};
 pub(crate) use space::{Backing, Loc, Space};
 pub use stats::ClassStats;

@@ -3,6 +3,20 @@
 use crate::error::{Error, Result};
 use crate::limits::{CLASS_BYTES_MAX, CLASS_BYTES_MIN, CLASS_COUNT_MAX, SEGMENT_BLOCKS_MIN, SEGMENT_BYTES_MIN};
 
+/// Which class a node moves to when a publish outgrows its block. Classes double, so under
+/// either rule a node that outgrows its block at least doubles its capacity: a node growing
+/// from 0 to n bytes moves at most log2(n / smallest class) + 1 times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GrowthRule {
+    /// The smallest class that holds the new length. A node never sits in more than twice its
+    /// length (XTree's leaves of ~1.1 KB take 2 KiB, not 4 KiB).
+    #[default]
+    Fit,
+    /// The smallest class of at least twice the new length, capped at the largest (the seed's
+    /// rule): fewer moves for a node that keeps growing, up to four times its length on disk.
+    Double,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SizeClasses {
     bytes: Vec<u32>,
@@ -48,11 +62,13 @@ impl SizeClasses {
         }
     }
 
-    /// Where a node of `len` bytes moves when it outgrows its block: the smallest class of at
-    /// least twice `len`, capped at the largest, so a growing node moves O(log n) times.
-    pub fn growth_class(&self, len: u64) -> Result<u8> {
-        self.class_for(len)?;
-        Ok(self.class_for(len.saturating_mul(2)).unwrap_or((self.count() - 1) as u8))
+    /// Where a node of `len` bytes moves when it outgrows its block (see [`GrowthRule`]).
+    pub fn growth_class(&self, len: u64, rule: GrowthRule) -> Result<u8> {
+        let fit = self.class_for(len)?;
+        Ok(match rule {
+            GrowthRule::Fit => fit,
+            GrowthRule::Double => self.class_for(len.saturating_mul(2)).unwrap_or((self.count() - 1) as u8),
+        })
     }
 
     /// Bytes per segment of a class: at least 1 MiB, and at least a few blocks.
@@ -88,11 +104,22 @@ mod tests {
     }
 
     #[test]
-    fn growth_doubles_then_caps() {
+    fn double_growth_doubles_then_caps() {
         let c = SizeClasses::new(64, 4096).unwrap();
-        assert_eq!(c.bytes(c.growth_class(71).unwrap()), 256);
-        assert_eq!(c.bytes(c.growth_class(3000).unwrap()), 4096);
-        assert!(c.growth_class(4097).is_err());
+        assert_eq!(c.bytes(c.growth_class(71, GrowthRule::Double).unwrap()), 256);
+        assert_eq!(c.bytes(c.growth_class(3000, GrowthRule::Double).unwrap()), 4096);
+        assert!(c.growth_class(4097, GrowthRule::Double).is_err());
+    }
+
+    #[test]
+    fn fit_growth_takes_the_smallest_class_that_holds_the_length() {
+        let c = SizeClasses::new(64, 4096).unwrap();
+        assert_eq!(c.bytes(c.growth_class(71, GrowthRule::Fit).unwrap()), 128);
+        // XTree's grown leaf: 1,107 bytes go to 2 KiB, not 4 KiB.
+        assert_eq!(c.bytes(c.growth_class(1107, GrowthRule::Fit).unwrap()), 2048);
+        assert_eq!(c.bytes(c.growth_class(4096, GrowthRule::Fit).unwrap()), 4096);
+        assert!(c.growth_class(4097, GrowthRule::Fit).is_err());
+        assert_eq!(GrowthRule::default(), GrowthRule::Fit);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod btree;
 mod fork;
 mod guard;
+mod handle_cache;
 mod registry;
 mod sized;
 pub mod snapshot;

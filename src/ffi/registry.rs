@@ -10,7 +10,7 @@
 use super::fork::{self, ForkLock};
 use crate::error::{Error, Result};
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What kind of object a handle names; part of every token.
@@ -63,6 +63,9 @@ pub(crate) struct Registry<T> {
     first_generation: u32,
     /// Set once this registry is known to the fork hooks (at its first insert).
     fork_hooked: AtomicBool,
+    /// How many handles have been removed (closed): a per-thread `HandleCache` entry made
+    /// before the latest removal is no longer trusted.
+    removals: AtomicU64,
 }
 
 impl<T: Clone + Send + Sync + 'static> Registry<T> {
@@ -72,6 +75,7 @@ impl<T: Clone + Send + Sync + 'static> Registry<T> {
             table: RwLock::new(Table { entries: Vec::new(), free: Vec::new() }),
             first_generation: 0,
             fork_hooked: AtomicBool::new(false),
+            removals: AtomicU64::new(0),
         }
     }
 
@@ -179,6 +183,13 @@ impl<T: Clone + Send + Sync + 'static> Registry<T> {
         f(self.live(&table.entries, token)?)
     }
 
+    /// How many handles were removed so far; read before a lookup whose result is cached, so a
+    /// removal after it makes the cached entry stale.
+    #[inline]
+    pub(crate) fn removals(&self) -> u64 {
+        self.removals.load(Ordering::Acquire)
+    }
+
     /// Unregisters a handle and returns its object. Another process's handle is refused and
     /// stays as it was: its object is never dropped here (dropping a store checkpoints it).
     pub(crate) fn remove(&self, token: usize) -> Result<T> {
@@ -190,6 +201,7 @@ impl<T: Clone + Send + Sync + 'static> Registry<T> {
         if e.generation < GENERATION_MAX {
             table.free.push(index as u32);
         }
+        self.removals.fetch_add(1, Ordering::Release);
         Ok(value)
     }
 }

@@ -78,7 +78,7 @@ pub unsafe extern "C" fn pcore_snapshot_epoch(snapshot: *mut PcoreSnapshot, out_
 }
 
 /// Node `id` as the snapshot's commit left it: `out->data` stays valid, and its bytes
-/// unchanged, until the snapshot ends, whatever the writer does. A node allocated after
+/// unchanged, until the snapshot ends or the store closes, whatever the writer does. A node allocated after
 /// that commit, or freed before it, is `PCORE_NOT_FOUND`. On any failure `*out` (if `out`
 /// is not NULL) is set to `{NULL, 0}`. With `PCORE_OPEN_VERIFY_CHECKSUMS` the bytes are
 /// checked against their commit's checksum (`PCORE_CORRUPT`); they cannot change after.

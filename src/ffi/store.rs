@@ -6,22 +6,60 @@
 //! writer at a time, reads from any thread.
 
 use super::guard::{self, bytes, c_path, copy_out, non_null, out_buffer, write_optional, write_out};
+use super::handle_cache::HandleCache;
 use super::registry::{HandleType, Registry};
 use super::sized::{narrow, read_sized, SizedOut};
 use super::types::*;
 use crate::error::{Error, Result};
-use crate::store::{Durability, GrowthPolicy, NodeId, Source, Store, StoreOptions};
+use crate::store::{Durability, GrowthPolicy, GrowthRule, NodeId, Source, Store, StoreOptions};
+use std::cell::RefCell;
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-static STORES: Registry<Store> = Registry::new(HandleType::Store);
+static STORES: Registry<StoreHandle> = Registry::new(HandleType::Store);
+
+/// What a store handle names: the store, and its per-reason counts (kept here so a free does
+/// not look them up).
+#[derive(Clone)]
+pub(crate) struct StoreHandle {
+    store: Store,
+    reasons: Arc<ReasonCounts>,
+}
+
+impl std::ops::Deref for StoreHandle {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+thread_local! {
+    /// The store handles this thread used last (see `HandleCache`).
+    static RECENT_STORES: RefCell<HandleCache<StoreHandle>> = const { RefCell::new(HandleCache::new()) };
+}
 
 pub(crate) fn store_of(handle: *const PcoreStore) -> Result<Store> {
     if handle.is_null() {
         return Err(Error::BadHandle("the store handle is NULL".into()));
     }
-    STORES.get(handle as usize)
+    STORES.get(handle as usize).map(|h| h.store)
+}
+
+/// Calls `f` with the store `handle` names, found through this thread's handle cache: the
+/// hot calls (allocate, publish, read, free) take no lock and touch no reference count to
+/// find their store.
+#[inline]
+fn with_store<R>(handle: *const PcoreStore, f: impl FnOnce(&StoreHandle) -> Result<R>) -> Result<R> {
+    if handle.is_null() {
+        return Err(Error::BadHandle("the store handle is NULL".into()));
+    }
+    RECENT_STORES.with(|cache| match cache.try_borrow_mut() {
+        Ok(mut cache) => cache.with(&STORES, handle as usize, f),
+        // A lookup inside a lookup (none today: pcore calls no host code that may call pcore
+        // while a store call runs) goes to the registry.
+        Err(_) => f(&STORES.get(handle as usize)?),
+    })
 }
 
 fn default_options() -> PcoreStoreOptions {
@@ -36,6 +74,7 @@ fn default_options() -> PcoreStoreOptions {
         max_class_bytes: d.max_class_bytes.into(),
         inline_payload_max_bytes: d.inline_payload_max_bytes.into(),
         checkpoint_log_bytes: d.checkpoint_log_bytes,
+        growth_rule: PCORE_GROWTH_RULE_FIT,
     }
 }
 
@@ -58,6 +97,11 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
             PCORE_GROWTH_NEW_ID => GrowthPolicy::NewId,
             other => return Err(Error::InvalidArgument(format!("growth policy {other}"))),
         },
+        growth_rule: match o.growth_rule {
+            PCORE_GROWTH_RULE_FIT => GrowthRule::Fit,
+            PCORE_GROWTH_RULE_DOUBLE => GrowthRule::Double,
+            other => return Err(Error::InvalidArgument(format!("growth rule {other}"))),
+        },
         balanced_interval_ms: or(o.balanced_interval_ms, d.balanced_interval_ms, "balanced_interval_ms")?,
         min_class_bytes: or(o.min_class_bytes, d.min_class_bytes, "min_class_bytes")?,
         max_class_bytes: or(o.max_class_bytes, d.max_class_bytes, "max_class_bytes")?,
@@ -74,8 +118,8 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
     })
 }
 
-/// Fills `opt` with the defaults (BALANCED durability, stable ids, classes 64 B to 256 KiB)
-/// and sets `struct_size`.
+/// Fills `opt` with the defaults (BALANCED durability, stable ids, growth to the smallest class
+/// that fits, classes 64 B to 256 KiB) and sets `struct_size`.
 ///
 /// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
 ///
@@ -132,7 +176,8 @@ pub unsafe extern "C" fn pcore_store_open(
             let path = unsafe { c_path(dir, "dir")? };
             Store::open(path, &options)?
         };
-        let token = STORES.insert(store)?;
+        let reasons = reason_counts(&store)?;
+        let token = STORES.insert(StoreHandle { store, reasons })?;
         // SAFETY: `out` checked non-null; writable by contract.
         unsafe { write_out(out, token as *mut PcoreStore) };
         Ok(())
@@ -154,6 +199,8 @@ pub extern "C" fn pcore_store_close(store: *mut PcoreStore) -> i32 {
             return Err(Error::BadHandle("the store handle is NULL".into()));
         }
         let s = STORES.remove(store as usize)?;
+        // Entries other threads remember go stale with the removal; this thread's goes now.
+        RECENT_STORES.with(|cache| cache.try_borrow_mut().map(|mut c| c.forget(store as usize)).ok());
         s.close()
     })
 }
@@ -181,18 +228,20 @@ pub unsafe extern "C" fn pcore_node_allocate(
     out: *mut PcoreAllocResult,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        // SAFETY: per this function's contract. Checked before allocating: a failed call allocates nothing.
-        let out = unsafe { SizedOut::new(out, "out")? };
-        let (id, addr, capacity) = s.allocate(min_len, kind)?;
-        out.write(PcoreAllocResult { struct_size: 0, id: id.raw(), writable: addr as *mut c_void, capacity });
-        Ok(())
+        with_store(store, |s| {
+            // SAFETY: per this function's contract. Checked before allocating: a failed call allocates nothing.
+            let out = unsafe { SizedOut::new(out, "out")? };
+            let (id, addr, capacity) = s.allocate(min_len, kind)?;
+            out.write(PcoreAllocResult { struct_size: 0, id: id.raw(), writable: addr as *mut c_void, capacity });
+            Ok(())
+        })
     })
 }
 
 /// Replaces node `id`'s bytes with `len` bytes from `data`, which may point into the node's
 /// own block. A committed node is never written in place (copy-on-write). When `len`
-/// exceeds the node's capacity the node moves to the smallest class of at least 2 × `len`;
+/// exceeds the node's capacity the node moves to the smallest class that holds `len`
+/// (`PCORE_GROWTH_RULE_FIT`, the default) or of at least 2 × `len` (`PCORE_GROWTH_RULE_DOUBLE`);
 /// under `PCORE_GROWTH_STABLE_ID` it keeps its id, under `PCORE_GROWTH_NEW_ID` it gets a new
 /// one and `id` is freed. `*out_id` (if `out_id` is not NULL) receives the id to use from now on.
 /// Repeatable, before and after commits. On failure the node is unchanged.
@@ -212,26 +261,25 @@ pub unsafe extern "C" fn pcore_node_publish(
     out_id: *mut u64,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        let id = NodeId::from_raw(id);
-        let src = data as usize;
-        // A source inside the node's draft or its block is read from there, overlap allowed.
-        let inside = |(start, capacity): (usize, usize)| {
-            (!data.is_null() && src >= start && src < start + capacity).then_some(src - start)
-        };
-        let (block, draft) = s.block_ranges(id).unwrap_or(((0, 0), None));
-        let new_id = match (draft.and_then(inside), inside(block)) {
-            (Some(offset), _) => s.publish_from(id, Source::Draft { offset, len })?,
-            (None, Some(offset)) => s.publish_from(id, Source::OwnBlock { offset, len })?,
-            (None, None) => {
+        with_store(store, |s| {
+            let id = NodeId::from_raw(id);
+            let src = data as usize;
+            // A source inside the node's draft or its block is read from there, overlap
+            // allowed; one hold of the store's lock finds them and publishes.
+            let inside = |range: Option<(usize, usize)>| {
+                let (start, capacity) = range?;
+                (!data.is_null() && src >= start && src < start + capacity).then_some(src - start)
+            };
+            let new_id = s.publish_with(id, |block, draft| match (inside(draft), inside(block)) {
+                (Some(offset), _) => Ok(Source::Draft { offset, len }),
+                (None, Some(offset)) => Ok(Source::OwnBlock { offset, len }),
                 // SAFETY: `data` holds `len` readable bytes by contract; checked for NULL inside.
-                let slice = unsafe { bytes(data.cast::<u8>(), len, "data")? };
-                s.publish_from(id, Source::Bytes(slice))?
-            }
-        };
-        // SAFETY: NULL or writable, by this function's contract.
-        unsafe { write_optional(out_id, new_id.raw()) };
-        Ok(())
+                (None, None) => Ok(Source::Bytes(unsafe { bytes(data.cast::<u8>(), len, "data")? })),
+            })?;
+            // SAFETY: NULL or writable, by this function's contract.
+            unsafe { write_optional(out_id, new_id.raw()) };
+            Ok(())
+        })
     })
 }
 
@@ -259,16 +307,17 @@ pub unsafe extern "C" fn pcore_node_write_ptr(
     out_capacity: *mut usize,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        non_null(out_ptr, "out_ptr")?;
-        non_null(out_capacity, "out_capacity")?;
-        let (addr, capacity) = s.write_ptr(NodeId::from_raw(id))?;
-        // SAFETY: both checked non-null; writable by contract.
-        unsafe {
-            write_out(out_ptr, addr as *mut c_void);
-            write_out(out_capacity, capacity);
-        }
-        Ok(())
+        with_store(store, |s| {
+            non_null(out_ptr, "out_ptr")?;
+            non_null(out_capacity, "out_capacity")?;
+            let (addr, capacity) = s.write_ptr(NodeId::from_raw(id))?;
+            // SAFETY: both checked non-null; writable by contract.
+            unsafe {
+                write_out(out_ptr, addr as *mut c_void);
+                write_out(out_capacity, capacity);
+            }
+            Ok(())
+        })
     })
 }
 
@@ -278,7 +327,7 @@ pub unsafe extern "C" fn pcore_node_write_ptr(
 /// `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, len: usize) -> i32 {
-    guard::call(|| store_of(store)?.publish_in_place(NodeId::from_raw(id), len))
+    guard::call(|| with_store(store, |s| s.publish_in_place(NodeId::from_raw(id), len)))
 }
 
 /// The latest published bytes of node `id` (the writer sees its own uncommitted nodes).
@@ -296,7 +345,7 @@ pub unsafe extern "C" fn pcore_node_read(store: *mut PcoreStore, id: u64, out: *
     // SAFETY: NULL or writable, by this function's contract.
     unsafe { write_optional(out, PcoreNodeBytes { data: std::ptr::null(), len: 0 }) };
     // SAFETY: `out` is NULL or writable, by this function's contract.
-    guard::call(|| unsafe { node_read_in(&store_of(store)?, id, out) })
+    guard::call(|| with_store(store, |s| unsafe { node_read_in(s, id, out) }))
 }
 
 /// `pcore_node_read` on a store or a snapshot's view of it.
@@ -333,7 +382,7 @@ pub unsafe extern "C" fn pcore_node_read_copy(
     out_len: *mut usize,
 ) -> i32 {
     // SAFETY: `buf` and `out_len` as this function's contract says.
-    guard::call(|| unsafe { node_read_copy_in(&store_of(store)?, id, buf, cap, out_len) })
+    guard::call(|| with_store(store, |s| unsafe { node_read_copy_in(s, id, buf, cap, out_len) }))
 }
 
 /// `pcore_node_read_copy` on a store or a snapshot's view of it.
@@ -368,20 +417,21 @@ pub(crate) unsafe fn node_read_copy_in(
 #[no_mangle]
 pub unsafe extern "C" fn pcore_node_info(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeInfo) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        // SAFETY: per this function's contract.
-        let out = unsafe { SizedOut::new(out, "out")? };
-        let i = s.info(NodeId::from_raw(id))?;
-        out.write(PcoreNodeInfo {
-            struct_size: 0,
-            id: i.id.raw(),
-            len: i.len as u64,
-            capacity: i.capacity as u64,
-            kind: i.kind.into(),
-            committed: i.committed.into(),
-            dirty: i.dirty.into(),
-        });
-        Ok(())
+        with_store(store, |s| {
+            // SAFETY: per this function's contract.
+            let out = unsafe { SizedOut::new(out, "out")? };
+            let i = s.info(NodeId::from_raw(id))?;
+            out.write(PcoreNodeInfo {
+                struct_size: 0,
+                id: i.id.raw(),
+                len: i.len as u64,
+                capacity: i.capacity as u64,
+                kind: i.kind.into(),
+                committed: i.committed.into(),
+                dirty: i.dirty.into(),
+            });
+            Ok(())
+        })
     })
 }
 
@@ -409,6 +459,13 @@ fn reason_index(reason: u8) -> Result<usize> {
     }
 }
 
+/// Counts one more free or retire. Called only under the store's state lock (`free_then`,
+/// `retire_then`), which orders every update of a store's counts, so a load and a store count
+/// exactly, without an atomic read-modify-write per free.
+fn count(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
 fn counts_of(counts: &[AtomicU64; PCORE_REASON_COUNT]) -> [u64; PCORE_REASON_COUNT] {
     std::array::from_fn(|i| counts[i].load(Ordering::Relaxed))
 }
@@ -424,12 +481,10 @@ fn counts_of(counts: &[AtomicU64; PCORE_REASON_COUNT]) -> [u64; PCORE_REASON_COU
 #[no_mangle]
 pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        let reason = reason_index(reason)?;
-        let counts = reason_counts(&s)?;
-        s.free(NodeId::from_raw(id))?;
-        counts.frees[reason].fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        with_store(store, |s| {
+            let reason = reason_index(reason)?;
+            s.free_then(NodeId::from_raw(id), || count(&s.reasons.frees[reason]))
+        })
     })
 }
 
@@ -443,12 +498,10 @@ pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -
 #[no_mangle]
 pub extern "C" fn pcore_node_retire(store: *mut PcoreStore, id: u64, epoch: u64, reason: u8) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        let reason = reason_index(reason)?;
-        let counts = reason_counts(&s)?;
-        s.retire(NodeId::from_raw(id), epoch)?;
-        counts.retires[reason].fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        with_store(store, |s| {
+            let reason = reason_index(reason)?;
+            s.retire_then(NodeId::from_raw(id), epoch, || count(&s.reasons.retires[reason]))
+        })
     })
 }
 
@@ -472,11 +525,12 @@ pub unsafe extern "C" fn pcore_root_set(
     meta_len: usize,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        // SAFETY: per this function's contract.
-        let (name, meta) =
-            unsafe { (bytes(name.cast::<u8>(), name_len, "name")?, bytes(meta.cast::<u8>(), meta_len, "meta")?) };
-        s.set_root(name, id, meta)
+        with_store(store, |s| {
+            // SAFETY: per this function's contract.
+            let (name, meta) =
+                unsafe { (bytes(name.cast::<u8>(), name_len, "name")?, bytes(meta.cast::<u8>(), meta_len, "meta")?) };
+            s.set_root(name, id, meta)
+        })
     })
 }
 
@@ -501,9 +555,10 @@ pub unsafe extern "C" fn pcore_root_get(
     out_meta_len: *mut usize,
 ) -> i32 {
     guard::call(|| {
-        let s = store_of(store)?;
-        // SAFETY: the pointers as this function's contract says.
-        unsafe { root_get_in(&s, name, name_len, out_id, meta_buf, meta_cap, out_meta_len) }
+        with_store(store, |s| {
+            // SAFETY: the pointers as this function's contract says.
+            unsafe { root_get_in(s, name, name_len, out_id, meta_buf, meta_cap, out_meta_len) }
+        })
     })
 }
 

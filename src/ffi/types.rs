@@ -26,6 +26,13 @@ pub const PCORE_GROWTH_STABLE_ID: u64 = 0;
 /// Growth: the node moves and gets a new id; the old id is freed.
 pub const PCORE_GROWTH_NEW_ID: u64 = 1;
 
+/// Growth rule (the default): a node that outgrows its block moves to the smallest size class
+/// that holds its new length.
+pub const PCORE_GROWTH_RULE_FIT: u64 = 0;
+/// Growth rule: a node that outgrows its block moves to the smallest size class of at least
+/// twice its new length (the seed's rule: fewer moves, up to 4x the length on disk).
+pub const PCORE_GROWTH_RULE_DOUBLE: u64 = 1;
+
 /// Why XTree frees or retires a node (`pcore_node_free`, `pcore_node_retire`): counted per
 /// reason in `PcoreStoreStats`. Reason unknown.
 pub const PCORE_REASON_UNKNOWN: u8 = 0;
@@ -58,7 +65,8 @@ pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 /// (`pcore_store_class_stats` with `PCORE_CLASS_TOTAL`), made booleans `uint64_t` 0 or 1,
 /// gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
 /// reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
-/// `pcore_cursor_next_batch` and read snapshots (`pcore_snapshot_*`). The library's SONAME is
+/// `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`) and
+/// `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). The library's SONAME is
 /// `libpcore.so.<major>`.
 pub const PCORE_ABI_VERSION: u32 = 0x0002_0001;
 
@@ -189,6 +197,9 @@ pub struct PcoreStoreOptions {
     pub inline_payload_max_bytes: u64,
     /// A checkpoint is taken when the log passes this size; 0 = 64 MiB.
     pub checkpoint_log_bytes: u64,
+    /// `PCORE_GROWTH_RULE_*`; default FIT (ABI 2.1; an older caller's struct ends before it
+    /// and gets the default).
+    pub growth_rule: u64,
 }
 
 /// A new node: its id, its zero-filled block (writable until published or freed), and the

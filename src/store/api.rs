@@ -12,7 +12,7 @@ use super::node_id::NodeId;
 use super::readers::{ReaderSlot, ReaderTable};
 use super::recovery;
 use super::wal::LogWriter;
-use crate::alloc::ClassStats;
+use crate::alloc::{ClassStats, GrowthRule};
 use crate::error::{Error, Result};
 use crate::limits::*;
 use crate::os::DirLock;
@@ -49,6 +49,8 @@ pub struct StoreOptions {
     pub durability: Durability,
     pub balanced_interval_ms: u32,
     pub growth_policy: GrowthPolicy,
+    /// Which class a node moves to when it outgrows its block; default `GrowthRule::Fit`.
+    pub growth_rule: GrowthRule,
     /// Size classes, used when the store is created; an existing store keeps its own.
     pub min_class_bytes: u32,
     pub max_class_bytes: u32,
@@ -73,6 +75,7 @@ impl Default for StoreOptions {
             durability: Durability::Balanced,
             balanced_interval_ms: DEFAULT_BALANCED_INTERVAL_MS,
             growth_policy: GrowthPolicy::StableId,
+            growth_rule: GrowthRule::Fit,
             min_class_bytes: DEFAULT_MIN_CLASS_BYTES,
             max_class_bytes: DEFAULT_MAX_CLASS_BYTES,
             inline_payload_max_bytes: DEFAULT_INLINE_PAYLOAD_MAX_BYTES,
@@ -149,6 +152,12 @@ struct WriterSide {
     /// Why the store is poisoned (the flag itself is `Shared::poisoned`).
     poisoned: Option<String>,
     last_checkpoint_error: Option<String>,
+    /// The last commit's frame buffer, reused by the next (see `FrameBuilder::with_buffer`).
+    frame_buffer: Vec<u8>,
+    /// The store's reader table: the writer looks at it, a read-only open owns a record in
+    /// it (`reader_slot`). Both go at close, with the other files.
+    readers: Option<Arc<ReaderTable>>,
+    reader_slot: Option<ReaderSlot>,
 }
 
 /// An object that caches store state (a B+ tree caches its root, height and count) and must
@@ -230,10 +239,6 @@ struct Shared {
     pins: Mutex<BTreeMap<u64, usize>>,
     /// The oldest open snapshot's epoch; u64::MAX when none.
     pin_floor: AtomicU64,
-    /// The store's reader table: the writer reads it, a read-only open owns a record in it.
-    readers: Option<Arc<ReaderTable>>,
-    /// A read-only open's record (pins its epoch for the writer process).
-    _reader_slot: Option<ReaderSlot>,
     /// The oldest commit a reader process reads, as last looked up (capped at the commit
     /// written before the look): u64::MAX when none.
     reader_floor: AtomicU64,
@@ -436,6 +441,9 @@ impl Store {
             meta_refreshed: Instant::now(),
             poisoned: None,
             last_checkpoint_error: None,
+            frame_buffer: Vec::new(),
+            readers: None,
+            reader_slot: None,
         };
         let store = Store::from_parts(writer, opened.core, options.clone(), false, opened.note, readers);
         if opened.needs_checkpoint {
@@ -457,6 +465,9 @@ impl Store {
             meta_refreshed: Instant::now(),
             poisoned: None,
             last_checkpoint_error: None,
+            frame_buffer: Vec::new(),
+            readers: None,
+            reader_slot: None,
         };
         let options = StoreOptions { read_only: false, ..options.clone() };
         Ok(Store::from_parts(writer, core, options, true, None, ReaderParts::none()))
@@ -470,15 +481,17 @@ impl Store {
         recovery_note: Option<String>,
         readers: ReaderParts,
     ) -> Store {
+        let mut writer = writer;
+        writer.readers = readers.table;
+        writer.reader_slot = readers.slot;
         core.verify_reads = options.verify_checksums;
+        core.growth_rule = options.growth_rule;
         let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
         let durable_epoch = AtomicU64::new(core.epoch);
         let shared = Arc::new(Shared {
             attachments: Mutex::new(std::collections::HashMap::new()),
             pins: Mutex::new(BTreeMap::new()),
             pin_floor: AtomicU64::new(u64::MAX),
-            readers: readers.table,
-            _reader_slot: readers.slot,
             reader_floor: AtomicU64::new(readers.floor),
             abort_hooks: Mutex::new(Vec::new()),
             durable_epoch,
@@ -616,6 +629,23 @@ impl Store {
         self.mutate(|c| c.reserve(min_len, count))
     }
 
+    /// As `publish_from`, with the source chosen by `source` under the same hold of the lock,
+    /// from the address and capacity of the node's current block and of its draft (`None`
+    /// when the id is unknown, or the node has no draft): the C ABI recognizes there a
+    /// source inside the node's own bytes.
+    pub fn publish_with<'a>(
+        &self,
+        id: NodeId,
+        source: impl FnOnce(Option<AddrRange>, Option<AddrRange>) -> Result<Source<'a>>,
+    ) -> Result<NodeId> {
+        self.mutate(|c| {
+            let range = |loc: crate::alloc::Loc| (c.space.addr(loc), c.space.capacity(loc.class) as usize);
+            let block = c.table.resolve(id).ok().map(|h| range(c.table.slots[h as usize].loc()));
+            let src = source(block, c.draft_of(id).map(range))?;
+            c.publish(id, src)
+        })
+    }
+
     /// Address and capacity of a block to write the node's next version into, outside any
     /// lock (see `Core::draft_loc`): readers go on reading the current version until
     /// `publish_in_place` (or a publish from inside the block).
@@ -623,16 +653,6 @@ impl Store {
         self.mutate(|c| {
             let loc = c.draft_loc(id)?;
             Ok((c.space.addr(loc), c.space.capacity(loc.class) as usize))
-        })
-    }
-
-    /// Address and capacity of the node's current block, and of its draft if it has one (for
-    /// the C ABI, to recognize a publish whose source lies inside the node itself).
-    pub fn block_ranges(&self, id: NodeId) -> Result<(AddrRange, Option<AddrRange>)> {
-        self.read_state(|c| {
-            let (loc, _) = c.read_loc(id)?;
-            let range = |loc: crate::alloc::Loc| (c.space.addr(loc), c.space.capacity(loc.class) as usize);
-            Ok((range(loc), c.draft_of(id).map(range)))
         })
     }
 
@@ -705,10 +725,21 @@ impl Store {
         self.mutate(|c| c.free(id))
     }
 
+    /// As `free`; `then` runs after the free succeeds, under the same hold of the store's
+    /// lock (which orders it with every other mutation of the store).
+    pub fn free_then(&self, id: NodeId, then: impl FnOnce()) -> Result<()> {
+        self.mutate(|c| c.free(id).map(|()| then()))
+    }
+
     /// Frees the node at the first commit whose epoch is at least `epoch`; until then it stays
     /// readable for readers on older versions.
     pub fn retire(&self, id: NodeId, epoch: u64) -> Result<()> {
         self.mutate(|c| c.retire(id, epoch))
+    }
+
+    /// As `retire`, with `then` as in `free_then`.
+    pub fn retire_then(&self, id: NodeId, epoch: u64, then: impl FnOnce()) -> Result<()> {
+        self.mutate(|c| c.retire(id, epoch).map(|()| then()))
     }
 
     /// Sets a named root (durable at the next commit).
@@ -744,7 +775,10 @@ impl Store {
         let opts = &self.shared.options;
         if self.shared.in_memory {
             let mut c = self.shared.state.write();
-            let epoch = c.prepare_commit(0).epoch;
+            let buffer = std::mem::take(&mut w.frame_buffer);
+            let prepared = c.prepare_commit(0, buffer);
+            let epoch = prepared.epoch;
+            w.frame_buffer = prepared.frame.into_buffer();
             c.apply_commit(epoch, self.shared.has_snapshots());
             c.history.prune(self.shared.oldest_snapshot());
             // As durable as a store in memory gets.
@@ -753,7 +787,8 @@ impl Store {
             return Ok(epoch);
         }
         let mut c = self.shared.state.write();
-        let mut prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize);
+        let buffer = std::mem::take(&mut w.frame_buffer);
+        let mut prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize, buffer);
         // Readers go on while the frame is written and synced; mutations wait.
         let c = RwLockWriteGuard::downgrade_to_upgradable(c);
         for &(loc, len) in &prepared.unlogged {
@@ -775,6 +810,8 @@ impl Store {
             }
             return Err(err);
         }
+        drop(frame);
+        w.frame_buffer = prepared.frame.into_buffer();
         w.written_epoch = prepared.epoch;
         let pending = c.pending_free_bytes;
         let sync_now = match opts.durability {
@@ -790,7 +827,7 @@ impl Store {
         }
         // After the frame is written (see `readers`): a reader process that registers later
         // reads this commit, in which the blocks it frees are free already.
-        let oldest_reader = self.shared.look_at_readers(prepared.epoch);
+        let oldest_reader = self.shared.look_at_readers(&w, prepared.epoch);
         let mut c = RwLockUpgradableReadGuard::upgrade(c);
         c.apply_commit(prepared.epoch, self.shared.has_snapshots());
         c.history.prune(self.shared.oldest_snapshot());
@@ -868,7 +905,7 @@ impl Store {
     pub fn stats(&self) -> Result<StoreStats> {
         let w = self.shared.writer.lock();
         let pins = self.shared.pins.lock().clone();
-        let table = self.shared.readers.as_ref().or(self.shared._reader_slot.as_ref().map(ReaderSlot::table));
+        let table = w.readers.as_ref().or(w.reader_slot.as_ref().map(ReaderSlot::table));
         let readers = table.map(|t| t.live_readers()).unwrap_or_default();
         self.read_state(|c| {
             let classes = c.space.stats();
@@ -885,7 +922,7 @@ impl Store {
                 open_files: c.space.open_files() as u64
                     + u64::from(w.log.is_some())
                     + u64::from(w._lock.is_some() && file_store)
-                    + u64::from(self.shared.readers.is_some() || self.shared._reader_slot.is_some()),
+                    + u64::from(table.is_some()),
                 data_file_bytes: c.space.file_bytes(),
                 pending_free_bytes: c.pending_free_bytes,
                 snapshots_open: pins.values().map(|&n| n as u64).sum(),
@@ -1001,6 +1038,8 @@ impl Store {
         cv.notify_all();
         w.log = None;
         w._lock = None;
+        w.readers = None;
+        w.reader_slot = None;
     }
 
     /// What the open's recovery did, when it did more than read a checkpoint: how many
@@ -1036,8 +1075,8 @@ impl Shared {
     /// Looks up the oldest reader process in the reader table, once commit `written`'s frame
     /// is written, and sets `reader_floor` from it. A table that cannot be read counts as a
     /// reader of the oldest commit (nothing is released), and stays so until it can be.
-    fn look_at_readers(&self, written: u64) -> Result<Option<u64>> {
-        let Some(table) = &self.readers else { return Ok(None) };
+    fn look_at_readers(&self, w: &WriterSide, written: u64) -> Result<Option<u64>> {
+        let Some(table) = &w.readers else { return Ok(None) };
         match table.oldest_reader() {
             Ok(oldest) => {
                 self.reader_floor.store(oldest.map_or(written, |o| o.min(written)), Ordering::Release);
@@ -1108,8 +1147,16 @@ impl Shared {
         };
         w.log = None;
         w._lock = None;
+        w.readers = None;
+        w.reader_slot = None;
         drop(w);
         self.attachments.lock().clear();
+        // A closed store keeps no memory, mapping or file: references to it may live on long
+        // after the close (a C host thread's handle cache holds one until its next call).
+        if let Ok(empty) = recovery::new_memory_core(&StoreOptions::default()) {
+            let old = std::mem::replace(&mut *self.state.write(), empty);
+            drop(old);
+        }
         result
     }
 

@@ -10,7 +10,7 @@ use super::history::{History, Version};
 use super::node_id::NodeId;
 use super::table::{Committed, ObjectTable, Slot, State};
 use super::wal::{FrameBuilder, FrameParts, PutOp};
-use super::{GrowthPolicy, NodeInfo};
+use super::{GrowthPolicy, GrowthRule, NodeInfo};
 use crate::alloc::{Loc, Space};
 use crate::error::{Error, Result};
 use crate::limits::{ROOT_COUNT_MAX, ROOT_META_MAX_BYTES, ROOT_NAME_MAX_BYTES};
@@ -69,6 +69,9 @@ struct HotRoot {
 /// How many roots stay hot: one per tree being written to, for a few trees at once.
 const HOT_ROOTS_MAX: usize = 8;
 
+/// The dirty list is not compacted below this length: compacting a short list saves nothing.
+const DIRTY_COMPACT_MIN: usize = 4096;
+
 pub(crate) struct Core {
     pub space: Space,
     pub table: ObjectTable,
@@ -94,12 +97,15 @@ pub(crate) struct Core {
     held_for_readers_before: Option<u64>,
     pub epoch: u64,
     pub growth: GrowthPolicy,
+    pub growth_rule: GrowthRule,
     /// Check a committed node's bytes against its checksum on every read.
     pub verify_reads: bool,
     pub reallocations: u64,
     pub live_nodes: u64,
     pub reserved_nodes: u64,
     dirty: Vec<u64>,
+    /// `dirty`'s length after it was last compacted (see `mark_dirty`).
+    dirty_compacted: usize,
     dirty_roots: BTreeSet<Vec<u8>>,
     /// Roots removed since the last commit, each once committed (its removal is logged);
     /// never also in `dirty_roots`.
@@ -127,11 +133,13 @@ impl Core {
             hot_roots: Vec::new(),
             epoch,
             growth,
+            growth_rule: GrowthRule::default(),
             verify_reads: false,
             reallocations: 0,
             live_nodes,
             reserved_nodes: 0,
             dirty: Vec::new(),
+            dirty_compacted: 0,
             dirty_roots: BTreeSet::new(),
             removed_roots: BTreeSet::new(),
             retired: Vec::new(),
@@ -145,8 +153,26 @@ impl Core {
         let slot = &mut self.table.slots[handle as usize];
         if !slot.dirty {
             slot.dirty = true;
+            if self.dirty.len() >= 2 * self.dirty_compacted + DIRTY_COMPACT_MIN {
+                self.compact_dirty();
+            }
             self.dirty.push(handle);
         }
+    }
+
+    /// Drops from the dirty list the handles that are no longer dirty (nodes allocated and
+    /// freed again before a commit) and those listed twice (a handle freed and reused): a
+    /// host that allocates and frees without committing must not grow the list forever.
+    /// Runs after the list doubled since the last time, so it costs O(1) per entry.
+    #[cold]
+    fn compact_dirty(&mut self) {
+        let slots = &mut self.table.slots;
+        // A handle's `dirty` flag, cleared at its first sighting, tells a second one apart.
+        self.dirty.retain(|&h| std::mem::take(&mut slots[h as usize].dirty));
+        for &h in &self.dirty {
+            slots[h as usize].dirty = true;
+        }
+        self.dirty_compacted = self.dirty.len();
     }
 
     pub fn allocate(&mut self, min_len: usize, kind: u8) -> Result<(NodeId, Loc)> {
@@ -206,10 +232,11 @@ impl Core {
     }
 
     /// Gives the node a private copy of its committed block (copy-on-write), copying
-    /// `copy_len` bytes of the old contents into it.
-    fn shadow(&mut self, handle: u64, copy_len: usize) -> Result<Loc> {
+    /// `copy_len` bytes of the old contents into it; the caller writes the first
+    /// `written_bytes` next (the rest is zeroed).
+    fn shadow(&mut self, handle: u64, copy_len: usize, written_bytes: usize) -> Result<Loc> {
         let slot = self.table.slots[handle as usize];
-        let shadow = self.space.allocate(slot.class)?;
+        let shadow = self.space.allocate_over(slot.class, copy_len.max(written_bytes))?;
         if copy_len > 0 {
             self.space.copy(slot.loc(), 0, shadow, copy_len);
         }
@@ -259,16 +286,16 @@ impl Core {
             check_source_range(id, offset, len, capacity)?;
         }
         if len <= capacity {
-            let target = if self.needs_shadow(handle) { self.shadow(handle, 0)? } else { slot.loc() };
+            let target = if self.needs_shadow(handle) { self.shadow(handle, 0, len)? } else { slot.loc() };
             self.write_source(target, src, slot.loc());
             self.table.slots[handle as usize].len = len as u32;
             self.mark_dirty(handle);
             return Ok(id);
         }
-        let class = self.space.classes().growth_class(len as u64)?;
+        let class = self.space.classes().growth_class(len as u64, self.growth_rule)?;
         match self.growth {
             GrowthPolicy::StableId => {
-                let new = self.space.allocate(class)?;
+                let new = self.space.allocate_over(class, len)?;
                 self.write_source(new, src, slot.loc());
                 self.drop_working_block(handle)?;
                 let s = &mut self.table.slots[handle as usize];
@@ -295,7 +322,7 @@ impl Core {
         let handle = self.table.resolve(id)?;
         let loc = if self.needs_shadow(handle) {
             let capacity = self.space.capacity(self.table.slots[handle as usize].class) as usize;
-            self.shadow(handle, capacity)?
+            self.shadow(handle, capacity, capacity)?
         } else {
             self.table.slots[handle as usize].loc()
         };
@@ -618,8 +645,9 @@ impl Core {
         }
     }
 
-    /// Builds the next commit's frame. Nothing is marked committed until `apply_commit`.
-    pub fn prepare_commit(&mut self, inline_max: usize) -> PreparedCommit {
+    /// Builds the next commit's frame, in `buffer` (see `FrameBuilder::with_buffer`). Nothing
+    /// is marked committed until `apply_commit`.
+    pub fn prepare_commit(&mut self, inline_max: usize, buffer: Vec<u8>) -> PreparedCommit {
         self.flush_hot_roots();
         let epoch = self.epoch + 1;
         self.free_due_retired(epoch);
@@ -638,7 +666,7 @@ impl Core {
                 .map(|name| FrameBuilder::root_bytes(name.len(), self.roots[name].1.len()))
                 .sum::<usize>()
             + self.removed_roots.iter().map(|name| FrameBuilder::root_remove_bytes(name.len())).sum::<usize>();
-        let mut frame = FrameBuilder::with_capacity(body_bytes);
+        let mut frame = FrameBuilder::with_buffer(buffer, body_bytes);
         let mut unlogged = Vec::new();
         for &handle in &self.dirty {
             let s = self.table.slots[handle as usize];
@@ -693,7 +721,9 @@ impl Core {
                 .collect();
             self.history.record(epoch, replaced);
         }
-        for handle in std::mem::take(&mut self.dirty) {
+        // Taken and put back empty, so the next commit's list grows in the same allocation.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &handle in &dirty {
             let s = self.table.slots[handle as usize];
             if !s.dirty {
                 continue;
@@ -719,6 +749,9 @@ impl Core {
             slot.state = State::Live;
             slot.dirty = false;
         }
+        dirty.clear();
+        self.dirty = dirty;
+        self.dirty_compacted = 0;
         debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
         if !self.dirty_roots.is_empty() || !self.removed_roots.is_empty() {
             let committed = Arc::make_mut(&mut self.committed_roots);
@@ -745,6 +778,7 @@ impl Core {
         }
         self.dirty.sort_unstable();
         self.dirty.dedup();
+        self.dirty_compacted = 0;
         for handle in std::mem::take(&mut self.dirty) {
             let s = self.table.slots[handle as usize];
             if !s.dirty {
@@ -895,4 +929,29 @@ fn check_source_range(id: NodeId, offset: usize, len: usize, capacity: usize) ->
 /// A request length that selects `class` exactly.
 fn class_floor_len(core: &Core, class: u8) -> usize {
     core.space.capacity(class) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    /// A host that allocates and frees without committing (a ring of live nodes, as an
+    /// allocator benchmark runs) keeps the dirty list near its live count, not one entry per
+    /// allocation ever made; a commit then logs exactly the live nodes.
+    #[test]
+    fn allocating_and_freeing_without_commits_keeps_the_dirty_list_bounded() {
+        let mut c = super::super::recovery::new_memory_core(&StoreOptions::default()).unwrap();
+        let mut ring: Vec<NodeId> = (0..1000).map(|_| c.allocate(64, 1).unwrap().0).collect();
+        for i in 0..200_000 {
+            c.free(ring[i % ring.len()]).unwrap();
+            ring[i % 1000] = c.allocate(64, 1).unwrap().0;
+        }
+        assert!(c.dirty.len() <= 2 * 1000 + DIRTY_COMPACT_MIN + 1, "{} entries", c.dirty.len());
+        let prepared = c.prepare_commit(usize::MAX, Vec::new());
+        assert_eq!(c.dirty.len(), 1000, "after dedup: the live nodes");
+        c.apply_commit(prepared.epoch, false);
+        assert_eq!(c.live_nodes, 1000);
+        c.verify().unwrap();
+    }
 }

@@ -36,5 +36,6 @@ pub use self::api::{
 pub use self::core::Source;
 pub use self::inspect::{inspect_files, CheckpointReport, FileReport, LogReport, MetaSlotState};
 pub use self::node_id::NodeId;
+pub use crate::alloc::GrowthRule;
 #[doc(hidden)]
 pub use crate::os::simulate_disk_limit;
