@@ -12,11 +12,15 @@ use std::ffi::{c_char, c_void};
 
 static SNAPSHOTS: Registry<Snapshot> = Registry::new(HandleType::Snapshot);
 
-fn snapshot_of(handle: *const PcoreSnapshot) -> Result<Snapshot> {
+fn snapshot_token(handle: *const PcoreSnapshot) -> Result<usize> {
     if handle.is_null() {
         return Err(Error::BadHandle("the snapshot handle is NULL".into()));
     }
-    SNAPSHOTS.get(handle as usize)
+    Ok(handle as usize)
+}
+
+fn snapshot_of(handle: *const PcoreSnapshot) -> Result<Snapshot> {
+    SNAPSHOTS.get(snapshot_token(handle)?)
 }
 
 /// Begins a read snapshot of `store`'s last commit: every read that takes it answers that
@@ -52,12 +56,7 @@ pub unsafe extern "C" fn pcore_snapshot_begin(store: *mut PcoreStore, out: *mut 
 /// second end answers `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_snapshot_end(snapshot: *mut PcoreSnapshot) -> i32 {
-    guard::call(|| {
-        if snapshot.is_null() {
-            return Err(Error::BadHandle("the snapshot handle is NULL".into()));
-        }
-        SNAPSHOTS.remove(snapshot as usize).map(drop)
-    })
+    guard::call(|| SNAPSHOTS.remove(snapshot_token(snapshot)?).map(drop))
 }
 
 /// The epoch of the commit `snapshot` reads, into `*out_epoch`.
