@@ -134,3 +134,65 @@ TEST(TreeDropTest, BadArgumentsChangeNothing) {
 }
 
 }  // namespace
+
+namespace {
+
+// Lists every name a listing call gives, from the start, with a buffer of `cap` bytes.
+template <typename Next>
+std::vector<std::string> list_names(PcoreStore* store, size_t cap, Next next) {
+  std::vector<std::string> names;
+  std::vector<char> buf(cap);
+  std::string after;
+  bool first = true;
+  for (;;) {
+    size_t len = 0;
+    int32_t st = next(store, first ? nullptr : after.data(), after.size(), buf.data(), buf.size(), &len);
+    if (st == static_cast<int32_t>(PCORE_NOT_FOUND)) break;
+    EXPECT_EQ(st, pcore_test::kOk) << pcore_last_error_message();
+    if (st != pcore_test::kOk) break;
+    if (len > buf.size()) {
+      buf.resize(len);
+      continue;  // again with room for the whole name
+    }
+    after.assign(buf.data(), len);
+    names.push_back(after);
+    first = false;
+  }
+  return names;
+}
+
+TEST(ListingTest, RootsAndTreesAreListedByNameIncludingUncommittedChanges) {
+  PcoreStoreOptions opts = pcore_test::strict_options(PCORE_OPEN_IN_MEMORY);
+  PcoreStore* store = nullptr;
+  PCORE_ASSERT_OK(pcore_store_open(nullptr, &opts, &store));
+  size_t len = 0;
+  EXPECT_FAILS(PCORE_NOT_FOUND, pcore_root_next(store, nullptr, 0, nullptr, 0, &len));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_next(store, nullptr, 0, nullptr, 0, nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_next(store, nullptr, 0, nullptr, 8, &len));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_tree_next(nullptr, nullptr, 0, nullptr, 0, &len));
+  PCORE_ASSERT_OK(pcore_root_set(store, "", 0, 0, nullptr, 0));
+  PCORE_ASSERT_OK(pcore_root_set(store, "zeta", 4, 0, nullptr, 0));
+  PCORE_ASSERT_OK(pcore_root_set(store, "alpha-is-a-long-root-name", 25, 0, nullptr, 0));
+  PcoreTreeOptions topts{};
+  pcore_tree_options_init(&topts);
+  PcoreTree* t1 = nullptr;
+  PcoreTree* t2 = nullptr;
+  PCORE_ASSERT_OK(pcore_tree_open(store, "orders.id", 9, &topts, &t1));
+  PCORE_ASSERT_OK(pcore_tree_open(store, "orders.customer", 15, &topts, &t2));
+  PCORE_ASSERT_OK(pcore_store_commit(store, nullptr));
+  const std::vector<std::string> trees = list_names(store, 4, pcore_tree_next);
+  EXPECT_EQ(trees, (std::vector<std::string>{"orders.customer", "orders.id"}));
+  const std::vector<std::string> roots = list_names(store, 8, pcore_root_next);
+  EXPECT_EQ(roots, (std::vector<std::string>{"", "alpha-is-a-long-root-name", "btree:orders.customer",
+                                             "btree:orders.id", "zeta"}));
+  // A drop and a new root show at once, before the commit.
+  PCORE_ASSERT_OK(pcore_tree_close(t2));
+  PCORE_ASSERT_OK(pcore_tree_drop(store, "orders.customer", 15));
+  PCORE_ASSERT_OK(pcore_root_set(store, "beta", 4, 0, nullptr, 0));
+  EXPECT_EQ(list_names(store, 64, pcore_tree_next), (std::vector<std::string>{"orders.id"}));
+  EXPECT_EQ(list_names(store, 64, pcore_root_next).size(), 5u);
+  pcore_tree_close(t1);
+  PCORE_EXPECT_OK(pcore_store_close(store));
+}
+
+}  // namespace

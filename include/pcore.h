@@ -176,9 +176,9 @@
 // (`pcore_store_class_stats` with `PCORE_CLASS_TOTAL`), made booleans `uint64_t` 0 or 1,
 // gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
 // reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
-// `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`) and
-// `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). The library's SONAME is
-// `libpcore.so.<major>`.
+// `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`), `pcore_root_next`,
+// `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). The
+// library's SONAME is `libpcore.so.<major>`.
 #define PCORE_ABI_VERSION 131073
 
 // Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
@@ -1059,6 +1059,42 @@ int32_t pcore_snapshot_tree_get(struct PcoreSnapshot *snapshot,
 int32_t pcore_snapshot_cursor_open(struct PcoreSnapshot *snapshot,
                                    struct PcoreTree *tree,
                                    struct PcoreCursor **out);
+
+// The name of the store's first named root after `after` in byte order (`after` NULL: its
+// first root), the latest `pcore_root_set`s and removes included: the first `name_cap`
+// bytes into `name_buf`, its full length into `*out_name_len` (call again with a larger
+// buffer when it is above `name_cap`). List every root by passing back each name found,
+// until `PCORE_NOT_FOUND`. B+ trees keep their anchors among the roots, under names that
+// begin with "btree:"; `pcore_tree_next` lists the trees by their own names.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no root after `after`), `PCORE_INVALID_ARGUMENT`
+// (NULL `out_name_len`, NULL `name_buf` with `name_cap` > 0), `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `after` is NULL or has `after_len` readable bytes; `name_buf` has `name_cap` writable
+// bytes (or is NULL with `name_cap` 0); `out_name_len` is writable.
+int32_t pcore_root_next(struct PcoreStore *store,
+                        const char *after,
+                        size_t after_len,
+                        void *name_buf,
+                        size_t name_cap,
+                        size_t *out_name_len);
+
+// The name of the store's first B+ tree after `after` in byte order (`after` NULL: its
+// first tree), as `pcore_tree_open` takes it; trees created or dropped since the last commit
+// included. Same buffers and loop as `pcore_root_next`.
+//
+// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no tree after `after`), `PCORE_INVALID_ARGUMENT`,
+// `PCORE_CORRUPT` (a damaged tree anchor), `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// As `pcore_root_next`'s.
+int32_t pcore_tree_next(struct PcoreStore *store,
+                        const char *after,
+                        size_t after_len,
+                        void *name_buf,
+                        size_t name_cap,
+                        size_t *out_name_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -7,6 +7,7 @@ pub mod btree;
 mod fork;
 mod guard;
 mod handle_cache;
+pub mod listing;
 mod registry;
 mod sized;
 pub mod snapshot;
