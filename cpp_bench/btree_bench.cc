@@ -7,7 +7,7 @@
 //   btree_bench [--quick] [--json FILE] [--dir DIR] [--runs N] [--runs-1m N]
 //               [--kizuna-runs N] [--seed S] [--no-kizuna] [--no-1m]
 //               [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]
-//               [--no-remove] [--only-remove] [--remove-n N]
+//               [--no-remove] [--only-remove] [--remove-n N] [--remove-order random|sequential|both]
 //
 //   --quick        100 k only, 3 runs (Kizuna shape too, 3 runs); default: 5 runs of everything
 //   --json FILE    write every median (and the samples) to FILE
@@ -1156,7 +1156,7 @@ void usage() {
           "usage: btree_bench [--quick] [--json FILE] [--dir DIR] [--runs N] [--runs-1m N]\n"
           "                   [--kizuna-runs N] [--seed S] [--no-1m] [--no-kizuna]\n"
           "                   [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]\n"
-          "                   [--no-remove] [--only-remove] [--remove-n N]\n");
+          "                   [--no-remove] [--only-remove] [--remove-n N] [--remove-order random|sequential|both]\n");
 }
 
 }  // namespace
@@ -1164,6 +1164,7 @@ void usage() {
 int main(int argc, char** argv) {
   bool quick = false, no_1m = false, no_kizuna = false, no_remove = false, only_remove = false;
   size_t remove_n = 0;
+  std::string remove_order = "both";  // --remove-order random|sequential|both
   std::string only;  // run one engine only (for profiling): pcore, lmdb or sqlite
   std::string json_path, base_dir;
   int runs = -1, runs_1m = -1, kizuna_runs = -1;
@@ -1186,6 +1187,7 @@ int main(int argc, char** argv) {
     else if (a == "--no-remove") no_remove = true;
     else if (a == "--only-remove") only_remove = true;
     else if (a == "--remove-n") remove_n = std::stoull(next());
+    else if (a == "--remove-order") remove_order = next();
     else if (a == "--only") only = next();
     else if (a == "--sqlite-cache-mib") g_sqlite_cache_mib = std::stoi(next());
     else if (a == "-h" || a == "--help") { usage(); return 0; }
@@ -1285,6 +1287,7 @@ int main(int argc, char** argv) {
       rd.removes = permute(rd.keys, shuffled(remove_n, seed + 4));
       for (int run = 0; run < nruns; ++run) {
         for (bool sequential : {false, true}) {
+          if (remove_order != "both" && (remove_order == "sequential") != sequential) continue;
           for_engines_rotated(run, [&](int e) {
             std::string what = format("%s remove %zu-byte run %d", kEngineNames[e], width, run);
             if (e == 0) guarded(what, [&] { remove_run<PcoreEngine>(0, rd, sequential); });

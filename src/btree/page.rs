@@ -516,7 +516,15 @@ impl<'a> PageRef<'a> {
     /// passed over (a lookup has just compared it).
     #[inline(always)]
     pub fn leaf_value(&self, i: usize) -> Result<Value<'a>> {
+        Ok(self.leaf_entry(i)?.1)
+    }
+
+    /// Entry i of a page known to be a leaf, as (key, value), from its cell's lengths: what a
+    /// scan reads of every entry.
+    #[inline(always)]
+    pub fn leaf_entry(&self, i: usize) -> Result<(&'a [u8], Value<'a>)> {
         let cell = self.leaf_cell(i)?;
+        let key = cell.key();
         // The cell ends where its value does: after the value header come exactly the value's
         // bytes, or an overflow value's node id.
         let rest = &cell.raw[cell.key_at as usize + cell.key_len as usize..];
@@ -526,11 +534,11 @@ impl<'a> PageRef<'a> {
         };
         let body = &rest[n..];
         if header & 1 == 0 {
-            return Ok(Value::Inline(body));
+            return Ok((key, Value::Inline(body)));
         }
         let id = body.first_chunk::<8>().ok_or_else(|| self.corrupt(i, "cell runs past the page"))?;
         let len = u32::try_from(header >> 1).map_err(|_| self.corrupt(i, "overflow value length"))?;
-        Ok(Value::Overflow(u64::from_le_bytes(*id), len))
+        Ok((key, Value::Overflow(u64::from_le_bytes(*id), len)))
     }
 
     /// The child a probe belongs to in an internal page: the entry index of the last
@@ -566,6 +574,16 @@ impl<'a> PageRef<'a> {
         } else {
             Ok((Some(lo - 1), self.child(lo - 1)?))
         }
+    }
+
+    /// The child at position `pos` of an internal page: 0 is the leftmost child, j + 1 the
+    /// child of separator j (the positions a descent's path records).
+    #[inline]
+    pub fn child_at_position(&self, pos: usize) -> Result<u64> {
+        if pos == 0 && !self.is_leaf() {
+            return Ok(self.leftmost_child());
+        }
+        self.child(pos.saturating_sub(1))
     }
 
     /// The child id of internal entry i, read without decoding the rest of its cell.

@@ -142,24 +142,12 @@ impl BTree {
         let parent = PageRef::parse(&parent_bytes, parent_id)?;
         let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
         // The pair (left, right) and the index of the separator between them in the parent.
-        let child_at = |p: usize| -> Result<u64> {
-            if p == 0 {
-                Ok(parent.leftmost_child())
-            } else {
-                match parent.entry(p - 1)?.payload {
-                    Payload::Child(c) => Ok(c),
-                    Payload::Leaf(_) => {
-                        Err(Error::corrupt(format!("B+ tree page {parent_id:#x}"), 0, "leaf cell in an internal page"))
-                    }
-                }
-            }
-        };
         let (sep_index, sibling_pos, this_is_left) = if pos == 0 { (0, 1, true) } else { (pos - 1, pos - 1, false) };
         if sibling_pos > parent.len() {
             plan.write(id, ty, leftmost, entries); // an only child: nothing to pair with
             return Ok(());
         }
-        let sibling_id = child_at(sibling_pos)?;
+        let sibling_id = parent.child_at_position(sibling_pos)?;
         let sibling_bytes = plan.copy_page(sibling_id)?;
         let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
         if sibling.is_leaf() != (ty == TYPE_LEAF) {
