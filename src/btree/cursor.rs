@@ -171,15 +171,18 @@ impl Position {
 }
 
 /// Descends from `page` (at depth `at.stack.len()`) to a leaf, always taking the first (or
-/// last) child, and keeps a copy of the leaf (in the buffer of the copy it replaces). Leaves
-/// must sit exactly at the tree's height: a damaged child pointer (one that points back up,
-/// or to a page of the wrong level) is `Corrupt`, never a loop.
+/// last) child, and with `copy` keeps a copy of the leaf (in the buffer of the copy it
+/// replaces): a scan moving on reads it next. (Positioning calls leave the copy to the first
+/// read, which then also finds out whether the store is still open.) Leaves must sit exactly
+/// at the tree's height: a damaged child pointer (one that points back up, or to a page of
+/// the wrong level) is `Corrupt`, never a loop.
 fn descend_edge_in(
     pages: &PageReader<'_, '_>,
     at: &mut Position,
     mut page: u64,
     last: bool,
     height: usize,
+    copy: bool,
 ) -> Result<()> {
     loop {
         let p = pages.page(page)?;
@@ -201,7 +204,9 @@ fn descend_edge_in(
                 at.stack.clear(); // only an empty root leaf
             } else {
                 at.stack.push((page, if last { len - 1 } else { 0 }));
-                at.keep_copy(page, p.as_bytes());
+                if copy {
+                    at.keep_copy(page, p.as_bytes());
+                }
             }
             return Ok(());
         }
@@ -352,7 +357,7 @@ impl Held<'_> {
     fn descend_edge(&mut self, page: u64, last: bool) -> Result<()> {
         let (tree, height) = (self.tree, self.st.height as usize);
         let at = &mut *self.at;
-        tree.with_pages(|pages| descend_edge_in(pages, at, page, last, height))
+        tree.with_pages(|pages| descend_edge_in(pages, at, page, last, height, false))
     }
 
     fn first(&mut self) -> Result<()> {
@@ -497,7 +502,7 @@ impl Held<'_> {
                 if pos < p.len() {
                     at.stack.last_mut().expect("non-empty").1 = pos + 1;
                     let child = p.child_at_position(pos + 1)?;
-                    return descend_edge_in(pages, at, child, false, height);
+                    return descend_edge_in(pages, at, child, false, height, true);
                 }
                 at.stack.pop();
             }
