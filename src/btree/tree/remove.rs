@@ -51,12 +51,12 @@ impl BTree {
             let mut plan = Plan::new(self, editor);
             let leaf_bytes = plan.copy_page(leaf_id)?;
             let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
-            let mut entries = self.page_entries(&leaf, leaf_id, true)?;
-            if let Payload::Leaf(Value::Overflow(old, _)) = entries[index].payload {
+            let mut cells = self.page_cells(&leaf, leaf_id)?;
+            if let Value::Overflow(old, _) = leaf.leaf_value(index)? {
                 plan.free_later(old, KIND_OVERFLOW);
             }
-            entries.remove(index);
-            if let Err(e) = self.rebalance_after_remove(&mut plan, &path, leaf_id, TYPE_LEAF, 0, &entries) {
+            cells.remove(index);
+            if let Err(e) = self.rebalance_leaf(&mut plan, &path, leaf_id, &cells) {
                 return plan.abort(e);
             }
             plan.apply(&mut st)?;
@@ -106,6 +106,84 @@ impl BTree {
             editor.free(NodeId::from_raw(id))?;
         }
         Ok(true)
+    }
+
+    /// Writes a leaf that lost an entry, as [`BTree::rebalance_after_remove`] does any page,
+    /// moving cells as they lie (no entry is decoded and encoded again): below the merge
+    /// threshold it merges with a sibling when both fit one page, or evens the two out, the
+    /// parent's separator replaced in place when it has room.
+    fn rebalance_leaf(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        path: &[(u64, usize)],
+        id: u64,
+        cells: &[Cell<'_>],
+    ) -> Result<()> {
+        let cap = page::capacity(self.inner.page_bytes);
+        let used: usize = cells.iter().map(Cell::bytes).sum();
+        let Some((&(parent_id, pos), above)) = path.split_last() else {
+            plan.write_cells(id, cells); // the root leaf: any fill will do
+            return Ok(());
+        };
+        if !below_merge_threshold(used, cap) {
+            plan.write_cells(id, cells);
+            return Ok(());
+        }
+        let parent_bytes = plan.copy_page(parent_id)?;
+        let parent = PageRef::parse(&parent_bytes, parent_id)?;
+        self.check_kind(&parent, parent_id, false)?;
+        // The pair (left, right) and the index of the separator between them in the parent.
+        let (sep_index, sibling_pos, this_is_left) = if pos == 0 { (0, 1, true) } else { (pos - 1, pos - 1, false) };
+        if sibling_pos > parent.len() {
+            plan.write_cells(id, cells); // an only child: nothing to pair with
+            return Ok(());
+        }
+        let sibling_id = parent.child_at_position(sibling_pos)?;
+        let sibling_bytes = plan.copy_page(sibling_id)?;
+        let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
+        let sibling_cells = self.page_cells(&sibling, sibling_id)?;
+        let (left_id, right_id) = if this_is_left { (id, sibling_id) } else { (sibling_id, id) };
+        let combined = match this_is_left {
+            true => [cells, &sibling_cells[..]].concat(),
+            false => [&sibling_cells[..], cells].concat(),
+        };
+        let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
+        if self.sizes_fit(&sizes) {
+            plan.write_cells(left_id, &combined);
+            plan.free_later(right_id, KIND_LEAF);
+            let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
+            parent_entries.remove(sep_index);
+            return self.rebalance_after_remove(
+                plan,
+                above,
+                parent_id,
+                TYPE_INTERNAL,
+                parent.leftmost_child(),
+                &parent_entries,
+            );
+        }
+        // Two leaves that do not fit one page: even them out by bytes, if the new separator
+        // fits the parent (a longer one might not; the pages are then left as they are).
+        let k = leaf_split_point(&sizes, cap, Edge::Middle);
+        if !self.count_fits(k) || !self.count_fits(combined.len() - k) {
+            plan.write_cells(id, cells);
+            return Ok(());
+        }
+        let new_sep = self.separator(combined[k - 1].key(), combined[k].key());
+        let mut parent_image = Scratch::copy_of(&parent_bytes);
+        if !page::replace_separator_in_place(&mut parent_image, parent_id, sep_index, &new_sep)? {
+            let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
+            parent_entries[sep_index] = Entry { key: &new_sep, payload: Payload::Child(right_id) };
+            if !self.page_fits(&parent_entries) {
+                plan.write_cells(id, cells);
+                return Ok(());
+            }
+            page::build(&mut parent_image, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
+        }
+        plan.write_cells(left_id, &combined[..k]);
+        plan.write_cells(right_id, &combined[k..]);
+        plan.put(parent_id, parent_image);
+        Ok(())
     }
 
     /// Writes a page that lost an entry; below a third full, merges it with a sibling when
