@@ -262,15 +262,16 @@ impl<'a> LeafWithInsert<'a> {
     pub fn build(&self, out: &mut [u8], range: std::ops::Range<usize>) -> Result<()> {
         let unfit = || self.page.corrupt(0, "cells that do not fit a page");
         let mut w = PageWriter::new(out, TYPE_LEAF, 0, range.len()).ok_or_else(unfit)?;
-        // The page's cells before the new one, the new one, the page's cells after it.
+        // Last first (see `PageWriter`): the page's cells after the new one, the new one, the
+        // page's cells before it.
         let after = range.start.max(self.at + 1);
-        for i in range.start..range.end.min(self.at) {
+        for i in (after - 1..range.end.max(after) - 1).rev() {
             w.push_cell(self.page.leaf_cell(i)?.raw).ok_or_else(unfit)?;
         }
         if range.contains(&self.at) {
             w.push_cell(self.cell.raw).ok_or_else(unfit)?;
         }
-        for i in after - 1..range.end.max(after) - 1 {
+        for i in (range.start..range.end.min(self.at)).rev() {
             w.push_cell(self.page.leaf_cell(i)?.raw).ok_or_else(unfit)?;
         }
         w.finish();
@@ -758,7 +759,7 @@ impl<'a> PageRef<'a> {
 pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries: &[Entry<'_>]) -> usize {
     let page_bytes = out.len();
     let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, entries.len()) else { unfit(page_bytes) };
-    for e in entries {
+    for e in entries.iter().rev() {
         debug_assert_eq!(e.page_type(), page_type, "an entry of another kind of page");
         w.push(e.cell_bytes(), prefix_word(e.key), |dst| write_cell(dst, e)).unwrap_or_else(|| unfit(page_bytes));
     }
@@ -769,7 +770,7 @@ pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries:
 pub(crate) fn build_cells(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[Cell<'_>]) -> usize {
     let page_bytes = out.len();
     let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, cells.len()) else { unfit(page_bytes) };
-    for c in cells {
+    for c in cells.iter().rev() {
         w.push_cell(c.raw).unwrap_or_else(|| unfit(page_bytes));
     }
     w.finish()
@@ -780,13 +781,16 @@ fn unfit(page_bytes: usize) -> ! {
     panic!("entries do not fit a {page_bytes}-byte page")
 }
 
-/// The page writer: the header, then each cell growing down from the page's end and its slot
-/// growing up after the header. Every page image is written by it.
+/// The page writer: the header, then the cells from the last to the first, each growing down
+/// from the page's end and its slot filled from the slot array's end. Every page image is
+/// written by it. The first entry's cell lies lowest, next to the free gap: removing entries
+/// from the front of a page (ascending removes, the common sequential case) then moves no
+/// other cell (`remove_in_place`).
 struct PageWriter<'o> {
     out: &'o mut [u8],
     /// Where the last cell written starts.
     end: usize,
-    /// The next slot's offset.
+    /// The offset of the slot last written (the slot array's end before the first).
     slot: usize,
     slots_end: usize,
     slot_bytes: usize,
@@ -805,22 +809,22 @@ impl<'o> PageWriter<'o> {
         out[1] = 0;
         out[2..4].copy_from_slice(&(count as u16).to_le_bytes());
         out[8..16].copy_from_slice(&leftmost_child.to_le_bytes());
-        Some(PageWriter { end: out.len(), out, slot: HEADER_BYTES, slots_end, slot_bytes })
+        Some(PageWriter { end: out.len(), out, slot: slots_end, slots_end, slot_bytes })
     }
 
-    /// Adds the next cell, of `len` bytes written by `write`, whose key's prefix word is `word`
-    /// (an internal page records it; a leaf does not); `None` when it does not fit (or is one
-    /// more than the count given).
+    /// Adds the cell before the last one added (the page's last first), of `len` bytes written
+    /// by `write`, whose key's prefix word is `word` (an internal page records it; a leaf does
+    /// not); `None` when it does not fit (or is one more than the count given).
     #[inline(always)]
     fn push(&mut self, len: usize, word: u64, write: impl FnOnce(&mut [u8])) -> Option<()> {
         // Cells grow down towards the slot array: it is all the room there is.
-        if self.end < self.slots_end + len || self.slot >= self.slots_end {
+        if self.end < self.slots_end + len || self.slot <= HEADER_BYTES {
             return None;
         }
         self.end -= len;
+        self.slot -= self.slot_bytes;
         write(&mut self.out[self.end..self.end + len]);
         write_slot(&mut self.out[self.slot..self.slot + self.slot_bytes], self.end, word);
-        self.slot += self.slot_bytes;
         Some(())
     }
 
@@ -832,7 +836,7 @@ impl<'o> PageWriter<'o> {
 
     /// Records where the cells start; returns the page's length.
     fn finish(self) -> usize {
-        debug_assert_eq!(self.slot, self.slots_end, "fewer cells than the count given");
+        debug_assert_eq!(self.slot, HEADER_BYTES, "fewer cells than the count given");
         self.out[4..8].copy_from_slice(&(self.end as u32).to_le_bytes());
         self.out.len()
     }
@@ -964,7 +968,8 @@ pub(crate) fn insert_cells_in_place(page: &mut [u8], page_id: u64, src: &PageRef
     } else {
         count
     };
-    for i in 0..added {
+    // Last first, as `PageWriter` lays cells out: the first lies lowest.
+    for i in (0..added).rev() {
         let raw = src.leaf_cell(i)?.raw;
         end -= raw.len();
         copy_cell(&mut page[end..end + raw.len()], raw);
@@ -992,12 +997,12 @@ pub(crate) fn remove_in_place(page: &mut [u8], page_id: u64, index: usize) -> Re
     // area. Counted without a branch per slot: the two passes over the slots are most of a
     // remove's own work.
     let (off16, len16, start16) = (off as u16, len as u16, start as u16);
-    let strays: usize = p
+    let strays: u32 = p
         .slots
         .iter()
         .map(|s| {
             let o = u16::from_le_bytes(*s);
-            usize::from(o.wrapping_sub(off16) < len16) + usize::from(o < start16)
+            u32::from(o.wrapping_sub(off16) < len16) + u32::from(o < start16)
         })
         .sum();
     if strays != 1 {
@@ -1007,9 +1012,13 @@ pub(crate) fn remove_in_place(page: &mut [u8], page_id: u64, index: usize) -> Re
     let slots_end = HEADER_BYTES + count * SLOT_BYTES;
     let removed = HEADER_BYTES + index * SLOT_BYTES;
     page.copy_within(removed + SLOT_BYTES..slots_end, removed);
-    for slot in page[HEADER_BYTES..slots_end - SLOT_BYTES].as_chunks_mut::<SLOT_BYTES>().0 {
-        let o = u16::from_le_bytes(*slot);
-        *slot = (o + if o < off16 { len16 } else { 0 }).to_le_bytes();
+    // Only cells below the removed one moved; none when it lay lowest (the first entry of a
+    // page its writer laid out: ascending removes).
+    if off > start {
+        for slot in page[HEADER_BYTES..slots_end - SLOT_BYTES].as_chunks_mut::<SLOT_BYTES>().0 {
+            let o = u16::from_le_bytes(*slot);
+            *slot = (o + if o < off16 { len16 } else { 0 }).to_le_bytes();
+        }
     }
     page[2..4].copy_from_slice(&((count - 1) as u16).to_le_bytes());
     page[4..8].copy_from_slice(&((start + len) as u32).to_le_bytes());
