@@ -143,11 +143,15 @@ impl Position {
         self.check(tree)?;
         let Some(&(leaf, start)) = self.stack.last() else { return Ok(0) };
         let Some(page) = self.copy_of(leaf)? else { return Ok(0) };
+        // Decided once per leaf, not per entry: whether keys are composites to split, and
+        // whether there are bounds to check (an unbounded scan, the common one, has none).
+        let multi = tree.duplicates() == Duplicates::Multi;
+        let bounded = !matches!((&self.lower, &self.upper), (Bound::Unbounded, Bound::Unbounded));
         let mut index = start;
         while index + 1 < page.len() {
             let (key, Value::Inline(v)) = page.leaf_entry(index)? else { break };
-            let (key, value) = user_entry(tree, key, v);
-            if !self.within_bounds(tree, key) || !f(key, value) {
+            let (key, value) = if multi { split_composite(key) } else { (key, v) };
+            if (bounded && !self.within_bounds(tree, key)) || !f(key, value) {
                 break;
             }
             index += 1;
