@@ -7,7 +7,7 @@
 //   btree_bench [--quick] [--json FILE] [--dir DIR] [--runs N] [--runs-1m N]
 //               [--kizuna-runs N] [--seed S] [--no-kizuna] [--no-1m]
 //               [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]
-//               [--no-remove] [--only-remove] [--remove-n N]
+//               [--no-remove] [--only-remove] [--remove-n N] [--remove-order random|sequential|both]
 //
 //   --quick        100 k only, 3 runs (Kizuna shape too, 3 runs); default: 5 runs of everything
 //   --json FILE    write every median (and the samples) to FILE
@@ -16,9 +16,9 @@
 //   --no-remove    skip the removes (random and sequential, 8- and 16-byte keys, --remove-n
 //                  entries: 1M, or 100k with --quick); --only-remove runs only them
 //
-// A full run takes ~75 s on the team's 2-vCPU machine. The first run of each size also checks
-// order both ways, pcore_tree_verify, and (pcore) every key again after close and reopen;
-// those checks are not timed.
+// A full run takes ~75 s on the team's 2-vCPU machine, plus ~6 min of removes (skipped with
+// --no-remove). The first run of each size also checks order both ways, pcore_tree_verify,
+// and (pcore) every key again after close and reopen; those checks are not timed.
 //
 // Configurations (each run on a fresh store / env / db, removed afterwards):
 //   pcore   store in a temp dir, EVENTUAL durability, tree with 4 KiB pages, unique keys,
@@ -1156,7 +1156,7 @@ void usage() {
           "usage: btree_bench [--quick] [--json FILE] [--dir DIR] [--runs N] [--runs-1m N]\n"
           "                   [--kizuna-runs N] [--seed S] [--no-1m] [--no-kizuna]\n"
           "                   [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]\n"
-          "                   [--no-remove] [--only-remove] [--remove-n N]\n");
+          "                   [--no-remove] [--only-remove] [--remove-n N] [--remove-order random|sequential|both]\n");
 }
 
 }  // namespace
@@ -1164,6 +1164,7 @@ void usage() {
 int main(int argc, char** argv) {
   bool quick = false, no_1m = false, no_kizuna = false, no_remove = false, only_remove = false;
   size_t remove_n = 0;
+  std::string remove_order = "both";  // --remove-order random|sequential|both
   std::string only;  // run one engine only (for profiling): pcore, lmdb or sqlite
   std::string json_path, base_dir;
   int runs = -1, runs_1m = -1, kizuna_runs = -1;
@@ -1186,6 +1187,7 @@ int main(int argc, char** argv) {
     else if (a == "--no-remove") no_remove = true;
     else if (a == "--only-remove") only_remove = true;
     else if (a == "--remove-n") remove_n = std::stoull(next());
+    else if (a == "--remove-order") remove_order = next();
     else if (a == "--only") only = next();
     else if (a == "--sqlite-cache-mib") g_sqlite_cache_mib = std::stoi(next());
     else if (a == "-h" || a == "--help") { usage(); return 0; }
@@ -1277,7 +1279,8 @@ int main(int argc, char** argv) {
 
   // --- Removes: random and sequential, 8- and 16-byte keys.
   if (!no_remove) {
-    const int nruns = quick ? 3 : std::max(3, runs_1m > 0 ? runs_1m : runs);
+    // Three runs: each loads 1M entries per engine, key size and order (~2 min a run).
+    const int nruns = 3;
     for (size_t width : {size_t{8}, size_t{16}}) {
       RemoveData rd;
       rd.keys = random_keys(remove_n, seed ^ (width << 40), width);
@@ -1285,6 +1288,7 @@ int main(int argc, char** argv) {
       rd.removes = permute(rd.keys, shuffled(remove_n, seed + 4));
       for (int run = 0; run < nruns; ++run) {
         for (bool sequential : {false, true}) {
+          if (remove_order != "both" && (remove_order == "sequential") != sequential) continue;
           for_engines_rotated(run, [&](int e) {
             std::string what = format("%s remove %zu-byte run %d", kEngineNames[e], width, run);
             if (e == 0) guarded(what, [&] { remove_run<PcoreEngine>(0, rd, sequential); });

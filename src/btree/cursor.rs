@@ -15,7 +15,7 @@
 //! change.
 
 use super::page::{PageRef, Payload, Value};
-use super::tree::{split_composite, BTree, Duplicates, State};
+use super::tree::{split_composite, BTree, Duplicates, PageReader, State};
 use crate::error::{Error, Result};
 use std::ops::Bound;
 
@@ -76,6 +76,14 @@ impl Position {
         !self.below_lower(tree, key) && !self.above_upper(tree, key)
     }
 
+    /// Makes the cursor's copy hold leaf `id`'s `bytes`, reusing the old copy's buffer.
+    fn keep_copy(&mut self, id: u64, bytes: &[u8]) {
+        let mut buf = self.leaf.take().map(|(_, b)| b).unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        self.leaf = Some((id, buf));
+    }
+
     /// The cursor's copy of leaf `id`, if it holds one.
     fn copy_of(&self, id: u64) -> Result<Option<PageRef<'_>>> {
         match &self.leaf {
@@ -90,10 +98,9 @@ impl Position {
         self.check(tree)?;
         let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
         let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
-        let e = page.entry(index)?;
-        // A value in its own node (or a damaged cell, which the locked path reports) needs the lock.
-        let Payload::Leaf(Value::Inline(v)) = e.payload else { return Ok(FromCopy::NeedsLock) };
-        let (key, value) = user_entry(tree, e.key, v);
+        // A value in its own node needs the lock.
+        let (key, Value::Inline(v)) = page.leaf_entry(index)? else { return Ok(FromCopy::NeedsLock) };
+        let (key, value) = user_entry(tree, key, v);
         Ok(FromCopy::Done(self.within_bounds(tree, key).then(|| f(key, value))))
     }
 
@@ -121,9 +128,8 @@ impl Position {
         if index + 1 >= page.len() {
             return Ok(FromCopy::NeedsLock);
         }
-        let e = page.entry(index + 1)?;
-        let Payload::Leaf(Value::Inline(v)) = e.payload else { return Ok(FromCopy::NeedsLock) };
-        let (key, value) = user_entry(tree, e.key, v);
+        let (key, Value::Inline(v)) = page.leaf_entry(index + 1)? else { return Ok(FromCopy::NeedsLock) };
+        let (key, value) = user_entry(tree, key, v);
         let r = self.within_bounds(tree, key).then(|| f(key, value));
         self.stack.last_mut().expect("positioned").1 += 1;
         Ok(FromCopy::Done(r))
@@ -137,12 +143,15 @@ impl Position {
         self.check(tree)?;
         let Some(&(leaf, start)) = self.stack.last() else { return Ok(0) };
         let Some(page) = self.copy_of(leaf)? else { return Ok(0) };
+        // Decided once per leaf, not per entry: whether keys are composites to split, and
+        // whether there are bounds to check (an unbounded scan, the common one, has none).
+        let multi = tree.duplicates() == Duplicates::Multi;
+        let bounded = !matches!((&self.lower, &self.upper), (Bound::Unbounded, Bound::Unbounded));
         let mut index = start;
         while index + 1 < page.len() {
-            let e = page.entry(index)?;
-            let Payload::Leaf(Value::Inline(v)) = e.payload else { break };
-            let (key, value) = user_entry(tree, e.key, v);
-            if !self.within_bounds(tree, key) || !f(key, value) {
+            let (key, Value::Inline(v)) = page.leaf_entry(index)? else { break };
+            let (key, value) = if multi { split_composite(key) } else { (key, v) };
+            if (bounded && !self.within_bounds(tree, key)) || !f(key, value) {
                 break;
             }
             index += 1;
@@ -161,6 +170,55 @@ impl Position {
                 Ok(FromCopy::Done(()))
             }
             Some(_) => Ok(FromCopy::NeedsLock),
+        }
+    }
+}
+
+/// Descends from `page` (at depth `at.stack.len()`) to a leaf, always taking the first (or
+/// last) child, and with `copy` keeps a copy of the leaf (in the buffer of the copy it
+/// replaces): a scan moving on reads it next. (Positioning calls leave the copy to the first
+/// read, which then also finds out whether the store is still open.) Leaves must sit exactly
+/// at the tree's height: a damaged child pointer (one that points back up, or to a page of
+/// the wrong level) is `Corrupt`, never a loop.
+fn descend_edge_in(
+    pages: &PageReader<'_, '_>,
+    at: &mut Position,
+    mut page: u64,
+    last: bool,
+    height: usize,
+    copy: bool,
+) -> Result<()> {
+    loop {
+        let p = pages.page(page)?;
+        let (is_leaf, len) = (p.is_leaf(), p.len());
+        if is_leaf != (at.stack.len() + 1 == height) {
+            let depth = at.stack.len();
+            at.stack.clear();
+            return Err(Error::corrupt(
+                format!("B+ tree page {page:#x}"),
+                0,
+                format!(
+                    "a {} page at depth {depth} of a tree of height {height}",
+                    if is_leaf { "leaf" } else { "internal" }
+                ),
+            ));
+        }
+        if is_leaf {
+            if len == 0 {
+                at.stack.clear(); // only an empty root leaf
+            } else {
+                at.stack.push((page, if last { len - 1 } else { 0 }));
+                if copy {
+                    at.keep_copy(page, p.as_bytes());
+                }
+            }
+            return Ok(());
+        }
+        let pos = if last { len } else { 0 };
+        at.stack.push((page, pos));
+        page = p.child_at_position(pos)?;
+        if at.stack.len() > 64 {
+            return Err(Error::corrupt(format!("B+ tree page {page:#x}"), 0, "the tree is deeper than any valid tree"));
         }
     }
 }
@@ -295,61 +353,15 @@ impl Held<'_> {
     }
 
     fn child_at(&self, page: u64, pos: usize) -> Result<u64> {
-        self.tree.with_page(page, |p| {
-            if pos == 0 {
-                return Ok(p.leftmost_child());
-            }
-            match p.entry(pos - 1)?.payload {
-                Payload::Child(c) => Ok(c),
-                Payload::Leaf(_) => {
-                    Err(Error::corrupt(format!("B+ tree page {page:#x}"), 0, "leaf cell in an internal page"))
-                }
-            }
-        })
-    }
-
-    fn page_len(&self, page: u64) -> Result<usize> {
-        self.tree.with_page(page, |p| Ok(p.len()))
+        self.tree.with_page(page, |p| p.child_at_position(pos))
     }
 
     /// Descends from `page` (at depth `stack.len()`) to a leaf, always taking the first (or
-    /// last) child. Leaves must sit exactly at the tree's height: a damaged child pointer
-    /// (one that points back up, or to a page of the wrong level) is `Corrupt`, never a loop.
-    fn descend_edge(&mut self, mut page: u64, last: bool) -> Result<()> {
-        let height = self.st.height as usize;
-        loop {
-            let (is_leaf, len) = self.tree.with_page(page, |p| Ok((p.is_leaf(), p.len())))?;
-            if is_leaf != (self.at.stack.len() + 1 == height) {
-                self.at.stack.clear();
-                return Err(Error::corrupt(
-                    format!("B+ tree page {page:#x}"),
-                    0,
-                    format!(
-                        "a {} page at depth {} of a tree of height {height}",
-                        if is_leaf { "leaf" } else { "internal" },
-                        self.at.stack.len()
-                    ),
-                ));
-            }
-            if is_leaf {
-                if len == 0 {
-                    self.at.stack.clear(); // only an empty root leaf
-                } else {
-                    self.at.stack.push((page, if last { len - 1 } else { 0 }));
-                }
-                return Ok(());
-            }
-            let pos = if last { len } else { 0 };
-            self.at.stack.push((page, pos));
-            page = self.child_at(page, pos)?;
-            if self.at.stack.len() > 64 {
-                return Err(Error::corrupt(
-                    format!("B+ tree page {page:#x}"),
-                    0,
-                    "the tree is deeper than any valid tree",
-                ));
-            }
-        }
+    /// last) child, under one hold of the store's lock; see [`descend_edge_in`].
+    fn descend_edge(&mut self, page: u64, last: bool) -> Result<()> {
+        let (tree, height) = (self.tree, self.st.height as usize);
+        let at = &mut *self.at;
+        tree.with_pages(|pages| descend_edge_in(pages, at, page, last, height, false))
     }
 
     fn first(&mut self) -> Result<()> {
@@ -484,15 +496,22 @@ impl Held<'_> {
             return Ok(());
         }
         self.at.stack.pop();
-        while let Some(&(page, pos)) = self.at.stack.last() {
-            if pos < self.page_len(page)? {
-                self.at.stack.last_mut().expect("non-empty").1 = pos + 1;
-                let child = self.child_at(page, pos + 1)?;
-                return self.descend_edge(child, false);
+        // Up to the first ancestor with a child to the right, and down its leftmost edge,
+        // under one hold of the store's lock: a scan pays this once per leaf.
+        let (tree, height) = (self.tree, self.st.height as usize);
+        let at = &mut *self.at;
+        tree.with_pages(|pages| {
+            while let Some(&(page, pos)) = at.stack.last() {
+                let p = pages.page(page)?;
+                if pos < p.len() {
+                    at.stack.last_mut().expect("non-empty").1 = pos + 1;
+                    let child = p.child_at_position(pos + 1)?;
+                    return descend_edge_in(pages, at, child, false, height, true);
+                }
+                at.stack.pop();
             }
-            self.at.stack.pop();
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn move_prev(&mut self) -> Result<()> {

@@ -262,15 +262,16 @@ impl<'a> LeafWithInsert<'a> {
     pub fn build(&self, out: &mut [u8], range: std::ops::Range<usize>) -> Result<()> {
         let unfit = || self.page.corrupt(0, "cells that do not fit a page");
         let mut w = PageWriter::new(out, TYPE_LEAF, 0, range.len()).ok_or_else(unfit)?;
-        // The page's cells before the new one, the new one, the page's cells after it.
+        // Last first (see `PageWriter`): the page's cells after the new one, the new one, the
+        // page's cells before it.
         let after = range.start.max(self.at + 1);
-        for i in range.start..range.end.min(self.at) {
+        for i in (after - 1..range.end.max(after) - 1).rev() {
             w.push_cell(self.page.leaf_cell(i)?.raw).ok_or_else(unfit)?;
         }
         if range.contains(&self.at) {
             w.push_cell(self.cell.raw).ok_or_else(unfit)?;
         }
-        for i in after - 1..range.end.max(after) - 1 {
+        for i in (range.start..range.end.min(self.at)).rev() {
             w.push_cell(self.page.leaf_cell(i)?.raw).ok_or_else(unfit)?;
         }
         w.finish();
@@ -516,7 +517,15 @@ impl<'a> PageRef<'a> {
     /// passed over (a lookup has just compared it).
     #[inline(always)]
     pub fn leaf_value(&self, i: usize) -> Result<Value<'a>> {
+        Ok(self.leaf_entry(i)?.1)
+    }
+
+    /// Entry i of a page known to be a leaf, as (key, value), from its cell's lengths: what a
+    /// scan reads of every entry.
+    #[inline(always)]
+    pub fn leaf_entry(&self, i: usize) -> Result<(&'a [u8], Value<'a>)> {
         let cell = self.leaf_cell(i)?;
+        let key = cell.key();
         // The cell ends where its value does: after the value header come exactly the value's
         // bytes, or an overflow value's node id.
         let rest = &cell.raw[cell.key_at as usize + cell.key_len as usize..];
@@ -526,11 +535,11 @@ impl<'a> PageRef<'a> {
         };
         let body = &rest[n..];
         if header & 1 == 0 {
-            return Ok(Value::Inline(body));
+            return Ok((key, Value::Inline(body)));
         }
         let id = body.first_chunk::<8>().ok_or_else(|| self.corrupt(i, "cell runs past the page"))?;
         let len = u32::try_from(header >> 1).map_err(|_| self.corrupt(i, "overflow value length"))?;
-        Ok(Value::Overflow(u64::from_le_bytes(*id), len))
+        Ok((key, Value::Overflow(u64::from_le_bytes(*id), len)))
     }
 
     /// The child a probe belongs to in an internal page: the entry index of the last
@@ -566,6 +575,16 @@ impl<'a> PageRef<'a> {
         } else {
             Ok((Some(lo - 1), self.child(lo - 1)?))
         }
+    }
+
+    /// The child at position `pos` of an internal page: 0 is the leftmost child, j + 1 the
+    /// child of separator j (the positions a descent's path records).
+    #[inline]
+    pub fn child_at_position(&self, pos: usize) -> Result<u64> {
+        if pos == 0 && !self.is_leaf() {
+            return Ok(self.leftmost_child());
+        }
+        self.child(pos.saturating_sub(1))
     }
 
     /// The child id of internal entry i, read without decoding the rest of its cell.
@@ -740,7 +759,7 @@ impl<'a> PageRef<'a> {
 pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries: &[Entry<'_>]) -> usize {
     let page_bytes = out.len();
     let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, entries.len()) else { unfit(page_bytes) };
-    for e in entries {
+    for e in entries.iter().rev() {
         debug_assert_eq!(e.page_type(), page_type, "an entry of another kind of page");
         w.push(e.cell_bytes(), prefix_word(e.key), |dst| write_cell(dst, e)).unwrap_or_else(|| unfit(page_bytes));
     }
@@ -751,7 +770,7 @@ pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries:
 pub(crate) fn build_cells(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[Cell<'_>]) -> usize {
     let page_bytes = out.len();
     let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, cells.len()) else { unfit(page_bytes) };
-    for c in cells {
+    for c in cells.iter().rev() {
         w.push_cell(c.raw).unwrap_or_else(|| unfit(page_bytes));
     }
     w.finish()
@@ -762,13 +781,16 @@ fn unfit(page_bytes: usize) -> ! {
     panic!("entries do not fit a {page_bytes}-byte page")
 }
 
-/// The page writer: the header, then each cell growing down from the page's end and its slot
-/// growing up after the header. Every page image is written by it.
+/// The page writer: the header, then the cells from the last to the first, each growing down
+/// from the page's end and its slot filled from the slot array's end. Every page image is
+/// written by it. The first entry's cell lies lowest, next to the free gap: removing entries
+/// from the front of a page (ascending removes, the common sequential case) then moves no
+/// other cell (`remove_in_place`).
 struct PageWriter<'o> {
     out: &'o mut [u8],
     /// Where the last cell written starts.
     end: usize,
-    /// The next slot's offset.
+    /// The offset of the slot last written (the slot array's end before the first).
     slot: usize,
     slots_end: usize,
     slot_bytes: usize,
@@ -787,22 +809,22 @@ impl<'o> PageWriter<'o> {
         out[1] = 0;
         out[2..4].copy_from_slice(&(count as u16).to_le_bytes());
         out[8..16].copy_from_slice(&leftmost_child.to_le_bytes());
-        Some(PageWriter { end: out.len(), out, slot: HEADER_BYTES, slots_end, slot_bytes })
+        Some(PageWriter { end: out.len(), out, slot: slots_end, slots_end, slot_bytes })
     }
 
-    /// Adds the next cell, of `len` bytes written by `write`, whose key's prefix word is `word`
-    /// (an internal page records it; a leaf does not); `None` when it does not fit (or is one
-    /// more than the count given).
+    /// Adds the cell before the last one added (the page's last first), of `len` bytes written
+    /// by `write`, whose key's prefix word is `word` (an internal page records it; a leaf does
+    /// not); `None` when it does not fit (or is one more than the count given).
     #[inline(always)]
     fn push(&mut self, len: usize, word: u64, write: impl FnOnce(&mut [u8])) -> Option<()> {
         // Cells grow down towards the slot array: it is all the room there is.
-        if self.end < self.slots_end + len || self.slot >= self.slots_end {
+        if self.end < self.slots_end + len || self.slot <= HEADER_BYTES {
             return None;
         }
         self.end -= len;
+        self.slot -= self.slot_bytes;
         write(&mut self.out[self.end..self.end + len]);
         write_slot(&mut self.out[self.slot..self.slot + self.slot_bytes], self.end, word);
-        self.slot += self.slot_bytes;
         Some(())
     }
 
@@ -814,7 +836,7 @@ impl<'o> PageWriter<'o> {
 
     /// Records where the cells start; returns the page's length.
     fn finish(self) -> usize {
-        debug_assert_eq!(self.slot, self.slots_end, "fewer cells than the count given");
+        debug_assert_eq!(self.slot, HEADER_BYTES, "fewer cells than the count given");
         self.out[4..8].copy_from_slice(&(self.end as u32).to_le_bytes());
         self.out.len()
     }
@@ -946,7 +968,8 @@ pub(crate) fn insert_cells_in_place(page: &mut [u8], page_id: u64, src: &PageRef
     } else {
         count
     };
-    for i in 0..added {
+    // Last first, as `PageWriter` lays cells out: the first lies lowest.
+    for i in (0..added).rev() {
         let raw = src.leaf_cell(i)?.raw;
         end -= raw.len();
         copy_cell(&mut page[end..end + raw.len()], raw);
@@ -974,12 +997,12 @@ pub(crate) fn remove_in_place(page: &mut [u8], page_id: u64, index: usize) -> Re
     // area. Counted without a branch per slot: the two passes over the slots are most of a
     // remove's own work.
     let (off16, len16, start16) = (off as u16, len as u16, start as u16);
-    let strays: usize = p
+    let strays: u32 = p
         .slots
         .iter()
         .map(|s| {
             let o = u16::from_le_bytes(*s);
-            usize::from(o.wrapping_sub(off16) < len16) + usize::from(o < start16)
+            u32::from(o.wrapping_sub(off16) < len16) + u32::from(o < start16)
         })
         .sum();
     if strays != 1 {
@@ -989,9 +1012,13 @@ pub(crate) fn remove_in_place(page: &mut [u8], page_id: u64, index: usize) -> Re
     let slots_end = HEADER_BYTES + count * SLOT_BYTES;
     let removed = HEADER_BYTES + index * SLOT_BYTES;
     page.copy_within(removed + SLOT_BYTES..slots_end, removed);
-    for slot in page[HEADER_BYTES..slots_end - SLOT_BYTES].as_chunks_mut::<SLOT_BYTES>().0 {
-        let o = u16::from_le_bytes(*slot);
-        *slot = (o + if o < off16 { len16 } else { 0 }).to_le_bytes();
+    // Only cells below the removed one moved; none when it lay lowest (the first entry of a
+    // page its writer laid out: ascending removes).
+    if off > start {
+        for slot in page[HEADER_BYTES..slots_end - SLOT_BYTES].as_chunks_mut::<SLOT_BYTES>().0 {
+            let o = u16::from_le_bytes(*slot);
+            *slot = (o + if o < off16 { len16 } else { 0 }).to_le_bytes();
+        }
     }
     page[2..4].copy_from_slice(&((count - 1) as u16).to_le_bytes());
     page[4..8].copy_from_slice(&((start + len) as u32).to_le_bytes());

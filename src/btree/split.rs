@@ -2,6 +2,8 @@
 //! halves. Pure functions over entry sizes from the byte-accounting function, so every
 //! caller (leaf split, internal split, rebalancing after delete) agrees on what fits.
 
+use crate::error::Result;
+
 /// Where the entry that caused the split sits, for append-aware splitting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Edge {
@@ -20,6 +22,97 @@ pub(crate) enum Edge {
 /// remove path asks this: the in-place remove edits its leaf only when this says no.
 pub(crate) fn below_merge_threshold(used_bytes: usize, capacity: usize) -> bool {
     used_bytes < capacity / 3
+}
+
+/// Room a shift leaves in the two pages together: an eighth of a page, so the next inserts
+/// do not shift again at once (a quarter page: 45.6 bytes per random 36-byte entry; an
+/// eighth: 44.3, for more frequent shifts; btree_bench shows both).
+pub(crate) fn shift_slack(capacity: usize) -> usize {
+    capacity / 8
+}
+
+/// THE shift rule: whether a full leaf whose cells (the new one among them) take
+/// `total_bytes` shares them with a sibling using `sibling_bytes` (a shift: no new page, and
+/// pages stay fuller on random inserts, B*-tree style) rather than splitting. The cut then
+/// comes from [`shift_cut`], which finds none when no cut fits both pages. Both the in-place
+/// shift (tree/overflow.rs) and the planned one (tree/insert.rs) ask this and cut with that,
+/// so they shift in the same cases and leave the same pages.
+pub(crate) fn shift_fits(total_bytes: usize, sibling_bytes: usize, capacity: usize) -> bool {
+    total_bytes + sibling_bytes <= 2 * capacity - shift_slack(capacity)
+}
+
+/// Where to cut a leaf's `n` cells (of `total` bytes; `size(j)` is cell j's) so that their
+/// tail (`right`) or head goes to a sibling using `used` bytes: the cut whose two pages are
+/// closest in size, both within `capacity`, found measuring only the cells it passes. Returns
+/// k, the first cell of the right-hand page, or None when no cut fits.
+pub(crate) fn shift_cut(
+    n: usize,
+    size: impl Fn(usize) -> Result<usize>,
+    total: usize,
+    used: usize,
+    capacity: usize,
+    right: bool,
+) -> Result<Option<usize>> {
+    let mut moved = 0;
+    let mut best: Option<(usize, usize)> = None;
+    for step in 0..n.saturating_sub(1) {
+        let j = if right { n - 1 - step } else { step };
+        moved += size(j)?;
+        let (here, there) = (total.saturating_sub(moved), used + moved);
+        if there > capacity {
+            break;
+        }
+        if here <= capacity {
+            let imbalance = here.abs_diff(there);
+            if best.is_some_and(|(_, b)| imbalance >= b) {
+                break; // past the balance point: further cuts are only worse
+            }
+            best = Some((if right { j } else { j + 1 }, imbalance));
+        }
+    }
+    Ok(best.map(|(k, _)| k))
+}
+
+/// Where a split cuts `n` cells (of `total` bytes) into the leaf's part and a new page's, for
+/// `edge`, measuring only the cells it passes: at the right edge the leaf stays full (a
+/// sequential load leaves full pages), at the left edge the new page does; elsewhere the
+/// halves are closest in size. Both insert paths split with this.
+pub(crate) fn split_cut(
+    n: usize,
+    size: impl Fn(usize) -> Result<usize>,
+    total: usize,
+    capacity: usize,
+    edge: Edge,
+) -> Result<Option<usize>> {
+    match edge {
+        Edge::Middle => shift_cut(n, size, total, 0, capacity, true),
+        Edge::Right => {
+            let mut moved = 0;
+            for j in (1..n).rev() {
+                moved += size(j)?;
+                if moved > capacity {
+                    break;
+                }
+                if total - moved <= capacity {
+                    return Ok(Some(j));
+                }
+            }
+            Ok(None)
+        }
+        Edge::Left => {
+            let mut kept = 0;
+            for j in 0..n.saturating_sub(1) {
+                kept += size(j)?;
+                if kept > capacity {
+                    break;
+                }
+                if total - kept <= capacity {
+                    return Ok(Some(j + 1));
+                }
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Split a leaf's entries (sizes in order) into two pages of `capacity` bytes: returns k, the

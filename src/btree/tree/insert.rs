@@ -127,7 +127,9 @@ impl BTree {
                 }
             }
         }
-        let k = leaf_split_point(&sizes, cap, edge);
+        let total = sizes.iter().sum();
+        let k = split_cut(sizes.len(), |j| Ok(sizes[j]), total, cap, edge)?
+            .ok_or_else(|| Error::Internal("entries of at most a quarter page found no split".into()))?;
         let right_id = plan.alloc_page(KIND_LEAF)?;
         plan.write_cells(leaf_id, &cells[..k]);
         plan.write_cells(right_id, &cells[k..]);
@@ -150,47 +152,35 @@ impl BTree {
         let cap = page::capacity(self.inner.page_bytes);
         let parent_bytes = plan.copy_page(parent_id)?;
         let parent = PageRef::parse(&parent_bytes, parent_id)?;
-        let mut candidates = Vec::with_capacity(2);
-        if pos < parent.len() {
-            candidates.push(pos + 1);
-        }
-        if pos > 0 {
-            candidates.push(pos - 1);
-        }
-        // Two halves that fit are guaranteed only with the largest entry's worth of slack.
-        let slack = |largest: usize| overflow::shift_slack(cap).max(largest);
-        let shift_limit = 2 * cap - slack(cells.iter().map(Cell::bytes).max().unwrap_or(0));
-        let cells_total: usize = cells.iter().map(Cell::bytes).sum();
+        let total: usize = cells.iter().map(Cell::bytes).sum();
         let mut parent_entries = Vec::new();
-        for sibling_pos in candidates {
-            let sibling_id = if sibling_pos == 0 { parent.leftmost_child() } else { parent.child(sibling_pos - 1)? };
+        // Decided from sizes alone, as the in-place shift decides (split::shift_fits).
+        for right in [true, false] {
+            let sibling_pos = match right {
+                true if pos < parent.len() => pos + 1,
+                false if pos > 0 => pos - 1,
+                _ => continue,
+            };
+            let sibling_id = parent.child_at_position(sibling_pos)?;
             let sibling_bytes = plan.copy_page(sibling_id)?;
             let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
-            // The bytes outside the sibling's free gap bound what it holds: a sibling that
-            // cannot take enough is passed over without decoding it.
-            if cells_total + (cap - sibling.gap_bytes()).min(cap) > shift_limit {
+            let used = sibling.occupied_bytes();
+            if !shift_fits(total, used, cap) {
                 continue;
             }
-            let this_is_left = sibling_pos > pos;
-            let mut combined: Vec<Cell<'_>> = Vec::with_capacity(cells.len() + sibling.len());
-            if this_is_left {
-                combined.extend_from_slice(cells);
-                combined.extend(self.page_cells(&sibling, sibling_id)?);
+            let Some(k) = shift_cut(cells.len(), |j| Ok(cells[j].bytes()), total, used, cap, right)? else { continue };
+            let moved = if right { cells.len() - k } else { k };
+            if !self.count_fits(cells.len() - moved) || !self.count_fits(sibling.len() + moved) {
+                continue;
+            }
+            let sibling_cells = self.page_cells(&sibling, sibling_id)?;
+            let (left_id, right_id, left_cells, right_cells) = if right {
+                (leaf_id, sibling_id, cells[..k].to_vec(), [&cells[k..], &sibling_cells[..]].concat())
             } else {
-                combined.extend(self.page_cells(&sibling, sibling_id)?);
-                combined.extend_from_slice(cells);
-            }
-            let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
-            if sizes.iter().sum::<usize>() > 2 * cap - slack(sizes.iter().copied().max().unwrap_or(0)) {
-                continue;
-            }
-            let k = leaf_split_point(&sizes, cap, Edge::Middle);
-            let separator = self.separator(combined[k - 1].key(), combined[k].key());
-            let (left_id, right_id) = if this_is_left { (leaf_id, sibling_id) } else { (sibling_id, leaf_id) };
+                (sibling_id, leaf_id, [&sibling_cells[..], &cells[..k]].concat(), cells[k..].to_vec())
+            };
+            let separator = self.separator(cells[k - 1].key(), cells[k].key());
             let sep_index = pos.min(sibling_pos);
-            if !self.count_fits(k) || !self.count_fits(combined.len() - k) {
-                continue;
-            }
             // The parent's separator changes: in place on a copy when it has room (the
             // common case), else the parent is rebuilt.
             let mut parent_image = Scratch::copy_of(&parent_bytes);
@@ -205,8 +195,8 @@ impl BTree {
                 }
                 page::build(&mut parent_image, TYPE_INTERNAL, parent.leftmost_child(), &rebuilt);
             }
-            plan.write_cells(left_id, &combined[..k]);
-            plan.write_cells(right_id, &combined[k..]);
+            plan.write_cells(left_id, &left_cells);
+            plan.write_cells(right_id, &right_cells);
             plan.put(parent_id, parent_image);
             return Ok(true);
         }

@@ -11,7 +11,7 @@
 
 use super::{edge_at, update_page, BTree, PageReader, Scratch, KIND_LEAF};
 use crate::btree::page::{self, Cell, Entry, LeafWithInsert, PageRef, Payload};
-use crate::btree::split::Edge;
+use crate::btree::split::{shift_cut, shift_fits, split_cut, Edge};
 use crate::error::{Error, Result};
 use crate::store::{NodeEditor, NodeId};
 
@@ -35,14 +35,6 @@ struct Move {
     moved: Scratch,
     /// The leaf's new image: the cells that stay.
     rest: Scratch,
-}
-
-/// Room a shift leaves in the two pages together: an eighth of a page, so the next inserts
-/// do not shift again at once (a quarter page: 45.6 bytes per random 36-byte entry; an
-/// eighth: 44.3, for more frequent shifts; btree_bench shows both). A general shift also
-/// keeps the largest entry's worth, which guarantees two halves that fit.
-pub(super) fn shift_slack(cap: usize) -> usize {
-    cap / 8
 }
 
 impl BTree {
@@ -134,7 +126,9 @@ impl BTree {
         let (to, k, separator) = match shift {
             Some(chosen) => chosen,
             None => {
-                let Some(k) = split_cut(&cells, total, cap, edge)? else { return Ok(None) };
+                let Some(k) = split_cut(n, |j| cells.get(j).map(|c| c.bytes()), total, cap, edge)? else {
+                    return Ok(None);
+                };
                 let separator = self.separator(cells.get(k - 1)?.key(), cells.get(k)?.key());
                 let room = parent.gap_bytes() >= page::entry_bytes(separator.len(), &Payload::Child(0));
                 if !room || !self.count_fits(k) || !self.count_fits(n - k) || !self.count_fits(parent.len() + 1) {
@@ -171,14 +165,15 @@ impl BTree {
                 false if pos > 0 => pos - 1,
                 _ => continue,
             };
-            let id = if sibling_pos == 0 { parent.leftmost_child() } else { parent.child(sibling_pos - 1)? };
+            let id = parent.child_at_position(sibling_pos)?;
             let sibling = pages.page(id)?;
             self.check_kind(&sibling, id, true)?;
             let used = sibling.occupied_bytes();
-            if total + used > 2 * cap - shift_slack(cap) {
+            if !shift_fits(total, used, cap) {
                 continue;
             }
-            let Some(k) = shift_cut(cells, total, used, cap, right)? else { continue };
+            let size = |j| cells.get(j).map(|c| c.bytes());
+            let Some(k) = shift_cut(cells.len(), size, total, used, cap, right)? else { continue };
             let moved = if right { cells.len() - k } else { k };
             if !self.count_fits(cells.len() - moved) || !self.count_fits(sibling.len() + moved) {
                 continue;
@@ -205,68 +200,6 @@ fn edit(
     match done {
         true => Ok(()),
         false => Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "its free gap shrank during a shift or split")),
-    }
-}
-
-/// Where to cut a leaf's `cells` (of `total` bytes) so that their tail (`right`) or head goes
-/// to a sibling using `used` bytes: the cut whose two pages are closest in size, both within
-/// `cap`. Returns k, the first cell of the right-hand page, or None when no cut fits.
-fn shift_cut(cells: &LeafWithInsert<'_>, total: usize, used: usize, cap: usize, right: bool) -> Result<Option<usize>> {
-    let n = cells.len();
-    let mut moved = 0;
-    let mut best: Option<(usize, usize)> = None;
-    for step in 0..n - 1 {
-        let j = if right { n - 1 - step } else { step };
-        moved += cells.get(j)?.bytes();
-        let (here, there) = (total.saturating_sub(moved), used + moved);
-        if there > cap {
-            break;
-        }
-        if here <= cap {
-            let imbalance = here.abs_diff(there);
-            if best.is_some_and(|(_, b)| imbalance >= b) {
-                break; // past the balance point: further cuts are only worse
-            }
-            best = Some((if right { j } else { j + 1 }, imbalance));
-        }
-    }
-    Ok(best.map(|(k, _)| k))
-}
-
-/// Where a split cuts `cells` (of `total` bytes) into the leaf's part and a new page's: as
-/// `split::leaf_split_point` decides for `edge`, measuring only the cells it passes. At the
-/// right edge the leaf stays full (a sequential load leaves full pages), at the left edge the
-/// new page does; elsewhere the halves are closest in size.
-fn split_cut(cells: &LeafWithInsert<'_>, total: usize, cap: usize, edge: Edge) -> Result<Option<usize>> {
-    let n = cells.len();
-    match edge {
-        Edge::Middle => shift_cut(cells, total, 0, cap, true),
-        Edge::Right => {
-            let mut moved = 0;
-            for j in (1..n).rev() {
-                moved += cells.get(j)?.bytes();
-                if moved > cap {
-                    break;
-                }
-                if total - moved <= cap {
-                    return Ok(Some(j));
-                }
-            }
-            Ok(None)
-        }
-        Edge::Left => {
-            let mut kept = 0;
-            for j in 0..n - 1 {
-                kept += cells.get(j)?.bytes();
-                if kept > cap {
-                    break;
-                }
-                if total - kept <= cap {
-                    return Ok(Some(j + 1));
-                }
-            }
-            Ok(None)
-        }
     }
 }
 

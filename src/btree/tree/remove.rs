@@ -81,12 +81,12 @@ impl BTree {
             let mut plan = Plan::new(self, editor);
             let leaf_bytes = plan.copy_page(leaf_id)?;
             let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
-            let mut entries = self.page_entries(&leaf, leaf_id, true)?;
-            if let Payload::Leaf(Value::Overflow(old, _)) = entries[index].payload {
+            let mut cells = self.page_cells(&leaf, leaf_id)?;
+            if let Value::Overflow(old, _) = leaf.leaf_value(index)? {
                 plan.free_later(old, KIND_OVERFLOW);
             }
-            entries.remove(index);
-            if let Err(e) = self.rebalance_after_remove(&mut plan, &path, leaf_id, TYPE_LEAF, 0, &entries) {
+            cells.remove(index);
+            if let Err(e) = self.rebalance_leaf(&mut plan, &path, leaf_id, &cells) {
                 return plan.abort(e);
             }
             plan.apply(st)?;
@@ -138,108 +138,139 @@ impl BTree {
         Ok(true)
     }
 
-    /// Writes a page that lost an entry; below a third full, merges it with a sibling when
-    /// both fit one page, or (leaves) evens the two out. A parent that loses a separator is
-    /// treated the same way, up to the root, which collapses when it has a single child.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn rebalance_after_remove(
+    /// Writes a leaf that lost an entry, as [`BTree::rebalance_internal`] does an internal page,
+    /// moving cells as they lie (no entry is decoded and encoded again): below the merge
+    /// threshold it merges with a sibling when both fit one page, or evens the two out, the
+    /// parent's separator replaced in place when it has room.
+    fn rebalance_leaf(
         &self,
         plan: &mut Plan<'_, '_>,
         path: &[(u64, usize)],
         id: u64,
-        ty: u8,
+        cells: &[Cell<'_>],
+    ) -> Result<()> {
+        let cap = page::capacity(self.inner.page_bytes);
+        let used: usize = cells.iter().map(Cell::bytes).sum();
+        let Some((&(parent_id, pos), above)) = path.split_last() else {
+            plan.write_cells(id, cells); // the root leaf: any fill will do
+            return Ok(());
+        };
+        if !below_merge_threshold(used, cap) {
+            plan.write_cells(id, cells);
+            return Ok(());
+        }
+        let parent_bytes = plan.copy_page(parent_id)?;
+        let parent = PageRef::parse(&parent_bytes, parent_id)?;
+        self.check_kind(&parent, parent_id, false)?;
+        // The pair (left, right) and the index of the separator between them in the parent.
+        let (sep_index, sibling_pos, this_is_left) = if pos == 0 { (0, 1, true) } else { (pos - 1, pos - 1, false) };
+        if sibling_pos > parent.len() {
+            plan.write_cells(id, cells); // an only child: nothing to pair with
+            return Ok(());
+        }
+        let sibling_id = parent.child_at_position(sibling_pos)?;
+        let sibling_bytes = plan.copy_page(sibling_id)?;
+        let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
+        let sibling_cells = self.page_cells(&sibling, sibling_id)?;
+        let (left_id, right_id) = if this_is_left { (id, sibling_id) } else { (sibling_id, id) };
+        let combined = match this_is_left {
+            true => [cells, &sibling_cells[..]].concat(),
+            false => [&sibling_cells[..], cells].concat(),
+        };
+        let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
+        if self.sizes_fit(&sizes) {
+            plan.write_cells(left_id, &combined);
+            plan.free_later(right_id, KIND_LEAF);
+            let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
+            parent_entries.remove(sep_index);
+            return self.rebalance_internal(plan, above, parent_id, parent.leftmost_child(), &parent_entries);
+        }
+        // Two leaves that do not fit one page: even them out by bytes, if the new separator
+        // fits the parent (a longer one might not; the pages are then left as they are).
+        let k = leaf_split_point(&sizes, cap, Edge::Middle);
+        if !self.count_fits(k) || !self.count_fits(combined.len() - k) {
+            plan.write_cells(id, cells);
+            return Ok(());
+        }
+        let new_sep = self.separator(combined[k - 1].key(), combined[k].key());
+        let mut parent_image = Scratch::copy_of(&parent_bytes);
+        if !page::replace_separator_in_place(&mut parent_image, parent_id, sep_index, &new_sep)? {
+            let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
+            parent_entries[sep_index] = Entry { key: &new_sep, payload: Payload::Child(right_id) };
+            if !self.page_fits(&parent_entries) {
+                plan.write_cells(id, cells);
+                return Ok(());
+            }
+            page::build(&mut parent_image, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
+        }
+        plan.write_cells(left_id, &combined[..k]);
+        plan.write_cells(right_id, &combined[k..]);
+        plan.put(parent_id, parent_image);
+        Ok(())
+    }
+
+    /// Writes an internal page that lost a separator (its children merged); below the merge
+    /// threshold it merges with a sibling when both fit one page (the parent's separator comes
+    /// down between them), and the parent is treated the same way, up to the root, which
+    /// collapses when it has a single child. An internal page too full to merge is left
+    /// underfull: leaves, which hold the entries, are kept above the threshold
+    /// (`rebalance_leaf`).
+    pub(super) fn rebalance_internal(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        path: &[(u64, usize)],
+        id: u64,
         leftmost: u64,
         entries: &[Entry<'_>],
     ) -> Result<()> {
         let cap = page::capacity(self.inner.page_bytes);
         let used: usize = entries.iter().map(Entry::bytes).sum();
         let Some((&(parent_id, pos), above)) = path.split_last() else {
-            // The root: an internal root with no separator hands over to its only child.
-            if ty == TYPE_INTERNAL && entries.is_empty() {
+            // The root: with no separator left it hands over to its only child.
+            if entries.is_empty() {
                 plan.free_later(id, KIND_INTERNAL);
                 plan.new_root = Some(leftmost);
                 plan.root_shrinks = true;
             } else {
-                plan.write(id, ty, leftmost, entries);
+                plan.write(id, TYPE_INTERNAL, leftmost, entries);
             }
             return Ok(());
         };
         if !below_merge_threshold(used, cap) {
-            plan.write(id, ty, leftmost, entries);
+            plan.write(id, TYPE_INTERNAL, leftmost, entries);
             return Ok(());
         }
         let parent_bytes = plan.copy_page(parent_id)?;
         let parent = PageRef::parse(&parent_bytes, parent_id)?;
         let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
         // The pair (left, right) and the index of the separator between them in the parent.
-        let child_at = |p: usize| -> Result<u64> {
-            if p == 0 {
-                Ok(parent.leftmost_child())
-            } else {
-                match parent.entry(p - 1)?.payload {
-                    Payload::Child(c) => Ok(c),
-                    Payload::Leaf(_) => {
-                        Err(Error::corrupt(format!("B+ tree page {parent_id:#x}"), 0, "leaf cell in an internal page"))
-                    }
-                }
-            }
-        };
         let (sep_index, sibling_pos, this_is_left) = if pos == 0 { (0, 1, true) } else { (pos - 1, pos - 1, false) };
         if sibling_pos > parent.len() {
-            plan.write(id, ty, leftmost, entries); // an only child: nothing to pair with
+            plan.write(id, TYPE_INTERNAL, leftmost, entries); // an only child: nothing to pair with
             return Ok(());
         }
-        let sibling_id = child_at(sibling_pos)?;
+        let sibling_id = parent.child_at_position(sibling_pos)?;
         let sibling_bytes = plan.copy_page(sibling_id)?;
         let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
-        if sibling.is_leaf() != (ty == TYPE_LEAF) {
-            return Err(Error::corrupt(format!("B+ tree page {sibling_id:#x}"), 0, "siblings on different levels"));
-        }
-        let sibling_entries = self.page_entries(&sibling, sibling_id, ty == TYPE_LEAF)?;
+        let sibling_entries = self.page_entries(&sibling, sibling_id, false)?;
         let (left_id, right_id) = if this_is_left { (id, sibling_id) } else { (sibling_id, id) };
         let (left_entries, left_leftmost, right_entries, right_leftmost) = if this_is_left {
             (entries.to_vec(), leftmost, sibling_entries, sibling.leftmost_child())
         } else {
             (sibling_entries, sibling.leftmost_child(), entries.to_vec(), leftmost)
         };
-        let separator = parent.key(sep_index)?;
+        // The parent's separator comes down between the two, pointing at right's leftmost.
         let mut combined = left_entries;
-        if ty == TYPE_INTERNAL {
-            // The parent's separator comes down between the two, pointing at right's leftmost.
-            combined.push(Entry { key: separator, payload: Payload::Child(right_leftmost) });
-        }
+        combined.push(Entry { key: parent.key(sep_index)?, payload: Payload::Child(right_leftmost) });
         combined.extend(right_entries);
-        let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
-        if self.page_fits(&combined) {
-            plan.write(left_id, ty, left_leftmost, &combined);
-            plan.free_later(right_id, if ty == TYPE_LEAF { KIND_LEAF } else { KIND_INTERNAL });
-            parent_entries.remove(sep_index);
-            return self.rebalance_after_remove(
-                plan,
-                above,
-                parent_id,
-                TYPE_INTERNAL,
-                parent.leftmost_child(),
-                &parent_entries,
-            );
-        }
-        if ty == TYPE_INTERNAL {
-            plan.write(id, ty, leftmost, entries); // too full to merge: leave it underfull
+        if !self.page_fits(&combined) {
+            plan.write(id, TYPE_INTERNAL, leftmost, entries); // too full to merge: leave it underfull
             return Ok(());
         }
-        // Two leaves that do not fit one page: even them out by bytes, if the new separator
-        // fits the parent (a longer one might not; the pages are then left as they are).
-        let k = leaf_split_point(&sizes, cap, Edge::Middle);
-        let new_sep = self.separator(combined[k - 1].key, combined[k].key);
-        parent_entries[sep_index] = Entry { key: &new_sep, payload: Payload::Child(right_id) };
-        if !self.page_fits(&parent_entries) || !self.count_fits(k) || !self.count_fits(combined.len() - k) {
-            plan.write(id, ty, leftmost, entries);
-            return Ok(());
-        }
-        plan.write(left_id, TYPE_LEAF, 0, &combined[..k]);
-        plan.write(right_id, TYPE_LEAF, 0, &combined[k..]);
-        plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
-        Ok(())
+        plan.write(left_id, TYPE_INTERNAL, left_leftmost, &combined);
+        plan.free_later(right_id, KIND_INTERNAL);
+        parent_entries.remove(sep_index);
+        self.rebalance_internal(plan, above, parent_id, parent.leftmost_child(), &parent_entries)
     }
 }
 
