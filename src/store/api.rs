@@ -117,6 +117,10 @@ pub struct StoreStats {
     /// Bytes of blocks freed by commits that are not yet durable: still allocated (a crash
     /// could bring back their nodes), reusable once the log is synced.
     pub pending_free_bytes: u64,
+    /// Bytes of checkpointed node versions replaced by commits logged as deltas against
+    /// them: still allocated (recovery rebuilds the new versions from them), reusable after
+    /// the next checkpoint.
+    pub held_base_bytes: u64,
     pub handles: u64,
     pub classes: Vec<ClassStats>,
     pub total: ClassStats,
@@ -529,7 +533,7 @@ impl Store {
             let mut c = self.shared.state.write();
             let epoch = c.prepare_commit(0).epoch;
             c.apply_commit(epoch);
-            c.release_frees(epoch)?;
+            c.checkpointed(epoch)?;
             return Ok(epoch);
         }
         let mut c = self.shared.state.write();
@@ -657,6 +661,7 @@ impl Store {
                     + u64::from(w._lock.is_some() && file_store),
                 data_file_bytes: c.space.file_bytes(),
                 pending_free_bytes: c.pending_free_bytes,
+                held_base_bytes: c.held_base_bytes,
                 handles: c.table.handle_count(),
                 classes,
                 total,
@@ -818,7 +823,7 @@ impl Shared {
         w.last_sync = Instant::now();
         w.meta_refreshed = w.last_sync;
         recovery::remove_generation(&dir, old.generation);
-        self.state.write().release_frees(epoch)
+        self.state.write().checkpointed(epoch)
     }
 
     fn close(&self) -> Result<()> {

@@ -1,0 +1,374 @@
+//! Delta records: a node's new version as the byte ranges that differ from its committed
+//! version (the base), so a commit logs what it changed rather than whole pages.
+//!
+//! Encoding (see docs/LOG.md):
+//! ```text
+//! varint range count, then per range, in increasing offset order:
+//!   varint gap from the previous range's end (from 0 for the first)
+//!   varint length << 1 | copy
+//!   copy:    zigzag varint shift; the range is base[offset - shift ..][.. length]
+//!   literal: length bytes
+//! ```
+//! The new version is the base's first `min(base len, new len)` bytes with the ranges laid
+//! over them; every byte at or past the base's length lies in a range. A copy lets an insert
+//! into a slotted page log its shifted slot array as a few bytes.
+
+/// Equal bytes that end a differing region: a shorter run of equal bytes costs less as
+/// literal bytes than as the header of another range.
+const EQUAL_RUN_MIN: usize = 4;
+/// A differing region at least this long is searched for a shifted copy of the base.
+const COPY_SEARCH_MIN_BYTES: usize = 16;
+/// How far (bytes, either way) a copy's source may lie from its target: slot arrays of
+/// slotted pages shift by one or a few slots.
+const SHIFT_MAX: usize = 64;
+/// The probe a shifted copy is found by.
+const PROBE_BYTES: usize = 8;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+/// First index at or after `from` where `a` and `b` differ, within `..end` (`end` if none).
+fn first_difference(a: &[u8], b: &[u8], from: usize, end: usize) -> usize {
+    let mut i = from;
+    while i + 8 <= end {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < end && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// End of the differing region starting at `start`: the first run of `EQUAL_RUN_MIN` equal
+/// bytes within `..common`, or the end of `new` when none (everything past the base differs).
+fn region_end(base: &[u8], new: &[u8], start: usize, common: usize) -> usize {
+    let mut i = start;
+    while i < common {
+        if new[i] != base[i] {
+            i += 1;
+            continue;
+        }
+        let run = first_difference(new, base, i, common.min(i + EQUAL_RUN_MIN));
+        if run - i >= EQUAL_RUN_MIN || (run == common && common == new.len()) {
+            return i;
+        }
+        i = run;
+    }
+    new.len()
+}
+
+/// The base offset nearest `at` holding `probe`, within `SHIFT_MAX` of it, `at` excluded.
+fn find_shifted(base: &[u8], probe: &[u8], at: usize) -> Option<usize> {
+    let hit = |p: usize| base.get(p..p + probe.len()) == Some(probe);
+    (1..=SHIFT_MAX).find_map(|d| {
+        if at >= d && hit(at - d) {
+            Some(at - d)
+        } else if hit(at + d) {
+            Some(at + d)
+        } else {
+            None
+        }
+    })
+}
+
+struct Encoder<'a> {
+    out: &'a mut Vec<u8>,
+    count: u64,
+    prev_end: usize,
+}
+
+impl Encoder<'_> {
+    fn literal(&mut self, new: &[u8], start: usize, end: usize) {
+        if start < end {
+            put_varint(self.out, (start - self.prev_end) as u64);
+            put_varint(self.out, ((end - start) as u64) << 1);
+            self.out.extend_from_slice(&new[start..end]);
+            self.count += 1;
+            self.prev_end = end;
+        }
+    }
+
+    fn copy(&mut self, start: usize, end: usize, shift: i64) {
+        put_varint(self.out, (start - self.prev_end) as u64);
+        put_varint(self.out, ((end - start) as u64) << 1 | 1);
+        put_varint(self.out, zigzag(shift));
+        self.count += 1;
+        self.prev_end = end;
+    }
+
+    /// Emits `new[start..end]`: a copy of a shifted stretch of the base at its end or its
+    /// start when one is long enough, literal bytes for the rest.
+    fn region(&mut self, base: &[u8], new: &[u8], start: usize, end: usize) {
+        if end - start < COPY_SEARCH_MIN_BYTES {
+            return self.literal(new, start, end);
+        }
+        // A shifted copy ending the region (an insert shifts what follows it)...
+        let at = end - PROBE_BYTES;
+        if let Some(src) = find_shifted(base, &new[at..end], at) {
+            let mut k = at;
+            while k > start && src + k > at && new[k - 1] == base[src + k - 1 - at] {
+                k -= 1;
+            }
+            if end - k >= COPY_SEARCH_MIN_BYTES {
+                self.region_head(base, new, start, k);
+                return self.copy(k, end, at as i64 - src as i64);
+            }
+        }
+        self.region_head(base, new, start, end);
+    }
+
+    /// ...or one starting it (a removal shifts what follows it back).
+    fn region_head(&mut self, base: &[u8], new: &[u8], start: usize, end: usize) {
+        if end - start >= COPY_SEARCH_MIN_BYTES {
+            if let Some(src) = find_shifted(base, &new[start..start + PROBE_BYTES], start) {
+                let mut k = start + PROBE_BYTES;
+                while k < end && src + (k - start) < base.len() && new[k] == base[src + k - start] {
+                    k += 1;
+                }
+                if k - start >= COPY_SEARCH_MIN_BYTES {
+                    self.copy(start, k, start as i64 - src as i64);
+                    return self.literal(new, k, end);
+                }
+            }
+        }
+        self.literal(new, start, end)
+    }
+}
+
+/// Appends the delta from `base` to `new` to `out`. False (and `out` as it was) when the
+/// delta would not be smaller than `new` itself: log the payload whole then.
+pub(crate) fn encode(base: &[u8], new: &[u8], out: &mut Vec<u8>) -> bool {
+    let start_len = out.len();
+    let common = base.len().min(new.len());
+    let mut body = Vec::new();
+    let mut e = Encoder { out: &mut body, count: 0, prev_end: 0 };
+    let mut i = 0;
+    loop {
+        let start = first_difference(new, base, i, common);
+        if start == common && common == new.len() {
+            break;
+        }
+        let end = region_end(base, new, start, common);
+        e.region(base, new, start, end);
+        if end == new.len() {
+            break;
+        }
+        i = end;
+    }
+    let count = e.count;
+    put_varint(out, count);
+    out.extend_from_slice(&body);
+    if out.len() - start_len >= new.len() {
+        out.truncate(start_len);
+        return false;
+    }
+    true
+}
+
+/// Bytes the delta at the start of `enc` takes (its ranges are checked for sanity only:
+/// `apply` checks them against the base), or why it cannot be read.
+pub(crate) fn encoded_len(enc: &[u8], new_len: usize) -> Result<usize, String> {
+    let mut pos = 0;
+    let count = get_varint(enc, &mut pos).ok_or("delta range count cut short")?;
+    let mut at = 0u64;
+    for _ in 0..count {
+        let gap = get_varint(enc, &mut pos).ok_or("delta range cut short")?;
+        let word = get_varint(enc, &mut pos).ok_or("delta range cut short")?;
+        at = at.saturating_add(gap).saturating_add(word >> 1);
+        if at > new_len as u64 {
+            return Err(format!("delta range ends at {at}, past the node's {new_len} bytes"));
+        }
+        if word & 1 == 1 {
+            get_varint(enc, &mut pos).ok_or("delta shift cut short")?;
+        } else {
+            pos = pos.checked_add((word >> 1) as usize).filter(|&p| p <= enc.len()).ok_or("delta bytes cut short")?;
+        }
+    }
+    Ok(pos)
+}
+
+/// Rebuilds the new version into `out` (its length is the new length) from `base` and the
+/// delta `enc`, or says why the delta does not fit the base.
+pub(crate) fn apply(base: &[u8], enc: &[u8], out: &mut [u8]) -> Result<(), String> {
+    let common = base.len().min(out.len());
+    out[..common].copy_from_slice(&base[..common]);
+    let mut pos = 0;
+    let count = get_varint(enc, &mut pos).ok_or("delta range count cut short")?;
+    let (mut at, mut covered) = (0usize, common);
+    for _ in 0..count {
+        let gap = get_varint(enc, &mut pos).ok_or("delta range cut short")?;
+        let word = get_varint(enc, &mut pos).ok_or("delta range cut short")?;
+        let len = (word >> 1) as usize;
+        let start = at.checked_add(gap as usize).ok_or("delta offset overflows")?;
+        let end = start.checked_add(len).filter(|&e| e <= out.len()).ok_or("delta range past the node's end")?;
+        if word & 1 == 1 {
+            let shift = unzigzag(get_varint(enc, &mut pos).ok_or("delta shift cut short")?);
+            let src = (start as i64).checked_sub(shift).filter(|&s| s >= 0).ok_or("delta copy before the base")?;
+            let src = base.get(src as usize..src as usize + len).ok_or("delta copy past the base's end")?;
+            out[start..end].copy_from_slice(src);
+        } else {
+            let bytes = enc.get(pos..pos + len).ok_or("delta bytes cut short")?;
+            out[start..end].copy_from_slice(bytes);
+            pos += len;
+        }
+        if start <= covered {
+            covered = covered.max(end);
+        }
+        at = end;
+    }
+    if covered < out.len() {
+        return Err(format!("delta leaves bytes {covered}.. of {} past the base undefined", out.len()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn round_trip(base: &[u8], new: &[u8]) -> Option<usize> {
+        let mut enc = vec![0xEE]; // something before: encode appends
+        if !encode(base, new, &mut enc) {
+            assert_eq!(enc, [0xEE]);
+            return None;
+        }
+        assert_eq!(encoded_len(&enc[1..], new.len()).unwrap(), enc.len() - 1);
+        let mut out = vec![0u8; new.len()];
+        apply(base, &enc[1..], &mut out).unwrap();
+        assert_eq!(out, new);
+        Some(enc.len() - 1)
+    }
+
+    /// A slotted page: u16 count, u16 slots from 16 up, 27-byte cells from the end down.
+    fn page_insert(page: &mut [u8], rng: &mut Rng) {
+        let n = u16::from_le_bytes([page[2], page[3]]) as usize;
+        let cell_start = u16::from_le_bytes([page[4], page[5]]) as usize;
+        let cell_start = if cell_start == 0 { page.len() } else { cell_start };
+        let at = rng.below(n + 1);
+        let cell = cell_start - 27;
+        for b in &mut page[cell..cell_start] {
+            *b = rng.next() as u8;
+        }
+        page.copy_within(16 + 2 * at..16 + 2 * n, 16 + 2 * at + 2);
+        page[16 + 2 * at..16 + 2 * at + 2].copy_from_slice(&(cell as u16).to_le_bytes());
+        page[2..4].copy_from_slice(&((n + 1) as u16).to_le_bytes());
+        page[4..6].copy_from_slice(&(cell as u16).to_le_bytes());
+    }
+
+    #[test]
+    fn an_insert_into_a_slotted_page_logs_the_cell_and_a_copy_of_the_slots() {
+        let mut rng = Rng(7);
+        let mut page = vec![0u8; 4096];
+        for _ in 0..100 {
+            page_insert(&mut page, &mut rng);
+        }
+        let mut worst = 0;
+        for _ in 0..200 {
+            let base = page.clone();
+            page_insert(&mut page, &mut rng);
+            worst = worst.max(round_trip(&base, &page).unwrap());
+            if u16::from_le_bytes([page[2], page[3]]) > 130 {
+                page = base;
+            }
+        }
+        // The cell (27), the new slot (2), the header (4), range headers: not the shifted slots.
+        assert!(worst < 60, "a delta of {worst} bytes");
+    }
+
+    #[test]
+    fn random_edits_round_trip() {
+        let mut rng = Rng(1);
+        for case in 0..3000 {
+            let base_len = rng.below(600);
+            let base: Vec<u8> = (0..base_len).map(|_| (rng.next() % 4) as u8).collect();
+            let mut new = base.clone();
+            new.resize(rng.below(600), 3);
+            for _ in 0..rng.below(6) {
+                if new.is_empty() {
+                    break;
+                }
+                let (a, b) = (rng.below(new.len()), rng.below(new.len()));
+                let (a, b) = (a.min(b), a.max(b));
+                match rng.below(3) {
+                    0 => new[a..b].iter_mut().for_each(|x| *x = rng.next() as u8),
+                    1 => {
+                        let to = (a + rng.below(9)).min(new.len() - (b - a));
+                        new.copy_within(a..b, to)
+                    }
+                    _ => new.copy_within((a + rng.below(9)).min(b)..b, a),
+                }
+            }
+            let _ = case;
+            round_trip(&base, &new);
+        }
+    }
+
+    #[test]
+    fn an_unchanged_node_is_an_empty_delta_and_a_rewritten_one_is_whole() {
+        let base = vec![5u8; 300];
+        assert_eq!(round_trip(&base, &base), Some(1));
+        assert_eq!(round_trip(&base, &base[..100]), Some(1));
+        let other: Vec<u8> = (0..300u32).map(|i| (i * 7 + 1) as u8).collect();
+        assert_eq!(round_trip(&base, &other), None);
+    }
+
+    #[test]
+    fn a_delta_that_does_not_fit_its_base_is_refused() {
+        let base = vec![1u8; 100];
+        let mut new = base.clone();
+        new[50..70].fill(9);
+        new.extend_from_slice(&[4; 40]);
+        let mut enc = Vec::new();
+        assert!(encode(&base, &new, &mut enc));
+        let mut out = vec![0u8; new.len()];
+        assert!(apply(&base[..90], &enc, &mut out).is_err(), "the tail past a shorter base is undefined");
+        assert!(apply(&base, &enc[..enc.len() - 1], &mut out).is_err());
+        let mut short = vec![0u8; 60];
+        assert!(apply(&base, &enc, &mut short).is_err());
+    }
+}
