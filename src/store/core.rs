@@ -567,7 +567,7 @@ impl Core {
             // until the next checkpoint) or one the log rebuilds; not an unlogged one.
             let base = self.table.shadowed.get(&handle).filter(|_| s.origin != Origin::Synced);
             let delta = base.is_some_and(|c| frame.put_delta(&put, self.space.read(c.loc, c.len as usize), payload));
-            if !delta {
+            if !delta && !frame.put_sparse(&put, payload) {
                 frame.put_in_place(&put, s.loc());
             }
             self.plan.push((handle, Origin::Logged, delta && s.origin == Origin::Checkpoint));

@@ -88,9 +88,13 @@ fn region_end(base: &[u8], new: &[u8], start: usize, common: usize) -> usize {
     new.len()
 }
 
-/// The base offset nearest `at` holding `probe`, within `SHIFT_MAX` of it, `at` excluded.
+/// The base offset nearest `at` holding the 8 bytes `probe`, within `SHIFT_MAX` of it, `at`
+/// excluded.
 fn find_shifted(base: &[u8], probe: &[u8], at: usize) -> Option<usize> {
-    let hit = |p: usize| base.get(p..p + probe.len()) == Some(probe);
+    let want = u64::from_le_bytes(probe.try_into().expect("8 bytes"));
+    let hit = |p: usize| {
+        base.get(p..p + PROBE_BYTES).is_some_and(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")) == want)
+    };
     (1..=SHIFT_MAX).find_map(|d| {
         if at >= d && hit(at - d) {
             Some(at - d)
@@ -102,10 +106,57 @@ fn find_shifted(base: &[u8], probe: &[u8], at: usize) -> Option<usize> {
     })
 }
 
+/// Probes that find no shifted copy before a region's rest is taken as literal bytes: bounds
+/// the search in a region that was rewritten rather than shifted.
+const PROBE_MISSES_MAX: usize = 16;
+
+/// A piece of a differing region: literal bytes, or a copy of the base shifted by `shift`.
+#[derive(Clone, Copy)]
+struct Piece {
+    start: usize,
+    end: usize,
+    shift: Option<i64>,
+}
+
+/// The pieces `new[start..end]` is made of, right to left: shifted copies of the base where
+/// one at least `COPY_SEARCH_MIN_BYTES` long is found near its place (each insert into a
+/// slotted page shifts what follows it; each removal shifts it back), literal bytes between.
+fn pieces(base: &[u8], new: &[u8], start: usize, end: usize, out: &mut Vec<Piece>) {
+    let (mut pos, mut literal_end, mut misses) = (end, end, 0);
+    while pos >= start + COPY_SEARCH_MIN_BYTES && misses < PROBE_MISSES_MAX {
+        let at = pos - PROBE_BYTES;
+        let Some(src) = find_shifted(base, &new[at..pos], at) else {
+            pos -= 1;
+            misses += 1;
+            continue;
+        };
+        let shift = at as i64 - src as i64;
+        let base_at = |k: usize| base.get((k as i64 - shift) as usize).copied();
+        let mut k = at;
+        while k > start && k as i64 - 1 - shift >= 0 && base_at(k - 1) == Some(new[k - 1]) {
+            k -= 1;
+        }
+        let mut j = pos;
+        while j < literal_end && base_at(j) == Some(new[j]) {
+            j += 1;
+        }
+        if j - k < COPY_SEARCH_MIN_BYTES {
+            pos -= 1;
+            misses += 1;
+            continue;
+        }
+        out.push(Piece { start: j, end: literal_end, shift: None });
+        out.push(Piece { start: k, end: j, shift: Some(shift) });
+        (pos, literal_end, misses) = (k, k, 0);
+    }
+    out.push(Piece { start, end: literal_end, shift: None });
+}
+
 struct Encoder<'a> {
     out: &'a mut Vec<u8>,
     count: u64,
     prev_end: usize,
+    pieces: Vec<Piece>,
 }
 
 impl Encoder<'_> {
@@ -127,42 +178,18 @@ impl Encoder<'_> {
         self.prev_end = end;
     }
 
-    /// Emits `new[start..end]`: a copy of a shifted stretch of the base at its end or its
-    /// start when one is long enough, literal bytes for the rest.
+    /// Emits `new[start..end]`, a region that differs from the base at the same offsets.
     fn region(&mut self, base: &[u8], new: &[u8], start: usize, end: usize) {
-        if end - start < COPY_SEARCH_MIN_BYTES {
-            return self.literal(new, start, end);
-        }
-        // A shifted copy ending the region (an insert shifts what follows it)...
-        let at = end - PROBE_BYTES;
-        if let Some(src) = find_shifted(base, &new[at..end], at) {
-            let mut k = at;
-            while k > start && src + k > at && new[k - 1] == base[src + k - 1 - at] {
-                k -= 1;
-            }
-            if end - k >= COPY_SEARCH_MIN_BYTES {
-                self.region_head(base, new, start, k);
-                return self.copy(k, end, at as i64 - src as i64);
+        let mut found = std::mem::take(&mut self.pieces);
+        found.clear();
+        pieces(base, new, start, end, &mut found);
+        for p in found.iter().rev() {
+            match p.shift {
+                Some(shift) => self.copy(p.start, p.end, shift),
+                None => self.literal(new, p.start, p.end),
             }
         }
-        self.region_head(base, new, start, end);
-    }
-
-    /// ...or one starting it (a removal shifts what follows it back).
-    fn region_head(&mut self, base: &[u8], new: &[u8], start: usize, end: usize) {
-        if end - start >= COPY_SEARCH_MIN_BYTES {
-            if let Some(src) = find_shifted(base, &new[start..start + PROBE_BYTES], start) {
-                let mut k = start + PROBE_BYTES;
-                while k < end && src + (k - start) < base.len() && new[k] == base[src + k - start] {
-                    k += 1;
-                }
-                if k - start >= COPY_SEARCH_MIN_BYTES {
-                    self.copy(start, k, start as i64 - src as i64);
-                    return self.literal(new, k, end);
-                }
-            }
-        }
-        self.literal(new, start, end)
+        self.pieces = found;
     }
 }
 
@@ -172,7 +199,7 @@ pub(crate) fn encode(base: &[u8], new: &[u8], out: &mut Vec<u8>) -> bool {
     let start_len = out.len();
     let common = base.len().min(new.len());
     let mut body = Vec::new();
-    let mut e = Encoder { out: &mut body, count: 0, prev_end: 0 };
+    let mut e = Encoder { out: &mut body, count: 0, prev_end: 0, pieces: Vec::new() };
     let mut i = 0;
     loop {
         let start = first_difference(new, base, i, common);
@@ -318,6 +345,21 @@ mod tests {
         }
         // The cell (27), the new slot (2), the header (4), range headers: not the shifted slots.
         assert!(worst < 60, "a delta of {worst} bytes");
+    }
+
+    #[test]
+    fn several_inserts_into_a_slotted_page_log_a_copy_per_shifted_run() {
+        let mut rng = Rng(11);
+        let mut page = vec![0u8; 4096];
+        for _ in 0..60 {
+            page_insert(&mut page, &mut rng);
+        }
+        let base = page.clone();
+        for _ in 0..3 {
+            page_insert(&mut page, &mut rng);
+        }
+        let bytes = round_trip(&base, &page).unwrap();
+        assert!(bytes < 3 * 45, "three inserts logged {bytes} bytes");
     }
 
     #[test]

@@ -396,6 +396,23 @@ impl<'a> Replay<'a> {
                 bytes.extend_from_slice(&body[at..at + p.len as usize]);
             }
             Payload::Delta { at, len } => self.rebuild_delta(p, before, &body[at..at + len], &mut bytes)?,
+            Payload::Sparse { at, len } => {
+                let zeros = wal::zeros(p.len as usize).expect("checked when the frame was read");
+                bytes.clear();
+                bytes.resize(p.len as usize, 0);
+                super::delta::apply(zeros, &body[at..at + len], &mut bytes)
+                    .map_err(|m| Error::corrupt(self.log_file, 0, format!("handle {}: {m}", p.handle)))?;
+                if crc(&bytes) != p.payload_crc {
+                    return Err(Error::corrupt(
+                        self.log_file,
+                        0,
+                        format!(
+                            "handle {}: the version rebuilt from a sparse payload does not match its checksum",
+                            p.handle
+                        ),
+                    ));
+                }
+            }
         }
         let loc = Loc { class: p.class, block: p.block };
         if self.unlogged_at.get(&loc).is_some_and(|&fi| fi > frame_index) {

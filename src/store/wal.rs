@@ -14,7 +14,9 @@
 //!     PUT  1: u64 handle, u16 tag, u8 kind, u8 class, u32 block, u32 len, u32 payload CRC,
 //!             u8 mode: 0 not logged (the block was synced before the frame), 1 whole (then
 //!             `len` payload bytes), 2 delta (then the ranges that differ from the node's
-//!             committed version: see `delta`, and docs/LOG.md for what recovery needs)
+//!             committed version: see `delta`, and docs/LOG.md for what recovery needs),
+//!             3 sparse (the ranges that differ from `len` zero bytes: a new page's free
+//!             space is not logged)
 //!     FREE 2: u64 handle, u16 tag
 //!     ROOT 3: u8 name length, name, u64 node id, u16 meta length, meta
 //!     ROOT_REMOVE 4: u8 name length, name (the root is gone: a dropped B+ tree's anchor)
@@ -43,6 +45,9 @@ const OP_PUT: u8 = 1;
 const MODE_UNLOGGED: u8 = 0;
 const MODE_WHOLE: u8 = 1;
 const MODE_DELTA: u8 = 2;
+const MODE_SPARSE: u8 = 3;
+/// The zero bytes a sparse payload is encoded against: larger payloads are logged whole.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 /// A PUT's fixed fields: code, handle, tag, kind, class, block, len, payload CRC, mode.
 const PUT_HEADER_BYTES: usize = 1 + 8 + 2 + 1 + 1 + 4 + 4 + 4 + 1;
 const OP_FREE: u8 = 2;
@@ -70,6 +75,13 @@ pub(crate) enum Payload {
     Whole { at: usize },
     /// A delta against the node's committed version (`delta::apply`), `len` bytes at `at`.
     Delta { at: usize, len: usize },
+    /// A delta against the payload's length of zero bytes, `len` bytes at `at`.
+    Sparse { at: usize, len: usize },
+}
+
+/// The zero bytes a sparse payload of `len` bytes is rebuilt from, if it may be one.
+pub(crate) fn zeros(len: usize) -> Option<&'static [u8]> {
+    ZEROS.get(..len)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,9 +195,19 @@ impl FrameBuilder {
     /// A PUT logged as the delta from `base` (the node's committed version) to `new`; false,
     /// and nothing added, when the delta would not be smaller than `new`.
     pub fn put_delta(&mut self, p: &PutOp, base: &[u8], new: &[u8]) -> bool {
+        self.put_encoded(p, MODE_DELTA, base, new)
+    }
+
+    /// A PUT logged as the bytes where `new` differs from zeros; false, and nothing added,
+    /// when that would not be smaller than `new`.
+    pub fn put_sparse(&mut self, p: &PutOp, new: &[u8]) -> bool {
+        zeros(new.len()).is_some_and(|z| self.put_encoded(p, MODE_SPARSE, z, new))
+    }
+
+    fn put_encoded(&mut self, p: &PutOp, mode: u8, base: &[u8], new: &[u8]) -> bool {
         debug_assert_eq!(new.len(), p.len as usize);
         let start = self.body.buf.len();
-        self.put_header(p, MODE_DELTA);
+        self.put_header(p, mode);
         if super::delta::encode(base, new, &mut self.body.buf) {
             return true;
         }
@@ -361,10 +383,16 @@ fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
                         }
                         Payload::Whole { at }
                     }
-                    MODE_DELTA => {
+                    MODE_DELTA | MODE_SPARSE => {
                         let n = super::delta::encoded_len(&body[at..], len as usize).map_err(|m| r.corrupt(m))?;
                         r.take(n)?;
-                        Payload::Delta { at, len: n }
+                        if mode == MODE_DELTA {
+                            Payload::Delta { at, len: n }
+                        } else if zeros(len as usize).is_some() {
+                            Payload::Sparse { at, len: n }
+                        } else {
+                            return Err(r.corrupt(format!("a sparse payload of {len} bytes")));
+                        }
                     }
                     _ => return Err(r.corrupt(format!("bad payload mode {mode}"))),
                 };
