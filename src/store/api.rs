@@ -635,8 +635,9 @@ impl Store {
         }
     }
 
-    /// Closes the store: uncommitted work is dropped, the committed state is checkpointed, the
-    /// directory lock released. Every later call answers `Closed`; a second close is a no-op
+    /// Closes the store: uncommitted work is dropped, the committed state is checkpointed
+    /// (unless the last checkpoint holds it already: closing an unchanged store writes
+    /// nothing), the directory lock released. Every later call answers `Closed`; a second close is a no-op
     /// error (`Closed`).
     pub fn close(&self) -> Result<()> {
         self.shared.close()
@@ -836,7 +837,8 @@ impl Shared {
             *stop.lock() = true;
             cv.notify_all();
         }
-        let result = if self.in_memory || self.options.read_only || w.poisoned.is_some() {
+        let result = if self.in_memory || self.options.read_only || w.poisoned.is_some() || self.checkpoint_current(&w)
+        {
             Ok(())
         } else {
             self.checkpoint_locked(&mut w)
@@ -846,6 +848,13 @@ impl Shared {
         drop(w);
         self.attachments.lock().clear();
         result
+    }
+
+    /// True when the last checkpoint holds every commit (the log is empty): a checkpoint now
+    /// would write the same table again.
+    fn checkpoint_current(&self, w: &WriterSide) -> bool {
+        let (Some(meta), Some(log)) = (w.meta, &w.log) else { return false };
+        log.len() == 0 && meta.checkpoint_epoch == self.state.read().epoch
     }
 
     fn poison(&self, w: &mut WriterSide, why: String) {

@@ -165,3 +165,36 @@ fn chains_of_deltas_replay_exactly_across_crashes_and_checkpoints() {
         }
     }
 }
+
+/// Closing a store with nothing committed since its last checkpoint writes nothing.
+#[test]
+fn closing_an_unchanged_store_writes_no_checkpoint() {
+    let dir = TempDir::new("close-unchanged");
+    let s = reopen(dir.path(), &strict());
+    let id = s.allocate(100, 1).unwrap().0;
+    s.publish(id, &[4; 100]).unwrap();
+    s.commit().unwrap();
+    s.close().unwrap();
+    let listing = |d: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            // Class files take uncommitted writes (shadow blocks) whatever close does.
+            .filter(|e| !e.file_name().to_string_lossy().starts_with("class-"))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(dir.path());
+    let s = reopen(dir.path(), &strict());
+    assert_eq!(s.read(id).unwrap(), [4; 100]);
+    s.publish(id, &[5; 100]).unwrap(); // uncommitted: dropped at close, nothing to write
+    s.close().unwrap();
+    assert!(listing(dir.path()) == before, "closing an unchanged store changed its meta, checkpoint or log");
+    let s = reopen(dir.path(), &strict());
+    assert_eq!(s.read(id).unwrap(), [4; 100]);
+    s.commit().unwrap(); // an empty commit is a commit: the next close checkpoints it
+    s.close().unwrap();
+    assert!(listing(dir.path()) != before);
+}
