@@ -540,9 +540,7 @@ impl Store {
         let mut prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize);
         // Readers go on while the frame is written and synced; mutations wait.
         let c = RwLockWriteGuard::downgrade_to_upgradable(c);
-        for &(loc, len) in &prepared.unlogged {
-            c.space.flush_block(loc, len)?;
-        }
+        c.space.sync_blocks(&prepared.unlogged)?;
         // A class file created for this commit must still exist after a power cut: its
         // directory entry is synced before the frame. Its size need not be: recovery extends a
         // file whose growth was lost when the log holds what was written there (and a payload

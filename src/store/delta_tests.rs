@@ -198,3 +198,27 @@ fn closing_an_unchanged_store_writes_no_checkpoint() {
     s.close().unwrap();
     assert!(listing(dir.path()) != before);
 }
+
+/// Payloads too large to log are synced at commit: one sync per class file, not one per node.
+#[test]
+fn a_commit_of_many_large_payloads_syncs_each_class_file_once() {
+    let dir = TempDir::new("large-sync");
+    let s = reopen(dir.path(), &strict());
+    let mut model = Vec::new();
+    for i in 0..40u64 {
+        let len = if i % 2 == 0 { 16 << 10 } else { 12 << 10 }; // both in the 16 KiB class
+        let bytes = page(i + 100, len);
+        let id = s.allocate(len, 1).unwrap().0;
+        s.publish(id, &bytes).unwrap();
+        model.push((id, bytes));
+    }
+    let before = crate::alloc::SYNC_CALLS.with(|c| c.get());
+    s.commit().unwrap();
+    let syncs = crate::alloc::SYNC_CALLS.with(|c| c.get()) - before;
+    assert!(syncs <= 2, "{syncs} class file syncs for a commit of 40 large nodes in one class");
+    s.simulate_crash();
+    let s = reopen(dir.path(), &StoreOptions { verify_checksums: true, ..strict() });
+    for (id, bytes) in &model {
+        assert_eq!(&s.read(*id).unwrap(), bytes);
+    }
+}
