@@ -208,7 +208,8 @@ impl FrameBuilder {
         debug_assert_eq!(new.len(), p.len as usize);
         let start = self.body.buf.len();
         self.put_header(p, mode);
-        if super::delta::encode(base, new, &mut self.body.buf) {
+        let encode = if mode == MODE_SPARSE { super::delta::encode_sparse } else { super::delta::encode };
+        if encode(base, new, &mut self.body.buf) {
             return true;
         }
         self.body.buf.truncate(start);
