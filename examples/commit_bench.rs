@@ -16,7 +16,10 @@ fn write_bytes() -> u64 {
 
 fn run(dir: &std::path::Path, rows: u64, every: u64) -> (f64, f64, f64) {
     let _ = std::fs::remove_dir_all(dir);
-    let opts = StoreOptions { durability: Durability::Strict, ..StoreOptions::default() };
+    // PCORE_BENCH_EVENTUAL=1: no sync at commit, to see the commit path's own cost.
+    let durability =
+        if std::env::var_os("PCORE_BENCH_EVENTUAL").is_some() { Durability::Eventual } else { Durability::Strict };
+    let opts = StoreOptions { durability, ..StoreOptions::default() };
     let store = Store::open(dir, &opts).unwrap();
     let tree = BTree::open(&store, b"t", &TreeOptions::default()).unwrap();
     store.commit().unwrap();

@@ -13,9 +13,6 @@
 //! over them; every byte at or past the base's length lies in a range. A copy lets an insert
 //! into a slotted page log its shifted slot array as a few bytes.
 
-/// Equal bytes that end a differing region: a shorter run of equal bytes costs less as
-/// literal bytes than as the header of another range.
-const EQUAL_RUN_MIN: usize = 4;
 /// A copy is at least this long: a shorter one saves too little over literal bytes.
 const COPY_MIN_BYTES: usize = 16;
 /// A differing region at least this long is searched for shifted copies of the base: a
@@ -73,10 +70,41 @@ fn first_difference(a: &[u8], b: &[u8], from: usize, end: usize) -> usize {
     i
 }
 
-/// End of the differing region starting at `start`: the first run of `EQUAL_RUN_MIN` equal
-/// bytes within `..common`, or the end of `new` when none (everything past the base differs).
+fn word(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Equal bytes that end a differing region: a shorter run of equal bytes costs less as
+/// literal bytes than as the header of another range.
+const EQUAL_RUN_MIN: usize = 4;
+
+/// Bit 8 * b of the result is set when bytes b..b + 4 of `x` are all zero.
+fn zero_runs_of_4(x: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let nonzero = (((x & LOW7) + LOW7) | x) & !LOW7; // high bit of each nonzero byte
+    let zero = (!nonzero & !LOW7) >> 7;
+    zero & (zero >> 8) & (zero >> 16) & (zero >> 24)
+}
+
+/// End of the differing region starting at `start` (where the bytes differ): the first run
+/// of `EQUAL_RUN_MIN` equal bytes within `..common`, or the end of `new` when there is none
+/// (everything past the base differs). Scanned a word at a time: 8-byte windows 4 apart
+/// see every run of 4.
 fn region_end(base: &[u8], new: &[u8], start: usize, common: usize) -> usize {
+    let trim = |mut i: usize| {
+        while i > start && new[i - 1] == base[i - 1] {
+            i -= 1;
+        }
+        i
+    };
     let mut i = start;
+    while i + 8 <= common {
+        let runs = zero_runs_of_4(word(new, i) ^ word(base, i));
+        if runs != 0 {
+            return trim(i + (runs.trailing_zeros() / 8) as usize);
+        }
+        i += 4;
+    }
     while i < common {
         if new[i] != base[i] {
             i += 1;
@@ -84,7 +112,7 @@ fn region_end(base: &[u8], new: &[u8], start: usize, common: usize) -> usize {
         }
         let run = first_difference(new, base, i, common.min(i + EQUAL_RUN_MIN));
         if run - i >= EQUAL_RUN_MIN || (run == common && common == new.len()) {
-            return i;
+            return trim(i);
         }
         i = run;
     }
@@ -135,11 +163,18 @@ fn pieces(base: &[u8], new: &[u8], start: usize, end: usize, out: &mut Vec<Piece
         };
         let shift = at as i64 - src as i64;
         let base_at = |k: usize| base.get((k as i64 - shift) as usize).copied();
+        let src_of = |k: usize| (k as i64 - shift) as usize; // in range where used: checked
         let mut k = at;
+        while k >= start + 8 && k as i64 - 8 - shift >= 0 && word(new, k - 8) == word(base, src_of(k - 8)) {
+            k -= 8;
+        }
         while k > start && k as i64 - 1 - shift >= 0 && base_at(k - 1) == Some(new[k - 1]) {
             k -= 1;
         }
         let mut j = pos;
+        while j + 8 <= literal_end && src_of(j) + 8 <= base.len() && word(new, j) == word(base, src_of(j)) {
+            j += 8;
+        }
         while j < literal_end && base_at(j) == Some(new[j]) {
             j += 1;
         }
@@ -379,6 +414,19 @@ mod tests {
         }
         let bytes = round_trip(&base, &page).unwrap();
         assert!(bytes < 3 * 45, "three inserts logged {bytes} bytes");
+    }
+
+    #[test]
+    fn zero_runs_of_4_are_found_at_every_offset() {
+        for at in 0..5 {
+            let mut x = u64::MAX;
+            for b in at..at + 4 {
+                x &= !(0xFFu64 << (8 * b));
+            }
+            assert_eq!(zero_runs_of_4(x).trailing_zeros() / 8, at as u32, "run at {at}");
+        }
+        assert_eq!(zero_runs_of_4(0xFF00_00FF_0000_FF00), 0);
+        assert_eq!(zero_runs_of_4(0x0100_0000_0100_0000), 0);
     }
 
     #[test]
