@@ -6,7 +6,8 @@
 //! varint range count, then per range, in increasing offset order:
 //!   varint gap from the previous range's end (from 0 for the first)
 //!   varint length << 1 | copy
-//!   copy:    zigzag varint shift; the range is base[offset - shift ..][.. length]
+//!   copy:    zigzag varint shift; the range is base[offset - shift ..][.. length], or
+//!            zero bytes when the shift is 0 (a copy of the base in place would not differ)
 //!   literal: length bytes
 //! ```
 //! The new version is the base's first `min(base len, new len)` bytes with the ranges laid
@@ -190,6 +191,33 @@ fn pieces(base: &[u8], new: &[u8], start: usize, end: usize, out: &mut Vec<Piece
     out.push(Piece { start, end: literal_end, shift: None });
 }
 
+/// A literal stretch at least this long, left after the search near its place, is searched
+/// for copies from anywhere in the base: a page rewritten by a split keeps most of its cells,
+/// packed elsewhere.
+const FAR_SEARCH_MIN_BYTES: usize = 64;
+/// Slots of the far-copy index: a base word's position by its hash (12 bits).
+const FAR_INDEX_BITS: u32 = 12;
+
+fn far_hash(w: u64) -> usize {
+    (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FAR_INDEX_BITS)) as usize
+}
+
+/// Where in the base each 8-byte word (every 4th offset) lies, by hash; collisions keep the
+/// earlier offset (the start of a run). `u32::MAX`: none.
+fn far_index(base: &[u8]) -> Vec<u32> {
+    let mut index = vec![u32::MAX; 1 << FAR_INDEX_BITS];
+    for at in (0..base.len().saturating_sub(7)).step_by(4) {
+        let slot = &mut index[far_hash(word(base, at))];
+        if *slot == u32::MAX {
+            *slot = at as u32;
+        }
+    }
+    index
+}
+
+/// Zero bytes in a row that a literal logs as a zero run (a copy with shift 0) instead.
+const ZERO_RUN_MIN_BYTES: usize = 12;
+
 struct Encoder<'a> {
     out: &'a mut Vec<u8>,
     count: u64,
@@ -197,10 +225,38 @@ struct Encoder<'a> {
     pieces: Vec<Piece>,
     /// Search for shifted copies (not against zeros, which hold none of a region's bytes).
     search: bool,
+    /// The base's far-copy index, built at the first far search.
+    far: Option<Vec<u32>>,
 }
 
 impl Encoder<'_> {
+    /// Emits `new[start..end]` as literal bytes, but for runs of zeros (a page's cleared free
+    /// space), each a copy with shift 0.
     fn literal(&mut self, new: &[u8], start: usize, end: usize) {
+        let (mut at, mut literal_start) = (start, start);
+        while at + 8 <= end {
+            if word(new, at) != 0 {
+                at += 4;
+                continue;
+            }
+            let (mut from, mut to) = (at, at + 8);
+            while from > literal_start && new[from - 1] == 0 {
+                from -= 1;
+            }
+            while to < end && new[to] == 0 {
+                to += 1;
+            }
+            if to - from >= ZERO_RUN_MIN_BYTES {
+                self.bytes(new, literal_start, from);
+                self.copy(from, to, 0);
+                literal_start = to;
+            }
+            at = to;
+        }
+        self.bytes(new, literal_start, end);
+    }
+
+    fn bytes(&mut self, new: &[u8], start: usize, end: usize) {
         if start < end {
             put_varint(self.out, (start - self.prev_end) as u64);
             put_varint(self.out, ((end - start) as u64) << 1);
@@ -229,10 +285,47 @@ impl Encoder<'_> {
         for p in found.iter().rev() {
             match p.shift {
                 Some(shift) => self.copy(p.start, p.end, shift),
+                None if p.end - p.start >= FAR_SEARCH_MIN_BYTES => self.far_copies(base, new, p.start, p.end),
                 None => self.literal(new, p.start, p.end),
             }
         }
         self.pieces = found;
+    }
+
+    /// Emits `new[start..end]` as copies of base stretches found anywhere in it (by the far
+    /// index), at least `COPY_MIN_BYTES` long, and literal bytes between.
+    fn far_copies(&mut self, base: &[u8], new: &[u8], start: usize, end: usize) {
+        let index = self.far.get_or_insert_with(|| far_index(base));
+        let mut found: Vec<(usize, usize, i64)> = Vec::new();
+        let (mut q, mut literal_start) = (start, start);
+        while q + 8 <= end {
+            let w = word(new, q);
+            let p = index[far_hash(w)] as usize;
+            if p == u32::MAX as usize || p == q || word(base, p) != w {
+                q += 1;
+                continue;
+            }
+            let (mut k, mut j) = (q, q + 8);
+            while k > literal_start && q - k < p && new[k - 1] == base[p - (q - k) - 1] {
+                k -= 1;
+            }
+            while j < end && p + (j - q) < base.len() && new[j] == base[p + (j - q)] {
+                j += 1;
+            }
+            if j - k < COPY_MIN_BYTES {
+                q += 1;
+                continue;
+            }
+            found.push((k, j, q as i64 - p as i64));
+            (q, literal_start) = (j, j);
+        }
+        let mut at = start;
+        for (k, j, shift) in found {
+            self.literal(new, at, k);
+            self.copy(k, j, shift);
+            at = j;
+        }
+        self.literal(new, at, end);
     }
 }
 
@@ -252,7 +345,7 @@ fn encode_with(base: &[u8], new: &[u8], out: &mut Vec<u8>, search: bool) -> bool
     let start_len = out.len();
     let common = base.len().min(new.len());
     let mut body = Vec::new();
-    let mut e = Encoder { out: &mut body, count: 0, prev_end: 0, pieces: Vec::new(), search };
+    let mut e = Encoder { out: &mut body, count: 0, prev_end: 0, pieces: Vec::new(), search, far: None };
     let mut i = 0;
     loop {
         let start = first_difference(new, base, i, common);
@@ -314,6 +407,14 @@ pub(crate) fn apply(base: &[u8], enc: &[u8], out: &mut [u8]) -> Result<(), Strin
         let end = start.checked_add(len).filter(|&e| e <= out.len()).ok_or("delta range past the node's end")?;
         if word & 1 == 1 {
             let shift = unzigzag(get_varint(enc, &mut pos).ok_or("delta shift cut short")?);
+            if shift == 0 {
+                out[start..end].fill(0);
+                if start <= covered {
+                    covered = covered.max(end);
+                }
+                at = end;
+                continue;
+            }
             let src = (start as i64).checked_sub(shift).filter(|&s| s >= 0).ok_or("delta copy before the base")?;
             let src = base.get(src as usize..src as usize + len).ok_or("delta copy past the base's end")?;
             out[start..end].copy_from_slice(src);
@@ -414,6 +515,30 @@ mod tests {
         }
         let bytes = round_trip(&base, &page).unwrap();
         assert!(bytes < 3 * 45, "three inserts logged {bytes} bytes");
+    }
+
+    #[test]
+    fn a_page_rewritten_with_its_cells_moved_logs_copies_of_them() {
+        let mut rng = Rng(21);
+        let mut base = vec![0u8; 4096];
+        for _ in 0..130 {
+            page_insert(&mut base, &mut rng);
+        }
+        // As a split leaves the left half: the first 65 entries' cells packed at the end, in
+        // slot order, under a new slot array.
+        let mut new = vec![0u8; 4096];
+        let mut cell_end = 4096;
+        for i in 0..65 {
+            let at = u16::from_le_bytes([base[16 + 2 * i], base[17 + 2 * i]]) as usize;
+            new[cell_end - 27..cell_end].copy_from_slice(&base[at..at + 27]);
+            cell_end -= 27;
+            new[16 + 2 * i..18 + 2 * i].copy_from_slice(&(cell_end as u16).to_le_bytes());
+        }
+        new[2..4].copy_from_slice(&65u16.to_le_bytes());
+        new[4..6].copy_from_slice(&(cell_end as u16).to_le_bytes());
+        let bytes = round_trip(&base, &new).unwrap();
+        // The new slots (130) and a copy of a few bytes per cell, not the cells (1,755).
+        assert!(bytes < 800, "a split's rewritten half logged {bytes} bytes");
     }
 
     #[test]
