@@ -667,7 +667,12 @@ impl Core {
     fn planned(&self, handle: u64) -> (Origin, bool) {
         match self.plan.binary_search_by_key(&handle, |p| p.0) {
             Ok(i) => (self.plan[i].1, self.plan[i].2),
-            Err(_) => (Origin::Synced, false), // a commit applied without its plan: log nothing
+            // Every PUT is planned; were one not, `Synced` is the safe answer: no delta is ever
+            // logged against it, and holding nothing is right for a version not delta-logged.
+            Err(_) => {
+                debug_assert!(false, "handle {handle} applied without a plan");
+                (Origin::Synced, false)
+            }
         }
     }
 
