@@ -199,10 +199,21 @@ impl ClassFile {
         Ok(self.created.swap(false, Ordering::Relaxed))
     }
 
+    /// Writes every changed page of the file back to disk and waits (`fdatasync`): one sync
+    /// for all the blocks a commit wrote there, however many.
+    pub(crate) fn sync_data(&self) -> Result<()> {
+        let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) else { return Ok(()) };
+        #[cfg(test)]
+        SYNC_CALLS.with(|c| c.set(c.get() + 1));
+        file.sync_data().map_err(|e| Error::io(format!("sync {}", self.name), e))
+    }
+
     pub(crate) fn flush_range(&self, segment: u32, offset: usize, len: usize) -> Result<()> {
         if !matches!(self.backing, Backing::Shared(_)) {
             return Ok(());
         }
+        #[cfg(test)]
+        SYNC_CALLS.with(|c| c.set(c.get() + 1));
         self.segments[segment as usize]
             .flush_range(offset, len)
             .map_err(|e| Error::io(format!("flush {} segment {segment}", self.name), e))
@@ -216,4 +227,10 @@ impl ClassFile {
             0
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Syncs of class file data (msync or fdatasync) made on this thread: tests count them.
+    pub(crate) static SYNC_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }

@@ -10,6 +10,8 @@ mod size_class;
 mod space;
 mod stats;
 
+#[cfg(test)]
+pub(crate) use class_file::SYNC_CALLS;
 pub use size_class::{GrowthRule, SizeClasses};
 pub(crate) use space::{Backing, Loc, Space};
 pub use stats::ClassStats;

@@ -134,6 +134,10 @@ pub struct StoreStats {
     pub pinned_bytes: u64,
     /// Node versions kept for open snapshots.
     pub snapshot_versions: u64,
+    /// Bytes of checkpointed node versions replaced by commits logged as deltas against
+    /// them: still allocated (recovery rebuilds the new versions from them), reusable after
+    /// the next checkpoint.
+    pub held_base_bytes: u64,
     pub handles: u64,
     pub classes: Vec<ClassStats>,
     pub total: ClassStats,
@@ -781,9 +785,9 @@ impl Store {
             w.frame_buffer = prepared.frame.into_buffer();
             c.apply_commit(epoch, self.shared.has_snapshots());
             c.history.prune(self.shared.oldest_snapshot());
-            // As durable as a store in memory gets.
+            // As durable, and as checkpointed, as a store in memory gets.
             self.shared.durable_epoch.store(epoch, Ordering::Release);
-            c.release_frees(self.shared.reuse_limit())?;
+            c.checkpointed(epoch, self.shared.reuse_limit())?;
             return Ok(epoch);
         }
         let mut c = self.shared.state.write();
@@ -791,9 +795,7 @@ impl Store {
         let mut prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize, buffer);
         // Readers go on while the frame is written and synced; mutations wait.
         let c = RwLockWriteGuard::downgrade_to_upgradable(c);
-        for &(loc, len) in &prepared.unlogged {
-            c.space.flush_block(loc, len)?;
-        }
+        c.space.sync_blocks(&prepared.unlogged)?;
         // A class file created for this commit must still exist after a power cut: its
         // directory entry is synced before the frame. Its size need not be: recovery extends a
         // file whose growth was lost when the log holds what was written there (and a payload
@@ -895,8 +897,9 @@ impl Store {
         }
     }
 
-    /// Closes the store: uncommitted work is dropped, the committed state is checkpointed, the
-    /// directory lock released. Every later call answers `Closed`; a second close is a no-op
+    /// Closes the store: uncommitted work is dropped, the committed state is checkpointed
+    /// (unless the last checkpoint holds it already: closing an unchanged store writes
+    /// nothing), the directory lock released. Every later call answers `Closed`; a second close is a no-op
     /// error (`Closed`).
     pub fn close(&self) -> Result<()> {
         self.shared.close()
@@ -931,6 +934,7 @@ impl Store {
                 oldest_reader_epoch: readers.iter().map(|&(_, e)| e).min(),
                 pinned_bytes: c.pending_bytes_between(self.shared.reuse_limit(), self.durable_epoch()),
                 snapshot_versions: c.history.len() as u64,
+                held_base_bytes: c.held_base_bytes,
                 handles: c.table.handle_count(),
                 classes,
                 total,
@@ -1127,7 +1131,7 @@ impl Shared {
         w.last_sync = Instant::now();
         w.meta_refreshed = w.last_sync;
         recovery::remove_generation(&dir, old.generation);
-        self.state.write().release_frees(self.reuse_limit())
+        self.state.write().checkpointed(epoch, self.reuse_limit())
     }
 
     fn close(&self) -> Result<()> {
@@ -1140,7 +1144,8 @@ impl Shared {
             *stop.lock() = true;
             cv.notify_all();
         }
-        let result = if self.in_memory || self.options.read_only || w.poisoned.is_some() {
+        let result = if self.in_memory || self.options.read_only || w.poisoned.is_some() || self.checkpoint_current(&w)
+        {
             Ok(())
         } else {
             self.checkpoint_locked(&mut w)
@@ -1158,6 +1163,13 @@ impl Shared {
             drop(old);
         }
         result
+    }
+
+    /// True when the last checkpoint holds every commit (the log is empty): a checkpoint now
+    /// would write the same table again.
+    fn checkpoint_current(&self, w: &WriterSide) -> bool {
+        let (Some(meta), Some(log)) = (w.meta, &w.log) else { return false };
+        log.len() == 0 && meta.checkpoint_epoch == self.state.read().epoch
     }
 
     fn poison(&self, w: &mut WriterSide, why: String) {

@@ -17,7 +17,7 @@
 //! previous checkpoint, still named by the meta file.
 
 use super::codec::{crc, Reader, Writer};
-use super::table::{ObjectTable, Slot, State};
+use super::table::{ObjectTable, Origin, Slot, State};
 use crate::alloc::SizeClasses;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -129,7 +129,18 @@ pub(crate) fn read(dir: &Path, generation: u64, classes: &SizeClasses) -> Result
             ));
         }
         let state = if live { State::Live } else { State::Free };
-        slots.push(Slot { block, len, crc, tag, kind, class, state, dirty: false, freeing: false });
+        slots.push(Slot {
+            block,
+            len,
+            crc,
+            tag,
+            kind,
+            class,
+            state,
+            dirty: false,
+            freeing: false,
+            origin: Origin::Checkpoint,
+        });
     }
     let mut roots = BTreeMap::new();
     for _ in 0..root_count {

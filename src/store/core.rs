@@ -8,7 +8,7 @@
 use super::codec::crc;
 use super::history::{History, Version};
 use super::node_id::NodeId;
-use super::table::{Committed, ObjectTable, Slot, State};
+use super::table::{Committed, ObjectTable, Origin, Slot, State};
 use super::wal::{FrameBuilder, FrameParts, PutOp};
 use super::{GrowthPolicy, GrowthRule, NodeInfo};
 use crate::alloc::{Loc, Space};
@@ -117,11 +117,42 @@ pub(crate) struct Core {
     /// could bring back the commit before it, whose nodes still live in them.
     pending_frees: VecDeque<(u64, Loc)>,
     pub pending_free_bytes: u64,
+    /// Checkpointed versions that a commit logged a delta against, with that commit's epoch:
+    /// recovery reads them, so they are reusable only once a checkpoint has flushed what
+    /// replaced them (docs/LOG.md).
+    held_bases: VecDeque<(u64, Loc)>,
+    pub held_base_bytes: u64,
+    /// The epoch the last checkpoint recorded.
+    checkpoint_epoch: u64,
+    /// Handles whose committed version's origin is not `Checkpoint` (duplicates allowed):
+    /// what the next checkpoint resets, and what an incremental one would write.
+    changed_since_checkpoint: Vec<u64>,
+    /// The prepared commit's decision per PUT, by handle: the origin of the new version, and
+    /// whether the committed version is a base to hold until the next checkpoint.
+    plan: Vec<(u64, Origin, bool)>,
+}
+
+/// The two kinds of freed blocks, by what makes them reusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FreeQueue {
+    /// Once the commit that freed them is durable.
+    Durable,
+    /// Once a checkpoint has flushed what replaced them.
+    Checkpoint,
 }
 
 impl Core {
-    pub fn new(space: Space, table: ObjectTable, roots: Roots, epoch: u64, growth: GrowthPolicy) -> Core {
+    /// A core over `table` as of `epoch`, the last checkpoint being at `checkpoint_epoch`.
+    pub fn new(
+        space: Space,
+        table: ObjectTable,
+        roots: Roots,
+        (epoch, checkpoint_epoch): (u64, u64),
+        growth: GrowthPolicy,
+    ) -> Core {
         let live_nodes = table.slots.iter().filter(|s| s.state == State::Live).count() as u64;
+        let changed_since_checkpoint =
+            (0..table.slots.len() as u64).filter(|&h| table.slots[h as usize].origin != Origin::Checkpoint).collect();
         Core {
             space,
             table,
@@ -146,6 +177,11 @@ impl Core {
             retired_committed: 0,
             pending_frees: VecDeque::new(),
             pending_free_bytes: 0,
+            held_bases: VecDeque::new(),
+            held_base_bytes: 0,
+            checkpoint_epoch,
+            changed_since_checkpoint,
+            plan: Vec::new(),
         }
     }
 
@@ -199,6 +235,7 @@ impl Core {
             state: State::Reserved,
             dirty: false,
             freeing: false,
+            origin: Origin::Checkpoint,
         };
         self.mark_dirty(handle);
         self.reserved_nodes += 1;
@@ -668,6 +705,7 @@ impl Core {
             + self.removed_roots.iter().map(|name| FrameBuilder::root_remove_bytes(name.len())).sum::<usize>();
         let mut frame = FrameBuilder::with_buffer(buffer, body_bytes);
         let mut unlogged = Vec::new();
+        self.plan.clear();
         for &handle in &self.dirty {
             let s = self.table.slots[handle as usize];
             if !s.dirty {
@@ -689,14 +727,22 @@ impl Core {
                 block: s.block,
                 len: s.len,
                 payload_crc,
-                payload_at: None,
+                payload: super::wal::Payload::Unlogged,
             };
-            if payload.len() <= inline_max {
-                frame.put_in_place(&put, s.loc());
-            } else {
+            if payload.len() > inline_max {
                 frame.put(&put, None);
                 unlogged.push((s.loc(), payload.len()));
+                self.plan.push((handle, Origin::Synced, false));
+                continue;
             }
+            // A delta needs a base recovery can read: the checkpointed version (then held
+            // until the next checkpoint) or one the log rebuilds; not an unlogged one.
+            let base = self.table.shadowed.get(&handle).filter(|_| s.origin != Origin::Synced);
+            let delta = base.is_some_and(|c| frame.put_delta(&put, self.space.read(c.loc, c.len as usize), payload));
+            if !delta && !frame.put_sparse(&put, payload) {
+                frame.put_in_place(&put, s.loc());
+            }
+            self.plan.push((handle, Origin::Logged, delta && s.origin == Origin::Checkpoint));
         }
         for name in &self.dirty_roots {
             let (id, meta) = &self.roots[name];
@@ -738,9 +784,18 @@ impl Core {
                 self.live_nodes -= 1;
                 continue;
             }
+            let (origin, hold_base) = self.planned(handle);
             if let Some(old) = self.table.shadowed.remove(&handle) {
-                self.defer_free(epoch, old.loc);
+                if hold_base {
+                    self.hold_base(epoch, old.loc);
+                } else {
+                    self.defer_free(epoch, old.loc);
+                }
             }
+            if s.origin == Origin::Checkpoint && origin != Origin::Checkpoint {
+                self.changed_since_checkpoint.push(handle);
+            }
+            self.table.slots[handle as usize].origin = origin;
             if s.state == State::Reserved {
                 self.reserved_nodes -= 1;
                 self.live_nodes += 1;
@@ -802,6 +857,19 @@ impl Core {
         Ok(())
     }
 
+    /// The prepared commit's decision for a PUT of `handle` (see `plan`).
+    fn planned(&self, handle: u64) -> (Origin, bool) {
+        match self.plan.binary_search_by_key(&handle, |p| p.0) {
+            Ok(i) => (self.plan[i].1, self.plan[i].2),
+            // Every PUT is planned; were one not, `Synced` is the safe answer: no delta is ever
+            // logged against it, and holding nothing is right for a version not delta-logged.
+            Err(_) => {
+                debug_assert!(false, "handle {handle} applied without a plan");
+                (Origin::Synced, false)
+            }
+        }
+    }
+
     fn defer_free(&mut self, epoch: u64, loc: Loc) {
         self.pending_free_bytes += u64::from(self.space.capacity(loc.class));
         self.pending_frees.push_back((epoch, loc));
@@ -816,22 +884,63 @@ impl Core {
             .sum()
     }
 
-    /// True when some block freed by a commit up to `durable_epoch` waits to be released.
-    pub fn frees_releasable(&self, durable_epoch: u64) -> bool {
-        self.pending_frees.front().is_some_and(|&(epoch, _)| epoch <= durable_epoch)
+    fn hold_base(&mut self, epoch: u64, loc: Loc) {
+        self.held_base_bytes += u64::from(self.space.capacity(loc.class));
+        self.held_bases.push_back((epoch, loc));
     }
 
-    /// Returns to the allocator the blocks freed by commits up to `durable_epoch`.
-    pub fn release_frees(&mut self, durable_epoch: u64) -> Result<()> {
-        while let Some(&(epoch, loc)) = self.pending_frees.front() {
-            if epoch > durable_epoch {
-                break;
+    /// The newest freeing epoch whose blocks in `queue` may be reused, given `limit`: the
+    /// newest durable epoch, lowered to the oldest commit a snapshot or a reader process
+    /// still reads (`Shared::reuse_limit`). With it, the one place that decides when a freed
+    /// block is reusable.
+    fn reusable_through(&self, queue: FreeQueue, limit: u64) -> u64 {
+        match queue {
+            FreeQueue::Durable => limit,
+            FreeQueue::Checkpoint => limit.min(self.checkpoint_epoch),
+        }
+    }
+
+    fn queue(&mut self, queue: FreeQueue) -> (&mut VecDeque<(u64, Loc)>, &mut u64) {
+        match queue {
+            FreeQueue::Durable => (&mut self.pending_frees, &mut self.pending_free_bytes),
+            FreeQueue::Checkpoint => (&mut self.held_bases, &mut self.held_base_bytes),
+        }
+    }
+
+    /// True when some freed block waits to be released and may be now.
+    pub fn frees_releasable(&self, limit: u64) -> bool {
+        let due = |q: &VecDeque<(u64, Loc)>, kind| {
+            q.front().is_some_and(|&(epoch, _)| epoch <= self.reusable_through(kind, limit))
+        };
+        due(&self.pending_frees, FreeQueue::Durable) || due(&self.held_bases, FreeQueue::Checkpoint)
+    }
+
+    /// Returns to the allocator every freed block that may be reused now.
+    pub fn release_frees(&mut self, limit: u64) -> Result<()> {
+        for kind in [FreeQueue::Durable, FreeQueue::Checkpoint] {
+            let through = self.reusable_through(kind, limit);
+            loop {
+                let (q, _) = self.queue(kind);
+                let Some((_, loc)) = q.front().copied().filter(|&(e, _)| e <= through) else { break };
+                q.pop_front();
+                let block_bytes = u64::from(self.space.capacity(loc.class));
+                *self.queue(kind).1 -= block_bytes;
+                self.space.free(loc)?;
             }
-            self.pending_frees.pop_front();
-            self.pending_free_bytes -= u64::from(self.space.capacity(loc.class));
-            self.space.free(loc)?;
         }
         Ok(())
+    }
+
+    /// A checkpoint of the committed state at `epoch` is on disk, every committed block
+    /// flushed: committed versions are now bases, and what they replaced is reusable (up to
+    /// `limit`, which snapshots and readers may hold lower; see `release_frees`).
+    pub fn checkpointed(&mut self, epoch: u64, limit: u64) -> Result<()> {
+        debug_assert_eq!(epoch, self.epoch, "a checkpoint records the last commit");
+        self.checkpoint_epoch = epoch;
+        for handle in std::mem::take(&mut self.changed_since_checkpoint) {
+            self.table.slots[handle as usize].origin = Origin::Checkpoint;
+        }
+        self.release_frees(limit)
     }
 
     /// Every block something owns: the current block of every node, the committed block of
@@ -846,7 +955,7 @@ impl Core {
                 owned.push(c.loc);
             }
         }
-        owned.extend(self.pending_frees.iter().map(|&(_, l)| l));
+        owned.extend(self.pending_frees.iter().chain(&self.held_bases).map(|&(_, l)| l));
         owned.extend(self.drafts.values().copied());
         owned
     }

@@ -75,7 +75,16 @@ fn store_with_logged_frame(dir: &Path, frame: impl FnOnce(u64) -> Vec<u8>) {
 }
 
 fn put(handle: u64, tag: u16) -> super::wal::PutOp {
-    super::wal::PutOp { handle, tag, kind: 1, class: 0, block: 5, len: 0, payload_crc: crc(b""), payload_at: None }
+    super::wal::PutOp {
+        handle,
+        tag,
+        kind: 1,
+        class: 0,
+        block: 5,
+        len: 0,
+        payload_crc: crc(b""),
+        payload: super::wal::Payload::Unlogged,
+    }
 }
 
 #[test]

@@ -26,9 +26,13 @@ use std::path::Path;
 pub(crate) const META_FILE: &str = "meta";
 const MAGIC: u64 = u64::from_le_bytes(*b"PCOREMTA");
 /// 2: checkpoint entries carry each node's payload checksum. 3: the meta records how much of
-/// the log is known to be synced, and so does each log frame. Format 2 stores are read (as if
-/// nothing were recorded); a writer checkpoints one at once, into a format 3 log and meta.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// the log is known to be synced, and so does each log frame. 4: log records may be deltas
+/// against a node's committed version (docs/LOG.md); the meta slot is format 3's. Format 2
+/// and 3 stores are read (format 2 as if nothing were recorded); a writer checkpoints one at
+/// once, into a format 4 log and meta.
+pub(crate) const FORMAT_VERSION: u32 = 4;
+/// The first format whose meta slot records the synced log length.
+const SYNCED_META_FORMAT: u32 = 3;
 const FORMAT_VERSION_OLDEST: u32 = 2;
 const SLOT_BYTES: u64 = 4096;
 const SLOT_USED_BYTES: usize = 60;
@@ -89,12 +93,13 @@ impl Meta {
         }
         let version = r.u32()?;
         let checked_bytes = match version {
-            FORMAT_VERSION => SLOT_USED_BYTES - 4,
+            SYNCED_META_FORMAT..=FORMAT_VERSION => SLOT_USED_BYTES - 4,
             FORMAT_VERSION_OLDEST => SLOT_USED_BYTES_V2 - 4,
             // Another format's slot: its checksum may lie elsewhere, so try where ours lie.
             _ if crc_matches(SLOT_USED_BYTES - 4) || crc_matches(SLOT_USED_BYTES_V2 - 4) => {
                 return Err(Error::VersionMismatch(format!(
-                    "store format {version}; this build reads {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION}"
+                    "store format {version}; this build reads {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION}: convert the \
+                     store with `pcore dump` under a build that reads it, then `pcore load` under this one"
                 )))
             }
             _ => return Ok(None),
@@ -110,7 +115,7 @@ impl Meta {
             checkpoint_epoch: r.u64()?,
             min_class_bytes: r.u32()?,
             max_class_bytes: r.u32()?,
-            log_synced_bytes: if version == FORMAT_VERSION { r.u64()? } else { 0 },
+            log_synced_bytes: if version >= SYNCED_META_FORMAT { r.u64()? } else { 0 },
             format: version,
         };
         let max = crate::limits::COUNTER_MAX;
@@ -245,7 +250,22 @@ mod tests {
         bytes[48..52].copy_from_slice(&c.to_le_bytes());
         file[SLOT_BYTES as usize..][..bytes.len()].copy_from_slice(&bytes);
         std::fs::write(dir.join(META_FILE), &file).unwrap();
-        assert!(matches!(Meta::load(&dir), Err(Error::VersionMismatch(_))));
+        assert!(matches!(Meta::load(&dir), Err(Error::VersionMismatch(m)) if m.contains("pcore dump")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_format_3_slot_is_read_with_its_synced_length() {
+        let dir = temp_dir("v3");
+        let m = meta(3);
+        let mut bytes = m.encode();
+        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let c = crc(&bytes[..SLOT_USED_BYTES - 4]);
+        bytes[SLOT_USED_BYTES - 4..SLOT_USED_BYTES].copy_from_slice(&c.to_le_bytes());
+        let mut file = vec![0u8; 2 * SLOT_BYTES as usize];
+        file[..bytes.len()].copy_from_slice(&bytes);
+        std::fs::write(dir.join(META_FILE), &file).unwrap();
+        assert_eq!(Meta::load(&dir).unwrap(), Meta { format: 3, ..m });
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

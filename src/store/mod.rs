@@ -12,6 +12,9 @@ mod core;
 mod crash_tests;
 #[cfg(test)]
 mod damage_tests;
+mod delta;
+#[cfg(test)]
+mod delta_tests;
 #[cfg(test)]
 mod edge_tests;
 mod history;

@@ -1,17 +1,18 @@
 //! Opening a store: create it, or recover it.
 //!
 //! Recovery: newest valid meta slot -> its checkpoint -> replay the committed log frames after
-//! it (a torn tail is cut) -> lay the logged payloads of live nodes over their blocks ->
-//! rebuild the allocator from the table. The cost is O(table + log), never a scan of the data
+//! it (a torn tail is cut), in order, writing each logged version into its block (whole, or
+//! rebuilt from the version before it: docs/LOG.md) -> rebuild the allocator from the table. The cost is O(table + log), never a scan of the data
 //! files. A writer then checkpoints, so the replayed log is not replayed again.
 
 use super::api::StoreOptions;
 use super::checkpoint;
+use super::codec::crc;
 use super::core::Core;
 use super::meta::{Meta, MetaSlot, META_CREATING_FILE, META_FILE};
-use super::table::{ObjectTable, Slot, State};
-use super::wal::{self, LogWriter, Op};
-use crate::alloc::{Backing, SizeClasses, Space};
+use super::table::{ObjectTable, Origin, Slot, State};
+use super::wal::{self, LogWriter, Op, Payload, PutOp};
+use crate::alloc::{Backing, Loc, SizeClasses, Space};
 use crate::error::{Error, Result};
 use crate::os::{DirLock, LockError};
 use std::collections::{BTreeMap, HashMap};
@@ -42,7 +43,7 @@ pub(crate) fn new_memory_core(options: &StoreOptions) -> Result<Core> {
     let classes = SizeClasses::new(options.min_class_bytes, options.max_class_bytes)?;
     let mut space = Space::open(classes, &Backing::Memory)?;
     space.rebuild(&vec![Vec::new(); space.classes().count()])?;
-    Ok(Core::new(space, ObjectTable::new(), BTreeMap::new(), 0, options.growth_policy))
+    Ok(Core::new(space, ObjectTable::new(), BTreeMap::new(), (0, 0), options.growth_policy))
 }
 
 pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
@@ -86,7 +87,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let classes = SizeClasses::new(meta.min_class_bytes, meta.max_class_bytes).map_err(|e| {
         Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}"))
     })?;
-    let (mut snapshot_slots, mut roots, checkpoint_epoch) = if meta.has_checkpoint {
+    let (snapshot_slots, roots, checkpoint_epoch) = if meta.has_checkpoint {
         let snap = checkpoint::read(dir, meta.generation, &classes)?;
         if snap.epoch != meta.checkpoint_epoch {
             return Err(Error::corrupt(
@@ -120,26 +121,22 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
             ),
         ));
     }
+    let backing = if writable { Backing::Shared(dir.to_path_buf()) } else { Backing::Private(dir.to_path_buf()) };
+    let space = Space::open(classes, &backing)?;
+    let mut replay = Replay::new(snapshot_slots, roots, space, &contents.frames, &log_file);
     let mut epoch = checkpoint_epoch;
-    let mut latest_payload: HashMap<u64, (usize, usize, usize)> = HashMap::new();
     for (fi, frame) in contents.frames.iter().enumerate() {
         for op in &frame.ops {
-            apply_op(op, &mut snapshot_slots, &mut roots, &mut latest_payload, fi, &classes, &log_file, frame.body_at)?;
+            replay.apply(op, fi, frame)?;
         }
         epoch = frame.epoch;
     }
-    let backing = if writable { Backing::Shared(dir.to_path_buf()) } else { Backing::Private(dir.to_path_buf()) };
-    let mut space = Space::open(classes, &backing)?;
-    cover_logged_blocks(&mut space, &snapshot_slots, &latest_payload)?;
-    space.rebuild(&blocks_in_use(&snapshot_slots, space.classes())?)?;
-    for (&handle, &(fi, at, len)) in &latest_payload {
-        let slot = snapshot_slots[handle as usize];
-        space.write(slot.loc(), &contents.frames[fi].body[at..at + len]);
-    }
+    let Replay { slots, roots, mut space, .. } = replay;
+    space.rebuild(&blocks_in_use(&slots, space.classes())?)?;
     let mut table = ObjectTable::new();
-    table.slots = snapshot_slots;
+    table.slots = slots;
     table.rebuild_free_list();
-    let core = Core::new(space, table, roots, epoch, options.growth_policy);
+    let core = Core::new(space, table, roots, (epoch, checkpoint_epoch), options.growth_policy);
     let log = if writable { Some(LogWriter::open(&log_path, contents.valid_bytes)?) } else { None };
     if writable {
         remove_stray_files(dir, meta.generation);
@@ -287,85 +284,189 @@ fn crash_point(_step: u32) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply_op(
-    op: &Op,
-    slots: &mut Vec<Slot>,
-    roots: &mut BTreeMap<Vec<u8>, (u64, Vec<u8>)>,
-    latest_payload: &mut HashMap<u64, (usize, usize, usize)>,
-    frame_index: usize,
-    classes: &SizeClasses,
-    log_file: &str,
-    body_at: u64,
-) -> Result<()> {
-    let bad = |what: String| Error::corrupt(log_file, body_at, what);
-    match op {
-        Op::Put(p) => {
-            if p.handle == 0 || p.handle > crate::limits::HANDLE_MAX || p.kind == 0 {
-                return Err(bad(format!("put of handle {} kind {}", p.handle, p.kind)));
-            }
-            if p.class as usize >= classes.count() || p.len > classes.bytes(p.class) {
-                return Err(bad(format!("put of {} bytes in class {}", p.len, p.class)));
-            }
-            if p.tag == 0 {
-                return Err(bad(format!("put of handle {} with tag 0, which no id has", p.handle)));
-            }
-            if slots.len() <= p.handle as usize {
-                // The table grows to the handle: a damaged handle must not size the allocation.
-                if p.handle - slots.len() as u64 >= crate::limits::LOG_HANDLE_GAP_MAX {
-                    return Err(bad(format!(
-                        "put of handle {} far beyond the table's {} handles",
-                        p.handle,
-                        slots.len()
-                    )));
-                }
-                slots.resize(p.handle as usize + 1, Slot::EMPTY);
-            }
-            slots[p.handle as usize] = Slot {
-                block: p.block,
-                len: p.len,
-                crc: p.payload_crc,
-                tag: p.tag,
-                kind: p.kind,
-                class: p.class,
-                state: State::Live,
-                dirty: false,
-                freeing: false,
-            };
-            match p.payload_at {
-                Some(at) => latest_payload.insert(p.handle, (frame_index, at, p.len as usize)),
-                None => latest_payload.remove(&p.handle),
-            };
-        }
-        Op::Free { handle, tag } => {
-            let slot = slots.get_mut(*handle as usize).filter(|s| s.state == State::Live && s.tag == *tag);
-            let Some(slot) = slot else {
-                return Err(bad(format!("free of handle {handle} tag {tag}, which is not live")));
-            };
-            slot.state = State::Free;
-            latest_payload.remove(handle);
-        }
-        Op::Root { name, id, meta } => {
-            roots.insert(name.clone(), (*id, meta.clone()));
-        }
-        Op::RootRemove { name } => {
-            roots.remove(name);
-        }
-    }
-    Ok(())
+/// The state a log replay builds, frame by frame, operation by operation.
+struct Replay<'a> {
+    slots: Vec<Slot>,
+    roots: BTreeMap<Vec<u8>, (u64, Vec<u8>)>,
+    space: Space,
+    log_file: &'a str,
+    /// For each block that a payload too large to log lands in, the last frame that puts
+    /// one there: replay must not write an older logged version over it.
+    unlogged_at: HashMap<Loc, usize>,
+    /// Logged versions kept in memory instead of their block, which a later unlogged payload
+    /// owns (see `unlogged_at`): by handle, until the handle's next operation.
+    parked: HashMap<u64, Vec<u8>>,
+    /// A delta's rebuilt bytes, reused.
+    scratch: Vec<u8>,
 }
 
-/// Extends class files to hold the blocks of live nodes whose bytes the log holds: a commit
-/// does not sync a class file's growth (that would write back every dirty page of the file),
-/// so after a power cut the file may end before segments its logged nodes were written to.
-/// A block beyond the end whose bytes are not in the log stays for `rebuild` to refuse.
-fn cover_logged_blocks(space: &mut Space, slots: &[Slot], logged: &HashMap<u64, (usize, usize, usize)>) -> Result<()> {
-    for (handle, s) in slots.iter().enumerate() {
-        if s.state == State::Live && !space.covers(s.loc()) && logged.contains_key(&(handle as u64)) {
-            space.cover(s.loc())?;
+impl<'a> Replay<'a> {
+    fn new(
+        slots: Vec<Slot>,
+        roots: BTreeMap<Vec<u8>, (u64, Vec<u8>)>,
+        space: Space,
+        frames: &[wal::Frame],
+        log_file: &'a str,
+    ) -> Replay<'a> {
+        let mut unlogged_at = HashMap::new();
+        for (fi, frame) in frames.iter().enumerate() {
+            for op in &frame.ops {
+                if let Op::Put(p @ PutOp { payload: Payload::Unlogged, .. }) = op {
+                    unlogged_at.insert(Loc { class: p.class, block: p.block }, fi);
+                }
+            }
         }
+        Replay { slots, roots, space, log_file, unlogged_at, parked: HashMap::new(), scratch: Vec::new() }
     }
-    Ok(())
+
+    fn apply(&mut self, op: &Op, frame_index: usize, frame: &wal::Frame) -> Result<()> {
+        let log_file = self.log_file;
+        let bad = |what: String| Error::corrupt(log_file, frame.body_at, what);
+        match op {
+            Op::Put(p) => {
+                self.check_put(p).map_err(bad)?;
+                let before = self.slots[p.handle as usize];
+                self.write_version(p, before, frame_index, &frame.body)?;
+                let origin = if p.payload == Payload::Unlogged { Origin::Synced } else { Origin::Logged };
+                self.slots[p.handle as usize] = Slot {
+                    block: p.block,
+                    len: p.len,
+                    crc: p.payload_crc,
+                    tag: p.tag,
+                    kind: p.kind,
+                    class: p.class,
+                    state: State::Live,
+                    dirty: false,
+                    freeing: false,
+                    origin,
+                };
+            }
+            Op::Free { handle, tag } => {
+                let slot = self.slots.get_mut(*handle as usize).filter(|s| s.state == State::Live && s.tag == *tag);
+                let Some(slot) = slot else {
+                    return Err(bad(format!("free of handle {handle} tag {tag}, which is not live")));
+                };
+                slot.state = State::Free;
+                self.parked.remove(handle);
+            }
+            Op::Root { name, id, meta } => {
+                self.roots.insert(name.clone(), (*id, meta.clone()));
+            }
+            Op::RootRemove { name } => {
+                self.roots.remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a PUT's fields, and grows the table to its handle.
+    fn check_put(&mut self, p: &PutOp) -> std::result::Result<(), String> {
+        let classes = self.space.classes();
+        if p.handle == 0 || p.handle > crate::limits::HANDLE_MAX || p.kind == 0 {
+            return Err(format!("put of handle {} kind {}", p.handle, p.kind));
+        }
+        if p.class as usize >= classes.count() || p.len > classes.bytes(p.class) {
+            return Err(format!("put of {} bytes in class {}", p.len, p.class));
+        }
+        if p.tag == 0 {
+            return Err(format!("put of handle {} with tag 0, which no id has", p.handle));
+        }
+        if self.slots.len() <= p.handle as usize {
+            // The table grows to the handle: a damaged handle must not size the allocation.
+            if p.handle - self.slots.len() as u64 >= crate::limits::LOG_HANDLE_GAP_MAX {
+                return Err(format!("put of handle {} far beyond the table's {} handles", p.handle, self.slots.len()));
+            }
+            self.slots.resize(p.handle as usize + 1, Slot::EMPTY);
+        }
+        Ok(())
+    }
+
+    /// Writes the version a PUT logs into its block (or parks it), rebuilding a delta from
+    /// the handle's version `before`.
+    fn write_version(&mut self, p: &PutOp, before: Slot, frame_index: usize, body: &[u8]) -> Result<()> {
+        let mut bytes = std::mem::take(&mut self.scratch);
+        match p.payload {
+            Payload::Unlogged => {
+                self.parked.remove(&p.handle);
+                self.scratch = bytes;
+                return Ok(());
+            }
+            Payload::Whole { at } => {
+                bytes.clear();
+                bytes.extend_from_slice(&body[at..at + p.len as usize]);
+            }
+            Payload::Delta { at, len } => self.rebuild_delta(p, before, &body[at..at + len], &mut bytes)?,
+            Payload::Sparse { at, len } => {
+                let zeros = wal::zeros(p.len as usize).expect("checked when the frame was read");
+                bytes.clear();
+                bytes.resize(p.len as usize, 0);
+                super::delta::apply(zeros, &body[at..at + len], &mut bytes)
+                    .map_err(|m| Error::corrupt(self.log_file, 0, format!("handle {}: {m}", p.handle)))?;
+                if crc(&bytes) != p.payload_crc {
+                    return Err(Error::corrupt(
+                        self.log_file,
+                        0,
+                        format!(
+                            "handle {}: the version rebuilt from a sparse payload does not match its checksum",
+                            p.handle
+                        ),
+                    ));
+                }
+            }
+        }
+        let loc = Loc { class: p.class, block: p.block };
+        if self.unlogged_at.get(&loc).is_some_and(|&fi| fi > frame_index) {
+            self.parked.insert(p.handle, bytes);
+            return Ok(());
+        }
+        self.parked.remove(&p.handle);
+        self.space.cover(loc)?;
+        self.space.write(loc, &bytes);
+        self.scratch = bytes;
+        Ok(())
+    }
+
+    /// The version a delta PUT logs: its base (the handle's version before it, checked against
+    /// its checksum) with the delta laid over it, checked against the PUT's checksum.
+    fn rebuild_delta(&mut self, p: &PutOp, before: Slot, delta: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let bad = |what: String| Error::corrupt(self.log_file, 0, what);
+        if before.state != State::Live || before.tag != p.tag {
+            return Err(bad(format!("a delta of handle {} tag {}, which is not live", p.handle, p.tag)));
+        }
+        let base = match self.parked.get(&p.handle) {
+            Some(b) => b.as_slice(),
+            None if self.space.covers(before.loc()) => self.space.read(before.loc(), before.len as usize),
+            None => {
+                let (file, offset) = self.space.file_position(before.loc());
+                return Err(Error::corrupt(
+                    file,
+                    offset,
+                    format!("handle {}: the base of a logged delta lies past the file's end", p.handle),
+                ));
+            }
+        };
+        if crc(base) != before.crc {
+            let (file, offset) = self.space.file_position(before.loc());
+            return Err(Error::corrupt(
+                file,
+                offset,
+                format!(
+                    "handle {}: its {} bytes, the base of a logged delta, do not match their checksum",
+                    p.handle, before.len
+                ),
+            ));
+        }
+        out.clear();
+        out.resize(p.len as usize, 0);
+        super::delta::apply(base, delta, out).map_err(|m| bad(format!("handle {}: {m}", p.handle)))?;
+        if crc(out) != p.payload_crc {
+            return Err(bad(format!(
+                "handle {}: the version rebuilt from a logged delta does not match its checksum",
+                p.handle
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The blocks of live nodes, per class; `Corrupt` if two nodes claim one block.

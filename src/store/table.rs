@@ -17,6 +17,19 @@ pub(crate) enum State {
     Live,
 }
 
+/// Where recovery finds the bytes of a node's committed version (docs/LOG.md): what decides
+/// whether the next version may be logged as a delta against it, and when its block, once
+/// replaced, may be reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// In its block as the last checkpoint flushed it (or never committed).
+    Checkpoint,
+    /// In the log since the last checkpoint (whole or as a delta): replay rebuilds it.
+    Logged,
+    /// Only in its block, synced at its commit (a payload too large to log).
+    Synced,
+}
+
 /// A slot: 20 bytes, so ten million nodes take 200 MB of memory.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Slot {
@@ -33,11 +46,23 @@ pub(crate) struct Slot {
     pub dirty: bool,
     /// A LIVE node freed since the last commit: invisible now, freed durably at commit.
     pub freeing: bool,
+    /// Of the committed version.
+    pub origin: Origin,
 }
 
 impl Slot {
-    pub const EMPTY: Slot =
-        Slot { block: 0, len: 0, crc: 0, tag: 0, kind: 0, class: 0, state: State::Free, dirty: false, freeing: false };
+    pub const EMPTY: Slot = Slot {
+        block: 0,
+        len: 0,
+        crc: 0,
+        tag: 0,
+        kind: 0,
+        class: 0,
+        state: State::Free,
+        dirty: false,
+        freeing: false,
+        origin: Origin::Checkpoint,
+    };
 
     #[inline]
     pub fn loc(&self) -> Loc {

@@ -1,7 +1,7 @@
 //! The write-ahead log: one frame per commit, appended and (by durability mode) synced.
 //!
-//! Frame layout, little-endian (store format 3; format 2's frames lack the synced length and
-//! their header is 24 bytes):
+//! Frame layout, little-endian (store format 4; format 3's PUTs have modes 0 and 1 only, and
+//! format 2's frames also lack the synced length and their header is 24 bytes):
 //! ```text
 //! 0   u32 magic "PCWF"
 //! 4   u32 body length
@@ -12,7 +12,11 @@
 //! 28  u32 CRC32C of bytes 0..28
 //! 32  body: operations, each starting with a one-byte code
 //!     PUT  1: u64 handle, u16 tag, u8 kind, u8 class, u32 block, u32 len, u32 payload CRC,
-//!             u8 inline, then `len` payload bytes when inline = 1
+//!             u8 mode: 0 not logged (the block was synced before the frame), 1 whole (then
+//!             `len` payload bytes), 2 delta (then the ranges that differ from the node's
+//!             committed version: see `delta`, and docs/LOG.md for what recovery needs),
+//!             3 sparse (the ranges that differ from `len` zero bytes: a new page's free
+//!             space is not logged)
 //!     FREE 2: u64 handle, u16 tag
 //!     ROOT 3: u8 name length, name, u64 node id, u16 meta length, meta
 //!     ROOT_REMOVE 4: u8 name length, name (the root is gone: a dropped B+ tree's anchor)
@@ -38,7 +42,13 @@ const FRAME_HEADER_BYTES_V2: usize = 24;
 pub(crate) const SYNCED_FRAMES_FORMAT: u32 = 3;
 
 const OP_PUT: u8 = 1;
-/// A PUT's fixed fields: code, handle, tag, kind, class, block, len, payload CRC, inline flag.
+const MODE_UNLOGGED: u8 = 0;
+const MODE_WHOLE: u8 = 1;
+const MODE_DELTA: u8 = 2;
+const MODE_SPARSE: u8 = 3;
+/// The zero bytes a sparse payload is encoded against: larger payloads are logged whole.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+/// A PUT's fixed fields: code, handle, tag, kind, class, block, len, payload CRC, mode.
 const PUT_HEADER_BYTES: usize = 1 + 8 + 2 + 1 + 1 + 4 + 4 + 4 + 1;
 const OP_FREE: u8 = 2;
 const OP_ROOT: u8 = 3;
@@ -53,8 +63,25 @@ pub(crate) struct PutOp {
     pub block: u32,
     pub len: u32,
     pub payload_crc: u32,
-    /// Offset of the inline payload within the frame body, when the payload is logged.
-    pub payload_at: Option<usize>,
+    pub payload: Payload,
+}
+
+/// What a PUT logs of the node's bytes; offsets are within the frame body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Payload {
+    /// Nothing: the block was synced before the frame.
+    Unlogged,
+    /// The whole payload, at this offset.
+    Whole { at: usize },
+    /// A delta against the node's committed version (`delta::apply`), `len` bytes at `at`.
+    Delta { at: usize, len: usize },
+    /// A delta against the payload's length of zero bytes, `len` bytes at `at`.
+    Sparse { at: usize, len: usize },
+}
+
+/// The zero bytes a sparse payload of `len` bytes is rebuilt from, if it may be one.
+pub(crate) fn zeros(len: usize) -> Option<&'static [u8]> {
+    ZEROS.get(..len)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +200,7 @@ impl FrameBuilder {
     }
 
     pub fn put(&mut self, p: &PutOp, payload: Option<&[u8]>) {
-        self.put_header(p, payload.is_some());
+        self.put_header(p, if payload.is_some() { MODE_WHOLE } else { MODE_UNLOGGED });
         if let Some(bytes) = payload {
             debug_assert_eq!(bytes.len(), p.len as usize);
             self.body.bytes(bytes);
@@ -182,11 +209,36 @@ impl FrameBuilder {
 
     /// A PUT whose logged payload (`p.len` bytes) stays at `loc` until the frame is written.
     pub fn put_in_place(&mut self, p: &PutOp, loc: Loc) {
-        self.put_header(p, true);
+        self.put_header(p, MODE_WHOLE);
         self.in_place.push((self.body.buf.len(), loc, p.len as usize));
     }
 
-    fn put_header(&mut self, p: &PutOp, inline: bool) {
+    /// A PUT logged as the delta from `base` (the node's committed version) to `new`; false,
+    /// and nothing added, when the delta would not be smaller than `new`.
+    pub fn put_delta(&mut self, p: &PutOp, base: &[u8], new: &[u8]) -> bool {
+        self.put_encoded(p, MODE_DELTA, base, new)
+    }
+
+    /// A PUT logged as the bytes where `new` differs from zeros; false, and nothing added,
+    /// when that would not be smaller than `new`.
+    pub fn put_sparse(&mut self, p: &PutOp, new: &[u8]) -> bool {
+        zeros(new.len()).is_some_and(|z| self.put_encoded(p, MODE_SPARSE, z, new))
+    }
+
+    fn put_encoded(&mut self, p: &PutOp, mode: u8, base: &[u8], new: &[u8]) -> bool {
+        debug_assert_eq!(new.len(), p.len as usize);
+        let start = self.body.buf.len();
+        self.put_header(p, mode);
+        let encode = if mode == MODE_SPARSE { super::delta::encode_sparse } else { super::delta::encode };
+        if encode(base, new, &mut self.body.buf) {
+            return true;
+        }
+        self.body.buf.truncate(start);
+        self.ops -= 1;
+        false
+    }
+
+    fn put_header(&mut self, p: &PutOp, mode: u8) {
         let w = &mut self.body;
         let start = w.buf.len();
         w.u8(OP_PUT);
@@ -197,7 +249,7 @@ impl FrameBuilder {
         w.u32(p.block);
         w.u32(p.len);
         w.u32(p.payload_crc);
-        w.u8(inline as u8);
+        w.u8(mode);
         debug_assert_eq!(w.buf.len() - start, PUT_HEADER_BYTES);
         self.ops += 1;
     }
@@ -341,21 +393,32 @@ fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
         let code = r.u8()?;
         let op = match code {
             OP_PUT => {
-                let (handle, tag, kind, class, block, len, payload_crc, inline) =
+                let (handle, tag, kind, class, block, len, payload_crc, mode) =
                     (r.u64()?, r.u16()?, r.u8()?, r.u8()?, r.u32()?, r.u32()?, r.u32()?, r.u8()?);
-                let payload_at = match inline {
-                    0 => None,
-                    1 => {
-                        let at = (r.offset() - body_at) as usize;
+                let at = (r.offset() - body_at) as usize;
+                let payload = match mode {
+                    MODE_UNLOGGED => Payload::Unlogged,
+                    MODE_WHOLE => {
                         let payload = r.take(len as usize)?;
                         if crc(payload) != payload_crc {
                             return Err(r.corrupt("logged node payload checksum mismatch"));
                         }
-                        Some(at)
+                        Payload::Whole { at }
                     }
-                    _ => return Err(r.corrupt(format!("bad inline flag {inline}"))),
+                    MODE_DELTA | MODE_SPARSE => {
+                        let n = super::delta::encoded_len(&body[at..], len as usize).map_err(|m| r.corrupt(m))?;
+                        r.take(n)?;
+                        if mode == MODE_DELTA {
+                            Payload::Delta { at, len: n }
+                        } else if zeros(len as usize).is_some() {
+                            Payload::Sparse { at, len: n }
+                        } else {
+                            return Err(r.corrupt(format!("a sparse payload of {len} bytes")));
+                        }
+                    }
+                    _ => return Err(r.corrupt(format!("bad payload mode {mode}"))),
                 };
-                Op::Put(PutOp { handle, tag, kind, class, block, len, payload_crc, payload_at })
+                Op::Put(PutOp { handle, tag, kind, class, block, len, payload_crc, payload })
             }
             OP_FREE => Op::Free { handle: r.u64()?, tag: r.u16()? },
             OP_ROOT => {
@@ -453,7 +516,7 @@ mod tests {
             block: 9,
             len: 8,
             payload_crc: crc(payload),
-            payload_at: None,
+            payload: Payload::Unlogged,
         };
         b.put(&p, Some(payload));
         b.free(7, 1);
@@ -526,7 +589,7 @@ mod tests {
         assert_eq!(f.epoch, 2);
         assert_eq!(f.ops.len(), 4);
         match &f.ops[0] {
-            Op::Put(p) => assert_eq!(&f.body[p.payload_at.unwrap()..][..8], b"payload!"),
+            Op::Put(PutOp { payload: Payload::Whole { at }, .. }) => assert_eq!(&f.body[*at..][..8], b"payload!"),
             other => panic!("{other:?}"),
         }
         assert_eq!(f.ops[2], Op::Root { name: b"main".to_vec(), id: 42, meta: b"mbr".to_vec() });
@@ -549,7 +612,7 @@ mod tests {
                 block: i as u32,
                 len: p.len() as u32,
                 payload_crc: crc(p),
-                payload_at: None,
+                payload: Payload::Unlogged,
             };
             copied.put(&op, Some(p));
             in_place.put_in_place(&op, Loc { class: 0, block: i as u32 });

@@ -1,0 +1,608 @@
+//! Delta records: a node's new version as the byte ranges that differ from its committed
+//! version (the base), so a commit logs what it changed rather than whole pages.
+//!
+//! Encoding (see docs/LOG.md):
+//! ```text
+//! varint range count, then per range, in increasing offset order:
+//!   varint gap from the previous range's end (from 0 for the first)
+//!   varint length << 1 | copy
+//!   copy:    zigzag varint shift; the range is base[offset - shift ..][.. length], or
+//!            zero bytes when the shift is 0 (a copy of the base in place would not differ)
+//!   literal: length bytes
+//! ```
+//! The new version is the base's first `min(base len, new len)` bytes with the ranges laid
+//! over them; every byte at or past the base's length lies in a range. A copy lets an insert
+//! into a slotted page log its shifted slot array as a few bytes.
+
+/// A copy is at least this long: a shorter one saves too little over literal bytes.
+const COPY_MIN_BYTES: usize = 16;
+/// A differing region at least this long is searched for shifted copies of the base: a
+/// shorter one is most likely a new cell, which no probe would find.
+const COPY_SEARCH_MIN_BYTES: usize = 32;
+/// How far (bytes, either way) a copy's source may lie from its target: slot arrays of
+/// slotted pages shift by one or a few slots.
+const SHIFT_MAX: usize = 64;
+/// The probe a shifted copy is found by.
+const PROBE_BYTES: usize = 8;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+/// First index at or after `from` where `a` and `b` differ, within `..end` (`end` if none).
+fn first_difference(a: &[u8], b: &[u8], from: usize, end: usize) -> usize {
+    let mut i = from;
+    while i + 8 <= end {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < end && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+fn word(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Equal bytes that end a differing region: a shorter run of equal bytes costs less as
+/// literal bytes than as the header of another range.
+const EQUAL_RUN_MIN: usize = 4;
+
+/// Bit 8 * b of the result is set when bytes b..b + 4 of `x` are all zero.
+fn zero_runs_of_4(x: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let nonzero = (((x & LOW7) + LOW7) | x) & !LOW7; // high bit of each nonzero byte
+    let zero = (!nonzero & !LOW7) >> 7;
+    zero & (zero >> 8) & (zero >> 16) & (zero >> 24)
+}
+
+/// End of the differing region starting at `start` (where the bytes differ): the first run
+/// of `EQUAL_RUN_MIN` equal bytes within `..common`, or the end of `new` when there is none
+/// (everything past the base differs). Scanned a word at a time: 8-byte windows 4 apart
+/// see every run of 4.
+fn region_end(base: &[u8], new: &[u8], start: usize, common: usize) -> usize {
+    let trim = |mut i: usize| {
+        while i > start && new[i - 1] == base[i - 1] {
+            i -= 1;
+        }
+        i
+    };
+    let mut i = start;
+    while i + 8 <= common {
+        let runs = zero_runs_of_4(word(new, i) ^ word(base, i));
+        if runs != 0 {
+            return trim(i + (runs.trailing_zeros() / 8) as usize);
+        }
+        i += 4;
+    }
+    while i < common {
+        if new[i] != base[i] {
+            i += 1;
+            continue;
+        }
+        let run = first_difference(new, base, i, common.min(i + EQUAL_RUN_MIN));
+        if run - i >= EQUAL_RUN_MIN || (run == common && common == new.len()) {
+            return trim(i);
+        }
+        i = run;
+    }
+    new.len()
+}
+
+/// The base offset nearest `at` holding the 8 bytes `probe`, within `SHIFT_MAX` of it, `at`
+/// excluded.
+fn find_shifted(base: &[u8], probe: &[u8], at: usize) -> Option<usize> {
+    let want = u64::from_le_bytes(probe.try_into().expect("8 bytes"));
+    let hit = |p: usize| {
+        base.get(p..p + PROBE_BYTES).is_some_and(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")) == want)
+    };
+    (1..=SHIFT_MAX).find_map(|d| {
+        if at >= d && hit(at - d) {
+            Some(at - d)
+        } else if hit(at + d) {
+            Some(at + d)
+        } else {
+            None
+        }
+    })
+}
+
+/// Probes that find no shifted copy before a region's rest is taken as literal bytes: bounds
+/// the search in a region that was rewritten rather than shifted.
+const PROBE_MISSES_MAX: usize = 8;
+
+/// A piece of a differing region: literal bytes, or a copy of the base shifted by `shift`.
+#[derive(Clone, Copy)]
+struct Piece {
+    start: usize,
+    end: usize,
+    shift: Option<i64>,
+}
+
+/// The pieces `new[start..end]` is made of, right to left: shifted copies of the base where
+/// one at least `COPY_SEARCH_MIN_BYTES` long is found near its place (each insert into a
+/// slotted page shifts what follows it; each removal shifts it back), literal bytes between.
+fn pieces(base: &[u8], new: &[u8], start: usize, end: usize, out: &mut Vec<Piece>) {
+    let (mut pos, mut literal_end, mut misses) = (end, end, 0);
+    while pos >= start + COPY_MIN_BYTES && misses < PROBE_MISSES_MAX {
+        let at = pos - PROBE_BYTES;
+        let Some(src) = find_shifted(base, &new[at..pos], at) else {
+            pos -= 1;
+            misses += 1;
+            continue;
+        };
+        let shift = at as i64 - src as i64;
+        let base_at = |k: usize| base.get((k as i64 - shift) as usize).copied();
+        let src_of = |k: usize| (k as i64 - shift) as usize; // in range where used: checked
+        let mut k = at;
+        while k >= start + 8 && k as i64 - 8 - shift >= 0 && word(new, k - 8) == word(base, src_of(k - 8)) {
+            k -= 8;
+        }
+        while k > start && k as i64 - 1 - shift >= 0 && base_at(k - 1) == Some(new[k - 1]) {
+            k -= 1;
+        }
+        let mut j = pos;
+        while j + 8 <= literal_end && src_of(j) + 8 <= base.len() && word(new, j) == word(base, src_of(j)) {
+            j += 8;
+        }
+        while j < literal_end && base_at(j) == Some(new[j]) {
+            j += 1;
+        }
+        if j - k < COPY_MIN_BYTES {
+            pos -= 1;
+            misses += 1;
+            continue;
+        }
+        out.push(Piece { start: j, end: literal_end, shift: None });
+        out.push(Piece { start: k, end: j, shift: Some(shift) });
+        (pos, literal_end, misses) = (k, k, 0);
+    }
+    out.push(Piece { start, end: literal_end, shift: None });
+}
+
+/// A literal stretch at least this long, left after the search near its place, is searched
+/// for copies from anywhere in the base: a page rewritten by a split keeps most of its cells,
+/// packed elsewhere.
+const FAR_SEARCH_MIN_BYTES: usize = 64;
+/// Slots of the far-copy index: a base word's position by its hash (12 bits).
+const FAR_INDEX_BITS: u32 = 12;
+
+fn far_hash(w: u64) -> usize {
+    (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FAR_INDEX_BITS)) as usize
+}
+
+/// Where in the base each 8-byte word (every 4th offset) lies, by hash; collisions keep the
+/// earlier offset (the start of a run). `u32::MAX`: none.
+fn far_index(base: &[u8]) -> Vec<u32> {
+    let mut index = vec![u32::MAX; 1 << FAR_INDEX_BITS];
+    for at in (0..base.len().saturating_sub(7)).step_by(4) {
+        let slot = &mut index[far_hash(word(base, at))];
+        if *slot == u32::MAX {
+            *slot = at as u32;
+        }
+    }
+    index
+}
+
+/// Zero bytes in a row that a literal logs as a zero run (a copy with shift 0) instead.
+const ZERO_RUN_MIN_BYTES: usize = 12;
+
+struct Encoder<'a> {
+    out: &'a mut Vec<u8>,
+    count: u64,
+    prev_end: usize,
+    pieces: Vec<Piece>,
+    /// Search for shifted copies (not against zeros, which hold none of a region's bytes).
+    search: bool,
+    /// The base's far-copy index, built at the first far search.
+    far: Option<Vec<u32>>,
+}
+
+impl Encoder<'_> {
+    /// Emits `new[start..end]` as literal bytes, but for runs of zeros (a page's cleared free
+    /// space), each a copy with shift 0.
+    fn literal(&mut self, new: &[u8], start: usize, end: usize) {
+        let (mut at, mut literal_start) = (start, start);
+        while at + 8 <= end {
+            if word(new, at) != 0 {
+                at += 4;
+                continue;
+            }
+            let (mut from, mut to) = (at, at + 8);
+            while from > literal_start && new[from - 1] == 0 {
+                from -= 1;
+            }
+            while to < end && new[to] == 0 {
+                to += 1;
+            }
+            if to - from >= ZERO_RUN_MIN_BYTES {
+                self.bytes(new, literal_start, from);
+                self.copy(from, to, 0);
+                literal_start = to;
+            }
+            at = to;
+        }
+        self.bytes(new, literal_start, end);
+    }
+
+    fn bytes(&mut self, new: &[u8], start: usize, end: usize) {
+        if start < end {
+            put_varint(self.out, (start - self.prev_end) as u64);
+            put_varint(self.out, ((end - start) as u64) << 1);
+            self.out.extend_from_slice(&new[start..end]);
+            self.count += 1;
+            self.prev_end = end;
+        }
+    }
+
+    fn copy(&mut self, start: usize, end: usize, shift: i64) {
+        put_varint(self.out, (start - self.prev_end) as u64);
+        put_varint(self.out, ((end - start) as u64) << 1 | 1);
+        put_varint(self.out, zigzag(shift));
+        self.count += 1;
+        self.prev_end = end;
+    }
+
+    /// Emits `new[start..end]`, a region that differs from the base at the same offsets.
+    fn region(&mut self, base: &[u8], new: &[u8], start: usize, end: usize) {
+        if !self.search || end - start < COPY_SEARCH_MIN_BYTES {
+            return self.literal(new, start, end);
+        }
+        let mut found = std::mem::take(&mut self.pieces);
+        found.clear();
+        pieces(base, new, start, end, &mut found);
+        for p in found.iter().rev() {
+            match p.shift {
+                Some(shift) => self.copy(p.start, p.end, shift),
+                None if p.end - p.start >= FAR_SEARCH_MIN_BYTES => self.far_copies(base, new, p.start, p.end),
+                None => self.literal(new, p.start, p.end),
+            }
+        }
+        self.pieces = found;
+    }
+
+    /// Emits `new[start..end]` as copies of base stretches found anywhere in it (by the far
+    /// index), at least `COPY_MIN_BYTES` long, and literal bytes between.
+    fn far_copies(&mut self, base: &[u8], new: &[u8], start: usize, end: usize) {
+        let index = self.far.get_or_insert_with(|| far_index(base));
+        let mut found: Vec<(usize, usize, i64)> = Vec::new();
+        let (mut q, mut literal_start) = (start, start);
+        while q + 8 <= end {
+            let w = word(new, q);
+            let p = index[far_hash(w)] as usize;
+            if p == u32::MAX as usize || p == q || word(base, p) != w {
+                q += 1;
+                continue;
+            }
+            let (mut k, mut j) = (q, q + 8);
+            while k > literal_start && q - k < p && new[k - 1] == base[p - (q - k) - 1] {
+                k -= 1;
+            }
+            while j < end && p + (j - q) < base.len() && new[j] == base[p + (j - q)] {
+                j += 1;
+            }
+            if j - k < COPY_MIN_BYTES {
+                q += 1;
+                continue;
+            }
+            found.push((k, j, q as i64 - p as i64));
+            (q, literal_start) = (j, j);
+        }
+        let mut at = start;
+        for (k, j, shift) in found {
+            self.literal(new, at, k);
+            self.copy(k, j, shift);
+            at = j;
+        }
+        self.literal(new, at, end);
+    }
+}
+
+/// Appends the delta from `base` to `new` to `out`. False (and `out` as it was) when the
+/// delta would not be smaller than `new` itself: log the payload whole then.
+pub(crate) fn encode(base: &[u8], new: &[u8], out: &mut Vec<u8>) -> bool {
+    encode_with(base, new, out, true)
+}
+
+/// As `encode`, against `new.len()` zero bytes (`zeros`): literal ranges only.
+pub(crate) fn encode_sparse(zeros: &[u8], new: &[u8], out: &mut Vec<u8>) -> bool {
+    debug_assert!(zeros.len() == new.len() && zeros.iter().all(|&b| b == 0));
+    encode_with(zeros, new, out, false)
+}
+
+fn encode_with(base: &[u8], new: &[u8], out: &mut Vec<u8>, search: bool) -> bool {
+    let start_len = out.len();
+    let common = base.len().min(new.len());
+    let mut body = Vec::new();
+    let mut e = Encoder { out: &mut body, count: 0, prev_end: 0, pieces: Vec::new(), search, far: None };
+    let mut i = 0;
+    loop {
+        let start = first_difference(new, base, i, common);
+        if start == common && common == new.len() {
+            break;
+        }
+        let end = region_end(base, new, start, common);
+        e.region(base, new, start, end);
+        if end == new.len() {
+            break;
+        }
+        i = end;
+    }
+    let count = e.count;
+    put_varint(out, count);
+    out.extend_from_slice(&body);
+    if out.len() - start_len >= new.len() {
+        out.truncate(start_len);
+        return false;
+    }
+    true
+}
+
+/// Bytes the delta at the start of `enc` takes (its ranges are checked for sanity only:
+/// `apply` checks them against the base), or why it cannot be read.
+pub(crate) fn encoded_len(enc: &[u8], new_len: usize) -> Result<usize, String> {
+    let mut pos = 0;
+    let count = get_varint(enc, &mut pos).ok_or("delta range count cut short")?;
+    let mut at = 0u64;
+    for _ in 0..count {
+        let gap = get_varint(enc, &mut pos).ok_or("delta range cut short")?;
+        let word = get_varint(enc, &mut pos).ok_or("delta range cut short")?;
+        at = at.saturating_add(gap).saturating_add(word >> 1);
+        if at > new_len as u64 {
+            return Err(format!("delta range ends at {at}, past the node's {new_len} bytes"));
+        }
+        if word & 1 == 1 {
+            get_varint(enc, &mut pos).ok_or("delta shift cut short")?;
+        } else {
+            pos = pos.checked_add((word >> 1) as usize).filter(|&p| p <= enc.len()).ok_or("delta bytes cut short")?;
+        }
+    }
+    Ok(pos)
+}
+
+/// Rebuilds the new version into `out` (its length is the new length) from `base` and the
+/// delta `enc`, or says why the delta does not fit the base.
+pub(crate) fn apply(base: &[u8], enc: &[u8], out: &mut [u8]) -> Result<(), String> {
+    let common = base.len().min(out.len());
+    out[..common].copy_from_slice(&base[..common]);
+    let mut pos = 0;
+    let count = get_varint(enc, &mut pos).ok_or("delta range count cut short")?;
+    let (mut at, mut covered) = (0usize, common);
+    for _ in 0..count {
+        let gap = get_varint(enc, &mut pos).ok_or("delta range cut short")?;
+        let word = get_varint(enc, &mut pos).ok_or("delta range cut short")?;
+        let len = (word >> 1) as usize;
+        let start = at.checked_add(gap as usize).ok_or("delta offset overflows")?;
+        let end = start.checked_add(len).filter(|&e| e <= out.len()).ok_or("delta range past the node's end")?;
+        if word & 1 == 1 {
+            let shift = unzigzag(get_varint(enc, &mut pos).ok_or("delta shift cut short")?);
+            if shift == 0 {
+                out[start..end].fill(0);
+                if start <= covered {
+                    covered = covered.max(end);
+                }
+                at = end;
+                continue;
+            }
+            let src = (start as i64).checked_sub(shift).filter(|&s| s >= 0).ok_or("delta copy before the base")?;
+            let src = base.get(src as usize..src as usize + len).ok_or("delta copy past the base's end")?;
+            out[start..end].copy_from_slice(src);
+        } else {
+            let bytes = enc.get(pos..pos + len).ok_or("delta bytes cut short")?;
+            out[start..end].copy_from_slice(bytes);
+            pos += len;
+        }
+        if start <= covered {
+            covered = covered.max(end);
+        }
+        at = end;
+    }
+    if covered < out.len() {
+        return Err(format!("delta leaves bytes {covered}.. of {} past the base undefined", out.len()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn round_trip(base: &[u8], new: &[u8]) -> Option<usize> {
+        let mut enc = vec![0xEE]; // something before: encode appends
+        if !encode(base, new, &mut enc) {
+            assert_eq!(enc, [0xEE]);
+            return None;
+        }
+        assert_eq!(encoded_len(&enc[1..], new.len()).unwrap(), enc.len() - 1);
+        let mut out = vec![0u8; new.len()];
+        apply(base, &enc[1..], &mut out).unwrap();
+        assert_eq!(out, new);
+        Some(enc.len() - 1)
+    }
+
+    /// A slotted page: u16 count, u16 slots from 16 up, 27-byte cells from the end down.
+    fn page_insert(page: &mut [u8], rng: &mut Rng) {
+        let n = u16::from_le_bytes([page[2], page[3]]) as usize;
+        let cell_start = u16::from_le_bytes([page[4], page[5]]) as usize;
+        let cell_start = if cell_start == 0 { page.len() } else { cell_start };
+        let at = rng.below(n + 1);
+        let cell = cell_start - 27;
+        for b in &mut page[cell..cell_start] {
+            *b = rng.next() as u8;
+        }
+        page.copy_within(16 + 2 * at..16 + 2 * n, 16 + 2 * at + 2);
+        page[16 + 2 * at..16 + 2 * at + 2].copy_from_slice(&(cell as u16).to_le_bytes());
+        page[2..4].copy_from_slice(&((n + 1) as u16).to_le_bytes());
+        page[4..6].copy_from_slice(&(cell as u16).to_le_bytes());
+    }
+
+    #[test]
+    fn an_insert_into_a_slotted_page_logs_the_cell_and_a_copy_of_the_slots() {
+        let mut rng = Rng(7);
+        let mut page = vec![0u8; 4096];
+        for _ in 0..100 {
+            page_insert(&mut page, &mut rng);
+        }
+        let mut worst = 0;
+        for _ in 0..200 {
+            let base = page.clone();
+            page_insert(&mut page, &mut rng);
+            worst = worst.max(round_trip(&base, &page).unwrap());
+            if u16::from_le_bytes([page[2], page[3]]) > 130 {
+                page = base;
+            }
+        }
+        // The cell (27), the new slot (2), the header (4), range headers, and the slots shifted
+        // past the insert only when they are fewer than `COPY_SEARCH_MIN_BYTES`.
+        assert!(worst < 27 + 2 + 4 + 12 + COPY_SEARCH_MIN_BYTES, "a delta of {worst} bytes");
+    }
+
+    #[test]
+    fn several_inserts_into_a_slotted_page_log_a_copy_per_shifted_run() {
+        let mut rng = Rng(11);
+        let mut page = vec![0u8; 4096];
+        for _ in 0..60 {
+            page_insert(&mut page, &mut rng);
+        }
+        let base = page.clone();
+        for _ in 0..3 {
+            page_insert(&mut page, &mut rng);
+        }
+        let bytes = round_trip(&base, &page).unwrap();
+        assert!(bytes < 3 * 45, "three inserts logged {bytes} bytes");
+    }
+
+    #[test]
+    fn a_page_rewritten_with_its_cells_moved_logs_copies_of_them() {
+        let mut rng = Rng(21);
+        let mut base = vec![0u8; 4096];
+        for _ in 0..130 {
+            page_insert(&mut base, &mut rng);
+        }
+        // As a split leaves the left half: the first 65 entries' cells packed at the end, in
+        // slot order, under a new slot array.
+        let mut new = vec![0u8; 4096];
+        let mut cell_end = 4096;
+        for i in 0..65 {
+            let at = u16::from_le_bytes([base[16 + 2 * i], base[17 + 2 * i]]) as usize;
+            new[cell_end - 27..cell_end].copy_from_slice(&base[at..at + 27]);
+            cell_end -= 27;
+            new[16 + 2 * i..18 + 2 * i].copy_from_slice(&(cell_end as u16).to_le_bytes());
+        }
+        new[2..4].copy_from_slice(&65u16.to_le_bytes());
+        new[4..6].copy_from_slice(&(cell_end as u16).to_le_bytes());
+        let bytes = round_trip(&base, &new).unwrap();
+        // The new slots (130) and a copy of a few bytes per cell, not the cells (1,755).
+        assert!(bytes < 800, "a split's rewritten half logged {bytes} bytes");
+    }
+
+    #[test]
+    fn zero_runs_of_4_are_found_at_every_offset() {
+        for at in 0..5 {
+            let mut x = u64::MAX;
+            for b in at..at + 4 {
+                x &= !(0xFFu64 << (8 * b));
+            }
+            assert_eq!(zero_runs_of_4(x).trailing_zeros() / 8, at as u32, "run at {at}");
+        }
+        assert_eq!(zero_runs_of_4(0xFF00_00FF_0000_FF00), 0);
+        assert_eq!(zero_runs_of_4(0x0100_0000_0100_0000), 0);
+    }
+
+    #[test]
+    fn random_edits_round_trip() {
+        let mut rng = Rng(1);
+        for case in 0..3000 {
+            let base_len = rng.below(600);
+            let base: Vec<u8> = (0..base_len).map(|_| (rng.next() % 4) as u8).collect();
+            let mut new = base.clone();
+            new.resize(rng.below(600), 3);
+            for _ in 0..rng.below(6) {
+                if new.is_empty() {
+                    break;
+                }
+                let (a, b) = (rng.below(new.len()), rng.below(new.len()));
+                let (a, b) = (a.min(b), a.max(b));
+                match rng.below(3) {
+                    0 => new[a..b].iter_mut().for_each(|x| *x = rng.next() as u8),
+                    1 => {
+                        let to = (a + rng.below(9)).min(new.len() - (b - a));
+                        new.copy_within(a..b, to)
+                    }
+                    _ => new.copy_within((a + rng.below(9)).min(b)..b, a),
+                }
+            }
+            let _ = case;
+            round_trip(&base, &new);
+        }
+    }
+
+    #[test]
+    fn an_unchanged_node_is_an_empty_delta_and_a_rewritten_one_is_whole() {
+        let base = vec![5u8; 300];
+        assert_eq!(round_trip(&base, &base), Some(1));
+        assert_eq!(round_trip(&base, &base[..100]), Some(1));
+        let other: Vec<u8> = (0..300u32).map(|i| (i * 7 + 1) as u8).collect();
+        assert_eq!(round_trip(&base, &other), None);
+    }
+
+    #[test]
+    fn a_delta_that_does_not_fit_its_base_is_refused() {
+        let base = vec![1u8; 100];
+        let mut new = base.clone();
+        new[50..70].fill(9);
+        new.extend_from_slice(&[4; 40]);
+        let mut enc = Vec::new();
+        assert!(encode(&base, &new, &mut enc));
+        let mut out = vec![0u8; new.len()];
+        assert!(apply(&base[..90], &enc, &mut out).is_err(), "the tail past a shorter base is undefined");
+        assert!(apply(&base, &enc[..enc.len() - 1], &mut out).is_err());
+        let mut short = vec![0u8; 60];
+        assert!(apply(&base, &enc, &mut short).is_err());
+    }
+}
