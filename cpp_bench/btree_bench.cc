@@ -18,7 +18,8 @@
 //                  entries: 1M, or 100k with --quick); --only-remove runs only them
 //   --no-snapshots read snapshots against LMDB read txns (snapshot_bench.h: lookups, scans,
 //                  the writer with 0, 1, 4 reader processes); --only-snapshots runs only them;
-//                  --writer-seconds: the writer's time per reader count (1, or 0.2 with --quick)
+//                  --writer-seconds: the writer's time per reader count (1, or 0.2 with --quick);
+//                  --writer-keys: the entries loaded before it starts (100k)
 //
 // A full run takes ~75 s on the team's 2-vCPU machine. The first run of each size also checks
 // order both ways, pcore_tree_verify, and (pcore) every key again after close and reopen;
@@ -1171,7 +1172,8 @@ void usage() {
           "                   [--kizuna-runs N] [--seed S] [--no-1m] [--no-kizuna]\n"
           "                   [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]\n"
           "                   [--no-remove] [--only-remove] [--remove-n N]\n"
-          "                   [--no-snapshots] [--only-snapshots] [--writer-seconds S]\n");
+          "                   [--no-snapshots] [--only-snapshots] [--writer-seconds S]\n"
+          "                   [--writer-keys N]\n");
 }
 
 }  // namespace
@@ -1205,6 +1207,7 @@ int main(int argc, char** argv) {
   bool quick = false, no_1m = false, no_kizuna = false, no_remove = false, only_remove = false;
   bool no_snapshots = false, only_snapshots = false;
   double writer_seconds = -1;
+  size_t writer_keys = 100000;
   size_t remove_n = 0;
   std::string only;  // run one engine only (for profiling): pcore, lmdb or sqlite
   std::string json_path, base_dir;
@@ -1230,6 +1233,7 @@ int main(int argc, char** argv) {
     else if (a == "--no-snapshots") no_snapshots = true;
     else if (a == "--only-snapshots") only_snapshots = true;
     else if (a == "--writer-seconds") writer_seconds = std::stod(next());
+    else if (a == "--writer-keys") writer_keys = std::stoull(next());
     else if (a == "--remove-n") remove_n = std::stoull(next());
     else if (a == "--only") only = next();
     else if (a == "--sqlite-cache-mib") g_sqlite_cache_mib = std::stoi(next());
@@ -1373,10 +1377,10 @@ int main(int argc, char** argv) {
     if (ec) snap_cfg.self = argv[0];
     snap_cfg.dir = g_root.string();
     snap_cfg.lookup_keys = quick ? 100000 : 1000000;
-    snap_cfg.writer_keys = 100000;
+    snap_cfg.writer_keys = writer_keys;
     snap_cfg.writer_seconds = writer_seconds;
     snap_cfg.seed = seed;
-    snapshot_phase(snap_cfg, runs, quick ? runs : 3, t_start);
+    snapshot_phase(snap_cfg, runs, quick ? 1 : 3, t_start);
   }
 
   // --- Tables.

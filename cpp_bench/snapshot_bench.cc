@@ -40,8 +40,14 @@ constexpr size_t kKeyBytes = 16;
 // Inserts per writer transaction, and lookups per reader snapshot (or LMDB read txn).
 constexpr size_t kInsertsPerCommit = 100;
 constexpr size_t kLookupsPerSnapshot = 1000;
-// Reader counts of the writer phase.
-constexpr int kReaderCounts[] = {0, 1, 4};
+// The writer phase's cases: reader processes, and how often each reopens the store (0: never).
+// A pcore read-only open reads the commit it opened at, so a reader that should follow the
+// writer, as an LMDB read txn does, reopens; LMDB's readers never need to (pcore only).
+struct ReaderCase {
+  int readers;
+  int reopen_ms;
+};
+constexpr ReaderCase kReaderCases[] = {{0, 0}, {1, 0}, {4, 0}, {4, 100}};
 // A reader process stops by itself after this long, should its parent never stop it.
 constexpr double kReaderSecondsMax = 300;
 
@@ -174,6 +180,12 @@ struct PcoreDb {
     ss.struct_size = sizeof ss;
     PC(pcore_store_stats(store, &ss));
     return ss;
+  }
+  void close() {
+    if (tree) PC(pcore_tree_close(tree));
+    tree = nullptr;
+    if (store) PC(pcore_store_close(store));
+    store = nullptr;
   }
   ~PcoreDb() {
     if (tree) pcore_tree_close(tree);
@@ -423,14 +435,14 @@ struct Reader {
   fs::path out;
 };
 
-Reader spawn_reader(const Config& cfg, const char* engine, const fs::path& dir, int index) {
+Reader spawn_reader(const Config& cfg, const char* engine, const fs::path& dir, int index, int reopen_ms) {
   Reader r;
   r.ready = dir.parent_path() / format("%s.ready%d", dir.filename().c_str(), index);
   r.out = dir.parent_path() / format("%s.out%d", dir.filename().c_str(), index);
   std::string keys = std::to_string(cfg.writer_keys), seed = std::to_string(cfg.seed);
   std::string parent = std::to_string(getpid());
   std::vector<std::string> args = {cfg.self,  "--snapshot-reader", engine,  dir.string(), keys, seed,
-                                   r.ready.string(), parent};
+                                   r.ready.string(), parent, std::to_string(reopen_ms)};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -455,9 +467,16 @@ void wait_ready(const std::vector<Reader>& readers) {
   }
 }
 
-// Stops the readers; returns their lookup counts. A reader that failed a check fails this.
-std::vector<uint64_t> stop_readers(std::vector<Reader>& readers) {
-  std::vector<uint64_t> counts;
+// What a reader process did: lookups, reopens, and the microseconds the reopens took.
+struct ReaderCount {
+  uint64_t lookups = 0;
+  uint64_t reopens = 0;
+  uint64_t reopen_us = 0;
+};
+
+// Stops the readers; returns what they did. A reader that failed a check fails this.
+std::vector<ReaderCount> stop_readers(std::vector<Reader>& readers) {
+  std::vector<ReaderCount> counts;
   std::string err;
   for (Reader& r : readers) kill(r.pid, SIGTERM);
   for (Reader& r : readers) {
@@ -466,7 +485,12 @@ std::vector<uint64_t> stop_readers(std::vector<Reader>& readers) {
     std::ifstream in(r.out);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) err += format("reader %d: status %#x: %s; ", r.pid, status, text.c_str());
-    counts.push_back(std::strtoull(text.c_str(), nullptr, 10));
+    ReaderCount c;
+    char* at = nullptr;
+    c.lookups = std::strtoull(text.c_str(), &at, 10);
+    c.reopens = std::strtoull(at, &at, 10);
+    c.reopen_us = std::strtoull(at, &at, 10);
+    counts.push_back(c);
     fs::remove(r.ready);
     fs::remove(r.out);
   }
@@ -491,7 +515,7 @@ struct WriterResult {
   double us_per_commit = 0;
   double data_file_bytes = 0;
   double pinned_bytes = 0;
-  std::vector<uint64_t> reader_lookups;
+  std::vector<ReaderCount> readers;
 };
 
 // Commits transactions of kInsertsPerCommit new keys for cfg.writer_seconds; `commit_batch`
@@ -510,7 +534,8 @@ double commit_loop(const Config& cfg, Commit&& commit_batch) {
   return t * 1e6 / static_cast<double>(commits);
 }
 
-WriterResult pcore_writer(const Config& cfg, const Mode& mode, int readers_n, const Keys& base, uint64_t fresh_seed) {
+WriterResult pcore_writer(const Config& cfg, const Mode& mode, ReaderCase rc, const Keys& base, uint64_t fresh_seed) {
+  const int readers_n = rc.readers;
   WriterResult res;
   fs::path dir = fresh_dir(cfg, "pcore-w");
   {
@@ -520,9 +545,10 @@ WriterResult pcore_writer(const Config& cfg, const Mode& mode, int readers_n, co
     PC(pcore_store_commit(db.store, nullptr));
     std::vector<Reader> readers;
     try {
-      for (int i = 0; i < readers_n; ++i) readers.push_back(spawn_reader(cfg, "pcore", dir, i));
+      for (int i = 0; i < readers_n; ++i) readers.push_back(spawn_reader(cfg, "pcore", dir, i, rc.reopen_ms));
       wait_ready(readers);
-      if (db.stats().reader_processes != static_cast<uint64_t>(readers_n))
+      // (A reader that reopens may be between its close and its open.)
+      if (rc.reopen_ms == 0 && db.stats().reader_processes != static_cast<uint64_t>(readers_n))
         fail(format("pcore: %" PRIu64 " reader processes in the table, %d running", db.stats().reader_processes, readers_n));
       res.us_per_commit = commit_loop(cfg, [&](size_t from) {
         for (size_t i = from; i < from + kInsertsPerCommit; ++i) {
@@ -534,7 +560,7 @@ WriterResult pcore_writer(const Config& cfg, const Mode& mode, int readers_n, co
       PcoreStoreStats ss = db.stats();
       res.data_file_bytes = static_cast<double>(ss.data_file_bytes);
       res.pinned_bytes = static_cast<double>(ss.pinned_bytes);
-      res.reader_lookups = stop_readers(readers);
+      res.readers = stop_readers(readers);
     } catch (...) {
       for (Reader& r : readers) kill(r.pid, SIGKILL), waitpid(r.pid, nullptr, 0);
       throw;
@@ -544,7 +570,8 @@ WriterResult pcore_writer(const Config& cfg, const Mode& mode, int readers_n, co
   return res;
 }
 
-WriterResult lmdb_writer(const Config& cfg, const Mode& mode, int readers_n, const Keys& base, uint64_t fresh_seed) {
+WriterResult lmdb_writer(const Config& cfg, const Mode& mode, ReaderCase rc, const Keys& base, uint64_t fresh_seed) {
+  const int readers_n = rc.readers;
   WriterResult res;
   fs::path dir = fresh_dir(cfg, "lmdb-w");
   {
@@ -556,7 +583,7 @@ WriterResult lmdb_writer(const Config& cfg, const Mode& mode, int readers_n, con
     MC(mdb_txn_commit(txn));
     std::vector<Reader> readers;
     try {
-      for (int i = 0; i < readers_n; ++i) readers.push_back(spawn_reader(cfg, "lmdb", dir, i));
+      for (int i = 0; i < readers_n; ++i) readers.push_back(spawn_reader(cfg, "lmdb", dir, i, 0));
       wait_ready(readers);
       res.us_per_commit = commit_loop(cfg, [&](size_t from) {
         MDB_txn* t = nullptr;
@@ -575,7 +602,7 @@ WriterResult lmdb_writer(const Config& cfg, const Mode& mode, int readers_n, con
       MC(mdb_env_info(db.env, &info));
       MC(mdb_env_stat(db.env, &st));
       res.data_file_bytes = static_cast<double>(info.me_last_pgno + 1) * st.ms_psize;
-      res.reader_lookups = stop_readers(readers);
+      res.readers = stop_readers(readers);
     } catch (...) {
       for (Reader& r : readers) kill(r.pid, SIGKILL), waitpid(r.pid, nullptr, 0);
       throw;
@@ -583,6 +610,24 @@ WriterResult lmdb_writer(const Config& cfg, const Mode& mode, int readers_n, con
   }
   fs::remove_all(dir);
   return res;
+}
+
+// The rows of a writer case with readers: the slowdown, the readers' own lookups, the space.
+void record_readers(const Config& cfg, int engine, const std::string& tag, const WriterResult& r, double us0,
+                    const Record& record) {
+  record(tag + "_vs0", "  time per commit / 0 readers", "x", engine, r.us_per_commit / us0);
+  std::vector<ReaderCount> c = r.readers;
+  std::sort(c.begin(), c.end(), [](const ReaderCount& a, const ReaderCount& b) { return a.lookups < b.lookups; });
+  const ReaderCount& median = c[c.size() / 2];
+  record(tag + "_reader", "  lookup in a reader (median reader)", "ns/lookup", engine,
+         median.lookups > 0 ? cfg.writer_seconds * 1e9 / static_cast<double>(median.lookups) : 0);
+  if (median.reopens > 0)
+    record(tag + "_reopen", "  a reader's reopen (median reader)", "ms", engine,
+           static_cast<double>(median.reopen_us) / 1e3 / static_cast<double>(median.reopens));
+  record(tag + "_file", "  data file at the end", "MB", engine, r.data_file_bytes / 1e6);
+  if (engine == kPcore)
+    record(tag + "_pinned", "  pinned_bytes / data file", "x", engine,
+           r.data_file_bytes > 0 ? r.pinned_bytes / r.data_file_bytes : 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -593,14 +638,24 @@ volatile sig_atomic_t g_stop = 0;
 void on_term(int) { g_stop = 1; }
 
 // Loops over snapshots of kLookupsPerSnapshot lookups until SIGTERM; returns the lookups done.
-uint64_t pcore_reader(const fs::path& dir, const Keys& k, const std::vector<uint32_t>& order,
-                      const fs::path& ready) {
+// Loops over snapshots of kLookupsPerSnapshot lookups until SIGTERM, reopening the store
+// every `reopen_ms` (0: never) to read the writer's newer commits.
+ReaderCount pcore_reader(const fs::path& dir, const Keys& k, const std::vector<uint32_t>& order,
+                         const fs::path& ready, int reopen_ms) {
   PcoreDb db;
   db.open(dir, PCORE_DURABILITY_EVENTUAL, PCORE_OPEN_READ_ONLY, PCORE_TREE_NO_CREATE);
-  uint64_t done = 0;
+  ReaderCount done;
   size_t at = 0;
-  auto t0 = Clock::now();
+  auto t0 = Clock::now(), opened = t0;
   while (!g_stop && seconds_since(t0) < kReaderSecondsMax) {
+    if (reopen_ms > 0 && seconds_since(opened) * 1e3 >= reopen_ms) {
+      auto r0 = Clock::now();
+      db.close();
+      db.open(dir, PCORE_DURABILITY_EVENTUAL, PCORE_OPEN_READ_ONLY, PCORE_TREE_NO_CREATE);
+      opened = Clock::now();
+      done.reopen_us += static_cast<uint64_t>(seconds_since(r0) * 1e6);
+      ++done.reopens;
+    }
     PcoreSnapshot* snap = nullptr;
     PC(pcore_snapshot_begin(db.store, &snap));
     for (size_t j = 0; j < kLookupsPerSnapshot; ++j, at = (at + 1) % order.size()) {
@@ -615,17 +670,17 @@ uint64_t pcore_reader(const fs::path& dir, const Keys& k, const std::vector<uint
       check_value("pcore reader", i, len, v);
     }
     PC(pcore_snapshot_end(snap));
-    if (done == 0) std::ofstream(ready).put('\n');
-    done += kLookupsPerSnapshot;
+    if (done.lookups == 0) std::ofstream(ready).put('\n');
+    done.lookups += kLookupsPerSnapshot;
   }
   return done;
 }
 
-uint64_t lmdb_reader(const fs::path& dir, const Keys& k, const std::vector<uint32_t>& order,
+ReaderCount lmdb_reader(const fs::path& dir, const Keys& k, const std::vector<uint32_t>& order,
                      const fs::path& ready) {
   LmdbDb db;
   db.open(dir, MDB_RDONLY);
-  uint64_t done = 0;
+  ReaderCount done;
   size_t at = 0;
   MDB_txn* txn = nullptr;
   MC(mdb_txn_begin(db.env, nullptr, MDB_RDONLY, &txn));
@@ -635,8 +690,8 @@ uint64_t lmdb_reader(const fs::path& dir, const Keys& k, const std::vector<uint3
     MC(mdb_txn_renew(txn));
     for (size_t j = 0; j < kLookupsPerSnapshot; ++j, at = (at + 1) % order.size()) db.get(txn, k, order[at]);
     mdb_txn_reset(txn);
-    if (done == 0) std::ofstream(ready).put('\n');
-    done += kLookupsPerSnapshot;
+    if (done.lookups == 0) std::ofstream(ready).put('\n');
+    done.lookups += kLookupsPerSnapshot;
   }
   mdb_txn_abort(txn);
   return done;
@@ -657,34 +712,26 @@ void writer_run(const Config& cfg, int engine, const Record& record) {
   const uint64_t fresh_seed = cfg.seed ^ 0xF4E5Bu;
   for (const Mode& mode : kModes) {
     double us0 = 0;
-    for (int readers_n : kReaderCounts) {
-      WriterResult r = engine == kPcore ? pcore_writer(cfg, mode, readers_n, base, fresh_seed)
-                                        : lmdb_writer(cfg, mode, readers_n, base, fresh_seed);
-      const std::string tag = format("snap_commit_%s_%dr", mode.tag, readers_n);
-      const std::string who = format("%d reader%s, %s", readers_n, readers_n == 1 ? "" : "s", mode.label);
-      record(tag, "commit 100 inserts, " + who, "us/commit", engine, r.us_per_commit);
-      if (readers_n == 0) {
-        us0 = r.us_per_commit;
-      } else {
-        record(tag + "_vs0", "  time per commit / 0 readers", "x", engine, r.us_per_commit / us0);
-        std::vector<uint64_t> c = r.reader_lookups;
-        std::sort(c.begin(), c.end());
-        const double median = static_cast<double>(c[c.size() / 2]);
-        record(tag + "_reader", "  lookup in a reader (median reader)", "ns/lookup", engine,
-               median > 0 ? cfg.writer_seconds * 1e9 / median : 0);
+    for (const ReaderCase& rc : kReaderCases) {
+      if (rc.reopen_ms > 0 && engine != kPcore) continue;
+      WriterResult r = engine == kPcore ? pcore_writer(cfg, mode, rc, base, fresh_seed)
+                                        : lmdb_writer(cfg, mode, rc, base, fresh_seed);
+      std::string tag = format("snap_commit_%s_%dr", mode.tag, rc.readers);
+      std::string who = format("%d reader%s, %s", rc.readers, rc.readers == 1 ? "" : "s", mode.label);
+      if (rc.reopen_ms > 0) {
+        tag += format("_reopen%d", rc.reopen_ms);
+        who = format("%d reopening %dms, %s", rc.readers, rc.reopen_ms, mode.label);
       }
-      record(tag + "_file", "  data file at the end", "MB", engine, r.data_file_bytes / 1e6);
-      if (engine == kPcore && readers_n > 0)
-        record(tag + "_pinned", "  pinned_bytes / data file", "x", engine,
-               r.data_file_bytes > 0 ? r.pinned_bytes / r.data_file_bytes : 0);
+      record(tag, "commit x100, " + who, "us/commit", engine, r.us_per_commit);
+      if (rc.readers == 0) us0 = r.us_per_commit;
+      else record_readers(cfg, engine, tag, r, us0, record);
     }
   }
 }
 
 int reader_main(int argc, char** argv) {
-  // btree_bench --snapshot-reader ENGINE DIR KEYS SEED READY_FILE PARENT_PID
-  if (argc != 8) {
-    fprintf(stderr, "usage: btree_bench --snapshot-reader pcore|lmdb DIR KEYS SEED READY_FILE PARENT_PID\n");
+  if (argc != 9) {
+    fprintf(stderr, "usage: btree_bench --snapshot-reader pcore|lmdb DIR KEYS SEED READY_FILE PARENT_PID REOPEN_MS\n");
     return 2;
   }
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -697,12 +744,12 @@ int reader_main(int argc, char** argv) {
     const std::string engine = argv[2];
     const Keys k = make_keys(std::stoull(argv[4]), std::stoull(argv[5]));
     const std::vector<uint32_t> order = shuffled(k.n, getpid());
-    uint64_t done = engine == "pcore" ? pcore_reader(argv[3], k, order, argv[6])
-                                      : lmdb_reader(argv[3], k, order, argv[6]);
-    printf("%" PRIu64 "\n", done);
+    const ReaderCount done = engine == "pcore" ? pcore_reader(argv[3], k, order, argv[6], std::stoi(argv[8]))
+                                               : lmdb_reader(argv[3], k, order, argv[6]);
+    printf("%" PRIu64 " %" PRIu64 " %" PRIu64 "\n", done.lookups, done.reopens, done.reopen_us);
     return 0;
   } catch (const std::exception& e) {
-    printf("0 %s\n", e.what());
+    printf("0 0 0 %s\n", e.what());
     return 1;
   }
 }

@@ -9,7 +9,8 @@
 //            LMDB cursor in a read txn.
 //   writer   a writer committing transactions of 100 inserts while 0, 1 or 4 reader
 //            *processes* (this program run again with --snapshot-reader) open the store
-//            read-only and loop over snapshots (LMDB: read txns) of 1000 lookups each.
+//            read-only and loop over snapshots (LMDB: read txns) of 1000 lookups each; and
+//            (pcore) 4 readers that reopen the store every 100 ms to follow the writer.
 #pragma once
 
 #include <cstddef>
@@ -42,8 +43,9 @@ void read_run(const Config& cfg, int engine, const Record& record);
 // mode. Throws std::runtime_error on a failed check (a reader's included).
 void writer_run(const Config& cfg, int engine, const Record& record);
 
-// The reader process: `btree_bench --snapshot-reader ENGINE DIR KEYS SEED READY_FILE`. Loops
-// until SIGTERM, then prints its lookup count and exits 0 (1 on any failed check).
+// The reader process: `btree_bench --snapshot-reader ENGINE DIR KEYS SEED READY_FILE
+// PARENT_PID REOPEN_MS`. Loops until SIGTERM, then prints its lookups, reopens and the
+// microseconds they took, and exits 0 (1 on any failed check).
 int reader_main(int argc, char** argv);
 
 }  // namespace snapbench
