@@ -561,6 +561,14 @@ WriterResult pcore_writer(const Config& cfg, const Mode& mode, ReaderCase rc, co
       res.data_file_bytes = static_cast<double>(ss.data_file_bytes);
       res.pinned_bytes = static_cast<double>(ss.pinned_bytes);
       res.readers = stop_readers(readers);
+      // Once no reader is left, the next commit lets the writer reuse everything they pinned.
+      uint64_t v = 0;
+      PC(pcore_tree_insert(db.tree, FreshKey(fresh_seed ^ 1, 0).bytes, kKeyBytes, &v, 8));
+      PC(pcore_store_commit(db.store, nullptr));
+      ss = db.stats();
+      if (ss.pinned_bytes != 0 || ss.reader_processes != 0)
+        fail(format("pcore: %" PRIu64 " bytes still pinned, %" PRIu64 " reader processes, after the readers ended",
+                    ss.pinned_bytes, ss.reader_processes));
     } catch (...) {
       for (Reader& r : readers) kill(r.pid, SIGKILL), waitpid(r.pid, nullptr, 0);
       throw;
