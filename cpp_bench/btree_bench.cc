@@ -8,6 +8,7 @@
 //               [--kizuna-runs N] [--seed S] [--no-kizuna] [--no-1m]
 //               [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]
 //               [--no-remove] [--only-remove] [--remove-n N] [--remove-order random|sequential|both]
+//               [--no-snapshots] [--only-snapshots] [--writer-seconds S]
 //
 //   --quick        100 k only, 3 runs (Kizuna shape too, 3 runs); default: 5 runs of everything
 //   --json FILE    write every median (and the samples) to FILE
@@ -15,6 +16,10 @@
 //   --only E       one engine only (e.g. under valgrind --tool=callgrind)
 //   --no-remove    skip the removes (random and sequential, 8- and 16-byte keys, --remove-n
 //                  entries: 1M, or 100k with --quick); --only-remove runs only them
+//   --no-snapshots read snapshots against LMDB read txns (snapshot_bench.h: lookups, scans,
+//                  the writer with 0, 1, 4 reader processes); --only-snapshots runs only them;
+//                  --writer-seconds: the writer's time per reader count (1, or 0.2 with --quick);
+//                  --writer-keys: the entries loaded before it starts (100k)
 //
 // A full run takes ~75 s on the team's 2-vCPU machine, plus ~6 min of removes (skipped with
 // --no-remove). The first run of each size also checks order both ways, pcore_tree_verify,
@@ -59,6 +64,8 @@
 extern "C" {
 #include "pcore.h"
 }
+
+#include "snapshot_bench.h"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -1083,14 +1090,22 @@ std::string fmt_ratio(double a, double b) {
   return format("%.2f", a / b);
 }
 
-void print_table(const char* title, bool kizuna) {
+// The table a measure belongs to, by its key's prefix.
+enum class Table { kPeers, kKizuna, kSnapshots };
+
+Table table_of(const std::string& key) {
+  if (key.rfind("kizuna_", 0) == 0) return Table::kKizuna;
+  if (key.rfind("snap_", 0) == 0) return Table::kSnapshots;
+  return Table::kPeers;
+}
+
+void print_table(const char* title, Table table) {
   printf("\n%s\n", title);
   printf("%-40s %-9s %10s %10s %10s %10s %12s  %s\n", "measure", "unit", "pcore", "LMDB", "SQLite",
          "pcore/LMDB", "pcore/SQLite", "target");
   printf("%s\n", std::string(40 + 1 + 9 + 4 * 11 + 13 + 2 + 34, '-').c_str());
   for (const Measure& m : g_measures) {
-    bool is_k = m.key.rfind("kizuna_", 0) == 0;
-    if (is_k != kizuna) continue;
+    if (table_of(m.key) != table) continue;
     double med[kEngines];
     for (int e = 0; e < kEngines; ++e) med[e] = median(m.samples[e]);
     printf("%-40s %-9s %10s %10s %10s %10s %12s  %s\n", m.label.c_str(), m.unit.c_str(),
@@ -1156,13 +1171,43 @@ void usage() {
           "usage: btree_bench [--quick] [--json FILE] [--dir DIR] [--runs N] [--runs-1m N]\n"
           "                   [--kizuna-runs N] [--seed S] [--no-1m] [--no-kizuna]\n"
           "                   [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]\n"
-          "                   [--no-remove] [--only-remove] [--remove-n N] [--remove-order random|sequential|both]\n");
+          "                   [--no-remove] [--only-remove] [--remove-n N] [--remove-order random|sequential|both]\n"
+          "                   [--no-snapshots] [--only-snapshots] [--writer-seconds S]\n"
+          "                   [--writer-keys N]\n");
 }
 
 }  // namespace
 
+// The read-snapshot phase (snapshot_bench.h): lookups and scans `runs` times, the writer with
+// reader processes `writer_runs` times, engines in rotated order.
+void snapshot_phase(const snapbench::Config& cfg, int runs, int writer_runs, Clock::time_point t_start) {
+  const snapbench::Record record = [](const std::string& key, const std::string& label, const std::string& unit,
+                                      int engine, double value) {
+    measure(key, label, unit).samples[engine].push_back(value);
+  };
+  auto each_engine = [&](int run, const char* what, auto&& fn) {
+    for (int j = 0; j < 2; ++j) {
+      const int e = (run + j) % 2;
+      if (g_only >= 0 && g_only != e) continue;
+      guarded(format("%s snapshot %s run %d", kEngineNames[e], what, run), [&] { fn(e); });
+    }
+  };
+  for (int run = 0; run < runs; ++run) {
+    each_engine(run, "reads", [&](int e) { snapbench::read_run(cfg, e, record); });
+    fprintf(stderr, "[%6.1f s] snapshot lookups and scans run %d/%d done\n", seconds_since(t_start), run + 1, runs);
+  }
+  for (int run = 0; run < writer_runs; ++run) {
+    each_engine(run, "writer", [&](int e) { snapbench::writer_run(cfg, e, record); });
+    fprintf(stderr, "[%6.1f s] snapshot writer run %d/%d done\n", seconds_since(t_start), run + 1, writer_runs);
+  }
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--snapshot-reader") return snapbench::reader_main(argc, argv);
   bool quick = false, no_1m = false, no_kizuna = false, no_remove = false, only_remove = false;
+  bool no_snapshots = false, only_snapshots = false;
+  double writer_seconds = -1;
+  size_t writer_keys = 100000;
   size_t remove_n = 0;
   std::string remove_order = "both";  // --remove-order random|sequential|both
   std::string only;  // run one engine only (for profiling): pcore, lmdb or sqlite
@@ -1186,6 +1231,10 @@ int main(int argc, char** argv) {
     else if (a == "--no-kizuna") no_kizuna = true;
     else if (a == "--no-remove") no_remove = true;
     else if (a == "--only-remove") only_remove = true;
+    else if (a == "--no-snapshots") no_snapshots = true;
+    else if (a == "--only-snapshots") only_snapshots = true;
+    else if (a == "--writer-seconds") writer_seconds = std::stod(next());
+    else if (a == "--writer-keys") writer_keys = std::stoull(next());
     else if (a == "--remove-n") remove_n = std::stoull(next());
     else if (a == "--remove-order") remove_order = next();
     else if (a == "--only") only = next();
@@ -1198,6 +1247,8 @@ int main(int argc, char** argv) {
   if (runs_1m < 0) runs_1m = quick ? 0 : 5;
   if (kizuna_runs < 0) kizuna_runs = quick ? 3 : 5;
   if (quick || no_1m) runs_1m = 0;
+  if (writer_seconds < 0) writer_seconds = quick ? 0.2 : 1.0;
+  if (only_snapshots) { no_remove = true; no_kizuna = true; only_remove = true; }
   if (runs < 1) { usage(); return 2; }
   if (!only.empty()) {
     for (int e = 0; e < kEngines; ++e) {
@@ -1322,12 +1373,26 @@ int main(int argc, char** argv) {
     }
   }
 
+  // --- Read snapshots against LMDB's read transactions (issue 15).
+  snapbench::Config snap_cfg;
+  if (!no_snapshots) {
+    std::error_code ec;
+    snap_cfg.self = fs::read_symlink("/proc/self/exe", ec).string();
+    if (ec) snap_cfg.self = argv[0];
+    snap_cfg.dir = g_root.string();
+    snap_cfg.lookup_keys = quick ? 100000 : 1000000;
+    snap_cfg.writer_keys = writer_keys;
+    snap_cfg.writer_seconds = writer_seconds;
+    snap_cfg.seed = seed;
+    snapshot_phase(snap_cfg, runs, quick ? 1 : 3, t_start);
+  }
+
   // --- Tables.
   printf("\nmedians; ratio = pcore / peer (< 1: pcore is faster or smaller). Insert times include the\n"
          "one commit at the end of the load; lookups are warm, in another random order.\n");
   if (runs_1m > 0 && runs_1m < runs)
     printf("NOTE: the 1M cases are medians of %d runs only (time budget).\n", runs_1m);
-  print_table("== B+ tree against its peers (random 24-byte keys, 8-byte values, 4 KiB pages)", false);
+  print_table("== B+ tree against its peers (random 24-byte keys, 8-byte values, 4 KiB pages)", Table::kPeers);
   printf("\npeers targets: insert and lookup <= LMDB at 100k and 1M (aim 0.8x); sorted load <= LMDB\n"
          "with MDB_APPEND; <= 45 bytes per entry after random inserts (1M). 'pages' = the engine's\n"
          "pages x page size / entries (pcore: pcore_tree_stats bytes_per_entry; LMDB: mdb_env_stat;\n"
@@ -1336,9 +1401,22 @@ int main(int argc, char** argv) {
          "and after close ('closed': checkpointed).\n");
   if (!no_kizuna && kizuna_runs > 0) {
     print_table("== Kizuna index benchmark shape (17-byte keys: 8-byte header + 'key%06d', 8-byte values,\n"
-                "   random insert order, one commit at the end; mean lookup over all rows)", true);
+                "   random insert order, one commit at the end; mean lookup over all rows)", Table::kKizuna);
     printf("\nKizuna targets (its issue): 100k index inserts <= 0.1 s, lookups <= 1 us;\n"
            "Kizuna's old tree on this hardware: 0.86-2.18 s for 100k inserts, 4-16 us per lookup.\n");
+  }
+  if (!no_snapshots) {
+    print_table("== read snapshots against LMDB read transactions (random 16-byte keys, 8-byte values)", Table::kSnapshots);
+    printf("\nsnapshot rows: lookups in random order on %zu entries; LMDB's peer of 'no snapshot' and 'one\n"
+           "snapshot' is one read txn for all, of 'snapshot per lookup' mdb_txn_begin(RDONLY)/get/abort,\n"
+           "then reset/renew; scans through a snapshot cursor against one LMDB cursor (MDB_NEXT) on every\n"
+           "row ('no snapshot': pcore's plain cursor). Writer (STRICT against LMDB's default sync, EVENTUAL\n"
+           "against MDB_NOSYNC): %.1f s of commits of 100 new keys on %zu entries while 0, 1 or 4 reader\n"
+           "processes (this program again; a read-only open, pcore_snapshot_begin / 1000 lookups / end in a loop;\n"
+           "LMDB: renew / 1000 gets / reset) run flat out: on a 2-core machine they also take the writer's\n"
+           "CPU. A pcore read-only open reads the commit it opened at, so its reader pins that commit's\n"
+           "blocks for its whole life: 'pinned_bytes / data file'.\n",
+           snap_cfg.lookup_keys, snap_cfg.writer_seconds, snap_cfg.writer_keys);
   }
   printf("\nshape after the first run of each load:\n");
   for (auto& [k, d] : g_details)

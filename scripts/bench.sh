@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark report: builds pcore and cpp_bench's btree_bench, then runs `pcore bench`,
-# which measures the node store against glibc malloc/memcpy/fdatasync and the B+ tree against
-# LMDB and SQLite in one run, prints one table of ratios, and writes docs/bench.json and the
-# chart docs/bench.svg that the README shows. Extra arguments go to `pcore bench`
-# (e.g. --quick).
+# which measures the node store against glibc malloc/memcpy/fdatasync, the B+ tree against
+# LMDB and SQLite, and read snapshots against LMDB's read transactions in one run, prints one
+# table of ratios, and writes docs/bench.json and the chart docs/bench.svg that the README
+# shows. Extra arguments go to `pcore bench` (e.g. --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -193,7 +193,14 @@ fn run_btree_bench(program: &Path, work: &Path, quick: bool) -> Result<(Vec<Rati
     let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json_path.display()))?;
     let mut out = Vec::new();
     for m in doc["measures"].as_array().into_iter().flatten() {
-        let group = if m["key"].as_str().unwrap_or("").starts_with("kizuna_") { "Kizuna index" } else { "B+ tree" };
+        let key = m["key"].as_str().unwrap_or("");
+        let group = if key.starts_with("kizuna_") {
+            "Kizuna index"
+        } else if key.starts_with("snap_") {
+            "snapshots"
+        } else {
+            "B+ tree"
+        };
         for peer in ["LMDB", "SQLite"] {
             let (Some(pcore), Some(peer_value)) = (m["pcore"].as_f64(), m[peer].as_f64()) else { continue };
             if peer_value <= 0.0 {

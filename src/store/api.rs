@@ -821,8 +821,10 @@ impl Store {
             Durability::Balanced => {
                 w.last_sync.elapsed() >= Duration::from_millis(u64::from(opts.balanced_interval_ms))
             }
-            // Blocks freed by unsynced commits cannot be reused; sync now and then to recycle them.
-            Durability::Eventual => pending > EVENTUAL_SYNC_FOR_FREED_BYTES,
+            // Blocks freed by unsynced commits cannot be reused; sync now and then to recycle
+            // them. Not while a snapshot or reader process holds the floor at or below the
+            // durable epoch: that sync would release nothing, and it would come at every commit.
+            Durability::Eventual => pending > EVENTUAL_SYNC_FOR_FREED_BYTES && self.shared.sync_would_release(),
         };
         if sync_now {
             self.shared.sync_log(&mut w)?;
@@ -1066,6 +1068,13 @@ impl Shared {
     fn reuse_limit(&self) -> u64 {
         let durable = self.durable_epoch.load(Ordering::Acquire);
         durable.min(self.pin_floor.load(Ordering::Acquire)).min(self.reader_floor.load(Ordering::Acquire))
+    }
+
+    /// True when a log sync now could let blocks be reused: the oldest snapshot and reader
+    /// process both read a commit past the durable one.
+    fn sync_would_release(&self) -> bool {
+        let floor = self.pin_floor.load(Ordering::Acquire).min(self.reader_floor.load(Ordering::Acquire));
+        floor > self.durable_epoch.load(Ordering::Acquire)
     }
 
     fn has_snapshots(&self) -> bool {
