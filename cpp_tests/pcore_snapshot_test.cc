@@ -281,6 +281,32 @@ TEST(SnapshotTest, EveryCallChecksItsArguments) {
   PCORE_EXPECT_OK(pcore_store_close(b));
 }
 
+TEST(SnapshotTest, AClosedTreeHandleIsRefusedThoughItsViewWasMade) {
+  PcoreStoreOptions opts = pcore_test::strict_options(PCORE_OPEN_IN_MEMORY);
+  PcoreStore* store = nullptr;
+  PCORE_ASSERT_OK(pcore_store_open(nullptr, &opts, &store));
+  PcoreTree* tree = nullptr;
+  PCORE_ASSERT_OK(sw::open_tree(store, &tree));
+  PCORE_ASSERT_OK(pcore_tree_insert(tree, "k", 1, "v", 1));
+  PCORE_ASSERT_OK(pcore_store_commit(store, nullptr));
+  PcoreSnapshot* snap = nullptr;
+  PCORE_ASSERT_OK(pcore_snapshot_begin(store, &snap));
+  char value[4] = {};
+  size_t len = 0;
+  for (int i = 0; i < 3; ++i) {  // the second and third answers come from the kept view
+    PCORE_EXPECT_OK(pcore_snapshot_tree_get(snap, tree, "k", 1, value, sizeof value, &len));
+    EXPECT_EQ(len, 1u);
+  }
+  PCORE_ASSERT_OK(pcore_tree_close(tree));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_snapshot_tree_get(snap, tree, "k", 1, value, sizeof value, &len));
+  PcoreTree* again = nullptr;
+  PCORE_ASSERT_OK(sw::open_tree(store, &again));
+  PCORE_EXPECT_OK(pcore_snapshot_tree_get(snap, again, "k", 1, value, sizeof value, &len));
+  pcore_tree_close(again);
+  PCORE_EXPECT_OK(pcore_snapshot_end(snap));
+  PCORE_EXPECT_OK(pcore_store_close(store));
+}
+
 TEST(SnapshotTest, TheCppWrapperReadsThroughASnapshot) {
   pcore::Store store = pcore::Store::in_memory();
   pcore::Tree tree = pcore::Tree::open(store, "t");

@@ -35,7 +35,7 @@ struct CursorState {
 
 static CURSORS: Registry<Arc<Mutex<CursorState>>> = Registry::new(HandleType::Cursor);
 
-fn tree_token(handle: *const PcoreTree) -> Result<usize> {
+pub(crate) fn tree_token(handle: *const PcoreTree) -> Result<usize> {
     if handle.is_null() {
         return Err(Error::BadHandle("the tree handle is NULL".into()));
     }
@@ -48,7 +48,7 @@ pub(crate) fn tree_of(handle: *const PcoreTree) -> Result<BTree> {
 
 /// Calls `f` with the tree a handle names, borrowed (see `Registry::with`): for the short,
 /// frequent calls (insert, get, remove).
-fn with_tree<R>(handle: *const PcoreTree, f: impl FnOnce(&BTree) -> Result<R>) -> Result<R> {
+pub(crate) fn with_tree<R>(handle: *const PcoreTree, f: impl FnOnce(&BTree) -> Result<R>) -> Result<R> {
     TREES.with(tree_token(handle)?, |h| f(&h.tree))
 }
 

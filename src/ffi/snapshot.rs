@@ -1,16 +1,56 @@
 //! `pcore_snapshot_*`: read snapshots through the C ABI. A snapshot is a handle of its own;
 //! the read calls that take one answer the bytes, roots and tree entries of its commit.
 
-use super::btree::{cursor_open_at, tree_get_in, tree_of};
+use super::btree::{cursor_open_at, tree_get_in, tree_token, with_tree};
 use super::guard::{self, non_null, write_out};
 use super::registry::{HandleType, Registry};
 use super::store::{node_read_copy_in, node_read_in, root_get_in, store_of};
 use super::types::*;
+use crate::btree::BTree;
 use crate::error::{Error, Result};
 use crate::store::Snapshot;
+use parking_lot::Mutex;
 use std::ffi::{c_char, c_void};
+use std::sync::Arc;
 
-static SNAPSHOTS: Registry<Snapshot> = Registry::new(HandleType::Snapshot);
+/// A snapshot handle: the snapshot, and the trees as it sees them, made once per tree handle
+/// (`BTree::at` reads and decodes the tree's anchor: per lookup it cost as much as the lookup).
+#[derive(Clone)]
+struct SnapshotHandle {
+    snap: Snapshot,
+    views: Arc<Mutex<Vec<(usize, BTree)>>>,
+}
+
+/// Tree views a snapshot handle keeps; the oldest goes when another is needed.
+const VIEWS_KEPT: usize = 16;
+
+impl std::ops::Deref for SnapshotHandle {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.snap
+    }
+}
+
+impl SnapshotHandle {
+    /// The tree a (live) tree handle names, as this snapshot sees it.
+    fn view_of(&self, tree: *const PcoreTree) -> Result<BTree> {
+        let token = tree_token(tree)?;
+        // Checked every call: a closed tree handle is refused even when its view is kept.
+        with_tree(tree, |_| Ok(()))?;
+        let mut views = self.views.lock();
+        if let Some((_, view)) = views.iter().find(|(t, _)| *t == token) {
+            return Ok(view.clone());
+        }
+        let view = with_tree(tree, |t| t.at(&self.snap))?;
+        if views.len() == VIEWS_KEPT {
+            views.remove(0);
+        }
+        views.push((token, view.clone()));
+        Ok(view)
+    }
+}
+
+static SNAPSHOTS: Registry<SnapshotHandle> = Registry::new(HandleType::Snapshot);
 
 fn snapshot_token(handle: *const PcoreSnapshot) -> Result<usize> {
     if handle.is_null() {
@@ -19,7 +59,7 @@ fn snapshot_token(handle: *const PcoreSnapshot) -> Result<usize> {
     Ok(handle as usize)
 }
 
-fn snapshot_of(handle: *const PcoreSnapshot) -> Result<Snapshot> {
+fn snapshot_of(handle: *const PcoreSnapshot) -> Result<SnapshotHandle> {
     SNAPSHOTS.get(snapshot_token(handle)?)
 }
 
@@ -43,7 +83,8 @@ pub unsafe extern "C" fn pcore_snapshot_begin(store: *mut PcoreStore, out: *mut 
     guard::call(|| {
         let s = store_of(store)?;
         non_null(out, "out")?;
-        let token = SNAPSHOTS.insert(s.snapshot()?)?;
+        let handle = SnapshotHandle { snap: s.snapshot()?, views: Arc::new(Mutex::new(Vec::new())) };
+        let token = SNAPSHOTS.insert(handle)?;
         // SAFETY: checked non-null; writable by contract.
         unsafe { write_out(out, token as *mut PcoreSnapshot) };
         Ok(())
@@ -164,10 +205,11 @@ pub unsafe extern "C" fn pcore_snapshot_tree_get(
     out_value_len: *mut usize,
 ) -> i32 {
     guard::call(|| {
-        let snap = snapshot_of(snapshot)?;
-        let view = tree_of(tree)?.at(&snap)?;
-        // SAFETY: the pointers as this function's contract says.
-        unsafe { tree_get_in(&view, key, key_len, value_buf, value_cap, out_value_len) }
+        SNAPSHOTS.with(snapshot_token(snapshot)?, |h| {
+            let view = h.view_of(tree)?;
+            // SAFETY: the pointers as this function's contract says.
+            unsafe { tree_get_in(&view, key, key_len, value_buf, value_cap, out_value_len) }
+        })
     })
 }
 
