@@ -622,28 +622,44 @@ pub unsafe extern "C" fn pcore_cursor_get(
     out_key: *mut PcoreBytes,
     out_value: *mut PcoreBytes,
 ) -> i32 {
-    guard::call(|| {
-        with_cursor(cursor, |state| {
-            non_null(out_key, "out_key")?;
-            non_null(out_value, "out_value")?;
-            let CursorState { cursor, key, value, .. } = state;
-            // The buffers are reused: a scan allocates nothing per entry.
-            cursor
-                .current_with(|k, v| {
-                    key.clear();
-                    value.clear();
-                    key.extend_from_slice(k);
-                    value.extend_from_slice(v);
-                })?
-                .ok_or_else(|| Error::NotFound("the cursor is past the end or outside its bounds".into()))?;
-            // SAFETY: both checked non-null; writable by contract. The buffers live in the
-            // cursor until its next call.
-            unsafe {
-                write_out(out_key, PcoreBytes { data: key.as_ptr(), len: key.len() });
-                write_out(out_value, PcoreBytes { data: value.as_ptr(), len: value.len() });
-            }
-            Ok(())
+    // SAFETY: both outputs are writable, by this function's contract.
+    guard::call(|| unsafe {
+        hand_out_entry(cursor, out_key, out_value, "the cursor is past the end or outside its bounds", |c, f| {
+            c.current_with(f)
         })
+    })
+}
+
+/// Reads an entry through `read` (which moves the cursor, or not) into the cursor's own
+/// buffers, reused so that a scan allocates nothing per entry, and hands them out.
+///
+/// # Safety
+/// `out_key` and `out_value` are writable.
+unsafe fn hand_out_entry(
+    cursor: *mut PcoreCursor,
+    out_key: *mut PcoreBytes,
+    out_value: *mut PcoreBytes,
+    none: &str,
+    read: impl FnOnce(&mut Cursor, &mut dyn FnMut(&[u8], &[u8])) -> Result<Option<()>>,
+) -> Result<()> {
+    with_cursor(cursor, |state| {
+        non_null(out_key, "out_key")?;
+        non_null(out_value, "out_value")?;
+        let CursorState { cursor, key, value, .. } = state;
+        read(cursor, &mut |k, v| {
+            key.clear();
+            value.clear();
+            key.extend_from_slice(k);
+            value.extend_from_slice(v);
+        })?
+        .ok_or_else(|| Error::NotFound(none.into()))?;
+        // SAFETY: both checked non-null; writable by contract. The buffers live in the
+        // cursor until its next call.
+        unsafe {
+            write_out(out_key, PcoreBytes { data: key.as_ptr(), len: key.len() });
+            write_out(out_value, PcoreBytes { data: value.as_ptr(), len: value.len() });
+        }
+        Ok(())
     })
 }
 
@@ -665,26 +681,10 @@ pub unsafe extern "C" fn pcore_cursor_next_get(
     out_key: *mut PcoreBytes,
     out_value: *mut PcoreBytes,
 ) -> i32 {
-    guard::call(|| {
-        with_cursor(cursor, |state| {
-            non_null(out_key, "out_key")?;
-            non_null(out_value, "out_value")?;
-            let CursorState { cursor, key, value, .. } = state;
-            cursor
-                .next_with(|k, v| {
-                    key.clear();
-                    value.clear();
-                    key.extend_from_slice(k);
-                    value.extend_from_slice(v);
-                })?
-                .ok_or_else(|| Error::NotFound("the cursor moved past the end or outside its bounds".into()))?;
-            // SAFETY: both checked non-null; writable by contract. The buffers live in the
-            // cursor until its next call.
-            unsafe {
-                write_out(out_key, PcoreBytes { data: key.as_ptr(), len: key.len() });
-                write_out(out_value, PcoreBytes { data: value.as_ptr(), len: value.len() });
-            }
-            Ok(())
+    // SAFETY: both outputs are writable, by this function's contract.
+    guard::call(|| unsafe {
+        hand_out_entry(cursor, out_key, out_value, "the cursor moved past the end or outside its bounds", |c, f| {
+            c.next_with(f)
         })
     })
 }

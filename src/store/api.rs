@@ -287,8 +287,7 @@ impl Drop for Pin {
                 pins.remove(&self.epoch);
             }
         }
-        let floor = pins.keys().next().copied().unwrap_or(u64::MAX);
-        self.shared.pin_floor.store(floor, Ordering::Release);
+        self.shared.publish_pin_floor(&pins);
     }
 }
 
@@ -299,12 +298,13 @@ impl Drop for Pin {
 #[derive(Clone)]
 pub struct Snapshot {
     view: Store,
+    epoch: u64,
 }
 
 impl Snapshot {
     /// The epoch of the commit the snapshot reads.
     pub fn epoch(&self) -> u64 {
-        self.view.at.as_ref().expect("a snapshot's view is pinned").epoch
+        self.epoch
     }
 
     /// The store as of the snapshot's commit: its reads (`read`, `with_node`, `with_reader`,
@@ -575,7 +575,8 @@ impl Store {
     pub fn snapshot(&self) -> Result<Snapshot> {
         self.check_open()?;
         if let Some(pin) = &self.at {
-            return Ok(Snapshot { view: Store { shared: self.shared.clone(), at: Some(pin.clone()) } });
+            let view = Store { shared: self.shared.clone(), at: Some(pin.clone()) };
+            return Ok(Snapshot { view, epoch: pin.epoch });
         }
         // Under the state lock, shared: no commit applies and no block is released while the
         // pin goes in, so every version of this epoch is still where the table says.
@@ -583,12 +584,11 @@ impl Store {
         let epoch = state.epoch;
         let mut pins = self.shared.pins.lock();
         *pins.entry(epoch).or_insert(0) += 1;
-        let floor = pins.keys().next().copied().expect("just inserted");
-        self.shared.pin_floor.store(floor, Ordering::Release);
+        self.shared.publish_pin_floor(&pins);
         drop(pins);
         let pin = Pin { shared: self.shared.clone(), epoch, roots: state.committed_roots.clone() };
         drop(state);
-        Ok(Snapshot { view: Store { shared: self.shared.clone(), at: Some(Arc::new(pin)) } })
+        Ok(Snapshot { view: Store { shared: self.shared.clone(), at: Some(Arc::new(pin)) }, epoch })
     }
 
     /// The newest commit known to be on disk (synced, or in a checkpoint): what a power cut
@@ -1075,6 +1075,11 @@ impl Shared {
     fn sync_would_release(&self) -> bool {
         let floor = self.pin_floor.load(Ordering::Acquire).min(self.reader_floor.load(Ordering::Acquire));
         floor > self.durable_epoch.load(Ordering::Acquire)
+    }
+
+    /// Mirrors the oldest pinned epoch into `pin_floor` (the caller holds `pins`).
+    fn publish_pin_floor(&self, pins: &BTreeMap<u64, usize>) {
+        self.pin_floor.store(pins.keys().next().copied().unwrap_or(u64::MAX), Ordering::Release);
     }
 
     fn has_snapshots(&self) -> bool {

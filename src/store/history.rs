@@ -62,7 +62,7 @@ impl History {
             return;
         };
         while self.by_commit.front().is_some_and(|&(epoch, _)| epoch <= oldest) {
-            let (_, handles) = self.by_commit.pop_front().expect("checked");
+            let Some((_, handles)) = self.by_commit.pop_front() else { break };
             for h in handles {
                 if let Some(records) = self.replaced.get_mut(&h) {
                     records.remove(0);
