@@ -177,9 +177,9 @@
 // gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
 // reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
 // `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`), `pcore_root_next`,
-// `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). The
-// library's SONAME is `libpcore.so.<major>`.
-#define PCORE_ABI_VERSION 131073
+// `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). 2.2 added
+// `pcore_store_backup`. The library's SONAME is `libpcore.so.<major>`.
+#define PCORE_ABI_VERSION 131074
 
 // Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 #define PCORE_DUP_UNIQUE 0
@@ -215,6 +215,10 @@
 // `pcore_cursor_next_batch`: every record starts at a multiple of this many bytes from the
 // buffer's start (a record is padded up to it).
 #define PCORE_BATCH_RECORD_ALIGN 8
+
+// Backup flag: replace a store already at the destination. The swap is one `rename`
+// exchange, so the destination never goes missing; `PCORE_BUSY` while a writer has it open.
+#define PCORE_BACKUP_REPLACE 1
 
 // A cursor over a tree. Opaque: never dereference.
 typedef struct PcoreCursor PcoreCursor;
@@ -1095,6 +1099,29 @@ int32_t pcore_tree_next(struct PcoreStore *store,
                         void *name_buf,
                         size_t name_cap,
                         size_t *out_name_len);
+
+// Copies the store's last commit to a new store in `dest_dir`, while this store goes on
+// being read and written (the copy reads a snapshot of that commit; the writer waits at most
+// for one chunk of a few thousand nodes at a time). The copy keeps every node id, kind and
+// root, is compacted (its blocks laid out densely: no free block in it but the tail of each
+// class file's last segment), opens like any store, and passes `pcore check`. Every node's
+// bytes are checked against their checksum on the way: a damaged block fails the backup
+// (`PCORE_CORRUPT` naming it) instead of being copied under a fresh checksum. Works on a
+// writable, a read-only (the commit it reads) and an in-memory store.
+//
+// The copy is built in a directory beside `dest_dir` and renamed to it only once whole and
+// synced: if the process dies meanwhile, `dest_dir` is as it was, and the next backup to it
+// removes the leftover. `dest_dir` must not exist or be empty, unless `flags` has
+// `PCORE_BACKUP_REPLACE`. `flags`: 0 or `PCORE_BACKUP_REPLACE`.
+//
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL or empty `dest_dir`, unknown flags, a
+// destination that is not empty without the flag), `PCORE_BUSY` (a writer has the store to
+// replace open), `PCORE_CORRUPT`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`, `PCORE_CLOSED`,
+// `PCORE_BAD_HANDLE`. On an error nothing is left at `dest_dir` that was not there before.
+//
+// # Safety
+// `dest_dir` is NULL or a NUL-terminated path.
+int32_t pcore_store_backup(struct PcoreStore *store, const char *dest_dir, uint32_t flags);
 
 #ifdef __cplusplus
 }  // extern "C"

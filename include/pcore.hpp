@@ -412,6 +412,12 @@ class Store {
   /// pcore_store_checkpoint.
   void checkpoint() { check(pcore_store_checkpoint(handle_)); }
 
+  /// pcore_store_backup: a compacted copy of the last commit in dest_dir, taken while the
+  /// store goes on; flags 0 or PCORE_BACKUP_REPLACE.
+  void backup(const std::string& dest_dir, uint32_t flags = 0) const {
+    check(pcore_store_backup(handle_, dest_dir.c_str(), flags));
+  }
+
   /// pcore_store_stats.
   [[nodiscard]] Stats stats() const {
     PcoreStoreStats out = sized<PcoreStoreStats>();

@@ -2,6 +2,7 @@
 //! needs beside the library (like LMDB's mdb_stat, mdb_dump and mdb_load, SQLite's
 //! integrity_check): `stat`, `check`, `dump`, `load`, and `bench` against the peers.
 
+mod backup;
 mod bench;
 mod chart;
 mod check;
@@ -53,6 +54,16 @@ enum Command {
     /// Full integrity check; never changes a file. Exit 0 when clean, 1 naming each problem
     /// (file, offset, node or page) otherwise.
     Check { dir: PathBuf },
+    /// A compacted copy of a store's last commit in a new directory (like mdb_copy -c),
+    /// taken while a writer goes on: every node id and tree stays valid in the copy. DEST
+    /// appears only once the copy is whole.
+    Backup {
+        src: PathBuf,
+        dest: PathBuf,
+        /// Replace a store at DEST (never one a writer has open).
+        #[arg(long)]
+        replace: bool,
+    },
     /// Writes a B+ tree's entries (like mdb_dump), binary keys and values in hex.
     Dump {
         dir: PathBuf,
@@ -148,6 +159,7 @@ fn main() -> ExitCode {
         Command::Demo { dir, records, rows, keep } => demo::run(dir.as_deref(), records, rows, keep),
         Command::Stat { dir, json } => stat::run(&dir, json),
         Command::Check { dir } => check::run(&dir),
+        Command::Backup { src, dest, replace } => backup::run(&src, &dest, replace),
         Command::Dump { dir, tree, format, output } => dump::dump(&dir, &tree, format, output.as_deref()),
         Command::Load { dir, tree, input } => dump::load(&dir, &tree, input.as_deref()),
         Command::Crash { kills, long, power, readers, seed, dir, child_mode } => {

@@ -317,6 +317,30 @@ fn stat_and_check_work_while_a_writer_holds_the_store() {
 }
 
 #[test]
+fn backup_beside_a_writer_copies_its_last_commit_and_the_copy_checks_clean() {
+    let dir = TempDir::new("backup");
+    let src = dir.join("src");
+    write_store(&src, 300, 2_000);
+    let writer = Store::open(&src, &strict()).unwrap();
+    let t = BTree::open(&writer, b"t", &TreeOptions::default()).unwrap();
+    t.insert(b"uncommitted", b"not in the copy").unwrap();
+    let copy = dir.join("copy");
+    let o = pcore(&["backup", path(&src), path(&copy)]);
+    assert!(o.status.success(), "{}", text(&o));
+    writer.close().unwrap();
+    let (ok, out) = check(&copy);
+    assert!(ok, "{out}");
+    let mut expected = entries_of(&src, "t");
+    expected.retain(|(k, _)| k.as_slice() != b"uncommitted");
+    assert_eq!(entries_of(&copy, "t"), expected);
+    assert_eq!(expected.len(), 2_000);
+    let o = pcore(&["backup", path(&src), path(&copy)]);
+    assert!(!o.status.success() && text(&o).contains("not empty"), "{}", text(&o));
+    let o = pcore(&["backup", path(&src), path(&copy), "--replace"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
 fn check_is_clean_and_stat_counts_readers_while_a_writer_commits_and_checkpoints() {
     let dir = TempDir::new("live");
     write_store(&dir.0, 20, 500);

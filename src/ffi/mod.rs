@@ -3,6 +3,7 @@
 //! checks its arguments, catches panics, and records the failure's message per thread.
 //! Raw pointers are dereferenced only here.
 
+pub mod backup;
 pub mod btree;
 mod fork;
 mod guard;

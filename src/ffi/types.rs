@@ -66,9 +66,9 @@ pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 /// gave `pages_per_level` `PCORE_TREE_DEPTH_MAX` slots, and counts frees and retires by
 /// reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
 /// `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`), `pcore_root_next`,
-/// `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). The
-/// library's SONAME is `libpcore.so.<major>`.
-pub const PCORE_ABI_VERSION: u32 = 0x0002_0001;
+/// `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). 2.2 added
+/// `pcore_store_backup`. The library's SONAME is `libpcore.so.<major>`.
+pub const PCORE_ABI_VERSION: u32 = 0x0002_0002;
 
 /// Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 pub const PCORE_DUP_UNIQUE: u64 = 0;

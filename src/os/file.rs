@@ -87,3 +87,20 @@ pub(crate) fn write_all_vectored_at(file: &File, pieces: &[&[u8]], offset: u64) 
     }
     Ok(())
 }
+
+/// Swaps two directory entries in one step (`renameat2` with `RENAME_EXCHANGE`): a backup
+/// replacing an older copy, which never leaves the name empty.
+pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: two NUL-terminated paths that live across the call; no other memory is passed.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

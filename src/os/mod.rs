@@ -8,7 +8,7 @@ mod prefetch;
 mod shared_words;
 mod space;
 
-pub(crate) use file::{preallocate, sync_dir, write_all_vectored_at};
+pub(crate) use file::{exchange, preallocate, sync_dir, write_all_vectored_at};
 pub(crate) use lock::{DirLock, LockError};
 pub(crate) use mapping::{copy_between, Mapping};
 pub(crate) use prefetch::prefetch;

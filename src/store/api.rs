@@ -545,7 +545,7 @@ impl Store {
 
     /// Runs a mutation under the state lock alone. A commit keeps mutations out between
     /// building its frame and applying it by holding the lock upgradable meanwhile.
-    fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
+    pub(super) fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
         self.check_writable()?;
         let mut state = self.shared.state.write();
         self.check_open()?;
@@ -558,7 +558,7 @@ impl Store {
         f(&mut state)
     }
 
-    fn read_state<T>(&self, f: impl FnOnce(&Core) -> Result<T>) -> Result<T> {
+    pub(super) fn read_state<T>(&self, f: impl FnOnce(&Core) -> Result<T>) -> Result<T> {
         self.check_open()?;
         let state = self.shared.state.read();
         f(&state)

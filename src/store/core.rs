@@ -598,6 +598,51 @@ impl Core {
         })
     }
 
+    /// Backup: puts a copied node at exactly `handle` (the next one the table issues, so a
+    /// copy keeps every id), with its tag, kind and class, as a node the next commit makes
+    /// live. The copy's blocks are taken in handle order from empty class files: densely.
+    pub fn restore(&mut self, handle: u64, tag: u16, kind: u8, class: u8, bytes: &[u8]) -> Result<()> {
+        self.expect_next_handle(handle)?;
+        let loc = self.space.allocate(class)?;
+        self.space.write(loc, bytes);
+        self.table.slots.push(Slot {
+            block: loc.block,
+            len: bytes.len() as u32,
+            crc: 0,
+            tag,
+            kind,
+            class,
+            state: State::Reserved,
+            dirty: false,
+            freeing: false,
+            origin: Origin::Checkpoint,
+        });
+        self.mark_dirty(handle);
+        self.reserved_nodes += 1;
+        Ok(())
+    }
+
+    /// Backup: a handle that had no node in the copied commit, free in the copy, with the
+    /// tag it had last (so the copy never issues an id the original issued before).
+    pub fn restore_free(&mut self, handle: u64, tag: u16) -> Result<()> {
+        self.expect_next_handle(handle)?;
+        self.table.slots.push(Slot { tag, ..Slot::EMPTY });
+        Ok(())
+    }
+
+    /// Backup: after the last `restore`, the free handles become reusable.
+    pub fn restored(&mut self) {
+        self.table.rebuild_free_list();
+    }
+
+    fn expect_next_handle(&self, handle: u64) -> Result<()> {
+        let next = self.table.handle_count();
+        if handle != next {
+            return Err(Error::Internal(format!("restoring handle {handle} into a table of {next} handles")));
+        }
+        Ok(())
+    }
+
     /// The node's latest version (`at` None) or the one commit `at` left.
     #[inline(always)]
     pub fn read_loc_in(&self, id: NodeId, at: Option<u64>) -> Result<(Loc, usize)> {
@@ -628,15 +673,20 @@ impl Core {
     /// blocks are still there), or `NotFound` when no node had that id then.
     #[inline]
     pub fn version_at(&self, id: NodeId, epoch: u64) -> Result<Version> {
-        let handle = id.handle();
-        let version = match self.history.at(handle, epoch) {
+        match self.handle_version_at(id.handle(), epoch) {
+            Some(v) if v.tag == id.tag() => Ok(v),
+            _ => Err(super::table::unknown_node(id)),
+        }
+    }
+
+    /// The version of whatever node `handle` held when commit `epoch` applied (an epoch a
+    /// snapshot pins), or `None` when it held none.
+    #[inline]
+    pub fn handle_version_at(&self, handle: u64, epoch: u64) -> Option<Version> {
+        match self.history.at(handle, epoch) {
             Some(v) => v,
             None if handle == 0 => None,
             None => self.committed_version(handle),
-        };
-        match version {
-            Some(v) if v.tag == id.tag() => Ok(v),
-            _ => Err(super::table::unknown_node(id)),
         }
     }
 

@@ -5,6 +5,9 @@
 #[cfg(test)]
 mod abort_tests;
 mod api;
+mod backup;
+#[cfg(test)]
+mod backup_tests;
 mod checkpoint;
 mod codec;
 mod core;
@@ -36,6 +39,7 @@ pub use self::api::{
     AbortGuard, AbortHook, Durability, GrowthPolicy, NodeEditor, NodeInfo, NodeReader, Root, Snapshot, Store,
     StoreOptions, StoreStats, WeakStore,
 };
+pub use self::backup::{BackupReport, BACKUP_REPLACE};
 pub use self::core::Source;
 pub use self::inspect::{inspect_files, CheckpointReport, FileReport, LogReport, MetaSlotState};
 pub use self::node_id::NodeId;

@@ -1,0 +1,248 @@
+//! Online backup: a consistent, compacted copy of a store's last commit, taken while the
+//! writer goes on.
+//!
+//! The copy reads through a snapshot, so the writer's later commits neither change nor free
+//! what it copies, and holds the store's state lock (shared) for one chunk of handles at a
+//! time, so the writer waits at most that long. It is written as a new store, in a directory
+//! beside the destination, with the original's handles, tags, kinds and size classes: every
+//! node id and root of the original is valid in the copy. Blocks are taken in handle order
+//! from empty class files, so the copy is dense. The new store is committed once with its
+//! payloads synced in place rather than logged (a backup writes each byte once), checkpointed
+//! at its close, and only then renamed to the destination: a destination is a whole copy or
+//! absent, whenever the process dies. Each node's bytes are checked against their checksum on
+//! the way: a damaged block fails the backup instead of being copied under a new checksum.
+
+use super::api::{Durability, Snapshot, Store, StoreOptions};
+use super::codec::crc;
+use super::core::Core;
+use crate::error::{Error, Result};
+use crate::os::{DirLock, LockError};
+use std::ffi::OsString;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// Replace a store already at the destination (in one step: the name never goes missing).
+pub const BACKUP_REPLACE: u32 = 1;
+const BACKUP_FLAGS: u32 = BACKUP_REPLACE;
+
+/// Handles copied per hold of the original's state lock.
+const CHUNK_HANDLES: u64 = 4096;
+
+/// What a backup copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The commit copied: the original's epoch when the backup began.
+    pub epoch: u64,
+    pub nodes: u64,
+    pub roots: u64,
+    /// Bytes of the blocks that hold the copied nodes (their size classes').
+    pub live_bytes: u64,
+    /// Bytes the copy's directory takes on disk once closed.
+    pub disk_bytes: u64,
+}
+
+impl Store {
+    /// Copies the last commit to a new store in `dest` while this store goes on being used
+    /// (see the module comment). `dest` must not exist or be an empty directory, unless
+    /// `flags` has [`BACKUP_REPLACE`]: then a store there is replaced (`Busy` while a writer
+    /// has it open). On any error nothing is left at `dest` that was not there before.
+    pub fn backup(&self, dest: &Path, flags: u32) -> Result<BackupReport> {
+        self.backup_with_progress(dest, flags, |_, _| {})
+    }
+
+    /// [`Store::backup`], calling `progress(handles done, handles in all)` after each chunk.
+    pub fn backup_with_progress(
+        &self,
+        dest: &Path,
+        flags: u32,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<BackupReport> {
+        if flags & !BACKUP_FLAGS != 0 {
+            return Err(Error::InvalidArgument(format!("unknown backup flags {:#x}", flags & !BACKUP_FLAGS)));
+        }
+        let replace = flags & BACKUP_REPLACE != 0;
+        check_destination(dest, replace)?;
+        let snapshot = self.snapshot()?;
+        sweep_stale_partials(dest);
+        let partial = partial_path(dest)?;
+        let result = copy_snapshot(&snapshot, &partial, progress).and_then(|report| {
+            move_into_place(&partial, dest, replace)?;
+            Ok(report)
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+        result
+    }
+}
+
+fn copy_snapshot(snapshot: &Snapshot, partial: &Path, mut progress: impl FnMut(u64, u64)) -> Result<BackupReport> {
+    let source = snapshot.store();
+    let epoch = snapshot.epoch();
+    let (min_class_bytes, max_class_bytes, handles) = source
+        .read_state(|c| Ok((c.space.classes().min_bytes(), c.space.classes().max_bytes(), c.table.handle_count())))?;
+    let options = StoreOptions {
+        durability: Durability::Strict,
+        min_class_bytes,
+        max_class_bytes,
+        // Synced in place at the one commit, not logged: each byte is written once.
+        inline_payload_max_bytes: 0,
+        checkpoint_log_bytes: u64::MAX,
+        create: true,
+        read_only: false,
+        verify_checksums: false,
+        ..StoreOptions::default()
+    };
+    if partial.exists() {
+        return Err(Error::InvalidArgument(format!("{} exists already", partial.display())));
+    }
+    let copy = Store::open(partial, &options)?;
+    let mut report = BackupReport { epoch, ..BackupReport::default() };
+    let mut start = 1;
+    while start < handles {
+        let chunk = start..(start + CHUNK_HANDLES).min(handles);
+        source.read_state(|src| copy.mutate(|dst| copy_handles(src, dst, epoch, chunk.clone(), &mut report)))?;
+        start = chunk.end;
+        progress(start - 1, handles - 1);
+    }
+    for name in source.root_names()? {
+        if let Some(root) = source.get_root(&name)? {
+            copy.set_root(&name, root.id, &root.meta)?;
+            report.roots += 1;
+        }
+    }
+    copy.mutate(|c| {
+        c.restored();
+        Ok(())
+    })?;
+    copy.commit()?;
+    copy.close()?;
+    crate::os::sync_dir(partial).map_err(|e| Error::io(format!("sync {}", partial.display()), e))?;
+    report.disk_bytes = disk_bytes(partial)?;
+    Ok(report)
+}
+
+/// Copies the versions commit `epoch` left of the handles in `range`.
+fn copy_handles(src: &Core, dst: &mut Core, epoch: u64, range: Range<u64>, report: &mut BackupReport) -> Result<()> {
+    for handle in range {
+        let Some(v) = src.handle_version_at(handle, epoch) else {
+            dst.restore_free(handle, src.table.slots[handle as usize].tag)?;
+            continue;
+        };
+        let bytes = src.space.read(v.loc, v.len as usize);
+        if crc(bytes) != v.crc {
+            let (file, offset) = src.space.file_position(v.loc);
+            let id = super::NodeId::from_parts(handle, v.tag);
+            return Err(Error::corrupt(
+                file,
+                offset,
+                format!("node {id}: its {} bytes do not match their checksum; the backup stopped", v.len),
+            ));
+        }
+        dst.restore(handle, v.tag, v.kind, v.loc.class, bytes)?;
+        report.nodes += 1;
+        report.live_bytes += u64::from(src.space.capacity(v.loc.class));
+    }
+    Ok(())
+}
+
+/// A destination the backup may write: absent, an empty directory, or (with `replace`) a
+/// directory no writer has open.
+fn check_destination(dest: &Path, replace: bool) -> Result<()> {
+    let io = |e| Error::io(format!("look at the backup destination {}", dest.display()), e);
+    let empty = match std::fs::read_dir(dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(io(e)),
+        Ok(mut entries) => entries.next().is_none(),
+    };
+    match () {
+        _ if empty => Ok(()),
+        _ if replace => lock_destination(dest).map(drop),
+        _ => Err(Error::InvalidArgument(format!(
+            "the backup destination {} is not empty (pass the replace flag to replace a store there)",
+            dest.display()
+        ))),
+    }
+}
+
+fn lock_destination(dest: &Path) -> Result<DirLock> {
+    DirLock::acquire(dest).map_err(|e| match e {
+        LockError::Held => Error::Busy(format!("a writer has {} open: it cannot be replaced", dest.display())),
+        LockError::Io(e) => Error::io(format!("lock {}", dest.display()), e),
+    })
+}
+
+/// Renames the finished copy to `dest` (swapping it with the store there when replacing)
+/// and makes the rename durable.
+fn move_into_place(partial: &Path, dest: &Path, replace: bool) -> Result<()> {
+    let io = |what: &str, e| Error::io(format!("{what} {}", dest.display()), e);
+    let occupied = std::fs::read_dir(dest).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied {
+        if !replace {
+            return Err(Error::InvalidArgument(format!(
+                "the backup destination {} was filled meanwhile",
+                dest.display()
+            )));
+        }
+        let _lock = lock_destination(dest)?;
+        crate::os::exchange(partial, dest).map_err(|e| io("swap the copy into", e))?;
+        // `partial` now names the replaced store.
+        std::fs::remove_dir_all(partial).map_err(|e| io("remove the store replaced at", e))?;
+    } else {
+        std::fs::rename(partial, dest).map_err(|e| io("rename the copy to", e))?;
+    }
+    crate::os::sync_dir(&parent_of(dest)).map_err(|e| io("sync the directory of", e))
+}
+
+/// The directory the copy is built in: beside the destination (so the final rename stays in
+/// one file system), named after it and this process.
+fn partial_path(dest: &Path) -> Result<PathBuf> {
+    let Some(name) = dest.file_name() else {
+        return Err(Error::InvalidArgument(format!("the backup destination {} has no name", dest.display())));
+    };
+    let mut partial: OsString = partial_prefix(name);
+    partial.push(std::process::id().to_string());
+    Ok(parent_of(dest).join(partial))
+}
+
+fn partial_prefix(name: &std::ffi::OsStr) -> OsString {
+    let mut prefix = OsString::from(".");
+    prefix.push(name);
+    prefix.push(".backup-");
+    prefix
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Removes copies left by backups to the same destination that died: their store lock went
+/// with them (a backup still running holds its copy's lock, and is left alone).
+fn sweep_stale_partials(dest: &Path) {
+    let Some(name) = dest.file_name() else { return };
+    let prefix = partial_prefix(name);
+    let Ok(entries) = std::fs::read_dir(parent_of(dest)) else { return };
+    for entry in entries.flatten() {
+        let matches = entry.file_name().as_encoded_bytes().starts_with(prefix.as_encoded_bytes());
+        if matches && DirLock::acquire(&entry.path()).is_ok() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Bytes the files of `dir` take on disk (allocated blocks, as `du` counts them).
+pub(crate) fn disk_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |e| Error::io(format!("list {}", dir.display()), e);
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let meta = entry.map_err(io)?.metadata().map_err(io)?;
+        if meta.is_file() {
+            total += meta.blocks() * 512;
+        }
+    }
+    Ok(total)
+}

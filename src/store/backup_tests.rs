@@ -1,0 +1,224 @@
+//! Online backup: the copy is one whole commit of the original, taken while the writer goes
+//! on, with every id valid; it is dense; it is whole or absent; a damaged block stops it.
+
+use super::tests::{reopen, strict, TempDir};
+use super::*;
+use crate::error::Error;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn content(i: usize, round: u64) -> Vec<u8> {
+    let len = 20 + (i * 53 + round as usize * 11) % 1500;
+    (0..len).map(|b| (round as usize * 5 + i * 7 + b) as u8).collect()
+}
+
+/// Rewrites every node for `round` (each tenth freed and replaced by a new id) and commits;
+/// root "round" names the round.
+fn write_round(s: &Store, ids: &mut [NodeId], round: u64) {
+    for (i, id) in ids.iter_mut().enumerate() {
+        if round > 0 && i % 10 == (round % 10) as usize {
+            s.free(*id).unwrap();
+            *id = s.allocate(64, 1 + (i % 3) as u8).unwrap().0;
+        }
+        s.publish(*id, &content(i, round)).unwrap();
+    }
+    s.set_root(b"round", ids[0].raw(), &round.to_le_bytes()).unwrap();
+    s.commit().unwrap();
+}
+
+fn new_store(dir: &TempDir, n: usize) -> (Store, Vec<NodeId>) {
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let s = Store::open(dir.path(), &strict()).unwrap();
+    let mut ids: Vec<NodeId> = (0..n).map(|i| s.allocate(64, 1 + (i % 3) as u8).unwrap().0).collect();
+    write_round(&s, &mut ids, 0);
+    (s, ids)
+}
+
+fn assert_copy_is_round(copy: &Store, ids: &[NodeId], round: u64) {
+    for (i, &id) in ids.iter().enumerate() {
+        assert_eq!(copy.read(id).unwrap(), content(i, round), "node {i} of round {round}");
+        assert_eq!(copy.info(id).unwrap().kind, 1 + (i % 3) as u8);
+    }
+    assert_eq!(copy.live_ids().unwrap().len(), ids.len(), "no node of another round");
+    copy.verify().unwrap();
+}
+
+fn round_of(copy: &Store) -> u64 {
+    let meta = copy.get_root(b"round").unwrap().unwrap().meta;
+    u64::from_le_bytes(meta.try_into().unwrap())
+}
+
+#[test]
+fn a_backup_is_the_commit_it_began_at_while_the_writer_goes_on() {
+    let dir = TempDir::new("backup-src");
+    let out = TempDir::new("backup-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, ids) = new_store(&dir, 12_000);
+    let rounds = Arc::new(Mutex::new(vec![ids.clone()]));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (s, rounds, done) = (s.clone(), rounds.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut ids = ids;
+            let mut round = 1;
+            while !done.load(Ordering::Acquire) || round < 3 {
+                write_round(&s, &mut ids, round);
+                rounds.lock().unwrap().push(ids.clone());
+                round += 1;
+            }
+        })
+    };
+    // Begin once the writer is under way, so commits land while the copy is taken.
+    while rounds.lock().unwrap().len() < 2 {
+        std::thread::yield_now();
+    }
+    let dest = out.path().join("copy");
+    let report = s.backup(&dest, 0).unwrap();
+    done.store(true, Ordering::Release);
+    writer.join().unwrap();
+    let copy = reopen(&dest, &strict());
+    let round = round_of(&copy);
+    assert_eq!(report.epoch, round + 1, "round r is commit r + 1");
+    assert!(rounds.lock().unwrap().len() as u64 > round + 1, "the writer committed after the backup began");
+    assert_copy_is_round(&copy, &rounds.lock().unwrap()[round as usize], round);
+    assert_eq!(report.nodes, 12_000);
+}
+
+#[test]
+fn a_copy_keeps_every_id_and_never_reissues_one() {
+    let dir = TempDir::new("backup-ids");
+    let out = TempDir::new("backup-ids-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, mut ids) = new_store(&dir, 300);
+    let first = ids.clone();
+    write_round(&s, &mut ids, 1);
+    let freed: Vec<NodeId> = first.iter().filter(|id| !ids.contains(id)).copied().collect();
+    assert_eq!(freed.len(), 30);
+    let dest = out.path().join("copy");
+    s.backup(&dest, 0).unwrap();
+    let copy = reopen(&dest, &strict());
+    assert_copy_is_round(&copy, &ids, 1);
+    for id in &freed {
+        assert!(matches!(copy.read(*id), Err(Error::NotFound(_))), "{id} was freed before the backup");
+    }
+    // New nodes in the copy take handles, never ids, the original issued.
+    for _ in 0..100 {
+        let (id, _, _) = copy.allocate(10, 1).unwrap();
+        assert!(!first.contains(&id) && !ids.contains(&id), "{id} was issued by the original");
+    }
+    copy.commit().unwrap();
+}
+
+/// Dense: no free block below any class file's last used one, and no segment without a
+/// live block (what is left is the last segment's tail: a class file grows by segments).
+#[test]
+fn a_copy_is_dense_whatever_the_original_freed() {
+    let dir = TempDir::new("backup-dense");
+    let out = TempDir::new("backup-dense-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, ids) = new_store(&dir, 20_000);
+    for (i, id) in ids.iter().enumerate() {
+        if i % 4 != 0 {
+            s.free(*id).unwrap();
+        }
+    }
+    s.commit().unwrap();
+    let sparse = s.read_state(|c| Ok(c.space.stats())).unwrap();
+    assert!(sparse.iter().any(|c| c.dead_bytes > c.live_bytes), "the original is sparse: {sparse:?}");
+    let dest = out.path().join("copy");
+    let report = s.backup(&dest, 0).unwrap();
+    assert_eq!(report.nodes, 5_000);
+    assert_eq!(report.disk_bytes, backup::disk_bytes(&dest).unwrap());
+    let copy = reopen(&dest, &strict());
+    let classes = copy.read_state(|c| Ok(c.space.stats())).unwrap();
+    assert_eq!(classes.iter().map(|c| c.live_bytes).sum::<u64>(), report.live_bytes);
+    for c in &classes {
+        assert_eq!(c.dead_bytes, 0, "{c:?}");
+        assert_eq!(c.total_segments, c.active_segments, "{c:?}");
+    }
+    for (i, &id) in ids.iter().enumerate().filter(|(i, _)| i % 4 == 0) {
+        assert_eq!(copy.read(id).unwrap(), content(i, 0));
+    }
+}
+
+#[test]
+fn a_damaged_block_stops_the_backup_and_leaves_nothing() {
+    let dir = TempDir::new("backup-damage");
+    let out = TempDir::new("backup-damage-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, ids) = new_store(&dir, 500);
+    let (file, offset) = s
+        .read_state(|c| {
+            let (loc, _) = c.read_loc(ids[321])?;
+            Ok(c.space.file_position(loc))
+        })
+        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(dir.path().join(&file)).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, &[0xA5; 4], offset + 3).unwrap();
+    let dest = out.path().join("copy");
+    let err = s.backup(&dest, 0).unwrap_err();
+    assert!(matches!(&err, Error::Corrupt { file: f, .. } if *f == file), "{err}");
+    assert!(!dest.exists());
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "no partial copy left");
+}
+
+#[test]
+fn destinations_are_checked_and_replaced_whole() {
+    let dir = TempDir::new("backup-dest");
+    let out = TempDir::new("backup-dest-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, mut ids) = new_store(&dir, 50);
+    let dest = out.path().join("copy");
+    assert!(matches!(s.backup(&dest, 0x80), Err(Error::InvalidArgument(_))));
+    std::fs::create_dir(&dest).unwrap();
+    s.backup(&dest, 0).unwrap(); // an empty directory is taken
+    write_round(&s, &mut ids, 1);
+    let err = s.backup(&dest, 0).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert_eq!(round_of(&reopen(&dest, &strict())), 0, "the refused backup changed nothing");
+    {
+        let open = reopen(&dest, &strict());
+        assert!(matches!(s.backup(&dest, BACKUP_REPLACE), Err(Error::Busy(_))));
+        assert_eq!(round_of(&open), 0);
+    }
+    s.backup(&dest, BACKUP_REPLACE).unwrap();
+    let copy = reopen(&dest, &strict());
+    assert_copy_is_round(&copy, &ids, 1);
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1, "the replaced store is gone");
+}
+
+#[test]
+fn a_copy_left_by_a_dead_backup_is_swept() {
+    let dir = TempDir::new("backup-sweep");
+    let out = TempDir::new("backup-sweep-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, _) = new_store(&dir, 20);
+    let stale = out.path().join(".copy.backup-4000000");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("meta"), b"half").unwrap();
+    let busy = out.path().join(".copy.backup-4000001");
+    let held = Store::open(&busy, &strict()).unwrap();
+    s.backup(&out.path().join("copy"), 0).unwrap();
+    assert!(!stale.exists(), "an unlocked copy is a dead backup's");
+    assert!(busy.exists(), "a locked one belongs to a backup still running");
+    held.close().unwrap();
+}
+
+#[test]
+fn a_read_only_open_and_a_store_in_memory_back_up_too() {
+    let dir = TempDir::new("backup-ro");
+    let out = TempDir::new("backup-ro-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, ids) = new_store(&dir, 400);
+    let reader = Store::open(dir.path(), &StoreOptions { read_only: true, ..strict() }).unwrap();
+    let mut later = ids.clone();
+    write_round(&s, &mut later, 1);
+    reader.backup(&out.path().join("from-reader"), 0).unwrap();
+    assert_copy_is_round(&reopen(&out.path().join("from-reader"), &strict()), &ids, 0);
+
+    let m = Store::in_memory(&strict()).unwrap();
+    let mut ids: Vec<NodeId> = (0..100).map(|i| m.allocate(64, 1 + (i % 3) as u8).unwrap().0).collect();
+    write_round(&m, &mut ids, 0);
+    m.backup(&out.path().join("from-memory"), 0).unwrap();
+    assert_copy_is_round(&reopen(&out.path().join("from-memory"), &strict()), &ids, 0);
+}
