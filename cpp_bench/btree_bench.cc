@@ -9,6 +9,7 @@
 //               [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]
 //               [--no-remove] [--only-remove] [--remove-n N] [--remove-order random|sequential|both]
 //               [--no-snapshots] [--only-snapshots] [--writer-seconds S]
+//               [--no-space] [--only-space]
 //
 //   --quick        100 k only, 3 runs (Kizuna shape too, 3 runs); default: 5 runs of everything
 //   --json FILE    write every median (and the samples) to FILE
@@ -20,6 +21,8 @@
 //                  the writer with 0, 1, 4 reader processes); --only-snapshots runs only them;
 //                  --writer-seconds: the writer's time per reader count (1, or 0.2 with --quick);
 //                  --writer-keys: the entries loaded before it starts (100k)
+//   --no-space     skip the bytes on disk per entry (random inserts in one commit, in commits of
+//                  500, then half removed; and compacted copies); --only-space runs only them
 //
 // A full run takes ~75 s on the team's 2-vCPU machine, plus ~6 min of removes (skipped with
 // --no-remove). The first run of each size also checks order both ways, pcore_tree_verify,
@@ -500,6 +503,8 @@ class PcoreEngine {
                       ss.data_file_bytes / 1e6, ss.log_bytes / 1e6, total.live_bytes / 1e6, ss.live_nodes);
     return s;
   }
+  // A compacted copy of the last commit in `to` (pcore_store_backup).
+  void compact_copy(const fs::path& to) { PC(pcore_store_backup(store_, to.c_str(), 0)); }
   void close() {
     if (tree_) PC(pcore_tree_close(tree_));
     tree_ = nullptr;
@@ -648,6 +653,11 @@ class LmdbEngine {
                       info.me_last_pgno, d.apparent / 1e6, d.allocated / 1e6);
     return s;
   }
+  // A compacted copy (mdb_env_copy2 with MDB_CP_COMPACT, as `mdb_copy -c`) in `to`.
+  void compact_copy(const fs::path& to) {
+    fs::create_directories(to);
+    MC(mdb_env_copy2(env_, to.c_str(), MDB_CP_COMPACT));
+  }
   void close() {
     if (env_) mdb_env_close(env_);
     env_ = nullptr;
@@ -765,6 +775,11 @@ class SqliteEngine {
     s.detail = format("%" PRId64 " pages of %" PRId64 " (freelist %" PRId64 "), files incl. WAL %.1f MB",
                       pages, psize, freelist, d.apparent / 1e6);
     return s;
+  }
+  // A compacted copy (VACUUM INTO) in `to`.
+  void compact_copy(const fs::path& to) {
+    fs::create_directories(to);
+    exec(format("VACUUM INTO '%s'", (to / "bench.db").c_str()).c_str());
   }
   void close() {
     if (ins_) sqlite3_finalize(ins_);
@@ -1050,6 +1065,72 @@ void remove_run(int engine, const RemoveData& rd, bool sequential) {
   fs::remove_all(dir);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Footprint: bytes on disk per entry (issue 18), every engine closed (pcore checkpointed,
+// SQLite's WAL checkpointed away), and of a compacted copy of the same commit.
+
+// Keys [from, from + count) of ks.
+KeySet slice(const KeySet& ks, size_t from, size_t count) {
+  KeySet out;
+  out.width = ks.width;
+  out.n = count;
+  out.bytes.assign(ks.key(from), ks.key(from) + count * ks.width);
+  out.vals.assign(ks.vals.begin() + from, ks.vals.begin() + from + count);
+  return out;
+}
+
+constexpr size_t kStatementRows = 500;
+
+// One footprint row: bytes on disk of `dir` (allocated blocks) per entry.
+void record_footprint(int engine, const fs::path& dir, uint64_t entries, const std::string& key,
+                      const std::string& label, const std::string& target = "") {
+  const double per_entry = static_cast<double>(disk_use(dir).allocated) / static_cast<double>(entries);
+  measure(key, label, "B/entry", target).samples[engine].push_back(per_entry);
+}
+
+// Loads `keys` (insert) or takes them out (remove) in commits of 500, as a SQL engine's
+// statements would.
+template <class E>
+void in_statements(E& e, const KeySet& keys, bool insert) {
+  for (size_t from = 0; from < keys.n; from += kStatementRows) {
+    const KeySet part = slice(keys, from, std::min(kStatementRows, keys.n - from));
+    if (insert) e.load(part, false);
+    else e.remove(part);
+  }
+}
+
+// Random inserts in one commit; in commits of 500; then half of them removed in commits of
+// 500: each measured once the engine is closed, and as a compacted copy of the same commit.
+template <class E>
+void footprint_run(int engine, const KeySet& keys, const KeySet& half) {
+  const std::string sz = size_label(keys.n);
+  const uint64_t left = keys.n - half.n;
+  for (int shape = 0; shape < 3; ++shape) {
+    const fs::path dir = fresh_dir(E::kName);
+    const fs::path copy = fresh_dir(E::kName) / "copy";
+    E e;
+    e.open(dir);
+    if (shape == 0) e.load(keys, false);
+    else in_statements(e, keys, true);
+    if (shape == 2) in_statements(e, half, false);
+    const uint64_t entries = shape == 2 ? left : keys.n;
+    if (e.entries() != entries) fail(format("%s: %" PRIu64 " entries, not %" PRIu64, E::kName, e.entries(), entries));
+    const double live = e.space().bytes_per_entry;
+    e.compact_copy(copy);
+    e.close();
+    const char* what[] = {"in 1 commit", "500 a commit", "500s, half removed"};
+    const char* key[] = {"once", "500", "half"};
+    const std::string row = format("space_%s_%s", key[shape], sz.c_str());
+    const std::string shape_label = sz + " " + what[shape];
+    record_footprint(engine, dir, entries, row, shape_label + ": on disk", shape == 0 ? "" : "pcore <= 1.5x live");
+    record_footprint(engine, copy, entries, row + "_copy", shape_label + ": compacted",
+                     shape == 2 ? "pcore <= 1.2x live" : "");
+    measure(row + "_live", shape_label + ": live pages", "B/entry").samples[engine].push_back(live);
+    fs::remove_all(dir);
+    fs::remove_all(copy.parent_path());
+  }
+}
+
 // Runs fn for engine `engine`, recording a failure instead of stopping the benchmark.
 bool guarded(const std::string& what, const std::function<void()>& fn) {
   try {
@@ -1091,11 +1172,12 @@ std::string fmt_ratio(double a, double b) {
 }
 
 // The table a measure belongs to, by its key's prefix.
-enum class Table { kPeers, kKizuna, kSnapshots };
+enum class Table { kPeers, kKizuna, kSnapshots, kSpace };
 
 Table table_of(const std::string& key) {
   if (key.rfind("kizuna_", 0) == 0) return Table::kKizuna;
   if (key.rfind("snap_", 0) == 0) return Table::kSnapshots;
+  if (key.rfind("space_", 0) == 0) return Table::kSpace;
   return Table::kPeers;
 }
 
@@ -1173,7 +1255,7 @@ void usage() {
           "                   [--only pcore|lmdb|sqlite] [--sqlite-cache-mib N]\n"
           "                   [--no-remove] [--only-remove] [--remove-n N] [--remove-order random|sequential|both]\n"
           "                   [--no-snapshots] [--only-snapshots] [--writer-seconds S]\n"
-          "                   [--writer-keys N]\n");
+          "                   [--writer-keys N] [--no-space] [--only-space]\n");
 }
 
 }  // namespace
@@ -1205,7 +1287,7 @@ void snapshot_phase(const snapbench::Config& cfg, int runs, int writer_runs, Clo
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "--snapshot-reader") return snapbench::reader_main(argc, argv);
   bool quick = false, no_1m = false, no_kizuna = false, no_remove = false, only_remove = false;
-  bool no_snapshots = false, only_snapshots = false;
+  bool no_snapshots = false, only_snapshots = false, no_space = false, only_space = false;
   double writer_seconds = -1;
   size_t writer_keys = 100000;
   size_t remove_n = 0;
@@ -1233,6 +1315,8 @@ int main(int argc, char** argv) {
     else if (a == "--only-remove") only_remove = true;
     else if (a == "--no-snapshots") no_snapshots = true;
     else if (a == "--only-snapshots") only_snapshots = true;
+    else if (a == "--no-space") no_space = true;
+    else if (a == "--only-space") only_space = true;
     else if (a == "--writer-seconds") writer_seconds = std::stod(next());
     else if (a == "--writer-keys") writer_keys = std::stoull(next());
     else if (a == "--remove-n") remove_n = std::stoull(next());
@@ -1248,7 +1332,8 @@ int main(int argc, char** argv) {
   if (kizuna_runs < 0) kizuna_runs = quick ? 3 : 5;
   if (quick || no_1m) runs_1m = 0;
   if (writer_seconds < 0) writer_seconds = quick ? 0.2 : 1.0;
-  if (only_snapshots) { no_remove = true; no_kizuna = true; only_remove = true; }
+  if (only_snapshots) { no_remove = true; no_kizuna = true; only_remove = true; no_space = true; }
+  if (only_space) { no_remove = true; no_kizuna = true; only_remove = true; no_snapshots = true; }
   if (runs < 1) { usage(); return 2; }
   if (!only.empty()) {
     for (int e = 0; e < kEngines; ++e) {
@@ -1373,6 +1458,24 @@ int main(int argc, char** argv) {
     }
   }
 
+  // --- Bytes on disk per entry (issue 18): one run, a byte count is not noisy.
+  if (!no_space) {
+    const size_t n = quick ? 100000 : 1000000;
+    const KeySet keys = random_keys(n, seed ^ 0x5EACE);
+    const KeySet half = permute(keys, [&] {
+      std::vector<uint32_t> order = shuffled(n, seed + 5);
+      order.resize(n / 2);
+      return order;
+    }());
+    for_engines_rotated(0, [&](int e) {
+      std::string what = format("%s footprint %zu", kEngineNames[e], n);
+      if (e == 0) guarded(what, [&] { footprint_run<PcoreEngine>(0, keys, half); });
+      if (e == 1) guarded(what, [&] { footprint_run<LmdbEngine>(1, keys, half); });
+      if (e == 2) guarded(what, [&] { footprint_run<SqliteEngine>(2, keys, half); });
+    });
+    fprintf(stderr, "[%6.1f s] footprint done\n", seconds_since(t_start));
+  }
+
   // --- Read snapshots against LMDB's read transactions (issue 15).
   snapbench::Config snap_cfg;
   if (!no_snapshots) {
@@ -1417,6 +1520,14 @@ int main(int argc, char** argv) {
            "CPU. A pcore read-only open reads the commit it opened at, so its reader pins that commit's\n"
            "blocks for its whole life: 'pinned_bytes / data file'.\n",
            snap_cfg.lookup_keys, snap_cfg.writer_seconds, snap_cfg.writer_keys);
+  }
+  if (!no_space) {
+    print_table("== bytes on disk per entry (random 24-byte keys, 8-byte values; allocated blocks of every file)",
+                Table::kSpace);
+    printf("\nfootprint rows: each engine closed (pcore checkpointed, SQLite's WAL checkpointed away), its\n"
+           "durability as above; 'live pages' = the engine's own pages x page size / entries; 'compacted\n"
+           "copy' = pcore_store_backup, mdb_env_copy2(MDB_CP_COMPACT) (mdb_copy -c), VACUUM INTO, taken\n"
+           "while open. Removes take a random half, 500 per commit.\n");
   }
   printf("\nshape after the first run of each load:\n");
   for (auto& [k, d] : g_details)

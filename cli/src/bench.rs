@@ -198,6 +198,8 @@ fn run_btree_bench(program: &Path, work: &Path, quick: bool) -> Result<(Vec<Rati
             "Kizuna index"
         } else if key.starts_with("snap_") {
             "snapshots"
+        } else if key.starts_with("space_") {
+            "footprint"
         } else {
             "B+ tree"
         };
