@@ -1,9 +1,9 @@
 //! `pcore check DIR`: the whole integrity check, never changing a file. Each step prints
 //! what it checked; each problem names the file and offset, or the node or page.
 
-use crate::util::{open_existing, require_store_dir};
+use crate::util::{names_live_node, open_existing, require_store_dir, root_name};
 use crate::Outcome;
-use pcore::btree::{list_trees, BTree};
+use pcore::btree::{list_named_roots, list_trees, BTree};
 use pcore::store::{inspect_files, FileReport, MetaSlotState};
 use std::path::Path;
 
@@ -151,6 +151,7 @@ fn check_store(dir: &Path, r: &mut Report) {
         Ok(t) => t,
         Err(e) => return r.problem("trees", e.to_string()),
     };
+    report_named_roots(&store, r);
     for d in trees {
         let name = String::from_utf8_lossy(&d.name).into_owned();
         if d.custom_order {
@@ -161,5 +162,19 @@ fn check_store(dir: &Path, r: &mut Report) {
             Ok(()) => r.ok("tree", format!("{name}: {} entries, height {}, verified", d.entries, d.height)),
             Err(e) => r.problem("tree", format!("{name}: {e}")),
         }
+    }
+}
+
+/// The host's named roots, each with the node it names: a root may hold any 64-bit value, so
+/// one that names no live node is listed, not counted as a problem.
+fn report_named_roots(store: &pcore::Store, r: &mut Report) {
+    match list_named_roots(store) {
+        Ok(roots) => {
+            for (name, root) in roots {
+                let what = if names_live_node(store, root.id) { "a live node" } else { "no live node" };
+                r.ok("root", format!("{}: {:#x}, {what}", root_name(&name), root.id));
+            }
+        }
+        Err(e) => r.problem("roots", e.to_string()),
     }
 }

@@ -1,8 +1,8 @@
 //! `pcore stat DIR [--json]`: a store's figures, like mdb_stat. Read-only.
 
-use crate::util::{dir_bytes, mib, open_existing};
+use crate::util::{dir_bytes, mib, names_live_node, open_existing, root_name};
 use crate::Outcome;
-use pcore::btree::{list_trees, BTree, Duplicates, TreeDescription, TreeStats};
+use pcore::btree::{list_named_roots, list_trees, BTree, Duplicates, TreeDescription, TreeStats};
 use pcore::store::{inspect_files, MetaSlotState};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -18,6 +18,14 @@ pub fn run(dir: &Path, as_json: bool) -> Result<Outcome, String> {
             // A tree ordered by its host's comparator can only be walked by its host.
             let st = BTree::open_existing(&store, &d.name).and_then(|t| t.stats()).ok();
             (d, st)
+        })
+        .collect();
+    let roots: Vec<Value> = list_named_roots(&store)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(name, root)| {
+            json!({"name": root_name(&name), "id": root.id, "meta_bytes": root.meta.len(),
+                   "names_live_node": names_live_node(&store, root.id)})
         })
         .collect();
     let report = json!({
@@ -52,6 +60,7 @@ pub fn run(dir: &Path, as_json: bool) -> Result<Outcome, String> {
             "segments": stats.total.total_segments, "fragmentation": stats.total.fragmentation(),
         },
         "trees": trees.iter().map(|(d, st)| tree_json(d, st.as_ref())).collect::<Vec<_>>(),
+        "named_roots": roots,
     });
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report).expect("JSON of plain values"));
@@ -205,5 +214,16 @@ fn print_text(r: &Value) {
         } else {
             println!(" (ordered by its host's comparator: pages not walked)");
         }
+    }
+    let roots = r["named_roots"].as_array().cloned().unwrap_or_default();
+    println!("  named roots: {}", roots.len());
+    for root in &roots {
+        println!(
+            "    {:<20} node {:#x}{}, {} bytes of metadata",
+            root["name"].as_str().unwrap_or(""),
+            u(&root["id"]),
+            if root["names_live_node"].as_bool() == Some(true) { " (live)" } else { " (not a live node id)" },
+            root["meta_bytes"]
+        );
     }
 }

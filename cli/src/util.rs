@@ -38,6 +38,23 @@ pub fn require_store_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A root's name as text when it is printable ASCII, else in hex (`0x...`).
+pub fn root_name(name: &[u8]) -> String {
+    if name.is_empty() {
+        "\"\"".to_string()
+    } else if name.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        String::from_utf8_lossy(name).into_owned()
+    } else {
+        format!("0x{}", name.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+}
+
+/// Whether a root's id names a node that is live in the store (a host's root may hold any
+/// 64-bit value).
+pub fn names_live_node(store: &pcore::Store, id: u64) -> bool {
+    store.info(pcore::NodeId::from_raw(id)).is_ok_and(|i| i.committed)
+}
+
 /// A progress bar for a step that may take over a second. Drawn on standard error only when
 /// it is a terminal, so reports and tests see none of it.
 pub fn progress(len: u64, what: &str) -> ProgressBar {

@@ -317,6 +317,32 @@ fn stat_and_check_work_while_a_writer_holds_the_store() {
 }
 
 #[test]
+fn stat_and_check_list_the_named_roots_and_what_they_name() {
+    let dir = TempDir::new("roots");
+    let src = dir.join("s");
+    write_store(&src, 3, 10);
+    let s = Store::open(&src, &strict()).unwrap();
+    let id = s.live_ids().unwrap()[0];
+    s.set_root(b"index", id.raw(), b"meta").unwrap();
+    s.set_root(&[1, 2], 42, b"").unwrap();
+    s.commit().unwrap();
+    s.close().unwrap();
+    let o = pcore(&["stat", path(&src), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let roots = v["named_roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 2, "{v}");
+    assert_eq!((roots[0]["name"].as_str(), roots[0]["names_live_node"].as_bool()), (Some("0x0102"), Some(false)));
+    assert_eq!((roots[1]["name"].as_str(), roots[1]["id"].as_u64()), (Some("index"), Some(id.raw())));
+    assert_eq!((roots[1]["names_live_node"].as_bool(), roots[1]["meta_bytes"].as_u64()), (Some(true), Some(4)));
+    let (ok, out) = check(&src);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("index: {:#x}, a live node", id.raw())) && out.contains("0x0102: 0x2a, no live node"),
+        "{out}"
+    );
+}
+
+#[test]
 fn backup_beside_a_writer_copies_its_last_commit_and_the_copy_checks_clean() {
     let dir = TempDir::new("backup");
     let src = dir.join("src");

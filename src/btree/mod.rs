@@ -17,9 +17,9 @@ mod tree;
 pub use cursor::Cursor;
 pub use inspect::TreeStats;
 pub use tree::{
-    drop_tree, list_trees, max_inline_value_bytes, max_key_bytes, BTree, Comparator, Duplicates, TreeDescription,
-    TreeOptions, DEPTH_MAX, KIND_INTERNAL, KIND_LEAF, KIND_OVERFLOW, PAGE_BYTES_MAX, PAGE_BYTES_MIN, ROOT_PREFIX,
-    VALUE_BYTES_MAX,
+    drop_tree, list_named_roots, list_trees, max_inline_value_bytes, max_key_bytes, BTree, Comparator, Duplicates,
+    TreeDescription, TreeOptions, DEPTH_MAX, KIND_INTERNAL, KIND_LEAF, KIND_OVERFLOW, PAGE_BYTES_MAX, PAGE_BYTES_MIN,
+    ROOT_PREFIX, VALUE_BYTES_MAX,
 };
 
 /// Decodes `bytes` as a B+ tree page the way tree operations do: the header, every entry,

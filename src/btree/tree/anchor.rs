@@ -82,6 +82,17 @@ pub fn list_trees(store: &Store) -> Result<Vec<TreeDescription>> {
     Ok(out)
 }
 
+/// The store's named roots that are not a tree's anchor (the host's own), in name order.
+pub fn list_named_roots(store: &Store) -> Result<Vec<(Vec<u8>, crate::store::Root)>> {
+    let mut out = Vec::new();
+    for name in store.root_names()?.into_iter().filter(|n| !n.starts_with(ROOT_PREFIX)) {
+        if let Some(root) = store.get_root(&name)? {
+            out.push((name, root));
+        }
+    }
+    Ok(out)
+}
+
 /// The tree's state as the store has it: from its anchor root, checked against the options
 /// it is opened with, or, when the store has no such tree, a new empty root leaf (uncommitted).
 pub(super) fn state_in_store(

@@ -22,7 +22,7 @@ mod remove;
 mod tests;
 
 use anchor::*;
-pub use anchor::{list_trees, TreeDescription};
+pub use anchor::{list_named_roots, list_trees, TreeDescription};
 pub use dropping::drop_tree;
 pub use handle::BTree;
 pub(crate) use handle::State;
