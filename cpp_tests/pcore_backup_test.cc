@@ -168,7 +168,7 @@ TEST(BackupTest, ABackupKilledAtAnyMomentLeavesTheDestinationAbsentOrWhole) {
   pcore::Store source = pcore::Store::open(dir, pcore::Options().read_only(true));
   source.backup(dest);
   ASSERT_EQ(check_copy(dest, &round), "");
-  EXPECT_EQ(entries_starting(scratch.path(), ".copy.backup-"), std::vector<std::string>{});
+  EXPECT_EQ(entries_starting(scratch.path(), ".pcore-backup-"), std::vector<std::string>{});
 }
 
 TEST(BackupTest, ArgumentsAreChecked) {
@@ -186,8 +186,16 @@ TEST(BackupTest, ArgumentsAreChecked) {
   EXPECT_FALSE(exists(dest));
   PCORE_EXPECT_OK(pcore_store_backup(store, dest.c_str(), 0));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_backup(store, dest.c_str(), 0));  // not empty
-  // The source itself, open by this writer: never replaced.
-  EXPECT_FAILS(PCORE_BUSY, pcore_store_backup(store, dir.c_str(), PCORE_BACKUP_REPLACE));
+  // The source itself: never replaced; a directory that holds no store neither.
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_backup(store, dir.c_str(), PCORE_BACKUP_REPLACE));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_backup(store, scratch.path().c_str(), PCORE_BACKUP_REPLACE));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_backup(store, scratch.sub("no/parent").c_str(), 0));
+  {  // a writer has the copy open
+    PcoreStore* other = nullptr;
+    ASSERT_EQ(pcore_store_open(dest.c_str(), &opts, &other), pcore_test::kOk);
+    EXPECT_FAILS(PCORE_BUSY, pcore_store_backup(store, dest.c_str(), PCORE_BACKUP_REPLACE));
+    PCORE_ASSERT_OK(pcore_store_close(other));
+  }
   PCORE_EXPECT_OK(pcore_store_backup(store, dest.c_str(), PCORE_BACKUP_REPLACE));
   uint64_t round = 0;
   EXPECT_EQ(check_copy(dest, &round), "");

@@ -218,6 +218,8 @@
 
 // Backup flag: replace a store already at the destination. The swap is one `rename`
 // exchange, so the destination never goes missing; `PCORE_BUSY` while a writer has it open.
+// Only a store is replaced (a directory with a store's `meta` file), never the store being
+// backed up nor a directory holding it.
 #define PCORE_BACKUP_REPLACE 1
 
 // A cursor over a tree. Opaque: never dereference.
@@ -1109,15 +1111,20 @@ int32_t pcore_tree_next(struct PcoreStore *store,
 // (`PCORE_CORRUPT` naming it) instead of being copied under a fresh checksum. Works on a
 // writable, a read-only (the commit it reads) and an in-memory store.
 //
-// The copy is built in a directory beside `dest_dir` and renamed to it only once whole and
-// synced: if the process dies meanwhile, `dest_dir` is as it was, and the next backup to it
-// removes the leftover. `dest_dir` must not exist or be empty, unless `flags` has
+// The copy's epoch is the store's at the commit copied, so epochs a host keeps go on meaning
+// what they meant. The copy is built in `.pcore-backup-<pid>-<n>` beside `dest_dir` and
+// renamed to it only once whole and synced: if the process dies meanwhile, `dest_dir` is as
+// it was, and a later backup into the same parent directory removes the leftover (once its
+// process is gone). Threads may back up at once; to one new `dest_dir`, one wins and the
+// others answer `PCORE_INVALID_ARGUMENT`. `dest_dir`'s parent must exist; `dest_dir` must not
+// exist or be an empty directory (not a symbolic link), unless `flags` has
 // `PCORE_BACKUP_REPLACE`. `flags`: 0 or `PCORE_BACKUP_REPLACE`.
 //
 // Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL or empty `dest_dir`, unknown flags, a
-// destination that is not empty without the flag), `PCORE_BUSY` (a writer has the store to
-// replace open), `PCORE_CORRUPT`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`, `PCORE_CLOSED`,
-// `PCORE_BAD_HANDLE`. On an error nothing is left at `dest_dir` that was not there before.
+// destination that is not empty without the flag, or not a store with it, a missing parent
+// directory), `PCORE_BUSY` (a writer has the store to replace open), `PCORE_CORRUPT`,
+// `PCORE_NO_SPACE`, `PCORE_IO_ERROR`, `PCORE_BAD_HANDLE` (also a closed store). On an error
+// nothing is left at `dest_dir` that was not there before.
 //
 // # Safety
 // `dest_dir` is NULL or a NUL-terminated path.

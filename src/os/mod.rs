@@ -5,6 +5,7 @@ mod file;
 mod lock;
 mod mapping;
 mod prefetch;
+mod process;
 mod shared_words;
 mod space;
 
@@ -12,6 +13,7 @@ pub(crate) use file::{exchange, preallocate, sync_dir, write_all_vectored_at};
 pub(crate) use lock::{DirLock, LockError};
 pub(crate) use mapping::{copy_between, Mapping};
 pub(crate) use prefetch::prefetch;
+pub(crate) use process::process_exists;
 pub(crate) use shared_words::SharedWords;
 pub(crate) use space::reserve;
 pub use space::simulate_disk_limit;

@@ -607,6 +607,11 @@ impl Store {
         self.shared.options.read_only
     }
 
+    /// The directory the store lives in (`None` for a store in memory).
+    pub fn dir(&self) -> Option<PathBuf> {
+        self.shared.writer.lock().dir.clone()
+    }
+
     /// A zero-filled block of the smallest class holding `min_len`, RESERVED until committed.
     /// Returns the id, the block's address (for the C ABI) and its capacity.
     pub fn allocate(&self, min_len: usize, kind: u8) -> Result<(NodeId, usize, usize)> {

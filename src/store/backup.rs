@@ -7,21 +7,27 @@
 //! beside the destination, with the original's handles, tags, kinds and size classes: every
 //! node id and root of the original is valid in the copy. Blocks are taken in handle order
 //! from empty class files, so the copy is dense. The new store is committed once with its
-//! payloads synced in place rather than logged (a backup writes each byte once), checkpointed
-//! at its close, and only then renamed to the destination: a destination is a whole copy or
-//! absent, whenever the process dies. Each node's bytes are checked against their checksum on
-//! the way: a damaged block fails the backup instead of being copied under a new checksum.
+//! payloads synced in place rather than logged (a backup writes each byte once) at the
+//! original's epoch, checkpointed at its close, and only then renamed to the destination: a
+//! destination is a whole copy or absent, whenever the process dies. Each node's bytes are
+//! checked against their checksum on the way: a damaged block fails the backup instead of
+//! being copied under a new checksum.
+//!
+//! The copy is built in `.pcore-backup-<pid>-<n>` in the destination's parent: a name of its
+//! own per call (threads back up side by side), short whatever the destination's name, and
+//! owned by a process, so a later backup removes it only once that process is gone.
 
 use super::api::{Durability, Snapshot, Store, StoreOptions};
 use super::codec::crc;
 use super::core::Core;
 use crate::error::{Error, Result};
 use crate::os::{DirLock, LockError};
-use std::ffi::OsString;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Replace a store already at the destination (in one step: the name never goes missing).
+/// Only a store: a directory without a store's meta file is never replaced.
 pub const BACKUP_REPLACE: u32 = 1;
 const BACKUP_FLAGS: u32 = BACKUP_REPLACE;
 
@@ -43,9 +49,10 @@ pub struct BackupReport {
 
 impl Store {
     /// Copies the last commit to a new store in `dest` while this store goes on being used
-    /// (see the module comment). `dest` must not exist or be an empty directory, unless
-    /// `flags` has [`BACKUP_REPLACE`]: then a store there is replaced (`Busy` while a writer
-    /// has it open). On any error nothing is left at `dest` that was not there before.
+    /// (see the module comment). `dest`'s parent must exist; `dest` must not exist or be an
+    /// empty directory, unless `flags` has [`BACKUP_REPLACE`]: then a store there is replaced
+    /// (`Busy` while a writer has it open; never this store, nor a directory holding it). On
+    /// any error nothing is left at `dest` that was not there before.
     pub fn backup(&self, dest: &Path, flags: u32) -> Result<BackupReport> {
         self.backup_with_progress(dest, flags, |_, _| {})
     }
@@ -61,12 +68,13 @@ impl Store {
             return Err(Error::InvalidArgument(format!("unknown backup flags {:#x}", flags & !BACKUP_FLAGS)));
         }
         let replace = flags & BACKUP_REPLACE != 0;
-        check_destination(dest, replace)?;
+        let source = self.dir();
+        check_destination(dest, replace, source.as_deref())?;
         let snapshot = self.snapshot()?;
-        sweep_stale_partials(dest);
-        let partial = partial_path(dest)?;
+        sweep_dead_partials(&parent_of(dest));
+        let partial = partial_path(dest);
         let result = copy_snapshot(&snapshot, &partial, progress).and_then(|report| {
-            move_into_place(&partial, dest, replace)?;
+            move_into_place(&partial, dest, replace, source.as_deref())?;
             Ok(report)
         });
         if result.is_err() {
@@ -113,6 +121,9 @@ fn copy_snapshot(snapshot: &Snapshot, partial: &Path, mut progress: impl FnMut(u
     }
     copy.mutate(|c| {
         c.restored();
+        // The copy's one commit is the original's: epochs a host keeps (retire epochs, say)
+        // go on meaning what they meant.
+        c.epoch = epoch.max(1) - 1;
         Ok(())
     })?;
     copy.commit()?;
@@ -146,23 +157,42 @@ fn copy_handles(src: &Core, dst: &mut Core, epoch: u64, range: Range<u64>, repor
     Ok(())
 }
 
-/// A destination the backup may write: absent, an empty directory, or (with `replace`) a
-/// directory no writer has open.
-fn check_destination(dest: &Path, replace: bool) -> Result<()> {
+/// A destination the backup may write: absent or an empty directory in a directory that
+/// exists, or (with `replace`) a store no writer has open that is neither the original nor
+/// holds it. Not a symbolic link: replacing one would swap out the link, not the store.
+/// `Some(lock)`: a store to replace, locked against writers until the lock is dropped.
+fn check_destination(dest: &Path, replace: bool, source: Option<&Path>) -> Result<Option<DirLock>> {
     let io = |e| Error::io(format!("look at the backup destination {}", dest.display()), e);
-    let empty = match std::fs::read_dir(dest) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => return Err(io(e)),
-        Ok(mut entries) => entries.next().is_none(),
-    };
-    match () {
-        _ if empty => Ok(()),
-        _ if replace => lock_destination(dest).map(drop),
-        _ => Err(Error::InvalidArgument(format!(
-            "the backup destination {} is not empty (pass the replace flag to replace a store there)",
-            dest.display()
-        ))),
+    let invalid = |why: &str| Err(Error::InvalidArgument(format!("the backup destination {} {why}", dest.display())));
+    if dest.file_name().is_none() {
+        return invalid("has no name");
     }
+    if !parent_of(dest).is_dir() {
+        return invalid("is in a directory that does not exist");
+    }
+    match std::fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+        Ok(m) if m.file_type().is_symlink() => return invalid("is a symbolic link: give the directory itself"),
+        Ok(m) if !m.is_dir() => return invalid("is not a directory"),
+        Ok(_) => {}
+    }
+    if std::fs::read_dir(dest).map_err(io)?.next().is_none() {
+        return Ok(None);
+    }
+    if !replace {
+        return invalid("is not empty (pass the replace flag to replace a store there)");
+    }
+    if !dest.join(super::meta::META_FILE).is_file() {
+        return invalid("holds no store (no meta file): only a store is replaced");
+    }
+    if let Some(source) = source {
+        let (dest, source) = (dest.canonicalize().map_err(io)?, source.canonicalize().map_err(io)?);
+        if source.starts_with(&dest) {
+            return invalid("is the store being backed up, or holds it");
+        }
+    }
+    lock_destination(dest).map(Some)
 }
 
 fn lock_destination(dest: &Path) -> Result<DirLock> {
@@ -172,44 +202,36 @@ fn lock_destination(dest: &Path) -> Result<DirLock> {
     })
 }
 
-/// Renames the finished copy to `dest` (swapping it with the store there when replacing)
-/// and makes the rename durable.
-fn move_into_place(partial: &Path, dest: &Path, replace: bool) -> Result<()> {
+/// Renames the finished copy to `dest` (swapping it with the store there when replacing,
+/// checked again now) and makes the rename durable.
+fn move_into_place(partial: &Path, dest: &Path, replace: bool, source: Option<&Path>) -> Result<()> {
     let io = |what: &str, e| Error::io(format!("{what} {}", dest.display()), e);
-    let occupied = std::fs::read_dir(dest).is_ok_and(|mut entries| entries.next().is_some());
-    if occupied {
-        if !replace {
-            return Err(Error::InvalidArgument(format!(
-                "the backup destination {} was filled meanwhile",
-                dest.display()
-            )));
+    match check_destination(dest, replace, source)? {
+        Some(_lock) => {
+            crate::os::exchange(partial, dest).map_err(|e| io("swap the copy into", e))?;
+            // `partial` now names the replaced store.
+            std::fs::remove_dir_all(partial).map_err(|e| io("remove the store replaced at", e))?;
         }
-        let _lock = lock_destination(dest)?;
-        crate::os::exchange(partial, dest).map_err(|e| io("swap the copy into", e))?;
-        // `partial` now names the replaced store.
-        std::fs::remove_dir_all(partial).map_err(|e| io("remove the store replaced at", e))?;
-    } else {
-        std::fs::rename(partial, dest).map_err(|e| io("rename the copy to", e))?;
+        // Over an empty directory, or a new name; refused if another backup got there first.
+        None => std::fs::rename(partial, dest).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => Error::InvalidArgument(format!(
+                "the backup destination {} was filled while the copy was made",
+                dest.display()
+            )),
+            _ => io("rename the copy to", e),
+        })?,
     }
     crate::os::sync_dir(&parent_of(dest)).map_err(|e| io("sync the directory of", e))
 }
 
-/// The directory the copy is built in: beside the destination (so the final rename stays in
-/// one file system), named after it and this process.
-fn partial_path(dest: &Path) -> Result<PathBuf> {
-    let Some(name) = dest.file_name() else {
-        return Err(Error::InvalidArgument(format!("the backup destination {} has no name", dest.display())));
-    };
-    let mut partial: OsString = partial_prefix(name);
-    partial.push(std::process::id().to_string());
-    Ok(parent_of(dest).join(partial))
-}
+const PARTIAL_PREFIX: &str = ".pcore-backup-";
 
-fn partial_prefix(name: &std::ffi::OsStr) -> OsString {
-    let mut prefix = OsString::from(".");
-    prefix.push(name);
-    prefix.push(".backup-");
-    prefix
+/// The directory this call builds its copy in, beside the destination (so the final rename
+/// stays in one file system).
+fn partial_path(dest: &Path) -> PathBuf {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    parent_of(dest).join(format!("{PARTIAL_PREFIX}{}-{n}", std::process::id()))
 }
 
 fn parent_of(path: &Path) -> PathBuf {
@@ -219,18 +241,27 @@ fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
-/// Removes copies left by backups to the same destination that died: their store lock went
-/// with them (a backup still running holds its copy's lock, and is left alone).
-fn sweep_stale_partials(dest: &Path) {
-    let Some(name) = dest.file_name() else { return };
-    let prefix = partial_prefix(name);
-    let Ok(entries) = std::fs::read_dir(parent_of(dest)) else { return };
+/// Removes the copies that backups of processes no longer running left in `parent` (killed
+/// before their rename). Names of another shape, and the copies of live processes, stay.
+fn sweep_dead_partials(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
-        let matches = entry.file_name().as_encoded_bytes().starts_with(prefix.as_encoded_bytes());
-        if matches && DirLock::acquire(&entry.path()).is_ok() {
+        let name = entry.file_name();
+        let Some(owner) = name.to_str().and_then(partial_owner) else { continue };
+        if !crate::os::process_exists(owner) && DirLock::acquire(&entry.path()).is_ok() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// The pid in a name `partial_path` makes, or `None` for any other name.
+fn partial_owner(name: &str) -> Option<u32> {
+    let (pid, n) = name.strip_prefix(PARTIAL_PREFIX)?.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// Bytes the files of `dir` take on disk (allocated blocks, as `du` counts them).

@@ -188,20 +188,107 @@ fn destinations_are_checked_and_replaced_whole() {
 }
 
 #[test]
-fn a_copy_left_by_a_dead_backup_is_swept() {
+fn a_copy_left_by_a_dead_backup_is_swept_and_nothing_else() {
     let dir = TempDir::new("backup-sweep");
     let out = TempDir::new("backup-sweep-out");
     std::fs::create_dir_all(out.path()).unwrap();
     let (s, _) = new_store(&dir, 20);
-    let stale = out.path().join(".copy.backup-4000000");
-    std::fs::create_dir(&stale).unwrap();
-    std::fs::write(stale.join("meta"), b"half").unwrap();
-    let busy = out.path().join(".copy.backup-4000001");
-    let held = Store::open(&busy, &strict()).unwrap();
+    // A pid no process has: pid_max is at most 2^22.
+    let dead = out.path().join(".pcore-backup-4999999-0");
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::write(dead.join("meta"), b"half").unwrap();
+    // This process's: a backup still running (another thread's, say).
+    let live = out.path().join(format!(".pcore-backup-{}-999999", std::process::id()));
+    std::fs::create_dir(&live).unwrap();
+    let users = out.path().join(".pcore-backup-notes");
+    std::fs::create_dir(&users).unwrap();
     s.backup(&out.path().join("copy"), 0).unwrap();
-    assert!(!stale.exists(), "an unlocked copy is a dead backup's");
-    assert!(busy.exists(), "a locked one belongs to a backup still running");
+    assert!(!dead.exists(), "a dead process's copy is swept");
+    assert!(live.exists(), "a live process's copy is not");
+    assert!(users.exists(), "a name of another shape is not");
+}
+
+#[test]
+fn threads_backing_up_to_one_destination_leave_one_whole_copy() {
+    let dir = TempDir::new("backup-race");
+    let out = TempDir::new("backup-race-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, ids) = new_store(&dir, 3_000);
+    let dest = out.path().join("copy");
+    let results: Vec<crate::Result<BackupReport>> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..4).map(|_| scope.spawn(|| s.backup(&dest, 0))).collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(matches!(r, Error::InvalidArgument(_)), "a loser is told the destination was taken: {r}");
+    }
+    assert_copy_is_round(&reopen(&dest, &strict()), &ids, 0);
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1, "no copy left behind");
+    // With replace, each one swaps in its copy in turn.
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| s.backup(&dest, BACKUP_REPLACE).unwrap());
+        }
+    });
+    assert_copy_is_round(&reopen(&dest, &strict()), &ids, 0);
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn replace_takes_only_a_store_and_never_the_one_backed_up() {
+    let dir = TempDir::new("backup-only-stores");
+    let out = TempDir::new("backup-only-stores-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, _) = new_store(&dir, 30);
+    let notes = out.path().join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("thesis.txt"), b"keep").unwrap();
+    let err = s.backup(&notes, BACKUP_REPLACE).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert_eq!(std::fs::read(notes.join("thesis.txt")).unwrap(), b"keep");
+    // The store itself, and a directory holding it (even one with a meta file of its own).
+    let parent = dir.path().parent().unwrap().join(format!("holder-{}", std::process::id()));
+    let inner = parent.join("store");
+    std::fs::create_dir_all(&parent).unwrap();
+    let (held, _) = {
+        let t = TempDir(inner.clone());
+        let r = new_store(&t, 5);
+        std::mem::forget(t);
+        r
+    };
+    std::fs::write(parent.join("meta"), b"not really").unwrap();
+    assert!(matches!(held.backup(&parent, BACKUP_REPLACE), Err(Error::InvalidArgument(_))));
     held.close().unwrap();
+    let reader = Store::open(&inner, &StoreOptions { read_only: true, ..strict() }).unwrap();
+    assert!(matches!(reader.backup(&inner, BACKUP_REPLACE), Err(Error::InvalidArgument(_))));
+    drop(reader);
+    assert!(parent.join("meta").exists() && inner.join("meta").exists());
+    std::fs::remove_dir_all(&parent).unwrap();
+    let link = out.path().join("link");
+    std::os::unix::fs::symlink(&notes, &link).unwrap();
+    assert!(matches!(s.backup(&link, BACKUP_REPLACE), Err(Error::InvalidArgument(_))));
+    let missing = out.path().join("no/such/parent/copy");
+    assert!(matches!(s.backup(&missing, 0), Err(Error::InvalidArgument(_))));
+    assert!(!out.path().join("no").exists(), "no parent directory made");
+}
+
+#[test]
+fn a_copy_keeps_the_epoch_and_takes_a_destination_name_of_any_length() {
+    let dir = TempDir::new("backup-epoch");
+    let out = TempDir::new("backup-epoch-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, mut ids) = new_store(&dir, 40);
+    for round in 1..=6 {
+        write_round(&s, &mut ids, round);
+    }
+    let dest = out.path().join("n".repeat(255));
+    let report = s.backup(&dest, 0).unwrap();
+    let copy = reopen(&dest, &strict());
+    assert_eq!(report.epoch, 7);
+    assert_eq!(copy.stats().unwrap().epoch, 7, "the copy's commit is the original's");
+    assert_eq!(copy.commit().unwrap(), 8);
 }
 
 #[test]
