@@ -6,6 +6,7 @@
 //! the state as it was.
 
 use super::codec::crc;
+use super::handle_map::HandleMap;
 use super::history::{History, Version};
 use super::node_id::NodeId;
 use super::table::{Committed, ObjectTable, Origin, Slot, State};
@@ -90,7 +91,7 @@ pub(crate) struct Core {
     /// Blocks the host writes through raw pointers outside any lock (`pcore_node_write_ptr`),
     /// per handle: the node's readable version stays where it is until the host publishes,
     /// so no reader copies bytes while they are being written. See `draft_loc`.
-    drafts: std::collections::HashMap<u64, Loc>,
+    drafts: HandleMap<Loc>,
     /// Set when the store was opened for writing while a reader process read an older commit
     /// than the one opened: every block that existed then is held (the allocator treats it as
     /// used) until no reader older than this epoch is left. See `hold_for_old_readers`.
@@ -159,7 +160,7 @@ impl Core {
             committed_roots: Arc::new(roots.clone()),
             roots,
             history: History::default(),
-            drafts: std::collections::HashMap::new(),
+            drafts: HandleMap::default(),
             held_for_readers_before: None,
             hot_roots: Vec::new(),
             epoch,
