@@ -265,8 +265,16 @@ impl Core {
     }
 
     /// True when the node's current block is its committed block, which must not be written.
+    ///
+    /// Asked of visible nodes only, for which a LIVE node is dirty exactly when it has a shadow
+    /// (every write shadows before it marks the node dirty; a freed node is invisible): the
+    /// slot, read anyway, answers without a probe of the shadow map, a cache miss per publish
+    /// with millions of nodes.
     fn needs_shadow(&self, handle: u64) -> bool {
-        self.table.slots[handle as usize].state == State::Live && !self.table.shadowed.contains_key(&handle)
+        let slot = &self.table.slots[handle as usize];
+        let needs = slot.state == State::Live && !slot.dirty;
+        debug_assert_eq!(needs, slot.state == State::Live && !self.table.shadowed.contains_key(&handle));
+        needs
     }
 
     /// Gives the node a private copy of its committed block (copy-on-write), copying
