@@ -8,8 +8,8 @@
 //! snapshot can need are dropped oldest first. The blocks of recorded versions are kept from
 //! reuse by the same rule (see `Core::release_frees`), so the bytes stay where they are.
 
-use crate::alloc::Loc;
 use super::handle_map::HandleMap;
+use crate::alloc::Loc;
 use std::collections::VecDeque;
 
 /// A committed version of a node: enough to check an id against it and read its bytes.

@@ -4,11 +4,11 @@
 //! A LIVE node changed since the last commit has a shadow block; its committed block is kept
 //! in `shadowed` until the commit that replaces it is durable.
 
+use super::handle_map::HandleMap;
 use super::node_id::{next_tag, NodeId};
 use crate::alloc::Loc;
 use crate::error::{Error, Result};
 use crate::limits::HANDLE_MAX;
-use super::handle_map::HandleMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
