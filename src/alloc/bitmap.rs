@@ -36,6 +36,9 @@ pub(crate) enum Source {
 
 pub(crate) struct ClassBitmap {
     blocks_per_segment: u32,
+    /// log2 of `blocks_per_segment` (a power of two): every free finds its segment with a
+    /// shift, not a division (~25 cycles of latency on the free path).
+    segment_shift: u32,
     segments: Vec<SegmentBits>,
     free_stack: Vec<u32>,
     counters: Counters,
@@ -50,8 +53,14 @@ struct Counters {
 
 impl ClassBitmap {
     pub(crate) fn new(blocks_per_segment: u32) -> ClassBitmap {
-        assert!(blocks_per_segment > 0 && blocks_per_segment.is_multiple_of(8));
-        ClassBitmap { blocks_per_segment, segments: Vec::new(), free_stack: Vec::new(), counters: Counters::default() }
+        assert!(blocks_per_segment.is_power_of_two() && blocks_per_segment >= 8);
+        ClassBitmap {
+            blocks_per_segment,
+            segment_shift: blocks_per_segment.trailing_zeros(),
+            segments: Vec::new(),
+            free_stack: Vec::new(),
+            counters: Counters::default(),
+        }
     }
 
     pub(crate) fn segment_count(&self) -> u32 {
@@ -113,8 +122,8 @@ impl ClassBitmap {
     }
 
     fn locate(&self, block: u32) -> Result<(usize, u32), FreeError> {
-        let seg = (block / self.blocks_per_segment) as usize;
-        let index = block % self.blocks_per_segment;
+        let seg = (block >> self.segment_shift) as usize;
+        let index = block & (self.blocks_per_segment - 1);
         match self.segments.get(seg) {
             Some(s) if index < s.high_water => Ok((seg, index)),
             _ => Err(FreeError::OutOfRange),

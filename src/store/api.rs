@@ -514,6 +514,7 @@ impl Store {
         Store { shared, at: None }
     }
 
+    #[inline]
     fn check_open(&self) -> Result<()> {
         if self.shared.closed.load(Ordering::Acquire) {
             Err(Error::Closed)
@@ -522,17 +523,32 @@ impl Store {
         }
     }
 
-    /// Open, writable and not poisoned.
+    /// Open, writable and not poisoned. Every mutation asks, so the answer "yes" is a few
+    /// loads inlined into the caller; the refusals are worked out apart.
+    #[inline]
     fn check_writable(&self) -> Result<()> {
-        self.check_open()?;
-        if self.shared.options.read_only || self.at.is_some() {
-            return Err(Error::ReadOnly);
-        }
-        if self.shared.poisoned.load(Ordering::Acquire) {
-            let why = self.shared.writer.lock().poisoned.clone().unwrap_or_default();
-            return Err(Error::Poisoned(why));
+        let refused = self.shared.closed.load(Ordering::Acquire)
+            || self.shared.options.read_only
+            || self.at.is_some()
+            || self.shared.poisoned.load(Ordering::Acquire);
+        if refused {
+            return Err(self.not_writable());
         }
         Ok(())
+    }
+
+    /// Why `check_writable` refused.
+    #[cold]
+    #[inline(never)]
+    fn not_writable(&self) -> Error {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Error::Closed;
+        }
+        if self.shared.options.read_only || self.at.is_some() {
+            return Error::ReadOnly;
+        }
+        let why = self.shared.writer.lock().poisoned.clone().unwrap_or_default();
+        Error::Poisoned(why)
     }
 
     /// Locks the writer side (log, meta) for a commit or checkpoint.
@@ -545,6 +561,7 @@ impl Store {
 
     /// Runs a mutation under the state lock alone. A commit keeps mutations out between
     /// building its frame and applying it by holding the lock upgradable meanwhile.
+    #[inline]
     pub(super) fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
         self.check_writable()?;
         let mut state = self.shared.state.write();

@@ -6,6 +6,7 @@
 //! the state as it was.
 
 use super::codec::crc;
+use super::handle_map::HandleMap;
 use super::history::{History, Version};
 use super::node_id::NodeId;
 use super::table::{Committed, ObjectTable, Origin, Slot, State};
@@ -90,7 +91,7 @@ pub(crate) struct Core {
     /// Blocks the host writes through raw pointers outside any lock (`pcore_node_write_ptr`),
     /// per handle: the node's readable version stays where it is until the host publishes,
     /// so no reader copies bytes while they are being written. See `draft_loc`.
-    drafts: std::collections::HashMap<u64, Loc>,
+    drafts: HandleMap<Loc>,
     /// Set when the store was opened for writing while a reader process read an older commit
     /// than the one opened: every block that existed then is held (the allocator treats it as
     /// used) until no reader older than this epoch is left. See `hold_for_old_readers`.
@@ -159,7 +160,7 @@ impl Core {
             committed_roots: Arc::new(roots.clone()),
             roots,
             history: History::default(),
-            drafts: std::collections::HashMap::new(),
+            drafts: HandleMap::default(),
             held_for_readers_before: None,
             hot_roots: Vec::new(),
             epoch,
@@ -264,8 +265,16 @@ impl Core {
     }
 
     /// True when the node's current block is its committed block, which must not be written.
+    ///
+    /// Asked of visible nodes only, for which a LIVE node is dirty exactly when it has a shadow
+    /// (every write shadows before it marks the node dirty; a freed node is invisible): the
+    /// slot, read anyway, answers without a probe of the shadow map, a cache miss per publish
+    /// with millions of nodes.
     fn needs_shadow(&self, handle: u64) -> bool {
-        self.table.slots[handle as usize].state == State::Live && !self.table.shadowed.contains_key(&handle)
+        let slot = &self.table.slots[handle as usize];
+        let needs = slot.state == State::Live && !slot.dirty;
+        debug_assert_eq!(needs, slot.state == State::Live && !self.table.shadowed.contains_key(&handle));
+        needs
     }
 
     /// Gives the node a private copy of its committed block (copy-on-write), copying

@@ -8,8 +8,9 @@
 //! snapshot can need are dropped oldest first. The blocks of recorded versions are kept from
 //! reuse by the same rule (see `Core::release_frees`), so the bytes stay where they are.
 
+use super::handle_map::HandleMap;
 use crate::alloc::Loc;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// A committed version of a node: enough to check an id against it and read its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,7 @@ pub(crate) struct Version {
 pub(crate) struct History {
     /// Per handle, oldest first: (epoch of the commit that replaced it, the version before
     /// that commit; `None`: there was no node).
-    replaced: HashMap<u64, Vec<(u64, Option<Version>)>>,
+    replaced: HandleMap<Vec<(u64, Option<Version>)>>,
     /// The handles each commit recorded, oldest commit first: the order records are dropped in.
     by_commit: VecDeque<(u64, Vec<u64>)>,
 }

@@ -20,6 +20,7 @@ mod delta;
 mod delta_tests;
 #[cfg(test)]
 mod edge_tests;
+mod handle_map;
 mod history;
 mod inspect;
 mod meta;

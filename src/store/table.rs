@@ -4,11 +4,11 @@
 //! A LIVE node changed since the last commit has a shadow block; its committed block is kept
 //! in `shadowed` until the commit that replaces it is durable.
 
+use super::handle_map::HandleMap;
 use super::node_id::{next_tag, NodeId};
 use crate::alloc::Loc;
 use crate::error::{Error, Result};
 use crate::limits::HANDLE_MAX;
-use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -96,13 +96,13 @@ pub(crate) struct Committed {
 pub(crate) struct ObjectTable {
     pub slots: Vec<Slot>,
     free_handles: Vec<u64>,
-    pub shadowed: HashMap<u64, Committed>,
+    pub shadowed: HandleMap<Committed>,
 }
 
 impl ObjectTable {
     pub fn new() -> ObjectTable {
         // Handle 0 is never issued.
-        ObjectTable { slots: vec![Slot::EMPTY], free_handles: Vec::new(), shadowed: HashMap::new() }
+        ObjectTable { slots: vec![Slot::EMPTY], free_handles: Vec::new(), shadowed: HandleMap::default() }
     }
 
     /// After loading slots from disk: every free handle becomes reusable, lowest first.
