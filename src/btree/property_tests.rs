@@ -8,6 +8,7 @@
 //! property_mixes`.
 
 use super::{drop_tree, max_inline_value_bytes, max_key_bytes, BTree, Cursor, Duplicates, TreeOptions};
+use crate::btree::cursor::tests::three_scans;
 use crate::error::Error;
 use crate::store::tests::{reopen, TempDir};
 use crate::store::{Durability, Store, StoreOptions};
@@ -247,36 +248,12 @@ impl Mix {
         } else {
             Self::pairs(&self.model, lower, upper)
         };
+        let batch = 1 + self.rng.below(50) as usize;
+        for (way, got) in three_scans(&self.tree, lower, upper, batch).iter().enumerate() {
+            assert_eq!(got, &want, "{}: way {way} (batches of {batch})", self.ctx());
+        }
         let mut c = Cursor::new(&self.tree);
         c.set_bounds(lower, upper);
-        c.first().unwrap();
-        let mut forward: Vec<(Vec<u8>, Vec<u8>)> = c.current().unwrap().into_iter().collect();
-        if !forward.is_empty() {
-            while let Some(e) = c.next_with(|k, v| (k.to_vec(), v.to_vec())).unwrap() {
-                forward.push(e);
-            }
-        }
-        assert_eq!(forward, want, "{}: next_with", self.ctx());
-        c.first().unwrap();
-        let mut batched = Vec::new();
-        let batch = 1 + self.rng.below(50);
-        loop {
-            let mut room = batch;
-            let taken = c
-                .take_while(|k, v| {
-                    if room == 0 {
-                        return false;
-                    }
-                    room -= 1;
-                    batched.push((k.to_vec(), v.to_vec()));
-                    true
-                })
-                .unwrap();
-            if taken == 0 {
-                break;
-            }
-        }
-        assert_eq!(batched, want, "{}: take_while in batches of {batch}", self.ctx());
         c.last().unwrap();
         let mut backward = Vec::new();
         while let Some(e) = c.current().unwrap() {
