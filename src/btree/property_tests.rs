@@ -35,9 +35,11 @@ fn property_mixes_of_every_edit_match_a_model() {
     for seed in seeds {
         for page_bytes in [512u32, 4096] {
             for dup in [Duplicates::Overwrite, Duplicates::Multi] {
-                Mix::new(seed, page_bytes, dup).run(if page_bytes == 512 { 2_500 } else { 1_500 });
+                Mix::new(seed, page_bytes, dup, None).run(if page_bytes == 512 { 2_500 } else { 1_500 });
             }
         }
+        // Kizuna's entry ceiling: counts, not bytes, decide most splits and merges.
+        Mix::new(seed, 4096, Duplicates::Overwrite, Some(5)).run(1_500);
     }
 }
 
@@ -57,10 +59,11 @@ struct Mix {
 }
 
 impl Mix {
-    fn new(seed: u64, page_bytes: u32, dup: Duplicates) -> Mix {
+    fn new(seed: u64, page_bytes: u32, dup: Duplicates, ceiling: Option<u32>) -> Mix {
         let dir = TempDir::new("btree-mixes");
         let sopts = StoreOptions { durability: Durability::Eventual, ..StoreOptions::default() };
-        let topts = TreeOptions { page_bytes, duplicates: dup, ..TreeOptions::default() };
+        let topts =
+            TreeOptions { page_bytes, duplicates: dup, max_entries_per_page: ceiling, ..TreeOptions::default() };
         let store = Store::open(dir.path(), &sopts).unwrap();
         let tree = BTree::open(&store, TREE, &topts).unwrap();
         store.commit().unwrap();
@@ -83,8 +86,8 @@ impl Mix {
 
     fn ctx(&self) -> String {
         format!(
-            "seed {} page {} {:?} step {} (PCORE_BTREE_SEED={})",
-            self.seed, self.page_bytes, self.dup, self.step, self.seed
+            "seed {} page {} {:?} ceiling {:?} step {} (PCORE_BTREE_SEED={})",
+            self.seed, self.page_bytes, self.dup, self.topts.max_entries_per_page, self.step, self.seed
         )
     }
 
