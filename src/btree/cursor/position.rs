@@ -52,7 +52,12 @@ impl Position {
         }
     }
 
+    #[inline]
     pub(super) fn within_bounds(&self, tree: &BTree, key: &[u8]) -> bool {
+        // An unbounded scan, the common one, compares nothing (and makes no call per entry).
+        if matches!((&self.lower, &self.upper), (Bound::Unbounded, Bound::Unbounded)) {
+            return true;
+        }
         !self.below_lower(tree, key) && !self.above_upper(tree, key)
     }
 
@@ -65,6 +70,7 @@ impl Position {
     }
 
     /// The cursor's copy of leaf `id`, if it holds one.
+    #[inline]
     pub(super) fn copy_of(&self, id: u64) -> Result<Option<PageRef<'_>>> {
         match &self.leaf {
             Some((cached, bytes)) if *cached == id => PageRef::parse(bytes, id).map(Some),
