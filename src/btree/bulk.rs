@@ -136,7 +136,12 @@ impl BTree {
         let (mut leftmost, mut key) = (first_child, first_key.to_vec());
         let mut start = 0;
         loop {
-            let end = self.page_end(entries, start, pb);
+            let mut end = self.page_end(entries, start, pb);
+            if end + 1 == entries.len() && end - start >= 2 {
+                // The next page would get only a leftmost child: a page with no separator
+                // leaves its child no sibling to merge with, and that leaf could empty.
+                end -= 1;
+            }
             let id = write_page(store, allocated, KIND_INTERNAL, TYPE_INTERNAL, leftmost, &entries[start..end], pb)?;
             out.push((key, id));
             if end >= entries.len() {

@@ -39,8 +39,8 @@ impl BTree {
     }
 
     /// Checks every page: layout, entries in strictly increasing order, every key within its
-    /// parent's separators, all leaves at one depth, the entry count, and that every value
-    /// node exists with the length its leaf records.
+    /// parent's separators, all leaves at one depth and none empty but a root leaf, the entry
+    /// count, and that every value node exists with the length its leaf records.
     pub fn verify(&self) -> Result<()> {
         self.walk().map(|_| ())
     }
@@ -117,6 +117,10 @@ impl BTree {
             }
             if depth + 1 != w.stats.height as usize {
                 return Err(bad(format!("a leaf at depth {depth} in a tree of height {}", w.stats.height)));
+            }
+            if entries.is_empty() && depth > 0 {
+                // Scans take an empty leaf for the tree's end; removes merge it away first.
+                return Err(bad("an empty leaf below the root".into()));
             }
             w.leaf_depth = Some(depth);
             w.stats.leaf_pages += 1;

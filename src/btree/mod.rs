@@ -10,6 +10,8 @@ mod damage_tests;
 mod inspect;
 mod page;
 #[cfg(test)]
+mod property_tests;
+#[cfg(test)]
 mod snapshot_tests;
 mod split;
 mod tree;

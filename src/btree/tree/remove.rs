@@ -264,7 +264,10 @@ impl BTree {
         combined.push(Entry { key: parent.key(sep_index)?, payload: Payload::Child(right_leftmost) });
         combined.extend(right_entries);
         if !self.page_fits(&combined) {
-            plan.write(id, TYPE_INTERNAL, leftmost, entries); // too full to merge: leave it underfull
+            let pair = Pair { left_id, left_leftmost, right_id, sep_index };
+            if !self.even_out_internal(plan, parent_id, parent.leftmost_child(), &mut parent_entries, pair, &combined) {
+                plan.write(id, TYPE_INTERNAL, leftmost, entries); // see the function's comment
+            }
             return Ok(());
         }
         plan.write(left_id, TYPE_INTERNAL, left_leftmost, &combined);
@@ -272,6 +275,61 @@ impl BTree {
         parent_entries.remove(sep_index);
         self.rebalance_internal(plan, above, parent_id, parent.leftmost_child(), &parent_entries)
     }
+
+    /// Two internal siblings too full to merge share their separators out evenly by bytes, a
+    /// separator rotating through the parent: an internal page left with none would have a
+    /// single child, and a leaf with no sibling cannot merge, so it could empty, and scans end
+    /// at an empty leaf. Cuts are tried from the most even outwards, for one whose separator
+    /// fits the parent; returns false, nothing planned, when none does (the page is then left
+    /// underfull, the parent too full to take a longer separator: pages that full do not
+    /// empty).
+    fn even_out_internal<'e>(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        parent_id: u64,
+        parent_leftmost: u64,
+        parent_entries: &mut [Entry<'e>],
+        pair: Pair,
+        combined: &[Entry<'e>],
+    ) -> bool {
+        let cap = page::capacity(self.inner.page_bytes);
+        let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
+        let total: usize = sizes.iter().sum();
+        let mut cuts: Vec<(usize, usize)> = Vec::new();
+        let mut left = 0;
+        for (m, size) in sizes.iter().enumerate() {
+            let right = total - left - size;
+            if m > 0 && m + 1 < sizes.len() && left <= cap && right <= cap {
+                cuts.push((left.abs_diff(right), m));
+            }
+            left += size;
+        }
+        cuts.sort_unstable();
+        for (_, m) in cuts {
+            let Payload::Child(right_leftmost) = combined[m].payload else { return false };
+            let old = parent_entries[pair.sep_index];
+            parent_entries[pair.sep_index] = Entry { key: combined[m].key, payload: Payload::Child(pair.right_id) };
+            let fits =
+                self.page_fits(parent_entries) && self.page_fits(&combined[..m]) && self.page_fits(&combined[m + 1..]);
+            if fits {
+                plan.write(pair.left_id, TYPE_INTERNAL, pair.left_leftmost, &combined[..m]);
+                plan.write(pair.right_id, TYPE_INTERNAL, right_leftmost, &combined[m + 1..]);
+                plan.write(parent_id, TYPE_INTERNAL, parent_leftmost, parent_entries);
+                return true;
+            }
+            parent_entries[pair.sep_index] = old;
+        }
+        false
+    }
+}
+
+/// Two neighbouring internal pages and the index of their separator in the parent.
+#[derive(Clone, Copy)]
+struct Pair {
+    left_id: u64,
+    left_leftmost: u64,
+    right_id: u64,
+    sep_index: usize,
 }
 
 /// A bound on the new blocks (copy-on-write shadows) removing entries of `stored_bytes` in

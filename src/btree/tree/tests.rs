@@ -308,37 +308,13 @@ fn run_model(seed: u64, page_bytes: u32, dup: Duplicates, ceiling: Option<u32>) 
                         .collect()
                 };
                 assert_eq!(got, want, "{}", ctx(step));
-                // The same range through the combined and the batch reads.
-                let mut c = crate::btree::Cursor::new(&tree);
-                c.set_bounds(lower, upper);
-                c.first().unwrap();
-                let mut combined: Vec<(Vec<u8>, Vec<u8>)> = c.current().unwrap().into_iter().collect();
-                if !combined.is_empty() {
-                    while let Some(e) = c.next_with(|k, v| (k.to_vec(), v.to_vec())).unwrap() {
-                        combined.push(e);
-                    }
+                // The same range stepped, through the combined and through the batch reads.
+                let batch = 1 + rng.below(40) as usize;
+                for (way, scan) in
+                    crate::btree::cursor::tests::three_scans(&tree, lower, upper, batch).iter().enumerate()
+                {
+                    assert_eq!(scan, &want, "{}: way {way} (batches of {batch})", ctx(step));
                 }
-                assert_eq!(combined, want, "{}: next_with", ctx(step));
-                c.first().unwrap();
-                let mut batched = Vec::new();
-                let batch = 1 + rng.below(40);
-                loop {
-                    let mut room = batch;
-                    let taken = c
-                        .take_while(|k, v| {
-                            if room == 0 {
-                                return false;
-                            }
-                            room -= 1;
-                            batched.push((k.to_vec(), v.to_vec()));
-                            true
-                        })
-                        .unwrap();
-                    if taken == 0 {
-                        break;
-                    }
-                }
-                assert_eq!(batched, want, "{}: take_while in batches of {batch}", ctx(step));
             }
             94..=97 => {
                 store.commit().unwrap();

@@ -1,0 +1,226 @@
+//! Where a cursor is, and the moves and reads it makes from its copy of the leaf.
+
+use super::*;
+use crate::btree::page::Value;
+use crate::btree::tree::PageReader;
+
+/// Where a cursor is: everything but its tree.
+pub(super) struct Position {
+    pub(super) version: u64,
+    pub(super) lower: Bound<Vec<u8>>,
+    pub(super) upper: Bound<Vec<u8>>,
+    /// (page id, position): for internal pages the child position (0 = leftmost), for the
+    /// leaf the entry index. Empty when the cursor is past either end.
+    pub(super) stack: Vec<(u64, usize)>,
+    /// A copy of the leaf under the cursor: moving within it reads no page. Valid while the
+    /// tree's version is the cursor's (every use checks it).
+    pub(super) leaf: Option<(u64, Vec<u8>)>,
+}
+
+/// What a cursor call could do from its copy of the leaf, without the tree's lock.
+pub(super) enum FromCopy<T> {
+    Done(T),
+    /// It needs a page or a value node that only the tree's lock keeps consistent.
+    NeedsLock,
+}
+
+impl Position {
+    pub(super) fn new(version: u64, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Position {
+        Position { version, lower, upper, stack: Vec::new(), leaf: None }
+    }
+
+    pub(super) fn check(&self, tree: &BTree) -> Result<()> {
+        if tree.version() != self.version {
+            return Err(Error::StaleCursor("the tree changed since this cursor was positioned".into()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn below_lower(&self, tree: &BTree, key: &[u8]) -> bool {
+        match &self.lower {
+            Bound::Unbounded => false,
+            Bound::Included(l) => tree.cmp_keys(key, l) == std::cmp::Ordering::Less,
+            Bound::Excluded(l) => tree.cmp_keys(key, l) != std::cmp::Ordering::Greater,
+        }
+    }
+
+    pub(super) fn above_upper(&self, tree: &BTree, key: &[u8]) -> bool {
+        match &self.upper {
+            Bound::Unbounded => false,
+            Bound::Included(u) => tree.cmp_keys(key, u) == std::cmp::Ordering::Greater,
+            Bound::Excluded(u) => tree.cmp_keys(key, u) != std::cmp::Ordering::Less,
+        }
+    }
+
+    #[inline]
+    pub(super) fn within_bounds(&self, tree: &BTree, key: &[u8]) -> bool {
+        // An unbounded scan, the common one, compares nothing (and makes no call per entry).
+        if matches!((&self.lower, &self.upper), (Bound::Unbounded, Bound::Unbounded)) {
+            return true;
+        }
+        !self.below_lower(tree, key) && !self.above_upper(tree, key)
+    }
+
+    /// Makes the cursor's copy hold leaf `id`'s `bytes`, reusing the old copy's buffer.
+    fn keep_copy(&mut self, id: u64, bytes: &[u8]) {
+        let mut buf = self.leaf.take().map(|(_, b)| b).unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        self.leaf = Some((id, buf));
+    }
+
+    /// The cursor's copy of leaf `id`, if it holds one.
+    #[inline]
+    pub(super) fn copy_of(&self, id: u64) -> Result<Option<PageRef<'_>>> {
+        match &self.leaf {
+            Some((cached, bytes)) if *cached == id => PageRef::parse(bytes, id).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// `current_with` from the copy of the leaf: an inline entry, handed to `f` where it lies
+    /// in the copy (an ordered scan copies nothing but what its caller keeps).
+    pub(super) fn current_from_copy<R>(
+        &self,
+        tree: &BTree,
+        f: impl FnOnce(&[u8], &[u8]) -> R,
+    ) -> Result<FromCopy<Option<R>>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
+        let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
+        // A value in its own node needs the lock.
+        let (key, Value::Inline(v)) = page.leaf_entry(index)? else { return Ok(FromCopy::NeedsLock) };
+        let (key, value) = user_entry(tree, key, v);
+        Ok(FromCopy::Done(self.within_bounds(tree, key).then(|| f(key, value))))
+    }
+
+    /// `move_next` within the copy of the leaf.
+    pub(super) fn next_within_copy(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(())) };
+        let len = match self.copy_of(leaf)? {
+            Some(page) => page.len(),
+            None => return Ok(FromCopy::NeedsLock),
+        };
+        if index + 1 >= len {
+            return Ok(FromCopy::NeedsLock);
+        }
+        self.stack.last_mut().expect("positioned").1 += 1;
+        Ok(FromCopy::Done(()))
+    }
+
+    /// `move_next` then `current_with`, within the copy of the leaf: one version check and one
+    /// parse of the copy for both. Moves only when it answers `Done`.
+    pub(super) fn next_from_copy<R>(
+        &mut self,
+        tree: &BTree,
+        f: impl FnOnce(&[u8], &[u8]) -> R,
+    ) -> Result<FromCopy<Option<R>>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
+        let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
+        if index + 1 >= page.len() {
+            return Ok(FromCopy::NeedsLock);
+        }
+        let (key, Value::Inline(v)) = page.leaf_entry(index + 1)? else { return Ok(FromCopy::NeedsLock) };
+        let (key, value) = user_entry(tree, key, v);
+        let r = self.within_bounds(tree, key).then(|| f(key, value));
+        self.stack.last_mut().expect("positioned").1 += 1;
+        Ok(FromCopy::Done(r))
+    }
+
+    /// Hands `f` the inline entries of the copy of the leaf from the cursor's, moving past each
+    /// one `f` takes, and stops before the leaf's last entry (moving past it needs the lock), at
+    /// an entry outside the bounds or in its own node, or where `f` declines. Returns how many
+    /// `f` took.
+    pub(super) fn take_from_copy(&mut self, tree: &BTree, f: &mut impl FnMut(&[u8], &[u8]) -> bool) -> Result<usize> {
+        self.check(tree)?;
+        let Some(&(leaf, start)) = self.stack.last() else { return Ok(0) };
+        let Some(page) = self.copy_of(leaf)? else { return Ok(0) };
+        // Decided once per leaf, not per entry: whether keys are composites to split, and
+        // whether there are bounds to check (an unbounded scan, the common one, has none).
+        let multi = tree.duplicates() == Duplicates::Multi;
+        let bounded = !matches!((&self.lower, &self.upper), (Bound::Unbounded, Bound::Unbounded));
+        let mut index = start;
+        while index + 1 < page.len() {
+            let (key, Value::Inline(v)) = page.leaf_entry(index)? else { break };
+            let (key, value) = if multi { split_composite(key) } else { (key, v) };
+            if (bounded && !self.within_bounds(tree, key)) || !f(key, value) {
+                break;
+            }
+            index += 1;
+        }
+        self.stack.last_mut().expect("positioned").1 = index;
+        Ok(index - start)
+    }
+
+    /// `move_prev` within the leaf (no page needed).
+    pub(super) fn prev_within_leaf(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
+        self.check(tree)?;
+        match self.stack.last_mut() {
+            None => Ok(FromCopy::Done(())),
+            Some((_, index)) if *index > 0 => {
+                *index -= 1;
+                Ok(FromCopy::Done(()))
+            }
+            Some(_) => Ok(FromCopy::NeedsLock),
+        }
+    }
+}
+
+/// Descends from `page` (at depth `at.stack.len()`) to a leaf, always taking the first (or
+/// last) child, and with `copy` keeps a copy of the leaf (in the buffer of the copy it
+/// replaces): a scan moving on reads it next. (Positioning calls leave the copy to the first
+/// read, which then also finds out whether the store is still open.) Leaves must sit exactly
+/// at the tree's height: a damaged child pointer (one that points back up, or to a page of
+/// the wrong level) is `Corrupt`, never a loop.
+pub(super) fn descend_edge_in(
+    pages: &PageReader<'_, '_>,
+    at: &mut Position,
+    mut page: u64,
+    last: bool,
+    height: usize,
+    copy: bool,
+) -> Result<()> {
+    loop {
+        let p = pages.page(page)?;
+        let (is_leaf, len) = (p.is_leaf(), p.len());
+        if is_leaf != (at.stack.len() + 1 == height) {
+            let depth = at.stack.len();
+            at.stack.clear();
+            return Err(Error::corrupt(
+                format!("B+ tree page {page:#x}"),
+                0,
+                format!(
+                    "a {} page at depth {depth} of a tree of height {height}",
+                    if is_leaf { "leaf" } else { "internal" }
+                ),
+            ));
+        }
+        if is_leaf {
+            if len == 0 {
+                at.stack.clear(); // only an empty root leaf
+            } else {
+                at.stack.push((page, if last { len - 1 } else { 0 }));
+                if copy {
+                    at.keep_copy(page, p.as_bytes());
+                }
+            }
+            return Ok(());
+        }
+        let pos = if last { len } else { 0 };
+        at.stack.push((page, pos));
+        page = p.child_at_position(pos)?;
+        if at.stack.len() > 64 {
+            return Err(Error::corrupt(format!("B+ tree page {page:#x}"), 0, "the tree is deeper than any valid tree"));
+        }
+    }
+}
+
+/// A stored entry as the user sees it: a Multi tree's composite key split into key and value.
+pub(super) fn user_entry<'a>(tree: &BTree, key: &'a [u8], value: &'a [u8]) -> (&'a [u8], &'a [u8]) {
+    if tree.duplicates() == Duplicates::Multi {
+        return split_composite(key);
+    }
+    (key, value)
+}
