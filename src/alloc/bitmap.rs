@@ -234,6 +234,57 @@ impl ClassBitmap {
     }
 }
 
+/// Giving space back (see `alloc::shrink`): where live blocks are, allocation toward the
+/// front of the file, and dropping a wholly free tail. Kept apart from the fast paths above.
+impl ClassBitmap {
+    pub(crate) fn blocks_per_segment(&self) -> u32 {
+        self.blocks_per_segment
+    }
+
+    /// Blocks allocated in segment `seg`.
+    pub(crate) fn segment_live(&self, seg: u32) -> u32 {
+        let s = &self.segments[seg as usize];
+        s.high_water - s.free_count
+    }
+
+    /// Blocks allocated in the whole class.
+    pub(crate) fn allocated(&self) -> u64 {
+        (0..self.segment_count()).map(|s| u64::from(self.segment_live(s))).sum()
+    }
+
+    /// A free block in the lowest segment below `before` that has one: relocation fills the
+    /// front of the file so that its tail empties.
+    pub(crate) fn allocate_front(&mut self, before: u32) -> Option<u32> {
+        let seg_index = (0..before.min(self.segment_count())).find(|&s| self.segments[s as usize].free_count > 0)?;
+        let seg = &mut self.segments[seg_index as usize];
+        let start = seg.search_from_word as usize;
+        let word = start + seg.free[start..].iter().position(|&w| w != 0).expect("free_count > 0");
+        let bit = seg.free[word].trailing_zeros();
+        seg.free[word] &= !(1u64 << bit);
+        seg.free_count -= 1;
+        seg.search_from_word = word as u32;
+        if seg.free_count == 0 {
+            seg.on_free_stack = false;
+            self.free_stack.retain(|&s| s != seg_index);
+        }
+        self.counters.allocs_from_bitmap += 1;
+        Some(seg_index * self.blocks_per_segment + word as u32 * 64 + bit)
+    }
+
+    /// How many segments at the end hold no allocated block.
+    pub(crate) fn free_tail_segments(&self) -> u32 {
+        self.segments.iter().rev().take_while(|s| s.high_water == s.free_count).count() as u32
+    }
+
+    /// Removes the last `n` segments, which must hold no allocated block.
+    pub(crate) fn drop_tail_segments(&mut self, n: u32) {
+        assert!(n <= self.free_tail_segments(), "only free segments are dropped");
+        let keep = self.segments.len() - n as usize;
+        self.segments.truncate(keep);
+        self.free_stack.retain(|&s| (s as usize) < keep);
+    }
+}
+
 /// The bits of word `w` that stand for blocks below `high_water`.
 fn below_mask(high_water: u32, w: u32) -> u64 {
     let first = w * 64;
