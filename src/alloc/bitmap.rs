@@ -39,6 +39,11 @@ pub(crate) struct ClassBitmap {
     segments: Vec<SegmentBits>,
     free_stack: Vec<u32>,
     counters: Counters,
+    /// Segments from this one on are being emptied by relocation (`alloc::shrink`): an
+    /// allocation takes a free block below it when there is one. u32::MAX: none.
+    drain_from: u32,
+    /// No segment below this one has a free block.
+    front_hint: u32,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -51,7 +56,14 @@ struct Counters {
 impl ClassBitmap {
     pub(crate) fn new(blocks_per_segment: u32) -> ClassBitmap {
         assert!(blocks_per_segment > 0 && blocks_per_segment.is_multiple_of(8));
-        ClassBitmap { blocks_per_segment, segments: Vec::new(), free_stack: Vec::new(), counters: Counters::default() }
+        ClassBitmap {
+            blocks_per_segment,
+            segments: Vec::new(),
+            free_stack: Vec::new(),
+            counters: Counters::default(),
+            drain_from: u32::MAX,
+            front_hint: 0,
+        }
     }
 
     pub(crate) fn segment_count(&self) -> u32 {
@@ -77,6 +89,11 @@ impl ClassBitmap {
 
     /// A free block, or `None` when every segment is full and a new one must be added.
     pub(crate) fn allocate(&mut self) -> Option<(u32, Source)> {
+        if self.free_stack.last().is_some_and(|&top| top >= self.drain_from) {
+            if let Some(found) = self.allocate_front(self.drain_from) {
+                return Some((found, Source::Bitmap));
+            }
+        }
         if let Some(found) = self.allocate_freed() {
             self.counters.allocs_from_bitmap += 1;
             return Some((found, Source::Bitmap));
@@ -131,6 +148,7 @@ impl ClassBitmap {
         seg.free[word] |= mask;
         seg.free_count += 1;
         seg.search_from_word = seg.search_from_word.min(word as u32);
+        self.front_hint = self.front_hint.min(seg_index as u32);
         if !seg.on_free_stack {
             seg.on_free_stack = true;
             self.free_stack.push(seg_index as u32);
@@ -164,6 +182,7 @@ impl ClassBitmap {
             }
         }
         self.free_stack.clear();
+        self.front_hint = 0;
         for (seg_index, (seg, used)) in self.segments.iter_mut().zip(used_bits).enumerate() {
             seg.high_water = if seg_index == n - 1 { last_high_water } else { bps };
             seg.free_count = 0;
@@ -237,10 +256,6 @@ impl ClassBitmap {
 /// Giving space back (see `alloc::shrink`): where live blocks are, allocation toward the
 /// front of the file, and dropping a wholly free tail. Kept apart from the fast paths above.
 impl ClassBitmap {
-    pub(crate) fn blocks_per_segment(&self) -> u32 {
-        self.blocks_per_segment
-    }
-
     /// Blocks allocated in segment `seg`.
     pub(crate) fn segment_live(&self, seg: u32) -> u32 {
         let s = &self.segments[seg as usize];
@@ -255,7 +270,10 @@ impl ClassBitmap {
     /// A free block in the lowest segment below `before` that has one: relocation fills the
     /// front of the file so that its tail empties.
     pub(crate) fn allocate_front(&mut self, before: u32) -> Option<u32> {
-        let seg_index = (0..before.min(self.segment_count())).find(|&s| self.segments[s as usize].free_count > 0)?;
+        let end = before.min(self.segment_count());
+        let found = (self.front_hint.min(end)..end).find(|&s| self.segments[s as usize].free_count > 0);
+        self.front_hint = found.unwrap_or(end);
+        let seg_index = found?;
         let seg = &mut self.segments[seg_index as usize];
         let start = seg.search_from_word as usize;
         let word = start + seg.free[start..].iter().position(|&w| w != 0).expect("free_count > 0");
@@ -269,6 +287,11 @@ impl ClassBitmap {
         }
         self.counters.allocs_from_bitmap += 1;
         Some(seg_index * self.blocks_per_segment + word as u32 * 64 + bit)
+    }
+
+    /// Sets where relocation empties the class from (see `drain_from`).
+    pub(crate) fn set_drain_from(&mut self, segment: u32) {
+        self.drain_from = segment;
     }
 
     /// How many segments at the end hold no allocated block.

@@ -24,11 +24,24 @@ impl Space {
         loc.block / self.per_class[loc.class as usize].blocks_per_segment
     }
 
+    /// Bytes of all class segments (files or memory).
+    pub(crate) fn segment_bytes_total(&self) -> u64 {
+        (0..self.per_class.len() as u8)
+            .map(|c| u64::from(self.segment_count(c)) * self.classes().segment_bytes(c))
+            .sum()
+    }
+
     /// A free block of `class` in the lowest segment below `before` that has one, or `None`
     /// (the caller then leaves its node where it is). Never grows the file.
     pub(crate) fn allocate_front(&mut self, class: u8, before: u32) -> Option<Loc> {
         let block = self.per_class[class as usize].bits.allocate_front(before)?;
         Some(Loc { class, block })
+    }
+
+    /// Makes allocations of `class` prefer free blocks below `segment` (u32::MAX: no
+    /// preference), so that what relocation empties is not filled again meanwhile.
+    pub(crate) fn set_drain_from(&mut self, class: u8, segment: u32) {
+        self.per_class[class as usize].bits.set_drain_from(segment);
     }
 
     /// Cuts every class file's wholly free tail, keeping `slack` free segments at the end of

@@ -7,6 +7,7 @@ mod abort_tests;
 mod api;
 mod checkpoint;
 mod codec;
+mod compact;
 mod core;
 #[cfg(test)]
 mod crash_tests;
@@ -36,6 +37,7 @@ pub use self::api::{
     AbortGuard, AbortHook, Durability, GrowthPolicy, NodeEditor, NodeInfo, NodeReader, Root, Snapshot, Store,
     StoreOptions, StoreStats, WeakStore,
 };
+pub use self::compact::{CompactReport, CLOSE_COMPACT_BYTES};
 pub use self::core::Source;
 pub use self::inspect::{inspect_files, CheckpointReport, FileReport, LogReport, MetaSlotState};
 pub use self::node_id::NodeId;
