@@ -8,6 +8,8 @@ mod api;
 mod checkpoint;
 mod codec;
 mod compact;
+#[cfg(test)]
+mod compact_tests;
 mod core;
 #[cfg(test)]
 mod crash_tests;
