@@ -233,6 +233,7 @@ struct Root {
 using NodeInfo = PcoreNodeInfo;
 using Stats = PcoreStoreStats;
 using ClassStats = PcoreClassStats;
+using CompactReport = PcoreCompactReport;
 
 /// Owns one open store. Move-only.
 class Store {
@@ -411,6 +412,14 @@ class Store {
 
   /// pcore_store_checkpoint.
   void checkpoint() { check(pcore_store_checkpoint(handle_)); }
+
+  /// pcore_store_compact: moves nodes forward and cuts the class files' free tails, online.
+  /// Its rounds are commits: call it where you would call commit().
+  CompactReport compact() {
+    PcoreCompactReport out = sized<PcoreCompactReport>();
+    check(pcore_store_compact(handle_, 0, &out));
+    return out;
+  }
 
   /// pcore_store_stats.
   [[nodiscard]] Stats stats() const {
