@@ -33,8 +33,10 @@
  * - Thread safety: every function may be called from any thread; mutations are serialized
  *   (one writer at a time), reads run concurrently. A read sees whole published versions:
  *   pcore_node_read_copy copies one, while pcore_node_read's pointer is valid only until
- *   the node is next written (use it only where no other thread writes the node); each
- *   tree and cursor call sees one version of the tree.
+ *   the node is next written, or until the second commit after it was taken has returned
+ *   (compaction may move a node the host did not write; the old block outlives the move by
+ *   one commit): use it only where no other thread writes the node or commits twice meanwhile;
+ *   each tree and cursor call sees one version of the tree.
  */
 
 #ifndef PCORE_H
@@ -262,7 +264,8 @@ typedef struct PcoreAllocResult {
   size_t capacity;
 } PcoreAllocResult;
 
-// A node's bytes: valid until the node is next written or freed, or the store closed.
+// A node's bytes: valid until the node is next written or freed, the store closed, or the
+// second commit after they were read has returned (see `pcore_node_read`).
 // A (pointer, length) pair, fixed for good: it has no struct_size.
 typedef struct PcoreNodeBytes {
   const void *data;
@@ -565,8 +568,11 @@ int32_t pcore_node_write_ptr(struct PcoreStore *store,
 int32_t pcore_node_publish_in_place(struct PcoreStore *store, uint64_t id, size_t len);
 
 // The latest published bytes of node `id` (the writer sees its own uncommitted nodes).
-// `out->data` stays valid until the node is next written or freed, or the store closed:
-// a thread that reads while another may write the node copies with `pcore_node_read_copy`.
+// `out->data` stays valid until the node is next written or freed, the store closed, or the
+// second commit after this call has returned (every commit may move a few clean nodes toward
+// the front of their class file to give space back; a moved node's old block outlives the
+// move by one commit): a thread that reads while another may write the node, or commit twice,
+// copies with `pcore_node_read_copy`.
 // On any failure `*out` (if `out` is not NULL) is set to `{NULL, 0}`.
 //
 // Returns `PCORE_OK`, `PCORE_NOT_FOUND` (unknown, freed, stale id),

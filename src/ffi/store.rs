@@ -331,8 +331,11 @@ pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, l
 }
 
 /// The latest published bytes of node `id` (the writer sees its own uncommitted nodes).
-/// `out->data` stays valid until the node is next written or freed, or the store closed:
-/// a thread that reads while another may write the node copies with `pcore_node_read_copy`.
+/// `out->data` stays valid until the node is next written or freed, the store closed, or the
+/// second commit after this call has returned (every commit may move a few clean nodes toward
+/// the front of their class file to give space back; a moved node's old block outlives the
+/// move by one commit): a thread that reads while another may write the node, or commit twice,
+/// copies with `pcore_node_read_copy`.
 /// On any failure `*out` (if `out` is not NULL) is set to `{NULL, 0}`.
 ///
 /// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (unknown, freed, stale id),

@@ -213,7 +213,8 @@ pub struct PcoreAllocResult {
     pub capacity: usize,
 }
 
-/// A node's bytes: valid until the node is next written or freed, or the store closed.
+/// A node's bytes: valid until the node is next written or freed, the store closed, or the
+/// second commit after they were read has returned (see `pcore_node_read`).
 /// A (pointer, length) pair, fixed for good: it has no struct_size.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

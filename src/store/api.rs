@@ -711,7 +711,8 @@ impl Store {
 
     /// Address of the node's current bytes, and their length (for the C ABI).
     /// On a snapshot's view, the address stays valid until the snapshot ends; otherwise until
-    /// the node is next written or freed.
+    /// the node is next written or freed, or the second commit after this call has returned
+    /// (relocation may move a clean node: see `compact.rs`).
     pub fn read_addr(&self, id: NodeId) -> Result<(usize, usize)> {
         self.read_state(|c| {
             let (loc, len) = c.read_loc_in(id, self.view_epoch())?;
