@@ -132,6 +132,7 @@ impl Core {
         self.table.slots[handle as usize].set_loc(to);
         self.mark_dirty(handle);
         self.relocated.push(handle);
+        self.relocations += 1;
     }
 
     /// Nodes relocation would move now with a tight budget (for a progress bar's length).

@@ -138,6 +138,8 @@ pub(crate) struct Core {
     pub(super) relocated: Vec<u64>,
     /// Where relocation's next scan of the table starts.
     pub(super) relocate_cursor: u64,
+    /// Nodes relocation moved since the open (uncommitted moves included).
+    pub relocations: u64,
 }
 
 /// The two kinds of freed blocks, by what makes them reusable.
@@ -193,6 +195,7 @@ impl Core {
             plan: Vec::new(),
             relocated: Vec::new(),
             relocate_cursor: 1,
+            relocations: 0,
         }
     }
 
