@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "pcore.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -106,6 +107,17 @@ TEST(CompactTest, BringsAStrewnStoreNearItsLiveBytesAndKeepsEveryNode) {
   expect_contents(store, kept);
   EXPECT_LE(pcore_test::store_stats(store).footprint_ratio, 1.5);
   PCORE_EXPECT_OK(pcore_store_close(store));
+}
+
+TEST(CompactTest, TheCppWrapperCompactsAStoreInMemoryToo) {
+  pcore::Store store = pcore::Store::in_memory();
+  const auto kept = make_strewn(store.raw(), 8 * 256, 5);
+  const pcore::CompactReport report = store.compact();
+  EXPECT_GT(report.moved_nodes, 0u);
+  EXPECT_LT(report.bytes_after, report.bytes_before / 2);
+  EXPECT_LE(store.stats().footprint_ratio, 1.5);
+  expect_contents(store.raw(), kept);
+  store.close();
 }
 
 TEST(CompactTest, ArgumentsAreCheckedAndAReadOnlyStoreRefuses) {

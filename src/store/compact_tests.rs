@@ -42,6 +42,8 @@ fn assert_contents(store: &Store, kept: &[(NodeId, u64)]) {
         assert_eq!(store.read(id).unwrap(), bytes_of(i), "node {id}");
     }
     store.verify().unwrap();
+    // What `pcore check` looks at beyond that: every committed node against its checksum.
+    assert!(store.check_checksums(5).unwrap().is_empty());
 }
 
 #[test]
@@ -100,10 +102,13 @@ fn compaction_brings_a_file_store_near_its_live_bytes_and_survives_a_crash() {
     assert_eq!(after.directory_bytes, report.bytes_after);
     assert!(after.directory_bytes < before.directory_bytes / 2);
     assert_contents(&store, &kept);
-    // A crash right after the cut: the store opens whole, with the same contents.
+    // A crash right after the cut: the store opens whole, with the same contents, and its
+    // files check (what `pcore check` reads: meta slots, checkpoint, log).
     store.simulate_crash();
     let store = reopen(dir.path(), &opts());
     assert_contents(&store, &kept);
+    let files = inspect_files(dir.path()).unwrap();
+    assert!(files.checkpoint.is_some());
     // And after more work and another crash.
     let (id, _, _) = store.allocate(PAGE, 1).unwrap();
     store.publish(id, &bytes_of(77)).unwrap();
