@@ -223,10 +223,12 @@ impl ClassFile {
     /// caller knows no block there is needed by anyone (see `alloc::shrink`). The cut needs
     /// no sync: a power cut that loses it leaves a longer file, which is harmless.
     pub(crate) fn shrink(&mut self, n: u32) -> Result<()> {
-        let keep = self.segments.len() - n as usize;
-        if let (Backing::Private(_), _) | (_, true) = (&self.backing, n == 0) {
+        // A read-only view never changes its files; its caller never cuts (see
+        // `Store::give_back_tail`), and an accidental call must not either.
+        if n == 0 || matches!(self.backing, Backing::Private(_)) {
             return Ok(());
         }
+        let keep = self.segments.len() - n as usize;
         self.segments.truncate(keep);
         self.dirty.truncate(keep);
         if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
