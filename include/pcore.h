@@ -33,8 +33,10 @@
  * - Thread safety: every function may be called from any thread; mutations are serialized
  *   (one writer at a time), reads run concurrently. A read sees whole published versions:
  *   pcore_node_read_copy copies one, while pcore_node_read's pointer is valid only until
- *   the node is next written (use it only where no other thread writes the node); each
- *   tree and cursor call sees one version of the tree.
+ *   the node is next written, or until the second commit after it was taken has returned
+ *   (compaction may move a node the host did not write; the old block outlives the move by
+ *   one commit): use it only where no other thread writes the node or commits twice meanwhile;
+ *   each tree and cursor call sees one version of the tree.
  */
 
 #ifndef PCORE_H
@@ -178,7 +180,7 @@
 // reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
 // `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`), `pcore_root_next`,
 // `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). 2.2 added
-// `pcore_store_backup`. The library's SONAME is `libpcore.so.<major>`.
+// `pcore_store_backup`, `pcore_store_compact` and the footprint fields of `PcoreStoreStats`. The library's SONAME is `libpcore.so.<major>`.
 #define PCORE_ABI_VERSION 131074
 
 // Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
@@ -268,7 +270,8 @@ typedef struct PcoreAllocResult {
   size_t capacity;
 } PcoreAllocResult;
 
-// A node's bytes: valid until the node is next written or freed, or the store closed.
+// A node's bytes: valid until the node is next written or freed, the store closed, or the
+// second commit after they were read has returned (see `pcore_node_read`).
 // A (pointer, length) pair, fixed for good: it has no struct_size.
 typedef struct PcoreNodeBytes {
   const void *data;
@@ -290,6 +293,24 @@ typedef struct PcoreNodeInfo {
   // 1 when changed since the last commit.
   uint64_t dirty;
 } PcoreNodeInfo;
+
+// What `pcore_store_compact` did. Set `struct_size` before the call.
+typedef struct PcoreCompactReport {
+  uint64_t struct_size;
+  // Nodes moved toward the front of their class files, and their blocks' bytes.
+  uint64_t moved_nodes;
+  uint64_t moved_bytes;
+  // Bytes of the store's files before and after.
+  uint64_t bytes_before;
+  uint64_t bytes_after;
+  // Bytes of the blocks holding the nodes' current versions.
+  uint64_t live_bytes;
+  // Bytes that could not be given back: blocks an open snapshot or a reader process still
+  // reads.
+  uint64_t pinned_bytes;
+  // `bytes_after / live_bytes` (0 for a store with no node).
+  double ratio;
+} PcoreCompactReport;
 
 // Store statistics. Set `struct_size` before the call. The allocator's figures, per class
 // and summed over all classes, come from `pcore_store_class_stats`.
@@ -328,6 +349,21 @@ typedef struct PcoreStoreStats {
   // Of `pending_free_bytes`, the bytes kept only because a snapshot or a reader process
   // may still read them; reusable once those end.
   uint64_t pinned_bytes;
+  // Bytes of checkpointed node versions that commits logged deltas against: still
+  // allocated, reusable after the next checkpoint.
+  uint64_t held_base_bytes;
+  // Bytes of all the store's files (a store in memory: its class segments).
+  uint64_t directory_bytes;
+  // Bytes of the blocks holding the nodes' current versions.
+  uint64_t live_bytes;
+  // Bytes of free blocks in the class files (with each last segment's never-used end).
+  uint64_t free_bytes;
+  // Bytes of the checkpoint file.
+  uint64_t checkpoint_bytes;
+  // `directory_bytes / live_bytes` (0 for a store with no node): the rest is
+  // `free_bytes`, `pending_free_bytes` (of which `pinned_bytes`), `held_base_bytes`,
+  // `log_bytes` and `checkpoint_bytes`.
+  double footprint_ratio;
 } PcoreStoreStats;
 
 // Allocator statistics of one size class, or of all of them (`PCORE_CLASS_TOTAL`), in
@@ -538,8 +574,11 @@ int32_t pcore_node_write_ptr(struct PcoreStore *store,
 int32_t pcore_node_publish_in_place(struct PcoreStore *store, uint64_t id, size_t len);
 
 // The latest published bytes of node `id` (the writer sees its own uncommitted nodes).
-// `out->data` stays valid until the node is next written or freed, or the store closed:
-// a thread that reads while another may write the node copies with `pcore_node_read_copy`.
+// `out->data` stays valid until the node is next written or freed, the store closed, or the
+// second commit after this call has returned (every commit may move a few clean nodes toward
+// the front of their class file to give space back; a moved node's old block outlives the
+// move by one commit): a thread that reads while another may write the node, or commit twice,
+// copies with `pcore_node_read_copy`.
 // On any failure `*out` (if `out` is not NULL) is set to `{NULL, 0}`.
 //
 // Returns `PCORE_OK`, `PCORE_NOT_FOUND` (unknown, freed, stale id),
@@ -661,6 +700,32 @@ int32_t pcore_store_abort(struct PcoreStore *store);
 //
 // Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`, `PCORE_BAD_HANDLE`.
 int32_t pcore_store_checkpoint(struct PcoreStore *store);
+
+// Compacts the store online: moves nodes from the tails of the class files into free blocks
+// nearer their fronts, lets the old blocks go (a checkpoint) and cuts the free tails, until
+// the files hold little more than the nodes (about 1.1 times their blocks, whole 1 MiB
+// segments per size class). Readers, snapshots and the writer go on between its rounds.
+// Every commit does a little of this on its own, and a close does it when much is to gain:
+// this call is for doing it all now.
+//
+// Each round is a commit: whatever was published before it is committed too, so call it
+// where you would call `pcore_store_commit`. A moved node keeps its id; a `pcore_node_read`
+// pointer to it stays good through the commit after the move. Blocks that an open snapshot
+// or a read-only process still reads are not given back (`out->pinned_bytes`), and no file
+// is cut while a read-only process has the store open. A process killed during compaction
+// leaves the store as its last durable commit, whole.
+//
+// `flags` must be 0. `out` (NULL, or its `struct_size` set) receives what was done.
+//
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (flags, `struct_size`), `PCORE_READ_ONLY`,
+// `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (the store stays usable and whole),
+// `PCORE_POISONED`, `PCORE_BAD_HANDLE`.
+//
+// # Safety
+// `out` is NULL or points to `out->struct_size` writable bytes.
+int32_t pcore_store_compact(struct PcoreStore *store,
+                            uint64_t flags,
+                            struct PcoreCompactReport *out);
 
 // Store statistics. The caller sets `out->struct_size = sizeof(PcoreStoreStats)`; fields
 // beyond it are not written. The allocator's figures come from `pcore_store_class_stats`.

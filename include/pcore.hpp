@@ -17,8 +17,9 @@
 //
 // Thread safety is the C API's: one writer per store, reads from any thread. Pointers
 // returned by read()/write_ptr()/allocate() stay valid until that node is next written or
-// freed, or the store is closed; a thread reading nodes another thread may write uses
-// read_copy(). Trees and cursors should be closed before their store;
+// freed, the store is closed, or (read()) the second commit after the read has returned
+// (compaction moves clean nodes; see pcore_node_read); a thread reading nodes another thread
+// may write or commit uses read_copy(). Trees and cursors should be closed before their store;
 // after the store closes their calls throw PCORE_BAD_HANDLE (never a crash).
 #pragma once
 
@@ -209,7 +210,8 @@ struct Allocation {
   size_t capacity;
 };
 
-/// A node's latest published bytes; valid until the node is next written or freed.
+/// A node's latest published bytes; valid until the node is next written or freed, or the
+/// second commit after the read has returned.
 struct Bytes {
   const void* data;
   size_t len;
@@ -233,6 +235,7 @@ struct Root {
 using NodeInfo = PcoreNodeInfo;
 using Stats = PcoreStoreStats;
 using ClassStats = PcoreClassStats;
+using CompactReport = PcoreCompactReport;
 
 /// Owns one open store. Move-only.
 class Store {
@@ -416,6 +419,14 @@ class Store {
   /// store goes on; flags 0 or PCORE_BACKUP_REPLACE.
   void backup(const std::string& dest_dir, uint32_t flags = 0) const {
     check(pcore_store_backup(handle_, dest_dir.c_str(), flags));
+  }
+
+  /// pcore_store_compact: moves nodes forward and cuts the class files' free tails, online.
+  /// Its rounds are commits: call it where you would call commit().
+  CompactReport compact() {
+    PcoreCompactReport out = sized<PcoreCompactReport>();
+    check(pcore_store_compact(handle_, 0, &out));
+    return out;
   }
 
   /// pcore_store_stats.

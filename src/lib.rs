@@ -20,5 +20,6 @@ pub mod test_rng;
 
 pub use error::{Error, Result, Status};
 pub use store::{
-    Durability, GrowthPolicy, GrowthRule, NodeId, NodeInfo, Root, Snapshot, Source, Store, StoreOptions, StoreStats,
+    CompactReport, Durability, GrowthPolicy, GrowthRule, NodeId, NodeInfo, Root, Snapshot, Source, Store, StoreOptions,
+    StoreStats,
 };

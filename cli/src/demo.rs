@@ -192,6 +192,7 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
         mib(after.total.live_bytes),
         disk as f64 / after.total.live_bytes as f64
     );
+    println!("  footprint            {}", footprint(&after));
     println!("  times                load {load_s:.2} s ({:.0} records/s), churn {churn_s:.2} s, reopen {reopen_s:.3} s, verify {verify_s:.2} s", records as f64 / load_s);
     println!("  peak memory          {:.0} MiB", mib(peak_rss_bytes()));
     println!("  open files           {} (store), whatever the node count", after.open_files);
@@ -203,6 +204,19 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
         "\nverified: every node read back byte for byte after close and reopen; allocator matches the object table."
     );
     kizuna_workload(&work.path.join("kizuna"), rows)
+}
+
+/// The store's footprint ratio (its files over its nodes' live blocks) and its parts.
+fn footprint(st: &pcore::StoreStats) -> String {
+    format!(
+        "{:.2}x ({:.1} MiB of files for {:.1} MiB of live blocks; free blocks {:.1} MiB, log {:.1} MiB, checkpoint {:.1} MiB)",
+        st.footprint_ratio(),
+        mib(st.directory_bytes),
+        mib(st.live_bytes),
+        mib(st.free_bytes),
+        mib(st.log_bytes),
+        mib(st.checkpoint_bytes)
+    )
 }
 
 /// Kizuna's shape: rows in random order, two unique indexes (INTEGER keys of 12 bytes and
@@ -291,6 +305,7 @@ fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<Outcome, String> 
         );
     }
     let lookup_us = secs(t_lookup) * 1e6 / (2 * rows) as f64;
+    println!("  footprint    {}", footprint(&store.stats().map_err(e)?));
     println!(
         "  times        load and commit {load_s:.2} s ({} inserts), lookup {lookup_us:.2} us per key after reopen",
         2 * rows

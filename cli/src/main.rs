@@ -6,6 +6,7 @@ mod backup;
 mod bench;
 mod chart;
 mod check;
+mod compact;
 mod crash;
 mod crash_readers;
 mod demo;
@@ -51,6 +52,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Gives a store's free space back, online (like VACUUM): moves nodes from the ends of
+    /// the class files into free blocks nearer their fronts, checkpoints and cuts the free
+    /// ends. Readers and snapshots go on; a writer in another process holds the store, so
+    /// from outside a host run this when no writer has it open (or call pcore_store_compact).
+    Compact { dir: PathBuf },
     /// Full integrity check; never changes a file. Exit 0 when clean, 1 naming each problem
     /// (file, offset, node or page) otherwise.
     Check { dir: PathBuf },
@@ -160,6 +166,7 @@ fn main() -> ExitCode {
         Command::Stat { dir, json } => stat::run(&dir, json),
         Command::Check { dir } => check::run(&dir),
         Command::Backup { src, dest, replace } => backup::run(&src, &dest, replace),
+        Command::Compact { dir } => compact::run(&dir),
         Command::Dump { dir, tree, format, output } => dump::dump(&dir, &tree, format, output.as_deref()),
         Command::Load { dir, tree, input } => dump::load(&dir, &tree, input.as_deref()),
         Command::Crash { kills, long, power, readers, seed, dir, child_mode } => {

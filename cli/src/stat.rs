@@ -48,6 +48,13 @@ pub fn run(dir: &Path, as_json: bool) -> Result<Outcome, String> {
             "read_only_opens": stats.reader_processes,
             "oldest_reader_epoch": stats.oldest_reader_epoch,
         },
+        "footprint": {
+            "ratio": stats.footprint_ratio(), "directory_bytes": stats.directory_bytes,
+            "live_bytes": stats.live_bytes, "free_bytes": stats.free_bytes,
+            "awaiting_durable_bytes": stats.pending_free_bytes - stats.pinned_bytes,
+            "pinned_bytes": stats.pinned_bytes, "held_base_bytes": stats.held_base_bytes,
+            "log_bytes": files.log.bytes, "checkpoint_bytes": stats.checkpoint_bytes,
+        },
         "data_file_bytes": stats.data_file_bytes,
         "dir_bytes": dir_bytes(dir),
         "size_classes": stats.classes.iter().filter(|c| c.total_segments > 0).map(|c| json!({
@@ -163,6 +170,21 @@ fn print_text(r: &Value) {
         "  on disk          {:.1} MiB in all, {:.1} MiB of class files",
         mib(u(&r["dir_bytes"])),
         mib(u(&r["data_file_bytes"]))
+    );
+    let f = &r["footprint"];
+    println!(
+        "  footprint        {:.2}x: {:.1} MiB of files for {:.1} MiB of live blocks; the rest is free blocks {:.1}, \
+         awaiting a durable commit {:.1}, pinned by snapshots or readers {:.1}, delta bases {:.1}, log {:.1}, \
+         checkpoint {:.1} MiB",
+        f["ratio"].as_f64().unwrap_or(0.0),
+        mib(u(&f["directory_bytes"])),
+        mib(u(&f["live_bytes"])),
+        mib(u(&f["free_bytes"])),
+        mib(u(&f["awaiting_durable_bytes"])),
+        mib(u(&f["pinned_bytes"])),
+        mib(u(&f["held_base_bytes"])),
+        mib(u(&f["log_bytes"])),
+        mib(u(&f["checkpoint_bytes"]))
     );
     println!("  size classes:");
     println!(

@@ -42,6 +42,11 @@ pub(crate) struct ClassBitmap {
     segments: Vec<SegmentBits>,
     free_stack: Vec<u32>,
     counters: Counters,
+    /// Segments from this one on are being emptied by relocation (`alloc::shrink`): an
+    /// allocation takes a free block below it when there is one. u32::MAX: none.
+    drain_from: u32,
+    /// No segment below this one has a free block.
+    front_hint: u32,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -60,6 +65,8 @@ impl ClassBitmap {
             segments: Vec::new(),
             free_stack: Vec::new(),
             counters: Counters::default(),
+            drain_from: u32::MAX,
+            front_hint: 0,
         }
     }
 
@@ -86,6 +93,11 @@ impl ClassBitmap {
 
     /// A free block, or `None` when every segment is full and a new one must be added.
     pub(crate) fn allocate(&mut self) -> Option<(u32, Source)> {
+        if self.free_stack.last().is_some_and(|&top| top >= self.drain_from) {
+            if let Some(found) = self.allocate_front(self.drain_from) {
+                return Some((found, Source::Bitmap));
+            }
+        }
         if let Some(found) = self.allocate_freed() {
             self.counters.allocs_from_bitmap += 1;
             return Some((found, Source::Bitmap));
@@ -140,6 +152,7 @@ impl ClassBitmap {
         seg.free[word] |= mask;
         seg.free_count += 1;
         seg.search_from_word = seg.search_from_word.min(word as u32);
+        self.front_hint = self.front_hint.min(seg_index as u32);
         if !seg.on_free_stack {
             seg.on_free_stack = true;
             self.free_stack.push(seg_index as u32);
@@ -173,6 +186,7 @@ impl ClassBitmap {
             }
         }
         self.free_stack.clear();
+        self.front_hint = 0;
         for (seg_index, (seg, used)) in self.segments.iter_mut().zip(used_bits).enumerate() {
             seg.high_water = if seg_index == n - 1 { last_high_water } else { bps };
             seg.free_count = 0;
@@ -240,6 +254,61 @@ impl ClassBitmap {
             }
         }
         Ok(())
+    }
+}
+
+/// Giving space back (see `alloc::shrink`): where live blocks are, allocation toward the
+/// front of the file, and dropping a wholly free tail. Kept apart from the fast paths above.
+impl ClassBitmap {
+    /// Blocks allocated in segment `seg`.
+    pub(crate) fn segment_live(&self, seg: u32) -> u32 {
+        let s = &self.segments[seg as usize];
+        s.high_water - s.free_count
+    }
+
+    /// Blocks allocated in the whole class.
+    pub(crate) fn allocated(&self) -> u64 {
+        (0..self.segment_count()).map(|s| u64::from(self.segment_live(s))).sum()
+    }
+
+    /// A free block in the lowest segment below `before` that has one: relocation fills the
+    /// front of the file so that its tail empties.
+    pub(crate) fn allocate_front(&mut self, before: u32) -> Option<u32> {
+        let end = before.min(self.segment_count());
+        let found = (self.front_hint.min(end)..end).find(|&s| self.segments[s as usize].free_count > 0);
+        self.front_hint = found.unwrap_or(end);
+        let seg_index = found?;
+        let seg = &mut self.segments[seg_index as usize];
+        let start = seg.search_from_word as usize;
+        let word = start + seg.free[start..].iter().position(|&w| w != 0).expect("free_count > 0");
+        let bit = seg.free[word].trailing_zeros();
+        seg.free[word] &= !(1u64 << bit);
+        seg.free_count -= 1;
+        seg.search_from_word = word as u32;
+        if seg.free_count == 0 {
+            seg.on_free_stack = false;
+            self.free_stack.retain(|&s| s != seg_index);
+        }
+        self.counters.allocs_from_bitmap += 1;
+        Some(seg_index * self.blocks_per_segment + word as u32 * 64 + bit)
+    }
+
+    /// Sets where relocation empties the class from (see `drain_from`).
+    pub(crate) fn set_drain_from(&mut self, segment: u32) {
+        self.drain_from = segment;
+    }
+
+    /// How many segments at the end hold no allocated block.
+    pub(crate) fn free_tail_segments(&self) -> u32 {
+        self.segments.iter().rev().take_while(|s| s.high_water == s.free_count).count() as u32
+    }
+
+    /// Removes the last `n` segments, which must hold no allocated block.
+    pub(crate) fn drop_tail_segments(&mut self, n: u32) {
+        assert!(n <= self.free_tail_segments(), "only free segments are dropped");
+        let keep = self.segments.len() - n as usize;
+        self.segments.truncate(keep);
+        self.free_stack.retain(|&s| (s as usize) < keep);
     }
 }
 

@@ -219,6 +219,25 @@ impl ClassFile {
             .map_err(|e| Error::io(format!("flush {} segment {segment}", self.name), e))
     }
 
+    /// Drops the last `n` segments: unmaps them and cuts the file to the segments left. The
+    /// caller knows no block there is needed by anyone (see `alloc::shrink`). The cut needs
+    /// no sync: a power cut that loses it leaves a longer file, which is harmless.
+    pub(crate) fn shrink(&mut self, n: u32) -> Result<()> {
+        // A read-only view never changes its files; its caller never cuts (see
+        // `Store::give_back_tail`), and an accidental call must not either.
+        if n == 0 || matches!(self.backing, Backing::Private(_)) {
+            return Ok(());
+        }
+        let keep = self.segments.len() - n as usize;
+        self.segments.truncate(keep);
+        self.dirty.truncate(keep);
+        if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
+            file.set_len(keep as u64 * self.segment_bytes)
+                .map_err(|e| Error::io(format!("truncate {} to {keep} segments", self.name), e))?;
+        }
+        Ok(())
+    }
+
     /// Bytes the file takes on disk (whole segments).
     pub(crate) fn file_bytes(&self) -> u64 {
         if self.file.is_some() {

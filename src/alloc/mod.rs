@@ -6,6 +6,7 @@
 
 mod bitmap;
 mod class_file;
+mod shrink;
 mod size_class;
 mod space;
 mod stats;

@@ -14,21 +14,21 @@ pub(crate) struct Loc {
     pub block: u32,
 }
 
-struct Class {
-    bytes: u32,
-    blocks_per_segment: u32,
+pub(super) struct Class {
+    pub(super) bytes: u32,
+    pub(super) blocks_per_segment: u32,
     /// log2 of `blocks_per_segment` and of `bytes`: both are powers of two (size classes
     /// double, segments are 1 MiB or a power-of-two number of blocks), so finding a block,
     /// on every read, takes shifts rather than a division.
     segment_shift: u32,
     block_shift: u32,
-    file: ClassFile,
-    bits: ClassBitmap,
+    pub(super) file: ClassFile,
+    pub(super) bits: ClassBitmap,
 }
 
 pub(crate) struct Space {
     classes: SizeClasses,
-    per_class: Vec<Class>,
+    pub(super) per_class: Vec<Class>,
 }
 
 impl Space {

@@ -331,8 +331,11 @@ pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, l
 }
 
 /// The latest published bytes of node `id` (the writer sees its own uncommitted nodes).
-/// `out->data` stays valid until the node is next written or freed, or the store closed:
-/// a thread that reads while another may write the node copies with `pcore_node_read_copy`.
+/// `out->data` stays valid until the node is next written or freed, the store closed, or the
+/// second commit after this call has returned (every commit may move a few clean nodes toward
+/// the front of their class file to give space back; a moved node's old block outlives the
+/// move by one commit): a thread that reads while another may write the node, or commit twice,
+/// copies with `pcore_node_read_copy`.
 /// On any failure `*out` (if `out` is not NULL) is set to `{NULL, 0}`.
 ///
 /// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (unknown, freed, stale id),
@@ -635,6 +638,54 @@ pub extern "C" fn pcore_store_checkpoint(store: *mut PcoreStore) -> i32 {
     guard::call(|| store_of(store)?.checkpoint())
 }
 
+/// Compacts the store online: moves nodes from the tails of the class files into free blocks
+/// nearer their fronts, lets the old blocks go (a checkpoint) and cuts the free tails, until
+/// the files hold little more than the nodes (about 1.1 times their blocks, whole 1 MiB
+/// segments per size class). Readers, snapshots and the writer go on between its rounds.
+/// Every commit does a little of this on its own, and a close does it when much is to gain:
+/// this call is for doing it all now.
+///
+/// Each round is a commit: whatever was published before it is committed too, so call it
+/// where you would call `pcore_store_commit`. A moved node keeps its id; a `pcore_node_read`
+/// pointer to it stays good through the commit after the move. Blocks that an open snapshot
+/// or a read-only process still reads are not given back (`out->pinned_bytes`), and no file
+/// is cut while a read-only process has the store open. A process killed during compaction
+/// leaves the store as its last durable commit, whole.
+///
+/// `flags` must be 0. `out` (NULL, or its `struct_size` set) receives what was done.
+///
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (flags, `struct_size`), `PCORE_READ_ONLY`,
+/// `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (the store stays usable and whole),
+/// `PCORE_POISONED`, `PCORE_BAD_HANDLE`.
+///
+/// # Safety
+/// `out` is NULL or points to `out->struct_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_store_compact(store: *mut PcoreStore, flags: u64, out: *mut PcoreCompactReport) -> i32 {
+    guard::call(|| {
+        let s = store_of(store)?;
+        if flags != 0 {
+            return Err(Error::InvalidArgument(format!("compact flags {flags:#x}: none are defined")));
+        }
+        // SAFETY: per this function's contract.
+        let out = if out.is_null() { None } else { Some(unsafe { SizedOut::new(out, "out")? }) };
+        let r = s.compact(|_, _| {})?;
+        if let Some(out) = out {
+            out.write(PcoreCompactReport {
+                struct_size: 0,
+                moved_nodes: r.moved_nodes,
+                moved_bytes: r.moved_bytes,
+                bytes_before: r.bytes_before,
+                bytes_after: r.bytes_after,
+                live_bytes: r.live_bytes,
+                pinned_bytes: r.pinned_bytes,
+                ratio: r.ratio(),
+            });
+        }
+        Ok(())
+    })
+}
+
 /// Store statistics. The caller sets `out->struct_size = sizeof(PcoreStoreStats)`; fields
 /// beyond it are not written. The allocator's figures come from `pcore_store_class_stats`.
 ///
@@ -669,6 +720,12 @@ pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut Pco
             oldest_snapshot_epoch: st.oldest_snapshot_epoch,
             reader_processes: st.reader_processes,
             pinned_bytes: st.pinned_bytes,
+            held_base_bytes: st.held_base_bytes,
+            directory_bytes: st.directory_bytes,
+            live_bytes: st.live_bytes,
+            free_bytes: st.free_bytes,
+            checkpoint_bytes: st.checkpoint_bytes,
+            footprint_ratio: st.footprint_ratio(),
         });
         Ok(())
     })

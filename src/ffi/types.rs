@@ -67,7 +67,7 @@ pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 /// reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
 /// `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`), `pcore_root_next`,
 /// `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). 2.2 added
-/// `pcore_store_backup`. The library's SONAME is `libpcore.so.<major>`.
+/// `pcore_store_backup`, `pcore_store_compact` and the footprint fields of `PcoreStoreStats`. The library's SONAME is `libpcore.so.<major>`.
 pub const PCORE_ABI_VERSION: u32 = 0x0002_0002;
 
 /// Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
@@ -213,7 +213,8 @@ pub struct PcoreAllocResult {
     pub capacity: usize,
 }
 
-/// A node's bytes: valid until the node is next written or freed, or the store closed.
+/// A node's bytes: valid until the node is next written or freed, the store closed, or the
+/// second commit after they were read has returned (see `pcore_node_read`).
 /// A (pointer, length) pair, fixed for good: it has no struct_size.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -304,6 +305,41 @@ pub struct PcoreStoreStats {
     /// Of `pending_free_bytes`, the bytes kept only because a snapshot or a reader process
     /// may still read them; reusable once those end.
     pub pinned_bytes: u64,
+    /// Bytes of checkpointed node versions that commits logged deltas against: still
+    /// allocated, reusable after the next checkpoint.
+    pub held_base_bytes: u64,
+    /// Bytes of all the store's files (a store in memory: its class segments).
+    pub directory_bytes: u64,
+    /// Bytes of the blocks holding the nodes' current versions.
+    pub live_bytes: u64,
+    /// Bytes of free blocks in the class files (with each last segment's never-used end).
+    pub free_bytes: u64,
+    /// Bytes of the checkpoint file.
+    pub checkpoint_bytes: u64,
+    /// `directory_bytes / live_bytes` (0 for a store with no node): the rest is
+    /// `free_bytes`, `pending_free_bytes` (of which `pinned_bytes`), `held_base_bytes`,
+    /// `log_bytes` and `checkpoint_bytes`.
+    pub footprint_ratio: f64,
+}
+
+/// What `pcore_store_compact` did. Set `struct_size` before the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PcoreCompactReport {
+    pub struct_size: u64,
+    /// Nodes moved toward the front of their class files, and their blocks' bytes.
+    pub moved_nodes: u64,
+    pub moved_bytes: u64,
+    /// Bytes of the store's files before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// Bytes of the blocks holding the nodes' current versions.
+    pub live_bytes: u64,
+    /// Bytes that could not be given back: blocks an open snapshot or a reader process still
+    /// reads.
+    pub pinned_bytes: u64,
+    /// `bytes_after / live_bytes` (0 for a store with no node).
+    pub ratio: f64,
 }
 
 impl From<&crate::alloc::ClassStats> for PcoreClassStats {

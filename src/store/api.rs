@@ -6,6 +6,7 @@
 //! checkpoint's flush and file writes.
 
 use super::checkpoint;
+use super::compact::{Budget, Moved};
 use super::core::{Core, Source};
 use super::meta::Meta;
 use super::node_id::NodeId;
@@ -141,6 +142,28 @@ pub struct StoreStats {
     pub handles: u64,
     pub classes: Vec<ClassStats>,
     pub total: ClassStats,
+    /// Bytes of all the store's files (a store in memory: its class segments). The footprint
+    /// ratio is this over `live_bytes`; the rest is held by `free_bytes`, `pending_free_bytes`
+    /// (of which `pinned_bytes` by readers), `held_base_bytes`, the log and the checkpoint.
+    pub directory_bytes: u64,
+    /// Blocks of the nodes' current versions (committed or not).
+    pub live_bytes: u64,
+    /// Free blocks in the class files, with the never-used end of each last segment: reused
+    /// first, moved away from and cut at a file's tail (see `Store::compact`).
+    pub free_bytes: u64,
+    pub checkpoint_bytes: u64,
+}
+
+impl StoreStats {
+    /// `directory_bytes / live_bytes`: how much bigger than its data the store is on disk
+    /// (0 for a store with no node).
+    pub fn footprint_ratio(&self) -> f64 {
+        if self.live_bytes == 0 {
+            0.0
+        } else {
+            self.directory_bytes as f64 / self.live_bytes as f64
+        }
+    }
 }
 
 /// The writer's side: log, meta, lock, sync bookkeeping. Guarded by the writer mutex.
@@ -452,6 +475,9 @@ impl Store {
         let store = Store::from_parts(writer, opened.core, options.clone(), false, opened.note, readers);
         if opened.needs_checkpoint {
             store.checkpoint()?;
+        } else if !options.read_only {
+            let w = store.shared.writer.lock();
+            store.shared.give_back_tail(&w)?;
         }
         Ok(store)
     }
@@ -707,7 +733,8 @@ impl Store {
 
     /// Address of the node's current bytes, and their length (for the C ABI).
     /// On a snapshot's view, the address stays valid until the snapshot ends; otherwise until
-    /// the node is next written or freed.
+    /// the node is next written or freed, or the second commit after this call has returned
+    /// (relocation may move a clean node: see `compact.rs`).
     pub fn read_addr(&self, id: NodeId) -> Result<(usize, usize)> {
         self.read_state(|c| {
             let (loc, len) = c.read_loc_in(id, self.view_epoch())?;
@@ -797,10 +824,17 @@ impl Store {
     /// atomic: after a crash, all of it is there or none of it. Returns the new epoch; every
     /// commit advances it, even one with nothing to write (so retire epochs come due).
     pub fn commit(&self) -> Result<u64> {
+        self.commit_relocating(Budget::COMMIT).map(|(epoch, _)| epoch)
+    }
+
+    /// `commit`, carrying relocations of nodes toward the front of the class files, within
+    /// `budget` (see `compact.rs`).
+    pub(super) fn commit_relocating(&self, budget: Budget) -> Result<(u64, Moved)> {
         let mut w = self.writer()?;
         let opts = &self.shared.options;
         if self.shared.in_memory {
             let mut c = self.shared.state.write();
+            let moved = c.relocate(budget);
             let buffer = std::mem::take(&mut w.frame_buffer);
             let prepared = c.prepare_commit(0, buffer);
             let epoch = prepared.epoch;
@@ -810,9 +844,10 @@ impl Store {
             // As durable, and as checkpointed, as a store in memory gets.
             self.shared.durable_epoch.store(epoch, Ordering::Release);
             c.checkpointed(epoch, self.shared.reuse_limit())?;
-            return Ok(epoch);
+            return Ok((epoch, moved));
         }
         let mut c = self.shared.state.write();
+        let moved = c.relocate(budget);
         let buffer = std::mem::take(&mut w.frame_buffer);
         let mut prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize, buffer);
         // Readers go on while the frame is written and synced; mutations wait.
@@ -869,7 +904,7 @@ impl Store {
             let result = self.shared.checkpoint_locked(&mut w);
             w.last_checkpoint_error = result.err().map(|e| e.to_string());
         }
-        Ok(prepared.epoch)
+        Ok((prepared.epoch, moved))
     }
 
     /// Throws away every change since the last commit (or since the open): nodes allocated
@@ -925,7 +960,15 @@ impl Store {
     /// (unless the last checkpoint holds it already: closing an unchanged store writes
     /// nothing), the directory lock released. Every later call answers `Closed`; a second close is a no-op
     /// error (`Closed`).
+    ///
+    /// A writer whose class files hold much more than its nodes need first moves nodes from
+    /// the files' tails forward (at most [`CLOSE_COMPACT_BYTES`](super::CLOSE_COMPACT_BYTES),
+    /// in commits of their own, uncommitted work dropped first as the close drops it), so the
+    /// checkpoint leaves the tails free and they are cut: see `Store::compact`.
     pub fn close(&self) -> Result<()> {
+        if self.is_open() && self.at.is_none() {
+            let _ = self.compact_at_close();
+        }
         self.shared.close()
     }
 
@@ -934,6 +977,8 @@ impl Store {
         let pins = self.shared.pins.lock().clone();
         let table = w.readers.as_ref().or(w.reader_slot.as_ref().map(ReaderSlot::table));
         let readers = table.map(|t| t.live_readers()).unwrap_or_default();
+        let (dir_bytes, checkpoint_bytes, dir_log_bytes) =
+            w.dir.as_deref().map_or((0, 0, 0), recovery::store_file_bytes);
         self.read_state(|c| {
             let classes = c.space.stats();
             let mut total = ClassStats::default();
@@ -944,7 +989,7 @@ impl Store {
                 live_nodes: c.live_nodes,
                 reserved_nodes: c.reserved_nodes,
                 reallocations: c.reallocations,
-                log_bytes: w.log.as_ref().map_or(0, LogWriter::len),
+                log_bytes: w.log.as_ref().map_or(dir_log_bytes, LogWriter::len),
                 checkpoint_epoch: w.meta.map_or(0, |m| m.checkpoint_epoch),
                 open_files: c.space.open_files() as u64
                     + u64::from(w.log.is_some())
@@ -960,6 +1005,10 @@ impl Store {
                 snapshot_versions: c.history.len() as u64,
                 held_base_bytes: c.held_base_bytes,
                 handles: c.table.handle_count(),
+                directory_bytes: if file_store { dir_bytes } else { c.space.segment_bytes_total() },
+                live_bytes: c.live_block_bytes(),
+                free_bytes: c.space.segment_bytes_total().saturating_sub(total.live_bytes),
+                checkpoint_bytes,
                 classes,
                 total,
             })
@@ -1070,6 +1119,39 @@ impl Store {
         w.reader_slot = None;
     }
 
+    /// True when space given back now could be cut from the files: a writable store with
+    /// no snapshot open here and no reader process registered (see `compact.rs`).
+    pub(super) fn can_give_back(&self) -> bool {
+        if self.shared.options.read_only || self.at.is_some() || self.shared.has_snapshots() {
+            return false;
+        }
+        let w = self.shared.writer.lock();
+        !w.readers.as_ref().is_some_and(|t| !matches!(t.oldest_reader(), Ok(None)))
+    }
+
+    /// Bytes of the store's files (for a store in memory, of its class segments), and of its
+    /// checkpoint and log files.
+    pub(super) fn file_bytes(&self) -> (u64, u64, u64) {
+        let w = self.shared.writer.lock();
+        match &w.dir {
+            Some(dir) => recovery::store_file_bytes(dir),
+            None => (self.shared.state.read().space.segment_bytes_total(), 0, 0),
+        }
+    }
+
+    /// A store in memory has no checkpoint: its free segment tails are cut here, unless a
+    /// snapshot is open.
+    pub(super) fn give_back_in_memory(&self) -> Result<()> {
+        if self.shared.has_snapshots() {
+            return Ok(());
+        }
+        self.shared.state.write().space.truncate_free_tails(0).map(drop)
+    }
+
+    pub(super) fn is_in_memory(&self) -> bool {
+        self.shared.in_memory
+    }
+
     /// What the open's recovery did, when it did more than read a checkpoint: how many
     /// commits it replayed from the log, and any incomplete commit it dropped (with the log's
     /// offset). `None` after a clean close.
@@ -1167,7 +1249,23 @@ impl Shared {
         w.last_sync = Instant::now();
         w.meta_refreshed = w.last_sync;
         recovery::remove_generation(&dir, old.generation);
-        self.state.write().checkpointed(epoch, self.reuse_limit())
+        self.state.write().checkpointed(epoch, self.reuse_limit())?;
+        self.give_back_tail(w)
+    }
+
+    /// Cuts the free tails of the class files, when that is safe: right after a checkpoint
+    /// (or a writer's open with an empty log) and with no reader process registered (see
+    /// `compact.rs`). A reader table that cannot be read counts as a reader.
+    pub(super) fn give_back_tail(&self, w: &WriterSide) -> Result<()> {
+        if self.options.read_only {
+            return Ok(());
+        }
+        let readers_alive = w.readers.as_ref().is_some_and(|t| !matches!(t.oldest_reader(), Ok(None)));
+        let mut c = self.state.write();
+        if readers_alive || c.held_for_readers() {
+            return Ok(());
+        }
+        c.space.truncate_free_tails(0).map(drop)
     }
 
     fn close(&self) -> Result<()> {

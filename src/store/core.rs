@@ -91,7 +91,7 @@ pub(crate) struct Core {
     /// Blocks the host writes through raw pointers outside any lock (`pcore_node_write_ptr`),
     /// per handle: the node's readable version stays where it is until the host publishes,
     /// so no reader copies bytes while they are being written. See `draft_loc`.
-    drafts: HandleMap<Loc>,
+    pub(super) drafts: HandleMap<Loc>,
     /// Set when the store was opened for writing while a reader process read an older commit
     /// than the one opened: every block that existed then is held (the allocator treats it as
     /// used) until no reader older than this epoch is left. See `hold_for_old_readers`.
@@ -123,6 +123,9 @@ pub(crate) struct Core {
     /// replaced them (docs/LOG.md).
     held_bases: VecDeque<(u64, Loc)>,
     pub held_base_bytes: u64,
+    /// Per class, blocks in `pending_frees` and `held_bases`: allocated, but no node's current
+    /// version (relocation sizes a class by what its nodes need, `compact.rs`).
+    pub(super) queued_blocks: [u64; crate::limits::CLASS_COUNT_MAX],
     /// The epoch the last checkpoint recorded.
     checkpoint_epoch: u64,
     /// Handles whose committed version's origin is not `Checkpoint` (duplicates allowed):
@@ -131,6 +134,13 @@ pub(crate) struct Core {
     /// The prepared commit's decision per PUT, by handle: the origin of the new version, and
     /// whether the committed version is a base to hold until the next checkpoint.
     plan: Vec<(u64, Origin, bool)>,
+    /// Nodes moved by relocation in the uncommitted changes, in the order moved (see
+    /// `compact.rs`): their old blocks get one more commit of grace before reuse.
+    pub(super) relocated: Vec<u64>,
+    /// Where relocation's next scan of the table starts.
+    pub(super) relocate_cursor: u64,
+    /// Nodes relocation moved since the open (uncommitted moves included).
+    pub relocations: u64,
 }
 
 /// The two kinds of freed blocks, by what makes them reusable.
@@ -180,13 +190,17 @@ impl Core {
             pending_free_bytes: 0,
             held_bases: VecDeque::new(),
             held_base_bytes: 0,
+            queued_blocks: [0; crate::limits::CLASS_COUNT_MAX],
             checkpoint_epoch,
             changed_since_checkpoint,
             plan: Vec::new(),
+            relocated: Vec::new(),
+            relocate_cursor: 1,
+            relocations: 0,
         }
     }
 
-    fn mark_dirty(&mut self, handle: u64) {
+    pub(super) fn mark_dirty(&mut self, handle: u64) {
         let slot = &mut self.table.slots[handle as usize];
         if !slot.dirty {
             slot.dirty = true;
@@ -828,6 +842,10 @@ impl Core {
         }
         // Taken and put back empty, so the next commit's list grows in the same allocation.
         let mut dirty = std::mem::take(&mut self.dirty);
+        let mut relocated = std::mem::take(&mut self.relocated);
+        relocated.sort_unstable();
+        // Old blocks of relocated nodes, queued after the rest with the next epoch (grace).
+        let mut late: Vec<(bool, Loc)> = Vec::new();
         for &handle in &dirty {
             let s = self.table.slots[handle as usize];
             if !s.dirty {
@@ -845,7 +863,9 @@ impl Core {
             }
             let (origin, hold_base) = self.planned(handle);
             if let Some(old) = self.table.shadowed.remove(&handle) {
-                if hold_base {
+                if relocated.binary_search(&handle).is_ok() {
+                    late.push((hold_base, old.loc));
+                } else if hold_base {
                     self.hold_base(epoch, old.loc);
                 } else {
                     self.defer_free(epoch, old.loc);
@@ -866,6 +886,15 @@ impl Core {
         dirty.clear();
         self.dirty = dirty;
         self.dirty_compacted = 0;
+        for (hold, loc) in late {
+            if hold {
+                self.hold_base(epoch + 1, loc);
+            } else {
+                self.defer_free(epoch + 1, loc);
+            }
+        }
+        relocated.clear();
+        self.relocated = relocated;
         debug_assert!(self.table.shadowed.is_empty(), "every shadowed node is dirty");
         if !self.dirty_roots.is_empty() || !self.removed_roots.is_empty() {
             let committed = Arc::make_mut(&mut self.committed_roots);
@@ -887,6 +916,7 @@ impl Core {
     /// retirements withdrawn, roots as committed. Blocks freed by earlier commits and not yet
     /// durable stay pending: they belong to the committed past, not to what is undone.
     pub fn abort(&mut self) -> Result<()> {
+        self.relocated.clear();
         for (_, draft) in std::mem::take(&mut self.drafts) {
             self.space.free(draft)?;
         }
@@ -931,6 +961,7 @@ impl Core {
 
     fn defer_free(&mut self, epoch: u64, loc: Loc) {
         self.pending_free_bytes += u64::from(self.space.capacity(loc.class));
+        self.queued_blocks[loc.class as usize] += 1;
         self.pending_frees.push_back((epoch, loc));
     }
 
@@ -945,6 +976,7 @@ impl Core {
 
     fn hold_base(&mut self, epoch: u64, loc: Loc) {
         self.held_base_bytes += u64::from(self.space.capacity(loc.class));
+        self.queued_blocks[loc.class as usize] += 1;
         self.held_bases.push_back((epoch, loc));
     }
 
@@ -984,6 +1016,7 @@ impl Core {
                 q.pop_front();
                 let block_bytes = u64::from(self.space.capacity(loc.class));
                 *self.queue(kind).1 -= block_bytes;
+                self.queued_blocks[loc.class as usize] -= 1;
                 self.space.free(loc)?;
             }
         }

@@ -10,6 +10,9 @@ mod backup;
 mod backup_tests;
 mod checkpoint;
 mod codec;
+mod compact;
+#[cfg(test)]
+mod compact_tests;
 mod core;
 #[cfg(test)]
 mod crash_tests;
@@ -41,6 +44,7 @@ pub use self::api::{
     StoreOptions, StoreStats, WeakStore,
 };
 pub use self::backup::{BackupReport, BACKUP_REPLACE};
+pub use self::compact::{CompactReport, CLOSE_COMPACT_BYTES};
 pub use self::core::Source;
 pub use self::inspect::{inspect_files, CheckpointReport, FileReport, LogReport, MetaSlotState};
 pub use self::node_id::NodeId;

@@ -201,6 +201,21 @@ fn is_store_file(name: &str) -> bool {
         || (name.starts_with("class-") && name.contains(".seg"))
 }
 
+/// Bytes of the store's files in `dir`: all of them, the checkpoints, the logs.
+pub(crate) fn store_file_bytes(dir: &Path) -> (u64, u64, u64) {
+    let (mut all, mut checkpoints, mut logs) = (0, 0, 0);
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let len = entry.metadata().map_or(0, |m| m.len());
+        if is_store_file(&name) || name == super::readers::READERS_FILE {
+            all += len;
+        }
+        checkpoints += if name.starts_with("checkpoint-") { len } else { 0 };
+        logs += if name.starts_with("wal-") { len } else { 0 };
+    }
+    (all, checkpoints, logs)
+}
+
 fn survey(dir: &Path) -> Result<Found> {
     let io = |e| Error::io(format!("list {}", dir.display()), e);
     let mut ours = Vec::new();

@@ -1,0 +1,256 @@
+//! Giving space back: relocation of live nodes from the tail of a class file into free
+//! blocks nearer its front, and cutting the tail once it is free. One mechanism, two budgets:
+//! every commit moves a little ([`Budget::COMMIT`]), `Store::compact` moves all it can
+//! ([`Budget::COMPACT`]).
+//!
+//! A relocation is an ordinary new version of the node: same id, new block, logged by the
+//! commit that carries it; the old block is freed through the one reuse rule
+//! (`Shared::reuse_limit`), so snapshots, reader processes, delta-log bases and checkpoints see
+//! nothing new. Two rules keep hosts safe:
+//! - Only clean committed nodes move: never one the host changed since the last commit, nor
+//!   one with a block open for writing (`pcore_node_write_ptr`).
+//! - The old block gets one more commit of grace: it is queued as if freed by the commit after
+//!   the move. A `pcore_node_read` pointer to a node the host does not write therefore stays
+//!   good until the end of the second commit after it was taken (README, "Space").
+//!
+//! Cutting a class file's tail (`Shared::give_back_tail`) happens only right after a
+//! checkpoint, or at a writer's open with an empty log, and only when no reader process is
+//! registered: a reader replays the log into its private mapping, and a frame written before
+//! the checkpoint may name a block in a segment that is cut. After a checkpoint a new reader
+//! replays no such frame. A free block is one nothing needs: not the durable state (blocks are
+//! freed only once the freeing commit is durable), not a snapshot, not a delta's base. After a
+//! power cut that loses the cut, the file is longer, which is harmless.
+
+use super::core::Core;
+use super::table::State;
+use super::Store;
+use crate::alloc::Loc;
+use crate::error::Result;
+
+/// How much relocation may do in one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// Table slots looked at, from where the last call stopped.
+    pub scan: u64,
+    /// Bytes of blocks moved at most.
+    pub bytes: u64,
+    /// Aim at the least space (compaction) rather than leave a quarter of room to grow.
+    pub tight: bool,
+}
+
+impl Budget {
+    /// At every commit: a few microseconds of scanning, at most 256 KiB copied (and logged as
+    /// empty deltas), so no commit stalls.
+    pub(crate) const COMMIT: Budget = Budget { scan: 4096, bytes: 256 << 10, tight: false };
+    /// `Store::compact`'s rounds: the whole table, 16 MiB moved per commit.
+    pub(crate) const COMPACT: Budget = Budget { scan: u64::MAX, bytes: 16 << 20, tight: true };
+    /// Nothing moves (the commit that lets the last moves' grace pass).
+    pub(crate) const NONE: Budget = Budget { scan: 0, bytes: 0, tight: false };
+}
+
+/// What one relocation call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Moved {
+    pub nodes: u64,
+    pub bytes: u64,
+    /// Stopped because the byte budget ran out: more may be movable right away.
+    pub budget_hit: bool,
+}
+
+impl Core {
+    /// Per class, the segments it should fit in: the blocks its nodes need (allocated, less
+    /// those waiting in the free queues), with a quarter more room unless `tight`, in whole
+    /// segments, at least one. Blocks still queued take room meanwhile: a move that finds no
+    /// free block below the line waits for a later call.
+    pub(super) fn keep_segments(&self, tight: bool) -> Vec<u32> {
+        (0..self.space.classes().count() as u8)
+            .map(|class| {
+                let bps = u64::from(self.space.blocks_per_segment(class));
+                let needed = self.space.allocated_blocks(class).saturating_sub(self.queued_blocks[class as usize]);
+                let wanted = if tight { needed } else { needed + needed / 4 };
+                wanted.div_ceil(bps).max(1) as u32
+            })
+            .collect()
+    }
+
+    /// True when the node may move now (see the module comment) and its block lies beyond
+    /// the segments its class should fit in.
+    fn movable(&self, handle: u64, keep: &[u32]) -> bool {
+        let s = &self.table.slots[handle as usize];
+        s.state == State::Live
+            && !s.dirty
+            && self.space.segment_of(s.loc()) >= keep[s.class as usize]
+            && !self.drafts.contains_key(&handle)
+            && !self.table.shadowed.contains_key(&handle)
+    }
+
+    /// Moves clean nodes from the tails of class files into free blocks nearer the front,
+    /// within `budget`; each move is a new version the next commit logs.
+    pub(crate) fn relocate(&mut self, budget: Budget) -> Moved {
+        let mut moved = Moved::default();
+        if budget.scan == 0 {
+            return moved;
+        }
+        let keep = self.keep_segments(budget.tight);
+        let mut draining = false;
+        for (class, &k) in keep.iter().enumerate() {
+            let drain = self.space.segment_count(class as u8) > k;
+            self.space.set_drain_from(class as u8, if drain { k } else { u32::MAX });
+            draining |= drain;
+        }
+        if !draining {
+            return moved;
+        }
+        let handles = self.table.handle_count();
+        let scan = budget.scan.min(handles.saturating_sub(1));
+        for _ in 0..scan {
+            let handle = self.relocate_cursor.max(1);
+            self.relocate_cursor = if handle + 1 >= handles { 1 } else { handle + 1 };
+            if handle >= handles || !self.movable(handle, &keep) {
+                continue;
+            }
+            let slot = self.table.slots[handle as usize];
+            let bytes = u64::from(self.space.capacity(slot.class));
+            if moved.bytes + bytes > budget.bytes {
+                moved.budget_hit = true;
+                break;
+            }
+            let Some(to) = self.space.allocate_front(slot.class, keep[slot.class as usize]) else { continue };
+            self.move_node(handle, to);
+            moved.nodes += 1;
+            moved.bytes += bytes;
+        }
+        moved
+    }
+
+    /// The node's bytes (its whole block) go to `to`, which becomes its current block; the
+    /// committed block stays its committed version until the commit applies.
+    fn move_node(&mut self, handle: u64, to: Loc) {
+        let slot = self.table.slots[handle as usize];
+        self.space.copy(slot.loc(), 0, to, self.space.capacity(slot.class) as usize);
+        self.table.shadowed.insert(handle, super::table::Committed { loc: slot.loc(), len: slot.len, crc: slot.crc });
+        self.table.slots[handle as usize].set_loc(to);
+        self.mark_dirty(handle);
+        self.relocated.push(handle);
+        self.relocations += 1;
+    }
+
+    /// Nodes relocation would move now with a tight budget (for a progress bar's length).
+    pub(crate) fn movable_nodes(&self) -> u64 {
+        let keep = self.keep_segments(true);
+        (1..self.table.handle_count()).filter(|&h| self.movable(h, &keep)).count() as u64
+    }
+
+    /// Bytes of blocks holding the current version of a node (live or reserved): what the
+    /// store's footprint is measured against.
+    pub(crate) fn live_block_bytes(&self) -> u64 {
+        self.table
+            .slots
+            .iter()
+            .filter(|s| s.state != State::Free)
+            .map(|s| u64::from(self.space.capacity(s.class)))
+            .sum()
+    }
+}
+
+/// At close, nodes moved at most: a close stays short however fragmented the store.
+pub const CLOSE_COMPACT_BYTES: u64 = 64 << 20;
+
+/// Rounds of `Store::compact` at most (each a commit, and a checkpoint when nothing more
+/// could move): a writer that keeps filling the tail meanwhile cannot keep it going forever.
+const COMPACT_ROUNDS_MAX: u32 = 64;
+
+/// What [`Store::compact`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CompactReport {
+    /// Nodes moved, and their blocks' bytes.
+    pub moved_nodes: u64,
+    pub moved_bytes: u64,
+    /// The store's files before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// Blocks of the nodes' current versions: what the footprint is measured against.
+    pub live_bytes: u64,
+    /// Bytes that could not be given back because an open snapshot or a reader process still
+    /// reads them (and delta bases a checkpoint has not yet let go of).
+    pub pinned_bytes: u64,
+}
+
+impl CompactReport {
+    /// `bytes_after / live_bytes` (0 for an empty store).
+    pub fn ratio(&self) -> f64 {
+        if self.live_bytes == 0 {
+            0.0
+        } else {
+            self.bytes_after as f64 / self.live_bytes as f64
+        }
+    }
+}
+
+impl Store {
+    /// Brings the store near its live bytes, online: moves nodes from the tails of the class
+    /// files into free blocks nearer the front (each move an ordinary new version, in commits
+    /// of 16 MiB of moves at most), lets the old blocks go through a checkpoint, and cuts the
+    /// free tails. Readers, snapshots and the writer go on between the rounds.
+    ///
+    /// Each round is a commit, so it also commits whatever was published before it: call this
+    /// where you would call `commit`. Blocks that an open snapshot or a reader process still
+    /// reads cannot be given back (reported as `pinned_bytes`), and nothing is cut while a
+    /// reader process is registered. `progress(moved, movable)` is called after each round.
+    pub fn compact(&self, mut progress: impl FnMut(u64, u64)) -> Result<CompactReport> {
+        let bytes_before = self.file_bytes().0;
+        let movable = self.read_state(|c| Ok(c.movable_nodes()))?;
+        let mut report = CompactReport { bytes_before, ..CompactReport::default() };
+        self.compact_rounds(&mut report, u64::MAX, |moved| progress(moved, movable.max(moved)))?;
+        let stats = self.stats()?;
+        report.bytes_after = self.file_bytes().0;
+        report.live_bytes = stats.live_bytes;
+        report.pinned_bytes = stats.pending_free_bytes + stats.held_base_bytes;
+        Ok(report)
+    }
+
+    /// Rounds of relocation: commits moving up to `Budget::COMPACT` each; when a round moves
+    /// less than its budget allows, the moves' grace is let pass (an empty commit) and a
+    /// checkpoint frees the old blocks and cuts the tails; stops when a round moves nothing
+    /// or `max_bytes` were moved.
+    fn compact_rounds(&self, report: &mut CompactReport, max_bytes: u64, mut progress: impl FnMut(u64)) -> Result<()> {
+        for _ in 0..COMPACT_ROUNDS_MAX {
+            let budget = Budget { bytes: Budget::COMPACT.bytes.min(max_bytes - report.moved_bytes), ..Budget::COMPACT };
+            let (_, moved) = self.commit_relocating(budget)?;
+            report.moved_nodes += moved.nodes;
+            report.moved_bytes += moved.bytes;
+            progress(report.moved_nodes);
+            if moved.budget_hit && report.moved_bytes < max_bytes {
+                continue;
+            }
+            self.commit_relocating(Budget::NONE)?;
+            if !self.is_in_memory() {
+                self.checkpoint()?;
+            } else {
+                self.give_back_in_memory()?;
+            }
+            if moved.nodes == 0 || report.moved_bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// At close (see `Store::close`): when the class files hold more than a quarter above what
+    /// the nodes need and no snapshot or reader process is there, drops the uncommitted work
+    /// (as the close would) and compacts, moving at most `CLOSE_COMPACT_BYTES`.
+    pub(super) fn compact_at_close(&self) -> Result<()> {
+        if self.is_in_memory() || !self.can_give_back() {
+            return Ok(());
+        }
+        let worth = self.read_state(|c| {
+            let keep = c.keep_segments(false);
+            Ok((0..keep.len()).any(|class| c.space.segment_count(class as u8) > keep[class]))
+        })?;
+        if !worth {
+            return Ok(());
+        }
+        self.abort()?;
+        self.compact_rounds(&mut CompactReport::default(), CLOSE_COMPACT_BYTES, |_| {})
+    }
+}

@@ -1,0 +1,240 @@
+//! Relocation and truncation (compact.rs): the per-commit budget, which nodes may move, the
+//! old block's grace, when a class file's tail may be cut, and compaction end to end.
+
+use super::compact::Budget;
+use super::tests::{reopen, TempDir};
+use super::*;
+
+const PAGE: usize = 4096;
+
+fn opts() -> StoreOptions {
+    StoreOptions { durability: Durability::Strict, ..StoreOptions::default() }
+}
+
+fn bytes_of(i: u64) -> Vec<u8> {
+    (0..PAGE).map(|j| (i as usize * 31 + j) as u8).collect()
+}
+
+/// `n` pages committed, then all but every `keep_every`-th freed: the class file keeps its
+/// length with live pages strewn through it.
+fn strewn(store: &Store, n: u64, keep_every: u64) -> Vec<(NodeId, u64)> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (id, _, _) = store.allocate(PAGE, 1).unwrap();
+        store.publish(id, &bytes_of(i)).unwrap();
+        ids.push((id, i));
+    }
+    store.commit().unwrap();
+    let mut kept = Vec::new();
+    for (id, i) in ids {
+        if i % keep_every == 0 {
+            kept.push((id, i));
+        } else {
+            store.free(id).unwrap();
+        }
+    }
+    store.commit().unwrap();
+    kept
+}
+
+fn assert_contents(store: &Store, kept: &[(NodeId, u64)]) {
+    for &(id, i) in kept {
+        assert_eq!(store.read(id).unwrap(), bytes_of(i), "node {id}");
+    }
+    store.verify().unwrap();
+    // What `pcore check` looks at beyond that: every committed node against its checksum.
+    assert!(store.check_checksums(5).unwrap().is_empty());
+}
+
+#[test]
+fn a_commit_moves_no_more_than_its_budget_and_never_a_changed_node() {
+    let store = Store::in_memory(&opts()).unwrap();
+    let kept = strewn(&store, 4 * 256, 8);
+    let dirty = kept.last().unwrap().0;
+    store.publish(dirty, &bytes_of(9999)).unwrap();
+    let draft = kept[kept.len() - 2].0;
+    store.write_ptr(draft).unwrap();
+    let (before, moved) = {
+        let before = store.read_state(|c| Ok(c.table.slots[dirty.handle() as usize].loc())).unwrap();
+        (before, store.commit_relocating(Budget::COMMIT).unwrap().1)
+    };
+    assert!(moved.nodes > 0, "the strewn tail is worth moving");
+    assert!(moved.bytes <= Budget::COMMIT.bytes, "{moved:?}");
+    let after = store.read_state(|c| Ok(c.table.slots[dirty.handle() as usize].loc())).unwrap();
+    assert_eq!(before.class, after.class);
+    let draft_handle = draft.handle();
+    let draft_moved = store.read_state(|c| Ok(c.relocated.contains(&draft_handle))).unwrap();
+    assert!(!draft_moved, "a node with a block open for writing stays");
+    assert_eq!(store.read(dirty).unwrap(), bytes_of(9999));
+    store.abort().unwrap();
+    let rest: Vec<_> = kept.iter().copied().filter(|&(id, _)| id != dirty).collect();
+    assert_contents(&store, &rest);
+}
+
+#[test]
+fn a_moved_nodes_old_block_waits_one_more_commit() {
+    let store = Store::in_memory(&opts()).unwrap();
+    let kept = strewn(&store, 4 * 256, 8);
+    let (id, _) = *kept.last().unwrap();
+    let old = store.read_state(|c| Ok(c.table.slots[id.handle() as usize].loc())).unwrap();
+    let (_, moved) = store.commit_relocating(Budget::COMPACT).unwrap();
+    assert!(moved.nodes > 0);
+    let now = store.read_state(|c| Ok(c.table.slots[id.handle() as usize].loc())).unwrap();
+    assert_ne!(old, now, "the tail's last node moved forward");
+    assert!(store.read_state(|c| Ok(c.space.is_allocated(old))).unwrap(), "kept through its own commit");
+    store.commit_relocating(Budget::NONE).unwrap();
+    store.commit_relocating(Budget::NONE).unwrap();
+    assert!(!store.read_state(|c| Ok(c.space.is_allocated(old))).unwrap(), "free after the grace");
+    assert_contents(&store, &kept);
+}
+
+#[test]
+fn compaction_brings_a_file_store_near_its_live_bytes_and_survives_a_crash() {
+    let dir = TempDir::new("compact");
+    let store = reopen(dir.path(), &opts());
+    let kept = strewn(&store, 8 * 256, 5);
+    let before = store.stats().unwrap();
+    assert!(before.footprint_ratio() > 3.0, "{}", before.footprint_ratio());
+    let report = store.compact(|_, _| {}).unwrap();
+    assert!(report.moved_nodes > 0);
+    assert!(report.ratio() <= 1.1 + 1e-9 || report.bytes_after <= report.live_bytes + (1 << 20), "{report:?}");
+    let after = store.stats().unwrap();
+    assert_eq!(after.directory_bytes, report.bytes_after);
+    assert!(after.directory_bytes < before.directory_bytes / 2);
+    assert_contents(&store, &kept);
+    // A crash right after the cut: the store opens whole, with the same contents, and its
+    // files check (what `pcore check` reads: meta slots, checkpoint, log).
+    store.simulate_crash();
+    let store = reopen(dir.path(), &opts());
+    assert_contents(&store, &kept);
+    let files = inspect_files(dir.path()).unwrap();
+    assert!(files.checkpoint.is_some());
+    // And after more work and another crash.
+    let (id, _, _) = store.allocate(PAGE, 1).unwrap();
+    store.publish(id, &bytes_of(77)).unwrap();
+    store.commit().unwrap();
+    store.simulate_crash();
+    let store = reopen(dir.path(), &opts());
+    assert_contents(&store, &kept);
+    assert_eq!(store.read(id).unwrap(), bytes_of(77));
+}
+
+#[test]
+fn what_a_snapshot_reads_is_neither_moved_away_nor_cut() {
+    let dir = TempDir::new("compact-snap");
+    let store = reopen(dir.path(), &opts());
+    let kept = strewn(&store, 8 * 256, 5);
+    let snap = store.snapshot().unwrap();
+    let report = store.compact(|_, _| {}).unwrap();
+    assert!(report.moved_nodes > 0);
+    assert!(report.pinned_bytes > 0, "{report:?}");
+    for &(id, i) in &kept {
+        assert_eq!(snap.store().read(id).unwrap(), bytes_of(i));
+    }
+    drop(snap);
+    let report = store.compact(|_, _| {}).unwrap();
+    assert_eq!(report.pinned_bytes, 0);
+    assert!(report.bytes_after <= report.live_bytes + (2 << 20), "{report:?}");
+    assert_contents(&store, &kept);
+}
+
+const READER_CHILD_ENV: &str = "PCORE_COMPACT_READER_CHILD";
+
+/// Not a test on its own: the read-only process of the test below (it opens the store named by
+/// the environment, says so, and waits to be killed).
+#[test]
+fn compact_reader_child_entry_point() {
+    let Some(dir) = std::env::var_os(READER_CHILD_ENV) else { return };
+    let _reader = Store::open(dir, &StoreOptions { read_only: true, ..opts() }).unwrap();
+    println!("\nREADER-OPEN");
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn nothing_is_cut_while_a_reader_process_is_registered() {
+    use std::io::BufRead;
+    let dir = TempDir::new("compact-reader");
+    let store = reopen(dir.path(), &opts());
+    let kept = strewn(&store, 8 * 256, 5);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "store::compact_tests::compact_reader_child_entry_point", "--nocapture", "--test-threads=1"])
+        .env(READER_CHILD_ENV, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("READER-OPEN"))), "the reader process opened");
+    let before = store.stats().unwrap().data_file_bytes;
+    let report = store.compact(|_, _| {}).unwrap();
+    assert!(report.moved_nodes > 0, "relocation goes on beside a reader");
+    assert_eq!(store.stats().unwrap().data_file_bytes, before, "the reader's mappings keep their length");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let report = store.compact(|_, _| {}).unwrap();
+    assert!(report.bytes_after < before / 2, "{report:?}");
+    assert_contents(&store, &kept);
+}
+
+#[test]
+fn close_gives_the_space_back_and_reopen_finds_everything() {
+    let dir = TempDir::new("compact-close");
+    let store = reopen(dir.path(), &opts());
+    let kept = strewn(&store, 8 * 256, 5);
+    let before = store.stats().unwrap().directory_bytes;
+    store.close().unwrap();
+    let store = reopen(dir.path(), &opts());
+    let after = store.stats().unwrap();
+    assert!(after.directory_bytes < before / 2, "{} -> {}", before, after.directory_bytes);
+    assert!(after.footprint_ratio() <= 1.5, "{}", after.footprint_ratio());
+    assert_contents(&store, &kept);
+}
+
+/// A workload that frees most of what it writes, with commits that relocate as they go and
+/// crashes between them: after every crash the store holds exactly the model's last commit.
+#[test]
+fn relocating_commits_keep_every_node_across_crashes() {
+    let dir = TempDir::new("compact-random");
+    let mut store = reopen(dir.path(), &opts());
+    let mut rng = super::tests::Rng::new(0x5EED_0018);
+    let mut model: std::collections::BTreeMap<NodeId, u64> = std::collections::BTreeMap::new();
+    let mut relocated = false;
+    for round in 0..40u64 {
+        for k in 0..300 {
+            let (id, _, _) = store.allocate(PAGE, 1).unwrap();
+            let seed = round * 1000 + k;
+            store.publish(id, &bytes_of(seed)).unwrap();
+            model.insert(id, seed);
+        }
+        let ids: Vec<NodeId> = model.keys().copied().collect();
+        for id in ids {
+            match rng.below(10) {
+                0..=5 => {
+                    store.free(id).unwrap();
+                    model.remove(&id);
+                }
+                6 => {
+                    let seed = 1_000_000 + rng.below(1000);
+                    store.publish(id, &bytes_of(seed)).unwrap();
+                    model.insert(id, seed);
+                }
+                _ => {}
+            }
+        }
+        store.commit().unwrap();
+        relocated |= store.read_state(|c| Ok(c.relocations)).unwrap() > 0;
+        if round % 7 == 6 {
+            store.simulate_crash();
+            store = reopen(dir.path(), &opts());
+            let kept: Vec<(NodeId, u64)> = model.iter().map(|(&id, &s)| (id, s)).collect();
+            assert_contents(&store, &kept);
+        }
+    }
+    assert!(relocated, "the workload made commits relocate");
+    let kept: Vec<(NodeId, u64)> = model.iter().map(|(&id, &s)| (id, s)).collect();
+    assert_contents(&store, &kept);
+    store.close().unwrap();
+    let store = reopen(dir.path(), &opts());
+    assert_contents(&store, &kept);
+    assert!(store.stats().unwrap().footprint_ratio() <= 1.5, "{:?}", store.stats().unwrap().footprint_ratio());
+}
