@@ -19,6 +19,8 @@ mod delta_tests;
 mod edge_tests;
 mod history;
 mod inspect;
+#[cfg(test)]
+mod log_reuse_tests;
 mod meta;
 mod node_id;
 mod readers;
