@@ -138,8 +138,11 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     table.rebuild_free_list();
     let core = Core::new(space, table, roots, (epoch, checkpoint_epoch), options.growth_policy);
     let salt = wal::Salt::new(meta.format, meta.generation);
-    let log =
-        if writable { Some(LogWriter::open(&log_path, contents.valid_bytes, contents.torn_bytes, salt)?) } else { None };
+    let log = if writable {
+        Some(LogWriter::open(&log_path, contents.valid_bytes, contents.torn_bytes, salt)?)
+    } else {
+        None
+    };
     if writable {
         remove_stray_files(dir, meta.generation);
     }
