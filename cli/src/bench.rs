@@ -128,6 +128,12 @@ fn node_store_ratios(dir: &Path) -> Result<Vec<Ratio>, String> {
     add("publish a hot 4 KiB node", "ns", p, c, "memcpy 4 KiB", "<= 2");
     let (p, f) = strict_commit_vs_fdatasync(dir)?;
     add("STRICT commit of one node", "us", p, f, "4 KiB in place+fdatasync", "<= 1.0");
+    for durability in [Durability::Strict, Durability::Eventual] {
+        let s = statement_commits(&dir.join("statements"), durability)?;
+        let mode = if durability == Durability::Strict { "STRICT" } else { "EVENTUAL, no syncs" };
+        add(&format!("100k inserts, a commit per 500 ({mode})"), "ms", s.every_ms, s.once_ms, "one commit", "<= 2");
+        add("  bytes written per row, a commit per 500", "B", s.every_bytes, s.once_bytes, "one commit", "<= 250 B");
+    }
     println!();
     Ok(out)
 }
@@ -378,6 +384,72 @@ fn strict_commit_vs_fdatasync(dir: &Path) -> Result<(f64, f64), String> {
     }
     store.close().map_err(|e| e.to_string())?;
     Ok((median(pcore_runs), median(sync_runs)))
+}
+
+/// Statement-sized commits (issue 17 item 1), medians of 3 runs each.
+struct StatementCommits {
+    every_ms: f64,
+    once_ms: f64,
+    every_bytes: f64,
+    once_bytes: f64,
+}
+
+/// 100,000 random 17-byte keys with 8-byte values into a B+ tree, committed every 500 (as a
+/// SQL engine commits per statement) and committed once: time (commits included, close not)
+/// and bytes written to disk per row (this process's write_bytes, close included).
+fn statement_commits(dir: &Path, durability: Durability) -> Result<StatementCommits, String> {
+    const ROWS: u64 = 100_000;
+    const EVERY: u64 = 500;
+    let run = |every: u64| -> Result<(f64, f64), String> {
+        let _ = std::fs::remove_dir_all(dir);
+        let store =
+            Store::open(dir, &StoreOptions { durability, ..StoreOptions::default() }).map_err(|e| e.to_string())?;
+        let tree = pcore::btree::BTree::open(&store, b"t", &pcore::btree::TreeOptions::default())
+            .map_err(|e| e.to_string())?;
+        store.commit().map_err(|e| e.to_string())?;
+        let (bytes0, t) = (write_bytes(), Instant::now());
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..ROWS {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut key = [0u8; 17];
+            key[..8].copy_from_slice(&x.to_be_bytes());
+            key[8..16].copy_from_slice(&i.to_be_bytes());
+            tree.insert(&key, &i.to_le_bytes()).map_err(|e| e.to_string())?;
+            if (i + 1) % every == 0 {
+                store.commit().map_err(|e| e.to_string())?;
+            }
+        }
+        store.commit().map_err(|e| e.to_string())?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        drop(tree);
+        store.close().map_err(|e| e.to_string())?;
+        let bytes = write_bytes().saturating_sub(bytes0) as f64 / ROWS as f64;
+        let _ = std::fs::remove_dir_all(dir);
+        Ok((ms, bytes))
+    };
+    let (mut every, mut once) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+    for _ in 0..3 {
+        let (ms, b) = run(EVERY)?;
+        every.0.push(ms);
+        every.1.push(b);
+        let (ms, b) = run(ROWS + 1)?;
+        once.0.push(ms);
+        once.1.push(b);
+    }
+    Ok(StatementCommits {
+        every_ms: median(every.0),
+        once_ms: median(once.0),
+        every_bytes: median(every.1),
+        once_bytes: median(once.1),
+    })
+}
+
+/// Bytes this process has had written to disk (`write_bytes` of /proc/self/io; 0 elsewhere).
+fn write_bytes() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    io.lines().find_map(|l| l.strip_prefix("write_bytes: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// XTree's stress shape: 64-byte records, a commit every 100,000; then close and reopen.
