@@ -1258,11 +1258,14 @@ pub(crate) enum CheckpointStep {
     AfterLogReuse,
 }
 
+/// What a test runs at each `CheckpointStep`.
+#[cfg(test)]
+pub(crate) type CheckpointHook = Box<dyn FnMut(CheckpointStep)>;
+
 #[cfg(test)]
 thread_local! {
     /// Called at each `CheckpointStep` of a checkpoint on this thread.
-    pub(crate) static CHECKPOINT_HOOK: std::cell::RefCell<Option<Box<dyn FnMut(CheckpointStep)>>> =
-        std::cell::RefCell::new(None);
+    pub(crate) static CHECKPOINT_HOOK: std::cell::RefCell<Option<CheckpointHook>> = std::cell::RefCell::new(None);
 }
 
 fn at_checkpoint_step(_step: CheckpointStep) {
