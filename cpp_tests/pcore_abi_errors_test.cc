@@ -162,6 +162,19 @@ class AbiErrorsTest : public ::testing::Test {
     if (out != nullptr) pcore_store_close(out);
   }
 
+  // Where the first `frames` commit frames of a log end (each: a 32-byte header whose bytes
+  // 4..8 give the body's length). A reused log goes on past its frames with an earlier
+  // generation's, so damage meant for the frames is placed by them, not by the file's size.
+  static size_t frames_end(const std::vector<uint8_t>& log, int frames) {
+    size_t at = 0;
+    for (int i = 0; i < frames && at + 32 <= log.size(); ++i) {
+      uint32_t body = 0;
+      std::memcpy(&body, log.data() + at + 4, sizeof body);
+      at += 32 + body;
+    }
+    return at;
+  }
+
   std::string first_file(const std::string& dir, const std::string& prefix, const std::string& suffix) {
     std::string best;
     size_t best_size = 0;
@@ -1042,7 +1055,8 @@ TEST_F(AbiErrorsTest, DamagedLogIsCorrupt) {
   // A flipped byte early in the log, with valid commits after it: CORRUPT, not a silent cut.
   expect_corrupt(damaged_copy(path, wal,
                               [](std::vector<uint8_t>& b) {
-                                for (size_t i = b.size() / 4; i < b.size() / 4 + 8; ++i) b[i] ^= 0xA5;
+                                const size_t at = frames_end(b, 4) / 4;
+                                for (size_t i = at; i < at + 8; ++i) b[i] ^= 0xA5;
                               }),
                  wal);
 }
@@ -1058,7 +1072,7 @@ TEST_F(AbiErrorsTest, TornLogTailIsCut) {
   const std::string wal = first_file(path, "wal-", ".log");
   ASSERT_NE(wal, "");
   // Cut the last few bytes: the last commit record is torn, as if the power failed mid-write.
-  const std::string torn = damaged_copy(path, wal, [](std::vector<uint8_t>& b) { b.resize(b.size() - 5); });
+  const std::string torn = damaged_copy(path, wal, [](std::vector<uint8_t>& b) { b.resize(frames_end(b, 4) - 5); });
   Handle store(open_dir(torn));
   ASSERT_NE(store.get(), nullptr);
   const uint64_t live = pcore_test::store_stats(store.get()).live_nodes;

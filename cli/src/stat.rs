@@ -39,7 +39,7 @@ pub fn run(dir: &Path, as_json: bool) -> Result<Outcome, String> {
         })),
         "log": {
             "file": files.log.file, "bytes": files.log.bytes, "valid_bytes": files.log.valid_bytes,
-            "frames": files.log.frames, "last_epoch": files.log.last_epoch,
+            "torn_bytes": files.log.torn_bytes, "frames": files.log.frames, "last_epoch": files.log.last_epoch,
         },
         "object_table": {
             "handles": stats.handles, "live_nodes": stats.live_nodes,
@@ -149,10 +149,11 @@ fn print_text(r: &Value) {
         u(&log["bytes"]) as f64 / 1024.0,
         log["frames"],
         log["last_epoch"],
-        if u(&log["bytes"]) > u(&log["valid_bytes"]) {
-            format!(" ({} bytes of torn tail)", u(&log["bytes"]) - u(&log["valid_bytes"]))
-        } else {
-            String::new()
+        // Past the frames and any torn tail: an earlier generation's frames, reused space.
+        match (u(&log["torn_bytes"]), u(&log["bytes"]) - u(&log["valid_bytes"])) {
+            (0, 0) => String::new(),
+            (0, stale) => format!(" ({stale} bytes of reused space after them)"),
+            (torn, _) => format!(" ({torn} bytes of torn tail)"),
         }
     );
     let t = &r["object_table"];

@@ -12,7 +12,7 @@ use super::meta::Meta;
 use super::node_id::NodeId;
 use super::readers::{ReaderSlot, ReaderTable};
 use super::recovery;
-use super::wal::LogWriter;
+use super::wal::{LogWriter, Salt};
 use crate::alloc::{ClassStats, GrowthRule};
 use crate::error::{Error, Result};
 use crate::limits::*;
@@ -862,7 +862,7 @@ impl Store {
             return Err(e);
         }
         let log = w.log.as_mut().expect("a writable file store has a log");
-        let frame = prepared.frame.pieces(log.synced(), |loc, len| c.space.read(loc, len));
+        let frame = prepared.frame.pieces(log.synced(), log.salt(), |loc, len| c.space.read(loc, len));
         if let Err((err, cut_back)) = log.append(&frame) {
             if !cut_back {
                 self.shared.poison(&mut w, format!("a failed log append could not be cut back: {err}"));
@@ -1230,7 +1230,9 @@ impl Shared {
         };
         let generation = old.generation + 1;
         checkpoint::write(&dir, generation, &bytes)?;
-        let log = LogWriter::open(&dir.join(recovery::log_name(generation)), 0)?;
+        let log_path = dir.join(recovery::log_name(generation));
+        let salt = Salt::new(super::meta::FORMAT_VERSION, generation);
+        let fresh = LogWriter::open(&log_path, 0, 0, salt)?;
         crate::os::sync_dir(&dir).map_err(|e| Error::io("sync the store directory", e))?;
         let meta = Meta {
             sequence: old.sequence + 1,
@@ -1243,7 +1245,7 @@ impl Shared {
         };
         meta.store(&dir)?;
         w.meta = Some(meta);
-        w.log = Some(log);
+        w.log = Some(self.reuse_log(w, fresh, &log_path, salt)?);
         self.durable_epoch.store(epoch, Ordering::Release);
         w.written_epoch = epoch;
         w.last_sync = Instant::now();
@@ -1266,6 +1268,27 @@ impl Shared {
             return Ok(());
         }
         c.space.truncate_free_tails(0).map(drop)
+    }
+
+    /// The new generation's log once the meta names it: the old log's file, renamed over the
+    /// `fresh` empty one and written over from offset 0 (docs/LOG.md, "Reusing log space"), or
+    /// `fresh` when the rename fails. A rename whose directory sync fails poisons the store:
+    /// frames written under a name that may not survive a power cut would be lost.
+    fn reuse_log(&self, w: &mut WriterSide, fresh: LogWriter, log_path: &Path, salt: Salt) -> Result<LogWriter> {
+        let dir = w.dir.clone().expect("file store");
+        let Some(mut old) = w.log.take() else { return Ok(fresh) };
+        at_checkpoint_step(CheckpointStep::BeforeLogReuse);
+        if old.reuse_as(log_path, salt, self.options.checkpoint_log_bytes).is_err() {
+            return Ok(fresh);
+        }
+        drop(fresh);
+        if let Err(e) = crate::os::sync_dir(&dir) {
+            let e = Error::io("sync the store directory after reusing the log", e);
+            self.poison(w, e.to_string());
+            return Err(e);
+        }
+        at_checkpoint_step(CheckpointStep::AfterLogReuse);
+        Ok(old)
     }
 
     fn close(&self) -> Result<()> {
@@ -1343,6 +1366,35 @@ impl Shared {
             w.meta_refreshed = Instant::now();
         }
     }
+}
+
+/// Moments of a checkpoint at which tests look at the files, as a kill there would leave them.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckpointStep {
+    /// The meta names the new generation, whose log is the empty file.
+    BeforeLogReuse,
+    /// The old log is the new generation's (renamed, directory synced), no frame written yet.
+    AfterLogReuse,
+}
+
+/// What a test runs at each `CheckpointStep`.
+#[cfg(test)]
+pub(crate) type CheckpointHook = Box<dyn FnMut(CheckpointStep)>;
+
+#[cfg(test)]
+thread_local! {
+    /// Called at each `CheckpointStep` of a checkpoint on this thread.
+    pub(crate) static CHECKPOINT_HOOK: std::cell::RefCell<Option<CheckpointHook>> = std::cell::RefCell::new(None);
+}
+
+fn at_checkpoint_step(_step: CheckpointStep) {
+    #[cfg(test)]
+    CHECKPOINT_HOOK.with(|h| {
+        if let Some(f) = h.borrow_mut().as_mut() {
+            f(_step)
+        }
+    });
 }
 
 /// In EVENTUAL mode, sync once this many freed bytes wait for a durable commit.

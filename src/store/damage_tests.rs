@@ -93,7 +93,7 @@ fn a_logged_handle_far_beyond_the_table_is_corrupt_not_a_huge_allocation() {
     store_with_logged_frame(dir.path(), |epoch| {
         let mut f = super::wal::FrameBuilder::default();
         f.put(&put(1 << 40, 1), Some(b""));
-        f.finish(epoch, 0)
+        f.finish(epoch, 0, super::wal::Salt::new(super::meta::FORMAT_VERSION, 1))
     });
     // Before the fix the table grew to 2^40 slots (16 TiB): the allocation aborted the process.
     assert_corrupt_open(dir.path(), "wal-");
@@ -102,7 +102,7 @@ fn a_logged_handle_far_beyond_the_table_is_corrupt_not_a_huge_allocation() {
     store_with_logged_frame(dir.path(), |epoch| {
         let mut f = super::wal::FrameBuilder::default();
         f.put(&put(1000, 1), Some(b""));
-        f.finish(epoch, 0)
+        f.finish(epoch, 0, super::wal::Salt::new(super::meta::FORMAT_VERSION, 1))
     });
     let s = Store::open(dir.path(), &StoreOptions::default()).unwrap();
     assert_eq!(s.read(NodeId::from_parts(1000, 1)).unwrap(), b"");
@@ -116,7 +116,7 @@ fn live_nodes_with_tag_zero_are_corrupt() {
     store_with_logged_frame(dir.path(), |epoch| {
         let mut f = super::wal::FrameBuilder::default();
         f.put(&put(2, 0), Some(b""));
-        f.finish(epoch, 0)
+        f.finish(epoch, 0, super::wal::Salt::new(super::meta::FORMAT_VERSION, 1))
     });
     assert_corrupt_open(dir.path(), "wal-");
     // ...and in a checkpoint (ids with tag 0 are never issued; NodeId::from_parts asserts).

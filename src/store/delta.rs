@@ -195,18 +195,22 @@ fn pieces(base: &[u8], new: &[u8], start: usize, end: usize, out: &mut Vec<Piece
 /// for copies from anywhere in the base: a page rewritten by a split keeps most of its cells,
 /// packed elsewhere.
 const FAR_SEARCH_MIN_BYTES: usize = 64;
-/// Slots of the far-copy index: a base word's position by its hash (12 bits).
-const FAR_INDEX_BITS: u32 = 12;
+/// Slots of the far-copy index: a base word's position by its hash (11 bits: a 4 KiB page
+/// has 512 words to index, so few collide).
+const FAR_INDEX_BITS: u32 = 11;
+/// The far-copy index holds the base's words at offsets a multiple of this: a copy of
+/// `COPY_MIN_BYTES` (16) at any offset holds one whole such word.
+const FAR_INDEX_STEP: usize = 8;
 
 fn far_hash(w: u64) -> usize {
     (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FAR_INDEX_BITS)) as usize
 }
 
-/// Where in the base each 8-byte word (every 4th offset) lies, by hash; collisions keep the
-/// earlier offset (the start of a run). `u32::MAX`: none.
+/// Where in the base each 8-byte word (every `FAR_INDEX_STEP`th offset) lies, by hash;
+/// collisions keep the earlier offset (the start of a run). `u32::MAX`: none.
 fn far_index(base: &[u8]) -> Vec<u32> {
     let mut index = vec![u32::MAX; 1 << FAR_INDEX_BITS];
-    for at in (0..base.len().saturating_sub(7)).step_by(4) {
+    for at in (0..base.len().saturating_sub(7)).step_by(FAR_INDEX_STEP) {
         let slot = &mut index[far_hash(word(base, at))];
         if *slot == u32::MAX {
             *slot = at as u32;
@@ -539,6 +543,23 @@ mod tests {
         let bytes = round_trip(&base, &new).unwrap();
         // The new slots (130) and a copy of a few bytes per cell, not the cells (1,755).
         assert!(bytes < 800, "a split's rewritten half logged {bytes} bytes");
+    }
+
+    /// The far index holds every 8th word of the base: a copy of `COPY_MIN_BYTES` from any
+    /// offset still holds one of them, so it is found at every alignment.
+    #[test]
+    fn a_far_copy_of_16_bytes_is_found_at_every_alignment() {
+        let mut rng = Rng(5);
+        let base: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
+        let rewritten: Vec<u8> = (0..300).map(|_| rng.next() as u8).collect();
+        for from in 2000..2000 + FAR_INDEX_STEP {
+            let mut without = base.clone();
+            without[1000..1300].copy_from_slice(&rewritten);
+            let mut with = without.clone();
+            with[1100..1100 + COPY_MIN_BYTES].copy_from_slice(&base[from..from + COPY_MIN_BYTES]);
+            let (a, b) = (round_trip(&base, &with).unwrap(), round_trip(&base, &without).unwrap());
+            assert!(a + 8 <= b, "a copy from offset {from}: {a} bytes against {b} without it");
+        }
     }
 
     #[test]

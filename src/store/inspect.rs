@@ -40,6 +40,9 @@ pub struct LogReport {
     pub bytes: u64,
     /// Where the last whole, valid frame ends.
     pub valid_bytes: u64,
+    /// Bytes after them that this generation wrote: a commit cut short. The rest of a longer
+    /// file is an earlier generation's frames, space the log reuses (docs/LOG.md).
+    pub torn_bytes: u64,
     pub frames: u64,
     /// The epoch of the last frame, or the checkpoint's when the log holds none.
     pub last_epoch: u64,
@@ -49,7 +52,7 @@ impl LogReport {
     /// Bytes after the last whole frame: a commit cut short (by a crash, or by the
     /// file being truncated). A writer's next open cuts them off.
     pub fn torn_tail_bytes(&self) -> u64 {
-        self.bytes - self.valid_bytes
+        self.torn_bytes
     }
 }
 
@@ -91,10 +94,11 @@ pub fn inspect_files(dir: &Path) -> Result<FileReport> {
         None
     };
     let file = log_name(meta.generation);
-    let contents = wal::read_log(&dir.join(&file), &file, meta.checkpoint_epoch + 1, meta.format)?;
+    let contents = wal::read_log(&dir.join(&file), &file, meta.checkpoint_epoch + 1, meta.format, meta.generation)?;
     let bytes = file_len(dir, &file)?;
     let log = LogReport {
         valid_bytes: contents.valid_bytes,
+        torn_bytes: contents.torn_bytes,
         frames: contents.frames.len() as u64,
         last_epoch: contents.frames.last().map_or(meta.checkpoint_epoch, |f| f.epoch),
         bytes,

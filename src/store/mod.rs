@@ -26,6 +26,8 @@ mod edge_tests;
 mod handle_map;
 mod history;
 mod inspect;
+#[cfg(test)]
+mod log_reuse_tests;
 mod meta;
 mod node_id;
 mod readers;

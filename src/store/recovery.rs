@@ -105,7 +105,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     if !log_path.exists() {
         return Err(Error::corrupt(&log_file, 0, "the log file the meta file names is missing"));
     }
-    let contents = wal::read_log(&log_path, &log_file, checkpoint_epoch + 1, meta.format)?;
+    let contents = wal::read_log(&log_path, &log_file, checkpoint_epoch + 1, meta.format, meta.generation)?;
     if contents.valid_bytes < meta.log_synced_bytes {
         // Below this the log was durable: what is missing or damaged there is not a commit cut
         // short by a crash but lost commits, whose blocks later commits may have reused.
@@ -137,20 +137,26 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     table.slots = slots;
     table.rebuild_free_list();
     let core = Core::new(space, table, roots, (epoch, checkpoint_epoch), options.growth_policy);
-    let log = if writable { Some(LogWriter::open(&log_path, contents.valid_bytes)?) } else { None };
+    let salt = wal::Salt::new(meta.format, meta.generation);
+    let log = if writable {
+        Some(LogWriter::open(&log_path, contents.valid_bytes, contents.torn_bytes, salt)?)
+    } else {
+        None
+    };
     if writable {
         remove_stray_files(dir, meta.generation);
     }
-    let note = recovery_note(&log_file, &contents, std::fs::metadata(&log_path).map_or(0, |m| m.len()), epoch);
+    let note = recovery_note(&log_file, &contents, epoch);
     // A store of an older format moves to this one at once: its log's frames are the old kind.
     let needs_checkpoint = writable && (!contents.frames.is_empty() || meta.format < super::meta::FORMAT_VERSION);
     Ok(Opened { core, log, meta, lock, needs_checkpoint, note })
 }
 
 /// Says what recovery found in the log: commits replayed since the checkpoint, and a torn
-/// tail (a commit cut short), which a writable open cuts off.
-fn recovery_note(log_file: &str, contents: &wal::LogContents, file_bytes: u64, epoch: u64) -> Option<String> {
-    let torn = file_bytes.saturating_sub(contents.valid_bytes);
+/// tail (a commit cut short), which a writable open cuts off. An earlier generation's frames
+/// after the end (reused log space) are not a commit and go unmentioned.
+fn recovery_note(log_file: &str, contents: &wal::LogContents, epoch: u64) -> Option<String> {
+    let torn = contents.torn_bytes;
     if contents.frames.is_empty() && torn == 0 {
         return None;
     }
@@ -268,7 +274,7 @@ fn create(dir: &Path, options: &StoreOptions, debris: &[String]) -> Result<Meta>
     };
     let sync_dir = || crate::os::sync_dir(dir).map_err(|e| Error::io(format!("sync {}", dir.display()), e));
     crash_point(1)?;
-    LogWriter::open(&dir.join(log_name(1)), 0)?.sync()?;
+    LogWriter::open(&dir.join(log_name(1)), 0, 0, wal::Salt::new(meta.format, 1))?.sync()?;
     crash_point(2)?;
     meta.store_creating(dir)?;
     crash_point(3)?;

@@ -719,11 +719,12 @@ fn a_full_disk_is_no_space_loses_nothing_and_the_open_store_carries_on_when_spac
             committed.push(add_node(&s, 1_000_000 + i).unwrap());
         }
         s.commit().unwrap();
-        // Now the log append itself fails: the blocks exist, the frame has no room.
-        for i in 0..20 {
-            let id = s.allocate(100, 1).unwrap().0;
-            s.publish(id, &pattern(2_000_000 + i, 100)).unwrap();
-            pending.push((id, pattern(2_000_000 + i, 100)));
+        // Now the log append itself fails: the blocks exist, the frame has no room. (It is
+        // larger than the log file, whose space is reused: a frame that fits overwrites.)
+        for i in 0..40 {
+            let id = s.allocate(8000, 1).unwrap().0;
+            s.publish(id, &pattern(2_000_000 + i, 8000)).unwrap();
+            pending.push((id, pattern(2_000_000 + i, 8000)));
         }
         let used: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         super::simulate_disk_limit(dir.path(), Some(used + 100));

@@ -9,7 +9,7 @@
 //! 16  u64 synced length: how much of this log was known to be on disk when the frame was
 //!     written (every byte before it had been fdatasync'ed)
 //! 24  u32 CRC32C of the body
-//! 28  u32 CRC32C of bytes 0..28
+//! 28  u32 CRC32C of bytes 0..28; from format 5, of the log's generation (u64) then bytes 0..28
 //! 32  body: operations, each starting with a one-byte code
 //!     PUT  1: u64 handle, u16 tag, u8 kind, u8 class, u32 block, u32 len, u32 payload CRC,
 //!             u8 mode: 0 not logged (the block was synced before the frame), 1 whole (then
@@ -27,6 +27,12 @@
 //! order, so a damaged frame may well have intact ones after it. It is corruption, reported
 //! and never skipped, when a later intact frame records the log as synced past it (or the
 //! meta file does: see `recovery`).
+//!
+//! From format 5 a log's space is reused (docs/LOG.md): at a checkpoint the old log becomes
+//! the new generation's and frames are written over it from offset 0, so a STRICT commit
+//! overwrites allocated blocks and its `fdatasync` has no file size to commit. Each header's
+//! CRC is salted with the generation, so the previous generation's frames past the end never
+//! parse: they read as a torn tail, never as a commit, and never as damage.
 
 use super::codec::{crc, Reader, Writer};
 use crate::alloc::Loc;
@@ -40,6 +46,26 @@ pub(crate) const FRAME_HEADER_BYTES: usize = 32;
 const FRAME_HEADER_BYTES_V2: usize = 24;
 /// The first store format whose frames record the synced length.
 pub(crate) const SYNCED_FRAMES_FORMAT: u32 = 3;
+/// The first store format whose frame headers are salted with the log's generation (and
+/// whose log files are reused from one generation to the next).
+pub(crate) const SALTED_FRAMES_FORMAT: u32 = 5;
+
+/// What a log's frame headers are bound to: its generation from format 5, nothing before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Salt(Option<u64>);
+
+impl Salt {
+    pub fn new(store_format: u32, generation: u64) -> Salt {
+        Salt((store_format >= SALTED_FRAMES_FORMAT).then_some(generation))
+    }
+
+    fn header_crc(self, header: &[u8]) -> u32 {
+        match self.0 {
+            Some(g) => crc32c::crc32c_append(crc(&g.to_le_bytes()), header),
+            None => crc(header),
+        }
+    }
+}
 
 const OP_PUT: u8 = 1;
 const MODE_UNLOGGED: u8 = 0;
@@ -127,7 +153,7 @@ impl FrameParts {
     /// The frame as pieces to write in order; `read` gives a payload's bytes where they lie.
     /// The header's body CRC is computed here, over the pieces themselves; `synced` is how
     /// much of the log is on disk (`LogWriter::synced`).
-    pub fn pieces<'a>(&'a mut self, synced: u64, read: impl Fn(Loc, usize) -> &'a [u8]) -> Vec<&'a [u8]> {
+    pub fn pieces<'a>(&'a mut self, synced: u64, salt: Salt, read: impl Fn(Loc, usize) -> &'a [u8]) -> Vec<&'a [u8]> {
         let mut body_crc = 0u32;
         let mut from = FRAME_HEADER_BYTES;
         for &(at, loc, len) in &self.in_place {
@@ -137,7 +163,7 @@ impl FrameParts {
         }
         body_crc = crc32c::crc32c_append(body_crc, &self.bytes[from..]);
         let body_len = self.bytes.len() - FRAME_HEADER_BYTES + self.in_place.iter().map(|p| p.2).sum::<usize>();
-        write_frame_header(&mut self.bytes, body_len, self.epoch, synced, body_crc);
+        write_frame_header(&mut self.bytes, body_len, self.epoch, synced, body_crc, salt);
         let mut out = Vec::with_capacity(2 * self.in_place.len() + 1);
         let mut from = 0;
         for &(at, loc, len) in &self.in_place {
@@ -150,14 +176,14 @@ impl FrameParts {
     }
 }
 
-fn write_frame_header(frame: &mut [u8], body_len: usize, epoch: u64, synced: u64, body_crc: u32) {
+fn write_frame_header(frame: &mut [u8], body_len: usize, epoch: u64, synced: u64, body_crc: u32, salt: Salt) {
     let mut h = Writer::default();
     h.u32(FRAME_MAGIC);
     h.u32(u32::try_from(body_len).expect("a commit frame under 4 GiB"));
     h.u64(epoch);
     h.u64(synced);
     h.u32(body_crc);
-    let hc = crc(&h.buf);
+    let hc = salt.header_crc(&h.buf);
     h.u32(hc);
     frame[..FRAME_HEADER_BYTES].copy_from_slice(&h.buf);
 }
@@ -283,11 +309,11 @@ impl FrameBuilder {
 
     /// The complete frame, every payload copied in: header then body.
     #[cfg(test)]
-    pub fn finish(self, epoch: u64, synced: u64) -> Vec<u8> {
+    pub fn finish(self, epoch: u64, synced: u64, salt: Salt) -> Vec<u8> {
         assert!(self.in_place.is_empty(), "a frame with payloads in place is finished by finish_parts");
         let mut frame = self.body.buf;
         let (body_crc, body_len) = (crc(&frame[FRAME_HEADER_BYTES..]), frame.len() - FRAME_HEADER_BYTES);
-        write_frame_header(&mut frame, body_len, epoch, synced, body_crc);
+        write_frame_header(&mut frame, body_len, epoch, synced, body_crc, salt);
         frame
     }
 
@@ -309,16 +335,27 @@ pub(crate) struct Frame {
 pub(crate) struct LogContents {
     pub frames: Vec<Frame>,
     pub valid_bytes: u64,
+    /// Bytes after `valid_bytes` that this generation wrote (a commit cut short): a writer
+    /// cuts them off. The rest of a longer file is an earlier generation's frames, reused
+    /// space a writer overwrites.
+    pub torn_bytes: u64,
 }
 
-/// Reads every committed frame of a log written by a store of `store_format`. `first_epoch`
-/// is the epoch the first frame must carry.
-pub(crate) fn read_log(path: &Path, name: &str, first_epoch: u64, store_format: u32) -> Result<LogContents> {
+/// Reads every committed frame of generation `generation`'s log, written by a store of
+/// `store_format`. `first_epoch` is the epoch the first frame must carry.
+pub(crate) fn read_log(
+    path: &Path,
+    name: &str,
+    first_epoch: u64,
+    store_format: u32,
+    generation: u64,
+) -> Result<LogContents> {
     let data = std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    let format = Format { store_format, salt: Salt::new(store_format, generation) };
     let mut frames = Vec::new();
     let mut pos = 0usize;
     let mut expected_epoch = first_epoch;
-    while let Some(h) = FrameHeader::parse(&data, pos, store_format) {
+    while let Some(h) = FrameHeader::parse(&data, pos, format) {
         let body_at = pos + h.bytes;
         let Some(body) = data.get(body_at..body_at + h.body_len) else { break };
         if crc(body) != h.body_crc {
@@ -336,19 +373,39 @@ pub(crate) fn read_log(path: &Path, name: &str, first_epoch: u64, store_format: 
         expected_epoch += 1;
         pos = body_at + h.body_len;
     }
+    let mut torn_bytes = 0;
     if pos < data.len() && !data[pos..].iter().all(|&b| b == 0) {
-        if let Some(synced) = synced_past(&data, pos, store_format) {
-            return Err(Error::corrupt(
-                name,
-                pos as u64,
-                format!(
-                    "commit frame damaged or cut short, but a later frame records the log as synced to offset \
-                     {synced}: committed data was lost, not a torn append"
-                ),
-            ));
+        let mut later_frames = false;
+        for h in (pos + 1..data.len()).filter_map(|p| FrameHeader::parse(&data, p, format)) {
+            let synced = h.synced_or_any(format);
+            if synced > pos as u64 {
+                return Err(Error::corrupt(
+                    name,
+                    pos as u64,
+                    format!(
+                        "commit frame damaged or cut short, but a later frame records the log as synced to offset \
+                         {synced}: committed data was lost, not a torn append"
+                    ),
+                ));
+            }
+            later_frames = true;
+        }
+        // Unsalted, anything after the frames was written by this generation; salted, what
+        // is not a frame header of this generation is an earlier one's frames (or a header
+        // cut short, which nothing after it depends on).
+        let this_generation = later_frames || FrameHeader::parse(&data, pos, format).is_some();
+        if format.salt.0.is_none() || this_generation {
+            torn_bytes = (data.len() - pos) as u64;
         }
     }
-    Ok(LogContents { frames, valid_bytes: pos as u64 })
+    Ok(LogContents { frames, valid_bytes: pos as u64, torn_bytes })
+}
+
+/// How a log's frames are laid out and bound.
+#[derive(Clone, Copy)]
+struct Format {
+    store_format: u32,
+    salt: Salt,
 }
 
 /// A frame header, checked (magic and checksum).
@@ -362,28 +419,28 @@ struct FrameHeader {
 }
 
 impl FrameHeader {
-    fn parse(data: &[u8], pos: usize, store_format: u32) -> Option<FrameHeader> {
-        let with_synced = store_format >= SYNCED_FRAMES_FORMAT;
+    fn parse(data: &[u8], pos: usize, format: Format) -> Option<FrameHeader> {
+        let with_synced = format.store_format >= SYNCED_FRAMES_FORMAT;
         let bytes = if with_synced { FRAME_HEADER_BYTES } else { FRAME_HEADER_BYTES_V2 };
         let h = data.get(pos..pos.checked_add(bytes)?)?;
         let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
         let wide = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes"));
-        if word(0) != FRAME_MAGIC || crc(&h[..bytes - 4]) != word(bytes - 4) {
+        if word(0) != FRAME_MAGIC || format.salt.header_crc(&h[..bytes - 4]) != word(bytes - 4) {
             return None;
         }
         let synced = if with_synced { wide(16) } else { 0 };
         Some(FrameHeader { bytes, body_len: word(4) as usize, epoch: wide(8), synced, body_crc: word(bytes - 8) })
     }
-}
 
-/// When an intact frame after the damage at `pos` says the log was synced past `pos`, that
-/// offset: the damage is of bytes that were durable. In format 2, where frames do not say,
-/// any intact frame after the damage counts (a torn append cannot leave one).
-fn synced_past(data: &[u8], pos: usize, store_format: u32) -> Option<u64> {
-    (pos + 1..data.len())
-        .filter_map(|p| FrameHeader::parse(data, p, store_format))
-        .map(|h| if store_format >= SYNCED_FRAMES_FORMAT { h.synced } else { u64::MAX })
-        .find(|&synced| synced > pos as u64)
+    /// How far the log was synced when this frame was written; in format 2, where frames do
+    /// not say, any intact frame counts as past any damage (a torn append cannot leave one).
+    fn synced_or_any(&self, format: Format) -> u64 {
+        if format.store_format >= SYNCED_FRAMES_FORMAT {
+            self.synced
+        } else {
+            u64::MAX
+        }
+    }
 }
 
 fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
@@ -439,30 +496,57 @@ fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
     Ok(ops)
 }
 
-/// The log file a writer appends to.
+/// The log file a writer appends to (from format 5: writes over, from offset 0, the space an
+/// earlier generation's log held, then appends).
 pub(crate) struct LogWriter {
     file: File,
     path: std::path::PathBuf,
     name: String,
+    /// Where the next frame goes: the end of this generation's frames.
     len: u64,
+    /// The file's length, at least `len`: past `len`, an earlier generation's frames.
+    file_len: u64,
     /// Bytes known to be on disk: synced by this writer (or found synced at open).
     synced: u64,
+    salt: Salt,
 }
 
 impl LogWriter {
-    /// Opens for appending after `valid_bytes`, cutting off a torn tail beyond them.
-    pub fn open(path: &Path, valid_bytes: u64) -> Result<LogWriter> {
+    /// Opens for writing after `valid_bytes`. A torn tail beyond them (`torn_bytes`, or
+    /// anything at all beyond them in a log whose frames are not salted) is cut off; an
+    /// earlier generation's frames are kept, to be written over.
+    pub fn open(path: &Path, valid_bytes: u64, torn_bytes: u64, salt: Salt) -> Result<LogWriter> {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path);
         let file = file.map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let on_disk = file.metadata().map_err(|e| Error::io(format!("stat {name}"), e))?.len();
+        let mut file_len = file.metadata().map_err(|e| Error::io(format!("stat {name}"), e))?.len();
         let mut synced = 0;
-        if on_disk != valid_bytes {
+        let cut = if salt.0.is_some() { torn_bytes > 0 } else { file_len != valid_bytes };
+        if cut || file_len < valid_bytes {
             file.set_len(valid_bytes).map_err(|e| Error::io(format!("cut the torn tail of {name}"), e))?;
             file.sync_data().map_err(|e| Error::io(format!("sync {name}"), e))?;
             synced = valid_bytes;
+            file_len = valid_bytes;
         }
-        Ok(LogWriter { file, path: path.to_path_buf(), name, len: valid_bytes, synced })
+        Ok(LogWriter { file, path: path.to_path_buf(), name, len: valid_bytes, file_len, synced, salt })
+    }
+
+    /// Makes this (an old generation's log, no longer named by the meta file) the log at
+    /// `path`, empty, for frames bound to `salt`: the file is renamed over `path` and written
+    /// over from offset 0. A file longer than `keep_max` bytes is cut to that first, so one
+    /// huge commit does not hold its log's size for the store's lifetime. The caller syncs the
+    /// directory before the first frame: after a power cut, the frames must be found under
+    /// the new name.
+    pub fn reuse_as(&mut self, path: &Path, salt: Salt, keep_max: u64) -> Result<()> {
+        std::fs::rename(&self.path, path).map_err(|e| Error::io(format!("rename {} for reuse", self.name), e))?;
+        self.path = path.to_path_buf();
+        self.name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (self.len, self.synced, self.salt) = (0, 0, salt);
+        if self.file_len > keep_max {
+            self.file.set_len(keep_max).map_err(|e| Error::io(format!("cut {} for reuse", self.name), e))?;
+            self.file_len = keep_max;
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> u64 {
@@ -474,21 +558,31 @@ impl LogWriter {
         self.synced
     }
 
-    /// Appends a frame. On failure the file is cut back to where it was, so the log never
+    /// What the next frame's header is bound to.
+    pub fn salt(&self) -> Salt {
+        self.salt
+    }
+
+    /// Writes a frame after the last. On failure the file is cut back to where it was, so the log never
     /// holds a partial frame in front of later ones; if even that fails, the error says so
     /// and the caller must stop using the store.
     pub fn append(&mut self, frame: &[&[u8]]) -> std::result::Result<(), (Error, bool)> {
         let len: usize = frame.iter().map(|p| p.len()).sum();
-        let written = crate::os::reserve(&self.path, len as u64)
+        let end = self.len + len as u64;
+        let written = crate::os::reserve(&self.path, end.saturating_sub(self.file_len))
             .and_then(|_| crate::os::write_all_vectored_at(&self.file, frame, self.len));
         match written {
             Ok(()) => {
-                self.len += len as u64;
+                self.len = end;
+                self.file_len = self.file_len.max(end);
                 Ok(())
             }
             Err(e) => {
                 let err = Error::io(format!("append to {}", self.name), e);
                 let cut_back = self.file.set_len(self.len).is_ok();
+                if cut_back {
+                    self.file_len = self.len;
+                }
                 Err((err, cut_back))
             }
         }
@@ -504,6 +598,14 @@ impl LogWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The format and generation the tests' logs are written in.
+    const F: u32 = SALTED_FRAMES_FORMAT;
+    const G: u64 = 1;
+
+    fn salt() -> Salt {
+        Salt::new(F, G)
+    }
 
     fn sample_frame(epoch: u64) -> Vec<u8> {
         let mut b = FrameBuilder::default();
@@ -522,7 +624,7 @@ mod tests {
         b.free(7, 1);
         b.root(b"main", 42, b"mbr");
         b.root_remove(b"btree:gone");
-        b.finish(epoch, 0)
+        b.finish(epoch, 0, salt())
     }
 
     /// A writer's next frame is built in the last one's buffer (no fresh allocation per commit)
@@ -537,7 +639,7 @@ mod tests {
         let mut fresh = FrameBuilder::with_capacity(64);
         build(&mut fresh);
         let mut want = fresh.finish_parts(3);
-        let want = want.pieces(0, |_, _| unreachable!()).concat();
+        let want = want.pieces(0, salt(), |_, _| unreachable!()).concat();
 
         let mut first = FrameBuilder::with_capacity(1 << 16);
         first.free(1, 1);
@@ -546,7 +648,7 @@ mod tests {
         let mut reused = FrameBuilder::with_buffer(buffer, 64);
         build(&mut reused);
         let mut parts = reused.finish_parts(3);
-        assert_eq!(parts.pieces(0, |_, _| unreachable!()).concat(), want);
+        assert_eq!(parts.pieces(0, salt(), |_, _| unreachable!()).concat(), want);
         let buffer = parts.into_buffer();
         assert_eq!((buffer.as_ptr(), buffer.capacity()), (address, capacity), "the same allocation");
 
@@ -560,7 +662,7 @@ mod tests {
         let first_len = log.len();
         let mut b = FrameBuilder::default();
         b.free(7, 1);
-        log.extend(b.finish(2, first_len as u64));
+        log.extend(b.finish(2, first_len as u64, salt()));
         (log, first_len)
     }
 
@@ -582,7 +684,7 @@ mod tests {
     fn frames_round_trip() {
         let mut log = sample_frame(1);
         log.extend(sample_frame(2));
-        let c = read_log(&temp_log(&log), "wal", 1, SYNCED_FRAMES_FORMAT).unwrap();
+        let c = read_log(&temp_log(&log), "wal", 1, F, G).unwrap();
         assert_eq!(c.frames.len(), 2);
         assert_eq!(c.valid_bytes, log.len() as u64);
         let f = &c.frames[1];
@@ -621,15 +723,15 @@ mod tests {
                 in_place.root(b"r", i as u64, b"m");
             }
         }
-        let expected = copied.finish(4, 0);
+        let expected = copied.finish(4, 0, salt());
         let mut parts = in_place.finish_parts(4);
-        let pieces = parts.pieces(0, |loc, len| &payloads[loc.block as usize][..len]);
+        let pieces = parts.pieces(0, salt(), |loc, len| &payloads[loc.block as usize][..len]);
         assert_eq!(pieces.concat(), expected);
         let path = temp_log(&[]);
-        let mut log = LogWriter::open(&path, 0).unwrap();
+        let mut log = LogWriter::open(&path, 0, 0, salt()).unwrap();
         log.append(&pieces).map_err(|(e, _)| e).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
-        let c = read_log(&path, "wal", 4, SYNCED_FRAMES_FORMAT).unwrap();
+        let c = read_log(&path, "wal", 4, F, G).unwrap();
         assert_eq!(c.frames.len(), 1);
         assert_eq!(c.frames[0].ops.len(), payloads.len() + 15);
     }
@@ -641,7 +743,7 @@ mod tests {
         for cut in 0..two.len() {
             let mut log = one.clone();
             log.extend_from_slice(&two[..cut]);
-            let c = read_log(&temp_log(&log), "wal", 1, SYNCED_FRAMES_FORMAT).unwrap();
+            let c = read_log(&temp_log(&log), "wal", 1, F, G).unwrap();
             assert_eq!(c.frames.len(), 1, "cut at {cut}");
             assert_eq!(c.valid_bytes, one.len() as u64);
         }
@@ -653,7 +755,7 @@ mod tests {
         for at in [3usize, 10, 30, first_len - 1] {
             let mut bad = log.clone();
             bad[at] ^= 0x40;
-            let r = read_log(&temp_log(&bad), "wal", 1, SYNCED_FRAMES_FORMAT);
+            let r = read_log(&temp_log(&bad), "wal", 1, F, G);
             assert!(matches!(r, Err(Error::Corrupt { .. })), "flip at {at}: {:?}", r.map(|c| c.frames.len()));
         }
     }
@@ -668,13 +770,13 @@ mod tests {
         for (at, valid) in [(3usize, 0usize), (30, 0), (first_len + 3, first_len), (first_len + 30, first_len)] {
             let mut bad = log.clone();
             bad[at] ^= 0x40;
-            let c = read_log(&temp_log(&bad), "wal", 1, SYNCED_FRAMES_FORMAT).unwrap();
+            let c = read_log(&temp_log(&bad), "wal", 1, F, G).unwrap();
             assert_eq!(c.valid_bytes, valid as u64, "flip at {at}");
         }
         // A whole page of zeros where the first frame was: the same.
         let mut zeroed = log.clone();
         zeroed[..first_len].fill(0);
-        assert_eq!(read_log(&temp_log(&zeroed), "wal", 1, SYNCED_FRAMES_FORMAT).unwrap().valid_bytes, 0);
+        assert_eq!(read_log(&temp_log(&zeroed), "wal", 1, F, G).unwrap().valid_bytes, 0);
     }
 
     #[test]
@@ -690,17 +792,112 @@ mod tests {
         let mut log = v2(sample_frame(1));
         let first_len = log.len();
         log.extend(v2(sample_frame(2)));
-        let c = read_log(&temp_log(&log), "wal", 1, 2).unwrap();
+        let c = read_log(&temp_log(&log), "wal", 1, 2, G).unwrap();
         assert_eq!((c.frames.len(), c.valid_bytes), (2, log.len() as u64));
         let mut bad = log.clone();
         bad[first_len - 1] ^= 1;
-        assert!(matches!(read_log(&temp_log(&bad), "wal", 1, 2), Err(Error::Corrupt { .. })));
+        assert!(matches!(read_log(&temp_log(&bad), "wal", 1, 2, G), Err(Error::Corrupt { .. })));
     }
 
     #[test]
     fn an_epoch_gap_is_corrupt() {
         let mut log = sample_frame(1);
         log.extend(sample_frame(3));
-        assert!(matches!(read_log(&temp_log(&log), "wal", 1, SYNCED_FRAMES_FORMAT), Err(Error::Corrupt { .. })));
+        assert!(matches!(read_log(&temp_log(&log), "wal", 1, F, G), Err(Error::Corrupt { .. })));
+    }
+    /// Frames of generation `g` (epochs `from..from + n`), each written after the one before
+    /// was synced (STRICT), starting at log offset `at`.
+    fn frames_of(g: u64, from: u64, n: u64, at: usize) -> Vec<u8> {
+        let mut log = Vec::new();
+        for e in from..from + n {
+            let mut b = FrameBuilder::default();
+            b.free(e, 1);
+            b.root(b"main", e, &vec![(g as u8).wrapping_mul(37) ^ 0x5a; 20 + g as usize]);
+            log.extend(b.finish(e, (at + log.len()) as u64, Salt::new(F, g)));
+        }
+        log
+    }
+
+    /// A reused log: generation 2's frames written from offset 0 over generation 1's.
+    fn over(old: &[u8], new: &[u8]) -> Vec<u8> {
+        let mut log = old.to_vec();
+        log.resize(log.len().max(new.len()), 0);
+        log[..new.len()].copy_from_slice(new);
+        log
+    }
+
+    /// A checkpoint renamed generation 1's log to generation 2's and wrote frames over it: the
+    /// old frames past the new ones' end read as nothing (no commit, no damage, no torn tail),
+    /// even though every one of them is intact and records the log as synced far past it.
+    #[test]
+    fn stale_frames_of_the_previous_generation_after_the_end_are_not_commits() {
+        let old = frames_of(1, 1, 40, 0);
+        for n in [0u64, 1, 5, 39] {
+            let new = frames_of(2, 41, n, 0);
+            let log = over(&old, &new);
+            let c = read_log(&temp_log(&log), "wal", 41, F, 2).unwrap();
+            assert_eq!(c.frames.len() as u64, n, "{n} frames");
+            assert_eq!((c.valid_bytes, c.torn_bytes), (new.len() as u64, 0), "{n} frames");
+        }
+        // Read as generation 1 (a meta that names it), the same bytes are generation 1's log
+        // with damage where the new frames lie: refused, since later frames were synced.
+        let log = over(&old, &frames_of(2, 41, 3, 0));
+        assert!(matches!(read_log(&temp_log(&log), "wal", 1, F, 1), Err(Error::Corrupt { .. })));
+    }
+
+    /// A kill while generation 2's next frame was written over generation 1's: cut at every
+    /// length, the frames before it are the log, the partial frame a torn tail (cut by a
+    /// writer's open when its header made it), never a commit and never damage.
+    #[test]
+    fn a_torn_tail_over_old_frames_is_a_torn_tail_at_every_length() {
+        let old = frames_of(1, 1, 30, 0);
+        let before = frames_of(2, 31, 2, 0);
+        let next = frames_of(2, 33, 1, before.len());
+        for cut in 0..next.len() {
+            let log = over(&old, &[before.clone(), next[..cut].to_vec()].concat());
+            let c = read_log(&temp_log(&log), "wal", 31, F, 2).unwrap();
+            assert_eq!((c.frames.len(), c.valid_bytes), (2, before.len() as u64), "cut at {cut}");
+            assert_eq!(c.torn_bytes > 0, cut >= FRAME_HEADER_BYTES, "cut at {cut}: torn only with its header");
+        }
+        // Damage in a frame a later frame records as synced is still damage, over old frames too.
+        let mut log = over(&old, &[before.clone(), next.clone()].concat());
+        log[5] ^= 1;
+        assert!(matches!(read_log(&temp_log(&log), "wal", 31, F, 2), Err(Error::Corrupt { .. })));
+    }
+
+    /// A writer's open keeps an earlier generation's frames (space to write over: a STRICT
+    /// commit then changes no file size) and cuts a torn tail of its own generation (a later
+    /// frame of it, left beyond a shorter new one, would read as the next commit).
+    #[test]
+    fn a_writer_keeps_old_frames_to_write_over_and_cuts_its_own_torn_tail() {
+        let old = frames_of(1, 1, 30, 0);
+        let path = temp_log(&old);
+        let c = read_log(&path, "wal", 31, F, 2).unwrap();
+        let mut w = LogWriter::open(&path, c.valid_bytes, c.torn_bytes, Salt::new(F, 2)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), old.len() as u64, "old frames kept");
+        let new = frames_of(2, 31, 2, 0);
+        w.append(&[&new]).map_err(|(e, _)| e).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), old.len() as u64, "written over, not appended");
+        assert_eq!(read_log(&path, "wal", 31, F, 2).unwrap().frames.len(), 2);
+
+        let torn = over(&old, &[new.clone(), frames_of(2, 33, 1, new.len())[..40].to_vec()].concat());
+        let path = temp_log(&torn);
+        let c = read_log(&path, "wal", 31, F, 2).unwrap();
+        LogWriter::open(&path, c.valid_bytes, c.torn_bytes, Salt::new(F, 2)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), new.len() as u64, "the torn frame cut");
+    }
+
+    /// The previous format's frames (unsalted) left in a reused log read as nothing either.
+    #[test]
+    fn unsalted_frames_of_format_4_are_not_frames_of_a_salted_log() {
+        let mut old = Vec::new();
+        for e in 1..10 {
+            let mut b = FrameBuilder::default();
+            b.free(e, 1);
+            old.extend(b.finish(e, old.len() as u64, Salt::new(4, 1)));
+        }
+        assert_eq!(read_log(&temp_log(&old), "wal", 1, 4, 1).unwrap().frames.len(), 9);
+        let c = read_log(&temp_log(&old), "wal", 10, F, 2).unwrap();
+        assert_eq!((c.frames.len(), c.valid_bytes, c.torn_bytes), (0, 0, 0));
     }
 }

@@ -1,0 +1,167 @@
+// bulk_commit_bench: issue 17 item 3's two bulk loads, pcore (through the C ABI, STRICT)
+// beside LMDB (default synced commit) in one run, on one file system:
+//   1M random 16-byte keys with 100-byte values, one transaction: insert time, commit time;
+//   1M sorted 8-byte keys (big-endian counters) with 8-byte values: insert time (LMDB with
+//   MDB_APPEND), commit time.
+//
+//   <build>/bin/bulk_commit_bench [--dir DIR] [--n N] [--runs R]   (medians of R runs, default 3)
+
+#include <lmdb.h>
+#include <pcore.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+[[noreturn]] void die(const char* what, int code) {
+  std::fprintf(stderr, "bulk_commit_bench: %s failed (%d)\n", what, code);
+  std::exit(1);
+}
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct Load {
+  size_t key_bytes, value_bytes;
+  std::vector<unsigned char> keys;  // n keys of key_bytes, in insert order
+  bool sorted;
+};
+
+Load random_load(size_t n) {
+  Load l{16, 100, std::vector<unsigned char>(n * 16), false};
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (size_t i = 0; i < n; ++i) {
+    for (int half = 0; half < 2; ++half) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      std::memcpy(&l.keys[i * 16 + half * 8], &x, 8);
+    }
+  }
+  return l;
+}
+
+Load sorted_load(size_t n) {
+  Load l{8, 8, std::vector<unsigned char>(n * 8), true};
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t be = __builtin_bswap64(i);
+    std::memcpy(&l.keys[i * 8], &be, 8);
+  }
+  return l;
+}
+
+struct Figures {
+  double insert_s, commit_s;
+};
+
+Figures pcore_run(const fs::path& dir, const Load& l) {
+  fs::remove_all(dir);
+  PcoreStoreOptions opt;
+  if (pcore_store_options_init(&opt) != PCORE_OK) die("pcore_store_options_init", -1);
+  opt.durability = PCORE_DURABILITY_STRICT;
+  PcoreStore* s = nullptr;
+  if (int st = pcore_store_open(dir.c_str(), &opt, &s); st != PCORE_OK) die("pcore_store_open", st);
+  PcoreTreeOptions topt;
+  if (int st = pcore_tree_options_init(&topt); st != PCORE_OK) die("pcore_tree_options_init", st);
+  PcoreTree* t = nullptr;
+  if (int st = pcore_tree_open(s, "t", 1, &topt, &t); st != PCORE_OK) die("pcore_tree_open", st);
+  if (int st = pcore_store_commit(s, nullptr); st != PCORE_OK) die("pcore_store_commit", st);
+  const size_t n = l.keys.size() / l.key_bytes;
+  std::vector<unsigned char> value(l.value_bytes, 0x5A);
+  auto t0 = Clock::now();
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(value.data(), &i, 8);
+    if (int st = pcore_tree_insert(t, &l.keys[i * l.key_bytes], l.key_bytes, value.data(), value.size()); st != PCORE_OK)
+      die("pcore_tree_insert", st);
+  }
+  const double insert_s = since(t0);
+  t0 = Clock::now();
+  if (int st = pcore_store_commit(s, nullptr); st != PCORE_OK) die("pcore_store_commit", st);
+  Figures f{insert_s, since(t0)};
+  pcore_tree_close(t);
+  if (int st = pcore_store_close(s); st != PCORE_OK) die("pcore_store_close", st);
+  fs::remove_all(dir);
+  return f;
+}
+
+Figures lmdb_run(const fs::path& dir, const Load& l) {
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  MDB_env* env = nullptr;
+  if (int rc = mdb_env_create(&env)) die("mdb_env_create", rc);
+  mdb_env_set_mapsize(env, size_t(8) << 30);
+  if (int rc = mdb_env_open(env, dir.c_str(), 0, 0644)) die("mdb_env_open", rc);
+  MDB_txn* txn = nullptr;
+  MDB_dbi dbi;
+  const size_t n = l.keys.size() / l.key_bytes;
+  std::vector<unsigned char> value(l.value_bytes, 0x5A);
+  auto t0 = Clock::now();
+  if (int rc = mdb_txn_begin(env, nullptr, 0, &txn)) die("mdb_txn_begin", rc);
+  if (int rc = mdb_dbi_open(txn, nullptr, 0, &dbi)) die("mdb_dbi_open", rc);
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(value.data(), &i, 8);
+    MDB_val key{l.key_bytes, const_cast<unsigned char*>(&l.keys[i * l.key_bytes])}, val{value.size(), value.data()};
+    if (int rc = mdb_put(txn, dbi, &key, &val, l.sorted ? MDB_APPEND : 0)) die("mdb_put", rc);
+  }
+  const double insert_s = since(t0);
+  t0 = Clock::now();
+  if (int rc = mdb_txn_commit(txn)) die("mdb_txn_commit", rc);
+  Figures f{insert_s, since(t0)};
+  mdb_env_close(env);
+  fs::remove_all(dir);
+  return f;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  fs::path dir = fs::temp_directory_path() / "pcore-bulk-commit-bench";
+  size_t n = 1000000;
+  int runs = 3;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--dir" && i + 1 < argc) {
+      dir = argv[++i];
+    } else if (a == "--n" && i + 1 < argc) {
+      n = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a == "--runs" && i + 1 < argc) {
+      runs = std::max(1, std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "usage: bulk_commit_bench [--dir DIR] [--n N] [--runs R]\n");
+      return 2;
+    }
+  }
+  std::printf("%zu entries, one transaction, synced commit; ms, medians of %d runs (%s)\n", n, runs, dir.c_str());
+  std::printf("%-34s %12s %12s %8s\n", "", "pcore", "LMDB", "ratio");
+  for (int sorted = 0; sorted < 2; ++sorted) {
+    const Load l = sorted ? sorted_load(n) : random_load(n);
+    std::vector<double> pi, pc, li, lc;
+    for (int r = 0; r < runs; ++r) {
+      Figures p = pcore_run(dir / "pcore", l);
+      Figures m = lmdb_run(dir / "lmdb", l);
+      pi.push_back(p.insert_s * 1e3);
+      pc.push_back(p.commit_s * 1e3);
+      li.push_back(m.insert_s * 1e3);
+      lc.push_back(m.commit_s * 1e3);
+    }
+    const char* what = sorted ? "sorted 8-byte keys, 8-byte values" : "random 16-byte keys, 100-byte values";
+    std::printf("%s\n", what);
+    std::printf("  %-32s %12.1f %12.1f %8.2f\n", "insert", median(pi), median(li), median(pi) / median(li));
+    std::printf("  %-32s %12.1f %12.1f %8.2f\n", "commit", median(pc), median(lc), median(pc) / median(lc));
+  }
+  return 0;
+}
