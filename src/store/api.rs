@@ -650,6 +650,11 @@ impl Store {
         self.shared.options.read_only
     }
 
+    /// See `Shared::give_back_log_space`.
+    pub(super) fn give_back_log_space(&self) -> Result<()> {
+        self.shared.give_back_log_space()
+    }
+
     /// The directory the store lives in (`None` for a store in memory).
     pub fn dir(&self) -> Option<PathBuf> {
         self.shared.writer.lock().dir.clone()
@@ -1278,7 +1283,7 @@ impl Shared {
         let dir = w.dir.clone().expect("file store");
         let Some(mut old) = w.log.take() else { return Ok(fresh) };
         at_checkpoint_step(CheckpointStep::BeforeLogReuse);
-        if old.reuse_as(log_path, salt, self.options.checkpoint_log_bytes).is_err() {
+        if old.reuse_as(log_path, salt, self.log_space_kept()).is_err() {
             return Ok(fresh);
         }
         drop(fresh);
@@ -1289,6 +1294,24 @@ impl Shared {
         }
         at_checkpoint_step(CheckpointStep::AfterLogReuse);
         Ok(old)
+    }
+
+    /// How much of an old log a checkpoint keeps to write over: enough for the commits until
+    /// the next checkpoint, but never more than a quarter of the class files (at least 1 MiB),
+    /// so a small store is not held at the size of its busiest moment.
+    fn log_space_kept(&self) -> u64 {
+        let class_files = self.state.read().space.file_bytes();
+        self.options.checkpoint_log_bytes.min((class_files / 4).max(LOG_SPACE_KEPT_MIN))
+    }
+
+    /// Gives the log's space kept for reuse back (a closing or compacted store has no
+    /// commit coming that would write over it).
+    pub(super) fn give_back_log_space(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        match w.log.as_mut() {
+            Some(log) => log.give_back_unused(),
+            None => Ok(()),
+        }
     }
 
     fn close(&self) -> Result<()> {
@@ -1307,6 +1330,9 @@ impl Shared {
         } else {
             self.checkpoint_locked(&mut w)
         };
+        if let Some(log) = w.log.as_mut().filter(|_| result.is_ok() && !self.options.read_only) {
+            let _ = log.give_back_unused(); // only space: a failure here loses nothing
+        }
         w.log = None;
         w._lock = None;
         w.readers = None;
@@ -1399,6 +1425,8 @@ fn at_checkpoint_step(_step: CheckpointStep) {
 
 /// In EVENTUAL mode, sync once this many freed bytes wait for a durable commit.
 const EVENTUAL_SYNC_FOR_FREED_BYTES: u64 = 1 << 20;
+/// The log space a checkpoint keeps for reuse however small the store (see `log_space_kept`).
+const LOG_SPACE_KEPT_MIN: u64 = 1 << 20;
 
 fn spawn_flusher(weak: Weak<Shared>, stop: Arc<(Mutex<bool>, Condvar)>, interval_ms: u32) {
     let interval = Duration::from_millis(u64::from(interval_ms.max(1)));

@@ -226,6 +226,7 @@ impl Store {
             self.commit_relocating(Budget::NONE)?;
             if !self.is_in_memory() {
                 self.checkpoint()?;
+                self.give_back_log_space()?;
             } else {
                 self.give_back_in_memory()?;
             }

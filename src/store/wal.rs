@@ -553,6 +553,16 @@ impl LogWriter {
         self.len
     }
 
+    /// Cuts the file back to its frames: the space kept for reuse goes back to the file
+    /// system (at a close, and after a compaction).
+    pub fn give_back_unused(&mut self) -> Result<()> {
+        if self.file_len > self.len {
+            self.file.set_len(self.len).map_err(|e| Error::io(format!("cut {}", self.name), e))?;
+            self.file_len = self.len;
+        }
+        Ok(())
+    }
+
     /// Bytes known to be on disk, for the next frame's header.
     pub fn synced(&self) -> u64 {
         self.synced
