@@ -111,7 +111,10 @@ fn check_store(dir: &Path, r: &mut Report) {
     match &files.checkpoint {
         Some(c) => r.ok(
             "checkpoint",
-            format!("{}: epoch {}, {} live nodes, {} roots, checksums match", c.file, c.epoch, c.live_nodes, c.roots),
+            format!(
+                "{} ({} pieces, {} bytes): epoch {}, {} live nodes, {} roots, checksums match",
+                c.file, c.pieces, c.bytes, c.epoch, c.live_nodes, c.roots
+            ),
         ),
         None => r.ok("checkpoint", "none yet (the log holds every commit)"),
     }

@@ -158,6 +158,10 @@ struct WriterSide {
     last_checkpoint_error: Option<String>,
     /// The last commit's frame buffer, reused by the next (see `FrameBuilder::with_buffer`).
     frame_buffer: Vec<u8>,
+    /// The checkpoint pieces that make the table on disk, and the buffer the next one is
+    /// written through.
+    chain: checkpoint::Chain,
+    checkpoint_buffer: Vec<u8>,
     /// The store's reader table: the writer looks at it, a read-only open owns a record in
     /// it (`reader_slot`). Both go at close, with the other files.
     readers: Option<Arc<ReaderTable>>,
@@ -446,6 +450,8 @@ impl Store {
             poisoned: None,
             last_checkpoint_error: None,
             frame_buffer: Vec::new(),
+            chain: opened.chain,
+            checkpoint_buffer: Vec::new(),
             readers: None,
             reader_slot: None,
         };
@@ -470,6 +476,8 @@ impl Store {
             poisoned: None,
             last_checkpoint_error: None,
             frame_buffer: Vec::new(),
+            chain: checkpoint::Chain::default(),
+            checkpoint_buffer: Vec::new(),
             readers: None,
             reader_slot: None,
         };
@@ -1117,15 +1125,23 @@ impl Shared {
         if w.written_epoch > self.durable_epoch.load(Ordering::Acquire) {
             self.sync_log(w)?;
         }
-        let (bytes, epoch) = {
-            // Mutations wait while the committed state is flushed and encoded; readers go on.
+        let generation = old.generation + 1;
+        let (chain, epoch) = {
+            // Mutations wait while the committed state is flushed and written; readers go on.
             let c = self.state.upgradable_read();
             c.space.flush_dirty()?;
             c.space.sync_growth(&dir, true)?;
-            (checkpoint::encode(&c.table, &c.committed_roots, c.epoch), c.epoch)
+            let changed = c.changed_handles();
+            let source = checkpoint::PieceSource {
+                table: &c.table,
+                roots: &c.committed_roots,
+                epoch: c.epoch,
+                changed: &changed,
+                chain: &w.chain,
+            };
+            (checkpoint::write(&dir, generation, &source, &mut w.checkpoint_buffer)?, c.epoch)
         };
-        let generation = old.generation + 1;
-        checkpoint::write(&dir, generation, &bytes)?;
+        checkpoint_crash_point()?;
         let log = LogWriter::open(&dir.join(recovery::log_name(generation)), 0)?;
         crate::os::sync_dir(&dir).map_err(|e| Error::io("sync the store directory", e))?;
         let meta = Meta {
@@ -1144,7 +1160,9 @@ impl Shared {
         w.written_epoch = epoch;
         w.last_sync = Instant::now();
         w.meta_refreshed = w.last_sync;
-        recovery::remove_generation(&dir, old.generation);
+        let unneeded = w.chain.first_generation(old.generation)..chain.first_generation(generation);
+        w.chain = chain;
+        recovery::remove_generation(&dir, old.generation, unneeded);
         self.state.write().checkpointed(epoch, self.reuse_limit())
     }
 
@@ -1223,6 +1241,21 @@ impl Shared {
             w.meta_refreshed = Instant::now();
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests stop checkpoints on this thread after the piece is written and before the meta
+    /// names it, as a crash there would.
+    pub(crate) static CHECKPOINT_CRASH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn checkpoint_crash_point() -> Result<()> {
+    #[cfg(test)]
+    if CHECKPOINT_CRASH.with(|c| c.get()) {
+        return Err(Error::io("checkpoint stopped before the meta switch", std::io::Error::other("test")));
+    }
+    Ok(())
 }
 
 /// In EVENTUAL mode, sync once this many freed bytes wait for a durable commit.

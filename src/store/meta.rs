@@ -29,8 +29,11 @@ const MAGIC: u64 = u64::from_le_bytes(*b"PCOREMTA");
 /// the log is known to be synced, and so does each log frame. 4: log records may be deltas
 /// against a node's committed version (docs/LOG.md); the meta slot is format 3's. Format 2
 /// and 3 stores are read (format 2 as if nothing were recorded); a writer checkpoints one at
-/// once, into a format 4 log and meta.
-pub(crate) const FORMAT_VERSION: u32 = 4;
+/// once, into a format 4 log and meta. 5: checkpoints are chains of pieces, each holding what
+/// changed since the one before and a slice of the table (`checkpoint`); the meta slot and log
+/// are format 4's. Format 2 to 4 stores (one whole checkpoint file) are read, and a writer
+/// checkpoints one at once, into a chain.
+pub(crate) const FORMAT_VERSION: u32 = 5;
 /// The first format whose meta slot records the synced log length.
 const SYNCED_META_FORMAT: u32 = 3;
 const FORMAT_VERSION_OLDEST: u32 = 2;

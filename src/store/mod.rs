@@ -6,6 +6,8 @@
 mod abort_tests;
 mod api;
 mod checkpoint;
+#[cfg(test)]
+mod checkpoint_tests;
 mod codec;
 mod core;
 #[cfg(test)]
