@@ -4,6 +4,7 @@
 
 mod bench;
 mod chart;
+mod checkpoint_bench;
 mod check;
 mod crash;
 mod crash_readers;
@@ -126,6 +127,9 @@ enum Command {
         /// Only the node-store part.
         #[arg(long)]
         store_only: bool,
+        /// Only the checkpoint-at-scale row (1 M / 4 M / 10 M nodes; a tenth with --quick).
+        #[arg(long)]
+        checkpoints_only: bool,
     },
 }
 
@@ -159,8 +163,8 @@ fn main() -> ExitCode {
                 (None, dir) => crash::run(kills, seed, dir.as_deref(), readers),
             }
         }
-        Command::Bench { quick, json, svg, nodes, dir, btree_bench, store_only } => {
-            bench::run(&bench::Config { quick, json, svg, nodes, dir, btree_bench, store_only })
+        Command::Bench { quick, json, svg, nodes, dir, btree_bench, store_only, checkpoints_only } => {
+            bench::run(&bench::Config { quick, json, svg, nodes, dir, btree_bench, store_only, checkpoints_only })
         }
     };
     match result {

@@ -138,6 +138,13 @@ pub struct StoreStats {
     /// them: still allocated (recovery rebuilds the new versions from them), reusable after
     /// the next checkpoint.
     pub held_base_bytes: u64,
+    /// Checkpoints this open took, the time they took in all, and of that the time spent
+    /// flushing the class files (the rest writes the table's pieces and switches the meta).
+    pub checkpoints: u64,
+    pub checkpoint_seconds: f64,
+    pub checkpoint_flush_seconds: f64,
+    /// Bytes of the checkpoint pieces that hold the table on disk (docs/LOG.md).
+    pub checkpoint_bytes: u64,
     pub handles: u64,
     pub classes: Vec<ClassStats>,
     pub total: ClassStats,
@@ -162,6 +169,8 @@ struct WriterSide {
     /// written through.
     chain: checkpoint::Chain,
     checkpoint_buffer: Vec<u8>,
+    /// Checkpoints taken, their time, and of it the time flushing class files.
+    checkpoint_time: (u64, Duration, Duration),
     /// The store's reader table: the writer looks at it, a read-only open owns a record in
     /// it (`reader_slot`). Both go at close, with the other files.
     readers: Option<Arc<ReaderTable>>,
@@ -452,6 +461,7 @@ impl Store {
             frame_buffer: Vec::new(),
             chain: opened.chain,
             checkpoint_buffer: Vec::new(),
+            checkpoint_time: Default::default(),
             readers: None,
             reader_slot: None,
         };
@@ -478,6 +488,7 @@ impl Store {
             frame_buffer: Vec::new(),
             chain: checkpoint::Chain::default(),
             checkpoint_buffer: Vec::new(),
+            checkpoint_time: Default::default(),
             readers: None,
             reader_slot: None,
         };
@@ -945,6 +956,10 @@ impl Store {
                 pinned_bytes: c.pending_bytes_between(self.shared.reuse_limit(), self.durable_epoch()),
                 snapshot_versions: c.history.len() as u64,
                 held_base_bytes: c.held_base_bytes,
+                checkpoints: w.checkpoint_time.0,
+                checkpoint_seconds: w.checkpoint_time.1.as_secs_f64(),
+                checkpoint_flush_seconds: w.checkpoint_time.2.as_secs_f64(),
+                checkpoint_bytes: w.chain.bytes(),
                 handles: c.table.handle_count(),
                 classes,
                 total,
@@ -1126,11 +1141,13 @@ impl Shared {
             self.sync_log(w)?;
         }
         let generation = old.generation + 1;
+        let started = Instant::now();
         let (chain, epoch) = {
             // Mutations wait while the committed state is flushed and written; readers go on.
             let c = self.state.upgradable_read();
             c.space.flush_dirty()?;
             c.space.sync_growth(&dir, true)?;
+            w.checkpoint_time.2 += started.elapsed();
             let changed = c.changed_handles();
             let source = checkpoint::PieceSource {
                 table: &c.table,
@@ -1163,6 +1180,8 @@ impl Shared {
         let unneeded = w.chain.first_generation(old.generation)..chain.first_generation(generation);
         w.chain = chain;
         recovery::remove_generation(&dir, old.generation, unneeded);
+        w.checkpoint_time.0 += 1;
+        w.checkpoint_time.1 += started.elapsed();
         self.state.write().checkpointed(epoch, self.reuse_limit())
     }
 
