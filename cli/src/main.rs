@@ -4,8 +4,8 @@
 
 mod bench;
 mod chart;
-mod checkpoint_bench;
 mod check;
+mod checkpoint_bench;
 mod crash;
 mod crash_readers;
 mod demo;

@@ -231,37 +231,61 @@ fn encode_entry(w: &mut Writer, p: &mut Predictor, h: u64, e: &Entry) {
     (p.kind, p.class, p.last_block[c], p.last_len[c]) = (e.kind, e.class, e.block, e.len);
 }
 
-fn decode_entry(r: &mut Reader<'_>, p: &mut Predictor) -> Result<(u64, Entry)> {
-    let flags = r.u8()?;
-    if flags & 0x80 != 0 {
-        return Err(r.corrupt(format!("entry flags {flags:#x}")));
+#[inline]
+fn varint_at(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7F) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
     }
-    let gap = if flags & GAP != 0 { r.varint()? } else { 1 };
-    let h = p.handle.checked_add(gap).filter(|_| gap > 0).ok_or_else(|| r.corrupt("handles out of order"))?;
+    None
+}
+
+/// Decodes the entry at `b[*pos..]`; `None` when it is cut short or impossible (the caller
+/// names the offset). Open reads every entry of the table: this is its inner loop.
+#[inline]
+fn decode_entry(b: &[u8], pos: &mut usize, p: &mut Predictor) -> Option<(u64, Entry)> {
+    let flags = *b.get(*pos)?;
+    *pos += 1;
+    if flags & 0x80 != 0 {
+        return None;
+    }
+    let gap = if flags & GAP != 0 { varint_at(b, pos).filter(|&g| g > 0)? } else { 1 };
+    let h = p.handle.checked_add(gap)?;
     if flags & TAG != 0 {
-        p.tag = u16::try_from(r.varint()?).map_err(|_| r.corrupt("a tag beyond 16 bits"))?;
+        p.tag = u16::try_from(varint_at(b, pos)?).ok()?;
     }
     p.handle = h;
     let mut e = Entry { live: flags & LIVE != 0, tag: p.tag, kind: 0, class: 0, block: 0, len: 0, crc: 0 };
     if !e.live {
-        return Ok((h, e));
+        return Some((h, e));
     }
     if flags & KIND != 0 {
-        p.kind = r.u8()?;
+        p.kind = *b.get(*pos)?;
+        *pos += 1;
     }
     if flags & CLASS != 0 {
-        p.class = r.u8()?;
+        p.class = *b.get(*pos)?;
+        *pos += 1;
     }
     let c = (p.class & 31) as usize;
     let predicted = p.last_block[c].wrapping_add(1);
-    let block = if flags & BLOCK != 0 { i64::from(predicted) + unzigzag(r.varint()?) } else { i64::from(predicted) };
-    p.last_block[c] = u32::try_from(block).map_err(|_| r.corrupt(format!("block {block}")))?;
+    p.last_block[c] = if flags & BLOCK != 0 {
+        u32::try_from(i64::from(predicted) + unzigzag(varint_at(b, pos)?)).ok()?
+    } else {
+        predicted
+    };
     if flags & LEN != 0 {
-        p.last_len[c] = u32::try_from(r.varint()?).map_err(|_| r.corrupt("a length beyond 32 bits"))?;
+        p.last_len[c] = u32::try_from(varint_at(b, pos)?).ok()?;
     }
     (e.kind, e.class, e.block, e.len) = (p.kind, p.class, p.last_block[c], p.last_len[c]);
-    e.crc = r.u32()?;
-    Ok((h, e))
+    e.crc = u32::from_le_bytes(b.get(*pos..*pos + 4)?.try_into().ok()?);
+    *pos += 4;
+    Some((h, e))
 }
 
 /// Streams a piece into a file, one chunk at a time through one reused buffer.
@@ -518,21 +542,21 @@ fn read_chunks(
         if crc(buf) != want {
             return Err(Error::corrupt(name, at, "checkpoint chunk checksum mismatch"));
         }
-        let mut r = Reader::new(name, at, buf);
         let mut p = Predictor::new();
-        while r.remaining() > 0 && entries < h.entries {
-            let entry_at = r.offset();
-            let (handle, e) = decode_entry(&mut r, &mut p)?;
-            if handle >= h.handles {
-                return Err(Error::corrupt(
-                    name,
-                    entry_at,
-                    format!("handle {handle} beyond the table's {}", h.handles),
-                ));
-            }
-            slots[handle as usize] = slot_of(name, entry_at, &e, classes)?;
+        let mut pos = 0;
+        while pos < buf.len() && entries < h.entries {
+            let entry_at = at + pos as u64;
+            let Some((handle, e)) = decode_entry(buf, &mut pos, &mut p) else {
+                return Err(Error::corrupt(name, entry_at, "an entry cut short or impossible"));
+            };
+            let Some(slot) = slots.get_mut(handle as usize).filter(|_| handle < h.handles) else {
+                let what = format!("handle {handle} beyond the table's {}", h.handles);
+                return Err(Error::corrupt(name, entry_at, what));
+            };
+            *slot = slot_of(name, entry_at, &e, classes)?;
             entries += 1;
         }
+        let mut r = Reader::new(name, at + pos as u64, &buf[pos..]);
         while r.remaining() > 0 && root_count < h.roots {
             let name_len = r.u8()? as usize;
             let root_name = r.take(name_len)?.to_vec();
@@ -559,6 +583,7 @@ fn read_chunks(
     Ok(offset)
 }
 
+#[inline]
 fn slot_of(name: &str, at: u64, e: &Entry, classes: &SizeClasses) -> Result<Slot> {
     if e.live && (e.class as usize >= classes.count() || e.kind == 0 || e.tag == 0 || e.len > classes.bytes(e.class)) {
         return Err(Error::corrupt(
@@ -767,11 +792,15 @@ mod tests {
         for (h, e) in &entries {
             encode_entry(&mut w, &mut p, *h, e);
         }
-        let mut r = Reader::new("t", 0, &w.buf);
-        let mut p = Predictor::new();
+        let (mut pos, mut p) = (0, Predictor::new());
         for want in &entries {
-            assert_eq!(&decode_entry(&mut r, &mut p).unwrap(), want);
+            assert_eq!(&decode_entry(&w.buf, &mut pos, &mut p).unwrap(), want);
         }
-        assert_eq!(r.remaining(), 0);
+        assert_eq!(pos, w.buf.len());
+        for cut in 0..w.buf.len() {
+            let (mut pos, mut p) = (0, Predictor::new());
+            let decoded = (0..entries.len()).map_while(|_| decode_entry(&w.buf[..cut], &mut pos, &mut p)).count();
+            assert!(decoded < entries.len(), "a cut at {cut} decodes every entry");
+        }
     }
 }
