@@ -112,8 +112,14 @@ fn check_store(dir: &Path, r: &mut Report) {
         Some(c) => r.ok(
             "checkpoint",
             format!(
-                "{} ({} pieces, {} bytes): epoch {}, {} live nodes, {} roots, checksums match",
-                c.file, c.pieces, c.bytes, c.epoch, c.live_nodes, c.roots
+                "{} ({} piece{}, {} bytes): epoch {}, {} live nodes, {} roots, checksums match",
+                c.file,
+                c.pieces,
+                if c.pieces == 1 { "" } else { "s" },
+                c.bytes,
+                c.epoch,
+                c.live_nodes,
+                c.roots
             ),
         ),
         None => r.ok("checkpoint", "none yet (the log holds every commit)"),

@@ -47,9 +47,10 @@ pub(crate) const CHUNK_BYTES: usize = 64 << 10;
 const CHUNK_BYTES_MAX: usize = 1 << 20;
 /// A sweep covers this many handles per changed handle...
 const SWEEP_PER_CHANGE: u64 = 8;
-/// ...at least this many...
+/// ...at least this many (small, so that small stores, `pcore crash`'s among them, make
+/// chains of several pieces too)...
 #[cfg(not(test))]
-const SWEEP_MIN: u64 = 1 << 16;
+const SWEEP_MIN: u64 = 256;
 /// (Tests make chains of several pieces from small tables.)
 #[cfg(test)]
 const SWEEP_MIN: u64 = 16;
