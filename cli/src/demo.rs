@@ -212,7 +212,7 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
     );
     println!("  times                load {load_s:.2} s ({:.0} records/s), churn {churn_s:.2} s, reopen {reopen_s:.3} s, verify {verify_s:.2} s", records as f64 / load_s);
     println!(
-        "  commits and checkpoints  {:.2} s in commit calls: {:.2} s committing, {:.2} s in {} checkpoints ({:.2} s of it flushing class files); close {close_s:.2} s",
+        "  commit calls         {:.2} s: {:.2} s committing, {:.2} s in checkpoints ({} taken, {:.2} s of it flushing class files); close {close_s:.2} s",
         commit_s,
         commit_s - before.checkpoint_seconds,
         before.checkpoint_seconds,
