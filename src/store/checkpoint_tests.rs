@@ -284,3 +284,23 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+#[test]
+fn the_chain_stays_short_however_many_checkpoints_are_taken() {
+    let dir = TempDir::new("ckpt-bounded");
+    let (s, mut model) = store_with(dir.path(), 2000);
+    let mut rng = Rng::new(11);
+    let mut longest = 0;
+    for round in 0..60 {
+        change(&s, &mut model, &mut rng, 5, round);
+        s.commit().unwrap();
+        s.checkpoint().unwrap();
+        longest = longest.max(pieces(dir.path()).len());
+    }
+    // Each sweep covers at least a sixteenth of the table: a full turn takes 16 pieces, and
+    // the oldest of a chain can wait for one more.
+    assert!((10..=18).contains(&longest), "a chain of {longest} pieces");
+    s.close().unwrap();
+    let s = reopen(dir.path(), &options());
+    assert_holds(&s, &model, "after 60 checkpoints");
+}
