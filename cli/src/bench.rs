@@ -21,6 +21,7 @@ pub struct Config {
     pub dir: Option<PathBuf>,
     pub btree_bench: Option<PathBuf>,
     pub store_only: bool,
+    pub checkpoints_only: bool,
 }
 
 /// Refuses an output file that cannot be written before the benchmark runs, not after it.
@@ -61,8 +62,18 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
     let machine = machine();
     println!("pcore bench, {}: {}", machine["date"].as_str().unwrap_or(""), machine["summary"].as_str().unwrap_or(""));
     println!("medians of {REPS} runs; ratio = pcore / peer (< 1: pcore is faster or smaller)\n");
+    if cfg.checkpoints_only {
+        let rows = crate::checkpoint_bench::run(&work.path, cfg.quick)?;
+        if let Some(path) = &cfg.json {
+            let doc = json!({ "machine": machine, "checkpoint_at_scale": rows });
+            let text = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
+            std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        }
+        return Ok(Outcome::Done);
+    }
     let mut ratios = node_store_ratios(&work.path)?;
     let bulk = bulk(&work.path.join("bulk"), nodes)?;
+    let checkpoints = crate::checkpoint_bench::run(&work.path, cfg.quick)?;
     let mut btree_ok = true;
     if !cfg.store_only {
         let program = btree_bench_program(cfg.btree_bench.as_deref())?;
@@ -79,6 +90,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, String> {
                 "peer_name": r.peer_name, "ratio": r.ratio(), "target": r.target,
             })).collect::<Vec<_>>(),
             "bulk_load": bulk,
+            "checkpoint_at_scale": checkpoints,
         });
         let text = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
         std::fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))?;

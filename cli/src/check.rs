@@ -111,7 +111,16 @@ fn check_store(dir: &Path, r: &mut Report) {
     match &files.checkpoint {
         Some(c) => r.ok(
             "checkpoint",
-            format!("{}: epoch {}, {} live nodes, {} roots, checksums match", c.file, c.epoch, c.live_nodes, c.roots),
+            format!(
+                "{} ({} piece{}, {} bytes): epoch {}, {} live nodes, {} roots, checksums match",
+                c.file,
+                c.pieces,
+                if c.pieces == 1 { "" } else { "s" },
+                c.bytes,
+                c.epoch,
+                c.live_nodes,
+                c.roots
+            ),
         ),
         None => r.ok("checkpoint", "none yet (the log holds every commit)"),
     }

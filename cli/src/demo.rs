@@ -54,6 +54,14 @@ impl Bucket {
     }
 }
 
+/// Commits, adding the call's time (any checkpoint it took included) to `total`.
+fn commit(store: &Store, total: &mut f64) -> Result<(), String> {
+    let t = Instant::now();
+    store.commit().map_err(|e| e.to_string())?;
+    *total += secs(t);
+    Ok(())
+}
+
 fn record_bytes(i: u64) -> [u8; RECORD_BYTES] {
     let mut b = [0u8; RECORD_BYTES];
     pattern(i, &mut b);
@@ -72,6 +80,7 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
     let mut internals: Vec<Bucket> = vec![Bucket::new(&store, KIND_INTERNAL)?];
     let mut leaf = Bucket::new(&store, KIND_LEAF)?;
     let mut commits = 0u64;
+    let mut commit_s = 0.0;
     let bar = progress(records, "XTree: load records");
     for i in 0..records {
         if i % 4096 == 0 {
@@ -90,14 +99,14 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
             leaves.push(full);
         }
         if (i + 1) % COMMIT_EVERY == 0 {
-            store.commit().map_err(|e| e.to_string())?;
+            commit(&store, &mut commit_s)?;
             commits += 1;
         }
     }
     bar.finish_and_clear();
     leaves.push(leaf);
     store.set_root(b"", internals[0].id.raw(), &[0u8; 16]).map_err(|e| e.to_string())?;
-    store.commit().map_err(|e| e.to_string())?;
+    commit(&store, &mut commit_s)?;
     let load_s = secs(t_load);
 
     // Churn: free every 10th record and replace it, as deletes and re-inserts would.
@@ -112,15 +121,17 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
         ids[i as usize] = id;
         replaced += 1;
         if replaced.is_multiple_of(CHURN_COMMIT_EVERY) {
-            store.commit().map_err(|e| e.to_string())?;
+            commit(&store, &mut commit_s)?;
         }
     }
-    store.commit().map_err(|e| e.to_string())?;
+    commit(&store, &mut commit_s)?;
     bar.finish_and_clear();
     let churn_s = secs(t_churn);
     let before = store.stats().map_err(|e| e.to_string())?;
     store.verify().map_err(|e| format!("verify before close: {e}"))?;
+    let t_close = Instant::now();
     store.close().map_err(|e| e.to_string())?;
+    let close_s = secs(t_close);
     drop(store);
 
     let t_reopen = Instant::now();
@@ -193,8 +204,28 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
         disk as f64 / after.total.live_bytes as f64
     );
     println!("  footprint            {}", footprint(&after));
+    let per_node = |b: u64| b as f64 / nodes as f64;
+    println!(
+        "                       class files {:.1}, checkpoint {:.2}, log {:.1} bytes per node",
+        per_node(after.data_file_bytes),
+        per_node(after.checkpoint_bytes),
+        per_node(after.log_bytes)
+    );
     println!("  times                load {load_s:.2} s ({:.0} records/s), churn {churn_s:.2} s, reopen {reopen_s:.3} s, verify {verify_s:.2} s", records as f64 / load_s);
-    println!("  peak memory          {:.0} MiB", mib(peak_rss_bytes()));
+    println!(
+        "  commit calls         {:.2} s: {:.2} s committing, {:.2} s in checkpoints ({} taken, {:.2} s of it flushing class files); close {close_s:.2} s",
+        commit_s,
+        commit_s - before.checkpoint_seconds,
+        before.checkpoint_seconds,
+        before.checkpoints,
+        before.checkpoint_flush_seconds
+    );
+    println!(
+        "  peak memory          {:.0} MiB (blocks in use {:.0} MiB, object table {:.0} MiB)",
+        mib(peak_rss_bytes()),
+        mib(after.total.live_bytes),
+        mib(after.handles * 20)
+    );
     println!("  open files           {} (store), whatever the node count", after.open_files);
     if bad > 0 {
         eprintln!("pcore demo: {bad} nodes did not read back exact after reopen");

@@ -6,6 +6,7 @@ mod backup;
 mod bench;
 mod chart;
 mod check;
+mod checkpoint_bench;
 mod compact;
 mod crash;
 mod crash_readers;
@@ -143,6 +144,9 @@ enum Command {
         /// Only the node-store part.
         #[arg(long)]
         store_only: bool,
+        /// Only the checkpoint-at-scale row (1 M / 4 M / 10 M nodes; a tenth with --quick).
+        #[arg(long)]
+        checkpoints_only: bool,
     },
 }
 
@@ -178,8 +182,8 @@ fn main() -> ExitCode {
                 (None, dir) => crash::run(kills, seed, dir.as_deref(), readers),
             }
         }
-        Command::Bench { quick, json, svg, nodes, dir, btree_bench, store_only } => {
-            bench::run(&bench::Config { quick, json, svg, nodes, dir, btree_bench, store_only })
+        Command::Bench { quick, json, svg, nodes, dir, btree_bench, store_only, checkpoints_only } => {
+            bench::run(&bench::Config { quick, json, svg, nodes, dir, btree_bench, store_only, checkpoints_only })
         }
     };
     match result {

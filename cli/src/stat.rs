@@ -34,7 +34,7 @@ pub fn run(dir: &Path, as_json: bool) -> Result<Outcome, String> {
         "generation": files.generation,
         "meta_slots": files.meta_slots.iter().map(|(offset, s)| meta_slot_json(*offset, s)).collect::<Vec<_>>(),
         "checkpoint": files.checkpoint.as_ref().map(|c| json!({
-            "file": c.file, "bytes": c.bytes, "epoch": c.epoch, "handles": c.slots,
+            "file": c.file, "bytes": c.bytes, "pieces": c.pieces, "epoch": c.epoch, "handles": c.slots,
             "live_nodes": c.live_nodes, "roots": c.roots,
         })),
         "log": {

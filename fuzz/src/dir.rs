@@ -78,8 +78,22 @@ pub fn fix_meta(b: &mut [u8]) {
     }
 }
 
-/// Recomputes a checkpoint's header and body checksums.
+/// Recomputes a checkpoint's checksums: a format 5 piece's header and chunks (lengths cut
+/// to what is there), or a format 2-4 whole checkpoint's header and body.
 pub fn fix_checkpoint(b: &mut [u8]) {
+    if b.len() >= 64 && b[..8] == *b"PCORECK5" {
+        let h = crc(&b[..60]);
+        b[60..64].copy_from_slice(&h.to_le_bytes());
+        let mut pos = 64;
+        while b.len() >= pos + 8 {
+            let len = (u32::from_le_bytes(b[pos..pos + 4].try_into().unwrap()) as usize).min(b.len() - pos - 8);
+            b[pos..pos + 4].copy_from_slice(&(len as u32).to_le_bytes());
+            let c = crc(&b[pos + 8..pos + 8 + len]);
+            b[pos + 4..pos + 8].copy_from_slice(&c.to_le_bytes());
+            pos += 8 + len;
+        }
+        return;
+    }
     if b.len() >= 36 {
         let body = crc(&b[36..]);
         b[28..32].copy_from_slice(&body.to_le_bytes());

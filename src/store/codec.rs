@@ -28,6 +28,14 @@ impl Writer {
     pub fn bytes(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
     }
+    /// LEB128: seven bits a byte, low first.
+    pub fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
 }
 
 /// Reads fields in order; any read past the end is `Corrupt` at the reader's file and offset.

@@ -128,8 +128,8 @@ pub(crate) struct Core {
     pub(super) queued_blocks: [u64; crate::limits::CLASS_COUNT_MAX],
     /// The epoch the last checkpoint recorded.
     checkpoint_epoch: u64,
-    /// Handles whose committed version's origin is not `Checkpoint` (duplicates allowed):
-    /// what the next checkpoint resets, and what an incremental one would write.
+    /// Handles whose committed version's origin is not `Checkpoint`, and handles freed since
+    /// the last checkpoint (duplicates allowed): what the next checkpoint resets and writes.
     changed_since_checkpoint: Vec<u64>,
     /// The prepared commit's decision per PUT, by handle: the origin of the new version, and
     /// whether the committed version is a base to hold until the next checkpoint.
@@ -852,6 +852,9 @@ impl Core {
                 continue;
             }
             if s.freeing {
+                if s.origin == Origin::Checkpoint {
+                    self.changed_since_checkpoint.push(handle); // its entry becomes free
+                }
                 self.defer_free(epoch, s.loc());
                 let slot = &mut self.table.slots[handle as usize];
                 slot.state = State::Free;
@@ -1023,6 +1026,20 @@ impl Core {
         Ok(())
     }
 
+    /// Handles whose entry the next checkpoint must write: changed since the last one (put
+    /// or freed), or given a new tag; sorted, without duplicates.
+    pub fn changed_handles(&self) -> Vec<u64> {
+        let mut changed: Vec<u64> = self.changed_since_checkpoint.iter().chain(&self.table.retagged).copied().collect();
+        changed.sort_unstable();
+        changed.dedup();
+        changed
+    }
+
+    /// Adds handles for the next checkpoint to write (what recovery replayed as freed).
+    pub fn note_changed(&mut self, handles: &[u64]) {
+        self.changed_since_checkpoint.extend_from_slice(handles);
+    }
+
     /// A checkpoint of the committed state at `epoch` is on disk, every committed block
     /// flushed: committed versions are now bases, and what they replaced is reusable (up to
     /// `limit`, which snapshots and readers may hold lower; see `release_frees`).
@@ -1032,6 +1049,7 @@ impl Core {
         for handle in std::mem::take(&mut self.changed_since_checkpoint) {
             self.table.slots[handle as usize].origin = Origin::Checkpoint;
         }
+        self.table.retagged.clear();
         self.release_frees(limit)
     }
 

@@ -21,16 +21,11 @@ fn closed_store(dir: &Path, len: usize) -> NodeId {
     id
 }
 
-/// Rewrites the checkpoint with `edit` applied to its body, checksums recomputed.
-fn edit_checkpoint(dir: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
-    let path = file_with_prefix(dir, "checkpoint-");
-    let mut b = std::fs::read(&path).unwrap();
-    edit(&mut b);
-    let body = crc(&b[36..]);
-    b[28..32].copy_from_slice(&body.to_le_bytes());
-    let header = crc(&b[..32]);
-    b[32..36].copy_from_slice(&header.to_le_bytes());
-    std::fs::write(&path, b).unwrap();
+/// Rewrites the checkpoint with `edit` applied to its entries, checksums recomputed.
+fn edit_checkpoint(dir: &Path, edit: impl FnOnce(&mut [super::table::Slot])) {
+    let meta = super::meta::Meta::load(dir).unwrap();
+    let classes = crate::alloc::SizeClasses::new(meta.min_class_bytes, meta.max_class_bytes).unwrap();
+    super::checkpoint::rewrite_for_test(dir, meta.generation, &classes, edit);
 }
 
 fn assert_corrupt_open(dir: &Path, file: &str) {
@@ -51,12 +46,7 @@ fn assert_corrupt_open(dir: &Path, file: &str) {
 fn a_checkpoint_entry_longer_than_its_block_is_corrupt() {
     let dir = TempDir::new("ckpt-len");
     let id = closed_store(dir.path(), 100); // a 128-byte block
-    edit_checkpoint(dir.path(), |b| {
-        let at = 36 + super::checkpoint::ENTRY_BYTES * id.handle() as usize + 4; // len | class | live
-        let packed = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-        let longer = (packed & !0xFF_FFFF) | 5000;
-        b[at..at + 4].copy_from_slice(&longer.to_le_bytes());
-    });
+    edit_checkpoint(dir.path(), |slots| slots[id.handle() as usize].len = 5000);
     assert_corrupt_open(dir.path(), "checkpoint-");
 }
 
@@ -122,10 +112,7 @@ fn live_nodes_with_tag_zero_are_corrupt() {
     // ...and in a checkpoint (ids with tag 0 are never issued; NodeId::from_parts asserts).
     let dir = TempDir::new("ckpt-tag0");
     let id = closed_store(dir.path(), 10);
-    edit_checkpoint(dir.path(), |b| {
-        let at = 36 + super::checkpoint::ENTRY_BYTES * id.handle() as usize + 12; // the tag
-        b[at..at + 2].copy_from_slice(&0u16.to_le_bytes());
-    });
+    edit_checkpoint(dir.path(), |slots| slots[id.handle() as usize].tag = 0);
     assert_corrupt_open(dir.path(), "checkpoint-");
 }
 

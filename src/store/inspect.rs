@@ -25,8 +25,12 @@ pub enum MetaSlotState {
 
 #[derive(Debug, Clone)]
 pub struct CheckpointReport {
+    /// The newest piece's file (the only file of a format 2 to 4 checkpoint).
     pub file: String,
+    /// Of every piece.
     pub bytes: u64,
+    /// Files that hold the table (docs/LOG.md): the newest and the earlier pieces it needs.
+    pub pieces: u64,
     pub epoch: u64,
     /// Object table slots (node handles) it holds, handle 0 included.
     pub slots: u64,
@@ -81,9 +85,16 @@ pub fn inspect_files(dir: &Path) -> Result<FileReport> {
     })?;
     let checkpoint = if meta.has_checkpoint {
         let file = checkpoint::file_name(meta.generation);
-        let snap = checkpoint::read(dir, meta.generation, &classes)?;
+        let (snap, bytes) = if meta.format >= 5 {
+            let snap = checkpoint::read(dir, meta.generation, &classes)?;
+            let bytes = snap.chain.bytes();
+            (snap, bytes)
+        } else {
+            (checkpoint::whole::read(dir, meta.generation, &classes)?, file_len(dir, &file)?)
+        };
         Some(CheckpointReport {
-            bytes: file_len(dir, &file)?,
+            pieces: snap.chain.pieces.len().max(1) as u64,
+            bytes,
             file,
             epoch: snap.epoch,
             slots: snap.slots.len() as u64,

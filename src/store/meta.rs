@@ -28,9 +28,11 @@ const MAGIC: u64 = u64::from_le_bytes(*b"PCOREMTA");
 /// 2: checkpoint entries carry each node's payload checksum. 3: the meta records how much of
 /// the log is known to be synced, and so does each log frame. 4: log records may be deltas
 /// against a node's committed version (docs/LOG.md); the meta slot is format 3's. 5: log
-/// frame headers are salted with the generation and log files are reused (wal.rs). Format 2
-/// to 4 stores are read (format 2 as if nothing were recorded); a writer checkpoints one at
-/// once, into a format 5 log and meta.
+/// frame headers are salted with the generation and log files are reused (wal.rs), and
+/// checkpoints are chains of pieces, each holding what changed since the one before and a
+/// slice of the table (`checkpoint`); the meta slot is format 4's. Format 2 to 4 stores (one
+/// whole checkpoint file, unsalted frames) are read (format 2 as if nothing were recorded),
+/// and a writer checkpoints one at once, into a chain and a format 5 log.
 pub(crate) const FORMAT_VERSION: u32 = 5;
 /// The first format whose meta slot records the synced log length.
 const SYNCED_META_FORMAT: u32 = 3;

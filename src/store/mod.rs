@@ -9,6 +9,8 @@ mod backup;
 #[cfg(test)]
 mod backup_tests;
 mod checkpoint;
+#[cfg(test)]
+mod checkpoint_tests;
 mod codec;
 mod compact;
 #[cfg(test)]

@@ -26,17 +26,25 @@ pub(crate) struct Opened {
     pub needs_checkpoint: bool,
     /// What recovery did beyond reading: replayed frames, a torn tail cut.
     pub note: Option<String>,
+    /// The checkpoint pieces the table was read from (empty: a whole checkpoint, or none).
+    pub chain: checkpoint::Chain,
 }
+
+/// The first format whose checkpoints are chains of pieces.
+const CHAIN_FORMAT: u32 = 5;
 
 pub(crate) fn log_name(generation: u64) -> String {
     format!("wal-{generation}.log")
 }
 
-/// Removes the files of a generation the meta file no longer names (best effort: a leftover
-/// file is only wasted space, removed again at the next open).
-pub(crate) fn remove_generation(dir: &Path, generation: u64) {
+/// Removes the log of a generation the meta file no longer names, and the checkpoint pieces
+/// of generations `pieces` that its chain no longer needs (best effort: a leftover file is
+/// only wasted space, removed again at the next open).
+pub(crate) fn remove_generation(dir: &Path, generation: u64, pieces: std::ops::Range<u64>) {
     let _ = std::fs::remove_file(dir.join(log_name(generation)));
-    let _ = std::fs::remove_file(dir.join(checkpoint::file_name(generation)));
+    for g in pieces {
+        let _ = std::fs::remove_file(dir.join(checkpoint::file_name(g)));
+    }
 }
 
 pub(crate) fn new_memory_core(options: &StoreOptions) -> Result<Core> {
@@ -87,8 +95,12 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let classes = SizeClasses::new(meta.min_class_bytes, meta.max_class_bytes).map_err(|e| {
         Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}"))
     })?;
-    let (snapshot_slots, roots, checkpoint_epoch) = if meta.has_checkpoint {
-        let snap = checkpoint::read(dir, meta.generation, &classes)?;
+    let (snapshot_slots, roots, checkpoint_epoch, chain) = if meta.has_checkpoint {
+        let snap = if meta.format >= CHAIN_FORMAT {
+            checkpoint::read(dir, meta.generation, &classes)?
+        } else {
+            checkpoint::whole::read(dir, meta.generation, &classes)?
+        };
         if snap.epoch != meta.checkpoint_epoch {
             return Err(Error::corrupt(
                 checkpoint::file_name(meta.generation),
@@ -96,9 +108,9 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
                 format!("epoch {} but the meta file says {}", snap.epoch, meta.checkpoint_epoch),
             ));
         }
-        (snap.slots, snap.roots, snap.epoch)
+        (snap.slots, snap.roots, snap.epoch, snap.chain)
     } else {
-        (vec![Slot::EMPTY], BTreeMap::new(), meta.checkpoint_epoch)
+        (vec![Slot::EMPTY], BTreeMap::new(), meta.checkpoint_epoch, checkpoint::Chain::default())
     };
     let log_file = log_name(meta.generation);
     let log_path = dir.join(&log_file);
@@ -131,12 +143,13 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
         }
         epoch = frame.epoch;
     }
-    let Replay { slots, roots, mut space, .. } = replay;
+    let Replay { slots, roots, mut space, freed, .. } = replay;
     space.rebuild(&blocks_in_use(&slots, space.classes())?)?;
     let mut table = ObjectTable::new();
     table.slots = slots;
     table.rebuild_free_list();
-    let core = Core::new(space, table, roots, (epoch, checkpoint_epoch), options.growth_policy);
+    let mut core = Core::new(space, table, roots, (epoch, checkpoint_epoch), options.growth_policy);
+    core.note_changed(&freed);
     let salt = wal::Salt::new(meta.format, meta.generation);
     let log = if writable {
         Some(LogWriter::open(&log_path, contents.valid_bytes, contents.torn_bytes, salt)?)
@@ -144,12 +157,12 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
         None
     };
     if writable {
-        remove_stray_files(dir, meta.generation);
+        remove_stray_files(dir, meta.generation, chain.first_generation(meta.generation));
     }
     let note = recovery_note(&log_file, &contents, epoch);
     // A store of an older format moves to this one at once: its log's frames are the old kind.
     let needs_checkpoint = writable && (!contents.frames.is_empty() || meta.format < super::meta::FORMAT_VERSION);
-    Ok(Opened { core, log, meta, lock, needs_checkpoint, note })
+    Ok(Opened { core, log, meta, lock, needs_checkpoint, note, chain })
 }
 
 /// Says what recovery found in the log: commits replayed since the checkpoint, and a torn
@@ -319,6 +332,8 @@ struct Replay<'a> {
     parked: HashMap<u64, Vec<u8>>,
     /// A delta's rebuilt bytes, reused.
     scratch: Vec<u8>,
+    /// Handles the log frees: the next checkpoint writes them (its puts are `Logged`).
+    freed: Vec<u64>,
 }
 
 impl<'a> Replay<'a> {
@@ -337,7 +352,16 @@ impl<'a> Replay<'a> {
                 }
             }
         }
-        Replay { slots, roots, space, log_file, unlogged_at, parked: HashMap::new(), scratch: Vec::new() }
+        Replay {
+            slots,
+            roots,
+            space,
+            log_file,
+            unlogged_at,
+            parked: HashMap::new(),
+            scratch: Vec::new(),
+            freed: Vec::new(),
+        }
     }
 
     fn apply(&mut self, op: &Op, frame_index: usize, frame: &wal::Frame) -> Result<()> {
@@ -369,6 +393,7 @@ impl<'a> Replay<'a> {
                 };
                 slot.state = State::Free;
                 self.parked.remove(handle);
+                self.freed.push(*handle);
             }
             Op::Root { name, id, meta } => {
                 self.roots.insert(name.clone(), (*id, meta.clone()));
@@ -490,33 +515,40 @@ impl<'a> Replay<'a> {
     }
 }
 
-/// The blocks of live nodes, per class; `Corrupt` if two nodes claim one block.
+/// The blocks of live nodes, per class; `Corrupt` if two nodes claim one block (found with
+/// one bit per block, not a sort: open looks at every node).
 fn blocks_in_use(slots: &[Slot], classes: &SizeClasses) -> Result<Vec<Vec<u32>>> {
     let mut used: Vec<Vec<u32>> = vec![Vec::new(); classes.count()];
+    let mut seen: Vec<Vec<u64>> = vec![Vec::new(); classes.count()];
     for s in slots.iter().filter(|s| s.state == State::Live) {
-        used[s.class as usize].push(s.block);
-    }
-    for (c, blocks) in used.iter_mut().enumerate() {
-        blocks.sort_unstable();
-        if let Some(w) = blocks.windows(2).find(|w| w[0] == w[1]) {
+        let (c, b) = (s.class as usize, s.block as usize);
+        let bits = &mut seen[c];
+        if bits.len() <= b / 64 {
+            bits.resize((b / 64 + 1).next_power_of_two(), 0);
+        }
+        let bit = 1u64 << (b % 64);
+        if bits[b / 64] & bit != 0 {
             let bytes = classes.bytes(c as u8);
             return Err(Error::corrupt(
                 format!("class-{c:02}-{bytes}.seg"),
-                u64::from(w[0]) * u64::from(bytes),
-                format!("the object table gives block {} to two live nodes", w[0]),
+                u64::from(s.block) * u64::from(bytes),
+                format!("the object table gives block {} to two live nodes", s.block),
             ));
         }
+        bits[b / 64] |= bit;
+        used[c].push(s.block);
     }
     Ok(used)
 }
 
 /// Files of other generations (a checkpoint that crashed before its meta switch) and
 /// temporaries: never needed again.
-fn remove_stray_files(dir: &Path, generation: u64) {
+fn remove_stray_files(dir: &Path, generation: u64, first_piece: u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let keep = [log_name(generation), checkpoint::file_name(generation)];
+    let mut keep: Vec<String> = (first_piece..=generation).map(checkpoint::file_name).collect();
+    keep.push(log_name(generation));
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let ours = name.starts_with("wal-") || name.starts_with("checkpoint-");

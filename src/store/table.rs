@@ -97,12 +97,20 @@ pub(crate) struct ObjectTable {
     pub slots: Vec<Slot>,
     free_handles: Vec<u64>,
     pub shadowed: HandleMap<Committed>,
+    /// Free handles given a new tag since the last checkpoint: it writes their tags, so an id
+    /// handed out and dropped before any commit stays stale after a reopen.
+    pub retagged: Vec<u64>,
 }
 
 impl ObjectTable {
     pub fn new() -> ObjectTable {
         // Handle 0 is never issued.
-        ObjectTable { slots: vec![Slot::EMPTY], free_handles: Vec::new(), shadowed: HandleMap::default() }
+        ObjectTable {
+            slots: vec![Slot::EMPTY],
+            free_handles: Vec::new(),
+            shadowed: HandleMap::default(),
+            retagged: Vec::new(),
+        }
     }
 
     /// After loading slots from disk: every free handle becomes reusable, lowest first.
@@ -116,6 +124,7 @@ impl ObjectTable {
         if let Some(h) = self.free_handles.pop() {
             let slot = &mut self.slots[h as usize];
             slot.tag = next_tag(slot.tag);
+            self.retagged.push(h);
             return Ok(h);
         }
         let h = self.slots.len() as u64;

@@ -246,7 +246,7 @@ fn random_truncations_and_bit_flips_in_every_file_never_return_wrong_bytes() {
 }
 
 /// The record boundaries of a store file, by its kind: meta slots, checkpoint header and
-/// entries, log frames, class-file blocks (the first few of each segment, and every segment).
+/// chunks, log frames, class-file blocks (the first few of each segment, and every segment).
 fn record_boundaries(path: &Path) -> Vec<u64> {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let data = std::fs::read(path).unwrap();
@@ -254,8 +254,11 @@ fn record_boundaries(path: &Path) -> Vec<u64> {
     let mut cuts: Vec<u64> = if name == "meta" {
         vec![0, 52, 4096, 4096 + 52]
     } else if name.starts_with("checkpoint-") {
-        let slots = u64::from_le_bytes(data[16..24].try_into().unwrap());
-        (0..=slots).map(|k| 36 + k * checkpoint::ENTRY_BYTES as u64).chain([0, 36]).collect()
+        let mut cuts = checkpoint::chunk_ends(&data);
+        // Inside the header, and every few bytes into the first chunk's entries.
+        cuts.extend([0, 8, 40]);
+        cuts.extend((0..24).map(|k| checkpoint::HEADER_BYTES as u64 + 8 + k * 5));
+        cuts
     } else if name.starts_with("wal-") {
         std::iter::once(0).chain(frame_ends(&data)).collect()
     } else {
