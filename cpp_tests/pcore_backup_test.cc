@@ -98,13 +98,9 @@ TEST(BackupTest, CopiesBesideAWriterProcessAreEachOneWholeCommit) {
   ScratchDir scratch("backup-live");
   const std::string dir = scratch.sub("store");
   const uint64_t rounds = pcore_test::long_run() ? 2000 : 300;
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
   // The snapshot tests' writer child (same binary): commits round after round.
-  const pid_t writer = pcore_test::spawn_child("snapshot-writer", {dir, std::to_string(rounds)}, fds[1]);
-  close(fds[1]);
-  uint64_t first = 0;
-  ASSERT_EQ(read(fds[0], &first, sizeof first), static_cast<ssize_t>(sizeof first)) << "the writer's first round";
+  const snapshot_workload::WriterChild writer = snapshot_workload::spawn_writer(dir, rounds);
+  ASSERT_GE(writer.pid, 0) << "the writer's first round";
   PcoreStoreOptions opts = pcore_test::strict_options(PCORE_OPEN_READ_ONLY);
   PcoreStore* reader = nullptr;
   ASSERT_EQ(pcore_store_open(dir.c_str(), &opts, &reader), pcore_test::kOk);
@@ -124,8 +120,11 @@ TEST(BackupTest, CopiesBesideAWriterProcessAreEachOneWholeCommit) {
     }
   }
   PCORE_ASSERT_OK(pcore_store_close(reader));
-  close(fds[0]);
-  const int status = pcore_test::wait_child(writer);
+  uint64_t round = 0;  // let the writer finish (closing its pipe early would SIGPIPE it)
+  while (read(writer.fd, &round, sizeof round) == static_cast<ssize_t>(sizeof round)) {
+  }
+  close(writer.fd);
+  const int status = pcore_test::wait_child(writer.pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "writer status " << status;
   std::fprintf(stderr, "backup: %d copies, last of round %llu\n", copies, static_cast<unsigned long long>(last_round));
 }

@@ -112,18 +112,15 @@ TEST(SnapshotTest, ReaderProcessesSeeWholeCommitsBesideAWriterProcess) {
   const std::string dir = scratch.sub("store");
   const std::string stop = scratch.sub("stop");
   const uint64_t rounds = pcore_test::long_run() ? 3000 : 400;
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  const pid_t writer = pcore_test::spawn_child("snapshot-writer", {dir, std::to_string(rounds)}, fds[1]);
-  close(fds[1]);
-  uint64_t first = 0;
-  ASSERT_EQ(read(fds[0], &first, sizeof first), static_cast<ssize_t>(sizeof first)) << "the writer's first round";
+  const sw::WriterChild child = sw::spawn_writer(dir, rounds);
+  ASSERT_GE(child.pid, 0) << "the writer's first round";
+  const pid_t writer = child.pid;
   std::vector<pid_t> readers;
   for (int i = 0; i < 2; ++i) readers.push_back(pcore_test::spawn_child("snapshot-reader", {dir, stop}, -1));
   uint64_t round = 0;
-  while (read(fds[0], &round, sizeof round) == static_cast<ssize_t>(sizeof round)) {
+  while (read(child.fd, &round, sizeof round) == static_cast<ssize_t>(sizeof round)) {
   }
-  close(fds[0]);
+  close(child.fd);
   const int writer_status = pcore_test::wait_child(writer);
   pcore_test::write_file(stop, {1});
   EXPECT_TRUE(WIFEXITED(writer_status) && WEXITSTATUS(writer_status) == 0) << "writer status " << writer_status;

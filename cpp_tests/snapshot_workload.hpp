@@ -9,6 +9,8 @@
 // stale and handles are reused.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -33,6 +35,27 @@ inline std::vector<uint8_t> key_bytes(uint64_t k) {
 }
 
 inline bool key_present(uint64_t k, uint64_t round) { return k % 10 != round % 10; }
+
+/// The writer child ("snapshot-writer", registered by pcore_snapshot_test.cc) committing
+/// `rounds` rounds in `dir`, once it has committed its first: `pid` -1 if it could not start.
+/// `fd` is the pipe it reports each round on.
+struct WriterChild {
+  pid_t pid = -1;
+  int fd = -1;
+};
+
+inline WriterChild spawn_writer(const std::string& dir, uint64_t rounds) {
+  int fds[2];
+  if (pipe(fds) != 0) return {};
+  const pid_t pid = pcore_test::spawn_child("snapshot-writer", {dir, std::to_string(rounds)}, fds[1]);
+  close(fds[1]);
+  uint64_t first = 0;
+  if (pid < 0 || read(fds[0], &first, sizeof first) != static_cast<ssize_t>(sizeof first)) {
+    close(fds[0]);
+    return {};
+  }
+  return {pid, fds[0]};
+}
 
 /// The writer's side: the store, the tree, and the live ids.
 struct Writer {

@@ -240,18 +240,7 @@ impl Core {
             }
         };
         let tag = self.table.slots[handle as usize].tag;
-        self.table.slots[handle as usize] = Slot {
-            block: loc.block,
-            len: 0,
-            crc: 0,
-            tag,
-            kind,
-            class,
-            state: State::Reserved,
-            dirty: false,
-            freeing: false,
-            origin: Origin::Checkpoint,
-        };
+        self.table.slots[handle as usize] = Slot::reserved(loc, 0, tag, kind);
         self.mark_dirty(handle);
         self.reserved_nodes += 1;
         Ok((self.table.id_of(handle), loc))
@@ -628,18 +617,7 @@ impl Core {
         self.expect_next_handle(handle)?;
         let loc = self.space.allocate(class)?;
         self.space.write(loc, bytes);
-        self.table.slots.push(Slot {
-            block: loc.block,
-            len: bytes.len() as u32,
-            crc: 0,
-            tag,
-            kind,
-            class,
-            state: State::Reserved,
-            dirty: false,
-            freeing: false,
-            origin: Origin::Checkpoint,
-        });
+        self.table.slots.push(Slot::reserved(loc, bytes.len() as u32, tag, kind));
         self.mark_dirty(handle);
         self.reserved_nodes += 1;
         Ok(())

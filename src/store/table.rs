@@ -64,6 +64,22 @@ impl Slot {
         origin: Origin::Checkpoint,
     };
 
+    /// A node allocated (or restored by a backup) and not yet committed, in block `loc`.
+    pub fn reserved(loc: Loc, len: u32, tag: u16, kind: u8) -> Slot {
+        Slot {
+            block: loc.block,
+            len,
+            crc: 0,
+            tag,
+            kind,
+            class: loc.class,
+            state: State::Reserved,
+            dirty: false,
+            freeing: false,
+            origin: Origin::Checkpoint,
+        }
+    }
+
     #[inline]
     pub fn loc(&self) -> Loc {
         Loc { class: self.class, block: self.block }
