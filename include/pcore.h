@@ -358,11 +358,13 @@ typedef struct PcoreStoreStats {
   uint64_t live_bytes;
   // Bytes of free blocks in the class files (with each last segment's never-used end).
   uint64_t free_bytes;
-  // Bytes of the checkpoint file.
+  // Bytes of the checkpoint files (the pieces of the table's chain).
   uint64_t checkpoint_bytes;
   // `directory_bytes / live_bytes` (0 for a store with no node): the rest is
   // `free_bytes`, `pending_free_bytes` (of which `pinned_bytes`), `held_base_bytes`,
-  // `log_bytes` and `checkpoint_bytes`.
+  // `checkpoint_bytes`, the log file (`log_bytes` of frames, plus the space a checkpoint
+  // keeps to write over: at most a quarter of the class files; none after a close or a
+  // compaction), and the meta and reader table (12 KiB).
   double footprint_ratio;
 } PcoreStoreStats;
 
@@ -1031,9 +1033,11 @@ int32_t pcore_cursor_next_batch(struct PcoreCursor *cursor,
 // On a store opened `PCORE_OPEN_READ_ONLY` (beside a writer in another process, say), the
 // commit that open reads.
 //
-// While a snapshot is open the blocks of its commit's versions are not reused: a snapshot
-// held for long holds disk space (`pcore_store_stats` shows how much). End it with
-// `pcore_snapshot_end`.
+// While a snapshot is open, no block freed by a commit after its own is reused, nor cut from
+// the class files (as in LMDB, whose long read transactions grow its file): a snapshot held
+// for long beside a busy writer holds all the space the writer frees meanwhile, without bound
+// (`pcore_store_stats`: `pinned_bytes`). A read-only open in another process does the same
+// for its whole life. End it with `pcore_snapshot_end`.
 //
 // Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE`.
 //

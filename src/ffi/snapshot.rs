@@ -70,9 +70,11 @@ fn snapshot_of(handle: *const PcoreSnapshot) -> Result<SnapshotHandle> {
 /// On a store opened `PCORE_OPEN_READ_ONLY` (beside a writer in another process, say), the
 /// commit that open reads.
 ///
-/// While a snapshot is open the blocks of its commit's versions are not reused: a snapshot
-/// held for long holds disk space (`pcore_store_stats` shows how much). End it with
-/// `pcore_snapshot_end`.
+/// While a snapshot is open, no block freed by a commit after its own is reused, nor cut from
+/// the class files (as in LMDB, whose long read transactions grow its file): a snapshot held
+/// for long beside a busy writer holds all the space the writer frees meanwhile, without bound
+/// (`pcore_store_stats`: `pinned_bytes`). A read-only open in another process does the same
+/// for its whole life. End it with `pcore_snapshot_end`.
 ///
 /// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE`.
 ///

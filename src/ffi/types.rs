@@ -314,11 +314,13 @@ pub struct PcoreStoreStats {
     pub live_bytes: u64,
     /// Bytes of free blocks in the class files (with each last segment's never-used end).
     pub free_bytes: u64,
-    /// Bytes of the checkpoint file.
+    /// Bytes of the checkpoint files (the pieces of the table's chain).
     pub checkpoint_bytes: u64,
     /// `directory_bytes / live_bytes` (0 for a store with no node): the rest is
     /// `free_bytes`, `pending_free_bytes` (of which `pinned_bytes`), `held_base_bytes`,
-    /// `log_bytes` and `checkpoint_bytes`.
+    /// `checkpoint_bytes`, the log file (`log_bytes` of frames, plus the space a checkpoint
+    /// keeps to write over: at most a quarter of the class files; none after a close or a
+    /// compaction), and the meta and reader table (12 KiB).
     pub footprint_ratio: f64,
 }
 

@@ -151,7 +151,8 @@ pub struct StoreStats {
     pub total: ClassStats,
     /// Bytes of all the store's files (a store in memory: its class segments). The footprint
     /// ratio is this over `live_bytes`; the rest is held by `free_bytes`, `pending_free_bytes`
-    /// (of which `pinned_bytes` by readers), `held_base_bytes`, the log and the checkpoint.
+    /// (of which `pinned_bytes` by readers), `held_base_bytes`, the checkpoint, the log file
+    /// (its frames, `log_bytes`, and the space a checkpoint keeps to write over), the meta.
     pub directory_bytes: u64,
     /// Blocks of the nodes' current versions (committed or not).
     pub live_bytes: u64,

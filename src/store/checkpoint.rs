@@ -91,10 +91,13 @@ impl Chain {
     }
 
     /// The handles the next piece sweeps: on from where the last sweep ended, wrapping at
-    /// the table's end; the whole table when there is no chain.
+    /// the table's end; the whole table when there is no chain. The wrap is decided by the
+    /// table the last sweep went over: a table that grew since has its new handles in the
+    /// piece anyway, and a sweep that only chased the growing end would never come round
+    /// again, so no piece would ever leave the chain.
     fn next_sweep(&self, handles: u64, changed: u64) -> (u64, u64) {
         let Some(last) = self.pieces.last() else { return (1, handles.max(1)) };
-        let start = if last.sweep.1 >= handles { 1 } else { last.sweep.1.max(1) };
+        let start = if last.sweep.1 >= last.handles { 1 } else { last.sweep.1.max(1) };
         let span = (changed * SWEEP_PER_CHANGE).max(SWEEP_MIN).max(handles / SWEEP_FRACTION);
         (start, start.saturating_add(span).min(handles).max(start))
     }
@@ -764,6 +767,18 @@ mod tests {
         assert_eq!(c.pieces.iter().map(|p| p.generation).collect::<Vec<_>>(), vec![2, 3, 4], "1..50 only in 2");
         let c = c.with(piece(5, (1, 130), 130));
         assert_eq!(c.pieces.iter().map(|p| p.generation).collect::<Vec<_>>(), vec![5]);
+    }
+
+    #[test]
+    fn sweeps_come_round_again_while_the_table_grows_at_every_checkpoint() {
+        // Found by an outside tester: one new node per checkpoint left one file per checkpoint.
+        let mut c = Chain::default();
+        for handles in 2..400u64 {
+            let sweep = c.next_sweep(handles, 1);
+            c = c.with(piece(handles, sweep, handles));
+            let bound = (SWEEP_FRACTION + 2) as usize;
+            assert!(c.pieces.len() <= bound, "{} pieces at {handles} handles", c.pieces.len());
+        }
     }
 
     #[test]

@@ -77,8 +77,11 @@ impl Core {
     /// the segments its class should fit in.
     fn movable(&self, handle: u64, keep: &[u32]) -> bool {
         let s = &self.table.slots[handle as usize];
+        // An empty node may be one allocated and committed before its first publish: its host
+        // may still write through the allocation's pointer, into this very block.
         s.state == State::Live
             && !s.dirty
+            && s.len > 0
             && self.space.segment_of(s.loc()) >= keep[s.class as usize]
             && !self.drafts.contains_key(&handle)
             && !self.table.shadowed.contains_key(&handle)
@@ -214,6 +217,11 @@ impl Store {
     /// checkpoint frees the old blocks and cuts the tails; stops when a round moves nothing
     /// or `max_bytes` were moved.
     fn compact_rounds(&self, report: &mut CompactReport, max_bytes: u64, mut progress: impl FnMut(u64)) -> Result<()> {
+        if !self.is_in_memory() {
+            // Blocks freed by commits not yet synced (BALANCED, EVENTUAL) are not free to move
+            // into: a checkpoint syncs those commits and lets the blocks go first.
+            self.checkpoint()?;
+        }
         for _ in 0..COMPACT_ROUNDS_MAX {
             let budget = Budget { bytes: Budget::COMPACT.bytes.min(max_bytes - report.moved_bytes), ..Budget::COMPACT };
             let (_, moved) = self.commit_relocating(budget)?;
