@@ -117,10 +117,15 @@ impl ClassBitmap {
 
     fn allocate_freed(&mut self) -> Option<u32> {
         let &seg_index = self.free_stack.last()?;
+        Some(self.take_free_block(seg_index))
+    }
+
+    /// Takes the first free block of segment `seg_index` (which has one) and returns its
+    /// number in the class; a segment left with none leaves the free stack.
+    fn take_free_block(&mut self, seg_index: u32) -> u32 {
         let seg = &mut self.segments[seg_index as usize];
         let start = seg.search_from_word as usize;
-        let offset =
-            seg.free[start..].iter().position(|&w| w != 0).expect("a segment on the free stack has a free bit");
+        let offset = seg.free[start..].iter().position(|&w| w != 0).expect("a segment with free blocks has a free bit");
         let word = start + offset;
         let bit = seg.free[word].trailing_zeros();
         seg.free[word] &= !(1u64 << bit);
@@ -128,9 +133,13 @@ impl ClassBitmap {
         seg.search_from_word = word as u32;
         if seg.free_count == 0 {
             seg.on_free_stack = false;
-            self.free_stack.pop();
+            if self.free_stack.last() == Some(&seg_index) {
+                self.free_stack.pop();
+            } else {
+                self.free_stack.retain(|&s| s != seg_index);
+            }
         }
-        Some(seg_index * self.blocks_per_segment + word as u32 * 64 + bit)
+        seg_index * self.blocks_per_segment + word as u32 * 64 + bit
     }
 
     fn locate(&self, block: u32) -> Result<(usize, u32), FreeError> {
@@ -278,19 +287,8 @@ impl ClassBitmap {
         let found = (self.front_hint.min(end)..end).find(|&s| self.segments[s as usize].free_count > 0);
         self.front_hint = found.unwrap_or(end);
         let seg_index = found?;
-        let seg = &mut self.segments[seg_index as usize];
-        let start = seg.search_from_word as usize;
-        let word = start + seg.free[start..].iter().position(|&w| w != 0).expect("free_count > 0");
-        let bit = seg.free[word].trailing_zeros();
-        seg.free[word] &= !(1u64 << bit);
-        seg.free_count -= 1;
-        seg.search_from_word = word as u32;
-        if seg.free_count == 0 {
-            seg.on_free_stack = false;
-            self.free_stack.retain(|&s| s != seg_index);
-        }
         self.counters.allocs_from_bitmap += 1;
-        Some(seg_index * self.blocks_per_segment + word as u32 * 64 + bit)
+        Some(self.take_free_block(seg_index))
     }
 
     /// Sets where relocation empties the class from (see `drain_from`).
