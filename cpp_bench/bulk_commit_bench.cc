@@ -2,7 +2,9 @@
 // beside LMDB (default synced commit) in one run, on one file system:
 //   1M random 16-byte keys with 100-byte values, one transaction: insert time, commit time;
 //   1M sorted 8-byte keys (big-endian counters) with 8-byte values: insert time (LMDB with
-//   MDB_APPEND), commit time.
+//   MDB_APPEND), commit time;
+// and, after each load, issue 17 item 4's closes: the close right after the commit (pcore may
+// checkpoint there), then a reopen, one lookup and the close of the unchanged store.
 //
 //   <build>/bin/bulk_commit_bench [--dir DIR] [--n N] [--runs R]   (medians of R runs, default 3)
 
@@ -60,20 +62,38 @@ Load sorted_load(size_t n) {
 }
 
 struct Figures {
-  double insert_s, commit_s;
+  double insert_s, commit_s, close_s, unchanged_close_s;
 };
 
-Figures pcore_run(const fs::path& dir, const Load& l) {
-  fs::remove_all(dir);
+PcoreStore* pcore_open(const fs::path& dir) {
   PcoreStoreOptions opt;
   if (pcore_store_options_init(&opt) != PCORE_OK) die("pcore_store_options_init", -1);
   opt.durability = PCORE_DURABILITY_STRICT;
   PcoreStore* s = nullptr;
   if (int st = pcore_store_open(dir.c_str(), &opt, &s); st != PCORE_OK) die("pcore_store_open", st);
+  return s;
+}
+
+PcoreTree* pcore_tree(PcoreStore* s) {
   PcoreTreeOptions topt;
   if (int st = pcore_tree_options_init(&topt); st != PCORE_OK) die("pcore_tree_options_init", st);
   PcoreTree* t = nullptr;
   if (int st = pcore_tree_open(s, "t", 1, &topt, &t); st != PCORE_OK) die("pcore_tree_open", st);
+  return t;
+}
+
+// Times a store's close, its tree closed first (untimed).
+double pcore_close(PcoreStore* s, PcoreTree* t) {
+  pcore_tree_close(t);
+  auto t0 = Clock::now();
+  if (int st = pcore_store_close(s); st != PCORE_OK) die("pcore_store_close", st);
+  return since(t0);
+}
+
+Figures pcore_run(const fs::path& dir, const Load& l) {
+  fs::remove_all(dir);
+  PcoreStore* s = pcore_open(dir);
+  PcoreTree* t = pcore_tree(s);
   if (int st = pcore_store_commit(s, nullptr); st != PCORE_OK) die("pcore_store_commit", st);
   const size_t n = l.keys.size() / l.key_bytes;
   std::vector<unsigned char> value(l.value_bytes, 0x5A);
@@ -86,9 +106,15 @@ Figures pcore_run(const fs::path& dir, const Load& l) {
   const double insert_s = since(t0);
   t0 = Clock::now();
   if (int st = pcore_store_commit(s, nullptr); st != PCORE_OK) die("pcore_store_commit", st);
-  Figures f{insert_s, since(t0)};
-  pcore_tree_close(t);
-  if (int st = pcore_store_close(s); st != PCORE_OK) die("pcore_store_close", st);
+  const double commit_s = since(t0);
+  const double close_s = pcore_close(s, t);
+  s = pcore_open(dir);
+  t = pcore_tree(s);
+  unsigned char got[128];
+  size_t got_len = 0;
+  if (int st = pcore_tree_get(t, &l.keys[0], l.key_bytes, got, sizeof got, &got_len); st != PCORE_OK)
+    die("pcore_tree_get", st);
+  Figures f{insert_s, commit_s, close_s, pcore_close(s, t)};
   fs::remove_all(dir);
   return f;
 }
@@ -115,8 +141,21 @@ Figures lmdb_run(const fs::path& dir, const Load& l) {
   const double insert_s = since(t0);
   t0 = Clock::now();
   if (int rc = mdb_txn_commit(txn)) die("mdb_txn_commit", rc);
-  Figures f{insert_s, since(t0)};
+  const double commit_s = since(t0);
+  t0 = Clock::now();
   mdb_env_close(env);
+  const double close_s = since(t0);
+  if (int rc = mdb_env_create(&env)) die("mdb_env_create", rc);
+  mdb_env_set_mapsize(env, size_t(8) << 30);
+  if (int rc = mdb_env_open(env, dir.c_str(), 0, 0644)) die("mdb_env_open", rc);
+  if (int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn)) die("mdb_txn_begin", rc);
+  if (int rc = mdb_dbi_open(txn, nullptr, 0, &dbi)) die("mdb_dbi_open", rc);
+  MDB_val key{l.key_bytes, const_cast<unsigned char*>(&l.keys[0])}, val;
+  if (int rc = mdb_get(txn, dbi, &key, &val)) die("mdb_get", rc);
+  mdb_txn_abort(txn);
+  t0 = Clock::now();
+  mdb_env_close(env);
+  Figures f{insert_s, commit_s, close_s, since(t0)};
   fs::remove_all(dir);
   return f;
 }
@@ -124,6 +163,14 @@ Figures lmdb_run(const fs::path& dir, const Load& l) {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+// One line of the table: the medians of one figure over the runs, in ms.
+void row(const char* name, const std::vector<Figures>& p, const std::vector<Figures>& m, double Figures::*field) {
+  std::vector<double> pv, mv;
+  for (const Figures& f : p) pv.push_back(f.*field * 1e3);
+  for (const Figures& f : m) mv.push_back(f.*field * 1e3);
+  std::printf("  %-32s %12.2f %12.2f %8.2f\n", name, median(pv), median(mv), median(pv) / median(mv));
 }
 
 }  // namespace
@@ -149,19 +196,17 @@ int main(int argc, char** argv) {
   std::printf("%-34s %12s %12s %8s\n", "", "pcore", "LMDB", "ratio");
   for (int sorted = 0; sorted < 2; ++sorted) {
     const Load l = sorted ? sorted_load(n) : random_load(n);
-    std::vector<double> pi, pc, li, lc;
+    std::vector<Figures> p, m;
     for (int r = 0; r < runs; ++r) {
-      Figures p = pcore_run(dir / "pcore", l);
-      Figures m = lmdb_run(dir / "lmdb", l);
-      pi.push_back(p.insert_s * 1e3);
-      pc.push_back(p.commit_s * 1e3);
-      li.push_back(m.insert_s * 1e3);
-      lc.push_back(m.commit_s * 1e3);
+      p.push_back(pcore_run(dir / "pcore", l));
+      m.push_back(lmdb_run(dir / "lmdb", l));
     }
     const char* what = sorted ? "sorted 8-byte keys, 8-byte values" : "random 16-byte keys, 100-byte values";
     std::printf("%s\n", what);
-    std::printf("  %-32s %12.1f %12.1f %8.2f\n", "insert", median(pi), median(li), median(pi) / median(li));
-    std::printf("  %-32s %12.1f %12.1f %8.2f\n", "commit", median(pc), median(lc), median(pc) / median(lc));
+    row("insert", p, m, &Figures::insert_s);
+    row("commit", p, m, &Figures::commit_s);
+    row("close after the commit", p, m, &Figures::close_s);
+    row("close, reopened and unchanged", p, m, &Figures::unchanged_close_s);
   }
   return 0;
 }
