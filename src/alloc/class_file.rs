@@ -3,7 +3,7 @@
 //! SIGBUS on a later write through the mapping.
 
 use crate::error::{Error, Result};
-use crate::os::{preallocate, reserve, Mapping};
+use crate::os::{preallocate, reserve, Arena, Mapping};
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,8 @@ pub(crate) struct ClassFile {
     file: Option<File>,
     segment_bytes: u64,
     segments: Vec<Mapping>,
+    /// Where the file's segments are mapped, side by side (after `segments`: it must drop last).
+    arena: Arena,
     /// Per segment: written since its last flush. Atomic so a checkpoint can flush under the
     /// store's shared lock while readers go on.
     dirty: Vec<AtomicBool>,
@@ -43,6 +45,7 @@ impl ClassFile {
             file: None,
             segment_bytes,
             segments: Vec::new(),
+            arena: Arena::new(segment_bytes as usize),
             dirty: Vec::new(),
             grown: AtomicBool::new(false),
             created: AtomicBool::new(false),
@@ -75,13 +78,9 @@ impl ClassFile {
         }
     }
 
-    fn map_segment(&self, file: &File, index: u64) -> Result<Mapping> {
-        let offset = index * self.segment_bytes;
-        let len = self.segment_bytes as usize;
-        let mapped = match self.backing {
-            Backing::Private(_) => Mapping::private(file, offset, len),
-            _ => Mapping::shared(file, offset, len),
-        };
+    fn map_segment(&mut self, file: &File, index: u64) -> Result<Mapping> {
+        let private = matches!(self.backing, Backing::Private(_));
+        let mapped = self.arena.map(file, index * self.segment_bytes, private);
         mapped.map_err(|e| Error::io(format!("map {} segment {index}", self.name), e))
     }
 
@@ -116,12 +115,14 @@ impl ClassFile {
                         self.file = Some(f.map_err(|e| Error::io(format!("create {}", path.display()), e))?);
                         self.created.store(true, Ordering::Relaxed);
                     }
-                    let file = self.file.as_ref().expect("opened above");
+                    let file = self.file.take().expect("opened above");
                     let path = self.path().expect("shared backing has a path");
-                    reserve(&path, self.segment_bytes)
-                        .and_then(|_| preallocate(file, index * self.segment_bytes, self.segment_bytes))
-                        .map_err(|e| Error::io(format!("preallocate {} segment {index}", self.name), e))?;
-                    let mapping = self.map_segment(file, index)?;
+                    let mapping = reserve(&path, self.segment_bytes)
+                        .and_then(|_| preallocate(&file, index * self.segment_bytes, self.segment_bytes))
+                        .map_err(|e| Error::io(format!("preallocate {} segment {index}", self.name), e))
+                        .and_then(|()| self.map_segment(&file, index));
+                    self.file = Some(file);
+                    let mapping = mapping?;
                     self.grown.store(true, Ordering::Relaxed);
                     mapping
                 }
@@ -229,7 +230,12 @@ impl ClassFile {
             return Ok(());
         }
         let keep = self.segments.len() - n as usize;
-        self.segments.truncate(keep);
+        while self.segments.len() > keep {
+            let cut = self.segments.pop().expect("more than `keep` segments");
+            if cut.is_placed() {
+                self.arena.release_last(cut);
+            }
+        }
         self.dirty.truncate(keep);
         if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
             file.set_len(keep as u64 * self.segment_bytes)

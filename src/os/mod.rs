@@ -11,7 +11,7 @@ mod space;
 
 pub(crate) use file::{exchange, preallocate, sync_dir, write_all_vectored_at};
 pub(crate) use lock::{DirLock, LockError};
-pub(crate) use mapping::{copy_between, Mapping};
+pub(crate) use mapping::{copy_between, Arena, Mapping};
 pub(crate) use prefetch::prefetch;
 pub(crate) use process::process_exists;
 pub(crate) use shared_words::SharedWords;
