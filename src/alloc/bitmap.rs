@@ -161,7 +161,7 @@ impl ClassBitmap {
     }
 
     fn allocate_freed(&mut self) -> Option<u32> {
-        if !self.segments.get(self.fill as usize).is_some_and(|s| s.free_count > 0) {
+        if self.segments.get(self.fill as usize).is_none_or(|s| s.free_count == 0) {
             self.fill = self.next_fill()?;
         }
         Some(self.take_free_block(self.fill))
