@@ -5,8 +5,16 @@
 //! earlier segment's mark is its full length. Segments with free blocks sit on a stack, so an
 //! allocation finds a freed block in O(1): the top segment, a word scan from its hint, and
 //! `trailing_zeros`. Free computes the segment from the block index: O(1).
+//!
+//! Placement: an allocation fills one segment's free blocks, in address order, before it moves
+//! to another, so that the blocks a run of allocations writes share pages and a checkpoint
+//! flushes few of them. For small blocks (many to a page) a class can also pass over scattered
+//! holes: a segment is filled only once an eighth of it is free, and until then new blocks come
+//! from the end of the file (see [`ClassBitmap::with_dense_placement`]).
 
 use super::stats::ClassStats;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// Why a free was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,6 +30,8 @@ struct SegmentBits {
     /// No word before this one has a free bit.
     search_from_word: u32,
     on_free_stack: bool,
+    /// On `ClassBitmap::dense` (a segment is listed once however many blocks it frees).
+    on_dense: bool,
     /// Blocks at or above this index were never written since the segment was created in this
     /// session, so they are known to be zero and need no clearing when bumped.
     zero_from: u32,
@@ -47,7 +57,25 @@ pub(crate) struct ClassBitmap {
     drain_from: u32,
     /// No segment below this one has a free block.
     front_hint: u32,
+    /// The segment allocations take free blocks from until it has none (u32::MAX: none).
+    fill: u32,
+    /// Segments that reached `dense_at` free blocks since they were last chosen to fill, the
+    /// lowest first: filling the front of the file lets its tail empty (see `alloc::shrink`).
+    dense: BinaryHeap<Reverse<u32>>,
+    /// Free blocks that make a segment worth filling while scattered holes are passed over;
+    /// 0: every free block is reused before the file grows.
+    dense_at: u32,
+    /// Free blocks in all segments (the sum of their free counts).
+    free_blocks: u64,
 }
+
+/// Below this many segments a class reuses every hole before it grows: a small file's pages
+/// are few anyway, and a store of a few nodes keeps the address of a block just freed.
+const SPARSE_REUSE_BELOW_SEGMENTS: usize = 16;
+
+/// Holes are reused however scattered once this share of a class's blocks is free (1/10:
+/// the hosts' bound on dead space), so passing over them never costs more disk than that.
+const DEAD_SHARE_DENOMINATOR: u64 = 10;
 
 #[derive(Default, Clone, Copy)]
 struct Counters {
@@ -67,7 +95,23 @@ impl ClassBitmap {
             counters: Counters::default(),
             drain_from: u32::MAX,
             front_hint: 0,
+            fill: u32::MAX,
+            dense: BinaryHeap::new(),
+            dense_at: 0,
+            free_blocks: 0,
         }
+    }
+
+    /// Turns on dense placement: scattered holes are passed over (new blocks come from the end
+    /// of the file) until a segment has an eighth of its blocks free, and that segment is then
+    /// filled. With many blocks to a page, reusing holes one by one dirties a page per block,
+    /// and after random rewrites of a large store every checkpoint flushed most of the file;
+    /// filling a segment an eighth free writes several blocks per page, in address order.
+    /// Small classes (under `SPARSE_REUSE_BELOW_SEGMENTS` segments) and a class whose dead
+    /// share reaches 1/`DEAD_SHARE_DENOMINATOR` still reuse every hole.
+    pub(crate) fn with_dense_placement(mut self) -> ClassBitmap {
+        self.dense_at = self.blocks_per_segment / 8;
+        self
     }
 
     pub(crate) fn segment_count(&self) -> u32 {
@@ -87,13 +131,14 @@ impl ClassBitmap {
             free_count: 0,
             search_from_word: 0,
             on_free_stack: false,
+            on_dense: false,
             zero_from,
         });
     }
 
     /// A free block, or `None` when every segment is full and a new one must be added.
     pub(crate) fn allocate(&mut self) -> Option<(u32, Source)> {
-        if self.free_stack.last().is_some_and(|&top| top >= self.drain_from) {
+        if self.drain_from != u32::MAX && self.free_blocks > 0 {
             if let Some(found) = self.allocate_front(self.drain_from) {
                 return Some((found, Source::Bitmap));
             }
@@ -116,7 +161,40 @@ impl ClassBitmap {
     }
 
     fn allocate_freed(&mut self) -> Option<u32> {
+        if self.segments.get(self.fill as usize).is_none_or(|s| s.free_count == 0) {
+            self.fill = self.next_fill()?;
+        }
+        Some(self.take_free_block(self.fill))
+    }
+
+    /// The next segment to fill: the lowest that became dense, else (when holes are not passed over)
+    /// the segment that last gained a free block.
+    fn next_fill(&mut self) -> Option<u32> {
+        while let Some(Reverse(seg_index)) = self.dense.pop() {
+            let seg = &mut self.segments[seg_index as usize];
+            seg.on_dense = false;
+            if seg.free_count > 0 {
+                return Some(seg_index);
+            }
+        }
+        if self.reuses_every_hole() {
+            return self.free_stack.last().copied();
+        }
+        None
+    }
+
+    fn reuses_every_hole(&self) -> bool {
+        let blocks = self.segments.len() as u64 * u64::from(self.blocks_per_segment);
+        self.dense_at == 0
+            || self.segments.len() < SPARSE_REUSE_BELOW_SEGMENTS
+            || self.free_blocks * DEAD_SHARE_DENOMINATOR >= blocks
+    }
+
+    /// A free block wherever one is, dense or not: for a class that may not grow any more.
+    pub(crate) fn allocate_any_hole(&mut self) -> Option<u32> {
         let &seg_index = self.free_stack.last()?;
+        self.fill = seg_index;
+        self.counters.allocs_from_bitmap += 1;
         Some(self.take_free_block(seg_index))
     }
 
@@ -130,6 +208,7 @@ impl ClassBitmap {
         let bit = seg.free[word].trailing_zeros();
         seg.free[word] &= !(1u64 << bit);
         seg.free_count -= 1;
+        self.free_blocks -= 1;
         seg.search_from_word = word as u32;
         if seg.free_count == 0 {
             seg.on_free_stack = false;
@@ -161,7 +240,12 @@ impl ClassBitmap {
         seg.free[word] |= mask;
         seg.free_count += 1;
         seg.search_from_word = seg.search_from_word.min(word as u32);
+        self.free_blocks += 1;
         self.front_hint = self.front_hint.min(seg_index as u32);
+        if seg.free_count == self.dense_at && !seg.on_dense && seg_index as u32 != self.fill {
+            seg.on_dense = true;
+            self.dense.push(Reverse(seg_index as u32));
+        }
         if !seg.on_free_stack {
             seg.on_free_stack = true;
             self.free_stack.push(seg_index as u32);
@@ -195,7 +279,10 @@ impl ClassBitmap {
             }
         }
         self.free_stack.clear();
+        self.dense.clear();
         self.front_hint = 0;
+        self.fill = u32::MAX;
+        self.free_blocks = 0;
         for (seg_index, (seg, used)) in self.segments.iter_mut().zip(used_bits).enumerate() {
             seg.high_water = if seg_index == n - 1 { last_high_water } else { bps };
             seg.free_count = 0;
@@ -208,6 +295,11 @@ impl ClassBitmap {
             seg.on_free_stack = seg.free_count > 0;
             if seg.on_free_stack {
                 self.free_stack.push(seg_index as u32);
+            }
+            self.free_blocks += u64::from(seg.free_count);
+            seg.on_dense = self.dense_at != 0 && seg.free_count >= self.dense_at;
+            if seg.on_dense {
+                self.dense.push(Reverse(seg_index as u32));
             }
         }
         Ok(())
@@ -238,6 +330,10 @@ impl ClassBitmap {
 
     /// Checks the counts against the bits and the free stack against the counts.
     pub(crate) fn verify(&self) -> Result<(), String> {
+        let free: u64 = self.segments.iter().map(|s| u64::from(s.free_count)).sum();
+        if free != self.free_blocks {
+            return Err(format!("{} free blocks counted but {free} in the segments", self.free_blocks));
+        }
         for (i, seg) in self.segments.iter().enumerate() {
             let bits: u32 = seg.free.iter().map(|w| w.count_ones()).sum();
             if bits != seg.free_count {
@@ -305,8 +401,13 @@ impl ClassBitmap {
     pub(crate) fn drop_tail_segments(&mut self, n: u32) {
         assert!(n <= self.free_tail_segments(), "only free segments are dropped");
         let keep = self.segments.len() - n as usize;
+        self.free_blocks -= self.segments[keep..].iter().map(|s| u64::from(s.free_count)).sum::<u64>();
         self.segments.truncate(keep);
         self.free_stack.retain(|&s| (s as usize) < keep);
+        self.dense.retain(|&Reverse(s)| (s as usize) < keep);
+        if self.fill as usize >= keep {
+            self.fill = u32::MAX;
+        }
     }
 }
 
@@ -421,5 +522,162 @@ mod tests {
         let s = b.stats(1);
         assert_eq!(s.live_bytes, live.len() as u64);
         assert_eq!(s.total_allocations - s.total_frees, live.len() as u64);
+    }
+
+    /// `segments` full segments of `bps` blocks, every block allocated.
+    fn full_bitmap(bps: u32, segments: u32, dense: bool) -> ClassBitmap {
+        let mut b = ClassBitmap::new(bps);
+        if dense {
+            b = b.with_dense_placement();
+        }
+        for _ in 0..segments {
+            b.add_segment(false);
+        }
+        b.rebuild(0..segments * bps).unwrap();
+        b
+    }
+
+    /// A block, growing the class by a fresh segment when the bitmap asks for one.
+    fn take(b: &mut ClassBitmap) -> u32 {
+        b.allocate().map(|(blk, _)| blk).unwrap_or_else(|| {
+            b.add_segment(true);
+            b.allocate().unwrap().0
+        })
+    }
+
+    #[test]
+    fn allocations_fill_one_segment_before_moving_on_while_frees_land_elsewhere() {
+        for dense in [false, true] {
+            let (bps, segments) = (256u32, 32u32);
+            let mut b = full_bitmap(bps, segments, dense);
+            let mut rng = crate::test_rng::TestRng::new(11);
+            // A quarter of every segment free, at random places.
+            for seg in 0..segments {
+                while b.segments[seg as usize].free_count < bps / 4 {
+                    let _ = b.free(seg * bps + (rng.next() % u64::from(bps)) as u32);
+                }
+            }
+            // Rewrites: each allocation is followed by a free somewhere else.
+            let n = 300u32;
+            let mut used = std::collections::BTreeSet::new();
+            for _ in 0..n {
+                let block = take(&mut b);
+                used.insert(block / bps);
+                loop {
+                    let victim = (rng.next() % u64::from(segments * bps)) as u32;
+                    if victim / bps != block / bps && b.free(victim).is_ok() {
+                        break;
+                    }
+                }
+            }
+            assert!(used.len() as u32 <= n.div_ceil(bps / 4) + 1, "dense {dense}: {} segments", used.len());
+            b.verify().unwrap();
+        }
+    }
+
+    #[test]
+    fn scattered_holes_are_passed_over_until_a_segment_is_an_eighth_free() {
+        let (bps, segments) = (256u32, 32u32);
+        let mut b = full_bitmap(bps, segments, true);
+        let holes: Vec<u32> = (0..segments).map(|s| s * bps + 7).collect();
+        for &h in &holes {
+            b.free(h).unwrap();
+        }
+        assert_eq!(b.allocate(), None, "one hole a segment is not worth a page write each");
+        b.add_segment(true);
+        for _ in 0..bps {
+            assert!(!holes.contains(&take(&mut b)));
+        }
+        // Segment 3 gains an eighth of its blocks free: it is filled, holes first.
+        for i in 0..bps / 8 - 1 {
+            b.free(3 * bps + 100 + i).unwrap();
+        }
+        let mut got: Vec<u32> = (0..bps / 8).map(|_| take(&mut b)).collect();
+        got.sort();
+        let mut want: Vec<u32> = (0..bps / 8 - 1).map(|i| 3 * bps + 100 + i).collect();
+        want.push(3 * bps + 7);
+        want.sort();
+        assert_eq!(got, want);
+        b.verify().unwrap();
+    }
+
+    #[test]
+    fn holes_are_reused_however_scattered_in_a_small_class_or_past_a_tenth_dead() {
+        let bps = 256u32;
+        let mut small = full_bitmap(bps, 4, true);
+        small.free(bps + 9).unwrap();
+        assert_eq!(small.allocate(), Some((bps + 9, Source::Bitmap)), "a small class keeps every hole");
+
+        let segments = 32u32;
+        let mut b = full_bitmap(bps, segments, true);
+        let tenth = (segments * bps).div_ceil(10);
+        let holes: Vec<u32> = (0..tenth).map(|i| (i % segments) * bps + i / segments).collect();
+        for &h in &holes[..holes.len() - 1] {
+            b.free(h).unwrap();
+        }
+        assert_eq!(b.allocate(), None, "below a tenth dead, scattered holes wait");
+        b.free(holes[holes.len() - 1]).unwrap();
+        let (block, source) = b.allocate().unwrap();
+        assert!(holes.contains(&block) && source == Source::Bitmap, "a tenth dead: holes are reused");
+        assert!(holes.contains(&b.allocate_any_hole().unwrap()));
+        b.verify().unwrap();
+    }
+
+    #[test]
+    fn rebuild_lists_the_dense_segments_and_a_dropped_tail_leaves_no_trace() {
+        let bps = 64u32;
+        let mut b = ClassBitmap::new(bps).with_dense_placement();
+        for _ in 0..20 {
+            b.add_segment(false);
+        }
+        // Segment 5 is half free, the rest full except the last two (wholly free).
+        b.rebuild((0..18 * bps).filter(|&blk| blk / bps != 5 || blk % 2 == 0)).unwrap();
+        assert_eq!(b.allocate(), Some((5 * bps + 1, Source::Bitmap)));
+        b.drop_tail_segments(2);
+        b.verify().unwrap();
+        for _ in 0..bps / 2 - 1 {
+            assert_eq!(take(&mut b) / bps, 5);
+        }
+        assert_eq!(take(&mut b), 18 * bps, "then a new segment, the holes all used");
+        b.verify().unwrap();
+    }
+
+    /// Random rewrites of a large class of small blocks, frees taking effect at each round's
+    /// end (as a commit does): the pages a round writes, with holes reused one by one and with
+    /// dense placement, once the free space has spread over the whole class.
+    #[test]
+    fn in_steady_random_rewrites_dense_placement_writes_a_fraction_of_the_pages() {
+        const BLOCKS_PER_PAGE: u32 = 64;
+        let (bps, segments, changes) = (1024u32, 64u32, 2000usize);
+        let rounds = if cfg!(miri) { 2 } else { 40 };
+        let mut pages_per_round = Vec::new();
+        for dense in [false, true] {
+            let mut b = full_bitmap(bps, segments, dense);
+            let mut nodes: Vec<u32> = (0..segments * bps).collect();
+            let mut rng = crate::test_rng::TestRng::new(5);
+            let mut pages = std::collections::BTreeSet::new();
+            let mut worst_dead = 0.0f64;
+            for _ in 0..rounds {
+                pages.clear();
+                let mut freed = Vec::new();
+                for _ in 0..changes {
+                    let node = (rng.next() % nodes.len() as u64) as usize;
+                    let block = take(&mut b);
+                    pages.insert(block / BLOCKS_PER_PAGE);
+                    freed.push(std::mem::replace(&mut nodes[node], block));
+                }
+                for f in freed {
+                    b.free(f).unwrap();
+                }
+                let s = b.stats(1);
+                worst_dead = worst_dead.max(s.dead_bytes as f64 / (s.live_bytes + s.dead_bytes) as f64);
+            }
+            b.verify().unwrap();
+            assert!(worst_dead < 0.10 + changes as f64 / f64::from(segments * bps), "dense {dense}: {worst_dead}");
+            pages_per_round.push(pages.len());
+        }
+        let (plain, dense) = (pages_per_round[0], pages_per_round[1]);
+        assert!(plain > changes * 2 / 5, "holes reused one by one: about a page each ({plain})");
+        assert!(dense <= changes / 4, "dense: {dense} pages for {changes} blocks (plain: {plain})");
     }
 }

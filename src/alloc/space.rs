@@ -14,6 +14,11 @@ pub(crate) struct Loc {
     pub block: u32,
 }
 
+/// Classes of at most this block size place new blocks densely (see
+/// `ClassBitmap::with_dense_placement`): 16 or more blocks share a 4 KiB page, so a segment an
+/// eighth free holds two or more free blocks a page. Larger blocks gain nothing from waiting.
+const DENSE_PLACEMENT_MAX_BYTES: u32 = 256;
+
 pub(super) struct Class {
     pub(super) bytes: u32,
     pub(super) blocks_per_segment: u32,
@@ -43,6 +48,9 @@ impl Space {
             assert!(bytes.is_power_of_two() && blocks_per_segment.is_power_of_two(), "size classes are powers of two");
             let (segment_shift, block_shift) = (blocks_per_segment.trailing_zeros(), bytes.trailing_zeros());
             let mut bits = ClassBitmap::new(blocks_per_segment);
+            if bytes <= DENSE_PLACEMENT_MAX_BYTES {
+                bits = bits.with_dense_placement();
+            }
             for _ in 0..file.segment_count() {
                 bits.add_segment(false);
             }
@@ -97,12 +105,18 @@ impl Space {
         let (block, source) = match c.bits.allocate() {
             Some(found) => found,
             None => {
-                if u64::from(c.bits.segment_count() + 1) * u64::from(c.blocks_per_segment)
+                // Dense placement may pass over holes; a class that cannot grow uses them.
+                let grown = if u64::from(c.bits.segment_count() + 1) * u64::from(c.blocks_per_segment)
                     > crate::limits::BLOCKS_PER_CLASS_MAX
                 {
-                    return Err(Error::Limit(format!("class of {} bytes has no block index left", c.bytes)));
+                    Err(Error::Limit(format!("class of {} bytes has no block index left", c.bytes)))
+                } else {
+                    c.file.grow()
+                };
+                if let Err(e) = grown {
+                    let Some(block) = c.bits.allocate_any_hole() else { return Err(e) };
+                    return self.zero_reused(Loc { class, block }, written_bytes);
                 }
-                c.file.grow()?;
                 c.bits.add_segment(true);
                 c.bits.allocate().expect("a new segment has room")
             }
@@ -110,12 +124,18 @@ impl Space {
         let loc = Loc { class, block };
         if source == (Source::Bump { known_zero: true }) {
             self.prefault_fresh(loc);
+            Ok(loc)
         } else {
-            let len = self.capacity(class) as usize;
-            let skip = written_bytes.min(len);
-            let (seg, off) = self.position(loc);
-            self.per_class[class as usize].file.segment_mut(seg).zero(off + skip, len - skip);
+            self.zero_reused(loc, written_bytes)
         }
+    }
+
+    /// Zeroes a block that may hold old bytes, past the `written_bytes` the caller writes next.
+    fn zero_reused(&mut self, loc: Loc, written_bytes: usize) -> Result<Loc> {
+        let len = self.capacity(loc.class) as usize;
+        let skip = written_bytes.min(len);
+        let (seg, off) = self.position(loc);
+        self.per_class[loc.class as usize].file.segment_mut(seg).zero(off + skip, len - skip);
         Ok(loc)
     }
 
