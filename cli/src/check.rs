@@ -24,6 +24,12 @@ impl Report {
         }
     }
 
+    /// A finding that is not damage: printed (always, even when the rest is quiet), not
+    /// counted as a problem.
+    fn note(&self, step: &str, what: impl AsRef<str>) {
+        println!("  note     {step:<13} {}", what.as_ref());
+    }
+
     fn problem(&mut self, step: &str, what: impl AsRef<str>) {
         let line = format!("{step:<13} {}", what.as_ref());
         if self.verbose {
@@ -125,12 +131,14 @@ fn check_store(dir: &Path, r: &mut Report) {
         None => r.ok("checkpoint", "none yet (the log holds every commit)"),
     }
     let log = &files.log;
+    // A commit cut short by a crash or power cut leaves such a tail: the ordinary outcome of a
+    // cut (its commit was never acknowledged as durable), not damage. Named, not a problem.
     if log.torn_tail_bytes() > 0 {
-        r.problem(
+        r.note(
             "log",
             format!(
-                "{} at offset {}: {} bytes that are not a whole commit frame (a commit cut short, or a truncated \
-                 log); the next writable open drops them",
+                "{} at offset {}: {} bytes that are not a whole commit frame (a commit cut short by a crash or \
+                 power cut); the next writable open drops them",
                 log.file,
                 log.valid_bytes,
                 log.torn_tail_bytes()

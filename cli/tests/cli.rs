@@ -169,11 +169,22 @@ fn check_passes_a_clean_store_with_a_log_and_changes_no_file() {
 #[test]
 fn check_names_a_flipped_byte_in_a_log_record() {
     let dir = TempDir::new("check-log");
-    store_with_log_frames(&dir.0);
+    write_store(&dir.0, 50, 2000);
+    // Two commits in the log: the second one's frame records the first one's bytes as synced,
+    // so damage there is damage, not a commit cut short (a damaged last frame reads as a torn
+    // tail: see check_names_a_torn_log_tail_and_passes).
+    let s = Store::open(&dir.0, &strict()).unwrap();
+    let t = BTree::open_existing(&s, b"t").unwrap();
+    for i in 2000..2100 {
+        t.insert(&awkward_key(i), &value_for(i)).unwrap();
+    }
+    s.commit().unwrap();
+    let first_end = frames_end(&dir.0) as usize;
+    t.insert(&awkward_key(3000), &value_for(3000)).unwrap();
+    s.commit().unwrap();
+    s.simulate_crash();
     let log = file_starting(&dir.0, "wal-");
-    // The frames' end, not the file's: past it lie the previous generation's (reused space).
-    let len = frames_end(&dir.0) as usize;
-    flip(&log, len / 2);
+    flip(&log, first_end / 2);
     let (ok, out) = check(&dir.0);
     assert!(!ok, "{out}");
     let name = log.file_name().unwrap().to_string_lossy().into_owned();
@@ -181,16 +192,17 @@ fn check_names_a_flipped_byte_in_a_log_record() {
 }
 
 #[test]
-fn check_names_a_truncated_log() {
+fn check_names_a_torn_log_tail_and_passes() {
     let dir = TempDir::new("check-trunc");
     store_with_log_frames(&dir.0);
     let log = file_starting(&dir.0, "wal-");
     let len = frames_end(&dir.0);
     std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(len - 100).unwrap();
+    // What a crash or power cut in the middle of a commit's append leaves: named, yet no problem.
     let (ok, out) = check(&dir.0);
-    assert!(!ok, "{out}");
+    assert!(ok, "{out}");
     let name = log.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(out.contains(&format!("{name} at offset 0: {} bytes", len - 100)), "{out}");
+    assert!(out.contains(&format!("note     log           {name} at offset 0: {} bytes", len - 100)), "{out}");
 }
 
 #[test]
