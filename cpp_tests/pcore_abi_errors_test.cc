@@ -499,6 +499,10 @@ TEST_F(AbiErrorsTest, BadOptionsAreInvalidArguments) {
   options.min_class_bytes = 8192;
   options.max_class_bytes = 4096;
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("c").c_str(), &options, &out));
+  // A store in memory that could never be written: refused, not a writable store in disguise.
+  options = default_options();
+  options.flags = PCORE_OPEN_IN_MEMORY | PCORE_OPEN_READ_ONLY;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(nullptr, &options, &out));
   EXPECT_EQ(out, nullptr);
 
   // A caller built against an older, shorter struct: the missing fields take defaults.

@@ -114,7 +114,8 @@
 // Open flag: never change a file; no lock is taken.
 #define PCORE_OPEN_READ_ONLY 1
 
-// Open flag: no files at all; `dir` must be NULL.
+// Open flag: no files at all; `dir` must be NULL. Not with `PCORE_OPEN_READ_ONLY`
+// (`PCORE_INVALID_ARGUMENT`: such a store could never hold anything).
 #define PCORE_OPEN_IN_MEMORY 2
 
 // Open flag: fail with `PCORE_NOT_FOUND` when the directory holds no store.

@@ -13,7 +13,8 @@ pub const PCORE_DURABILITY_BALANCED: u64 = 2;
 
 /// Open flag: never change a file; no lock is taken.
 pub const PCORE_OPEN_READ_ONLY: u64 = 1;
-/// Open flag: no files at all; `dir` must be NULL.
+/// Open flag: no files at all; `dir` must be NULL. Not with `PCORE_OPEN_READ_ONLY`
+/// (`PCORE_INVALID_ARGUMENT`: such a store could never hold anything).
 pub const PCORE_OPEN_IN_MEMORY: u64 = 2;
 /// Open flag: fail with `PCORE_NOT_FOUND` when the directory holds no store.
 pub const PCORE_OPEN_NO_CREATE: u64 = 4;

@@ -500,6 +500,11 @@ impl Store {
 
     /// A store with no files: everything lives in anonymous memory and ends with the store.
     pub fn in_memory(options: &StoreOptions) -> Result<Store> {
+        if options.read_only {
+            // Nothing could ever be written to it; taking writes would break the read-only
+            // promise, so the pair is refused.
+            return Err(Error::InvalidArgument("a store in memory cannot be read-only".into()));
+        }
         let core = recovery::new_memory_core(options)?;
         let writer = WriterSide {
             dir: None,
