@@ -6,6 +6,7 @@
 
 use super::handle_map::HandleMap;
 use super::node_id::{next_tag, NodeId};
+use super::seal::Seals;
 use crate::alloc::Loc;
 use crate::error::{Error, Result};
 use crate::limits::HANDLE_MAX;
@@ -116,6 +117,8 @@ pub(crate) struct ObjectTable {
     /// Free handles given a new tag since the last checkpoint: it writes their tags, so an id
     /// handed out and dropped before any commit stays stale after a reopen.
     pub retagged: Vec<u64>,
+    /// Group checksums and which committed CRCs are not known yet (`seal.rs`).
+    pub seals: Seals,
 }
 
 impl ObjectTable {
@@ -126,6 +129,7 @@ impl ObjectTable {
             free_handles: Vec::new(),
             shadowed: HandleMap::default(),
             retagged: Vec::new(),
+            seals: Seals::default(),
         }
     }
 
