@@ -102,6 +102,9 @@ pub(crate) struct Core {
     pub growth_rule: GrowthRule,
     /// Check a committed node's bytes against its checksum on every read.
     pub verify_reads: bool,
+    /// Hold every checkpointed version a commit replaces or frees until the next checkpoint
+    /// (a store in files: recovery verifies the groups the log touches, `seal.rs`).
+    pub hold_checkpointed: bool,
     pub reallocations: u64,
     pub live_nodes: u64,
     pub reserved_nodes: u64,
@@ -178,6 +181,7 @@ impl Core {
             growth,
             growth_rule: GrowthRule::default(),
             verify_reads: false,
+            hold_checkpointed: false,
             reallocations: 0,
             live_nodes,
             reserved_nodes: 0,
@@ -906,6 +910,8 @@ impl Core {
             if s.freeing {
                 if s.origin == Origin::Checkpoint {
                     self.changed_since_checkpoint.push(handle); // its entry becomes free
+                }
+                if s.origin == Origin::Checkpoint && self.hold_checkpointed {
                     // Its group's check covers it until the next checkpoint (`seal.rs`).
                     self.hold_base(epoch, s.loc());
                 } else {
@@ -922,7 +928,7 @@ impl Core {
             let (origin, hold_base) = self.planned(handle);
             // A checkpointed version stays until the next checkpoint: recovery verifies its
             // group against the check that covers it before replaying what replaced it.
-            let hold_base = hold_base || s.origin == Origin::Checkpoint;
+            let hold_base = hold_base || (s.origin == Origin::Checkpoint && self.hold_checkpointed);
             if let Some(old) = self.table.shadowed.remove(&handle) {
                 if relocated.binary_search(&handle).is_ok() {
                     late.push((hold_base, old.loc));

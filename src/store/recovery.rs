@@ -153,6 +153,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     table.seals = seals;
     table.rebuild_free_list();
     let mut core = Core::new(space, table, roots, (epoch, checkpoint_epoch), options.growth_policy);
+    core.hold_checkpointed = true;
     core.note_changed(&freed);
     core.note_changed(&suspect);
     let salt = wal::Salt::new(meta.format, meta.generation);
