@@ -27,7 +27,10 @@ fn main() {
         let (t, c) = (Instant::now(), cpu_seconds());
         let store = Store::open(dir, &opts).expect("open");
         let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
-        println!("open {run}: wall {wall:.3} s, cpu {cpu:.2} s, nodes {}", store.stats().map(|s| s.live_nodes).unwrap_or(0));
+        println!(
+            "open {run}: wall {wall:.3} s, cpu {cpu:.2} s, nodes {}",
+            store.stats().map(|s| s.live_nodes).unwrap_or(0)
+        );
         store.close().expect("close");
         walls.push(wall);
         cpus.push(cpu);

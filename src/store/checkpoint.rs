@@ -527,7 +527,13 @@ pub(crate) fn write(dir: &Path, generation: u64, src: &PieceSource<'_>, buffer: 
 }
 
 /// Writes a piece in format 6, or (tests) 5.
-fn write_version(dir: &Path, generation: u64, src: &PieceSource<'_>, buffer: &mut Vec<u8>, version: u32) -> Result<Chain> {
+fn write_version(
+    dir: &Path,
+    generation: u64,
+    src: &PieceSource<'_>,
+    buffer: &mut Vec<u8>,
+    version: u32,
+) -> Result<Chain> {
     let table = src.table;
     let handles = src.table.handle_count();
     let new_from = src.chain.pieces.last().map_or(1, |p| p.handles).max(1);
@@ -840,7 +846,12 @@ pub(crate) fn rewrite_for_test(dir: &Path, generation: u64, classes: &SizeClasse
 /// Rewrites the store's checkpoint as one whole format 5 piece (the meta is the caller's);
 /// `set_crcs` gives the live slots their payload CRCs, which format 5 pieces carry.
 #[cfg(test)]
-pub(crate) fn rewrite_as_format_5(dir: &Path, generation: u64, classes: &SizeClasses, set_crcs: impl FnOnce(&mut [Slot])) {
+pub(crate) fn rewrite_as_format_5(
+    dir: &Path,
+    generation: u64,
+    classes: &SizeClasses,
+    set_crcs: impl FnOnce(&mut [Slot]),
+) {
     rewrite_in_version(dir, generation, classes, set_crcs, 5);
 }
 
@@ -1045,8 +1056,7 @@ mod tests {
         assert_eq!((pos, p.pending), (w.buf.len(), 0));
         for cut in 0..w.buf.len() {
             let (mut pos, mut p) = (0, Predictor::new());
-            let decoded =
-                (0..entries.len()).map_while(|_| decode_entry(&w.buf[..cut], &mut pos, &mut p)).count();
+            let decoded = (0..entries.len()).map_while(|_| decode_entry(&w.buf[..cut], &mut pos, &mut p)).count();
             assert!(decoded < entries.len() || p.pending > 0, "a cut at {cut} decodes every entry");
         }
     }
