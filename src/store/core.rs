@@ -160,14 +160,12 @@ impl Core {
     /// A core over `table` as of `epoch`, the last checkpoint being at `checkpoint_epoch`.
     pub fn new(
         space: Space,
-        table: ObjectTable,
+        mut table: ObjectTable,
         roots: Roots,
         (epoch, checkpoint_epoch): (u64, u64),
         growth: GrowthPolicy,
     ) -> Core {
-        let live_nodes = table.slots.iter().filter(|s| s.state == State::Live).count() as u64;
-        let changed_since_checkpoint =
-            (0..table.slots.len() as u64).filter(|&h| table.slots[h as usize].origin != Origin::Checkpoint).collect();
+        let (live_nodes, changed_since_checkpoint) = table.rebuild_after_load();
         Core {
             space,
             table,

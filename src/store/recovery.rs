@@ -151,7 +151,6 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let mut table = ObjectTable::new();
     table.slots = slots;
     table.seals = seals;
-    table.rebuild_free_list();
     let mut core = Core::new(space, table, roots, (epoch, checkpoint_epoch), options.growth_policy);
     core.hold_checkpointed = true;
     core.note_changed(&freed);

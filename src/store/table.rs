@@ -139,6 +139,26 @@ impl ObjectTable {
             (1..self.slots.len() as u64).rev().filter(|&h| self.slots[h as usize].state == State::Free).collect();
     }
 
+    /// `rebuild_free_list`, and the live slots' count and the handles whose committed
+    /// version's origin is not `Checkpoint`, in one pass: an open looks at every slot, and
+    /// each pass over ten million of them costs ~20 ms.
+    pub fn rebuild_after_load(&mut self) -> (u64, Vec<u64>) {
+        let (mut live, mut changed) = (0u64, Vec::new());
+        self.free_handles.clear();
+        for (h, s) in self.slots.iter().enumerate().skip(1) {
+            match s.state {
+                State::Free => self.free_handles.push(h as u64),
+                State::Live => live += 1,
+                State::Reserved => {}
+            }
+            if s.origin != Origin::Checkpoint {
+                changed.push(h as u64);
+            }
+        }
+        self.free_handles.reverse();
+        (live, changed)
+    }
+
     /// A handle for a new node, with a tag no earlier id of that handle had.
     pub fn take_handle(&mut self) -> Result<u64> {
         if let Some(h) = self.free_handles.pop() {
