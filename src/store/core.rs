@@ -753,6 +753,25 @@ impl Core {
         ))
     }
 
+    /// `check_payload` of every handle, at most `limit` mismatches: a group whose CRCs are
+    /// not known is verified once, not once per member (a store just opened has only such).
+    pub fn check_all(&self, limit: usize) -> Vec<Error> {
+        let (mut found, count) = (Vec::new(), self.table.handle_count());
+        let mut group = Seals::members(1);
+        while group.start < count && found.len() < limit {
+            let verified = self.table.seals.group_unverified(group.start) && self.verify_group(group.start).ok;
+            for h in group.clone().filter(|&h| h > 0 && h < count) {
+                if verified && self.table.seals.is_unknown(h) {
+                    continue;
+                }
+                found.extend(self.check_payload(h).err());
+            }
+            group = Seals::members(group.end);
+        }
+        found.truncate(limit);
+        found
+    }
+
     /// The group of `handle` checked against its checksum, the CRCs of members not known yet
     /// computed from their committed bytes (read, never cached: readers share the state).
     fn verify_group(&self, handle: u64) -> seal::Verified {
