@@ -1063,9 +1063,7 @@ impl Store {
     /// the mismatches found (`Corrupt`, each naming the node, its class file and offset), at
     /// most `limit` of them.
     pub fn check_checksums(&self, limit: usize) -> Result<Vec<Error>> {
-        self.read_state(|c| {
-            Ok((1..c.table.handle_count()).filter_map(|h| c.check_payload(h).err()).take(limit).collect())
-        })
+        self.read_state(|c| Ok(c.check_all(limit)))
     }
 
     /// The object attached to this store under `name`, made by `make` on first use. Every

@@ -18,7 +18,6 @@
 //! owned by a process, so a later backup removes it only once that process is gone.
 
 use super::api::{Durability, Snapshot, Store, StoreOptions};
-use super::codec::crc;
 use super::core::Core;
 use crate::error::{Error, Result};
 use crate::os::{DirLock, LockError};
@@ -141,7 +140,7 @@ fn copy_handles(src: &Core, dst: &mut Core, epoch: u64, range: Range<u64>, repor
             continue;
         };
         let bytes = src.space.read(v.loc, v.len as usize);
-        if crc(bytes) != v.crc {
+        if !src.version_intact(handle, epoch, &v) {
             let (file, offset) = src.space.file_position(v.loc);
             let id = super::NodeId::from_parts(handle, v.tag);
             return Err(Error::corrupt(

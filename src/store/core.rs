@@ -9,6 +9,7 @@ use super::codec::crc;
 use super::handle_map::HandleMap;
 use super::history::{History, Version};
 use super::node_id::NodeId;
+use super::seal::{self, Seals};
 use super::table::{Committed, ObjectTable, Origin, Slot, State};
 use super::wal::{FrameBuilder, FrameParts, PutOp};
 use super::{GrowthPolicy, GrowthRule, NodeInfo};
@@ -101,6 +102,9 @@ pub(crate) struct Core {
     pub growth_rule: GrowthRule,
     /// Check a committed node's bytes against its checksum on every read.
     pub verify_reads: bool,
+    /// Hold every checkpointed version a commit replaces or frees until the next checkpoint
+    /// (a store in files: recovery verifies the groups the log touches, `seal.rs`).
+    pub hold_checkpointed: bool,
     pub reallocations: u64,
     pub live_nodes: u64,
     pub reserved_nodes: u64,
@@ -156,14 +160,12 @@ impl Core {
     /// A core over `table` as of `epoch`, the last checkpoint being at `checkpoint_epoch`.
     pub fn new(
         space: Space,
-        table: ObjectTable,
+        mut table: ObjectTable,
         roots: Roots,
         (epoch, checkpoint_epoch): (u64, u64),
         growth: GrowthPolicy,
     ) -> Core {
-        let live_nodes = table.slots.iter().filter(|s| s.state == State::Live).count() as u64;
-        let changed_since_checkpoint =
-            (0..table.slots.len() as u64).filter(|&h| table.slots[h as usize].origin != Origin::Checkpoint).collect();
+        let (live_nodes, changed_since_checkpoint) = table.rebuild_after_load();
         Core {
             space,
             table,
@@ -177,6 +179,7 @@ impl Core {
             growth,
             growth_rule: GrowthRule::default(),
             verify_reads: false,
+            hold_checkpointed: false,
             reallocations: 0,
             live_nodes,
             reserved_nodes: 0,
@@ -696,7 +699,7 @@ impl Core {
     #[inline]
     pub fn read_loc_at(&self, id: NodeId, epoch: u64) -> Result<(Loc, usize)> {
         let v = self.version_at(id, epoch)?;
-        if self.verify_reads && crc(self.space.read(v.loc, v.len as usize)) != v.crc {
+        if self.verify_reads && !self.version_intact(id.handle(), epoch, &v) {
             let (file, offset) = self.space.file_position(v.loc);
             return Err(Error::corrupt(
                 file,
@@ -707,19 +710,104 @@ impl Core {
         Ok((v.loc, v.len as usize))
     }
 
-    /// Checks a LIVE node's committed bytes against the checksum its commit recorded:
-    /// `Corrupt` naming the node, its class file and the block's offset on a mismatch.
+    /// True when the bytes of `v`, the version of `handle` that commit `epoch` left, match
+    /// their checksum (its group's, while its own is not known).
+    pub fn version_intact(&self, handle: u64, epoch: u64, v: &Version) -> bool {
+        let seals = &self.table.seals;
+        if self.history.at(handle, epoch).is_none() && (seals.is_unknown(handle) || seals.is_suspect(handle)) {
+            return self.check_payload(handle).is_ok();
+        }
+        crc(self.space.read(v.loc, v.len as usize)) == v.crc
+    }
+
+    /// Checks a LIVE node's committed bytes against the checksum its commit recorded (or, not
+    /// known since the open, against its group's, `seal.rs`): `Corrupt` naming the node, its
+    /// class file and the block's offset on a mismatch.
     pub fn check_payload(&self, handle: u64) -> Result<()> {
         let Some(c) = self.table.committed(handle) else { return Ok(()) };
-        if crc(self.space.read(c.loc, c.len as usize)) == c.crc {
+        let seals = &self.table.seals;
+        let what = if seals.is_suspect(handle) {
+            "its group's checksum did not match when first checked, so its bytes cannot be trusted until rewritten"
+        } else if seals.is_unknown(handle) {
+            if self.verify_group(handle).ok {
+                return Ok(());
+            }
+            "its group's checksum does not match: this node's bytes or another's of the group are damaged"
+        } else if crc(self.space.read(c.loc, c.len as usize)) == c.crc {
             return Ok(());
-        }
+        } else {
+            "its bytes do not match their checksum"
+        };
         let (file, offset) = self.space.file_position(c.loc);
+        let group = Seals::members(handle);
         Err(Error::corrupt(
             file,
             offset,
-            format!("node {}: its {} bytes do not match their checksum", self.table.id_of(handle), c.len),
+            format!(
+                "node {}: {what} ({} bytes; group of handles {}..{})",
+                self.table.id_of(handle),
+                c.len,
+                group.start,
+                group.end
+            ),
         ))
+    }
+
+    /// `check_payload` of every handle, at most `limit` mismatches: a group whose CRCs are
+    /// not known is verified once, not once per member (a store just opened has only such).
+    pub fn check_all(&self, limit: usize) -> Vec<Error> {
+        let (mut found, count) = (Vec::new(), self.table.handle_count());
+        let mut group = Seals::members(1);
+        while group.start < count && found.len() < limit {
+            let verified = self.table.seals.group_unverified(group.start) && self.verify_group(group.start).ok;
+            for h in group.clone().filter(|&h| h > 0 && h < count) {
+                if verified && self.table.seals.is_unknown(h) {
+                    continue;
+                }
+                found.extend(self.check_payload(h).err());
+            }
+            group = Seals::members(group.end);
+        }
+        found.truncate(limit);
+        found
+    }
+
+    /// The group of `handle` checked against its checksum, the CRCs of members not known yet
+    /// computed from their committed bytes (read, never cached: readers share the state).
+    fn verify_group(&self, handle: u64) -> seal::Verified {
+        let seals = &self.table.seals;
+        seal::verify(seals, handle, |h| {
+            if h >= self.table.handle_count() {
+                return None;
+            }
+            let c = self.table.committed(h)?;
+            Some(if seals.is_unknown(h) { crc(self.space.read(c.loc, c.len as usize)) } else { c.crc })
+        })
+    }
+
+    /// Before a member of a group whose CRCs are not all known changes: verifies the group,
+    /// its members' CRCs become known (or, on a mismatch, the unknown ones suspect), so the
+    /// group's check can be made again from known CRCs at the next checkpoint.
+    fn settle_group(&mut self, handle: u64) {
+        if !self.table.seals.group_unverified(handle) {
+            return;
+        }
+        let v = self.verify_group(handle);
+        if v.ok {
+            for &(h, c) in &v.members[..v.count] {
+                match self.table.shadowed.get_mut(&h) {
+                    Some(committed) => committed.crc = c,
+                    None => self.table.slots[h as usize].crc = c,
+                }
+            }
+        }
+        if !v.ok {
+            // Their entries must say so: the group's next check leaves them out.
+            let newly = self.table.seals.unknown[seal::group_of(handle)];
+            let members = Seals::members(handle).filter(|&h| newly & (1 << (h % seal::GROUP)) != 0);
+            self.changed_since_checkpoint.extend(members);
+        }
+        self.table.seals.verified(handle, v.ok);
     }
 
     /// Frees the retired nodes whose epoch has come. They leave the list when the commit
@@ -741,6 +829,12 @@ impl Core {
         self.free_due_retired(epoch);
         self.dirty.sort_unstable();
         self.dirty.dedup();
+        for i in 0..self.dirty.len() {
+            let handle = self.dirty[i];
+            if self.table.slots[handle as usize].dirty {
+                self.settle_group(handle);
+            }
+        }
         let body_bytes: usize = self
             .dirty
             .iter()
@@ -829,11 +923,17 @@ impl Core {
             if !s.dirty {
                 continue;
             }
+            self.table.seals.settle(handle);
             if s.freeing {
                 if s.origin == Origin::Checkpoint {
                     self.changed_since_checkpoint.push(handle); // its entry becomes free
                 }
-                self.defer_free(epoch, s.loc());
+                if s.origin == Origin::Checkpoint && self.hold_checkpointed {
+                    // Its group's check covers it until the next checkpoint (`seal.rs`).
+                    self.hold_base(epoch, s.loc());
+                } else {
+                    self.defer_free(epoch, s.loc());
+                }
                 let slot = &mut self.table.slots[handle as usize];
                 slot.state = State::Free;
                 slot.freeing = false;
@@ -843,6 +943,9 @@ impl Core {
                 continue;
             }
             let (origin, hold_base) = self.planned(handle);
+            // A checkpointed version stays until the next checkpoint: recovery verifies its
+            // group against the check that covers it before replaying what replaced it.
+            let hold_base = hold_base || (s.origin == Origin::Checkpoint && self.hold_checkpointed);
             if let Some(old) = self.table.shadowed.remove(&handle) {
                 if relocated.binary_search(&handle).is_ok() {
                     late.push((hold_base, old.loc));

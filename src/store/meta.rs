@@ -32,8 +32,12 @@ const MAGIC: u64 = u64::from_le_bytes(*b"PCOREMTA");
 /// checkpoints are chains of pieces, each holding what changed since the one before and a
 /// slice of the table (`checkpoint`); the meta slot is format 4's. Format 2 to 4 stores (one
 /// whole checkpoint file, unsalted frames) are read (format 2 as if nothing were recorded),
-/// and a writer checkpoints one at once, into a chain and a format 5 log.
-pub(crate) const FORMAT_VERSION: u32 = 5;
+/// and a writer checkpoints one at once, into a chain and a format 5 log. 6: checkpoint
+/// pieces carry one check per group of 8 handles instead of a CRC per node (`seal.rs`) and
+/// code runs of predictable entries in a byte; log and meta slot are format 5's. A format 5
+/// store is read as it is, and a writer checkpoints it at once into a format 6 chain (a
+/// sweep of the whole table).
+pub(crate) const FORMAT_VERSION: u32 = 6;
 /// The first format whose meta slot records the synced log length.
 const SYNCED_META_FORMAT: u32 = 3;
 const FORMAT_VERSION_OLDEST: u32 = 2;

@@ -34,6 +34,7 @@ mod meta;
 mod node_id;
 mod readers;
 mod recovery;
+mod seal;
 #[cfg(test)]
 mod snapshot_tests;
 mod table;

@@ -10,6 +10,7 @@ use super::checkpoint;
 use super::codec::crc;
 use super::core::Core;
 use super::meta::{Meta, MetaSlot, META_CREATING_FILE, META_FILE};
+use super::seal::{self, Seals};
 use super::table::{ObjectTable, Origin, Slot, State};
 use super::wal::{self, LogWriter, Op, Payload, PutOp};
 use crate::alloc::{Backing, Loc, SizeClasses, Space};
@@ -95,7 +96,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let classes = SizeClasses::new(meta.min_class_bytes, meta.max_class_bytes).map_err(|e| {
         Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}"))
     })?;
-    let (snapshot_slots, roots, checkpoint_epoch, chain) = if meta.has_checkpoint {
+    let (mut snapshot_slots, roots, checkpoint_epoch, chain, mut seals) = if meta.has_checkpoint {
         let snap = if meta.format >= CHAIN_FORMAT {
             checkpoint::read(dir, meta.generation, &classes)?
         } else {
@@ -108,9 +109,9 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
                 format!("epoch {} but the meta file says {}", snap.epoch, meta.checkpoint_epoch),
             ));
         }
-        (snap.slots, snap.roots, snap.epoch, snap.chain)
+        (snap.slots, snap.roots, snap.epoch, snap.chain, snap.seals)
     } else {
-        (vec![Slot::EMPTY], BTreeMap::new(), meta.checkpoint_epoch, checkpoint::Chain::default())
+        (vec![Slot::EMPTY], BTreeMap::new(), meta.checkpoint_epoch, checkpoint::Chain::default(), Seals::default())
     };
     let log_file = log_name(meta.generation);
     let log_path = dir.join(&log_file);
@@ -135,7 +136,9 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     }
     let backing = if writable { Backing::Shared(dir.to_path_buf()) } else { Backing::Private(dir.to_path_buf()) };
     let space = Space::open(classes, &backing)?;
+    let suspect = verify_touched_groups(&mut snapshot_slots, &mut seals, &space, &contents.frames);
     let mut replay = Replay::new(snapshot_slots, roots, space, &contents.frames, &log_file);
+    replay.seals = seals;
     let mut epoch = checkpoint_epoch;
     for (fi, frame) in contents.frames.iter().enumerate() {
         for op in &frame.ops {
@@ -143,13 +146,15 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
         }
         epoch = frame.epoch;
     }
-    let Replay { slots, roots, mut space, freed, .. } = replay;
+    let Replay { slots, roots, mut space, freed, seals, .. } = replay;
     space.rebuild(&blocks_in_use(&slots, space.classes())?)?;
     let mut table = ObjectTable::new();
     table.slots = slots;
-    table.rebuild_free_list();
+    table.seals = seals;
     let mut core = Core::new(space, table, roots, (epoch, checkpoint_epoch), options.growth_policy);
+    core.hold_checkpointed = true;
     core.note_changed(&freed);
+    core.note_changed(&suspect);
     let salt = wal::Salt::new(meta.format, meta.generation);
     let log = if writable {
         Some(LogWriter::open(&log_path, contents.valid_bytes, contents.torn_bytes, salt)?)
@@ -163,6 +168,50 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     // A store of an older format moves to this one at once: its log's frames are the old kind.
     let needs_checkpoint = writable && (!contents.frames.is_empty() || meta.format < super::meta::FORMAT_VERSION);
     Ok(Opened { core, log, meta, lock, needs_checkpoint, note, chain })
+}
+
+/// A slot's CRC while its base is suspect: not compared, see `Replay::apply_over_suspect`.
+/// (A real CRC equal to it only loses the base's own check; the rebuilt version's remains.)
+const BASE_UNCHECKED: u32 = 0x5EA1_ED00;
+
+fn op_handle(op: &Op) -> Option<u64> {
+    match op {
+        Op::Put(p) => Some(p.handle),
+        Op::Free { handle, .. } => Some(*handle),
+        _ => None,
+    }
+}
+
+/// Verifies, before replay, each group of the checkpoint's table that the log changes: its
+/// checkpointed versions are all still in their blocks (a commit holds those it replaces
+/// until the next checkpoint), so the CRCs of the versions replay replaces, a delta's base
+/// among them, become known, and the next checkpoint can make the group's check again from
+/// known CRCs. A group that fails leaves its members suspect (`seal.rs`): returned, for the
+/// next checkpoint to write.
+fn verify_touched_groups(slots: &mut [Slot], seals: &mut Seals, space: &Space, frames: &[wal::Frame]) -> Vec<u64> {
+    let mut suspect = Vec::new();
+    for h in frames.iter().flat_map(|f| &f.ops).filter_map(op_handle) {
+        if !seals.group_unverified(h) {
+            continue;
+        }
+        let v = seal::verify(seals, h, |m| {
+            let s = slots.get(m as usize).filter(|s| s.state == State::Live)?;
+            if !seals.is_unknown(m) {
+                return Some(s.crc);
+            }
+            // A block past the file's end fails the check: its group becomes suspect.
+            Some(if space.covers(s.loc()) { crc(space.read(s.loc(), s.len as usize)) } else { !s.crc })
+        });
+        if v.ok {
+            for &(m, c) in &v.members[..v.count] {
+                slots[m as usize].crc = c;
+            }
+        } else {
+            suspect.extend(Seals::members(h).filter(|&m| seals.is_unknown(m)));
+        }
+        seals.verified(h, v.ok);
+    }
+    suspect
 }
 
 /// Says what recovery found in the log: commits replayed since the checkpoint, and a torn
@@ -334,6 +383,8 @@ struct Replay<'a> {
     scratch: Vec<u8>,
     /// Handles the log frees: the next checkpoint writes them (its puts are `Logged`).
     freed: Vec<u64>,
+    /// The table's group checks: a replayed version's CRC is known.
+    seals: Seals,
 }
 
 impl<'a> Replay<'a> {
@@ -361,12 +412,21 @@ impl<'a> Replay<'a> {
             parked: HashMap::new(),
             scratch: Vec::new(),
             freed: Vec::new(),
+            seals: Seals::default(),
         }
     }
 
     fn apply(&mut self, op: &Op, frame_index: usize, frame: &wal::Frame) -> Result<()> {
         let log_file = self.log_file;
         let bad = |what: String| Error::corrupt(log_file, frame.body_at, what);
+        if let Some(h) = op_handle(op) {
+            // Known from here on, the put's CRC; or free (a damaged base is found below).
+            let suspect = self.seals.is_suspect(h);
+            self.seals.settle(h);
+            if suspect {
+                return self.apply_over_suspect(op, frame_index, frame);
+            }
+        }
         match op {
             Op::Put(p) => {
                 self.check_put(p).map_err(bad)?;
@@ -403,6 +463,18 @@ impl<'a> Replay<'a> {
             }
         }
         Ok(())
+    }
+
+    /// An operation on a handle whose group failed its check before replay: a delta's base
+    /// cannot be checked on its own, so the version rebuilt from it is checked instead (its
+    /// CRC is in the log: a damaged base byte the delta keeps makes it differ).
+    fn apply_over_suspect(&mut self, op: &Op, frame_index: usize, frame: &wal::Frame) -> Result<()> {
+        if let Op::Put(p) = op {
+            if let Some(s) = self.slots.get_mut(p.handle as usize) {
+                s.crc = BASE_UNCHECKED;
+            }
+        }
+        self.apply(op, frame_index, frame)
     }
 
     /// Checks a PUT's fields, and grows the table to its handle.
@@ -491,7 +563,7 @@ impl<'a> Replay<'a> {
                 ));
             }
         };
-        if crc(base) != before.crc {
+        if before.crc != BASE_UNCHECKED && crc(base) != before.crc {
             let (file, offset) = self.space.file_position(before.loc());
             return Err(Error::corrupt(
                 file,

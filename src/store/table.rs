@@ -6,6 +6,7 @@
 
 use super::handle_map::HandleMap;
 use super::node_id::{next_tag, NodeId};
+use super::seal::Seals;
 use crate::alloc::Loc;
 use crate::error::{Error, Result};
 use crate::limits::HANDLE_MAX;
@@ -116,6 +117,8 @@ pub(crate) struct ObjectTable {
     /// Free handles given a new tag since the last checkpoint: it writes their tags, so an id
     /// handed out and dropped before any commit stays stale after a reopen.
     pub retagged: Vec<u64>,
+    /// Group checksums and which committed CRCs are not known yet (`seal.rs`).
+    pub seals: Seals,
 }
 
 impl ObjectTable {
@@ -126,6 +129,7 @@ impl ObjectTable {
             free_handles: Vec::new(),
             shadowed: HandleMap::default(),
             retagged: Vec::new(),
+            seals: Seals::default(),
         }
     }
 
@@ -133,6 +137,26 @@ impl ObjectTable {
     pub fn rebuild_free_list(&mut self) {
         self.free_handles =
             (1..self.slots.len() as u64).rev().filter(|&h| self.slots[h as usize].state == State::Free).collect();
+    }
+
+    /// `rebuild_free_list`, and the live slots' count and the handles whose committed
+    /// version's origin is not `Checkpoint`, in one pass: an open looks at every slot, and
+    /// each pass over ten million of them costs ~20 ms.
+    pub fn rebuild_after_load(&mut self) -> (u64, Vec<u64>) {
+        let (mut live, mut changed) = (0u64, Vec::new());
+        self.free_handles.clear();
+        for (h, s) in self.slots.iter().enumerate().skip(1) {
+            match s.state {
+                State::Free => self.free_handles.push(h as u64),
+                State::Live => live += 1,
+                State::Reserved => {}
+            }
+            if s.origin != Origin::Checkpoint {
+                changed.push(h as u64);
+            }
+        }
+        self.free_handles.reverse();
+        (live, changed)
     }
 
     /// A handle for a new node, with a tag no earlier id of that handle had.
