@@ -1,8 +1,8 @@
 //! Where a cursor is, and the moves and reads it makes from its copy of the leaf.
 
 use super::*;
-use crate::btree::page::Value;
 use crate::btree::tree::PageReader;
+use spans::Span;
 
 /// Where a cursor is: everything but its tree.
 pub(super) struct Position {
@@ -15,6 +15,9 @@ pub(super) struct Position {
     /// A copy of the leaf under the cursor: moving within it reads no page. Valid while the
     /// tree's version is the cursor's (every use checks it).
     pub(super) leaf: Option<(u64, Vec<u8>)>,
+    /// Where the copy's entries lie, once found (`spans_found`; see `spans`).
+    spans: Vec<Span>,
+    spans_found: bool,
 }
 
 /// What a cursor call could do from its copy of the leaf, without the tree's lock.
@@ -26,7 +29,7 @@ pub(super) enum FromCopy<T> {
 
 impl Position {
     pub(super) fn new(version: u64, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Position {
-        Position { version, lower, upper, stack: Vec::new(), leaf: None }
+        Position { version, lower, upper, stack: Vec::new(), leaf: None, spans: Vec::new(), spans_found: false }
     }
 
     pub(super) fn check(&self, tree: &BTree) -> Result<()> {
@@ -66,7 +69,18 @@ impl Position {
         let mut buf = self.leaf.take().map(|(_, b)| b).unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(bytes);
-        self.leaf = Some((id, buf));
+        self.set_copy(id, buf);
+    }
+
+    /// Makes the cursor's copy hold leaf `id`'s `bytes`.
+    pub(super) fn set_copy(&mut self, id: u64, bytes: Vec<u8>) {
+        self.leaf = Some((id, bytes));
+        self.spans_found = false;
+    }
+
+    pub(super) fn drop_copy(&mut self) {
+        self.leaf = None;
+        self.spans_found = false;
     }
 
     /// The cursor's copy of leaf `id`, if it holds one.
@@ -78,55 +92,101 @@ impl Position {
         }
     }
 
+    /// Where entry `index` of leaf `leaf` lies in the copy (the copy's spans found first, once
+    /// per copy); `None` when the copy is not of `leaf` or the entry is not among the spans
+    /// (past the leaf's end, a value in its own node, a damaged cell).
+    #[inline]
+    fn span(&mut self, tree: &BTree, leaf: u64, index: usize) -> Option<Span> {
+        let Position { leaf: copy, spans, spans_found, .. } = self;
+        let (id, bytes) = copy.as_ref().filter(|(id, _)| *id == leaf)?;
+        if !*spans_found {
+            spans::find(tree, bytes, *id, spans);
+            *spans_found = true;
+        }
+        spans.get(index).copied()
+    }
+
+    /// The (key, value) a span of the copy gives.
+    #[inline]
+    pub(super) fn entry(&self, span: Span) -> (&[u8], &[u8]) {
+        span.of(self.leaf.as_ref().map_or(&[][..], |(_, bytes)| bytes))
+    }
+
+    #[inline(always)]
+    fn bounded(&self) -> bool {
+        !matches!((&self.lower, &self.upper), (Bound::Unbounded, Bound::Unbounded))
+    }
+
+    /// Whether the entry a span gives lies within the bounds.
+    #[inline(always)]
+    fn span_within(&self, tree: &BTree, span: Span) -> bool {
+        // An unbounded scan, the common one, compares nothing.
+        !self.bounded() || self.within_bounds(tree, self.entry(span).0)
+    }
+
+    /// The entry under the cursor, from the copy of its leaf: its span, or `None` past either
+    /// end or outside the bounds.
+    #[inline]
+    pub(super) fn current_span(&mut self, tree: &BTree) -> Result<FromCopy<Option<Span>>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
+        let Some(span) = self.span(tree, leaf, index) else { return Ok(FromCopy::NeedsLock) };
+        Ok(FromCopy::Done(self.span_within(tree, span).then_some(span)))
+    }
+
+    /// `move_next` then `current_span`, within the copy of the leaf. Moves only when it
+    /// answers `Done`.
+    #[inline]
+    pub(super) fn next_span(&mut self, tree: &BTree) -> Result<FromCopy<Option<Span>>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
+        // The leaf's last entry has no next one in the copy: moving on needs the lock.
+        let Some(span) = self.span(tree, leaf, index + 1) else { return Ok(FromCopy::NeedsLock) };
+        self.stack.last_mut().expect("positioned").1 += 1;
+        Ok(FromCopy::Done(self.span_within(tree, span).then_some(span)))
+    }
+
     /// `current_with` from the copy of the leaf: an inline entry, handed to `f` where it lies
     /// in the copy (an ordered scan copies nothing but what its caller keeps).
     pub(super) fn current_from_copy<R>(
-        &self,
+        &mut self,
         tree: &BTree,
         f: impl FnOnce(&[u8], &[u8]) -> R,
     ) -> Result<FromCopy<Option<R>>> {
-        self.check(tree)?;
-        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
-        let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
-        // A value in its own node needs the lock.
-        let (key, Value::Inline(v)) = page.leaf_entry(index)? else { return Ok(FromCopy::NeedsLock) };
-        let (key, value) = user_entry(tree, key, v);
-        Ok(FromCopy::Done(self.within_bounds(tree, key).then(|| f(key, value))))
+        Ok(match self.current_span(tree)? {
+            FromCopy::Done(span) => FromCopy::Done(span.map(|s| {
+                let (k, v) = self.entry(s);
+                f(k, v)
+            })),
+            FromCopy::NeedsLock => FromCopy::NeedsLock,
+        })
     }
 
     /// `move_next` within the copy of the leaf.
     pub(super) fn next_within_copy(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
         self.check(tree)?;
         let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(())) };
-        let len = match self.copy_of(leaf)? {
-            Some(page) => page.len(),
-            None => return Ok(FromCopy::NeedsLock),
-        };
-        if index + 1 >= len {
+        if self.span(tree, leaf, index + 1).is_none() {
             return Ok(FromCopy::NeedsLock);
         }
         self.stack.last_mut().expect("positioned").1 += 1;
         Ok(FromCopy::Done(()))
     }
 
-    /// `move_next` then `current_with`, within the copy of the leaf: one version check and one
-    /// parse of the copy for both. Moves only when it answers `Done`.
+    /// `move_next` then `current_with`, within the copy of the leaf: one version check for
+    /// both. Moves only when it answers `Done`.
     pub(super) fn next_from_copy<R>(
         &mut self,
         tree: &BTree,
         f: impl FnOnce(&[u8], &[u8]) -> R,
     ) -> Result<FromCopy<Option<R>>> {
-        self.check(tree)?;
-        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
-        let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
-        if index + 1 >= page.len() {
-            return Ok(FromCopy::NeedsLock);
-        }
-        let (key, Value::Inline(v)) = page.leaf_entry(index + 1)? else { return Ok(FromCopy::NeedsLock) };
-        let (key, value) = user_entry(tree, key, v);
-        let r = self.within_bounds(tree, key).then(|| f(key, value));
-        self.stack.last_mut().expect("positioned").1 += 1;
-        Ok(FromCopy::Done(r))
+        Ok(match self.next_span(tree)? {
+            FromCopy::Done(span) => FromCopy::Done(span.map(|s| {
+                let (k, v) = self.entry(s);
+                f(k, v)
+            })),
+            FromCopy::NeedsLock => FromCopy::NeedsLock,
+        })
     }
 
     /// Hands `f` the inline entries of the copy of the leaf from the cursor's, moving past each
@@ -136,15 +196,16 @@ impl Position {
     pub(super) fn take_from_copy(&mut self, tree: &BTree, f: &mut impl FnMut(&[u8], &[u8]) -> bool) -> Result<usize> {
         self.check(tree)?;
         let Some(&(leaf, start)) = self.stack.last() else { return Ok(0) };
-        let Some(page) = self.copy_of(leaf)? else { return Ok(0) };
-        // Decided once per leaf, not per entry: whether keys are composites to split, and
-        // whether there are bounds to check (an unbounded scan, the common one, has none).
-        let multi = tree.duplicates() == Duplicates::Multi;
-        let bounded = !matches!((&self.lower, &self.upper), (Bound::Unbounded, Bound::Unbounded));
+        if self.span(tree, leaf, start).is_none() {
+            return Ok(0);
+        }
+        let bounded = self.bounded();
+        let Some((_, copy)) = &self.leaf else { return Ok(0) };
         let mut index = start;
-        while index + 1 < page.len() {
-            let (key, Value::Inline(v)) = page.leaf_entry(index)? else { break };
-            let (key, value) = if multi { split_composite(key) } else { (key, v) };
+        // Up to the last span but one: the last is the leaf's last entry, or one before an
+        // entry the spans leave to the general path.
+        for span in self.spans.get(start..self.spans.len().saturating_sub(1)).unwrap_or_default() {
+            let (key, value) = span.of(copy);
             if (bounded && !self.within_bounds(tree, key)) || !f(key, value) {
                 break;
             }
