@@ -1,6 +1,7 @@
 //! Where a cursor is, and the moves and reads it makes from its copy of the leaf.
 
 use super::*;
+use crate::btree::page::Value;
 use crate::btree::tree::PageReader;
 use spans::Span;
 
@@ -147,26 +148,32 @@ impl Position {
     }
 
     /// `current_with` from the copy of the leaf: an inline entry, handed to `f` where it lies
-    /// in the copy (an ordered scan copies nothing but what its caller keeps).
+    /// in the copy. Decodes the one entry (a batch reads each leaf's last entry this way, and
+    /// finding the leaf's spans would decode them all once more).
     pub(super) fn current_from_copy<R>(
-        &mut self,
+        &self,
         tree: &BTree,
         f: impl FnOnce(&[u8], &[u8]) -> R,
     ) -> Result<FromCopy<Option<R>>> {
-        Ok(match self.current_span(tree)? {
-            FromCopy::Done(span) => FromCopy::Done(span.map(|s| {
-                let (k, v) = self.entry(s);
-                f(k, v)
-            })),
-            FromCopy::NeedsLock => FromCopy::NeedsLock,
-        })
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
+        let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
+        // A value in its own node needs the lock.
+        let (key, Value::Inline(v)) = page.leaf_entry(index)? else { return Ok(FromCopy::NeedsLock) };
+        let (key, value) = user_entry(tree, key, v);
+        Ok(FromCopy::Done(self.within_bounds(tree, key).then(|| f(key, value))))
     }
 
     /// `move_next` within the copy of the leaf.
     pub(super) fn next_within_copy(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
         self.check(tree)?;
         let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(())) };
-        if self.span(tree, leaf, index + 1).is_none() {
+        // The spans when found already (an in-place read found them), else the page's length.
+        let next = match self.spans_found && self.leaf.as_ref().is_some_and(|(id, _)| *id == leaf) {
+            true => index + 1 < self.spans.len(),
+            false => self.copy_of(leaf)?.is_some_and(|page| index + 1 < page.len()),
+        };
+        if !next {
             return Ok(FromCopy::NeedsLock);
         }
         self.stack.last_mut().expect("positioned").1 += 1;
@@ -196,16 +203,16 @@ impl Position {
     pub(super) fn take_from_copy(&mut self, tree: &BTree, f: &mut impl FnMut(&[u8], &[u8]) -> bool) -> Result<usize> {
         self.check(tree)?;
         let Some(&(leaf, start)) = self.stack.last() else { return Ok(0) };
-        if self.span(tree, leaf, start).is_none() {
-            return Ok(0);
-        }
+        let Some(page) = self.copy_of(leaf)? else { return Ok(0) };
+        // Each entry is decoded here, once, without finding the leaf's spans (which decodes
+        // every entry too). Decided once per leaf: whether keys are composites to split, and
+        // whether there are bounds to check (an unbounded scan, the common one, has none).
+        let multi = tree.duplicates() == Duplicates::Multi;
         let bounded = self.bounded();
-        let Some((_, copy)) = &self.leaf else { return Ok(0) };
         let mut index = start;
-        // Up to the last span but one: the last is the leaf's last entry, or one before an
-        // entry the spans leave to the general path.
-        for span in self.spans.get(start..self.spans.len().saturating_sub(1)).unwrap_or_default() {
-            let (key, value) = span.of(copy);
+        while index + 1 < page.len() {
+            let (key, Value::Inline(v)) = page.leaf_entry(index)? else { break };
+            let (key, value) = if multi { split_composite(key) } else { (key, v) };
             if (bounded && !self.within_bounds(tree, key)) || !f(key, value) {
                 break;
             }
