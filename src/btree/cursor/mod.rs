@@ -124,6 +124,14 @@ impl Cursor {
     /// `current_with` does, without a copy for the caller to make.
     #[inline]
     pub fn current_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        if let Some(span) = self.at.current_span_quick(&self.tree) {
+            return Ok(Some(self.at.entry(span)));
+        }
+        self.current_entry_general()
+    }
+
+    #[inline(never)]
+    fn current_entry_general(&mut self) -> Result<Option<(&[u8], &[u8])>> {
         let placed = match self.at.current_span(&self.tree)? {
             FromCopy::Done(span) => span.map(Placed::Copy),
             FromCopy::NeedsLock => {
@@ -138,6 +146,14 @@ impl Cursor {
     /// `current_entry` in one call, as LMDB's `MDB_NEXT`.
     #[inline]
     pub fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        if let Some(span) = self.at.next_span_quick(&self.tree) {
+            return Ok(Some(self.at.entry(span)));
+        }
+        self.next_entry_general()
+    }
+
+    #[inline(never)]
+    fn next_entry_general(&mut self) -> Result<Option<(&[u8], &[u8])>> {
         let placed = match self.at.next_span(&self.tree)? {
             FromCopy::Done(span) => span.map(Placed::Copy),
             FromCopy::NeedsLock => {

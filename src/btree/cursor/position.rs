@@ -135,6 +135,36 @@ impl Position {
         Ok(FromCopy::Done(self.span_within(tree, span).then_some(span)))
     }
 
+    /// The common step of a scan, with nothing to report: the next entry's span when it lies
+    /// in the copy (the cursor not stale) within the bounds, the cursor moved onto it. `None`
+    /// for everything else, the cursor not moved: the caller takes the general path, which
+    /// answers it (and makes the errors, off this path).
+    #[inline(always)]
+    pub(super) fn next_span_quick(&mut self, tree: &BTree) -> Option<Span> {
+        if tree.version() != self.version {
+            return None;
+        }
+        let &(leaf, index) = self.stack.last()?;
+        let span = self.span(tree, leaf, index + 1)?;
+        if !self.span_within(tree, span) {
+            return None;
+        }
+        self.stack.last_mut()?.1 = index + 1;
+        Some(span)
+    }
+
+    /// `current_span`'s common case, as `next_span_quick`: the span of the entry under the
+    /// cursor when it lies in the copy within the bounds, else `None`.
+    #[inline(always)]
+    pub(super) fn current_span_quick(&mut self, tree: &BTree) -> Option<Span> {
+        if tree.version() != self.version {
+            return None;
+        }
+        let &(leaf, index) = self.stack.last()?;
+        let span = self.span(tree, leaf, index)?;
+        self.span_within(tree, span).then_some(span)
+    }
+
     /// `move_next` then `current_span`, within the copy of the leaf. Moves only when it
     /// answers `Done`.
     #[inline]
