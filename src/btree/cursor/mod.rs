@@ -99,7 +99,16 @@ impl Cursor {
         }
     }
 
+    #[inline]
     pub fn move_next(&mut self) -> Result<()> {
+        if self.tree.version() == self.at.version && self.at.next_quick() {
+            return Ok(());
+        }
+        self.move_next_general()
+    }
+
+    #[inline(never)]
+    fn move_next_general(&mut self) -> Result<()> {
         match self.at.next_within_copy(&self.tree)? {
             FromCopy::Done(()) => Ok(()),
             FromCopy::NeedsLock => self.held(|h| h.move_next()),

@@ -153,6 +153,20 @@ impl Position {
         Some(span)
     }
 
+    /// `move_next`'s common case, as `next_span_quick`: true when the next entry is among the
+    /// copy's spans (found already) and the cursor moved onto it.
+    #[inline(always)]
+    pub(super) fn next_quick(&mut self) -> bool {
+        let Some((id, _)) = &self.leaf else { return false };
+        match self.stack.last_mut() {
+            Some((leaf, index)) if self.spans_found && *leaf == *id && *index + 1 < self.spans.len() => {
+                *index += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// `current_span`'s common case, as `next_span_quick`: the span of the entry under the
     /// cursor when it lies in the copy within the bounds, else `None`.
     #[inline(always)]
