@@ -1,5 +1,9 @@
 use super::*;
 
+/// Calls per thread in the races below; Miri (which checks them for data races) runs some
+/// thousand times slower.
+const CALLS: usize = if cfg!(miri) { 100 } else { 20_000 };
+
 fn leaked<T: Send + 'static>(s: Slots<T>) -> &'static Slots<T> {
     Box::leak(Box::new(s))
 }
@@ -115,7 +119,7 @@ fn two_threads_on_one_handle_get_statuses_and_never_share_the_object() {
         .map(|_| {
             std::thread::spawn(move || {
                 let mut ok = 0u64;
-                for _ in 0..20_000 {
+                for _ in 0..CALLS {
                     match s.with(t, |v| {
                         let seen = v.0;
                         std::hint::black_box(&v);
@@ -159,7 +163,7 @@ fn closes_racing_calls_never_drop_an_object_in_use() {
             })
         })
         .collect();
-    for _ in 0..2000 {
+    for _ in 0..CALLS / 10 {
         let t = current.load(Ordering::Relaxed);
         loop {
             match s.remove(t) {
