@@ -825,4 +825,78 @@ TEST(ConcurrencyTest, ReadersSeeWholePublishedVersionsWhileAWriterChurns) {
   PCORE_EXPECT_OK(pcore_store_close(store));
 }
 
+// Two threads misusing one cursor at once (scans, repositioning, a close racing them): every
+// call answers a status (OK, NOT_FOUND, BUSY while the other thread's call holds the cursor,
+// BAD_HANDLE once it is closed), never a crash. Under ThreadSanitizer this also checks that calls never share the cursor's state.
+TEST(ConcurrencyTest, OneCursorUsedByTwoThreadsAnswersStatusesNeverACrash) {
+  PcoreStoreOptions options = pcore_test::strict_options(PCORE_OPEN_IN_MEMORY);
+  PcoreStore* store = nullptr;
+  PCORE_ASSERT_OK(pcore_store_open(nullptr, &options, &store));
+  PcoreTree* tree = nullptr;
+  PCORE_ASSERT_OK(pcore_tree_open(store, "t", 1, nullptr, &tree));
+  for (uint32_t i = 0; i < 2000; ++i) {
+    uint8_t key[8];
+    put_be64(key, i);
+    PCORE_ASSERT_OK(pcore_tree_insert(tree, key, 8, key, 8));
+  }
+  constexpr int32_t kBusy = static_cast<int32_t>(PCORE_BUSY);
+  constexpr int32_t kBad = static_cast<int32_t>(PCORE_BAD_HANDLE);
+  std::atomic<uint64_t> busy{0};
+  for (int round = 0; round < 20; ++round) {
+    PcoreCursor* cursor = nullptr;
+    PCORE_ASSERT_OK(pcore_cursor_open(tree, &cursor));
+    std::atomic<bool> closed{false};
+    std::atomic<int> failures{0};
+    auto use = [&](int who) {
+      std::vector<uint64_t> buf(64);
+      for (int step = 0; step < 3000; ++step) {
+        PcoreBytes k{};
+        PcoreBytes v{};
+        size_t count = 0;
+        size_t used = 0;
+        int32_t status;
+        switch ((step + who) % 5) {
+          case 0: status = pcore_cursor_first(cursor); break;
+          case 1: status = pcore_cursor_next_get(cursor, &k, &v); break;
+          case 2: status = pcore_cursor_get(cursor, &k, &v); break;
+          case 3: status = pcore_cursor_next(cursor); break;
+          default: status = pcore_cursor_next_batch(cursor, buf.data(), buf.size() * 8, &count, &used); break;
+        }
+        const bool allowed = status == pcore_test::kOk || status == kNotFound || status == kBusy ||
+                             (status == kBad && closed.load());
+        if (!allowed) {
+          failures.fetch_add(1);
+          ADD_FAILURE() << "thread " << who << " step " << step << ": " << pcore_test::describe_status(status);
+        }
+        if (status == kBusy) busy.fetch_add(1);
+        // The bytes are not read: the other thread's next call may replace them (misuse).
+        if (status == pcore_test::kOk && k.data != nullptr && (k.len != 8 || v.len != 8)) {
+          failures.fetch_add(1);
+          ADD_FAILURE() << "thread " << who << ": an entry of the wrong size";
+        }
+      }
+    };
+    std::thread a(use, 0);
+    std::thread b(use, 1);
+    if (round % 2 == 1) {
+      // A close racing both: BUSY while a call holds the cursor, then OK once.
+      int32_t status;
+      while ((status = pcore_cursor_close(cursor)) == kBusy) std::this_thread::yield();
+      closed.store(true);
+      EXPECT_EQ(status, pcore_test::kOk) << pcore_test::describe_status(status);
+    }
+    a.join();
+    b.join();
+    ASSERT_EQ(failures.load(), 0);
+    if (round % 2 == 0) {
+      PCORE_EXPECT_OK(pcore_cursor_close(cursor));
+    } else {
+      EXPECT_EQ(pcore_cursor_close(cursor), kBad);
+    }
+  }
+  std::printf("one cursor, two threads: %llu calls answered BUSY\n", static_cast<unsigned long long>(busy.load()));
+  PCORE_EXPECT_OK(pcore_tree_close(tree));
+  PCORE_EXPECT_OK(pcore_store_close(store));
+}
+
 }  // namespace

@@ -205,6 +205,65 @@ TEST_F(CursorScanTest, RefusedCallsConsumeNothing) {
   EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_next_batch(fresh, buf.data(), 512, &count, &used));
 }
 
+// A cursor closed mid-scan, where its calls step within its copy of a leaf without reading a
+// page, is refused by every call, also once a new cursor took its slot; the new one scans.
+TEST_F(CursorScanTest, ClosedCursorIsRefusedMidScanAndAfterItsSlotIsReused) {
+  PCORE_ASSERT_OK(pcore_cursor_first(cursor_));
+  PcoreBytes k{};
+  PcoreBytes v{};
+  for (int i = 0; i < 3; ++i) PCORE_ASSERT_OK(pcore_cursor_next_get(cursor_, &k, &v));
+  EXPECT_EQ(text(k.data, k.len), key_of(3));
+  PcoreCursor* old = cursor_;
+  PCORE_ASSERT_OK(pcore_cursor_close(old));
+  cursor_ = nullptr;
+  const auto refused = [&](const char* when) {
+    SCOPED_TRACE(when);
+    PcoreBytes k2{nullptr, 77};
+    uint64_t buf[64];
+    size_t count = 33;
+    size_t used = 44;
+    EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_next_get(old, &k2, &k2));
+    EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_get(old, &k2, &k2));
+    EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_next(old));
+    EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_next_batch(old, buf, sizeof buf, &count, &used));
+    EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_close(old));
+    EXPECT_EQ(k2.len, 77u);
+    EXPECT_EQ(count, 33u);
+  };
+  refused("closed");
+  PCORE_ASSERT_OK(pcore_cursor_open(tree_, &cursor_));
+  EXPECT_NE(cursor_, old);
+  refused("closed, its slot reused");
+  PCORE_ASSERT_OK(pcore_cursor_first(cursor_));
+  size_t n = 1;
+  while (pcore_cursor_next_get(cursor_, &k, &v) == pcore_test::kOk) ++n;
+  EXPECT_EQ(n, kEntries);
+}
+
+// The bytes pcore_cursor_get and pcore_cursor_next_get hand out stay as they were until the
+// cursor's next call, whatever the tree does meanwhile; values in their own nodes included.
+TEST_F(CursorScanTest, HandedOutEntriesStayUntilTheCursorsNextCall) {
+  PCORE_ASSERT_OK(pcore_cursor_first(cursor_));
+  PcoreBytes k{};
+  PcoreBytes v{};
+  PCORE_ASSERT_OK(pcore_cursor_get(cursor_, &k, &v));
+  for (uint32_t i = 1; i < kEntries; ++i) {
+    const int32_t status = pcore_cursor_next_get(cursor_, &k, &v);
+    ASSERT_EQ(status, pcore_test::kOk) << i << ": " << pcore_test::describe_status(status);
+    if (i % 97 != 0) continue;
+    // Change the entry and its leaf under the cursor: the handed-out bytes stay.
+    const std::string key = key_of(i);
+    PCORE_ASSERT_OK(pcore_tree_remove(tree_, key.data(), key.size(), nullptr));
+    EXPECT_EQ(text(k.data, k.len), key);
+    EXPECT_EQ(text(v.data, v.len), value_of(i));
+    PCORE_ASSERT_OK(pcore_tree_insert(tree_, key.data(), key.size(), value_of(i).data(), value_of(i).size()));
+    PCORE_ASSERT_OK(pcore_cursor_seek(cursor_, key.data(), key.size()));
+    PCORE_ASSERT_OK(pcore_cursor_get(cursor_, &k, &v));
+    EXPECT_EQ(text(v.data, v.len), value_of(i));
+  }
+  EXPECT_EQ(pcore_cursor_next_get(cursor_, &k, &v), static_cast<int32_t>(PCORE_NOT_FOUND));
+}
+
 TEST(CursorScanWrapperTest, RangesOverBatchesAndNextView) {
   pcore::Store store = pcore::Store::in_memory();
   pcore::Tree tree = pcore::Tree::open(store, "t");

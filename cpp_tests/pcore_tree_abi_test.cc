@@ -219,10 +219,18 @@ void expect_cursor_handle_refused(PcoreCursor* cursor, const char* what) {
   EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_next(cursor));
   EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_prev(cursor));
   EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_get(cursor, &k, &v));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_next_get(cursor, &k, &v));
   EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_set_bounds(cursor, "a", 1, PCORE_BOUND_INCLUDED, "b", 1,
                                                          PCORE_BOUND_EXCLUDED));
   EXPECT_EQ(k.len, 77u);
   EXPECT_EQ(v.len, 88u);
+  uint64_t buf[8] = {0x5A5A};
+  size_t count = 33;
+  size_t used = 44;
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_cursor_next_batch(cursor, buf, sizeof buf, &count, &used));
+  EXPECT_EQ(buf[0], 0x5A5Au);
+  EXPECT_EQ(count, 33u);
+  EXPECT_EQ(used, 44u);
 }
 
 // ---- the fixture: a file store with a tree, for the damaged-page cases ----------------------

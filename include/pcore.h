@@ -921,7 +921,9 @@ int32_t pcore_tree_verify(struct PcoreTree *tree);
 // Opens a cursor on `tree`, unpositioned: call `pcore_cursor_first`, `_last` or `_seek`.
 // Release it with `pcore_cursor_close`. After any change to the tree the cursor answers
 // `PCORE_STALE_CURSOR` until positioned again. Once `tree` (this handle) is closed, every
-// call on the cursor but its close answers `PCORE_BAD_HANDLE`.
+// call on the cursor but its close answers `PCORE_BAD_HANDLE`. A cursor serves one call at a
+// time: a call (close included) made while another thread's call on the same cursor is in
+// progress answers `PCORE_BUSY` and changes nothing.
 //
 // Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE` (a NULL,
 // closed or foreign `tree`, or one whose store is closed: the tree cannot be read any more).
@@ -930,7 +932,8 @@ int32_t pcore_tree_verify(struct PcoreTree *tree);
 // `out` is writable.
 int32_t pcore_cursor_open(struct PcoreTree *tree, struct PcoreCursor **out);
 
-// Releases a cursor; a second close returns `PCORE_BAD_HANDLE`.
+// Releases a cursor; a second close returns `PCORE_BAD_HANDLE`, a close while another
+// thread's call on the cursor is in progress `PCORE_BUSY` (the cursor stays open).
 int32_t pcore_cursor_close(struct PcoreCursor *cursor);
 
 // Limits the cursor to keys between a lower and an upper bound (`PCORE_BOUND_*`; the key
@@ -969,11 +972,12 @@ int32_t pcore_cursor_next(struct PcoreCursor *cursor);
 // Returns `PCORE_OK`, `PCORE_STALE_CURSOR`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
 int32_t pcore_cursor_prev(struct PcoreCursor *cursor);
 
-// The entry under the cursor: `*out_key` and `*out_value` point to copies owned by the
+// The entry under the cursor: `*out_key` and `*out_value` point to bytes owned by the
 // cursor, valid until its next call or its close.
 //
 // Returns `PCORE_OK`, `PCORE_NOT_FOUND` (past either end or outside the bounds),
-// `PCORE_STALE_CURSOR`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+// `PCORE_STALE_CURSOR`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_BUSY`,
+// `PCORE_CORRUPT`.
 //
 // # Safety
 // `out_key` and `out_value` are writable.
@@ -984,12 +988,12 @@ int32_t pcore_cursor_get(struct PcoreCursor *cursor,
 // Moves to the next entry and reads it: `pcore_cursor_next` then `pcore_cursor_get` in one
 // call, as LMDB's `mdb_cursor_get(MDB_NEXT)`. An ordered scan: `pcore_cursor_first`,
 // `pcore_cursor_get` for the first entry, then this until it answers `PCORE_NOT_FOUND`.
-// `*out_key` and `*out_value` point to copies owned by the cursor, valid until its next call
+// `*out_key` and `*out_value` point to bytes owned by the cursor, valid until its next call
 // or its close.
 //
 // Returns `PCORE_OK`, `PCORE_NOT_FOUND` (moved past the end or outside the bounds; the
 // outputs are not written), `PCORE_STALE_CURSOR`, `PCORE_INVALID_ARGUMENT` (a NULL output:
-// the cursor does not move), `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+// the cursor does not move), `PCORE_BAD_HANDLE`, `PCORE_BUSY`, `PCORE_CORRUPT`.
 //
 // # Safety
 // `out_key` and `out_value` are writable.

@@ -4,11 +4,11 @@
 use super::guard::{self, bytes, copy_out, non_null, out_buffer, write_optional, write_out};
 use super::registry::{HandleType, Registry};
 use super::sized::{narrow, read_sized, SizedOut};
+use super::slots::Slots;
 use super::store::store_of;
 use super::types::*;
 use crate::btree::{BTree, Comparator, Cursor, Duplicates, TreeOptions, ROOT_PREFIX};
 use crate::error::{Error, Result};
-use parking_lot::Mutex;
 use std::ffi::{c_char, c_void};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,16 +24,15 @@ struct TreeHandle {
 
 static TREES: Registry<TreeHandle> = Registry::new(HandleType::Tree);
 
-/// A cursor with the buffers its last `get` handed out.
+/// A cursor and what it needs of its tree handle.
 struct CursorState {
     cursor: Cursor,
-    key: Vec<u8>,
-    value: Vec<u8>,
     /// The `open` flag of the tree handle the cursor was opened through.
     tree_open: Arc<AtomicBool>,
 }
 
-static CURSORS: Registry<Arc<Mutex<CursorState>>> = Registry::new(HandleType::Cursor);
+/// Cursors take no lock per call (see `Slots`): an ordered scan makes a call per entry.
+static CURSORS: Slots<CursorState> = Slots::new(HandleType::Cursor);
 
 pub(crate) fn tree_token(handle: *const PcoreTree) -> Result<usize> {
     if handle.is_null() {
@@ -52,23 +51,26 @@ pub(crate) fn with_tree<R>(handle: *const PcoreTree, f: impl FnOnce(&BTree) -> R
     TREES.with(tree_token(handle)?, |h| f(&h.tree))
 }
 
-/// Calls `f` with the cursor a handle names, locked, borrowed from the registry (see
-/// `Registry::with`): an ordered scan makes two calls per entry. A cursor whose tree handle
-/// is closed is refused: it must not outlive the handle it was opened through.
+/// Calls `f` with the cursor a handle names, held for the call (see `Slots::take`: another
+/// thread's call meanwhile gets `Busy`). A cursor whose tree handle is closed is refused: it
+/// must not outlive the handle it was opened through.
+#[inline]
 fn with_cursor<R>(handle: *const PcoreCursor, f: impl FnOnce(&mut CursorState) -> Result<R>) -> Result<R> {
     if handle.is_null() {
         return Err(Error::BadHandle("the cursor handle is NULL".into()));
     }
-    CURSORS.with(handle as usize, |c| {
-        let mut state = c.lock();
+    CURSORS.with(handle as usize, |state| {
         if !state.tree_open.load(Ordering::Acquire) {
-            return Err(Error::BadHandle(format!(
-                "cursor {:#x}: the tree handle it was opened through is closed",
-                handle as usize
-            )));
+            return Err(tree_closed(handle));
         }
-        f(&mut state)
+        f(state)
     })
+}
+
+#[cold]
+#[inline(never)]
+fn tree_closed(handle: *const PcoreCursor) -> Error {
+    Error::BadHandle(format!("cursor {:#x}: the tree handle it was opened through is closed", handle as usize))
 }
 
 fn default_tree_options() -> PcoreTreeOptions {
@@ -477,7 +479,9 @@ pub extern "C" fn pcore_tree_verify(tree: *mut PcoreTree) -> i32 {
 /// Opens a cursor on `tree`, unpositioned: call `pcore_cursor_first`, `_last` or `_seek`.
 /// Release it with `pcore_cursor_close`. After any change to the tree the cursor answers
 /// `PCORE_STALE_CURSOR` until positioned again. Once `tree` (this handle) is closed, every
-/// call on the cursor but its close answers `PCORE_BAD_HANDLE`.
+/// call on the cursor but its close answers `PCORE_BAD_HANDLE`. A cursor serves one call at a
+/// time: a call (close included) made while another thread's call on the same cursor is in
+/// progress answers `PCORE_BUSY` and changes nothing.
 ///
 /// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE` (a NULL,
 /// closed or foreign `tree`, or one whose store is closed: the tree cannot be read any more).
@@ -508,14 +512,15 @@ pub(crate) unsafe fn cursor_open_at(
         Some(snap) => t.at(snap)?,
         None => t,
     };
-    let state = CursorState { cursor: Cursor::new(&t), key: Vec::new(), value: Vec::new(), tree_open };
-    let token = CURSORS.insert(Arc::new(Mutex::new(state)))?;
+    let state = CursorState { cursor: Cursor::new(&t), tree_open };
+    let token = CURSORS.insert(state)?;
     // SAFETY: checked non-null; writable by contract.
     unsafe { write_out(out, token as *mut PcoreCursor) };
     Ok(())
 }
 
-/// Releases a cursor; a second close returns `PCORE_BAD_HANDLE`.
+/// Releases a cursor; a second close returns `PCORE_BAD_HANDLE`, a close while another
+/// thread's call on the cursor is in progress `PCORE_BUSY` (the cursor stays open).
 #[no_mangle]
 pub extern "C" fn pcore_cursor_close(cursor: *mut PcoreCursor) -> i32 {
     guard::call(|| {
@@ -608,11 +613,12 @@ pub extern "C" fn pcore_cursor_prev(cursor: *mut PcoreCursor) -> i32 {
     cursor_op(cursor, Cursor::move_prev)
 }
 
-/// The entry under the cursor: `*out_key` and `*out_value` point to copies owned by the
+/// The entry under the cursor: `*out_key` and `*out_value` point to bytes owned by the
 /// cursor, valid until its next call or its close.
 ///
 /// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (past either end or outside the bounds),
-/// `PCORE_STALE_CURSOR`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+/// `PCORE_STALE_CURSOR`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_BUSY`,
+/// `PCORE_CORRUPT`.
 ///
 /// # Safety
 /// `out_key` and `out_value` are writable.
@@ -624,54 +630,59 @@ pub unsafe extern "C" fn pcore_cursor_get(
 ) -> i32 {
     // SAFETY: both outputs are writable, by this function's contract.
     guard::call(|| unsafe {
-        hand_out_entry(cursor, out_key, out_value, "the cursor is past the end or outside its bounds", |c, f| {
-            c.current_with(f)
-        })
+        hand_out_entry(
+            cursor,
+            out_key,
+            out_value,
+            "the cursor is past the end or outside its bounds",
+            Cursor::current_entry,
+        )
     })
 }
 
-/// Reads an entry through `read` (which moves the cursor, or not) into the cursor's own
-/// buffers, reused so that a scan allocates nothing per entry, and hands them out.
+/// Reads an entry through `read` (which moves the cursor, or not) and hands it out where it
+/// lies in the cursor: no copy is made, and the cursor keeps the bytes until its next call.
 ///
 /// # Safety
 /// `out_key` and `out_value` are writable.
+#[inline]
 unsafe fn hand_out_entry(
     cursor: *mut PcoreCursor,
     out_key: *mut PcoreBytes,
     out_value: *mut PcoreBytes,
     none: &str,
-    read: impl FnOnce(&mut Cursor, &mut dyn FnMut(&[u8], &[u8])) -> Result<Option<()>>,
+    read: impl for<'c> FnOnce(&'c mut Cursor) -> Result<Option<(&'c [u8], &'c [u8])>>,
 ) -> Result<()> {
     with_cursor(cursor, |state| {
         non_null(out_key, "out_key")?;
         non_null(out_value, "out_value")?;
-        let CursorState { cursor, key, value, .. } = state;
-        read(cursor, &mut |k, v| {
-            key.clear();
-            value.clear();
-            key.extend_from_slice(k);
-            value.extend_from_slice(v);
-        })?
-        .ok_or_else(|| Error::NotFound(none.into()))?;
-        // SAFETY: both checked non-null; writable by contract. The buffers live in the
-        // cursor until its next call.
+        let Some((k, v)) = read(&mut state.cursor)? else { return Err(not_found(none)) };
+        // SAFETY: both checked non-null; writable by contract. The bytes lie in the cursor,
+        // unchanged until its next call (`Cursor::current_entry`), and the cursor lives in its
+        // slot until its close.
         unsafe {
-            write_out(out_key, PcoreBytes { data: key.as_ptr(), len: key.len() });
-            write_out(out_value, PcoreBytes { data: value.as_ptr(), len: value.len() });
+            write_out(out_key, PcoreBytes { data: k.as_ptr(), len: k.len() });
+            write_out(out_value, PcoreBytes { data: v.as_ptr(), len: v.len() });
         }
         Ok(())
     })
 }
 
+#[cold]
+#[inline(never)]
+fn not_found(what: &str) -> Error {
+    Error::NotFound(what.into())
+}
+
 /// Moves to the next entry and reads it: `pcore_cursor_next` then `pcore_cursor_get` in one
 /// call, as LMDB's `mdb_cursor_get(MDB_NEXT)`. An ordered scan: `pcore_cursor_first`,
 /// `pcore_cursor_get` for the first entry, then this until it answers `PCORE_NOT_FOUND`.
-/// `*out_key` and `*out_value` point to copies owned by the cursor, valid until its next call
+/// `*out_key` and `*out_value` point to bytes owned by the cursor, valid until its next call
 /// or its close.
 ///
 /// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (moved past the end or outside the bounds; the
 /// outputs are not written), `PCORE_STALE_CURSOR`, `PCORE_INVALID_ARGUMENT` (a NULL output:
-/// the cursor does not move), `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+/// the cursor does not move), `PCORE_BAD_HANDLE`, `PCORE_BUSY`, `PCORE_CORRUPT`.
 ///
 /// # Safety
 /// `out_key` and `out_value` are writable.
@@ -683,9 +694,13 @@ pub unsafe extern "C" fn pcore_cursor_next_get(
 ) -> i32 {
     // SAFETY: both outputs are writable, by this function's contract.
     guard::call(|| unsafe {
-        hand_out_entry(cursor, out_key, out_value, "the cursor moved past the end or outside its bounds", |c, f| {
-            c.next_with(f)
-        })
+        hand_out_entry(
+            cursor,
+            out_key,
+            out_value,
+            "the cursor moved past the end or outside its bounds",
+            Cursor::next_entry,
+        )
     })
 }
 
@@ -695,15 +710,20 @@ fn batch_record_bytes(key_len: usize, value_len: usize) -> usize {
 }
 
 /// Writes one batch record at the start of `out` (at least `batch_record_bytes` long).
+#[inline]
 fn write_batch_record(out: &mut [u8], key: &[u8], value: &[u8]) {
-    // Lengths are at most u32::MAX: keys by the page size, values by `VALUE_BYTES_MAX`.
-    out[..4].copy_from_slice(&(key.len() as u32).to_ne_bytes());
-    out[4..8].copy_from_slice(&(value.len() as u32).to_ne_bytes());
-    let (k, rest) = out[PCORE_BATCH_HEADER_BYTES..].split_at_mut(key.len());
-    k.copy_from_slice(key);
-    rest[..value.len()].copy_from_slice(value);
     let end = PCORE_BATCH_HEADER_BYTES + key.len() + value.len();
-    out[end..batch_record_bytes(key.len(), value.len())].fill(0);
+    let record = &mut out[..end.next_multiple_of(PCORE_BATCH_RECORD_ALIGN)];
+    // The last word first (a record is at least one): its padding stays zero, and the header,
+    // key or value write over the rest of it. One store instead of a fill of 0 to 7 bytes.
+    let last = record.len() - PCORE_BATCH_RECORD_ALIGN;
+    record[last..].copy_from_slice(&[0; PCORE_BATCH_RECORD_ALIGN]);
+    // Lengths are at most u32::MAX: keys by the page size, values by `VALUE_BYTES_MAX`.
+    record[..4].copy_from_slice(&(key.len() as u32).to_ne_bytes());
+    record[4..8].copy_from_slice(&(value.len() as u32).to_ne_bytes());
+    let (k, v) = record[PCORE_BATCH_HEADER_BYTES..end].split_at_mut(key.len());
+    k.copy_from_slice(key);
+    v.copy_from_slice(value);
 }
 
 /// Reads many entries in one call: from the entry under the cursor on, in order, as many as

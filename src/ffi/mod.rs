@@ -11,6 +11,7 @@ mod handle_cache;
 pub mod listing;
 mod registry;
 mod sized;
+mod slots;
 pub mod snapshot;
 pub mod status;
 pub mod store;

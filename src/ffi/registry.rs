@@ -26,7 +26,7 @@ pub(crate) enum HandleType {
 /// The token's generation field is 24 bits. A slot handed out at this generation is retired
 /// when that handle closes: reusing it would need generation 0 again and revive every token
 /// ever issued from it. Retiring costs one table entry per 2^24 opens of a slot.
-const GENERATION_MAX: u32 = 0xFF_FFFF;
+pub(crate) const GENERATION_MAX: u32 = 0xFF_FFFF;
 
 /// `index + 1` fills the token's low 32 bits (0 there marks garbage): at most this many slots,
 /// live and retired. At one retired slot per 2^24 opens this is 2^56 opens, centuries of a
@@ -213,15 +213,23 @@ impl<T: Clone + Send + Sync + 'static> ForkLock for Registry<T> {
 }
 
 fn closed(token: usize) -> Error {
-    Error::BadHandle(format!("{token:#x} is closed or was never opened"))
+    Error::BadHandle(closed_message(token))
+}
+
+pub(crate) fn closed_message(token: usize) -> String {
+    format!("{token:#x} is closed or was never opened")
 }
 
 fn inherited(token: usize, ty: HandleType, process: u64) -> Error {
-    Error::BadHandle(format!(
+    Error::BadHandle(inherited_message(token, ty, process))
+}
+
+pub(crate) fn inherited_message(token: usize, ty: HandleType, process: u64) -> String {
+    format!(
         "{ty:?} handle {token:#x} belongs to process {} and was inherited through fork(): a handle \
          must not be used after fork (as with LMDB); this process may open the store anew",
         fork::pid_of(process)
-    ))
+    )
 }
 
 #[cfg(test)]

@@ -83,16 +83,25 @@ impl Held<'_> {
     fn reset(&mut self) {
         self.at.version = self.tree.version();
         self.at.stack.clear();
-        self.at.leaf = None;
+        self.at.drop_copy();
     }
 
     /// Makes the cursor's copy hold leaf `id`, reading it unless it already does.
     fn copy_leaf(&mut self, id: u64) -> Result<()> {
         if self.at.leaf.as_ref().is_none_or(|(cached, _)| *cached != id) {
             let bytes = self.tree.read_page(id)?;
-            self.at.leaf = Some((id, bytes));
+            self.at.set_copy(id, bytes);
         }
         Ok(())
+    }
+
+    /// Makes the cursor's copy hold the leaf under the cursor, if it is positioned.
+    pub(super) fn copy_current_leaf(&mut self) -> Result<()> {
+        self.check()?;
+        match self.at.stack.last() {
+            Some(&(leaf, _)) => self.copy_leaf(leaf),
+            None => Ok(()),
+        }
     }
 
     /// The leaf `id`, from the cursor's copy or read (and kept) now.

@@ -19,6 +19,7 @@
 
 mod held;
 mod position;
+mod spans;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -34,12 +35,25 @@ use std::ops::Bound;
 pub struct Cursor {
     tree: BTree,
     at: Position,
+    /// The entry `current_entry` or `next_entry` handed out last, when it could not be handed
+    /// out where it lies (a value in its own node): (key, value).
+    spill: (Vec<u8>, Vec<u8>),
+}
+
+/// Where an entry handed out in place lies.
+enum Placed {
+    Copy(spans::Span),
+    Spill,
 }
 
 impl Cursor {
     /// An unpositioned cursor; `current` is `None` until a seek.
     pub fn new(tree: &BTree) -> Cursor {
-        Cursor { tree: tree.clone(), at: Position::new(tree.version(), Bound::Unbounded, Bound::Unbounded) }
+        Cursor {
+            tree: tree.clone(),
+            at: Position::new(tree.version(), Bound::Unbounded, Bound::Unbounded),
+            spill: (Vec::new(), Vec::new()),
+        }
     }
 
     /// Limits the cursor to keys between the bounds: `first` and `last` go to the first and
@@ -85,7 +99,16 @@ impl Cursor {
         }
     }
 
+    #[inline]
     pub fn move_next(&mut self) -> Result<()> {
+        if self.tree.version() == self.at.version && self.at.next_quick() {
+            return Ok(());
+        }
+        self.move_next_general()
+    }
+
+    #[inline(never)]
+    fn move_next_general(&mut self) -> Result<()> {
         match self.at.next_within_copy(&self.tree)? {
             FromCopy::Done(()) => Ok(()),
             FromCopy::NeedsLock => self.held(|h| h.move_next()),
@@ -101,6 +124,63 @@ impl Cursor {
                 h.move_next()?;
                 h.current_with(f)
             }),
+        }
+    }
+
+    /// The entry under the cursor as (key, value), or `None` past either end or outside the
+    /// bounds, in place: the slices lie in the cursor (its copy of the leaf, or a copy of an
+    /// entry whose value is in its own node), unchanged until the cursor's next call. What
+    /// `current_with` does, without a copy for the caller to make.
+    #[inline]
+    pub fn current_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        if let Some(span) = self.at.current_span_quick(&self.tree) {
+            return Ok(Some(self.at.entry(span)));
+        }
+        self.current_entry_general()
+    }
+
+    #[inline(never)]
+    fn current_entry_general(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        let placed = match self.at.current_span(&self.tree)? {
+            FromCopy::Done(span) => span.map(Placed::Copy),
+            FromCopy::NeedsLock => {
+                let st = self.tree.read_state()?;
+                placed_under(&mut Held { tree: &self.tree, st: &st, at: &mut self.at }, &mut self.spill)?
+            }
+        };
+        Ok(placed.map(|p| self.placed(p)))
+    }
+
+    /// Moves to the next entry and returns it as `current_entry` does: `move_next` then
+    /// `current_entry` in one call, as LMDB's `MDB_NEXT`.
+    #[inline]
+    pub fn next_entry(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        if let Some(span) = self.at.next_span_quick(&self.tree) {
+            return Ok(Some(self.at.entry(span)));
+        }
+        self.next_entry_general()
+    }
+
+    #[inline(never)]
+    fn next_entry_general(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        let placed = match self.at.next_span(&self.tree)? {
+            FromCopy::Done(span) => span.map(Placed::Copy),
+            FromCopy::NeedsLock => {
+                // The move and the read under one hold: they see one version of the tree.
+                let st = self.tree.read_state()?;
+                let mut h = Held { tree: &self.tree, st: &st, at: &mut self.at };
+                h.move_next()?;
+                placed_under(&mut h, &mut self.spill)?
+            }
+        };
+        Ok(placed.map(|p| self.placed(p)))
+    }
+
+    #[inline]
+    fn placed(&self, p: Placed) -> (&[u8], &[u8]) {
+        match p {
+            Placed::Copy(span) => self.at.entry(span),
+            Placed::Spill => (&self.spill.0, &self.spill.1),
         }
     }
 
@@ -130,6 +210,24 @@ impl Cursor {
             FromCopy::NeedsLock => self.held(|h| h.move_prev()),
         }
     }
+}
+
+/// Where the entry under a held cursor lies: in the copy of its leaf (read now if needed), or,
+/// with its value in its own node, copied into `spill`.
+fn placed_under(h: &mut Held<'_>, spill: &mut (Vec<u8>, Vec<u8>)) -> Result<Option<Placed>> {
+    // Copies the leaf first (a positioning call leaves that to the first read): an inline
+    // entry is then handed out where it lies, as every next one in the leaf is.
+    h.copy_current_leaf()?;
+    if let FromCopy::Done(span) = h.at.current_span(h.tree)? {
+        return Ok(span.map(Placed::Copy));
+    }
+    let taken = h.current_with(|k, v| {
+        spill.0.clear();
+        spill.0.extend_from_slice(k);
+        spill.1.clear();
+        spill.1.extend_from_slice(v);
+    })?;
+    Ok(taken.map(|()| Placed::Spill))
 }
 
 impl BTree {

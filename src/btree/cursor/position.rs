@@ -3,6 +3,7 @@
 use super::*;
 use crate::btree::page::Value;
 use crate::btree::tree::PageReader;
+use spans::Span;
 
 /// Where a cursor is: everything but its tree.
 pub(super) struct Position {
@@ -15,6 +16,9 @@ pub(super) struct Position {
     /// A copy of the leaf under the cursor: moving within it reads no page. Valid while the
     /// tree's version is the cursor's (every use checks it).
     pub(super) leaf: Option<(u64, Vec<u8>)>,
+    /// Where the copy's entries lie, once found (`spans_found`; see `spans`).
+    spans: Vec<Span>,
+    spans_found: bool,
 }
 
 /// What a cursor call could do from its copy of the leaf, without the tree's lock.
@@ -26,7 +30,7 @@ pub(super) enum FromCopy<T> {
 
 impl Position {
     pub(super) fn new(version: u64, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Position {
-        Position { version, lower, upper, stack: Vec::new(), leaf: None }
+        Position { version, lower, upper, stack: Vec::new(), leaf: None, spans: Vec::new(), spans_found: false }
     }
 
     pub(super) fn check(&self, tree: &BTree) -> Result<()> {
@@ -66,7 +70,18 @@ impl Position {
         let mut buf = self.leaf.take().map(|(_, b)| b).unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(bytes);
-        self.leaf = Some((id, buf));
+        self.set_copy(id, buf);
+    }
+
+    /// Makes the cursor's copy hold leaf `id`'s `bytes`.
+    pub(super) fn set_copy(&mut self, id: u64, bytes: Vec<u8>) {
+        self.leaf = Some((id, bytes));
+        self.spans_found = false;
+    }
+
+    pub(super) fn drop_copy(&mut self) {
+        self.leaf = None;
+        self.spans_found = false;
     }
 
     /// The cursor's copy of leaf `id`, if it holds one.
@@ -78,8 +93,107 @@ impl Position {
         }
     }
 
+    /// Where entry `index` of leaf `leaf` lies in the copy (the copy's spans found first, once
+    /// per copy); `None` when the copy is not of `leaf` or the entry is not among the spans
+    /// (past the leaf's end, a value in its own node, a damaged cell).
+    #[inline]
+    fn span(&mut self, tree: &BTree, leaf: u64, index: usize) -> Option<Span> {
+        let Position { leaf: copy, spans, spans_found, .. } = self;
+        let (id, bytes) = copy.as_ref().filter(|(id, _)| *id == leaf)?;
+        if !*spans_found {
+            spans::find(tree, bytes, *id, spans);
+            *spans_found = true;
+        }
+        spans.get(index).copied()
+    }
+
+    /// The (key, value) a span of the copy gives.
+    #[inline]
+    pub(super) fn entry(&self, span: Span) -> (&[u8], &[u8]) {
+        span.of(self.leaf.as_ref().map_or(&[][..], |(_, bytes)| bytes))
+    }
+
+    #[inline(always)]
+    fn bounded(&self) -> bool {
+        !matches!((&self.lower, &self.upper), (Bound::Unbounded, Bound::Unbounded))
+    }
+
+    /// Whether the entry a span gives lies within the bounds.
+    #[inline(always)]
+    fn span_within(&self, tree: &BTree, span: Span) -> bool {
+        // An unbounded scan, the common one, compares nothing.
+        !self.bounded() || self.within_bounds(tree, self.entry(span).0)
+    }
+
+    /// The entry under the cursor, from the copy of its leaf: its span, or `None` past either
+    /// end or outside the bounds.
+    #[inline]
+    pub(super) fn current_span(&mut self, tree: &BTree) -> Result<FromCopy<Option<Span>>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
+        let Some(span) = self.span(tree, leaf, index) else { return Ok(FromCopy::NeedsLock) };
+        Ok(FromCopy::Done(self.span_within(tree, span).then_some(span)))
+    }
+
+    /// The common step of a scan, with nothing to report: the next entry's span when it lies
+    /// in the copy (the cursor not stale) within the bounds, the cursor moved onto it. `None`
+    /// for everything else, the cursor not moved: the caller takes the general path, which
+    /// answers it (and makes the errors, off this path).
+    #[inline(always)]
+    pub(super) fn next_span_quick(&mut self, tree: &BTree) -> Option<Span> {
+        if tree.version() != self.version {
+            return None;
+        }
+        let &(leaf, index) = self.stack.last()?;
+        let span = self.span(tree, leaf, index + 1)?;
+        if !self.span_within(tree, span) {
+            return None;
+        }
+        self.stack.last_mut()?.1 = index + 1;
+        Some(span)
+    }
+
+    /// `move_next`'s common case, as `next_span_quick`: true when the next entry is among the
+    /// copy's spans (found already) and the cursor moved onto it.
+    #[inline(always)]
+    pub(super) fn next_quick(&mut self) -> bool {
+        let Some((id, _)) = &self.leaf else { return false };
+        match self.stack.last_mut() {
+            Some((leaf, index)) if self.spans_found && *leaf == *id && *index + 1 < self.spans.len() => {
+                *index += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `current_span`'s common case, as `next_span_quick`: the span of the entry under the
+    /// cursor when it lies in the copy within the bounds, else `None`.
+    #[inline(always)]
+    pub(super) fn current_span_quick(&mut self, tree: &BTree) -> Option<Span> {
+        if tree.version() != self.version {
+            return None;
+        }
+        let &(leaf, index) = self.stack.last()?;
+        let span = self.span(tree, leaf, index)?;
+        self.span_within(tree, span).then_some(span)
+    }
+
+    /// `move_next` then `current_span`, within the copy of the leaf. Moves only when it
+    /// answers `Done`.
+    #[inline]
+    pub(super) fn next_span(&mut self, tree: &BTree) -> Result<FromCopy<Option<Span>>> {
+        self.check(tree)?;
+        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
+        // The leaf's last entry has no next one in the copy: moving on needs the lock.
+        let Some(span) = self.span(tree, leaf, index + 1) else { return Ok(FromCopy::NeedsLock) };
+        self.stack.last_mut().expect("positioned").1 += 1;
+        Ok(FromCopy::Done(self.span_within(tree, span).then_some(span)))
+    }
+
     /// `current_with` from the copy of the leaf: an inline entry, handed to `f` where it lies
-    /// in the copy (an ordered scan copies nothing but what its caller keeps).
+    /// in the copy. Decodes the one entry (a batch reads each leaf's last entry this way, and
+    /// finding the leaf's spans would decode them all once more).
     pub(super) fn current_from_copy<R>(
         &self,
         tree: &BTree,
@@ -98,35 +212,32 @@ impl Position {
     pub(super) fn next_within_copy(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
         self.check(tree)?;
         let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(())) };
-        let len = match self.copy_of(leaf)? {
-            Some(page) => page.len(),
-            None => return Ok(FromCopy::NeedsLock),
+        // The spans when found already (an in-place read found them), else the page's length.
+        let next = match self.spans_found && self.leaf.as_ref().is_some_and(|(id, _)| *id == leaf) {
+            true => index + 1 < self.spans.len(),
+            false => self.copy_of(leaf)?.is_some_and(|page| index + 1 < page.len()),
         };
-        if index + 1 >= len {
+        if !next {
             return Ok(FromCopy::NeedsLock);
         }
         self.stack.last_mut().expect("positioned").1 += 1;
         Ok(FromCopy::Done(()))
     }
 
-    /// `move_next` then `current_with`, within the copy of the leaf: one version check and one
-    /// parse of the copy for both. Moves only when it answers `Done`.
+    /// `move_next` then `current_with`, within the copy of the leaf: one version check for
+    /// both. Moves only when it answers `Done`.
     pub(super) fn next_from_copy<R>(
         &mut self,
         tree: &BTree,
         f: impl FnOnce(&[u8], &[u8]) -> R,
     ) -> Result<FromCopy<Option<R>>> {
-        self.check(tree)?;
-        let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(None)) };
-        let Some(page) = self.copy_of(leaf)? else { return Ok(FromCopy::NeedsLock) };
-        if index + 1 >= page.len() {
-            return Ok(FromCopy::NeedsLock);
-        }
-        let (key, Value::Inline(v)) = page.leaf_entry(index + 1)? else { return Ok(FromCopy::NeedsLock) };
-        let (key, value) = user_entry(tree, key, v);
-        let r = self.within_bounds(tree, key).then(|| f(key, value));
-        self.stack.last_mut().expect("positioned").1 += 1;
-        Ok(FromCopy::Done(r))
+        Ok(match self.next_span(tree)? {
+            FromCopy::Done(span) => FromCopy::Done(span.map(|s| {
+                let (k, v) = self.entry(s);
+                f(k, v)
+            })),
+            FromCopy::NeedsLock => FromCopy::NeedsLock,
+        })
     }
 
     /// Hands `f` the inline entries of the copy of the leaf from the cursor's, moving past each
@@ -137,10 +248,11 @@ impl Position {
         self.check(tree)?;
         let Some(&(leaf, start)) = self.stack.last() else { return Ok(0) };
         let Some(page) = self.copy_of(leaf)? else { return Ok(0) };
-        // Decided once per leaf, not per entry: whether keys are composites to split, and
+        // Each entry is decoded here, once, without finding the leaf's spans (which decodes
+        // every entry too). Decided once per leaf: whether keys are composites to split, and
         // whether there are bounds to check (an unbounded scan, the common one, has none).
         let multi = tree.duplicates() == Duplicates::Multi;
-        let bounded = !matches!((&self.lower, &self.upper), (Bound::Unbounded, Bound::Unbounded));
+        let bounded = self.bounded();
         let mut index = start;
         while index + 1 < page.len() {
             let (key, Value::Inline(v)) = page.leaf_entry(index)? else { break };

@@ -148,6 +148,25 @@ pub(crate) fn three_scans(
     out
 }
 
+/// Every entry of `tree` within the bounds, read in place: `current_entry`, then
+/// `next_entry` until the end, and after each read `current_entry` again (it hands out the
+/// same entry, and neither call moves the other's way).
+pub(crate) fn in_place_scan(tree: &BTree, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut c = Cursor::new(tree);
+    c.set_bounds(lower, upper);
+    c.first().unwrap();
+    let mut entry = c.current_entry().unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
+    while let Some(e) = entry {
+        let again = c.current_entry().unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
+        assert_eq!(again.as_ref(), Some(&e));
+        out.push(e);
+        entry = c.next_entry().unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
+    }
+    assert_eq!(c.next_entry().unwrap(), None, "past the end stays past the end");
+    out
+}
+
 // Checks the scan logic over thousands of entries, no unsafe code of its own: under Miri
 // (scripts/test.sh runs it on this module) it would take most of an hour.
 #[test]
@@ -181,6 +200,7 @@ fn combined_and_batch_reads_see_what_a_stepped_scan_sees() {
                     assert_eq!(scan, &want, "{name}: way {way}, batch {batch}, {lower:?}..{upper:?}");
                 }
             }
+            assert_eq!(in_place_scan(&tree, lower, upper), want, "{name}: in place, {lower:?}..{upper:?}");
         }
         assert!(all.len() >= 750);
         // A change makes the cursor stale for both calls.
@@ -189,5 +209,7 @@ fn combined_and_batch_reads_see_what_a_stepped_scan_sees() {
         tree.insert(b"zzz", b"v").unwrap();
         assert!(matches!(c.next_with(|_, _| ()), Err(Error::StaleCursor(_))));
         assert!(matches!(c.take_while(|_, _| true), Err(Error::StaleCursor(_))));
+        assert!(matches!(c.next_entry(), Err(Error::StaleCursor(_))));
+        assert!(matches!(c.current_entry(), Err(Error::StaleCursor(_))));
     }
 }
