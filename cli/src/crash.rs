@@ -66,8 +66,19 @@ impl Workload {
         b
     }
 
-    /// One commit's worth of changes.
+    /// One commit's worth of changes: now and then a bulk of new nodes (over a MiB, which a
+    /// STRICT commit syncs in their blocks rather than logs), else a few node and tree edits.
     pub(crate) fn step(&mut self, store: &Store, trees: &[BTree]) -> pcore::Result<()> {
+        if self.rng.below(40) == 0 {
+            for _ in 0..300 {
+                self.serial += 1;
+                let mut bytes = self.serial.to_le_bytes().to_vec();
+                bytes.extend((0..4000u64).map(|i| (i.wrapping_mul(self.serial) >> 3) as u8));
+                let id = store.allocate(bytes.len(), KIND_NODE)?.0;
+                store.publish(id, &bytes)?;
+                self.nodes.push((id, bytes));
+            }
+        }
         for _ in 0..6 {
             match self.rng.below(3) {
                 0 if !self.nodes.is_empty() => {

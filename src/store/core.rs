@@ -822,8 +822,11 @@ impl Core {
     }
 
     /// Builds the next commit's frame, in `buffer` (see `FrameBuilder::with_buffer`). Nothing
-    /// is marked committed until `apply_commit`.
-    pub fn prepare_commit(&mut self, inline_max: usize, buffer: Vec<u8>) -> PreparedCommit {
+    /// is marked committed until `apply_commit`. Payloads over `inline_max` are not logged
+    /// but synced before the frame; so are new nodes when they add up to `bulk_min` bytes
+    /// or more (a bulk load: written once, into their blocks, as LMDB writes its pages,
+    /// rather than into the log and again at the checkpoint).
+    pub fn prepare_commit(&mut self, inline_max: usize, bulk_min: usize, buffer: Vec<u8>) -> PreparedCommit {
         self.flush_hot_roots();
         let epoch = self.epoch + 1;
         self.free_due_retired(epoch);
@@ -835,12 +838,21 @@ impl Core {
                 self.settle_group(handle);
             }
         }
+        let new_bytes: usize = self
+            .dirty
+            .iter()
+            .map(|&h| self.table.slots[h as usize])
+            .filter(|s| s.dirty && !s.freeing && s.state == State::Reserved && s.len as usize <= inline_max)
+            .map(|s| s.len as usize)
+            .sum();
+        let bulk = new_bytes >= bulk_min;
+        let logged = |s: &Slot| s.len as usize <= inline_max && !(bulk && s.state == State::Reserved);
         let body_bytes: usize = self
             .dirty
             .iter()
             .map(|&h| self.table.slots[h as usize])
             .filter(|s| s.dirty)
-            .map(|s| FrameBuilder::put_bytes(if s.len as usize <= inline_max { s.len as usize } else { 0 }))
+            .map(|s| FrameBuilder::put_bytes(if logged(&s) { s.len as usize } else { 0 }))
             .sum::<usize>()
             + self
                 .dirty_roots
@@ -874,20 +886,20 @@ impl Core {
                 payload_crc,
                 payload: super::wal::Payload::Unlogged,
             };
-            if payload.len() > inline_max {
+            if !logged(&s) {
                 frame.put(&put, None);
                 unlogged.push((s.loc(), payload.len()));
                 self.plan.push((handle, Origin::Synced, false));
                 continue;
             }
-            // A delta needs a base recovery can read: the checkpointed version (then held
-            // until the next checkpoint) or one the log rebuilds; not an unlogged one.
-            let base = self.table.shadowed.get(&handle).filter(|_| s.origin != Origin::Synced);
+            // A delta needs a base recovery can read: one the log rebuilds, or one in its
+            // block (checkpointed, or synced at its commit), held until the next checkpoint.
+            let base = self.table.shadowed.get(&handle);
             let delta = base.is_some_and(|c| frame.put_delta(&put, self.space.read(c.loc, c.len as usize), payload));
             if !delta && !frame.put_sparse(&put, payload) {
                 frame.put_in_place(&put, s.loc());
             }
-            self.plan.push((handle, Origin::Logged, delta && s.origin == Origin::Checkpoint));
+            self.plan.push((handle, Origin::Logged, delta && s.origin != Origin::Logged));
         }
         for name in &self.dirty_roots {
             let (id, meta) = &self.roots[name];
@@ -1248,7 +1260,7 @@ mod tests {
             ring[i % 1000] = c.allocate(64, 1).unwrap().0;
         }
         assert!(c.dirty.len() <= 2 * 1000 + DIRTY_COMPACT_MIN + 1, "{} entries", c.dirty.len());
-        let prepared = c.prepare_commit(usize::MAX, Vec::new());
+        let prepared = c.prepare_commit(usize::MAX, usize::MAX, Vec::new());
         assert_eq!(c.dirty.len(), 1000, "after dedup: the live nodes");
         c.apply_commit(prepared.epoch, false);
         assert_eq!(c.live_nodes, 1000);

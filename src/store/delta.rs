@@ -57,6 +57,10 @@ fn unzigzag(v: u64) -> i64 {
 /// First index at or after `from` where `a` and `b` differ, within `..end` (`end` if none).
 fn first_difference(a: &[u8], b: &[u8], from: usize, end: usize) -> usize {
     let mut i = from;
+    // Most of a page is unchanged: skip it 32 bytes at a time (the compiler vectorizes this).
+    while i + 32 <= end && a[i..i + 32] == b[i..i + 32] {
+        i += 32;
+    }
     while i + 8 <= end {
         let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
         let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
