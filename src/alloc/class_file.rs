@@ -294,6 +294,10 @@ impl ClassFile {
                     .map_err(|e| Error::io(format!("preallocate {} segment {last}", self.name), e))?;
                 self.grown.store(true, Ordering::Relaxed);
             }
+            // A read-only view whose file a writer has extended since: the private mapping
+            // reads the file's pages there, unlogged payloads included.
+            (Backing::Private(_), Some(file))
+                if file.metadata().is_ok_and(|m| m.len() >= (last as u64 + 1) * self.segment_bytes) => {}
             // A read-only view (see `grow`): the segment moves to memory, its file bytes along.
             _ => {
                 let mut whole = Mapping::anonymous(self.segment_bytes as usize)
