@@ -148,7 +148,10 @@ TEST_P(SegmentReuseTest, FreedBlocksAreReusedAfterReopen) {
     ids.push_back(a.id);
   }
   store.commit();
-  for (size_t i = 0; i < kNodes; i += 2) {
+  // Every fifth node freed: few enough holes that the close does not compact them away (it
+  // does when the file holds more than a quarter above what the nodes need, a small file
+  // too since files are cut inside a segment).
+  for (size_t i = 0; i < kNodes; i += 5) {
     store.free(ids[i]);
   }
   store.commit();
@@ -156,7 +159,7 @@ TEST_P(SegmentReuseTest, FreedBlocksAreReusedAfterReopen) {
     store.close();
     store = open();
   }
-  const size_t holes = kNodes / 2;
+  const size_t holes = kNodes / 5;
   const PcoreStoreStats reopened = store.stats();
   EXPECT_EQ(reopened.live_nodes, kNodes - holes);
   const uint32_t cls = class_index_of(store, 256);
@@ -178,13 +181,14 @@ TEST_P(SegmentReuseTest, FreedBlocksAreReusedAfterReopen) {
   EXPECT_EQ(after.dead_bytes, 0u);
   store.commit();
 
-  for (size_t i = 1; i < kNodes; i += 2) {
+  for (size_t i = 0; i < kNodes; ++i) {
+    if (i % 5 == 0) {
+      EXPECT_FALSE(store.contains(ids[i]));
+      continue;
+    }
     const pcore::Bytes b = store.read(ids[i]);
     ASSERT_EQ(b.len, 200u);
     EXPECT_TRUE(pcore_test::matches_pattern(b.data, b.len, i)) << "survivor " << i << " overwritten";
-  }
-  for (size_t i = 0; i < kNodes; i += 2) {
-    EXPECT_FALSE(store.contains(ids[i]));
   }
   for (uint64_t id : fresh) {
     EXPECT_EQ(store.read(id).len, 256u);

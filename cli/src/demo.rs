@@ -128,6 +128,7 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
     bar.finish_and_clear();
     let churn_s = secs(t_churn);
     let before = store.stats().map_err(|e| e.to_string())?;
+    let open_footprint = footprint(&before);
     store.verify().map_err(|e| format!("verify before close: {e}"))?;
     let t_close = Instant::now();
     store.close().map_err(|e| e.to_string())?;
@@ -203,7 +204,10 @@ pub fn run(dir: Option<&std::path::Path>, records: u64, rows: u64, keep: bool) -
         mib(after.total.live_bytes),
         disk as f64 / after.total.live_bytes as f64
     );
-    println!("  footprint            {}", footprint(&after));
+    println!(
+        "  footprint            {open_footprint}\n                       after the last commit, the store still open"
+    );
+    println!("  footprint            {}\n                       after close and reopen", footprint(&after));
     let per_node = |b: u64| b as f64 / nodes as f64;
     println!(
         "                       class files {:.1}, checkpoint {:.2}, log {:.1} bytes per node",
@@ -305,6 +309,10 @@ fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<Outcome, String> 
         }
         store.commit().map_err(e)?;
         bar.finish_and_clear();
+        println!(
+            "  footprint    {} after the last commit, the store still open",
+            footprint(&store.stats().map_err(e)?)
+        );
         match trees[0].insert(&integer_key(7), b"dup") {
             Err(pcore::Error::DuplicateKey(_)) => {}
             other => return Err(format!("a duplicate key was not refused: {other:?}")),
@@ -336,7 +344,7 @@ fn kizuna_workload(dir: &std::path::Path, rows: u64) -> Result<Outcome, String> 
         );
     }
     let lookup_us = secs(t_lookup) * 1e6 / (2 * rows) as f64;
-    println!("  footprint    {}", footprint(&store.stats().map_err(e)?));
+    println!("  footprint    {} after close and reopen", footprint(&store.stats().map_err(e)?));
     println!(
         "  times        load and commit {load_s:.2} s ({} inserts), lookup {lookup_us:.2} us per key after reopen",
         2 * rows

@@ -67,6 +67,9 @@ pub(crate) struct ClassBitmap {
     dense_at: u32,
     /// Free blocks in all segments (the sum of their free counts).
     free_blocks: u64,
+    /// Blocks of the last segment that exist: all of it, unless its file was cut inside it
+    /// (`alloc::shrink`). Bumping stops here until the file is extended.
+    last_limit: u32,
 }
 
 /// Below this many segments a class reuses every hole before it grows: a small file's pages
@@ -99,6 +102,7 @@ impl ClassBitmap {
             dense: BinaryHeap::new(),
             dense_at: 0,
             free_blocks: 0,
+            last_limit: blocks_per_segment,
         }
     }
 
@@ -124,6 +128,7 @@ impl ClassBitmap {
 
     /// Adds an empty segment. `fresh` says its bytes are known to be zero (just created).
     pub(crate) fn add_segment(&mut self, fresh: bool) {
+        assert_eq!(self.last_limit, self.blocks_per_segment, "a partial last segment is extended first");
         let zero_from = if fresh { 0 } else { self.blocks_per_segment };
         self.segments.push(SegmentBits {
             free: vec![0; self.words()],
@@ -139,7 +144,7 @@ impl ClassBitmap {
     /// A free block, or `None` when every segment is full and a new one must be added.
     pub(crate) fn allocate(&mut self) -> Option<(u32, Source)> {
         if self.drain_from != u32::MAX && self.free_blocks > 0 {
-            if let Some(found) = self.allocate_front(self.drain_from) {
+            if let Some(found) = self.allocate_front(u64::from(self.drain_from) * u64::from(self.blocks_per_segment)) {
                 return Some((found, Source::Bitmap));
             }
         }
@@ -150,7 +155,7 @@ impl ClassBitmap {
         let bps = self.blocks_per_segment;
         let seg_index = self.segments.len().checked_sub(1)?;
         let seg = &mut self.segments[seg_index];
-        if seg.high_water == bps {
+        if seg.high_water >= self.last_limit {
             return None;
         }
         let index = seg.high_water;
@@ -270,7 +275,7 @@ impl ClassBitmap {
         let mut last_high_water = 0u32;
         for block in used {
             let (seg, index) = ((block / bps) as usize, block % bps);
-            if seg >= n {
+            if seg >= n || (seg == n - 1 && index >= self.last_limit) {
                 return Err(block);
             }
             used_bits[seg][(index / 64) as usize] |= 1u64 << (index % 64);
@@ -354,6 +359,9 @@ impl ClassBitmap {
             if seg.on_free_stack != (seg.free_count > 0) || seg.on_free_stack != self.free_stack.contains(&(i as u32)) {
                 return Err(format!("segment {i}: free stack membership disagrees with its free count"));
             }
+            if i + 1 == self.segments.len() && seg.high_water > self.last_limit {
+                return Err(format!("segment {i}: filled to {} past its end {}", seg.high_water, self.last_limit));
+            }
             if i + 1 < self.segments.len() && seg.high_water != self.blocks_per_segment {
                 return Err(format!("segment {i}: not the last segment but only filled to {}", seg.high_water));
             }
@@ -376,13 +384,20 @@ impl ClassBitmap {
         (0..self.segment_count()).map(|s| u64::from(self.segment_live(s))).sum()
     }
 
-    /// A free block in the lowest segment below `before` that has one: relocation fills the
-    /// front of the file so that its tail empties.
-    pub(crate) fn allocate_front(&mut self, before: u32) -> Option<u32> {
-        let end = before.min(self.segment_count());
+    /// The lowest free block of the lowest segment that has one, if it lies below block
+    /// `before`: relocation fills the front of the file so that its tail empties.
+    pub(crate) fn allocate_front(&mut self, before: u64) -> Option<u32> {
+        let end = (before.div_ceil(u64::from(self.blocks_per_segment)) as u32).min(self.segment_count());
         let found = (self.front_hint.min(end)..end).find(|&s| self.segments[s as usize].free_count > 0);
         self.front_hint = found.unwrap_or(end);
         let seg_index = found?;
+        let seg = &self.segments[seg_index as usize];
+        let word =
+            seg.free[seg.search_from_word as usize..].iter().position(|&w| w != 0)? + seg.search_from_word as usize;
+        let lowest = seg_index * self.blocks_per_segment + word as u32 * 64 + seg.free[word].trailing_zeros();
+        if u64::from(lowest) >= before {
+            return None;
+        }
         self.counters.allocs_from_bitmap += 1;
         Some(self.take_free_block(seg_index))
     }
@@ -400,6 +415,9 @@ impl ClassBitmap {
     /// Removes the last `n` segments, which must hold no allocated block.
     pub(crate) fn drop_tail_segments(&mut self, n: u32) {
         assert!(n <= self.free_tail_segments(), "only free segments are dropped");
+        if n == 0 {
+            return;
+        }
         let keep = self.segments.len() - n as usize;
         self.free_blocks -= self.segments[keep..].iter().map(|s| u64::from(s.free_count)).sum::<u64>();
         self.segments.truncate(keep);
@@ -408,6 +426,76 @@ impl ClassBitmap {
         if self.fill as usize >= keep {
             self.fill = u32::MAX;
         }
+        self.last_limit = self.blocks_per_segment;
+    }
+
+    /// Blocks of the last segment that exist (see `last_limit`).
+    pub(crate) fn last_limit(&self) -> u32 {
+        self.last_limit
+    }
+
+    /// Says how many blocks of the last segment exist: at open, for a file cut inside it,
+    /// and `blocks_per_segment` once it is extended.
+    pub(crate) fn set_last_limit(&mut self, limit: u32) {
+        assert!(limit <= self.blocks_per_segment);
+        if let Some(last) = self.segments.last() {
+            assert!(last.high_water <= limit, "blocks handed out past the new end");
+        }
+        self.last_limit = limit;
+    }
+
+    /// Blocks of the last segment ever handed out (its bump line; 0: none, or no segment).
+    pub(crate) fn last_segment_high_water(&self) -> u32 {
+        self.segments.last().map_or(0, |seg| seg.high_water)
+    }
+
+    /// One past the last allocated block of the last segment (0: none allocated).
+    pub(crate) fn last_segment_in_use(&self) -> u32 {
+        self.segments.last().map_or(0, |seg| seg.in_use_end())
+    }
+
+    /// One past the last allocated block of the class (0: none allocated). Looks at the
+    /// segments from the end until one holds a block.
+    pub(crate) fn in_use_end(&self) -> u64 {
+        let bps = u64::from(self.blocks_per_segment);
+        (0..self.segments.len())
+            .rev()
+            .find(|&i| self.segment_live(i as u32) > 0)
+            .map_or(0, |i| i as u64 * bps + u64::from(self.segments[i].in_use_end()))
+    }
+
+    /// Ends the last segment at block `limit`, which no allocated block is at or past: its
+    /// free blocks there are forgotten.
+    pub(crate) fn cut_last_segment(&mut self, limit: u32) {
+        assert!(limit >= self.last_segment_in_use(), "only free blocks are cut");
+        let Some(seg_index) = self.segments.len().checked_sub(1) else { return };
+        let seg = &mut self.segments[seg_index];
+        if limit < seg.high_water {
+            self.free_blocks -= u64::from(seg.free_count);
+            seg.high_water = limit;
+            seg.free_count = 0;
+            for (w, word) in seg.free.iter_mut().enumerate() {
+                *word &= below_mask(limit, w as u32);
+                seg.free_count += word.count_ones();
+            }
+            self.free_blocks += u64::from(seg.free_count);
+            seg.search_from_word = seg.search_from_word.min((limit / 64).min(seg.free.len() as u32 - 1));
+            if seg.free_count == 0 && seg.on_free_stack {
+                seg.on_free_stack = false;
+                self.free_stack.retain(|&s| s as usize != seg_index);
+            }
+        }
+        self.last_limit = limit.min(self.last_limit);
+    }
+}
+
+impl SegmentBits {
+    /// One past its last allocated block (0: none).
+    fn in_use_end(&self) -> u32 {
+        (0..self.high_water)
+            .rev()
+            .find(|&i| self.free[(i / 64) as usize] & (1u64 << (i % 64)) == 0)
+            .map_or(0, |i| i + 1)
     }
 }
 

@@ -1,6 +1,12 @@
 //! One file per size class, grown a whole segment at a time. Each segment is preallocated on
 //! disk before it is mapped, so a full disk is a clean `NoSpace` at grow time and never a
 //! SIGBUS on a later write through the mapping.
+//!
+//! Giving space back may cut the file inside its last segment (`cut_tail`): the segment stays
+//! mapped whole, but the allocator hands out no block past the file's end (`tail_bytes`), and
+//! before it does, `extend_tail` preallocates the rest of the segment again. A file whose
+//! length is not a whole number of segments is therefore a normal state at open, whether a
+//! cut or an interrupted growth left it.
 
 use crate::error::{Error, Result};
 use crate::os::{preallocate, reserve, Arena, Mapping};
@@ -27,6 +33,9 @@ pub(crate) struct ClassFile {
     segments: Vec<Mapping>,
     /// Where the file's segments are mapped, side by side (after `segments`: it must drop last).
     arena: Arena,
+    /// Bytes of the last segment that the file holds (all of it unless cut inside it); every
+    /// earlier segment is whole. No block past them is handed out or read.
+    tail_bytes: u64,
     /// Per segment: written since its last flush. Atomic so a checkpoint can flush under the
     /// store's shared lock while readers go on.
     dirty: Vec<AtomicBool>,
@@ -46,6 +55,7 @@ impl ClassFile {
             segment_bytes,
             segments: Vec::new(),
             arena: Arena::new(segment_bytes as usize),
+            tail_bytes: segment_bytes,
             dirty: Vec::new(),
             grown: AtomicBool::new(false),
             created: AtomicBool::new(false),
@@ -61,12 +71,15 @@ impl ClassFile {
             .open(&path)
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let len = file.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?.len();
-        // A partial segment at the end is a grow that crashed before it was used: ignored.
-        for i in 0..len / segment_bytes {
+        // A partial segment at the end is a cut inside it, or a growth a crash interrupted: it
+        // is mapped whole, and only its bytes in the file are used.
+        let partial = len % segment_bytes;
+        for i in 0..len.div_ceil(segment_bytes) {
             let m = cf.map_segment(&file, i)?;
             cf.segments.push(m);
             cf.dirty.push(AtomicBool::new(false));
         }
+        cf.tail_bytes = if partial == 0 { segment_bytes } else { partial };
         cf.file = Some(file);
         Ok(cf)
     }
@@ -96,8 +109,15 @@ impl ClassFile {
         self.file.is_some()
     }
 
-    /// Adds one segment at the end of the file. On failure nothing is added.
+    /// Bytes of the last segment the file holds (the segment's size unless cut inside it).
+    pub(crate) fn tail_bytes(&self) -> u64 {
+        self.tail_bytes
+    }
+
+    /// Adds one segment at the end of the file. On failure nothing is added. The last
+    /// segment must be whole (see `extend_tail`).
     pub(crate) fn grow(&mut self) -> Result<()> {
+        assert_eq!(self.tail_bytes, self.segment_bytes, "a partial last segment is extended, not grown past");
         let index = self.segments.len() as u64;
         let mapping =
             match self.backing {
@@ -148,7 +168,10 @@ impl ClassFile {
     pub(crate) fn prefault(&self, segment: u32, offset: usize, len: usize) {
         static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         let mapping = &self.segments[segment as usize];
-        let len = len.min(mapping.len() - offset);
+        // Never past the file's end: a write there would grow the file unreserved, and a page
+        // there faulted in through the mapping is a SIGBUS.
+        let end = if segment as usize + 1 == self.segments.len() { self.tail_bytes as usize } else { mapping.len() };
+        let len = len.min(end.saturating_sub(offset));
         if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
             use std::os::unix::fs::FileExt;
             let at = u64::from(segment) * self.segment_bytes + offset as u64;
@@ -237,6 +260,7 @@ impl ClassFile {
             }
         }
         self.dirty.truncate(keep);
+        self.tail_bytes = self.segment_bytes;
         if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
             file.set_len(keep as u64 * self.segment_bytes)
                 .map_err(|e| Error::io(format!("truncate {} to {keep} segments", self.name), e))?;
@@ -244,10 +268,67 @@ impl ClassFile {
         Ok(())
     }
 
-    /// Bytes the file takes on disk (whole segments).
+    /// Cuts the file inside its last segment, to `keep` bytes of it. The caller knows no block
+    /// past them is needed by anyone (as for `shrink`); the mapping stays, unused past the end.
+    /// Only a shared file is cut: memory and a read-only view keep their bytes.
+    pub(crate) fn cut_tail(&mut self, keep: u64) -> Result<()> {
+        let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) else { return Ok(()) };
+        if self.segments.is_empty() || keep >= self.tail_bytes {
+            return Ok(());
+        }
+        let start = (self.segments.len() as u64 - 1) * self.segment_bytes;
+        file.set_len(start + keep).map_err(|e| Error::io(format!("cut {} to {} bytes", self.name, start + keep), e))?;
+        self.tail_bytes = keep;
+        Ok(())
+    }
+
+    /// Makes the last segment whole again after a cut inside it: its missing bytes are
+    /// preallocated (a full disk is an error here, never a SIGBUS later). On failure nothing
+    /// changes.
+    pub(crate) fn extend_tail(&mut self) -> Result<()> {
+        let missing = self.segment_bytes - self.tail_bytes;
+        if missing == 0 || self.segments.is_empty() {
+            return Ok(());
+        }
+        let last = self.segments.len() - 1;
+        let at = last as u64 * self.segment_bytes + self.tail_bytes;
+        match (&self.backing, &self.file) {
+            (Backing::Shared(_), Some(file)) => {
+                let path = self.path().expect("shared backing has a path");
+                reserve(&path, missing)
+                    .and_then(|_| preallocate(file, at, missing))
+                    .map_err(|e| Error::io(format!("preallocate {} segment {last}", self.name), e))?;
+                self.grown.store(true, Ordering::Relaxed);
+            }
+            // A read-only view whose file a writer has extended since: the private mapping
+            // reads the file's pages there, unlogged payloads included.
+            (Backing::Private(_), Some(file))
+                if file.metadata().is_ok_and(|m| m.len() >= (last as u64 + 1) * self.segment_bytes) => {}
+            // A read-only view (see `grow`): the segment moves to memory, its file bytes along.
+            _ => {
+                let mut whole = Mapping::anonymous(self.segment_bytes as usize)
+                    .map_err(|e| Error::io("map anonymous segment", e))?;
+                let held = self.tail_bytes as usize;
+                whole.write(0, self.segments[last].read(0, held));
+                self.segments[last] = whole;
+            }
+        }
+        self.tail_bytes = self.segment_bytes;
+        Ok(())
+    }
+
+    /// Bytes of the segments' memory in use: whole segments, the last one as far as it goes.
+    pub(crate) fn mapped_bytes(&self) -> u64 {
+        match self.segments.len() as u64 {
+            0 => 0,
+            n => (n - 1) * self.segment_bytes + self.tail_bytes,
+        }
+    }
+
+    /// Bytes the file takes on disk.
     pub(crate) fn file_bytes(&self) -> u64 {
         if self.file.is_some() {
-            self.segments.len() as u64 * self.segment_bytes
+            self.mapped_bytes()
         } else {
             0
         }

@@ -6,6 +6,7 @@ use super::Loc;
 use crate::error::Result;
 
 impl Space {
+    #[cfg(test)]
     pub(crate) fn segment_count(&self, class: u8) -> u32 {
         self.per_class[class as usize].bits.segment_count()
     }
@@ -19,21 +20,29 @@ impl Space {
         self.per_class[class as usize].bits.allocated()
     }
 
-    /// The segment a block lies in.
-    pub(crate) fn segment_of(&self, loc: Loc) -> u32 {
-        loc.block / self.per_class[loc.class as usize].blocks_per_segment
-    }
-
-    /// Bytes of all class segments (files or memory).
+    /// Bytes of all class segments (files or memory), a last segment cut inside it as far
+    /// as it goes.
     pub(crate) fn segment_bytes_total(&self) -> u64 {
-        (0..self.per_class.len() as u8)
-            .map(|c| u64::from(self.segment_count(c)) * self.classes().segment_bytes(c))
-            .sum()
+        self.per_class.iter().map(|c| c.file.mapped_bytes()).sum()
     }
 
-    /// A free block of `class` in the lowest segment below `before` that has one, or `None`
-    /// (the caller then leaves its node where it is). Never grows the file.
-    pub(crate) fn allocate_front(&mut self, class: u8, before: u32) -> Option<Loc> {
+    /// Where a cut would end the class file if its blocks past `blocks` were free: `blocks`
+    /// rounded up to the cut's granule. Relocation drains only past this line: moving nodes
+    /// that no cut would follow gives nothing back.
+    pub(crate) fn cut_line(&self, class: u8, blocks: u64) -> u64 {
+        let bytes = u64::from(self.capacity(class));
+        (blocks * bytes).next_multiple_of(CUT_GRANULE_BYTES.max(bytes)) / bytes
+    }
+
+    /// One past the last allocated block of a class (0: none).
+    pub(crate) fn in_use_end(&self, class: u8) -> u64 {
+        self.per_class[class as usize].bits.in_use_end()
+    }
+
+    /// The lowest free block of `class` in the lowest segment that has one, if it lies below
+    /// block `before`; else `None` (the caller then leaves its node where it is). Never grows
+    /// the file.
+    pub(crate) fn allocate_front(&mut self, class: u8, before: u64) -> Option<Loc> {
         let block = self.per_class[class as usize].bits.allocate_front(before)?;
         Some(Loc { class, block })
     }
@@ -52,15 +61,59 @@ impl Space {
         let mut given = 0;
         for c in &mut self.per_class {
             let n = c.bits.free_tail_segments().saturating_sub(slack);
-            if n == 0 {
-                continue;
+            if n > 0 {
+                let before = c.file.mapped_bytes();
+                c.file.shrink(n)?;
+                c.bits.drop_tail_segments(n);
+                given += before - c.file.mapped_bytes();
             }
-            c.file.shrink(n)?;
-            c.bits.drop_tail_segments(n);
-            given += u64::from(n) * u64::from(c.blocks_per_segment) * u64::from(c.bytes);
+            if slack == 0 {
+                let in_use = c.bits.last_segment_in_use();
+                given += cut_last_segment_after(c, in_use)?;
+            }
         }
         Ok(given)
     }
+
+    /// Cuts each class file after the blocks its last segment ever handed out (rounded up to
+    /// the granule): space no node was ever in, so no log frame, checkpoint or snapshot names
+    /// it, and a commit may give it back between checkpoints (a small store's last segment is
+    /// mostly such space). Returns the bytes given back. The caller must know no reader
+    /// process maps the files (their mappings keep their length).
+    pub(crate) fn cut_untouched_tails(&mut self) -> Result<u64> {
+        let mut given = 0;
+        for c in &mut self.per_class {
+            let high_water = c.bits.last_segment_high_water();
+            given += cut_last_segment_after(c, high_water)?;
+        }
+        Ok(given)
+    }
+}
+
+/// A cut inside a segment ends on a multiple of this many bytes (or of the block, when
+/// larger): a store that cuts and grows again does not do so a block at a time, and the
+/// file's end stays on the prefault windows' boundaries (`Space::prefault_fresh`).
+const CUT_GRANULE_BYTES: u64 = 64 << 10;
+
+/// Cuts the last segment's file after its first `blocks` blocks (rounded up to the granule;
+/// none of the blocks past them allocated); returns the bytes given back. Memory is never cut
+/// inside a segment.
+fn cut_last_segment_after(c: &mut super::space::Class, blocks: u32) -> Result<u64> {
+    if !c.file.is_open() || c.bits.segment_count() == 0 {
+        return Ok(0);
+    }
+    let bytes = u64::from(c.bytes);
+    let granule = CUT_GRANULE_BYTES.max(bytes);
+    let keep = (u64::from(blocks) * bytes).next_multiple_of(granule).max(granule);
+    let held = c.file.tail_bytes();
+    if keep >= held {
+        return Ok(0);
+    }
+    c.file.cut_tail(keep)?;
+    if c.file.tail_bytes() == keep {
+        c.bits.cut_last_segment((keep / bytes) as u32);
+    }
+    Ok(held - c.file.tail_bytes())
 }
 
 #[cfg(test)]
@@ -81,8 +134,9 @@ mod tests {
         let all: Vec<Loc> = (0..3 * bps).map(|_| s.allocate(6).unwrap()).collect();
         s.free(all[5]).unwrap();
         s.free(all[(2 * bps + 1) as usize]).unwrap();
-        assert_eq!(s.allocate_front(6, 2), Some(all[5]));
-        assert_eq!(s.allocate_front(6, 2), None, "the hole in segment 2 is not below it");
+        assert_eq!(s.allocate_front(6, 5), None, "the hole is not below block 5");
+        assert_eq!(s.allocate_front(6, u64::from(2 * bps)), Some(all[5]));
+        assert_eq!(s.allocate_front(6, u64::from(2 * bps)), None, "the hole in segment 2 is not below it");
         assert_eq!(s.segment_count(6), 3);
         s.verify().unwrap();
     }
@@ -108,5 +162,119 @@ mod tests {
         assert!(again.iter().all(|l| s.is_allocated(*l)));
         assert_eq!(s.segment_count(6), 3);
         s.verify().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::super::{Backing, Loc, SizeClasses, Space};
+
+    fn file_space(dir: &std::path::Path) -> Space {
+        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.to_path_buf())).unwrap();
+        s.rebuild(&vec![Vec::new(); 7]).unwrap();
+        s
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pcore-cut-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Between checkpoints only the space past what the last segment ever handed out goes:
+    /// a block handed out and freed since may still be named by the log, so it stays.
+    #[test]
+    fn untouched_tails_are_cut_after_the_blocks_ever_handed_out() {
+        let dir = temp_dir("untouched");
+        let path = dir.join("class-06-4096.seg");
+        let mut s = file_space(&dir);
+        let all: Vec<Loc> = (0..100).map(|_| s.allocate(6).unwrap()).collect();
+        for &l in &all[21..] {
+            s.free(l).unwrap();
+        }
+        assert_eq!(s.cut_untouched_tails().unwrap(), (1 << 20) - (448 << 10));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 448 << 10, "100 blocks, in 64 KiB steps");
+        assert_eq!(s.cut_untouched_tails().unwrap(), 0, "nothing more past the blocks handed out");
+        s.verify().unwrap();
+        // Growth extends the file to the whole segment again before it hands a block out there.
+        let again: Vec<Loc> = (0..200).map(|_| s.allocate(6).unwrap()).collect();
+        assert!(again.iter().any(|l| l.block >= 112));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20);
+        s.verify().unwrap();
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file is cut after its last block in use, inside the segment; allocation past the cut
+    /// extends it to the whole segment again first, and a reopen maps the partial segment.
+    #[test]
+    fn a_file_is_cut_inside_its_last_segment_and_grows_back_whole() {
+        let dir = temp_dir("inside");
+        let path = dir.join("class-06-4096.seg");
+        let mut s = file_space(&dir);
+        let all: Vec<Loc> = (0..100).map(|_| s.allocate(6).unwrap()).collect();
+        s.write(all[20], b"kept");
+        for &l in &all[21..] {
+            s.free(l).unwrap();
+        }
+        assert_eq!(s.truncate_free_tails(0).unwrap(), (1 << 20) - (128 << 10));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 128 << 10, "21 blocks, in 64 KiB steps");
+        assert_eq!(s.file_bytes(), 128 << 10);
+        s.verify().unwrap();
+        // The 11 free blocks left below the cut are reused, then the file is extended.
+        let again: Vec<Loc> = (0..40).map(|_| s.allocate(6).unwrap()).collect();
+        assert!(again.iter().all(|l| l.block < 61));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20, "extended to the whole segment");
+        for l in &again {
+            s.write(*l, b"new!");
+        }
+        for &l in &again {
+            s.free(l).unwrap();
+        }
+        s.truncate_free_tails(0).unwrap();
+        s.flush_dirty().unwrap();
+        drop(s);
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(len, 128 << 10);
+        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.clone())).unwrap();
+        let mut used = vec![Vec::new(); 7];
+        used[6] = (0..21).collect();
+        s.rebuild(&used).unwrap();
+        assert_eq!(s.read(all[20], 4), b"kept");
+        assert_eq!(s.file_bytes(), 128 << 10);
+        let beyond = Loc { class: 6, block: 40 };
+        assert!(!s.covers(beyond), "a block past the cut is not in the file");
+        let mut past = vec![Vec::new(); 7];
+        past[6] = vec![40];
+        assert!(s.rebuild(&past).is_err(), "a table naming a block past the file's end is refused");
+        s.rebuild(&used).unwrap();
+        s.cover(beyond).unwrap();
+        assert!(s.covers(beyond));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20);
+        s.verify().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Under a disk budget, extending a cut segment is a clean error and changes nothing.
+    #[test]
+    fn extending_a_cut_segment_on_a_full_disk_is_an_error_not_a_sigbus() {
+        let dir = temp_dir("full");
+        let mut s = file_space(&dir);
+        let all: Vec<Loc> = (0..40).map(|_| s.allocate(6).unwrap()).collect();
+        for &l in &all[16..] {
+            s.free(l).unwrap();
+        }
+        s.truncate_free_tails(0).unwrap();
+        assert_eq!(s.file_bytes(), 64 << 10);
+        crate::os::simulate_disk_limit(&dir, Some(100 << 10));
+        let r = (0..20).map(|_| s.allocate(6)).find(|r| r.is_err());
+        assert!(matches!(r, Some(Err(crate::error::Error::NoSpace(_)))), "{r:?}");
+        assert_eq!(s.file_bytes(), 64 << 10, "nothing changed");
+        s.verify().unwrap();
+        crate::os::simulate_disk_limit(&dir, None);
+        assert!(s.allocate(6).is_ok());
+        assert_eq!(s.file_bytes(), 1 << 20);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -54,6 +54,7 @@ impl Space {
             for _ in 0..file.segment_count() {
                 bits.add_segment(false);
             }
+            bits.set_last_limit((file.tail_bytes() >> block_shift) as u32);
             per_class.push(Class { bytes, blocks_per_segment, segment_shift, block_shift, file, bits });
         }
         Ok(Space { classes, per_class })
@@ -86,7 +87,8 @@ impl Space {
     /// until the next [`Space::rebuild`].
     pub(crate) fn hold_all(&mut self) -> Result<()> {
         for class in &mut self.per_class {
-            let blocks = class.bits.segment_count() * class.blocks_per_segment;
+            let blocks = class.bits.segment_count().saturating_sub(1) * class.blocks_per_segment
+                + if class.bits.segment_count() > 0 { class.bits.last_limit() } else { 0 };
             class.bits.rebuild(0..blocks).map_err(|b| Error::Internal(format!("block {b} beyond the segments")))?;
         }
         Ok(())
@@ -104,6 +106,11 @@ impl Space {
         let c = &mut self.per_class[class as usize];
         let (block, source) = match c.bits.allocate() {
             Some(found) => found,
+            None if c.bits.last_limit() < c.blocks_per_segment => {
+                c.file.extend_tail()?;
+                c.bits.set_last_limit(c.blocks_per_segment);
+                c.bits.allocate().expect("an extended segment has room")
+            }
             None => {
                 // Dense placement may pass over holes; a class that cannot grow uses them.
                 let grown = if u64::from(c.bits.segment_count() + 1) * u64::from(c.blocks_per_segment)
@@ -273,7 +280,9 @@ impl Space {
     /// Whether the class file holds the block's segment.
     pub(crate) fn covers(&self, loc: Loc) -> bool {
         let c = &self.per_class[loc.class as usize];
-        u64::from(loc.block) < u64::from(c.bits.segment_count()) * u64::from(c.blocks_per_segment)
+        let whole = u64::from(c.bits.segment_count().saturating_sub(1)) * u64::from(c.blocks_per_segment);
+        let last = if c.bits.segment_count() > 0 { u64::from(c.bits.last_limit()) } else { 0 };
+        u64::from(loc.block) < whole + last
     }
 
     /// Grows the class file until it holds the block's segment: recovery's repair of a file
@@ -281,6 +290,11 @@ impl Space {
     pub(crate) fn cover(&mut self, loc: Loc) -> Result<()> {
         while !self.covers(loc) {
             let c = &mut self.per_class[loc.class as usize];
+            if c.bits.last_limit() < c.blocks_per_segment {
+                c.file.extend_tail()?;
+                c.bits.set_last_limit(c.blocks_per_segment);
+                continue;
+            }
             if u64::from(c.bits.segment_count() + 1) * u64::from(c.blocks_per_segment)
                 > crate::limits::BLOCKS_PER_CLASS_MAX
             {

@@ -8,12 +8,13 @@
 use super::checkpoint;
 use super::compact::{Budget, Moved};
 use super::core::{Core, Source};
+use super::footprint;
 use super::meta::Meta;
 use super::node_id::NodeId;
 use super::readers::{ReaderSlot, ReaderTable};
 use super::recovery;
 use super::wal::{LogWriter, Salt};
-use crate::alloc::{ClassStats, GrowthRule};
+use crate::alloc::{ClassStats, GrowthRule, Space};
 use crate::error::{Error, Result};
 use crate::limits::*;
 use crate::os::DirLock;
@@ -198,6 +199,9 @@ struct WriterSide {
     /// it (`reader_slot`). Both go at close, with the other files.
     readers: Option<Arc<ReaderTable>>,
     reader_slot: Option<ReaderSlot>,
+    /// Bytes of the store's files other than the class files and the log (checkpoint
+    /// pieces, meta, reader table), as of the last checkpoint: see `footprint`.
+    other_files: u64,
 }
 
 /// An object that caches store state (a B+ tree caches its root, height and count) and must
@@ -487,13 +491,15 @@ impl Store {
             checkpoint_time: Default::default(),
             readers: None,
             reader_slot: None,
+            other_files: 0,
         };
         let store = Store::from_parts(writer, opened.core, options.clone(), false, opened.note, readers);
         if opened.needs_checkpoint {
             store.checkpoint()?;
         } else if !options.read_only {
-            let w = store.shared.writer.lock();
-            store.shared.give_back_tail(&w)?;
+            let mut w = store.shared.writer.lock();
+            store.shared.give_back_tail(&w, |s| s.truncate_free_tails(0))?;
+            store.shared.measure_other_files(&mut w);
         }
         Ok(store)
     }
@@ -522,6 +528,7 @@ impl Store {
             checkpoint_time: Default::default(),
             readers: None,
             reader_slot: None,
+            other_files: 0,
         };
         let options = StoreOptions { read_only: false, ..options.clone() };
         Ok(Store::from_parts(writer, core, options, true, None, ReaderParts::none()))
@@ -929,8 +936,21 @@ impl Store {
         }
         c.release_frees(self.shared.reuse_limit())?;
         let table_bytes = c.table.handle_count() * 12;
+        let mut estimate = self.shared.footprint(&w, &c);
         drop(c);
-        if w.log.as_ref().map_or(0, LogWriter::len) > opts.checkpoint_log_bytes.max(table_bytes) {
+        if estimate.over_limit() {
+            // Space past what the last segments ever handed out goes back first: no
+            // checkpoint needed (a small store's last segment is mostly that).
+            // The commit is durable already: a failed cut is reported as a checkpoint's is.
+            if let Err(e) = self.shared.give_back_tail(&w, Space::cut_untouched_tails) {
+                w.last_checkpoint_error = Some(e.to_string());
+            }
+            estimate = self.shared.footprint(&w, &self.shared.state.read());
+        }
+        let log_len = w.log.as_ref().map_or(0, LogWriter::len);
+        // A snapshot pins what a checkpoint would give back: only the log's size calls for one.
+        let for_footprint = !self.shared.has_snapshots() && estimate.wants_checkpoint(log_len);
+        if log_len > opts.checkpoint_log_bytes.max(table_bytes) || for_footprint {
             // The commit is durable whatever happens here; a failed checkpoint is retried at
             // the next commit and reported by `checkpoint()`.
             let result = self.shared.checkpoint_locked(&mut w);
@@ -1299,13 +1319,33 @@ impl Shared {
         w.checkpoint_time.0 += 1;
         w.checkpoint_time.1 += started.elapsed();
         self.state.write().checkpointed(epoch, self.reuse_limit())?;
-        self.give_back_tail(w)
+        self.give_back_tail(w, |s| s.truncate_free_tails(0))?;
+        self.measure_other_files(w);
+        Ok(())
+    }
+
+    /// What a commit knows of the directory's size and the live bytes (see `footprint`).
+    fn footprint(&self, w: &WriterSide, c: &Core) -> footprint::Estimate {
+        footprint::Estimate {
+            class_files: c.space.file_bytes(),
+            log_file: w.log.as_ref().map_or(0, LogWriter::file_len),
+            other_files: w.other_files,
+            live: c.live_estimate(),
+        }
+    }
+
+    /// Measures the files a commit does not track (checkpoint pieces, meta, reader table).
+    fn measure_other_files(&self, w: &mut WriterSide) {
+        let Some(dir) = &w.dir else { return };
+        let (all, _, logs) = recovery::store_file_bytes(dir);
+        let class_files = self.state.read().space.file_bytes();
+        w.other_files = all.saturating_sub(class_files + logs);
     }
 
     /// Cuts the free tails of the class files, when that is safe: right after a checkpoint
     /// (or a writer's open with an empty log) and with no reader process registered (see
     /// `compact.rs`). A reader table that cannot be read counts as a reader.
-    pub(super) fn give_back_tail(&self, w: &WriterSide) -> Result<()> {
+    pub(super) fn give_back_tail(&self, w: &WriterSide, cut: impl FnOnce(&mut Space) -> Result<u64>) -> Result<()> {
         if self.options.read_only {
             return Ok(());
         }
@@ -1314,7 +1354,7 @@ impl Shared {
         if readers_alive || c.held_for_readers() {
             return Ok(());
         }
-        c.space.truncate_free_tails(0).map(drop)
+        cut(&mut c.space).map(drop)
     }
 
     /// The new generation's log once the meta names it: the old log's file, renamed over the
@@ -1325,7 +1365,7 @@ impl Shared {
         let dir = w.dir.clone().expect("file store");
         let Some(mut old) = w.log.take() else { return Ok(fresh) };
         at_checkpoint_step(CheckpointStep::BeforeLogReuse);
-        if old.reuse_as(log_path, salt, self.log_space_kept()).is_err() {
+        if old.reuse_as(log_path, salt, self.log_space_kept(w)).is_err() {
             return Ok(fresh);
         }
         drop(fresh);
@@ -1341,9 +1381,11 @@ impl Shared {
     /// How much of an old log a checkpoint keeps to write over: enough for the commits until
     /// the next checkpoint, but never more than a quarter of the class files (at least 1 MiB),
     /// so a small store is not held at the size of its busiest moment.
-    fn log_space_kept(&self) -> u64 {
-        let class_files = self.state.read().space.file_bytes();
-        self.options.checkpoint_log_bytes.min((class_files / 4).max(LOG_SPACE_KEPT_MIN))
+    fn log_space_kept(&self, w: &WriterSide) -> u64 {
+        let c = self.state.read();
+        let class_files = c.space.file_bytes();
+        let room = footprint::log_room(&self.footprint(w, &c));
+        self.options.checkpoint_log_bytes.min((class_files / 4).max(LOG_SPACE_KEPT_MIN)).min(room)
     }
 
     /// Gives the log's space kept for reuse back (a closing or compacted store has no

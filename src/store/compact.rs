@@ -58,31 +58,31 @@ pub(crate) struct Moved {
 }
 
 impl Core {
-    /// Per class, the segments it should fit in: the blocks its nodes need (allocated, less
-    /// those waiting in the free queues), with a quarter more room unless `tight`, in whole
-    /// segments, at least one. Blocks still queued take room meanwhile: a move that finds no
-    /// free block below the line waits for a later call.
-    pub(super) fn keep_segments(&self, tight: bool) -> Vec<u32> {
+    /// Per class, the blocks it should fit in: the blocks its nodes need (allocated, less
+    /// those waiting in the free queues), with a quarter more room unless `tight`, at least
+    /// one. Blocks still queued take room meanwhile: a move that finds no free block below
+    /// the line waits for a later call. The line need not end a segment: a file is cut inside
+    /// its last segment too (`alloc::shrink`).
+    pub(super) fn keep_blocks(&self, tight: bool) -> Vec<u64> {
         (0..self.space.classes().count() as u8)
             .map(|class| {
-                let bps = u64::from(self.space.blocks_per_segment(class));
                 let needed = self.space.allocated_blocks(class).saturating_sub(self.queued_blocks[class as usize]);
                 let wanted = if tight { needed } else { needed + needed / 4 };
-                wanted.div_ceil(bps).max(1) as u32
+                wanted.max(1)
             })
             .collect()
     }
 
     /// True when the node may move now (see the module comment) and its block lies beyond
     /// the segments its class should fit in.
-    fn movable(&self, handle: u64, keep: &[u32]) -> bool {
+    fn movable(&self, handle: u64, keep: &[u64]) -> bool {
         let s = &self.table.slots[handle as usize];
         // An empty node may be one allocated and committed before its first publish: its host
         // may still write through the allocation's pointer, into this very block.
         s.state == State::Live
             && !s.dirty
             && s.len > 0
-            && self.space.segment_of(s.loc()) >= keep[s.class as usize]
+            && u64::from(s.block) >= keep[s.class as usize]
             && !self.drafts.contains_key(&handle)
             && !self.table.shadowed.contains_key(&handle)
     }
@@ -94,11 +94,12 @@ impl Core {
         if budget.scan == 0 {
             return moved;
         }
-        let keep = self.keep_segments(budget.tight);
+        let keep = self.keep_blocks(budget.tight);
         let mut draining = false;
         for (class, &k) in keep.iter().enumerate() {
-            let drain = self.space.segment_count(class as u8) > k;
-            self.space.set_drain_from(class as u8, if drain { k } else { u32::MAX });
+            let drain = self.space.in_use_end(class as u8) > self.space.cut_line(class as u8, k);
+            let from = (k / u64::from(self.space.blocks_per_segment(class as u8))) as u32;
+            self.space.set_drain_from(class as u8, if drain { from } else { u32::MAX });
             draining |= drain;
         }
         if !draining {
@@ -140,7 +141,7 @@ impl Core {
 
     /// Nodes relocation would move now with a tight budget (for a progress bar's length).
     pub(crate) fn movable_nodes(&self) -> u64 {
-        let keep = self.keep_segments(true);
+        let keep = self.keep_blocks(true);
         (1..self.table.handle_count()).filter(|&h| self.movable(h, &keep)).count() as u64
     }
 
@@ -253,8 +254,9 @@ impl Store {
             return Ok(());
         }
         let worth = self.read_state(|c| {
-            let keep = c.keep_segments(false);
-            Ok((0..keep.len()).any(|class| c.space.segment_count(class as u8) > keep[class]))
+            let keep = c.keep_blocks(false);
+            Ok((0..keep.len())
+                .any(|class| c.space.in_use_end(class as u8) > c.space.cut_line(class as u8, keep[class])))
         })?;
         if !worth {
             return Ok(());

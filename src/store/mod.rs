@@ -25,6 +25,7 @@ mod delta;
 mod delta_tests;
 #[cfg(test)]
 mod edge_tests;
+mod footprint;
 mod handle_map;
 mod history;
 mod inspect;

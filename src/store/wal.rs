@@ -553,6 +553,11 @@ impl LogWriter {
         self.len
     }
 
+    /// The file's length: the frames and the space kept past them for reuse.
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+
     /// Cuts the file back to its frames: the space kept for reuse goes back to the file
     /// system (at a close, and after a compaction).
     pub fn give_back_unused(&mut self) -> Result<()> {
