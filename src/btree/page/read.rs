@@ -110,7 +110,7 @@ pub(crate) struct PageRef<'a> {
     /// index below it needs no check.
     pub(super) slots: &'a [[u8; SLOT_BYTES]],
     /// An internal page's slot array (empty in a leaf).
-    word_slots: &'a [[u8; WORD_SLOT_BYTES]],
+    pub(super) word_slots: &'a [[u8; WORD_SLOT_BYTES]],
     cells_start: usize,
 }
 
@@ -484,6 +484,17 @@ impl<'a> PageRef<'a> {
         let raw = self.take(i, off, (n + key_len + m).saturating_add(value))?;
         // A page is at most 64 KiB: the key's length fits a u16, its varint a u8.
         Ok(Cell { raw, key_at: n as u8, key_len: key_len as u16 })
+    }
+
+    /// The bytes of entry i's cell (its slot not included), read from its lengths.
+    pub(super) fn cell_len(&self, i: usize) -> Result<usize> {
+        if self.is_leaf() {
+            return Ok(self.leaf_cell(i)?.raw.len());
+        }
+        let off = self.cell_offset(i)?;
+        let (key_len, n) = self.varint(i, off)?;
+        self.take_array::<8>(i, off + n + key_len)?;
+        Ok(n + key_len + 8)
     }
 
     /// The bytes leaf entry i takes, its slot included, read from its cell's lengths.
