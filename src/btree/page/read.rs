@@ -515,7 +515,12 @@ impl<'a> PageRef<'a> {
 
     /// Bytes the entries use (slots included), by the byte-accounting function.
     pub fn used_bytes(&self) -> Result<usize> {
-        (0..self.len()).map(|i| self.entry(i).map(|e| e.bytes())).sum()
+        (0..self.len()).map(|i| self.entry_bytes(i)).sum()
+    }
+
+    /// The bytes entry i takes, its slot included ([`entry_bytes`] of it), from its lengths.
+    pub fn entry_bytes(&self, i: usize) -> Result<usize> {
+        Ok(self.cell_len(i)? + slot_bytes(self.bytes[0]))
     }
 
     pub fn entries(&self) -> Result<Vec<Entry<'a>>> {

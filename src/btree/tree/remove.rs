@@ -181,9 +181,7 @@ impl BTree {
         if self.sizes_fit(&sizes) {
             plan.write_cells(left_id, &combined);
             plan.free_later(right_id, KIND_LEAF);
-            let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
-            parent_entries.remove(sep_index);
-            return self.rebalance_internal(plan, above, parent_id, parent.leftmost_child(), &parent_entries);
+            return self.remove_separator(plan, above, parent_id, &parent_bytes, sep_index);
         }
         // Two leaves that do not fit one page: even them out by bytes, if the new separator
         // fits the parent (a longer one might not; the pages are then left as they are).
@@ -272,8 +270,37 @@ impl BTree {
         }
         plan.write(left_id, TYPE_INTERNAL, left_leftmost, &combined);
         plan.free_later(right_id, KIND_INTERNAL);
-        parent_entries.remove(sep_index);
-        self.rebalance_internal(plan, above, parent_id, parent.leftmost_child(), &parent_entries)
+        self.remove_separator(plan, above, parent_id, &parent_bytes, sep_index)
+    }
+
+    /// Takes separator `index` (and the child right of it, merged into its left neighbour) out
+    /// of internal page `id` (`bytes`, its image): in place on a copy when the page keeps
+    /// enough (at or above the merge threshold, or the root keeping a separator), the common
+    /// case, else through [`BTree::rebalance_internal`], which decides by the same threshold.
+    fn remove_separator(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        path: &[(u64, usize)],
+        id: u64,
+        bytes: &[u8],
+        index: usize,
+    ) -> Result<()> {
+        let p = PageRef::parse(bytes, id)?;
+        self.check_kind(&p, id, false)?;
+        let used = p.used_bytes()?.saturating_sub(p.entry_bytes(index)?);
+        let keeps = match path.is_empty() {
+            true => p.len() > 1,
+            false => !below_merge_threshold(used, page::capacity(self.inner.page_bytes)),
+        };
+        if keeps {
+            let mut image = Scratch::copy_of(bytes);
+            page::remove_in_place(&mut image, id, index)?;
+            plan.put(id, image);
+            return Ok(());
+        }
+        let mut entries = self.page_entries(&p, id, false)?;
+        entries.remove(index);
+        self.rebalance_internal(plan, path, id, p.leftmost_child(), &entries)
     }
 
     /// Two internal siblings too full to merge share their separators out evenly by bytes, a
