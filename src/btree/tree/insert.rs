@@ -25,7 +25,7 @@ impl BTree {
             if let (Err(i), true) = (found, inline) {
                 let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
                 if (self.count_fits(leaf_len + 1) && self.try_insert_in_place(editor, leaf_id, i, &e)?)
-                    || self.overflow_in_place(editor, &path, leaf_id, i, &e)?
+                    || self.overflow_in_place(editor, &mut st, &path, leaf_id, i, &e)?
                 {
                     st.entries += 1;
                     return self.save_anchor(editor, &st);
@@ -183,8 +183,9 @@ impl BTree {
             let sep_index = pos.min(sibling_pos);
             // The parent's separator changes: in place on a copy when it has room (the
             // common case), else the parent is rebuilt.
-            let mut parent_image = Scratch::copy_of(&parent_bytes);
-            if !page::replace_separator_in_place(&mut parent_image, parent_id, sep_index, &separator)? {
+            if page::separator_fits_in_place(&parent, sep_index, &separator)? {
+                plan.edit(parent_id, PageWrite::ReplaceSeparator { index: sep_index, key: separator });
+            } else {
                 if parent_entries.is_empty() {
                     parent_entries = self.page_entries(&parent, parent_id, false)?;
                 }
@@ -193,11 +194,10 @@ impl BTree {
                 if !self.page_fits(&rebuilt) {
                     continue;
                 }
-                page::build(&mut parent_image, TYPE_INTERNAL, parent.leftmost_child(), &rebuilt);
+                plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &rebuilt);
             }
             plan.write_cells(left_id, &left_cells);
             plan.write_cells(right_id, &right_cells);
-            plan.put(parent_id, parent_image);
             return Ok(true);
         }
         Ok(false)
@@ -219,15 +219,14 @@ impl BTree {
         for &(page_id, pos) in path.iter().rev() {
             let Some((sep, child)) = carry.take() else { break };
             let new_entry = Entry { key: &sep, payload: Payload::Child(child) };
-            let mut image = plan.copy_page(page_id)?;
-            let count = PageRef::parse(&image, page_id)?.len();
+            let bytes = plan.copy_page(page_id)?;
+            let p = PageRef::parse(&bytes, page_id)?;
+            self.check_kind(&p, page_id, false)?;
             // The common case: the separator fits the page's free gap, one small edit.
-            if self.count_fits(count + 1) && page::insert_in_place(&mut image, page_id, pos, &new_entry)? {
-                plan.put(page_id, image);
+            if self.count_fits(p.len() + 1) && p.gap_bytes() >= new_entry.bytes() && pos <= p.len() {
+                plan.edit(page_id, PageWrite::InsertSeparator { index: pos, key: sep, child });
                 continue;
             }
-            let bytes = image;
-            let p = PageRef::parse(&bytes, page_id)?;
             let mut entries = self.page_entries(&p, page_id, false)?;
             entries.insert(pos, new_entry);
             let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();

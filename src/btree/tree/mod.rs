@@ -33,7 +33,7 @@ pub(crate) use order::{split_composite, Probe};
 use path::*;
 pub(crate) use path::{missing_page, PageReader, Path};
 use plan::check_node_kind;
-pub(crate) use plan::{Plan, Scratch};
+pub(crate) use plan::{PageWrite, Plan, Scratch};
 
 use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{

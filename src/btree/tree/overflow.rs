@@ -7,13 +7,14 @@
 //!
 //! Whatever this does not cover (a leaf that is the root, a parent without room, a key-count
 //! ceiling, an edge split that would leave a page over it) is left, nothing changed, to the
-//! general path, `Plan`.
+//! general path. Both carry their decision out through a `Plan`: every shadow and new page is
+//! taken before any page is written.
 
-use super::{edge_at, update_page, BTree, PageReader, Scratch, KIND_LEAF};
+use super::{edge_at, BTree, PageReader, PageWrite, Plan, Scratch, State, KIND_LEAF};
 use crate::btree::page::{self, Cell, Entry, LeafWithInsert, PageRef, Payload};
 use crate::btree::split::{shift_cut, shift_fits, split_cut, Edge};
-use crate::error::{Error, Result};
-use crate::store::{NodeEditor, NodeId};
+use crate::error::Result;
+use crate::store::NodeEditor;
 
 /// Where a full leaf's overflowing cells go.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,7 @@ impl BTree {
     pub(super) fn overflow_in_place(
         &self,
         editor: &mut NodeEditor<'_>,
+        st: &mut State,
         path: &[(u64, usize)],
         leaf_id: u64,
         at: usize,
@@ -53,45 +55,25 @@ impl BTree {
         let mut cell_buf = Vec::new();
         let cell = Cell::encode(new, &mut cell_buf);
         let Some(m) = self.plan_move(editor, path, leaf_id, at, cell)? else { return Ok(false) };
-        // Every shadow and the new page first: the only steps that can fail for lack of space.
-        editor.prepare_write(NodeId::from_raw(leaf_id))?;
-        editor.prepare_write(NodeId::from_raw(parent_id))?;
-        let new_page = match m.to {
-            Destination::Sibling { id, .. } => {
-                editor.prepare_write(NodeId::from_raw(id))?;
-                None
+        // The leaf gets its new image; the sibling and the parent are edited where they lie,
+        // as the planning checked they can be.
+        let mut plan = Plan::new(self, editor);
+        plan.put(leaf_id, m.rest);
+        match m.to {
+            Destination::Sibling { id, right } => {
+                plan.edit(id, PageWrite::AddCells { moved: m.moved, front: right });
+                plan.edit(parent_id, PageWrite::ReplaceSeparator { index: m.sep_index, key: m.separator });
             }
             Destination::NewPage => {
-                let id = editor.allocate(self.inner.page_bytes, KIND_LEAF)?;
-                if let Err(e) = editor.publish(id, &m.moved) {
-                    let _ = editor.free(id);
-                    return Err(e);
-                }
-                Some(id)
+                let id = match plan.alloc_page(KIND_LEAF) {
+                    Ok(id) => id,
+                    Err(e) => return plan.abort(e),
+                };
+                plan.put(id, m.moved);
+                plan.edit(parent_id, PageWrite::InsertSeparator { index: m.sep_index, key: m.separator, child: id });
             }
-        };
-        // Then the edits, each checked to succeed while planning.
-        edit(editor, self.inner.page_bytes, leaf_id, |p| {
-            p.copy_from_slice(&m.rest);
-            Ok(true)
-        })?;
-        let separator = &m.separator;
-        match (m.to, new_page) {
-            (Destination::Sibling { id, right }, _) => {
-                let moved = PageRef::parse(&m.moved, leaf_id)?;
-                edit(editor, self.inner.page_bytes, id, |p| page::insert_cells_in_place(p, id, &moved, right))?;
-                edit(editor, self.inner.page_bytes, parent_id, |p| {
-                    page::replace_separator_in_place(p, parent_id, m.sep_index, separator)
-                })?;
-            }
-            (Destination::NewPage, Some(id)) => {
-                let entry = Entry { key: separator, payload: Payload::Child(id.raw()) };
-                edit(editor, self.inner.page_bytes, parent_id, |p| {
-                    page::insert_in_place(p, parent_id, m.sep_index, &entry)
-                })?;
-            }
-            (Destination::NewPage, None) => return Err(Error::Internal("a split without its new page".into())),
         }
+        plan.apply(st)?;
         Ok(true)
     }
 
@@ -184,22 +166,6 @@ impl BTree {
             }
         }
         Ok(None)
-    }
-}
-
-/// Runs `f` on page `id` in place. `f` answering false means an edit checked beforehand was
-/// refused: the page changed under the plan, which only damage can do.
-fn edit(
-    editor: &mut NodeEditor<'_>,
-    page_bytes: usize,
-    id: u64,
-    f: impl FnOnce(&mut [u8]) -> Result<bool>,
-) -> Result<()> {
-    let done = update_page(editor, page_bytes, id, f)?;
-    debug_assert!(done, "an in-place edit checked beforehand refused");
-    match done {
-        true => Ok(()),
-        false => Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "its free gap shrank during a shift or split")),
     }
 }
 

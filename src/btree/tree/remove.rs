@@ -191,19 +191,19 @@ impl BTree {
             return Ok(());
         }
         let new_sep = self.separator(combined[k - 1].key(), combined[k].key());
-        let mut parent_image = Scratch::copy_of(&parent_bytes);
-        if !page::replace_separator_in_place(&mut parent_image, parent_id, sep_index, &new_sep)? {
+        if page::separator_fits_in_place(&parent, sep_index, &new_sep)? {
+            plan.edit(parent_id, PageWrite::ReplaceSeparator { index: sep_index, key: new_sep });
+        } else {
             let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
             parent_entries[sep_index] = Entry { key: &new_sep, payload: Payload::Child(right_id) };
             if !self.page_fits(&parent_entries) {
                 plan.write_cells(id, cells);
                 return Ok(());
             }
-            page::build(&mut parent_image, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
+            plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
         }
         plan.write_cells(left_id, &combined[..k]);
         plan.write_cells(right_id, &combined[k..]);
-        plan.put(parent_id, parent_image);
         Ok(())
     }
 
@@ -293,9 +293,7 @@ impl BTree {
             false => !below_merge_threshold(used, page::capacity(self.inner.page_bytes)),
         };
         if keeps {
-            let mut image = Scratch::copy_of(bytes);
-            page::remove_in_place(&mut image, id, index)?;
-            plan.put(id, image);
+            plan.edit(id, PageWrite::Remove { index });
             return Ok(());
         }
         let mut entries = self.page_entries(&p, id, false)?;
