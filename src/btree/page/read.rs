@@ -11,25 +11,50 @@ pub(crate) struct LeafWithInsert<'a> {
     pub cell: Cell<'a>,
 }
 
-impl<'a> LeafWithInsert<'a> {
-    pub fn len(&self) -> usize {
+/// A leaf's cells in order, as the planner measures and cuts them: a page with one cell more
+/// ([`LeafWithInsert`], read where they lie) or cells gathered in a slice.
+pub(crate) trait LeafCells<'a> {
+    fn len(&self) -> usize;
+    /// Bytes of all the cells, slots included.
+    fn bytes(&self) -> usize;
+    fn get(&self, j: usize) -> Result<Cell<'a>>;
+}
+
+impl<'a> LeafCells<'a> for LeafWithInsert<'a> {
+    fn len(&self) -> usize {
         self.page.len() + 1
     }
 
-    /// Bytes of all the cells, slots included (the page has no holes: it is a leaf).
-    pub fn bytes(&self) -> usize {
+    /// The page has no holes: it is a leaf.
+    fn bytes(&self) -> usize {
         self.page.occupied_bytes() + self.cell.bytes()
     }
 
     #[inline(always)]
-    pub fn get(&self, j: usize) -> Result<Cell<'a>> {
+    fn get(&self, j: usize) -> Result<Cell<'a>> {
         match j.cmp(&self.at) {
             std::cmp::Ordering::Less => self.page.leaf_cell(j),
             std::cmp::Ordering::Equal => Ok(self.cell),
             std::cmp::Ordering::Greater => self.page.leaf_cell(j - 1),
         }
     }
+}
 
+impl<'a> LeafCells<'a> for [Cell<'a>] {
+    fn len(&self) -> usize {
+        <[Cell<'a>]>::len(self)
+    }
+
+    fn bytes(&self) -> usize {
+        self.iter().map(Cell::bytes).sum()
+    }
+
+    fn get(&self, j: usize) -> Result<Cell<'a>> {
+        Ok(self[j])
+    }
+}
+
+impl<'a> LeafWithInsert<'a> {
     /// Writes cells `range` as a whole leaf into `out`, reading each cell once. A damaged
     /// cell, or cells that do not fit (a damaged page's lengths), are `Corrupt`, with `out`
     /// partly written (pass a buffer).

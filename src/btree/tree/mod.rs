@@ -37,11 +37,11 @@ pub(crate) use plan::{PageWrite, Plan, Scratch};
 
 use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{
-    below_merge_threshold, internal_split_point, leaf_split_point, shift_cut, shift_fits, shortest_separator,
-    split_cut, Edge,
+    below_merge_threshold, internal_split_point, leaf_split_point, shortest_separator, split_cut, Edge,
 };
 use crate::error::{Error, Result};
 use crate::store::{AbortGuard, AbortHook, NodeEditor, NodeId, Snapshot, Store, WeakStore};
+use overflow::Destination;
 use parking_lot::RwLock;
 use std::borrow::Cow;
 use std::cmp::Ordering;

@@ -11,14 +11,14 @@
 //! taken before any page is written.
 
 use super::{edge_at, BTree, PageReader, PageWrite, Plan, Scratch, State, KIND_LEAF};
-use crate::btree::page::{self, Cell, Entry, LeafWithInsert, PageRef, Payload};
+use crate::btree::page::{self, Cell, Entry, LeafCells, LeafWithInsert, PageRef, Payload, TYPE_INTERNAL};
 use crate::btree::split::{shift_cut, shift_fits, split_cut, Edge};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::NodeEditor;
 
 /// Where a full leaf's overflowing cells go.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Destination {
+pub(super) enum Destination {
     /// To the sibling `id` under the same parent: its front when it is the leaf's right
     /// sibling, its end when the left.
     Sibling { id: u64, right: bool },
@@ -62,7 +62,9 @@ impl BTree {
         match m.to {
             Destination::Sibling { id, right } => {
                 plan.edit(id, PageWrite::AddCells { moved: m.moved, front: right });
-                plan.edit(parent_id, PageWrite::ReplaceSeparator { index: m.sep_index, key: m.separator });
+                if let Err(e) = self.plan_separator(&mut plan, parent_id, m.sep_index, m.separator) {
+                    return plan.abort(e);
+                }
             }
             Destination::NewPage => {
                 let id = match plan.alloc_page(KIND_LEAF) {
@@ -102,7 +104,14 @@ impl BTree {
         self.check_kind(&parent, parent_id, false)?;
         let edge = edge_at(path, at, n, |id| pages.page(id).ok().map(|p| p.len()));
         let shift = match edge {
-            Edge::Middle => self.pick_sibling(&pages, &parent, pos, &cells)?,
+            Edge::Middle => {
+                let sibling = |id| {
+                    let p = pages.page(id)?;
+                    self.check_kind(&p, id, true)?;
+                    Ok((p.occupied_bytes(), p.len()))
+                };
+                self.pick_sibling(sibling, &parent, pos, &cells)?
+            }
             _ => None,
         };
         let (to, k, separator) = match shift {
@@ -127,20 +136,22 @@ impl BTree {
         Ok(Some(Move { to, sep_index: if right { pos } else { pos - 1 }, separator, moved, rest }))
     }
 
-    /// A sibling under the same parent that can take enough of the leaf's cells (`cells`,
-    /// the new one among them) for both to fit with the slack to spare, and whose separator
-    /// fits the parent in place: where it is, the cut (the first cell of the right-hand page)
-    /// and the separator. The sibling is never decoded: a leaf has no holes, so its capacity
-    /// less its gap is what it holds.
-    fn pick_sibling(
+    /// THE shift decision of both insert paths: a sibling under the same parent that can take
+    /// enough of the leaf's cells (`cells`, the new one among them) for both to fit with the
+    /// slack to spare ([`shift_fits`], cut by [`shift_cut`]), and whose separator fits the
+    /// parent (in place, or the parent rebuilt): where it is, the cut (the first cell of the
+    /// right-hand page) and the separator. `sibling(id)` gives a leaf's occupied bytes and
+    /// entry count: the sibling is never decoded (a leaf has no holes, so its capacity less its
+    /// gap is what it holds).
+    pub(super) fn pick_sibling<'c>(
         &self,
-        pages: &PageReader<'_, '_>,
+        sibling: impl Fn(u64) -> Result<(usize, usize)>,
         parent: &PageRef<'_>,
         pos: usize,
-        cells: &LeafWithInsert<'_>,
+        cells: &(impl LeafCells<'c> + ?Sized),
     ) -> Result<Option<(Destination, usize, Vec<u8>)>> {
         let cap = page::capacity(self.inner.page_bytes);
-        let total = cells.bytes();
+        let (n, total) = (cells.len(), cells.bytes());
         for right in [true, false] {
             let sibling_pos = match right {
                 true if pos < parent.len() => pos + 1,
@@ -148,24 +159,52 @@ impl BTree {
                 _ => continue,
             };
             let id = parent.child_at_position(sibling_pos)?;
-            let sibling = pages.page(id)?;
-            self.check_kind(&sibling, id, true)?;
-            let used = sibling.occupied_bytes();
+            let (used, len) = sibling(id)?;
             if !shift_fits(total, used, cap) {
                 continue;
             }
             let size = |j| cells.get(j).map(|c| c.bytes());
-            let Some(k) = shift_cut(cells.len(), size, total, used, cap, right)? else { continue };
-            let moved = if right { cells.len() - k } else { k };
-            if !self.count_fits(cells.len() - moved) || !self.count_fits(sibling.len() + moved) {
+            let Some(k) = shift_cut(n, size, total, used, cap, right)? else { continue };
+            let moved = if right { n - k } else { k };
+            if !self.count_fits(n - moved) || !self.count_fits(len + moved) {
                 continue;
             }
             let separator = self.separator(cells.get(k - 1)?.key(), cells.get(k)?.key());
-            if page::separator_fits_in_place(parent, pos.min(sibling_pos), &separator)? {
+            if self.separator_fits(parent, pos.min(sibling_pos), &separator)? {
                 return Ok(Some((Destination::Sibling { id, right }, k, separator)));
             }
         }
         Ok(None)
+    }
+
+    /// Whether internal entry `index` of `parent` can take `key` as its separator: in place,
+    /// or in the page rebuilt (its holes reclaimed).
+    pub(super) fn separator_fits(&self, parent: &PageRef<'_>, index: usize, key: &[u8]) -> Result<bool> {
+        if page::separator_fits_in_place(parent, index, key)? {
+            return Ok(true);
+        }
+        let bytes =
+            parent.used_bytes()? - parent.entry_bytes(index)? + page::entry_bytes(key.len(), &Payload::Child(0));
+        Ok(page::fits(bytes, self.inner.page_bytes))
+    }
+
+    /// Plans internal entry `index` of page `id` taking `key` as its separator, which
+    /// [`BTree::separator_fits`] allowed: in place when it fits there, else the page rebuilt.
+    pub(super) fn plan_separator(&self, plan: &mut Plan<'_, '_>, id: u64, index: usize, key: Vec<u8>) -> Result<()> {
+        if plan.with_page(id, |p| page::separator_fits_in_place(&p, index, &key))?? {
+            plan.edit(id, PageWrite::ReplaceSeparator { index, key });
+            return Ok(());
+        }
+        let bytes = plan.copy_page(id)?;
+        let p = PageRef::parse(&bytes, id)?;
+        let mut entries = self.page_entries(&p, id, false)?;
+        let child = p.child(index)?;
+        entries[index] = Entry { key: &key, payload: Payload::Child(child) };
+        if !self.page_fits(&entries) {
+            return Err(Error::Internal("a separator planned to fit its parent did not".into()));
+        }
+        plan.write(id, TYPE_INTERNAL, p.leftmost_child(), &entries);
+        Ok(())
     }
 }
 
