@@ -118,7 +118,7 @@ impl BTree {
             self.check_kind(&leaf, leaf_id, true)?;
             let cell_bytes = leaf.leaf_cell_bytes(index)?;
             let used = leaf.occupied_bytes().saturating_sub(cell_bytes);
-            if !path.is_empty() && below_merge_threshold(used, page::capacity(pb)) {
+            if self.leaf_rebalances(&pages, path, used, leaf.len() - 1)? {
                 return Ok(false);
             }
             match leaf.leaf_value(index)? {
@@ -138,6 +138,43 @@ impl BTree {
         Ok(true)
     }
 
+    /// THE rebalance rule of a leaf that lost an entry, left with `used` bytes in `n` entries
+    /// (`path`: its descent): below the merge threshold it is rebalanced (merged with its
+    /// sibling, or evened out with it), except at the tree's left or right edge, where it
+    /// waits until it fits one page with its sibling: sequential removes empty the edge leaf
+    /// entry by entry, and evening it out would only move cells there to be removed next (as an
+    /// insert at the right edge splits leaving full pages). At most two leaves wait so.
+    /// Both remove paths ask this: the in-place remove edits its leaf only when it says no.
+    fn leaf_rebalances(
+        &self,
+        pages: &PageReader<'_, '_>,
+        path: &[(u64, usize)],
+        used: usize,
+        n: usize,
+    ) -> Result<bool> {
+        let Some(&(parent_id, pos)) = path.last() else { return Ok(false) }; // the root leaf
+        if !below_merge_threshold(used, page::capacity(self.inner.page_bytes)) {
+            return Ok(false);
+        }
+        if !path.iter().all(|&(_, p)| p == 0) {
+            for &(id, p) in path {
+                if pages.page(id)?.len() != p {
+                    return Ok(true); // neither edge
+                }
+            }
+        }
+        let parent = pages.page(parent_id)?;
+        self.check_kind(&parent, parent_id, false)?;
+        let sibling_pos = if pos == 0 { 1 } else { pos - 1 };
+        if sibling_pos > parent.len() {
+            return Ok(true); // an only child: rebalance_leaf leaves it as it is
+        }
+        let sibling_id = parent.child_at_position(sibling_pos)?;
+        let sibling = pages.page(sibling_id)?;
+        self.check_kind(&sibling, sibling_id, true)?;
+        Ok(page::fits(used + sibling.occupied_bytes(), self.inner.page_bytes) && self.count_fits(n + sibling.len()))
+    }
+
     /// Writes a leaf that lost an entry, as [`BTree::rebalance_internal`] does an internal page,
     /// moving cells as they lie (no entry is decoded and encoded again): below the merge
     /// threshold it merges with a sibling when both fit one page, or evens the two out, the
@@ -155,7 +192,16 @@ impl BTree {
             plan.write_cells(id, cells); // the root leaf: any fill will do
             return Ok(());
         };
-        if !below_merge_threshold(used, cap) {
+        let rebalances = {
+            let nodes = plan.editor.reader();
+            self.leaf_rebalances(
+                &PageReader { nodes: &nodes, page_bytes: self.inner.page_bytes },
+                path,
+                used,
+                cells.len(),
+            )?
+        };
+        if !rebalances {
             plan.write_cells(id, cells);
             return Ok(());
         }
