@@ -1,10 +1,11 @@
 //! `BTree`: a B+ tree whose pages are store nodes, and whose every size decision comes from
 //! the bytes entries really use ([`page::entry_bytes`]).
 //!
-//! Writers hold the tree's lock exclusively and change pages through a [`Plan`] (or, on the
-//! insert's in-place paths, in the same order): every new page is allocated and every changed
-//! page given its copy-on-write shadow before any page is written, so an operation that fails
-//! leaves the tree exactly as it was. Changes are
+//! Writers hold the tree's lock exclusively and change pages through a [`Plan`] (whole new
+//! images, or edits where the pages lie; an edit of a single page, the insert's and the
+//! remove's fast paths, needs none): every new page is allocated and every changed page given
+//! its copy-on-write shadow before any page is written, so an operation that fails leaves the
+//! tree exactly as it was. Changes are
 //! durable with the store's next commit. Readers hold the lock shared.
 
 mod anchor;

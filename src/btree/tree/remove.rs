@@ -100,7 +100,7 @@ impl BTree {
         Ok(removed)
     }
 
-    /// A remove's common case: the leaf stays above the merge threshold (or is the root), so
+    /// A remove's common case: the leaf needs no rebalancing ([`BTree::leaf_rebalances`]), so
     /// its entry is removed where the leaf lies, one in-place edit of one page, and an
     /// overflow value's node freed. Returns false, nothing changed, when the leaf needs
     /// rebalancing; an error leaves the tree as it was.
@@ -176,9 +176,9 @@ impl BTree {
     }
 
     /// Writes a leaf that lost an entry, as [`BTree::rebalance_internal`] does an internal page,
-    /// moving cells as they lie (no entry is decoded and encoded again): below the merge
-    /// threshold it merges with a sibling when both fit one page, or evens the two out, the
-    /// parent's separator replaced in place when it has room.
+    /// moving cells as they lie (no entry is decoded and encoded again): when
+    /// [`BTree::leaf_rebalances`] says so it merges with a sibling when both fit one page, or
+    /// evens the two out, the parent's separator replaced in place when it has room.
     fn rebalance_leaf(
         &self,
         plan: &mut Plan<'_, '_>,

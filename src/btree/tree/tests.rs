@@ -354,7 +354,7 @@ fn run_model(seed: u64, page_bytes: u32, dup: Duplicates, ceiling: Option<u32>) 
 #[test]
 fn sequential_removes_from_either_edge_keep_the_tree_sound() {
     let store = mem_store();
-    let mut rng = Rng::new(0x5eed_0f_1e57);
+    let mut rng = Rng::new(0x5eed_0f1e_5700);
     for page_bytes in [512u32, 4096] {
         for (shape, width) in [("int", 8usize), ("pair", 16), ("long", 0)] {
             for descending in [false, true] {
