@@ -11,25 +11,50 @@ pub(crate) struct LeafWithInsert<'a> {
     pub cell: Cell<'a>,
 }
 
-impl<'a> LeafWithInsert<'a> {
-    pub fn len(&self) -> usize {
+/// A leaf's cells in order, as the planner measures and cuts them: a page with one cell more
+/// ([`LeafWithInsert`], read where they lie) or cells gathered in a slice.
+pub(crate) trait LeafCells<'a> {
+    fn len(&self) -> usize;
+    /// Bytes of all the cells, slots included.
+    fn bytes(&self) -> usize;
+    fn get(&self, j: usize) -> Result<Cell<'a>>;
+}
+
+impl<'a> LeafCells<'a> for LeafWithInsert<'a> {
+    fn len(&self) -> usize {
         self.page.len() + 1
     }
 
-    /// Bytes of all the cells, slots included (the page has no holes: it is a leaf).
-    pub fn bytes(&self) -> usize {
+    /// The page has no holes: it is a leaf.
+    fn bytes(&self) -> usize {
         self.page.occupied_bytes() + self.cell.bytes()
     }
 
     #[inline(always)]
-    pub fn get(&self, j: usize) -> Result<Cell<'a>> {
+    fn get(&self, j: usize) -> Result<Cell<'a>> {
         match j.cmp(&self.at) {
             std::cmp::Ordering::Less => self.page.leaf_cell(j),
             std::cmp::Ordering::Equal => Ok(self.cell),
             std::cmp::Ordering::Greater => self.page.leaf_cell(j - 1),
         }
     }
+}
 
+impl<'a> LeafCells<'a> for [Cell<'a>] {
+    fn len(&self) -> usize {
+        <[Cell<'a>]>::len(self)
+    }
+
+    fn bytes(&self) -> usize {
+        self.iter().map(Cell::bytes).sum()
+    }
+
+    fn get(&self, j: usize) -> Result<Cell<'a>> {
+        Ok(self[j])
+    }
+}
+
+impl<'a> LeafWithInsert<'a> {
     /// Writes cells `range` as a whole leaf into `out`, reading each cell once. A damaged
     /// cell, or cells that do not fit (a damaged page's lengths), are `Corrupt`, with `out`
     /// partly written (pass a buffer).
@@ -110,7 +135,7 @@ pub(crate) struct PageRef<'a> {
     /// index below it needs no check.
     pub(super) slots: &'a [[u8; SLOT_BYTES]],
     /// An internal page's slot array (empty in a leaf).
-    word_slots: &'a [[u8; WORD_SLOT_BYTES]],
+    pub(super) word_slots: &'a [[u8; WORD_SLOT_BYTES]],
     cells_start: usize,
 }
 
@@ -486,6 +511,17 @@ impl<'a> PageRef<'a> {
         Ok(Cell { raw, key_at: n as u8, key_len: key_len as u16 })
     }
 
+    /// The bytes of entry i's cell (its slot not included), read from its lengths.
+    pub(super) fn cell_len(&self, i: usize) -> Result<usize> {
+        if self.is_leaf() {
+            return Ok(self.leaf_cell(i)?.raw.len());
+        }
+        let off = self.cell_offset(i)?;
+        let (key_len, n) = self.varint(i, off)?;
+        self.take_array::<8>(i, off + n + key_len)?;
+        Ok(n + key_len + 8)
+    }
+
     /// The bytes leaf entry i takes, its slot included, read from its cell's lengths.
     pub fn leaf_cell_bytes(&self, i: usize) -> Result<usize> {
         Ok(self.leaf_cell(i)?.bytes())
@@ -504,7 +540,12 @@ impl<'a> PageRef<'a> {
 
     /// Bytes the entries use (slots included), by the byte-accounting function.
     pub fn used_bytes(&self) -> Result<usize> {
-        (0..self.len()).map(|i| self.entry(i).map(|e| e.bytes())).sum()
+        (0..self.len()).map(|i| self.entry_bytes(i)).sum()
+    }
+
+    /// The bytes entry i takes, its slot included ([`entry_bytes`] of it), from its lengths.
+    pub fn entry_bytes(&self, i: usize) -> Result<usize> {
+        Ok(self.cell_len(i)? + slot_bytes(self.bytes[0]))
     }
 
     pub fn entries(&self) -> Result<Vec<Entry<'a>>> {

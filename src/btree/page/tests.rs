@@ -232,3 +232,24 @@ fn removing_in_place_keeps_the_leaf_packed_and_equal_to_a_rebuild() {
     assert!(matches!(remove_in_place(&mut page, 1, 0), Err(Error::Corrupt { .. })));
     assert_eq!(page, before);
 }
+
+#[test]
+fn removing_a_separator_in_place_equals_a_rebuild_even_over_holes() {
+    let keys: Vec<Vec<u8>> = (0..30u8).map(|i| vec![b's', i, i % 7]).collect();
+    let entries: Vec<Entry<'_>> =
+        keys.iter().enumerate().map(|(i, k)| Entry { key: k, payload: Payload::Child(100 + i as u64) }).collect();
+    for index in [0, 1, 14, 28, 29] {
+        let mut page = vec![0u8; 1024];
+        build(&mut page, TYPE_INTERNAL, 99, &entries);
+        // A shorter separator written over entry 3's cell leaves a hole in the cell area.
+        assert!(replace_separator_in_place(&mut page, 1, 3, &[b's', 3]).unwrap());
+        let mut rest = entries.clone();
+        rest[3].key = &[b's', 3];
+        rest.remove(index);
+        remove_in_place(&mut page, 1, index).unwrap();
+        let p = PageRef::parse(&page, 1).unwrap();
+        assert_eq!(p.entries().unwrap(), rest, "remove {index}");
+        assert_eq!(p.leftmost_child(), 99);
+        p.check_words().unwrap();
+    }
+}

@@ -25,7 +25,7 @@ impl BTree {
             if let (Err(i), true) = (found, inline) {
                 let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
                 if (self.count_fits(leaf_len + 1) && self.try_insert_in_place(editor, leaf_id, i, &e)?)
-                    || self.overflow_in_place(editor, &path, leaf_id, i, &e)?
+                    || self.overflow_in_place(editor, &mut st, &path, leaf_id, i, &e)?
                 {
                     st.entries += 1;
                     return self.save_anchor(editor, &st);
@@ -138,9 +138,8 @@ impl BTree {
     }
 
     /// Instead of splitting an overfull leaf, evens it out with a sibling under the same parent
-    /// that has room: no new page, and pages stay fuller on random inserts (B*-tree style).
-    /// Returns false, planning nothing, when neither sibling has room or the new separator
-    /// would not fit the parent.
+    /// that has room, as the in-place path decides ([`BTree::pick_sibling`]). Returns false,
+    /// planning nothing, when no sibling qualifies.
     pub(super) fn shift_into_sibling(
         &self,
         plan: &mut Plan<'_, '_>,
@@ -149,58 +148,32 @@ impl BTree {
         leaf_id: u64,
         cells: &[Cell<'_>],
     ) -> Result<bool> {
-        let cap = page::capacity(self.inner.page_bytes);
         let parent_bytes = plan.copy_page(parent_id)?;
         let parent = PageRef::parse(&parent_bytes, parent_id)?;
-        let total: usize = cells.iter().map(Cell::bytes).sum();
-        let mut parent_entries = Vec::new();
-        // Decided from sizes alone, as the in-place shift decides (split::shift_fits).
-        for right in [true, false] {
-            let sibling_pos = match right {
-                true if pos < parent.len() => pos + 1,
-                false if pos > 0 => pos - 1,
-                _ => continue,
-            };
-            let sibling_id = parent.child_at_position(sibling_pos)?;
-            let sibling_bytes = plan.copy_page(sibling_id)?;
-            let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
-            let used = sibling.occupied_bytes();
-            if !shift_fits(total, used, cap) {
-                continue;
-            }
-            let Some(k) = shift_cut(cells.len(), |j| Ok(cells[j].bytes()), total, used, cap, right)? else { continue };
-            let moved = if right { cells.len() - k } else { k };
-            if !self.count_fits(cells.len() - moved) || !self.count_fits(sibling.len() + moved) {
-                continue;
-            }
-            let sibling_cells = self.page_cells(&sibling, sibling_id)?;
-            let (left_id, right_id, left_cells, right_cells) = if right {
-                (leaf_id, sibling_id, cells[..k].to_vec(), [&cells[k..], &sibling_cells[..]].concat())
-            } else {
-                (sibling_id, leaf_id, [&sibling_cells[..], &cells[..k]].concat(), cells[k..].to_vec())
-            };
-            let separator = self.separator(cells[k - 1].key(), cells[k].key());
-            let sep_index = pos.min(sibling_pos);
-            // The parent's separator changes: in place on a copy when it has room (the
-            // common case), else the parent is rebuilt.
-            let mut parent_image = Scratch::copy_of(&parent_bytes);
-            if !page::replace_separator_in_place(&mut parent_image, parent_id, sep_index, &separator)? {
-                if parent_entries.is_empty() {
-                    parent_entries = self.page_entries(&parent, parent_id, false)?;
-                }
-                let mut rebuilt = parent_entries.clone();
-                rebuilt[sep_index] = Entry { key: &separator, payload: Payload::Child(right_id) };
-                if !self.page_fits(&rebuilt) {
-                    continue;
-                }
-                page::build(&mut parent_image, TYPE_INTERNAL, parent.leftmost_child(), &rebuilt);
-            }
-            plan.write_cells(left_id, &left_cells);
-            plan.write_cells(right_id, &right_cells);
-            plan.put(parent_id, parent_image);
-            return Ok(true);
-        }
-        Ok(false)
+        self.check_kind(&parent, parent_id, false)?;
+        let sibling = |id| {
+            plan.with_page(id, |p| {
+                self.check_kind(&p, id, true)?;
+                Ok((p.occupied_bytes(), p.len()))
+            })?
+        };
+        let Some((Destination::Sibling { id: sibling_id, right }, k, separator)) =
+            self.pick_sibling(sibling, &parent, pos, cells)?
+        else {
+            return Ok(false);
+        };
+        let sibling_bytes = plan.copy_page(sibling_id)?;
+        let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
+        let sibling_cells = self.page_cells(&sibling, sibling_id)?;
+        let (left_id, right_id, left_cells, right_cells) = if right {
+            (leaf_id, sibling_id, cells[..k].to_vec(), [&cells[k..], &sibling_cells[..]].concat())
+        } else {
+            (sibling_id, leaf_id, [&sibling_cells[..], &cells[..k]].concat(), cells[k..].to_vec())
+        };
+        self.plan_separator(plan, parent_id, if right { pos } else { pos - 1 }, separator)?;
+        plan.write_cells(left_id, &left_cells);
+        plan.write_cells(right_id, &right_cells);
+        Ok(true)
     }
 
     /// Adds (separator, child) right after the path's child position in each parent, from the
@@ -219,15 +192,14 @@ impl BTree {
         for &(page_id, pos) in path.iter().rev() {
             let Some((sep, child)) = carry.take() else { break };
             let new_entry = Entry { key: &sep, payload: Payload::Child(child) };
-            let mut image = plan.copy_page(page_id)?;
-            let count = PageRef::parse(&image, page_id)?.len();
+            let bytes = plan.copy_page(page_id)?;
+            let p = PageRef::parse(&bytes, page_id)?;
+            self.check_kind(&p, page_id, false)?;
             // The common case: the separator fits the page's free gap, one small edit.
-            if self.count_fits(count + 1) && page::insert_in_place(&mut image, page_id, pos, &new_entry)? {
-                plan.put(page_id, image);
+            if self.count_fits(p.len() + 1) && p.gap_bytes() >= new_entry.bytes() && pos <= p.len() {
+                plan.edit(page_id, PageWrite::InsertSeparator { index: pos, key: sep, child });
                 continue;
             }
-            let bytes = image;
-            let p = PageRef::parse(&bytes, page_id)?;
             let mut entries = self.page_entries(&p, page_id, false)?;
             entries.insert(pos, new_entry);
             let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();

@@ -1,10 +1,11 @@
 //! `BTree`: a B+ tree whose pages are store nodes, and whose every size decision comes from
 //! the bytes entries really use ([`page::entry_bytes`]).
 //!
-//! Writers hold the tree's lock exclusively and change pages through a [`Plan`] (or, on the
-//! insert's in-place paths, in the same order): every new page is allocated and every changed
-//! page given its copy-on-write shadow before any page is written, so an operation that fails
-//! leaves the tree exactly as it was. Changes are
+//! Writers hold the tree's lock exclusively and change pages through a [`Plan`] (whole new
+//! images, or edits where the pages lie; an edit of a single page, the insert's and the
+//! remove's fast paths, needs none): every new page is allocated and every changed page given
+//! its copy-on-write shadow before any page is written, so an operation that fails leaves the
+//! tree exactly as it was. Changes are
 //! durable with the store's next commit. Readers hold the lock shared.
 
 mod anchor;
@@ -33,15 +34,15 @@ pub(crate) use order::{split_composite, Probe};
 use path::*;
 pub(crate) use path::{missing_page, PageReader, Path};
 use plan::check_node_kind;
-pub(crate) use plan::{Plan, Scratch};
+pub(crate) use plan::{PageWrite, Plan, Scratch};
 
 use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{
-    below_merge_threshold, internal_split_point, leaf_split_point, shift_cut, shift_fits, shortest_separator,
-    split_cut, Edge,
+    below_merge_threshold, internal_split_point, leaf_split_point, shortest_separator, split_cut, Edge,
 };
 use crate::error::{Error, Result};
 use crate::store::{AbortGuard, AbortHook, NodeEditor, NodeId, Snapshot, Store, WeakStore};
+use overflow::Destination;
 use parking_lot::RwLock;
 use std::borrow::Cow;
 use std::cmp::Ordering;

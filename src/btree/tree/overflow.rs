@@ -7,17 +7,18 @@
 //!
 //! Whatever this does not cover (a leaf that is the root, a parent without room, a key-count
 //! ceiling, an edge split that would leave a page over it) is left, nothing changed, to the
-//! general path, `Plan`.
+//! general path. Both carry their decision out through a `Plan`: every shadow and new page is
+//! taken before any page is written.
 
-use super::{edge_at, update_page, BTree, PageReader, Scratch, KIND_LEAF};
-use crate::btree::page::{self, Cell, Entry, LeafWithInsert, PageRef, Payload};
+use super::{edge_at, BTree, PageReader, PageWrite, Plan, Scratch, State, KIND_LEAF};
+use crate::btree::page::{self, Cell, Entry, LeafCells, LeafWithInsert, PageRef, Payload, TYPE_INTERNAL};
 use crate::btree::split::{shift_cut, shift_fits, split_cut, Edge};
 use crate::error::{Error, Result};
-use crate::store::{NodeEditor, NodeId};
+use crate::store::NodeEditor;
 
 /// Where a full leaf's overflowing cells go.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Destination {
+pub(super) enum Destination {
     /// To the sibling `id` under the same parent: its front when it is the leaf's right
     /// sibling, its end when the left.
     Sibling { id: u64, right: bool },
@@ -44,6 +45,7 @@ impl BTree {
     pub(super) fn overflow_in_place(
         &self,
         editor: &mut NodeEditor<'_>,
+        st: &mut State,
         path: &[(u64, usize)],
         leaf_id: u64,
         at: usize,
@@ -53,45 +55,27 @@ impl BTree {
         let mut cell_buf = Vec::new();
         let cell = Cell::encode(new, &mut cell_buf);
         let Some(m) = self.plan_move(editor, path, leaf_id, at, cell)? else { return Ok(false) };
-        // Every shadow and the new page first: the only steps that can fail for lack of space.
-        editor.prepare_write(NodeId::from_raw(leaf_id))?;
-        editor.prepare_write(NodeId::from_raw(parent_id))?;
-        let new_page = match m.to {
-            Destination::Sibling { id, .. } => {
-                editor.prepare_write(NodeId::from_raw(id))?;
-                None
+        // The leaf gets its new image; the sibling and the parent are edited where they lie,
+        // as the planning checked they can be.
+        let mut plan = Plan::new(self, editor);
+        plan.put(leaf_id, m.rest);
+        match m.to {
+            Destination::Sibling { id, right } => {
+                plan.edit(id, PageWrite::AddCells { moved: m.moved, front: right });
+                if let Err(e) = self.plan_separator(&mut plan, parent_id, m.sep_index, m.separator) {
+                    return plan.abort(e);
+                }
             }
             Destination::NewPage => {
-                let id = editor.allocate(self.inner.page_bytes, KIND_LEAF)?;
-                if let Err(e) = editor.publish(id, &m.moved) {
-                    let _ = editor.free(id);
-                    return Err(e);
-                }
-                Some(id)
+                let id = match plan.alloc_page(KIND_LEAF) {
+                    Ok(id) => id,
+                    Err(e) => return plan.abort(e),
+                };
+                plan.put(id, m.moved);
+                plan.edit(parent_id, PageWrite::InsertSeparator { index: m.sep_index, key: m.separator, child: id });
             }
-        };
-        // Then the edits, each checked to succeed while planning.
-        edit(editor, self.inner.page_bytes, leaf_id, |p| {
-            p.copy_from_slice(&m.rest);
-            Ok(true)
-        })?;
-        let separator = &m.separator;
-        match (m.to, new_page) {
-            (Destination::Sibling { id, right }, _) => {
-                let moved = PageRef::parse(&m.moved, leaf_id)?;
-                edit(editor, self.inner.page_bytes, id, |p| page::insert_cells_in_place(p, id, &moved, right))?;
-                edit(editor, self.inner.page_bytes, parent_id, |p| {
-                    page::replace_separator_in_place(p, parent_id, m.sep_index, separator)
-                })?;
-            }
-            (Destination::NewPage, Some(id)) => {
-                let entry = Entry { key: separator, payload: Payload::Child(id.raw()) };
-                edit(editor, self.inner.page_bytes, parent_id, |p| {
-                    page::insert_in_place(p, parent_id, m.sep_index, &entry)
-                })?;
-            }
-            (Destination::NewPage, None) => return Err(Error::Internal("a split without its new page".into())),
         }
+        plan.apply(st)?;
         Ok(true)
     }
 
@@ -120,7 +104,14 @@ impl BTree {
         self.check_kind(&parent, parent_id, false)?;
         let edge = edge_at(path, at, n, |id| pages.page(id).ok().map(|p| p.len()));
         let shift = match edge {
-            Edge::Middle => self.pick_sibling(&pages, &parent, pos, &cells)?,
+            Edge::Middle => {
+                let sibling = |id| {
+                    let p = pages.page(id)?;
+                    self.check_kind(&p, id, true)?;
+                    Ok((p.occupied_bytes(), p.len()))
+                };
+                self.pick_sibling(sibling, &parent, pos, &cells)?
+            }
             _ => None,
         };
         let (to, k, separator) = match shift {
@@ -145,20 +136,22 @@ impl BTree {
         Ok(Some(Move { to, sep_index: if right { pos } else { pos - 1 }, separator, moved, rest }))
     }
 
-    /// A sibling under the same parent that can take enough of the leaf's cells (`cells`,
-    /// the new one among them) for both to fit with the slack to spare, and whose separator
-    /// fits the parent in place: where it is, the cut (the first cell of the right-hand page)
-    /// and the separator. The sibling is never decoded: a leaf has no holes, so its capacity
-    /// less its gap is what it holds.
-    fn pick_sibling(
+    /// THE shift decision of both insert paths: a sibling under the same parent that can take
+    /// enough of the leaf's cells (`cells`, the new one among them) for both to fit with the
+    /// slack to spare ([`shift_fits`], cut by [`shift_cut`]), and whose separator fits the
+    /// parent (in place, or the parent rebuilt): where it is, the cut (the first cell of the
+    /// right-hand page) and the separator. `sibling(id)` gives a leaf's occupied bytes and
+    /// entry count: the sibling is never decoded (a leaf has no holes, so its capacity less its
+    /// gap is what it holds).
+    pub(super) fn pick_sibling<'c>(
         &self,
-        pages: &PageReader<'_, '_>,
+        sibling: impl Fn(u64) -> Result<(usize, usize)>,
         parent: &PageRef<'_>,
         pos: usize,
-        cells: &LeafWithInsert<'_>,
+        cells: &(impl LeafCells<'c> + ?Sized),
     ) -> Result<Option<(Destination, usize, Vec<u8>)>> {
         let cap = page::capacity(self.inner.page_bytes);
-        let total = cells.bytes();
+        let (n, total) = (cells.len(), cells.bytes());
         for right in [true, false] {
             let sibling_pos = match right {
                 true if pos < parent.len() => pos + 1,
@@ -166,40 +159,52 @@ impl BTree {
                 _ => continue,
             };
             let id = parent.child_at_position(sibling_pos)?;
-            let sibling = pages.page(id)?;
-            self.check_kind(&sibling, id, true)?;
-            let used = sibling.occupied_bytes();
+            let (used, len) = sibling(id)?;
             if !shift_fits(total, used, cap) {
                 continue;
             }
             let size = |j| cells.get(j).map(|c| c.bytes());
-            let Some(k) = shift_cut(cells.len(), size, total, used, cap, right)? else { continue };
-            let moved = if right { cells.len() - k } else { k };
-            if !self.count_fits(cells.len() - moved) || !self.count_fits(sibling.len() + moved) {
+            let Some(k) = shift_cut(n, size, total, used, cap, right)? else { continue };
+            let moved = if right { n - k } else { k };
+            if !self.count_fits(n - moved) || !self.count_fits(len + moved) {
                 continue;
             }
             let separator = self.separator(cells.get(k - 1)?.key(), cells.get(k)?.key());
-            if page::separator_fits_in_place(parent, pos.min(sibling_pos), &separator)? {
+            if self.separator_fits(parent, pos.min(sibling_pos), &separator)? {
                 return Ok(Some((Destination::Sibling { id, right }, k, separator)));
             }
         }
         Ok(None)
     }
-}
 
-/// Runs `f` on page `id` in place. `f` answering false means an edit checked beforehand was
-/// refused: the page changed under the plan, which only damage can do.
-fn edit(
-    editor: &mut NodeEditor<'_>,
-    page_bytes: usize,
-    id: u64,
-    f: impl FnOnce(&mut [u8]) -> Result<bool>,
-) -> Result<()> {
-    let done = update_page(editor, page_bytes, id, f)?;
-    debug_assert!(done, "an in-place edit checked beforehand refused");
-    match done {
-        true => Ok(()),
-        false => Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "its free gap shrank during a shift or split")),
+    /// Whether internal entry `index` of `parent` can take `key` as its separator: in place,
+    /// or in the page rebuilt (its holes reclaimed).
+    pub(super) fn separator_fits(&self, parent: &PageRef<'_>, index: usize, key: &[u8]) -> Result<bool> {
+        if page::separator_fits_in_place(parent, index, key)? {
+            return Ok(true);
+        }
+        let bytes =
+            parent.used_bytes()? - parent.entry_bytes(index)? + page::entry_bytes(key.len(), &Payload::Child(0));
+        Ok(page::fits(bytes, self.inner.page_bytes))
+    }
+
+    /// Plans internal entry `index` of page `id` taking `key` as its separator, which
+    /// [`BTree::separator_fits`] allowed: in place when it fits there, else the page rebuilt.
+    pub(super) fn plan_separator(&self, plan: &mut Plan<'_, '_>, id: u64, index: usize, key: Vec<u8>) -> Result<()> {
+        if plan.with_page(id, |p| page::separator_fits_in_place(&p, index, &key))?? {
+            plan.edit(id, PageWrite::ReplaceSeparator { index, key });
+            return Ok(());
+        }
+        let bytes = plan.copy_page(id)?;
+        let p = PageRef::parse(&bytes, id)?;
+        let mut entries = self.page_entries(&p, id, false)?;
+        let child = p.child(index)?;
+        entries[index] = Entry { key: &key, payload: Payload::Child(child) };
+        if !self.page_fits(&entries) {
+            return Err(Error::Internal("a separator planned to fit its parent did not".into()));
+        }
+        plan.write(id, TYPE_INTERNAL, p.leftmost_child(), &entries);
+        Ok(())
     }
 }
 

@@ -1,4 +1,6 @@
-//! The scratch-page pool and `Plan`: an operation's page changes, applied all or nothing.
+//! The scratch-page pool and `Plan`: an operation's page changes, applied all or nothing by
+//! one executor with two ways of writing a page: a whole new image (the copy), or an edit where
+//! the page lies (in place), each checked while planning.
 
 use super::*;
 
@@ -54,13 +56,59 @@ impl Drop for Scratch {
     }
 }
 
+/// How a plan changes one page: a whole new image, or an edit where the page lies, which the
+/// planner checked to fit (a refusal when it is applied means damage: `Corrupt`).
+pub(crate) enum PageWrite {
+    Image(Scratch),
+    /// A leaf's cells (`moved`, a leaf image) added before its first entry or after its last.
+    AddCells {
+        moved: Scratch,
+        front: bool,
+    },
+    /// An internal entry's separator replaced, its child unchanged.
+    ReplaceSeparator {
+        index: usize,
+        key: Vec<u8>,
+    },
+    /// A separator and the child right of it added at entry `index`.
+    InsertSeparator {
+        index: usize,
+        key: Vec<u8>,
+        child: u64,
+    },
+    /// Entry `index` removed (an internal page's: with the child right of it).
+    Remove {
+        index: usize,
+    },
+}
+
+impl PageWrite {
+    /// Carries the write out on page `id` where it lies.
+    fn run(&self, page: &mut [u8], id: u64) -> Result<bool> {
+        match self {
+            PageWrite::Image(image) => {
+                page.copy_from_slice(image);
+                Ok(true)
+            }
+            PageWrite::AddCells { moved, front } => {
+                page::insert_cells_in_place(page, id, &PageRef::parse(moved, id)?, *front)
+            }
+            PageWrite::ReplaceSeparator { index, key } => page::replace_separator_in_place(page, id, *index, key),
+            PageWrite::InsertSeparator { index, key, child } => {
+                page::insert_in_place(page, id, *index, &Entry { key, payload: Payload::Child(*child) })
+            }
+            PageWrite::Remove { index } => page::remove_in_place(page, id, *index).map(|()| true),
+        }
+    }
+}
+
 /// The page changes of one operation, applied all together or not at all, under the one
 /// hold of the store's lock the operation runs in (`editor`).
 pub(crate) struct Plan<'t, 'c> {
     pub(super) tree: &'t BTree,
     pub(super) editor: &'t mut NodeEditor<'c>,
     pub(super) allocated: Vec<u64>,
-    pub(super) writes: Vec<(u64, Scratch)>,
+    pub(super) writes: Vec<(u64, PageWrite)>,
     /// Nodes to free, with the kind each must have.
     pub(super) frees: Vec<(u64, u8)>,
     pub(super) new_root: Option<u64>,
@@ -129,7 +177,16 @@ impl<'t, 'c> Plan<'t, 'c> {
     /// Plans a page's whole new image (one edited in place on a copy, say).
     pub(super) fn put(&mut self, id: u64, image: Scratch) {
         self.writes.retain(|(w, _)| *w != id);
-        self.writes.push((id, image));
+        self.writes.push((id, PageWrite::Image(image)));
+    }
+
+    /// Plans an edit of a page where it lies, which the caller checked to fit the page as it
+    /// is now: a page the plan writes no other way (an edit planned against the stored page
+    /// would not apply to a new image).
+    pub(super) fn edit(&mut self, id: u64, write: PageWrite) {
+        debug_assert!(self.writes.iter().all(|(w, _)| *w != id), "a page planned twice");
+        debug_assert!(!self.allocated.contains(&id), "an edit of a page the plan allocated");
+        self.writes.push((id, write));
     }
 
     /// Frees the node when the plan is applied, once it is checked to be a live node of
@@ -162,8 +219,20 @@ impl<'t, 'c> Plan<'t, 'c> {
                 }
             }
         }
-        for (id, image) in &self.writes {
-            self.editor.publish(NodeId::from_raw(*id), image)?;
+        let page_bytes = self.tree.inner.page_bytes;
+        for (id, write) in &self.writes {
+            match write {
+                PageWrite::Image(image) => self.editor.publish(NodeId::from_raw(*id), image)?,
+                edit => {
+                    if !update_page(self.editor, page_bytes, *id, |p| edit.run(p, *id))? {
+                        return Err(Error::corrupt(
+                            format!("B+ tree page {id:#x}"),
+                            0,
+                            "its free gap shrank between planning an edit and making it",
+                        ));
+                    }
+                }
+            }
         }
         for &(id, _) in &self.frees {
             self.editor.free(NodeId::from_raw(id))?;

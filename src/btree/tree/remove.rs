@@ -100,7 +100,7 @@ impl BTree {
         Ok(removed)
     }
 
-    /// A remove's common case: the leaf stays above the merge threshold (or is the root), so
+    /// A remove's common case: the leaf needs no rebalancing ([`BTree::leaf_rebalances`]), so
     /// its entry is removed where the leaf lies, one in-place edit of one page, and an
     /// overflow value's node freed. Returns false, nothing changed, when the leaf needs
     /// rebalancing; an error leaves the tree as it was.
@@ -118,7 +118,7 @@ impl BTree {
             self.check_kind(&leaf, leaf_id, true)?;
             let cell_bytes = leaf.leaf_cell_bytes(index)?;
             let used = leaf.occupied_bytes().saturating_sub(cell_bytes);
-            if !path.is_empty() && below_merge_threshold(used, page::capacity(pb)) {
+            if self.leaf_rebalances(&pages, path, used, leaf.len() - 1)? {
                 return Ok(false);
             }
             match leaf.leaf_value(index)? {
@@ -138,10 +138,47 @@ impl BTree {
         Ok(true)
     }
 
+    /// THE rebalance rule of a leaf that lost an entry, left with `used` bytes in `n` entries
+    /// (`path`: its descent): below the merge threshold it is rebalanced (merged with its
+    /// sibling, or evened out with it), except at the tree's left or right edge, where it
+    /// waits until it fits one page with its sibling: sequential removes empty the edge leaf
+    /// entry by entry, and evening it out would only move cells there to be removed next (as an
+    /// insert at the right edge splits leaving full pages). At most two leaves wait so.
+    /// Both remove paths ask this: the in-place remove edits its leaf only when it says no.
+    fn leaf_rebalances(
+        &self,
+        pages: &PageReader<'_, '_>,
+        path: &[(u64, usize)],
+        used: usize,
+        n: usize,
+    ) -> Result<bool> {
+        let Some(&(parent_id, pos)) = path.last() else { return Ok(false) }; // the root leaf
+        if !below_merge_threshold(used, page::capacity(self.inner.page_bytes)) {
+            return Ok(false);
+        }
+        if !path.iter().all(|&(_, p)| p == 0) {
+            for &(id, p) in path {
+                if pages.page(id)?.len() != p {
+                    return Ok(true); // neither edge
+                }
+            }
+        }
+        let parent = pages.page(parent_id)?;
+        self.check_kind(&parent, parent_id, false)?;
+        let sibling_pos = if pos == 0 { 1 } else { pos - 1 };
+        if sibling_pos > parent.len() {
+            return Ok(true); // an only child: rebalance_leaf leaves it as it is
+        }
+        let sibling_id = parent.child_at_position(sibling_pos)?;
+        let sibling = pages.page(sibling_id)?;
+        self.check_kind(&sibling, sibling_id, true)?;
+        Ok(page::fits(used + sibling.occupied_bytes(), self.inner.page_bytes) && self.count_fits(n + sibling.len()))
+    }
+
     /// Writes a leaf that lost an entry, as [`BTree::rebalance_internal`] does an internal page,
-    /// moving cells as they lie (no entry is decoded and encoded again): below the merge
-    /// threshold it merges with a sibling when both fit one page, or evens the two out, the
-    /// parent's separator replaced in place when it has room.
+    /// moving cells as they lie (no entry is decoded and encoded again): when
+    /// [`BTree::leaf_rebalances`] says so it merges with a sibling when both fit one page, or
+    /// evens the two out, the parent's separator replaced in place when it has room.
     fn rebalance_leaf(
         &self,
         plan: &mut Plan<'_, '_>,
@@ -155,7 +192,16 @@ impl BTree {
             plan.write_cells(id, cells); // the root leaf: any fill will do
             return Ok(());
         };
-        if !below_merge_threshold(used, cap) {
+        let rebalances = {
+            let nodes = plan.editor.reader();
+            self.leaf_rebalances(
+                &PageReader { nodes: &nodes, page_bytes: self.inner.page_bytes },
+                path,
+                used,
+                cells.len(),
+            )?
+        };
+        if !rebalances {
             plan.write_cells(id, cells);
             return Ok(());
         }
@@ -181,9 +227,7 @@ impl BTree {
         if self.sizes_fit(&sizes) {
             plan.write_cells(left_id, &combined);
             plan.free_later(right_id, KIND_LEAF);
-            let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
-            parent_entries.remove(sep_index);
-            return self.rebalance_internal(plan, above, parent_id, parent.leftmost_child(), &parent_entries);
+            return self.remove_separator(plan, above, parent_id, &parent_bytes, sep_index);
         }
         // Two leaves that do not fit one page: even them out by bytes, if the new separator
         // fits the parent (a longer one might not; the pages are then left as they are).
@@ -193,19 +237,19 @@ impl BTree {
             return Ok(());
         }
         let new_sep = self.separator(combined[k - 1].key(), combined[k].key());
-        let mut parent_image = Scratch::copy_of(&parent_bytes);
-        if !page::replace_separator_in_place(&mut parent_image, parent_id, sep_index, &new_sep)? {
+        if page::separator_fits_in_place(&parent, sep_index, &new_sep)? {
+            plan.edit(parent_id, PageWrite::ReplaceSeparator { index: sep_index, key: new_sep });
+        } else {
             let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
             parent_entries[sep_index] = Entry { key: &new_sep, payload: Payload::Child(right_id) };
             if !self.page_fits(&parent_entries) {
                 plan.write_cells(id, cells);
                 return Ok(());
             }
-            page::build(&mut parent_image, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
+            plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
         }
         plan.write_cells(left_id, &combined[..k]);
         plan.write_cells(right_id, &combined[k..]);
-        plan.put(parent_id, parent_image);
         Ok(())
     }
 
@@ -272,8 +316,35 @@ impl BTree {
         }
         plan.write(left_id, TYPE_INTERNAL, left_leftmost, &combined);
         plan.free_later(right_id, KIND_INTERNAL);
-        parent_entries.remove(sep_index);
-        self.rebalance_internal(plan, above, parent_id, parent.leftmost_child(), &parent_entries)
+        self.remove_separator(plan, above, parent_id, &parent_bytes, sep_index)
+    }
+
+    /// Takes separator `index` (and the child right of it, merged into its left neighbour) out
+    /// of internal page `id` (`bytes`, its image): in place on a copy when the page keeps
+    /// enough (at or above the merge threshold, or the root keeping a separator), the common
+    /// case, else through [`BTree::rebalance_internal`], which decides by the same threshold.
+    fn remove_separator(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        path: &[(u64, usize)],
+        id: u64,
+        bytes: &[u8],
+        index: usize,
+    ) -> Result<()> {
+        let p = PageRef::parse(bytes, id)?;
+        self.check_kind(&p, id, false)?;
+        let used = p.used_bytes()?.saturating_sub(p.entry_bytes(index)?);
+        let keeps = match path.is_empty() {
+            true => p.len() > 1,
+            false => !below_merge_threshold(used, page::capacity(self.inner.page_bytes)),
+        };
+        if keeps {
+            plan.edit(id, PageWrite::Remove { index });
+            return Ok(());
+        }
+        let mut entries = self.page_entries(&p, id, false)?;
+        entries.remove(index);
+        self.rebalance_internal(plan, path, id, p.leftmost_child(), &entries)
     }
 
     /// Two internal siblings too full to merge share their separators out evenly by bytes, a
