@@ -350,8 +350,10 @@ typedef struct PcoreStoreStats {
   // Of `pending_free_bytes`, the bytes kept only because a snapshot or a reader process
   // may still read them; reusable once those end.
   uint64_t pinned_bytes;
-  // Bytes of checkpointed node versions that commits logged deltas against: still
-  // allocated, reusable after the next checkpoint.
+  // Bytes of node versions replaced or freed since the last checkpoint that stay
+  // allocated until the next one: checkpointed versions (recovery reads them to check
+  // their group, and deltas may be logged against them) and versions synced in place at
+  // their commit that a delta was logged against.
   uint64_t held_base_bytes;
   // Bytes of all the store's files (a store in memory: its class segments).
   uint64_t directory_bytes;

@@ -306,8 +306,10 @@ pub struct PcoreStoreStats {
     /// Of `pending_free_bytes`, the bytes kept only because a snapshot or a reader process
     /// may still read them; reusable once those end.
     pub pinned_bytes: u64,
-    /// Bytes of checkpointed node versions that commits logged deltas against: still
-    /// allocated, reusable after the next checkpoint.
+    /// Bytes of node versions replaced or freed since the last checkpoint that stay
+    /// allocated until the next one: checkpointed versions (recovery reads them to check
+    /// their group, and deltas may be logged against them) and versions synced in place at
+    /// their commit that a delta was logged against.
     pub held_base_bytes: u64,
     /// Bytes of all the store's files (a store in memory: its class segments).
     pub directory_bytes: u64,
