@@ -1048,12 +1048,15 @@ impl Store {
                     + u64::from(w._lock.is_some() && file_store)
                     + u64::from(table.is_some()),
                 data_file_bytes: c.space.file_bytes(),
-                pending_free_bytes: c.pending_free_bytes,
+                // Blocks held for reader processes older than this writer's open count as
+                // pinned frees: the reader still reads them, and they are reusable once it ends.
+                pending_free_bytes: c.pending_free_bytes + c.held_for_readers_bytes,
                 snapshots_open: pins.values().map(|&n| n as u64).sum(),
                 oldest_snapshot_epoch: pins.keys().next().copied().unwrap_or(0),
                 reader_processes: readers.len() as u64,
                 oldest_reader_epoch: readers.iter().map(|&(_, e)| e).min(),
-                pinned_bytes: c.pending_bytes_between(self.shared.reuse_limit(), self.durable_epoch()),
+                pinned_bytes: c.pending_bytes_between(self.shared.reuse_limit(), self.durable_epoch())
+                    + c.held_for_readers_bytes,
                 snapshot_versions: c.history.len() as u64,
                 held_base_bytes: c.held_base_bytes,
                 checkpoints: w.checkpoint_time.0,

@@ -97,6 +97,8 @@ pub(crate) struct Core {
     /// than the one opened: every block that existed then is held (the allocator treats it as
     /// used) until no reader older than this epoch is left. See `hold_for_old_readers`.
     held_for_readers_before: Option<u64>,
+    /// Bytes of the blocks held only for those readers (allocated, owned by no version).
+    pub held_for_readers_bytes: u64,
     pub epoch: u64,
     pub growth: GrowthPolicy,
     pub growth_rule: GrowthRule,
@@ -174,6 +176,7 @@ impl Core {
             history: History::default(),
             drafts: HandleMap::default(),
             held_for_readers_before: None,
+            held_for_readers_bytes: 0,
             hot_roots: Vec::new(),
             epoch,
             growth,
@@ -1171,6 +1174,11 @@ impl Core {
     pub fn hold_for_old_readers(&mut self, epoch: u64) -> Result<()> {
         self.space.hold_all()?;
         self.held_for_readers_before = Some(epoch);
+        let allocated: u64 = (0..self.space.classes().count() as u8)
+            .map(|class| self.space.allocated_blocks(class) * u64::from(self.space.capacity(class)))
+            .sum();
+        let owned: u64 = self.owned_blocks().iter().map(|l| u64::from(self.space.capacity(l.class))).sum();
+        self.held_for_readers_bytes = allocated.saturating_sub(owned);
         Ok(())
     }
 
@@ -1187,6 +1195,7 @@ impl Core {
         }
         self.space.rebuild(&per_class)?;
         self.held_for_readers_before = None;
+        self.held_for_readers_bytes = 0;
         Ok(())
     }
 
