@@ -1253,6 +1253,20 @@ impl Shared {
     /// Looks up the oldest reader process in the reader table, once commit `written`'s frame
     /// is written, and sets `reader_floor` from it. A table that cannot be read counts as a
     /// reader of the oldest commit (nothing is released), and stays so until it can be.
+    /// Ends the hold for reader processes older than this writer's open if they are gone.
+    /// Commits look at every turn; a checkpoint (and so a compaction) looks first too, or the
+    /// first one after the last old reader left would find every block still held, nothing
+    /// to move into and nothing to cut.
+    fn end_passed_reader_hold(&self, w: &WriterSide) -> Result<()> {
+        if !self.state.read().held_for_readers() {
+            return Ok(());
+        }
+        match self.look_at_readers(w, w.written_epoch) {
+            Ok(oldest) => self.state.write().end_hold_once_readers_passed(oldest),
+            Err(_) => Ok(()),
+        }
+    }
+
     fn look_at_readers(&self, w: &WriterSide, written: u64) -> Result<Option<u64>> {
         let Some(table) = &w.readers else { return Ok(None) };
         match table.oldest_reader() {
@@ -1268,6 +1282,7 @@ impl Shared {
     }
 
     fn checkpoint_locked(&self, w: &mut WriterSide) -> Result<()> {
+        self.end_passed_reader_hold(w)?;
         let dir = w.dir.clone().expect("file store");
         let old = w.meta.expect("file store has meta");
         // Commits acknowledged but not yet synced (BALANCED, EVENTUAL) are synced first: a

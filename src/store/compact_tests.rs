@@ -377,3 +377,37 @@ fn the_directory_stays_within_one_and_a_half_times_the_live_bytes_after_each_com
         }
     }
 }
+
+/// A writer that opens under an older reader holds every block until a commit sees the
+/// reader gone. The first compaction after the reader left moved nothing and gave nothing
+/// back (found from outside: 15.9 MB before and after for 0.70 MB live); it now lets a commit
+/// look at the readers first.
+#[test]
+fn the_first_compaction_after_an_older_reader_left_gives_the_space_back() {
+    let dir = TempDir::new("compact-after-reader");
+    let store = reopen(dir.path(), &opts());
+    let mut ids = Vec::new();
+    for i in 0..1024 {
+        let (id, _, _) = store.allocate(PAGE, 1).unwrap();
+        store.publish(id, &bytes_of(i)).unwrap();
+        ids.push((id, i));
+    }
+    store.commit().unwrap();
+    store.checkpoint().unwrap();
+    let reader = Store::open(dir.path(), &StoreOptions { read_only: true, ..opts() }).unwrap();
+    let kept: Vec<(NodeId, u64)> = ids.iter().copied().filter(|&(_, i)| i % 8 == 0).collect();
+    for &(id, i) in &ids {
+        if i % 8 != 0 {
+            store.free(id).unwrap();
+        }
+    }
+    store.commit().unwrap();
+    store.close().unwrap();
+    drop(store);
+    let store = reopen(dir.path(), &opts());
+    drop(reader);
+    let report = store.compact(|_, _| {}).unwrap();
+    assert!(report.moved_nodes > 0, "{report:?}");
+    assert!(report.bytes_after as f64 <= 1.1 * report.live_bytes as f64, "{report:?}");
+    assert_contents(&store, &kept);
+}
