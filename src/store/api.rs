@@ -949,7 +949,12 @@ impl Store {
         }
         let log_len = w.log.as_ref().map_or(0, LogWriter::len);
         // A snapshot pins what a checkpoint would give back: only the log's size calls for one.
-        let for_footprint = !self.shared.has_snapshots() && estimate.wants_checkpoint(log_len);
+        // EVENTUAL promises nothing on disk before a sync: its footprint is kept at the
+        // checkpoints that make its commits durable, never by a checkpoint inside a commit
+        // (a bulk load's one commit would write its pages twice: see `footprint`).
+        let for_footprint = opts.durability != Durability::Eventual
+            && !self.shared.has_snapshots()
+            && estimate.wants_checkpoint(log_len);
         if log_len > opts.checkpoint_log_bytes.max(table_bytes) || for_footprint {
             // The commit is durable whatever happens here; a failed checkpoint is retried at
             // the next commit and reported by `checkpoint()`.
