@@ -55,6 +55,14 @@ struct Table<T> {
 /// unlock may hand the lock to the threads parked on it (its eventual fairness), which a child
 /// does not have, leaving the child's table locked for good. std's unlock only wakes waiters.
 /// It also lets no new reader in while a writer waits, so opens, closes and forks are never
+/// The refusal of a token that is not a handle of this table's type at all (garbage, or a
+/// handle of another type), for both handle tables.
+#[cold]
+#[inline(never)]
+pub(super) fn not_ours(token: usize, ty: HandleType) -> Error {
+    Error::BadHandle(format!("{token:#x} is not an open {ty:?} handle"))
+}
+
 /// starved by a stream of lookups.
 pub(crate) struct Registry<T> {
     ty: HandleType,
@@ -130,7 +138,7 @@ impl<T: Clone + Send + Sync + 'static> Registry<T> {
     #[inline]
     fn decode(&self, token: usize) -> Result<(usize, u32)> {
         if token >> 56 != self.ty as usize || token & 0xFFFF_FFFF == 0 {
-            return Err(self.not_ours(token));
+            return Err(not_ours(token, self.ty));
         }
         Ok(((token & 0xFFFF_FFFF) - 1, ((token >> 32) & 0xFF_FFFF) as u32))
     }
@@ -148,12 +156,6 @@ impl<T: Clone + Send + Sync + 'static> Registry<T> {
             }
             _ => Err(self.refusal(entries.get(index), generation, token)),
         }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn not_ours(&self, token: usize) -> Error {
-        Error::BadHandle(format!("{token:#x} is not an open {:?} handle", self.ty))
     }
 
     /// Why a well-formed token names no live entry of this process.

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub(crate) use super::registry::HandleType;
-use super::registry::{closed_message, inherited_message, GENERATION_MAX};
+use super::registry::{closed_message, inherited_message, not_ours, GENERATION_MAX};
 
 /// The state word's flags; the generation sits above them.
 const LIVE: u64 = 1;
@@ -173,7 +173,7 @@ impl<T: Send + 'static> Slots<T> {
     #[inline]
     fn decode(&self, token: usize) -> Result<(usize, u64)> {
         if token >> 56 != self.ty as usize || token & 0xFFFF_FFFF == 0 {
-            return Err(self.not_ours(token));
+            return Err(not_ours(token, self.ty));
         }
         Ok(((token & 0xFFFF_FFFF) - 1, (((token >> 32) & 0xFF_FFFF) as u64) << FLAG_BITS | LIVE))
     }
@@ -251,12 +251,6 @@ impl<T: Send + 'static> Slots<T> {
             free.list.push(index as u32);
         }
         Ok(value)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn not_ours(&self, token: usize) -> Error {
-        Error::BadHandle(format!("{token:#x} is not an open {:?} handle", self.ty))
     }
 
     /// Why a well-formed token's slot could not be taken (or was taken in another process).
