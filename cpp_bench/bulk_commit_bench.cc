@@ -8,8 +8,7 @@
 //
 //   <build>/bin/bulk_commit_bench [--dir DIR] [--n N] [--runs R]   (medians of R runs, default 3)
 
-#include <lmdb.h>
-#include <pcore.h>
+#include "lmdb_bench_common.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -21,16 +20,13 @@
 #include <vector>
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
-[[noreturn]] void die(const char* what, int code) {
-  std::fprintf(stderr, "bulk_commit_bench: %s failed (%d)\n", what, code);
-  std::exit(1);
-}
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+using bench::Clock;
+using bench::die;
+using bench::median;
+using bench::since;
 
 struct Load {
   size_t key_bytes, value_bytes;
@@ -65,15 +61,6 @@ struct Figures {
   double insert_s, commit_s, close_s, unchanged_close_s;
 };
 
-PcoreStore* pcore_open(const fs::path& dir) {
-  PcoreStoreOptions opt;
-  if (pcore_store_options_init(&opt) != PCORE_OK) die("pcore_store_options_init", -1);
-  opt.durability = PCORE_DURABILITY_STRICT;
-  PcoreStore* s = nullptr;
-  if (int st = pcore_store_open(dir.c_str(), &opt, &s); st != PCORE_OK) die("pcore_store_open", st);
-  return s;
-}
-
 PcoreTree* pcore_tree(PcoreStore* s) {
   PcoreTreeOptions topt;
   if (int st = pcore_tree_options_init(&topt); st != PCORE_OK) die("pcore_tree_options_init", st);
@@ -92,7 +79,7 @@ double pcore_close(PcoreStore* s, PcoreTree* t) {
 
 Figures pcore_run(const fs::path& dir, const Load& l) {
   fs::remove_all(dir);
-  PcoreStore* s = pcore_open(dir);
+  PcoreStore* s = bench::open_pcore_strict(dir);
   PcoreTree* t = pcore_tree(s);
   if (int st = pcore_store_commit(s, nullptr); st != PCORE_OK) die("pcore_store_commit", st);
   const size_t n = l.keys.size() / l.key_bytes;
@@ -108,7 +95,7 @@ Figures pcore_run(const fs::path& dir, const Load& l) {
   if (int st = pcore_store_commit(s, nullptr); st != PCORE_OK) die("pcore_store_commit", st);
   const double commit_s = since(t0);
   const double close_s = pcore_close(s, t);
-  s = pcore_open(dir);
+  s = bench::open_pcore_strict(dir);
   t = pcore_tree(s);
   unsigned char got[128];
   size_t got_len = 0;
@@ -122,10 +109,7 @@ Figures pcore_run(const fs::path& dir, const Load& l) {
 Figures lmdb_run(const fs::path& dir, const Load& l) {
   fs::remove_all(dir);
   fs::create_directories(dir);
-  MDB_env* env = nullptr;
-  if (int rc = mdb_env_create(&env)) die("mdb_env_create", rc);
-  mdb_env_set_mapsize(env, size_t(8) << 30);
-  if (int rc = mdb_env_open(env, dir.c_str(), 0, 0644)) die("mdb_env_open", rc);
+  MDB_env* env = bench::open_lmdb(dir);
   MDB_txn* txn = nullptr;
   MDB_dbi dbi;
   const size_t n = l.keys.size() / l.key_bytes;
@@ -145,9 +129,7 @@ Figures lmdb_run(const fs::path& dir, const Load& l) {
   t0 = Clock::now();
   mdb_env_close(env);
   const double close_s = since(t0);
-  if (int rc = mdb_env_create(&env)) die("mdb_env_create", rc);
-  mdb_env_set_mapsize(env, size_t(8) << 30);
-  if (int rc = mdb_env_open(env, dir.c_str(), 0, 0644)) die("mdb_env_open", rc);
+  env = bench::open_lmdb(dir);
   if (int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn)) die("mdb_txn_begin", rc);
   if (int rc = mdb_dbi_open(txn, nullptr, 0, &dbi)) die("mdb_dbi_open", rc);
   MDB_val key{l.key_bytes, const_cast<unsigned char*>(&l.keys[0])}, val;
@@ -158,11 +140,6 @@ Figures lmdb_run(const fs::path& dir, const Load& l) {
   Figures f{insert_s, commit_s, close_s, since(t0)};
   fs::remove_all(dir);
   return f;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // One line of the table: the medians of one figure over the runs, in ms.

@@ -5,8 +5,7 @@
 //
 //   <build>/bin/large_value_bench [--dir DIR] [--values N]...   (default: 20000 and 100000)
 
-#include <lmdb.h>
-#include <pcore.h>
+#include "lmdb_bench_common.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -17,18 +16,14 @@
 #include <vector>
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using bench::Clock;
+using bench::die;
+using bench::since;
+
 constexpr size_t kValueBytes = 16 << 10;
-
-[[noreturn]] void die(const char* what, int code) {
-  std::fprintf(stderr, "large_value_bench: %s failed (%d)\n", what, code);
-  std::exit(1);
-}
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 struct Figures {
   double put_s, commit_s;
@@ -36,11 +31,7 @@ struct Figures {
 
 Figures pcore_run(const fs::path& dir, size_t values) {
   fs::remove_all(dir);
-  PcoreStoreOptions opt;
-  if (pcore_store_options_init(&opt) != PCORE_OK) die("pcore_store_options_init", -1);
-  opt.durability = PCORE_DURABILITY_STRICT;
-  PcoreStore* s = nullptr;
-  if (int st = pcore_store_open(dir.c_str(), &opt, &s); st != PCORE_OK) die("pcore_store_open", st);
+  PcoreStore* s = bench::open_pcore_strict(dir);
   std::vector<unsigned char> value(kValueBytes, 0xA5);
   auto t = Clock::now();
   for (size_t i = 0; i < values; ++i) {
@@ -63,10 +54,7 @@ Figures pcore_run(const fs::path& dir, size_t values) {
 Figures lmdb_run(const fs::path& dir, size_t values) {
   fs::remove_all(dir);
   fs::create_directories(dir);
-  MDB_env* env = nullptr;
-  if (int rc = mdb_env_create(&env)) die("mdb_env_create", rc);
-  mdb_env_set_mapsize(env, size_t(8) << 30);
-  if (int rc = mdb_env_open(env, dir.c_str(), 0, 0644)) die("mdb_env_open", rc);
+  MDB_env* env = bench::open_lmdb(dir);
   MDB_txn* txn = nullptr;
   MDB_dbi dbi;
   std::vector<unsigned char> value(kValueBytes, 0xA5);
