@@ -75,6 +75,11 @@ fn first_difference(a: &[u8], b: &[u8], from: usize, end: usize) -> usize {
     i
 }
 
+fn is_zero(b: &[u8]) -> bool {
+    let mut words = b.chunks_exact(8);
+    words.all(|w| w == [0; 8]) && words.remainder().iter().all(|&x| x == 0)
+}
+
 fn word(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -199,28 +204,66 @@ fn pieces(base: &[u8], new: &[u8], start: usize, end: usize, out: &mut Vec<Piece
 /// for copies from anywhere in the base: a page rewritten by a split keeps most of its cells,
 /// packed elsewhere.
 const FAR_SEARCH_MIN_BYTES: usize = 64;
-/// Slots of the far-copy index: a base word's position by its hash (11 bits: a 4 KiB page
-/// has 512 words to index, so few collide).
-const FAR_INDEX_BITS: u32 = 11;
 /// The far-copy index holds the base's words at offsets a multiple of this: a copy of
 /// `COPY_MIN_BYTES` (16) at any offset holds one whole such word.
 const FAR_INDEX_STEP: usize = 8;
 
-fn far_hash(w: u64) -> usize {
-    (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - FAR_INDEX_BITS)) as usize
+/// Where in a base each 8-byte word (every `FAR_INDEX_STEP`th offset) lies, by hash, in about
+/// four slots a word (a 4 KiB page: 512 words in 2,048 slots of 2 bytes, so few collide);
+/// collisions keep the earlier offset (the start of a run). Words past `u16::MAX` steps are
+/// not indexed: a copy from there is logged literally.
+struct FarIndex {
+    slots: Vec<u16>,
+    shift: u32,
 }
 
-/// Where in the base each 8-byte word (every `FAR_INDEX_STEP`th offset) lies, by hash;
-/// collisions keep the earlier offset (the start of a run). `u32::MAX`: none.
-fn far_index(base: &[u8]) -> Vec<u32> {
-    let mut index = vec![u32::MAX; 1 << FAR_INDEX_BITS];
-    for at in (0..base.len().saturating_sub(7)).step_by(FAR_INDEX_STEP) {
-        let slot = &mut index[far_hash(word(base, at))];
-        if *slot == u32::MAX {
-            *slot = at as u32;
+impl FarIndex {
+    const NONE: u16 = u16::MAX;
+
+    fn new(base: &[u8]) -> FarIndex {
+        let words = (base.len() / FAR_INDEX_STEP).clamp(64, usize::from(Self::NONE));
+        let bits = (4 * words).next_power_of_two().trailing_zeros();
+        let mut index = FarIndex { slots: vec![Self::NONE; 1 << bits], shift: 64 - bits };
+        for (step, at) in (0..base.len().saturating_sub(7)).step_by(FAR_INDEX_STEP).enumerate().take(words) {
+            let slot = index.slot(word(base, at));
+            if index.slots[slot] == Self::NONE {
+                index.slots[slot] = step as u16;
+            }
         }
+        index
     }
-    index
+
+    #[inline(always)]
+    fn slot(&self, w: u64) -> usize {
+        (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    /// The base offset of a word equal to `w`, if one is indexed.
+    #[inline(always)]
+    fn find(&self, base: &[u8], w: u64) -> Option<usize> {
+        let step = self.slots[self.slot(w)];
+        let at = usize::from(step) * FAR_INDEX_STEP;
+        (step != Self::NONE && word(base, at) == w).then_some(at)
+    }
+
+    /// The copy of the base around `new[q..q + 8]`, extended back to `floor` and on to `end`
+    /// while the bytes agree: `(start, end, shift)`, when it is at least `COPY_MIN_BYTES` long.
+    #[inline(always)]
+    fn copy_at(&self, base: &[u8], new: &[u8], q: usize, floor: usize, end: usize) -> Option<(usize, usize, i64)> {
+        let p = self.find(base, word(new, q))?;
+        let (mut k, mut j) = (q, q + 8);
+        while k > floor && q - k < p && new[k - 1] == base[p - (q - k) - 1] {
+            k -= 1;
+        }
+        let limit = end.min(q + (base.len() - p));
+        while j + 8 <= limit && word(new, j) == word(base, p + (j - q)) {
+            j += 8;
+        }
+        while j < limit && new[j] == base[p + (j - q)] {
+            j += 1;
+        }
+        (j - k >= COPY_MIN_BYTES).then_some((k, j, q as i64 - p as i64))
+    }
 }
 
 /// Zero bytes in a row that a literal logs as a zero run (a copy with shift 0) instead.
@@ -234,7 +277,7 @@ struct Encoder<'a> {
     /// Search for shifted copies (not against zeros, which hold none of a region's bytes).
     search: bool,
     /// The base's far-copy index, built at the first far search.
-    far: Option<Vec<u32>>,
+    far: Option<FarIndex>,
 }
 
 impl Encoder<'_> {
@@ -284,7 +327,9 @@ impl Encoder<'_> {
 
     /// Emits `new[start..end]`, a region that differs from the base at the same offsets.
     fn region(&mut self, base: &[u8], new: &[u8], start: usize, end: usize) {
-        if !self.search || end - start < COPY_SEARCH_MIN_BYTES {
+        if !self.search || end - start < COPY_SEARCH_MIN_BYTES || is_zero(&base[start..end.min(base.len())]) {
+            // Bytes written where the base had none (a slotted page's new cells in its free
+            // space) are new: no copy of the base is there to find.
             return self.literal(new, start, end);
         }
         let mut found = std::mem::take(&mut self.pieces);
@@ -300,32 +345,52 @@ impl Encoder<'_> {
         self.pieces = found;
     }
 
+    /// Emits the whole of `new` as a page rewritten from `base`: stretches equal at the same
+    /// offsets are skipped, others are copies from anywhere in the base (the far index) where
+    /// one of `COPY_MIN_BYTES` or more is found, literal bytes (zero runs as copies) between.
+    fn rewritten(&mut self, base: &[u8], new: &[u8], common: usize) {
+        let index = FarIndex::new(base);
+        let (mut q, mut literal_start) = (0, 0);
+        while q + 8 <= common {
+            if word(new, q) == word(base, q) {
+                let mut k = q;
+                while k > literal_start && new[k - 1] == base[k - 1] {
+                    k -= 1;
+                }
+                self.literal(new, literal_start, k);
+                q = first_difference(new, base, q + 8, common);
+                literal_start = q;
+                continue;
+            }
+            let Some((k, j, shift)) = index.copy_at(base, new, q, literal_start, common) else {
+                q += 1;
+                continue;
+            };
+            self.literal(new, literal_start, k);
+            self.copy(k, j, shift);
+            (q, literal_start) = (j, j);
+        }
+        if literal_start < common && new[literal_start..common] == base[literal_start..common] {
+            self.literal(new, common, new.len());
+        } else {
+            self.literal(new, literal_start, new.len());
+        }
+    }
+
     /// Emits `new[start..end]` as copies of base stretches found anywhere in it (by the far
     /// index), at least `COPY_MIN_BYTES` long, and literal bytes between.
     fn far_copies(&mut self, base: &[u8], new: &[u8], start: usize, end: usize) {
-        let index = self.far.get_or_insert_with(|| far_index(base));
+        let index = self.far.get_or_insert_with(|| FarIndex::new(base));
         let mut found: Vec<(usize, usize, i64)> = Vec::new();
         let (mut q, mut literal_start) = (start, start);
         while q + 8 <= end {
-            let w = word(new, q);
-            let p = index[far_hash(w)] as usize;
-            if p == u32::MAX as usize || p == q || word(base, p) != w {
-                q += 1;
-                continue;
+            match index.copy_at(base, new, q, literal_start, end) {
+                Some(copy @ (_, j, shift)) if shift != 0 => {
+                    found.push(copy);
+                    (q, literal_start) = (j, j);
+                }
+                _ => q += 1,
             }
-            let (mut k, mut j) = (q, q + 8);
-            while k > literal_start && q - k < p && new[k - 1] == base[p - (q - k) - 1] {
-                k -= 1;
-            }
-            while j < end && p + (j - q) < base.len() && new[j] == base[p + (j - q)] {
-                j += 1;
-            }
-            if j - k < COPY_MIN_BYTES {
-                q += 1;
-                continue;
-            }
-            found.push((k, j, q as i64 - p as i64));
-            (q, literal_start) = (j, j);
         }
         let mut at = start;
         for (k, j, shift) in found {
@@ -354,6 +419,10 @@ fn encode_with(base: &[u8], new: &[u8], out: &mut Vec<u8>, search: bool) -> bool
     let common = base.len().min(new.len());
     let mut body = Vec::new();
     let mut e = Encoder { out: &mut body, count: 0, prev_end: 0, pieces: Vec::new(), search, far: None };
+    if search && differs_in_many_chunks(base, new, common) {
+        e.rewritten(base, new, common);
+        return finish(e, out, start_len, new.len());
+    }
     let mut i = 0;
     loop {
         let start = first_difference(new, base, i, common);
@@ -367,14 +436,38 @@ fn encode_with(base: &[u8], new: &[u8], out: &mut Vec<u8>, search: bool) -> bool
         }
         i = end;
     }
-    let count = e.count;
-    put_varint(out, count);
-    out.extend_from_slice(&body);
-    if out.len() - start_len >= new.len() {
+    finish(e, out, start_len, new.len())
+}
+
+/// Appends the encoder's ranges to `out` after their count; false (and `out` as it was at
+/// `start_len`) when they would not be smaller than the `new_len` bytes they describe.
+fn finish(e: Encoder<'_>, out: &mut Vec<u8>, start_len: usize, new_len: usize) -> bool {
+    put_varint(out, e.count);
+    out.extend_from_slice(e.out);
+    if out.len() - start_len >= new_len {
         out.truncate(start_len);
         return false;
     }
     true
+}
+
+/// Chunks of 32 bytes a node's new version must differ from its base in, at the same offsets,
+/// to be encoded as rewritten (`Encoder::rewritten`): a page a split, a shift into a sibling
+/// or a compaction repacked keeps most of its bytes, elsewhere, and its cells agree with the
+/// base's same offsets every few bytes by chance (their zero bytes), which cuts them into
+/// pieces too small to search.
+const REWRITTEN_CHUNKS_MIN: usize = 32;
+
+/// True when `new` differs from `base` in at least `REWRITTEN_CHUNKS_MIN` chunks of 32 bytes.
+fn differs_in_many_chunks(base: &[u8], new: &[u8], common: usize) -> bool {
+    let mut differing = 0;
+    for (a, b) in base[..common].chunks_exact(32).zip(new[..common].chunks_exact(32)) {
+        differing += usize::from(a != b);
+        if differing >= REWRITTEN_CHUNKS_MIN {
+            return true;
+        }
+    }
+    false
 }
 
 /// Bytes the delta at the start of `enc` takes (its ranges are checked for sanity only:
@@ -547,6 +640,54 @@ mod tests {
         let bytes = round_trip(&base, &new).unwrap();
         // The new slots (130) and a copy of a few bytes per cell, not the cells (1,755).
         assert!(bytes < 800, "a split's rewritten half logged {bytes} bytes");
+    }
+
+    /// A leaf with 17-byte keys and 8-byte values, as a SQL index keeps them: the keys' and
+    /// values' high bytes are zero, so a repacked cell agrees with whatever lay at its new
+    /// offset every few bytes.
+    fn structured_cell(rng: &mut Rng, i: u64) -> [u8; 27] {
+        let mut cell = [0u8; 27];
+        cell[0] = 17;
+        cell[1..9].copy_from_slice(&rng.next().to_be_bytes());
+        cell[9..17].copy_from_slice(&i.to_be_bytes());
+        cell[17] = 16;
+        cell[18..26].copy_from_slice(&i.to_le_bytes());
+        cell
+    }
+
+    #[test]
+    fn a_repacked_page_of_cells_with_zero_bytes_logs_a_copy_per_cell() {
+        let mut rng = Rng(33);
+        let (mut base, mut cells) = (vec![0u8; 4096], Vec::new());
+        let mut cell_end = 4096;
+        for i in 0..130u64 {
+            let cell = structured_cell(&mut rng, 1000 + i);
+            cell_end -= 27;
+            base[cell_end..cell_end + 27].copy_from_slice(&cell);
+            cells.push(cell_end);
+        }
+        // Slots in key order, cells in the order they came: a random permutation.
+        for i in (1..cells.len()).rev() {
+            cells.swap(i, rng.below(i + 1));
+        }
+        for (i, &at) in cells.iter().enumerate() {
+            base[16 + 2 * i..18 + 2 * i].copy_from_slice(&(at as u16).to_le_bytes());
+        }
+        base[2..4].copy_from_slice(&130u16.to_le_bytes());
+        base[4..6].copy_from_slice(&(cell_end as u16).to_le_bytes());
+        // The page after its upper half moved to a sibling: 65 cells repacked in slot order.
+        let mut new = vec![0u8; 4096];
+        let mut end = 4096;
+        for (i, &at) in cells.iter().take(65).enumerate() {
+            end -= 27;
+            new[end..end + 27].copy_from_slice(&base[at..at + 27]);
+            new[16 + 2 * i..18 + 2 * i].copy_from_slice(&(end as u16).to_le_bytes());
+        }
+        new[2..4].copy_from_slice(&65u16.to_le_bytes());
+        new[4..6].copy_from_slice(&(end as u16).to_le_bytes());
+        let bytes = round_trip(&base, &new).unwrap();
+        // The slots (130) and about four bytes a cell, not the cells cut at their zero bytes.
+        assert!(bytes < 130 + 6 * 65, "a repacked page logged {bytes} bytes");
     }
 
     /// The far index holds every 8th word of the base: a copy of `COPY_MIN_BYTES` from any
