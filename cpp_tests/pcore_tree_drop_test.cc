@@ -83,6 +83,9 @@ TEST(TreeDropTest, DropFreesTheTreeAndItsHandlesAnswerErrors) {
   PCORE_EXPECT_STATUS(kBadHandle, pcore_tree_verify(other));
   EXPECT_NE(pcore_cursor_next(cursor), pcore_test::kOk);
   EXPECT_NE(pcore_cursor_first(cursor), pcore_test::kOk);
+  PcoreCursor* late = nullptr;
+  PCORE_EXPECT_STATUS(kBadHandle, pcore_cursor_open(tree, &late));
+  EXPECT_EQ(late, nullptr);
   uint64_t n = 1;
   PCORE_EXPECT_OK(pcore_tree_len(tree, &n));
   EXPECT_EQ(n, 0u);
@@ -121,6 +124,20 @@ TEST(TreeDropTest, BadArgumentsChangeNothing) {
   PCORE_EXPECT_STATUS(static_cast<int32_t>(PCORE_INVALID_ARGUMENT),
                       pcore_tree_drop(store, long_name.data(), long_name.size()));
   PCORE_EXPECT_STATUS(static_cast<int32_t>(PCORE_NOT_FOUND), pcore_tree_drop(store, "u", 1));
+  // Lengths no name or key can have are refused before anything is copied (a host's mistake
+  // of this size once aborted the process on the failed allocation).
+  const size_t huge = size_t{1} << 40;
+  PcoreTree* none = nullptr;
+  PCORE_EXPECT_STATUS(static_cast<int32_t>(PCORE_INVALID_ARGUMENT), pcore_tree_open(store, "t", huge, nullptr, &none));
+  PCORE_EXPECT_STATUS(static_cast<int32_t>(PCORE_INVALID_ARGUMENT), pcore_tree_drop(store, "t", huge));
+  PcoreCursor* cursor = nullptr;
+  PCORE_ASSERT_OK(pcore_cursor_open(tree, &cursor));
+  PCORE_EXPECT_STATUS(static_cast<int32_t>(PCORE_INVALID_ARGUMENT),
+                      pcore_cursor_set_bounds(cursor, "k", huge, PCORE_BOUND_INCLUDED, nullptr, 0, PCORE_BOUND_UNBOUNDED));
+  PCORE_EXPECT_STATUS(static_cast<int32_t>(PCORE_INVALID_ARGUMENT),
+                      pcore_cursor_set_bounds(cursor, nullptr, 0, PCORE_BOUND_UNBOUNDED, "k", huge, PCORE_BOUND_EXCLUDED));
+  PCORE_EXPECT_OK(pcore_cursor_first(cursor));
+  PCORE_EXPECT_OK(pcore_cursor_close(cursor));
   uint64_t n = 0;
   PCORE_EXPECT_OK(pcore_tree_len(tree, &n));
   EXPECT_EQ(n, 100u);

@@ -190,7 +190,10 @@
 // Tree duplicates mode: inserting an existing key replaces its value.
 #define PCORE_DUP_OVERWRITE 1
 
-// Tree duplicates mode: one entry per (key, value) pair, ordered by key then value.
+// Tree duplicates mode: one entry per (key, value) pair, ordered by key then value. A pair
+// lives in its page (its value is part of its key), so values are at most a sixteenth of
+// the page size (256 bytes at 4 KiB pages), where the other modes put a large value in a node
+// of its own (up to the store's largest size class).
 #define PCORE_DUP_MULTI 2
 
 // Tree open flag: fail with `PCORE_NOT_FOUND` when the store holds no tree of that name.
@@ -484,7 +487,9 @@ int32_t pcore_store_options_init(struct PcoreStoreOptions *opt);
 //
 // On success `*out` receives the handle, which the caller releases with
 // `pcore_store_close`. Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad
-// options), `PCORE_BUSY` (another writer has the directory), `PCORE_NOT_FOUND` (no store
+// options), `PCORE_BUSY` (another writer has the directory; for a read-only open, 127
+// read-only opens of the directory, in any processes, are alive: its reader table is
+// full), `PCORE_NOT_FOUND` (no store
 // and `PCORE_OPEN_NO_CREATE` or read-only), `PCORE_CORRUPT` (a damaged file, named in the
 // message), `PCORE_VERSION_MISMATCH`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`.
 //
@@ -776,9 +781,11 @@ int32_t pcore_tree_options_init(struct PcoreTreeOptions *opt);
 // one tree shares it; each handle is released with `pcore_tree_close`. Tree changes are made
 // durable by `pcore_store_commit`.
 //
-// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad or mismatched options),
+// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad or mismatched options, a
+// name longer than `PCORE_ROOT_NAME_MAX_BYTES` less the 3-byte tree prefix),
 // `PCORE_NOT_FOUND` (no such tree and `PCORE_TREE_NO_CREATE`), `PCORE_CORRUPT`,
-// `PCORE_READ_ONLY` (creating in a read-only store), `PCORE_BAD_HANDLE`.
+// `PCORE_READ_ONLY` (creating in a read-only store), `PCORE_NO_SPACE` (creating on a full
+// disk), `PCORE_BAD_HANDLE`.
 //
 // # Safety
 // `name` has `name_len` readable bytes; `opt` is NULL or points to `opt->struct_size`
@@ -828,7 +835,8 @@ int32_t pcore_tree_max_key_bytes(uint32_t page_bytes, size_t *out);
 //
 // Returns `PCORE_OK`; `PCORE_DUPLICATE_KEY` (unique tree, or the same pair in a multi tree),
 // `PCORE_INVALID_ARGUMENT` (key over the limit, NULL with a length), `PCORE_TOO_LARGE`
-// (value over the limit), `PCORE_NO_SPACE`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+// (value over the limit: the store's largest size class, in a multi tree a sixteenth of the
+// page size), `PCORE_NO_SPACE`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
 //
 // # Safety
 // `key` and `value` point to their lengths' readable bytes (or are NULL with length 0).
@@ -940,6 +948,8 @@ int32_t pcore_cursor_close(struct PcoreCursor *cursor);
 
 // Limits the cursor to keys between a lower and an upper bound (`PCORE_BOUND_*`; the key
 // is ignored for UNBOUNDED). Takes effect at the next `first`, `last` or move.
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (an unknown bound kind, a bound key longer
+// than the tree's longest key, NULL with a nonzero length), `PCORE_BAD_HANDLE`.
 //
 // # Safety
 // `lower` and `upper` point to their lengths' readable bytes (or are NULL with length 0).

@@ -256,7 +256,7 @@ impl Mix {
             assert_eq!(got, &want, "{}: way {way} (batches of {batch})", self.ctx());
         }
         let mut c = Cursor::new(&self.tree);
-        c.set_bounds(lower, upper);
+        c.set_bounds(lower, upper).unwrap();
         c.last().unwrap();
         let mut backward = Vec::new();
         while let Some(e) = c.current().unwrap() {

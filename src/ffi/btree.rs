@@ -124,6 +124,18 @@ pub unsafe extern "C" fn pcore_tree_options_init(opt: *mut PcoreTreeOptions) -> 
     })
 }
 
+/// A tree's name, refused before anything copies it when no anchor could hold it.
+///
+/// # Safety
+/// As [`bytes`].
+unsafe fn tree_name<'a>(name: *const c_char, name_len: usize) -> Result<&'a [u8]> {
+    if ROOT_PREFIX.len().saturating_add(name_len) > crate::limits::ROOT_NAME_MAX_BYTES {
+        return Err(Error::InvalidArgument(format!("a tree name of {name_len} bytes is too long")));
+    }
+    // SAFETY: per the caller's contract.
+    unsafe { bytes(name.cast::<u8>(), name_len, "name") }
+}
+
 /// Opens the tree named by `name_len` bytes at `name` in `store`, creating it unless
 /// `PCORE_TREE_NO_CREATE` (a created tree is durable at the store's next commit). One store
 /// holds many trees. An existing tree must be opened with the page size and duplicates mode it
@@ -131,9 +143,11 @@ pub unsafe extern "C" fn pcore_tree_options_init(opt: *mut PcoreTreeOptions) -> 
 /// one tree shares it; each handle is released with `pcore_tree_close`. Tree changes are made
 /// durable by `pcore_store_commit`.
 ///
-/// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad or mismatched options),
+/// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad or mismatched options, a
+/// name longer than `PCORE_ROOT_NAME_MAX_BYTES` less the 3-byte tree prefix),
 /// `PCORE_NOT_FOUND` (no such tree and `PCORE_TREE_NO_CREATE`), `PCORE_CORRUPT`,
-/// `PCORE_READ_ONLY` (creating in a read-only store), `PCORE_BAD_HANDLE`.
+/// `PCORE_READ_ONLY` (creating in a read-only store), `PCORE_NO_SPACE` (creating on a full
+/// disk), `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
 /// `name` has `name_len` readable bytes; `opt` is NULL or points to `opt->struct_size`
@@ -150,7 +164,7 @@ pub unsafe extern "C" fn pcore_tree_open(
         let s = store_of(store)?;
         non_null(out, "out")?;
         // SAFETY: per this function's contract.
-        let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
+        let name = unsafe { tree_name(name, name_len)? };
         // SAFETY: per this function's contract.
         let o = unsafe { read_sized(opt, default_tree_options())? };
         let duplicates = match o.duplicates {
@@ -224,10 +238,7 @@ pub unsafe extern "C" fn pcore_tree_drop(store: *mut PcoreStore, name: *const c_
     guard::call(|| {
         let s = store_of(store)?;
         // SAFETY: per this function's contract.
-        let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
-        if ROOT_PREFIX.len() + name.len() > crate::limits::ROOT_NAME_MAX_BYTES {
-            return Err(Error::InvalidArgument(format!("a tree name of {} bytes is too long", name.len())));
-        }
+        let name = unsafe { tree_name(name, name_len)? };
         crate::btree::drop_tree(&s, name)
     })
 }
@@ -258,7 +269,8 @@ pub unsafe extern "C" fn pcore_tree_max_key_bytes(page_bytes: u32, out: *mut usi
 ///
 /// Returns `PCORE_OK`; `PCORE_DUPLICATE_KEY` (unique tree, or the same pair in a multi tree),
 /// `PCORE_INVALID_ARGUMENT` (key over the limit, NULL with a length), `PCORE_TOO_LARGE`
-/// (value over the limit), `PCORE_NO_SPACE`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+/// (value over the limit: the store's largest size class, in a multi tree a sixteenth of the
+/// page size), `PCORE_NO_SPACE`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
 ///
 /// # Safety
 /// `key` and `value` point to their lengths' readable bytes (or are NULL with length 0).
@@ -508,6 +520,7 @@ pub(crate) unsafe fn cursor_open_at(
     if !t.store()?.is_open() {
         return Err(Error::Closed);
     }
+    drop(t.read_state()?); // a dropped tree is BadHandle, as for every other call
     let t = match snapshot {
         Some(snap) => t.at(snap)?,
         None => t,
@@ -542,6 +555,8 @@ fn bound<'a>(kind: u32, key: &'a [u8], name: &str) -> Result<Bound<&'a [u8]>> {
 
 /// Limits the cursor to keys between a lower and an upper bound (`PCORE_BOUND_*`; the key
 /// is ignored for UNBOUNDED). Takes effect at the next `first`, `last` or move.
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (an unknown bound kind, a bound key longer
+/// than the tree's longest key, NULL with a nonzero length), `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
 /// `lower` and `upper` point to their lengths' readable bytes (or are NULL with length 0).
@@ -560,10 +575,7 @@ pub unsafe extern "C" fn pcore_cursor_set_bounds(
         let (l, u) =
             unsafe { (bytes(lower.cast::<u8>(), lower_len, "lower")?, bytes(upper.cast::<u8>(), upper_len, "upper")?) };
         let (lb, ub) = (bound(lower_kind, l, "lower")?, bound(upper_kind, u, "upper")?);
-        with_cursor(cursor, |c| {
-            c.cursor.set_bounds(lb, ub);
-            Ok(())
-        })
+        with_cursor(cursor, |c| c.cursor.set_bounds(lb, ub))
     })
 }
 

@@ -142,7 +142,9 @@ pub unsafe extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -
 ///
 /// On success `*out` receives the handle, which the caller releases with
 /// `pcore_store_close`. Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad
-/// options), `PCORE_BUSY` (another writer has the directory), `PCORE_NOT_FOUND` (no store
+/// options), `PCORE_BUSY` (another writer has the directory; for a read-only open, 127
+/// read-only opens of the directory, in any processes, are alive: its reader table is
+/// full), `PCORE_NOT_FOUND` (no store
 /// and `PCORE_OPEN_NO_CREATE` or read-only), `PCORE_CORRUPT` (a damaged file, named in the
 /// message), `PCORE_VERSION_MISMATCH`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`.
 ///

@@ -75,7 +75,10 @@ pub const PCORE_ABI_VERSION: u32 = 0x0002_0002;
 pub const PCORE_DUP_UNIQUE: u64 = 0;
 /// Tree duplicates mode: inserting an existing key replaces its value.
 pub const PCORE_DUP_OVERWRITE: u64 = 1;
-/// Tree duplicates mode: one entry per (key, value) pair, ordered by key then value.
+/// Tree duplicates mode: one entry per (key, value) pair, ordered by key then value. A pair
+/// lives in its page (its value is part of its key), so values are at most a sixteenth of
+/// the page size (256 bytes at 4 KiB pages), where the other modes put a large value in a node
+/// of its own (up to the store's largest size class).
 pub const PCORE_DUP_MULTI: u64 = 2;
 
 /// Tree open flag: fail with `PCORE_NOT_FOUND` when the store holds no tree of that name.

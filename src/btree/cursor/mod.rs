@@ -58,9 +58,17 @@ impl Cursor {
 
     /// Limits the cursor to keys between the bounds: `first` and `last` go to the first and
     /// last entry inside them, and `current` is `None` outside them.
-    pub fn set_bounds(&mut self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) {
+    pub fn set_bounds(&mut self, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> Result<()> {
+        // A bound longer than any key the tree takes is refused before it is copied: its
+        // length may be a host's mistake too large to allocate.
+        for b in [lower, upper] {
+            if let Bound::Included(k) | Bound::Excluded(k) = b {
+                self.tree.check_key(k)?;
+            }
+        }
         self.at.lower = lower.map(<[u8]>::to_vec);
         self.at.upper = upper.map(<[u8]>::to_vec);
+        Ok(())
     }
 
     /// Runs one cursor call with the tree's state held shared (see the module's comment).

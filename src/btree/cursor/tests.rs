@@ -14,8 +14,8 @@ fn value_of(key: &[u8], step: u64) -> Vec<u8> {
 /// Positions `cur` past `last` (or at `start` when nothing was read yet).
 fn reposition(cur: &mut Cursor, start: &[u8], last: Option<&Vec<u8>>) {
     match last {
-        Some(l) => cur.set_bounds(Bound::Excluded(l), Bound::Unbounded),
-        None => cur.set_bounds(Bound::Included(start), Bound::Unbounded),
+        Some(l) => cur.set_bounds(Bound::Excluded(l), Bound::Unbounded).unwrap(),
+        None => cur.set_bounds(Bound::Included(start), Bound::Unbounded).unwrap(),
     }
     cur.first().expect("positioning is never stale and never reads a damaged page");
 }
@@ -114,7 +114,7 @@ pub(crate) fn three_scans(
 ) -> [Vec<(Vec<u8>, Vec<u8>)>; 3] {
     let mut out: [Vec<(Vec<u8>, Vec<u8>)>; 3] = Default::default();
     let mut c = Cursor::new(tree);
-    c.set_bounds(lower, upper);
+    c.set_bounds(lower, upper).unwrap();
     c.first().unwrap();
     while let Some(e) = c.current().unwrap() {
         out[0].push(e);
@@ -154,7 +154,7 @@ pub(crate) fn three_scans(
 pub(crate) fn in_place_scan(tree: &BTree, lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     let mut c = Cursor::new(tree);
-    c.set_bounds(lower, upper);
+    c.set_bounds(lower, upper).unwrap();
     c.first().unwrap();
     let mut entry = c.current_entry().unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
     while let Some(e) = entry {

@@ -169,7 +169,7 @@ impl BTree {
         }
     }
 
-    pub(super) fn check_key(&self, key: &[u8]) -> Result<()> {
+    pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
         let max = max_key_bytes(self.inner.page_bytes as u32);
         if key.len() > max {
             return Err(Error::InvalidArgument(format!(

@@ -126,7 +126,7 @@ fn cursors_walk_both_ways_within_bounds_and_go_stale_after_a_change() {
         t.insert(format!("{i:05}").as_bytes(), &i.to_le_bytes()).unwrap();
     }
     let mut c = super::super::Cursor::new(&t);
-    c.set_bounds(Bound::Excluded(b"00100"), Bound::Included(b"01500"));
+    c.set_bounds(Bound::Excluded(b"00100"), Bound::Included(b"01500")).unwrap();
     c.first().unwrap();
     assert_eq!(c.current().unwrap().unwrap().0, b"00101");
     let mut n = 1;
