@@ -495,7 +495,15 @@ impl Store {
         };
         let store = Store::from_parts(writer, opened.core, options.clone(), false, opened.note, readers);
         if opened.needs_checkpoint {
-            store.checkpoint()?;
+            match store.checkpoint() {
+                // The log was replayed and stays: the open store serves every commit without
+                // the checkpoint, which waits for room (a store that filled its disk must
+                // still open, to be read and to give space back).
+                Err(e @ Error::NoSpace(_)) if !opened.converting => {
+                    store.shared.writer.lock().last_checkpoint_error = Some(e.to_string());
+                }
+                result => result?,
+            }
         } else if !options.read_only {
             let mut w = store.shared.writer.lock();
             store.shared.give_back_tail(&w, |s| s.truncate_free_tails(0))?;

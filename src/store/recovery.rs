@@ -25,6 +25,8 @@ pub(crate) struct Opened {
     pub meta: Meta,
     pub lock: Option<DirLock>,
     pub needs_checkpoint: bool,
+    /// The store is of an older format: its first checkpoint converts it, and must be taken.
+    pub converting: bool,
     /// What recovery did beyond reading: replayed frames, a torn tail cut.
     pub note: Option<String>,
     /// The checkpoint pieces the table was read from (empty: a whole checkpoint, or none).
@@ -166,8 +168,9 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     }
     let note = recovery_note(&log_file, &contents, epoch);
     // A store of an older format moves to this one at once: its log's frames are the old kind.
-    let needs_checkpoint = writable && (!contents.frames.is_empty() || meta.format < super::meta::FORMAT_VERSION);
-    Ok(Opened { core, log, meta, lock, needs_checkpoint, note, chain })
+    let converting = writable && meta.format < super::meta::FORMAT_VERSION;
+    let needs_checkpoint = converting || (writable && !contents.frames.is_empty());
+    Ok(Opened { core, log, meta, lock, needs_checkpoint, converting, note, chain })
 }
 
 /// A slot's CRC while its base is suspect: not compared, see `Replay::apply_over_suspect`.
