@@ -11,7 +11,8 @@ pub fn open_existing(dir: &Path, read_only: bool) -> Result<Store, String> {
     require_store_dir(dir)?;
     let opts = StoreOptions { read_only, create: false, ..StoreOptions::default() };
     Store::open(dir, &opts).map_err(|e| match e {
-        pcore::Error::Busy(_) => {
+        // A read-only open is busy only when every reader slot is taken: the library says so.
+        pcore::Error::Busy(_) if !read_only => {
             format!("{} is open for writing by another process; try again when it closes", dir.display())
         }
         other => format!("{}: {other}", dir.display()),
