@@ -13,6 +13,7 @@ use super::meta::Meta;
 use super::node_id::NodeId;
 use super::readers::{ReaderSlot, ReaderTable};
 use super::recovery;
+use super::reserve::{self, Reserve};
 use super::wal::{LogWriter, Salt};
 use crate::alloc::{ClassStats, GrowthRule, Space};
 use crate::error::{Error, Result};
@@ -200,8 +201,10 @@ struct WriterSide {
     readers: Option<Arc<ReaderTable>>,
     reader_slot: Option<ReaderSlot>,
     /// Bytes of the store's files other than the class files and the log (checkpoint
-    /// pieces, meta, reader table), as of the last checkpoint: see `footprint`.
+    /// pieces, meta, reader table, reserve), as of the last checkpoint: see `footprint`.
     other_files: u64,
+    /// Room kept for a full disk (`reserve.rs`): a writer on disk only.
+    reserve: Option<Reserve>,
 }
 
 /// An object that caches store state (a B+ tree caches its root, height and count) and must
@@ -492,8 +495,16 @@ impl Store {
             readers: None,
             reader_slot: None,
             other_files: 0,
+            reserve: None,
         };
         let store = Store::from_parts(writer, opened.core, options.clone(), false, opened.note, readers);
+        if !options.read_only {
+            let mut w = store.shared.writer.lock();
+            w.reserve = Some(Reserve::open(dir));
+            if !opened.needs_checkpoint {
+                store.shared.take_reserve(&mut w)?;
+            }
+        }
         if opened.needs_checkpoint {
             match store.checkpoint() {
                 // The log was replayed and stays: the open store serves every commit without
@@ -537,6 +548,7 @@ impl Store {
             readers: None,
             reader_slot: None,
             other_files: 0,
+            reserve: None,
         };
         let options = StoreOptions { read_only: false, ..options.clone() };
         Ok(Store::from_parts(writer, core, options, true, None, ReaderParts::none()))
@@ -1295,6 +1307,30 @@ impl Shared {
     }
 
     fn checkpoint_locked(&self, w: &mut WriterSide) -> Result<()> {
+        let result = match self.checkpoint_once(w) {
+            // A failed checkpoint changed nothing: with the reserve given up, it may fit.
+            Err(Error::NoSpace(_)) if w.reserve.as_mut().is_some_and(Reserve::release) => self.checkpoint_once(w),
+            result => result,
+        };
+        if result.is_ok() {
+            self.take_reserve(w)?;
+        }
+        result
+    }
+
+    /// Takes (again) the reserve the store's size calls for, when the disk has room.
+    fn take_reserve(&self, w: &mut WriterSide) -> Result<()> {
+        let Some(reserve) = w.reserve.as_mut() else { return Ok(()) };
+        let store_bytes = self.state.read().space.file_bytes();
+        let before = reserve.held();
+        reserve.take(reserve::bytes_for(store_bytes))?;
+        if reserve.held() != before {
+            self.measure_other_files(w);
+        }
+        Ok(())
+    }
+
+    fn checkpoint_once(&self, w: &mut WriterSide) -> Result<()> {
         self.end_passed_reader_hold(w)?;
         let dir = w.dir.clone().expect("file store");
         let old = w.meta.expect("file store has meta");

@@ -35,6 +35,7 @@ mod meta;
 mod node_id;
 mod readers;
 mod recovery;
+mod reserve;
 mod seal;
 #[cfg(test)]
 mod snapshot_tests;

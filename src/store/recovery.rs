@@ -278,7 +278,7 @@ pub(crate) fn store_file_bytes(dir: &Path) -> (u64, u64, u64) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let len = entry.metadata().map_or(0, |m| m.len());
-        if is_store_file(&name) || name == super::readers::READERS_FILE {
+        if is_store_file(&name) || name == super::readers::READERS_FILE || name == super::reserve::RESERVE_FILE {
             all += len;
         }
         checkpoints += if name.starts_with("checkpoint-") { len } else { 0 };

@@ -4,7 +4,7 @@
 use super::*;
 use crate::error::Error;
 pub(crate) use crate::test_rng::TestRng as Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -751,7 +751,9 @@ fn a_full_disk_at_a_checkpoint_or_a_reopen_keeps_every_commit() {
     let s = reopen(dir.path(), &opts);
     let nodes: Vec<(NodeId, Vec<u8>)> = (0..300).map(|i| add_node(&s, i).unwrap()).collect();
     s.commit().unwrap();
-    // No room for a checkpoint: close cannot write one, and says so, but loses nothing.
+    // No room for a checkpoint, the reserve for a full disk spent already: close cannot
+    // write one, and says so, but loses nothing.
+    std::fs::remove_file(dir.path().join(super::reserve::RESERVE_FILE)).unwrap();
     let used: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     super::simulate_disk_limit(dir.path(), Some(used));
     match s.checkpoint() {
@@ -848,4 +850,88 @@ fn a_really_full_file_system_is_no_space_and_never_a_sigbus() {
     s.publish(id, &[7; 4096]).unwrap();
     s.verify().unwrap();
     let _ = s.close();
+}
+
+/// A store that fills its own disk gives space back by itself: the checkpoint that lets the
+/// log be written over, and the one that releases the freed blocks, take the reserve the
+/// writer kept. Without it each needed room the full disk did not have, and the store stayed
+/// stuck until space was made from outside (found by an outside tester on a small tmpfs; the
+/// disk-limit stand-in leaves too much slack to show it, so this test fills a real one).
+#[test]
+fn a_store_that_filled_its_disk_frees_and_checkpoints_its_way_out() {
+    for durability in [Durability::Strict, Durability::Balanced, Durability::Eventual] {
+        let Some(fs) = SmallFileSystem::mount("full-stuck", 16 << 20) else {
+            eprintln!("skipped: mounting a small tmpfs needs root");
+            return;
+        };
+        let dir = fs.0.path().join("store");
+        let opts = StoreOptions { durability, ..StoreOptions::default() };
+        let s = reopen(&dir, &opts);
+        let mut rng = crate::test_rng::TestRng::new(durability as u64 + 5);
+        let (mut committed, mut pending) = (HashMap::new(), HashMap::new());
+        let mut ids: Vec<NodeId> = Vec::new();
+        // Fill the disk as a host does: new nodes and rewrites, a commit every 8, until 50
+        // commits in a row find no room.
+        let (mut failures, mut op) = (0, 0u64);
+        while failures < 50 {
+            let len = if rng.below(100) < 80 { 100 + rng.below(8000) } else { 8000 + rng.below(30000) };
+            let bytes = pattern(op, len as usize);
+            if !ids.is_empty() && rng.below(100) < 40 {
+                let id = ids[rng.below(ids.len() as u64) as usize];
+                if s.publish(id, &bytes).is_ok() {
+                    pending.insert(id, bytes);
+                }
+            } else if let Ok((id, _, _)) = s.allocate(len as usize, 1) {
+                match s.publish(id, &bytes) {
+                    Ok(_) => {
+                        pending.insert(id, bytes);
+                        ids.push(id);
+                    }
+                    Err(_) => s.free(id).unwrap(),
+                }
+            }
+            op += 1;
+            if op % 8 == 0 {
+                match s.commit() {
+                    Ok(_) => {
+                        committed.extend(pending.drain());
+                        failures = 0;
+                    }
+                    Err(Error::NoSpace(_)) => failures += 1,
+                    Err(e) => panic!("{durability:?}: {e}"),
+                }
+            }
+        }
+        s.abort().unwrap();
+        pending.clear();
+        // Free every other node. Their commit may find no room in the log; a checkpoint takes
+        // the reserve, the log is then written over from its start, and the next checkpoint
+        // releases the blocks.
+        let mut live: Vec<NodeId> = committed.keys().copied().collect();
+        live.sort_unstable_by_key(|id| id.raw());
+        for id in live.iter().step_by(2) {
+            s.free(*id).unwrap();
+            committed.remove(id);
+        }
+        match s.commit() {
+            Ok(_) | Err(Error::NoSpace(_)) => {}
+            Err(e) => panic!("{durability:?}: the commit of the frees: {e}"),
+        }
+        s.checkpoint().unwrap_or_else(|e| panic!("{durability:?}: the checkpoint on the full disk: {e}"));
+        s.commit().unwrap_or_else(|e| panic!("{durability:?}: the commit of the frees: {e}"));
+        s.checkpoint().unwrap_or_else(|e| panic!("{durability:?}: the checkpoint that frees their blocks: {e}"));
+        // The space is the store's again: new nodes fit, and commit.
+        for i in 0..20 {
+            let (id, bytes) = add_node(&s, 100_000 + i).unwrap();
+            committed.insert(id, bytes);
+        }
+        s.commit().unwrap();
+        s.close().unwrap();
+        let s = try_reopen(&dir, &opts).unwrap();
+        for (id, bytes) in &committed {
+            assert_eq!(&s.read(*id).unwrap(), bytes, "{durability:?}: after reopen");
+        }
+        s.verify().unwrap();
+        s.close().unwrap();
+    }
 }

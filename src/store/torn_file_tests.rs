@@ -84,7 +84,10 @@ fn store_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap() != "LOCK" && p.file_name().unwrap() != super::readers::READERS_FILE)
+        .filter(|p| {
+            let name = p.file_name().unwrap();
+            name != "LOCK" && name != super::readers::READERS_FILE && name != super::reserve::RESERVE_FILE
+        })
         .collect();
     files.sort();
     files
