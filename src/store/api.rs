@@ -468,8 +468,12 @@ impl Store {
             None => {
                 let table = ReaderTable::open(dir, true)?;
                 let oldest = table.oldest_reader()?;
-                if oldest.is_some_and(|o| o < opened.core.epoch) {
-                    opened.core.hold_for_old_readers(opened.core.epoch)?;
+                if let Some(oldest) = oldest.filter(|&o| o < opened.core.epoch) {
+                    match opened.frees.take() {
+                        Some(frees) => opened.core.hold_freed_after(oldest, frees)?,
+                        // A store of a format that does not record its waiting frees.
+                        None => opened.core.hold_for_old_readers(opened.core.epoch)?,
+                    }
                 }
                 let floor = oldest.map_or(opened.core.epoch, |o| o.min(opened.core.epoch));
                 ReaderParts { table: Some(table), slot: None, floor }
@@ -1255,23 +1259,23 @@ impl Shared {
         Some(self.pin_floor.load(Ordering::Acquire)).filter(|&e| e != u64::MAX)
     }
 
-    /// Looks up the oldest reader process in the reader table, once commit `written`'s frame
-    /// is written, and sets `reader_floor` from it. A table that cannot be read counts as a
-    /// reader of the oldest commit (nothing is released), and stays so until it can be.
-    /// Ends the hold for reader processes older than this writer's open if they are gone.
-    /// Commits look at every turn; a checkpoint (and so a compaction) looks first too, or the
-    /// first one after the last old reader left would find every block still held, nothing
-    /// to move into and nothing to cut.
+    /// Brings `reader_floor` up to date and ends the hold for reader processes older than
+    /// this writer's open if they are gone. Commits look at every turn; a checkpoint (and so
+    /// a compaction) looks first too, or the first one after the last old reader left would
+    /// find the blocks freed while it lived still held, nothing to move into and nothing to
+    /// cut.
     fn end_passed_reader_hold(&self, w: &WriterSide) -> Result<()> {
-        if !self.state.read().held_for_readers() {
-            return Ok(());
-        }
         match self.look_at_readers(w, w.written_epoch) {
-            Ok(oldest) => self.state.write().end_hold_once_readers_passed(oldest),
-            Err(_) => Ok(()),
+            Ok(oldest) if self.state.read().held_for_readers() => {
+                self.state.write().end_hold_once_readers_passed(oldest)
+            }
+            _ => Ok(()),
         }
     }
 
+    /// Looks up the oldest reader process in the reader table, once commit `written`'s frame
+    /// is written, and sets `reader_floor` from it. A table that cannot be read counts as a
+    /// reader of the oldest commit (nothing is released), and stays so until it can be.
     fn look_at_readers(&self, w: &WriterSide, written: u64) -> Result<Option<u64>> {
         let Some(table) = &w.readers else { return Ok(None) };
         match table.oldest_reader() {
@@ -1306,12 +1310,14 @@ impl Shared {
             c.space.sync_growth(&dir, true)?;
             w.checkpoint_time.2 += started.elapsed();
             let changed = c.changed_handles();
+            let frees = c.waiting_frees(self.reader_floor.load(Ordering::Acquire));
             let source = checkpoint::PieceSource {
                 table: &c.table,
                 roots: &c.committed_roots,
                 epoch: c.epoch,
                 changed: &changed,
                 chain: &w.chain,
+                frees: &frees,
             };
             (checkpoint::write(&dir, generation, &source, &mut w.checkpoint_buffer)?, c.epoch)
         };

@@ -29,6 +29,10 @@ pub(crate) struct Opened {
     pub note: Option<String>,
     /// The checkpoint pieces the table was read from (empty: a whole checkpoint, or none).
     pub chain: checkpoint::Chain,
+    /// Blocks freed by commits (epoch, block) that a reader process of an older commit may
+    /// still read: the checkpoint's waiting frees and those of the log's frames after it.
+    /// `None` when the checkpoint is of a format that does not record them.
+    pub frees: Option<Vec<(u64, Loc)>>,
 }
 
 /// The first format whose checkpoints are chains of pieces.
@@ -96,7 +100,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let classes = SizeClasses::new(meta.min_class_bytes, meta.max_class_bytes).map_err(|e| {
         Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}"))
     })?;
-    let (mut snapshot_slots, roots, checkpoint_epoch, chain, mut seals) = if meta.has_checkpoint {
+    let (mut snapshot_slots, roots, checkpoint_epoch, chain, mut seals, frees) = if meta.has_checkpoint {
         let snap = if meta.format >= CHAIN_FORMAT {
             checkpoint::read(dir, meta.generation, &classes)?
         } else {
@@ -109,9 +113,10 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
                 format!("epoch {} but the meta file says {}", snap.epoch, meta.checkpoint_epoch),
             ));
         }
-        (snap.slots, snap.roots, snap.epoch, snap.chain, snap.seals)
+        (snap.slots, snap.roots, snap.epoch, snap.chain, snap.seals, snap.frees)
     } else {
-        (vec![Slot::EMPTY], BTreeMap::new(), meta.checkpoint_epoch, checkpoint::Chain::default(), Seals::default())
+        let empty = (vec![Slot::EMPTY], BTreeMap::new(), meta.checkpoint_epoch, checkpoint::Chain::default());
+        (empty.0, empty.1, empty.2, empty.3, Seals::default(), Some(Vec::new()))
     };
     let log_file = log_name(meta.generation);
     let log_path = dir.join(&log_file);
@@ -146,7 +151,11 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
         }
         epoch = frame.epoch;
     }
-    let Replay { slots, roots, mut space, freed, seals, .. } = replay;
+    let Replay { slots, roots, mut space, freed, seals, freed_blocks, .. } = replay;
+    let frees = frees.map(|mut f| {
+        f.extend(freed_blocks);
+        f
+    });
     space.rebuild(&blocks_in_use(&slots, space.classes())?)?;
     let mut table = ObjectTable::new();
     table.slots = slots;
@@ -167,7 +176,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let note = recovery_note(&log_file, &contents, epoch);
     // A store of an older format moves to this one at once: its log's frames are the old kind.
     let needs_checkpoint = writable && (!contents.frames.is_empty() || meta.format < super::meta::FORMAT_VERSION);
-    Ok(Opened { core, log, meta, lock, needs_checkpoint, note, chain })
+    Ok(Opened { core, log, meta, lock, needs_checkpoint, note, chain, frees })
 }
 
 /// A slot's CRC while its base is suspect: not compared, see `Replay::apply_over_suspect`.
@@ -385,6 +394,9 @@ struct Replay<'a> {
     freed: Vec<u64>,
     /// The table's group checks: a replayed version's CRC is known.
     seals: Seals,
+    /// Blocks the log's commits freed (a node's old block when it moved, a freed node's),
+    /// with the epoch of the commit that freed each.
+    freed_blocks: Vec<(u64, Loc)>,
 }
 
 impl<'a> Replay<'a> {
@@ -413,6 +425,7 @@ impl<'a> Replay<'a> {
             scratch: Vec::new(),
             freed: Vec::new(),
             seals: Seals::default(),
+            freed_blocks: Vec::new(),
         }
     }
 
@@ -432,6 +445,10 @@ impl<'a> Replay<'a> {
                 self.check_put(p).map_err(bad)?;
                 let before = self.slots[p.handle as usize];
                 self.write_version(p, before, frame_index, &frame.body)?;
+                let moved = (before.class, before.block) != (p.class, p.block);
+                if before.state == State::Live && moved {
+                    self.freed_blocks.push((frame.epoch, before.loc()));
+                }
                 let origin = if p.payload == Payload::Unlogged { Origin::Synced } else { Origin::Logged };
                 self.slots[p.handle as usize] = Slot {
                     block: p.block,
@@ -452,6 +469,7 @@ impl<'a> Replay<'a> {
                     return Err(bad(format!("free of handle {handle} tag {tag}, which is not live")));
                 };
                 slot.state = State::Free;
+                self.freed_blocks.push((frame.epoch, slot.loc()));
                 self.parked.remove(handle);
                 self.freed.push(*handle);
             }
