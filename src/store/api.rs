@@ -255,13 +255,16 @@ fn register_reader(dir: &Path) -> Result<Option<ReaderSlot>> {
 
 /// A read-only open's recovery, which a writer in another process may overtake: its
 /// checkpoint replaces the files the open is reading. A failure while the meta file changed
-/// under it is that, not damage: read again from the new meta (a few times at most).
-fn open_beside_a_writer(dir: &Path, options: &StoreOptions) -> Result<recovery::Opened> {
+/// under it is that, not damage: read again from the new meta (a few times at most). Each
+/// attempt pins everything in `slot` until it has read the log, then the commit it reads.
+fn open_beside_a_writer(dir: &Path, options: &StoreOptions, slot: Option<&ReaderSlot>) -> Result<recovery::Opened> {
     let meta_bytes = || std::fs::read(dir.join(super::meta::META_FILE)).ok();
     let mut attempts = 0;
+    let mut pin = |epoch| slot.iter().for_each(|s| s.set_epoch(epoch));
     loop {
         let before = meta_bytes();
-        match recovery::open_dir(dir, options) {
+        pin(0);
+        match recovery::open_dir_reading(dir, options, &mut pin) {
             Err(_) if attempts < READ_ONLY_OPEN_RETRIES && meta_bytes() != before => attempts += 1,
             other => return other,
         }
@@ -457,8 +460,11 @@ impl Store {
         let dir = dir.as_ref();
         // A reader registers before it reads anything (see `readers`' module comment).
         let reader_slot = if options.read_only { register_reader(dir)? } else { None };
-        let mut opened =
-            if options.read_only { open_beside_a_writer(dir, options)? } else { recovery::open_dir(dir, options)? };
+        let mut opened = if options.read_only {
+            open_beside_a_writer(dir, options, reader_slot.as_ref())?
+        } else {
+            recovery::open_dir(dir, options)?
+        };
         let readers = match &reader_slot {
             Some(slot) => {
                 slot.set_epoch(opened.core.epoch);

@@ -60,6 +60,14 @@ pub(crate) fn new_memory_core(options: &StoreOptions) -> Result<Core> {
 }
 
 pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
+    open_dir_reading(dir, options, &mut |_| {})
+}
+
+/// [`open_dir`], telling `read_to` the epoch the open recovers to once the log is read and
+/// the groups it touches verified, before the replay: a read-only open registers that epoch
+/// in the reader table then (see `readers`), so the writer keeps what that commit reads
+/// while the replay, the long part of an open beside a busy writer, goes on.
+pub(crate) fn open_dir_reading(dir: &Path, options: &StoreOptions, read_to: &mut dyn FnMut(u64)) -> Result<Opened> {
     let writable = !options.read_only;
     let may_create = writable && options.create;
     if may_create {
@@ -142,6 +150,9 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let backing = if writable { Backing::Shared(dir.to_path_buf()) } else { Backing::Private(dir.to_path_buf()) };
     let space = Space::open(classes, &backing)?;
     let suspect = verify_touched_groups(&mut snapshot_slots, &mut seals, &space, &contents.frames);
+    read_to(contents.frames.last().map_or(checkpoint_epoch, |f| f.epoch));
+    #[cfg(test)]
+    BEFORE_REPLAY.with(|h| h.borrow_mut().as_mut().map(|f| f()));
     let mut replay = Replay::new(snapshot_slots, roots, space, &contents.frames, &log_file);
     replay.seals = seals;
     let mut epoch = checkpoint_epoch;
@@ -177,6 +188,12 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     // A store of an older format moves to this one at once: its log's frames are the old kind.
     let needs_checkpoint = writable && (!contents.frames.is_empty() || meta.format < super::meta::FORMAT_VERSION);
     Ok(Opened { core, log, meta, lock, needs_checkpoint, note, chain, frees })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Called by an open on this thread once it has read the log, before it replays it.
+    pub(crate) static BEFORE_REPLAY: std::cell::RefCell<Option<Box<dyn FnMut()>>> = std::cell::RefCell::new(None);
 }
 
 /// A slot's CRC while its base is suspect: not compared, see `Replay::apply_over_suspect`.
