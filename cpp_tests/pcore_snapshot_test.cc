@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -330,6 +331,137 @@ TEST(SnapshotTest, TheCppWrapperReadsThroughASnapshot) {
   EXPECT_FALSE(c.get());
   snap.end();
   EXPECT_THROW((void)snap.epoch(), pcore::Error);
+}
+
+// ---- a writer reopening under reader processes that come and go ------------------------------
+// Found from outside: a writer that opened while a reader process of an older commit was
+// registered held every block of the class files until that reader left, and with readers
+// always overlapping the next open came first: the files grew to 1.4 GB for 20.5 MB live.
+
+constexpr size_t kHoldNodes = 300;
+constexpr size_t kHoldNodeBytes = 1000;
+constexpr char kHoldRoot[] = "hold";
+
+uint64_t hold_seed(size_t node, uint64_t round) { return round * 1000003 + node; }
+
+// Every node rewritten for `round`, the root's metadata saying which, committed.
+bool hold_round(PcoreStore* s, const std::vector<uint64_t>& ids, uint64_t index, uint64_t round) {
+  std::vector<uint8_t> buf(kHoldNodeBytes);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    pcore_test::fill_pattern(buf.data(), buf.size(), hold_seed(i, round));
+    if (pcore_node_publish(s, ids[i], buf.data(), buf.size(), nullptr) != pcore_test::kOk) return false;
+  }
+  if (pcore_root_set(s, kHoldRoot, sizeof kHoldRoot - 1, index, &round, sizeof round) != pcore_test::kOk) {
+    return false;
+  }
+  return pcore_store_commit(s, nullptr) == pcore_test::kOk;
+}
+
+// Reads every node of the commit the store shows; its round in `*round`.
+bool hold_check(PcoreStore* s, uint64_t* round) {
+  uint64_t index = 0;
+  size_t meta_len = 0;
+  if (pcore_root_get(s, kHoldRoot, sizeof kHoldRoot - 1, &index, round, sizeof *round, &meta_len) !=
+          pcore_test::kOk ||
+      meta_len != sizeof *round) {
+    return false;
+  }
+  std::vector<uint64_t> ids(kHoldNodes);
+  size_t len = 0;
+  if (pcore_node_read_copy(s, index, ids.data(), ids.size() * 8, &len) != pcore_test::kOk || len != ids.size() * 8) {
+    return false;
+  }
+  std::vector<uint8_t> buf(kHoldNodeBytes);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (pcore_node_read_copy(s, ids[i], buf.data(), buf.size(), &len) != pcore_test::kOk || len != buf.size() ||
+        !pcore_test::matches_pattern(buf.data(), len, hold_seed(i, *round))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Child: opens read-only, reads its commit whole, says which, and once `stop` exists reads it
+// whole again (the writer reused none of its blocks meanwhile) and leaves.
+int hold_reader_main(const std::vector<std::string>& args) {
+  if (args.size() != 2) return 2;
+  PcoreStore* store = nullptr;
+  if (open_store(args[0], PCORE_OPEN_READ_ONLY | PCORE_OPEN_VERIFY_CHECKSUMS, 0, &store) != pcore_test::kOk) return 3;
+  uint64_t round = 0;
+  if (!hold_check(store, &round)) return 4;
+  pcore_test::child_send(&round, sizeof round);
+  while (access(args[1].c_str(), F_OK) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  uint64_t again = 0;
+  if (!hold_check(store, &again) || again != round) return 5;
+  return pcore_store_close(store) == pcore_test::kOk ? 0 : 6;
+}
+const pcore_test::ChildRegistrar kRegisterHoldReader("hold-reader", hold_reader_main);
+
+struct HoldReader {
+  pid_t pid;
+  std::string stop;
+};
+
+void stop_hold_reader(const HoldReader& r) {
+  pcore_test::write_file(r.stop, {1});
+  const int status = pcore_test::wait_child(r.pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "reader status " << status;
+}
+
+// Rounds of 3 commits; each round a reader process of the last commit opens and the one of
+// two rounds before leaves, so one older than the writer's open is always registered. The
+// writer closes and reopens its store every round when `reopen`. Returns the largest size of
+// the class files.
+uint64_t churn_under_reader_processes(const ScratchDir& scratch, const std::string& name, bool reopen) {
+  const std::string dir = scratch.sub(name);
+  PcoreStore* s = nullptr;
+  EXPECT_EQ(open_store(dir, 0, 0, &s), pcore_test::kOk);
+  std::vector<uint64_t> ids;
+  for (size_t i = 0; i < kHoldNodes; ++i) {
+    PcoreAllocResult a = pcore_test::sized<PcoreAllocResult>();
+    EXPECT_EQ(pcore_node_allocate(s, kHoldNodeBytes, 1, &a), pcore_test::kOk);
+    ids.push_back(a.id);
+  }
+  PcoreAllocResult index = pcore_test::sized<PcoreAllocResult>();
+  EXPECT_EQ(pcore_node_allocate(s, ids.size() * 8, 1, &index), pcore_test::kOk);
+  EXPECT_EQ(pcore_node_publish(s, index.id, ids.data(), ids.size() * 8, nullptr), pcore_test::kOk);
+  uint64_t round = 0;
+  EXPECT_TRUE(hold_round(s, ids, index.id, round)) << pcore_last_error_message();
+  std::vector<HoldReader> readers;
+  uint64_t largest = 0;
+  for (int r = 0; r < 20 && !testing::Test::HasFailure(); ++r) {
+    if (reopen) {
+      EXPECT_EQ(pcore_store_close(s), pcore_test::kOk);
+      EXPECT_EQ(open_store(dir, 0, 0, &s), pcore_test::kOk);
+    }
+    int fds[2];
+    EXPECT_EQ(pipe(fds), 0);
+    const std::string stop = scratch.sub(name + "-stop-" + std::to_string(r));
+    readers.push_back({pcore_test::spawn_child("hold-reader", {dir, stop}, fds[1]), stop});
+    close(fds[1]);
+    uint64_t seen = UINT64_MAX;
+    EXPECT_EQ(read(fds[0], &seen, sizeof seen), static_cast<ssize_t>(sizeof seen));
+    close(fds[0]);
+    EXPECT_EQ(seen, round) << "the reader reads the last commit";
+    if (readers.size() > 2) {
+      stop_hold_reader(readers.front());
+      readers.erase(readers.begin());
+    }
+    for (int k = 0; k < 3; ++k) EXPECT_TRUE(hold_round(s, ids, index.id, ++round)) << pcore_last_error_message();
+    largest = std::max(largest, pcore_test::store_stats(s).data_file_bytes);
+  }
+  for (const HoldReader& r : readers) stop_hold_reader(r);
+  EXPECT_EQ(pcore_store_verify(s), pcore_test::kOk);
+  EXPECT_EQ(pcore_store_close(s), pcore_test::kOk);
+  return largest;
+}
+
+TEST(SnapshotTest, AWriterReopenedUnderReaderProcessesThatComeAndGoStaysBounded) {
+  ScratchDir scratch("snap-hold");
+  const uint64_t steady = churn_under_reader_processes(scratch, "steady", false);
+  const uint64_t reopened = churn_under_reader_processes(scratch, "reopened", true);
+  EXPECT_LE(reopened, 2 * steady) << "class files: " << reopened << " bytes with a reopen per round, " << steady
+                                  << " without";
 }
 
 }  // namespace

@@ -94,6 +94,18 @@ impl Space {
         Ok(())
     }
 
+    /// Every allocated block of every class (for the blocks `hold_all` holds).
+    pub(crate) fn allocated(&self) -> Vec<Loc> {
+        let mut all = Vec::new();
+        for (class, c) in self.per_class.iter().enumerate() {
+            let blocks = c.bits.segment_count().saturating_sub(1) * c.blocks_per_segment
+                + if c.bits.segment_count() > 0 { c.bits.last_limit() } else { 0 };
+            let class = class as u8;
+            all.extend((0..blocks).filter(|&b| c.bits.is_allocated(b)).map(|block| Loc { class, block }));
+        }
+        all
+    }
+
     /// A zero-filled block of `class`; grows the class file by a segment when needed.
     pub(crate) fn allocate(&mut self, class: u8) -> Result<Loc> {
         self.allocate_over(class, 0)

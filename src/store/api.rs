@@ -258,13 +258,16 @@ fn register_reader(dir: &Path) -> Result<Option<ReaderSlot>> {
 
 /// A read-only open's recovery, which a writer in another process may overtake: its
 /// checkpoint replaces the files the open is reading. A failure while the meta file changed
-/// under it is that, not damage: read again from the new meta (a few times at most).
-fn open_beside_a_writer(dir: &Path, options: &StoreOptions) -> Result<recovery::Opened> {
+/// under it is that, not damage: read again from the new meta (a few times at most). Each
+/// attempt pins everything in `slot` until it has read the log, then the commit it reads.
+fn open_beside_a_writer(dir: &Path, options: &StoreOptions, slot: Option<&ReaderSlot>) -> Result<recovery::Opened> {
     let meta_bytes = || std::fs::read(dir.join(super::meta::META_FILE)).ok();
     let mut attempts = 0;
+    let mut pin = |epoch| slot.iter().for_each(|s| s.set_epoch(epoch));
     loop {
         let before = meta_bytes();
-        match recovery::open_dir(dir, options) {
+        pin(0);
+        match recovery::open_dir_reading(dir, options, &mut pin) {
             Err(_) if attempts < READ_ONLY_OPEN_RETRIES && meta_bytes() != before => attempts += 1,
             other => return other,
         }
@@ -460,8 +463,11 @@ impl Store {
         let dir = dir.as_ref();
         // A reader registers before it reads anything (see `readers`' module comment).
         let reader_slot = if options.read_only { register_reader(dir)? } else { None };
-        let mut opened =
-            if options.read_only { open_beside_a_writer(dir, options)? } else { recovery::open_dir(dir, options)? };
+        let mut opened = if options.read_only {
+            open_beside_a_writer(dir, options, reader_slot.as_ref())?
+        } else {
+            recovery::open_dir(dir, options)?
+        };
         let readers = match &reader_slot {
             Some(slot) => {
                 slot.set_epoch(opened.core.epoch);
@@ -471,8 +477,12 @@ impl Store {
             None => {
                 let table = ReaderTable::open(dir, true)?;
                 let oldest = table.oldest_reader()?;
-                if oldest.is_some_and(|o| o < opened.core.epoch) {
-                    opened.core.hold_for_old_readers(opened.core.epoch)?;
+                if let Some(oldest) = oldest.filter(|&o| o < opened.core.epoch) {
+                    match opened.frees.take() {
+                        Some(frees) => opened.core.hold_freed_after(oldest, frees)?,
+                        // A store of a format that does not record its waiting frees.
+                        None => opened.core.hold_for_old_readers(opened.core.epoch)?,
+                    }
                 }
                 let floor = oldest.map_or(opened.core.epoch, |o| o.min(opened.core.epoch));
                 ReaderParts { table: Some(table), slot: None, floor }
@@ -1275,23 +1285,23 @@ impl Shared {
         Some(self.pin_floor.load(Ordering::Acquire)).filter(|&e| e != u64::MAX)
     }
 
-    /// Looks up the oldest reader process in the reader table, once commit `written`'s frame
-    /// is written, and sets `reader_floor` from it. A table that cannot be read counts as a
-    /// reader of the oldest commit (nothing is released), and stays so until it can be.
-    /// Ends the hold for reader processes older than this writer's open if they are gone.
-    /// Commits look at every turn; a checkpoint (and so a compaction) looks first too, or the
-    /// first one after the last old reader left would find every block still held, nothing
-    /// to move into and nothing to cut.
+    /// Brings `reader_floor` up to date and ends the hold for reader processes older than
+    /// this writer's open if they are gone. Commits look at every turn; a checkpoint (and so
+    /// a compaction) looks first too, or the first one after the last old reader left would
+    /// find the blocks freed while it lived still held, nothing to move into and nothing to
+    /// cut.
     fn end_passed_reader_hold(&self, w: &WriterSide) -> Result<()> {
-        if !self.state.read().held_for_readers() {
-            return Ok(());
-        }
         match self.look_at_readers(w, w.written_epoch) {
-            Ok(oldest) => self.state.write().end_hold_once_readers_passed(oldest),
-            Err(_) => Ok(()),
+            Ok(oldest) if self.state.read().held_for_readers() => {
+                self.state.write().end_hold_once_readers_passed(oldest)
+            }
+            _ => Ok(()),
         }
     }
 
+    /// Looks up the oldest reader process in the reader table, once commit `written`'s frame
+    /// is written, and sets `reader_floor` from it. A table that cannot be read counts as a
+    /// reader of the oldest commit (nothing is released), and stays so until it can be.
     fn look_at_readers(&self, w: &WriterSide, written: u64) -> Result<Option<u64>> {
         let Some(table) = &w.readers else { return Ok(None) };
         match table.oldest_reader() {
@@ -1350,12 +1360,14 @@ impl Shared {
             c.space.sync_growth(&dir, true)?;
             w.checkpoint_time.2 += started.elapsed();
             let changed = c.changed_handles();
+            let frees = c.waiting_frees(self.reader_floor.load(Ordering::Acquire));
             let source = checkpoint::PieceSource {
                 table: &c.table,
                 roots: &c.committed_roots,
                 epoch: c.epoch,
                 changed: &changed,
                 chain: &w.chain,
+                frees: &frees,
             };
             (checkpoint::write(&dir, generation, &source, &mut w.checkpoint_buffer)?, c.epoch)
         };

@@ -1,4 +1,4 @@
-//! Checkpoints (store formats 5 and 6): each one writes a **piece**, the entries of the handles
+//! Checkpoints (store formats 5 to 7): each one writes a **piece**, the entries of the handles
 //! changed since the last checkpoint plus a **sweep**, a slice of the whole table taken in
 //! turn, so its cost is O(changed + sweep), never O(table). The table at open is the pieces of
 //! the **chain** read oldest first, the newest entry of a handle winning; a piece leaves the
@@ -6,7 +6,7 @@
 //!
 //! Piece file `checkpoint-<g>.ckpt`, little-endian:
 //! ```text
-//! 0   u64 magic "PCORECK6" (format 5: "PCORECK5")
+//! 0   u64 magic "PCORECK7" (format 6: "PCORECK6", format 5: "PCORECK5")
 //! 8   u64 epoch
 //! 16  u64 handles: the table's slot count (handle 0 included)
 //! 24  u64 sweep start, 32 u64 sweep end: every handle in [start, end) has an entry here
@@ -29,6 +29,9 @@
 //!                 (for a run, after each of its entries that starts a group): the
 //!                 group's check (`seal.rs`) as of this checkpoint
 //!     root: u8 name length, name, u64 node id, u16 meta length, meta
+//!     then (format 7) the **waiting frees**, after the last root: varint epoch, u8 class,
+//!       varint block; a block freed by commit `epoch` that a reader process of an older
+//!       commit may still read (see `Core::hold_freed_after`). Only the newest piece's count.
 //!     (format 5: flags 8 kind changed, 16 class changed, no runs, no group checks, a
 //!      block predicted as the class's last + 1, and after each live entry the u32
 //!      CRC32C of the node's payload)
@@ -41,14 +44,17 @@
 use super::codec::{crc, Reader, Writer};
 use super::seal::{check_of, Seals, GROUP};
 use super::table::{ObjectTable, Origin, Slot, State};
-use crate::alloc::SizeClasses;
+use crate::alloc::{Loc, SizeClasses};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-const MAGIC: u64 = u64::from_le_bytes(*b"PCORECK6");
+const MAGIC: u64 = u64::from_le_bytes(*b"PCORECK7");
+/// Format 6's pieces: no waiting frees. Read, and converted by the first writable open's
+/// checkpoint (tests write them too).
+const MAGIC_6: u64 = u64::from_le_bytes(*b"PCORECK6");
 /// Format 5's pieces: a CRC per node, no group checks. Read, and converted by the first
 /// writable open's checkpoint (tests write them too).
 const MAGIC_5: u64 = u64::from_le_bytes(*b"PCORECK5");
@@ -151,6 +157,9 @@ pub(crate) struct Snapshot {
     pub roots: Roots,
     pub chain: Chain,
     pub seals: Seals,
+    /// The newest piece's waiting frees (epoch, block), or `None` when its format (before 7)
+    /// has none: every free block may then be one a reader process still reads.
+    pub frees: Option<Vec<(u64, Loc)>>,
 }
 
 /// A handle's entry: its committed version, or free with its tag.
@@ -565,15 +574,17 @@ pub(crate) struct PieceSource<'a> {
     pub epoch: u64,
     pub changed: &'a [u64],
     pub chain: &'a Chain,
+    /// Blocks freed by commits that a reader process of an older commit may still read.
+    pub frees: &'a [(u64, Loc)],
 }
 
 /// Writes the piece of checkpoint `generation` through `buffer` (reused across checkpoints)
 /// and returns the chain it ends. Handles new since the last piece are written as changed.
 pub(crate) fn write(dir: &Path, generation: u64, src: &PieceSource<'_>, buffer: &mut Vec<u8>) -> Result<Chain> {
-    write_version(dir, generation, src, buffer, 6)
+    write_version(dir, generation, src, buffer, 7)
 }
 
-/// Writes a piece in format 6, or (tests) 5.
+/// Writes a piece in format 7, or (tests) 6 or 5.
 fn write_version(
     dir: &Path,
     generation: u64,
@@ -606,7 +617,7 @@ fn write_version(
         while let Some(h) = next_handle(next, handles, [sweep, (new_from, handles)], src.changed, &mut ci) {
             prefetch_entry(table, src.changed.get(ci + PREFETCH_AHEAD));
             let e = entry_of(table, h);
-            if version == 6 {
+            if version >= 6 {
                 encode_entry(&mut w.chunk, &mut w.predictor, h, &e, |g| group_check(table, g));
             } else {
                 #[cfg(test)]
@@ -624,10 +635,20 @@ fn write_version(
             w.chunk.bytes(meta);
             w.maybe_flush(false)?;
         }
+        for &(epoch, loc) in src.frees.iter().filter(|_| version >= 7) {
+            w.chunk.varint(epoch);
+            w.chunk.u8(loc.class);
+            w.chunk.varint(u64::from(loc.block));
+            w.maybe_flush(false)?;
+        }
         w.maybe_flush(true)?;
         let chain = src.chain.with(Piece { generation, sweep, handles, bytes: w.offset });
         let mut h = Writer { buf: Vec::with_capacity(HEADER_BYTES) };
-        h.u64(if version == 6 { MAGIC } else { MAGIC_5 });
+        h.u64(match version {
+            7 => MAGIC,
+            6 => MAGIC_6,
+            _ => MAGIC_5,
+        });
         h.u64(src.epoch);
         h.u64(handles);
         h.u64(sweep.0);
@@ -669,7 +690,7 @@ fn next_handle(from: u64, end: u64, ranges: [(u64, u64); 2], changed: &[u64], ci
 
 /// A piece's header fields.
 struct Header {
-    /// 6, or 5 for a format 5 piece.
+    /// 7, or 6 or 5 for a piece of that format.
     version: u32,
     epoch: u64,
     handles: u64,
@@ -686,7 +707,8 @@ fn read_header(name: &str, bytes: &[u8]) -> Result<Header> {
     }
     let mut r = Reader::new(name, 0, &bytes[..60]);
     let version = match r.u64()? {
-        MAGIC => 6,
+        MAGIC => 7,
+        MAGIC_6 => 6,
         MAGIC_5 => 5,
         _ => return Err(Error::corrupt(name, 0, "not a checkpoint piece")),
     };
@@ -735,6 +757,7 @@ pub(crate) fn read(dir: &Path, generation: u64, classes: &SizeClasses) -> Result
     let mut slots = vec![Slot::EMPTY; newest.handles as usize];
     let mut seals = Seals::with_handles(newest.handles);
     let mut roots = Roots::new();
+    let mut frees = Vec::new();
     let mut chain = Chain::default();
     let mut buf = Vec::new();
     for g in newest.first..=generation {
@@ -750,12 +773,13 @@ pub(crate) fn read(dir: &Path, generation: u64, classes: &SizeClasses) -> Result
                 format!("{} handles, chain from {}: not in its chain", h.handles, h.first),
             ));
         }
-        let into = Into { slots: &mut slots, seals: &mut seals, roots: &mut roots };
+        let into = Into { slots: &mut slots, seals: &mut seals, roots: &mut roots, frees: &mut frees };
         let bytes = read_chunks(&mut f, &name, &h, into, classes, &mut buf)?;
         chain.pieces.push(Piece { generation: g, sweep: h.sweep, handles: h.handles, bytes });
         chain.old_format |= h.version == 5;
     }
-    Ok(Snapshot { epoch: newest.epoch, slots, roots, chain, seals })
+    let frees = (newest.version >= 7).then_some(frees);
+    Ok(Snapshot { epoch: newest.epoch, slots, roots, chain, seals, frees })
 }
 
 /// Reads one piece's chunks into `slots` (newer entries over older) and, for the newest
@@ -765,6 +789,7 @@ struct Into<'a> {
     slots: &'a mut [Slot],
     seals: &'a mut Seals,
     roots: &'a mut Roots,
+    frees: &'a mut Vec<(u64, Loc)>,
 }
 
 fn read_chunks(
@@ -775,10 +800,11 @@ fn read_chunks(
     classes: &SizeClasses,
     buf: &mut Vec<u8>,
 ) -> Result<u64> {
-    let Into { slots, seals, roots } = into;
+    let Into { slots, seals, roots, frees } = into;
     let mut offset = HEADER_BYTES as u64;
     let (mut entries, mut root_count) = (0u32, 0u32);
     roots.clear();
+    frees.clear();
     for _ in 0..h.chunks {
         let mut ch = [0u8; CHUNK_HEADER_BYTES];
         f.read_exact(&mut ch).map_err(|_| Error::corrupt(name, offset, "the piece ends inside a chunk header"))?;
@@ -797,7 +823,7 @@ fn read_chunks(
         let mut pos = 0;
         while (pos < buf.len() || p.pending > 0) && entries < h.entries {
             let entry_at = at + pos as u64;
-            let decoded = if h.version == 6 {
+            let decoded = if h.version >= 6 {
                 decode_entry(buf, &mut pos, &mut p)
             } else {
                 v5::decode_entry(buf, &mut pos, &mut p).map(|(h, e)| (h, e, None))
@@ -811,7 +837,7 @@ fn read_chunks(
             };
             *slot = slot_of(name, entry_at, &e, classes)?;
             // Format 5 entries carry their CRC: known.
-            seals.load(handle, e.live && h.version == 6, e.suspect);
+            seals.load(handle, e.live && h.version >= 6, e.suspect);
             if let Some(check) = check {
                 seals.sealed[(handle / GROUP) as usize] = check;
             }
@@ -829,8 +855,17 @@ fn read_chunks(
             roots.insert(root_name, (id, r.take(meta_len)?.to_vec()));
             root_count += 1;
         }
-        if r.remaining() != 0 {
-            return Err(r.corrupt("bytes after the last record"));
+        let mut pos = buf.len() - r.remaining();
+        if h.version >= 7 && root_count == h.roots {
+            while pos < buf.len() {
+                let free_at = at + pos as u64;
+                let free = read_free(buf, &mut pos, classes)
+                    .ok_or_else(|| Error::corrupt(name, free_at, "a waiting free cut short or impossible"))?;
+                frees.push(free);
+            }
+        }
+        if pos != buf.len() {
+            return Err(Error::corrupt(name, at + pos as u64, "bytes after the last record"));
         }
         offset = at + len as u64;
     }
@@ -845,6 +880,15 @@ fn read_chunks(
         return Err(Error::corrupt(name, offset, "bytes after the last chunk"));
     }
     Ok(offset)
+}
+
+/// One waiting free record: varint epoch, u8 class, varint block.
+fn read_free(b: &[u8], pos: &mut usize, classes: &SizeClasses) -> Option<(u64, Loc)> {
+    let epoch = varint_at(b, pos)?;
+    let class = *b.get(*pos)?;
+    *pos += 1;
+    let block = u32::try_from(varint_at(b, pos)?).ok()?;
+    ((class as usize) < classes.count()).then_some((epoch, Loc { class, block }))
 }
 
 #[inline]
@@ -888,7 +932,14 @@ pub(crate) fn chunk_ends(data: &[u8]) -> Vec<u64> {
 /// write, for tests.
 #[cfg(test)]
 pub(crate) fn rewrite_for_test(dir: &Path, generation: u64, classes: &SizeClasses, edit: impl FnOnce(&mut [Slot])) {
-    rewrite_in_version(dir, generation, classes, edit, 6);
+    rewrite_in_version(dir, generation, classes, edit, 7);
+}
+
+/// Rewrites the store's checkpoint as one whole format 6 piece, without waiting frees (the
+/// meta is the caller's).
+#[cfg(test)]
+pub(crate) fn rewrite_as_format_6(dir: &Path, generation: u64, classes: &SizeClasses) {
+    rewrite_in_version(dir, generation, classes, |_| {}, 6);
 }
 
 /// Rewrites the store's checkpoint as one whole format 5 piece (the meta is the caller's);
@@ -916,8 +967,15 @@ fn rewrite_in_version(
     let mut table = ObjectTable::new();
     table.slots = snap.slots;
     table.seals = snap.seals;
-    let src =
-        PieceSource { table: &table, roots: &snap.roots, epoch: snap.epoch, changed: &[], chain: &Chain::default() };
+    let frees = snap.frees.unwrap_or_default();
+    let src = PieceSource {
+        table: &table,
+        roots: &snap.roots,
+        epoch: snap.epoch,
+        changed: &[],
+        chain: &Chain::default(),
+        frees: &frees,
+    };
     write_version(dir, generation, &src, &mut Vec::new(), version).unwrap();
 }
 
@@ -1016,7 +1074,7 @@ pub(crate) mod whole {
             return Err(r.corrupt("bytes after the last root"));
         }
         let seals = Seals::with_handles(slots.len() as u64);
-        Ok(Snapshot { epoch, slots, roots, chain: Chain::default(), seals })
+        Ok(Snapshot { epoch, slots, roots, chain: Chain::default(), seals, frees: None })
     }
 }
 

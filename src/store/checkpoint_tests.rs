@@ -180,7 +180,7 @@ fn make_format_5(dir: &Path) {
     set_meta_format(dir, 5);
 }
 
-fn set_meta_format(dir: &Path, format: u32) {
+pub(super) fn set_meta_format(dir: &Path, format: u32) {
     let path = dir.join(super::meta::META_FILE);
     let mut b = std::fs::read(&path).unwrap();
     for slot in [0usize, 4096] {
@@ -225,10 +225,10 @@ fn a_format_5_store_is_read_and_converted_at_the_first_writable_open() {
     drop(ro);
     assert_eq!(super::meta::Meta::load(dir.path()).unwrap().format, 5, "a reader converts nothing");
     let s = reopen(dir.path(), &options());
-    assert_eq!(super::meta::Meta::load(dir.path()).unwrap().format, 6);
+    assert_eq!(super::meta::Meta::load(dir.path()).unwrap().format, super::meta::FORMAT_VERSION);
     let now = pieces(dir.path());
     assert_eq!(now.len(), 1, "the format 5 chain is gone: {now:?}");
-    assert_eq!(magic(&now[0]), b"PCORECK6");
+    assert_eq!(magic(&now[0]), b"PCORECK7");
     assert_holds(&s, &model, "converted");
     let mut rng = Rng::new(3);
     change(&s, &mut model, &mut rng, 40, 1);

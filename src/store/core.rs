@@ -1166,6 +1166,53 @@ impl Core {
         owned
     }
 
+    /// For a writer that opens while a reader process reads commit `oldest`, older than the
+    /// one opened: keeps from reuse the blocks of `frees` (epoch, block: freed by that commit)
+    /// that were freed after `oldest`, queued as the commits that freed them queued them, so
+    /// they become reusable as the readers move on; the rest of the class files is free at
+    /// once. A block listed twice was reused in between and freed again: its later free
+    /// counts. A block a node owns now was let go of and reused since: nobody older reads it.
+    pub fn hold_freed_after(&mut self, oldest: u64, frees: Vec<(u64, Loc)>) -> Result<()> {
+        debug_assert!(self.pending_frees.is_empty() && self.held_bases.is_empty(), "called at the open");
+        let mut latest: BTreeMap<Loc, u64> = BTreeMap::new();
+        for (epoch, loc) in frees.into_iter().filter(|&(e, _)| e > oldest) {
+            let e = latest.entry(loc).or_insert(epoch);
+            *e = (*e).max(epoch);
+        }
+        let mut held: Vec<(u64, Loc)> = latest
+            .into_iter()
+            .filter(|&(loc, _)| self.space.covers(loc) && !self.space.is_allocated(loc))
+            .map(|(loc, epoch)| (epoch, loc))
+            .collect();
+        held.sort_unstable();
+        let mut per_class = vec![Vec::new(); self.space.classes().count()];
+        for loc in self.owned_blocks().into_iter().chain(held.iter().map(|&(_, l)| l)) {
+            per_class[loc.class as usize].push(loc.block);
+        }
+        self.space.rebuild(&per_class)?;
+        for (epoch, loc) in held {
+            self.defer_free(epoch, loc);
+        }
+        Ok(())
+    }
+
+    /// The frees a checkpoint records as waiting: blocks freed by commits after `floor`, the
+    /// oldest commit a reader process read when the table was last looked at, which such a
+    /// reader may still read (one that registered since reads a newer commit). While every
+    /// block is held for older readers (`hold_for_old_readers`), those blocks too, as if
+    /// freed by the commit opened then.
+    pub fn waiting_frees(&self, floor: u64) -> Vec<(u64, Loc)> {
+        let mut waiting: Vec<(u64, Loc)> =
+            self.pending_frees.iter().chain(&self.held_bases).copied().filter(|&(e, _)| e > floor).collect();
+        if let Some(before) = self.held_for_readers_before.filter(|&b| b > floor) {
+            let mut owned = self.owned_blocks();
+            owned.sort_unstable();
+            let unowned = self.space.allocated().into_iter().filter(|l| owned.binary_search(l).is_err());
+            waiting.extend(unowned.map(|loc| (before, loc)));
+        }
+        waiting
+    }
+
     /// Keeps every block the class files hold now from reuse until no reader process older
     /// than `epoch` is left (see [`Core::end_hold_once_readers_passed`]). For a writer that
     /// opens while such a reader lives: the commits between the reader's and `epoch` freed

@@ -36,8 +36,11 @@ const MAGIC: u64 = u64::from_le_bytes(*b"PCOREMTA");
 /// pieces carry one check per group of 8 handles instead of a CRC per node (`seal.rs`) and
 /// code runs of predictable entries in a byte; log and meta slot are format 5's. A format 5
 /// store is read as it is, and a writer checkpoints it at once into a format 6 chain (a
-/// sweep of the whole table).
-pub(crate) const FORMAT_VERSION: u32 = 6;
+/// sweep of the whole table). 7: the newest piece also lists the waiting frees, blocks freed
+/// by commits that a reader process of an older commit may still read, so a writer opening
+/// under such a reader holds those alone rather than every block; log and meta slot are
+/// format 5's. A format 6 store is read as it is, and a writer checkpoints it at once.
+pub(crate) const FORMAT_VERSION: u32 = 7;
 /// The first format whose meta slot records the synced log length.
 const SYNCED_META_FORMAT: u32 = 3;
 const FORMAT_VERSION_OLDEST: u32 = 2;

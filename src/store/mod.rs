@@ -33,6 +33,8 @@ mod inspect;
 mod log_reuse_tests;
 mod meta;
 mod node_id;
+#[cfg(test)]
+mod reader_hold_tests;
 mod readers;
 mod recovery;
 mod reserve;

@@ -16,6 +16,14 @@
 //! whose frees it wants to release. So either the writer sees the reader (and keeps the
 //! blocks), or the reader registered after the frame was written and reads that commit, in
 //! which those blocks are free already.
+//!
+//! The reader writes its real epoch once it has read the log (and verified the groups the log
+//! touches), before it replays the log, the long part of an open beside a busy writer: two
+//! readers opening in turn otherwise kept "keep everything" in the table nearly all the time.
+//! What the replay reads from the class files after that is delta bases, held until a newer
+//! checkpoint whatever the readers (`held_bases`); one reused after such a checkpoint fails
+//! the rebuilt version's CRC, and the open starts again from the new meta, pinning
+//! everything again first (`open_beside_a_writer`).
 
 use crate::error::{Error, Result};
 use crate::os::SharedWords;

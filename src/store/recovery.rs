@@ -31,6 +31,10 @@ pub(crate) struct Opened {
     pub note: Option<String>,
     /// The checkpoint pieces the table was read from (empty: a whole checkpoint, or none).
     pub chain: checkpoint::Chain,
+    /// Blocks freed by commits (epoch, block) that a reader process of an older commit may
+    /// still read: the checkpoint's waiting frees and those of the log's frames after it.
+    /// `None` when the checkpoint is of a format that does not record them.
+    pub frees: Option<Vec<(u64, Loc)>>,
 }
 
 /// The first format whose checkpoints are chains of pieces.
@@ -58,6 +62,14 @@ pub(crate) fn new_memory_core(options: &StoreOptions) -> Result<Core> {
 }
 
 pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
+    open_dir_reading(dir, options, &mut |_| {})
+}
+
+/// [`open_dir`], telling `read_to` the epoch the open recovers to once the log is read and
+/// the groups it touches verified, before the replay: a read-only open registers that epoch
+/// in the reader table then (see `readers`), so the writer keeps what that commit reads
+/// while the replay, the long part of an open beside a busy writer, goes on.
+pub(crate) fn open_dir_reading(dir: &Path, options: &StoreOptions, read_to: &mut dyn FnMut(u64)) -> Result<Opened> {
     let writable = !options.read_only;
     let may_create = writable && options.create;
     if may_create {
@@ -98,7 +110,7 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let classes = SizeClasses::new(meta.min_class_bytes, meta.max_class_bytes).map_err(|e| {
         Error::corrupt(META_FILE, 40, format!("size classes recorded in the meta file are invalid: {e}"))
     })?;
-    let (mut snapshot_slots, roots, checkpoint_epoch, chain, mut seals) = if meta.has_checkpoint {
+    let (mut snapshot_slots, roots, checkpoint_epoch, chain, mut seals, frees) = if meta.has_checkpoint {
         let snap = if meta.format >= CHAIN_FORMAT {
             checkpoint::read(dir, meta.generation, &classes)?
         } else {
@@ -111,9 +123,10 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
                 format!("epoch {} but the meta file says {}", snap.epoch, meta.checkpoint_epoch),
             ));
         }
-        (snap.slots, snap.roots, snap.epoch, snap.chain, snap.seals)
+        (snap.slots, snap.roots, snap.epoch, snap.chain, snap.seals, snap.frees)
     } else {
-        (vec![Slot::EMPTY], BTreeMap::new(), meta.checkpoint_epoch, checkpoint::Chain::default(), Seals::default())
+        let empty = (vec![Slot::EMPTY], BTreeMap::new(), meta.checkpoint_epoch, checkpoint::Chain::default());
+        (empty.0, empty.1, empty.2, empty.3, Seals::default(), Some(Vec::new()))
     };
     let log_file = log_name(meta.generation);
     let log_path = dir.join(&log_file);
@@ -139,6 +152,9 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     let backing = if writable { Backing::Shared(dir.to_path_buf()) } else { Backing::Private(dir.to_path_buf()) };
     let space = Space::open(classes, &backing)?;
     let suspect = verify_touched_groups(&mut snapshot_slots, &mut seals, &space, &contents.frames);
+    read_to(contents.frames.last().map_or(checkpoint_epoch, |f| f.epoch));
+    #[cfg(test)]
+    BEFORE_REPLAY.with(|h| h.borrow_mut().as_mut().map(|f| f()));
     let mut replay = Replay::new(snapshot_slots, roots, space, &contents.frames, &log_file);
     replay.seals = seals;
     let mut epoch = checkpoint_epoch;
@@ -148,7 +164,11 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
         }
         epoch = frame.epoch;
     }
-    let Replay { slots, roots, mut space, freed, seals, .. } = replay;
+    let Replay { slots, roots, mut space, freed, seals, freed_blocks, .. } = replay;
+    let frees = frees.map(|mut f| {
+        f.extend(freed_blocks);
+        f
+    });
     space.rebuild(&blocks_in_use(&slots, space.classes())?)?;
     let mut table = ObjectTable::new();
     table.slots = slots;
@@ -170,7 +190,13 @@ pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     // A store of an older format moves to this one at once: its log's frames are the old kind.
     let converting = writable && meta.format < super::meta::FORMAT_VERSION;
     let needs_checkpoint = converting || (writable && !contents.frames.is_empty());
-    Ok(Opened { core, log, meta, lock, needs_checkpoint, converting, note, chain })
+    Ok(Opened { core, log, meta, lock, needs_checkpoint, converting, note, chain, frees })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Called by an open on this thread once it has read the log, before it replays it.
+    pub(crate) static BEFORE_REPLAY: std::cell::RefCell<Option<Box<dyn FnMut()>>> = std::cell::RefCell::new(None);
 }
 
 /// A slot's CRC while its base is suspect: not compared, see `Replay::apply_over_suspect`.
@@ -388,6 +414,9 @@ struct Replay<'a> {
     freed: Vec<u64>,
     /// The table's group checks: a replayed version's CRC is known.
     seals: Seals,
+    /// Blocks the log's commits freed (a node's old block when it moved, a freed node's),
+    /// with the epoch of the commit that freed each.
+    freed_blocks: Vec<(u64, Loc)>,
 }
 
 impl<'a> Replay<'a> {
@@ -416,6 +445,7 @@ impl<'a> Replay<'a> {
             scratch: Vec::new(),
             freed: Vec::new(),
             seals: Seals::default(),
+            freed_blocks: Vec::new(),
         }
     }
 
@@ -435,6 +465,10 @@ impl<'a> Replay<'a> {
                 self.check_put(p).map_err(bad)?;
                 let before = self.slots[p.handle as usize];
                 self.write_version(p, before, frame_index, &frame.body)?;
+                let moved = (before.class, before.block) != (p.class, p.block);
+                if before.state == State::Live && moved {
+                    self.freed_blocks.push((frame.epoch, before.loc()));
+                }
                 let origin = if p.payload == Payload::Unlogged { Origin::Synced } else { Origin::Logged };
                 self.slots[p.handle as usize] = Slot {
                     block: p.block,
@@ -455,6 +489,7 @@ impl<'a> Replay<'a> {
                     return Err(bad(format!("free of handle {handle} tag {tag}, which is not live")));
                 };
                 slot.state = State::Free;
+                self.freed_blocks.push((frame.epoch, slot.loc()));
                 self.parked.remove(handle);
                 self.freed.push(*handle);
             }

@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Node `i`'s bytes in round `round`: each round rewrites every node.
-fn content(i: usize, round: u64) -> Vec<u8> {
+pub(super) fn content(i: usize, round: u64) -> Vec<u8> {
     let len = 40 + (i * 37 + round as usize * 13) % 900;
     (0..len).map(|b| (round as usize * 7 + i * 3 + b) as u8).collect()
 }
 
 /// `n` committed nodes in round 0, named by root "r0".
-fn nodes(s: &Store, n: usize) -> Vec<NodeId> {
+pub(super) fn nodes(s: &Store, n: usize) -> Vec<NodeId> {
     let ids: Vec<NodeId> = (0..n).map(|_| s.allocate(64, 1).unwrap().0).collect();
     for (i, &id) in ids.iter().enumerate() {
         s.publish(id, &content(i, 0)).unwrap();
@@ -28,7 +28,7 @@ fn nodes(s: &Store, n: usize) -> Vec<NodeId> {
 }
 
 /// Rewrites every node for `round`, frees and replaces every tenth, and commits.
-fn rewrite(s: &Store, ids: &mut [NodeId], round: u64) {
+pub(super) fn rewrite(s: &Store, ids: &mut [NodeId], round: u64) {
     for (i, id) in ids.iter_mut().enumerate() {
         if i % 10 == (round % 10) as usize {
             s.free(*id).unwrap();
@@ -40,7 +40,7 @@ fn rewrite(s: &Store, ids: &mut [NodeId], round: u64) {
     s.commit().unwrap();
 }
 
-fn assert_round(view: &Store, ids: &[NodeId], round: u64) {
+pub(super) fn assert_round(view: &Store, ids: &[NodeId], round: u64) {
     for (i, &id) in ids.iter().enumerate() {
         assert_eq!(view.read(id).unwrap(), content(i, round), "node {i} as of round {round}");
     }
