@@ -181,13 +181,12 @@ impl BTree {
     pub(super) fn insert_separator(
         &self,
         plan: &mut Plan<'_, '_>,
-        st: &mut State,
+        st: &State,
         path: &[(u64, usize)],
         separator: Vec<u8>,
         child: u64,
         edge: Edge,
     ) -> Result<()> {
-        let cap = page::capacity(self.inner.page_bytes);
         let mut carry = Some((separator, child));
         for &(page_id, pos) in path.iter().rev() {
             let Some((sep, child)) = carry.take() else { break };
@@ -202,20 +201,36 @@ impl BTree {
             }
             let mut entries = self.page_entries(&p, page_id, false)?;
             entries.insert(pos, new_entry);
-            let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
-            if self.page_fits(&entries) {
-                plan.write(page_id, TYPE_INTERNAL, p.leftmost_child(), &entries);
-                continue;
-            }
-            let m = internal_split_point(&sizes, cap, edge);
-            let right_id = plan.alloc_page(KIND_INTERNAL)?;
-            let Payload::Child(right_leftmost) = entries[m].payload else {
-                unreachable!("internal entries hold children")
-            };
-            plan.write(page_id, TYPE_INTERNAL, p.leftmost_child(), &entries[..m]);
-            plan.write(right_id, TYPE_INTERNAL, right_leftmost, &entries[m + 1..]);
-            carry = Some((entries[m].key.to_vec(), right_id));
+            carry = self.write_internal(plan, page_id, p.leftmost_child(), &entries, edge)?;
         }
+        self.grow_root(plan, st, carry)
+    }
+
+    /// Writes internal page `id` with `entries`: one page if they fit, else split in two (a new
+    /// page on the right), returning the separator and the new page that go up to its parent.
+    pub(super) fn write_internal(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        id: u64,
+        leftmost: u64,
+        entries: &[Entry<'_>],
+        edge: Edge,
+    ) -> Result<Option<(Vec<u8>, u64)>> {
+        if self.page_fits(entries) {
+            plan.write(id, TYPE_INTERNAL, leftmost, entries);
+            return Ok(None);
+        }
+        let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
+        let m = internal_split_point(&sizes, page::capacity(self.inner.page_bytes), edge);
+        let right_id = plan.alloc_page(KIND_INTERNAL)?;
+        let Payload::Child(right_leftmost) = entries[m].payload else { unreachable!("internal entries hold children") };
+        plan.write(id, TYPE_INTERNAL, leftmost, &entries[..m]);
+        plan.write(right_id, TYPE_INTERNAL, right_leftmost, &entries[m + 1..]);
+        Ok(Some((entries[m].key.to_vec(), right_id)))
+    }
+
+    /// A new root above the old one when a split carried a separator past the top.
+    pub(super) fn grow_root(&self, plan: &mut Plan<'_, '_>, st: &State, carry: Option<(Vec<u8>, u64)>) -> Result<()> {
         if let Some((sep, child)) = carry {
             if st.height as usize >= DEPTH_MAX {
                 return Err(Error::Limit(format!("the tree would be deeper than {DEPTH_MAX} levels")));

@@ -86,7 +86,7 @@ impl BTree {
                 plan.free_later(old, KIND_OVERFLOW);
             }
             cells.remove(index);
-            if let Err(e) = self.rebalance_leaf(&mut plan, &path, leaf_id, &cells) {
+            if let Err(e) = self.rebalance_leaf(&mut plan, st, &path, leaf_id, &cells) {
                 return plan.abort(e);
             }
             plan.apply(st)?;
@@ -182,6 +182,7 @@ impl BTree {
     fn rebalance_leaf(
         &self,
         plan: &mut Plan<'_, '_>,
+        st: &State,
         path: &[(u64, usize)],
         id: u64,
         cells: &[Cell<'_>],
@@ -227,7 +228,7 @@ impl BTree {
         if self.sizes_fit(&sizes) {
             plan.write_cells(left_id, &combined);
             plan.free_later(right_id, KIND_LEAF);
-            return self.remove_separator(plan, above, parent_id, &parent_bytes, sep_index);
+            return self.remove_separator(plan, st, above, parent_id, &parent_bytes, sep_index);
         }
         // Two leaves that do not fit one page: even them out by bytes, if the new separator
         // fits the parent (a longer one might not; the pages are then left as they are).
@@ -262,6 +263,7 @@ impl BTree {
     pub(super) fn rebalance_internal(
         &self,
         plan: &mut Plan<'_, '_>,
+        st: &State,
         path: &[(u64, usize)],
         id: u64,
         leftmost: u64,
@@ -309,14 +311,17 @@ impl BTree {
         combined.extend(right_entries);
         if !self.page_fits(&combined) {
             let pair = Pair { left_id, left_leftmost, right_id, sep_index };
-            if !self.even_out_internal(plan, parent_id, parent.leftmost_child(), &mut parent_entries, pair, &combined) {
+            let parent_at = (above, parent_id, parent.leftmost_child());
+            // A page left with no separator evens out whatever it takes (see the function).
+            let must = entries.is_empty();
+            if !self.even_out_internal(plan, st, parent_at, &mut parent_entries, pair, &combined, must)? {
                 plan.write(id, TYPE_INTERNAL, leftmost, entries); // see the function's comment
             }
             return Ok(());
         }
         plan.write(left_id, TYPE_INTERNAL, left_leftmost, &combined);
         plan.free_later(right_id, KIND_INTERNAL);
-        self.remove_separator(plan, above, parent_id, &parent_bytes, sep_index)
+        self.remove_separator(plan, st, above, parent_id, &parent_bytes, sep_index)
     }
 
     /// Takes separator `index` (and the child right of it, merged into its left neighbour) out
@@ -326,6 +331,7 @@ impl BTree {
     fn remove_separator(
         &self,
         plan: &mut Plan<'_, '_>,
+        st: &State,
         path: &[(u64, usize)],
         id: u64,
         bytes: &[u8],
@@ -344,25 +350,29 @@ impl BTree {
         }
         let mut entries = self.page_entries(&p, id, false)?;
         entries.remove(index);
-        self.rebalance_internal(plan, path, id, p.leftmost_child(), &entries)
+        self.rebalance_internal(plan, st, path, id, p.leftmost_child(), &entries)
     }
 
     /// Two internal siblings too full to merge share their separators out evenly by bytes, a
-    /// separator rotating through the parent: an internal page left with none would have a
-    /// single child, and a leaf with no sibling cannot merge, so it could empty, and scans end
-    /// at an empty leaf. Cuts are tried from the most even outwards, for one whose separator
-    /// fits the parent; returns false, nothing planned, when none does (the page is then left
-    /// underfull, the parent too full to take a longer separator: pages that full do not
-    /// empty).
+    /// separator rotating through the parent (`parent_at`: the path above it, its id and its
+    /// leftmost child). Cuts are tried from the most even outwards, for one whose separator
+    /// fits the parent. When none does, the pages are left as they are (returns false, nothing
+    /// planned: an underfull internal page with a separator is sound), unless one of them would
+    /// be left with no separator (`must`): its only child would then have no sibling to pair
+    /// with, a leaf could empty, and scans end at an empty leaf. Then the most even cut is
+    /// taken and the parent, too full for the longer separator, splits as an insert splits it.
+    #[allow(clippy::too_many_arguments)]
     fn even_out_internal<'e>(
         &self,
         plan: &mut Plan<'_, '_>,
-        parent_id: u64,
-        parent_leftmost: u64,
+        st: &State,
+        parent_at: (&[(u64, usize)], u64, u64),
         parent_entries: &mut [Entry<'e>],
         pair: Pair,
         combined: &[Entry<'e>],
-    ) -> bool {
+        must: bool,
+    ) -> Result<bool> {
+        let (above, parent_id, parent_leftmost) = parent_at;
         let cap = page::capacity(self.inner.page_bytes);
         let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
         let total: usize = sizes.iter().sum();
@@ -376,21 +386,35 @@ impl BTree {
             left += size;
         }
         cuts.sort_unstable();
-        for (_, m) in cuts {
-            let Payload::Child(right_leftmost) = combined[m].payload else { return false };
-            let old = parent_entries[pair.sep_index];
-            parent_entries[pair.sep_index] = Entry { key: combined[m].key, payload: Payload::Child(pair.right_id) };
-            let fits =
-                self.page_fits(parent_entries) && self.page_fits(&combined[..m]) && self.page_fits(&combined[m + 1..]);
-            if fits {
-                plan.write(pair.left_id, TYPE_INTERNAL, pair.left_leftmost, &combined[..m]);
-                plan.write(pair.right_id, TYPE_INTERNAL, right_leftmost, &combined[m + 1..]);
-                plan.write(parent_id, TYPE_INTERNAL, parent_leftmost, parent_entries);
-                return true;
+        let halves_fit = |m: usize| self.page_fits(&combined[..m]) && self.page_fits(&combined[m + 1..]);
+        let with_separator = |entries: &mut [Entry<'e>], m: usize| {
+            entries[pair.sep_index] = Entry { key: combined[m].key, payload: Payload::Child(pair.right_id) };
+        };
+        let old = parent_entries[pair.sep_index];
+        let mut chosen = None;
+        for &(_, m) in &cuts {
+            with_separator(parent_entries, m);
+            if halves_fit(m) && self.page_fits(parent_entries) {
+                chosen = Some(m);
+                break;
             }
-            parent_entries[pair.sep_index] = old;
         }
-        false
+        if chosen.is_none() && must {
+            chosen = cuts.iter().map(|&(_, m)| m).find(|&m| halves_fit(m));
+        }
+        let Some(m) = chosen else {
+            parent_entries[pair.sep_index] = old;
+            return Ok(false);
+        };
+        with_separator(parent_entries, m);
+        let Payload::Child(right_leftmost) = combined[m].payload else { return Ok(false) };
+        plan.write(pair.left_id, TYPE_INTERNAL, pair.left_leftmost, &combined[..m]);
+        plan.write(pair.right_id, TYPE_INTERNAL, right_leftmost, &combined[m + 1..]);
+        let carry = self.write_internal(plan, parent_id, parent_leftmost, parent_entries, Edge::Middle)?;
+        if let Some((separator, child)) = carry {
+            self.insert_separator(plan, st, above, separator, child, Edge::Middle)?;
+        }
+        Ok(true)
     }
 }
 
@@ -406,8 +430,9 @@ struct Pair {
 /// A bound on the new blocks (copy-on-write shadows) removing entries of `stored_bytes` in
 /// all, side by side in key order, can take: their leaves (at most one per quarter page of
 /// them, the fill below which a leaf is merged, plus the two at the ends), a sibling of each,
-/// and the internal pages above them (at most one per leaf, and the path to the root).
+/// the internal pages above them (at most one per leaf, and the path to the root), and the
+/// pages an even-out's split of a parent adds (one per level, and a new root).
 fn pages_removes_may_write(stored_bytes: usize, page_bytes: usize, height: u32) -> usize {
     let leaves = 4 * stored_bytes / page_bytes + 2;
-    3 * leaves + height as usize + 2
+    3 * leaves + 2 * height as usize + 3
 }
