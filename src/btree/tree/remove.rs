@@ -81,7 +81,7 @@ impl BTree {
             let mut plan = Plan::new(self, editor);
             let leaf_bytes = plan.copy_page(leaf_id)?;
             let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
-            let mut cells = self.page_cells(&leaf, leaf_id)?;
+            let mut cells = self.page_cells(&leaf, leaf_id, true)?;
             if let Value::Overflow(old, _) = leaf.leaf_value(index)? {
                 plan.free_later(old, KIND_OVERFLOW);
             }
@@ -218,37 +218,28 @@ impl BTree {
         let sibling_id = parent.child_at_position(sibling_pos)?;
         let sibling_bytes = plan.copy_page(sibling_id)?;
         let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
-        let sibling_cells = self.page_cells(&sibling, sibling_id)?;
+        let sibling_cells = self.page_cells(&sibling, sibling_id, true)?;
         let (left_id, right_id) = if this_is_left { (id, sibling_id) } else { (sibling_id, id) };
         let combined = match this_is_left {
             true => [cells, &sibling_cells[..]].concat(),
             false => [&sibling_cells[..], cells].concat(),
         };
-        let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
-        if self.sizes_fit(&sizes) {
+        if self.cells_fit(&combined) {
             plan.write_cells(left_id, &combined);
             plan.free_later(right_id, KIND_LEAF);
             return self.remove_separator(plan, st, above, parent_id, &parent_bytes, sep_index);
         }
         // Two leaves that do not fit one page: even them out by bytes, if the new separator
         // fits the parent (a longer one might not; the pages are then left as they are).
+        let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
         let k = leaf_split_point(&sizes, cap, Edge::Middle);
-        if !self.count_fits(k) || !self.count_fits(combined.len() - k) {
+        let new_sep = self.separator(combined[k - 1].key(), combined[k].key());
+        let counts_fit = self.count_fits(k) && self.count_fits(combined.len() - k);
+        if !counts_fit || !self.separator_fits(&parent, sep_index, &new_sep)? {
             plan.write_cells(id, cells);
             return Ok(());
         }
-        let new_sep = self.separator(combined[k - 1].key(), combined[k].key());
-        if page::separator_fits_in_place(&parent, sep_index, &new_sep)? {
-            plan.edit(parent_id, PageWrite::ReplaceSeparator { index: sep_index, key: new_sep });
-        } else {
-            let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
-            parent_entries[sep_index] = Entry { key: &new_sep, payload: Payload::Child(right_id) };
-            if !self.page_fits(&parent_entries) {
-                plan.write_cells(id, cells);
-                return Ok(());
-            }
-            plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
-        }
+        self.plan_separator(plan, parent_id, sep_index, new_sep)?;
         plan.write_cells(left_id, &combined[..k]);
         plan.write_cells(right_id, &combined[k..]);
         Ok(())
@@ -257,9 +248,9 @@ impl BTree {
     /// Writes an internal page that lost a separator (its children merged); below the merge
     /// threshold it merges with a sibling when both fit one page (the parent's separator comes
     /// down between them), and the parent is treated the same way, up to the root, which
-    /// collapses when it has a single child. An internal page too full to merge is left
-    /// underfull: leaves, which hold the entries, are kept above the threshold
-    /// (`rebalance_leaf`).
+    /// collapses when it has a single child. An internal page too full to merge evens out with
+    /// its sibling ([`BTree::even_out_internal`]) or is left underfull: leaves, which hold the
+    /// entries, are kept above the threshold (`rebalance_leaf`).
     pub(super) fn rebalance_internal(
         &self,
         plan: &mut Plan<'_, '_>,
@@ -267,59 +258,59 @@ impl BTree {
         path: &[(u64, usize)],
         id: u64,
         leftmost: u64,
-        entries: &[Entry<'_>],
+        cells: &[Cell<'_>],
     ) -> Result<()> {
         let cap = page::capacity(self.inner.page_bytes);
-        let used: usize = entries.iter().map(Entry::bytes).sum();
+        let used: usize = cells.iter().map(Cell::bytes).sum();
         let Some((&(parent_id, pos), above)) = path.split_last() else {
             // The root: with no separator left it hands over to its only child.
-            if entries.is_empty() {
+            if cells.is_empty() {
                 plan.free_later(id, KIND_INTERNAL);
                 plan.new_root = Some(leftmost);
                 plan.root_shrinks = true;
             } else {
-                plan.write(id, TYPE_INTERNAL, leftmost, entries);
+                plan.write_internal(id, leftmost, cells);
             }
             return Ok(());
         };
         if !below_merge_threshold(used, cap) {
-            plan.write(id, TYPE_INTERNAL, leftmost, entries);
+            plan.write_internal(id, leftmost, cells);
             return Ok(());
         }
         let parent_bytes = plan.copy_page(parent_id)?;
         let parent = PageRef::parse(&parent_bytes, parent_id)?;
-        let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
+        let parent_cells = self.page_cells(&parent, parent_id, false)?;
         // The pair (left, right) and the index of the separator between them in the parent.
         let (sep_index, sibling_pos, this_is_left) = if pos == 0 { (0, 1, true) } else { (pos - 1, pos - 1, false) };
         if sibling_pos > parent.len() {
-            plan.write(id, TYPE_INTERNAL, leftmost, entries); // an only child: nothing to pair with
+            plan.write_internal(id, leftmost, cells); // an only child: nothing to pair with
             return Ok(());
         }
         let sibling_id = parent.child_at_position(sibling_pos)?;
         let sibling_bytes = plan.copy_page(sibling_id)?;
         let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
-        let sibling_entries = self.page_entries(&sibling, sibling_id, false)?;
+        let sibling_cells = self.page_cells(&sibling, sibling_id, false)?;
         let (left_id, right_id) = if this_is_left { (id, sibling_id) } else { (sibling_id, id) };
-        let (left_entries, left_leftmost, right_entries, right_leftmost) = if this_is_left {
-            (entries.to_vec(), leftmost, sibling_entries, sibling.leftmost_child())
+        let (left_cells, left_leftmost, right_cells, right_leftmost) = if this_is_left {
+            (cells, leftmost, &sibling_cells[..], sibling.leftmost_child())
         } else {
-            (sibling_entries, sibling.leftmost_child(), entries.to_vec(), leftmost)
+            (&sibling_cells[..], sibling.leftmost_child(), cells, leftmost)
         };
         // The parent's separator comes down between the two, pointing at right's leftmost.
-        let mut combined = left_entries;
-        combined.push(Entry { key: parent.key(sep_index)?, payload: Payload::Child(right_leftmost) });
-        combined.extend(right_entries);
-        if !self.page_fits(&combined) {
+        let mut buf = Vec::new();
+        let down = Cell::separator(parent.key(sep_index)?, right_leftmost, &mut buf);
+        let combined = [left_cells, &[down], right_cells].concat();
+        if !self.cells_fit(&combined) {
             let pair = Pair { left_id, left_leftmost, right_id, sep_index };
             let parent_at = (above, parent_id, parent.leftmost_child());
             // A page left with no separator evens out whatever it takes (see the function).
-            let must = entries.is_empty();
-            if !self.even_out_internal(plan, st, parent_at, &mut parent_entries, pair, &combined, must)? {
-                plan.write(id, TYPE_INTERNAL, leftmost, entries); // see the function's comment
+            let must = cells.is_empty();
+            if !self.even_out_internal(plan, st, parent_at, &parent_cells, pair, &combined, must)? {
+                plan.write_internal(id, leftmost, cells); // see the function's comment
             }
             return Ok(());
         }
-        plan.write(left_id, TYPE_INTERNAL, left_leftmost, &combined);
+        plan.write_internal(left_id, left_leftmost, &combined);
         plan.free_later(right_id, KIND_INTERNAL);
         self.remove_separator(plan, st, above, parent_id, &parent_bytes, sep_index)
     }
@@ -348,33 +339,34 @@ impl BTree {
             plan.edit(id, PageWrite::Remove { index });
             return Ok(());
         }
-        let mut entries = self.page_entries(&p, id, false)?;
-        entries.remove(index);
-        self.rebalance_internal(plan, st, path, id, p.leftmost_child(), &entries)
+        let mut cells = self.page_cells(&p, id, false)?;
+        cells.remove(index);
+        self.rebalance_internal(plan, st, path, id, p.leftmost_child(), &cells)
     }
 
     /// Two internal siblings too full to merge share their separators out evenly by bytes, a
     /// separator rotating through the parent (`parent_at`: the path above it, its id and its
-    /// leftmost child). Cuts are tried from the most even outwards, for one whose separator
-    /// fits the parent. When none does, the pages are left as they are (returns false, nothing
-    /// planned: an underfull internal page with a separator is sound), unless one of them would
-    /// be left with no separator (`must`): its only child would then have no sibling to pair
-    /// with, a leaf could empty, and scans end at an empty leaf. Then the most even cut is
-    /// taken and the parent, too full for the longer separator, splits as an insert splits it.
+    /// leftmost child; `parent_cells`, its cells). Cuts are tried from the most even outwards,
+    /// for one whose separator fits the parent. When none does, the pages are left as they are
+    /// (returns false, nothing planned: an underfull internal page with a separator is sound),
+    /// unless one of them would be left with no separator (`must`): its only child would then
+    /// have no sibling to pair with, a leaf could empty, and scans end at an empty leaf. Then
+    /// the most even cut is taken and the parent, too full for the longer separator, splits as
+    /// an insert splits it.
     #[allow(clippy::too_many_arguments)]
-    fn even_out_internal<'e>(
+    fn even_out_internal(
         &self,
         plan: &mut Plan<'_, '_>,
         st: &State,
         parent_at: (&[(u64, usize)], u64, u64),
-        parent_entries: &mut [Entry<'e>],
+        parent_cells: &[Cell<'_>],
         pair: Pair,
-        combined: &[Entry<'e>],
+        combined: &[Cell<'_>],
         must: bool,
     ) -> Result<bool> {
         let (above, parent_id, parent_leftmost) = parent_at;
         let cap = page::capacity(self.inner.page_bytes);
-        let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
+        let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
         let total: usize = sizes.iter().sum();
         let mut cuts: Vec<(usize, usize)> = Vec::new();
         let mut left = 0;
@@ -386,31 +378,25 @@ impl BTree {
             left += size;
         }
         cuts.sort_unstable();
-        let halves_fit = |m: usize| self.page_fits(&combined[..m]) && self.page_fits(&combined[m + 1..]);
-        let with_separator = |entries: &mut [Entry<'e>], m: usize| {
-            entries[pair.sep_index] = Entry { key: combined[m].key, payload: Payload::Child(pair.right_id) };
+        let halves_fit = |m: usize| self.cells_fit(&combined[..m]) && self.cells_fit(&combined[m + 1..]);
+        // The parent's bytes with cut m's separator in place of the old one.
+        let parent_bytes: usize = parent_cells.iter().map(Cell::bytes).sum();
+        let old_sep = parent_cells[pair.sep_index].bytes();
+        let parent_fits = |m: usize| {
+            let new_sep = page::entry_bytes(combined[m].key().len(), &Payload::Child(pair.right_id));
+            self.fits(parent_cells.len(), parent_bytes - old_sep + new_sep)
         };
-        let old = parent_entries[pair.sep_index];
-        let mut chosen = None;
-        for &(_, m) in &cuts {
-            with_separator(parent_entries, m);
-            if halves_fit(m) && self.page_fits(parent_entries) {
-                chosen = Some(m);
-                break;
-            }
-        }
-        if chosen.is_none() && must {
-            chosen = cuts.iter().map(|&(_, m)| m).find(|&m| halves_fit(m));
-        }
-        let Some(m) = chosen else {
-            parent_entries[pair.sep_index] = old;
-            return Ok(false);
+        let chosen = match cuts.iter().map(|&(_, m)| m).find(|&m| halves_fit(m) && parent_fits(m)) {
+            None if must => cuts.iter().map(|&(_, m)| m).find(|&m| halves_fit(m)),
+            found => found,
         };
-        with_separator(parent_entries, m);
-        let Payload::Child(right_leftmost) = combined[m].payload else { return Ok(false) };
-        plan.write(pair.left_id, TYPE_INTERNAL, pair.left_leftmost, &combined[..m]);
-        plan.write(pair.right_id, TYPE_INTERNAL, right_leftmost, &combined[m + 1..]);
-        let carry = self.write_internal(plan, parent_id, parent_leftmost, parent_entries, Edge::Middle)?;
+        let Some(m) = chosen else { return Ok(false) };
+        plan.write_internal(pair.left_id, pair.left_leftmost, &combined[..m]);
+        plan.write_internal(pair.right_id, combined[m].child(), &combined[m + 1..]);
+        let mut buf = Vec::new();
+        let mut parent_cells = parent_cells.to_vec();
+        parent_cells[pair.sep_index] = Cell::separator(combined[m].key(), pair.right_id, &mut buf);
+        let carry = self.write_or_split_internal(plan, parent_id, parent_leftmost, &parent_cells, Edge::Middle)?;
         if let Some((separator, child)) = carry {
             self.insert_separator(plan, st, above, separator, child, Edge::Middle)?;
         }
