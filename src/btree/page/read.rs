@@ -555,6 +555,8 @@ impl<'a> PageRef<'a> {
         Ok(self.cell_len(i)? + slot_bytes(self.bytes[0]))
     }
 
+    /// Every entry, decoded: for tests (the tree reads cells, and values or children by index).
+    #[cfg(test)]
     pub fn entries(&self) -> Result<Vec<Entry<'a>>> {
         let mut out = Vec::with_capacity(self.len());
         for i in 0..self.len() {

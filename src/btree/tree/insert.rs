@@ -55,7 +55,7 @@ impl BTree {
         let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
         let mut cells = self.page_cells(&leaf, leaf_id, true)?;
         let replaced = match found {
-            Ok(i) => Some(leaf.entry(i)?.payload),
+            Ok(i) => Some(leaf.leaf_value(i)?),
             Err(_) => None,
         };
         let stored = match plan.store_value(svalue) {
@@ -66,7 +66,7 @@ impl BTree {
         let new_cell = Cell::encode(&Entry { key: skey, payload: Payload::Leaf(stored) }, &mut cell_buf);
         let index = match found {
             Ok(i) => {
-                if let Some(Payload::Leaf(Value::Overflow(old, _))) = replaced {
+                if let Some(Value::Overflow(old, _)) = replaced {
                     plan.free_later(old, KIND_OVERFLOW);
                 }
                 cells[i] = new_cell;
