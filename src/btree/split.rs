@@ -121,21 +121,37 @@ pub(crate) fn split_cut(
 /// (internal pages: `moves_up`). Both kinds of page even out by this one rule.
 pub(crate) fn even_cuts(sizes: &[usize], capacity: usize, moves_up: bool) -> Vec<usize> {
     let total: usize = sizes.iter().sum();
-    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    // The cuts that fit, in order, with their imbalance (left - right grows with k).
+    let mut fitting: Vec<(usize, usize)> = Vec::new();
     let mut left = 0;
     for (k, &size) in sizes.iter().enumerate() {
         let right = total - left - if moves_up { size } else { 0 };
         let both_sides = k > 0 && (!moves_up || k + 1 < sizes.len());
         if both_sides && left <= capacity && right <= capacity {
-            cuts.push((left.abs_diff(right), k));
+            fitting.push((k, left.abs_diff(right)));
         }
         left += size;
         if left > capacity {
             break;
         }
     }
-    cuts.sort_unstable();
-    cuts.into_iter().map(|(_, k)| k).collect()
+    // The imbalance falls to its least and rises again: from there outwards, the more even
+    // side first (the lower cut on a tie), with no sort.
+    let Some(best) = (0..fitting.len()).min_by_key(|&i| fitting[i].1) else { return Vec::new() };
+    let mut cuts = Vec::with_capacity(fitting.len());
+    cuts.push(fitting[best].0);
+    let (mut below, mut above) = (best, best + 1);
+    while below > 0 || above < fitting.len() {
+        let take_below = below > 0 && (above == fitting.len() || fitting[below - 1].1 <= fitting[above].1);
+        if take_below {
+            below -= 1;
+            cuts.push(fitting[below].0);
+        } else {
+            cuts.push(fitting[above].0);
+            above += 1;
+        }
+    }
+    cuts
 }
 
 /// Split an internal page's entries: returns m, the entry whose separator moves up to the
@@ -262,8 +278,13 @@ mod tests {
                     let (l, r) = sides(k);
                     assert!((1..=last).contains(&k) && l <= cap && r <= cap, "{sizes:?}: cut {k}");
                 }
-                let imbalance: Vec<usize> = cuts.iter().map(|&k| sides(k).0.abs_diff(sides(k).1)).collect();
-                assert!(imbalance.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}: {cuts:?}");
+                // Every fitting cut, the most even first (the lower on a tie).
+                let mut want: Vec<(usize, usize)> = (1..=last)
+                    .filter(|&k| sides(k).0 <= cap && sides(k).1 <= cap)
+                    .map(|k| (sides(k).0.abs_diff(sides(k).1), k))
+                    .collect();
+                want.sort_unstable();
+                assert_eq!(cuts, want.iter().map(|w| w.1).collect::<Vec<_>>(), "{sizes:?} moves_up {moves_up}");
                 if sizes.iter().sum::<usize>() <= 2 * cap - cap / 4 - if moves_up { cap / 4 } else { 0 } {
                     assert!(!cuts.is_empty(), "{sizes:?} moves_up {moves_up}");
                 }

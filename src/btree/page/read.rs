@@ -542,7 +542,17 @@ impl<'a> PageRef<'a> {
 
     /// Every cell, in order.
     pub fn cells(&self) -> Result<Vec<Cell<'a>>> {
-        (0..self.len()).map(|i| self.cell(i)).collect()
+        let mut out = Vec::with_capacity(self.len());
+        if self.is_leaf() {
+            for i in 0..self.len() {
+                out.push(self.leaf_cell(i)?);
+            }
+        } else {
+            for i in 0..self.len() {
+                out.push(self.internal_cell(i)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Bytes the entries use (slots included), by the byte-accounting function.

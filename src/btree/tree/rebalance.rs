@@ -183,8 +183,9 @@ impl BTree {
         let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
         let mut fallback = None;
         for cut in even_cuts(&sizes, page::capacity(self.inner.page_bytes), !leaf) {
+            // The cut fits both pages by bytes ([`even_cuts`]); the count ceiling is left.
             let right_from = if leaf { cut } else { cut + 1 };
-            if !self.cells_fit(&combined[..cut]) || !self.cells_fit(&combined[right_from..]) {
+            if !self.count_fits(cut) || !self.count_fits(combined.len() - right_from) {
                 continue;
             }
             let separator = match leaf {
