@@ -368,7 +368,7 @@ fn sequential_removes_from_either_edge_keep_the_tree_sound() {
 /// sibling nor even out with it (every cut's separator was longer than the one it replaced,
 /// and the grandparent had no room for it), so it was kept with a single child, and that
 /// child, a leaf with no sibling to pair with, emptied. Such an even-out now splits the
-/// grandparent instead (`even_out_internal`).
+/// grandparent instead (`BTree::pair_plan`).
 #[test]
 fn sequential_removes_of_long_keys_at_512_byte_pages() {
     // The keys and values the defect was found with: one generator through these runs.
