@@ -2,7 +2,7 @@
 //! checked, every page read; a damaged page or a comparator that is not a total order is
 //! reported with the page's id).
 
-use super::page::{self, PageRef, Payload, Value};
+use super::page::{self, PageRef, Value};
 use super::tree::BTree;
 use crate::error::{Error, Result};
 use crate::store::NodeId;
@@ -88,7 +88,8 @@ impl BTree {
         w.stats.pages_per_level[depth] += 1;
         let bytes = self.store()?.read(NodeId::from_raw(id)).map_err(|e| super::tree::missing_page(id, e))?;
         let p = PageRef::parse(&bytes, id)?;
-        let entries = p.entries()?;
+        let cells = p.cells()?;
+        let keys: Vec<&[u8]> = cells.iter().map(|c| c.key()).collect();
         p.check_words()?;
         let used = p.used_bytes()?;
         if !page::fits(used, self.page_bytes()) {
@@ -97,14 +98,14 @@ impl BTree {
                 page::capacity(self.page_bytes())
             )));
         }
-        for pair in entries.windows(2) {
-            if self.cmp_stored(pair[0].key, pair[1].key) != Ordering::Less {
+        for pair in keys.windows(2) {
+            if self.cmp_stored(pair[0], pair[1]) != Ordering::Less {
                 return Err(bad("keys out of order (or a comparator that is not a total order)".into()));
             }
         }
-        for e in &entries {
-            let below_low = low.is_some_and(|l| self.cmp_stored(e.key, l) == Ordering::Less);
-            let at_or_above_high = high.is_some_and(|h| self.cmp_stored(e.key, h) != Ordering::Less);
+        for &key in &keys {
+            let below_low = low.is_some_and(|l| self.cmp_stored(key, l) == Ordering::Less);
+            let at_or_above_high = high.is_some_and(|h| self.cmp_stored(key, h) != Ordering::Less);
             if below_low || at_or_above_high {
                 return Err(bad(
                     "a key outside its parent's separators (or a comparator that is not a total order)".into()
@@ -118,34 +119,27 @@ impl BTree {
             if depth + 1 != w.stats.height as usize {
                 return Err(bad(format!("a leaf at depth {depth} in a tree of height {}", w.stats.height)));
             }
-            if entries.is_empty() && depth > 0 {
+            if keys.is_empty() && depth > 0 {
                 // Scans take an empty leaf for the tree's end; removes merge it away first.
                 return Err(bad("an empty leaf below the root".into()));
             }
             w.leaf_depth = Some(depth);
             w.stats.leaf_pages += 1;
-            w.entries += entries.len() as u64;
+            w.entries += keys.len() as u64;
             w.leaf_used_bytes += used as u64;
-            w.stats.keys_per_leaf_min = w.stats.keys_per_leaf_min.min(entries.len() as u64);
-            w.stats.keys_per_leaf_max = w.stats.keys_per_leaf_max.max(entries.len() as u64);
-            for e in &entries {
-                match e.payload {
-                    Payload::Leaf(Value::Overflow(vid, len)) => {
-                        self.read_overflow(vid, len)?;
-                        w.stats.overflow_values += 1;
-                    }
-                    Payload::Leaf(Value::Inline(_)) => {}
-                    Payload::Child(_) => return Err(bad("a child cell in a leaf".into())),
+            w.stats.keys_per_leaf_min = w.stats.keys_per_leaf_min.min(keys.len() as u64);
+            w.stats.keys_per_leaf_max = w.stats.keys_per_leaf_max.max(keys.len() as u64);
+            for i in 0..keys.len() {
+                if let Value::Overflow(vid, len) = p.leaf_value(i)? {
+                    self.read_overflow(vid, len)?;
+                    w.stats.overflow_values += 1;
                 }
             }
             return Ok(());
         }
-        let separators: Vec<Vec<u8>> = entries.iter().map(|e| e.key.to_vec()).collect();
+        let separators: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
         let children: Vec<u64> = std::iter::once(Ok(p.leftmost_child()))
-            .chain(entries.iter().map(|e| match e.payload {
-                Payload::Child(c) => Ok(c),
-                Payload::Leaf(_) => Err(bad("a leaf cell in an internal page".into())),
-            }))
+            .chain((0..keys.len()).map(|i| p.child(i)))
             .collect::<Result<_>>()?;
         drop(bytes);
         for (i, child) in children.iter().enumerate() {

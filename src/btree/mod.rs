@@ -31,9 +31,9 @@ pub use tree::{
 #[doc(hidden)]
 pub fn decode_page(bytes: &[u8], page_id: u64, probe: &[u8]) -> crate::Result<usize> {
     let p = page::PageRef::parse(bytes, page_id)?;
-    let entries = p.entries()?;
+    let cells = p.cells()?;
     let used = p.used_bytes()?;
-    debug_assert_eq!(used, entries.iter().map(page::Entry::bytes).sum::<usize>());
+    debug_assert_eq!(used, cells.iter().map(page::Cell::bytes).sum::<usize>());
     // The bytewise fast path reads keys its own way: it must agree, damaged page or not.
     let word = page::prefix_word(probe);
     let found = p.search(|k| k.cmp(probe));
@@ -57,5 +57,5 @@ pub fn decode_page(bytes: &[u8], page_id: u64, probe: &[u8]) -> crate::Result<us
     let payload = if p.is_leaf() { page::Payload::Leaf(page::Value::Inline(probe)) } else { page::Payload::Child(1) };
     let e = page::Entry { key: probe, payload };
     page::insert_in_place(&mut copy, page_id, at, &e)?;
-    Ok(entries.len())
+    Ok(cells.len())
 }

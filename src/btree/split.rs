@@ -115,40 +115,43 @@ pub(crate) fn split_cut(
     }
 }
 
-/// Split a leaf's entries (sizes in order) into two pages of `capacity` bytes: returns k, the
-/// first entry of the right page. Both halves fit, for any mix of sizes, when the total is
-/// at most 2 × capacity − the largest entry (entries are at most a quarter of the capacity,
-/// so 2 × capacity − capacity / 4 always does): the window of valid cut points is then at
-/// least as wide as the largest entry, so no prefix sum can jump over it. Callers: a split (one page
-/// plus one entry), shifting into a sibling, evening out after a delete.
-pub(crate) fn leaf_split_point(sizes: &[usize], capacity: usize, edge: Edge) -> usize {
-    let n = sizes.len();
-    assert!(n >= 2, "a split needs two entries");
+/// The cuts that even out two pages' entries (`sizes`, in order) so that both fit
+/// `capacity`, the most even first. A cut k leaves entries ..k on the left; the right page
+/// gets k.. (leaves), or k + 1.. when entry k moves up to the parent as their separator
+/// (internal pages: `moves_up`). Both kinds of page even out by this one rule.
+pub(crate) fn even_cuts(sizes: &[usize], capacity: usize, moves_up: bool) -> Vec<usize> {
     let total: usize = sizes.iter().sum();
-    let mut left = 0usize;
-    let (mut first_valid, mut last_valid, mut balanced) = (None, None, None::<(usize, usize)>);
-    for k in 1..n {
-        left += sizes[k - 1];
-        let right = total - left;
+    // The cuts that fit, in order, with their imbalance (left - right grows with k).
+    let mut fitting: Vec<(usize, usize)> = Vec::new();
+    let mut left = 0;
+    for (k, &size) in sizes.iter().enumerate() {
+        let right = total - left - if moves_up { size } else { 0 };
+        let both_sides = k > 0 && (!moves_up || k + 1 < sizes.len());
+        if both_sides && left <= capacity && right <= capacity {
+            fitting.push((k, left.abs_diff(right)));
+        }
+        left += size;
         if left > capacity {
             break;
         }
-        if right > capacity {
-            continue;
-        }
-        first_valid.get_or_insert(k);
-        last_valid = Some(k);
-        let imbalance = left.abs_diff(right);
-        if balanced.is_none_or(|(_, best)| imbalance < best) {
-            balanced = Some((k, imbalance));
+    }
+    // The imbalance falls to its least and rises again: from there outwards, the more even
+    // side first (the lower cut on a tie), with no sort.
+    let Some(best) = (0..fitting.len()).min_by_key(|&i| fitting[i].1) else { return Vec::new() };
+    let mut cuts = Vec::with_capacity(fitting.len());
+    cuts.push(fitting[best].0);
+    let (mut below, mut above) = (best, best + 1);
+    while below > 0 || above < fitting.len() {
+        let take_below = below > 0 && (above == fitting.len() || fitting[below - 1].1 <= fitting[above].1);
+        if take_below {
+            below -= 1;
+            cuts.push(fitting[below].0);
+        } else {
+            cuts.push(fitting[above].0);
+            above += 1;
         }
     }
-    let chosen = match edge {
-        Edge::Right => last_valid,
-        Edge::Left => first_valid,
-        Edge::Middle => balanced.map(|(k, _)| k),
-    };
-    chosen.expect("entries of at most a quarter page always split into two fitting halves")
+    cuts
 }
 
 /// Split an internal page's entries: returns m, the entry whose separator moves up to the
@@ -192,7 +195,8 @@ mod tests {
     use super::*;
 
     fn check_leaf(sizes: &[usize], cap: usize, edge: Edge) -> usize {
-        let k = leaf_split_point(sizes, cap, edge);
+        let total = sizes.iter().sum();
+        let k = split_cut(sizes.len(), |j| Ok(sizes[j]), total, cap, edge).unwrap().expect("a cut");
         let left: usize = sizes[..k].iter().sum();
         let right: usize = sizes[k..].iter().sum();
         assert!(k > 0 && k < sizes.len() && left <= cap && right <= cap, "{sizes:?} cut at {k}");
@@ -254,6 +258,36 @@ mod tests {
             }
             if sizes.len() >= 2 && sizes.iter().sum::<usize>() > cap {
                 check_leaf(&sizes, cap, Edge::Middle);
+            }
+        }
+    }
+
+    #[test]
+    fn even_cuts_fit_both_pages_most_even_first() {
+        let cap = 496;
+        let mut rng = crate::test_rng::TestRng::new(0x5eed_ca75);
+        for _ in 0..5000 {
+            let sizes: Vec<usize> =
+                (0..3 + rng.below(30)).map(|_| 7 + rng.below(cap as u64 / 4 - 6) as usize).collect();
+            for moves_up in [false, true] {
+                let gap = usize::from(moves_up);
+                let sides = |k: usize| (sizes[..k].iter().sum::<usize>(), sizes[k + gap..].iter().sum::<usize>());
+                let cuts = even_cuts(&sizes, cap, moves_up);
+                let last = sizes.len() - 1 - gap;
+                for &k in &cuts {
+                    let (l, r) = sides(k);
+                    assert!((1..=last).contains(&k) && l <= cap && r <= cap, "{sizes:?}: cut {k}");
+                }
+                // Every fitting cut, the most even first (the lower on a tie).
+                let mut want: Vec<(usize, usize)> = (1..=last)
+                    .filter(|&k| sides(k).0 <= cap && sides(k).1 <= cap)
+                    .map(|k| (sides(k).0.abs_diff(sides(k).1), k))
+                    .collect();
+                want.sort_unstable();
+                assert_eq!(cuts, want.iter().map(|w| w.1).collect::<Vec<_>>(), "{sizes:?} moves_up {moves_up}");
+                if sizes.iter().sum::<usize>() <= 2 * cap - cap / 4 - if moves_up { cap / 4 } else { 0 } {
+                    assert!(!cuts.is_empty(), "{sizes:?} moves_up {moves_up}");
+                }
             }
         }
     }

@@ -27,7 +27,7 @@ pub(crate) fn insert_in_place(page: &mut [u8], page_id: u64, index: usize, e: &E
 /// `key`: (offset, the entry's child, cell bytes), or `None` when the page has no room.
 pub(super) fn separator_spot(p: &PageRef<'_>, index: usize, key: &[u8]) -> Result<Option<(usize, u64, usize)>> {
     let child = p.child(index)?;
-    let old_cell = p.entry(index)?.cell_bytes();
+    let old_cell = p.cell_len(index)?;
     let cell = Entry { key, payload: Payload::Child(child) }.cell_bytes();
     let (old_at, cells) = (p.cell_offset(index)?, p.cells_start());
     let at = if cell <= old_cell {

@@ -204,12 +204,15 @@ fn slot_bytes(page_type: u8) -> usize {
     }
 }
 
-/// A leaf entry as its page stores it: the cell's bytes, moved between pages by one copy
-/// (a split or shift rewrites pages without decoding and re-encoding every entry).
+/// An entry as its page stores it, a leaf's or an internal page's: the cell's bytes, moved
+/// between pages by one copy (a split, shift, merge or even-out rewrites pages without
+/// decoding and re-encoding every entry; only a new entry is encoded, by [`Cell::encode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cell<'a> {
     raw: &'a [u8],
     key_at: u8,
+    /// The bytes of its slot: which kind of page holds it.
+    slot: u8,
     key_len: u16,
 }
 
@@ -222,16 +225,39 @@ impl<'a> Cell<'a> {
     /// The bytes the cell takes in a page, its slot included: [`entry_bytes`] of its entry.
     #[inline]
     pub fn bytes(&self) -> usize {
-        self.raw.len() + SLOT_BYTES
+        self.raw.len() + self.slot as usize
     }
 
-    /// Encodes an entry as a cell into `buf` (cleared first).
+    /// The type of page that holds it.
+    #[inline]
+    pub fn page_type(&self) -> u8 {
+        if self.slot as usize == SLOT_BYTES {
+            TYPE_LEAF
+        } else {
+            TYPE_INTERNAL
+        }
+    }
+
+    /// An internal cell's child (its last eight bytes: see [`PageRef::internal_cell`]).
+    #[inline]
+    pub fn child(&self) -> u64 {
+        debug_assert_eq!(self.page_type(), TYPE_INTERNAL, "a leaf cell has no child");
+        let id = self.raw.last_chunk::<8>().expect("an internal cell ends with its child");
+        u64::from_le_bytes(*id)
+    }
+
+    /// Encodes a new entry as a cell into `buf` (cleared first).
     pub fn encode(e: &Entry<'_>, buf: &'a mut Vec<u8>) -> Cell<'a> {
         buf.clear();
-        debug_assert_eq!(e.page_type(), TYPE_LEAF, "cells are a leaf's");
         buf.resize(e.cell_bytes(), 0);
         write_cell(buf, e);
-        Cell { raw: buf, key_at: varint_bytes(e.key.len() as u64) as u8, key_len: e.key.len() as u16 }
+        let slot = slot_bytes(e.page_type()) as u8;
+        Cell { raw: buf, key_at: varint_bytes(e.key.len() as u64) as u8, slot, key_len: e.key.len() as u16 }
+    }
+
+    /// Encodes a new separator pointing at `child` as an internal cell into `buf`.
+    pub fn separator(key: &[u8], child: u64, buf: &'a mut Vec<u8>) -> Cell<'a> {
+        Cell::encode(&Entry { key, payload: Payload::Child(child) }, buf)
     }
 }
 

@@ -65,13 +65,13 @@ impl<'a> LeafWithInsert<'a> {
         // page's cells before it.
         let after = range.start.max(self.at + 1);
         for i in (after - 1..range.end.max(after) - 1).rev() {
-            w.push_cell(self.page.leaf_cell(i)?.raw).ok_or_else(unfit)?;
+            w.push_cell(&self.page.leaf_cell(i)?).ok_or_else(unfit)?;
         }
         if range.contains(&self.at) {
-            w.push_cell(self.cell.raw).ok_or_else(unfit)?;
+            w.push_cell(&self.cell).ok_or_else(unfit)?;
         }
         for i in (range.start..range.end.min(self.at)).rev() {
-            w.push_cell(self.page.leaf_cell(i)?.raw).ok_or_else(unfit)?;
+            w.push_cell(&self.page.leaf_cell(i)?).ok_or_else(unfit)?;
         }
         w.finish();
         Ok(())
@@ -488,7 +488,7 @@ impl<'a> PageRef<'a> {
                     if header < 0x80 {
                         let value = if header & 1 == 0 { (header >> 1) as usize } else { OVERFLOW_ID_BYTES };
                         if let Some(raw) = cell.get(..2 + key_len + value) {
-                            return Ok(Cell { raw, key_at: 1, key_len: key_len as u16 });
+                            return Ok(Cell { raw, key_at: 1, slot: SLOT_BYTES as u8, key_len: key_len as u16 });
                         }
                     }
                 }
@@ -508,18 +508,31 @@ impl<'a> PageRef<'a> {
         let value = usize::try_from(value).map_err(|_| self.corrupt(i, "value length"))?;
         let raw = self.take(i, off, (n + key_len + m).saturating_add(value))?;
         // A page is at most 64 KiB: the key's length fits a u16, its varint a u8.
-        Ok(Cell { raw, key_at: n as u8, key_len: key_len as u16 })
+        Ok(Cell { raw, key_at: n as u8, slot: SLOT_BYTES as u8, key_len: key_len as u16 })
+    }
+
+    /// Entry i's cell of a page known to be internal: its separator's length, the separator,
+    /// its child.
+    #[inline]
+    pub(super) fn internal_cell(&self, i: usize) -> Result<Cell<'a>> {
+        let off = self.cell_offset(i)?;
+        let (key_len, n) = self.varint(i, off)?;
+        let raw = self.take(i, off, n + key_len + 8)?;
+        Ok(Cell { raw, key_at: n as u8, slot: WORD_SLOT_BYTES as u8, key_len: key_len as u16 })
+    }
+
+    /// Entry i's cell, whichever kind of page this is.
+    #[inline]
+    pub fn cell(&self, i: usize) -> Result<Cell<'a>> {
+        match self.is_leaf() {
+            true => self.leaf_cell(i),
+            false => self.internal_cell(i),
+        }
     }
 
     /// The bytes of entry i's cell (its slot not included), read from its lengths.
     pub(super) fn cell_len(&self, i: usize) -> Result<usize> {
-        if self.is_leaf() {
-            return Ok(self.leaf_cell(i)?.raw.len());
-        }
-        let off = self.cell_offset(i)?;
-        let (key_len, n) = self.varint(i, off)?;
-        self.take_array::<8>(i, off + n + key_len)?;
-        Ok(n + key_len + 8)
+        Ok(self.cell(i)?.raw.len())
     }
 
     /// The bytes leaf entry i takes, its slot included, read from its cell's lengths.
@@ -527,13 +540,17 @@ impl<'a> PageRef<'a> {
         Ok(self.leaf_cell(i)?.bytes())
     }
 
+    /// Every cell, in order.
     pub fn cells(&self) -> Result<Vec<Cell<'a>>> {
-        if !self.is_leaf() {
-            return Err(self.corrupt(0, "cells read as a leaf's in an internal page"));
-        }
         let mut out = Vec::with_capacity(self.len());
-        for i in 0..self.len() {
-            out.push(self.leaf_cell(i)?);
+        if self.is_leaf() {
+            for i in 0..self.len() {
+                out.push(self.leaf_cell(i)?);
+            }
+        } else {
+            for i in 0..self.len() {
+                out.push(self.internal_cell(i)?);
+            }
         }
         Ok(out)
     }
@@ -548,6 +565,8 @@ impl<'a> PageRef<'a> {
         Ok(self.cell_len(i)? + slot_bytes(self.bytes[0]))
     }
 
+    /// Every entry, decoded: for tests (the tree reads cells, and values or children by index).
+    #[cfg(test)]
     pub fn entries(&self) -> Result<Vec<Entry<'a>>> {
         let mut out = Vec::with_capacity(self.len());
         for i in 0..self.len() {

@@ -14,12 +14,13 @@ pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries:
     w.finish()
 }
 
-/// Writes a whole page from cells in order, as [`build`] does from entries.
+/// Writes a whole page from cells in order (all of the page's type), as [`build`] does from
+/// new entries.
 pub(crate) fn build_cells(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[Cell<'_>]) -> usize {
     let page_bytes = out.len();
     let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, cells.len()) else { unfit(page_bytes) };
     for c in cells.iter().rev() {
-        w.push_cell(c.raw).unwrap_or_else(|| unfit(page_bytes));
+        w.push_cell(c).unwrap_or_else(|| unfit(page_bytes));
     }
     w.finish()
 }
@@ -76,10 +77,12 @@ impl<'o> PageWriter<'o> {
         Some(())
     }
 
+    /// Adds a cell as [`PageWriter::push`] does, copied as it is.
     #[inline(always)]
-    pub(super) fn push_cell(&mut self, raw: &[u8]) -> Option<()> {
-        debug_assert_eq!(self.slot_bytes, SLOT_BYTES, "cells are a leaf's");
-        self.push(raw.len(), 0, |dst| copy_cell(dst, raw))
+    pub(super) fn push_cell(&mut self, c: &Cell<'_>) -> Option<()> {
+        debug_assert_eq!(self.slot_bytes, c.slot as usize, "a cell of another kind of page");
+        let word = if self.slot_bytes == WORD_SLOT_BYTES { prefix_word(c.key()) } else { 0 };
+        self.push(c.raw.len(), word, |dst| copy_cell(dst, c.raw))
     }
 
     /// Records where the cells start; returns the page's length.

@@ -5,7 +5,7 @@
 //! instance) and their cursors answer `BadHandle` afterwards instead of reading freed pages.
 
 use super::{decode_anchor, BTree, Inner, DEPTH_MAX, ROOT_PREFIX};
-use crate::btree::page::{PageRef, Payload, Value};
+use crate::btree::page::{PageRef, Value};
 use crate::error::{Error, Result};
 use crate::store::{NodeId, Store};
 use std::sync::atomic::Ordering as AtomicOrdering;
@@ -77,12 +77,11 @@ fn tree_nodes(store: &Store, root: u64, height: u32) -> Result<Vec<NodeId>> {
             if !leaves {
                 next.push(page.leftmost_child());
             }
-            for e in page.entries()? {
-                match e.payload {
-                    Payload::Child(c) if !leaves => next.push(c),
-                    Payload::Leaf(Value::Overflow(vid, _)) if leaves => nodes.push(NodeId::from_raw(vid)),
-                    Payload::Leaf(Value::Inline(_)) if leaves => {}
-                    _ => return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a cell of the wrong kind")),
+            for i in 0..page.len() {
+                if !leaves {
+                    next.push(page.child(i)?);
+                } else if let Value::Overflow(vid, _) = page.leaf_value(i)? {
+                    nodes.push(NodeId::from_raw(vid));
                 }
             }
         }

@@ -138,14 +138,15 @@ impl BTree {
         n <= self.inner.max_entries
     }
 
-    /// THE fit test of this tree: the bytes (one accounting function) and the optional ceiling.
-    pub(super) fn page_fits(&self, entries: &[Entry<'_>]) -> bool {
-        self.count_fits(entries.len()) && page::fits(entries.iter().map(Entry::bytes).sum(), self.inner.page_bytes)
+    /// THE fit test of this tree: `n` entries of `bytes` in all (one accounting function) fit
+    /// a page and the optional ceiling.
+    pub(super) fn fits(&self, n: usize, bytes: usize) -> bool {
+        self.count_fits(n) && page::fits(bytes, self.inner.page_bytes)
     }
 
-    /// [`BTree::page_fits`] for entries of these sizes.
-    pub(super) fn sizes_fit(&self, sizes: &[usize]) -> bool {
-        self.count_fits(sizes.len()) && page::fits(sizes.iter().sum(), self.inner.page_bytes)
+    /// [`BTree::fits`] for these cells.
+    pub(super) fn cells_fit(&self, cells: &[Cell<'_>]) -> bool {
+        self.fits(cells.len(), cells.iter().map(Cell::bytes).sum())
     }
 
     pub(crate) fn check_entry(&self, key: &[u8], value: &[u8]) -> Result<()> {

@@ -53,9 +53,9 @@ impl BTree {
         let mut plan = Plan::new(self, editor);
         let leaf_bytes = plan.copy_page(leaf_id)?;
         let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
-        let mut cells = self.page_cells(&leaf, leaf_id)?;
+        let mut cells = self.page_cells(&leaf, leaf_id, true)?;
         let replaced = match found {
-            Ok(i) => Some(leaf.entry(i)?.payload),
+            Ok(i) => Some(leaf.leaf_value(i)?),
             Err(_) => None,
         };
         let stored = match plan.store_value(svalue) {
@@ -66,7 +66,7 @@ impl BTree {
         let new_cell = Cell::encode(&Entry { key: skey, payload: Payload::Leaf(stored) }, &mut cell_buf);
         let index = match found {
             Ok(i) => {
-                if let Some(Payload::Leaf(Value::Overflow(old, _))) = replaced {
+                if let Some(Value::Overflow(old, _)) = replaced {
                     plan.free_later(old, KIND_OVERFLOW);
                 }
                 cells[i] = new_cell;
@@ -115,11 +115,11 @@ impl BTree {
         edge: Edge,
     ) -> Result<()> {
         let cap = page::capacity(self.inner.page_bytes);
-        let sizes: Vec<usize> = cells.iter().map(Cell::bytes).collect();
-        if self.sizes_fit(&sizes) {
+        if self.cells_fit(cells) {
             plan.write_cells(leaf_id, cells);
             return Ok(());
         }
+        let sizes: Vec<usize> = cells.iter().map(Cell::bytes).collect();
         if edge == Edge::Middle {
             if let Some(&(parent_id, pos)) = path.last() {
                 if self.shift_into_sibling(plan, parent_id, pos, leaf_id, cells)? {
@@ -164,7 +164,7 @@ impl BTree {
         };
         let sibling_bytes = plan.copy_page(sibling_id)?;
         let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
-        let sibling_cells = self.page_cells(&sibling, sibling_id)?;
+        let sibling_cells = self.page_cells(&sibling, sibling_id, true)?;
         let (left_id, right_id, left_cells, right_cells) = if right {
             (leaf_id, sibling_id, cells[..k].to_vec(), [&cells[k..], &sibling_cells[..]].concat())
         } else {
@@ -181,47 +181,62 @@ impl BTree {
     pub(super) fn insert_separator(
         &self,
         plan: &mut Plan<'_, '_>,
-        st: &mut State,
+        st: &State,
         path: &[(u64, usize)],
         separator: Vec<u8>,
         child: u64,
         edge: Edge,
     ) -> Result<()> {
-        let cap = page::capacity(self.inner.page_bytes);
         let mut carry = Some((separator, child));
+        let mut buf = Vec::new();
         for &(page_id, pos) in path.iter().rev() {
             let Some((sep, child)) = carry.take() else { break };
-            let new_entry = Entry { key: &sep, payload: Payload::Child(child) };
             let bytes = plan.copy_page(page_id)?;
             let p = PageRef::parse(&bytes, page_id)?;
             self.check_kind(&p, page_id, false)?;
             // The common case: the separator fits the page's free gap, one small edit.
-            if self.count_fits(p.len() + 1) && p.gap_bytes() >= new_entry.bytes() && pos <= p.len() {
+            let sep_bytes = page::entry_bytes(sep.len(), &Payload::Child(child));
+            if self.count_fits(p.len() + 1) && p.gap_bytes() >= sep_bytes && pos <= p.len() {
                 plan.edit(page_id, PageWrite::InsertSeparator { index: pos, key: sep, child });
                 continue;
             }
-            let mut entries = self.page_entries(&p, page_id, false)?;
-            entries.insert(pos, new_entry);
-            let sizes: Vec<usize> = entries.iter().map(Entry::bytes).collect();
-            if self.page_fits(&entries) {
-                plan.write(page_id, TYPE_INTERNAL, p.leftmost_child(), &entries);
-                continue;
-            }
-            let m = internal_split_point(&sizes, cap, edge);
-            let right_id = plan.alloc_page(KIND_INTERNAL)?;
-            let Payload::Child(right_leftmost) = entries[m].payload else {
-                unreachable!("internal entries hold children")
-            };
-            plan.write(page_id, TYPE_INTERNAL, p.leftmost_child(), &entries[..m]);
-            plan.write(right_id, TYPE_INTERNAL, right_leftmost, &entries[m + 1..]);
-            carry = Some((entries[m].key.to_vec(), right_id));
+            let mut cells = self.page_cells(&p, page_id, false)?;
+            cells.insert(pos, Cell::separator(&sep, child, &mut buf));
+            carry = self.write_or_split_internal(plan, page_id, p.leftmost_child(), &cells, edge)?;
         }
+        self.grow_root(plan, st, carry)
+    }
+
+    /// Writes internal page `id` with `cells`: one page if they fit, else split in two (a new
+    /// page on the right), returning the separator and the new page that go up to its parent.
+    pub(super) fn write_or_split_internal(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        id: u64,
+        leftmost: u64,
+        cells: &[Cell<'_>],
+        edge: Edge,
+    ) -> Result<Option<(Vec<u8>, u64)>> {
+        if self.cells_fit(cells) {
+            plan.write_internal(id, leftmost, cells);
+            return Ok(None);
+        }
+        let sizes: Vec<usize> = cells.iter().map(Cell::bytes).collect();
+        let m = internal_split_point(&sizes, page::capacity(self.inner.page_bytes), edge);
+        let right_id = plan.alloc_page(KIND_INTERNAL)?;
+        plan.write_internal(id, leftmost, &cells[..m]);
+        plan.write_internal(right_id, cells[m].child(), &cells[m + 1..]);
+        Ok(Some((cells[m].key().to_vec(), right_id)))
+    }
+
+    /// A new root above the old one when a split carried a separator past the top.
+    pub(super) fn grow_root(&self, plan: &mut Plan<'_, '_>, st: &State, carry: Option<(Vec<u8>, u64)>) -> Result<()> {
         if let Some((sep, child)) = carry {
             if st.height as usize >= DEPTH_MAX {
                 return Err(Error::Limit(format!("the tree would be deeper than {DEPTH_MAX} levels")));
             }
             let new_root = plan.alloc_page(KIND_INTERNAL)?;
-            plan.write(new_root, TYPE_INTERNAL, st.root, &[Entry { key: &sep, payload: Payload::Child(child) }]);
+            plan.write_internal(new_root, st.root, &[Cell::separator(&sep, child, &mut Vec::new())]);
             plan.new_root = Some(new_root);
         }
         Ok(())

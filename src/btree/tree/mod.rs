@@ -18,6 +18,7 @@ mod order;
 mod overflow;
 mod path;
 mod plan;
+mod rebalance;
 mod remove;
 #[cfg(test)]
 mod tests;
@@ -35,11 +36,10 @@ use path::*;
 pub(crate) use path::{missing_page, PageReader, Path};
 use plan::check_node_kind;
 pub(crate) use plan::{PageWrite, Plan, Scratch};
+use rebalance::Lost;
 
 use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
-use super::split::{
-    below_merge_threshold, internal_split_point, leaf_split_point, shortest_separator, split_cut, Edge,
-};
+use super::split::{below_merge_threshold, even_cuts, internal_split_point, shortest_separator, split_cut, Edge};
 use crate::error::{Error, Result};
 use crate::store::{AbortGuard, AbortHook, NodeEditor, NodeId, Snapshot, Store, WeakStore};
 use overflow::Destination;

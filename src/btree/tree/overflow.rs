@@ -11,7 +11,7 @@
 //! taken before any page is written.
 
 use super::{edge_at, BTree, PageReader, PageWrite, Plan, Scratch, State, KIND_LEAF};
-use crate::btree::page::{self, Cell, Entry, LeafCells, LeafWithInsert, PageRef, Payload, TYPE_INTERNAL};
+use crate::btree::page::{self, Cell, Entry, LeafCells, LeafWithInsert, PageRef, Payload};
 use crate::btree::split::{shift_cut, shift_fits, split_cut, Edge};
 use crate::error::{Error, Result};
 use crate::store::NodeEditor;
@@ -197,13 +197,13 @@ impl BTree {
         }
         let bytes = plan.copy_page(id)?;
         let p = PageRef::parse(&bytes, id)?;
-        let mut entries = self.page_entries(&p, id, false)?;
-        let child = p.child(index)?;
-        entries[index] = Entry { key: &key, payload: Payload::Child(child) };
-        if !self.page_fits(&entries) {
+        let mut cells = self.page_cells(&p, id, false)?;
+        let mut buf = Vec::new();
+        cells[index] = Cell::separator(&key, p.child(index)?, &mut buf);
+        if !self.cells_fit(&cells) {
             return Err(Error::Internal("a separator planned to fit its parent did not".into()));
         }
-        plan.write(id, TYPE_INTERNAL, p.leftmost_child(), &entries);
+        plan.write_internal(id, p.leftmost_child(), &cells);
         Ok(())
     }
 }

@@ -23,20 +23,13 @@ impl BTree {
         Ok(bytes)
     }
 
-    /// The entries of a page about to be rewritten. Pages this tree writes always hold entries
-    /// of at most a quarter page (the split arithmetic relies on it) that fit the page
-    /// together; a damaged page whose cells overlap or claim more is `Corrupt` here, before
-    /// anything is written (page::build would refuse it).
-    pub(crate) fn page_entries<'p>(&self, p: &PageRef<'p>, id: u64, leaf: bool) -> Result<Vec<Entry<'p>>> {
+    /// The cells of a page about to be rewritten, a leaf's or an internal page's (`leaf`).
+    /// Pages this tree writes always hold entries of at most a quarter page (the split
+    /// arithmetic relies on it) that fit the page together; a damaged page whose cells overlap
+    /// or claim more is `Corrupt` here, before anything is written (page::build_cells would
+    /// refuse it).
+    pub(crate) fn page_cells<'p>(&self, p: &PageRef<'p>, id: u64, leaf: bool) -> Result<Vec<Cell<'p>>> {
         self.check_kind(p, id, leaf)?;
-        let entries = p.entries()?;
-        self.check_sizes(id, entries.iter().map(Entry::bytes))?;
-        Ok(entries)
-    }
-
-    /// A leaf's cells, checked as [`BTree::page_entries`] checks entries.
-    pub(crate) fn page_cells<'p>(&self, p: &PageRef<'p>, id: u64) -> Result<Vec<Cell<'p>>> {
-        self.check_kind(p, id, true)?;
         let cells = p.cells()?;
         self.check_sizes(id, cells.iter().map(Cell::bytes))?;
         Ok(cells)

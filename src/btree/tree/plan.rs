@@ -161,9 +161,10 @@ impl<'t, 'c> Plan<'t, 'c> {
         Ok(Value::Overflow(id.raw(), value.len() as u32))
     }
 
-    pub(super) fn write(&mut self, id: u64, ty: u8, leftmost: u64, entries: &[Entry<'_>]) {
+    /// Plans an internal page's new image from cells.
+    pub(super) fn write_internal(&mut self, id: u64, leftmost: u64, cells: &[Cell<'_>]) {
         let mut image = Scratch::new(self.tree.inner.page_bytes);
-        page::build(&mut image, ty, leftmost, entries);
+        page::build_cells(&mut image, TYPE_INTERNAL, leftmost, cells);
         self.put(id, image);
     }
 

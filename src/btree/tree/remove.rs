@@ -1,4 +1,4 @@
-//! Removes and the rebalancing after them.
+//! Removes: in place where the leaf keeps enough, else through the rebalancing (`rebalance`).
 
 use super::*;
 
@@ -81,12 +81,13 @@ impl BTree {
             let mut plan = Plan::new(self, editor);
             let leaf_bytes = plan.copy_page(leaf_id)?;
             let leaf = PageRef::parse(&leaf_bytes, leaf_id)?;
-            let mut cells = self.page_cells(&leaf, leaf_id)?;
+            let mut cells = self.page_cells(&leaf, leaf_id, true)?;
             if let Value::Overflow(old, _) = leaf.leaf_value(index)? {
                 plan.free_later(old, KIND_OVERFLOW);
             }
             cells.remove(index);
-            if let Err(e) = self.rebalance_leaf(&mut plan, &path, leaf_id, &cells) {
+            if let Err(e) = self.rebalance(&mut plan, st, &path, Lost { id: leaf_id, leaf: true, leftmost: 0 }, &cells)
+            {
                 return plan.abort(e);
             }
             plan.apply(st)?;
@@ -137,277 +138,14 @@ impl BTree {
         }
         Ok(true)
     }
-
-    /// THE rebalance rule of a leaf that lost an entry, left with `used` bytes in `n` entries
-    /// (`path`: its descent): below the merge threshold it is rebalanced (merged with its
-    /// sibling, or evened out with it), except at the tree's left or right edge, where it
-    /// waits until it fits one page with its sibling: sequential removes empty the edge leaf
-    /// entry by entry, and evening it out would only move cells there to be removed next (as an
-    /// insert at the right edge splits leaving full pages). At most two leaves wait so.
-    /// Both remove paths ask this: the in-place remove edits its leaf only when it says no.
-    fn leaf_rebalances(
-        &self,
-        pages: &PageReader<'_, '_>,
-        path: &[(u64, usize)],
-        used: usize,
-        n: usize,
-    ) -> Result<bool> {
-        let Some(&(parent_id, pos)) = path.last() else { return Ok(false) }; // the root leaf
-        if !below_merge_threshold(used, page::capacity(self.inner.page_bytes)) {
-            return Ok(false);
-        }
-        if !path.iter().all(|&(_, p)| p == 0) {
-            for &(id, p) in path {
-                if pages.page(id)?.len() != p {
-                    return Ok(true); // neither edge
-                }
-            }
-        }
-        let parent = pages.page(parent_id)?;
-        self.check_kind(&parent, parent_id, false)?;
-        let sibling_pos = if pos == 0 { 1 } else { pos - 1 };
-        if sibling_pos > parent.len() {
-            return Ok(true); // an only child: rebalance_leaf leaves it as it is
-        }
-        let sibling_id = parent.child_at_position(sibling_pos)?;
-        let sibling = pages.page(sibling_id)?;
-        self.check_kind(&sibling, sibling_id, true)?;
-        Ok(page::fits(used + sibling.occupied_bytes(), self.inner.page_bytes) && self.count_fits(n + sibling.len()))
-    }
-
-    /// Writes a leaf that lost an entry, as [`BTree::rebalance_internal`] does an internal page,
-    /// moving cells as they lie (no entry is decoded and encoded again): when
-    /// [`BTree::leaf_rebalances`] says so it merges with a sibling when both fit one page, or
-    /// evens the two out, the parent's separator replaced in place when it has room.
-    fn rebalance_leaf(
-        &self,
-        plan: &mut Plan<'_, '_>,
-        path: &[(u64, usize)],
-        id: u64,
-        cells: &[Cell<'_>],
-    ) -> Result<()> {
-        let cap = page::capacity(self.inner.page_bytes);
-        let used: usize = cells.iter().map(Cell::bytes).sum();
-        let Some((&(parent_id, pos), above)) = path.split_last() else {
-            plan.write_cells(id, cells); // the root leaf: any fill will do
-            return Ok(());
-        };
-        let rebalances = {
-            let nodes = plan.editor.reader();
-            self.leaf_rebalances(
-                &PageReader { nodes: &nodes, page_bytes: self.inner.page_bytes },
-                path,
-                used,
-                cells.len(),
-            )?
-        };
-        if !rebalances {
-            plan.write_cells(id, cells);
-            return Ok(());
-        }
-        let parent_bytes = plan.copy_page(parent_id)?;
-        let parent = PageRef::parse(&parent_bytes, parent_id)?;
-        self.check_kind(&parent, parent_id, false)?;
-        // The pair (left, right) and the index of the separator between them in the parent.
-        let (sep_index, sibling_pos, this_is_left) = if pos == 0 { (0, 1, true) } else { (pos - 1, pos - 1, false) };
-        if sibling_pos > parent.len() {
-            plan.write_cells(id, cells); // an only child: nothing to pair with
-            return Ok(());
-        }
-        let sibling_id = parent.child_at_position(sibling_pos)?;
-        let sibling_bytes = plan.copy_page(sibling_id)?;
-        let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
-        let sibling_cells = self.page_cells(&sibling, sibling_id)?;
-        let (left_id, right_id) = if this_is_left { (id, sibling_id) } else { (sibling_id, id) };
-        let combined = match this_is_left {
-            true => [cells, &sibling_cells[..]].concat(),
-            false => [&sibling_cells[..], cells].concat(),
-        };
-        let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
-        if self.sizes_fit(&sizes) {
-            plan.write_cells(left_id, &combined);
-            plan.free_later(right_id, KIND_LEAF);
-            return self.remove_separator(plan, above, parent_id, &parent_bytes, sep_index);
-        }
-        // Two leaves that do not fit one page: even them out by bytes, if the new separator
-        // fits the parent (a longer one might not; the pages are then left as they are).
-        let k = leaf_split_point(&sizes, cap, Edge::Middle);
-        if !self.count_fits(k) || !self.count_fits(combined.len() - k) {
-            plan.write_cells(id, cells);
-            return Ok(());
-        }
-        let new_sep = self.separator(combined[k - 1].key(), combined[k].key());
-        if page::separator_fits_in_place(&parent, sep_index, &new_sep)? {
-            plan.edit(parent_id, PageWrite::ReplaceSeparator { index: sep_index, key: new_sep });
-        } else {
-            let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
-            parent_entries[sep_index] = Entry { key: &new_sep, payload: Payload::Child(right_id) };
-            if !self.page_fits(&parent_entries) {
-                plan.write_cells(id, cells);
-                return Ok(());
-            }
-            plan.write(parent_id, TYPE_INTERNAL, parent.leftmost_child(), &parent_entries);
-        }
-        plan.write_cells(left_id, &combined[..k]);
-        plan.write_cells(right_id, &combined[k..]);
-        Ok(())
-    }
-
-    /// Writes an internal page that lost a separator (its children merged); below the merge
-    /// threshold it merges with a sibling when both fit one page (the parent's separator comes
-    /// down between them), and the parent is treated the same way, up to the root, which
-    /// collapses when it has a single child. An internal page too full to merge is left
-    /// underfull: leaves, which hold the entries, are kept above the threshold
-    /// (`rebalance_leaf`).
-    pub(super) fn rebalance_internal(
-        &self,
-        plan: &mut Plan<'_, '_>,
-        path: &[(u64, usize)],
-        id: u64,
-        leftmost: u64,
-        entries: &[Entry<'_>],
-    ) -> Result<()> {
-        let cap = page::capacity(self.inner.page_bytes);
-        let used: usize = entries.iter().map(Entry::bytes).sum();
-        let Some((&(parent_id, pos), above)) = path.split_last() else {
-            // The root: with no separator left it hands over to its only child.
-            if entries.is_empty() {
-                plan.free_later(id, KIND_INTERNAL);
-                plan.new_root = Some(leftmost);
-                plan.root_shrinks = true;
-            } else {
-                plan.write(id, TYPE_INTERNAL, leftmost, entries);
-            }
-            return Ok(());
-        };
-        if !below_merge_threshold(used, cap) {
-            plan.write(id, TYPE_INTERNAL, leftmost, entries);
-            return Ok(());
-        }
-        let parent_bytes = plan.copy_page(parent_id)?;
-        let parent = PageRef::parse(&parent_bytes, parent_id)?;
-        let mut parent_entries = self.page_entries(&parent, parent_id, false)?;
-        // The pair (left, right) and the index of the separator between them in the parent.
-        let (sep_index, sibling_pos, this_is_left) = if pos == 0 { (0, 1, true) } else { (pos - 1, pos - 1, false) };
-        if sibling_pos > parent.len() {
-            plan.write(id, TYPE_INTERNAL, leftmost, entries); // an only child: nothing to pair with
-            return Ok(());
-        }
-        let sibling_id = parent.child_at_position(sibling_pos)?;
-        let sibling_bytes = plan.copy_page(sibling_id)?;
-        let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
-        let sibling_entries = self.page_entries(&sibling, sibling_id, false)?;
-        let (left_id, right_id) = if this_is_left { (id, sibling_id) } else { (sibling_id, id) };
-        let (left_entries, left_leftmost, right_entries, right_leftmost) = if this_is_left {
-            (entries.to_vec(), leftmost, sibling_entries, sibling.leftmost_child())
-        } else {
-            (sibling_entries, sibling.leftmost_child(), entries.to_vec(), leftmost)
-        };
-        // The parent's separator comes down between the two, pointing at right's leftmost.
-        let mut combined = left_entries;
-        combined.push(Entry { key: parent.key(sep_index)?, payload: Payload::Child(right_leftmost) });
-        combined.extend(right_entries);
-        if !self.page_fits(&combined) {
-            let pair = Pair { left_id, left_leftmost, right_id, sep_index };
-            if !self.even_out_internal(plan, parent_id, parent.leftmost_child(), &mut parent_entries, pair, &combined) {
-                plan.write(id, TYPE_INTERNAL, leftmost, entries); // see the function's comment
-            }
-            return Ok(());
-        }
-        plan.write(left_id, TYPE_INTERNAL, left_leftmost, &combined);
-        plan.free_later(right_id, KIND_INTERNAL);
-        self.remove_separator(plan, above, parent_id, &parent_bytes, sep_index)
-    }
-
-    /// Takes separator `index` (and the child right of it, merged into its left neighbour) out
-    /// of internal page `id` (`bytes`, its image): in place on a copy when the page keeps
-    /// enough (at or above the merge threshold, or the root keeping a separator), the common
-    /// case, else through [`BTree::rebalance_internal`], which decides by the same threshold.
-    fn remove_separator(
-        &self,
-        plan: &mut Plan<'_, '_>,
-        path: &[(u64, usize)],
-        id: u64,
-        bytes: &[u8],
-        index: usize,
-    ) -> Result<()> {
-        let p = PageRef::parse(bytes, id)?;
-        self.check_kind(&p, id, false)?;
-        let used = p.used_bytes()?.saturating_sub(p.entry_bytes(index)?);
-        let keeps = match path.is_empty() {
-            true => p.len() > 1,
-            false => !below_merge_threshold(used, page::capacity(self.inner.page_bytes)),
-        };
-        if keeps {
-            plan.edit(id, PageWrite::Remove { index });
-            return Ok(());
-        }
-        let mut entries = self.page_entries(&p, id, false)?;
-        entries.remove(index);
-        self.rebalance_internal(plan, path, id, p.leftmost_child(), &entries)
-    }
-
-    /// Two internal siblings too full to merge share their separators out evenly by bytes, a
-    /// separator rotating through the parent: an internal page left with none would have a
-    /// single child, and a leaf with no sibling cannot merge, so it could empty, and scans end
-    /// at an empty leaf. Cuts are tried from the most even outwards, for one whose separator
-    /// fits the parent; returns false, nothing planned, when none does (the page is then left
-    /// underfull, the parent too full to take a longer separator: pages that full do not
-    /// empty).
-    fn even_out_internal<'e>(
-        &self,
-        plan: &mut Plan<'_, '_>,
-        parent_id: u64,
-        parent_leftmost: u64,
-        parent_entries: &mut [Entry<'e>],
-        pair: Pair,
-        combined: &[Entry<'e>],
-    ) -> bool {
-        let cap = page::capacity(self.inner.page_bytes);
-        let sizes: Vec<usize> = combined.iter().map(Entry::bytes).collect();
-        let total: usize = sizes.iter().sum();
-        let mut cuts: Vec<(usize, usize)> = Vec::new();
-        let mut left = 0;
-        for (m, size) in sizes.iter().enumerate() {
-            let right = total - left - size;
-            if m > 0 && m + 1 < sizes.len() && left <= cap && right <= cap {
-                cuts.push((left.abs_diff(right), m));
-            }
-            left += size;
-        }
-        cuts.sort_unstable();
-        for (_, m) in cuts {
-            let Payload::Child(right_leftmost) = combined[m].payload else { return false };
-            let old = parent_entries[pair.sep_index];
-            parent_entries[pair.sep_index] = Entry { key: combined[m].key, payload: Payload::Child(pair.right_id) };
-            let fits =
-                self.page_fits(parent_entries) && self.page_fits(&combined[..m]) && self.page_fits(&combined[m + 1..]);
-            if fits {
-                plan.write(pair.left_id, TYPE_INTERNAL, pair.left_leftmost, &combined[..m]);
-                plan.write(pair.right_id, TYPE_INTERNAL, right_leftmost, &combined[m + 1..]);
-                plan.write(parent_id, TYPE_INTERNAL, parent_leftmost, parent_entries);
-                return true;
-            }
-            parent_entries[pair.sep_index] = old;
-        }
-        false
-    }
-}
-
-/// Two neighbouring internal pages and the index of their separator in the parent.
-#[derive(Clone, Copy)]
-struct Pair {
-    left_id: u64,
-    left_leftmost: u64,
-    right_id: u64,
-    sep_index: usize,
 }
 
 /// A bound on the new blocks (copy-on-write shadows) removing entries of `stored_bytes` in
 /// all, side by side in key order, can take: their leaves (at most one per quarter page of
 /// them, the fill below which a leaf is merged, plus the two at the ends), a sibling of each,
-/// and the internal pages above them (at most one per leaf, and the path to the root).
+/// the internal pages above them (at most one per leaf, and the path to the root), and the
+/// pages an even-out's split of a parent adds (one per level, and a new root).
 fn pages_removes_may_write(stored_bytes: usize, page_bytes: usize, height: u32) -> usize {
     let leaves = 4 * stored_bytes / page_bytes + 2;
-    3 * leaves + height as usize + 2
+    3 * leaves + 2 * height as usize + 3
 }
