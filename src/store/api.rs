@@ -269,9 +269,19 @@ fn open_beside_a_writer(dir: &Path, options: &StoreOptions, slot: Option<&Reader
         pin(0);
         match recovery::open_dir_reading(dir, options, &mut pin) {
             Err(_) if attempts < READ_ONLY_OPEN_RETRIES && meta_bytes() != before => attempts += 1,
+            // A checkpoint during the open may have renamed the log it read and written the
+            // next generation's frames over it (the log's space is reused): what it read could
+            // end before commits acknowledged before the open began. The new generation's
+            // checkpoint holds them: start again.
+            Ok(o) if attempts < READ_ONLY_OPEN_RETRIES && generation(dir) != Some(o.meta.generation) => attempts += 1,
             other => return other,
         }
     }
+}
+
+/// The generation the meta file names now (None: unreadable, as while a writer replaces it).
+fn generation(dir: &Path) -> Option<u64> {
+    Meta::load(dir).ok().map(|m| m.generation)
 }
 
 /// How often a read-only open starts again because a writer's checkpoint overtook it.

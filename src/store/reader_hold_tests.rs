@@ -197,3 +197,34 @@ fn a_read_only_open_pins_its_commit_not_everything_while_it_replays_the_log() {
         assert_round(&reader, &at_open, 5);
     }
 }
+
+/// A read-only open that a writer's checkpoint overtakes (the log it read may be renamed and
+/// written over by the next generation's frames) starts again, on the new checkpoint: it
+/// reads what that holds, not what the old log showed before it was overwritten. (The crash
+/// matrix once saw such an open come back to an older commit than one acknowledged before.)
+#[test]
+fn a_read_only_open_overtaken_by_a_checkpoint_starts_again_on_it() {
+    let dir = TempDir::new("open-overtaken");
+    let s = Store::open(dir.path(), &strict()).unwrap();
+    let mut ids = nodes(&s, 50);
+    s.checkpoint().unwrap();
+    for r in 1..=3 {
+        rewrite(&s, &mut ids, r);
+    }
+    let (writer, mut overtaken) = (s.clone(), false);
+    let later = std::rc::Rc::new(std::cell::RefCell::new(ids.clone()));
+    let moved = later.clone();
+    super::recovery::BEFORE_REPLAY.with(|h| {
+        *h.borrow_mut() = Some(Box::new(move || {
+            if !std::mem::replace(&mut overtaken, true) {
+                rewrite(&writer, &mut moved.borrow_mut(), 4);
+                writer.checkpoint().unwrap();
+            }
+        }))
+    });
+    let reader = Store::open(dir.path(), &read_only());
+    super::recovery::BEFORE_REPLAY.with(|h| h.borrow_mut().take());
+    let reader = reader.unwrap();
+    assert_eq!(reader.stats().unwrap().epoch, s.stats().unwrap().epoch, "the reader reads the new checkpoint's commit");
+    assert_round(&reader, &later.borrow(), 4);
+}
