@@ -254,6 +254,14 @@ impl Space {
         self.per_class[loc.class as usize].file.segment_mut(seg);
     }
 
+    /// An allocated block for the allocation lane to hand out and zero outside the state lock
+    /// (see `OwnedBlock`). Its segment counts as changed: the host writes it.
+    pub(crate) fn owned_block(&mut self, loc: Loc) -> crate::os::OwnedBlock {
+        let (seg, off) = self.position(loc);
+        let len = self.capacity(loc.class) as usize;
+        self.per_class[loc.class as usize].file.segment_mut(seg).owned_block(off, len)
+    }
+
     pub(crate) fn addr(&self, loc: Loc) -> usize {
         let (seg, off) = self.position(loc);
         self.per_class[loc.class as usize].file.segment(seg).addr(off)
