@@ -80,6 +80,7 @@ impl Mapping {
     /// (see `OwnedBlock`). `&mut self`: taken under the state lock, as any write.
     pub(crate) fn owned_block(&mut self, offset: usize, len: usize) -> OwnedBlock {
         self.check(offset, len);
+        let len = u32::try_from(len).expect("a block is at most a segment");
         OwnedBlock { addr: self.ptr.as_ptr() as usize + offset, len }
     }
 
@@ -427,10 +428,13 @@ mod tests {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OwnedBlock {
     addr: usize,
-    len: usize,
+    len: u32,
 }
 
 impl OwnedBlock {
+    /// No block: zeroes nothing.
+    pub(crate) const NONE: OwnedBlock = OwnedBlock { addr: 0, len: 0 };
+
     #[inline]
     pub(crate) fn addr(&self) -> usize {
         self.addr
@@ -438,7 +442,7 @@ impl OwnedBlock {
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// Zero-fills the block (a host may have written into it before it came back).
@@ -446,6 +450,6 @@ impl OwnedBlock {
     pub(crate) fn zero(&self) {
         // SAFETY: `len` bytes at `addr` lie in a live mapping (checked when the block was
         // taken, kept mapped while it is allocated) and only the block's owner writes them.
-        unsafe { std::ptr::write_bytes(self.addr as *mut u8, 0, self.len) }
+        unsafe { std::ptr::write_bytes(self.addr as *mut u8, 0, self.len as usize) }
     }
 }

@@ -9,7 +9,7 @@ use super::checkpoint;
 use super::compact::{Budget, Moved};
 use super::core::{Core, Source};
 use super::footprint;
-use super::lane::Lane;
+use super::lane::{Lane, TakeBack};
 use super::meta::Meta;
 use super::node_id::NodeId;
 use super::readers::{ReaderSlot, ReaderTable};
@@ -864,7 +864,7 @@ impl Store {
     pub fn free_then(&self, id: NodeId, then: impl FnOnce()) -> Result<()> {
         if self.check_writable().is_ok() {
             if let Some(mut lane) = self.shared.lane.try_lock() {
-                if lane.take_back(id) {
+                if lane.take_back(id) == TakeBack::Stocked {
                     then();
                     return Ok(());
                 }
@@ -873,10 +873,19 @@ impl Store {
         self.free_locked(id, then)
     }
 
+    /// Frees under the state lock: a node the lane handed out goes straight back to the
+    /// table (its class's stock is full, or another thread was in the lane); any other, once
+    /// the lane's handed-out nodes are folded in, as `Core::free` does.
     #[inline(never)]
     fn free_locked(&self, id: NodeId, then: impl FnOnce()) -> Result<()> {
-        self.mutate(|c| {
+        self.check_writable()?;
+        self.mutate_in(self.shared.state.write(), |c| {
             let mut lane = self.shared.lane.lock();
+            if lane.release(c, id) {
+                then();
+                return Ok(());
+            }
+            lane.fold(c);
             if c.free(id).is_err() {
                 // A node the lane took back has its slot's tag only once drained: then a second
                 // free of it is a double free, as without the lane. An error path only; the
