@@ -141,6 +141,23 @@ impl ClassBitmap {
         });
     }
 
+    /// The counts of allocations from the bump area, from the bitmap, and of frees.
+    pub(crate) fn counts(&self) -> [u64; 3] {
+        let c = self.counters;
+        [c.allocs_from_bump, c.allocs_from_bitmap, c.frees_to_bitmap]
+    }
+
+    /// Moves the counts by `delta` (the allocation lane's traffic, counted when the host's
+    /// calls happen rather than when the lane takes or gives back blocks).
+    pub(crate) fn adjust_counts(&mut self, delta: [i64; 3]) {
+        let c = &mut self.counters;
+        for (count, d) in
+            [&mut c.allocs_from_bump, &mut c.allocs_from_bitmap, &mut c.frees_to_bitmap].into_iter().zip(delta)
+        {
+            *count = count.wrapping_add_signed(d);
+        }
+    }
+
     /// A free block, or `None` when every segment is full and a new one must be added.
     pub(crate) fn allocate(&mut self) -> Option<(u32, Source)> {
         if self.drain_from != u32::MAX && self.free_blocks > 0 {

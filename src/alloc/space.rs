@@ -162,6 +162,16 @@ impl Space {
         self.per_class[loc.class as usize].file.prefault(seg, start, end.next_multiple_of(WINDOW) - start);
     }
 
+    /// See `ClassBitmap::counts`.
+    pub(crate) fn counts(&self, class: u8) -> [u64; 3] {
+        self.per_class[class as usize].bits.counts()
+    }
+
+    /// See `ClassBitmap::adjust_counts`.
+    pub(crate) fn adjust_counts(&mut self, class: u8, delta: [i64; 3]) {
+        self.per_class[class as usize].bits.adjust_counts(delta);
+    }
+
     pub(crate) fn free(&mut self, loc: Loc) -> Result<()> {
         match self.per_class[loc.class as usize].bits.free(loc.block) {
             Ok(()) => Ok(()),

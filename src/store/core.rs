@@ -259,15 +259,36 @@ impl Core {
 
     /// A zeroed block of `class` and a handle (with the tag its next id gets) for the
     /// allocation lane's stock: allocated and taken, visible to no one (the slot stays FREE).
-    pub(super) fn take_for_lane(&mut self, class: u8) -> Result<(u64, u16, Loc)> {
+    ///
+    /// The allocator's counts are left as they were; the last of the returned values says
+    /// what the allocation counted (0 nothing, 1 bump, 2 bitmap), for the lane to count when
+    /// it hands the pair out.
+    pub(super) fn take_for_lane(&mut self, class: u8) -> Result<(u64, u16, Loc, u8)> {
+        let before = self.space.counts(class);
         let loc = self.space.allocate(class)?;
+        let after = self.space.counts(class);
+        let counted = if after[0] > before[0] {
+            1
+        } else if after[1] > before[1] {
+            2
+        } else {
+            0
+        };
+        let undo = [before[0] as i64 - after[0] as i64, before[1] as i64 - after[1] as i64, 0];
+        self.space.adjust_counts(class, undo);
         match self.table.take_handle_untagged() {
-            Ok(h) => Ok((h, next_tag(self.table.slots[h as usize].tag), loc)),
+            Ok(h) => Ok((h, next_tag(self.table.slots[h as usize].tag), loc, counted)),
             Err(e) => {
                 self.space.free(loc)?;
+                self.space.adjust_counts(class, [0, 0, -1]);
                 Err(e)
             }
         }
+    }
+
+    /// The host's allocations and frees the lane served, counted with the allocator's.
+    pub(super) fn count_lane_calls(&mut self, class: u8, counts: [u64; 3]) {
+        self.space.adjust_counts(class, counts.map(|c| c as i64));
     }
 
     /// A node the lane handed out as id (`handle`, `tag`) becomes the RESERVED node
@@ -281,12 +302,18 @@ impl Core {
 
     /// A stocked pair goes back: the block to the allocator, the handle to the free list with
     /// `tag`, the tag of the last id issued for it (a later reuse moves past it).
-    pub(super) fn return_from_lane(&mut self, handle: u64, tag: u16, loc: Loc) {
+    ///
+    /// `host_free`: the host freed it (counted as a free); otherwise the lane gives back a
+    /// block no host call freed (not counted).
+    pub(super) fn return_from_lane(&mut self, handle: u64, tag: u16, loc: Loc, host_free: bool) {
         self.set_tag(handle, tag);
         // The lane took the block allocated and never gave it to anyone else: it cannot be
         // free already. Were it, it stays free and the handle still goes back.
         let freed = self.space.free(loc);
         debug_assert!(freed.is_ok(), "{freed:?}");
+        if freed.is_ok() && !host_free {
+            self.space.adjust_counts(loc.class, [0, 0, -1]);
+        }
         self.table.release_handle(handle);
     }
 

@@ -75,8 +75,16 @@ struct Pair {
     /// In the stock: the tag its next id gets. Handed out: its id's tag.
     tag: u16,
     class: u8,
+    /// Handed out: the node's kind. In the stock: what handing it out counts (`COUNT_*`).
     kind: u8,
 }
+
+/// A stocked pair's block came from the allocator's bump area: handing it out counts as an
+/// allocation from there.
+const COUNT_BUMP: u8 = 1;
+/// It came from the bitmap, or a host freed it into the stock: handing it out counts as a
+/// reuse from the bitmap (as without the lane).
+const COUNT_BITMAP: u8 = 2;
 
 impl Pair {
     #[inline]
@@ -132,6 +140,9 @@ impl Handed {
 
     #[inline]
     fn find(&self, handle: u64) -> Option<usize> {
+        if handle == 0 {
+            return None; // the mark of an empty entry, never a handle
+        }
         let mut i = self.home(handle);
         loop {
             match self.entries[i].handle {
@@ -196,6 +207,9 @@ struct Stock {
     free: Vec<Vec<Pair>>,
     stocked: usize,
     handed: Handed,
+    /// Per class, the host's calls the lane served since the last drain, as the allocator
+    /// counts them: allocations from the bump area, from the bitmap, frees.
+    counts: Vec<[u64; 3]>,
 }
 
 /// The lane, held: see `Lane::try_lock`.
@@ -207,8 +221,9 @@ pub(crate) struct LaneGuard<'a> {
 impl Lane {
     pub(crate) fn new(class_bytes: Vec<u32>) -> Lane {
         let free = class_bytes.iter().map(|_| Vec::new()).collect();
+        let counts = vec![[0; 3]; class_bytes.len()];
         Lane {
-            stock: SpinCell::new(Stock { class_bytes, free, stocked: 0, handed: Handed::new() }),
+            stock: SpinCell::new(Stock { class_bytes, free, stocked: 0, handed: Handed::new(), counts }),
             flags: AtomicU8::new(0),
         }
     }
@@ -247,6 +262,11 @@ impl LaneGuard<'_> {
         let class = s.class_bytes.iter().position(|&b| b as usize >= min_len)?;
         let mut pair = s.free[class].pop()?;
         s.stocked -= 1;
+        match pair.kind {
+            COUNT_BUMP => s.counts[class][0] += 1,
+            COUNT_BITMAP => s.counts[class][1] += 1,
+            _ => {}
+        }
         pair.kind = kind;
         s.handed.insert(pair);
         Some((NodeId::from_parts(pair.handle, pair.tag), pair.block.addr(), pair.block.len()))
@@ -268,7 +288,8 @@ impl LaneGuard<'_> {
         }
         let pair = s.handed.remove_at(i);
         pair.block.zero();
-        s.free[class].push(Pair { tag: next_tag(pair.tag), ..pair });
+        s.counts[class][2] += 1;
+        s.free[class].push(Pair { tag: next_tag(pair.tag), kind: COUNT_BITMAP, ..pair });
         s.stocked += 1;
         TakeBack::Stocked
     }
@@ -282,7 +303,7 @@ impl LaneGuard<'_> {
             return false;
         };
         let pair = s.handed.remove_at(i);
-        core.return_from_lane(pair.handle, pair.tag, pair.loc());
+        core.return_from_lane(pair.handle, pair.tag, pair.loc(), true);
         true
     }
 
@@ -302,9 +323,9 @@ impl LaneGuard<'_> {
     fn take(s: &mut Stock, core: &mut Core, class: u8, want: usize) -> Result<()> {
         for i in 0..want {
             match core.take_for_lane(class) {
-                Ok((handle, tag, loc)) => {
+                Ok((handle, tag, loc, counted)) => {
                     let block = core.space.owned_block(loc);
-                    s.free[class as usize].push(Pair { handle, block, index: loc.block, tag, class, kind: 0 });
+                    s.free[class as usize].push(Pair { handle, block, index: loc.block, tag, class, kind: counted });
                     s.stocked += 1;
                 }
                 Err(e) if i == 0 => return Err(e),
@@ -333,8 +354,11 @@ impl LaneGuard<'_> {
             for p in list.drain(..) {
                 s.stocked -= 1;
                 // The slot keeps the tag of the last id issued, as a freed slot does.
-                core.return_from_lane(p.handle, prev_tag(p.tag), p.loc());
+                core.return_from_lane(p.handle, prev_tag(p.tag), p.loc(), false);
             }
+        }
+        for (class, counts) in s.counts.iter_mut().enumerate() {
+            core.count_lane_calls(class as u8, std::mem::take(counts));
         }
     }
 }

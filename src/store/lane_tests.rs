@@ -157,3 +157,25 @@ fn threads_allocating_and_freeing_at_once_keep_the_counts() {
     s.commit().unwrap();
     assert_eq!(s.stats().unwrap().live_nodes, total as u64);
 }
+
+#[test]
+fn the_allocator_counts_the_host_calls_not_the_lane_batches() {
+    let s = memory();
+    // Handle 0 marks an empty entry of the lane's set: never a node.
+    for raw in [0, u64::MAX, 1 << 16] {
+        assert!(matches!(s.free(NodeId::from_raw(raw)), Err(Error::NotFound(_))), "{raw:#x}");
+    }
+    let ids: Vec<NodeId> = (0..5).map(|_| s.allocate(200, 1).unwrap().0).collect();
+    let t = s.stats().unwrap().total;
+    assert_eq!((t.allocs_from_bump, t.allocs_from_bitmap, t.total_allocations, t.total_frees), (5, 0, 5, 0));
+    s.free(ids[4]).unwrap();
+    s.free(ids[3]).unwrap();
+    let again = s.allocate(200, 1).unwrap().0;
+    let t = s.stats().unwrap().total;
+    assert_eq!((t.allocs_from_bump, t.allocs_from_bitmap, t.total_frees), (5, 1, 2), "a freed block reused");
+    assert_eq!(t.live_bytes, 4 * 256);
+    s.free(again).unwrap();
+    let t = s.stats().unwrap().total;
+    assert_eq!((t.total_allocations, t.total_frees, t.live_bytes), (6, 3, 3 * 256));
+    s.verify().unwrap();
+}
