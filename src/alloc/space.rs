@@ -162,6 +162,11 @@ impl Space {
         self.per_class[loc.class as usize].file.prefault(seg, start, end.next_multiple_of(WINDOW) - start);
     }
 
+    /// See `ClassBitmap::unbump`.
+    pub(crate) fn unbump(&mut self, loc: Loc) -> bool {
+        self.per_class[loc.class as usize].bits.unbump(loc.block)
+    }
+
     /// See `ClassBitmap::counts`.
     pub(crate) fn counts(&self, class: u8) -> [u64; 3] {
         self.per_class[class as usize].bits.counts()

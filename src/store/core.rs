@@ -149,6 +149,18 @@ pub(crate) struct Core {
     pub relocations: u64,
 }
 
+/// How a pair of the allocation lane comes back to the table (`Core::return_from_lane`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LaneReturn {
+    /// A host call freed the node now: counted as a free.
+    HostFree,
+    /// A host call freed it earlier (counted then), into the lane's stock.
+    FreedEarlier,
+    /// Taken for the stock and never handed out: no host call saw it. A block bumped last
+    /// goes back to the bump area.
+    NeverHandedOut,
+}
+
 /// The two kinds of freed blocks, by what makes them reusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FreeQueue {
@@ -302,11 +314,13 @@ impl Core {
 
     /// A stocked pair goes back: the block to the allocator, the handle to the free list with
     /// `tag`, the tag of the last id issued for it (a later reuse moves past it).
-    ///
-    /// `host_free`: the host freed it (counted as a free); otherwise the lane gives back a
-    /// block no host call freed (not counted).
-    pub(super) fn return_from_lane(&mut self, handle: u64, tag: u16, loc: Loc, host_free: bool) {
+    pub(super) fn return_from_lane(&mut self, handle: u64, tag: u16, loc: Loc, how: LaneReturn) {
         self.set_tag(handle, tag);
+        if how == LaneReturn::NeverHandedOut && self.space.unbump(loc) {
+            self.table.release_handle(handle);
+            return;
+        }
+        let host_free = how == LaneReturn::HostFree;
         // The lane took the block allocated and never gave it to anyone else: it cannot be
         // free already. Were it, it stays free and the handle still goes back.
         let freed = self.space.free(loc);

@@ -20,7 +20,7 @@
 //! lock's holder adds to or empties the lane. So a holder that finds the lane empty (`flags`)
 //! keeps finding it empty until it lets go.
 
-use super::core::Core;
+use super::core::{Core, LaneReturn};
 use super::node_id::{next_tag, prev_tag, NodeId};
 use crate::alloc::Loc;
 use crate::error::Result;
@@ -210,6 +210,8 @@ struct Stock {
     /// Per class, the host's calls the lane served since the last drain, as the allocator
     /// counts them: allocations from the bump area, from the bitmap, frees.
     counts: Vec<[u64; 3]>,
+    /// Per class, `stock_pairs` (worked out once: it divides).
+    caps: Vec<usize>,
 }
 
 /// The lane, held: see `Lane::try_lock`.
@@ -222,8 +224,9 @@ impl Lane {
     pub(crate) fn new(class_bytes: Vec<u32>) -> Lane {
         let free = class_bytes.iter().map(|_| Vec::new()).collect();
         let counts = vec![[0; 3]; class_bytes.len()];
+        let caps = class_bytes.iter().map(|&b| stock_pairs(b)).collect();
         Lane {
-            stock: SpinCell::new(Stock { class_bytes, free, stocked: 0, handed: Handed::new(), counts }),
+            stock: SpinCell::new(Stock { class_bytes, free, stocked: 0, handed: Handed::new(), counts, caps }),
             flags: AtomicU8::new(0),
         }
     }
@@ -283,7 +286,7 @@ impl LaneGuard<'_> {
         if s.handed.entries[i].tag != id.tag() {
             return TakeBack::NotHanded;
         }
-        if s.free[class].len() >= stock_pairs(s.class_bytes[class]) {
+        if s.free[class].len() >= s.caps[class] {
             return TakeBack::Full;
         }
         let pair = s.handed.remove_at(i);
@@ -303,7 +306,7 @@ impl LaneGuard<'_> {
             return false;
         };
         let pair = s.handed.remove_at(i);
-        core.return_from_lane(pair.handle, pair.tag, pair.loc(), true);
+        core.return_from_lane(pair.handle, pair.tag, pair.loc(), LaneReturn::HostFree);
         true
     }
 
@@ -351,10 +354,14 @@ impl LaneGuard<'_> {
         self.fold(core);
         let s = &mut *self.stock;
         for list in &mut s.free {
-            for p in list.drain(..) {
+            // Blocks bumped and never handed out go back to the bump area, the last bumped
+            // first, so a drain leaves the class file as if they had never been taken.
+            list.sort_unstable_by_key(|p| (p.kind == COUNT_BUMP, p.index));
+            while let Some(p) = list.pop() {
                 s.stocked -= 1;
                 // The slot keeps the tag of the last id issued, as a freed slot does.
-                core.return_from_lane(p.handle, prev_tag(p.tag), p.loc(), false);
+                let how = if p.kind == COUNT_BUMP { LaneReturn::NeverHandedOut } else { LaneReturn::FreedEarlier };
+                core.return_from_lane(p.handle, prev_tag(p.tag), p.loc(), how);
             }
         }
         for (class, counts) in s.counts.iter_mut().enumerate() {

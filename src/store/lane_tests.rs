@@ -179,3 +179,20 @@ fn the_allocator_counts_the_host_calls_not_the_lane_batches() {
     assert_eq!((t.total_allocations, t.total_frees, t.live_bytes), (6, 3, 3 * 256));
     s.verify().unwrap();
 }
+
+#[test]
+fn blocks_the_lane_took_and_never_handed_out_leave_no_hole() {
+    let s = memory();
+    let ids: Vec<NodeId> = (0..5).map(|_| s.allocate(200, 1).unwrap().0).collect();
+    let t = s.stats().unwrap().total;
+    assert_eq!((t.live_bytes, t.dead_bytes), (5 * 256, 0), "the batch's rest went back to the bump area");
+    s.free(ids[2]).unwrap();
+    let t = s.stats().unwrap().total;
+    assert_eq!(t.dead_bytes, 256, "a freed node's block is a hole, as without the lane");
+    let reused = s.allocate(200, 1).unwrap().1;
+    s.free(s.allocate(200, 1).unwrap().0).unwrap();
+    let t = s.stats().unwrap().total;
+    assert_eq!((t.live_bytes, t.dead_bytes, t.allocs_from_bump, t.allocs_from_bitmap), (5 * 256, 256, 6, 1));
+    assert_ne!(reused, 0);
+    s.verify().unwrap();
+}
