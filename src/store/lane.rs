@@ -202,16 +202,21 @@ pub(crate) struct Lane {
 }
 
 struct Stock {
-    /// Block bytes per class (the store's size classes, fixed at open).
-    class_bytes: Vec<u32>,
-    free: Vec<Vec<Pair>>,
+    /// Per size class (the store's, fixed at open), smallest first: one bounds check a call.
+    classes: Vec<ClassStock>,
     stocked: usize,
     handed: Handed,
-    /// Per class, the host's calls the lane served since the last drain, as the allocator
-    /// counts them: allocations from the bump area, from the bitmap, frees.
-    counts: Vec<[u64; 3]>,
-    /// Per class, `stock_pairs` (worked out once: it divides).
-    caps: Vec<usize>,
+}
+
+struct ClassStock {
+    /// Block bytes.
+    bytes: u32,
+    /// `stock_pairs` (worked out once: it divides).
+    cap: u32,
+    free: Vec<Pair>,
+    /// The host's calls the lane served since the last drain, as the allocator counts them:
+    /// allocations from the bump area, from the bitmap, frees.
+    counts: [u64; 3],
 }
 
 /// The lane, held: see `Lane::try_lock`.
@@ -222,13 +227,11 @@ pub(crate) struct LaneGuard<'a> {
 
 impl Lane {
     pub(crate) fn new(class_bytes: Vec<u32>) -> Lane {
-        let free = class_bytes.iter().map(|_| Vec::new()).collect();
-        let counts = vec![[0; 3]; class_bytes.len()];
-        let caps = class_bytes.iter().map(|&b| stock_pairs(b)).collect();
-        Lane {
-            stock: SpinCell::new(Stock { class_bytes, free, stocked: 0, handed: Handed::new(), counts, caps }),
-            flags: AtomicU8::new(0),
-        }
+        let classes = class_bytes
+            .into_iter()
+            .map(|bytes| ClassStock { bytes, cap: stock_pairs(bytes) as u32, free: Vec::new(), counts: [0; 3] })
+            .collect();
+        Lane { stock: SpinCell::new(Stock { classes, stocked: 0, handed: Handed::new() }), flags: AtomicU8::new(0) }
     }
 
     /// The lane, unless another thread is in it now (then the caller takes the state lock).
@@ -262,14 +265,14 @@ impl LaneGuard<'_> {
     #[inline]
     pub(crate) fn hand_out(&mut self, min_len: usize, kind: u8) -> Option<(NodeId, usize, usize)> {
         let s = &mut *self.stock;
-        let class = s.class_bytes.iter().position(|&b| b as usize >= min_len)?;
-        let mut pair = s.free[class].pop()?;
-        s.stocked -= 1;
+        let c = s.classes.iter_mut().find(|c| c.bytes as usize >= min_len)?;
+        let mut pair = c.free.pop()?;
         match pair.kind {
-            COUNT_BUMP => s.counts[class][0] += 1,
-            COUNT_BITMAP => s.counts[class][1] += 1,
+            COUNT_BUMP => c.counts[0] += 1,
+            COUNT_BITMAP => c.counts[1] += 1,
             _ => {}
         }
+        s.stocked -= 1;
         pair.kind = kind;
         s.handed.insert(pair);
         Some((NodeId::from_parts(pair.handle, pair.tag), pair.block.addr(), pair.block.len()))
@@ -282,17 +285,18 @@ impl LaneGuard<'_> {
     pub(crate) fn take_back(&mut self, id: NodeId) -> TakeBack {
         let s = &mut *self.stock;
         let Some(i) = s.handed.find(id.handle()) else { return TakeBack::NotHanded };
-        let class = s.handed.entries[i].class as usize;
-        if s.handed.entries[i].tag != id.tag() {
+        let found = &s.handed.entries[i];
+        if found.tag != id.tag() {
             return TakeBack::NotHanded;
         }
-        if s.free[class].len() >= s.caps[class] {
+        let Some(c) = s.classes.get_mut(found.class as usize) else { return TakeBack::NotHanded };
+        if c.free.len() >= c.cap as usize {
             return TakeBack::Full;
         }
         let pair = s.handed.remove_at(i);
         pair.block.zero();
-        s.counts[class][2] += 1;
-        s.free[class].push(Pair { tag: next_tag(pair.tag), kind: COUNT_BITMAP, ..pair });
+        c.counts[2] += 1;
+        c.free.push(Pair { tag: next_tag(pair.tag), kind: COUNT_BITMAP, ..pair });
         s.stocked += 1;
         TakeBack::Stocked
     }
@@ -314,12 +318,12 @@ impl LaneGuard<'_> {
     /// least one, or the allocator's error). Under the state lock.
     pub(crate) fn refill(&mut self, core: &mut Core, class: u8) -> Result<()> {
         let s = &mut *self.stock;
-        let want = refill_pairs(s.class_bytes[class as usize]);
-        let before = s.free[class as usize].len();
+        let want = refill_pairs(s.classes[class as usize].bytes);
+        let before = s.classes[class as usize].free.len();
         let taken = Self::take(s, core, class, want);
         // Handed out (popped) in the order the allocator and the table gave them, as without
         // the lane: the block freed last and the lowest free handle first.
-        s.free[class as usize][before..].reverse();
+        s.classes[class as usize].free[before..].reverse();
         taken
     }
 
@@ -328,7 +332,8 @@ impl LaneGuard<'_> {
             match core.take_for_lane(class) {
                 Ok((handle, tag, loc, counted)) => {
                     let block = core.space.owned_block(loc);
-                    s.free[class as usize].push(Pair { handle, block, index: loc.block, tag, class, kind: counted });
+                    let pair = Pair { handle, block, index: loc.block, tag, class, kind: counted };
+                    s.classes[class as usize].free.push(pair);
                     s.stocked += 1;
                 }
                 Err(e) if i == 0 => return Err(e),
@@ -353,19 +358,17 @@ impl LaneGuard<'_> {
     pub(crate) fn drain(&mut self, core: &mut Core) {
         self.fold(core);
         let s = &mut *self.stock;
-        for list in &mut s.free {
+        for (class, c) in s.classes.iter_mut().enumerate() {
+            core.count_lane_calls(class as u8, std::mem::take(&mut c.counts));
             // Blocks bumped and never handed out go back to the bump area, the last bumped
             // first, so a drain leaves the class file as if they had never been taken.
-            list.sort_unstable_by_key(|p| (p.kind == COUNT_BUMP, p.index));
-            while let Some(p) = list.pop() {
+            c.free.sort_unstable_by_key(|p| (p.kind == COUNT_BUMP, p.index));
+            while let Some(p) = c.free.pop() {
                 s.stocked -= 1;
                 // The slot keeps the tag of the last id issued, as a freed slot does.
                 let how = if p.kind == COUNT_BUMP { LaneReturn::NeverHandedOut } else { LaneReturn::FreedEarlier };
                 core.return_from_lane(p.handle, prev_tag(p.tag), p.loc(), how);
             }
-        }
-        for (class, counts) in s.counts.iter_mut().enumerate() {
-            core.count_lane_calls(class as u8, std::mem::take(counts));
         }
     }
 }
