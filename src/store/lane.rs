@@ -42,7 +42,7 @@ const REFILL_MAX: usize = 64;
 /// `STOCK_MAX` pairs): a host that frees more of a class than it allocates gives the rest back
 /// under the state lock (`LaneGuard::release`), so the stock does not grow the store's working
 /// set with blocks of one class while another class takes fresh ones.
-const STOCK_BYTES: usize = 64 << 10;
+const STOCK_BYTES: usize = 16 << 10;
 const STOCK_MAX: usize = 256;
 
 fn refill_pairs(class_bytes: u32) -> usize {
@@ -82,9 +82,13 @@ struct Pair {
 /// A stocked pair's block came from the allocator's bump area: handing it out counts as an
 /// allocation from there.
 const COUNT_BUMP: u8 = 1;
-/// It came from the bitmap, or a host freed it into the stock: handing it out counts as a
-/// reuse from the bitmap (as without the lane).
+/// It came from the bitmap (zeroed by the allocator): handing it out counts as a reuse from
+/// the bitmap.
 const COUNT_BITMAP: u8 = 2;
+/// A host freed it into the stock, maybe written: handing it out zeroes it first and counts
+/// as a reuse from the bitmap (as without the lane, which zeroes a block when it reuses it:
+/// the block a free returns is cold, and zeroing it then would only write it back sooner).
+const COUNT_REUSED: u8 = 3;
 
 impl Pair {
     #[inline]
@@ -270,6 +274,10 @@ impl LaneGuard<'_> {
         match pair.kind {
             COUNT_BUMP => c.counts[0] += 1,
             COUNT_BITMAP => c.counts[1] += 1,
+            COUNT_REUSED => {
+                c.counts[1] += 1;
+                pair.block.zero();
+            }
             _ => {}
         }
         s.stocked -= 1;
@@ -279,7 +287,7 @@ impl LaneGuard<'_> {
     }
 
     /// Takes back node `id` if the lane handed it out and the table has not seen it yet: its
-    /// block is zeroed and stocked again, under a new tag. False for any other id (the caller
+    /// block is stocked again (zeroed when next handed out), under a new tag. False for any other id (the caller
     /// frees it under the state lock, which refuses a stale or unknown one).
     #[inline]
     pub(crate) fn take_back(&mut self, id: NodeId) -> TakeBack {
@@ -294,9 +302,8 @@ impl LaneGuard<'_> {
             return TakeBack::Full;
         }
         let pair = s.handed.remove_at(i);
-        pair.block.zero();
         c.counts[2] += 1;
-        c.free.push(Pair { tag: next_tag(pair.tag), kind: COUNT_BITMAP, ..pair });
+        c.free.push(Pair { tag: next_tag(pair.tag), kind: COUNT_REUSED, ..pair });
         s.stocked += 1;
         TakeBack::Stocked
     }
