@@ -718,7 +718,7 @@ impl Store {
     /// `lane.rs`); the others refill it under the lock.
     #[inline]
     pub fn allocate(&self, min_len: usize, kind: u8) -> Result<(NodeId, usize, usize)> {
-        if kind != 0 && self.check_writable().is_ok() {
+        if kind != 0 && Lane::serves_len(min_len) && self.check_writable().is_ok() {
             if let Some(got) = self.shared.lane.try_lock().and_then(|mut lane| lane.hand_out(min_len, kind)) {
                 return Ok(got);
             }
@@ -734,6 +734,10 @@ impl Store {
         self.check_writable()?;
         self.mutate_in(self.shared.state.write(), |c| {
             let class = c.allocation_class(min_len, kind)?;
+            if !Lane::serves(c.space.capacity(class)) {
+                let (id, loc) = c.allocate(min_len, kind)?;
+                return Ok((id, c.space.addr(loc), c.space.capacity(loc.class) as usize));
+            }
             let mut lane = self.shared.lane.lock();
             if let Some(got) = lane.hand_out(min_len, kind) {
                 return Ok(got); // another thread refilled meanwhile
@@ -862,30 +866,37 @@ impl Store {
     /// other call has seen yet goes back to the lane without the state lock.
     #[inline]
     pub fn free_then(&self, id: NodeId, then: impl FnOnce()) -> Result<()> {
+        let mut maybe_handed = true;
         if self.check_writable().is_ok() {
             if let Some(mut lane) = self.shared.lane.try_lock() {
-                if lane.take_back(id) == TakeBack::Stocked {
-                    then();
-                    return Ok(());
+                match lane.take_back(id) {
+                    TakeBack::Stocked => {
+                        then();
+                        return Ok(());
+                    }
+                    // An id the lane did not hand out never becomes one it did.
+                    TakeBack::NotHanded => maybe_handed = false,
+                    TakeBack::Full => {}
                 }
             }
         }
-        self.free_locked(id, then)
+        self.free_locked(id, maybe_handed, then)
     }
 
     /// Frees under the state lock: a node the lane handed out goes straight back to the
-    /// table (its class's stock is full, or another thread was in the lane); any other, once
-    /// the lane's handed-out nodes are folded in, as `Core::free` does.
+    /// table (its class's stock is full, or another thread was in the lane); any other as
+    /// `Core::free` does.
     #[inline(never)]
-    fn free_locked(&self, id: NodeId, then: impl FnOnce()) -> Result<()> {
+    fn free_locked(&self, id: NodeId, maybe_handed: bool, then: impl FnOnce()) -> Result<()> {
         self.check_writable()?;
         self.mutate_in(self.shared.state.write(), |c| {
             let mut lane = self.shared.lane.lock();
-            if lane.release(c, id) {
+            if maybe_handed && lane.release(c, id) {
                 then();
                 return Ok(());
             }
-            lane.fold(c);
+            // Not one the lane handed out: a node of the table, freed without folding the
+            // lane's nodes in (they are not this one, and folding would send their frees here).
             if c.free(id).is_err() {
                 // A node the lane took back has its slot's tag only once drained: then a second
                 // free of it is a double free, as without the lane. An error path only; the

@@ -196,3 +196,21 @@ fn blocks_the_lane_took_and_never_handed_out_leave_no_hole() {
     assert_ne!(reused, 0);
     s.verify().unwrap();
 }
+
+#[test]
+fn large_nodes_bypass_the_lane_and_keep_the_same_contract() {
+    let s = memory();
+    let small = s.allocate(100, 1).unwrap().0;
+    let large: Vec<NodeId> = (0..10).map(|i| s.allocate(1025 + i * 300, 2).unwrap().0).collect();
+    assert_eq!(counts(&s).0, 11);
+    for id in &large {
+        s.free(*id).unwrap();
+        assert!(matches!(s.free(*id), Err(Error::DoubleFree(_))));
+    }
+    s.free(small).unwrap(); // still the lane's: its free did not fold it in
+    assert!(matches!(s.free(small), Err(Error::DoubleFree(_))));
+    assert_eq!(counts(&s), (0, 0, 0));
+    let t = s.stats().unwrap().total;
+    assert_eq!((t.total_allocations, t.total_frees), (11, 11));
+    s.verify().unwrap();
+}
