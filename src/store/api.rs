@@ -866,8 +866,9 @@ impl Store {
     /// other call has seen yet goes back to the lane without the state lock.
     #[inline]
     pub fn free_then(&self, id: NodeId, then: impl FnOnce()) -> Result<()> {
-        let mut maybe_handed = true;
-        if self.check_writable().is_ok() {
+        // Nothing handed out: not one of the lane's (a load, not the lane's CAS and lookup).
+        let mut maybe_handed = self.shared.lane.has_handed();
+        if maybe_handed && self.check_writable().is_ok() {
             if let Some(mut lane) = self.shared.lane.try_lock() {
                 match lane.take_back(id) {
                     TakeBack::Stocked => {

@@ -33,9 +33,11 @@ const HANDED: u8 = 1;
 const STOCKED: u8 = 2;
 
 /// The largest blocks the lane hands out. Larger ones are allocated under the state lock as
-/// before: their zeroing costs more than the lock, and a stock of them, idle in one class
-/// while another takes fresh ones, cost mixed 256 B-4 KiB pairs 10-25% (measured).
-const LANE_MAX_BYTES: u32 = 1024;
+/// before: their zeroing costs more than the lock, and with the lane serving blocks up to
+/// 1 KiB, pairs of 256 B-4 KiB took 15-25% longer than with the lock per call (measured:
+/// stocks idle in one class while another takes fresh blocks, and each free the lane did
+/// not hand out still took the lane and looked the node up).
+const LANE_MAX_BYTES: u32 = 256;
 
 /// A refill takes about this many bytes of blocks (at most `REFILL_MAX` pairs, at least one):
 /// enough 64-byte pairs that a refill's lock is spread over many calls, few large blocks to

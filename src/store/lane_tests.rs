@@ -201,7 +201,7 @@ fn blocks_the_lane_took_and_never_handed_out_leave_no_hole() {
 fn large_nodes_bypass_the_lane_and_keep_the_same_contract() {
     let s = memory();
     let small = s.allocate(100, 1).unwrap().0;
-    let large: Vec<NodeId> = (0..10).map(|i| s.allocate(1025 + i * 300, 2).unwrap().0).collect();
+    let large: Vec<NodeId> = (0..10).map(|i| s.allocate(257 + i * 300, 2).unwrap().0).collect();
     assert_eq!(counts(&s).0, 11);
     for id in &large {
         s.free(*id).unwrap();
