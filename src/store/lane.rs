@@ -1,9 +1,10 @@
 //! The allocation lane: allocate and free of new nodes without the store's state lock.
 //!
-//! A store keeps, per size class, a stock of (handle, zeroed block) pairs it took from the
-//! object table and the allocator under the state lock, a batch at a time. `allocate` hands
-//! one out; `free` of a node handed out since the state lock was last taken puts it back
-//! (zeroed again, its handle's tag moved on, so the freed id goes stale). Each call takes the
+//! A store keeps, per size class up to `LANE_MAX_BYTES`, a stock of (handle, block) pairs it
+//! took from the object table and the allocator under the state lock, a batch at a time.
+//! `allocate` hands one out, zero-filled; `free` of a node handed out since the state lock
+//! was last taken puts it back (its handle's tag moved on, so the freed id goes stale; the
+//! block is zeroed when next handed out). Each call takes the
 //! lane with one compare-and-swap and gives it back with one store: no lock, no reference
 //! count, no object-table work.
 //!
