@@ -141,23 +141,6 @@ impl ClassBitmap {
         });
     }
 
-    /// The counts of allocations from the bump area, from the bitmap, and of frees.
-    pub(crate) fn counts(&self) -> [u64; 3] {
-        let c = self.counters;
-        [c.allocs_from_bump, c.allocs_from_bitmap, c.frees_to_bitmap]
-    }
-
-    /// Moves the counts by `delta` (the allocation lane's traffic, counted when the host's
-    /// calls happen rather than when the lane takes or gives back blocks).
-    pub(crate) fn adjust_counts(&mut self, delta: [i64; 3]) {
-        let c = &mut self.counters;
-        for (count, d) in
-            [&mut c.allocs_from_bump, &mut c.allocs_from_bitmap, &mut c.frees_to_bitmap].into_iter().zip(delta)
-        {
-            *count = count.wrapping_add_signed(d);
-        }
-    }
-
     /// A free block, or `None` when every segment is full and a new one must be added.
     pub(crate) fn allocate(&mut self) -> Option<(u32, Source)> {
         if self.drain_from != u32::MAX && self.free_blocks > 0 {
@@ -250,24 +233,6 @@ impl ClassBitmap {
             Some(s) if index < s.high_water => Ok((seg, index)),
             _ => Err(FreeError::OutOfRange),
         }
-    }
-
-    /// Takes back `block` into the bump area, untouched, if it is the block the last segment
-    /// bumped last (the allocation lane gives back blocks it took and never handed out: they
-    /// leave no hole behind). False otherwise; nothing changes then.
-    pub(crate) fn unbump(&mut self, block: u32) -> bool {
-        let Some(seg_index) = self.segments.len().checked_sub(1) else { return false };
-        let seg = &mut self.segments[seg_index];
-        let last = (seg_index as u32 * self.blocks_per_segment).checked_add(seg.high_water.wrapping_sub(1));
-        if seg.high_water == 0 || last != Some(block) {
-            return false;
-        }
-        let index = seg.high_water - 1;
-        if seg.free[(index / 64) as usize] & (1u64 << (index % 64)) != 0 {
-            return false; // free already: not the caller's to give back
-        }
-        seg.high_water = index;
-        true
     }
 
     pub(crate) fn free(&mut self, block: u32) -> Result<(), FreeError> {
@@ -579,20 +544,6 @@ mod tests {
         assert_eq!(b.allocate(), Some((10, Source::Bump { known_zero: true })));
         let s = b.stats(64);
         assert_eq!((s.allocs_from_bump, s.allocs_from_bitmap, s.frees_to_bitmap), (11, 1, 1));
-        b.verify().unwrap();
-    }
-
-    #[test]
-    fn only_the_block_bumped_last_goes_back_to_the_bump_area() {
-        let mut b = bitmap_with_segment(64);
-        let taken: Vec<u32> = (0..4).map(|_| take(&mut b)).collect();
-        assert!(!b.unbump(taken[1]), "not the last one bumped");
-        assert!(b.unbump(taken[3]) && b.unbump(taken[2]));
-        assert!(!b.is_allocated(taken[2]) && b.is_allocated(taken[1]));
-        assert_eq!(take(&mut b), taken[2], "bumped again, in place");
-        b.free(taken[2]).unwrap();
-        assert!(!b.unbump(taken[2]), "a free block is not given back twice");
-        assert_eq!(b.stats(64).dead_bytes, 64);
         b.verify().unwrap();
     }
 

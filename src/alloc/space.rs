@@ -174,21 +174,6 @@ impl Space {
         self.per_class[loc.class as usize].file.prefault(seg, start, end.next_multiple_of(WINDOW) - start);
     }
 
-    /// See `ClassBitmap::unbump`.
-    pub(crate) fn unbump(&mut self, loc: Loc) -> bool {
-        self.per_class[loc.class as usize].bits.unbump(loc.block)
-    }
-
-    /// See `ClassBitmap::counts`.
-    pub(crate) fn counts(&self, class: u8) -> [u64; 3] {
-        self.per_class[class as usize].bits.counts()
-    }
-
-    /// See `ClassBitmap::adjust_counts`.
-    pub(crate) fn adjust_counts(&mut self, class: u8, delta: [i64; 3]) {
-        self.per_class[class as usize].bits.adjust_counts(delta);
-    }
-
     pub(crate) fn free(&mut self, loc: Loc) -> Result<()> {
         match self.per_class[loc.class as usize].bits.free(loc.block) {
             Ok(()) => Ok(()),
@@ -279,14 +264,6 @@ impl Space {
     pub(crate) fn touch(&mut self, loc: Loc) {
         let (seg, _) = self.position(loc);
         self.per_class[loc.class as usize].file.segment_mut(seg);
-    }
-
-    /// An allocated block for the allocation lane to hand out and zero outside the state lock
-    /// (see `OwnedBlock`). Its segment counts as changed: the host writes it.
-    pub(crate) fn owned_block(&mut self, loc: Loc) -> crate::os::OwnedBlock {
-        let (seg, off) = self.position(loc);
-        let len = self.capacity(loc.class) as usize;
-        self.per_class[loc.class as usize].file.segment_mut(seg).owned_block(off, len)
     }
 
     pub(crate) fn addr(&self, loc: Loc) -> usize {

@@ -464,10 +464,9 @@ fn reason_index(reason: u8) -> Result<usize> {
     }
 }
 
-/// Counts one more free or retire. Called only where `free_then` runs its `then` (holding the
-/// store's allocation lane) and `retire_then` its own (under the state lock): each orders
-/// every update of its counts, so a load and a store count exactly, without an atomic
-/// read-modify-write per free.
+/// Counts one more free or retire. Called only under the store's state lock (`free_then`,
+/// `retire_then`), which orders every update of a store's counts, so a load and a store count
+/// exactly, without an atomic read-modify-write per free.
 fn count(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
@@ -773,64 +772,4 @@ pub unsafe extern "C" fn pcore_store_class_stats(
 #[no_mangle]
 pub extern "C" fn pcore_store_verify(store: *mut PcoreStore) -> i32 {
     guard::call(|| store_of(store)?.verify())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn open_in_memory() -> *mut PcoreStore {
-        let mut opt = default_options();
-        opt.flags |= PCORE_OPEN_IN_MEMORY;
-        let mut s = std::ptr::null_mut();
-        // SAFETY: valid options and output.
-        assert_eq!(unsafe { pcore_store_open(std::ptr::null(), &opt, &mut s) }, 0);
-        s
-    }
-
-    fn allocate(s: *mut PcoreStore, len: usize) -> PcoreAllocResult {
-        let mut r = PcoreAllocResult {
-            struct_size: std::mem::size_of::<PcoreAllocResult>() as u64,
-            id: 0,
-            writable: std::ptr::null_mut(),
-            capacity: 0,
-        };
-        // SAFETY: `r` is a writable PcoreAllocResult with its size set.
-        assert_eq!(unsafe { pcore_node_allocate(s, len, 1, &mut r) }, 0);
-        r
-    }
-
-    fn stats(s: *mut PcoreStore) -> PcoreStoreStats {
-        // SAFETY: all-zero is a valid PcoreStoreStats (integers and a float).
-        let mut st: PcoreStoreStats = unsafe { std::mem::zeroed() };
-        st.struct_size = std::mem::size_of::<PcoreStoreStats>() as u64;
-        // SAFETY: `st` is writable with its size set.
-        assert_eq!(unsafe { pcore_store_stats(s, &mut st) }, 0);
-        st
-    }
-
-    #[test]
-    fn a_block_written_then_freed_comes_back_zeroed_and_frees_count_exactly() {
-        let s = open_in_memory();
-        for round in 0..3 {
-            let nodes: Vec<PcoreAllocResult> = (0..200).map(|_| allocate(s, 64)).collect();
-            for n in &nodes {
-                // SAFETY: the block is the node's, `capacity` bytes, not yet published.
-                let block = unsafe { std::slice::from_raw_parts_mut(n.writable.cast::<u8>(), n.capacity) };
-                assert!(block.iter().all(|&b| b == 0), "round {round}: a block handed out is zero-filled");
-                block.fill(0xAB);
-            }
-            for n in &nodes {
-                assert_eq!(pcore_node_free(s, n.id, PCORE_REASON_EVICT), 0);
-            }
-            assert_eq!(pcore_node_free(s, nodes[0].id, 0), Status::DoubleFree as i32);
-            assert_eq!(pcore_node_free(s, nodes[0].id, PCORE_REASON_COUNT as u8), Status::InvalidArgument as i32);
-        }
-        let st = stats(s);
-        assert_eq!(st.frees_by_reason[PCORE_REASON_EVICT as usize], 600);
-        assert_eq!((st.reserved_nodes, st.live_nodes, st.live_bytes), (0, 0, 0));
-        assert_eq!(pcore_node_free(std::ptr::null_mut(), 1, 0), Status::BadHandle as i32);
-        assert_eq!(pcore_store_close(s), 0);
-        assert_eq!(pcore_node_free(s, 1 << 16 | 1, 0), Status::BadHandle as i32, "closed");
-    }
 }

@@ -76,14 +76,6 @@ impl Mapping {
         );
     }
 
-    /// A block of this mapping to be written outside the store's state lock by its one owner
-    /// (see `OwnedBlock`). `&mut self`: taken under the state lock, as any write.
-    pub(crate) fn owned_block(&mut self, offset: usize, len: usize) -> OwnedBlock {
-        self.check(offset, len);
-        let len = u32::try_from(len).expect("a block is at most a segment");
-        OwnedBlock { addr: self.ptr.as_ptr() as usize + offset, len }
-    }
-
     /// The address of `offset`, for the C ABI, which hands raw pointers to its host.
     pub(crate) fn addr(&self, offset: usize) -> usize {
         self.check(offset, 0);
@@ -416,40 +408,5 @@ mod tests {
         drop(m);
         assert_eq!(std::fs::read(&path).unwrap()[4096..4098], [7, 7]);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
-
-/// A block the allocation lane owns (`store/lane.rs`): allocated in its class's bitmap and
-/// referenced by no node, or handed to the host and not yet known to the object table. The
-/// lane zeroes it without the state lock: nothing else reads or writes an allocated block that
-/// no node references, and a mapping is unmapped only when its segment has no allocated block
-/// (tails are cut only where every block is free) or the store closes, after the lane is
-/// emptied.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OwnedBlock {
-    addr: usize,
-    len: u32,
-}
-
-impl OwnedBlock {
-    /// No block: zeroes nothing.
-    pub(crate) const NONE: OwnedBlock = OwnedBlock { addr: 0, len: 0 };
-
-    #[inline]
-    pub(crate) fn addr(&self) -> usize {
-        self.addr
-    }
-
-    #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.len as usize
-    }
-
-    /// Zero-fills the block (a host may have written into it before it came back).
-    #[inline]
-    pub(crate) fn zero(&self) {
-        // SAFETY: `len` bytes at `addr` lie in a live mapping (checked when the block was
-        // taken, kept mapped while it is allocated) and only the block's owner writes them.
-        unsafe { std::ptr::write_bytes(self.addr as *mut u8, 0, self.len as usize) }
     }
 }

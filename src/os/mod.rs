@@ -8,14 +8,12 @@ mod prefetch;
 mod process;
 mod shared_words;
 mod space;
-mod spin_cell;
 
 pub(crate) use file::{exchange, preallocate, sync_dir, write_all_vectored_at};
 pub(crate) use lock::{DirLock, LockError};
-pub(crate) use mapping::{copy_between, Arena, Mapping, OwnedBlock};
+pub(crate) use mapping::{copy_between, Arena, Mapping};
 pub(crate) use prefetch::prefetch;
 pub(crate) use process::process_exists;
 pub(crate) use shared_words::SharedWords;
 pub(crate) use space::reserve;
 pub use space::simulate_disk_limit;
-pub(crate) use spin_cell::{SpinCell, SpinGuard};

@@ -9,7 +9,6 @@ use super::checkpoint;
 use super::compact::{Budget, Moved};
 use super::core::{Core, Source};
 use super::footprint;
-use super::lane::{Lane, TakeBack};
 use super::meta::Meta;
 use super::node_id::NodeId;
 use super::readers::{ReaderSlot, ReaderTable};
@@ -20,7 +19,7 @@ use crate::alloc::{ClassStats, GrowthRule, Space};
 use crate::error::{Error, Result};
 use crate::limits::*;
 use crate::os::DirLock;
-use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -309,11 +308,7 @@ struct Shared {
     /// Set after a failure that leaves the on-disk state unsure (see `WriterSide::poisoned`).
     poisoned: AtomicBool,
     writer: Mutex<WriterSide>,
-    /// Taken through `state_write`, `state_read` and the node calls' `state_for_nodes`,
-    /// `read_for_nodes`, which bring the allocation lane's changes in first.
     state: RwLock<Core>,
-    /// Allocate and free of new nodes without `state` (see `lane.rs`).
-    lane: Lane,
     closed: AtomicBool,
     options: StoreOptions,
     in_memory: bool,
@@ -594,8 +589,6 @@ impl Store {
         core.growth_rule = options.growth_rule;
         let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
         let durable_epoch = AtomicU64::new(core.epoch);
-        let classes = core.space.classes();
-        let lane = Lane::new((0..classes.count() as u8).map(|i| classes.bytes(i)).collect());
         let shared = Arc::new(Shared {
             attachments: Mutex::new(std::collections::HashMap::new()),
             pins: Mutex::new(BTreeMap::new()),
@@ -606,7 +599,6 @@ impl Store {
             poisoned: AtomicBool::new(false),
             writer: Mutex::new(writer),
             state: RwLock::new(core),
-            lane,
             closed: AtomicBool::new(false),
             options,
             in_memory,
@@ -669,13 +661,7 @@ impl Store {
     #[inline]
     pub(super) fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
         self.check_writable()?;
-        let state = self.shared.state_for_nodes();
-        self.mutate_in(state, f)
-    }
-
-    /// `mutate`'s work once the state is held.
-    #[inline]
-    fn mutate_in<T>(&self, mut state: RwLockWriteGuard<'_, Core>, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
+        let mut state = self.shared.state.write();
         self.check_open()?;
         // Blocks freed by a commit that BALANCED's background sync has since made durable, or
         // that the last snapshot to read them has since let go of.
@@ -688,14 +674,7 @@ impl Store {
 
     pub(super) fn read_state<T>(&self, f: impl FnOnce(&Core) -> Result<T>) -> Result<T> {
         self.check_open()?;
-        let state = self.shared.read_for_nodes();
-        f(&state)
-    }
-
-    /// As `read_state`, with the allocation lane emptied: for what counts blocks.
-    pub(super) fn read_settled<T>(&self, f: impl FnOnce(&Core) -> Result<T>) -> Result<T> {
-        self.check_open()?;
-        let state = self.shared.state_read();
+        let state = self.shared.state.read();
         f(&state)
     }
 
@@ -715,7 +694,7 @@ impl Store {
         }
         // Under the state lock, shared: no commit applies and no block is released while the
         // pin goes in, so every version of this epoch is still where the table says.
-        let state = self.shared.read_for_nodes();
+        let state = self.shared.state.read();
         let epoch = state.epoch;
         let mut pins = self.shared.pins.lock();
         *pins.entry(epoch).or_insert(0) += 1;
@@ -754,36 +733,10 @@ impl Store {
 
     /// A zero-filled block of the smallest class holding `min_len`, RESERVED until committed.
     /// Returns the id, the block's address (for the C ABI) and its capacity.
-    /// Most calls take a pair the allocation lane has in stock, without the state lock (see
-    /// `lane.rs`); the others refill it under the lock.
-    #[inline]
     pub fn allocate(&self, min_len: usize, kind: u8) -> Result<(NodeId, usize, usize)> {
-        if kind != 0 && Lane::serves_len(min_len) && self.check_writable().is_ok() {
-            if let Some(got) = self.shared.lane.try_lock().and_then(|mut lane| lane.hand_out(min_len, kind)) {
-                return Ok(got);
-            }
-        }
-        self.allocate_locked(min_len, kind)
-    }
-
-    /// Refills the lane under the state lock. The nodes the lane handed out stay out of the
-    /// table: a refill concerns none of them, and folding them in here would send their frees
-    /// to the lock too.
-    #[inline(never)]
-    fn allocate_locked(&self, min_len: usize, kind: u8) -> Result<(NodeId, usize, usize)> {
-        self.check_writable()?;
-        self.mutate_in(self.shared.state.write(), |c| {
-            let class = c.allocation_class(min_len, kind)?;
-            if !Lane::serves(c.space.capacity(class)) {
-                let (id, loc) = c.allocate(min_len, kind)?;
-                return Ok((id, c.space.addr(loc), c.space.capacity(loc.class) as usize));
-            }
-            let mut lane = self.shared.lane.lock();
-            if let Some(got) = lane.hand_out(min_len, kind) {
-                return Ok(got); // another thread refilled meanwhile
-            }
-            lane.refill(c, class)?;
-            Ok(lane.hand_out(min_len, kind).expect("a refill stocks at least one pair"))
+        self.mutate(|c| {
+            let (id, loc) = c.allocate(min_len, kind)?;
+            Ok((id, c.space.addr(loc), c.space.capacity(loc.class) as usize))
         })
     }
 
@@ -898,56 +851,13 @@ impl Store {
     /// Frees a node: a RESERVED one at once, a LIVE one by the next commit (logged, so a crash
     /// cannot bring it back). The id reads as not found from now on.
     pub fn free(&self, id: NodeId) -> Result<()> {
-        self.free_then(id, || {})
+        self.mutate(|c| c.free(id))
     }
 
-    /// As `free`; `then` runs after the free succeeds, holding the allocation lane (which
-    /// orders it with every other free of the store). A node the lane handed out and no
-    /// other call has seen yet goes back to the lane without the state lock.
-    #[inline]
+    /// As `free`; `then` runs after the free succeeds, under the same hold of the store's
+    /// lock (which orders it with every other mutation of the store).
     pub fn free_then(&self, id: NodeId, then: impl FnOnce()) -> Result<()> {
-        // Nothing handed out: not one of the lane's (a load, not the lane's CAS and lookup).
-        let mut maybe_handed = self.shared.lane.has_handed();
-        if maybe_handed && self.check_writable().is_ok() {
-            if let Some(mut lane) = self.shared.lane.try_lock() {
-                match lane.take_back(id) {
-                    TakeBack::Stocked => {
-                        then();
-                        return Ok(());
-                    }
-                    // An id the lane did not hand out never becomes one it did.
-                    TakeBack::NotHanded => maybe_handed = false,
-                    TakeBack::Full => {}
-                }
-            }
-        }
-        self.free_locked(id, maybe_handed, then)
-    }
-
-    /// Frees under the state lock: a node the lane handed out goes straight back to the
-    /// table (its class's stock is full, or another thread was in the lane); any other as
-    /// `Core::free` does.
-    #[inline(never)]
-    fn free_locked(&self, id: NodeId, maybe_handed: bool, then: impl FnOnce()) -> Result<()> {
-        self.check_writable()?;
-        self.mutate_in(self.shared.state.write(), |c| {
-            let mut lane = self.shared.lane.lock();
-            if maybe_handed && lane.release(c, id) {
-                then();
-                return Ok(());
-            }
-            // Not one the lane handed out: a node of the table, freed without folding the
-            // lane's nodes in (they are not this one, and folding would send their frees here).
-            if c.free(id).is_err() {
-                // A node the lane took back has its slot's tag only once drained: then a second
-                // free of it is a double free, as without the lane. An error path only; the
-                // second answer is the one that counts.
-                lane.drain(c);
-                c.free(id)?;
-            }
-            then();
-            Ok(())
-        })
+        self.mutate(|c| c.free(id).map(|()| then()))
     }
 
     /// Frees the node at the first commit whose epoch is at least `epoch`; until then it stays
@@ -999,7 +909,7 @@ impl Store {
         let mut w = self.writer()?;
         let opts = &self.shared.options;
         if self.shared.in_memory {
-            let mut c = self.shared.state_write();
+            let mut c = self.shared.state.write();
             let moved = c.relocate(budget);
             let buffer = std::mem::take(&mut w.frame_buffer);
             let prepared = c.prepare_commit(0, usize::MAX, buffer);
@@ -1012,7 +922,7 @@ impl Store {
             c.checkpointed(epoch, self.shared.reuse_limit())?;
             return Ok((epoch, moved));
         }
-        let mut c = self.shared.state_write();
+        let mut c = self.shared.state.write();
         let moved = c.relocate(budget);
         let buffer = std::mem::take(&mut w.frame_buffer);
         // A bulk of new nodes is synced in its blocks rather than logged, where the commit
@@ -1075,7 +985,7 @@ impl Store {
             if let Err(e) = self.shared.give_back_tail(&w, Space::cut_untouched_tails) {
                 w.last_checkpoint_error = Some(e.to_string());
             }
-            estimate = self.shared.footprint(&w, &self.shared.state_read());
+            estimate = self.shared.footprint(&w, &self.shared.state.read());
         }
         let log_len = w.log.as_ref().map_or(0, LogWriter::len);
         // A snapshot pins what a checkpoint would give back: only the log's size calls for one.
@@ -1166,7 +1076,7 @@ impl Store {
         let readers = table.map(|t| t.live_readers()).unwrap_or_default();
         let (dir_bytes, checkpoint_bytes, dir_log_bytes) =
             w.dir.as_deref().map_or((0, 0, 0), recovery::store_file_bytes);
-        self.read_settled(|c| {
+        self.read_state(|c| {
             let classes = c.space.stats();
             let mut total = ClassStats::default();
             classes.iter().for_each(|s| total.accumulate(s));
@@ -1210,14 +1120,14 @@ impl Store {
 
     /// The size classes' block sizes.
     pub fn class_bytes(&self) -> Vec<u32> {
-        let c = self.shared.state_read();
+        let c = self.shared.state.read();
         (0..c.space.classes().count() as u8).map(|i| c.space.classes().bytes(i)).collect()
     }
 
     /// Checks the allocator against the object table: every referenced block allocated once,
     /// nothing allocated that nothing references.
     pub fn verify(&self) -> Result<()> {
-        self.read_settled(|c| c.verify())
+        self.read_state(|c| c.verify())
     }
 
     /// Checks every committed node's bytes against the checksum its commit recorded. Returns
@@ -1326,7 +1236,7 @@ impl Store {
         let w = self.shared.writer.lock();
         match &w.dir {
             Some(dir) => recovery::store_file_bytes(dir),
-            None => (self.shared.state_read().space.segment_bytes_total(), 0, 0),
+            None => (self.shared.state.read().space.segment_bytes_total(), 0, 0),
         }
     }
 
@@ -1336,7 +1246,7 @@ impl Store {
         if self.shared.has_snapshots() {
             return Ok(());
         }
-        self.shared.state_write().space.truncate_free_tails(0).map(drop)
+        self.shared.state.write().space.truncate_free_tails(0).map(drop)
     }
 
     pub(super) fn is_in_memory(&self) -> bool {
@@ -1392,8 +1302,8 @@ impl Shared {
     /// cut.
     fn end_passed_reader_hold(&self, w: &WriterSide) -> Result<()> {
         match self.look_at_readers(w, w.written_epoch) {
-            Ok(oldest) if self.state_read().held_for_readers() => {
-                self.state_write().end_hold_once_readers_passed(oldest)
+            Ok(oldest) if self.state.read().held_for_readers() => {
+                self.state.write().end_hold_once_readers_passed(oldest)
             }
             _ => Ok(()),
         }
@@ -1431,7 +1341,7 @@ impl Shared {
     /// Takes (again) the reserve the store's size calls for, when the disk has room.
     fn take_reserve(&self, w: &mut WriterSide) -> Result<()> {
         let Some(reserve) = w.reserve.as_mut() else { return Ok(()) };
-        let store_bytes = self.state_read().space.file_bytes();
+        let store_bytes = self.state.read().space.file_bytes();
         let before = reserve.held();
         reserve.take(reserve::bytes_for(store_bytes))?;
         if reserve.held() != before {
@@ -1455,7 +1365,7 @@ impl Shared {
         let started = Instant::now();
         let (chain, epoch) = {
             // Mutations wait while the committed state is flushed and written; readers go on.
-            let c = self.upgradable_state();
+            let c = self.state.upgradable_read();
             c.space.flush_dirty()?;
             c.space.sync_growth(&dir, true)?;
             w.checkpoint_time.2 += started.elapsed();
@@ -1497,7 +1407,7 @@ impl Shared {
         recovery::remove_generation(&dir, old.generation, unneeded);
         w.checkpoint_time.0 += 1;
         w.checkpoint_time.1 += started.elapsed();
-        self.state_write().checkpointed(epoch, self.reuse_limit())?;
+        self.state.write().checkpointed(epoch, self.reuse_limit())?;
         self.give_back_tail(w, |s| s.truncate_free_tails(0))?;
         self.measure_other_files(w);
         Ok(())
@@ -1517,7 +1427,7 @@ impl Shared {
     fn measure_other_files(&self, w: &mut WriterSide) {
         let Some(dir) = &w.dir else { return };
         let (all, _, logs) = recovery::store_file_bytes(dir);
-        let class_files = self.state_read().space.file_bytes();
+        let class_files = self.state.read().space.file_bytes();
         w.other_files = all.saturating_sub(class_files + logs);
     }
 
@@ -1529,7 +1439,7 @@ impl Shared {
             return Ok(());
         }
         let readers_alive = w.readers.as_ref().is_some_and(|t| !matches!(t.oldest_reader(), Ok(None)));
-        let mut c = self.state_write();
+        let mut c = self.state.write();
         if readers_alive || c.held_for_readers() {
             return Ok(());
         }
@@ -1561,7 +1471,7 @@ impl Shared {
     /// the next checkpoint, but never more than a quarter of the class files (at least 1 MiB),
     /// so a small store is not held at the size of its busiest moment.
     fn log_space_kept(&self, w: &WriterSide) -> u64 {
-        let c = self.state_read();
+        let c = self.state.read();
         let class_files = c.space.file_bytes();
         let room = footprint::log_room(&self.footprint(w, &c));
         self.options.checkpoint_log_bytes.min((class_files / 4).max(LOG_SPACE_KEPT_MIN)).min(room)
@@ -1575,59 +1485,6 @@ impl Shared {
             Some(log) => log.give_back_unused(),
             None => Ok(()),
         }
-    }
-
-    /// The state, held exclusively, with the nodes the allocation lane handed out in the
-    /// table: what a node call needs (the lane's stock stays).
-    #[inline]
-    fn state_for_nodes(&self) -> RwLockWriteGuard<'_, Core> {
-        let mut c = self.state.write();
-        if self.lane.has_handed() {
-            self.lane.lock().fold(&mut c);
-        }
-        c
-    }
-
-    /// The state, held shared, with the nodes the allocation lane handed out in the table.
-    #[inline]
-    fn read_for_nodes(&self) -> RwLockReadGuard<'_, Core> {
-        let c = self.state.read();
-        if !self.lane.has_handed() {
-            return c;
-        }
-        drop(c);
-        RwLockWriteGuard::downgrade(self.state_for_nodes())
-    }
-
-    /// The state, held exclusively, with the allocation lane empty: the table and the
-    /// allocator are the whole truth (commits, checkpoints, counts, cuts).
-    fn state_write(&self) -> RwLockWriteGuard<'_, Core> {
-        let mut c = self.state.write();
-        if !self.lane.is_empty() {
-            self.lane.lock().drain(&mut c);
-        }
-        c
-    }
-
-    /// As `state_write`, held shared.
-    fn state_read(&self) -> RwLockReadGuard<'_, Core> {
-        let c = self.state.read();
-        if self.lane.is_empty() {
-            return c;
-        }
-        drop(c);
-        RwLockWriteGuard::downgrade(self.state_write())
-    }
-
-    /// As `state_write`, held upgradable.
-    fn upgradable_state(&self) -> RwLockUpgradableReadGuard<'_, Core> {
-        let c = self.state.upgradable_read();
-        if self.lane.is_empty() {
-            return c;
-        }
-        let mut c = RwLockUpgradableReadGuard::upgrade(c);
-        self.lane.lock().drain(&mut c);
-        RwLockWriteGuard::downgrade_to_upgradable(c)
     }
 
     fn close(&self) -> Result<()> {
@@ -1658,7 +1515,7 @@ impl Shared {
         // A closed store keeps no memory, mapping or file: references to it may live on long
         // after the close (a C host thread's handle cache holds one until its next call).
         if let Ok(empty) = recovery::new_memory_core(&StoreOptions::default()) {
-            let old = std::mem::replace(&mut *self.state_write(), empty);
+            let old = std::mem::replace(&mut *self.state.write(), empty);
             drop(old);
         }
         result
@@ -1668,7 +1525,7 @@ impl Shared {
     /// would write the same table again.
     fn checkpoint_current(&self, w: &WriterSide) -> bool {
         let (Some(meta), Some(log)) = (w.meta, &w.log) else { return false };
-        log.len() == 0 && meta.checkpoint_epoch == self.state_read().epoch
+        log.len() == 0 && meta.checkpoint_epoch == self.state.read().epoch
     }
 
     fn poison(&self, w: &mut WriterSide, why: String) {

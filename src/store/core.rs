@@ -8,7 +8,7 @@
 use super::codec::crc;
 use super::handle_map::HandleMap;
 use super::history::{History, Version};
-use super::node_id::{next_tag, NodeId};
+use super::node_id::NodeId;
 use super::seal::{self, Seals};
 use super::table::{Committed, ObjectTable, Origin, Slot, State};
 use super::wal::{FrameBuilder, FrameParts, PutOp};
@@ -149,18 +149,6 @@ pub(crate) struct Core {
     pub relocations: u64,
 }
 
-/// How a pair of the allocation lane comes back to the table (`Core::return_from_lane`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LaneReturn {
-    /// A host call freed the node now: counted as a free.
-    HostFree,
-    /// A host call freed it earlier (counted then), into the lane's stock.
-    FreedEarlier,
-    /// Taken for the stock and never handed out: no host call saw it. A block bumped last
-    /// goes back to the bump area.
-    NeverHandedOut,
-}
-
 /// The two kinds of freed blocks, by what makes them reusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FreeQueue {
@@ -244,16 +232,11 @@ impl Core {
         self.dirty_compacted = self.dirty.len();
     }
 
-    /// The class of a node of `min_len` bytes and `kind`, or why none can be allocated.
-    pub fn allocation_class(&self, min_len: usize, kind: u8) -> Result<u8> {
+    pub fn allocate(&mut self, min_len: usize, kind: u8) -> Result<(NodeId, Loc)> {
         if kind == 0 {
             return Err(Error::InvalidArgument("node kind 0 is reserved as invalid".into()));
         }
-        self.space.classes().class_for(min_len as u64)
-    }
-
-    pub fn allocate(&mut self, min_len: usize, kind: u8) -> Result<(NodeId, Loc)> {
-        let class = self.allocation_class(min_len, kind)?;
+        let class = self.space.classes().class_for(min_len as u64)?;
         let loc = self.space.allocate(class)?;
         let handle = match self.table.take_handle() {
             Ok(h) => h,
@@ -267,78 +250,6 @@ impl Core {
         self.mark_dirty(handle);
         self.reserved_nodes += 1;
         Ok((self.table.id_of(handle), loc))
-    }
-
-    /// A zeroed block of `class` and a handle (with the tag its next id gets) for the
-    /// allocation lane's stock: allocated and taken, visible to no one (the slot stays FREE).
-    ///
-    /// The allocator's counts are left as they were; the last of the returned values says
-    /// what the allocation counted (0 nothing, 1 bump, 2 bitmap), for the lane to count when
-    /// it hands the pair out.
-    pub(super) fn take_for_lane(&mut self, class: u8) -> Result<(u64, u16, Loc, u8)> {
-        let before = self.space.counts(class);
-        let loc = self.space.allocate(class)?;
-        let after = self.space.counts(class);
-        let counted = if after[0] > before[0] {
-            1
-        } else if after[1] > before[1] {
-            2
-        } else {
-            0
-        };
-        let undo = [before[0] as i64 - after[0] as i64, before[1] as i64 - after[1] as i64, 0];
-        self.space.adjust_counts(class, undo);
-        match self.table.take_handle_untagged() {
-            Ok(h) => Ok((h, next_tag(self.table.slots[h as usize].tag), loc, counted)),
-            Err(e) => {
-                self.space.free(loc)?;
-                self.space.adjust_counts(class, [0, 0, -1]);
-                Err(e)
-            }
-        }
-    }
-
-    /// The host's allocations and frees the lane served, counted with the allocator's.
-    pub(super) fn count_lane_calls(&mut self, class: u8, counts: [u64; 3]) {
-        self.space.adjust_counts(class, counts.map(|c| c as i64));
-    }
-
-    /// A node the lane handed out as id (`handle`, `tag`) becomes the RESERVED node
-    /// `allocate` would have made.
-    pub(super) fn adopt_from_lane(&mut self, handle: u64, tag: u16, loc: Loc, kind: u8) {
-        self.set_tag(handle, tag);
-        self.table.slots[handle as usize] = Slot::reserved(loc, 0, tag, kind);
-        self.mark_dirty(handle);
-        self.reserved_nodes += 1;
-    }
-
-    /// A stocked pair goes back: the block to the allocator, the handle to the free list with
-    /// `tag`, the tag of the last id issued for it (a later reuse moves past it).
-    pub(super) fn return_from_lane(&mut self, handle: u64, tag: u16, loc: Loc, how: LaneReturn) {
-        self.set_tag(handle, tag);
-        if how == LaneReturn::NeverHandedOut && self.space.unbump(loc) {
-            self.table.release_handle(handle);
-            return;
-        }
-        let host_free = how == LaneReturn::HostFree;
-        // The lane took the block allocated and never gave it to anyone else: it cannot be
-        // free already. Were it, it stays free and the handle still goes back.
-        let freed = self.space.free(loc);
-        debug_assert!(freed.is_ok(), "{freed:?}");
-        if freed.is_ok() && !host_free {
-            self.space.adjust_counts(loc.class, [0, 0, -1]);
-        }
-        self.table.release_handle(handle);
-    }
-
-    /// A FREE or new slot's tag, as the lane moved it: the next checkpoint writes it, so ids
-    /// the lane issued stay stale after a reopen.
-    fn set_tag(&mut self, handle: u64, tag: u16) {
-        let slot = &mut self.table.slots[handle as usize];
-        if slot.tag != tag {
-            slot.tag = tag;
-            self.table.retagged.push(handle);
-        }
     }
 
     /// See [`Store::reserve`](super::Store::reserve): takes `count` blocks (growing the class

@@ -29,9 +29,6 @@ mod footprint;
 mod handle_map;
 mod history;
 mod inspect;
-mod lane;
-#[cfg(test)]
-mod lane_tests;
 #[cfg(test)]
 mod log_reuse_tests;
 mod meta;

@@ -53,14 +53,6 @@ pub(crate) fn next_tag(tag: u16) -> u16 {
     }
 }
 
-/// The tag before `tag` in `next_tag`'s cycle.
-pub(crate) fn prev_tag(tag: u16) -> u16 {
-    match tag {
-        0 | 1 => u16::MAX,
-        t => t - 1,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

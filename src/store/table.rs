@@ -175,21 +175,6 @@ impl ObjectTable {
         Ok(h)
     }
 
-    /// A free handle whose slot keeps its tag (the last id's, or 0 for a new slot): the
-    /// allocation lane issues the next tag itself, and a handle it gives back unused leaves
-    /// nothing for a checkpoint to write.
-    pub fn take_handle_untagged(&mut self) -> Result<u64> {
-        if let Some(h) = self.free_handles.pop() {
-            return Ok(h);
-        }
-        let h = self.slots.len() as u64;
-        if h > HANDLE_MAX {
-            return Err(Error::Limit(format!("all {HANDLE_MAX} node handles are in use")));
-        }
-        self.slots.push(Slot::EMPTY);
-        Ok(h)
-    }
-
     /// Gives a handle back (its slot already marked FREE); its tag changes on reuse.
     pub fn release_handle(&mut self, handle: u64) {
         debug_assert_eq!(self.slots[handle as usize].state, State::Free);
