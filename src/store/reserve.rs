@@ -2,9 +2,11 @@
 //! frees that would give space back (the log must grow by a frame) nor checkpoint (a new
 //! piece must be written before the old one goes, and the blocks it frees are held until
 //! then): it was stuck until someone made room from outside. So a writer keeps a small
-//! preallocated file, `reserve`, beside its files. A commit or a checkpoint that finds the
-//! disk full gives it up and tries once more; the next checkpoint that finds room takes it
-//! again. Its bytes count in the store's footprint (`pcore stat`): they are the store's.
+//! preallocated file, `reserve`, beside its files. A checkpoint that finds the disk full
+//! gives it up and tries once more (after it, the log's own space takes the commits of the
+//! frees: it is written over from its start); the next checkpoint that finds room takes it
+//! again. Commits never spend it: ordinary growth would use it up before it is needed. Its
+//! bytes count in the store's footprint (`pcore stat`): they are the store's.
 
 use crate::error::{Error, Result};
 use std::fs::OpenOptions;
