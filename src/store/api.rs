@@ -526,15 +526,12 @@ impl Store {
             }
         }
         if opened.needs_checkpoint {
-            match store.checkpoint() {
-                // The log was replayed and stays: the open store serves every commit without
-                // the checkpoint, which waits for room (a store that filled its disk must
-                // still open, to be read and to give space back).
-                Err(e @ Error::NoSpace(_)) if !opened.converting => {
-                    store.shared.writer.lock().last_checkpoint_error = Some(e.to_string());
-                }
-                result => result?,
-            }
+            // Not optional: recovery's allocator holds only what the replayed table names, so
+            // the checkpointed versions the log replaced (the bases its deltas are rebuilt
+            // from) are free in it; until a checkpoint makes them unneeded, a new node could
+            // overwrite one and the next replay would fail. On a full disk the checkpoint has
+            // the reserve; without room the open is refused, changing nothing.
+            store.checkpoint()?;
         } else if !options.read_only {
             let mut w = store.shared.writer.lock();
             store.shared.give_back_tail(&w, |s| s.truncate_free_tails(0))?;
@@ -977,7 +974,14 @@ impl Store {
         c.release_frees(self.shared.reuse_limit())?;
         let table_bytes = c.table.handle_count() * 12;
         let mut estimate = self.shared.footprint(&w, &c);
+        let reserve_wanted = reserve::bytes_for(c.space.file_bytes());
         drop(c);
+        // The reserve grows with the store (a store that never checkpoints, EVENTUAL's bulk
+        // load, would otherwise keep the one it was created with, too small for its first
+        // checkpoint), by doublings: a commit takes it, never spends it.
+        if w.reserve.as_ref().is_some_and(|r| r.held() * 2 <= reserve_wanted && r.held() < reserve_wanted) {
+            self.shared.take_reserve(&mut w);
+        }
         if estimate.over_limit() {
             // Space past what the last segments ever handed out goes back first: no
             // checkpoint needed (a small store's last segment is mostly that).

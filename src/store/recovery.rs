@@ -25,8 +25,6 @@ pub(crate) struct Opened {
     pub meta: Meta,
     pub lock: Option<DirLock>,
     pub needs_checkpoint: bool,
-    /// The store is of an older format: its first checkpoint converts it, and must be taken.
-    pub converting: bool,
     /// What recovery did beyond reading: replayed frames, a torn tail cut.
     pub note: Option<String>,
     /// The checkpoint pieces the table was read from (empty: a whole checkpoint, or none).
@@ -188,9 +186,8 @@ pub(crate) fn open_dir_reading(dir: &Path, options: &StoreOptions, read_to: &mut
     }
     let note = recovery_note(&log_file, &contents, epoch);
     // A store of an older format moves to this one at once: its log's frames are the old kind.
-    let converting = writable && meta.format < super::meta::FORMAT_VERSION;
-    let needs_checkpoint = converting || (writable && !contents.frames.is_empty());
-    Ok(Opened { core, log, meta, lock, needs_checkpoint, converting, note, chain, frees })
+    let needs_checkpoint = writable && (!contents.frames.is_empty() || meta.format < super::meta::FORMAT_VERSION);
+    Ok(Opened { core, log, meta, lock, needs_checkpoint, note, chain, frees })
 }
 
 #[cfg(test)]
