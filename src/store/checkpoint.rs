@@ -664,7 +664,9 @@ fn write_version(
         Ok(chain)
     })();
     *buffer = std::mem::take(&mut w.chunk.buf);
-    let chain = result?;
+    // A piece that failed (a full disk, most often) is no file of the store: its bytes go back
+    // at once rather than at the next checkpoint that succeeds.
+    let chain = result.inspect_err(|_| drop(std::fs::remove_file(&tmp)))?;
     std::fs::rename(&tmp, dir.join(&name)).map_err(|e| Error::io(format!("rename {name}"), e))?;
     crate::os::sync_dir(dir).map_err(|e| Error::io(format!("sync the directory after {name}"), e))?;
     Ok(chain)

@@ -768,6 +768,12 @@ fn a_full_disk_at_a_checkpoint_or_a_reopen_keeps_every_commit() {
         Err(Error::NoSpace(_)) => {}
         other => panic!("a checkpoint on a full disk: {other:?}"),
     }
+    let names = || std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap());
+    assert!(
+        !names().any(|n| n.ends_with(".tmp")),
+        "a failed checkpoint leaves no piece behind: {:?}",
+        names().collect::<Vec<_>>()
+    );
     assert!(matches!(s.close(), Err(Error::NoSpace(_)) | Ok(())));
     // Reopening on the full disk replays the log and must checkpoint before anything is
     // written: the blocks of the replaced checkpointed versions are the bases of the log's
