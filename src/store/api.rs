@@ -979,7 +979,7 @@ impl Store {
         // The reserve grows with the store (a store that never checkpoints, EVENTUAL's bulk
         // load, would otherwise keep the one it was created with, too small for its first
         // checkpoint), by doublings: a commit takes it, never spends it.
-        if w.reserve.as_ref().is_some_and(|r| r.held() * 2 <= reserve_wanted && r.held() < reserve_wanted) {
+        if w.reserve.as_ref().is_some_and(|r| r.held() * 2 <= reserve_wanted) {
             self.shared.take_reserve(&mut w);
         }
         if estimate.over_limit() {
