@@ -879,10 +879,12 @@ TEST(ConcurrencyTest, OneCursorUsedByTwoThreadsAnswersStatusesNeverACrash) {
     std::thread a(use, 0);
     std::thread b(use, 1);
     if (round % 2 == 1) {
-      // A close racing both: BUSY while a call holds the cursor, then OK once.
+      // A close racing both: BUSY while a call holds the cursor, then OK once. The flag is set
+      // before the close, not after it: a call that starts right after the close succeeds
+      // answers BAD_HANDLE before this thread could set it (seen once under TSan).
+      closed.store(true);
       int32_t status;
       while ((status = pcore_cursor_close(cursor)) == kBusy) std::this_thread::yield();
-      closed.store(true);
       EXPECT_EQ(status, pcore_test::kOk) << pcore_test::describe_status(status);
     }
     a.join();
