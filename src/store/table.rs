@@ -110,6 +110,9 @@ pub(crate) struct Committed {
     pub crc: u32,
 }
 
+/// Retagged handles listed before duplicates are first looked for (`note_retagged`).
+const RETAGGED_DEDUP_MIN: usize = 1024;
+
 pub(crate) struct ObjectTable {
     pub slots: Vec<Slot>,
     free_handles: Vec<u64>,
@@ -117,6 +120,8 @@ pub(crate) struct ObjectTable {
     /// Free handles given a new tag since the last checkpoint: it writes their tags, so an id
     /// handed out and dropped before any commit stays stale after a reopen.
     pub retagged: Vec<u64>,
+    /// The length at which `retagged` is next rid of its duplicates.
+    retagged_dedup_at: usize,
     /// Group checksums and which committed CRCs are not known yet (`seal.rs`).
     pub seals: Seals,
 }
@@ -129,6 +134,7 @@ impl ObjectTable {
             free_handles: Vec::new(),
             shadowed: HandleMap::default(),
             retagged: Vec::new(),
+            retagged_dedup_at: 0,
             seals: Seals::default(),
         }
     }
@@ -164,7 +170,7 @@ impl ObjectTable {
         if let Some(h) = self.free_handles.pop() {
             let slot = &mut self.slots[h as usize];
             slot.tag = next_tag(slot.tag);
-            self.retagged.push(h);
+            self.note_retagged(h);
             return Ok(h);
         }
         let h = self.slots.len() as u64;
@@ -173,6 +179,19 @@ impl ObjectTable {
         }
         self.slots.push(Slot { tag: 1, ..Slot::EMPTY });
         Ok(h)
+    }
+
+    /// Lists `h` among the retagged handles. A host that allocates and frees without a
+    /// checkpoint retags the same few handles again and again: duplicates are dropped each
+    /// time the list doubles, so it stays within twice the handles it names (and at least
+    /// `RETAGGED_DEDUP_MIN`), for O(log n) work per handle.
+    fn note_retagged(&mut self, h: u64) {
+        self.retagged.push(h);
+        if self.retagged.len() >= self.retagged_dedup_at.max(RETAGGED_DEDUP_MIN) {
+            self.retagged.sort_unstable();
+            self.retagged.dedup();
+            self.retagged_dedup_at = 2 * self.retagged.len();
+        }
     }
 
     /// Gives a handle back (its slot already marked FREE); its tag changes on reuse.
@@ -247,5 +266,28 @@ mod tests {
         assert!(matches!(t.resolve_for_free(old), Err(Error::NotFound(_))));
         assert!(t.resolve(NodeId::NONE).is_err());
         assert!(t.resolve(NodeId::INVALID).is_err());
+    }
+
+    /// A host that allocates and frees without a checkpoint does not grow the list of retagged
+    /// handles by one entry a pair; every retagged handle stays listed once.
+    #[test]
+    fn handles_reused_between_checkpoints_are_listed_once_each() {
+        let mut t = ObjectTable::new();
+        let handles: Vec<u64> = (0..3).map(|_| t.take_handle().unwrap()).collect();
+        for _ in 0..100_000 {
+            for &h in &handles {
+                t.slots[h as usize].state = State::Free;
+                t.release_handle(h);
+            }
+            for _ in &handles {
+                let h = t.take_handle().unwrap();
+                t.slots[h as usize].state = State::Reserved;
+            }
+        }
+        assert!(t.retagged.len() <= RETAGGED_DEDUP_MIN, "{} entries for 3 handles", t.retagged.len());
+        let mut listed = t.retagged.clone();
+        listed.sort_unstable();
+        listed.dedup();
+        assert_eq!(listed, handles);
     }
 }
