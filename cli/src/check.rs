@@ -4,7 +4,7 @@
 use crate::util::{names_live_node, open_existing, require_store_dir, root_name};
 use crate::Outcome;
 use pcore::btree::{list_named_roots, list_trees, BTree};
-use pcore::store::{inspect_files, FileReport, MetaSlotState};
+use pcore::store::{inspect_files, FileReport, MetaSlotState, Store, StoreOptions};
 use std::path::Path;
 
 /// Payload mismatches listed before the check stops counting them one by one.
@@ -42,7 +42,10 @@ impl Report {
 /// The problems `pcore check` would report for the store in `dir`, printing nothing.
 pub fn problems(dir: &Path) -> Vec<String> {
     let mut r = Report { verbose: false, problems: Vec::new() };
-    check_store(dir, &mut r);
+    match open_existing(dir, true) {
+        Ok(store) => check_store(dir, store, &mut r),
+        Err(e) => r.problem("files", e),
+    }
     r.problems
 }
 
@@ -51,7 +54,19 @@ pub fn run(dir: &Path) -> Result<Outcome, String> {
     require_store_dir(dir)?;
     println!("pcore check {}", dir.display());
     let mut r = Report { verbose: true, problems: Vec::new() };
-    check_store(dir, &mut r);
+    // The store first: a read-only open reads one commit and, through the reader table, keeps
+    // a writer from reusing its blocks, so every check below is of that commit, whatever a
+    // writer does meanwhile (a snapshot). A read-only open is busy only when every reader
+    // slot is taken: nothing is known of the store then, damaged or not.
+    let opts = StoreOptions { read_only: true, create: false, ..StoreOptions::default() };
+    match Store::open(dir, &opts) {
+        Ok(store) => check_store(dir, store, &mut r),
+        Err(pcore::Error::Busy(why)) => {
+            println!("not checked: {why}; try again when a reader process closes");
+            return Ok(Outcome::NotChecked);
+        }
+        Err(e) => r.problem("files", format!("{}: {e}", dir.display())),
+    }
     let count = r.problems.len();
     if count == 0 {
         println!("clean: nothing damaged, nothing lost");
@@ -91,14 +106,8 @@ fn settled_files(dir: &Path) -> pcore::Result<FileReport> {
     last
 }
 
-fn check_store(dir: &Path, r: &mut Report) {
-    // The store first: a read-only open reads one commit and, through the reader table, keeps
-    // a writer from reusing its blocks, so every check below is of that commit, whatever a
-    // writer does meanwhile (a snapshot).
-    let store = match open_existing(dir, true) {
-        Ok(s) => s,
-        Err(e) => return r.problem("files", e),
-    };
+/// Checks the store in `dir`, opened read-only as `store` (the commit every step checks).
+fn check_store(dir: &Path, store: Store, r: &mut Report) {
     // Meta, checkpoint and log: what an open reads first.
     let files = match settled_files(dir) {
         Ok(f) => f,

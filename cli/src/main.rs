@@ -59,7 +59,8 @@ enum Command {
     /// from outside a host run this when no writer has it open (or call pcore_store_compact).
     Compact { dir: PathBuf },
     /// Full integrity check; never changes a file. Exit 0 when clean, 1 naming each problem
-    /// (file, offset, node or page) otherwise.
+    /// (file, offset, node or page) otherwise, 2 when the store cannot be checked now (every
+    /// reader slot is taken by other processes).
     Check { dir: PathBuf },
     /// A compacted copy of a store's last commit in a new directory (like mdb_copy -c),
     /// taken while a writer goes on: every node id and tree stays valid in the copy. DEST
@@ -157,10 +158,12 @@ pub enum Format {
 }
 
 /// How a command ended: `Failed` has been reported already (check's findings, a demo that
-/// did not verify); `Err` is one line for the user.
+/// did not verify), as has `NotChecked` (a check that could not look at the store now);
+/// `Err` is one line for the user.
 pub enum Outcome {
     Done,
     Failed,
+    NotChecked,
 }
 
 fn main() -> ExitCode {
@@ -189,6 +192,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::FAILURE,
+        Ok(Outcome::NotChecked) => ExitCode::from(2),
         Err(message) => {
             eprintln!("pcore: {message}");
             ExitCode::FAILURE

@@ -334,6 +334,27 @@ fn stat_and_check_work_while_a_writer_holds_the_store() {
     writer.close().unwrap();
 }
 
+/// With every reader slot taken by other read-only opens, check cannot open the store: it
+/// says so and exits 2, neither "clean" nor a problem found.
+#[test]
+fn check_with_every_reader_slot_taken_says_it_did_not_check() {
+    let dir = TempDir::new("readers-full");
+    write_store(&dir.0, 20, 500);
+    let read_only = StoreOptions { read_only: true, create: false, ..StoreOptions::default() };
+    let mut readers = Vec::new();
+    while let Ok(r) = Store::open(&dir.0, &read_only) {
+        readers.push(r);
+        assert!(readers.len() <= 1024, "the reader table has a limit");
+    }
+    let o = pcore(&["check", path(&dir.0)]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("not checked") && !out.contains("PROBLEM") && !out.contains("clean"), "{out}");
+    readers.pop().unwrap().close().unwrap();
+    let (ok, out) = check(&dir.0);
+    assert!(ok, "one slot free: {out}");
+}
+
 #[test]
 fn stat_and_check_list_the_named_roots_and_what_they_name() {
     let dir = TempDir::new("roots");
