@@ -1482,12 +1482,12 @@ impl Shared {
         self.options.checkpoint_log_bytes.min((class_files / 4).max(LOG_SPACE_KEPT_MIN)).min(room)
     }
 
-    /// Gives the log's space kept for reuse back: a compaction brings the store down to its
-    /// live bytes, and its next checkpoint makes room for commits again.
+    /// Gives the log's space kept for reuse back (a closing or compacted store has no
+    /// commit coming that would write over it).
     pub(super) fn give_back_log_space(&self) -> Result<()> {
         let mut w = self.writer.lock();
         match w.log.as_mut() {
-            Some(log) => log.give_back_beyond(0),
+            Some(log) => log.give_back_unused(),
             None => Ok(()),
         }
     }
@@ -1508,13 +1508,8 @@ impl Shared {
         } else {
             self.checkpoint_locked(&mut w)
         };
-        if result.is_ok() && !self.options.read_only {
-            // Kept as a checkpoint keeps it: the next open's commits write over it instead of
-            // appending (an append's fdatasync also commits the file's new size).
-            let keep = self.log_space_kept(&w);
-            if let Some(log) = w.log.as_mut() {
-                let _ = log.give_back_beyond(keep); // only space: a failure here loses nothing
-            }
+        if let Some(log) = w.log.as_mut().filter(|_| result.is_ok() && !self.options.read_only) {
+            let _ = log.give_back_unused(); // only space: a failure here loses nothing
         }
         w.log = None;
         w._lock = None;

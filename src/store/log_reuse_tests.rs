@@ -113,27 +113,3 @@ fn a_huge_log_is_cut_back_when_reused() {
     assert_eq!(s.stats().unwrap().log_bytes, 0, "checkpointed after the commit");
     assert_eq!(log_len(dir.path()), 64 << 10);
 }
-
-/// A close keeps the log space a checkpoint keeps, so the commits after the next open write
-/// over it instead of appending (an append's `fdatasync` also commits the file's new size);
-/// a compaction gives it back. Across the reopen a kill keeps exactly the commits made.
-#[test]
-fn a_closed_store_keeps_its_log_space_for_the_next_open_to_write_over() {
-    let dir = TempDir::new("reuse-close");
-    let s = reopen(dir.path(), &strict());
-    let (id, _) = commit_versions(&s, None, 50, 1);
-    let grown = log_len(dir.path());
-    s.close().unwrap();
-    assert_eq!(log_len(dir.path()), grown, "the close kept the log's space");
-    let s = reopen(dir.path(), &strict());
-    let (id, bytes) = commit_versions(&s, Some(id), 10, 2);
-    assert_eq!(log_len(dir.path()), grown, "ten small commits after the reopen wrote over it");
-    s.simulate_crash();
-    let r = reopen(dir.path(), &strict());
-    let note = r.recovery_note().expect("the ten commits replayed");
-    assert!(note.contains("10 commits replayed") && !note.contains("dropped"), "{note}");
-    assert_eq!(r.read(id).unwrap(), bytes);
-    r.compact(|_, _| {}).unwrap();
-    assert_eq!(log_len(dir.path()), 0, "a compaction gives the log's space back");
-    r.close().unwrap();
-}

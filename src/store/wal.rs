@@ -558,14 +558,12 @@ impl LogWriter {
         self.file_len
     }
 
-    /// Cuts the file back to its frames and at most `keep` bytes in all: the rest of the space
-    /// kept for reuse goes back to the file system (`keep` 0 after a compaction; at a close,
-    /// what the next open's commits will write over).
-    pub fn give_back_beyond(&mut self, keep: u64) -> Result<()> {
-        let new_len = self.len.max(keep);
-        if self.file_len > new_len {
-            self.file.set_len(new_len).map_err(|e| Error::io(format!("cut {}", self.name), e))?;
-            self.file_len = new_len;
+    /// Cuts the file back to its frames: the space kept for reuse goes back to the file
+    /// system (at a close, and after a compaction).
+    pub fn give_back_unused(&mut self) -> Result<()> {
+        if self.file_len > self.len {
+            self.file.set_len(self.len).map_err(|e| Error::io(format!("cut {}", self.name), e))?;
+            self.file_len = self.len;
         }
         Ok(())
     }
