@@ -14,7 +14,10 @@
  *   the child opens what it needs itself (see pcore_store_open).
  * - A failed call leaves the store as it was.
  * - Node ids are uint64_t: handle << 16 | tag. 0 means "no node"; UINT64_MAX is invalid.
- *   A freed handle's tag changes on reuse, so a stale id is PCORE_NOT_FOUND.
+ *   A freed handle's tag changes on reuse, so a stale id is PCORE_NOT_FOUND. An id belongs
+ *   to the store once a commit that holds it has returned: the id of a node allocated by
+ *   work no commit made durable (aborted, or dropped by a close or a crash) may name
+ *   another node once the store is reopened: record an id elsewhere once its commit returns.
  * - Structs: every struct passed by pointer starts with `uint64_t struct_size`, and all its
  *   fields are 8 bytes wide (uint64_t, int64_t, double, size_t, pointers; pcore is for 64-bit
  *   targets), so any struct_size that is a multiple of 8 ends on a field boundary. Set

@@ -33,13 +33,18 @@ fn payload(seed: u64, len: usize) -> Vec<u8> {
 /// the log (the writer then killed). Returns the committed state after every commit, the
 /// first being the empty store.
 fn build(dir: &Path, before: usize, after: usize) -> Vec<State> {
+    build_with(dir, before, after, &options())
+}
+
+/// [`build`] with other options.
+fn build_with(dir: &Path, before: usize, after: usize, opts: &StoreOptions) -> Vec<State> {
     let mut rng = Rng::new(0x5EED_0FDA_3A6E);
     let mut states = vec![State::new()];
-    let mut s = reopen(dir, &options());
+    let mut s = reopen(dir, opts);
     for c in 0..before + after {
         if c == before {
             s.close().unwrap();
-            s = reopen(dir, &options());
+            s = reopen(dir, opts);
         }
         let mut state = states.last().unwrap().clone();
         for op in 0..12u64 {
@@ -192,6 +197,57 @@ fn a_log_cut_at_each_frame_boundary_recovers_exactly_the_commits_before_it() {
             if k == ends.len() {
                 assert_eq!(damaged_reads, 0, "{case}: nothing was lost");
             }
+        }
+    }
+}
+
+/// The committed state `ids` are, or a panic naming `case`.
+fn state_index(states: &[State], ids: &[NodeId], case: &str) -> usize {
+    states
+        .iter()
+        .rposition(|st| st.len() == ids.len() && ids.iter().all(|id| st.contains_key(id)))
+        .unwrap_or_else(|| panic!("{case}: {} live nodes match no committed state", ids.len()))
+}
+
+/// An outside tester's report: after a kill of an EVENTUAL writer on a nearly full disk, the
+/// reopened writer saw a node of the commit in flight that a later read-only open did not.
+/// Whatever a writer's open keeps of a cut log, with any room left on the disk (its checkpoint
+/// at open, or at close, may fail), every later open answers the same.
+#[test]
+fn after_a_kill_the_reopened_writer_and_every_later_open_agree() {
+    let opts = StoreOptions { durability: Durability::Eventual, ..options() };
+    let pristine = TempDir::new("agree-pristine");
+    let states = build_with(pristine.path(), 3, 6, &opts);
+    let log = store_files(pristine.path()).into_iter().find(|p| p.to_string_lossy().contains("wal-")).unwrap();
+    let bytes = std::fs::read(&log).unwrap();
+    let mut cuts: Vec<u64> = frame_ends(&bytes).into_iter().flat_map(|e| [e - 1, e, e + 1]).collect();
+    cuts.retain(|&c| c <= bytes.len() as u64);
+    let work = TempDir::new("agree-work");
+    for cut in cuts {
+        // Room for none, part, or all of the checkpoint at open (about 10 KiB here).
+        for room in [0u64, 4, 8, 12, 16, 64].map(|k| Some(k << 10)).into_iter().chain([None]) {
+            copy_dir(pristine.path(), work.path());
+            truncate(&work.path().join(log.file_name().unwrap()), cut);
+            let case = format!("log cut at {cut}, {room:?} bytes of room");
+            let used: u64 = store_files(work.path()).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+            simulate_disk_limit(work.path(), room.map(|r| used + r));
+            let mut seen = Vec::new();
+            match Store::open(work.path(), &StoreOptions { create: false, ..opts.clone() }) {
+                Ok(w) => {
+                    seen.push(("writer", state_index(&states, &w.live_ids().unwrap(), &case)));
+                    let _ = w.close(); // NoSpace on a full disk: the commit stays in the log
+                }
+                Err(Error::NoSpace(_)) => {}
+                Err(e) => panic!("{case}: writable open: {e}"),
+            }
+            let r = Store::open(work.path(), &StoreOptions { read_only: true, create: false, ..opts.clone() }).unwrap();
+            seen.push(("read-only", state_index(&states, &r.live_ids().unwrap(), &case)));
+            drop(r);
+            simulate_disk_limit(work.path(), None);
+            let w = Store::open(work.path(), &StoreOptions { create: false, ..opts.clone() }).unwrap();
+            seen.push(("writer again", state_index(&states, &w.live_ids().unwrap(), &case)));
+            w.close().unwrap();
+            assert!(seen.iter().all(|&(_, i)| i == seen[0].1), "{case}: the opens disagree: {seen:?}");
         }
     }
 }
