@@ -1,0 +1,32 @@
+//! Where a store's bytes are during statement-sized commits (issues 17 item 1 and 18 item 1
+//! together): 100,000 random 17-byte keys with 8-byte values, a STRICT commit every 500, and
+//! every 20,000 rows the directory against the live bytes, split into class files (their
+//! free blocks, pending frees and held bases), log and checkpoint. Not a test: it asserts
+//! nothing. See docs/LOG.md, "Statement-sized commits and the footprint together".
+//!
+//! cargo run --release --example statement_footprint -- DIR
+
+use pcore::btree::{BTree, TreeOptions};
+use pcore::{Durability, Store, StoreOptions};
+fn main() {
+    let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = Store::open(&dir, &StoreOptions { durability: Durability::Strict, ..StoreOptions::default() }).unwrap();
+    let t = BTree::open(&s, b"t", &TreeOptions::default()).unwrap();
+    s.commit().unwrap();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..100_000u64 {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        let mut key = [0u8; 17];
+        key[..8].copy_from_slice(&x.to_be_bytes());
+        key[8..16].copy_from_slice(&i.to_be_bytes());
+        t.insert(&key, &i.to_le_bytes()).unwrap();
+        if (i + 1) % 500 == 0 { s.commit().unwrap(); }
+        if (i + 1) % 20_000 == 0 {
+            let st = s.stats().unwrap();
+            let mb = |b: u64| b as f64 / 1048576.0;
+            println!("{:>6} rows: dir {:.2} MiB live {:.2} ratio {:.2} | class files {:.2} (free {:.2} pending {:.2} held bases {:.2}) log {:.2} ckpt {:.2} checkpoints {}",
+                i + 1, mb(st.directory_bytes), mb(st.live_bytes), st.footprint_ratio(), mb(st.data_file_bytes), mb(st.free_bytes), mb(st.pending_free_bytes), mb(st.held_base_bytes), mb(st.log_bytes), mb(st.checkpoint_bytes), st.checkpoints);
+        }
+    }
+}
