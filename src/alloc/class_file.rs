@@ -192,20 +192,31 @@ impl ClassFile {
         &mut self.segments[index as usize]
     }
 
-    /// Writes every segment changed since the last flush back to disk and waits.
+    /// Writes every segment changed since the last flush back to disk and waits. One segment
+    /// is written with `msync`; more with one `fdatasync` of the file, which writes back every
+    /// dirty page of it at once: each `msync` is a sync of its own, and a checkpoint after a
+    /// bulk load of 1 M entries made 144 of them (0.22 s of a close).
     pub(crate) fn flush_dirty(&self) -> Result<()> {
         if !matches!(self.backing, Backing::Shared(_)) {
             return Ok(());
         }
-        for (i, dirty) in self.dirty.iter().enumerate() {
-            if dirty.swap(false, Ordering::Relaxed) {
-                if let Err(e) = self.segments[i].flush() {
-                    dirty.store(true, Ordering::Relaxed);
-                    return Err(Error::io(format!("flush {} segment {i}", self.name), e));
-                }
+        let dirty: Vec<usize> =
+            (0..self.dirty.len()).filter(|&i| self.dirty[i].swap(false, Ordering::Relaxed)).collect();
+        let written = match &self.file {
+            Some(file) if dirty.len() > 1 => {
+                count_sync();
+                file.sync_data().map_err(|e| (e, dirty[0]))
             }
-        }
-        Ok(())
+            _ => dirty.iter().try_for_each(|&i| {
+                count_sync();
+                self.segments[i].flush().map_err(|e| (e, i))
+            }),
+        };
+        written.map_err(|(e, i)| {
+            // Not known to be on disk: the next flush writes them again.
+            dirty.iter().for_each(|&i| self.dirty[i].store(true, Ordering::Relaxed));
+            Error::io(format!("flush {} (segment {i} and on)", self.name), e)
+        })
     }
 
     /// Makes the file's directory entry durable if the file was created since the last call
@@ -227,8 +238,7 @@ impl ClassFile {
     /// for all the blocks a commit wrote there, however many.
     pub(crate) fn sync_data(&self) -> Result<()> {
         let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) else { return Ok(()) };
-        #[cfg(test)]
-        SYNC_CALLS.with(|c| c.set(c.get() + 1));
+        count_sync();
         file.sync_data().map_err(|e| Error::io(format!("sync {}", self.name), e))
     }
 
@@ -236,8 +246,7 @@ impl ClassFile {
         if !matches!(self.backing, Backing::Shared(_)) {
             return Ok(());
         }
-        #[cfg(test)]
-        SYNC_CALLS.with(|c| c.set(c.get() + 1));
+        count_sync();
         self.segments[segment as usize]
             .flush_range(offset, len)
             .map_err(|e| Error::io(format!("flush {} segment {segment}", self.name), e))
@@ -333,6 +342,13 @@ impl ClassFile {
             0
         }
     }
+}
+
+/// Counts a sync of class file data for the tests (`SYNC_CALLS`); nothing in a build.
+#[inline(always)]
+fn count_sync() {
+    #[cfg(test)]
+    SYNC_CALLS.with(|c| c.set(c.get() + 1));
 }
 
 #[cfg(test)]
