@@ -16,12 +16,16 @@ fn main() {
     s.commit().unwrap();
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     for i in 0..100_000u64 {
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
         let mut key = [0u8; 17];
         key[..8].copy_from_slice(&x.to_be_bytes());
         key[8..16].copy_from_slice(&i.to_be_bytes());
         t.insert(&key, &i.to_le_bytes()).unwrap();
-        if (i + 1) % 500 == 0 { s.commit().unwrap(); }
+        if (i + 1) % 500 == 0 {
+            s.commit().unwrap();
+        }
         if (i + 1) % 20_000 == 0 {
             let st = s.stats().unwrap();
             let mb = |b: u64| b as f64 / 1048576.0;
