@@ -319,24 +319,14 @@ impl Space {
     }
 
     /// Makes the first bytes of each block (`(block, bytes)`) durable: one sync per class
-    /// file, an `msync` of the block when it is the file's only one, else an `fdatasync`.
+    /// file (`ClassFile::sync_pieces`).
     pub(crate) fn sync_blocks(&self, blocks: &[(Loc, usize)]) -> Result<()> {
-        let mut per_class = [0u32; crate::limits::CLASS_COUNT_MAX];
-        for (loc, _) in blocks {
-            per_class[loc.class as usize] += 1;
+        let mut per_class: Vec<Vec<(u32, usize, usize)>> = vec![Vec::new(); self.per_class.len()];
+        for &(loc, len) in blocks {
+            let (segment, offset) = self.position(loc);
+            per_class[loc.class as usize].push((segment, offset, len.max(1)));
         }
-        for &(loc, len) in blocks.iter().filter(|(loc, _)| per_class[loc.class as usize] == 1) {
-            self.flush_block(loc, len)?;
-        }
-        for (class, _) in per_class.iter().enumerate().filter(|(_, &n)| n > 1) {
-            self.per_class[class].file.sync_data()?;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn flush_block(&self, loc: Loc, len: usize) -> Result<()> {
-        let (seg, off) = self.position(loc);
-        self.per_class[loc.class as usize].file.flush_range(seg, off, len.max(1))
+        per_class.iter().zip(&self.per_class).try_for_each(|(pieces, c)| c.file.sync_pieces(pieces))
     }
 
     pub(crate) fn stats(&self) -> Vec<ClassStats> {

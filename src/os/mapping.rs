@@ -150,11 +150,6 @@ impl Mapping {
         pages.iter().map(|&b| b & 1 == 1).collect()
     }
 
-    /// Writes dirty pages of the whole mapping back to the file and waits (msync).
-    pub(crate) fn flush(&self) -> io::Result<()> {
-        self.sync(0, self.len)
-    }
-
     /// Writes back the pages covering `offset..offset + len` and waits.
     pub(crate) fn flush_range(&self, offset: usize, len: usize) -> io::Result<()> {
         self.check(offset, len);
