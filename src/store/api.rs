@@ -1368,6 +1368,12 @@ impl Shared {
         }
         let generation = old.generation + 1;
         let started = Instant::now();
+        // The new generation's log is created before the piece, so that the directory sync
+        // after the piece's rename makes both names durable: one sync, not two. Until the meta
+        // names the generation it is a stray, removed by the next writable open.
+        let log_path = dir.join(recovery::log_name(generation));
+        let salt = Salt::new(super::meta::FORMAT_VERSION, generation);
+        let fresh = LogWriter::open(&log_path, 0, 0, salt)?;
         let (chain, epoch) = {
             // Mutations wait while the committed state is flushed and written; readers go on.
             let c = self.state.upgradable_read();
@@ -1387,10 +1393,6 @@ impl Shared {
             (checkpoint::write(&dir, generation, &source, &mut w.checkpoint_buffer)?, c.epoch)
         };
         checkpoint_crash_point()?;
-        let log_path = dir.join(recovery::log_name(generation));
-        let salt = Salt::new(super::meta::FORMAT_VERSION, generation);
-        let fresh = LogWriter::open(&log_path, 0, 0, salt)?;
-        crate::os::sync_dir(&dir).map_err(|e| Error::io("sync the store directory", e))?;
         let meta = Meta {
             sequence: old.sequence + 1,
             generation,
