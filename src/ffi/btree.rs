@@ -734,8 +734,8 @@ fn write_batch_record(out: &mut [u8], key: &[u8], value: &[u8]) {
     record[..4].copy_from_slice(&(key.len() as u32).to_ne_bytes());
     record[4..8].copy_from_slice(&(value.len() as u32).to_ne_bytes());
     let (k, v) = record[PCORE_BATCH_HEADER_BYTES..end].split_at_mut(key.len());
-    k.copy_from_slice(key);
-    v.copy_from_slice(value);
+    crate::btree::page::copy_short(k, key);
+    crate::btree::page::copy_short(v, value);
 }
 
 /// Reads many entries in one call: from the entry under the cursor on, in order, as many as

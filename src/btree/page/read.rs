@@ -208,7 +208,7 @@ impl<'a> PageRef<'a> {
         u64::from_le_bytes(self.bytes[8..16].try_into().expect("8 bytes"))
     }
 
-    pub(super) fn cells_start(&self) -> usize {
+    pub(crate) fn cells_start(&self) -> usize {
         self.cells_start
     }
 
@@ -497,6 +497,15 @@ impl<'a> PageRef<'a> {
         self.leaf_cell_decoded(i, off)
     }
 
+    /// Entry i of a page known to be a leaf, for a scan's quick path: see [`leaf_inline_at`].
+    #[inline(always)]
+    pub fn leaf_inline_quick(&self, i: usize) -> Option<(usize, usize, usize, usize)> {
+        if i >= self.slots.len() {
+            return None;
+        }
+        leaf_inline_at(self.bytes, self.cells_start, i)
+    }
+
     /// `leaf_cell` for cells with longer lengths, and damaged ones.
     #[cold]
     #[inline(never)]
@@ -586,4 +595,40 @@ impl<'a> PageRef<'a> {
     pub fn occupied_bytes(&self) -> usize {
         capacity(self.bytes.len()) - self.gap_bytes()
     }
+}
+
+/// Entry i of a leaf's image `page` whose layout [`PageRef::parse`] accepted (with its cells
+/// from `cells_start`, and more than i entries), for a scan's quick path: its key's and
+/// inline value's byte ranges in the page, (key at, key length, value at, value length), for
+/// the common cell (a key under 128 bytes, an inline value under 8 KiB); `None` for any other
+/// (an overflow value, longer lengths, a damaged cell), which the caller reads through
+/// [`PageRef::leaf_entry`] (it reports the damage). Checks what `leaf_cell` checks, with no
+/// page to parse and no `Result` to build: a cursor's step decodes its entry this way.
+#[inline(always)]
+pub(crate) fn leaf_inline_at(page: &[u8], cells_start: usize, i: usize) -> Option<(usize, usize, usize, usize)> {
+    let slot = page.get(HEADER_BYTES + i * SLOT_BYTES..)?.first_chunk::<SLOT_BYTES>()?;
+    let off = u16::from_le_bytes(*slot) as usize;
+    if off < cells_start {
+        return None;
+    }
+    let key_len = *page.get(off)? as usize;
+    if key_len >= 0x80 {
+        return None;
+    }
+    let at = off + 1 + key_len;
+    let header = *page.get(at)? as usize;
+    let (header, value_at) = if header < 0x80 {
+        (header, at + 1)
+    } else {
+        let high = *page.get(at + 1)? as usize;
+        if high >= 0x80 {
+            return None;
+        }
+        (header & 0x7F | high << 7, at + 2)
+    };
+    let value_len = header >> 1;
+    if header & 1 != 0 || value_at + value_len > page.len() {
+        return None;
+    }
+    Some((off + 1, key_len, value_at, value_len))
 }

@@ -82,7 +82,7 @@ impl<'o> PageWriter<'o> {
     pub(super) fn push_cell(&mut self, c: &Cell<'_>) -> Option<()> {
         debug_assert_eq!(self.slot_bytes, c.slot as usize, "a cell of another kind of page");
         let word = if self.slot_bytes == WORD_SLOT_BYTES { prefix_word(c.key()) } else { 0 };
-        self.push(c.raw.len(), word, |dst| copy_cell(dst, c.raw))
+        self.push(c.raw.len(), word, |dst| copy_short(dst, c.raw))
     }
 
     /// Records where the cells start; returns the page's length.
@@ -103,13 +103,16 @@ pub(super) fn write_slot(slot: &mut [u8], offset: usize, word: u64) {
     }
 }
 
-/// Copies a cell (`dst` and `src` of one length). Most cells are a few dozen bytes, and pages
-/// are rebuilt a cell at a time: two overlapping fixed-size moves cost less than a call to
-/// memcpy.
+/// Copies a short slice (`dst` and `src` of one length): a cell, or a scan's key or value.
+/// Most are a few dozen bytes, and pages are rebuilt (and batches filled) one at a time: two
+/// overlapping fixed-size moves cost less than a call to memcpy.
 #[inline(always)]
-pub(super) fn copy_cell(dst: &mut [u8], src: &[u8]) {
+pub(crate) fn copy_short(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
-    if (16..=32).contains(&n) {
+    if (8..=16).contains(&n) {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if (17..=32).contains(&n) {
         dst[..16].copy_from_slice(&src[..16]);
         dst[n - 16..].copy_from_slice(&src[n - 16..]);
     } else if (33..=64).contains(&n) {
