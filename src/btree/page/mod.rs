@@ -25,14 +25,17 @@
 //! disagree about whether entries fit (the root cause of Kizuna's RECORD_TOO_LARGE).
 //!
 //! The module's parts: `read` (checked reads and searches of a page), `write` (whole pages
-//! built from entries or cells), `edit` (in-place edits: insert, remove, a new separator).
+//! built from cells), `edit` (in-place edits: insert, remove, a new separator), `cells` (a
+//! leaf's cells as the planner cuts them).
 
+mod cells;
 mod edit;
 mod read;
 #[cfg(test)]
 mod tests;
 mod write;
 
+pub(crate) use cells::*;
 pub(crate) use edit::*;
 pub(crate) use read::*;
 pub(crate) use write::*;
@@ -253,6 +256,29 @@ impl<'a> Cell<'a> {
         write_cell(buf, e);
         let slot = slot_bytes(e.page_type()) as u8;
         Cell { raw: buf, key_at: varint_bytes(e.key.len() as u64) as u8, slot, key_len: e.key.len() as u16 }
+    }
+
+    /// Encodes new entries (all of one kind of page) as cells, back to back in `buf` (cleared
+    /// first): what a bulk load writes its pages from, one buffer for a page's worth.
+    pub fn encode_all(entries: &[Entry<'_>], buf: &'a mut Vec<u8>) -> Vec<Cell<'a>> {
+        buf.clear();
+        buf.resize(entries.iter().map(Entry::cell_bytes).sum(), 0);
+        let mut rest = &mut buf[..];
+        for e in entries {
+            let (cell, tail) = rest.split_at_mut(e.cell_bytes());
+            write_cell(cell, e);
+            rest = tail;
+        }
+        let mut cells = Vec::with_capacity(entries.len());
+        let mut raw: &'a [u8] = buf;
+        for e in entries {
+            let (cell, tail) = raw.split_at(e.cell_bytes());
+            let slot = slot_bytes(e.page_type()) as u8;
+            let key_at = varint_bytes(e.key.len() as u64) as u8;
+            cells.push(Cell { raw: cell, key_at, slot, key_len: e.key.len() as u16 });
+            raw = tail;
+        }
+        cells
     }
 
     /// Encodes a new separator pointing at `child` as an internal cell into `buf`.

@@ -2,6 +2,12 @@
 
 use super::*;
 
+/// A page of new entries, as a bulk load writes it: encoded as cells, then written.
+fn build(out: &mut [u8], page_type: u8, leftmost: u64, entries: &[Entry<'_>]) -> usize {
+    let mut buf = Vec::new();
+    build_cells(out, page_type, leftmost, &Cell::encode_all(entries, &mut buf))
+}
+
 fn leaf<'a>(k: &'a [u8], v: &'a [u8]) -> Entry<'a> {
     Entry { key: k, payload: Payload::Leaf(Value::Inline(v)) }
 }

@@ -1,21 +1,10 @@
-//! Writing whole pages: the one page writer, from entries or from cells.
+//! Writing whole pages: the one page writer, from cells.
 
 use super::*;
 
-/// Writes a whole page from entries in order. Panics if they do not fit: callers decide with
-/// [`fits`], which uses the same accounting.
-pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries: &[Entry<'_>]) -> usize {
-    let page_bytes = out.len();
-    let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, entries.len()) else { unfit(page_bytes) };
-    for e in entries.iter().rev() {
-        debug_assert_eq!(e.page_type(), page_type, "an entry of another kind of page");
-        w.push(e.cell_bytes(), prefix_word(e.key), |dst| write_cell(dst, e)).unwrap_or_else(|| unfit(page_bytes));
-    }
-    w.finish()
-}
-
-/// Writes a whole page from cells in order (all of the page's type), as [`build`] does from
-/// new entries.
+/// Writes a whole page from cells in order (all of the page's type). Panics if they do not
+/// fit: callers decide with [`fits`], which uses the same accounting. New entries are encoded
+/// as cells first ([`Cell::encode`], [`Cell::encode_all`]).
 pub(crate) fn build_cells(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[Cell<'_>]) -> usize {
     let page_bytes = out.len();
     let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, cells.len()) else { unfit(page_bytes) };
