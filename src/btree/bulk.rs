@@ -2,7 +2,7 @@
 //! No page is split and nothing is read back; the result is the tree a sorted insert sequence
 //! would build (append-aware splits), only faster.
 
-use super::page::{self, Cell, Entry, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
+use super::page::{self, Entry, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::tree::{BTree, Duplicates, KIND_INTERNAL, KIND_LEAF, KIND_OVERFLOW};
 use crate::error::{Error, Result};
 use crate::store::NodeId;
@@ -192,10 +192,7 @@ fn write_page(
 ) -> Result<u64> {
     let (id, _, _) = store.allocate(pb, kind)?;
     allocated.push(id.raw());
-    // The entries are new: encoded once as cells (the one encoder every page edit uses), then
-    // written by the one page writer straight into the new node's block.
-    let mut buf = Vec::new();
-    let cells = Cell::encode_all(entries, &mut buf);
-    store.try_update(id, |block| Ok((pb, page::build_cells(&mut block[..pb], ty, leftmost, &cells))))?;
+    // Built straight into the new node's block: no page image to fill and copy.
+    store.try_update(id, |block| Ok((pb, page::build(&mut block[..pb], ty, leftmost, entries))))?;
     Ok(id.raw())
 }

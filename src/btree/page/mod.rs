@@ -209,7 +209,8 @@ fn slot_bytes(page_type: u8) -> usize {
 
 /// An entry as its page stores it, a leaf's or an internal page's: the cell's bytes, moved
 /// between pages by one copy (a split, shift, merge or even-out rewrites pages without
-/// decoding and re-encoding every entry; only a new entry is encoded, by [`Cell::encode`]).
+/// decoding and re-encoding every entry; only a new entry is encoded, by the one encoder:
+/// [`Cell::encode`], or the page writer as it writes a bulk load's entries, [`build`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cell<'a> {
     raw: &'a [u8],
@@ -256,29 +257,6 @@ impl<'a> Cell<'a> {
         write_cell(buf, e);
         let slot = slot_bytes(e.page_type()) as u8;
         Cell { raw: buf, key_at: varint_bytes(e.key.len() as u64) as u8, slot, key_len: e.key.len() as u16 }
-    }
-
-    /// Encodes new entries (all of one kind of page) as cells, back to back in `buf` (cleared
-    /// first): what a bulk load writes its pages from, one buffer for a page's worth.
-    pub fn encode_all(entries: &[Entry<'_>], buf: &'a mut Vec<u8>) -> Vec<Cell<'a>> {
-        buf.clear();
-        buf.resize(entries.iter().map(Entry::cell_bytes).sum(), 0);
-        let mut rest = &mut buf[..];
-        for e in entries {
-            let (cell, tail) = rest.split_at_mut(e.cell_bytes());
-            write_cell(cell, e);
-            rest = tail;
-        }
-        let mut cells = Vec::with_capacity(entries.len());
-        let mut raw: &'a [u8] = buf;
-        for e in entries {
-            let (cell, tail) = raw.split_at(e.cell_bytes());
-            let slot = slot_bytes(e.page_type()) as u8;
-            let key_at = varint_bytes(e.key.len() as u64) as u8;
-            cells.push(Cell { raw: cell, key_at, slot, key_len: e.key.len() as u16 });
-            raw = tail;
-        }
-        cells
     }
 
     /// Encodes a new separator pointing at `child` as an internal cell into `buf`.

@@ -2,12 +2,6 @@
 
 use super::*;
 
-/// A page of new entries, as a bulk load writes it: encoded as cells, then written.
-fn build(out: &mut [u8], page_type: u8, leftmost: u64, entries: &[Entry<'_>]) -> usize {
-    let mut buf = Vec::new();
-    build_cells(out, page_type, leftmost, &Cell::encode_all(entries, &mut buf))
-}
-
 fn leaf<'a>(k: &'a [u8], v: &'a [u8]) -> Entry<'a> {
     Entry { key: k, payload: Payload::Leaf(Value::Inline(v)) }
 }
@@ -101,7 +95,7 @@ fn cells_carry_exactly_the_bytes_the_accounting_gives_their_entries() {
         assert_eq!(Payload::Leaf(p.leaf_value(i).unwrap()), e.payload);
     }
     let mut copy = vec![0u8; 1024];
-    build_cells(&mut copy, TYPE_LEAF, 0, &cells);
+    build(&mut copy, TYPE_LEAF, 0, &cells);
     assert_eq!(PageRef::parse(&copy, 2).unwrap().entries().unwrap(), entries);
     let mut buf = Vec::new();
     assert_eq!(Cell::encode(&entries[3], &mut buf), cells[3]);

@@ -2,10 +2,66 @@
 
 use super::*;
 
-/// Writes a whole page from cells in order (all of the page's type). Panics if they do not
-/// fit: callers decide with [`fits`], which uses the same accounting. New entries are encoded
-/// as cells first ([`Cell::encode`], [`Cell::encode_all`]).
-pub(crate) fn build_cells(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[Cell<'_>]) -> usize {
+/// What a page is written from: a cell as a page holds it, copied as it is, or a new entry,
+/// encoded by the one encoder (`write_cell`). One page writer takes both.
+pub(crate) trait CellSource {
+    /// The bytes of its cell, its slot not included.
+    fn cell_len(&self) -> usize;
+    /// The type of page that holds it.
+    fn page_type(&self) -> u8;
+    fn key(&self) -> &[u8];
+    /// Writes the cell into `dst` (of `cell_len` bytes).
+    fn write(&self, dst: &mut [u8]);
+}
+
+impl CellSource for Cell<'_> {
+    #[inline(always)]
+    fn cell_len(&self) -> usize {
+        self.raw.len()
+    }
+
+    #[inline(always)]
+    fn page_type(&self) -> u8 {
+        Cell::page_type(self)
+    }
+
+    #[inline(always)]
+    fn key(&self) -> &[u8] {
+        Cell::key(self)
+    }
+
+    #[inline(always)]
+    fn write(&self, dst: &mut [u8]) {
+        copy_short(dst, self.raw)
+    }
+}
+
+impl CellSource for Entry<'_> {
+    #[inline(always)]
+    fn cell_len(&self) -> usize {
+        self.cell_bytes()
+    }
+
+    #[inline(always)]
+    fn page_type(&self) -> u8 {
+        Entry::page_type(self)
+    }
+
+    #[inline(always)]
+    fn key(&self) -> &[u8] {
+        self.key
+    }
+
+    #[inline(always)]
+    fn write(&self, dst: &mut [u8]) {
+        write_cell(dst, self)
+    }
+}
+
+/// Writes a whole page from cells in order, all of `page_type`: cells of other pages, or new
+/// entries (a bulk load's), encoded as they are written. Panics if they do not fit: callers
+/// decide with [`fits`], which uses the same accounting.
+pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[impl CellSource]) -> usize {
     let page_bytes = out.len();
     let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, cells.len()) else { unfit(page_bytes) };
     for c in cells.iter().rev() {
@@ -66,12 +122,12 @@ impl<'o> PageWriter<'o> {
         Some(())
     }
 
-    /// Adds a cell as [`PageWriter::push`] does, copied as it is.
+    /// Adds a cell as [`PageWriter::push`] does: copied, or encoded from a new entry.
     #[inline(always)]
-    pub(super) fn push_cell(&mut self, c: &Cell<'_>) -> Option<()> {
-        debug_assert_eq!(self.slot_bytes, c.slot as usize, "a cell of another kind of page");
+    pub(super) fn push_cell(&mut self, c: &impl CellSource) -> Option<()> {
+        debug_assert_eq!(self.slot_bytes, slot_bytes(c.page_type()), "a cell of another kind of page");
         let word = if self.slot_bytes == WORD_SLOT_BYTES { prefix_word(c.key()) } else { 0 };
-        self.push(c.raw.len(), word, |dst| copy_short(dst, c.raw))
+        self.push(c.cell_len(), word, |dst| c.write(dst))
     }
 
     /// Records where the cells start; returns the page's length.
