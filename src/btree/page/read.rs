@@ -470,11 +470,6 @@ impl<'a> PageRef<'a> {
         Ok(self.cell(i)?.raw.len())
     }
 
-    /// The bytes leaf entry i takes, its slot included, read from its cell's lengths.
-    pub fn leaf_cell_bytes(&self, i: usize) -> Result<usize> {
-        Ok(self.leaf_cell(i)?.bytes())
-    }
-
     /// Every cell, in order.
     pub fn cells(&self) -> Result<Vec<Cell<'a>>> {
         let mut out = Vec::with_capacity(self.len());
