@@ -26,7 +26,9 @@ fn main() {
     let header = root.join("include").join("pcore.h");
     // Only the C ABI's own files: the rest of the crate's public items are Rust API.
     let mut builder = cbindgen::Builder::new().with_config(config).with_src(&statuses);
-    for file in ["types.rs", "version.rs", "store.rs", "btree.rs", "snapshot.rs", "listing.rs", "backup.rs"] {
+    for file in
+        ["types.rs", "version.rs", "store.rs", "btree.rs", "cursor.rs", "snapshot.rs", "listing.rs", "backup.rs"]
+    {
         builder = builder.with_src(root.join("src/ffi").join(file));
     }
     match builder.generate() {

@@ -16,7 +16,8 @@
 //   --dir DIR      where the fresh stores are made (default $TMPDIR or /tmp)
 //   --only E       one engine only (e.g. under valgrind --tool=callgrind)
 //   --no-remove    skip the removes (random and sequential, 8- and 16-byte keys, --remove-n
-//                  entries: 1M, or 100k with --quick); --only-remove runs only them
+//                  entries: 1M, or 100k with --quick; with the loads, lookups and scans of the
+//                  same keys); --only-remove runs only them
 //   --no-snapshots read snapshots against LMDB read txns (snapshot_bench.h: lookups, scans,
 //                  the writer with 0, 1, 4 reader processes); --only-snapshots runs only them;
 //                  --writer-seconds: the writer's time per reader count (1, or 0.2 with --quick);
@@ -1030,9 +1031,10 @@ void kizuna_run(int engine, const KeySet& ins, const KeySet& look, const KeySet&
   fs::remove_all(dir);
 }
 
-// Removes: the keys loaded (random order, or sorted with each engine's sorted load), then every
-// one removed in `order`'s order in one transaction and committed (timed together, as inserts
-// are); the tree must then be empty.
+// Removes: the keys loaded (random order, or sorted with each engine's sorted load; the load
+// timed as a row of its own, and after the random one the lookups and scans), then every one
+// removed in `order`'s order in one transaction and committed (timed together, as inserts are);
+// the tree must then be empty.
 struct RemoveData {
   KeySet keys;     // random order: the random load
   KeySet sorted;   // key order: the sorted load and the sequential removes
@@ -1046,10 +1048,24 @@ void remove_run(int engine, const RemoveData& rd, bool sequential) {
   fs::path dir = fresh_dir(E::kName);
   E e;
   e.open(dir);
+  // The load and (random) lookups of these keys are timed too: the integer-sized keys' rows
+  // beside the 24-byte keys' of the peers table.
+  const std::string keys = format("%zu-byte keys %s", load.width, size_label(load.n).c_str());
+  const std::string tag = format("%zub_%s", load.width, size_label(load.n).c_str());
+  const double dn = static_cast<double>(load.n);
+  auto t_load = Clock::now();
   e.load(load, sequential);
-  if (!sequential) {
-    measure_scans(engine, e, format("%zu-byte keys %s", load.width, size_label(load.n).c_str()),
-                  format("scan_%zub_%s", load.width, size_label(load.n).c_str()), load.n, load.value_sum());
+  const double load_ns = seconds_since(t_load) * 1e9 / dn;
+  if (sequential) {
+    measure("insert_sorted_" + tag, "sorted load " + keys, "ns/insert", "<= LMDB MDB_APPEND")
+        .samples[engine].push_back(load_ns);
+  } else {
+    measure("insert_random_" + tag, "insert random " + keys, "ns/insert", "<= LMDB").samples[engine].push_back(load_ns);
+    auto t_get = Clock::now();
+    e.lookup(rd.removes);
+    measure("lookup_random_" + tag, "lookup random " + keys + " (warm)", "ns/lookup", "<= LMDB")
+        .samples[engine].push_back(seconds_since(t_get) * 1e9 / dn);
+    measure_scans(engine, e, keys, "scan_" + tag, load.n, load.value_sum());
   }
   auto t0 = Clock::now();
   double t_commit = e.remove(gone);

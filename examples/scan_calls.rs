@@ -7,6 +7,7 @@
 //! cargo run --release --example scan_calls -- [entries] [rounds] [pair|next_get|batch|all]
 
 use pcore::ffi::btree::*;
+use pcore::ffi::cursor::*;
 use pcore::ffi::store::*;
 use pcore::ffi::types::*;
 use std::ffi::CString;

@@ -8,7 +8,7 @@ mod cursor;
 #[cfg(test)]
 mod damage_tests;
 mod inspect;
-mod page;
+pub(crate) mod page;
 #[cfg(test)]
 mod property_tests;
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! property_mixes`.
 
 use super::{drop_tree, max_inline_value_bytes, max_key_bytes, BTree, Cursor, Duplicates, TreeOptions};
-use crate::btree::cursor::tests::three_scans;
+use crate::btree::cursor::tests::{in_place_scan, three_scans};
 use crate::error::Error;
 use crate::store::tests::{reopen, TempDir};
 use crate::store::{Durability, Store, StoreOptions};
@@ -314,6 +314,8 @@ impl Mix {
         for (way, got) in three_scans(&self.tree, lower, upper, batch).iter().enumerate() {
             assert_eq!(got, &want, "{}: way {way} (batches of {batch})", self.ctx());
         }
+        // The entries handed out in place (the C ABI's `get` and `next_get`).
+        assert_eq!(in_place_scan(&self.tree, lower, upper), want, "{}: in place", self.ctx());
         let mut c = Cursor::new(&self.tree);
         c.set_bounds(lower, upper).unwrap();
         c.last().unwrap();

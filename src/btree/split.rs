@@ -34,9 +34,10 @@ pub(crate) fn shift_slack(capacity: usize) -> usize {
 /// THE shift rule: whether a full leaf whose cells (the new one among them) take
 /// `total_bytes` shares them with a sibling using `sibling_bytes` (a shift: no new page, and
 /// pages stay fuller on random inserts, B*-tree style) rather than splitting. The cut then
-/// comes from [`shift_cut`], which finds none when no cut fits both pages. Both the in-place
-/// shift (tree/overflow.rs) and the planned one (tree/insert.rs) ask this and cut with that,
-/// so they shift in the same cases and leave the same pages.
+/// comes from [`shift_cut`], which finds none when no cut fits both pages. The planner
+/// (tree/planner.rs) asks this and cuts with that for both executors, the in-place one
+/// (tree/overflow.rs) and the copy one (tree/insert.rs), so they shift in the same cases and
+/// leave the same pages.
 pub(crate) fn shift_fits(total_bytes: usize, sibling_bytes: usize, capacity: usize) -> bool {
     total_bytes + sibling_bytes <= 2 * capacity - shift_slack(capacity)
 }
@@ -76,7 +77,7 @@ pub(crate) fn shift_cut(
 /// Where a split cuts `n` cells (of `total` bytes) into the leaf's part and a new page's, for
 /// `edge`, measuring only the cells it passes: at the right edge the leaf stays full (a
 /// sequential load leaves full pages), at the left edge the new page does; elsewhere the
-/// halves are closest in size. Both insert paths split with this.
+/// halves are closest in size. The planner splits with this for both executors.
 pub(crate) fn split_cut(
     n: usize,
     size: impl Fn(usize) -> Result<usize>,

@@ -25,11 +25,13 @@ pub(crate) fn last_error_ptr() -> *const c_char {
 /// of line: a cursor's step costs little more than this.
 #[inline]
 pub(crate) fn call(f: impl FnOnce() -> Result<()>) -> i32 {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => Status::Ok as i32,
-        Ok(Err(e)) => failed(e),
-        Err(payload) => panicked(payload),
-    }
+    // The error becomes its status inside the boundary: only an i32 crosses it, not the
+    // `Result` (a cursor's step then moves no error-sized value on its way out).
+    let body = || match f() {
+        Ok(()) => Status::Ok as i32,
+        Err(e) => failed(e),
+    };
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(panicked)
 }
 
 #[cold]
@@ -52,12 +54,18 @@ fn panicked(payload: Box<dyn std::any::Any + Send>) -> i32 {
 }
 
 /// Fails with `InvalidArgument` when `p` is null.
+#[inline(always)]
 pub(crate) fn non_null<T>(p: *const T, name: &str) -> Result<()> {
     if p.is_null() {
-        Err(Error::InvalidArgument(format!("{name} is NULL")))
-    } else {
-        Ok(())
+        return Err(null_argument(name));
     }
+    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn null_argument(name: &str) -> Error {
+    Error::InvalidArgument(format!("{name} is NULL"))
 }
 
 /// `len` bytes at `data` as a slice: NULL is allowed only with length 0.

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod btree;
+pub mod cursor;
 mod fork;
 mod guard;
 mod handle_cache;

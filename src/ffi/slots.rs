@@ -144,7 +144,9 @@ impl<T: Send + 'static> Slots<T> {
     /// The slot at `index`, if its chunk exists (it then stays for good).
     #[inline]
     fn slot(&self, index: usize) -> Option<&Slot<T>> {
-        let (chunk, offset) = Self::place(index);
+        // The first chunk's slots, which a host with few open cursors uses, are found without
+        // the chunk arithmetic: a scan's every step looks its cursor up.
+        let (chunk, offset) = if index < FIRST_CHUNK { (0, index) } else { Self::place(index) };
         let base = self.chunks.get(chunk)?.load(Ordering::Acquire);
         if base.is_null() {
             return None;

@@ -1,7 +1,8 @@
 //! `pcore_snapshot_*`: read snapshots through the C ABI. A snapshot is a handle of its own;
 //! the read calls that take one answer the bytes, roots and tree entries of its commit.
 
-use super::btree::{cursor_open_at, tree_get_in, tree_token, with_tree};
+use super::btree::{tree_get_in, tree_token, with_tree};
+use super::cursor::cursor_open_at;
 use super::guard::{self, non_null, write_out};
 use super::registry::{HandleType, Registry};
 use super::store::{node_read_copy_in, node_read_in, root_get_in, store_of};

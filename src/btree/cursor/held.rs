@@ -149,19 +149,20 @@ impl Held<'_> {
         let Some(&(leaf, index)) = self.at.stack.last() else { return Ok(None) };
         self.copy_leaf(leaf)?;
         let (tree, at) = (self.tree, &*self.at);
-        let e = at.copy_of(leaf)?.expect("copied above").entry(index)?;
+        let page = at.copy_of(leaf)?.expect("copied above");
+        if !page.is_leaf() {
+            return Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "an internal page where a leaf was"));
+        }
+        let (key, value) = page.leaf_entry(index)?;
         let own_node;
-        let value = match e.payload {
-            Payload::Leaf(Value::Inline(v)) => v,
-            Payload::Leaf(Value::Overflow(id, len)) => {
+        let value = match value {
+            Value::Inline(v) => v,
+            Value::Overflow(id, len) => {
                 own_node = tree.read_overflow(id, len)?;
                 &own_node
             }
-            Payload::Child(_) => {
-                return Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "child cell in a leaf"))
-            }
         };
-        let (k, v) = user_entry(tree, e.key, value);
+        let (k, v) = user_entry(tree, key, value);
         Ok(Some(f(at, k, v)))
     }
 

@@ -27,7 +27,7 @@ use held::Held;
 use position::{descend_edge_in, user_entry};
 use position::{FromCopy, Position};
 
-use super::page::{PageRef, Payload, Value};
+use super::page::{PageRef, Value};
 use super::tree::{split_composite, BTree, Duplicates, State};
 use crate::error::{Error, Result};
 use std::ops::Bound;

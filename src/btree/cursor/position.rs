@@ -3,7 +3,7 @@
 use super::*;
 use crate::btree::page::Value;
 use crate::btree::tree::PageReader;
-use spans::Span;
+use spans::{Layout, Span};
 
 /// Where a cursor is: everything but its tree.
 pub(super) struct Position {
@@ -16,9 +16,8 @@ pub(super) struct Position {
     /// A copy of the leaf under the cursor: moving within it reads no page. Valid while the
     /// tree's version is the cursor's (every use checks it).
     pub(super) leaf: Option<(u64, Vec<u8>)>,
-    /// Where the copy's entries lie, once found (`spans_found`; see `spans`).
-    spans: Vec<Span>,
-    spans_found: bool,
+    /// The copy's layout, read when it was taken (see `spans`).
+    layout: Layout,
 }
 
 /// What a cursor call could do from its copy of the leaf, without the tree's lock.
@@ -30,7 +29,7 @@ pub(super) enum FromCopy<T> {
 
 impl Position {
     pub(super) fn new(version: u64, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>) -> Position {
-        Position { version, lower, upper, stack: Vec::new(), leaf: None, spans: Vec::new(), spans_found: false }
+        Position { version, lower, upper, stack: Vec::new(), leaf: None, layout: Layout::default() }
     }
 
     pub(super) fn check(&self, tree: &BTree) -> Result<()> {
@@ -41,19 +40,11 @@ impl Position {
     }
 
     pub(super) fn below_lower(&self, tree: &BTree, key: &[u8]) -> bool {
-        match &self.lower {
-            Bound::Unbounded => false,
-            Bound::Included(l) => tree.cmp_keys(key, l) == std::cmp::Ordering::Less,
-            Bound::Excluded(l) => tree.cmp_keys(key, l) != std::cmp::Ordering::Greater,
-        }
+        below(tree, &self.lower, key)
     }
 
     pub(super) fn above_upper(&self, tree: &BTree, key: &[u8]) -> bool {
-        match &self.upper {
-            Bound::Unbounded => false,
-            Bound::Included(u) => tree.cmp_keys(key, u) == std::cmp::Ordering::Greater,
-            Bound::Excluded(u) => tree.cmp_keys(key, u) != std::cmp::Ordering::Less,
-        }
+        above(tree, &self.upper, key)
     }
 
     #[inline]
@@ -62,7 +53,7 @@ impl Position {
         if matches!((&self.lower, &self.upper), (Bound::Unbounded, Bound::Unbounded)) {
             return true;
         }
-        !self.below_lower(tree, key) && !self.above_upper(tree, key)
+        key_within(tree, &self.lower, &self.upper, key)
     }
 
     /// Makes the cursor's copy hold leaf `id`'s `bytes`, reusing the old copy's buffer.
@@ -75,13 +66,13 @@ impl Position {
 
     /// Makes the cursor's copy hold leaf `id`'s `bytes`.
     pub(super) fn set_copy(&mut self, id: u64, bytes: Vec<u8>) {
+        self.layout = Layout::of(&bytes, id);
         self.leaf = Some((id, bytes));
-        self.spans_found = false;
     }
 
     pub(super) fn drop_copy(&mut self) {
         self.leaf = None;
-        self.spans_found = false;
+        self.layout = Layout::default();
     }
 
     /// The cursor's copy of leaf `id`, if it holds one.
@@ -93,18 +84,16 @@ impl Position {
         }
     }
 
-    /// Where entry `index` of leaf `leaf` lies in the copy (the copy's spans found first, once
-    /// per copy); `None` when the copy is not of `leaf` or the entry is not among the spans
-    /// (past the leaf's end, a value in its own node, a damaged cell).
+    /// Where entry `index` of leaf `leaf` lies in the copy; `None` when the copy is not of
+    /// `leaf` or the entry cannot be handed out from it (past the leaf's end, a value in its
+    /// own node, a damaged cell).
     #[inline]
-    fn span(&mut self, tree: &BTree, leaf: u64, index: usize) -> Option<Span> {
-        let Position { leaf: copy, spans, spans_found, .. } = self;
-        let (id, bytes) = copy.as_ref().filter(|(id, _)| *id == leaf)?;
-        if !*spans_found {
-            spans::find(tree, bytes, *id, spans);
-            *spans_found = true;
+    fn span(&self, tree: &BTree, leaf: u64, index: usize) -> Option<Span> {
+        let (id, bytes) = self.leaf.as_ref().filter(|(id, _)| *id == leaf)?;
+        match tree.duplicates() {
+            Duplicates::Multi => spans::find(tree, bytes, *id, index),
+            _ => self.layout.quick(bytes, index).or_else(|| spans::find(tree, bytes, *id, index)),
         }
-        spans.get(index).copied()
     }
 
     /// The (key, value) a span of the copy gives.
@@ -135,48 +124,56 @@ impl Position {
         Ok(FromCopy::Done(self.span_within(tree, span).then_some(span)))
     }
 
-    /// The common step of a scan, with nothing to report: the next entry's span when it lies
-    /// in the copy (the cursor not stale) within the bounds, the cursor moved onto it. `None`
-    /// for everything else, the cursor not moved: the caller takes the general path, which
-    /// answers it (and makes the errors, off this path).
+    /// The common step of a scan, with nothing to report: the next entry's span when the
+    /// quick decoding hands it out from the copy (see `spans`; the cursor not stale) within the
+    /// bounds, the cursor moved onto it. `None` for everything else, the cursor not moved: the
+    /// caller takes the general path, which answers it (and makes the errors, off this path).
     #[inline(always)]
     pub(super) fn next_span_quick(&mut self, tree: &BTree) -> Option<Span> {
-        if tree.version() != self.version {
-            return None;
-        }
-        let &(leaf, index) = self.stack.last()?;
-        let span = self.span(tree, leaf, index + 1)?;
-        if !self.span_within(tree, span) {
-            return None;
-        }
-        self.stack.last_mut()?.1 = index + 1;
-        Some(span)
-    }
-
-    /// `move_next`'s common case, as `next_span_quick`: true when the next entry is among the
-    /// copy's spans (found already) and the cursor moved onto it.
-    #[inline(always)]
-    pub(super) fn next_quick(&mut self) -> bool {
-        let Some((id, _)) = &self.leaf else { return false };
-        match self.stack.last_mut() {
-            Some((leaf, index)) if self.spans_found && *leaf == *id && *index + 1 < self.spans.len() => {
-                *index += 1;
-                true
-            }
-            _ => false,
-        }
+        self.quick_span(tree, 1)
     }
 
     /// `current_span`'s common case, as `next_span_quick`: the span of the entry under the
     /// cursor when it lies in the copy within the bounds, else `None`.
     #[inline(always)]
     pub(super) fn current_span_quick(&mut self, tree: &BTree) -> Option<Span> {
-        if tree.version() != self.version {
+        self.quick_span(tree, 0)
+    }
+
+    /// The span of the entry `ahead` (0 or 1) of the cursor's when the quick paths can hand it
+    /// out, the cursor moved onto it. Each field is read once: this is most of a scan's step.
+    #[inline(always)]
+    fn quick_span(&mut self, tree: &BTree, ahead: usize) -> Option<Span> {
+        if tree.version() != self.version || tree.duplicates() == Duplicates::Multi {
             return None;
         }
-        let &(leaf, index) = self.stack.last()?;
-        let span = self.span(tree, leaf, index)?;
-        self.span_within(tree, span).then_some(span)
+        let Position { leaf: Some((id, bytes)), stack, layout, lower, upper, .. } = self else { return None };
+        let (leaf, index) = stack.last_mut()?;
+        if *leaf != *id {
+            return None;
+        }
+        let span = layout.quick(bytes, *index + ahead)?;
+        if !matches!((&*lower, &*upper), (Bound::Unbounded, Bound::Unbounded))
+            && !key_within(tree, lower, upper, span.of(bytes).0)
+        {
+            return None;
+        }
+        *index += ahead;
+        Some(span)
+    }
+
+    /// `move_next`'s common case, with nothing to read: true when the next entry is in the
+    /// copy and the cursor moved onto it (the caller checked the version).
+    #[inline(always)]
+    pub(super) fn next_quick(&mut self) -> bool {
+        let Some((id, _)) = &self.leaf else { return false };
+        match self.stack.last_mut() {
+            Some((leaf, index)) if *leaf == *id && *index + 1 < self.layout.len => {
+                *index += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// `move_next` then `current_span`, within the copy of the leaf. Moves only when it
@@ -212,11 +209,7 @@ impl Position {
     pub(super) fn next_within_copy(&mut self, tree: &BTree) -> Result<FromCopy<()>> {
         self.check(tree)?;
         let Some(&(leaf, index)) = self.stack.last() else { return Ok(FromCopy::Done(())) };
-        // The spans when found already (an in-place read found them), else the page's length.
-        let next = match self.spans_found && self.leaf.as_ref().is_some_and(|(id, _)| *id == leaf) {
-            true => index + 1 < self.spans.len(),
-            false => self.copy_of(leaf)?.is_some_and(|page| index + 1 < page.len()),
-        };
+        let next = self.leaf.as_ref().is_some_and(|(id, _)| *id == leaf) && index + 1 < self.layout.len;
         if !next {
             return Ok(FromCopy::NeedsLock);
         }
@@ -248,15 +241,26 @@ impl Position {
         self.check(tree)?;
         let Some(&(leaf, start)) = self.stack.last() else { return Ok(0) };
         let Some(page) = self.copy_of(leaf)? else { return Ok(0) };
-        // Each entry is decoded here, once, without finding the leaf's spans (which decodes
-        // every entry too). Decided once per leaf: whether keys are composites to split, and
+        // Decided once per leaf: whether keys are composites to split, and
         // whether there are bounds to check (an unbounded scan, the common one, has none).
         let multi = tree.duplicates() == Duplicates::Multi;
         let bounded = self.bounded();
         let mut index = start;
+        let bytes = page.as_bytes();
         while index + 1 < page.len() {
-            let (key, Value::Inline(v)) = page.leaf_entry(index)? else { break };
-            let (key, value) = if multi { split_composite(key) } else { (key, v) };
+            let (key, value) = match page.leaf_inline_quick(index) {
+                Some((key_at, key_len, value_at, value_len)) if !multi => {
+                    (&bytes[key_at..][..key_len], &bytes[value_at..][..value_len])
+                }
+                _ => {
+                    let (key, Value::Inline(v)) = page.leaf_entry(index)? else { break };
+                    if multi {
+                        split_composite(key)
+                    } else {
+                        (key, v)
+                    }
+                }
+            };
             if (bounded && !self.within_bounds(tree, key)) || !f(key, value) {
                 break;
             }
@@ -335,4 +339,27 @@ pub(super) fn user_entry<'a>(tree: &BTree, key: &'a [u8], value: &'a [u8]) -> (&
         return split_composite(key);
     }
     (key, value)
+}
+
+/// Whether `key` lies below a lower bound.
+fn below(tree: &BTree, lower: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    match lower {
+        Bound::Unbounded => false,
+        Bound::Included(l) => tree.cmp_keys(key, l) == std::cmp::Ordering::Less,
+        Bound::Excluded(l) => tree.cmp_keys(key, l) != std::cmp::Ordering::Greater,
+    }
+}
+
+/// Whether `key` lies above an upper bound.
+fn above(tree: &BTree, upper: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    match upper {
+        Bound::Unbounded => false,
+        Bound::Included(u) => tree.cmp_keys(key, u) == std::cmp::Ordering::Greater,
+        Bound::Excluded(u) => tree.cmp_keys(key, u) != std::cmp::Ordering::Less,
+    }
+}
+
+/// Whether `key` lies between the bounds.
+fn key_within(tree: &BTree, lower: &Bound<Vec<u8>>, upper: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    !below(tree, lower, key) && !above(tree, upper, key)
 }

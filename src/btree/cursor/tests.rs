@@ -213,3 +213,31 @@ fn combined_and_batch_reads_see_what_a_stepped_scan_sees() {
         assert!(matches!(c.current_entry(), Err(Error::StaleCursor(_))));
     }
 }
+
+/// Cells of every shape the quick step decodes or leaves to the general path (keys of 1 to 255
+/// bytes, values of 0 to 1,000 bytes, inline with one- and two-byte lengths, or in their own
+/// node) read the same through every scan.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn scans_read_cells_of_every_shape_alike() {
+    let store = Store::in_memory(&StoreOptions::default()).unwrap();
+    let tree = BTree::open(&store, b"shapes", &TreeOptions { page_bytes: 4096, ..TreeOptions::default() }).unwrap();
+    let mut rng = crate::test_rng::TestRng::new(0x5ca9);
+    for i in 0..3000u64 {
+        let key_len = [1, 8, 16, 17 + (rng.next() % 239) as usize][i as usize % 4];
+        let key: Vec<u8> = (0..key_len).map(|_| rng.next() as u8).collect();
+        let value = vec![i as u8; [0, 8, 63, 64, 300, 1000][(rng.next() % 6) as usize]];
+        match tree.insert(&key, &value) {
+            Ok(()) | Err(Error::DuplicateKey(_)) => {} // a 1-byte key drawn twice
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let want = tree.range(Bound::Unbounded, Bound::Unbounded).unwrap();
+    assert!(want.len() > 2000);
+    for batch in [1, 7, 10_000] {
+        for (way, scan) in three_scans(&tree, Bound::Unbounded, Bound::Unbounded, batch).iter().enumerate() {
+            assert_eq!(scan, &want, "way {way}, batch {batch}");
+        }
+    }
+    assert_eq!(in_place_scan(&tree, Bound::Unbounded, Bound::Unbounded), want);
+}

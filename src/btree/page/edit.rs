@@ -83,7 +83,7 @@ pub(crate) fn insert_cells_in_place(page: &mut [u8], page_id: u64, src: &PageRef
     for i in (0..added).rev() {
         let raw = src.leaf_cell(i)?.raw;
         end -= raw.len();
-        copy_cell(&mut page[end..end + raw.len()], raw);
+        copy_short(&mut page[end..end + raw.len()], raw);
         page[HEADER_BYTES + (first + i) * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
     }
     page[2..4].copy_from_slice(&((count + added) as u16).to_le_bytes());

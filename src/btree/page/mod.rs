@@ -25,14 +25,17 @@
 //! disagree about whether entries fit (the root cause of Kizuna's RECORD_TOO_LARGE).
 //!
 //! The module's parts: `read` (checked reads and searches of a page), `write` (whole pages
-//! built from entries or cells), `edit` (in-place edits: insert, remove, a new separator).
+//! built from cells), `edit` (in-place edits: insert, remove, a new separator), `cells` (a
+//! leaf's cells as the planner cuts them).
 
+mod cells;
 mod edit;
 mod read;
 #[cfg(test)]
 mod tests;
 mod write;
 
+pub(crate) use cells::*;
 pub(crate) use edit::*;
 pub(crate) use read::*;
 pub(crate) use write::*;
@@ -206,7 +209,8 @@ fn slot_bytes(page_type: u8) -> usize {
 
 /// An entry as its page stores it, a leaf's or an internal page's: the cell's bytes, moved
 /// between pages by one copy (a split, shift, merge or even-out rewrites pages without
-/// decoding and re-encoding every entry; only a new entry is encoded, by [`Cell::encode`]).
+/// decoding and re-encoding every entry; only a new entry is encoded, by the one encoder:
+/// [`Cell::encode`], or the page writer as it writes a bulk load's entries, [`build`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cell<'a> {
     raw: &'a [u8],

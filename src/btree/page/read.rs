@@ -2,82 +2,6 @@
 
 use super::*;
 
-/// A leaf's cells with one more, `cell`, at index `at`: what a new key's slow path cuts in
-/// two. Its cells are read where they lie, one at a time, and only those a shift needs.
-#[derive(Clone, Copy)]
-pub(crate) struct LeafWithInsert<'a> {
-    pub page: PageRef<'a>,
-    pub at: usize,
-    pub cell: Cell<'a>,
-}
-
-/// A leaf's cells in order, as the planner measures and cuts them: a page with one cell more
-/// ([`LeafWithInsert`], read where they lie) or cells gathered in a slice.
-pub(crate) trait LeafCells<'a> {
-    fn len(&self) -> usize;
-    /// Bytes of all the cells, slots included.
-    fn bytes(&self) -> usize;
-    fn get(&self, j: usize) -> Result<Cell<'a>>;
-}
-
-impl<'a> LeafCells<'a> for LeafWithInsert<'a> {
-    fn len(&self) -> usize {
-        self.page.len() + 1
-    }
-
-    /// The page has no holes: it is a leaf.
-    fn bytes(&self) -> usize {
-        self.page.occupied_bytes() + self.cell.bytes()
-    }
-
-    #[inline(always)]
-    fn get(&self, j: usize) -> Result<Cell<'a>> {
-        match j.cmp(&self.at) {
-            std::cmp::Ordering::Less => self.page.leaf_cell(j),
-            std::cmp::Ordering::Equal => Ok(self.cell),
-            std::cmp::Ordering::Greater => self.page.leaf_cell(j - 1),
-        }
-    }
-}
-
-impl<'a> LeafCells<'a> for [Cell<'a>] {
-    fn len(&self) -> usize {
-        <[Cell<'a>]>::len(self)
-    }
-
-    fn bytes(&self) -> usize {
-        self.iter().map(Cell::bytes).sum()
-    }
-
-    fn get(&self, j: usize) -> Result<Cell<'a>> {
-        Ok(self[j])
-    }
-}
-
-impl<'a> LeafWithInsert<'a> {
-    /// Writes cells `range` as a whole leaf into `out`, reading each cell once. A damaged
-    /// cell, or cells that do not fit (a damaged page's lengths), are `Corrupt`, with `out`
-    /// partly written (pass a buffer).
-    pub fn build(&self, out: &mut [u8], range: std::ops::Range<usize>) -> Result<()> {
-        let unfit = || self.page.corrupt(0, "cells that do not fit a page");
-        let mut w = PageWriter::new(out, TYPE_LEAF, 0, range.len()).ok_or_else(unfit)?;
-        // Last first (see `PageWriter`): the page's cells after the new one, the new one, the
-        // page's cells before it.
-        let after = range.start.max(self.at + 1);
-        for i in (after - 1..range.end.max(after) - 1).rev() {
-            w.push_cell(&self.page.leaf_cell(i)?).ok_or_else(unfit)?;
-        }
-        if range.contains(&self.at) {
-            w.push_cell(&self.cell).ok_or_else(unfit)?;
-        }
-        for i in (range.start..range.end.min(self.at)).rev() {
-            w.push_cell(&self.page.leaf_cell(i)?).ok_or_else(unfit)?;
-        }
-        w.finish();
-        Ok(())
-    }
-}
-
 /// How a search compares a page's entry with its probe. A trait rather than a closure so
 /// that the comparison is inlined into the search loop.
 pub(super) trait KeyOrder {
@@ -208,7 +132,7 @@ impl<'a> PageRef<'a> {
         u64::from_le_bytes(self.bytes[8..16].try_into().expect("8 bytes"))
     }
 
-    pub(super) fn cells_start(&self) -> usize {
+    pub(crate) fn cells_start(&self) -> usize {
         self.cells_start
     }
 
@@ -289,7 +213,9 @@ impl<'a> PageRef<'a> {
         self.take(i, off + n, len)
     }
 
-    #[inline]
+    /// Entry i, decoded: for tests (the tree reads cells, and keys, values or children by
+    /// index).
+    #[cfg(test)]
     pub fn entry(&self, i: usize) -> Result<Entry<'a>> {
         let off = self.cell_offset(i)?;
         let (key_len, n) = self.varint(i, off)?;
@@ -497,6 +423,15 @@ impl<'a> PageRef<'a> {
         self.leaf_cell_decoded(i, off)
     }
 
+    /// Entry i of a page known to be a leaf, for a scan's quick path: see [`leaf_inline_at`].
+    #[inline(always)]
+    pub fn leaf_inline_quick(&self, i: usize) -> Option<(usize, usize, usize, usize)> {
+        if i >= self.slots.len() {
+            return None;
+        }
+        leaf_inline_at(self.bytes, self.cells_start, i)
+    }
+
     /// `leaf_cell` for cells with longer lengths, and damaged ones.
     #[cold]
     #[inline(never)]
@@ -533,11 +468,6 @@ impl<'a> PageRef<'a> {
     /// The bytes of entry i's cell (its slot not included), read from its lengths.
     pub(super) fn cell_len(&self, i: usize) -> Result<usize> {
         Ok(self.cell(i)?.raw.len())
-    }
-
-    /// The bytes leaf entry i takes, its slot included, read from its cell's lengths.
-    pub fn leaf_cell_bytes(&self, i: usize) -> Result<usize> {
-        Ok(self.leaf_cell(i)?.bytes())
     }
 
     /// Every cell, in order.
@@ -586,4 +516,40 @@ impl<'a> PageRef<'a> {
     pub fn occupied_bytes(&self) -> usize {
         capacity(self.bytes.len()) - self.gap_bytes()
     }
+}
+
+/// Entry i of a leaf's image `page` whose layout [`PageRef::parse`] accepted (with its cells
+/// from `cells_start`, and more than i entries), for a scan's quick path: its key's and
+/// inline value's byte ranges in the page, (key at, key length, value at, value length), for
+/// the common cell (a key under 128 bytes, an inline value under 8 KiB); `None` for any other
+/// (an overflow value, longer lengths, a damaged cell), which the caller reads through
+/// [`PageRef::leaf_entry`] (it reports the damage). Checks what `leaf_cell` checks, with no
+/// page to parse and no `Result` to build: a cursor's step decodes its entry this way.
+#[inline(always)]
+pub(crate) fn leaf_inline_at(page: &[u8], cells_start: usize, i: usize) -> Option<(usize, usize, usize, usize)> {
+    let slot = page.get(HEADER_BYTES + i * SLOT_BYTES..)?.first_chunk::<SLOT_BYTES>()?;
+    let off = u16::from_le_bytes(*slot) as usize;
+    if off < cells_start {
+        return None;
+    }
+    let key_len = *page.get(off)? as usize;
+    if key_len >= 0x80 {
+        return None;
+    }
+    let at = off + 1 + key_len;
+    let header = *page.get(at)? as usize;
+    let (header, value_at) = if header < 0x80 {
+        (header, at + 1)
+    } else {
+        let high = *page.get(at + 1)? as usize;
+        if high >= 0x80 {
+            return None;
+        }
+        (header & 0x7F | high << 7, at + 2)
+    };
+    let value_len = header >> 1;
+    if header & 1 != 0 || value_at + value_len > page.len() {
+        return None;
+    }
+    Some((off + 1, key_len, value_at, value_len))
 }

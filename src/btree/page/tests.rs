@@ -95,7 +95,7 @@ fn cells_carry_exactly_the_bytes_the_accounting_gives_their_entries() {
         assert_eq!(Payload::Leaf(p.leaf_value(i).unwrap()), e.payload);
     }
     let mut copy = vec![0u8; 1024];
-    build_cells(&mut copy, TYPE_LEAF, 0, &cells);
+    build(&mut copy, TYPE_LEAF, 0, &cells);
     assert_eq!(PageRef::parse(&copy, 2).unwrap().entries().unwrap(), entries);
     let mut buf = Vec::new();
     assert_eq!(Cell::encode(&entries[3], &mut buf), cells[3]);
@@ -252,4 +252,54 @@ fn removing_a_separator_in_place_equals_a_rebuild_even_over_holes() {
         assert_eq!(p.leftmost_child(), 99);
         p.check_words().unwrap();
     }
+}
+
+/// The scan's quick decoding hands out exactly what the checked read gives, for every cell it
+/// takes (one- and two-byte value lengths, empty keys and values), and declines the cells it
+/// leaves to the checked read (long keys, overflow values) and damaged ones.
+#[test]
+fn the_quick_leaf_decoding_agrees_with_the_checked_read() {
+    let long_key = vec![b'k'; 200];
+    let (v63, v64, v900) = (vec![1u8; 63], vec![2u8; 64], vec![3u8; 900]);
+    let entries = [
+        leaf(b"", b""),
+        leaf(b"a", &v63),
+        leaf(b"b", &v64),
+        leaf(b"c", &v900),
+        Entry { key: b"d", payload: Payload::Leaf(Value::Overflow(0x1234_0001, 70000)) },
+        leaf(&long_key, b"x"),
+    ];
+    let mut page = vec![0u8; 4096];
+    build(&mut page, TYPE_LEAF, 0, &entries);
+    let p = PageRef::parse(&page, 1).unwrap();
+    for (i, e) in entries.iter().enumerate() {
+        let quick = p.leaf_inline_quick(i).map(|(ka, kl, va, vl)| (&page[ka..ka + kl], &page[va..va + vl]));
+        match (e.payload, e.key.len() < 128) {
+            (Payload::Leaf(Value::Inline(v)), true) => assert_eq!(quick, Some((e.key, v)), "entry {i}"),
+            _ => assert_eq!(quick, None, "entry {i}"),
+        }
+        assert_eq!(
+            p.leaf_entry(i).unwrap(),
+            (
+                e.key,
+                match e.payload {
+                    Payload::Leaf(v) => v,
+                    _ => unreachable!(),
+                }
+            )
+        );
+    }
+    assert_eq!(p.leaf_inline_quick(entries.len()), None, "past the end");
+    // A value length running past the page (the one cell lies at its end), and a slot
+    // pointing below the cell area.
+    let mut short = vec![0u8; 512];
+    build(&mut short, TYPE_LEAF, 0, &[leaf(b"a", b"1")]);
+    short[512 - 2] = 63 << 1;
+    let p = PageRef::parse(&short, 1).unwrap();
+    assert_eq!(p.leaf_inline_quick(0), None);
+    assert!(p.leaf_entry(0).is_err());
+    let mut below = page.clone();
+    below[HEADER_BYTES..HEADER_BYTES + 2].copy_from_slice(&(HEADER_BYTES as u16).to_le_bytes());
+    assert_eq!(PageRef::parse(&below, 1).unwrap().leaf_inline_quick(0), None);
+    assert!(PageRef::parse(&below, 1).unwrap().leaf_entry(0).is_err());
 }

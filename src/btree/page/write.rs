@@ -1,22 +1,67 @@
-//! Writing whole pages: the one page writer, from entries or from cells.
+//! Writing whole pages: the one page writer, from cells.
 
 use super::*;
 
-/// Writes a whole page from entries in order. Panics if they do not fit: callers decide with
-/// [`fits`], which uses the same accounting.
-pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, entries: &[Entry<'_>]) -> usize {
-    let page_bytes = out.len();
-    let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, entries.len()) else { unfit(page_bytes) };
-    for e in entries.iter().rev() {
-        debug_assert_eq!(e.page_type(), page_type, "an entry of another kind of page");
-        w.push(e.cell_bytes(), prefix_word(e.key), |dst| write_cell(dst, e)).unwrap_or_else(|| unfit(page_bytes));
-    }
-    w.finish()
+/// What a page is written from: a cell as a page holds it, copied as it is, or a new entry,
+/// encoded by the one encoder (`write_cell`). One page writer takes both.
+pub(crate) trait CellSource {
+    /// The bytes of its cell, its slot not included.
+    fn cell_len(&self) -> usize;
+    /// The type of page that holds it.
+    fn page_type(&self) -> u8;
+    fn key(&self) -> &[u8];
+    /// Writes the cell into `dst` (of `cell_len` bytes).
+    fn write(&self, dst: &mut [u8]);
 }
 
-/// Writes a whole page from cells in order (all of the page's type), as [`build`] does from
-/// new entries.
-pub(crate) fn build_cells(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[Cell<'_>]) -> usize {
+impl CellSource for Cell<'_> {
+    #[inline(always)]
+    fn cell_len(&self) -> usize {
+        self.raw.len()
+    }
+
+    #[inline(always)]
+    fn page_type(&self) -> u8 {
+        Cell::page_type(self)
+    }
+
+    #[inline(always)]
+    fn key(&self) -> &[u8] {
+        Cell::key(self)
+    }
+
+    #[inline(always)]
+    fn write(&self, dst: &mut [u8]) {
+        copy_short(dst, self.raw)
+    }
+}
+
+impl CellSource for Entry<'_> {
+    #[inline(always)]
+    fn cell_len(&self) -> usize {
+        self.cell_bytes()
+    }
+
+    #[inline(always)]
+    fn page_type(&self) -> u8 {
+        Entry::page_type(self)
+    }
+
+    #[inline(always)]
+    fn key(&self) -> &[u8] {
+        self.key
+    }
+
+    #[inline(always)]
+    fn write(&self, dst: &mut [u8]) {
+        write_cell(dst, self)
+    }
+}
+
+/// Writes a whole page from cells in order, all of `page_type`: cells of other pages, or new
+/// entries (a bulk load's), encoded as they are written. Panics if they do not fit: callers
+/// decide with [`fits`], which uses the same accounting.
+pub(crate) fn build(out: &mut [u8], page_type: u8, leftmost_child: u64, cells: &[impl CellSource]) -> usize {
     let page_bytes = out.len();
     let Some(mut w) = PageWriter::new(out, page_type, leftmost_child, cells.len()) else { unfit(page_bytes) };
     for c in cells.iter().rev() {
@@ -77,12 +122,12 @@ impl<'o> PageWriter<'o> {
         Some(())
     }
 
-    /// Adds a cell as [`PageWriter::push`] does, copied as it is.
+    /// Adds a cell as [`PageWriter::push`] does: copied, or encoded from a new entry.
     #[inline(always)]
-    pub(super) fn push_cell(&mut self, c: &Cell<'_>) -> Option<()> {
-        debug_assert_eq!(self.slot_bytes, c.slot as usize, "a cell of another kind of page");
+    pub(super) fn push_cell(&mut self, c: &impl CellSource) -> Option<()> {
+        debug_assert_eq!(self.slot_bytes, slot_bytes(c.page_type()), "a cell of another kind of page");
         let word = if self.slot_bytes == WORD_SLOT_BYTES { prefix_word(c.key()) } else { 0 };
-        self.push(c.raw.len(), word, |dst| copy_cell(dst, c.raw))
+        self.push(c.cell_len(), word, |dst| c.write(dst))
     }
 
     /// Records where the cells start; returns the page's length.
@@ -103,13 +148,16 @@ pub(super) fn write_slot(slot: &mut [u8], offset: usize, word: u64) {
     }
 }
 
-/// Copies a cell (`dst` and `src` of one length). Most cells are a few dozen bytes, and pages
-/// are rebuilt a cell at a time: two overlapping fixed-size moves cost less than a call to
-/// memcpy.
+/// Copies a short slice (`dst` and `src` of one length): a cell, or a scan's key or value.
+/// Most are a few dozen bytes, and pages are rebuilt (and batches filled) one at a time: two
+/// overlapping fixed-size moves cost less than a call to memcpy.
 #[inline(always)]
-pub(super) fn copy_cell(dst: &mut [u8], src: &[u8]) {
+pub(crate) fn copy_short(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
-    if (16..=32).contains(&n) {
+    if (8..=16).contains(&n) {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if (17..=32).contains(&n) {
         dst[..16].copy_from_slice(&src[..16]);
         dst[n - 16..].copy_from_slice(&src[n - 16..]);
     } else if (33..=64).contains(&n) {

@@ -120,7 +120,7 @@ pub(super) fn state_in_store(
         None => {
             let (id, _, _) = store.allocate(pb, KIND_LEAF)?;
             let mut image = vec![0u8; pb];
-            page::build_cells(&mut image, TYPE_LEAF, 0, &[]);
+            page::build(&mut image, TYPE_LEAF, 0, &[] as &[Cell<'_>]);
             store.publish(id, &image)?;
             let st = State { root: id.raw(), height: 1, entries: 0, dropped: false };
             store.set_root(anchor, id.raw(), &encode_anchor(pb, duplicates, custom, &st))?;

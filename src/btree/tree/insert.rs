@@ -103,8 +103,9 @@ impl BTree {
         edge_at(path, index, n, |id| plan.page_len(id).ok())
     }
 
-    /// Writes a leaf's new cells: one page if they fit, else a split whose separator goes
-    /// up the path (splitting internal pages as needed, growing a new root at the top).
+    /// Writes a leaf's new cells: one page if they fit, else as the planner decides
+    /// ([`BTree::overflow_plan`]): shifted into a sibling, or split, the separator going up
+    /// the path (splitting internal pages as needed, growing a new root at the top).
     pub(super) fn write_leaf(
         &self,
         plan: &mut Plan<'_, '_>,
@@ -114,54 +115,67 @@ impl BTree {
         cells: &[Cell<'_>],
         edge: Edge,
     ) -> Result<()> {
-        let cap = page::capacity(self.inner.page_bytes);
         if self.cells_fit(cells) {
             plan.write_cells(leaf_id, cells);
             return Ok(());
         }
-        let sizes: Vec<usize> = cells.iter().map(Cell::bytes).collect();
-        if edge == Edge::Middle {
-            if let Some(&(parent_id, pos)) = path.last() {
-                if self.shift_into_sibling(plan, parent_id, pos, leaf_id, cells)? {
-                    return Ok(());
-                }
+        // The parent is read only for a shift, which the planner considers away from the edges.
+        let parent_bytes = match (edge, path.last()) {
+            (Edge::Middle, Some(&(parent_id, pos))) => Some((plan.copy_page(parent_id)?, parent_id, pos)),
+            _ => None,
+        };
+        let parent = match &parent_bytes {
+            Some((bytes, id, pos)) => {
+                let p = PageRef::parse(bytes, *id)?;
+                self.check_kind(&p, *id, false)?;
+                Some((p, *pos))
             }
-        }
-        let total = sizes.iter().sum();
-        let k = split_cut(sizes.len(), |j| Ok(sizes[j]), total, cap, edge)?
-            .ok_or_else(|| Error::Internal("entries of at most a quarter page found no split".into()))?;
-        let right_id = plan.alloc_page(KIND_LEAF)?;
-        plan.write_cells(leaf_id, &cells[..k]);
-        plan.write_cells(right_id, &cells[k..]);
-        let separator = self.separator(cells[k - 1].key(), cells[k].key());
-        self.insert_separator(plan, st, path, separator, right_id, edge)
-    }
-
-    /// Instead of splitting an overfull leaf, evens it out with a sibling under the same parent
-    /// that has room, as the in-place path decides ([`BTree::pick_sibling`]). Returns false,
-    /// planning nothing, when no sibling qualifies.
-    pub(super) fn shift_into_sibling(
-        &self,
-        plan: &mut Plan<'_, '_>,
-        parent_id: u64,
-        pos: usize,
-        leaf_id: u64,
-        cells: &[Cell<'_>],
-    ) -> Result<bool> {
-        let parent_bytes = plan.copy_page(parent_id)?;
-        let parent = PageRef::parse(&parent_bytes, parent_id)?;
-        self.check_kind(&parent, parent_id, false)?;
+            None => None,
+        };
         let sibling = |id| {
             plan.with_page(id, |p| {
                 self.check_kind(&p, id, true)?;
                 Ok((p.occupied_bytes(), p.len()))
             })?
         };
-        let Some((Destination::Sibling { id: sibling_id, right }, k, separator)) =
-            self.pick_sibling(sibling, &parent, pos, cells)?
-        else {
-            return Ok(false);
-        };
+        let decided = self.overflow_plan(sibling, parent.as_ref().map(|(p, pos)| (p, *pos)), cells, edge)?;
+        match decided {
+            Some(Overflow::Shift { id, right, cut, separator }) => {
+                let (parent_id, pos) = *path.last().expect("a shift has a parent");
+                self.shift_into_sibling(
+                    plan,
+                    parent_id,
+                    if right { pos } else { pos - 1 },
+                    leaf_id,
+                    cells,
+                    (id, right, cut),
+                    separator,
+                )
+            }
+            Some(Overflow::Split { cut, separator }) => {
+                let right_id = plan.alloc_page(KIND_LEAF)?;
+                plan.write_cells(leaf_id, &cells[..cut]);
+                plan.write_cells(right_id, &cells[cut..]);
+                self.insert_separator(plan, st, path, separator, right_id, edge)
+            }
+            None => Err(Error::Internal("entries of at most a quarter page found no split".into())),
+        }
+    }
+
+    /// Carries a shift the planner decided out by copy: the leaf's `cells` from `cut` on go to
+    /// the front of its right sibling `id` (`right`), or those before `cut` to the end of its
+    /// left one; `separator` replaces the parent's entry `sep_index` between the two.
+    #[allow(clippy::too_many_arguments)]
+    fn shift_into_sibling(
+        &self,
+        plan: &mut Plan<'_, '_>,
+        parent_id: u64,
+        sep_index: usize,
+        leaf_id: u64,
+        cells: &[Cell<'_>],
+        (sibling_id, right, k): (u64, bool, usize),
+        separator: Vec<u8>,
+    ) -> Result<()> {
         let sibling_bytes = plan.copy_page(sibling_id)?;
         let sibling = PageRef::parse(&sibling_bytes, sibling_id)?;
         let sibling_cells = self.page_cells(&sibling, sibling_id, true)?;
@@ -170,10 +184,10 @@ impl BTree {
         } else {
             (sibling_id, leaf_id, [&sibling_cells[..], &cells[..k]].concat(), cells[k..].to_vec())
         };
-        self.plan_separator(plan, parent_id, if right { pos } else { pos - 1 }, separator)?;
+        self.plan_separator(plan, parent_id, sep_index, separator)?;
         plan.write_cells(left_id, &left_cells);
         plan.write_cells(right_id, &right_cells);
-        Ok(true)
+        Ok(())
     }
 
     /// Adds (separator, child) right after the path's child position in each parent, from the

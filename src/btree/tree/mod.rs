@@ -18,6 +18,7 @@ mod order;
 mod overflow;
 mod path;
 mod plan;
+mod planner;
 mod rebalance;
 mod remove;
 #[cfg(test)]
@@ -42,8 +43,8 @@ use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_
 use super::split::{below_merge_threshold, even_cuts, internal_split_point, shortest_separator, split_cut, Edge};
 use crate::error::{Error, Result};
 use crate::store::{AbortGuard, AbortHook, NodeEditor, NodeId, Snapshot, Store, WeakStore};
-use overflow::Destination;
 use parking_lot::RwLock;
+use planner::{Overflow, PairPlan};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};

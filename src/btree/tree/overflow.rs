@@ -1,24 +1,22 @@
-//! The insert's slow path for its common case, done in place: a new key with an inline value
-//! whose leaf is full. The overflowing cells go to a sibling with room (a shift: no new page,
-//! and pages stay fuller on random inserts, B*-tree style) or to a new page right of the leaf
-//! (a split). The leaf is rewritten with the cells that stay, a sibling takes the moved cells
-//! into its free gap, and the parent's separator is replaced, or the new page's added, in the
-//! parent's gap: the pages are read where they lie, never copied to be decoded.
+//! The in-place executor of the planner's decision for a full leaf ([`BTree::overflow_plan`]),
+//! for the insert's common slow case: a new key with an inline value whose leaf is full. The
+//! leaf is rewritten with the cells that stay, a sibling takes shifted cells into its free gap,
+//! and the parent's separator is replaced, or the new page's added, in the parent's gap: the
+//! pages are read where they lie, never copied to be decoded.
 //!
-//! Whatever this does not cover (a leaf that is the root, a parent without room, a key-count
-//! ceiling, an edge split that would leave a page over it) is left, nothing changed, to the
-//! general path. Both carry their decision out through a `Plan`: every shadow and new page is
-//! taken before any page is written.
+//! It decides nothing: it takes the plan when it can carry it out whole, and otherwise (a leaf
+//! that is the root, a parent without room, a key-count ceiling, no cut) leaves the operation,
+//! nothing changed, to the copy executor (`insert.rs`), which asks the same planner. Both carry
+//! the plan out through a `Plan`: every shadow and new page is taken before any page is written.
 
-use super::{edge_at, BTree, PageReader, PageWrite, Plan, Scratch, State, KIND_LEAF};
+use super::{edge_at, BTree, Overflow, PageReader, PageWrite, Plan, Scratch, State, KIND_LEAF};
 use crate::btree::page::{self, Cell, Entry, LeafCells, LeafWithInsert, PageRef, Payload};
-use crate::btree::split::{shift_cut, shift_fits, split_cut, Edge};
 use crate::error::{Error, Result};
 use crate::store::NodeEditor;
 
-/// Where a full leaf's overflowing cells go.
+/// Where a full leaf's moved cells go.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Destination {
+enum Destination {
     /// To the sibling `id` under the same parent: its front when it is the leaf's right
     /// sibling, its end when the left.
     Sibling { id: u64, right: bool },
@@ -26,7 +24,8 @@ pub(super) enum Destination {
     NewPage,
 }
 
-/// A shift or split decided from the pages as they are, before anything is written.
+/// The planner's shift or split, ready to be carried out in place: checked and its page
+/// images built from the pages as they are, before anything is written.
 struct Move {
     to: Destination,
     /// The parent's entry whose separator is replaced (a shift) or inserted (a split).
@@ -79,8 +78,8 @@ impl BTree {
         Ok(true)
     }
 
-    /// Decides a shift or split from the pages as they are, nothing written: `None` when
-    /// neither applies in place.
+    /// The planner's shift or split for the pages as they are, with its page images, nothing
+    /// written: `None` when it cannot be carried out in place.
     fn plan_move(
         &self,
         editor: &NodeEditor<'_>,
@@ -91,42 +90,34 @@ impl BTree {
     ) -> Result<Option<Move>> {
         let Some(&(parent_id, pos)) = path.last() else { return Ok(None) };
         let pb = self.inner.page_bytes;
-        let cap = page::capacity(pb);
         let pages = PageReader { nodes: &editor.reader(), page_bytes: pb };
         let leaf = pages.page(leaf_id)?;
         self.check_kind(&leaf, leaf_id, true)?;
         let cells = LeafWithInsert { page: leaf, at, cell };
-        let (n, total) = (cells.len(), cells.bytes());
-        if page::fits(total, pb) {
+        let n = cells.len();
+        if page::fits(cells.bytes(), pb) {
             return Ok(None); // the in-place insert failed for another reason: a count ceiling
         }
         let parent = pages.page(parent_id)?;
         self.check_kind(&parent, parent_id, false)?;
         let edge = edge_at(path, at, n, |id| pages.page(id).ok().map(|p| p.len()));
-        let shift = match edge {
-            Edge::Middle => {
-                let sibling = |id| {
-                    let p = pages.page(id)?;
-                    self.check_kind(&p, id, true)?;
-                    Ok((p.occupied_bytes(), p.len()))
-                };
-                self.pick_sibling(sibling, &parent, pos, &cells)?
-            }
-            _ => None,
+        let sibling = |id| {
+            let p = pages.page(id)?;
+            self.check_kind(&p, id, true)?;
+            Ok((p.occupied_bytes(), p.len()))
         };
-        let (to, k, separator) = match shift {
-            Some(chosen) => chosen,
-            None => {
-                let Some(k) = split_cut(n, |j| cells.get(j).map(|c| c.bytes()), total, cap, edge)? else {
-                    return Ok(None);
-                };
-                let separator = self.separator(cells.get(k - 1)?.key(), cells.get(k)?.key());
+        let (to, k, separator) = match self.overflow_plan(sibling, Some((&parent, pos)), &cells, edge)? {
+            Some(Overflow::Shift { id, right, cut, separator }) => (Destination::Sibling { id, right }, cut, separator),
+            Some(Overflow::Split { cut, separator }) => {
+                // In place only when the parent's gap takes the new separator, and within the
+                // key-count ceiling.
                 let room = parent.gap_bytes() >= page::entry_bytes(separator.len(), &Payload::Child(0));
-                if !room || !self.count_fits(k) || !self.count_fits(n - k) || !self.count_fits(parent.len() + 1) {
+                if !room || !self.count_fits(cut) || !self.count_fits(n - cut) || !self.count_fits(parent.len() + 1) {
                     return Ok(None);
                 }
-                (Destination::NewPage, k, separator)
+                (Destination::NewPage, cut, separator)
             }
+            None => return Ok(None),
         };
         let right = !matches!(to, Destination::Sibling { right: false, .. });
         let (moved_range, rest_range) = if right { (k..n, 0..k) } else { (0..k, k..n) };
@@ -134,58 +125,6 @@ impl BTree {
         cells.build(&mut moved, moved_range)?;
         cells.build(&mut rest, rest_range)?;
         Ok(Some(Move { to, sep_index: if right { pos } else { pos - 1 }, separator, moved, rest }))
-    }
-
-    /// THE shift decision of both insert paths: a sibling under the same parent that can take
-    /// enough of the leaf's cells (`cells`, the new one among them) for both to fit with the
-    /// slack to spare ([`shift_fits`], cut by [`shift_cut`]), and whose separator fits the
-    /// parent (in place, or the parent rebuilt): where it is, the cut (the first cell of the
-    /// right-hand page) and the separator. `sibling(id)` gives a leaf's occupied bytes and
-    /// entry count: the sibling is never decoded (a leaf has no holes, so its capacity less its
-    /// gap is what it holds).
-    pub(super) fn pick_sibling<'c>(
-        &self,
-        sibling: impl Fn(u64) -> Result<(usize, usize)>,
-        parent: &PageRef<'_>,
-        pos: usize,
-        cells: &(impl LeafCells<'c> + ?Sized),
-    ) -> Result<Option<(Destination, usize, Vec<u8>)>> {
-        let cap = page::capacity(self.inner.page_bytes);
-        let (n, total) = (cells.len(), cells.bytes());
-        for right in [true, false] {
-            let sibling_pos = match right {
-                true if pos < parent.len() => pos + 1,
-                false if pos > 0 => pos - 1,
-                _ => continue,
-            };
-            let id = parent.child_at_position(sibling_pos)?;
-            let (used, len) = sibling(id)?;
-            if !shift_fits(total, used, cap) {
-                continue;
-            }
-            let size = |j| cells.get(j).map(|c| c.bytes());
-            let Some(k) = shift_cut(n, size, total, used, cap, right)? else { continue };
-            let moved = if right { n - k } else { k };
-            if !self.count_fits(n - moved) || !self.count_fits(len + moved) {
-                continue;
-            }
-            let separator = self.separator(cells.get(k - 1)?.key(), cells.get(k)?.key());
-            if self.separator_fits(parent, pos.min(sibling_pos), &separator)? {
-                return Ok(Some((Destination::Sibling { id, right }, k, separator)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Whether internal entry `index` of `parent` can take `key` as its separator: in place,
-    /// or in the page rebuilt (its holes reclaimed).
-    pub(super) fn separator_fits(&self, parent: &PageRef<'_>, index: usize, key: &[u8]) -> Result<bool> {
-        if page::separator_fits_in_place(parent, index, key)? {
-            return Ok(true);
-        }
-        let bytes =
-            parent.used_bytes()? - parent.entry_bytes(index)? + page::entry_bytes(key.len(), &Payload::Child(0));
-        Ok(page::fits(bytes, self.inner.page_bytes))
     }
 
     /// Plans internal entry `index` of page `id` taking `key` as its separator, which
@@ -212,6 +151,7 @@ impl BTree {
 mod tests {
     use crate::btree::{BTree, TreeOptions};
     use crate::{Store, StoreOptions};
+    use std::ops::Bound;
 
     /// Loads `keys` one insert at a time, checking the tree every `every` inserts and at the
     /// end; returns the tree.
@@ -228,6 +168,62 @@ mod tests {
             assert_eq!(tree.get(k).unwrap().as_deref(), Some(&(i as u32).to_le_bytes()[..]), "key {i}");
         }
         tree
+    }
+
+    /// Inserts `key` through the copy executor alone (`insert_rewriting`), as the insert does
+    /// when the in-place paths do not apply.
+    fn insert_by_copy(tree: &BTree, key: &[u8], value: &[u8]) {
+        use crate::btree::tree::{PageReader, Path};
+        let mut st = tree.write_state().unwrap();
+        tree.store()
+            .unwrap()
+            .with_editor(|editor| {
+                let pages = PageReader { nodes: &editor.reader(), page_bytes: tree.inner.page_bytes };
+                let mut path = Path::default();
+                let (leaf_id, found, _) = tree.descend_in(&pages, &st, key, &mut path)?;
+                tree.insert_rewriting(editor, &mut st, &path, leaf_id, found, key, value)
+            })
+            .unwrap();
+        drop(st);
+        tree.bump_version();
+    }
+
+    /// One decision, two executors: the same inserts carried out in place where they can be
+    /// and by copy only leave the same tree (page for page by every measure `stats` takes),
+    /// because both executors carry out the one planner's decisions.
+    #[test]
+    fn the_in_place_and_the_copy_executor_leave_the_same_tree() {
+        let store = Store::in_memory(&StoreOptions::default()).unwrap();
+        let mut rng = crate::test_rng::TestRng::new(0x0b1a_de5e);
+        let mut next = move || rng.next();
+        let keys: Vec<Vec<u8>> = (0..4000).map(|_| (0..1 + next() % 40).map(|_| next() as u8).collect()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        for page_bytes in [512u32, 4096] {
+            for (order, keys) in [("random", &keys), ("ascending", &sorted)] {
+                let opts = TreeOptions { page_bytes, ..TreeOptions::default() };
+                let name = format!("{order}-{page_bytes}");
+                let in_place = BTree::open(&store, format!("p-{name}").as_bytes(), &opts).unwrap();
+                let by_copy = BTree::open(&store, format!("c-{name}").as_bytes(), &opts).unwrap();
+                for (i, k) in keys.iter().enumerate() {
+                    let v = (i as u32).to_le_bytes();
+                    if in_place.get(k).unwrap().is_some() {
+                        continue; // a short random key drawn twice
+                    }
+                    in_place.insert(k, &v).unwrap();
+                    insert_by_copy(&by_copy, k, &v);
+                }
+                by_copy.verify().unwrap();
+                let (a, b) = (in_place.stats().unwrap(), by_copy.stats().unwrap());
+                assert!(a.height >= 2, "{name}: the leaves overflowed");
+                assert_eq!(a, b, "{name}");
+                assert_eq!(
+                    in_place.range(Bound::Unbounded, Bound::Unbounded).unwrap(),
+                    by_copy.range(Bound::Unbounded, Bound::Unbounded).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ impl BTree {
     /// The cells of a page about to be rewritten, a leaf's or an internal page's (`leaf`).
     /// Pages this tree writes always hold entries of at most a quarter page (the split
     /// arithmetic relies on it) that fit the page together; a damaged page whose cells overlap
-    /// or claim more is `Corrupt` here, before anything is written (page::build_cells would
+    /// or claim more is `Corrupt` here, before anything is written (page::build would
     /// refuse it).
     pub(crate) fn page_cells<'p>(&self, p: &PageRef<'p>, id: u64, leaf: bool) -> Result<Vec<Cell<'p>>> {
         self.check_kind(p, id, leaf)?;

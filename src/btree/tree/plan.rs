@@ -164,14 +164,14 @@ impl<'t, 'c> Plan<'t, 'c> {
     /// Plans an internal page's new image from cells.
     pub(super) fn write_internal(&mut self, id: u64, leftmost: u64, cells: &[Cell<'_>]) {
         let mut image = Scratch::new(self.tree.inner.page_bytes);
-        page::build_cells(&mut image, TYPE_INTERNAL, leftmost, cells);
+        page::build(&mut image, TYPE_INTERNAL, leftmost, cells);
         self.put(id, image);
     }
 
     /// Plans a leaf's new image from cells.
     pub(super) fn write_cells(&mut self, id: u64, cells: &[Cell<'_>]) {
         let mut image = Scratch::new(self.tree.inner.page_bytes);
-        page::build_cells(&mut image, TYPE_LEAF, 0, cells);
+        page::build(&mut image, TYPE_LEAF, 0, cells);
         self.put(id, image);
     }
 

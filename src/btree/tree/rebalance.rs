@@ -1,7 +1,7 @@
 //! Rebalancing after a remove: a page that lost an entry (a leaf its key, an internal page a
 //! separator when two of its children merged) is merged with a sibling or evened out with it.
-//! One planner decides for both kinds of page ([`BTree::pair_plan`], by one rule per
-//! decision), and one executor carries the decision out through the operation's [`Plan`]
+//! The planner decides for both kinds of page (`planner.rs`: [`BTree::pair_plan`], by one rule
+//! per decision), and one executor carries the decision out through the operation's [`Plan`]
 //! ([`BTree::rebalance`]), moving cells as they lie: only a new separator is encoded.
 
 use super::*;
@@ -14,56 +14,7 @@ pub(super) struct Lost {
     pub leftmost: u64,
 }
 
-/// What the planner decides for a page that lost an entry and its sibling.
-enum PairPlan {
-    /// Both stay as they are (the page written with what it has left).
-    Keep,
-    /// Into the left page; the right is freed and its separator leaves the parent.
-    Merge,
-    /// Shared out at `cut`: a leaf's cells `..cut` stay left; in internal pages the cell at
-    /// `cut` goes up, its child the right page's leftmost. `separator` replaces the parent's,
-    /// in the parent as it is, or in the parent split in two (`split_parent`).
-    EvenOut { cut: usize, separator: Vec<u8>, split_parent: bool },
-}
-
 impl BTree {
-    /// THE rebalance rule of a leaf that lost an entry, left with `used` bytes in `n` entries
-    /// (`path`: its descent): below the merge threshold it is rebalanced (merged with its
-    /// sibling, or evened out with it), except at the tree's left or right edge, where it
-    /// waits until it fits one page with its sibling: sequential removes empty the edge leaf
-    /// entry by entry, and evening it out would only move cells there to be removed next (as an
-    /// insert at the right edge splits leaving full pages). At most two leaves wait so.
-    /// Both remove paths ask this: the in-place remove edits its leaf only when it says no.
-    pub(super) fn leaf_rebalances(
-        &self,
-        pages: &PageReader<'_, '_>,
-        path: &[(u64, usize)],
-        used: usize,
-        n: usize,
-    ) -> Result<bool> {
-        let Some(&(parent_id, pos)) = path.last() else { return Ok(false) }; // the root leaf
-        if !below_merge_threshold(used, page::capacity(self.inner.page_bytes)) {
-            return Ok(false);
-        }
-        if !path.iter().all(|&(_, p)| p == 0) {
-            for &(id, p) in path {
-                if pages.page(id)?.len() != p {
-                    return Ok(true); // neither edge
-                }
-            }
-        }
-        let parent = pages.page(parent_id)?;
-        self.check_kind(&parent, parent_id, false)?;
-        let sibling_pos = if pos == 0 { 1 } else { pos - 1 };
-        if sibling_pos > parent.len() {
-            return Ok(true); // an only child: `rebalance` leaves it as it is
-        }
-        let sibling_id = parent.child_at_position(sibling_pos)?;
-        let sibling = pages.page(sibling_id)?;
-        self.check_kind(&sibling, sibling_id, true)?;
-        Ok(page::fits(used + sibling.occupied_bytes(), self.inner.page_bytes) && self.count_fits(n + sibling.len()))
-    }
-
     /// THE executor of the rebalancing, for both kinds of page: writes `page` with `cells` (its
     /// entries after losing one), rebalanced with a sibling as [`BTree::pair_plan`] decides when
     /// the page needs it: a leaf as [`BTree::leaf_rebalances`] says, an internal page below the
@@ -160,47 +111,6 @@ impl BTree {
             }
         }
         Ok(())
-    }
-
-    /// THE planner of a page that lost an entry and its sibling, `combined` their cells in
-    /// order (between internal pages, the parent's separator `sep_index` brought down between
-    /// them), by one rule per decision: a merge when they fit one page; else an even-out at the
-    /// most even cut ([`even_cuts`]) whose two pages fit and whose separator fits the parent
-    /// ([`BTree::separator_fits`], as a shift's); else they stay as they are (underfull pages
-    /// are sound, and a leaf merges once it fits its sibling), unless the page must not
-    /// (`must`): then the most even cut, the parent split for its longer separator.
-    fn pair_plan(
-        &self,
-        parent: &PageRef<'_>,
-        sep_index: usize,
-        combined: &[Cell<'_>],
-        leaf: bool,
-        must: bool,
-    ) -> Result<PairPlan> {
-        if self.cells_fit(combined) {
-            return Ok(PairPlan::Merge);
-        }
-        let sizes: Vec<usize> = combined.iter().map(Cell::bytes).collect();
-        let mut fallback = None;
-        for cut in even_cuts(&sizes, page::capacity(self.inner.page_bytes), !leaf) {
-            // The cut fits both pages by bytes ([`even_cuts`]); the count ceiling is left.
-            let right_from = if leaf { cut } else { cut + 1 };
-            if !self.count_fits(cut) || !self.count_fits(combined.len() - right_from) {
-                continue;
-            }
-            let separator = match leaf {
-                true => self.separator(combined[cut - 1].key(), combined[cut].key()),
-                false => combined[cut].key().to_vec(),
-            };
-            if self.separator_fits(parent, sep_index, &separator)? {
-                return Ok(PairPlan::EvenOut { cut, separator, split_parent: false });
-            }
-            fallback.get_or_insert((cut, separator));
-        }
-        Ok(match fallback {
-            Some((cut, separator)) if must => PairPlan::EvenOut { cut, separator, split_parent: true },
-            _ => PairPlan::Keep,
-        })
     }
 
     /// Takes separator `index` (and the child right of it, merged into its left neighbour) out

@@ -117,7 +117,7 @@ impl BTree {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: pb };
             let leaf = pages.page(leaf_id)?;
             self.check_kind(&leaf, leaf_id, true)?;
-            let cell_bytes = leaf.leaf_cell_bytes(index)?;
+            let cell_bytes = leaf.entry_bytes(index)?;
             let used = leaf.occupied_bytes().saturating_sub(cell_bytes);
             if self.leaf_rebalances(&pages, path, used, leaf.len() - 1)? {
                 return Ok(false);
