@@ -152,7 +152,11 @@ pub unsafe extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -
 /// In a child, every call through a store, tree or cursor handle its parent opened answers
 /// `PCORE_BAD_HANDLE` (the message says it was inherited through fork) and changes nothing,
 /// `pcore_store_close` too: the parent keeps its lock and files. The child may open the store
-/// itself; it gets `PCORE_BUSY` while the parent holds it.
+/// itself; it gets `PCORE_BUSY` while the parent holds it. A store opened in such a child
+/// starts no background thread (BALANCED then syncs at the commits that find the interval
+/// passed, and at close), and the child should use each store from one thread at a time:
+/// pcore's locks park waiting threads in a process-wide table that `fork` copied while the
+/// parent's threads may have been in it, so contended threads in a child could hang there.
 ///
 /// # Safety
 /// `dir` is NULL or a NUL-terminated path; `opt` is NULL or points to `opt->struct_size`
@@ -619,7 +623,9 @@ pub unsafe extern "C" fn pcore_store_commit(store: *mut PcoreStore, out_epoch: *
 /// freed and their ids stale (`PCORE_NOT_FOUND`); published, grown and in-place versions give
 /// way to the committed ones; frees, retirements and root changes are withdrawn. Trees open on
 /// the store stay usable and hold their committed entries again (a tree created since is
-/// empty); their cursors answer `PCORE_STALE_CURSOR`. Pointers obtained since
+/// empty); their cursors answer `PCORE_STALE_CURSOR`. A tree dropped since
+/// (`pcore_tree_drop`) is back in the store, but the handles that were open on it stay as the
+/// drop left them (`PCORE_BAD_HANDLE`): open it again. Pointers obtained since
 /// (`pcore_node_write_ptr`, an allocation's `writable`) must not be used afterwards. Nothing
 /// is written to disk. After a commit that failed (`PCORE_NO_SPACE`, say), this returns the
 /// store to its last commit.

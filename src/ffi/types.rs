@@ -8,7 +8,9 @@ pub use super::status::*;
 pub const PCORE_DURABILITY_STRICT: u64 = 0;
 /// Durability: no sync at commit; survives a process crash, not a power loss.
 pub const PCORE_DURABILITY_EVENTUAL: u64 = 1;
-/// Durability: group commit, the log synced at most every `balanced_interval_ms`.
+/// Durability: group commit, the log synced at most every `balanced_interval_ms` (by the
+/// commit that finds the interval passed, or by a background thread: none in a forked child,
+/// see `pcore_store_open`).
 pub const PCORE_DURABILITY_BALANCED: u64 = 2;
 
 /// Open flag: never change a file; no lock is taken.

@@ -13,6 +13,8 @@ pub(crate) use file::{exchange, preallocate, sync_dir, write_all_vectored_at};
 pub(crate) use lock::{DirLock, LockError};
 pub(crate) use mapping::{copy_between, Arena, Mapping};
 pub(crate) use prefetch::prefetch;
+#[cfg(test)]
+pub(crate) use process::exit_code_of_forked;
 pub(crate) use process::process_exists;
 pub(crate) use shared_words::SharedWords;
 pub(crate) use space::reserve;

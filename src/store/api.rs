@@ -19,7 +19,7 @@ use crate::alloc::{ClassStats, GrowthRule, Space};
 use crate::error::{Error, Result};
 use crate::limits::*;
 use crate::os::DirLock;
-use parking_lot::{Condvar, Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,7 +34,9 @@ pub enum Durability {
     /// No sync at commit: survives a crash of the process, not of the machine.
     Eventual,
     /// Group commit: the log is synced at most every `balanced_interval_ms`, by the commit
-    /// that finds the interval passed or by a background thread.
+    /// that finds the interval passed or by a background thread. In a process forked from
+    /// one that had opened a store there is no background thread (see `in_forked_child`):
+    /// the commits and the close sync the log.
     Balanced,
 }
 
@@ -312,7 +314,7 @@ struct Shared {
     closed: AtomicBool,
     options: StoreOptions,
     in_memory: bool,
-    flusher_stop: Arc<(Mutex<bool>, Condvar)>,
+    flusher_stop: Arc<FlusherStop>,
     /// What the open's recovery did (set once, at open).
     recovery_note: Option<String>,
 }
@@ -599,10 +601,12 @@ impl Store {
             closed: AtomicBool::new(false),
             options,
             in_memory,
-            flusher_stop: Arc::new((Mutex::new(false), Condvar::new())),
+            flusher_stop: Arc::new(FlusherStop::default()),
             recovery_note,
         });
-        if balanced {
+        // Asked at every open, so the first open of the process records it (see the function).
+        let forked = in_forked_child();
+        if balanced && !forked {
             spawn_flusher(Arc::downgrade(&shared), shared.flusher_stop.clone(), shared.options.balanced_interval_ms);
         }
         Store { shared, at: None }
@@ -672,6 +676,10 @@ impl Store {
     pub(super) fn read_state<T>(&self, f: impl FnOnce(&Core) -> Result<T>) -> Result<T> {
         self.check_open()?;
         let state = self.shared.state.read();
+        // Again under the lock: a close that began after the first look has swapped the state
+        // for an empty one by now, in which every node is missing (and a tree would call its
+        // pages damaged).
+        self.check_open()?;
         f(&state)
     }
 
@@ -692,6 +700,7 @@ impl Store {
         // Under the state lock, shared: no commit applies and no block is released while the
         // pin goes in, so every version of this epoch is still where the table says.
         let state = self.shared.state.read();
+        self.check_open()?; // under the lock: see `read_state`
         let epoch = state.epoch;
         let mut pins = self.shared.pins.lock();
         *pins.entry(epoch).or_insert(0) += 1;
@@ -1215,9 +1224,7 @@ impl Store {
     pub fn simulate_crash(&self) {
         let mut w = self.shared.writer.lock();
         self.shared.closed.store(true, Ordering::Release);
-        let (stop, cv) = &*self.shared.flusher_stop;
-        *stop.lock() = true;
-        cv.notify_all();
+        self.shared.flusher_stop.stop();
         w.log = None;
         w._lock = None;
         w.readers = None;
@@ -1499,11 +1506,7 @@ impl Shared {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Err(Error::Closed);
         }
-        {
-            let (stop, cv) = &*self.flusher_stop;
-            *stop.lock() = true;
-            cv.notify_all();
-        }
+        self.flusher_stop.stop();
         let result = if self.in_memory || self.options.read_only || w.poisoned.is_some() || self.checkpoint_current(&w)
         {
             Ok(())
@@ -1629,27 +1632,56 @@ const EVENTUAL_SYNC_FOR_FREED_BYTES: u64 = 1 << 20;
 /// The log space a checkpoint keeps for reuse however small the store (see `log_space_kept`).
 const LOG_SPACE_KEPT_MIN: u64 = 1 << 20;
 
-fn spawn_flusher(weak: Weak<Shared>, stop: Arc<(Mutex<bool>, Condvar)>, interval_ms: u32) {
+/// Tells the BALANCED flusher thread to stop. std's lock and condition variable, not
+/// parking_lot's: parking_lot parks waiting threads in one table shared by every lock in the
+/// process, which `fork` copies as it is, threads queued in it included (see
+/// `in_forked_child`).
+#[derive(Default)]
+pub(super) struct FlusherStop {
+    stopped: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+}
+
+impl FlusherStop {
+    pub(super) fn stop(&self) {
+        *self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits up to `interval`; true once `stop` was called.
+    fn wait(&self, interval: Duration) -> bool {
+        let stopped = self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let waited = self.wake.wait_timeout_while(stopped, interval, |stopped| !*stopped);
+        let (stopped, _) = waited.unwrap_or_else(std::sync::PoisonError::into_inner);
+        *stopped
+    }
+}
+
+fn spawn_flusher(weak: Weak<Shared>, stop: Arc<FlusherStop>, interval_ms: u32) {
     let interval = Duration::from_millis(u64::from(interval_ms.max(1)));
     // The thread holds only a weak reference while it sleeps, so dropping the last `Store`
     // is never delayed by it.
     std::thread::Builder::new()
         .name("pcore-flusher".into())
         .spawn(move || loop {
-            {
-                let (stopped, cv) = &*stop;
-                let mut stopped = stopped.lock();
-                if !*stopped {
-                    cv.wait_for(&mut stopped, interval);
-                }
-                if *stopped {
-                    return;
-                }
+            if stop.wait(interval) {
+                return;
             }
             let Some(shared) = weak.upgrade() else { return };
             Store { shared, at: None }.sync_if_behind();
         })
         .expect("spawn the BALANCED flusher thread");
+}
+
+/// True in a process forked from one that had opened a store. There a BALANCED store starts
+/// no flusher thread: a second thread would make the store's locks contended, and a
+/// contended parking_lot lock or condition variable waits in the process-wide parking table,
+/// which the fork copied while the parent's threads may have been queued in it or holding
+/// one of its buckets (an outside tester's forked child hung or crashed in `close` about once
+/// in a few hundred forks). Its commits sync by age instead (see `Durability::Balanced`).
+fn in_forked_child() -> bool {
+    static FIRST_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *FIRST_PID.get_or_init(std::process::id) != std::process::id()
 }
 
 impl Drop for Shared {

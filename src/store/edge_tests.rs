@@ -246,3 +246,45 @@ fn a_class_file_that_lost_its_growth_is_extended_from_the_log() {
         assert_eq!(reopen(dir.path(), &opts).read(id).unwrap(), vec![0x77; 3000]);
     }
 }
+
+/// A BALANCED store opened in a process forked from one that had opened a store starts no
+/// flusher thread: a second thread there could hang in parking_lot's parking table, which the
+/// fork copied (an outside tester's child hung or crashed in `close` about once in a few
+/// hundred forks). Its commits are durable by the close all the same. Run in a process of its
+/// own (the test starts this test binary again), so that the fork copies no other test's
+/// threads or locks.
+#[test]
+fn a_balanced_store_in_a_forked_child_starts_no_thread() {
+    const ALONE: &str = "PCORE_TEST_FORKED_CHILD_ALONE";
+    if std::env::var_os(ALONE).is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let name = "store::edge_tests::a_balanced_store_in_a_forked_child_starts_no_thread";
+        let out = std::process::Command::new(exe)
+            .args([name, "--exact", "--test-threads=1", "--nocapture"])
+            .env(ALONE, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        return;
+    }
+    let dir = TempDir::new("fork-balanced");
+    let parent = Store::open(dir.path().join("parent"), &StoreOptions::default()).unwrap();
+    let child_dir = dir.path().join("child");
+    let code = crate::os::exit_code_of_forked(|| {
+        let run = || -> Option<i32> {
+            let s = Store::open(&child_dir, &StoreOptions::default()).ok()?;
+            let threads = std::fs::read_dir("/proc/self/task").ok()?.count();
+            let id = s.allocate(8, 1).ok()?.0;
+            s.publish(id, &[7; 8]).ok()?;
+            s.commit().ok()?;
+            s.close().ok()?;
+            Some(if threads == 1 { 0 } else { 10 + threads as i32 })
+        };
+        run().unwrap_or(99)
+    });
+    assert_eq!(code, Some(0), "10 + n: the child had n threads after opening a BALANCED store; 99: a call failed");
+    parent.close().unwrap();
+    let s = reopen(&child_dir, &StoreOptions::default());
+    assert_eq!(s.stats().unwrap().live_nodes, 1, "the child's commit");
+}
