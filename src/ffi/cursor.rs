@@ -9,16 +9,21 @@ use super::slots::Slots;
 use super::types::*;
 use crate::btree::Cursor;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use std::ffi::c_void;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A cursor and what it needs of its tree handle.
+/// A cursor and what it needs of its tree handle and store.
 struct CursorState {
     cursor: Cursor,
     /// The `open` flag of the tree handle the cursor was opened through.
     tree_open: Arc<AtomicBool>,
+    /// The tree's store (a snapshot's view of it, for a cursor on a snapshot): asked at each
+    /// call whether it is still open, since a move inside the leaf the cursor holds reads no
+    /// page of it.
+    store: Store,
 }
 
 /// Cursors take no lock per call (see `Slots`): an ordered scan makes a call per entry.
@@ -33,8 +38,8 @@ fn with_cursor<R>(handle: *const PcoreCursor, f: impl FnOnce(&mut CursorState) -
         return Err(Error::BadHandle("the cursor handle is NULL".into()));
     }
     CURSORS.with(handle as usize, |state| {
-        if !state.tree_open.load(Ordering::Acquire) {
-            return Err(tree_closed(handle));
+        if !state.tree_open.load(Ordering::Acquire) || !state.store.is_open() {
+            return Err(tree_closed(handle, state));
         }
         f(state)
     })
@@ -42,14 +47,15 @@ fn with_cursor<R>(handle: *const PcoreCursor, f: impl FnOnce(&mut CursorState) -
 
 #[cold]
 #[inline(never)]
-fn tree_closed(handle: *const PcoreCursor) -> Error {
-    Error::BadHandle(format!("cursor {:#x}: the tree handle it was opened through is closed", handle as usize))
+fn tree_closed(handle: *const PcoreCursor, state: &CursorState) -> Error {
+    let what = if state.store.is_open() { "the tree handle it was opened through" } else { "its store" };
+    Error::BadHandle(format!("cursor {:#x}: {what} is closed", handle as usize))
 }
 
 /// Opens a cursor on `tree`, unpositioned: call `pcore_cursor_first`, `_last` or `_seek`.
 /// Release it with `pcore_cursor_close`. After any change to the tree the cursor answers
-/// `PCORE_STALE_CURSOR` until positioned again. Once `tree` (this handle) is closed, every
-/// call on the cursor but its close answers `PCORE_BAD_HANDLE`. A cursor serves one call at a
+/// `PCORE_STALE_CURSOR` until positioned again. Once `tree` (this handle) or its store is
+/// closed, every call on the cursor but its close answers `PCORE_BAD_HANDLE`. A cursor serves one call at a
 /// time: a call (close included) made while another thread's call on the same cursor is in
 /// progress answers `PCORE_BUSY` and changes nothing.
 ///
@@ -83,7 +89,7 @@ pub(crate) unsafe fn cursor_open_at(
         Some(snap) => t.at(snap)?,
         None => t,
     };
-    let state = CursorState { cursor: Cursor::new(&t), tree_open };
+    let state = CursorState { cursor: Cursor::new(&t), tree_open, store: t.store()? };
     let token = CURSORS.insert(state)?;
     // SAFETY: checked non-null; writable by contract.
     unsafe { write_out(out, token as *mut PcoreCursor) };

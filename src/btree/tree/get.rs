@@ -44,10 +44,12 @@ impl BTree {
     }
 
     pub(crate) fn read_overflow(&self, id: u64, len: u32) -> Result<Vec<u8>> {
-        let v = self
-            .store()?
-            .read(NodeId::from_raw(id))
-            .map_err(|_| Error::corrupt(format!("B+ tree value node {id:#x}"), 0, "missing"))?;
+        // Only a value node the store does not have is damage: a store closed meanwhile (or
+        // any other failure to read) is reported as itself.
+        let v = self.store()?.read(NodeId::from_raw(id)).map_err(|e| match e {
+            Error::NotFound(_) => Error::corrupt(format!("B+ tree value node {id:#x}"), 0, "missing"),
+            other => other,
+        })?;
         if v.len() != len as usize {
             return Err(Error::corrupt(
                 format!("B+ tree value node {id:#x}"),

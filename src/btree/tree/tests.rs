@@ -413,3 +413,19 @@ fn sequential_removes(store: &Store, rng: &mut Rng, page_bytes: u32, width: usiz
     assert_eq!(t.len(), 0, "{name}");
     assert_eq!(t.stats().unwrap().height, 1, "{name}: collapsed to a root leaf");
 }
+
+/// A value node read from a store closed meanwhile is `Closed` (the C ABI's `BAD_HANDLE`),
+/// not damage: a lookup racing `pcore_store_close` in another thread answered `CORRUPT`
+/// ("value node missing") in an outside tester's runs. Only a node the store lacks is damage.
+#[test]
+fn a_value_node_read_after_the_store_closed_is_closed_not_damage() {
+    let store = crate::store::Store::in_memory(&crate::store::StoreOptions::default()).unwrap();
+    let tree = BTree::open(&store, b"t", &TreeOptions::default()).unwrap();
+    let missing = store.allocate(8, 1).unwrap().0;
+    store.free(missing).unwrap();
+    let damage = tree.read_overflow(missing.raw(), 8).unwrap_err();
+    assert!(matches!(damage, Error::Corrupt { .. }), "{damage:?}");
+    store.close().unwrap();
+    let closed = tree.read_overflow(missing.raw(), 8).unwrap_err();
+    assert!(matches!(closed, Error::Closed), "{closed:?}");
+}
