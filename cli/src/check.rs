@@ -1,7 +1,7 @@
 //! `pcore check DIR`: the whole integrity check, never changing a file. Each step prints
 //! what it checked; each problem names the file and offset, or the node or page.
 
-use crate::util::{names_live_node, open_existing, require_store_dir, root_name};
+use crate::util::{missing_store, names_live_node, open_existing, root_name};
 use crate::Outcome;
 use pcore::btree::{list_named_roots, list_trees, BTree};
 use pcore::store::{inspect_files, FileReport, MetaSlotState, Store, StoreOptions};
@@ -50,10 +50,22 @@ pub fn problems(dir: &Path) -> Vec<String> {
 }
 
 pub fn run(dir: &Path) -> Result<Outcome, String> {
-    // A missing directory or one that holds no store is the user's error, not damage.
-    require_store_dir(dir)?;
-    println!("pcore check {}", dir.display());
+    // A missing directory or one that holds no store is the user's error, not damage: not
+    // checked (exit 2), so a script can tell a mistyped path from a damaged store.
     let mut r = Report { verbose: true, problems: Vec::new() };
+    match missing_store(dir) {
+        Some((why, false)) => {
+            eprintln!("pcore: {why}");
+            return Ok(Outcome::NotChecked);
+        }
+        Some((why, true)) => {
+            println!("pcore check {}", dir.display());
+            r.problem("files", why);
+            println!("1 problem found");
+            return Ok(Outcome::Failed);
+        }
+        None => println!("pcore check {}", dir.display()),
+    }
     // The store first: a read-only open reads one commit and, through the reader table, keeps
     // a writer from reusing its blocks, so every check below is of that commit, whatever a
     // writer does meanwhile (a snapshot). A read-only open is busy only when every reader

@@ -59,8 +59,8 @@ enum Command {
     /// from outside a host run this when no writer has it open (or call pcore_store_compact).
     Compact { dir: PathBuf },
     /// Full integrity check; never changes a file. Exit 0 when clean, 1 naming each problem
-    /// (file, offset, node or page) otherwise, 2 when the store cannot be checked now (every
-    /// reader slot is taken by other processes).
+    /// (file, offset, node or page) otherwise, 2 when nothing was checked: no store there
+    /// (a missing path, not a directory, no meta file) or every reader slot taken.
     Check { dir: PathBuf },
     /// A compacted copy of a store's last commit in a new directory (like mdb_copy -c),
     /// taken while a writer goes on: every node id and tree stays valid in the copy. DEST

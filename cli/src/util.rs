@@ -21,22 +21,26 @@ pub fn open_existing(dir: &Path, read_only: bool) -> Result<Store, String> {
 
 /// A directory that exists and holds a store, or the one-line reason why not.
 pub fn require_store_dir(dir: &Path) -> Result<(), String> {
+    missing_store(dir).map_or(Ok(()), |(why, _)| Err(why))
+}
+
+/// Why `dir` holds no store: the one-line reason, and whether it is a damaged store (store
+/// files without their meta: what the library says of it) rather than no store at all.
+pub fn missing_store(dir: &Path) -> Option<(String, bool)> {
     if !dir.exists() {
-        return Err(format!("{}: no such directory", dir.display()));
+        return Some((format!("{}: no such directory", dir.display()), false));
     }
     if !dir.is_dir() {
-        return Err(format!("{}: not a directory", dir.display()));
+        return Some((format!("{}: not a directory", dir.display()), false));
     }
-    if !dir.join("meta").exists() {
-        // Store files without their meta are a damaged store, not "no store": say what the
-        // library says of it.
-        let read_only = StoreOptions { read_only: true, create: false, ..StoreOptions::default() };
-        return match Store::open(dir, &read_only) {
-            Err(e @ pcore::Error::Corrupt { .. }) => Err(format!("{}: {e}", dir.display())),
-            _ => Err(format!("{} is not a pcore store (it has no meta file)", dir.display())),
-        };
+    if dir.join("meta").exists() {
+        return None;
     }
-    Ok(())
+    let read_only = StoreOptions { read_only: true, create: false, ..StoreOptions::default() };
+    Some(match Store::open(dir, &read_only) {
+        Err(e @ pcore::Error::Corrupt { .. }) => (format!("{}: {e}", dir.display()), true),
+        _ => (format!("{} is not a pcore store (it has no meta file)", dir.display()), false),
+    })
 }
 
 /// A root's name as text when it is printable ASCII, else in hex (`0x...`).

@@ -334,6 +334,27 @@ fn stat_and_check_work_while_a_writer_holds_the_store() {
     writer.close().unwrap();
 }
 
+/// check's exit code tells a mistyped path from damage: 2 (not checked) where there is no
+/// store, 1 where store files lost their meta (a damaged store), 0 for a clean one.
+#[test]
+fn check_exits_2_where_there_is_no_store_and_1_for_a_store_without_its_meta() {
+    let dir = TempDir::new("check-codes");
+    let file = dir.join("file");
+    std::fs::write(&file, b"x").unwrap();
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    for p in [dir.join("missing"), file, dir.join("empty")] {
+        let o = pcore(&["check", path(&p)]);
+        assert_eq!(o.status.code(), Some(2), "{}: {}", p.display(), text(&o));
+    }
+    let store = dir.join("store");
+    write_store(&store, 10, 100);
+    assert_eq!(pcore(&["check", path(&store)]).status.code(), Some(0));
+    std::fs::remove_file(store.join("meta")).unwrap();
+    let o = pcore(&["check", path(&store)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("PROBLEM"), "{}", text(&o));
+}
+
 /// With every reader slot taken by other read-only opens, check cannot open the store: it
 /// says so and exits 2, neither "clean" nor a problem found.
 #[test]
