@@ -13,6 +13,10 @@
  *   handle inherited from the parent is PCORE_BAD_HANDLE and changes nothing (close too);
  *   the child opens what it needs itself (see pcore_store_open).
  * - A failed call leaves the store as it was.
+ * - A length no buffer can have (over PTRDIFF_MAX: a key, value, name, bound or payload of
+ *   SIZE_MAX bytes, say) is PCORE_TOO_LARGE wherever a length is passed, checked before the
+ *   pointer is read; a length a buffer can have but over the documented limit answers as
+ *   each function says (PCORE_INVALID_ARGUMENT for keys and names).
  * - Node ids are uint64_t: handle << 16 | tag. 0 means "no node"; UINT64_MAX is invalid.
  *   A freed handle's tag changes on reuse, so a stale id is PCORE_NOT_FOUND. An id belongs
  *   to the store once a commit that holds it has returned: the id of a node allocated by
@@ -111,7 +115,9 @@
 // Durability: no sync at commit; survives a process crash, not a power loss.
 #define PCORE_DURABILITY_EVENTUAL 1
 
-// Durability: group commit, the log synced at most every `balanced_interval_ms`.
+// Durability: group commit, the log synced at most every `balanced_interval_ms` (by the
+// commit that finds the interval passed, or by a background thread: none in a forked child,
+// see `pcore_store_open`).
 #define PCORE_DURABILITY_BALANCED 2
 
 // Open flag: never change a file; no lock is taken.
@@ -500,7 +506,11 @@ int32_t pcore_store_options_init(struct PcoreStoreOptions *opt);
 // In a child, every call through a store, tree or cursor handle its parent opened answers
 // `PCORE_BAD_HANDLE` (the message says it was inherited through fork) and changes nothing,
 // `pcore_store_close` too: the parent keeps its lock and files. The child may open the store
-// itself; it gets `PCORE_BUSY` while the parent holds it.
+// itself; it gets `PCORE_BUSY` while the parent holds it. A store opened in such a child
+// starts no background thread (BALANCED then syncs at the commits that find the interval
+// passed, and at close), and the child should use each store from one thread at a time:
+// pcore's locks park waiting threads in a process-wide table that `fork` copied while the
+// parent's threads may have been in it, so contended threads in a child could hang there.
 //
 // # Safety
 // `dir` is NULL or a NUL-terminated path; `opt` is NULL or points to `opt->struct_size`
@@ -699,7 +709,9 @@ int32_t pcore_store_commit(struct PcoreStore *store, uint64_t *out_epoch);
 // freed and their ids stale (`PCORE_NOT_FOUND`); published, grown and in-place versions give
 // way to the committed ones; frees, retirements and root changes are withdrawn. Trees open on
 // the store stay usable and hold their committed entries again (a tree created since is
-// empty); their cursors answer `PCORE_STALE_CURSOR`. Pointers obtained since
+// empty); their cursors answer `PCORE_STALE_CURSOR`. A tree dropped since
+// (`pcore_tree_drop`) is back in the store, but the handles that were open on it stay as the
+// drop left them (`PCORE_BAD_HANDLE`): open it again. Pointers obtained since
 // (`pcore_node_write_ptr`, an allocation's `writable`) must not be used afterwards. Nothing
 // is written to disk. After a commit that failed (`PCORE_NO_SPACE`, say), this returns the
 // store to its last commit.
@@ -813,7 +825,8 @@ int32_t pcore_tree_close(struct PcoreTree *tree);
 // that fails changes nothing. Open handles of the tree stay valid handles, but every call on
 // them except `pcore_tree_close` and `pcore_tree_len` (which answers 0) returns
 // `PCORE_BAD_HANDLE`, and their cursors `PCORE_STALE_CURSOR` then `PCORE_BAD_HANDLE`; a
-// later `pcore_tree_open` of the name creates a new, empty tree.
+// later `pcore_tree_open` of the name creates a new, empty tree. A `pcore_store_abort` before
+// the next commit brings the tree back, not those handles: a new `pcore_tree_open` finds it.
 //
 // Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no such tree), `PCORE_CORRUPT` (a page of the tree
 // is damaged: nothing was freed), `PCORE_INVALID_ARGUMENT` (name too long, NULL with a
@@ -933,8 +946,8 @@ int32_t pcore_tree_verify(struct PcoreTree *tree);
 
 // Opens a cursor on `tree`, unpositioned: call `pcore_cursor_first`, `_last` or `_seek`.
 // Release it with `pcore_cursor_close`. After any change to the tree the cursor answers
-// `PCORE_STALE_CURSOR` until positioned again. Once `tree` (this handle) is closed, every
-// call on the cursor but its close answers `PCORE_BAD_HANDLE`. A cursor serves one call at a
+// `PCORE_STALE_CURSOR` until positioned again. Once `tree` (this handle) or its store is
+// closed, every call on the cursor but its close answers `PCORE_BAD_HANDLE`. A cursor serves one call at a
 // time: a call (close included) made while another thread's call on the same cursor is in
 // progress answers `PCORE_BUSY` and changes nothing.
 //
@@ -943,7 +956,8 @@ int32_t pcore_tree_verify(struct PcoreTree *tree);
 //
 // # Safety
 // `out` is writable.
-int32_t pcore_cursor_open(struct PcoreTree *tree, struct PcoreCursor **out);
+int32_t pcore_cursor_open(struct PcoreTree *tree,
+                          struct PcoreCursor **out);
 
 // Releases a cursor; a second close returns `PCORE_BAD_HANDLE`, a close while another
 // thread's call on the cursor is in progress `PCORE_BUSY` (the cursor stays open).
