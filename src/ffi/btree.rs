@@ -191,7 +191,8 @@ pub extern "C" fn pcore_tree_close(tree: *mut PcoreTree) -> i32 {
 /// that fails changes nothing. Open handles of the tree stay valid handles, but every call on
 /// them except `pcore_tree_close` and `pcore_tree_len` (which answers 0) returns
 /// `PCORE_BAD_HANDLE`, and their cursors `PCORE_STALE_CURSOR` then `PCORE_BAD_HANDLE`; a
-/// later `pcore_tree_open` of the name creates a new, empty tree.
+/// later `pcore_tree_open` of the name creates a new, empty tree. A `pcore_store_abort` before
+/// the next commit brings the tree back, not those handles: a new `pcore_tree_open` finds it.
 ///
 /// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no such tree), `PCORE_CORRUPT` (a page of the tree
 /// is damaged: nothing was freed), `PCORE_INVALID_ARGUMENT` (name too long, NULL with a
