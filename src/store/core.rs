@@ -1145,7 +1145,7 @@ impl Core {
         for handle in std::mem::take(&mut self.changed_since_checkpoint) {
             self.table.slots[handle as usize].origin = Origin::Checkpoint;
         }
-        self.table.retagged.clear();
+        self.table.clear_retagged();
         self.release_frees(limit)
     }
 
