@@ -947,17 +947,16 @@ int32_t pcore_tree_verify(struct PcoreTree *tree);
 // Opens a cursor on `tree`, unpositioned: call `pcore_cursor_first`, `_last` or `_seek`.
 // Release it with `pcore_cursor_close`. After any change to the tree the cursor answers
 // `PCORE_STALE_CURSOR` until positioned again. Once `tree` (this handle) or its store is
-// closed, every call on the cursor but its close answers `PCORE_BAD_HANDLE`. A cursor serves one call at a
-// time: a call (close included) made while another thread's call on the same cursor is in
-// progress answers `PCORE_BUSY` and changes nothing.
+// closed, every call on the cursor but its close answers `PCORE_BAD_HANDLE`. A cursor
+// serves one call at a time: a call (close included) made while another thread's call on
+// the same cursor is in progress answers `PCORE_BUSY` and changes nothing.
 //
 // Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE` (a NULL,
 // closed or foreign `tree`, or one whose store is closed: the tree cannot be read any more).
 //
 // # Safety
 // `out` is writable.
-int32_t pcore_cursor_open(struct PcoreTree *tree,
-                          struct PcoreCursor **out);
+int32_t pcore_cursor_open(struct PcoreTree *tree, struct PcoreCursor **out);
 
 // Releases a cursor; a second close returns `PCORE_BAD_HANDLE`, a close while another
 // thread's call on the cursor is in progress `PCORE_BUSY` (the cursor stays open).
