@@ -107,7 +107,7 @@ impl Held<'_> {
     /// The leaf `id`, from the cursor's copy or read (and kept) now.
     fn leaf_page(&mut self, id: u64) -> Result<PageRef<'_>> {
         self.copy_leaf(id)?;
-        Ok(self.at.copy_of(id)?.expect("copied above"))
+        self.at.copied(id)
     }
 
     pub(super) fn seek(&mut self, key: &[u8]) -> Result<()> {
@@ -149,7 +149,7 @@ impl Held<'_> {
         let Some(&(leaf, index)) = self.at.stack.last() else { return Ok(None) };
         self.copy_leaf(leaf)?;
         let (tree, at) = (self.tree, &*self.at);
-        let page = at.copy_of(leaf)?.expect("copied above");
+        let page = at.copied(leaf)?;
         if !page.is_leaf() {
             return Err(Error::corrupt(format!("B+ tree page {leaf:#x}"), 0, "an internal page where a leaf was"));
         }

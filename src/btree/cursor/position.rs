@@ -84,6 +84,12 @@ impl Position {
         }
     }
 
+    /// The copy of leaf `id`, which the caller has just made (`Held::copy_leaf`); an error,
+    /// not a panic, if it is not there.
+    pub(super) fn copied(&self, id: u64) -> Result<PageRef<'_>> {
+        self.copy_of(id)?.ok_or_else(|| Error::Internal(format!("the cursor's copy of leaf {id:#x} is missing")))
+    }
+
     /// Where entry `index` of leaf `leaf` lies in the copy; `None` when the copy is not of
     /// `leaf` or the entry cannot be handed out from it (past the leaf's end, a value in its
     /// own node, a damaged cell).

@@ -141,7 +141,8 @@ impl BTree {
         let decided = self.overflow_plan(sibling, parent.as_ref().map(|(p, pos)| (p, *pos)), cells, edge)?;
         match decided {
             Some(Overflow::Shift { id, right, cut, separator }) => {
-                let (parent_id, pos) = *path.last().expect("a shift has a parent");
+                let (parent_id, pos) =
+                    *path.last().ok_or_else(|| Error::Internal("a shift planned for a root leaf".into()))?;
                 self.shift_into_sibling(
                     plan,
                     parent_id,
