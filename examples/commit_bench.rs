@@ -23,13 +23,11 @@ fn run(dir: &std::path::Path, rows: u64, every: u64) -> (f64, f64, f64) {
     let store = Store::open(dir, &opts).unwrap();
     let tree = BTree::open(&store, b"t", &TreeOptions::default()).unwrap();
     store.commit().unwrap();
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = pcore::test_rng::TestRng::new(0x9E37_79B9_7F4A_7C15);
     let bytes0 = write_bytes();
     let t0 = Instant::now();
     for i in 0..rows {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next();
         let mut key = [0u8; 17];
         key[..8].copy_from_slice(&x.to_be_bytes());
         key[8..16].copy_from_slice(&i.to_be_bytes());

@@ -31,13 +31,11 @@ fn main() {
         ok(pcore_store_open(cdir.as_ptr(), std::ptr::null(), &mut store), "open");
         let mut tree = std::ptr::null_mut();
         ok(pcore_tree_open(store, c"t".as_ptr(), 1, std::ptr::null(), &mut tree), "tree");
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = pcore::test_rng::TestRng::new(0x9E37_79B9_7F4A_7C15);
         for i in 0..n {
             let mut key = [0u8; 24];
             for chunk in key.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = rng.next();
                 chunk.copy_from_slice(&x.to_be_bytes());
             }
             let v = i.to_le_bytes();

@@ -14,11 +14,9 @@ fn main() {
     let s = Store::open(&dir, &StoreOptions { durability: Durability::Strict, ..StoreOptions::default() }).unwrap();
     let t = BTree::open(&s, b"t", &TreeOptions::default()).unwrap();
     s.commit().unwrap();
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = pcore::test_rng::TestRng::new(0x9E37_79B9_7F4A_7C15);
     for i in 0..100_000u64 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next();
         let mut key = [0u8; 17];
         key[..8].copy_from_slice(&x.to_be_bytes());
         key[8..16].copy_from_slice(&i.to_be_bytes());

@@ -452,11 +452,9 @@ fn statement_commits(dir: &Path) -> Result<StatementCommits, String> {
             .map_err(|e| e.to_string())?;
         store.commit().map_err(|e| e.to_string())?;
         let (bytes0, t) = (write_bytes(), Instant::now());
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rng = pcore::test_rng::TestRng::new(0x9E37_79B9_7F4A_7C15);
         for i in 0..ROWS {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             let mut key = [0u8; 17];
             key[..8].copy_from_slice(&x.to_be_bytes());
             key[8..16].copy_from_slice(&i.to_be_bytes());

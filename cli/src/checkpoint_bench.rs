@@ -53,13 +53,11 @@ fn one(dir: &Path, nodes: u64, changes: u64) -> Result<Figures, String> {
     }
     store.commit().map_err(e)?;
     store.checkpoint().map_err(e)?;
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = pcore::test_rng::TestRng::new(0x9E37_79B9_7F4A_7C15);
     let (mut times, mut table_times) = (Vec::new(), Vec::new());
     for round in 0..REPS as u64 {
         for _ in 0..changes {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             let id = ids[(x % nodes) as usize];
             rec[8..16].copy_from_slice(&round.to_le_bytes());
             store.publish(id, &rec).map_err(e)?;
