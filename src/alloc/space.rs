@@ -321,6 +321,9 @@ impl Space {
     /// Makes the first bytes of each block (`(block, bytes)`) durable: one sync per class
     /// file (`ClassFile::sync_pieces`).
     pub(crate) fn sync_blocks(&self, blocks: &[(Loc, usize)]) -> Result<()> {
+        if blocks.is_empty() {
+            return Ok(()); // most commits: nothing to group, nothing to allocate
+        }
         let mut per_class: Vec<Vec<(u32, usize, usize)>> = vec![Vec::new(); self.per_class.len()];
         for &(loc, len) in blocks {
             let (segment, offset) = self.position(loc);
