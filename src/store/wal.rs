@@ -407,7 +407,8 @@ pub(crate) fn read_log(
 /// order (the places a frame header may start), until it fails. Eight bytes are looked at a
 /// time for the magic's first byte, so the scan past the last frame (a reused log keeps up to
 /// 64 MiB of an earlier generation's frames) costs a fraction of a header parse at every
-/// offset: a read-only open of a store with 19 MiB of such a log took 52-70 ms, now 15-29.
+/// offset: a read-only open of a store with 19 MiB of such a log took 21 ms, now 13.5
+/// (`examples/log_scan_open`).
 fn for_each_magic(data: &[u8], from: usize, mut visit: impl FnMut(usize) -> Result<()>) -> Result<()> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
