@@ -177,15 +177,14 @@ impl FrameParts {
 }
 
 fn write_frame_header(frame: &mut [u8], body_len: usize, epoch: u64, synced: u64, body_crc: u32, salt: Salt) {
-    let mut h = Writer::default();
-    h.u32(FRAME_MAGIC);
-    h.u32(u32::try_from(body_len).expect("a commit frame under 4 GiB"));
-    h.u64(epoch);
-    h.u64(synced);
-    h.u32(body_crc);
-    let hc = salt.header_crc(&h.buf);
-    h.u32(hc);
-    frame[..FRAME_HEADER_BYTES].copy_from_slice(&h.buf);
+    let h = &mut frame[..FRAME_HEADER_BYTES];
+    h[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&u32::try_from(body_len).expect("a commit frame under 4 GiB").to_le_bytes());
+    h[8..16].copy_from_slice(&epoch.to_le_bytes());
+    h[16..24].copy_from_slice(&synced.to_le_bytes());
+    h[24..28].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = salt.header_crc(&h[..28]);
+    h[28..32].copy_from_slice(&header_crc.to_le_bytes());
 }
 
 impl Default for FrameBuilder {
@@ -543,7 +542,19 @@ pub(crate) struct LogWriter {
     /// Bytes known to be on disk: synced by this writer (or found synced at open).
     synced: u64,
     salt: Salt,
+    /// How long the file may grow with zeros ahead of small frames (see `zeros_ahead`).
+    grow_limit: u64,
 }
+
+/// A frame this small that would extend the log writes zeros after it (at most
+/// [`ZEROS_AHEAD_BYTES`], never past the writer's grow limit), so the small commits after it
+/// write over blocks the file already has. Appending costs more than overwriting: on ext4 an
+/// append's `fdatasync` also commits the file's new size (1.45× an overwrite), which SQLite
+/// avoids by writing over its WAL. A larger frame is not a small change: its own write costs
+/// more than the size's commit saved, and zeros ahead of it would double its log bytes.
+const SMALL_FRAME_MAX_BYTES: usize = 4096;
+/// Zeros written ahead of a small frame that extends the log: about 500 one-node commits.
+const ZEROS_AHEAD_BYTES: u64 = 64 << 10;
 
 impl LogWriter {
     /// Opens for writing after `valid_bytes`. A torn tail beyond them (`torn_bytes`, or
@@ -562,7 +573,14 @@ impl LogWriter {
             synced = valid_bytes;
             file_len = valid_bytes;
         }
-        Ok(LogWriter { file, path: path.to_path_buf(), name, len: valid_bytes, file_len, synced, salt })
+        Ok(LogWriter { file, path: path.to_path_buf(), name, len: valid_bytes, file_len, synced, salt, grow_limit: 0 })
+    }
+
+    /// Lets small frames grow the file with zeros ahead of them up to `limit` bytes (the
+    /// space the store keeps for its log: see `Shared::log_space_kept`); 0, the default,
+    /// never.
+    pub fn set_grow_limit(&mut self, limit: u64) {
+        self.grow_limit = limit;
     }
 
     /// Makes this (an old generation's log, no longer named by the meta file) the log at
@@ -614,27 +632,52 @@ impl LogWriter {
 
     /// Writes a frame after the last. On failure the file is cut back to where it was, so the log never
     /// holds a partial frame in front of later ones; if even that fails, the error says so
-    /// and the caller must stop using the store.
+    /// and the caller must stop using the store. A small frame that extends the file writes
+    /// zeros after itself (`zeros_ahead`); when they do not fit, the frame is written alone.
     pub fn append(&mut self, frame: &[&[u8]]) -> std::result::Result<(), (Error, bool)> {
         let len: usize = frame.iter().map(|p| p.len()).sum();
-        let end = self.len + len as u64;
-        let written = crate::os::reserve(&self.path, end.saturating_sub(self.file_len))
-            .and_then(|_| crate::os::write_all_vectored_at(&self.file, frame, self.len));
-        match written {
-            Ok(()) => {
-                self.len = end;
-                self.file_len = self.file_len.max(end);
-                Ok(())
-            }
-            Err(e) => {
-                let err = Error::io(format!("append to {}", self.name), e);
-                let cut_back = self.file.set_len(self.len).is_ok();
-                if cut_back {
-                    self.file_len = self.len;
-                }
-                Err((err, cut_back))
+        let ahead = self.zeros_ahead(len);
+        if ahead > 0 {
+            let mut with_zeros = frame.to_vec();
+            with_zeros.push(&ZEROS[..ahead]);
+            match self.write_at_end(&with_zeros, len) {
+                Ok(()) => return Ok(()),
+                Err(e) => self.cut_back().map_err(|_| (e, false))?,
             }
         }
+        if let Err(e) = self.write_at_end(frame, len) {
+            let cut_back = self.cut_back().is_ok();
+            return Err((e, cut_back));
+        }
+        Ok(())
+    }
+
+    /// Zero bytes to write after a frame of `frame_len` bytes at the end: some when the frame
+    /// is small and extends the file, and the grow limit leaves room.
+    fn zeros_ahead(&self, frame_len: usize) -> usize {
+        let end = self.len + frame_len as u64;
+        if frame_len > SMALL_FRAME_MAX_BYTES || end <= self.file_len || end >= self.grow_limit {
+            return 0;
+        }
+        (self.grow_limit - end).min(ZEROS_AHEAD_BYTES) as usize
+    }
+
+    /// Writes `pieces` at the end of the frames; the first `frame_len` bytes are the frame.
+    fn write_at_end(&mut self, pieces: &[&[u8]], frame_len: usize) -> Result<()> {
+        let total: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        crate::os::reserve(&self.path, (self.len + total).saturating_sub(self.file_len))
+            .and_then(|_| crate::os::write_all_vectored_at(&self.file, pieces, self.len))
+            .map_err(|e| Error::io(format!("append to {}", self.name), e))?;
+        self.file_len = self.file_len.max(self.len + total);
+        self.len += frame_len as u64;
+        Ok(())
+    }
+
+    /// Cuts the file back to the end of the frames after a failed write.
+    fn cut_back(&mut self) -> std::io::Result<()> {
+        self.file.set_len(self.len)?;
+        self.file_len = self.len;
+        Ok(())
     }
 
     pub fn sync(&mut self) -> Result<()> {
@@ -642,6 +685,33 @@ impl LogWriter {
         self.synced = self.len;
         Ok(())
     }
+}
+
+/// The offsets where a log's frames end, following each header's body length from offset 0
+/// while a header is there: what tests that cut or extend a log by hand take as its end (the
+/// file may go on past it, with space kept or zeros written ahead).
+#[cfg(test)]
+pub(crate) fn frame_ends(log: &[u8]) -> Vec<u64> {
+    let mut ends = Vec::new();
+    let mut pos = 0usize;
+    while pos + FRAME_HEADER_BYTES <= log.len() && log[pos..pos + 4] == FRAME_MAGIC.to_le_bytes() {
+        let len = u32::from_le_bytes(log[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        if pos + FRAME_HEADER_BYTES + len > log.len() {
+            break;
+        }
+        pos += FRAME_HEADER_BYTES + len;
+        ends.push(pos as u64);
+    }
+    ends
+}
+
+/// The log file at `path` cut to its frames' end (`frame_ends`), as a close leaves it.
+#[cfg(test)]
+pub(crate) fn cut_to_frames(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes.truncate(frame_ends(&bytes).last().map_or(0, |&e| e as usize));
+    std::fs::write(path, &bytes).unwrap();
+    bytes
 }
 
 #[cfg(test)]
@@ -961,6 +1031,70 @@ mod tests {
         let c = read_log(&path, "wal", 31, F, 2).unwrap();
         LogWriter::open(&path, c.valid_bytes, c.torn_bytes, Salt::new(F, 2)).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), new.len() as u64, "the torn frame cut");
+    }
+
+    /// A small frame that extends the log writes zeros ahead of itself, up to the grow limit,
+    /// so the small frames after it write over the file's blocks instead of extending it; the
+    /// log reads as its frames, and a writer opening it after a kill keeps the zeros. A frame
+    /// over `SMALL_FRAME_MAX_BYTES`, or a writer with no grow limit, appends alone.
+    #[test]
+    fn small_frames_that_extend_the_log_write_zeros_ahead_up_to_the_grow_limit() {
+        let path = temp_log(&[]);
+        let file_len = || std::fs::metadata(&path).unwrap().len();
+        let mut log = Vec::new();
+        let mut append = |w: &mut LogWriter, log: &mut Vec<u8>| {
+            let epoch = 1 + read_log(&path, "wal", 1, F, 2).unwrap().frames.len() as u64;
+            let frame = frames_of(2, epoch, 1, log.len());
+            w.append(&[&frame]).map_err(|(e, _)| e).unwrap();
+            log.extend(frame);
+        };
+        let mut w = LogWriter::open(&path, 0, 0, Salt::new(F, 2)).unwrap();
+        append(&mut w, &mut log);
+        assert_eq!(file_len(), log.len() as u64, "no grow limit: the frame alone");
+
+        let limit = log.len() as u64 + ZEROS_AHEAD_BYTES + 1000;
+        w.set_grow_limit(limit);
+        append(&mut w, &mut log);
+        let grown = log.len() as u64 + ZEROS_AHEAD_BYTES;
+        assert_eq!(file_len(), grown, "zeros written ahead of the small frame");
+        while (log.len() as u64) + 200 < grown {
+            append(&mut w, &mut log);
+            assert_eq!(file_len(), grown, "written over the zeros, not appended");
+        }
+        let c = read_log(&path, "wal", 1, F, 2).unwrap();
+        assert_eq!((c.valid_bytes, c.torn_bytes), (log.len() as u64, 0), "the zeros are neither frames nor torn");
+        assert_eq!(std::fs::read(&path).unwrap()[..log.len()], log[..]);
+
+        let mut w = LogWriter::open(&path, c.valid_bytes, c.torn_bytes, Salt::new(F, 2)).unwrap();
+        assert_eq!(file_len(), grown, "a writer's open keeps the zeros to write over");
+        w.set_grow_limit(limit);
+        while file_len() == grown {
+            append(&mut w, &mut log);
+        }
+        assert_eq!(file_len(), limit, "zeros stop at the grow limit");
+        assert_eq!(read_log(&path, "wal", 1, F, 2).unwrap().valid_bytes, log.len() as u64);
+
+        let big = vec![7u8; SMALL_FRAME_MAX_BYTES + 1];
+        let before = file_len();
+        w.append(&[&big]).map_err(|(e, _)| e).unwrap();
+        assert_eq!(file_len(), before.max(w.len()), "a large frame is written alone");
+    }
+
+    /// Zeros ahead of a frame are space the store may do without: on a disk with room for the
+    /// frame but not for the zeros, the frame is written alone, not refused.
+    #[test]
+    fn a_frame_with_no_room_for_zeros_ahead_is_written_alone() {
+        let path = temp_log(&[]);
+        let dir = path.parent().unwrap().to_path_buf();
+        let mut w = LogWriter::open(&path, 0, 0, Salt::new(F, 2)).unwrap();
+        w.set_grow_limit(1 << 20);
+        let frame = frames_of(2, 1, 1, 0);
+        crate::os::simulate_disk_limit(&dir, Some(frame.len() as u64 + 100));
+        let appended = w.append(&[&frame]).map_err(|(e, _)| e);
+        crate::os::simulate_disk_limit(&dir, None);
+        appended.unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), frame.len() as u64);
+        assert_eq!(read_log(&path, "wal", 1, F, 2).unwrap().frames.len(), 1);
     }
 
     /// The previous format's frames (unsalted) left in a reused log read as nothing either.
