@@ -88,6 +88,11 @@ fn abort_after_a_commit_that_failed_for_a_full_disk() {
         let opts = StoreOptions { durability, ..StoreOptions::default() };
         let s = reopen(dir.path(), &opts);
         let (committed, _) = committed_then_changed(&s);
+        // More than the log holds written ahead of its frames (zeros a small commit wrote):
+        // this frame must grow the file.
+        for i in 0..10 {
+            node(&s, 8000, 20 + i);
+        }
         let used: u64 = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         crate::os::simulate_disk_limit(dir.path(), Some(used));
         // The pending changes' log frame finds no room: the commit fails, nothing committed.

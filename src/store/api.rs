@@ -1437,12 +1437,18 @@ impl Shared {
         }
     }
 
-    /// Measures the files a commit does not track (checkpoint pieces, meta, reader table).
+    /// Measures the files a commit does not track (checkpoint pieces, meta, reader table),
+    /// and lets the log grow ahead of small commits as far as the space it may keep: one
+    /// rule, `log_space_kept`, for what a checkpoint keeps and what small commits make.
     fn measure_other_files(&self, w: &mut WriterSide) {
         let Some(dir) = &w.dir else { return };
         let (all, _, logs) = recovery::store_file_bytes(dir);
         let class_files = self.state.read().space.file_bytes();
         w.other_files = all.saturating_sub(class_files + logs);
+        let kept = self.log_space_kept(w);
+        if let Some(log) = w.log.as_mut() {
+            log.set_grow_limit(kept);
+        }
     }
 
     /// Cuts the free tails of the class files, when that is safe: right after a checkpoint
@@ -1481,9 +1487,10 @@ impl Shared {
         Ok(old)
     }
 
-    /// How much of an old log a checkpoint keeps to write over: enough for the commits until
-    /// the next checkpoint, but never more than a quarter of the class files (at least 1 MiB),
-    /// so a small store is not held at the size of its busiest moment.
+    /// How much of an old log a checkpoint keeps to write over, and how far small commits
+    /// grow the log with zeros ahead of them: enough for the commits until the next
+    /// checkpoint, but never more than a quarter of the class files (at least 1 MiB), so a
+    /// small store is not held at the size of its busiest moment.
     fn log_space_kept(&self, w: &WriterSide) -> u64 {
         let c = self.state.read();
         let class_files = c.space.file_bytes();

@@ -59,7 +59,7 @@ fn store_with_logged_frame(dir: &Path, frame: impl FnOnce(u64) -> Vec<u8>) {
     let epoch = s.commit().unwrap();
     s.simulate_crash();
     let log = file_with_prefix(dir, "wal-");
-    let mut bytes = std::fs::read(&log).unwrap();
+    let mut bytes = super::wal::cut_to_frames(&log);
     bytes.extend(frame(epoch + 1));
     std::fs::write(&log, bytes).unwrap();
 }

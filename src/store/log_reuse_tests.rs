@@ -113,3 +113,33 @@ fn a_huge_log_is_cut_back_when_reused() {
     assert_eq!(s.stats().unwrap().log_bytes, 0, "checkpointed after the commit");
     assert_eq!(log_len(dir.path()), 64 << 10);
 }
+
+/// After a reopen the log is empty (a close cuts it), so small commits would append, and an
+/// append's sync also commits the file's size. The first of them writes zeros ahead instead,
+/// and the next ones write over those: the file grows once for many commits. A kill keeps
+/// every commit, the zeros are neither replayed nor reported, and a close gives them back.
+#[test]
+fn small_commits_after_a_reopen_write_over_zeros_written_ahead() {
+    let dir = TempDir::new("reuse-ahead");
+    let s = reopen(dir.path(), &strict());
+    let (id, _) = commit_versions(&s, None, 5, 1);
+    s.close().unwrap();
+    assert_eq!(log_len(dir.path()), 0, "a close gives the log's space back");
+    let s = reopen(dir.path(), &strict());
+    let (id, _) = commit_versions(&s, Some(id), 1, 2);
+    let grown = log_len(dir.path());
+    assert!(grown > 32 << 10, "zeros written ahead of the first small commit: {grown} bytes");
+    let (id, bytes) = commit_versions(&s, Some(id), 40, 3);
+    assert_eq!(log_len(dir.path()), grown, "forty small commits wrote over the zeros");
+    assert!(s.stats().unwrap().log_bytes < grown);
+    s.simulate_crash();
+    let r = reopen(dir.path(), &strict());
+    let note = r.recovery_note().expect("the commits replayed");
+    assert!(note.contains("41 commits replayed") && !note.contains("dropped"), "{note}");
+    assert_eq!(r.read(id).unwrap(), bytes);
+    r.verify().unwrap();
+    r.close().unwrap();
+    assert_eq!(log_len(dir.path()), 0);
+    let r = reopen(dir.path(), &StoreOptions { verify_checksums: true, ..strict() });
+    assert_eq!(r.read(id).unwrap(), bytes);
+}

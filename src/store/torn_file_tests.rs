@@ -159,24 +159,12 @@ fn flip_bit(path: &Path, bit: u64) {
     std::fs::write(path, b).unwrap();
 }
 
-/// The offsets where a log's frames end (a frame header says its body's length).
-fn frame_ends(log: &[u8]) -> Vec<u64> {
-    let mut ends = Vec::new();
-    let mut pos = 0usize;
-    while pos + wal::FRAME_HEADER_BYTES <= log.len() {
-        let len = u32::from_le_bytes(log[pos + 4..pos + 8].try_into().unwrap()) as usize;
-        pos += wal::FRAME_HEADER_BYTES + len;
-        ends.push(pos as u64);
-    }
-    ends
-}
-
 #[test]
 fn a_log_cut_at_each_frame_boundary_recovers_exactly_the_commits_before_it() {
     let pristine = TempDir::new("damage-log-cuts");
     let states = build(pristine.path(), 6, 10);
     let log = store_files(pristine.path()).into_iter().find(|p| p.to_string_lossy().contains("wal-")).unwrap();
-    let ends = frame_ends(&std::fs::read(&log).unwrap());
+    let ends = wal::frame_ends(&std::fs::read(&log).unwrap());
     assert_eq!(ends.len(), 10, "ten commits after the checkpoint");
     let work = TempDir::new("damage-log-cuts-work");
     for (k, &end) in std::iter::once(&0).chain(&ends).enumerate() {
@@ -220,7 +208,7 @@ fn after_a_kill_the_reopened_writer_and_every_later_open_agree() {
     let states = build_with(pristine.path(), 3, 6, &opts);
     let log = store_files(pristine.path()).into_iter().find(|p| p.to_string_lossy().contains("wal-")).unwrap();
     let bytes = std::fs::read(&log).unwrap();
-    let mut cuts: Vec<u64> = frame_ends(&bytes).into_iter().flat_map(|e| [e - 1, e, e + 1]).collect();
+    let mut cuts: Vec<u64> = wal::frame_ends(&bytes).into_iter().flat_map(|e| [e - 1, e, e + 1]).collect();
     cuts.retain(|&c| c <= bytes.len() as u64);
     let work = TempDir::new("agree-work");
     for cut in cuts {
@@ -257,7 +245,7 @@ fn a_torn_tail_is_reported_by_the_open_that_finds_it() {
     let dir = TempDir::new("damage-note");
     build(dir.path(), 2, 3);
     let log = store_files(dir.path()).into_iter().find(|p| p.to_string_lossy().contains("wal-")).unwrap();
-    let len = std::fs::metadata(&log).unwrap().len();
+    let len = wal::cut_to_frames(&log).len() as u64;
     truncate(&log, len - 5);
     let s = reopen(dir.path(), &StoreOptions { read_only: true, ..options() });
     let note = s.recovery_note().expect("recovery says what it did");
@@ -319,7 +307,7 @@ fn record_boundaries(path: &Path) -> Vec<u64> {
         cuts.extend((0..24).map(|k| checkpoint::HEADER_BYTES as u64 + 8 + k * 5));
         cuts
     } else if name.starts_with("wal-") {
-        std::iter::once(0).chain(frame_ends(&data)).collect()
+        std::iter::once(0).chain(wal::frame_ends(&data)).collect()
     } else {
         let block: u64 = name.rsplit('-').next().unwrap().trim_end_matches(".seg").parse().unwrap();
         let segment = crate::limits::SEGMENT_BYTES_MIN.max(crate::limits::SEGMENT_BLOCKS_MIN * block);
