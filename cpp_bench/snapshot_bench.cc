@@ -513,7 +513,12 @@ const Mode kModes[] = {
 
 struct WriterResult {
   double us_per_commit = 0;
+  // The data file's size when the writer phase starts and when it ends, and the entries the
+  // phase committed: the growth per entry compares engines whose writers commit at different
+  // rates over the same time.
+  double start_file_bytes = 0;
   double data_file_bytes = 0;
+  double entries_committed = 0;
   double pinned_bytes = 0;
   std::vector<ReaderCount> readers;
 };
@@ -521,7 +526,7 @@ struct WriterResult {
 // Commits transactions of kInsertsPerCommit new keys for cfg.writer_seconds; `commit_batch`
 // inserts the new keys [from, from + kInsertsPerCommit) and commits.
 template <class Commit>
-double commit_loop(const Config& cfg, Commit&& commit_batch) {
+double commit_loop(const Config& cfg, WriterResult& res, Commit&& commit_batch) {
   size_t next = 0, commits = 0;
   auto t0 = Clock::now();
   double t = 0;
@@ -531,6 +536,7 @@ double commit_loop(const Config& cfg, Commit&& commit_batch) {
     ++commits;
     t = seconds_since(t0);
   } while (t < cfg.writer_seconds);
+  res.entries_committed = static_cast<double>(next);
   return t * 1e6 / static_cast<double>(commits);
 }
 
@@ -550,7 +556,8 @@ WriterResult pcore_writer(const Config& cfg, const Mode& mode, ReaderCase rc, co
       // (A reader that reopens may be between its close and its open.)
       if (rc.reopen_ms == 0 && db.stats().reader_processes != static_cast<uint64_t>(readers_n))
         fail(format("pcore: %" PRIu64 " reader processes in the table, %d running", db.stats().reader_processes, readers_n));
-      res.us_per_commit = commit_loop(cfg, [&](size_t from) {
+      res.start_file_bytes = static_cast<double>(db.stats().data_file_bytes);
+      res.us_per_commit = commit_loop(cfg, res, [&](size_t from) {
         for (size_t i = from; i < from + kInsertsPerCommit; ++i) {
           uint64_t v = Keys::value(i);
           PC(pcore_tree_insert(db.tree, FreshKey(fresh_seed, i).bytes, kKeyBytes, &v, 8));
@@ -578,6 +585,15 @@ WriterResult pcore_writer(const Config& cfg, const Mode& mode, ReaderCase rc, co
   return res;
 }
 
+// The bytes of LMDB's data file in use: its pages up to the last one written.
+double lmdb_file_bytes(MDB_env* env) {
+  MDB_envinfo info;
+  MDB_stat st;
+  MC(mdb_env_info(env, &info));
+  MC(mdb_env_stat(env, &st));
+  return static_cast<double>(info.me_last_pgno + 1) * st.ms_psize;
+}
+
 WriterResult lmdb_writer(const Config& cfg, const Mode& mode, ReaderCase rc, const Keys& base, uint64_t fresh_seed) {
   const int readers_n = rc.readers;
   WriterResult res;
@@ -593,7 +609,8 @@ WriterResult lmdb_writer(const Config& cfg, const Mode& mode, ReaderCase rc, con
     try {
       for (int i = 0; i < readers_n; ++i) readers.push_back(spawn_reader(cfg, "lmdb", dir, i, 0));
       wait_ready(readers);
-      res.us_per_commit = commit_loop(cfg, [&](size_t from) {
+      res.start_file_bytes = lmdb_file_bytes(db.env);
+      res.us_per_commit = commit_loop(cfg, res, [&](size_t from) {
         MDB_txn* t = nullptr;
         MC(mdb_txn_begin(db.env, nullptr, 0, &t));
         for (size_t i = from; i < from + kInsertsPerCommit; ++i) {
@@ -605,11 +622,7 @@ WriterResult lmdb_writer(const Config& cfg, const Mode& mode, ReaderCase rc, con
         }
         MC(mdb_txn_commit(t));
       });
-      MDB_envinfo info;
-      MDB_stat st;
-      MC(mdb_env_info(db.env, &info));
-      MC(mdb_env_stat(db.env, &st));
-      res.data_file_bytes = static_cast<double>(info.me_last_pgno + 1) * st.ms_psize;
+      res.data_file_bytes = lmdb_file_bytes(db.env);
       res.readers = stop_readers(readers);
     } catch (...) {
       for (Reader& r : readers) kill(r.pid, SIGKILL), waitpid(r.pid, nullptr, 0);
@@ -633,6 +646,8 @@ void record_readers(const Config& cfg, int engine, const std::string& tag, const
     record(tag + "_reopen", "  a reader's reopen (median reader)", "ms", engine,
            static_cast<double>(median.reopen_us) / 1e3 / static_cast<double>(median.reopens));
   record(tag + "_file", "  data file at the end", "MB", engine, r.data_file_bytes / 1e6);
+  record(tag + "_growth", "  data file growth per committed entry", "B/entry", engine,
+         r.entries_committed > 0 ? (r.data_file_bytes - r.start_file_bytes) / r.entries_committed : 0);
   if (engine == kPcore)
     record(tag + "_pinned", "  pinned_bytes / data file", "x", engine,
            r.data_file_bytes > 0 ? r.pinned_bytes / r.data_file_bytes : 0);
