@@ -275,6 +275,16 @@ impl FarIndex {
     }
 }
 
+/// How far the far search moves after a miss, `missed` bytes into a stretch of literal bytes:
+/// one byte at first, then further (odd steps, so that every offset modulo the index's
+/// `FAR_INDEX_STEP` of 8 still comes up within eight probes: a copy is found at most 56 bytes
+/// in, and extended back to its start). New cells are literal bytes: probing each of their
+/// positions was most of the encoder's time on a split page, for copies that are not there.
+#[inline(always)]
+fn probe_step(missed: usize) -> usize {
+    1 + 2 * (missed >> 5).min(3)
+}
+
 /// Zero bytes in a row that a literal logs as a zero run (a copy with shift 0) instead.
 const ZERO_RUN_MIN_BYTES: usize = 12;
 
@@ -372,7 +382,7 @@ impl Encoder<'_> {
                 continue;
             }
             let Some((k, j, shift)) = index.copy_at(base, new, q, literal_start, common) else {
-                q += 1;
+                q += probe_step(q - literal_start);
                 continue;
             };
             self.literal(new, literal_start, k);
