@@ -153,30 +153,31 @@ impl ClassFile {
     }
 
     /// Makes `offset..offset + len` of a segment, never written since it was created, ready to
-    /// be written through the mapping: one `MADV_POPULATE_WRITE` rather than a page fault per
-    /// page as blocks are first written. With `ahead` (pages the allocator reaches later) a
-    /// class file's pages are brought in on the prefault thread (`os::prefault`), so that the
-    /// host's allocations do not wait for them; in memory, and where there is no such thread,
-    /// here. Only a hint: on failure the pages fault in as they are first written.
+    /// be written through the mapping. A first write to a page of a preallocated file through a
+    /// shared mapping is a page fault that reads the (unwritten) extent into the page cache and
+    /// builds its buffers, about 3 µs a page on ext4, and evicts the writer's working set from
+    /// the caches. Writing the range's zeros with `pwrite` puts the pages in the cache far more
+    /// cheaply, and one `MADV_POPULATE_WRITE` then maps them all. Both are only hints: on failure
+    /// the pages fault in as before, and the zeros written are the bytes already there.
     ///
-    /// The segment's blocks were reserved on disk (`fallocate`) before it was mapped, so a full
-    /// disk is a clean error at grow time, never a SIGBUS here or later. Nothing is written to
-    /// the file: its unwritten extents read as zeros. (Until issue 21 the range's zeros were
-    /// written with `pwrite` first, on the host's thread: the cheapest way then found to bring
-    /// the pages in there, ~13 ns on each 64-byte allocation.)
-    pub(crate) fn prefault(&self, segment: u32, offset: usize, len: usize, ahead: bool) {
+    /// The zeros are not what keeps a full disk from becoming a SIGBUS: `grow` reserved every
+    /// block of the segment (`fallocate`) before mapping it, and the store tests that on a
+    /// really full file system. They are only the cheapest way found to bring the pages in:
+    /// without them (`MADV_POPULATE_WRITE` alone, reading the unwritten extents) allocating
+    /// 64-byte nodes took 126-139 ns a call instead of 98-115 (node_bench, 1 M nodes).
+    pub(crate) fn prefault(&self, segment: u32, offset: usize, len: usize) {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         let mapping = &self.segments[segment as usize];
-        // Never past the file's end: a page there faulted in through the mapping is a SIGBUS
-        // (the advice fails instead, but there is nothing to gain).
+        // Never past the file's end: a write there would grow the file unreserved, and a page
+        // there faulted in through the mapping is a SIGBUS.
         let end = if segment as usize + 1 == self.segments.len() { self.tail_bytes as usize } else { mapping.len() };
         let len = len.min(end.saturating_sub(offset));
-        if len == 0 {
-            return;
-        }
-        if ahead && matches!(self.backing, Backing::Shared(_)) {
-            if let Some(job) = mapping.prefault_job(offset, len) {
-                crate::os::prefault_later(job);
-                return;
+        if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
+            use std::os::unix::fs::FileExt;
+            let at = u64::from(segment) * self.segment_bytes + offset as u64;
+            for chunk in (0..len).step_by(ZEROS.len()) {
+                let n = ZEROS.len().min(len - chunk);
+                let _ = file.write_all_at(&ZEROS[..n], at + chunk as u64);
             }
         }
         mapping.prefault_for_writing(offset, len);

@@ -137,16 +137,6 @@ impl Mapping {
         let _ = len;
     }
 
-    /// `offset..offset + len` (clipped to the mapping) to be faulted in for writing later, on
-    /// another thread (see `os::prefault`): `None` for a mapping of its own, which the caller
-    /// faults in itself. The job keeps the mapping's address space reserved while it waits.
-    pub(crate) fn prefault_job(&self, offset: usize, len: usize) -> Option<PrefaultJob> {
-        self.check(offset, 0);
-        let Owner::Arena(span) = &self.owner else { return None };
-        let len = len.min(self.len - offset);
-        Some(PrefaultJob { addr: self.ptr.as_ptr() as usize + offset, len, _span: span.clone() })
-    }
-
     /// Which pages of `offset..offset + len` are resident (`mincore`), for tests of prefaulting.
     #[cfg(test)]
     pub(crate) fn resident(&self, offset: usize, len: usize) -> Vec<bool> {
@@ -183,31 +173,6 @@ fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
-}
-
-/// Pages of an arena's slot to fault in for writing, on whatever thread runs the job.
-pub(crate) struct PrefaultJob {
-    addr: usize,
-    len: usize,
-    /// The slot's address space stays reserved until the job has run: whatever is there then
-    /// is this class file's segment or the reservation's inaccessible pages, never another
-    /// mapping of the process.
-    _span: Arc<Reservation>,
-}
-
-impl PrefaultJob {
-    /// Faults the pages in (`MADV_POPULATE_WRITE`). Only a hint, like
-    /// `Mapping::prefault_for_writing`.
-    pub(crate) fn run(self) {
-        #[cfg(all(target_os = "linux", not(miri)))]
-        // SAFETY: the range lies in a reservation `_span` keeps alive. The advice changes no
-        // byte whatever is mapped there by now: it faults in the pages of the segment (or of a
-        // later segment of the same file placed in the same slot), and fails, with no signal,
-        // on the reservation's inaccessible pages or on pages past the file's end (a cut).
-        // Arenas of a read-only (private) view never get jobs: a write fault there would copy
-        // pages that must keep showing the file.
-        let _ = unsafe { libc::madvise(self.addr as *mut libc::c_void, self.len, libc::MADV_POPULATE_WRITE) };
-    }
 }
 
 /// Address space reserved (inaccessible, no memory committed) for mappings placed in it.

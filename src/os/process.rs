@@ -1,5 +1,4 @@
-//! Whether a process still runs (what tells a dead backup's leftovers from a live one's), and
-//! whether this one is a forked copy of a process that used pcore.
+//! Whether a process still runs: what tells a dead backup's leftovers from a live one's.
 
 /// True unless no process has `pid` (a process of another user counts as running).
 pub(crate) fn process_exists(pid: u32) -> bool {
@@ -7,17 +6,6 @@ pub(crate) fn process_exists(pid: u32) -> bool {
     // SAFETY: signal 0 sends nothing; the call only checks that the process exists.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
-
-/// True in a process forked from one that had opened a store. There a BALANCED store starts
-/// no flusher thread, and no prefault thread starts (`os::prefault`): a second thread would make the store's locks contended, and a
-/// contended parking_lot lock or condition variable waits in the process-wide parking table,
-/// which the fork copied while the parent's threads may have been queued in it or holding
-/// one of its buckets (an outside tester's forked child hung or crashed in `close` about once
-/// in a few hundred forks). Its commits sync by age instead (see `Durability::Balanced`).
-pub(crate) fn in_forked_child() -> bool {
-    static FIRST_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *FIRST_PID.get_or_init(std::process::id) != std::process::id()
 }
 
 /// Runs `child` in a forked copy of this process and returns the code it exits with (`None`

@@ -605,7 +605,7 @@ impl Store {
             recovery_note,
         });
         // Asked at every open, so the first open of the process records it (see the function).
-        let forked = crate::os::in_forked_child();
+        let forked = in_forked_child();
         if balanced && !forked {
             spawn_flusher(Arc::downgrade(&shared), shared.flusher_stop.clone(), shared.options.balanced_interval_ms);
         }
@@ -1671,6 +1671,17 @@ fn spawn_flusher(weak: Weak<Shared>, stop: Arc<FlusherStop>, interval_ms: u32) {
             Store { shared, at: None }.sync_if_behind();
         })
         .expect("spawn the BALANCED flusher thread");
+}
+
+/// True in a process forked from one that had opened a store. There a BALANCED store starts
+/// no flusher thread: a second thread would make the store's locks contended, and a
+/// contended parking_lot lock or condition variable waits in the process-wide parking table,
+/// which the fork copied while the parent's threads may have been queued in it or holding
+/// one of its buckets (an outside tester's forked child hung or crashed in `close` about once
+/// in a few hundred forks). Its commits sync by age instead (see `Durability::Balanced`).
+fn in_forked_child() -> bool {
+    static FIRST_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *FIRST_PID.get_or_init(std::process::id) != std::process::id()
 }
 
 impl Drop for Shared {
