@@ -325,7 +325,11 @@ impl Core {
             return Ok(id);
         }
         let published = self.publish_to_block(id, handle, src)?;
-        // Published from elsewhere: what the host wrote in the draft is dropped.
+        // Published from elsewhere: what the host wrote in the draft is dropped. (Most
+        // publishes come with no draft open anywhere: then there is nothing to look up.)
+        if self.drafts.is_empty() {
+            return Ok(published);
+        }
         if let Some(draft) = self.drafts.remove(&handle) {
             self.space.free(draft)?;
         }
@@ -410,6 +414,10 @@ impl Core {
 
     /// The node's draft, if it has one (for the C ABI, to recognize a publish from it).
     pub fn draft_of(&self, id: NodeId) -> Option<Loc> {
+        // Asked on every publish through the C ABI, mostly with no draft open at all.
+        if self.drafts.is_empty() {
+            return None;
+        }
         self.drafts.get(&self.table.resolve(id).ok()?).copied()
     }
 
