@@ -36,6 +36,11 @@ impl SizeClasses {
         Ok(SizeClasses { bytes })
     }
 
+    /// No class at all: the classes of a closed store's state, which nothing allocates from.
+    pub(crate) fn none() -> SizeClasses {
+        SizeClasses { bytes: Vec::new() }
+    }
+
     pub fn count(&self) -> usize {
         self.bytes.len()
     }

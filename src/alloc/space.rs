@@ -60,6 +60,11 @@ impl Space {
         Ok(Space { classes, per_class })
     }
 
+    /// A space of no class and no file: what a closed store holds (see `Shared::close`).
+    pub(crate) fn none() -> Space {
+        Space { classes: SizeClasses::none(), per_class: Vec::new() }
+    }
+
     pub(crate) fn classes(&self) -> &SizeClasses {
         &self.classes
     }

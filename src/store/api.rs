@@ -1531,10 +1531,8 @@ impl Shared {
         self.attachments.lock().clear();
         // A closed store keeps no memory, mapping or file: references to it may live on long
         // after the close (a C host thread's handle cache holds one until its next call).
-        if let Ok(empty) = recovery::new_memory_core(&StoreOptions::default()) {
-            let old = std::mem::replace(&mut *self.state.write(), empty);
-            drop(old);
-        }
+        let old = std::mem::replace(&mut *self.state.write(), recovery::closed_core());
+        drop(old);
         result
     }
 

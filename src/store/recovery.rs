@@ -59,6 +59,13 @@ pub(crate) fn new_memory_core(options: &StoreOptions) -> Result<Core> {
     Ok(Core::new(space, ObjectTable::new(), BTreeMap::new(), (0, 0), options.growth_policy))
 }
 
+/// The state a closed store keeps: no node, no class, no file or mapping. Every call checks
+/// the closed flag under the state lock before it looks (`Store::read_state`, `mutate`), so
+/// nothing reads or allocates in it; it costs nothing to make, unlike an empty store's.
+pub(crate) fn closed_core() -> Core {
+    Core::new(Space::none(), ObjectTable::new(), BTreeMap::new(), (0, 0), super::GrowthPolicy::StableId)
+}
+
 pub(crate) fn open_dir(dir: &Path, options: &StoreOptions) -> Result<Opened> {
     open_dir_reading(dir, options, &mut |_| {})
 }
