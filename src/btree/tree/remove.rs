@@ -68,15 +68,17 @@ impl BTree {
 
     /// `remove_stored` under a hold of the tree's state the caller already has.
     fn remove_stored_held(&self, st: &mut State, skey: &[u8]) -> Result<bool> {
-        let removed = self.store()?.with_editor(|editor| {
+        let store = self.store()?;
+        let mut path = st.hint.lend();
+        // Whether the key was removed, and the leaf if in place (the leaf hint then holds).
+        let removed = store.with_editor(|editor| {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
-            let mut path = Path::default();
-            let (leaf_id, found, _) = self.descend_in(&pages, st, skey, &mut path)?;
-            let Ok(index) = found else { return Ok(false) };
+            let (leaf_id, found, _) = self.descend_for_write(&pages, st, skey, &mut path)?;
+            let Ok(index) = found else { return Ok(None) };
             if self.remove_in_place(editor, &path, leaf_id, index)? {
                 st.entries -= 1;
                 self.save_anchor(editor, st)?;
-                return Ok(true);
+                return Ok(Some(Some(leaf_id)));
             }
             let mut plan = Plan::new(self, editor);
             let leaf_bytes = plan.copy_page(leaf_id)?;
@@ -93,12 +95,15 @@ impl BTree {
             plan.apply(st)?;
             st.entries -= 1;
             self.save_anchor(editor, st)?;
-            Ok(true)
-        })?;
-        if removed {
-            self.bump_version();
+            Ok(Some(None))
+        });
+        st.hint.give_back(path, removed.as_ref().ok().copied().flatten().flatten());
+        let Some(in_place) = removed? else { return Ok(false) };
+        self.bump_version();
+        if in_place.is_some() {
+            st.hint.hold_at(self.version());
         }
-        Ok(removed)
+        Ok(true)
     }
 
     /// A remove's common case: the leaf needs no rebalancing ([`BTree::leaf_rebalances`]), so
