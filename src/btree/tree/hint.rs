@@ -70,30 +70,31 @@ impl BTree {
     /// A write's descent (inserts and removes): through the state's hint when it holds and
     /// the key's place is certainly its leaf, else from the root. Fills `path` and returns
     /// what [`BTree::descend_in`] does.
-    pub(super) fn descend_for_write(
+    pub(super) fn descend_for_write<'a>(
         &self,
-        pages: &PageReader<'_, '_>,
+        pages: &PageReader<'_, 'a>,
         st: &State,
         skey: &[u8],
         path: &mut HintPath,
-    ) -> Result<Descent> {
+    ) -> Result<Descent<'a>> {
         let probe = self.probe(skey);
         if let Some(descent) = self.descend_hinted(pages, st, &probe, path)? {
             return Ok(descent);
         }
         path.0.clear();
-        self.descend_in(pages, st, skey, &mut path.0)
+        self.descend_in(pages, st, &probe, &mut path.0)
     }
 
     /// The hinted leaf's descent, `None` when the hint does not hold for `probe`: `path` is
     /// the buffer lent by the hint, so it holds the hinted path whenever the hint holds.
-    fn descend_hinted(
+    #[inline(always)]
+    fn descend_hinted<'a>(
         &self,
-        pages: &PageReader<'_, '_>,
+        pages: &PageReader<'_, 'a>,
         st: &State,
         probe: &Probe<'_>,
         path: &HintPath,
-    ) -> Result<Option<Descent>> {
+    ) -> Result<Option<Descent<'a>>> {
         let hint = &st.hint;
         if hint.version != Some(self.inner.version.load(AtomicOrdering::Acquire))
             || probe.word_outside(path.word_bounds())
@@ -122,6 +123,6 @@ impl BTree {
                 },
             },
         };
-        Ok(Some((hint.leaf, found, n)))
+        Ok(Some((hint.leaf, found, leaf)))
     }
 }

@@ -20,7 +20,8 @@ impl BTree {
         // The leaf, when it was edited in place (the leaf hint then holds).
         let in_place = store.with_editor(|editor| {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
-            let (leaf_id, found, leaf_len) = self.descend_for_write(&pages, &st, &skey, &mut path)?;
+            let (leaf_id, found, leaf) = self.descend_for_write(&pages, &st, &skey, &mut path)?;
+            let leaf_len = leaf.len();
             if found.is_ok() && self.inner.duplicates != Duplicates::Overwrite {
                 return Err(Error::DuplicateKey(format!("key of {} bytes is already in the tree", key.len())));
             }

@@ -63,22 +63,22 @@ impl BTree {
         Ok(())
     }
 
-    /// Descends to a stored key's leaf through a page reader the caller holds: fills `path`
-    /// (each internal page with the child position taken: 0 = leftmost, j + 1 = the child of
-    /// separator j) and returns the leaf, where the key is in it (`Ok(i)`) or would go
-    /// (`Err(i)`), and the leaf's entry count. (Inserts and removes descend through the leaf
+    /// Descends to a stored key's leaf (`probe`) through a page reader the caller holds:
+    /// fills `path` (each internal page with the child position taken: 0 = leftmost, j + 1 =
+    /// the child of separator j) and returns the leaf, where the key is in it (`Ok(i)`) or
+    /// would go (`Err(i)`), and the leaf's page. (Inserts and removes descend through the leaf
     /// hint: [`BTree::descend_for_write`].)
-    pub(super) fn descend_in(
+    #[inline(always)]
+    pub(super) fn descend_in<'a>(
         &self,
-        pages: &PageReader<'_, '_>,
+        pages: &PageReader<'_, 'a>,
         st: &State,
-        skey: &[u8],
+        probe: &Probe<'_>,
         path: &mut Path,
-    ) -> Result<Descent> {
-        let probe = self.probe(skey);
-        let (id, leaf) = self.walk_to_leaf(pages, st, &probe, |id, pos, page| path.push(id, pos, page))?;
+    ) -> Result<Descent<'a>> {
+        let (id, leaf) = self.walk_to_leaf(pages, st, probe, |id, pos, page| path.push(id, pos, page))?;
         let found = probe.find_in(&leaf)?;
-        Ok((id, found, leaf.len()))
+        Ok((id, found, leaf))
     }
 
     /// Walks from the root to the leaf where `probe` belongs, through the caller's page
@@ -148,9 +148,9 @@ pub(crate) fn missing_page(id: u64, e: Error) -> Error {
     }
 }
 
-/// A descent's end: the leaf, the key's position in it (`Ok` found, `Err` where it would
-/// go), and its entry count.
-pub(super) type Descent = (u64, std::result::Result<usize, usize>, usize);
+/// A descent's end: the leaf's id, the key's position in it (`Ok` found, `Err` where it
+/// would go), and the leaf's page (a leaf: the descent checked it).
+pub(super) type Descent<'a> = (u64, std::result::Result<usize, usize>, PageRef<'a>);
 
 /// The internal pages of a descent, root first, each with the child position taken. A
 /// tree is at most DEPTH_MAX deep (checked when it is opened), so the path lives on the
