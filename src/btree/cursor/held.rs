@@ -117,7 +117,7 @@ impl Held<'_> {
         let probe = self.tree.probe(&skey);
         let stack = &mut self.at.stack;
         let (page, index, len) = self.tree.with_pages(|pages| {
-            let (page, leaf) = self.tree.walk_to_leaf(pages, self.st, &probe, |id, pos| stack.push((id, pos)))?;
+            let (page, leaf) = self.tree.walk_to_leaf(pages, self.st, &probe, |id, pos, _| stack.push((id, pos)))?;
             let i = match probe.find_in(&leaf)? {
                 Ok(i) | Err(i) => i,
             };

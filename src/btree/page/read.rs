@@ -113,7 +113,7 @@ impl<'a> PageRef<'a> {
 
     /// The prefix word internal entry i's slot records (None in a leaf, or past the end).
     #[inline(always)]
-    fn recorded_word(&self, i: usize) -> Option<u64> {
+    pub(crate) fn recorded_word(&self, i: usize) -> Option<u64> {
         self.word_slots.get(i).map(|s| u64::from_le_bytes([s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9]]))
     }
 

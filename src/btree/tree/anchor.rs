@@ -115,14 +115,14 @@ pub(super) fn state_in_store(
                     d.custom_order
                 )));
             }
-            Ok(State { root: root.id, height: d.height, entries: d.entries, dropped: false })
+            Ok(State { root: root.id, height: d.height, entries: d.entries, dropped: false, hint: LeafHint::default() })
         }
         None => {
             let (id, _, _) = store.allocate(pb, KIND_LEAF)?;
             let mut image = vec![0u8; pb];
             page::build(&mut image, TYPE_LEAF, 0, &[] as &[Cell<'_>]);
             store.publish(id, &image)?;
-            let st = State { root: id.raw(), height: 1, entries: 0, dropped: false };
+            let st = State { root: id.raw(), height: 1, entries: 0, dropped: false, hint: LeafHint::default() };
             store.set_root(anchor, id.raw(), &encode_anchor(pb, duplicates, custom, &st))?;
             Ok(st)
         }

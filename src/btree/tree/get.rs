@@ -26,7 +26,7 @@ impl BTree {
         let probe = self.probe(key);
         let mut f = Some(f);
         let found = self.with_pages(|pages| {
-            let (_, p) = self.walk_to_leaf(pages, st, &probe, |_, _| {})?;
+            let (_, p) = self.walk_to_leaf(pages, st, &probe, |_, _, _| {})?;
             let Ok(i) = probe.find_in(&p)? else { return Ok(None) };
             match p.leaf_value(i)? {
                 Value::Inline(v) => Ok(Some(Ok(f.take().map(|f| f(v))))),

@@ -10,6 +10,8 @@ pub(crate) struct State {
     pub entries: u64,
     /// The tree was dropped (`drop_tree`): its pages are freed, every call on it fails.
     pub dropped: bool,
+    /// Where the last write edited a leaf in place (writers only; see `hint.rs`).
+    pub hint: LeafHint,
 }
 
 pub(super) struct Inner {
@@ -70,7 +72,8 @@ impl BTree {
             ))
         })?;
         let d = decode_anchor(self.name(), root.id, &root.meta)?;
-        let state = State { root: root.id, height: d.height, entries: d.entries, dropped: false };
+        let state =
+            State { root: root.id, height: d.height, entries: d.entries, dropped: false, hint: LeafHint::default() };
         Ok(BTree { inner: self.inner.clone(), view: Some(Arc::new(View { store, state: RwLock::new(state) })) })
     }
 

@@ -15,25 +15,36 @@ impl BTree {
         // in-place edit of one page), or for such a key whose leaf is full a shift or split in
         // place, or a planned rewrite of the pages it changes.
         let inline = svalue.len() <= max_inline_value_bytes(self.inner.page_bytes as u32);
-        self.store()?.with_editor(|editor| {
+        let store = self.store()?;
+        let mut path = st.hint.lend();
+        // The leaf, when it was edited in place (the leaf hint then holds).
+        let in_place = store.with_editor(|editor| {
             let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
-            let mut path = Path::default();
-            let (leaf_id, found, leaf_len) = self.descend_in(&pages, &st, &skey, &mut path)?;
+            let (leaf_id, found, leaf) = self.descend_for_write(&pages, &st, &skey, &mut path)?;
+            let leaf_len = leaf.len();
             if found.is_ok() && self.inner.duplicates != Duplicates::Overwrite {
                 return Err(Error::DuplicateKey(format!("key of {} bytes is already in the tree", key.len())));
             }
             if let (Err(i), true) = (found, inline) {
                 let e = Entry { key: &skey, payload: Payload::Leaf(Value::Inline(svalue)) };
-                if (self.count_fits(leaf_len + 1) && self.try_insert_in_place(editor, leaf_id, i, &e)?)
-                    || self.overflow_in_place(editor, &mut st, &path, leaf_id, i, &e)?
-                {
+                if self.count_fits(leaf_len + 1) && self.try_insert_in_place(editor, leaf_id, i, &e)? {
                     st.entries += 1;
-                    return self.save_anchor(editor, &st);
+                    self.save_anchor(editor, &st)?;
+                    return Ok(Some(leaf_id));
+                }
+                if self.overflow_in_place(editor, &mut st, &path, leaf_id, i, &e)? {
+                    st.entries += 1;
+                    return self.save_anchor(editor, &st).map(|()| None);
                 }
             }
-            self.insert_rewriting(editor, &mut st, &path, leaf_id, found, &skey, svalue)
-        })?;
+            self.insert_rewriting(editor, &mut st, &path, leaf_id, found, &skey, svalue).map(|()| None)
+        });
+        st.hint.give_back(path, in_place.as_ref().ok().copied().flatten());
+        let in_place = in_place?;
         self.bump_version();
+        if in_place.is_some() {
+            st.hint.hold_at(self.version());
+        }
         Ok(())
     }
 

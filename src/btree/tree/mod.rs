@@ -6,12 +6,17 @@
 //! remove's fast paths, needs none): every new page is allocated and every changed page given
 //! its copy-on-write shadow before any page is written, so an operation that fails leaves the
 //! tree exactly as it was. Changes are
-//! durable with the store's next commit. Readers hold the lock shared.
+//! durable with the store's next commit. Readers hold the lock shared. A write that edited
+//! a leaf in place leaves a hint to it (`hint.rs`): the next write to the same leaf (ascending
+//! removes, sorted inserts) skips the descent.
 
 mod anchor;
 mod dropping;
 mod get;
 mod handle;
+mod hint;
+#[cfg(test)]
+mod hint_tests;
 mod insert;
 mod options;
 mod order;
@@ -30,6 +35,7 @@ pub use dropping::drop_tree;
 pub use handle::BTree;
 pub(crate) use handle::State;
 use handle::*;
+pub(crate) use hint::LeafHint;
 pub use options::*;
 use order::*;
 pub(crate) use order::{split_composite, Probe};

@@ -37,6 +37,23 @@ impl Probe<'_> {
         }
     }
 
+    /// Whether a bytewise probe's word lies outside `[low, high]`: the probe is then below a
+    /// key whose word is `low` or above one whose word is `high`. Always false for other
+    /// orders, which words do not decide.
+    #[inline(always)]
+    pub(crate) fn word_outside(&self, (low, high): (u64, u64)) -> bool {
+        self.tree.is_none() && (self.word < low || self.word > high)
+    }
+
+    /// How entry i of a leaf compares with the probe.
+    #[inline(always)]
+    pub(crate) fn cmp_entry(&self, page: &PageRef<'_>, i: usize) -> Result<Ordering> {
+        match self.tree {
+            None => page.cmp_bytewise(i, self.word, self.key),
+            Some(tree) => Ok(tree.cmp_stored(page.key(i)?, self.key)),
+        }
+    }
+
     /// The child of an internal page the probe belongs to, as [`PageRef::child_for`].
     #[inline(always)]
     pub(crate) fn child_in(&self, page: &PageRef<'_>) -> Result<(Option<usize>, u64)> {

@@ -180,7 +180,7 @@ mod tests {
             .with_editor(|editor| {
                 let pages = PageReader { nodes: &editor.reader(), page_bytes: tree.inner.page_bytes };
                 let mut path = Path::default();
-                let (leaf_id, found, _) = tree.descend_in(&pages, &st, key, &mut path)?;
+                let (leaf_id, found, _) = tree.descend_in(&pages, &st, &tree.probe(key), &mut path)?;
                 tree.insert_rewriting(editor, &mut st, &path, leaf_id, found, key, value)
             })
             .unwrap();

@@ -63,32 +63,33 @@ impl BTree {
         Ok(())
     }
 
-    /// Descends to a stored key's leaf through a page reader the caller holds: fills `path`
-    /// (each internal page with the child position taken: 0 = leftmost, j + 1 = the child of
-    /// separator j) and returns the leaf, where the key is in it (`Ok(i)`) or would go
-    /// (`Err(i)`), and the leaf's entry count.
-    pub(super) fn descend_in(
+    /// Descends to a stored key's leaf (`probe`) through a page reader the caller holds:
+    /// fills `path` (each internal page with the child position taken: 0 = leftmost, j + 1 =
+    /// the child of separator j) and returns the leaf, where the key is in it (`Ok(i)`) or
+    /// would go (`Err(i)`), and the leaf's page. (Inserts and removes descend through the leaf
+    /// hint: [`BTree::descend_for_write`].)
+    #[inline(always)]
+    pub(super) fn descend_in<'a>(
         &self,
-        pages: &PageReader<'_, '_>,
+        pages: &PageReader<'_, 'a>,
         st: &State,
-        skey: &[u8],
+        probe: &Probe<'_>,
         path: &mut Path,
-    ) -> Result<Descent> {
-        let probe = self.probe(skey);
-        let (id, leaf) = self.walk_to_leaf(pages, st, &probe, |page, pos| path.push((page, pos)))?;
+    ) -> Result<Descent<'a>> {
+        let (id, leaf) = self.walk_to_leaf(pages, st, probe, |id, pos, page| path.push(id, pos, page))?;
         let found = probe.find_in(&leaf)?;
-        Ok((id, found, leaf.len()))
+        Ok((id, found, leaf))
     }
 
     /// Walks from the root to the leaf where `probe` belongs, through the caller's page
-    /// reader: `visit(page, position)` at each internal page with the child position taken
-    /// (0 = leftmost, j + 1 = the child of separator j). Returns the leaf's id and page.
+    /// reader: `visit(id, position, page)` at each internal page with the child position
+    /// taken (0 = leftmost, j + 1 = the child of separator j). Returns the leaf's id and page.
     pub(crate) fn walk_to_leaf<'a>(
         &self,
         pages: &PageReader<'_, 'a>,
         st: &State,
         probe: &Probe<'_>,
-        mut visit: impl FnMut(u64, usize),
+        mut visit: impl FnMut(u64, usize, &PageRef<'a>),
     ) -> Result<(u64, PageRef<'a>)> {
         let mut id = st.root;
         for _ in 1..st.height {
@@ -97,7 +98,7 @@ impl BTree {
                 return Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a leaf above the leaf level"));
             }
             let (slot, child) = probe.child_in(&p)?;
-            visit(id, slot.map_or(0, |s| s + 1));
+            visit(id, slot.map_or(0, |s| s + 1), &p);
             id = child;
         }
         let leaf = pages.page(id)?;
@@ -147,9 +148,9 @@ pub(crate) fn missing_page(id: u64, e: Error) -> Error {
     }
 }
 
-/// A descent's end: the leaf, the key's position in it (`Ok` found, `Err` where it would
-/// go), and its entry count.
-pub(super) type Descent = (u64, std::result::Result<usize, usize>, usize);
+/// A descent's end: the leaf's id, the key's position in it (`Ok` found, `Err` where it
+/// would go), and the leaf's page (a leaf: the descent checked it).
+pub(super) type Descent<'a> = (u64, std::result::Result<usize, usize>, PageRef<'a>);
 
 /// The internal pages of a descent, root first, each with the child position taken. A
 /// tree is at most DEPTH_MAX deep (checked when it is opened), so the path lives on the
@@ -157,21 +158,56 @@ pub(super) type Descent = (u64, std::result::Result<usize, usize>, usize);
 pub(crate) struct Path {
     items: [(u64, usize); DEPTH_MAX],
     len: usize,
+    /// Every position taken is its page's last child: the path leads to the rightmost leaf.
+    rightmost: bool,
+    /// The prefix words of the nearest separators left and right of the path (0 and
+    /// u64::MAX where there is none): a key whose word lies outside them is not in the leaf's
+    /// range. As recorded in the slots (see `hint.rs`, which only rules keys out by them).
+    low: u64,
+    high: u64,
 }
 
 impl Default for Path {
     fn default() -> Path {
-        Path { items: [(0, 0); DEPTH_MAX], len: 0 }
+        Path { items: [(0, 0); DEPTH_MAX], len: 0, rightmost: true, low: 0, high: u64::MAX }
     }
 }
 
 impl Path {
-    pub(super) fn push(&mut self, item: (u64, usize)) {
+    /// Adds internal page `id` (`page`) and the child position taken in it.
+    pub(super) fn push(&mut self, id: u64, pos: usize, page: &PageRef<'_>) {
         // A height over DEPTH_MAX is refused when the tree is opened and never grown to.
         if let Some(slot) = self.items.get_mut(self.len) {
-            *slot = item;
+            *slot = (id, pos);
             self.len += 1;
+            self.rightmost &= pos == page.len();
+            if let Some(w) = pos.checked_sub(1).and_then(|s| page.recorded_word(s)) {
+                self.low = w;
+            }
+            if let Some(w) = page.recorded_word(pos) {
+                self.high = w;
+            }
         }
+    }
+
+    /// Empties the path for a new descent.
+    pub(super) fn clear(&mut self) {
+        (self.len, self.rightmost, self.low, self.high) = (0, true, 0, u64::MAX);
+    }
+
+    /// The prefix words bounding the leaf's range (see `low`).
+    pub(super) fn word_bounds(&self) -> (u64, u64) {
+        (self.low, self.high)
+    }
+
+    /// The path leads to the leftmost leaf.
+    pub(super) fn leftmost(&self) -> bool {
+        self.iter().all(|&(_, pos)| pos == 0)
+    }
+
+    /// The path leads to the rightmost leaf.
+    pub(super) fn rightmost(&self) -> bool {
+        self.rightmost
     }
 }
 

@@ -68,15 +68,21 @@ impl BTree {
 
     /// `remove_stored` under a hold of the tree's state the caller already has.
     fn remove_stored_held(&self, st: &mut State, skey: &[u8]) -> Result<bool> {
-        let removed = self.store()?.with_editor(|editor| {
-            let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
-            let mut path = Path::default();
-            let (leaf_id, found, _) = self.descend_in(&pages, st, skey, &mut path)?;
-            let Ok(index) = found else { return Ok(false) };
-            if self.remove_in_place(editor, &path, leaf_id, index)? {
+        let store = self.store()?;
+        let mut path = st.hint.lend();
+        // Whether the key was removed, and the leaf if in place (the leaf hint then holds).
+        let removed = store.with_editor(|editor| {
+            let (leaf_id, index, in_place) = {
+                let pages = PageReader { nodes: &editor.reader(), page_bytes: self.inner.page_bytes };
+                let (leaf_id, found, leaf) = self.descend_for_write(&pages, st, skey, &mut path)?;
+                let Ok(index) = found else { return Ok(None) };
+                (leaf_id, index, self.stays_in_place(&pages, &path, &leaf, index)?)
+            };
+            if let Some(overflow) = in_place {
+                self.remove_in_place(editor, leaf_id, index, overflow)?;
                 st.entries -= 1;
                 self.save_anchor(editor, st)?;
-                return Ok(true);
+                return Ok(Some(Some(leaf_id)));
             }
             let mut plan = Plan::new(self, editor);
             let leaf_bytes = plan.copy_page(leaf_id)?;
@@ -93,50 +99,58 @@ impl BTree {
             plan.apply(st)?;
             st.entries -= 1;
             self.save_anchor(editor, st)?;
-            Ok(true)
-        })?;
-        if removed {
-            self.bump_version();
+            Ok(Some(None))
+        });
+        st.hint.give_back(path, removed.as_ref().ok().copied().flatten().flatten());
+        let Some(in_place) = removed? else { return Ok(false) };
+        self.bump_version();
+        if in_place.is_some() {
+            st.hint.hold_at(self.version());
         }
-        Ok(removed)
+        Ok(true)
     }
 
-    /// A remove's common case: the leaf needs no rebalancing ([`BTree::leaf_rebalances`]), so
-    /// its entry is removed where the leaf lies, one in-place edit of one page, and an
-    /// overflow value's node freed. Returns false, nothing changed, when the leaf needs
-    /// rebalancing; an error leaves the tree as it was.
+    /// Whether entry `index` of `leaf` (the page the descent along `path` ended at) can be
+    /// removed where the leaf lies: `None` when the leaf then needs rebalancing
+    /// ([`BTree::leaf_rebalances`]), else `Some` of the entry's overflow value node, if any.
+    fn stays_in_place(
+        &self,
+        pages: &PageReader<'_, '_>,
+        path: &[(u64, usize)],
+        leaf: &PageRef<'_>,
+        index: usize,
+    ) -> Result<Option<Option<u64>>> {
+        let used = leaf.occupied_bytes().saturating_sub(leaf.entry_bytes(index)?);
+        if self.leaf_rebalances(pages, path, used, leaf.len() - 1)? {
+            return Ok(None);
+        }
+        Ok(Some(match leaf.leaf_value(index)? {
+            Value::Overflow(id, _) => Some(id),
+            Value::Inline(_) => None,
+        }))
+    }
+
+    /// A remove's common case ([`BTree::stays_in_place`]): the entry is removed where the
+    /// leaf lies, one in-place edit of one page, and its overflow value's node freed. An
+    /// error leaves the tree as it was.
     fn remove_in_place(
         &self,
         editor: &mut NodeEditor<'_>,
-        path: &[(u64, usize)],
         leaf_id: u64,
         index: usize,
-    ) -> Result<bool> {
-        let pb = self.inner.page_bytes;
-        let overflow = {
-            let pages = PageReader { nodes: &editor.reader(), page_bytes: pb };
-            let leaf = pages.page(leaf_id)?;
-            self.check_kind(&leaf, leaf_id, true)?;
-            let cell_bytes = leaf.entry_bytes(index)?;
-            let used = leaf.occupied_bytes().saturating_sub(cell_bytes);
-            if self.leaf_rebalances(&pages, path, used, leaf.len() - 1)? {
-                return Ok(false);
-            }
-            match leaf.leaf_value(index)? {
-                Value::Overflow(id, _) => Some(id),
-                Value::Inline(_) => None,
-            }
-        };
+        overflow: Option<u64>,
+    ) -> Result<()> {
         // Checked before the edit, as `Plan::free_later`: an id from a damaged leaf must not
         // free another tree's node or a host's.
         if let Some(id) = overflow {
             check_node_kind(editor, id, KIND_OVERFLOW)?;
         }
+        let pb = self.inner.page_bytes;
         update_page(editor, pb, leaf_id, |p| page::remove_in_place(p, leaf_id, index))?;
         if let Some(id) = overflow {
             editor.free(NodeId::from_raw(id))?;
         }
-        Ok(true)
+        Ok(())
     }
 }
 
