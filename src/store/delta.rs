@@ -25,21 +25,12 @@ const SHIFT_MAX: usize = 64;
 /// The probe a shifted copy is found by.
 const PROBE_BYTES: usize = 8;
 
-fn put_varint(out: &mut Vec<u8>, v: u64) {
-    let (bytes, len) = varint(v);
-    out.extend_from_slice(&bytes[..len]);
-}
-
-/// `v` as a LEB128 varint: its bytes and how many of them it takes.
-fn varint(mut v: u64) -> ([u8; 10], usize) {
-    let (mut bytes, mut len) = ([0u8; 10], 0);
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
-        bytes[len] = (v as u8) | 0x80;
+        out.push((v as u8) | 0x80);
         v >>= 7;
-        len += 1;
     }
-    bytes[len] = v as u8;
-    (bytes, len + 1)
+    out.push(v as u8);
 }
 
 fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
@@ -433,6 +424,10 @@ pub(crate) fn encode(base: &[u8], new: &[u8], out: &mut Vec<u8>) -> bool {
 /// whole, a third of a one-node STRICT commit on tmpfs).
 const SEARCH_NODE_MIN_BYTES: usize = 256;
 
+/// The most a delta's buffer is sized for up front (a delta is used only when smaller than
+/// its node; a larger one grows as it goes).
+const DELTA_CAPACITY_MAX: usize = 4096;
+
 /// As `encode`, against `new.len()` zero bytes (`zeros`): literal ranges only.
 pub(crate) fn encode_sparse(zeros: &[u8], new: &[u8], out: &mut Vec<u8>) -> bool {
     debug_assert!(zeros.len() == new.len() && zeros.iter().all(|&b| b == 0));
@@ -442,15 +437,13 @@ pub(crate) fn encode_sparse(zeros: &[u8], new: &[u8], out: &mut Vec<u8>) -> bool
 fn encode_with(base: &[u8], new: &[u8], out: &mut Vec<u8>, search: bool) -> bool {
     let start_len = out.len();
     let common = base.len().min(new.len());
-    // The ranges go straight into `out`, after room for their count (no buffer of their own
-    // to allocate and copy: that cost more than a small node's delta itself). There are at
-    // most as many ranges as bytes, so the count's varint is no longer than the length's.
-    let count_room = varint(new.len() as u64).1;
-    out.resize(start_len + count_room, 0);
-    let mut e = Encoder { out, count: 0, prev_end: 0, pieces: Vec::new(), search, far: None };
+    // Sized once: growing a byte vector from empty costs a reallocation per doubling, more
+    // than the encoding of a small node's delta itself.
+    let mut body = Vec::with_capacity(new.len().min(DELTA_CAPACITY_MAX) + 16);
+    let mut e = Encoder { out: &mut body, count: 0, prev_end: 0, pieces: Vec::new(), search, far: None };
     if search && differs_in_many_chunks(base, new, common) {
         e.rewritten(base, new, common);
-        return finish(e, start_len, count_room, new.len());
+        return finish(e, out, start_len, new.len());
     }
     let mut i = 0;
     loop {
@@ -465,18 +458,14 @@ fn encode_with(base: &[u8], new: &[u8], out: &mut Vec<u8>, search: bool) -> bool
         }
         i = end;
     }
-    finish(e, start_len, count_room, new.len())
+    finish(e, out, start_len, new.len())
 }
 
-/// Writes the encoder's range count in front of its ranges (in the `count_room` bytes left
-/// for it, the ranges moved up over what the count does not need); false (and the output as it was
-/// at `start_len`) when they would not be smaller than the `new_len` bytes they describe.
-fn finish(e: Encoder<'_>, start_len: usize, count_room: usize, new_len: usize) -> bool {
-    let out = e.out;
-    let (count, count_len) = varint(e.count);
-    out.copy_within(start_len + count_room.., start_len + count_len);
-    out.truncate(out.len() - (count_room - count_len));
-    out[start_len..start_len + count_len].copy_from_slice(&count[..count_len]);
+/// Appends the encoder's ranges to `out` after their count; false (and `out` as it was at
+/// `start_len`) when they would not be smaller than the `new_len` bytes they describe.
+fn finish(e: Encoder<'_>, out: &mut Vec<u8>, start_len: usize, new_len: usize) -> bool {
+    put_varint(out, e.count);
+    out.extend_from_slice(e.out);
     if out.len() - start_len >= new_len {
         out.truncate(start_len);
         return false;
