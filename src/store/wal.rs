@@ -1042,7 +1042,7 @@ mod tests {
         let path = temp_log(&[]);
         let file_len = || std::fs::metadata(&path).unwrap().len();
         let mut log = Vec::new();
-        let mut append = |w: &mut LogWriter, log: &mut Vec<u8>| {
+        let append = |w: &mut LogWriter, log: &mut Vec<u8>| {
             let epoch = 1 + read_log(&path, "wal", 1, F, 2).unwrap().frames.len() as u64;
             let frame = frames_of(2, epoch, 1, log.len());
             w.append(&[&frame]).map_err(|(e, _)| e).unwrap();
