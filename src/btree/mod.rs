@@ -56,6 +56,6 @@ pub fn decode_page(bytes: &[u8], page_id: u64, probe: &[u8]) -> crate::Result<us
     let mut copy = bytes.to_vec();
     let payload = if p.is_leaf() { page::Payload::Leaf(page::Value::Inline(probe)) } else { page::Payload::Child(1) };
     let e = page::Entry { key: probe, payload };
-    page::insert_in_place(&mut copy, page_id, at, &e)?;
+    page::insert_in_place(copy.as_mut_slice(), page_id, at, &e)?;
     Ok(cells.len())
 }

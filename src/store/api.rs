@@ -14,6 +14,7 @@ use super::node_id::NodeId;
 use super::readers::{ReaderSlot, ReaderTable};
 use super::recovery;
 use super::reserve::{self, Reserve};
+use super::script::Edit;
 use super::wal::{LogWriter, Salt};
 use crate::alloc::{ClassStats, GrowthRule, Space};
 use crate::error::{Error, Result};
@@ -411,6 +412,13 @@ impl NodeEditor<'_> {
         Ok(r)
     }
 
+    /// As `try_update`, with each change made through the `Edit` recorded, so that the
+    /// commit logs the node's edits as they were made rather than searching for what differs
+    /// (see `script`).
+    pub fn update_recorded<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Edit<'_>) -> Result<(usize, R)>) -> Result<R> {
+        self.core.update_recorded(id, f)
+    }
+
     /// As [`Store::set_root`].
     pub fn set_root(&mut self, name: &[u8], id: u64, meta: &[u8]) -> Result<()> {
         self.core.set_root(name, id, meta)
@@ -425,7 +433,7 @@ impl NodeEditor<'_> {
     /// that a later `publish` or `try_update` of it cannot fail for lack of space: a caller
     /// writing several nodes all-or-nothing takes every shadow first.
     pub fn prepare_write(&mut self, id: NodeId) -> Result<()> {
-        self.core.write_loc(id).map(drop)
+        self.core.prepare_write(id)
     }
 
     /// As [`Store::publish`], for bytes that fit the node's block (no growth).

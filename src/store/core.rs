@@ -9,6 +9,7 @@ use super::codec::crc;
 use super::handle_map::HandleMap;
 use super::history::{History, Version};
 use super::node_id::NodeId;
+use super::script::{Edit, Script};
 use super::seal::{self, Seals};
 use super::table::{Committed, ObjectTable, Origin, Slot, State};
 use super::wal::{FrameBuilder, FrameParts, PutOp};
@@ -93,6 +94,11 @@ pub(crate) struct Core {
     /// per handle: the node's readable version stays where it is until the host publishes,
     /// so no reader copies bytes while they are being written. See `draft_loc`.
     pub(super) drafts: HandleMap<Loc>,
+    /// Edit scripts of the nodes changed since their commit only through recorded edits
+    /// (`Core::update_recorded`), logged in place of a delta (see `script`).
+    scripts: HandleMap<Script>,
+    /// Op buffers of earlier commits' scripts, reused: ~400 nodes a statement-sized commit.
+    spare_ops: Vec<Vec<u8>>,
     /// Set when the store was opened for writing while a reader process read an older commit
     /// than the one opened: every block that existed then is held (the allocator treats it as
     /// used) until no reader older than this epoch is left. See `hold_for_old_readers`.
@@ -175,6 +181,8 @@ impl Core {
             roots,
             history: History::default(),
             drafts: HandleMap::default(),
+            scripts: HandleMap::default(),
+            spare_ops: Vec::new(),
             held_for_readers_before: None,
             held_for_readers_bytes: 0,
             hot_roots: Vec::new(),
@@ -207,6 +215,11 @@ impl Core {
     }
 
     pub(super) fn mark_dirty(&mut self, handle: u64) {
+        // Every change goes through here: one its script does not record ends the script
+        // (`update_recorded` takes a node's script out before it writes, and puts it back).
+        if !self.scripts.is_empty() {
+            self.drop_script(handle);
+        }
         let slot = &mut self.table.slots[handle as usize];
         if !slot.dirty {
             slot.dirty = true;
@@ -451,6 +464,54 @@ impl Core {
         self.check_in_place_len(id, loc, len)?;
         self.table.slots[id.handle() as usize].len = len as u32;
         Ok(())
+    }
+
+    /// As `write_loc` then `finish_in_place` around `f`, with the node's changes recorded in
+    /// its edit script: one is started when this is the node's first change since its
+    /// commit, and one the node lacks (new, or changed some other way) is not. `f` must write
+    /// through the `Edit` only, and must not have written anything when it fails.
+    pub fn update_recorded<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Edit<'_>) -> Result<(usize, R)>) -> Result<R> {
+        let handle = self.table.resolve(id)?;
+        let mut script = self.first_script(handle).or_else(|| self.scripts.remove(&handle));
+        let loc = self.write_loc(id)?;
+        let capacity = self.space.capacity(loc.class) as usize;
+        let (len, r) = f(&mut Edit::new(self.space.read_mut(loc, capacity), script.as_mut()))?;
+        self.finish_in_place(id, loc, len)?;
+        if let Some(s) = script.filter(Script::is_whole) {
+            self.scripts.insert(handle, s);
+        }
+        Ok(r)
+    }
+
+    /// As `write_loc` (a shadow taken now, so that a later write cannot fail for lack of
+    /// space), the node's script begun if this is its first change since its commit.
+    pub fn prepare_write(&mut self, id: NodeId) -> Result<()> {
+        let handle = self.table.resolve(id)?;
+        // Nothing is written: a script the node has goes on.
+        let script = self.first_script(handle).or_else(|| self.scripts.remove(&handle));
+        self.write_loc(id)?;
+        if let Some(s) = script {
+            self.scripts.insert(handle, s);
+        }
+        Ok(())
+    }
+
+    /// An empty script for a node about to change for the first time since its commit: its
+    /// committed version is the base the script's ops apply to.
+    fn first_script(&mut self, handle: u64) -> Option<Script> {
+        let len = self.table.slots[handle as usize].len as usize;
+        self.needs_shadow(handle).then(|| Script::new(len, self.spare_ops.pop().unwrap_or_default()))
+    }
+
+    fn drop_script(&mut self, handle: u64) {
+        if let Some(s) = self.scripts.remove(&handle) {
+            self.spare_ops.push(s.into_ops());
+        }
+    }
+
+    /// Ends every script (at a commit, which logged them, and an abort), their buffers kept.
+    fn drop_scripts(&mut self) {
+        self.spare_ops.extend(self.scripts.drain().map(|(_, s)| s.into_ops()));
     }
 
     fn check_in_place_len(&self, id: NodeId, loc: Loc, len: usize) -> Result<()> {
@@ -906,6 +967,15 @@ impl Core {
             // A delta needs a base recovery can read: one the log rebuilds, or one in its
             // block (checkpointed, or synced at its commit), held until the next checkpoint.
             let base = self.table.shadowed.get(&handle);
+            let script = self.scripts.get(&handle).filter(|_| base.is_some_and(|c| c.len == s.len));
+            if let (Some(script), Some(c)) = (script, base) {
+                if cfg!(any(test, debug_assertions)) {
+                    assert!(script.replays(self.space.read(c.loc, c.len as usize), payload), "node {handle}'s script");
+                }
+                frame.put_script(&put, script);
+                self.plan.push((handle, Origin::Logged, s.origin != Origin::Logged));
+                continue;
+            }
             let delta = base.is_some_and(|c| frame.put_delta(&put, self.space.read(c.loc, c.len as usize), payload));
             if !delta && !frame.put_sparse(&put, payload) {
                 frame.put_in_place(&put, s.loc());
@@ -993,6 +1063,7 @@ impl Core {
         dirty.clear();
         self.dirty = dirty;
         self.dirty_compacted = 0;
+        self.drop_scripts();
         for (hold, loc) in late {
             if hold {
                 self.hold_base(epoch + 1, loc);
@@ -1024,6 +1095,7 @@ impl Core {
     /// durable stay pending: they belong to the committed past, not to what is undone.
     pub fn abort(&mut self) -> Result<()> {
         self.relocated.clear();
+        self.drop_scripts();
         for (_, draft) in std::mem::take(&mut self.drafts) {
             self.space.free(draft)?;
         }

@@ -40,7 +40,10 @@ const MAGIC: u64 = u64::from_le_bytes(*b"PCOREMTA");
 /// by commits that a reader process of an older commit may still read, so a writer opening
 /// under such a reader holds those alone rather than every block; log and meta slot are
 /// format 5's. A format 6 store is read as it is, and a writer checkpoints it at once.
-pub(crate) const FORMAT_VERSION: u32 = 7;
+/// 8: a log PUT may carry an edit script (payload mode 4, `script.rs`); everything else is
+/// format 7's. A format 7 store is read as it is, and a writer checkpoints it at once, so
+/// no script is written into a log a format 7 reader could open.
+pub(crate) const FORMAT_VERSION: u32 = 8;
 /// The first format whose meta slot records the synced log length.
 const SYNCED_META_FORMAT: u32 = 3;
 const FORMAT_VERSION_OLDEST: u32 = 2;

@@ -38,6 +38,9 @@ mod reader_hold_tests;
 mod readers;
 mod recovery;
 mod reserve;
+pub(crate) mod script;
+#[cfg(test)]
+mod script_tests;
 mod seal;
 #[cfg(test)]
 mod snapshot_tests;
@@ -57,6 +60,7 @@ pub use self::compact::{CompactReport, CLOSE_COMPACT_BYTES};
 pub use self::core::Source;
 pub use self::inspect::{inspect_files, CheckpointReport, FileReport, LogReport, MetaSlotState};
 pub use self::node_id::NodeId;
+pub use self::script::{Edit, PageBytes};
 pub use crate::alloc::GrowthRule;
 #[doc(hidden)]
 pub use crate::os::simulate_disk_limit;

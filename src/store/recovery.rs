@@ -555,7 +555,12 @@ impl<'a> Replay<'a> {
                 bytes.clear();
                 bytes.extend_from_slice(&body[at..at + p.len as usize]);
             }
-            Payload::Delta { at, len } => self.rebuild_delta(p, before, &body[at..at + len], &mut bytes)?,
+            Payload::Delta { at, len } => {
+                self.rebuild_from_base(p, before, &body[at..at + len], super::delta::apply, &mut bytes)?
+            }
+            Payload::Script { at, len } => {
+                self.rebuild_from_base(p, before, &body[at..at + len], super::script::apply, &mut bytes)?
+            }
             Payload::Sparse { at, len } => {
                 let zeros = wal::zeros(p.len as usize).expect("checked when the frame was read");
                 bytes.clear();
@@ -586,9 +591,17 @@ impl<'a> Replay<'a> {
         Ok(())
     }
 
-    /// The version a delta PUT logs: its base (the handle's version before it, checked against
-    /// its checksum) with the delta laid over it, checked against the PUT's checksum.
-    fn rebuild_delta(&mut self, p: &PutOp, before: Slot, delta: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    /// The version a delta or script PUT logs: its base (the handle's version before it,
+    /// checked against its checksum) with the delta laid over it (or the script applied to
+    /// it), checked against the PUT's checksum.
+    fn rebuild_from_base(
+        &mut self,
+        p: &PutOp,
+        before: Slot,
+        delta: &[u8],
+        apply: ApplyFn,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         let bad = |what: String| Error::corrupt(self.log_file, 0, what);
         if before.state != State::Live || before.tag != p.tag {
             return Err(bad(format!("a delta of handle {} tag {}, which is not live", p.handle, p.tag)));
@@ -618,7 +631,7 @@ impl<'a> Replay<'a> {
         }
         out.clear();
         out.resize(p.len as usize, 0);
-        super::delta::apply(base, delta, out).map_err(|m| bad(format!("handle {}: {m}", p.handle)))?;
+        apply(base, delta, out).map_err(|m| bad(format!("handle {}: {m}", p.handle)))?;
         if crc(out) != p.payload_crc {
             return Err(bad(format!(
                 "handle {}: the version rebuilt from a logged delta does not match its checksum",
@@ -628,6 +641,9 @@ impl<'a> Replay<'a> {
         Ok(())
     }
 }
+
+/// How a PUT's logged changes are laid over its base (`delta::apply`, `script::apply`).
+type ApplyFn = fn(&[u8], &[u8], &mut [u8]) -> std::result::Result<(), String>;
 
 /// The blocks of live nodes, per class; `Corrupt` if two nodes claim one block (found with
 /// one bit per block, not a sort: open looks at every node).

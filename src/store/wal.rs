@@ -16,7 +16,8 @@
 //!             `len` payload bytes), 2 delta (then the ranges that differ from the node's
 //!             committed version: see `delta`, and docs/LOG.md for what recovery needs),
 //!             3 sparse (the ranges that differ from `len` zero bytes: a new page's free
-//!             space is not logged)
+//!             space is not logged), 4 script (format 8: the writes and moves that made it
+//!             from its committed version, recorded as it was edited: see `script`)
 //!     FREE 2: u64 handle, u16 tag
 //!     ROOT 3: u8 name length, name, u64 node id, u16 meta length, meta
 //!     ROOT_REMOVE 4: u8 name length, name (the root is gone: a dropped B+ tree's anchor)
@@ -72,6 +73,7 @@ const MODE_UNLOGGED: u8 = 0;
 const MODE_WHOLE: u8 = 1;
 const MODE_DELTA: u8 = 2;
 const MODE_SPARSE: u8 = 3;
+const MODE_SCRIPT: u8 = 4;
 /// The zero bytes a sparse payload is encoded against: larger payloads are logged whole.
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 /// A PUT's fixed fields: code, handle, tag, kind, class, block, len, payload CRC, mode.
@@ -103,6 +105,8 @@ pub(crate) enum Payload {
     Delta { at: usize, len: usize },
     /// A delta against the payload's length of zero bytes, `len` bytes at `at`.
     Sparse { at: usize, len: usize },
+    /// An edit script of the node's committed version (`script::apply`), `len` bytes at `at`.
+    Script { at: usize, len: usize },
 }
 
 /// The zero bytes a sparse payload of `len` bytes is rebuilt from, if it may be one.
@@ -242,6 +246,12 @@ impl FrameBuilder {
     /// and nothing added, when the delta would not be smaller than `new`.
     pub fn put_delta(&mut self, p: &PutOp, base: &[u8], new: &[u8]) -> bool {
         self.put_encoded(p, MODE_DELTA, base, new)
+    }
+
+    /// A PUT logged as the edit script that made it from its committed version.
+    pub fn put_script(&mut self, p: &PutOp, script: &super::script::Script) {
+        self.put_header(p, MODE_SCRIPT);
+        script.encode(&mut self.body.buf);
     }
 
     /// A PUT logged as the bytes where `new` differs from zeros; false, and nothing added,
@@ -505,6 +515,11 @@ fn decode_ops(name: &str, body_at: u64, body: &[u8]) -> Result<Vec<Op>> {
                         } else {
                             return Err(r.corrupt(format!("a sparse payload of {len} bytes")));
                         }
+                    }
+                    MODE_SCRIPT => {
+                        let n = super::script::encoded_len(&body[at..], len as usize).map_err(|m| r.corrupt(m))?;
+                        r.take(n)?;
+                        Payload::Script { at, len: n }
                     }
                     _ => return Err(r.corrupt(format!("bad payload mode {mode}"))),
                 };

@@ -1,26 +1,144 @@
 //! Editing a page in place: an entry in or out, a separator replaced, cells added.
 
 use super::*;
+use crate::store::PageBytes;
+use std::ops::Range;
 
 /// Inserts an entry at slot `index` in place, when the contiguous gap holds it. Returns false
-/// (page untouched) when it does not: the caller then rebuilds or splits.
-pub(crate) fn insert_in_place(page: &mut [u8], page_id: u64, index: usize, e: &Entry<'_>) -> Result<bool> {
-    let p = PageRef::parse(page, page_id)?;
-    if e.page_type() != page[0] {
+/// (page untouched) when it does not: the caller then rebuilds or splits. Writes through
+/// `PageBytes` only, so a store `Edit` records it as four ops (cell, slots moved up, new
+/// slot, header) for the commit to log.
+pub(crate) fn insert_in_place<P: PageBytes + ?Sized>(
+    page: &mut P,
+    page_id: u64,
+    index: usize,
+    e: &Entry<'_>,
+) -> Result<bool> {
+    let new = NewCell { page_type: e.page_type(), len: e.cell_bytes(), word: prefix_word(e.key) };
+    insert_cell_in_place(page, page_id, index, new, |cell| write_cell(cell, e))
+}
+
+/// As `insert_in_place`, for a leaf cell as it lies in a page (`raw`, its encoded bytes).
+pub(crate) fn insert_leaf_cell_in_place<P: PageBytes + ?Sized>(
+    page: &mut P,
+    page_id: u64,
+    index: usize,
+    raw: &[u8],
+) -> Result<bool> {
+    let new = NewCell { page_type: TYPE_LEAF, len: raw.len(), word: 0 };
+    insert_cell_in_place(page, page_id, index, new, |cell| copy_short(cell, raw))
+}
+
+/// A cell about to be inserted: its page type, encoded length and slot word.
+struct NewCell {
+    page_type: u8,
+    len: usize,
+    word: u64,
+}
+
+fn insert_cell_in_place<P: PageBytes + ?Sized>(
+    page: &mut P,
+    page_id: u64,
+    index: usize,
+    new: NewCell,
+    write: impl FnOnce(&mut [u8]),
+) -> Result<bool> {
+    let page_type = page.bytes()[0];
+    let p = PageRef::parse(page.bytes(), page_id)?;
+    if new.page_type != page_type {
         return Err(p.corrupt(0, &format!("a {} entry for this page", if p.is_leaf() { "child" } else { "leaf" })));
     }
-    if p.gap_bytes() < e.bytes() || index > p.len() {
+    let slot_bytes = slot_bytes(page_type);
+    if p.gap_bytes() < new.len + slot_bytes || index > p.len() {
         return Ok(false);
     }
-    let (count, cells, slot_bytes) = (p.len(), p.cells_start(), slot_bytes(page[0]));
-    let at = cells - e.cell_bytes();
-    write_cell(&mut page[at..cells], e);
+    let (count, cells) = (p.len(), p.cells_start());
+    let at = cells - new.len;
+    page.write_with(at, new.len, write);
     let slot = HEADER_BYTES + index * slot_bytes;
-    page.copy_within(slot..HEADER_BYTES + count * slot_bytes, slot + slot_bytes);
-    write_slot(&mut page[slot..slot + slot_bytes], at, prefix_word(e.key));
-    page[2..4].copy_from_slice(&((count + 1) as u16).to_le_bytes());
-    page[4..8].copy_from_slice(&(at as u32).to_le_bytes());
+    page.move_bytes(slot..HEADER_BYTES + count * slot_bytes, slot + slot_bytes);
+    page.write_with(slot, slot_bytes, |s| write_slot(s, at, new.word));
+    write_header(page, count + 1, at);
     Ok(true)
+}
+
+/// A page's entry count and the start of its cell area, as one write.
+fn write_header<P: PageBytes + ?Sized>(page: &mut P, count: usize, cells_start: usize) {
+    page.write_with(2, 6, |header| {
+        header[..2].copy_from_slice(&(count as u16).to_le_bytes());
+        header[2..].copy_from_slice(&(cells_start as u32).to_le_bytes());
+    });
+}
+
+/// Keeps only the leaf's entries `keep` (the others went to a sibling or a new page), in
+/// place: the kept cells slide up to the page's end, keeping their order there, as few runs
+/// moved as they form, and the slot array is rewritten. A page a shift or split leaves behind
+/// is then a few moves in its script rather than a new image the commit would search its base
+/// for. A leaf's cells tile its cell area (it has no holes), so a cell ends where the next one
+/// up starts: cells are found in offset order from a bitmap of their starts, never decoded.
+/// Before writing anything it checks that the starts are distinct and lie in the cell area,
+/// the lowest at its start (a damaged page is `Corrupt`, the page untouched).
+pub(crate) fn retain_in_place<P: PageBytes + ?Sized>(page: &mut P, page_id: u64, keep: Range<usize>) -> Result<()> {
+    let page_len = page.bytes().len();
+    let p = PageRef::parse(page.bytes(), page_id)?;
+    if !p.is_leaf() || keep.end > p.len() || keep.start > keep.end {
+        return Err(p.corrupt(keep.end, "not a leaf entry range to keep"));
+    }
+    let (cells_start, count) = (p.cells_start(), p.len());
+    let words = page_len.div_ceil(64);
+    let (mut starts, mut kept) = (vec![0u64; words], vec![0u64; words]);
+    let mut offsets = Vec::with_capacity(keep.len());
+    for (i, slot) in p.slots.iter().enumerate() {
+        let off = usize::from(u16::from_le_bytes(*slot));
+        if off < cells_start || off >= page_len || starts[off / 64] & (1 << (off % 64)) != 0 {
+            return Err(p.corrupt(i, "its cell overlaps another"));
+        }
+        starts[off / 64] |= 1 << (off % 64);
+        if keep.contains(&i) {
+            kept[off / 64] |= 1 << (off % 64);
+            offsets.push(off);
+        }
+    }
+    if count > 0 && starts[cells_start / 64] & (1 << (cells_start % 64)) == 0 {
+        return Err(p.corrupt(0, "no cell starts its cell area"));
+    }
+    // Runs of kept cells moved together, highest first: (source, how far up).
+    let mut runs: Vec<(Range<usize>, usize)> = Vec::with_capacity(keep.len());
+    let (mut end, mut dest) = (page_len, page_len);
+    for w in (0..words).rev() {
+        let mut bits = starts[w];
+        while bits != 0 {
+            let bit = 63 - bits.leading_zeros() as usize;
+            bits &= !(1 << bit);
+            let off = w * 64 + bit;
+            if kept[w] & (1 << bit) != 0 {
+                dest -= end - off;
+                let shift = dest - off;
+                match runs.last_mut() {
+                    Some((src, s)) if *s == shift && src.start == end => src.start = off,
+                    _ => runs.push((off..end, shift)),
+                }
+            }
+            end = off;
+        }
+    }
+    for (src, shift) in &runs {
+        if *shift > 0 {
+            page.move_bytes(src.clone(), src.start + shift);
+        }
+    }
+    // A kept cell's new offset: its run's shift added (runs lie highest first).
+    let moved_to = |off: usize| {
+        let run = runs.partition_point(|(src, _)| src.start > off);
+        off + runs[run].1
+    };
+    page.write_with(HEADER_BYTES, offsets.len() * SLOT_BYTES, |slots| {
+        for (slot, &off) in slots.chunks_exact_mut(SLOT_BYTES).zip(&offsets) {
+            slot.copy_from_slice(&(moved_to(off) as u16).to_le_bytes());
+        }
+    });
+    write_header(page, keep.len(), dest);
+    Ok(())
 }
 
 /// Where `replace_separator_in_place` would write internal entry `index`'s new separator
@@ -49,15 +167,20 @@ pub(crate) fn separator_fits_in_place(p: &PageRef<'_>, index: usize, key: &[u8])
 /// cell when the new one is no longer (the rest of the old cell becomes a hole that the next
 /// rebuild reclaims), else in the free gap (the whole old cell becomes a hole). Returns false,
 /// the page untouched, when neither has room.
-pub(crate) fn replace_separator_in_place(page: &mut [u8], page_id: u64, index: usize, key: &[u8]) -> Result<bool> {
-    let p = PageRef::parse(page, page_id)?;
+pub(crate) fn replace_separator_in_place<P: PageBytes + ?Sized>(
+    page: &mut P,
+    page_id: u64,
+    index: usize,
+    key: &[u8],
+) -> Result<bool> {
+    let p = PageRef::parse(page.bytes(), page_id)?;
     let Some((at, child, cell)) = separator_spot(&p, index, key)? else { return Ok(false) };
     let cells = p.cells_start();
-    write_cell(&mut page[at..at + cell], &Entry { key, payload: Payload::Child(child) });
+    page.write_with(at, cell, |c| write_cell(c, &Entry { key, payload: Payload::Child(child) }));
     let slot = HEADER_BYTES + index * WORD_SLOT_BYTES;
-    write_slot(&mut page[slot..slot + WORD_SLOT_BYTES], at, prefix_word(key));
+    page.write_with(slot, WORD_SLOT_BYTES, |s| write_slot(s, at, prefix_word(key)));
     if at < cells {
-        page[4..8].copy_from_slice(&(at as u32).to_le_bytes());
+        page.write_with(4, 4, |h| h.copy_from_slice(&(at as u32).to_le_bytes()));
     }
     Ok(true)
 }
@@ -66,28 +189,54 @@ pub(crate) fn replace_separator_in_place(page: &mut [u8], page_id: u64, index: u
 /// (`front`) or after its last, packed into the free gap (no holes: see
 /// `PageRef::occupied_bytes`). Returns false, the page untouched, when the gap cannot hold
 /// them.
-pub(crate) fn insert_cells_in_place(page: &mut [u8], page_id: u64, src: &PageRef<'_>, front: bool) -> Result<bool> {
-    let p = PageRef::parse(page, page_id)?;
+pub(crate) fn insert_cells_in_place<P: PageBytes + ?Sized>(
+    page: &mut P,
+    page_id: u64,
+    src: &PageRef<'_>,
+    front: bool,
+) -> Result<bool> {
+    let p = PageRef::parse(page.bytes(), page_id)?;
     let (count, added) = (p.len(), src.len());
     if !p.is_leaf() || !src.is_leaf() || p.gap_bytes() < src.occupied_bytes() {
         return Ok(false);
     }
-    let mut end = p.cells_start();
+    let cells_start = p.cells_start();
+    // Last first, as `PageWriter` lays cells out: the first lies lowest. Written as one run
+    // of cells and one of slots, so a script records two writes.
+    let raw = |i: usize| src.leaf_cell(i).map(|c| c.raw);
+    let mut total = 0;
+    for i in 0..added {
+        total += raw(i)?.len();
+    }
+    let end = cells_start - total;
     let first = if front {
-        page.copy_within(HEADER_BYTES..HEADER_BYTES + count * SLOT_BYTES, HEADER_BYTES + added * SLOT_BYTES);
+        page.move_bytes(HEADER_BYTES..HEADER_BYTES + count * SLOT_BYTES, HEADER_BYTES + added * SLOT_BYTES);
         0
     } else {
         count
     };
-    // Last first, as `PageWriter` lays cells out: the first lies lowest.
-    for i in (0..added).rev() {
-        let raw = src.leaf_cell(i)?.raw;
-        end -= raw.len();
-        copy_short(&mut page[end..end + raw.len()], raw);
-        page[HEADER_BYTES + (first + i) * SLOT_BYTES..][..2].copy_from_slice(&(end as u16).to_le_bytes());
-    }
-    page[2..4].copy_from_slice(&((count + added) as u16).to_le_bytes());
-    page[4..8].copy_from_slice(&(end as u32).to_le_bytes());
+    page.write_with(end, total, |run| -> Result<()> {
+        let mut at = total;
+        for i in (0..added).rev() {
+            let cell = raw(i)?;
+            at -= cell.len();
+            copy_short(&mut run[at..at + cell.len()], cell);
+        }
+        Ok(())
+    })?;
+    let slots_at = HEADER_BYTES + first * SLOT_BYTES;
+    page.write_with(slots_at, added * SLOT_BYTES, |slots| -> Result<()> {
+        let mut at = cells_start;
+        for i in (0..added).rev() {
+            at -= raw(i)?.len();
+            slots[i * SLOT_BYTES..][..SLOT_BYTES].copy_from_slice(&(at as u16).to_le_bytes());
+        }
+        Ok(())
+    })?;
+    page.write_with(2, 6, |header| {
+        header[..2].copy_from_slice(&((count + added) as u16).to_le_bytes());
+        header[2..].copy_from_slice(&(end as u32).to_le_bytes());
+    });
     Ok(true)
 }
 

@@ -221,6 +221,12 @@ pub(crate) struct Cell<'a> {
 }
 
 impl<'a> Cell<'a> {
+    /// The cell's bytes as a page holds them.
+    #[inline]
+    pub fn raw_bytes(&self) -> &'a [u8] {
+        self.raw
+    }
+
     #[inline]
     pub fn key(&self) -> &'a [u8] {
         &self.raw[self.key_at as usize..self.key_at as usize + self.key_len as usize]

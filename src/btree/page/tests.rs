@@ -66,13 +66,13 @@ fn the_writer_fills_exactly_what_the_accounting_promises() {
 fn in_place_insert_keeps_order_and_refuses_when_full() {
     let mut page = vec![0u8; 256];
     build(&mut page, TYPE_LEAF, 0, &[leaf(b"a", b"1"), leaf(b"c", b"3")]);
-    assert!(insert_in_place(&mut page, 1, 1, &leaf(b"b", b"2")).unwrap());
+    assert!(insert_in_place(&mut page[..], 1, 1, &leaf(b"b", b"2")).unwrap());
     let keys: Vec<&[u8]> = PageRef::parse(&page, 1).unwrap().entries().unwrap().iter().map(|e| e.key).collect();
     assert_eq!(keys, [b"a", b"b", b"c"]);
     let big_key = [b'z'; 230];
     let big = leaf(&big_key, b"");
     let before = page.clone();
-    assert!(!insert_in_place(&mut page, 1, 3, &big).unwrap());
+    assert!(!insert_in_place(&mut page[..], 1, 3, &big).unwrap());
     assert_eq!(page, before);
 }
 
@@ -107,14 +107,14 @@ fn a_separator_is_replaced_in_place_over_its_cell_or_in_the_gap_or_not_at_all() 
     let mut page = vec![0u8; 128];
     build(&mut page, TYPE_INTERNAL, 7, &[child(b"ccc", 8), child(b"ggg", 9)]);
     // Shorter: over the old cell. Longer: in the gap. Either way the children stay.
-    assert!(replace_separator_in_place(&mut page, 1, 0, b"b").unwrap());
-    assert!(replace_separator_in_place(&mut page, 1, 1, b"ffffffff").unwrap());
+    assert!(replace_separator_in_place(&mut page[..], 1, 0, b"b").unwrap());
+    assert!(replace_separator_in_place(&mut page[..], 1, 1, b"ffffffff").unwrap());
     let p = PageRef::parse(&page, 1).unwrap();
     assert_eq!(p.entries().unwrap(), [child(b"b", 8), child(b"ffffffff", 9)]);
     assert_eq!(p.leftmost_child(), 7);
     // No room for a longer one: the page is left exactly as it was.
     let before = page.clone();
-    assert!(!replace_separator_in_place(&mut page, 1, 0, &[b'x'; 100]).unwrap());
+    assert!(!replace_separator_in_place(&mut page[..], 1, 0, &[b'x'; 100]).unwrap());
     assert_eq!(page, before);
 }
 
@@ -145,19 +145,19 @@ fn internal_slots_record_prefix_words_through_every_writer() {
     PageRef::parse(&page, 1).unwrap().check_words().unwrap();
     // An in-place insert shifts the slots, words with them; a replaced separator gets its
     // new word, over its old cell or in the gap.
-    assert!(insert_in_place(&mut page, 1, 0, &entries[0]).unwrap());
-    assert!(replace_separator_in_place(&mut page, 1, 3, &keys[3][..keys[3].len().min(1)]).unwrap());
-    assert!(replace_separator_in_place(&mut page, 1, 5, &[&keys[5][..], &[0u8; 30]].concat()).unwrap());
+    assert!(insert_in_place(&mut page[..], 1, 0, &entries[0]).unwrap());
+    assert!(replace_separator_in_place(&mut page[..], 1, 3, &keys[3][..keys[3].len().min(1)]).unwrap());
+    assert!(replace_separator_in_place(&mut page[..], 1, 5, &[&keys[5][..], &[0u8; 30]].concat()).unwrap());
     let p = PageRef::parse(&page, 1).unwrap();
     p.check_words().unwrap();
     assert_eq!(p.len(), entries.len());
     let shrunk = keys[3].len() - keys[3].len().min(1);
     assert_eq!(p.used_bytes().unwrap() + shrunk, entries.iter().map(Entry::bytes).sum::<usize>() + 30);
     // A leaf entry is refused by an internal page, and a child entry by a leaf.
-    assert!(insert_in_place(&mut page, 1, 0, &leaf(b"x", b"y")).is_err());
+    assert!(insert_in_place(&mut page[..], 1, 0, &leaf(b"x", b"y")).is_err());
     let mut leaf_page = vec![0u8; 512];
     build(&mut leaf_page, TYPE_LEAF, 0, &[leaf(b"a", b"1")]);
-    assert!(insert_in_place(&mut leaf_page, 2, 0, &child(b"b", 0)).is_err());
+    assert!(insert_in_place(&mut leaf_page[..], 2, 0, &child(b"b", 0)).is_err());
     // A damaged word is caught by the check that verify makes.
     page[HEADER_BYTES + 2 * WORD_SLOT_BYTES + 4] ^= 0x10;
     assert!(matches!(PageRef::parse(&page, 1).unwrap().check_words(), Err(Error::Corrupt { .. })));
@@ -242,7 +242,7 @@ fn removing_a_separator_in_place_equals_a_rebuild_even_over_holes() {
         let mut page = vec![0u8; 1024];
         build(&mut page, TYPE_INTERNAL, 99, &entries);
         // A shorter separator written over entry 3's cell leaves a hole in the cell area.
-        assert!(replace_separator_in_place(&mut page, 1, 3, &[b's', 3]).unwrap());
+        assert!(replace_separator_in_place(&mut page[..], 1, 3, &[b's', 3]).unwrap());
         let mut rest = entries.clone();
         rest[3].key = &[b's', 3];
         rest.remove(index);
@@ -302,4 +302,57 @@ fn the_quick_leaf_decoding_agrees_with_the_checked_read() {
     below[HEADER_BYTES..HEADER_BYTES + 2].copy_from_slice(&(HEADER_BYTES as u16).to_le_bytes());
     assert_eq!(PageRef::parse(&below, 1).unwrap().leaf_inline_quick(0), None);
     assert!(PageRef::parse(&below, 1).unwrap().leaf_entry(0).is_err());
+}
+
+/// A leaf whose cells lie in insertion order (random keys inserted in place), not key order.
+fn leaf_inserted_at_random(keys: &[Vec<u8>]) -> Vec<u8> {
+    let mut page = vec![0u8; 4096];
+    build(&mut page, TYPE_LEAF, 0, &[] as &[Entry<'_>]);
+    for k in keys {
+        let index = match PageRef::parse(&page, 1).unwrap().search(|x| x.cmp(k)).unwrap() {
+            Ok(_) => continue,
+            Err(i) => i,
+        };
+        assert!(insert_in_place(&mut page[..], 1, index, &leaf(k, &k[..k.len().min(9)])).unwrap());
+    }
+    page
+}
+
+#[test]
+fn retain_in_place_keeps_a_range_of_entries_packed_and_its_script_replays() {
+    use crate::store::script::{apply, Edit, Script};
+    let mut rng = crate::test_rng::TestRng::new(0x5EED);
+    for case in 0..300 {
+        let n = 1 + rng.next() as usize % 120;
+        let keys: Vec<Vec<u8>> = (0..n).map(|_| (0..1 + rng.next() % 20).map(|_| rng.next() as u8).collect()).collect();
+        let base = leaf_inserted_at_random(&keys);
+        let all = PageRef::parse(&base, 1).unwrap().entries().unwrap();
+        let (a, b) = (rng.next() as usize % (all.len() + 1), rng.next() as usize % (all.len() + 1));
+        let keep = a.min(b)..a.max(b);
+        let mut page = base.clone();
+        let mut script = Script::new(page.len(), Vec::new());
+        retain_in_place(&mut Edit::new(&mut page, Some(&mut script)), 1, keep.clone()).unwrap();
+        let p = PageRef::parse(&page, 1).unwrap();
+        assert_eq!(p.entries().unwrap(), all[keep.clone()], "case {case}");
+        let live: usize = all[keep.clone()].iter().map(Entry::bytes).sum();
+        assert_eq!(p.occupied_bytes(), live, "case {case}: packed, no holes");
+        if script.is_whole() {
+            let mut enc = Vec::new();
+            script.encode(&mut enc);
+            let mut out = vec![0u8; page.len()];
+            apply(&base, &enc, &mut out).unwrap();
+            assert_eq!(out, page, "case {case}: the script replays");
+        }
+    }
+}
+
+#[test]
+fn retain_in_place_refuses_a_leaf_whose_slots_share_a_cell() {
+    let keys: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i * 7 + 1; 5]).collect();
+    let mut page = leaf_inserted_at_random(&keys);
+    let first = page[HEADER_BYTES..HEADER_BYTES + 2].to_vec();
+    page[HEADER_BYTES + 6..HEADER_BYTES + 8].copy_from_slice(&first);
+    let before = page.clone();
+    assert!(matches!(retain_in_place(&mut page[..], 1, 2..8), Err(Error::Corrupt { .. })));
+    assert_eq!(page, before, "nothing written");
 }

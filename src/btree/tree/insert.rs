@@ -107,7 +107,7 @@ impl BTree {
         index: usize,
         e: &Entry<'_>,
     ) -> Result<bool> {
-        update_page(editor, self.inner.page_bytes, leaf_id, |p| page::insert_in_place(p, leaf_id, index, e))
+        update_page_recorded(editor, self.inner.page_bytes, leaf_id, |p| page::insert_in_place(p, leaf_id, index, e))
     }
 
     pub(super) fn edge(&self, plan: &Plan<'_, '_>, path: &[(u64, usize)], index: usize, n: usize) -> Edge {

@@ -33,8 +33,8 @@ struct Move {
     separator: Vec<u8>,
     /// The moved cells, in order, as a leaf page: a split's new page as it is.
     moved: Scratch,
-    /// The leaf's new image: the cells that stay.
-    rest: Scratch,
+    /// The leaf's edit: the cells that stay kept in place, the new cell among them or not.
+    rest: PageWrite,
 }
 
 impl BTree {
@@ -57,7 +57,7 @@ impl BTree {
         // The leaf gets its new image; the sibling and the parent are edited where they lie,
         // as the planning checked they can be.
         let mut plan = Plan::new(self, editor);
-        plan.put(leaf_id, m.rest);
+        plan.edit(leaf_id, m.rest);
         match m.to {
             Destination::Sibling { id, right } => {
                 plan.edit(id, PageWrite::AddCells { moved: m.moved, front: right });
@@ -121,9 +121,9 @@ impl BTree {
         };
         let right = !matches!(to, Destination::Sibling { right: false, .. });
         let (moved_range, rest_range) = if right { (k..n, 0..k) } else { (0..k, k..n) };
-        let (mut moved, mut rest) = (Scratch::new(pb), Scratch::new(pb));
+        let mut moved = Scratch::new(pb);
         cells.build(&mut moved, moved_range)?;
-        cells.build(&mut rest, rest_range)?;
+        let rest = retain(&cells, rest_range);
         Ok(Some(Move { to, sep_index: if right { pos } else { pos - 1 }, separator, moved, rest }))
     }
 
@@ -145,6 +145,15 @@ impl BTree {
         plan.write_internal(id, p.leftmost_child(), &cells);
         Ok(())
     }
+}
+
+/// The leaf's edit that leaves `rest` (a range of `cells`, the leaf with the new cell) in it:
+/// the old entries in that range kept where they lie, the new cell inserted when it falls in
+/// the range.
+fn retain(cells: &LeafWithInsert<'_>, rest: std::ops::Range<usize>) -> PageWrite {
+    let old = |j: usize| if j > cells.at { j - 1 } else { j };
+    let cell = rest.contains(&cells.at).then(|| (cells.at - rest.start, cells.cell.raw_bytes().to_vec()));
+    PageWrite::Retain { keep: old(rest.start)..old(rest.end), cell }
 }
 
 #[cfg(test)]

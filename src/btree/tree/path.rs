@@ -122,6 +122,20 @@ pub(super) fn update_page<R>(
     })
 }
 
+/// As `update_page`, with `f`'s writes recorded in the page's edit script (see
+/// `NodeEditor::update_recorded`).
+pub(super) fn update_page_recorded<R>(
+    editor: &mut NodeEditor<'_>,
+    page_bytes: usize,
+    id: u64,
+    f: impl FnOnce(&mut Edit<'_>) -> Result<R>,
+) -> Result<R> {
+    editor.update_recorded(NodeId::from_raw(id), |block| match block.prefix(page_bytes) {
+        Some(mut page) => Ok((page_bytes, f(&mut page)?)),
+        None => Err(Error::corrupt(format!("B+ tree page {id:#x}"), 0, "a block smaller than a page")),
+    })
+}
+
 /// Whether an insert at `index` of a page with `n` entries (after the insert) is at the
 /// tree's right or left edge: the last entry of the rightmost page, or the first of the
 /// leftmost. `page_len` gives a path page's entry count (`None`: unreadable, not an edge).

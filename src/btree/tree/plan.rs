@@ -80,14 +80,22 @@ pub(crate) enum PageWrite {
     Remove {
         index: usize,
     },
+    /// A leaf's entries `keep` kept, the others gone, then `cell` (an encoded leaf cell)
+    /// inserted at its index among them: the leaf a shift or split leaves behind.
+    Retain {
+        keep: std::ops::Range<usize>,
+        cell: Option<(usize, Vec<u8>)>,
+    },
 }
 
 impl PageWrite {
     /// Carries the write out on page `id` where it lies.
-    fn run(&self, page: &mut [u8], id: u64) -> Result<bool> {
+    /// The in-place edits are recorded for the commit to log as they were made (see
+    /// `NodeEditor::update_recorded`).
+    fn run(&self, page: &mut Edit<'_>, id: u64) -> Result<bool> {
         match self {
             PageWrite::Image(image) => {
-                page.copy_from_slice(image);
+                page.unrecorded().copy_from_slice(image);
                 Ok(true)
             }
             PageWrite::AddCells { moved, front } => {
@@ -97,7 +105,14 @@ impl PageWrite {
             PageWrite::InsertSeparator { index, key, child } => {
                 page::insert_in_place(page, id, *index, &Entry { key, payload: Payload::Child(*child) })
             }
-            PageWrite::Remove { index } => page::remove_in_place(page, id, *index).map(|()| true),
+            PageWrite::Remove { index } => page::remove_in_place(page.unrecorded(), id, *index).map(|()| true),
+            PageWrite::Retain { keep, cell } => {
+                page::retain_in_place(page, id, keep.clone())?;
+                match cell {
+                    Some((index, raw)) => page::insert_leaf_cell_in_place(page, id, *index, raw),
+                    None => Ok(true),
+                }
+            }
         }
     }
 }
@@ -225,7 +240,7 @@ impl<'t, 'c> Plan<'t, 'c> {
             match write {
                 PageWrite::Image(image) => self.editor.publish(NodeId::from_raw(*id), image)?,
                 edit => {
-                    if !update_page(self.editor, page_bytes, *id, |p| edit.run(p, *id))? {
+                    if !update_page_recorded(self.editor, page_bytes, *id, |p| edit.run(p, *id))? {
                         return Err(Error::corrupt(
                             format!("B+ tree page {id:#x}"),
                             0,
