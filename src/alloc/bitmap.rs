@@ -246,7 +246,7 @@ impl ClassBitmap {
     }
 
     /// Inlined into `Space::free`: every free of a block comes here.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free(&mut self, block: u32) -> Result<(), FreeError> {
         let (seg_index, index) = self.locate(block)?;
         let seg = &mut self.segments[seg_index];
@@ -261,7 +261,7 @@ impl ClassBitmap {
         self.front_hint = self.front_hint.min(seg_index as u32);
         if seg.free_count == self.dense_at && !seg.on_dense && seg_index as u32 != self.fill {
             seg.on_dense = true;
-            self.dense.push(Reverse(seg_index as u32));
+            became_dense(&mut self.dense, seg_index as u32);
         }
         if !seg.on_free_stack {
             seg.on_free_stack = true;
@@ -380,6 +380,12 @@ impl ClassBitmap {
         }
         Ok(())
     }
+}
+
+/// Lists a segment that reached `dense_at` free blocks (rare: once per segment filled).
+#[cold]
+fn became_dense(dense: &mut BinaryHeap<Reverse<u32>>, seg_index: u32) {
+    dense.push(Reverse(seg_index));
 }
 
 /// Giving space back (see `alloc::shrink`): where live blocks are, allocation toward the

@@ -56,13 +56,25 @@ fn with_store(handle: *const PcoreStore, f: impl FnOnce(&StoreHandle) -> Result<
         if handle.is_null() {
             return guard::status(Err(null_store()));
         }
-        RECENT_STORES.with(|cache| match cache.try_borrow_mut() {
-            Ok(mut cache) => guard::status(cache.with(&STORES, handle as usize, f)),
-            // A lookup inside a lookup (none today: pcore calls no host code that may call
-            // pcore while a store call runs) goes to the registry.
-            Err(_) => guard::status(STORES.get(handle as usize).and_then(|s| f(&s))),
-        })
+        RECENT_STORES.with(|cache| in_store(cache, handle as usize, f))
     })
+}
+
+/// `with_store`'s lookup and body, apart from the thread-local access: that access, left this
+/// small, is inlined into the export, which then finds the thread's cache with a direct call
+/// rather than through the key's function pointer.
+#[inline(never)]
+fn in_store(
+    cache: &RefCell<HandleCache<StoreHandle>>,
+    token: usize,
+    f: impl FnOnce(&StoreHandle) -> Result<()>,
+) -> i32 {
+    match cache.try_borrow_mut() {
+        Ok(mut cache) => guard::status(cache.with(&STORES, token, f)),
+        // A lookup inside a lookup (none today: pcore calls no host code that may call
+        // pcore while a store call runs) goes to the registry.
+        Err(_) => guard::status(STORES.get(token).and_then(|s| f(&s))),
+    }
 }
 
 #[cold]
