@@ -160,6 +160,34 @@ mod tests {
         assert_eq!(caller, V2 { struct_size: 64, a: 1, b: 2, wide: 3 as *const u8 });
     }
 
+    /// `write_with` writes what `write` writes, whether the caller's struct is this header's
+    /// (the typed write), shorter, longer, or not aligned (the byte copy).
+    #[test]
+    fn write_with_writes_as_write_does_for_every_size_and_alignment() {
+        let full = V2 { struct_size: 99, a: 1, b: 2, wide: 3 as *const u8 };
+        for size in [16u64, 24, 32, 64] {
+            let mut by_write = V2 { struct_size: size, a: 10, b: 20, wide: std::ptr::null() };
+            let mut by_with = by_write;
+            // SAFETY: both are live, writable V2s.
+            unsafe { SizedOut::new(&mut by_write, "out") }.unwrap().write(full);
+            // SAFETY: as above.
+            unsafe { SizedOut::new(&mut by_with, "out") }.unwrap().write_with(|| full);
+            assert_eq!(by_with, by_write, "struct_size {size}");
+            assert_eq!(by_with.struct_size, size, "the caller's struct_size is kept");
+        }
+        // A V2 at an odd address inside a byte buffer.
+        let mut buf = [0u8; std::mem::size_of::<V2>() + 8];
+        let at = buf.as_mut_ptr().wrapping_add(4).cast::<V2>();
+        let caller = V2 { struct_size: 32, a: 10, b: 20, wide: std::ptr::null() };
+        // SAFETY: `at` has size_of::<V2>() writable bytes inside `buf`; unaligned access only.
+        unsafe { at.write_unaligned(caller) };
+        // SAFETY: as above.
+        unsafe { SizedOut::new(at, "out") }.unwrap().write_with(|| full);
+        // SAFETY: as above.
+        let got = unsafe { at.read_unaligned() };
+        assert_eq!(got, V2 { struct_size: 32, a: 1, b: 2, wide: 3 as *const u8 });
+    }
+
     /// The convention holds for every struct in the generated header, so no struct needs a
     /// table of field offsets: each starts with a u64 struct_size and has 8-byte fields only.
     #[test]
