@@ -142,6 +142,8 @@ impl ClassBitmap {
     }
 
     /// A free block, or `None` when every segment is full and a new one must be added.
+    /// Inlined into `Space::allocate_over`: every allocate comes here.
+    #[inline]
     pub(crate) fn allocate(&mut self) -> Option<(u32, Source)> {
         if self.drain_from != u32::MAX && self.free_blocks > 0 {
             if let Some(found) = self.allocate_front(u64::from(self.drain_from) * u64::from(self.blocks_per_segment)) {
@@ -165,6 +167,7 @@ impl ClassBitmap {
         Some((seg_index as u32 * bps + index, Source::Bump { known_zero }))
     }
 
+    #[inline]
     fn allocate_freed(&mut self) -> Option<u32> {
         if self.segments.get(self.fill as usize).is_none_or(|s| s.free_count == 0) {
             self.fill = self.next_fill()?;
@@ -205,6 +208,7 @@ impl ClassBitmap {
 
     /// Takes the first free block of segment `seg_index` (which has one) and returns its
     /// number in the class; a segment left with none leaves the free stack.
+    #[inline]
     fn take_free_block(&mut self, seg_index: u32) -> u32 {
         let seg = &mut self.segments[seg_index as usize];
         let start = seg.search_from_word as usize;
@@ -220,12 +224,18 @@ impl ClassBitmap {
             if self.free_stack.last() == Some(&seg_index) {
                 self.free_stack.pop();
             } else {
-                self.free_stack.retain(|&s| s != seg_index);
+                self.leave_free_stack(seg_index);
             }
         }
         seg_index * self.blocks_per_segment + word as u32 * 64 + bit
     }
 
+    #[cold]
+    fn leave_free_stack(&mut self, seg_index: u32) {
+        self.free_stack.retain(|&s| s != seg_index);
+    }
+
+    #[inline]
     fn locate(&self, block: u32) -> Result<(usize, u32), FreeError> {
         let seg = (block >> self.segment_shift) as usize;
         let index = block & (self.blocks_per_segment - 1);
@@ -235,6 +245,8 @@ impl ClassBitmap {
         }
     }
 
+    /// Inlined into `Space::free`: every free of a block comes here.
+    #[inline(always)]
     pub(crate) fn free(&mut self, block: u32) -> Result<(), FreeError> {
         let (seg_index, index) = self.locate(block)?;
         let seg = &mut self.segments[seg_index];
@@ -249,7 +261,7 @@ impl ClassBitmap {
         self.front_hint = self.front_hint.min(seg_index as u32);
         if seg.free_count == self.dense_at && !seg.on_dense && seg_index as u32 != self.fill {
             seg.on_dense = true;
-            self.dense.push(Reverse(seg_index as u32));
+            became_dense(&mut self.dense, seg_index as u32);
         }
         if !seg.on_free_stack {
             seg.on_free_stack = true;
@@ -368,6 +380,12 @@ impl ClassBitmap {
         }
         Ok(())
     }
+}
+
+/// Lists a segment that reached `dense_at` free blocks (rare: once per segment filled).
+#[cold]
+fn became_dense(dense: &mut BinaryHeap<Reverse<u32>>, seg_index: u32) {
+    dense.push(Reverse(seg_index));
 }
 
 /// Giving space back (see `alloc::shrink`): where live blocks are, allocation toward the

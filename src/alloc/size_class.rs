@@ -57,14 +57,25 @@ impl SizeClasses {
         *self.bytes.last().expect("at least one class")
     }
 
-    /// The smallest class holding `len` bytes, or `TooLarge`.
+    /// The smallest class holding `len` bytes, or `TooLarge`. Classes double from the
+    /// smallest, so it is the power of two that holds `len`, counted from there: no scan (every
+    /// allocate asks).
+    #[inline]
     pub fn class_for(&self, len: u64) -> Result<u8> {
-        match self.bytes.iter().position(|&b| u64::from(b) >= len) {
-            Some(c) => Ok(c as u8),
-            None => {
-                Err(Error::TooLarge(format!("{len} bytes exceed the largest size class ({} bytes)", self.max_bytes())))
+        match (self.bytes.first(), self.bytes.last()) {
+            (Some(&min), Some(&max)) if len <= u64::from(max) => {
+                let holds = len.max(u64::from(min)).next_power_of_two();
+                Ok((holds.trailing_zeros() - min.trailing_zeros()) as u8)
             }
+            _ => Err(self.too_large(len)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_large(&self, len: u64) -> Error {
+        let max = self.bytes.last().copied().unwrap_or(0);
+        Error::TooLarge(format!("{len} bytes exceed the largest size class ({max} bytes)"))
     }
 
     /// Where a node of `len` bytes moves when it outgrows its block (see [`GrowthRule`]).
@@ -106,6 +117,23 @@ mod tests {
         assert_eq!(c.class_for(65).unwrap(), 1);
         assert_eq!(c.class_for(4096).unwrap(), 6);
         assert!(matches!(c.class_for(4097), Err(Error::TooLarge(_))));
+    }
+
+    /// The computed class is the first of the list that holds the length, for every length.
+    #[test]
+    fn class_for_agrees_with_a_scan_of_the_classes() {
+        for (min, max) in [(64, 4096), (256, 256), (128, 256 << 10)] {
+            let c = SizeClasses::new(min, max).unwrap();
+            let lens = (0..=2 * u64::from(max)).step_by(1 + max as usize / 8192).chain([u64::MAX, u64::from(max) + 1]);
+            for len in lens {
+                let scanned = (0..c.count() as u8).find(|&k| u64::from(c.bytes(k)) >= len);
+                match (c.class_for(len), scanned) {
+                    (Ok(k), Some(want)) => assert_eq!(k, want, "{len} bytes in classes {min}..{max}"),
+                    (Err(Error::TooLarge(_)), None) => {}
+                    (got, want) => panic!("{len} bytes in classes {min}..{max}: {got:?}, want {want:?}"),
+                }
+            }
+        }
     }
 
     #[test]

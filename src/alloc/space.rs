@@ -112,38 +112,54 @@ impl Space {
     }
 
     /// A zero-filled block of `class`; grows the class file by a segment when needed.
+    #[inline]
     pub(crate) fn allocate(&mut self, class: u8) -> Result<Loc> {
         self.allocate_over(class, 0)
     }
 
     /// A block of `class` whose first `written_bytes` the caller is about to overwrite: only the
     /// rest is zeroed. A node's new version (copy-on-write, growth) is written over at once, and
-    /// zeroing it first doubled the bytes a publish writes.
+    /// zeroing it first doubled the bytes a publish writes. Inlined, with the growth of the
+    /// class file out of line: every allocate comes here.
+    #[inline]
     pub(crate) fn allocate_over(&mut self, class: u8, written_bytes: usize) -> Result<Loc> {
         let c = &mut self.per_class[class as usize];
-        let (block, source) = match c.bits.allocate() {
-            Some(found) => found,
-            None if c.bits.last_limit() < c.blocks_per_segment => {
-                c.file.extend_tail()?;
-                c.bits.set_last_limit(c.blocks_per_segment);
-                c.bits.allocate().expect("an extended segment has room")
+        match c.bits.allocate() {
+            Some((block, Source::Bump { known_zero: true })) => {
+                let loc = Loc { class, block };
+                self.prefault_fresh(loc);
+                Ok(loc)
             }
-            None => {
-                // Dense placement may pass over holes; a class that cannot grow uses them.
-                let grown = if u64::from(c.bits.segment_count() + 1) * u64::from(c.blocks_per_segment)
-                    > crate::limits::BLOCKS_PER_CLASS_MAX
-                {
-                    Err(Error::Limit(format!("class of {} bytes has no block index left", c.bytes)))
-                } else {
-                    c.file.grow()
-                };
-                if let Err(e) = grown {
-                    let Some(block) = c.bits.allocate_any_hole() else { return Err(e) };
-                    return self.zero_reused(Loc { class, block }, written_bytes);
-                }
-                c.bits.add_segment(true);
-                c.bits.allocate().expect("a new segment has room")
+            Some((block, _)) => self.zero_reused(Loc { class, block }, written_bytes),
+            None => self.allocate_grown(class, written_bytes),
+        }
+    }
+
+    /// `allocate_over` when the class has no block left: its file grows (or its last segment
+    /// is extended after a cut).
+    #[cold]
+    #[inline(never)]
+    fn allocate_grown(&mut self, class: u8, written_bytes: usize) -> Result<Loc> {
+        let c = &mut self.per_class[class as usize];
+        let (block, source) = if c.bits.last_limit() < c.blocks_per_segment {
+            c.file.extend_tail()?;
+            c.bits.set_last_limit(c.blocks_per_segment);
+            c.bits.allocate().expect("an extended segment has room")
+        } else {
+            // Dense placement may pass over holes; a class that cannot grow uses them.
+            let grown = if u64::from(c.bits.segment_count() + 1) * u64::from(c.blocks_per_segment)
+                > crate::limits::BLOCKS_PER_CLASS_MAX
+            {
+                Err(Error::Limit(format!("class of {} bytes has no block index left", c.bytes)))
+            } else {
+                c.file.grow()
+            };
+            if let Err(e) = grown {
+                let Some(block) = c.bits.allocate_any_hole() else { return Err(e) };
+                return self.zero_reused(Loc { class, block }, written_bytes);
             }
+            c.bits.add_segment(true);
+            c.bits.allocate().expect("a new segment has room")
         };
         let loc = Loc { class, block };
         if source == (Source::Bump { known_zero: true }) {
@@ -155,6 +171,7 @@ impl Space {
     }
 
     /// Zeroes a block that may hold old bytes, past the `written_bytes` the caller writes next.
+    #[inline]
     fn zero_reused(&mut self, loc: Loc, written_bytes: usize) -> Result<Loc> {
         let len = self.capacity(loc.class) as usize;
         let skip = written_bytes.min(len);
@@ -167,6 +184,7 @@ impl Space {
     /// ready a window at a time (see `ClassFile::prefault`) rather than by a page fault per page
     /// as each block is first written. Windows stay small so that a store using few blocks of a
     /// class dirties, and later flushes, little more than it uses.
+    #[inline]
     fn prefault_fresh(&self, loc: Loc) {
         const WINDOW: usize = 64 << 10;
         let (seg, off) = self.position(loc);
@@ -179,11 +197,12 @@ impl Space {
         self.per_class[loc.class as usize].file.prefault(seg, start, end.next_multiple_of(WINDOW) - start);
     }
 
+    /// Always inlined: a free of a node calls nothing else that is not.
+    #[inline(always)]
     pub(crate) fn free(&mut self, loc: Loc) -> Result<()> {
         match self.per_class[loc.class as usize].bits.free(loc.block) {
             Ok(()) => Ok(()),
-            Err(FreeError::NotAllocated) => Err(Error::Internal(format!("block {loc:?} freed twice"))),
-            Err(FreeError::OutOfRange) => Err(Error::Internal(format!("block {loc:?} was never allocated"))),
+            Err(e) => Err(not_freed(loc, e)),
         }
     }
 
@@ -271,6 +290,7 @@ impl Space {
         self.per_class[loc.class as usize].file.segment_mut(seg);
     }
 
+    #[inline]
     pub(crate) fn addr(&self, loc: Loc) -> usize {
         let (seg, off) = self.position(loc);
         self.per_class[loc.class as usize].file.segment(seg).addr(off)
@@ -357,6 +377,15 @@ impl Space {
             }
         }
         Ok(())
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn not_freed(loc: Loc, e: FreeError) -> Error {
+    match e {
+        FreeError::NotAllocated => Error::Internal(format!("block {loc:?} freed twice")),
+        FreeError::OutOfRange => Error::Internal(format!("block {loc:?} was never allocated")),
     }
 }
 

@@ -46,20 +46,41 @@ pub(crate) fn store_of(handle: *const PcoreStore) -> Result<Store> {
     STORES.get(handle as usize).map(|h| h.store)
 }
 
-/// Calls `f` with the store `handle` names, found through this thread's handle cache: the
-/// hot calls (allocate, publish, read, free) take no lock and touch no reference count to
-/// find their store.
+/// Runs an export's body (as `guard::call`) with the store `handle` names, found through this
+/// thread's handle cache: the hot calls (allocate, publish, read, free) take no lock and touch
+/// no reference count to find their store. The status is made inside the thread-local access,
+/// which then returns an i32 (see `guard::call_status`).
 #[inline]
-fn with_store<R>(handle: *const PcoreStore, f: impl FnOnce(&StoreHandle) -> Result<R>) -> Result<R> {
-    if handle.is_null() {
-        return Err(Error::BadHandle("the store handle is NULL".into()));
-    }
-    RECENT_STORES.with(|cache| match cache.try_borrow_mut() {
-        Ok(mut cache) => cache.with(&STORES, handle as usize, f),
-        // A lookup inside a lookup (none today: pcore calls no host code that may call pcore
-        // while a store call runs) goes to the registry.
-        Err(_) => f(&STORES.get(handle as usize)?),
+fn with_store(handle: *const PcoreStore, f: impl FnOnce(&StoreHandle) -> Result<()>) -> i32 {
+    guard::call_status(|| {
+        if handle.is_null() {
+            return guard::status(Err(null_store()));
+        }
+        RECENT_STORES.with(|cache| in_store(cache, handle as usize, f))
     })
+}
+
+/// `with_store`'s lookup and body, apart from the thread-local access: that access, left this
+/// small, is inlined into the export, which then finds the thread's cache with a direct call
+/// rather than through the key's function pointer.
+#[inline(never)]
+fn in_store(
+    cache: &RefCell<HandleCache<StoreHandle>>,
+    token: usize,
+    f: impl FnOnce(&StoreHandle) -> Result<()>,
+) -> i32 {
+    match cache.try_borrow_mut() {
+        Ok(mut cache) => guard::status(cache.with(&STORES, token, f)),
+        // A lookup inside a lookup (none today: pcore calls no host code that may call
+        // pcore while a store call runs) goes to the registry.
+        Err(_) => guard::status(STORES.get(token).and_then(|s| f(&s))),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn null_store() -> Error {
+    Error::BadHandle("the store handle is NULL".into())
 }
 
 fn default_options() -> PcoreStoreOptions {
@@ -233,14 +254,12 @@ pub unsafe extern "C" fn pcore_node_allocate(
     kind: u8,
     out: *mut PcoreAllocResult,
 ) -> i32 {
-    guard::call(|| {
-        with_store(store, |s| {
-            // SAFETY: per this function's contract. Checked before allocating: a failed call allocates nothing.
-            let out = unsafe { SizedOut::new(out, "out")? };
-            let (id, addr, capacity) = s.allocate(min_len, kind)?;
-            out.write(PcoreAllocResult { struct_size: 0, id: id.raw(), writable: addr as *mut c_void, capacity });
-            Ok(())
-        })
+    with_store(store, |s| {
+        // SAFETY: per this function's contract. Checked before allocating: a failed call allocates nothing.
+        let out = unsafe { SizedOut::new(out, "out")? };
+        let (id, addr, capacity) = s.allocate(min_len, kind)?;
+        out.write_with(|| PcoreAllocResult { struct_size: 0, id: id.raw(), writable: addr as *mut c_void, capacity });
+        Ok(())
     })
 }
 
@@ -266,26 +285,24 @@ pub unsafe extern "C" fn pcore_node_publish(
     len: usize,
     out_id: *mut u64,
 ) -> i32 {
-    guard::call(|| {
-        with_store(store, |s| {
-            let id = NodeId::from_raw(id);
-            let src = data as usize;
-            // A source inside the node's draft or its block is read from there, overlap
-            // allowed; one hold of the store's lock finds them and publishes.
-            let inside = |range: Option<(usize, usize)>| {
-                let (start, capacity) = range?;
-                (!data.is_null() && src >= start && src < start + capacity).then_some(src - start)
-            };
-            let new_id = s.publish_with(id, |block, draft| match (inside(draft), inside(block)) {
-                (Some(offset), _) => Ok(Source::Draft { offset, len }),
-                (None, Some(offset)) => Ok(Source::OwnBlock { offset, len }),
-                // SAFETY: `data` holds `len` readable bytes by contract; checked for NULL inside.
-                (None, None) => Ok(Source::Bytes(unsafe { bytes(data.cast::<u8>(), len, "data")? })),
-            })?;
-            // SAFETY: NULL or writable, by this function's contract.
-            unsafe { write_optional(out_id, new_id.raw()) };
-            Ok(())
-        })
+    with_store(store, |s| {
+        let id = NodeId::from_raw(id);
+        let src = data as usize;
+        // A source inside the node's draft or its block is read from there, overlap
+        // allowed; one hold of the store's lock finds them and publishes.
+        let inside = |range: Option<(usize, usize)>| {
+            let (start, capacity) = range?;
+            (!data.is_null() && src >= start && src < start + capacity).then_some(src - start)
+        };
+        let new_id = s.publish_with(id, |block, draft| match (inside(draft), inside(block)) {
+            (Some(offset), _) => Ok(Source::Draft { offset, len }),
+            (None, Some(offset)) => Ok(Source::OwnBlock { offset, len }),
+            // SAFETY: `data` holds `len` readable bytes by contract; checked for NULL inside.
+            (None, None) => Ok(Source::Bytes(unsafe { bytes(data.cast::<u8>(), len, "data")? })),
+        })?;
+        // SAFETY: NULL or writable, by this function's contract.
+        unsafe { write_optional(out_id, new_id.raw()) };
+        Ok(())
     })
 }
 
@@ -312,18 +329,16 @@ pub unsafe extern "C" fn pcore_node_write_ptr(
     out_ptr: *mut *mut c_void,
     out_capacity: *mut usize,
 ) -> i32 {
-    guard::call(|| {
-        with_store(store, |s| {
-            non_null(out_ptr, "out_ptr")?;
-            non_null(out_capacity, "out_capacity")?;
-            let (addr, capacity) = s.write_ptr(NodeId::from_raw(id))?;
-            // SAFETY: both checked non-null; writable by contract.
-            unsafe {
-                write_out(out_ptr, addr as *mut c_void);
-                write_out(out_capacity, capacity);
-            }
-            Ok(())
-        })
+    with_store(store, |s| {
+        non_null(out_ptr, "out_ptr")?;
+        non_null(out_capacity, "out_capacity")?;
+        let (addr, capacity) = s.write_ptr(NodeId::from_raw(id))?;
+        // SAFETY: both checked non-null; writable by contract.
+        unsafe {
+            write_out(out_ptr, addr as *mut c_void);
+            write_out(out_capacity, capacity);
+        }
+        Ok(())
     })
 }
 
@@ -333,7 +348,7 @@ pub unsafe extern "C" fn pcore_node_write_ptr(
 /// `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_node_publish_in_place(store: *mut PcoreStore, id: u64, len: usize) -> i32 {
-    guard::call(|| with_store(store, |s| s.publish_in_place(NodeId::from_raw(id), len)))
+    with_store(store, |s| s.publish_in_place(NodeId::from_raw(id), len))
 }
 
 /// The latest published bytes of node `id` (the writer sees its own uncommitted nodes).
@@ -354,7 +369,7 @@ pub unsafe extern "C" fn pcore_node_read(store: *mut PcoreStore, id: u64, out: *
     // SAFETY: NULL or writable, by this function's contract.
     unsafe { write_optional(out, PcoreNodeBytes { data: std::ptr::null(), len: 0 }) };
     // SAFETY: `out` is NULL or writable, by this function's contract.
-    guard::call(|| with_store(store, |s| unsafe { node_read_in(s, id, out) }))
+    with_store(store, |s| unsafe { node_read_in(s, id, out) })
 }
 
 /// `pcore_node_read` on a store or a snapshot's view of it.
@@ -391,7 +406,7 @@ pub unsafe extern "C" fn pcore_node_read_copy(
     out_len: *mut usize,
 ) -> i32 {
     // SAFETY: `buf` and `out_len` as this function's contract says.
-    guard::call(|| with_store(store, |s| unsafe { node_read_copy_in(s, id, buf, cap, out_len) }))
+    with_store(store, |s| unsafe { node_read_copy_in(s, id, buf, cap, out_len) })
 }
 
 /// `pcore_node_read_copy` on a store or a snapshot's view of it.
@@ -425,22 +440,20 @@ pub(crate) unsafe fn node_read_copy_in(
 /// `out` points to `out->struct_size` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn pcore_node_info(store: *mut PcoreStore, id: u64, out: *mut PcoreNodeInfo) -> i32 {
-    guard::call(|| {
-        with_store(store, |s| {
-            // SAFETY: per this function's contract.
-            let out = unsafe { SizedOut::new(out, "out")? };
-            let i = s.info(NodeId::from_raw(id))?;
-            out.write(PcoreNodeInfo {
-                struct_size: 0,
-                id: i.id.raw(),
-                len: i.len as u64,
-                capacity: i.capacity as u64,
-                kind: i.kind.into(),
-                committed: i.committed.into(),
-                dirty: i.dirty.into(),
-            });
-            Ok(())
-        })
+    with_store(store, |s| {
+        // SAFETY: per this function's contract.
+        let out = unsafe { SizedOut::new(out, "out")? };
+        let i = s.info(NodeId::from_raw(id))?;
+        out.write(PcoreNodeInfo {
+            struct_size: 0,
+            id: i.id.raw(),
+            len: i.len as u64,
+            capacity: i.capacity as u64,
+            kind: i.kind.into(),
+            committed: i.committed.into(),
+            dirty: i.dirty.into(),
+        });
+        Ok(())
     })
 }
 
@@ -489,11 +502,9 @@ fn counts_of(counts: &[AtomicU64; PCORE_REASON_COUNT]) -> [u64; PCORE_REASON_COU
 /// `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -> i32 {
-    guard::call(|| {
-        with_store(store, |s| {
-            let reason = reason_index(reason)?;
-            s.free_then(NodeId::from_raw(id), || count(&s.reasons.frees[reason]))
-        })
+    with_store(store, |s| {
+        let reason = reason_index(reason)?;
+        s.free_then(NodeId::from_raw(id), || count(&s.reasons.frees[reason]))
     })
 }
 
@@ -506,11 +517,9 @@ pub extern "C" fn pcore_node_free(store: *mut PcoreStore, id: u64, reason: u8) -
 /// retired), `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_node_retire(store: *mut PcoreStore, id: u64, epoch: u64, reason: u8) -> i32 {
-    guard::call(|| {
-        with_store(store, |s| {
-            let reason = reason_index(reason)?;
-            s.retire_then(NodeId::from_raw(id), epoch, || count(&s.reasons.retires[reason]))
-        })
+    with_store(store, |s| {
+        let reason = reason_index(reason)?;
+        s.retire_then(NodeId::from_raw(id), epoch, || count(&s.reasons.retires[reason]))
     })
 }
 
@@ -533,13 +542,11 @@ pub unsafe extern "C" fn pcore_root_set(
     meta: *const c_void,
     meta_len: usize,
 ) -> i32 {
-    guard::call(|| {
-        with_store(store, |s| {
-            // SAFETY: per this function's contract.
-            let (name, meta) =
-                unsafe { (bytes(name.cast::<u8>(), name_len, "name")?, bytes(meta.cast::<u8>(), meta_len, "meta")?) };
-            s.set_root(name, id, meta)
-        })
+    with_store(store, |s| {
+        // SAFETY: per this function's contract.
+        let (name, meta) =
+            unsafe { (bytes(name.cast::<u8>(), name_len, "name")?, bytes(meta.cast::<u8>(), meta_len, "meta")?) };
+        s.set_root(name, id, meta)
     })
 }
 
@@ -563,11 +570,9 @@ pub unsafe extern "C" fn pcore_root_get(
     meta_cap: usize,
     out_meta_len: *mut usize,
 ) -> i32 {
-    guard::call(|| {
-        with_store(store, |s| {
-            // SAFETY: the pointers as this function's contract says.
-            unsafe { root_get_in(s, name, name_len, out_id, meta_buf, meta_cap, out_meta_len) }
-        })
+    with_store(store, |s| {
+        // SAFETY: the pointers as this function's contract says.
+        unsafe { root_get_in(s, name, name_len, out_id, meta_buf, meta_cap, out_meta_len) }
     })
 }
 

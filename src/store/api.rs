@@ -673,10 +673,13 @@ impl Store {
         let mut state = self.shared.state.write();
         self.check_open()?;
         // Blocks freed by a commit that BALANCED's background sync has since made durable, or
-        // that the last snapshot to read them has since let go of.
-        let limit = self.shared.reuse_limit();
-        if state.frees_releasable(limit) {
-            state.release_frees(limit)?;
+        // that the last snapshot to read them has since let go of. (The queues are looked at
+        // first: most mutations between commits find them empty.)
+        if state.frees_queued() {
+            let limit = self.shared.reuse_limit();
+            if state.frees_releasable(limit) {
+                state.release_frees(limit)?;
+            }
         }
         f(&mut state)
     }
@@ -747,6 +750,7 @@ impl Store {
 
     /// A zero-filled block of the smallest class holding `min_len`, RESERVED until committed.
     /// Returns the id, the block's address (for the C ABI) and its capacity.
+    #[inline]
     pub fn allocate(&self, min_len: usize, kind: u8) -> Result<(NodeId, usize, usize)> {
         self.mutate(|c| {
             let (id, loc) = c.allocate(min_len, kind)?;
@@ -870,6 +874,7 @@ impl Store {
 
     /// As `free`; `then` runs after the free succeeds, under the same hold of the store's
     /// lock (which orders it with every other mutation of the store).
+    #[inline]
     pub fn free_then(&self, id: NodeId, then: impl FnOnce()) -> Result<()> {
         self.mutate(|c| c.free(id).map(|()| then()))
     }

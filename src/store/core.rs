@@ -214,6 +214,7 @@ impl Core {
         }
     }
 
+    #[inline]
     pub(super) fn mark_dirty(&mut self, handle: u64) {
         // Every change goes through here: one its script does not record ends the script
         // (`update_recorded` takes a node's script out before it writes, and puts it back).
@@ -245,24 +246,35 @@ impl Core {
         self.dirty_compacted = self.dirty.len();
     }
 
+    /// Inlined into `Store::allocate`, with every failure's work out of line: the whole call
+    /// costs little more than the bookkeeping it must do.
+    #[inline]
     pub fn allocate(&mut self, min_len: usize, kind: u8) -> Result<(NodeId, Loc)> {
         if kind == 0 {
-            return Err(Error::InvalidArgument("node kind 0 is reserved as invalid".into()));
+            return Err(kind_zero());
         }
         let class = self.space.classes().class_for(min_len as u64)?;
         let loc = self.space.allocate(class)?;
         let handle = match self.table.take_handle() {
             Ok(h) => h,
-            Err(e) => {
-                self.space.free(loc)?;
-                return Err(e);
-            }
+            Err(e) => return Err(self.give_back(loc, e)),
         };
         let tag = self.table.slots[handle as usize].tag;
         self.table.slots[handle as usize] = Slot::reserved(loc, 0, tag, kind);
         self.mark_dirty(handle);
         self.reserved_nodes += 1;
         Ok((self.table.id_of(handle), loc))
+    }
+
+    /// Frees the block of an allocation that failed later on; the allocation's error, or the
+    /// free's.
+    #[cold]
+    #[inline(never)]
+    fn give_back(&mut self, loc: Loc, e: Error) -> Error {
+        match self.space.free(loc) {
+            Ok(()) => e,
+            Err(freeing) => freeing,
+        }
     }
 
     /// See [`Store::reserve`](super::Store::reserve): takes `count` blocks (growing the class
@@ -524,10 +536,15 @@ impl Core {
         Ok(())
     }
 
+    /// Inlined into `Store::free_then`, as `allocate` is.
+    #[inline]
     pub fn free(&mut self, id: NodeId) -> Result<()> {
         let handle = self.table.resolve_for_free(id)?;
-        if let Some(draft) = self.drafts.remove(&handle) {
-            self.space.free(draft)?;
+        // Most stores have no draft open: no hash of the handle then.
+        if !self.drafts.is_empty() {
+            if let Some(draft) = self.drafts.remove(&handle) {
+                self.space.free(draft)?;
+            }
         }
         if self.table.slots[handle as usize].state == State::Reserved {
             return self.release_reserved(handle);
@@ -540,6 +557,7 @@ impl Core {
 
     /// Frees a node that was never committed: its block now, its handle for reuse (with a new
     /// tag, so its id goes stale).
+    #[inline]
     fn release_reserved(&mut self, handle: u64) -> Result<()> {
         self.space.free(self.table.slots[handle as usize].loc())?;
         let s = &mut self.table.slots[handle as usize];
@@ -1177,6 +1195,12 @@ impl Core {
         }
     }
 
+    /// True when some freed block waits to be released, now or later.
+    #[inline]
+    pub fn frees_queued(&self) -> bool {
+        !self.pending_frees.is_empty() || !self.held_bases.is_empty()
+    }
+
     /// True when some freed block waits to be released and may be now.
     pub fn frees_releasable(&self, limit: u64) -> bool {
         let due = |q: &VecDeque<(u64, Loc)>, kind| {
@@ -1352,6 +1376,12 @@ impl Core {
         }
         Ok(())
     }
+}
+
+#[cold]
+#[inline(never)]
+fn kind_zero() -> Error {
+    Error::InvalidArgument("node kind 0 is reserved as invalid".into())
 }
 
 pub(crate) fn check_root_name(name: &[u8]) -> Result<()> {

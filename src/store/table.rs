@@ -163,6 +163,7 @@ impl ObjectTable {
     }
 
     /// A handle for a new node, with a tag no earlier id of that handle had.
+    #[inline]
     pub fn take_handle(&mut self) -> Result<u64> {
         if let Some(h) = self.free_handles.pop() {
             let slot = &mut self.slots[h as usize];
@@ -170,6 +171,12 @@ impl ObjectTable {
             self.note_retagged(h);
             return Ok(h);
         }
+        self.new_handle()
+    }
+
+    /// A handle never used before: the table grows by a slot.
+    #[inline(never)]
+    fn new_handle(&mut self) -> Result<u64> {
         let h = self.slots.len() as u64;
         if h > HANDLE_MAX {
             return Err(Error::Limit(format!("all {HANDLE_MAX} node handles are in use")));
@@ -182,15 +189,21 @@ impl ObjectTable {
     /// checkpoint retags the same few handles again and again, and the list grew by one entry
     /// a pair. A bit per handle says which are listed (sorting the list now and then instead
     /// cost 60 ns a pair with 10,000 handles in turn).
+    #[inline]
     fn note_retagged(&mut self, h: u64) {
         let (word, bit) = ((h / 64) as usize, 1u64 << (h % 64));
         if word >= self.retagged_bits.len() {
-            self.retagged_bits.resize(word + 1, 0);
+            self.grow_retagged_bits(word);
         }
         if self.retagged_bits[word] & bit == 0 {
             self.retagged_bits[word] |= bit;
             self.retagged.push(h);
         }
+    }
+
+    #[cold]
+    fn grow_retagged_bits(&mut self, word: usize) {
+        self.retagged_bits.resize(word + 1, 0);
     }
 
     /// Empties the list of retagged handles (a checkpoint has written their tags).
@@ -202,6 +215,7 @@ impl ObjectTable {
     }
 
     /// Gives a handle back (its slot already marked FREE); its tag changes on reuse.
+    #[inline]
     pub fn release_handle(&mut self, handle: u64) {
         debug_assert_eq!(self.slots[handle as usize].state, State::Free);
         self.free_handles.push(handle);
@@ -218,14 +232,19 @@ impl ObjectTable {
     }
 
     /// Like `resolve`, but a node freed with this very id is `DoubleFree`.
+    #[inline]
     pub fn resolve_for_free(&self, id: NodeId) -> Result<u64> {
         let h = id.handle();
-        if let Some(s) = self.slots.get(h as usize) {
-            if h != 0 && s.tag == id.tag() && !s.visible() {
-                return Err(Error::DoubleFree(format!("node {id} is already freed")));
+        match self.slots.get(h as usize) {
+            Some(s) if h != 0 && s.tag == id.tag() => {
+                if s.visible() {
+                    Ok(h)
+                } else {
+                    Err(double_free(id))
+                }
             }
+            _ => Err(unknown_node(id)),
         }
-        self.resolve(id)
     }
 
     pub fn id_of(&self, handle: u64) -> NodeId {
@@ -244,6 +263,12 @@ impl ObjectTable {
     pub fn handle_count(&self) -> u64 {
         self.slots.len() as u64
     }
+}
+
+#[cold]
+#[inline(never)]
+fn double_free(id: NodeId) -> Error {
+    Error::DoubleFree(format!("node {id} is already freed"))
 }
 
 #[cold]
