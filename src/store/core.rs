@@ -75,6 +75,10 @@ const HOT_ROOTS_MAX: usize = 8;
 /// The dirty list is not compacted below this length: compacting a short list saves nothing.
 const DIRTY_COMPACT_MIN: usize = 4096;
 
+/// Op buffers of ended scripts kept for reuse, and the largest kept: at most 16 MiB.
+const SPARE_OPS_MAX: usize = 4096;
+const SPARE_OPS_BYTES_MAX: usize = 4096;
+
 pub(crate) struct Core {
     pub space: Space,
     pub table: ObjectTable,
@@ -517,13 +521,26 @@ impl Core {
 
     fn drop_script(&mut self, handle: u64) {
         if let Some(s) = self.scripts.remove(&handle) {
-            self.spare_ops.push(s.into_ops());
+            self.keep_ops(s.into_ops());
         }
     }
 
     /// Ends every script (at a commit, which logged them, and an abort), their buffers kept.
     fn drop_scripts(&mut self) {
-        self.spare_ops.extend(self.scripts.drain().map(|(_, s)| s.into_ops()));
+        let mut scripts = std::mem::take(&mut self.scripts);
+        for (_, s) in scripts.drain() {
+            self.keep_ops(s.into_ops());
+        }
+        scripts.shrink_to(SPARE_OPS_MAX);
+        self.scripts = scripts;
+    }
+
+    /// Keeps an op buffer for the next script, up to `SPARE_OPS_MAX` of them: a commit that
+    /// changed 100,000 pages must not leave 100,000 buffers behind.
+    fn keep_ops(&mut self, ops: Vec<u8>) {
+        if self.spare_ops.len() < SPARE_OPS_MAX && ops.capacity() <= SPARE_OPS_BYTES_MAX {
+            self.spare_ops.push(ops);
+        }
     }
 
     fn check_in_place_len(&self, id: NodeId, loc: Loc, len: usize) -> Result<()> {
