@@ -82,6 +82,7 @@ impl Core {
     /// block `keep_blocks_of`, when blocks are in use past where a cut would end the file;
     /// `None` when they all lie before it. A class with no block allocated has none in use:
     /// its bitmap is not searched, at every commit, for each class the store does not use.
+    #[inline]
     fn drain_from(&self, class: u8, tight: bool) -> Option<u32> {
         let allocated = self.space.allocated_blocks(class);
         if allocated == 0 {
