@@ -1427,7 +1427,7 @@ impl Shared {
         Ok(())
     }
 
-    /// What a commit knows of the directory's size and the live bytes (see `footprint`).
+    /// What the writer knows of the directory's size, and the live bytes (see `footprint`).
     fn footprint(&self, w: &WriterSide, c: &Core) -> footprint::Estimate {
         let mut estimate = self.commit_footprint(w, c);
         estimate.live = c.live_estimate();
