@@ -49,6 +49,14 @@ impl SharedWords {
         unsafe { &*self.map.as_mut_ptr().add(index * 8).cast::<AtomicU64>() }
     }
 
+    /// Every word of the file, as [`word`](Self::word) gives them one by one: a scan of many
+    /// words in a row checks the bounds once.
+    pub(crate) fn words(&self) -> &[AtomicU64] {
+        // SAFETY: as in `word`: the mapping holds `words` 8-byte aligned words for as long as
+        // `self` lives, changed by other processes only through atomic operations.
+        unsafe { std::slice::from_raw_parts(self.map.as_mut_ptr().cast::<AtomicU64>(), self.words) }
+    }
+
     /// Takes the lock on bytes `[start, start + len)` without waiting: false when another
     /// descriptor (of this process or another) holds it.
     pub(crate) fn try_lock(&self, start: u64, len: u64) -> io::Result<bool> {

@@ -995,8 +995,8 @@ impl Store {
         }
         c.release_frees(self.shared.reuse_limit())?;
         let table_bytes = c.table.handle_count() * 12;
-        let mut estimate = self.shared.footprint(&w, &c);
-        let reserve_wanted = reserve::bytes_for(c.space.file_bytes());
+        let mut estimate = self.shared.commit_footprint(&w, &c);
+        let reserve_wanted = reserve::bytes_for(estimate.class_files);
         drop(c);
         // The reserve grows with the store (a store that never checkpoints, EVENTUAL's bulk
         // load, would otherwise keep the one it was created with, too small for its first
@@ -1011,7 +1011,7 @@ impl Store {
             if let Err(e) = self.shared.give_back_tail(&w, Space::cut_untouched_tails) {
                 w.last_checkpoint_error = Some(e.to_string());
             }
-            estimate = self.shared.footprint(&w, &self.shared.state.read());
+            estimate = self.shared.commit_footprint(&w, &self.shared.state.read());
         }
         let log_len = w.log.as_ref().map_or(0, LogWriter::len);
         // A snapshot pins what a checkpoint would give back: only the log's size calls for one.
@@ -1440,14 +1440,28 @@ impl Shared {
         Ok(())
     }
 
-    /// What a commit knows of the directory's size and the live bytes (see `footprint`).
+    /// What the writer knows of the directory's size, and the live bytes (see `footprint`).
     fn footprint(&self, w: &WriterSide, c: &Core) -> footprint::Estimate {
-        footprint::Estimate {
+        let mut estimate = self.commit_footprint(w, c);
+        estimate.live = c.live_estimate();
+        estimate
+    }
+
+    /// As `footprint`, for a commit's two questions only (`over_limit`, `wants_checkpoint`):
+    /// the live bytes, a loop over the classes, are counted only for a directory that may be
+    /// past the trigger (`Estimate::may_be_over`); 0 otherwise, which both answer as the
+    /// true count would (no).
+    fn commit_footprint(&self, w: &WriterSide, c: &Core) -> footprint::Estimate {
+        let mut estimate = footprint::Estimate {
             class_files: c.space.file_bytes(),
             log_file: w.log.as_ref().map_or(0, LogWriter::file_len),
             other_files: w.other_files,
-            live: c.live_estimate(),
+            live: 0,
+        };
+        if estimate.may_be_over() {
+            estimate.live = c.live_estimate();
         }
+        estimate
     }
 
     /// Measures the files a commit does not track (checkpoint pieces, meta, reader table),
@@ -1570,27 +1584,29 @@ impl Shared {
             return Err(e);
         }
         self.durable_epoch.store(w.written_epoch, Ordering::Release);
+        // One clock read for both: a commit's sync is the moment either one records.
         w.last_sync = Instant::now();
-        self.record_synced_log(w);
+        self.record_synced_log(w, w.last_sync);
         Ok(())
     }
 
     /// Records in the meta file how much of the log is now synced, if the last record is
     /// older than `meta_refresh_ms`. Best effort: the commits are durable already, and a torn
     /// meta write leaves the other slot's record, which is lower and still true.
-    fn record_synced_log(&self, w: &mut WriterSide) {
+    fn record_synced_log(&self, w: &mut WriterSide, now: Instant) {
         let (Some(dir), Some(old), Some(log)) = (&w.dir, w.meta, &w.log) else { return };
         if old.format < super::meta::FORMAT_VERSION {
             return; // the open's checkpoint moves the store to this format first
         }
-        let due = w.meta_refreshed.elapsed() >= Duration::from_millis(u64::from(self.options.meta_refresh_ms));
+        let due = now.saturating_duration_since(w.meta_refreshed)
+            >= Duration::from_millis(u64::from(self.options.meta_refresh_ms));
         if !due || log.len() <= old.log_synced_bytes {
             return;
         }
         let meta = Meta { sequence: old.sequence + 1, log_synced_bytes: log.len(), ..old };
         if meta.store(dir).is_ok() {
             w.meta = Some(meta);
-            w.meta_refreshed = Instant::now();
+            w.meta_refreshed = now;
         }
     }
 }

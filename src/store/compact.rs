@@ -58,19 +58,39 @@ pub(crate) struct Moved {
 }
 
 impl Core {
-    /// Per class, the blocks it should fit in: the blocks its nodes need (allocated, less
-    /// those waiting in the free queues), with a quarter more room unless `tight`, at least
-    /// one. Blocks still queued take room meanwhile: a move that finds no free block below
-    /// the line waits for a later call. The line need not end a segment: a file is cut inside
-    /// its last segment too (`alloc::shrink`).
+    /// Per class, the blocks it should fit in (`keep_blocks_of`).
     pub(super) fn keep_blocks(&self, tight: bool) -> Vec<u64> {
-        (0..self.space.classes().count() as u8)
-            .map(|class| {
-                let needed = self.space.allocated_blocks(class).saturating_sub(self.queued_blocks[class as usize]);
-                let wanted = if tight { needed } else { needed + needed / 4 };
-                wanted.max(1)
-            })
-            .collect()
+        (0..self.space.classes().count() as u8).map(|class| self.keep_blocks_of(class, tight)).collect()
+    }
+
+    /// The blocks a class should fit in: the blocks its nodes need (allocated, less those
+    /// waiting in the free queues), with a quarter more room unless `tight`, at least one.
+    /// Blocks still queued take room meanwhile: a move that finds no free block below the line
+    /// waits for a later call. The line need not end a segment: a file is cut inside its last
+    /// segment too (`alloc::shrink`).
+    fn keep_blocks_of(&self, class: u8, tight: bool) -> u64 {
+        self.keep_for(class, self.space.allocated_blocks(class), tight)
+    }
+
+    fn keep_for(&self, class: u8, allocated: u64, tight: bool) -> u64 {
+        let needed = allocated.saturating_sub(self.queued_blocks[class as usize]);
+        let wanted = if tight { needed } else { needed + needed / 4 };
+        wanted.max(1)
+    }
+
+    /// The segment from which a class's nodes should move toward the front: the one holding
+    /// block `keep_blocks_of`, when blocks are in use past where a cut would end the file;
+    /// `None` when they all lie before it. A class with no block allocated has none in use:
+    /// its bitmap is not searched, at every commit, for each class the store does not use.
+    #[inline]
+    fn drain_from(&self, class: u8, tight: bool) -> Option<u32> {
+        let allocated = self.space.allocated_blocks(class);
+        if allocated == 0 {
+            return None;
+        }
+        let keep = self.keep_for(class, allocated, tight);
+        (self.space.in_use_end(class) > self.space.cut_line(class, keep))
+            .then(|| (keep / u64::from(self.space.blocks_per_segment(class))) as u32)
     }
 
     /// True when the node may move now (see the module comment) and its block lies beyond
@@ -94,17 +114,16 @@ impl Core {
         if budget.scan == 0 {
             return moved;
         }
-        let keep = self.keep_blocks(budget.tight);
         let mut draining = false;
-        for (class, &k) in keep.iter().enumerate() {
-            let drain = self.space.in_use_end(class as u8) > self.space.cut_line(class as u8, k);
-            let from = (k / u64::from(self.space.blocks_per_segment(class as u8))) as u32;
-            self.space.set_drain_from(class as u8, if drain { from } else { u32::MAX });
-            draining |= drain;
+        for class in 0..self.space.classes().count() as u8 {
+            let from = self.drain_from(class, budget.tight);
+            self.space.set_drain_from(class, from.unwrap_or(u32::MAX));
+            draining |= from.is_some();
         }
         if !draining {
             return moved;
         }
+        let keep = self.keep_blocks(budget.tight);
         let handles = self.table.handle_count();
         let scan = budget.scan.min(handles.saturating_sub(1));
         for _ in 0..scan {
@@ -254,9 +273,7 @@ impl Store {
             return Ok(());
         }
         let worth = self.read_state(|c| {
-            let keep = c.keep_blocks(false);
-            Ok((0..keep.len())
-                .any(|class| c.space.in_use_end(class as u8) > c.space.cut_line(class as u8, keep[class])))
+            Ok((0..c.space.classes().count() as u8).any(|class| c.drain_from(class, false).is_some()))
         })?;
         if !worth {
             return Ok(());

@@ -477,6 +477,13 @@ fn next_zero_run(b: &[u8], from: usize) -> usize {
 }
 
 fn encode_with(base: &[u8], new: &[u8], out: &mut Vec<u8>, search: bool) -> bool {
+    if !search && !literal_delta_may_fit(base, new) {
+        return false;
+    }
+    encode_ranges(base, new, out, search)
+}
+
+fn encode_ranges(base: &[u8], new: &[u8], out: &mut Vec<u8>, search: bool) -> bool {
     let start_len = out.len();
     let common = base.len().min(new.len());
     // Sized once: growing a byte vector from empty costs a reallocation per doubling, more
@@ -501,6 +508,31 @@ fn encode_with(base: &[u8], new: &[u8], out: &mut Vec<u8>, search: bool) -> bool
         i = end;
     }
     finish(e, out, start_len, new.len())
+}
+
+/// False when a delta without searched copies cannot be smaller than `new`, which a count
+/// decides before any encoding: without such copies, a byte of `new` that is not zero and
+/// differs from the base (or lies past it) is logged as a literal byte, and its range costs at
+/// least 2 bytes of header, after the 1-byte range count. A small node rewritten whole (most
+/// of a one-node commit's CPU went to encoding it twice, as a delta and as sparse, to throw
+/// both away) is decided in a few instructions a word; `encode_with` would decide the same.
+fn literal_delta_may_fit(base: &[u8], new: &[u8]) -> bool {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    // The high bit of each nonzero byte of `x`.
+    let nonzero = |x: u64| (((x & LOW7) + LOW7) | x) & !LOW7;
+    let load = |w: &[u8]| u64::from_le_bytes(w.try_into().expect("8 bytes"));
+    let common = base.len().min(new.len()) / 8 * 8;
+    let mut literal = 0;
+    for (n, b) in new[..common].chunks_exact(8).zip(base[..common].chunks_exact(8)) {
+        let (n, b) = (load(n), load(b));
+        // One bit a byte, summed into the top byte by the multiply (`count_ones` is a
+        // dozen instructions where the target has no popcnt, as x86-64's baseline).
+        let bytes = (nonzero(n) & nonzero(n ^ b)) >> 7;
+        literal += (bytes.wrapping_mul(0x0101_0101_0101_0101) >> 56) as usize;
+    }
+    let past = |i: usize| base.get(i).is_none_or(|&b| b != new[i]);
+    literal += (common..new.len()).filter(|&i| new[i] != 0 && past(i)).count();
+    literal == 0 || 3 + literal < new.len()
 }
 
 /// Appends the encoder's ranges to `out` after their count; false (and `out` as it was at
@@ -628,6 +660,41 @@ mod tests {
         apply(base, &enc[1..], &mut out).unwrap();
         assert_eq!(out, new);
         Some(enc.len() - 1)
+    }
+
+    /// The count that decides a small node's delta up front never refuses one the encoder
+    /// would have made: nodes of every small length, against bases of other lengths and
+    /// zeros, changed in from none to all of their bytes, some of them to zero.
+    #[test]
+    fn the_up_front_count_refuses_only_deltas_too_large() {
+        let mut rng = Rng(17);
+        let (mut refused, mut made) = (0, 0);
+        for _ in 0..20_000 {
+            let new_len = 1 + rng.below(SEARCH_NODE_MIN_BYTES - 1);
+            let base_len = if rng.below(4) == 0 { rng.below(2 * new_len) } else { new_len };
+            let base: Vec<u8> = (0..base_len).map(|_| rng.next() as u8).collect();
+            let mut new: Vec<u8> = (0..new_len).map(|i| base.get(i).copied().unwrap_or(0)).collect();
+            let changes = rng.below(new_len + 1);
+            for _ in 0..changes {
+                let at = rng.below(new_len);
+                new[at] = if rng.below(3) == 0 { 0 } else { rng.next() as u8 };
+            }
+            let zeros = vec![0u8; new_len];
+            for (b, search) in [(&base[..], new_len >= SEARCH_NODE_MIN_BYTES), (&zeros[..], false)] {
+                let mut out = Vec::new();
+                let encodes = encode_ranges(b, &new, &mut out, search);
+                if !literal_delta_may_fit(b, &new) {
+                    assert!(!encodes, "refused a delta of {} bytes for {new_len}", out.len());
+                    refused += 1;
+                } else {
+                    made += usize::from(encodes);
+                }
+                let mut via = Vec::new();
+                assert_eq!(encode_with(b, &new, &mut via, search), encodes);
+                assert_eq!(via, out);
+            }
+        }
+        assert!(refused > 1000 && made > 1000, "both kinds tried: {refused} refused, {made} made");
     }
 
     /// A slotted page: u16 count, u16 slots from 16 up, 27-byte cells from the end down.

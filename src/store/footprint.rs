@@ -55,6 +55,13 @@ impl Estimate {
         (self.live as f64 * TRIGGER_RATIO) as u64
     }
 
+    /// False when the directory is too small to be past the trigger whatever the live bytes:
+    /// the ratio counts from `LIVE_BYTES_MIN` live bytes, whose trigger is already more than
+    /// the directory. `live` need not be known for this.
+    pub(crate) fn may_be_over(&self) -> bool {
+        self.directory() as f64 > LIVE_BYTES_MIN as f64 * TRIGGER_RATIO
+    }
+
     /// True when the directory is past the trigger (for a store big enough to look at).
     pub(crate) fn over_limit(&self) -> bool {
         self.live >= LIVE_BYTES_MIN && self.directory() > self.limit()
@@ -111,6 +118,21 @@ mod tests {
         // Class files past the trigger on their own: no checkpoint for the footprint's sake.
         assert!(!estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib));
         assert!(!estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib));
+    }
+
+    #[test]
+    fn a_directory_that_may_not_be_over_is_over_for_no_live_bytes() {
+        let kib = 1 << 10;
+        for directory in [0, 100 * kib, 1433 * kib, 1434 * kib, 1500 * kib, 3 << 20] {
+            let at = |live| Estimate { class_files: directory, log_file: 0, other_files: 0, live };
+            let may = at(0).may_be_over();
+            for live in (0..64).map(|i| i * 32 * kib) {
+                assert!(may || !at(live).over_limit(), "{directory} B over for {live} live");
+                assert!(may || !at(live).wants_checkpoint(u64::MAX), "{directory} B wants a checkpoint");
+            }
+        }
+        assert!(estimate(2 << 20, 0, 0).may_be_over());
+        assert!(!estimate(1 << 20, 0, 0).may_be_over());
     }
 
     #[test]

@@ -100,12 +100,41 @@ impl ReaderTable {
         Err(Error::Busy(format!("{SLOTS} read-only opens of this store are alive; the reader table is full")))
     }
 
+    /// The records' words, a record's epoch word first in it.
+    fn record_words(&self) -> &[std::sync::atomic::AtomicU64] {
+        let first = (HEADER_BYTES / 8) as usize;
+        &self.words.words()[first..first + SLOTS * WORDS_PER_RECORD]
+    }
+
+    fn epoch_words(&self) -> impl Iterator<Item = &std::sync::atomic::AtomicU64> {
+        self.record_words().chunks_exact(WORDS_PER_RECORD).map(|r| &r[0])
+    }
+
+    /// False when every record is empty, as the writer finds them at nearly every commit: the
+    /// epoch words read four at a time, OR-ed, a few instructions a record.
+    fn any_record_in_use(&self) -> bool {
+        let load = |w: &std::sync::atomic::AtomicU64| w.load(Ordering::SeqCst);
+        let mut quads = self.record_words().chunks_exact(4 * WORDS_PER_RECORD);
+        let mut any = 0;
+        for q in &mut quads {
+            any |= load(&q[0])
+                | load(&q[WORDS_PER_RECORD])
+                | load(&q[2 * WORDS_PER_RECORD])
+                | load(&q[3 * WORDS_PER_RECORD]);
+        }
+        any |= quads.remainder().chunks_exact(WORDS_PER_RECORD).fold(0, |a, r| a | load(&r[0]));
+        any != 0
+    }
+
     /// The oldest epoch a live reader reads, or `None` when no live reader is registered.
     /// Costs a syscall per occupied record (to tell its owner alive).
     pub(crate) fn oldest_reader(&self) -> Result<Option<u64>> {
+        if !self.any_record_in_use() {
+            return Ok(None);
+        }
         let mut oldest: Option<u64> = None;
-        for index in 0..SLOTS {
-            let stored = self.epoch_word(index).load(Ordering::SeqCst);
+        for (index, word) in self.epoch_words().enumerate() {
+            let stored = word.load(Ordering::SeqCst);
             if stored == 0 {
                 continue;
             }
@@ -197,6 +226,23 @@ mod tests {
         let slot = table.claim().unwrap();
         slot.set_epoch(11);
         assert_eq!(writer_view.oldest_reader().unwrap(), Some(11));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_in_use_is_seen_in_every_place_of_the_table() {
+        let dir = tempfile_dir("readers-every");
+        let table = ReaderTable::open(&dir, true).unwrap();
+        assert!(!table.any_record_in_use());
+        for index in 0..SLOTS {
+            table.epoch_word(index).store(1, Ordering::SeqCst);
+            assert!(table.any_record_in_use(), "record {index}");
+            table.epoch_word(index).store(0, Ordering::SeqCst);
+        }
+        assert!(!table.any_record_in_use());
+        // The words past a record's epoch word (its pid) say nothing of its use.
+        table.words.word(HEADER_BYTES as usize / 8 + 1).store(42, Ordering::SeqCst);
+        assert!(!table.any_record_in_use());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
