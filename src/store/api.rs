@@ -419,6 +419,11 @@ impl NodeEditor<'_> {
         self.core.update_recorded(id, f)
     }
 
+    /// Whether `update_recorded` would record an edit of the node now (see `Core::records`).
+    pub fn records(&self, id: NodeId) -> bool {
+        self.core.records(id)
+    }
+
     /// As [`Store::set_root`].
     pub fn set_root(&mut self, name: &[u8], id: u64, meta: &[u8]) -> Result<()> {
         self.core.set_root(name, id, meta)

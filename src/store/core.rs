@@ -408,6 +408,11 @@ impl Core {
     /// shadow copy of the committed block. The node counts as changed from here on.
     pub fn write_loc(&mut self, id: NodeId) -> Result<Loc> {
         let handle = self.table.resolve(id)?;
+        self.write_loc_of(handle)
+    }
+
+    /// As `write_loc`, for a handle already resolved.
+    fn write_loc_of(&mut self, handle: u64) -> Result<Loc> {
         let loc = if self.needs_shadow(handle) {
             let capacity = self.space.capacity(self.table.slots[handle as usize].class) as usize;
             self.shadow(handle, capacity, capacity)?
@@ -488,8 +493,8 @@ impl Core {
     /// through the `Edit` only, and must not have written anything when it fails.
     pub fn update_recorded<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Edit<'_>) -> Result<(usize, R)>) -> Result<R> {
         let handle = self.table.resolve(id)?;
-        let mut script = self.first_script(handle).or_else(|| self.scripts.remove(&handle));
-        let loc = self.write_loc(id)?;
+        let mut script = self.first_script(handle).or_else(|| self.taken_script(handle));
+        let loc = self.write_loc_of(handle)?;
         let capacity = self.space.capacity(loc.class) as usize;
         let (len, r) = f(&mut Edit::new(self.space.read_mut(loc, capacity), script.as_mut()))?;
         self.finish_in_place(id, loc, len)?;
@@ -504,12 +509,19 @@ impl Core {
     pub fn prepare_write(&mut self, id: NodeId) -> Result<()> {
         let handle = self.table.resolve(id)?;
         // Nothing is written: a script the node has goes on.
-        let script = self.first_script(handle).or_else(|| self.scripts.remove(&handle));
-        self.write_loc(id)?;
+        let script = self.first_script(handle).or_else(|| self.taken_script(handle));
+        self.write_loc_of(handle)?;
         if let Some(s) = script {
             self.scripts.insert(handle, s);
         }
         Ok(())
+    }
+
+    /// Whether the node's next recorded edit would be recorded: it has a script, or it is
+    /// committed and unchanged since (its first change starts one). A caller with a cheaper
+    /// way to make a change it need not record takes that instead.
+    pub fn records(&self, id: NodeId) -> bool {
+        self.table.resolve(id).is_ok_and(|h| self.scripts.contains_key(&h) || self.needs_shadow(h))
     }
 
     /// An empty script for a node about to change for the first time since its commit: its
@@ -517,6 +529,15 @@ impl Core {
     fn first_script(&mut self, handle: u64) -> Option<Script> {
         let len = self.table.slots[handle as usize].len as usize;
         self.needs_shadow(handle).then(|| Script::new(len, self.spare_ops.pop().unwrap_or_default()))
+    }
+
+    /// The node's script, out of the map (put back after the edit), if it has one.
+    #[inline]
+    fn taken_script(&mut self, handle: u64) -> Option<Script> {
+        if self.scripts.is_empty() {
+            return None; // most writes: a commit of new pages, or nothing recorded yet
+        }
+        self.scripts.remove(&handle)
     }
 
     fn drop_script(&mut self, handle: u64) {

@@ -201,13 +201,11 @@ pub(crate) fn insert_cells_in_place<P: PageBytes + ?Sized>(
         return Ok(false);
     }
     let cells_start = p.cells_start();
-    // Last first, as `PageWriter` lays cells out: the first lies lowest. Written as one run
-    // of cells and one of slots, so a script records two writes.
-    let raw = |i: usize| src.leaf_cell(i).map(|c| c.raw);
-    let mut total = 0;
-    for i in 0..added {
-        total += raw(i)?.len();
-    }
+    // `src` is a page `PageWriter` laid out (the first cell lowest, no holes): its cell area
+    // goes over as one run, and its slots move with it.
+    let (src_cells, src_bytes) = (src.cells_start(), src.as_bytes());
+    let total = src_bytes.len() - src_cells;
+    debug_assert_eq!(total, (0..added).map(|i| src.leaf_cell(i).map_or(0, |c| c.raw.len())).sum::<usize>());
     let end = cells_start - total;
     let first = if front {
         page.move_bytes(HEADER_BYTES..HEADER_BYTES + count * SLOT_BYTES, HEADER_BYTES + added * SLOT_BYTES);
@@ -215,28 +213,14 @@ pub(crate) fn insert_cells_in_place<P: PageBytes + ?Sized>(
     } else {
         count
     };
-    page.write_with(end, total, |run| -> Result<()> {
-        let mut at = total;
-        for i in (0..added).rev() {
-            let cell = raw(i)?;
-            at -= cell.len();
-            copy_short(&mut run[at..at + cell.len()], cell);
+    page.write_with(end, total, |run| run.copy_from_slice(&src_bytes[src_cells..]));
+    page.write_with(HEADER_BYTES + first * SLOT_BYTES, added * SLOT_BYTES, |slots| {
+        for (slot, from) in slots.chunks_exact_mut(SLOT_BYTES).zip(src.slots) {
+            let offset = usize::from(u16::from_le_bytes(*from)) - src_cells + end;
+            slot.copy_from_slice(&(offset as u16).to_le_bytes());
         }
-        Ok(())
-    })?;
-    let slots_at = HEADER_BYTES + first * SLOT_BYTES;
-    page.write_with(slots_at, added * SLOT_BYTES, |slots| -> Result<()> {
-        let mut at = cells_start;
-        for i in (0..added).rev() {
-            at -= raw(i)?.len();
-            slots[i * SLOT_BYTES..][..SLOT_BYTES].copy_from_slice(&(at as u16).to_le_bytes());
-        }
-        Ok(())
-    })?;
-    page.write_with(2, 6, |header| {
-        header[..2].copy_from_slice(&((count + added) as u16).to_le_bytes());
-        header[2..].copy_from_slice(&(end as u32).to_le_bytes());
     });
+    write_header(page, count + added, end);
     Ok(true)
 }
 

@@ -12,7 +12,7 @@
 use super::{edge_at, BTree, Overflow, PageReader, PageWrite, Plan, Scratch, State, KIND_LEAF};
 use crate::btree::page::{self, Cell, Entry, LeafCells, LeafWithInsert, PageRef, Payload};
 use crate::error::{Error, Result};
-use crate::store::NodeEditor;
+use crate::store::{NodeEditor, NodeId};
 
 /// Where a full leaf's moved cells go.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,8 @@ struct Move {
     separator: Vec<u8>,
     /// The moved cells, in order, as a leaf page: a split's new page as it is.
     moved: Scratch,
-    /// The leaf's edit: the cells that stay kept in place, the new cell among them or not.
+    /// The leaf's write: the cells that stay kept in place (the new cell among them or not),
+    /// or its new image.
     rest: PageWrite,
 }
 
@@ -123,7 +124,16 @@ impl BTree {
         let (moved_range, rest_range) = if right { (k..n, 0..k) } else { (0..k, k..n) };
         let mut moved = Scratch::new(pb);
         cells.build(&mut moved, moved_range)?;
-        let rest = retain(&cells, rest_range);
+        // A leaf whose edits are recorded keeps its cells where they lie (a few moves in its
+        // script); one that is new in this commit, or logged some other way, is rebuilt,
+        // which costs less when nothing is recorded.
+        let rest = if editor.records(NodeId::from_raw(leaf_id)) {
+            retain(&cells, rest_range)
+        } else {
+            let mut image = Scratch::new(pb);
+            cells.build(&mut image, rest_range)?;
+            PageWrite::Image(image)
+        };
         Ok(Some(Move { to, sep_index: if right { pos } else { pos - 1 }, separator, moved, rest }))
     }
 
