@@ -75,9 +75,10 @@ fn write_header<P: PageBytes + ?Sized>(page: &mut P, count: usize, cells_start: 
 /// moved as they form, and the slot array is rewritten. A page a shift or split leaves behind
 /// is then a few moves in its script rather than a new image the commit would search its base
 /// for. A leaf's cells tile its cell area (it has no holes), so a cell ends where the next one
-/// up starts: cells are found in offset order from a bitmap of their starts, never decoded.
+/// up starts: cells are found in offset order from a bitmap of their starts, not sorted.
 /// Before writing anything it checks that the starts are distinct and lie in the cell area,
-/// the lowest at its start (a damaged page is `Corrupt`, the page untouched).
+/// the lowest at its start, and that each kept cell ends where the next starts (a damaged
+/// page is `Corrupt`, the page untouched).
 pub(crate) fn retain_in_place<P: PageBytes + ?Sized>(page: &mut P, page_id: u64, keep: Range<usize>) -> Result<()> {
     let page_len = page.bytes().len();
     let p = PageRef::parse(page.bytes(), page_id)?;
@@ -101,6 +102,12 @@ pub(crate) fn retain_in_place<P: PageBytes + ?Sized>(page: &mut P, page_id: u64,
     }
     if count > 0 && starts[cells_start / 64] & (1 << (cells_start % 64)) == 0 {
         return Err(p.corrupt(0, "no cell starts its cell area"));
+    }
+    // A kept cell moves as the bytes up to the next cell's start: it must end there.
+    for (k, &off) in offsets.iter().enumerate() {
+        if off + p.leaf_cell(keep.start + k)?.raw.len() != next_start(&starts, off, page_len) {
+            return Err(p.corrupt(keep.start + k, "its cell overlaps another"));
+        }
     }
     // Runs of kept cells moved together, highest first: (source, how far up).
     let mut runs: Vec<(Range<usize>, usize)> = Vec::with_capacity(keep.len());
@@ -139,6 +146,20 @@ pub(crate) fn retain_in_place<P: PageBytes + ?Sized>(page: &mut P, page_id: u64,
     });
     write_header(page, keep.len(), dest);
     Ok(())
+}
+
+/// The first cell start in `starts` (a bitmap of offsets) past `off`, or `page_len`.
+fn next_start(starts: &[u64], off: usize, page_len: usize) -> usize {
+    let (mut w, bit) = (off / 64, off % 64);
+    let mut bits = starts[w] & (u64::MAX << bit << 1);
+    while bits == 0 {
+        w += 1;
+        if w == starts.len() {
+            return page_len;
+        }
+        bits = starts[w];
+    }
+    w * 64 + bits.trailing_zeros() as usize
 }
 
 /// Where `replace_separator_in_place` would write internal entry `index`'s new separator

@@ -356,3 +356,14 @@ fn retain_in_place_refuses_a_leaf_whose_slots_share_a_cell() {
     assert!(matches!(retain_in_place(&mut page[..], 1, 2..8), Err(Error::Corrupt { .. })));
     assert_eq!(page, before, "nothing written");
 }
+
+#[test]
+fn retain_in_place_refuses_a_slot_pointing_inside_another_cell() {
+    let keys: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i * 7 + 1; 5]).collect();
+    let mut page = leaf_inserted_at_random(&keys);
+    let second = u16::from_le_bytes([page[HEADER_BYTES + 2], page[HEADER_BYTES + 3]]);
+    page[HEADER_BYTES + 2..HEADER_BYTES + 4].copy_from_slice(&(second + 3).to_le_bytes());
+    let before = page.clone();
+    assert!(matches!(retain_in_place(&mut page[..], 1, 0..5), Err(Error::Corrupt { .. })));
+    assert_eq!(page, before, "nothing written");
+}
