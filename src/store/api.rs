@@ -71,7 +71,9 @@ pub struct StoreOptions {
     /// After a log sync, the meta file records how much of the log is synced, at most this
     /// often (one more `fdatasync`, of the meta file). Recovery refuses a log cut or damaged
     /// below the recorded length; commits synced since the last record are not covered.
-    /// 0: after every sync.
+    /// A commit that frees a block holding the only copy of a version (one too large to log)
+    /// is recorded at its sync whatever the time, as that block is then reused (see
+    /// `record_synced_log`). 0: after every sync; `u32::MAX`: never (tests of torn tails).
     pub meta_refresh_ms: u32,
 }
 
@@ -188,6 +190,9 @@ struct WriterSide {
     last_sync: Instant,
     /// When the meta last recorded the log's synced length.
     meta_refreshed: Instant,
+    /// A commit written since then freed the only copy of a version (`PreparedCommit::
+    /// frees_sole_copies`): the next sync records the log's length whatever the time.
+    sole_copies_freed: bool,
     /// Why the store is poisoned (the flag itself is `Shared::poisoned`).
     poisoned: Option<String>,
     last_checkpoint_error: Option<String>,
@@ -521,6 +526,7 @@ impl Store {
             _lock: opened.lock,
             last_sync: Instant::now(),
             meta_refreshed: Instant::now(),
+            sole_copies_freed: false,
             poisoned: None,
             last_checkpoint_error: None,
             frame_buffer: Vec::new(),
@@ -571,6 +577,7 @@ impl Store {
             written_epoch: 0,
             last_sync: Instant::now(),
             meta_refreshed: Instant::now(),
+            sole_copies_freed: false,
             poisoned: None,
             last_checkpoint_error: None,
             frame_buffer: Vec::new(),
@@ -975,6 +982,7 @@ impl Store {
         drop(frame);
         w.frame_buffer = prepared.frame.into_buffer();
         w.written_epoch = prepared.epoch;
+        w.sole_copies_freed |= prepared.frees_sole_copies;
         let pending = c.pending_free_bytes;
         let sync_now = match opts.durability {
             Durability::Strict => true,
@@ -1434,6 +1442,7 @@ impl Shared {
         w.written_epoch = epoch;
         w.last_sync = Instant::now();
         w.meta_refreshed = w.last_sync;
+        w.sole_copies_freed = false;
         let unneeded = w.chain.first_generation(old.generation)..chain.first_generation(generation);
         w.chain = chain;
         recovery::remove_generation(&dir, old.generation, unneeded);
@@ -1596,15 +1605,21 @@ impl Shared {
     }
 
     /// Records in the meta file how much of the log is now synced, if the last record is
-    /// older than `meta_refresh_ms`. Best effort: the commits are durable already, and a torn
-    /// meta write leaves the other slot's record, which is lower and still true.
+    /// older than `meta_refresh_ms`, or a commit since freed the only copy of a version.
+    /// That block is reused from the next commit on, and then no commit before the one that
+    /// freed it can be rebuilt: a log cut below that commit must be refused (`PCORE_CORRUPT`),
+    /// not taken for a torn tail, and the record is what tells the two apart. Best effort:
+    /// the commits are durable already, and a torn meta write leaves the other slot's record,
+    /// which is lower and still true.
     fn record_synced_log(&self, w: &mut WriterSide, now: Instant) {
         let (Some(dir), Some(old), Some(log)) = (&w.dir, w.meta, &w.log) else { return };
         if old.format < super::meta::FORMAT_VERSION {
             return; // the open's checkpoint moves the store to this format first
         }
-        let due = now.saturating_duration_since(w.meta_refreshed)
-            >= Duration::from_millis(u64::from(self.options.meta_refresh_ms));
+        let never = self.options.meta_refresh_ms == u32::MAX;
+        let due = (w.sole_copies_freed && !never)
+            || now.saturating_duration_since(w.meta_refreshed)
+                >= Duration::from_millis(u64::from(self.options.meta_refresh_ms));
         if !due || log.len() <= old.log_synced_bytes {
             return;
         }
@@ -1612,6 +1627,7 @@ impl Shared {
         if meta.store(dir).is_ok() {
             w.meta = Some(meta);
             w.meta_refreshed = now;
+            w.sole_copies_freed = false;
         }
     }
 }

@@ -58,6 +58,9 @@ pub(crate) struct PreparedCommit {
     pub frame: FrameParts,
     /// Blocks whose payload is not in the frame: flushed before the frame is written.
     pub unlogged: Vec<(Loc, usize)>,
+    /// The commit frees a block that holds the only copy of a committed version (one synced
+    /// in its block, not logged), reusable once the commit is durable: see `Shared::sync_log`.
+    pub frees_sole_copies: bool,
 }
 
 /// A root in `Core::hot_roots`. Its name is always in `roots` too.
@@ -990,13 +993,18 @@ impl Core {
             + self.removed_roots.iter().map(|name| FrameBuilder::root_remove_bytes(name.len())).sum::<usize>();
         let mut frame = FrameBuilder::with_buffer(buffer, body_bytes);
         let mut unlogged = Vec::new();
+        let mut frees_sole_copies = false;
         self.plan.clear();
         for &handle in &self.dirty {
             let s = self.table.slots[handle as usize];
             if !s.dirty {
                 continue; // a reserved node freed before the commit
             }
+            // A version synced in its block is held when a delta or script is logged against
+            // it; freed or replaced whole, its block is reusable once this commit is durable.
+            let sole_copy = s.origin == Origin::Synced;
             if s.freeing {
+                frees_sole_copies |= sole_copy;
                 frame.free(handle, s.tag);
                 continue;
             }
@@ -1018,6 +1026,7 @@ impl Core {
                 frame.put(&put, None);
                 unlogged.push((s.loc(), payload.len()));
                 self.plan.push((handle, Origin::Synced, false));
+                frees_sole_copies |= sole_copy;
                 continue;
             }
             // A delta needs a base recovery can read: one the log rebuilds, or one in its
@@ -1037,6 +1046,7 @@ impl Core {
                 frame.put_in_place(&put, s.loc());
             }
             self.plan.push((handle, Origin::Logged, delta && s.origin != Origin::Logged));
+            frees_sole_copies |= sole_copy && !delta;
         }
         for name in &self.dirty_roots {
             let (id, meta) = &self.roots[name];
@@ -1045,7 +1055,7 @@ impl Core {
         for name in &self.removed_roots {
             frame.root_remove(name);
         }
-        PreparedCommit { epoch, frame: frame.finish_parts(epoch), unlogged }
+        PreparedCommit { epoch, frame: frame.finish_parts(epoch), unlogged, frees_sole_copies }
     }
 
     /// Marks everything in the prepared commit as committed at `epoch`. With `keep_history`

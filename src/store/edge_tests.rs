@@ -288,3 +288,35 @@ fn a_balanced_store_in_a_forked_child_starts_no_thread() {
     let s = reopen(&child_dir, &StoreOptions::default());
     assert_eq!(s.stats().unwrap().live_nodes, 1, "the child's commit");
 }
+
+/// A version too large to log is synced in its block, the only copy of it. Once a commit
+/// frees that block it is reused, and no state before that commit can be rebuilt: a log cut
+/// below it must be refused, however recently the meta last recorded the log (an outside
+/// tester's truncated log opened at an old commit and answered other nodes' bytes).
+#[test]
+fn a_log_cut_below_a_commit_that_freed_a_synced_version_is_refused() {
+    let dir = TempDir::new("edge-sole-copy");
+    let opts = StoreOptions { inline_payload_max_bytes: 100, meta_refresh_ms: 3_600_000, ..strict() };
+    let s = reopen(dir.path(), &opts);
+    let a = s.allocate(4096, 1).unwrap().0;
+    s.publish(a, &[1; 4096]).unwrap();
+    s.commit().unwrap();
+    // Version 2 goes to another block; version 1's block is freed by this commit.
+    s.publish(a, &[2; 4096]).unwrap();
+    s.commit().unwrap();
+    let b = s.allocate(4096, 1).unwrap().0;
+    s.publish(b, &[3; 4096]).unwrap();
+    s.commit().unwrap();
+    let (a_loc, b_loc) = (s.read_addr(a).unwrap().0, s.read_addr(b).unwrap().0);
+    s.simulate_crash();
+    let log = super::tests::file_with_prefix(dir.path(), "wal-");
+    let bytes = wal::cut_to_frames(&log);
+    let ends = wal::frame_ends(&bytes);
+    assert!(ends.len() >= 3 && a_loc != b_loc, "three commits logged");
+    std::fs::write(&log, &bytes[..ends[ends.len() - 3] as usize]).unwrap();
+    match Store::open(dir.path(), &opts) {
+        Err(Error::Corrupt { what, .. }) => assert!(what.contains("synced"), "{what}"),
+        Ok(s) => assert!(s.read(a).unwrap() == [1; 4096], "the first commit, rebuilt from other bytes"),
+        Err(e) => panic!("{e}"),
+    }
+}
