@@ -290,7 +290,6 @@ pub(crate) fn remove_in_place(page: &mut [u8], page_id: u64, index: usize) -> Re
             }
         }
     }
-    page[2..4].copy_from_slice(&((count - 1) as u16).to_le_bytes());
-    page[4..8].copy_from_slice(&((start + len) as u32).to_le_bytes());
+    write_header(page, count - 1, start + len);
     Ok(())
 }
