@@ -197,17 +197,25 @@ mod cut_tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 448 << 10, "100 blocks, in 64 KiB steps");
         assert_eq!(s.cut_untouched_tails().unwrap(), 0, "nothing more past the blocks handed out");
         s.verify().unwrap();
-        // Growth extends the file to the whole segment again before it hands a block out there.
+        // Growth extends the file before it hands a block out there, 256 KiB at a time (a
+        // store cut at each commit and growing at the next does not preallocate, and cut
+        // again, the rest of the segment each time): 221 blocks in use need two steps.
         let again: Vec<Loc> = (0..200).map(|_| s.allocate(6).unwrap()).collect();
-        assert!(again.iter().any(|l| l.block >= 112));
+        assert_eq!(again.iter().map(|l| l.block).max(), Some(220));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (448 + 2 * 256) << 10);
+        assert_eq!(s.file_bytes(), (448 + 2 * 256) << 10);
+        // The last step stops at the segment's end.
+        let more: Vec<Loc> = (0..35).map(|_| s.allocate(6).unwrap()).collect();
+        assert_eq!(more.iter().map(|l| l.block).max(), Some(255));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20);
+        assert_eq!(s.segment_count(6), 1);
         s.verify().unwrap();
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A file is cut after its last block in use, inside the segment; allocation past the cut
-    /// extends it to the whole segment again first, and a reopen maps the partial segment.
+    /// extends it first, and a reopen maps the partial segment.
     #[test]
     fn a_file_is_cut_inside_its_last_segment_and_grows_back_whole() {
         let dir = temp_dir("inside");
@@ -225,7 +233,7 @@ mod cut_tests {
         // The 11 free blocks left below the cut are reused, then the file is extended.
         let again: Vec<Loc> = (0..40).map(|_| s.allocate(6).unwrap()).collect();
         assert!(again.iter().all(|l| l.block < 61));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20, "extended to the whole segment");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 256) << 10, "extended by a step");
         for l in &again {
             s.write(*l, b"new!");
         }
@@ -251,7 +259,7 @@ mod cut_tests {
         s.rebuild(&used).unwrap();
         s.cover(beyond).unwrap();
         assert!(s.covers(beyond));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 256) << 10);
         s.verify().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -274,7 +282,7 @@ mod cut_tests {
         s.verify().unwrap();
         crate::os::simulate_disk_limit(&dir, None);
         assert!(s.allocate(6).is_ok());
-        assert_eq!(s.file_bytes(), 1 << 20);
+        assert_eq!(s.file_bytes(), (64 + 256) << 10);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

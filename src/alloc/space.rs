@@ -31,6 +31,16 @@ pub(super) struct Class {
     pub(super) bits: ClassBitmap,
 }
 
+impl Class {
+    /// Extends a last segment cut inside it (see `ClassFile::extend_tail`); its blocks up to
+    /// the file's new end may be handed out.
+    fn extend_last_segment(&mut self) -> Result<()> {
+        self.file.extend_tail(u64::from(self.bytes))?;
+        self.bits.set_last_limit((self.file.tail_bytes() >> self.block_shift) as u32);
+        Ok(())
+    }
+}
+
 pub(crate) struct Space {
     classes: SizeClasses,
     pub(super) per_class: Vec<Class>,
@@ -142,8 +152,7 @@ impl Space {
     fn allocate_grown(&mut self, class: u8, written_bytes: usize) -> Result<Loc> {
         let c = &mut self.per_class[class as usize];
         let (block, source) = if c.bits.last_limit() < c.blocks_per_segment {
-            c.file.extend_tail()?;
-            c.bits.set_last_limit(c.blocks_per_segment);
+            c.extend_last_segment()?;
             c.bits.allocate().expect("an extended segment has room")
         } else {
             // Dense placement may pass over holes; a class that cannot grow uses them.
@@ -328,8 +337,7 @@ impl Space {
         while !self.covers(loc) {
             let c = &mut self.per_class[loc.class as usize];
             if c.bits.last_limit() < c.blocks_per_segment {
-                c.file.extend_tail()?;
-                c.bits.set_last_limit(c.blocks_per_segment);
+                c.extend_last_segment()?;
                 continue;
             }
             if u64::from(c.bits.segment_count() + 1) * u64::from(c.blocks_per_segment)
