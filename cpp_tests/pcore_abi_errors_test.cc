@@ -618,6 +618,47 @@ TEST_F(AbiErrorsTest, LengthAboveTheLargestClassIsTooLarge) {
   EXPECT_EQ(info.dirty, 0u) << "a failed publish does not dirty the node";
 }
 
+// The header's rule for lengths no buffer can have holds for output capacities too: a slice
+// of SIZE_MAX bytes may not even be formed (undefined behaviour in the library's language).
+TEST_F(AbiErrorsTest, CapacitiesNoBufferCanHaveAreTooLarge) {
+  Handle store(open_in_memory());
+  PcoreStore* s = store.get();
+  PcoreTree* tree = nullptr;
+  PCORE_ASSERT_OK(pcore_tree_open(s, "t", 1, nullptr, &tree));
+  PCORE_ASSERT_OK(pcore_tree_insert(tree, "a", 1, "bb", 2));
+  const uint64_t id = make_node(s, 3, 7);
+  PCORE_ASSERT_OK(pcore_root_set(s, "r", 1, id, "m", 1));
+  PCORE_ASSERT_OK(pcore_store_commit(s, nullptr));
+  PcoreSnapshot* snap = nullptr;
+  PCORE_ASSERT_OK(pcore_snapshot_begin(s, &snap));
+  PcoreCursor* cursor = nullptr;
+  PCORE_ASSERT_OK(pcore_cursor_open(tree, &cursor));
+  PCORE_ASSERT_OK(pcore_cursor_first(cursor));
+  alignas(8) char buf[64];
+  const size_t no_buffer = static_cast<size_t>(PTRDIFF_MAX) + 1;
+  for (const size_t cap : {no_buffer, SIZE_MAX}) {
+    size_t len = 4242, count = 4242;
+    uint64_t root = 4242;
+    EXPECT_FAILS(PCORE_TOO_LARGE, pcore_tree_get(tree, "a", 1, buf, cap, &len));
+    EXPECT_FAILS(PCORE_TOO_LARGE, pcore_snapshot_tree_get(snap, tree, "a", 1, buf, cap, &len));
+    EXPECT_FAILS(PCORE_TOO_LARGE, pcore_node_read_copy(s, id, buf, cap, &len));
+    EXPECT_FAILS(PCORE_TOO_LARGE, pcore_snapshot_node_read_copy(snap, id, buf, cap, &len));
+    EXPECT_FAILS(PCORE_TOO_LARGE, pcore_root_get(s, "r", 1, &root, buf, cap, &len));
+    EXPECT_FAILS(PCORE_TOO_LARGE, pcore_snapshot_root_get(snap, "r", 1, &root, buf, cap, &len));
+    EXPECT_FAILS(PCORE_TOO_LARGE, pcore_root_next(s, nullptr, 0, buf, cap, &len));
+    EXPECT_FAILS(PCORE_TOO_LARGE, pcore_cursor_next_batch(cursor, buf, cap, &count, &len));
+    EXPECT_EQ(len, 4242u) << "outputs are left as they were";
+    EXPECT_EQ(count, 4242u);
+    EXPECT_EQ(root, 4242u);
+  }
+  size_t len = 0;
+  PCORE_EXPECT_OK(pcore_tree_get(tree, "a", 1, buf, sizeof buf, &len));
+  EXPECT_EQ(len, 2u);
+  PCORE_EXPECT_OK(pcore_cursor_close(cursor));
+  PCORE_EXPECT_OK(pcore_snapshot_end(snap));
+  PCORE_EXPECT_OK(pcore_tree_close(tree));
+}
+
 TEST_F(AbiErrorsTest, SmallerLargestClassIsHonoured) {
   ScratchDir dir("abi-classes");
   PcoreStoreOptions options = default_options();

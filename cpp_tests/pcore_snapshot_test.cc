@@ -269,11 +269,19 @@ TEST(SnapshotTest, EveryCallChecksItsArguments) {
   EXPECT_FAILS(PCORE_NOT_FOUND, pcore_snapshot_tree_get(early, tree_a, "k", 1, nullptr, 0, &len));
   EXPECT_FAILS(PCORE_NOT_FOUND, pcore_snapshot_tree_get(snap, tree_a, "k", 1, nullptr, 0, &len));
   PCORE_EXPECT_OK(pcore_snapshot_end(early));
-  // A closed store: its snapshots answer, not crash.
+  // A closed store: its snapshots' reads are refused, not a crash; the handle still says its
+  // epoch and ends once (as documented), so a host may end its snapshots after the close.
+  uint64_t epoch_before = 0, epoch_after = 0;
+  PCORE_EXPECT_OK(pcore_snapshot_epoch(snap, &epoch_before));
   PCORE_EXPECT_OK(pcore_store_close(a));
   EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_snapshot_begin(a, &early));
-  EXPECT_NE(pcore_snapshot_node_read_copy(snap, 1, nullptr, 0, &len), pcore_test::kOk);
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_snapshot_node_read_copy(snap, 1, nullptr, 0, &len));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_snapshot_root_get(snap, "r", 1, &id, nullptr, 0, nullptr));
+  PCORE_EXPECT_OK(pcore_snapshot_epoch(snap, &epoch_after));
+  EXPECT_EQ(epoch_after, epoch_before);
   PCORE_EXPECT_OK(pcore_snapshot_end(snap));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_snapshot_end(snap));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_snapshot_epoch(snap, &epoch_after));
   pcore_tree_close(tree_a);
   pcore_tree_close(tree_b);
   PCORE_EXPECT_OK(pcore_store_close(b));

@@ -14,9 +14,10 @@
  *   the child opens what it needs itself (see pcore_store_open).
  * - A failed call leaves the store as it was.
  * - A length no buffer can have (over PTRDIFF_MAX: a key, value, name, bound or payload of
- *   SIZE_MAX bytes, say) is PCORE_TOO_LARGE wherever a length is passed, checked before the
- *   pointer is read; a length a buffer can have but over the documented limit answers as
- *   each function says (PCORE_INVALID_ARGUMENT for keys and names).
+ *   SIZE_MAX bytes, say) is PCORE_TOO_LARGE wherever a length is passed, an output buffer's
+ *   capacity included, checked before the pointer is used; a length a buffer can have but
+ *   over the documented limit answers as each function says (PCORE_INVALID_ARGUMENT for keys
+ *   and names).
  * - Node ids are uint64_t: handle << 16 | tag. 0 means "no node"; UINT64_MAX is invalid.
  *   A freed handle's tag changes on reuse, so a stale id is PCORE_NOT_FOUND. An id belongs
  *   to the store once a commit that holds it has returned: the id of a node allocated by
@@ -1081,10 +1082,13 @@ int32_t pcore_snapshot_begin(struct PcoreStore *store, struct PcoreSnapshot **ou
 // Ends a snapshot: pointers `pcore_snapshot_node_read` handed out through it are invalid
 // from here on, and its blocks may be reused (once no other snapshot, and no cursor opened
 // on it, still reads them: a cursor keeps its snapshot's commit until it is closed). A
-// second end answers `PCORE_BAD_HANDLE`.
+// second end answers `PCORE_BAD_HANDLE`. A snapshot outlives its store's close as a handle:
+// its reads then answer `PCORE_BAD_HANDLE`, but its end (and `pcore_snapshot_epoch`) still
+// answers `PCORE_OK`, so a host may end its snapshots after closing the store.
 int32_t pcore_snapshot_end(struct PcoreSnapshot *snapshot);
 
-// The epoch of the commit `snapshot` reads, into `*out_epoch`.
+// The epoch of the commit `snapshot` reads, into `*out_epoch` (after the store closed too,
+// until the snapshot ends).
 //
 // Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out_epoch`), `PCORE_BAD_HANDLE`.
 //

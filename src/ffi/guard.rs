@@ -118,8 +118,13 @@ pub(crate) unsafe fn c_path(p: *const c_char, name: &str) -> Result<std::path::P
     Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(s.to_bytes())))
 }
 
-/// `InvalidArgument` for an output buffer that is NULL but claims capacity.
+/// `TooLarge` for a capacity no buffer can have (over `isize::MAX`, as for input lengths:
+/// a slice that long is undefined behaviour), `InvalidArgument` for an output buffer that is
+/// NULL but claims capacity.
 pub(crate) fn out_buffer(buf: *mut c_void, cap: usize, name: &str) -> Result<()> {
+    if cap > isize::MAX as usize {
+        return Err(Error::TooLarge(format!("{name}: capacity {cap}")));
+    }
     if buf.is_null() && cap > 0 {
         return Err(Error::InvalidArgument(format!("{name} is NULL with a capacity of {cap}")));
     }

@@ -97,13 +97,16 @@ pub unsafe extern "C" fn pcore_snapshot_begin(store: *mut PcoreStore, out: *mut 
 /// Ends a snapshot: pointers `pcore_snapshot_node_read` handed out through it are invalid
 /// from here on, and its blocks may be reused (once no other snapshot, and no cursor opened
 /// on it, still reads them: a cursor keeps its snapshot's commit until it is closed). A
-/// second end answers `PCORE_BAD_HANDLE`.
+/// second end answers `PCORE_BAD_HANDLE`. A snapshot outlives its store's close as a handle:
+/// its reads then answer `PCORE_BAD_HANDLE`, but its end (and `pcore_snapshot_epoch`) still
+/// answers `PCORE_OK`, so a host may end its snapshots after closing the store.
 #[no_mangle]
 pub extern "C" fn pcore_snapshot_end(snapshot: *mut PcoreSnapshot) -> i32 {
     guard::call(|| SNAPSHOTS.remove(snapshot_token(snapshot)?).map(drop))
 }
 
-/// The epoch of the commit `snapshot` reads, into `*out_epoch`.
+/// The epoch of the commit `snapshot` reads, into `*out_epoch` (after the store closed too,
+/// until the snapshot ends).
 ///
 /// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out_epoch`), `PCORE_BAD_HANDLE`.
 ///
