@@ -69,22 +69,25 @@ impl Space {
             }
             if slack == 0 {
                 let in_use = c.bits.last_segment_in_use();
-                given += cut_last_segment_after(c, in_use)?;
+                given += cut_last_segment_after(c, in_use, 0)?;
             }
         }
         Ok(given)
     }
 
     /// Cuts each class file after the blocks its last segment ever handed out (rounded up to
-    /// the granule): space no node was ever in, so no log frame, checkpoint or snapshot names
-    /// it, and a commit may give it back between checkpoints (a small store's last segment is
-    /// mostly such space). Returns the bytes given back. The caller must know no reader
-    /// process maps the files (their mappings keep their length).
+    /// the granule) and one growth step (`ClassFile::tail_step`, so that a growing store does
+    /// not grow back at its next commit what this one cut): space no node was ever in, so no
+    /// log frame, checkpoint or snapshot names it, and a commit may give it back between
+    /// checkpoints (a small store's last segment is mostly such space). Returns the bytes
+    /// given back. The caller must know no reader process maps the files (their mappings keep
+    /// their length).
     pub(crate) fn cut_untouched_tails(&mut self) -> Result<u64> {
         let mut given = 0;
         for c in &mut self.per_class {
             let high_water = c.bits.last_segment_high_water();
-            given += cut_last_segment_after(c, high_water)?;
+            let slack = c.file.tail_step(u64::from(c.bytes));
+            given += cut_last_segment_after(c, high_water, slack)?;
         }
         Ok(given)
     }
@@ -96,15 +99,15 @@ impl Space {
 const CUT_GRANULE_BYTES: u64 = 64 << 10;
 
 /// Cuts the last segment's file after its first `blocks` blocks (rounded up to the granule;
-/// none of the blocks past them allocated); returns the bytes given back. Memory is never cut
-/// inside a segment.
-fn cut_last_segment_after(c: &mut super::space::Class, blocks: u32) -> Result<u64> {
+/// none of the blocks past them allocated) and `slack` bytes more; returns the bytes given
+/// back. Memory is never cut inside a segment.
+fn cut_last_segment_after(c: &mut super::space::Class, blocks: u32, slack: u64) -> Result<u64> {
     if !c.file.is_open() || c.bits.segment_count() == 0 {
         return Ok(0);
     }
     let bytes = u64::from(c.bytes);
     let granule = CUT_GRANULE_BYTES.max(bytes);
-    let keep = (u64::from(blocks) * bytes).next_multiple_of(granule).max(granule);
+    let keep = (u64::from(blocks) * bytes).next_multiple_of(granule).max(granule) + slack;
     let held = c.file.tail_bytes();
     if keep >= held {
         return Ok(0);
@@ -193,17 +196,19 @@ mod cut_tests {
         for &l in &all[21..] {
             s.free(l).unwrap();
         }
-        assert_eq!(s.cut_untouched_tails().unwrap(), (1 << 20) - (448 << 10));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 448 << 10, "100 blocks, in 64 KiB steps");
+        // 100 blocks, in 64 KiB steps, and one growth step: an eighth of the segment.
+        assert_eq!(s.cut_untouched_tails().unwrap(), (1 << 20) - (576 << 10));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 576 << 10);
         assert_eq!(s.cut_untouched_tails().unwrap(), 0, "nothing more past the blocks handed out");
         s.verify().unwrap();
-        // Growth extends the file before it hands a block out there, 256 KiB at a time (a
+        // Growth extends the file before it hands a block out there, a step at a time (a
         // store cut at each commit and growing at the next does not preallocate, and cut
-        // again, the rest of the segment each time): 221 blocks in use need two steps.
+        // again, the rest of the segment each time): 221 blocks in use need three steps.
         let again: Vec<Loc> = (0..200).map(|_| s.allocate(6).unwrap()).collect();
         assert_eq!(again.iter().map(|l| l.block).max(), Some(220));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), (448 + 2 * 256) << 10);
-        assert_eq!(s.file_bytes(), (448 + 2 * 256) << 10);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (576 + 3 * 128) << 10);
+        assert_eq!(s.file_bytes(), (576 + 3 * 128) << 10);
+        assert_eq!(s.cut_untouched_tails().unwrap(), 0, "within a step of the blocks handed out");
         // The last step stops at the segment's end.
         let more: Vec<Loc> = (0..35).map(|_| s.allocate(6).unwrap()).collect();
         assert_eq!(more.iter().map(|l| l.block).max(), Some(255));
@@ -233,7 +238,7 @@ mod cut_tests {
         // The 11 free blocks left below the cut are reused, then the file is extended.
         let again: Vec<Loc> = (0..40).map(|_| s.allocate(6).unwrap()).collect();
         assert!(again.iter().all(|l| l.block < 61));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 256) << 10, "extended by a step");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 128) << 10, "extended by a step");
         for l in &again {
             s.write(*l, b"new!");
         }
@@ -259,7 +264,7 @@ mod cut_tests {
         s.rebuild(&used).unwrap();
         s.cover(beyond).unwrap();
         assert!(s.covers(beyond));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 256) << 10);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 128) << 10);
         s.verify().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -282,7 +287,7 @@ mod cut_tests {
         s.verify().unwrap();
         crate::os::simulate_disk_limit(&dir, None);
         assert!(s.allocate(6).is_ok());
-        assert_eq!(s.file_bytes(), (64 + 256) << 10);
+        assert_eq!(s.file_bytes(), (64 + 128) << 10);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
