@@ -355,6 +355,32 @@ fn check_exits_2_where_there_is_no_store_and_1_for_a_store_without_its_meta() {
     assert!(text(&o).contains("PROBLEM"), "{}", text(&o));
 }
 
+/// A store of a newer format than this build reads is not damage: check says it did not
+/// check it (exit 2, as the old build's check should have said of format 8) and names the
+/// formats, changing no file.
+#[test]
+fn check_exits_2_for_a_store_of_a_newer_format() {
+    let dir = TempDir::new("check-newer");
+    let store = dir.join("store");
+    write_store(&store, 10, 100);
+    // Both meta slots (4096 bytes each; 60 used, the last 4 a CRC32C) claim a later format.
+    let meta = store.join("meta");
+    let mut bytes = std::fs::read(&meta).unwrap();
+    for slot in [0usize, 4096] {
+        let used = &mut bytes[slot..slot + 60];
+        let format = u32::from_le_bytes(used[8..12].try_into().unwrap());
+        used[8..12].copy_from_slice(&(format + 1).to_le_bytes());
+        let crc = crc32c::crc32c(&used[..56]);
+        used[56..60].copy_from_slice(&crc.to_le_bytes());
+    }
+    std::fs::write(&meta, &bytes).unwrap();
+    let o = pcore(&["check", path(&store)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not checked") && text(&o).contains("store format"), "{}", text(&o));
+    assert!(!text(&o).contains("PROBLEM"), "{}", text(&o));
+    assert_eq!(std::fs::read(&meta).unwrap(), bytes, "no file changed");
+}
+
 /// With every reader slot taken by other read-only opens, check cannot open the store: it
 /// says so and exits 2, neither "clean" nor a problem found.
 #[test]
