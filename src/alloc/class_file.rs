@@ -25,9 +25,8 @@ pub(crate) enum Backing {
     Private(PathBuf),
 }
 
-/// Bounds of `ClassFile::tail_step`.
-const TAIL_STEP_MIN_BYTES: u64 = 64 << 10;
-const TAIL_STEP_MAX_BYTES: u64 = 256 << 10;
+/// See `ClassFile::tail_step`.
+const TAIL_STEP_BYTES: u64 = 64 << 10;
 
 pub(crate) struct ClassFile {
     backing: Backing,
@@ -305,18 +304,13 @@ impl ClassFile {
     }
 
     /// What a cut last segment grows back by at a time, and the untouched space a commit's cut
-    /// leaves past the blocks handed out (`Space::cut_untouched_tails`): an eighth of the file's
-    /// segments (whole: a cut does not change it), between 64 and 256 KiB, in whole blocks.
-    ///
-    /// A step, not the whole segment: a store whose directory is past the footprint's trigger
-    /// cuts its untouched tails at every commit, and a growing one extends them again at the
-    /// next. Extending whole segments, and cutting right after the blocks handed out, made each
-    /// such commit truncate and preallocate up to a segment again (a Kizuna-like load on
-    /// tmpfs: ~10 % of its time in those calls). One step of slack stops the cycle; an eighth of
-    /// the file keeps a small store's slack small beside its live bytes.
-    pub(crate) fn tail_step(&self, block_bytes: u64) -> u64 {
-        let segments = self.segments.len() as u64 * self.segment_bytes;
-        (segments / 8).clamp(TAIL_STEP_MIN_BYTES, TAIL_STEP_MAX_BYTES).next_multiple_of(block_bytes)
+    /// leaves past the blocks handed out (`Space::cut_untouched_tails`): 64 KiB, or a block
+    /// when larger. Leaving the step that growth adds is what stops the cycle: a store whose
+    /// directory is past the footprint's trigger cuts its untouched tails at every commit, and
+    /// a growing one extended them again at the next, then up to a whole segment each time
+    /// (a Kizuna-like load on tmpfs: ~10 % of its time in `ftruncate` and `fallocate`).
+    pub(crate) fn tail_step(block_bytes: u64) -> u64 {
+        TAIL_STEP_BYTES.max(block_bytes)
     }
 
     /// Extends the last segment after a cut inside it, by `tail_step` or to its end: the bytes
@@ -331,7 +325,7 @@ impl ClassFile {
         let at = last as u64 * self.segment_bytes + self.tail_bytes;
         match (&self.backing, &self.file) {
             (Backing::Shared(_), Some(file)) => {
-                let step = self.tail_step(block_bytes).min(missing);
+                let step = Self::tail_step(block_bytes).min(missing);
                 let path = self.path().expect("shared backing has a path");
                 reserve(&path, step)
                     .and_then(|_| preallocate(file, at, step))

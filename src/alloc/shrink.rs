@@ -1,6 +1,7 @@
 //! Giving space back: the queries and moves that relocation (`store::compact`) needs, and
 //! cutting the free tail of a class file. Apart from `space.rs`'s fast paths on purpose.
 
+use super::class_file::ClassFile;
 use super::space::Space;
 use super::Loc;
 use crate::error::Result;
@@ -86,7 +87,7 @@ impl Space {
         let mut given = 0;
         for c in &mut self.per_class {
             let high_water = c.bits.last_segment_high_water();
-            let slack = c.file.tail_step(u64::from(c.bytes));
+            let slack = ClassFile::tail_step(u64::from(c.bytes));
             given += cut_last_segment_after(c, high_water, slack)?;
         }
         Ok(given)
@@ -196,18 +197,18 @@ mod cut_tests {
         for &l in &all[21..] {
             s.free(l).unwrap();
         }
-        // 100 blocks, in 64 KiB steps, and one growth step: an eighth of the segment.
-        assert_eq!(s.cut_untouched_tails().unwrap(), (1 << 20) - (576 << 10));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 576 << 10);
+        // 100 blocks, in 64 KiB steps, and one growth step of 64 KiB.
+        assert_eq!(s.cut_untouched_tails().unwrap(), (1 << 20) - (512 << 10));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 512 << 10);
         assert_eq!(s.cut_untouched_tails().unwrap(), 0, "nothing more past the blocks handed out");
         s.verify().unwrap();
         // Growth extends the file before it hands a block out there, a step at a time (a
         // store cut at each commit and growing at the next does not preallocate, and cut
-        // again, the rest of the segment each time): 221 blocks in use need three steps.
+        // again, the rest of the segment each time): 221 blocks in use need six steps.
         let again: Vec<Loc> = (0..200).map(|_| s.allocate(6).unwrap()).collect();
         assert_eq!(again.iter().map(|l| l.block).max(), Some(220));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), (576 + 3 * 128) << 10);
-        assert_eq!(s.file_bytes(), (576 + 3 * 128) << 10);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (512 + 6 * 64) << 10);
+        assert_eq!(s.file_bytes(), (512 + 6 * 64) << 10);
         assert_eq!(s.cut_untouched_tails().unwrap(), 0, "within a step of the blocks handed out");
         // The last step stops at the segment's end.
         let more: Vec<Loc> = (0..35).map(|_| s.allocate(6).unwrap()).collect();
@@ -238,7 +239,7 @@ mod cut_tests {
         // The 11 free blocks left below the cut are reused, then the file is extended.
         let again: Vec<Loc> = (0..40).map(|_| s.allocate(6).unwrap()).collect();
         assert!(again.iter().all(|l| l.block < 61));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 128) << 10, "extended by a step");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 2 * 64) << 10, "extended by two steps");
         for l in &again {
             s.write(*l, b"new!");
         }
@@ -264,7 +265,7 @@ mod cut_tests {
         s.rebuild(&used).unwrap();
         s.cover(beyond).unwrap();
         assert!(s.covers(beyond));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 128) << 10);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 64) << 10);
         s.verify().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -287,7 +288,7 @@ mod cut_tests {
         s.verify().unwrap();
         crate::os::simulate_disk_limit(&dir, None);
         assert!(s.allocate(6).is_ok());
-        assert_eq!(s.file_bytes(), (64 + 128) << 10);
+        assert_eq!(s.file_bytes(), (64 + 64) << 10);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
