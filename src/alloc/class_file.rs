@@ -4,9 +4,9 @@
 //!
 //! Giving space back may cut the file inside its last segment (`cut_tail`): the segment stays
 //! mapped whole, but the allocator hands out no block past the file's end (`tail_bytes`), and
-//! before it does, `extend_tail` preallocates more of the segment again, a step at a time. A file whose
-//! length is not a whole number of segments is therefore a normal state at open, whether a
-//! cut or an interrupted growth left it.
+//! before it does, `extend_tail` preallocates more of the segment again, a step at a time. A
+//! file whose length is not a whole number of segments is therefore a normal state at open,
+//! whether a cut, a step or an interrupted growth left it.
 
 use crate::error::{Error, Result};
 use crate::os::{preallocate, reserve, Arena, Mapping};
@@ -322,9 +322,9 @@ impl ClassFile {
             return Ok(());
         }
         let last = self.segments.len() - 1;
-        let at = last as u64 * self.segment_bytes + self.tail_bytes;
         match (&self.backing, &self.file) {
             (Backing::Shared(_), Some(file)) => {
+                let at = last as u64 * self.segment_bytes + self.tail_bytes;
                 let step = Self::tail_step(block_bytes).min(missing);
                 let path = self.path().expect("shared backing has a path");
                 reserve(&path, step)
@@ -334,10 +334,13 @@ impl ClassFile {
                 self.tail_bytes += step;
                 return Ok(());
             }
-            // A read-only view whose file a writer has extended since: the private mapping
-            // reads the file's pages there, unlogged payloads included.
-            (Backing::Private(_), Some(file))
-                if file.metadata().is_ok_and(|m| m.len() >= (last as u64 + 1) * self.segment_bytes) => {}
+            // A read-only view whose file a writer has extended since (a step at a time): the
+            // private mapping reads the file's pages as far as the file now goes, unlogged
+            // payloads included. Only whole blocks: a writer extends by whole blocks.
+            (Backing::Private(_), Some(file)) if self.tail_in_file(file, block_bytes) > self.tail_bytes => {
+                self.tail_bytes = self.tail_in_file(file, block_bytes);
+                return Ok(());
+            }
             // A read-only view (see `grow`): the segment moves to memory, its file bytes along.
             _ => {
                 let mut whole = Mapping::anonymous(self.segment_bytes as usize)
@@ -349,6 +352,14 @@ impl ClassFile {
         }
         self.tail_bytes = self.segment_bytes;
         Ok(())
+    }
+
+    /// Bytes of the last segment that `file` holds now, in whole blocks (a writer may have
+    /// extended it since this view was mapped).
+    fn tail_in_file(&self, file: &File, block_bytes: u64) -> u64 {
+        let start = (self.segments.len() as u64 - 1) * self.segment_bytes;
+        let held = file.metadata().map_or(0, |m| m.len()).saturating_sub(start).min(self.segment_bytes);
+        held - held % block_bytes
     }
 
     /// Bytes of the segments' memory in use: whole segments, the last one as far as it goes.

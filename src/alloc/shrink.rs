@@ -223,7 +223,7 @@ mod cut_tests {
     /// A file is cut after its last block in use, inside the segment; allocation past the cut
     /// extends it first, and a reopen maps the partial segment.
     #[test]
-    fn a_file_is_cut_inside_its_last_segment_and_grows_back_whole() {
+    fn a_file_is_cut_inside_its_last_segment_and_grows_back() {
         let dir = temp_dir("inside");
         let path = dir.join("class-06-4096.seg");
         let mut s = file_space(&dir);
@@ -267,6 +267,36 @@ mod cut_tests {
         assert!(s.covers(beyond));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), (128 + 64) << 10);
         s.verify().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A read-only view that needs a block past its end (its recovery finding a node that a
+    /// writer wrote after the view was mapped) reads it from the file, which the writer
+    /// extended a step at a time: not zeros from a copy of what the view held.
+    #[test]
+    fn a_read_only_view_reads_a_block_a_writer_wrote_past_its_end() {
+        let dir = temp_dir("view");
+        let mut w = file_space(&dir);
+        let all: Vec<Loc> = (0..100).map(|_| w.allocate(6).unwrap()).collect();
+        for &l in &all[21..] {
+            w.free(l).unwrap();
+        }
+        w.truncate_free_tails(0).unwrap();
+        w.flush_dirty().unwrap();
+        let mut r = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Private(dir.clone())).unwrap();
+        let mut used = vec![Vec::new(); 7];
+        used[6] = (0..21).collect();
+        r.rebuild(&used).unwrap();
+        assert_eq!(r.file_bytes(), 128 << 10);
+        let again: Vec<Loc> = (0..40).map(|_| w.allocate(6).unwrap()).collect();
+        let far = *again.iter().max_by_key(|l| l.block).unwrap();
+        assert_eq!(far.block, 60, "past the view's end, inside the writer's steps");
+        w.write(far, b"written by the writer");
+        w.flush_dirty().unwrap();
+        assert!(!r.covers(far));
+        r.cover(far).unwrap();
+        assert_eq!(r.read(far, 21), b"written by the writer");
+        drop((r, w));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
