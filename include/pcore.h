@@ -95,7 +95,8 @@
 // An internal invariant did not hold (reported by verify).
 #define PCORE_INTERNAL 12
 
-// An earlier I/O failure left the store unusable: close and reopen it.
+// An I/O failure (this call's or an earlier one's) left what is on disk unsure: the store
+// takes no more calls; close and reopen it, and the reopen finds what is durable.
 #define PCORE_POISONED 13
 
 // The store's format, or a struct's version, is not supported by this library.
@@ -700,7 +701,9 @@ int32_t pcore_root_get(struct PcoreStore *store,
 // `*out_epoch` (if not NULL) receives the new epoch; every commit advances it.
 //
 // Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (nothing
-// committed; the store stays usable), `PCORE_POISONED` (a failed sync: reopen), `PCORE_BAD_HANDLE`.
+// committed; the store stays usable), `PCORE_POISONED` (a sync failed, or a log write that
+// failed could not be undone: this commit may or may not be durable, and a reopen tells
+// which; every later call but close answers `PCORE_POISONED`), `PCORE_BAD_HANDLE`.
 //
 // # Safety
 // `out_epoch` is NULL or writable.
@@ -724,7 +727,9 @@ int32_t pcore_store_abort(struct PcoreStore *store);
 // Writes the committed state to a new checkpoint and starts an empty log (also done
 // automatically when the log grows, and at close).
 //
-// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`, `PCORE_BAD_HANDLE`.
+// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (no checkpoint
+// taken; the store stays usable), `PCORE_POISONED` (a sync failed once the checkpoint could
+// no longer be undone: reopen), `PCORE_BAD_HANDLE`.
 int32_t pcore_store_checkpoint(struct PcoreStore *store);
 
 // Compacts the store online: moves nodes from the tails of the class files into free blocks
@@ -745,7 +750,8 @@ int32_t pcore_store_checkpoint(struct PcoreStore *store);
 //
 // Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (flags, `struct_size`), `PCORE_READ_ONLY`,
 // `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (the store stays usable and whole),
-// `PCORE_POISONED`, `PCORE_BAD_HANDLE`.
+// `PCORE_POISONED` (a sync of one of its commits or checkpoints failed: reopen),
+// `PCORE_BAD_HANDLE`.
 //
 // # Safety
 // `out` is NULL or points to `out->struct_size` writable bytes.

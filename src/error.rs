@@ -102,7 +102,7 @@ impl fmt::Display for Error {
             Error::DoubleFree(m) => write!(f, "double free: {m}"),
             Error::Closed => write!(f, "the store is closed"),
             Error::BadHandle(m) => write!(f, "bad handle: {m}"),
-            Error::Poisoned(m) => write!(f, "the store must be reopened after an earlier failure: {m}"),
+            Error::Poisoned(m) => write!(f, "the store must be reopened: {m}"),
             Error::VersionMismatch(m) => write!(f, "version mismatch: {m}"),
             Error::Limit(m) => write!(f, "limit reached: {m}"),
             Error::Internal(m) => write!(f, "internal error: {m}"),

@@ -30,7 +30,8 @@ pcore_statuses! {
     PCORE_PANIC = 11 => Panic,
     /// An internal invariant did not hold (reported by verify).
     PCORE_INTERNAL = 12 => Internal,
-    /// An earlier I/O failure left the store unusable: close and reopen it.
+    /// An I/O failure (this call's or an earlier one's) left what is on disk unsure: the store
+    /// takes no more calls; close and reopen it, and the reopen finds what is durable.
     PCORE_POISONED = 13 => Poisoned,
     /// The store's format, or a struct's version, is not supported by this library.
     PCORE_VERSION_MISMATCH = 14 => VersionMismatch,

@@ -610,7 +610,9 @@ pub(crate) unsafe fn root_get_in(
 /// `*out_epoch` (if not NULL) receives the new epoch; every commit advances it.
 ///
 /// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (nothing
-/// committed; the store stays usable), `PCORE_POISONED` (a failed sync: reopen), `PCORE_BAD_HANDLE`.
+/// committed; the store stays usable), `PCORE_POISONED` (a sync failed, or a log write that
+/// failed could not be undone: this commit may or may not be durable, and a reopen tells
+/// which; every later call but close answers `PCORE_POISONED`), `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
 /// `out_epoch` is NULL or writable.
@@ -645,7 +647,9 @@ pub extern "C" fn pcore_store_abort(store: *mut PcoreStore) -> i32 {
 /// Writes the committed state to a new checkpoint and starts an empty log (also done
 /// automatically when the log grows, and at close).
 ///
-/// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`, `PCORE_BAD_HANDLE`.
+/// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (no checkpoint
+/// taken; the store stays usable), `PCORE_POISONED` (a sync failed once the checkpoint could
+/// no longer be undone: reopen), `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_store_checkpoint(store: *mut PcoreStore) -> i32 {
     guard::call(|| store_of(store)?.checkpoint())
@@ -669,7 +673,8 @@ pub extern "C" fn pcore_store_checkpoint(store: *mut PcoreStore) -> i32 {
 ///
 /// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (flags, `struct_size`), `PCORE_READ_ONLY`,
 /// `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (the store stays usable and whole),
-/// `PCORE_POISONED`, `PCORE_BAD_HANDLE`.
+/// `PCORE_POISONED` (a sync of one of its commits or checkpoints failed: reopen),
+/// `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
 /// `out` is NULL or points to `out->struct_size` writable bytes.

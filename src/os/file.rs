@@ -35,6 +35,7 @@ fn to_off(v: u64) -> io::Result<libc::off_t> {
 
 /// Makes a directory's entries (created, renamed, removed files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    super::simulated_sync_failure(dir)?;
     File::open(dir)?.sync_all()
 }
 

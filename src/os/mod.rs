@@ -17,5 +17,7 @@ pub(crate) use prefetch::prefetch;
 pub(crate) use process::exit_code_of_forked;
 pub(crate) use process::process_exists;
 pub(crate) use shared_words::SharedWords;
-pub(crate) use space::reserve;
 pub use space::simulate_disk_limit;
+#[cfg(test)]
+pub(crate) use space::simulate_sync_failure;
+pub(crate) use space::{reserve, simulated_sync_failure};

@@ -2,6 +2,9 @@
 //! makes the directory's files larger (a segment's preallocation, a log append, a checkpoint)
 //! asks first, and gets `ENOSPC` past the budget, as it would from a full filesystem. Raising
 //! or removing the budget is freeing space. With no budget set the check is one atomic load.
+//!
+//! Beside it, for tests only, a sync that fails: a directory's log syncs and its own sync
+//! answer `EIO` while it is set, as a disk that lost the pages it was asked to write would.
 
 use parking_lot::Mutex;
 use std::io;
@@ -32,5 +35,32 @@ pub(crate) fn reserve(file: &Path, extra: u64) -> io::Result<()> {
     if used.saturating_add(extra) > limit {
         return Err(io::Error::from_raw_os_error(libc::ENOSPC));
     }
+    Ok(())
+}
+
+#[cfg(test)]
+static SYNC_FAILS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Makes the syncs of the log in `dir`, and of `dir` itself, fail with `EIO` (`false`: no more).
+#[cfg(test)]
+pub(crate) fn simulate_sync_failure(dir: &Path, failing: bool) {
+    let mut fails = SYNC_FAILS.lock();
+    fails.retain(|d| d != dir);
+    if failing {
+        fails.push(dir.to_path_buf());
+    }
+}
+
+/// `EIO` when a test made the syncs of `path` (a file in a directory, or the directory) fail.
+#[inline(always)]
+pub(crate) fn simulated_sync_failure(path: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    {
+        let fails = SYNC_FAILS.lock();
+        if fails.iter().any(|d| d == path || path.parent() == Some(d.as_path())) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+    }
+    let _ = path;
     Ok(())
 }

@@ -968,14 +968,13 @@ impl Store {
         // file whose growth was lost when the log holds what was written there (and a payload
         // that is not logged was synced, size and all, by `flush_block` above).
         if let Err(e) = c.space.sync_growth(w.dir.as_deref().expect("a file store has a directory"), false) {
-            self.shared.poison(&mut w, format!("syncing a new class file's directory entry failed: {e}"));
-            return Err(e);
+            return Err(self.shared.poison(&mut w, format!("syncing a new class file's directory entry failed: {e}")));
         }
         let log = w.log.as_mut().expect("a writable file store has a log");
         let frame = prepared.frame.pieces(log.synced(), log.salt(), |loc, len| c.space.read(loc, len));
         if let Err((err, cut_back)) = log.append(&frame) {
             if !cut_back {
-                self.shared.poison(&mut w, format!("a failed log append could not be cut back: {err}"));
+                return Err(self.shared.poison(&mut w, format!("a failed log append could not be cut back: {err}")));
             }
             return Err(err);
         }
@@ -1521,8 +1520,7 @@ impl Shared {
         drop(fresh);
         if let Err(e) = crate::os::sync_dir(&dir) {
             let e = Error::io("sync the store directory after reusing the log", e);
-            self.poison(w, e.to_string());
-            return Err(e);
+            return Err(self.poison(w, e.to_string()));
         }
         at_checkpoint_step(CheckpointStep::AfterLogReuse);
         Ok(old)
@@ -1584,9 +1582,16 @@ impl Shared {
         log.len() == 0 && meta.checkpoint_epoch == self.state.read().epoch
     }
 
-    fn poison(&self, w: &mut WriterSide, why: String) {
-        w.poisoned = Some(why);
+    /// Stops the store after a failure that leaves what is on disk unsure (a failed sync, a
+    /// log append that could not be undone). The call that met the failure answers the
+    /// returned `Poisoned` too, not the I/O error: "nothing committed" would be a promise no
+    /// one can keep (after a failed `fdatasync` the frame may be on disk or not; a reopen
+    /// tells which).
+    fn poison(&self, w: &mut WriterSide, why: String) -> Error {
+        let why = format!("{why}; what the failing call wrote may or may not be on disk");
+        w.poisoned = Some(why.clone());
         self.poisoned.store(true, Ordering::Release);
+        Error::Poisoned(why)
     }
 
     fn sync_log(&self, w: &mut WriterSide) -> Result<()> {
@@ -1594,8 +1599,7 @@ impl Shared {
         if let Err(e) = log.sync() {
             // After a failed fsync the kernel may have dropped the dirty pages: nothing written
             // since the last good sync can be trusted, so stop here (fail-stop, as PostgreSQL does).
-            self.poison(w, format!("log sync failed: {e}"));
-            return Err(e);
+            return Err(self.poison(w, format!("log sync failed: {e}")));
         }
         self.durable_epoch.store(w.written_epoch, Ordering::Release);
         // One clock read for both: a commit's sync is the moment either one records.

@@ -34,6 +34,8 @@ mod log_reuse_tests;
 mod meta;
 mod node_id;
 #[cfg(test)]
+mod poison_tests;
+#[cfg(test)]
 mod reader_hold_tests;
 mod readers;
 mod recovery;

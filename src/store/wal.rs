@@ -696,7 +696,9 @@ impl LogWriter {
     }
 
     pub fn sync(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io(format!("sync {}", self.name), e))?;
+        crate::os::simulated_sync_failure(&self.path)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::io(format!("sync {}", self.name), e))?;
         self.synced = self.len;
         Ok(())
     }

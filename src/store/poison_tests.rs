@@ -1,0 +1,73 @@
+//! A failure that leaves what is on disk unsure (a failed sync) stops the store, and the call
+//! that met it says so: `Poisoned`, never an I/O error whose documented meaning is "nothing
+//! committed" (an outside tester's `fdatasync` fault made a commit answer `IO_ERROR` that a
+//! reopen then showed durable).
+
+use super::api::{CheckpointStep, CHECKPOINT_HOOK};
+use super::tests::{reopen, strict, TempDir};
+use super::*;
+use crate::error::Error;
+use crate::os::simulate_sync_failure;
+
+fn node(s: &Store, byte: u8) -> (NodeId, Vec<u8>) {
+    let id = s.allocate(200, 1).unwrap().0;
+    s.publish(id, &[byte; 200]).unwrap();
+    (id, vec![byte; 200])
+}
+
+/// After the sync fails: every call answers `Poisoned`, and a reopen finds the last commit
+/// whole and the failed one either whole or absent.
+fn expect_stopped_then_reopen(dir: &std::path::Path, s: Store, kept: &(NodeId, Vec<u8>), unsure: &(NodeId, Vec<u8>)) {
+    assert!(matches!(s.commit(), Err(Error::Poisoned(_))), "a later commit");
+    assert!(matches!(s.abort(), Err(Error::Poisoned(_))), "an abort");
+    assert!(matches!(s.allocate(10, 1), Err(Error::Poisoned(_))), "an allocation");
+    simulate_sync_failure(dir, false);
+    drop(s);
+    let r = reopen(dir, &strict());
+    assert_eq!(r.read(kept.0).unwrap(), kept.1);
+    match r.read(unsure.0) {
+        Ok(bytes) => assert_eq!(bytes, unsure.1, "the unsure commit, whole"),
+        Err(e) => assert!(matches!(e, Error::NotFound(_)), "{e}"),
+    }
+    r.commit().unwrap();
+}
+
+#[test]
+fn a_commit_whose_log_sync_fails_answers_poisoned() {
+    let dir = TempDir::new("poison-commit");
+    let s = reopen(dir.path(), &strict());
+    let kept = node(&s, 1);
+    s.commit().unwrap();
+    let unsure = node(&s, 2);
+    simulate_sync_failure(dir.path(), true);
+    match s.commit() {
+        Err(Error::Poisoned(why)) => assert!(why.contains("log sync failed"), "{why}"),
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    expect_stopped_then_reopen(dir.path(), s, &kept, &unsure);
+}
+
+/// The directory sync after a checkpoint renamed the old log over the new generation's: the
+/// meta names the new generation already, so the checkpoint cannot be undone.
+#[test]
+fn a_checkpoint_whose_directory_sync_fails_after_reusing_the_log_answers_poisoned() {
+    let dir = TempDir::new("poison-checkpoint");
+    let s = reopen(dir.path(), &strict());
+    let kept = node(&s, 3);
+    s.commit().unwrap();
+    let path = dir.path().to_path_buf();
+    CHECKPOINT_HOOK.with(|h| {
+        *h.borrow_mut() = Some(Box::new(move |at| {
+            if at == CheckpointStep::BeforeLogReuse {
+                simulate_sync_failure(&path, true);
+            }
+        }))
+    });
+    let result = s.checkpoint();
+    CHECKPOINT_HOOK.with(|h| *h.borrow_mut() = None);
+    match result {
+        Err(Error::Poisoned(why)) => assert!(why.contains("reusing the log"), "{why}"),
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    expect_stopped_then_reopen(dir.path(), s, &kept.clone(), &kept);
+}
