@@ -654,6 +654,22 @@ TEST_F(TreeAbiErrorsTest, KeyOverMaxKeyBytesIsInvalidAndChangesNothing) {
   EXPECT_EQ(out, 4242u);
 }
 
+// A tree is anchored by a root named "btree:" and its name: 255 - 6 = 249 bytes at most. A
+// length no buffer can have is TOO_LARGE, as everywhere a length is passed.
+TEST_F(TreeAbiErrorsTest, TreeNamesOver249BytesAreInvalidAndImpossibleLengthsTooLarge) {
+  Handles h;
+  PcoreStore* store = h.keep(open_in_memory());
+  const std::string longest(249, 'n'), over(250, 'n');
+  PcoreTree* tree = nullptr;
+  PCORE_ASSERT_OK(pcore_tree_open(store, longest.data(), longest.size(), nullptr, &tree));
+  h.keep(tree);
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_open(store, over.data(), over.size(), nullptr, &tree));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_drop(store, over.data(), over.size()));
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_tree_open(store, over.data(), SIZE_MAX, nullptr, &tree));
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_tree_drop(store, over.data(), SIZE_MAX));
+  PCORE_EXPECT_OK(pcore_tree_drop(store, longest.data(), longest.size()));
+}
+
 TEST_F(TreeAbiErrorsTest, ValueOverTheMultiLimitIsTooLarge) {
   Handles h;
   PcoreStore* store = h.keep(open_in_memory());

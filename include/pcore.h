@@ -804,7 +804,8 @@ int32_t pcore_tree_options_init(struct PcoreTreeOptions *opt);
 // durable by `pcore_store_commit`.
 //
 // Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad or mismatched options, a
-// name longer than `PCORE_ROOT_NAME_MAX_BYTES` less the 3-byte tree prefix),
+// name longer than 249 bytes: `PCORE_ROOT_NAME_MAX_BYTES` less the 6-byte prefix `btree:` of
+// the root that anchors a tree),
 // `PCORE_NOT_FOUND` (no such tree and `PCORE_TREE_NO_CREATE`), `PCORE_CORRUPT`,
 // `PCORE_READ_ONLY` (creating in a read-only store), `PCORE_NO_SPACE` (creating on a full
 // disk), `PCORE_BAD_HANDLE`.
@@ -836,8 +837,8 @@ int32_t pcore_tree_close(struct PcoreTree *tree);
 // the next commit brings the tree back, not those handles: a new `pcore_tree_open` finds it.
 //
 // Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no such tree), `PCORE_CORRUPT` (a page of the tree
-// is damaged: nothing was freed), `PCORE_INVALID_ARGUMENT` (name too long, NULL with a
-// length), `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+// is damaged: nothing was freed), `PCORE_INVALID_ARGUMENT` (a name over 249 bytes, as for
+// `pcore_tree_open`; NULL with a length), `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
 //
 // # Safety
 // `name` has `name_len` readable bytes (or is NULL with `name_len` 0).

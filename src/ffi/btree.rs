@@ -95,11 +95,13 @@ pub unsafe extern "C" fn pcore_tree_options_init(opt: *mut PcoreTreeOptions) -> 
 /// # Safety
 /// As [`bytes`].
 unsafe fn tree_name<'a>(name: *const c_char, name_len: usize) -> Result<&'a [u8]> {
-    if ROOT_PREFIX.len().saturating_add(name_len) > crate::limits::ROOT_NAME_MAX_BYTES {
+    // First what no buffer can have (`TooLarge`, as for every length), then the limit.
+    // SAFETY: per the caller's contract; nothing is read here.
+    let name = unsafe { bytes(name.cast::<u8>(), name_len, "name")? };
+    if ROOT_PREFIX.len() + name.len() > crate::limits::ROOT_NAME_MAX_BYTES {
         return Err(Error::InvalidArgument(format!("a tree name of {name_len} bytes is too long")));
     }
-    // SAFETY: per the caller's contract.
-    unsafe { bytes(name.cast::<u8>(), name_len, "name") }
+    Ok(name)
 }
 
 /// Opens the tree named by `name_len` bytes at `name` in `store`, creating it unless
@@ -110,7 +112,8 @@ unsafe fn tree_name<'a>(name: *const c_char, name_len: usize) -> Result<&'a [u8]
 /// durable by `pcore_store_commit`.
 ///
 /// Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad or mismatched options, a
-/// name longer than `PCORE_ROOT_NAME_MAX_BYTES` less the 3-byte tree prefix),
+/// name longer than 249 bytes: `PCORE_ROOT_NAME_MAX_BYTES` less the 6-byte prefix `btree:` of
+/// the root that anchors a tree),
 /// `PCORE_NOT_FOUND` (no such tree and `PCORE_TREE_NO_CREATE`), `PCORE_CORRUPT`,
 /// `PCORE_READ_ONLY` (creating in a read-only store), `PCORE_NO_SPACE` (creating on a full
 /// disk), `PCORE_BAD_HANDLE`.
@@ -195,8 +198,8 @@ pub extern "C" fn pcore_tree_close(tree: *mut PcoreTree) -> i32 {
 /// the next commit brings the tree back, not those handles: a new `pcore_tree_open` finds it.
 ///
 /// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no such tree), `PCORE_CORRUPT` (a page of the tree
-/// is damaged: nothing was freed), `PCORE_INVALID_ARGUMENT` (name too long, NULL with a
-/// length), `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+/// is damaged: nothing was freed), `PCORE_INVALID_ARGUMENT` (a name over 249 bytes, as for
+/// `pcore_tree_open`; NULL with a length), `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
 /// `name` has `name_len` readable bytes (or is NULL with `name_len` 0).
