@@ -1351,7 +1351,8 @@ impl Shared {
     /// reader of the oldest commit (nothing is released), and stays so until it can be.
     fn look_at_readers(&self, w: &WriterSide, written: u64) -> Result<Option<u64>> {
         let Some(table) = &w.readers else { return Ok(None) };
-        match table.oldest_reader() {
+        // Mapped at the first commit: from then on a look is a few loads, not a `pread`.
+        match table.map().and_then(|()| table.oldest_reader()) {
             Ok(oldest) => {
                 self.reader_floor.store(oldest.map_or(written, |o| o.min(written)), Ordering::Release);
                 Ok(oldest)
