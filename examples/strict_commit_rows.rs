@@ -52,6 +52,17 @@ fn main() {
             peer.sync_data().unwrap();
             fs.push(t.elapsed().as_secs_f64() * 1e6);
         }
+        if std::env::var("PERCENTILES").is_ok() {
+            let q = |mut v: Vec<f64>| -> String {
+                v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                [10, 25, 50, 75, 90]
+                    .iter()
+                    .map(|p| format!("{:.0}", v[v.len() * p / 100]))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            println!("  p10 p25 p50 p75 p90: commit {}  peer {}", q(ps.clone()), q(fs.clone()));
+        }
         (median(ps), median(fs))
     };
     // Bytes written to storage per commit in each state, commits alone (a close and reopen
