@@ -54,6 +54,7 @@ impl SharedWords {
     }
 
     /// Whether the file is mapped yet.
+    #[inline]
     pub(crate) fn is_mapped(&self) -> bool {
         self.map.get().is_some()
     }
@@ -70,6 +71,7 @@ impl SharedWords {
         Ok(())
     }
 
+    #[inline]
     fn mapping(&self) -> &MmapRaw {
         self.map.get().expect("the shared file is mapped (`map`) before its words are reached")
     }

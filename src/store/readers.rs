@@ -78,7 +78,11 @@ impl ReaderTable {
 
     /// Maps the table, for a writer about to look at it at every commit (a read then costs a
     /// few loads instead of a `pread`).
+    #[inline]
     pub(crate) fn map(&self) -> Result<()> {
+        if self.words.is_mapped() {
+            return Ok(()); // at every commit but the first
+        }
         self.words.map().map(|_| ()).map_err(|e| Error::io("map the reader table", e))
     }
 
@@ -129,13 +133,18 @@ impl ReaderTable {
     /// yet is read with one `pread` instead.
     fn any_record_in_use(&self) -> Result<bool> {
         if !self.words.is_mapped() {
-            let mut records = vec![0u64; SLOTS * WORDS_PER_RECORD];
-            self.words
-                .read((HEADER_BYTES / 8) as usize, &mut records)
-                .map_err(|e| Error::io("read the reader table", e))?;
-            return Ok(records.chunks_exact(WORDS_PER_RECORD).any(|r| r[0] != 0));
+            return self.any_record_in_use_read();
         }
         Ok(self.any_mapped_record_in_use())
+    }
+
+    #[cold]
+    fn any_record_in_use_read(&self) -> Result<bool> {
+        let mut records = vec![0u64; SLOTS * WORDS_PER_RECORD];
+        self.words
+            .read((HEADER_BYTES / 8) as usize, &mut records)
+            .map_err(|e| Error::io("read the reader table", e))?;
+        Ok(records.chunks_exact(WORDS_PER_RECORD).any(|r| r[0] != 0))
     }
 
     fn any_mapped_record_in_use(&self) -> bool {
