@@ -77,7 +77,13 @@ impl ClassFile {
         // A partial segment at the end is a cut inside it, or a growth a crash interrupted: it
         // is mapped whole, and only its bytes in the file are used.
         let partial = len % segment_bytes;
-        for i in 0..len.div_ceil(segment_bytes) {
+        let segments = len.div_ceil(segment_bytes);
+        if segments > 0 {
+            cf.arena
+                .reserve_first(segments as usize)
+                .map_err(|e| Error::io(format!("reserve address space for {}", path.display()), e))?;
+        }
+        for i in 0..segments {
             let m = cf.map_segment(&file, i)?;
             cf.segments.push(m);
             cf.dirty.push(AtomicBool::new(false));
@@ -391,4 +397,42 @@ fn count_sync() {
 thread_local! {
     /// Syncs of class file data (msync or fdatasync) made on this thread: tests count them.
     pub(crate) static SYNC_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reopened_file_lies_in_one_reservation() {
+        const SEGMENT: u64 = 64 << 10;
+        let dir = std::env::temp_dir().join(format!("pcore-class-file-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let backing = Backing::Shared(dir.clone());
+        let mut grown = ClassFile::open(&backing, "class.seg".into(), SEGMENT).unwrap();
+        for i in 0..200u64 {
+            grown.grow().unwrap();
+            grown.segment_mut(i as u32).write(0, &i.to_le_bytes());
+        }
+        assert_eq!(grown.arena.reservations(), 3, "grown slot by slot: 64 + 128 + 256 slots");
+        grown.flush_dirty().unwrap();
+        drop(grown);
+
+        let mut reopened = ClassFile::open(&backing, "class.seg".into(), SEGMENT).unwrap();
+        assert_eq!(reopened.segment_count(), 200);
+        assert_eq!(reopened.arena.reservations(), 1, "a close unmaps it with one call");
+        assert_eq!(reopened.arena.reserved_bytes(), 200 * SEGMENT, "no unused slots: one kernel mapping");
+        for i in 0..200u64 {
+            assert_eq!(reopened.segment(i as u32).read(0, 8), i.to_le_bytes());
+        }
+        // Growing goes on in a reservation twice as large.
+        reopened.grow().unwrap();
+        reopened.segment_mut(200).write(0, &200u64.to_le_bytes());
+        assert_eq!(reopened.arena.reservations(), 2);
+        assert_eq!(reopened.arena.reserved_bytes(), 600 * SEGMENT);
+        assert_eq!(reopened.segment(199).read(0, 8), 199u64.to_le_bytes());
+        drop(reopened);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -10,20 +10,24 @@
 use memmap2::MmapRaw;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
 
 pub(crate) struct SharedWords {
     file: File,
-    map: MmapRaw,
+    /// Mapped on first use (`map`): a store's writer that commits nothing (opened, read,
+    /// closed) looks at the file with `read` and never maps it, so its close has no `munmap`
+    /// to make (~2.3 µs here, issue 17's close of an unchanged store).
+    map: OnceLock<MmapRaw>,
     words: usize,
 }
 
 impl SharedWords {
     /// Opens (creating it when `create`) the file at `path`, at least `bytes` long (a
-    /// multiple of 8), mapped shared for reading and writing.
+    /// multiple of 8), to be mapped shared for reading and writing when first needed.
     pub(crate) fn open(path: &Path, bytes: u64, create: bool) -> io::Result<SharedWords> {
         debug_assert!(bytes.is_multiple_of(8) && bytes > 0);
         let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).mode(0o644).open(path)?;
@@ -32,29 +36,62 @@ impl SharedWords {
         if file.metadata()?.len() < bytes {
             file.set_len(bytes)?;
         }
-        let map = MmapRaw::map_raw(&file)?;
-        if (map.len() as u64) < bytes {
-            return Err(io::Error::other("the shared file is shorter than it was made"));
-        }
-        Ok(SharedWords { file, map, words: (bytes / 8) as usize })
+        Ok(SharedWords { file, map: OnceLock::new(), words: (bytes / 8) as usize })
     }
 
-    /// Word `index` of the file, shared with every process that maps it.
+    /// Maps the file (once; later calls find it mapped): the words are then reached with
+    /// [`word`](Self::word) and [`words`](Self::words).
+    pub(crate) fn map(&self) -> io::Result<&[AtomicU64]> {
+        if self.map.get().is_none() {
+            let map = MmapRaw::map_raw(&self.file)?;
+            if (map.len() as u64) < self.words as u64 * 8 {
+                return Err(io::Error::other("the shared file is shorter than it was made"));
+            }
+            // Another thread may have mapped it meanwhile: its mapping is kept, this one dropped.
+            let _ = self.map.set(map);
+        }
+        Ok(self.words())
+    }
+
+    /// Whether the file is mapped yet.
+    #[inline]
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.map.get().is_some()
+    }
+
+    /// Reads words `first..first + out.len()` from the file (`pread`), without mapping it:
+    /// each word as another process's last store to it left it, as a load would see it.
+    pub(crate) fn read(&self, first: usize, out: &mut [u64]) -> io::Result<()> {
+        assert!(first + out.len() <= self.words, "words {first}+{} of {}", out.len(), self.words);
+        let mut bytes = vec![0u8; out.len() * 8];
+        self.file.read_exact_at(&mut bytes, first as u64 * 8)?;
+        for (w, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+            *w = u64::from_ne_bytes(b.try_into().expect("8 bytes"));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn mapping(&self) -> &MmapRaw {
+        self.map.get().expect("the shared file is mapped (`map`) before its words are reached")
+    }
+
+    /// Word `index` of the file, shared with every process that maps it. Only once mapped.
     pub(crate) fn word(&self, index: usize) -> &AtomicU64 {
         assert!(index < self.words, "word {index} of {}", self.words);
-        // SAFETY: the mapping is at least `words * 8` bytes (checked at open) and page aligned,
-        // so the word is in bounds and 8-byte aligned; it lives as long as `self` (the mapping
-        // is unmapped only when `self` drops). Other processes change it only through atomic
-        // operations on the same address, which is what AtomicU64 is for.
-        unsafe { &*self.map.as_mut_ptr().add(index * 8).cast::<AtomicU64>() }
+        // SAFETY: the mapping is at least `words * 8` bytes (checked when mapped) and page
+        // aligned, so the word is in bounds and 8-byte aligned; it lives as long as `self` (the
+        // mapping is unmapped only when `self` drops). Other processes change it only through
+        // atomic operations on the same address, which is what AtomicU64 is for.
+        unsafe { &*self.mapping().as_mut_ptr().add(index * 8).cast::<AtomicU64>() }
     }
 
     /// Every word of the file, as [`word`](Self::word) gives them one by one: a scan of many
-    /// words in a row checks the bounds once.
+    /// words in a row checks the bounds once. Only once mapped.
     pub(crate) fn words(&self) -> &[AtomicU64] {
         // SAFETY: as in `word`: the mapping holds `words` 8-byte aligned words for as long as
         // `self` lives, changed by other processes only through atomic operations.
-        unsafe { std::slice::from_raw_parts(self.map.as_mut_ptr().cast::<AtomicU64>(), self.words) }
+        unsafe { std::slice::from_raw_parts(self.mapping().as_mut_ptr().cast::<AtomicU64>(), self.words) }
     }
 
     /// Takes the lock on bytes `[start, start + len)` without waiting: false when another
@@ -107,7 +144,12 @@ mod tests {
         let path = dir.join("w");
         let a = SharedWords::open(&path, 128, true).unwrap();
         let b = SharedWords::open(&path, 128, false).unwrap();
-        a.word(3).store(42, Ordering::SeqCst);
+        a.map().unwrap()[3].store(42, Ordering::SeqCst);
+        let mut read = [0u64; 2];
+        b.read(2, &mut read).unwrap();
+        assert_eq!(read, [0, 42], "read without mapping");
+        assert!(!b.is_mapped());
+        b.map().unwrap();
         assert_eq!(b.word(3).load(Ordering::SeqCst), 42);
         assert!(a.try_lock(64, 64).unwrap());
         assert!(!b.try_lock(64, 64).unwrap(), "another description is refused");

@@ -1350,7 +1350,8 @@ impl Shared {
     /// reader of the oldest commit (nothing is released), and stays so until it can be.
     fn look_at_readers(&self, w: &WriterSide, written: u64) -> Result<Option<u64>> {
         let Some(table) = &w.readers else { return Ok(None) };
-        match table.oldest_reader() {
+        // Mapped at the first commit: from then on a look is a few loads, not a `pread`.
+        match table.map().and_then(|()| table.oldest_reader()) {
             Ok(oldest) => {
                 self.reader_floor.store(oldest.map_or(written, |o| o.min(written)), Ordering::Release);
                 Ok(oldest)
@@ -1699,10 +1700,16 @@ const LOG_SPACE_KEPT_MIN: u64 = 1 << 20;
 pub(super) struct FlusherStop {
     stopped: std::sync::Mutex<bool>,
     wake: std::sync::Condvar,
+    /// A flusher thread waits on `wake` (BALANCED only): without one, a close makes no
+    /// wake-up call (a `futex` syscall whether anyone waits or not).
+    watched: AtomicBool,
 }
 
 impl FlusherStop {
     pub(super) fn stop(&self) {
+        if !self.watched.load(Ordering::Acquire) {
+            return;
+        }
         *self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
         self.wake.notify_all();
     }
@@ -1718,6 +1725,7 @@ impl FlusherStop {
 
 fn spawn_flusher(weak: Weak<Shared>, stop: Arc<FlusherStop>, interval_ms: u32) {
     let interval = Duration::from_millis(u64::from(interval_ms.max(1)));
+    stop.watched.store(true, Ordering::Release);
     // The thread holds only a weak reference while it sleeps, so dropping the last `Store`
     // is never delayed by it.
     std::thread::Builder::new()

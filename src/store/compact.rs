@@ -269,13 +269,15 @@ impl Store {
     /// the nodes need and no snapshot or reader process is there, drops the uncommitted work
     /// (as the close would) and compacts, moving at most `CLOSE_COMPACT_BYTES`.
     pub(super) fn compact_at_close(&self) -> Result<()> {
-        if self.is_in_memory() || !self.can_give_back() {
+        if self.is_in_memory() {
             return Ok(());
         }
         let worth = self.read_state(|c| {
             Ok((0..c.space.classes().count() as u8).any(|class| c.drain_from(class, false).is_some()))
         })?;
-        if !worth {
+        // Readers are looked at only then: a store with nothing to move closes without
+        // reading its reader table (issue 17's close of an unchanged store).
+        if !worth || !self.can_give_back() {
             return Ok(());
         }
         self.abort()?;

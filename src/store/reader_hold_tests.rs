@@ -228,3 +228,41 @@ fn a_read_only_open_overtaken_by_a_checkpoint_starts_again_on_it() {
     assert_eq!(reader.stats().unwrap().epoch, s.stats().unwrap().epoch, "the reader reads the new checkpoint's commit");
     assert_round(&reader, &later.borrow(), 4);
 }
+
+/// Whether this process maps `path` (a line of /proc/self/maps names it).
+fn mapped(path: &Path) -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines().any(|l| l.ends_with(path.to_str().unwrap()))
+}
+
+/// A writer maps the reader table only once it commits: one that opens, reads and closes has
+/// no mapping of it to undo. A reader registered before the writer's open is seen all the same.
+#[test]
+fn a_writer_maps_the_reader_table_only_once_it_commits() {
+    let dir = TempDir::new("readers-lazy");
+    let table = dir.path().join(readers::READERS_FILE);
+    let s = reopen(dir.path(), &strict());
+    let id = nodes(&s, 1)[0];
+    s.close().unwrap();
+
+    let s = reopen(dir.path(), &strict());
+    assert!(s.read(id).is_ok());
+    assert!(!mapped(&table), "opened and read: not mapped");
+    s.close().unwrap();
+
+    let s = reopen(dir.path(), &strict());
+    s.publish(id, &[7; 64]).unwrap();
+    s.commit().unwrap();
+    assert!(mapped(&table), "mapped once it commits");
+    s.close().unwrap();
+    assert!(!mapped(&table));
+
+    let reader = Store::open(dir.path(), &read_only()).unwrap();
+    let s = reopen(dir.path(), &strict());
+    assert_eq!(s.stats().unwrap().reader_processes, 1, "the writer sees the reader");
+    s.publish(id, &[8; 64]).unwrap();
+    s.commit().unwrap();
+    assert_eq!(reader.read(id).unwrap(), vec![7; 64], "its commit kept");
+    drop(reader);
+    s.close().unwrap();
+}

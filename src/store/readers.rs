@@ -60,13 +60,30 @@ impl ReaderTable {
         let path = dir.join(READERS_FILE);
         let words = SharedWords::open(&path, FILE_BYTES, create)
             .map_err(|e| Error::io(format!("open the reader table {}", path.display()), e))?;
-        // Whoever comes first writes the header; everyone checks it.
-        let _ = words.word(0).compare_exchange(0, MAGIC, Ordering::SeqCst, Ordering::SeqCst);
-        let _ = words.word(1).compare_exchange(0, FORMAT, Ordering::SeqCst, Ordering::SeqCst);
-        if words.word(0).load(Ordering::SeqCst) != MAGIC || words.word(1).load(Ordering::SeqCst) != FORMAT {
-            return Err(Error::corrupt(READERS_FILE, 0, "not a pcore reader table of format 1"));
+        let io = |e| Error::io(format!("read the reader table {}", path.display()), e);
+        // A table with its header is only read here (see `SharedWords::map`). Otherwise
+        // whoever comes first writes the header, through the mapping; everyone checks it.
+        let mut header = [0u64; 2];
+        words.read(0, &mut header).map_err(io)?;
+        if header != [MAGIC, FORMAT] {
+            let w = words.map().map_err(io)?;
+            let _ = w[0].compare_exchange(0, MAGIC, Ordering::SeqCst, Ordering::SeqCst);
+            let _ = w[1].compare_exchange(0, FORMAT, Ordering::SeqCst, Ordering::SeqCst);
+            if w[0].load(Ordering::SeqCst) != MAGIC || w[1].load(Ordering::SeqCst) != FORMAT {
+                return Err(Error::corrupt(READERS_FILE, 0, "not a pcore reader table of format 1"));
+            }
         }
         Ok(Arc::new(ReaderTable { words, owned: parking_lot::Mutex::new(vec![false; SLOTS]) }))
+    }
+
+    /// Maps the table, for a writer about to look at it at every commit (a read then costs a
+    /// few loads instead of a `pread`).
+    #[inline]
+    pub(crate) fn map(&self) -> Result<()> {
+        if self.words.is_mapped() {
+            return Ok(()); // at every commit but the first
+        }
+        self.words.map().map(|_| ()).map_err(|e| Error::io("map the reader table", e))
     }
 
     fn record_start(index: usize) -> u64 {
@@ -80,6 +97,7 @@ impl ReaderTable {
     /// Claims a free record (one whose lock nobody holds) and makes it pin everything until
     /// [`ReaderSlot::set_epoch`]. `Busy` when all [`SLOTS`] are taken.
     pub(crate) fn claim(self: &Arc<Self>) -> Result<ReaderSlot> {
+        self.map()?;
         let mut owned = self.owned.lock();
         for index in (0..SLOTS).filter(|&i| !owned[i]) {
             let locked = self
@@ -111,8 +129,25 @@ impl ReaderTable {
     }
 
     /// False when every record is empty, as the writer finds them at nearly every commit: the
-    /// epoch words read four at a time, OR-ed, a few instructions a record.
-    fn any_record_in_use(&self) -> bool {
+    /// epoch words read four at a time, OR-ed, a few instructions a record. A table not mapped
+    /// yet is read with one `pread` instead.
+    fn any_record_in_use(&self) -> Result<bool> {
+        if !self.words.is_mapped() {
+            return self.any_record_in_use_read();
+        }
+        Ok(self.any_mapped_record_in_use())
+    }
+
+    #[cold]
+    fn any_record_in_use_read(&self) -> Result<bool> {
+        let mut records = vec![0u64; SLOTS * WORDS_PER_RECORD];
+        self.words
+            .read((HEADER_BYTES / 8) as usize, &mut records)
+            .map_err(|e| Error::io("read the reader table", e))?;
+        Ok(records.chunks_exact(WORDS_PER_RECORD).any(|r| r[0] != 0))
+    }
+
+    fn any_mapped_record_in_use(&self) -> bool {
         let load = |w: &std::sync::atomic::AtomicU64| w.load(Ordering::SeqCst);
         let mut quads = self.record_words().chunks_exact(4 * WORDS_PER_RECORD);
         let mut any = 0;
@@ -129,9 +164,10 @@ impl ReaderTable {
     /// The oldest epoch a live reader reads, or `None` when no live reader is registered.
     /// Costs a syscall per occupied record (to tell its owner alive).
     pub(crate) fn oldest_reader(&self) -> Result<Option<u64>> {
-        if !self.any_record_in_use() {
+        if !self.any_record_in_use()? {
             return Ok(None);
         }
+        self.map()?;
         let mut oldest: Option<u64> = None;
         for (index, word) in self.epoch_words().enumerate() {
             let stored = word.load(Ordering::SeqCst);
@@ -151,6 +187,9 @@ impl ReaderTable {
 
     /// Live readers and the pid each registered with (for `pcore stat`).
     pub(crate) fn live_readers(&self) -> Vec<(u32, u64)> {
+        if !matches!(self.any_record_in_use(), Ok(true)) || self.map().is_err() {
+            return Vec::new();
+        }
         (0..SLOTS)
             .filter_map(|index| {
                 let stored = self.epoch_word(index).load(Ordering::SeqCst);
@@ -219,6 +258,7 @@ mod tests {
     fn a_record_left_by_a_dead_owner_pins_nothing() {
         let dir = tempfile_dir("readers-dead");
         let writer_view = ReaderTable::open(&dir, true).unwrap();
+        writer_view.map().unwrap();
         // A record as a killed reader leaves it: its epoch written, its lock gone with it.
         writer_view.epoch_word(5).store(3, Ordering::SeqCst);
         assert_eq!(writer_view.oldest_reader().unwrap(), None);
@@ -233,16 +273,21 @@ mod tests {
     fn a_record_in_use_is_seen_in_every_place_of_the_table() {
         let dir = tempfile_dir("readers-every");
         let table = ReaderTable::open(&dir, true).unwrap();
-        assert!(!table.any_record_in_use());
+        let unmapped = ReaderTable::open(&dir, true).unwrap();
+        table.map().unwrap();
+        assert!(!table.any_record_in_use().unwrap());
         for index in 0..SLOTS {
             table.epoch_word(index).store(1, Ordering::SeqCst);
-            assert!(table.any_record_in_use(), "record {index}");
+            assert!(table.any_record_in_use().unwrap(), "record {index}");
+            assert!(unmapped.any_record_in_use().unwrap(), "record {index}, read without mapping");
             table.epoch_word(index).store(0, Ordering::SeqCst);
         }
-        assert!(!table.any_record_in_use());
+        assert!(!table.any_record_in_use().unwrap());
+        assert!(!unmapped.any_record_in_use().unwrap());
+        assert!(!unmapped.words.is_mapped());
         // The words past a record's epoch word (its pid) say nothing of its use.
         table.words.word(HEADER_BYTES as usize / 8 + 1).store(42, Ordering::SeqCst);
-        assert!(!table.any_record_in_use());
+        assert!(!table.any_record_in_use().unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
