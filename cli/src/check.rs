@@ -101,7 +101,9 @@ const FILE_LOOKS: u32 = 6;
 /// The meta, checkpoint and log as `inspect_files` finds them, looked at until two looks in
 /// a row agree (or `FILE_LOOKS` looks): on a store a writer is committing to, a checkpoint
 /// may replace the files during a look, and the log's end may be a frame being appended.
-fn settled_files(dir: &Path) -> pcore::Result<FileReport> {
+/// (`pcore stat` looks the same way: a look that met a log a checkpoint had just removed
+/// failed it beside a writer, about one run in fifty for an outside tester.)
+pub fn settled_files(dir: &Path) -> pcore::Result<FileReport> {
     let fingerprint = |f: &FileReport| (f.generation, f.log.bytes, f.log.valid_bytes);
     let mut last = inspect_files(dir);
     for _ in 1..FILE_LOOKS {

@@ -3,13 +3,13 @@
 use crate::util::{dir_bytes, mib, names_live_node, open_existing, root_name};
 use crate::Outcome;
 use pcore::btree::{list_named_roots, list_trees, BTree, Duplicates, TreeDescription, TreeStats};
-use pcore::store::{inspect_files, MetaSlotState};
+use pcore::store::MetaSlotState;
 use serde_json::{json, Value};
 use std::path::Path;
 
 pub fn run(dir: &Path, as_json: bool) -> Result<Outcome, String> {
     let store = open_existing(dir, true)?;
-    let files = inspect_files(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let files = crate::check::settled_files(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let stats = store.stats().map_err(|e| e.to_string())?;
     let trees: Vec<(TreeDescription, Option<TreeStats>)> = list_trees(&store)
         .map_err(|e| e.to_string())?
