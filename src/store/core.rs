@@ -6,6 +6,7 @@
 //! the state as it was.
 
 use super::codec::crc;
+use super::handle_list::HandleList;
 use super::handle_map::HandleMap;
 use super::history::{History, Version};
 use super::node_id::NodeId;
@@ -75,9 +76,6 @@ struct HotRoot {
 /// How many roots stay hot: one per tree being written to, for a few trees at once.
 const HOT_ROOTS_MAX: usize = 8;
 
-/// The dirty list is not compacted below this length: compacting a short list saves nothing.
-const DIRTY_COMPACT_MIN: usize = 4096;
-
 /// Op buffers of ended scripts kept for reuse, and the largest kept: at most 16 MiB.
 const SPARE_OPS_MAX: usize = 4096;
 const SPARE_OPS_BYTES_MAX: usize = 4096;
@@ -123,9 +121,9 @@ pub(crate) struct Core {
     pub reallocations: u64,
     pub live_nodes: u64,
     pub reserved_nodes: u64,
-    dirty: Vec<u64>,
-    /// `dirty`'s length after it was last compacted (see `mark_dirty`).
-    dirty_compacted: usize,
+    /// The handles marked dirty since the last commit, each once (a handle freed and reused
+    /// stays listed; its slot's `dirty` flag says whether there is anything to log).
+    dirty: HandleList,
     dirty_roots: BTreeSet<Vec<u8>>,
     /// Roots removed since the last commit, each once committed (its removal is logged);
     /// never also in `dirty_roots`.
@@ -201,8 +199,7 @@ impl Core {
             reallocations: 0,
             live_nodes,
             reserved_nodes: 0,
-            dirty: Vec::new(),
-            dirty_compacted: 0,
+            dirty: HandleList::default(),
             dirty_roots: BTreeSet::new(),
             removed_roots: BTreeSet::new(),
             retired: Vec::new(),
@@ -221,7 +218,7 @@ impl Core {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn mark_dirty(&mut self, handle: u64) {
         // Every change goes through here: one its script does not record ends the script
         // (`update_recorded` takes a node's script out before it writes, and puts it back).
@@ -231,26 +228,8 @@ impl Core {
         let slot = &mut self.table.slots[handle as usize];
         if !slot.dirty {
             slot.dirty = true;
-            if self.dirty.len() >= 2 * self.dirty_compacted + DIRTY_COMPACT_MIN {
-                self.compact_dirty();
-            }
-            self.dirty.push(handle);
+            self.dirty.insert(handle);
         }
-    }
-
-    /// Drops from the dirty list the handles that are no longer dirty (nodes allocated and
-    /// freed again before a commit) and those listed twice (a handle freed and reused): a
-    /// host that allocates and frees without committing must not grow the list forever.
-    /// Runs after the list doubled since the last time, so it costs O(1) per entry.
-    #[cold]
-    fn compact_dirty(&mut self) {
-        let slots = &mut self.table.slots;
-        // A handle's `dirty` flag, cleared at its first sighting, tells a second one apart.
-        self.dirty.retain(|&h| std::mem::take(&mut slots[h as usize].dirty));
-        for &h in &self.dirty {
-            slots[h as usize].dirty = true;
-        }
-        self.dirty_compacted = self.dirty.len();
     }
 
     /// Inlined into `Store::allocate`, with every failure's work out of line: the whole call
@@ -961,8 +940,7 @@ impl Core {
         self.flush_hot_roots();
         let epoch = self.epoch + 1;
         self.free_due_retired(epoch);
-        self.dirty.sort_unstable();
-        self.dirty.dedup();
+        self.dirty.sort();
         for i in 0..self.dirty.len() {
             let handle = self.dirty[i];
             if self.table.slots[handle as usize].dirty {
@@ -1128,7 +1106,6 @@ impl Core {
         }
         dirty.clear();
         self.dirty = dirty;
-        self.dirty_compacted = 0;
         self.drop_scripts();
         for (hold, loc) in late {
             if hold {
@@ -1165,10 +1142,8 @@ impl Core {
         for (_, draft) in std::mem::take(&mut self.drafts) {
             self.space.free(draft)?;
         }
-        self.dirty.sort_unstable();
-        self.dirty.dedup();
-        self.dirty_compacted = 0;
-        for handle in std::mem::take(&mut self.dirty) {
+        self.dirty.sort();
+        for &handle in std::mem::take(&mut self.dirty).iter() {
             let s = self.table.slots[handle as usize];
             if !s.dirty {
                 continue; // reserved, then freed before the abort: already released
@@ -1463,8 +1438,8 @@ mod tests {
     use crate::store::StoreOptions;
 
     /// A host that allocates and frees without committing (a ring of live nodes, as an
-    /// allocator benchmark runs) keeps the dirty list near its live count, not one entry per
-    /// allocation ever made; a commit then logs exactly the live nodes.
+    /// allocator benchmark runs) keeps the dirty list at the handles it uses, each once, not
+    /// one entry per allocation ever made; a commit then logs exactly the live nodes.
     #[test]
     fn allocating_and_freeing_without_commits_keeps_the_dirty_list_bounded() {
         let mut c = super::super::recovery::new_memory_core(&StoreOptions::default()).unwrap();
@@ -1473,9 +1448,8 @@ mod tests {
             c.free(ring[i % ring.len()]).unwrap();
             ring[i % 1000] = c.allocate(64, 1).unwrap().0;
         }
-        assert!(c.dirty.len() <= 2 * 1000 + DIRTY_COMPACT_MIN + 1, "{} entries", c.dirty.len());
+        assert_eq!(c.dirty.len(), 1000, "each handle in use listed once");
         let prepared = c.prepare_commit(usize::MAX, usize::MAX, Vec::new());
-        assert_eq!(c.dirty.len(), 1000, "after dedup: the live nodes");
         c.apply_commit(prepared.epoch, false);
         assert_eq!(c.live_nodes, 1000);
         c.verify().unwrap();

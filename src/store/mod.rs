@@ -26,6 +26,7 @@ mod delta_tests;
 #[cfg(test)]
 mod edge_tests;
 mod footprint;
+mod handle_list;
 mod handle_map;
 mod history;
 mod inspect;

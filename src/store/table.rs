@@ -4,6 +4,7 @@
 //! A LIVE node changed since the last commit has a shadow block; its committed block is kept
 //! in `shadowed` until the commit that replaces it is durable.
 
+use super::handle_list::HandleList;
 use super::handle_map::HandleMap;
 use super::node_id::{next_tag, NodeId};
 use super::seal::Seals;
@@ -115,10 +116,11 @@ pub(crate) struct ObjectTable {
     free_handles: Vec<u64>,
     pub shadowed: HandleMap<Committed>,
     /// Free handles given a new tag since the last checkpoint: it writes their tags, so an id
-    /// handed out and dropped before any commit stays stale after a reopen.
-    pub retagged: Vec<u64>,
-    /// Bit `h % 64` of word `h / 64` set: `h` is in `retagged`.
-    retagged_bits: Vec<u64>,
+    /// handed out and dropped before any commit stays stale after a reopen. Each once: a host
+    /// that allocates and frees without a checkpoint retags the same few handles again and
+    /// again (sorting the list now and then instead cost 60 ns a pair with 10,000 handles in
+    /// turn).
+    pub retagged: HandleList,
     /// Group checksums and which committed CRCs are not known yet (`seal.rs`).
     pub seals: Seals,
 }
@@ -130,8 +132,7 @@ impl ObjectTable {
             slots: vec![Slot::EMPTY],
             free_handles: Vec::new(),
             shadowed: HandleMap::default(),
-            retagged: Vec::new(),
-            retagged_bits: Vec::new(),
+            retagged: HandleList::default(),
             seals: Seals::default(),
         }
     }
@@ -168,7 +169,7 @@ impl ObjectTable {
         if let Some(h) = self.free_handles.pop() {
             let slot = &mut self.slots[h as usize];
             slot.tag = next_tag(slot.tag);
-            self.note_retagged(h);
+            self.retagged.insert(h);
             return Ok(h);
         }
         self.new_handle()
@@ -185,32 +186,8 @@ impl ObjectTable {
         Ok(h)
     }
 
-    /// Lists `h` among the retagged handles, once: a host that allocates and frees without a
-    /// checkpoint retags the same few handles again and again, and the list grew by one entry
-    /// a pair. A bit per handle says which are listed (sorting the list now and then instead
-    /// cost 60 ns a pair with 10,000 handles in turn).
-    #[inline]
-    fn note_retagged(&mut self, h: u64) {
-        let (word, bit) = ((h / 64) as usize, 1u64 << (h % 64));
-        if word >= self.retagged_bits.len() {
-            self.grow_retagged_bits(word);
-        }
-        if self.retagged_bits[word] & bit == 0 {
-            self.retagged_bits[word] |= bit;
-            self.retagged.push(h);
-        }
-    }
-
-    #[cold]
-    fn grow_retagged_bits(&mut self, word: usize) {
-        self.retagged_bits.resize(word + 1, 0);
-    }
-
     /// Empties the list of retagged handles (a checkpoint has written their tags).
     pub fn clear_retagged(&mut self) {
-        for &h in &self.retagged {
-            self.retagged_bits[(h / 64) as usize] = 0;
-        }
         self.retagged.clear();
     }
 
@@ -316,7 +293,7 @@ mod tests {
                 t.slots[h as usize].state = State::Reserved;
             }
         }
-        let mut listed = t.retagged.clone();
+        let mut listed = t.retagged.to_vec();
         listed.sort_unstable();
         assert_eq!(listed, handles, "each retagged handle listed once");
         t.clear_retagged();
@@ -324,6 +301,6 @@ mod tests {
         t.slots[handles[0] as usize].state = State::Free;
         t.release_handle(handles[0]);
         assert_eq!(t.take_handle().unwrap(), handles[0]);
-        assert_eq!(t.retagged, [handles[0]], "listed again after the list was emptied");
+        assert_eq!(*t.retagged, [handles[0]], "listed again after the list was emptied");
     }
 }
