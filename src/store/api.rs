@@ -999,6 +999,8 @@ impl Store {
         // After the frame is written (see `readers`): a reader process that registers later
         // reads this commit, in which the blocks it frees are free already.
         let oldest_reader = self.shared.look_at_readers(&w, prepared.epoch);
+        // A reader process keeps the tails from being cut: no checkpoint for them then.
+        let no_reader_process = matches!(oldest_reader, Ok(None));
         let mut c = RwLockUpgradableReadGuard::upgrade(c);
         c.apply_commit(prepared.epoch, self.shared.has_snapshots());
         c.history.prune(self.shared.oldest_snapshot());
@@ -1032,7 +1034,7 @@ impl Store {
         // (a bulk load's one commit would write its pages twice: see `footprint`).
         let for_footprint = opts.durability != Durability::Eventual
             && !self.shared.has_snapshots()
-            && estimate.wants_checkpoint(log_len);
+            && estimate.wants_checkpoint(log_len, no_reader_process && moved.nodes == 0 && !moved.budget_hit);
         if log_len > opts.checkpoint_log_bytes.max(table_bytes) || for_footprint {
             // The commit is durable whatever happens here; a failed checkpoint is retried at
             // the next commit and reported by `checkpoint()`.
