@@ -6,12 +6,15 @@
 //! checkpoint pieces. A commit that finds the directory past [`TRIGGER_RATIO`] of the live
 //! bytes checkpoints, as a commit whose log passed `checkpoint_log_bytes` does: the log starts
 //! over and the class files' free tails are cut. Two rules keep that bounded:
-//! - only when the log itself holds the excess, and at most once per [`LOG_BYTES_MIN`] of log
-//!   written: a store whose excess is inside its class files (free blocks, versions held
-//!   until the next checkpoint) is left to its log-size checkpoints, its close and
-//!   compaction. Checkpointing those too (once per half the live bytes of log) took a
-//!   Kizuna-like load (100 k random rows, a STRICT commit per 500) from 259 to 906 bytes
-//!   written per row, each checkpoint flushing most of the store, and still left it at 2.4x;
+//! - at most once per [`LOG_BYTES_MIN`] of log written, and only when the log itself holds
+//!   the excess, or when the commit's relocation has nothing left to move and the class
+//!   files' unused blocks hold half the excess or more (a store that freed most of its nodes:
+//!   the checkpoint lets the moved nodes' old blocks go and the tails are cut). A store whose
+//!   excess is scattered free blocks beside a larger log is left to its log-size checkpoints,
+//!   its close and compaction: checkpointing those too (once per half the live bytes of log)
+//!   took a Kizuna-like load (100 k random rows, a STRICT commit per 500) from 259 to 906
+//!   bytes written per row, each checkpoint flushing most of the store, and still left it at
+//!   2.4x;
 //! - not under EVENTUAL, whose commits are durable only at a checkpoint (or a sync): its
 //!   footprint holds from there. A checkpoint inside a bulk load's one commit writes every
 //!   page twice (100 k random inserts: the commit 249 ns an insert against 103, LMDB 14);
