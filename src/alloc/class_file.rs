@@ -328,6 +328,12 @@ impl ClassFile {
             return Ok(());
         }
         let last = self.segments.len() - 1;
+        // A read-only view: what the file holds of the segment now (a writer may have extended
+        // it since this view was mapped), looked up once.
+        let in_file = match (&self.backing, &self.file) {
+            (Backing::Private(_), Some(file)) => self.tail_in_file(file, block_bytes),
+            _ => 0,
+        };
         match (&self.backing, &self.file) {
             (Backing::Shared(_), Some(file)) => {
                 let at = last as u64 * self.segment_bytes + self.tail_bytes;
@@ -343,8 +349,8 @@ impl ClassFile {
             // A read-only view whose file a writer has extended since (a step at a time): the
             // private mapping reads the file's pages as far as the file now goes, unlogged
             // payloads included. Only whole blocks: a writer extends by whole blocks.
-            (Backing::Private(_), Some(file)) if self.tail_in_file(file, block_bytes) > self.tail_bytes => {
-                self.tail_bytes = self.tail_in_file(file, block_bytes);
+            (Backing::Private(_), Some(_)) if in_file > self.tail_bytes => {
+                self.tail_bytes = in_file;
                 return Ok(());
             }
             // A read-only view (see `grow`): the segment moves to memory, its file bytes along.

@@ -69,5 +69,5 @@ fn a_checkpoint_whose_directory_sync_fails_after_reusing_the_log_answers_poisone
         Err(Error::Poisoned(why)) => assert!(why.contains("reusing the log"), "{why}"),
         other => panic!("expected Poisoned, got {other:?}"),
     }
-    expect_stopped_then_reopen(dir.path(), s, &kept.clone(), &kept);
+    expect_stopped_then_reopen(dir.path(), s, &kept, &kept);
 }
