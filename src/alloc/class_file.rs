@@ -201,6 +201,13 @@ impl ClassFile {
         &mut self.segments[index as usize]
     }
 
+    /// Segment `from`, to read, and segment `to` (another), to write.
+    pub(crate) fn segment_pair(&mut self, from: u32, to: u32) -> (&Mapping, &mut Mapping) {
+        self.dirty[to as usize].store(true, Ordering::Relaxed);
+        let (to, from) = super::space::two_mut(&mut self.segments, to as usize, from as usize);
+        (from, to)
+    }
+
     /// Writes every segment changed since the last flush back to disk and waits
     /// (`sync_pieces`: a checkpoint after a bulk load of 1 M entries made 144 `msync`s, one per
     /// segment, 0.22 s of a close). A file that grew since its size was last synced is synced

@@ -271,9 +271,8 @@ impl Space {
             return;
         }
         if from.class == to.class {
-            let file = &mut self.per_class[to.class as usize].file;
-            let src = file.segment(src_seg).read(src_off, len).to_vec();
-            file.segment_mut(dst_seg).write(dst_off, &src);
+            let (src, dst) = self.per_class[to.class as usize].file.segment_pair(src_seg, dst_seg);
+            crate::os::copy_between(src, src_off, dst, dst_off, len);
             return;
         }
         let (src_class, dst_class) = two_mut(&mut self.per_class, from.class as usize, to.class as usize);
@@ -397,7 +396,7 @@ fn not_freed(loc: Loc, e: FreeError) -> Error {
     }
 }
 
-fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+pub(super) fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     assert_ne!(a, b);
     if a < b {
         let (lo, hi) = v.split_at_mut(b);
