@@ -429,8 +429,8 @@ const SEARCH_NODE_MIN_BYTES: usize = 256;
 const DELTA_CAPACITY_MAX: usize = 4096;
 
 /// As `encode`, against `new.len()` zero bytes (`zeros`): literal ranges of `new` between
-/// runs of `EQUAL_RUN_MIN` or more zero bytes (what `encode` logs against zeros), found a
-/// word at a time: the general encoder spent ~22 instructions a byte of a new 4 KiB page.
+/// runs of `SPARSE_ZERO_RUN_MIN` or more zero bytes, found a word at a time (the general
+/// encoder spent ~22 instructions a byte of a new 4 KiB page).
 pub(crate) fn encode_sparse(zeros: &[u8], new: &[u8], out: &mut Vec<u8>) -> bool {
     debug_assert!(zeros.len() == new.len() && zeros.iter().all(|&b| b == 0));
     if !literal_delta_may_fit(zeros, new) {
@@ -441,33 +441,38 @@ pub(crate) fn encode_sparse(zeros: &[u8], new: &[u8], out: &mut Vec<u8>) -> bool
     let mut e = Encoder { out: &mut body, count: 0, prev_end: 0, pieces: Vec::new(), search: false, far: None };
     let mut at = first_difference(new, zeros, 0, new.len());
     while at < new.len() {
-        let end = next_zero_run(new, at);
+        let (end, next) = next_long_zero_run(new, zeros, at);
         e.bytes(new, at, end);
-        at = first_difference(new, zeros, end, new.len());
+        at = next;
     }
     finish(e, out, start_len, new.len())
 }
 
-/// Where the first run of `EQUAL_RUN_MIN` zero bytes at or after `from` starts (`b.len()` if
-/// none): `region_end` against zeros without loading them (through `region_end` a split page's
-/// new sibling took 25 M more instructions in commit_bench). 8-byte windows 4 apart see every
-/// run of 4.
-fn next_zero_run(b: &[u8], from: usize) -> usize {
+/// Zero bytes that end a literal range of a sparse payload. Shorter runs stay in the literal:
+/// a run costs its bytes there, a new range 2 to 4 bytes of header, but a node's short runs
+/// (the high bytes of small integers in every B+ tree cell) made a range each, ~400 of them
+/// in a new 4 KiB leaf, and encoding one took 67 k instructions; this takes ~5 k and logs a
+/// few percent more of such a page.
+const SPARSE_ZERO_RUN_MIN: usize = 16;
+
+/// The first run of `SPARSE_ZERO_RUN_MIN` or more zero bytes at or after `from`, as (its
+/// start, the first nonzero byte after it), or `(b.len(), b.len())`. Such a run holds a zero
+/// word at one of `from`, `from + 8`, ..., so only those are looked at until one is found.
+fn next_long_zero_run(b: &[u8], zeros: &[u8], from: usize) -> (usize, usize) {
     let mut i = from;
     while i + 8 <= b.len() {
-        let runs = zero_runs_of_4(word(b, i));
-        if runs != 0 {
-            return i + (runs.trailing_zeros() / 8) as usize;
+        if word(b, i) != 0 {
+            i += 8;
+            continue;
         }
-        i += 4;
-    }
-    while i < b.len() {
-        if b[i..].iter().take(EQUAL_RUN_MIN).all(|&x| x == 0) {
-            return i;
+        let start = i - b[from..i].iter().rev().take_while(|&&x| x == 0).count();
+        let next = first_difference(b, zeros, i + 8, b.len());
+        if next - start >= SPARSE_ZERO_RUN_MIN {
+            return (start, next);
         }
-        i += 1;
+        i = next;
     }
-    b.len()
+    (b.len(), b.len())
 }
 
 fn encode_with(base: &[u8], new: &[u8], out: &mut Vec<u8>, search: bool) -> bool {
