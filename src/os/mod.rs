@@ -1,6 +1,7 @@
 //! The operating system boundary: mapped memory, preallocation, syncs and the directory lock.
 //! Every `unsafe` block that touches a mapping lives here.
 
+mod carryless;
 mod file;
 mod lock;
 mod mapping;
@@ -9,6 +10,7 @@ mod process;
 mod shared_words;
 mod space;
 
+pub(crate) use carryless::{crc_of_difference, multiply as carryless_multiply};
 pub(crate) use file::{exchange, preallocate, sync_dir, write_all_vectored_at};
 pub(crate) use lock::{DirLock, LockError};
 pub(crate) use mapping::{copy_between, Arena, Mapping};

@@ -6,6 +6,7 @@
 //! the state as it was.
 
 use super::codec::crc;
+use super::crc_update;
 use super::handle_list::HandleList;
 use super::handle_map::HandleMap;
 use super::history::{History, Version};
@@ -987,7 +988,14 @@ impl Core {
                 continue;
             }
             let payload = self.space.read(s.loc(), s.len as usize);
-            let payload_crc = crc(payload);
+            // A delta needs a base recovery can read: one the log rebuilds, or one in its
+            // block (checkpointed, or synced at its commit), held until the next checkpoint.
+            let base = self.table.shadowed.get(&handle);
+            let script = self.scripts.get(&handle).filter(|_| base.is_some_and(|c| c.len == s.len));
+            let payload_crc = match (script, base) {
+                (Some(script), Some(c)) => self.scripted_crc(handle, c, script, payload),
+                _ => crc(payload),
+            };
             // Only trusted once the slot is clean, i.e. after this commit applies.
             self.table.slots[handle as usize].crc = payload_crc;
             let put = PutOp {
@@ -1007,10 +1015,6 @@ impl Core {
                 frees_sole_copies |= sole_copy;
                 continue;
             }
-            // A delta needs a base recovery can read: one the log rebuilds, or one in its
-            // block (checkpointed, or synced at its commit), held until the next checkpoint.
-            let base = self.table.shadowed.get(&handle);
-            let script = self.scripts.get(&handle).filter(|_| base.is_some_and(|c| c.len == s.len));
             if let (Some(script), Some(c)) = (script, base) {
                 if cfg!(any(test, debug_assertions)) {
                     assert!(script.replays(self.space.read(c.loc, c.len as usize), payload), "node {handle}'s script");
@@ -1034,6 +1038,22 @@ impl Core {
             frame.root_remove(name);
         }
         PreparedCommit { epoch, frame: frame.finish_parts(epoch), unlogged, frees_sole_copies }
+    }
+
+    /// The CRC of a node's new version `payload`, updated from its base's (`c`) over the ranges
+    /// its script wrote (`crc_update.rs`), or computed whole when the base's CRC is not known
+    /// to be its own (its group failed its check).
+    fn scripted_crc(&self, handle: u64, c: &Committed, script: &Script, payload: &[u8]) -> u32 {
+        let seals = &self.table.seals;
+        if seals.is_suspect(handle) || seals.is_unknown(handle) {
+            return crc(payload);
+        }
+        let base = self.space.read(c.loc, c.len as usize);
+        let updated = crc_update::updated(c.crc, base, payload, script.changed());
+        if cfg!(any(test, debug_assertions)) {
+            assert!(updated == crc(payload) || crc(base) != c.crc, "node {handle}'s CRC from its script's ranges");
+        }
+        updated
     }
 
     /// Marks everything in the prepared commit as committed at `epoch`. With `keep_history`

@@ -18,6 +18,7 @@ mod compact_tests;
 mod core;
 #[cfg(test)]
 mod crash_tests;
+mod crc_update;
 #[cfg(test)]
 mod damage_tests;
 mod delta;

@@ -14,6 +14,7 @@
 //! Every op lies within the node's length, which is the base's: a script is logged only for
 //! a node whose length did not change.
 
+use super::crc_update::Changed;
 use super::delta::{get_varint, put_varint};
 use std::ops::Range;
 
@@ -25,13 +26,15 @@ pub(crate) struct Script {
     count: u64,
     limit: usize,
     dropped: bool,
+    /// The ranges the ops wrote: the node's CRC is updated from them (`crc_update.rs`).
+    changed: Changed,
 }
 
 impl Script {
     /// An empty script for a node of `node_len` bytes, its ops in `buffer` (cleared).
     pub fn new(node_len: usize, mut buffer: Vec<u8>) -> Script {
         buffer.clear();
-        Script { ops: buffer, count: 0, limit: node_len / 2, dropped: false }
+        Script { ops: buffer, count: 0, limit: node_len / 2, dropped: false, changed: Changed::default() }
     }
 
     /// The op buffer, for another script.
@@ -50,6 +53,11 @@ impl Script {
     /// Whether every change since the committed version is recorded.
     pub fn is_whole(&self) -> bool {
         !self.dropped
+    }
+
+    /// The ranges of the node the ops wrote, in order: outside them it is its base.
+    pub fn changed(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        self.changed.ranges()
     }
 
     /// Ends the recording: the node is changed some way the script does not hold.
@@ -71,6 +79,7 @@ impl Script {
             put_varint(&mut self.ops, bytes.len() as u64);
             self.ops.extend_from_slice(bytes);
             self.count += 1;
+            self.changed.add(at, at + bytes.len());
         }
     }
 
@@ -80,6 +89,7 @@ impl Script {
             put_varint(&mut self.ops, from as u64);
             put_varint(&mut self.ops, len as u64);
             self.count += 1;
+            self.changed.add(to, to + len);
         }
     }
 

@@ -187,3 +187,29 @@ fn a_format_7_store_is_read_and_converted_at_the_first_writable_open() {
     let s = reopen(dir.path(), &strict());
     assert_eq!(s.read(id).unwrap(), model);
 }
+
+/// A node's CRC at a commit is updated from its committed CRC over the ranges its script
+/// wrote (`crc_update.rs`). A committed block damaged on disk before the edit therefore
+/// yields a new CRC its bytes do not match: the damage is reported, not sealed under a CRC
+/// computed from the damaged bytes.
+#[test]
+fn a_block_damaged_before_a_recorded_edit_is_reported_not_sealed() {
+    let dir = TempDir::new("script-damaged-base");
+    let s = reopen(dir.path(), &strict());
+    let (id, mut model) = committed_node(&s, 5);
+    let (file, offset) = s
+        .read_state(|c| {
+            let (loc, _) = c.read_loc(id)?;
+            Ok(c.space.file_position(loc))
+        })
+        .unwrap();
+    // Byte 3500 is outside every range `insert_like` writes.
+    let f = std::fs::OpenOptions::new().write(true).open(dir.path().join(&file)).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, &[!model[3500]], offset + 3500).unwrap();
+    drop(f);
+    recorded_insert(&s, id, &mut model, 0);
+    s.commit().unwrap();
+    let found = s.check_checksums(10).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(matches!(&found[0], crate::Error::Corrupt { what, .. } if what.contains(&id.to_string())), "{found:?}");
+}
