@@ -1042,10 +1042,12 @@ impl Core {
 
     /// The CRC of a node's new version `payload`, updated from its base's (`c`) over the ranges
     /// its script wrote (`crc_update.rs`), or computed whole when the base's CRC is not known
-    /// to be its own (its group failed its check).
+    /// to be its own (its group unverified or failed its check) or a range lies past the node
+    /// (its script is then refused at recovery, as it was before).
     fn scripted_crc(&self, handle: u64, c: &Committed, script: &Script, payload: &[u8]) -> u32 {
         let seals = &self.table.seals;
-        if seals.is_suspect(handle) || seals.is_unknown(handle) {
+        let within = script.changed().last().is_none_or(|r| r.end <= payload.len());
+        if seals.is_suspect(handle) || seals.is_unknown(handle) || !within {
             return crc(payload);
         }
         let base = self.space.read(c.loc, c.len as usize);
