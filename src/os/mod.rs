@@ -1,5 +1,6 @@
-//! The operating system boundary: mapped memory, preallocation, syncs and the directory lock.
-//! Every `unsafe` block that touches a mapping lives here.
+//! The operating system boundary: mapped memory, preallocation, syncs and the directory lock,
+//! and the CPU instructions reached through intrinsics (`carryless`, `prefetch`). Every
+//! `unsafe` block that touches a mapping or calls an intrinsic lives here.
 
 mod carryless;
 mod file;
