@@ -21,6 +21,6 @@ pub(crate) use process::exit_code_of_forked;
 pub(crate) use process::process_exists;
 pub(crate) use shared_words::SharedWords;
 pub use space::simulate_disk_limit;
+pub(crate) use space::{reserve, simulated_cut_failure, simulated_sync_failure};
 #[cfg(test)]
-pub(crate) use space::simulate_sync_failure;
-pub(crate) use space::{reserve, simulated_sync_failure};
+pub(crate) use space::{simulate_cut_failure, simulate_sync_failure};

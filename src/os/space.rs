@@ -4,7 +4,8 @@
 //! or removing the budget is freeing space. With no budget set the check is one atomic load.
 //!
 //! Beside it, for tests only, a sync that fails: a directory's log syncs and its own sync
-//! answer `EIO` while it is set, as a disk that lost the pages it was asked to write would.
+//! answer `EIO` while it is set, as a disk that lost the pages it was asked to write would;
+//! and a log that cannot be cut back after a failed append (`EIO` from its `ftruncate`).
 
 use parking_lot::Mutex;
 use std::io;
@@ -49,6 +50,33 @@ pub(crate) fn simulate_sync_failure(dir: &Path, failing: bool) {
     if failing {
         fails.push(dir.to_path_buf());
     }
+}
+
+#[cfg(test)]
+static CUT_FAILS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Makes the cut-back of the log in `dir` after a failed append fail with `EIO` (`false`: no
+/// more).
+#[cfg(test)]
+pub(crate) fn simulate_cut_failure(dir: &Path, failing: bool) {
+    let mut fails = CUT_FAILS.lock();
+    fails.retain(|d| d != dir);
+    if failing {
+        fails.push(dir.to_path_buf());
+    }
+}
+
+/// `EIO` when a test made the cut-back of the log `path` fail.
+#[inline(always)]
+pub(crate) fn simulated_cut_failure(path: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    {
+        if CUT_FAILS.lock().iter().any(|d| path.parent() == Some(d.as_path())) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+    }
+    let _ = path;
+    Ok(())
 }
 
 /// `EIO` when a test made the syncs of `path` (a file in a directory, or the directory) fail.

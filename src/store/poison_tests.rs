@@ -7,7 +7,7 @@ use super::api::{CheckpointStep, CHECKPOINT_HOOK};
 use super::tests::{reopen, strict, TempDir};
 use super::*;
 use crate::error::Error;
-use crate::os::simulate_sync_failure;
+use crate::os::{simulate_cut_failure, simulate_disk_limit, simulate_sync_failure};
 
 fn node(s: &Store, byte: u8) -> (NodeId, Vec<u8>) {
     let id = s.allocate(200, 1).unwrap().0;
@@ -70,4 +70,45 @@ fn a_checkpoint_whose_directory_sync_fails_after_reusing_the_log_answers_poisone
         other => panic!("expected Poisoned, got {other:?}"),
     }
     expect_stopped_then_reopen(dir.path(), s, &kept, &kept);
+}
+
+/// A log append that fails (the disk full) and whose cut-back fails too: the log may hold a
+/// part of the frame in front of the next one, so the store stops rather than answer the
+/// "nothing committed" of `NoSpace`.
+#[test]
+fn a_failed_append_that_cannot_be_cut_back_answers_poisoned() {
+    let dir = TempDir::new("poison-append");
+    let s = reopen(dir.path(), &strict());
+    let kept = node(&s, 4);
+    s.commit().unwrap();
+    let unsure = node(&s, 5);
+    simulate_disk_limit(dir.path(), Some(0));
+    simulate_cut_failure(dir.path(), true);
+    let result = s.commit();
+    simulate_disk_limit(dir.path(), None);
+    simulate_cut_failure(dir.path(), false);
+    match result {
+        Err(Error::Poisoned(why)) => assert!(why.contains("could not be cut back"), "{why}"),
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    expect_stopped_then_reopen(dir.path(), s, &kept, &unsure);
+}
+
+/// The same failed append, cut back: nothing was committed, the store goes on.
+#[test]
+fn a_failed_append_that_is_cut_back_answers_no_space_and_the_store_goes_on() {
+    let dir = TempDir::new("append-cut");
+    let s = reopen(dir.path(), &strict());
+    let kept = node(&s, 6);
+    s.commit().unwrap();
+    let later = node(&s, 7);
+    simulate_disk_limit(dir.path(), Some(0));
+    let result = s.commit();
+    simulate_disk_limit(dir.path(), None);
+    assert!(matches!(result, Err(Error::NoSpace(_))), "{result:?}");
+    s.commit().unwrap();
+    drop(s);
+    let r = reopen(dir.path(), &strict());
+    assert_eq!(r.read(kept.0).unwrap(), kept.1);
+    assert_eq!(r.read(later.0).unwrap(), later.1);
 }

@@ -690,6 +690,7 @@ impl LogWriter {
 
     /// Cuts the file back to the end of the frames after a failed write.
     fn cut_back(&mut self) -> std::io::Result<()> {
+        crate::os::simulated_cut_failure(&self.path)?;
         self.file.set_len(self.len)?;
         self.file_len = self.len;
         Ok(())
