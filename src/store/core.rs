@@ -221,11 +221,17 @@ impl Core {
 
     #[inline(always)]
     pub(super) fn mark_dirty(&mut self, handle: u64) {
-        // Every change goes through here: one its script does not record ends the script
-        // (`update_recorded` takes a node's script out before it writes, and puts it back).
+        // Every change goes through here or `mark_changed`: one its script does not record
+        // ends the script (`update_recorded` and `prepare_write` take the other way).
         if !self.scripts.is_empty() {
             self.drop_script(handle);
         }
+        self.mark_changed(handle);
+    }
+
+    /// Lists the node as changed in this commit (its script, if any, goes on).
+    #[inline]
+    fn mark_changed(&mut self, handle: u64) {
         let slot = &mut self.table.slots[handle as usize];
         if !slot.dirty {
             slot.dirty = true;
@@ -394,8 +400,25 @@ impl Core {
         self.write_loc_of(handle)
     }
 
-    /// As `write_loc`, for a handle already resolved.
+    /// As `write_loc`, for a handle already resolved: a change its script does not record.
     fn write_loc_of(&mut self, handle: u64) -> Result<Loc> {
+        let loc = self.writable_block(handle)?;
+        self.mark_dirty(handle);
+        Ok(loc)
+    }
+
+    /// As `write_loc_of`, for a change its script records: the script goes on.
+    #[inline]
+    fn recorded_write_loc_of(&mut self, handle: u64) -> Result<Loc> {
+        let loc = self.writable_block(handle)?;
+        self.mark_changed(handle);
+        Ok(loc)
+    }
+
+    /// The node's block to write in: a shadow of its committed block, taken at its first
+    /// change since its commit.
+    #[inline]
+    fn writable_block(&mut self, handle: u64) -> Result<Loc> {
         let loc = if self.needs_shadow(handle) {
             let capacity = self.space.capacity(self.table.slots[handle as usize].class) as usize;
             self.shadow(handle, capacity, capacity)?
@@ -403,7 +426,6 @@ impl Core {
             self.table.slots[handle as usize].loc()
         };
         self.space.touch(loc);
-        self.mark_dirty(handle);
         Ok(loc)
     }
 
@@ -476,14 +498,20 @@ impl Core {
     /// through the `Edit` only, and must not have written anything when it fails.
     pub fn update_recorded<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Edit<'_>) -> Result<(usize, R)>) -> Result<R> {
         let handle = self.table.resolve(id)?;
-        let mut script = self.first_script(handle).or_else(|| self.taken_script(handle));
-        let loc = self.write_loc_of(handle)?;
+        let loc = self.recorded_write_loc(handle)?;
         let capacity = self.space.capacity(loc.class) as usize;
-        let (len, r) = f(&mut Edit::new(self.space.read_mut(loc, capacity), script.as_mut()))?;
-        self.finish_in_place(id, loc, len)?;
-        if let Some(s) = script.filter(Script::is_whole) {
-            self.scripts.insert(handle, s);
+        // The script is edited where it lies in the map: taking it out and putting it back
+        // moved it twice and hashed the handle three times an edit.
+        // Most writes with no script in the map: a commit of new pages, or nothing recorded yet.
+        let script = if self.scripts.is_empty() { None } else { self.scripts.get_mut(&handle) };
+        let mut edit = Edit::new(self.space.read_mut(loc, capacity), script);
+        let result = f(&mut edit);
+        let dropped = edit.script_dropped();
+        if dropped {
+            self.drop_script(handle);
         }
+        let (len, r) = result?;
+        self.finish_in_place(id, loc, len)?;
         Ok(r)
     }
 
@@ -492,12 +520,18 @@ impl Core {
     pub fn prepare_write(&mut self, id: NodeId) -> Result<()> {
         let handle = self.table.resolve(id)?;
         // Nothing is written: a script the node has goes on.
-        let script = self.first_script(handle).or_else(|| self.taken_script(handle));
-        self.write_loc_of(handle)?;
-        if let Some(s) = script {
+        self.recorded_write_loc(handle).map(drop)
+    }
+
+    /// The block for a recorded change of the node, its script begun if this is its first
+    /// change since its commit (its committed version is the script's base).
+    fn recorded_write_loc(&mut self, handle: u64) -> Result<Loc> {
+        let first = self.first_script(handle);
+        let loc = self.recorded_write_loc_of(handle)?;
+        if let Some(s) = first {
             self.scripts.insert(handle, s);
         }
-        Ok(())
+        Ok(loc)
     }
 
     /// Whether the node's next recorded edit would be recorded: it has a script, or it is
@@ -512,15 +546,6 @@ impl Core {
     fn first_script(&mut self, handle: u64) -> Option<Script> {
         let len = self.table.slots[handle as usize].len as usize;
         self.needs_shadow(handle).then(|| Script::new(len, self.spare_ops.pop().unwrap_or_default()))
-    }
-
-    /// The node's script, out of the map (put back after the edit), if it has one.
-    #[inline]
-    fn taken_script(&mut self, handle: u64) -> Option<Script> {
-        if self.scripts.is_empty() {
-            return None; // most writes: a commit of new pages, or nothing recorded yet
-        }
-        self.scripts.remove(&handle)
     }
 
     fn drop_script(&mut self, handle: u64) {

@@ -146,11 +146,19 @@ const CHANGED_MAX: usize = 6;
 
 impl Changed {
     /// Counts `start..end` as changed.
+    #[inline]
     pub fn add(&mut self, start: usize, end: usize) {
-        if start >= end {
+        let (s, e) = (start as u32, end as u32);
+        // Half a leaf insert's edits fall in a range already counted: the new slot, the header.
+        if s >= e || self.ranges[..self.count].iter().any(|&(a, b)| a <= s && e <= b) {
             return;
         }
-        let (s, e) = (start as u32, end as u32);
+        self.add_new(s, e);
+    }
+
+    /// `add` of a range not inside one already counted.
+    #[inline(never)]
+    fn add_new(&mut self, s: u32, e: u32) {
         let (r, n) = (&mut self.ranges, self.count);
         // The ranges that overlap or touch `s..e` are `first..past`.
         let mut first = 0;

@@ -147,10 +147,16 @@ impl<'a> Edit<'a> {
         Some(Edit { bytes, script: self.script.as_deref_mut() })
     }
 
+    /// Whether the node had a script and it was dropped (grown past its limit, or ended by
+    /// `unrecorded`): its owner lets it go.
+    pub(crate) fn script_dropped(&self) -> bool {
+        self.script.as_ref().is_some_and(|s| !s.is_whole())
+    }
+
     /// The bytes, for a change the script will not record (a page rebuilt whole): the node
     /// is logged by what differs from its committed version instead.
     pub fn unrecorded(&mut self) -> &mut [u8] {
-        if let Some(s) = self.script.take() {
+        if let Some(s) = self.script.as_deref_mut() {
             s.drop_ops();
         }
         self.bytes
