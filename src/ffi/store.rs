@@ -169,6 +169,11 @@ pub unsafe extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -
 /// and `PCORE_OPEN_NO_CREATE` or read-only), `PCORE_CORRUPT` (a damaged file, named in the
 /// message), `PCORE_VERSION_MISMATCH`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`.
 ///
+/// Damaged bytes in one node's block do not fail the open, even when a commit the open
+/// replays changed that node: its version is rebuilt over them and kept with the checksum its
+/// commit logged, so the command `pcore check` and reads with `PCORE_OPEN_VERIFY_CHECKSUMS`
+/// name it, and the other nodes read as committed.
+///
 /// Handles belong to the process that opened them; use none across `fork` (as with LMDB).
 /// In a child, every call through a store, tree or cursor handle its parent opened answers
 /// `PCORE_BAD_HANDLE` (the message says it was inherited through fork) and changes nothing,

@@ -169,7 +169,7 @@ pub(crate) fn open_dir_reading(dir: &Path, options: &StoreOptions, read_to: &mut
         }
         epoch = frame.epoch;
     }
-    let Replay { slots, roots, mut space, freed, seals, freed_blocks, .. } = replay;
+    let Replay { slots, roots, mut space, freed, seals, freed_blocks, damaged_versions, .. } = replay;
     let frees = frees.map(|mut f| {
         f.extend(freed_blocks);
         f
@@ -191,7 +191,7 @@ pub(crate) fn open_dir_reading(dir: &Path, options: &StoreOptions, read_to: &mut
     if writable {
         remove_stray_files(dir, meta.generation, chain.first_generation(meta.generation));
     }
-    let note = recovery_note(&log_file, &contents, epoch);
+    let note = recovery_note(&log_file, &contents, epoch, damaged_versions);
     // A store of an older format moves to this one at once: its log's frames are the old kind.
     let needs_checkpoint = writable && (!contents.frames.is_empty() || meta.format < super::meta::FORMAT_VERSION);
     Ok(Opened { core, log, meta, lock, needs_checkpoint, note, chain, frees })
@@ -247,10 +247,11 @@ fn verify_touched_groups(slots: &mut [Slot], seals: &mut Seals, space: &Space, f
     suspect
 }
 
-/// Says what recovery found in the log: commits replayed since the checkpoint, and a torn
-/// tail (a commit cut short), which a writable open cuts off. An earlier generation's frames
-/// after the end (reused log space) are not a commit and go unmentioned.
-fn recovery_note(log_file: &str, contents: &wal::LogContents, epoch: u64) -> Option<String> {
+/// Says what recovery found in the log: commits replayed since the checkpoint, a torn tail
+/// (a commit cut short), which a writable open cuts off, and versions rebuilt over damaged
+/// bytes. An earlier generation's frames after the end (reused log space) are not a commit
+/// and go unmentioned.
+fn recovery_note(log_file: &str, contents: &wal::LogContents, epoch: u64, damaged: u64) -> Option<String> {
     let torn = contents.torn_bytes;
     if contents.frames.is_empty() && torn == 0 {
         return None;
@@ -258,6 +259,12 @@ fn recovery_note(log_file: &str, contents: &wal::LogContents, epoch: u64) -> Opt
     let mut note = format!("recovered to epoch {epoch}: {} commits replayed from {log_file}", contents.frames.len());
     if torn > 0 {
         note += &format!("; {torn} bytes of an incomplete commit at offset {} dropped", contents.valid_bytes);
+    }
+    if damaged > 0 {
+        note += &format!(
+            "; {damaged} node version(s) rebuilt over damaged bytes do not match their checksums \
+             (`pcore check` names the nodes)"
+        );
     }
     Some(note)
 }
@@ -418,6 +425,8 @@ struct Replay<'a> {
     freed: Vec<u64>,
     /// The table's group checks: a replayed version's CRC is known.
     seals: Seals,
+    /// Versions rebuilt over a damaged base: their bytes do not match their logged CRC.
+    damaged_versions: u64,
     /// Blocks the log's commits freed (a node's old block when it moved, a freed node's),
     /// with the epoch of the commit that freed each.
     freed_blocks: Vec<(u64, Loc)>,
@@ -450,6 +459,7 @@ impl<'a> Replay<'a> {
             freed: Vec::new(),
             seals: Seals::default(),
             freed_blocks: Vec::new(),
+            damaged_versions: 0,
         }
     }
 
@@ -618,25 +628,15 @@ impl<'a> Replay<'a> {
                 ));
             }
         };
-        if before.crc != BASE_UNCHECKED && crc(base) != before.crc {
-            let (file, offset) = self.space.file_position(before.loc());
-            return Err(Error::corrupt(
-                file,
-                offset,
-                format!(
-                    "handle {}: its {} bytes, the base of a logged delta, do not match their checksum",
-                    p.handle, before.len
-                ),
-            ));
-        }
         out.clear();
         out.resize(p.len as usize, 0);
         apply(base, delta, out).map_err(|m| bad(format!("handle {}: {m}", p.handle)))?;
+        // A base damaged in its block (its CRC, when known, says so) gives a version that does
+        // not match the logged CRC. That node is damaged, not the store: its version is kept
+        // with the logged CRC, so `pcore check` and verified reads name it, and the open goes
+        // on (it used to refuse the whole store, every acknowledged commit with it).
         if crc(out) != p.payload_crc {
-            return Err(bad(format!(
-                "handle {}: the version rebuilt from a logged delta does not match its checksum",
-                p.handle
-            )));
+            self.damaged_versions += 1;
         }
         Ok(())
     }
