@@ -315,6 +315,8 @@ struct Shared {
     durable_epoch: AtomicU64,
     /// Set after a failure that leaves the on-disk state unsure (see `WriterSide::poisoned`).
     poisoned: AtomicBool,
+    /// Why, once `poisoned` is set: every call but close answers it.
+    poisoned_why: Mutex<String>,
     writer: Mutex<WriterSide>,
     state: RwLock<Core>,
     closed: AtomicBool,
@@ -616,6 +618,7 @@ impl Store {
             abort_hooks: Mutex::new(Vec::new()),
             durable_epoch,
             poisoned: AtomicBool::new(false),
+            poisoned_why: Mutex::new(String::new()),
             writer: Mutex::new(writer),
             state: RwLock::new(core),
             closed: AtomicBool::new(false),
@@ -632,13 +635,24 @@ impl Store {
         Store { shared, at: None }
     }
 
+    /// Open and not poisoned: every call but close asks. After a failure that left the disk
+    /// unsure, reads answer `Poisoned` too: what memory holds may include a commit that is not
+    /// on disk, and a reopen tells.
     #[inline]
     fn check_open(&self) -> Result<()> {
         if self.shared.closed.load(Ordering::Acquire) {
             Err(Error::Closed)
+        } else if self.shared.poisoned.load(Ordering::Acquire) {
+            Err(self.poisoned_error())
         } else {
             Ok(())
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn poisoned_error(&self) -> Error {
+        Error::Poisoned(self.shared.poisoned_why.lock().clone())
     }
 
     /// Open, writable and not poisoned. Every mutation asks, so the answer "yes" is a few
@@ -665,8 +679,7 @@ impl Store {
         if self.shared.options.read_only || self.at.is_some() {
             return Error::ReadOnly;
         }
-        let why = self.shared.writer.lock().poisoned.clone().unwrap_or_default();
-        Error::Poisoned(why)
+        self.poisoned_error()
     }
 
     /// Locks the writer side (log, meta) for a commit or checkpoint.
@@ -743,7 +756,7 @@ impl Store {
 
     /// False once the store is closed.
     pub fn is_open(&self) -> bool {
-        self.check_open().is_ok()
+        !self.shared.closed.load(Ordering::Acquire)
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -1593,6 +1606,7 @@ impl Shared {
     fn poison(&self, w: &mut WriterSide, why: String) -> Error {
         let why = format!("{why}; what the failing call wrote may or may not be on disk");
         w.poisoned = Some(why.clone());
+        *self.poisoned_why.lock() = why.clone();
         self.poisoned.store(true, Ordering::Release);
         Error::Poisoned(why)
     }

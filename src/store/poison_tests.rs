@@ -21,6 +21,14 @@ fn expect_stopped_then_reopen(dir: &std::path::Path, s: Store, kept: &(NodeId, V
     assert!(matches!(s.commit(), Err(Error::Poisoned(_))), "a later commit");
     assert!(matches!(s.abort(), Err(Error::Poisoned(_))), "an abort");
     assert!(matches!(s.allocate(10, 1), Err(Error::Poisoned(_))), "an allocation");
+    // Reads too, as the header says: memory may hold a commit the disk does not.
+    assert!(matches!(s.read(kept.0), Err(Error::Poisoned(_))), "a read");
+    assert!(matches!(s.snapshot().map(drop), Err(Error::Poisoned(_))), "a snapshot");
+    assert!(matches!(s.stats().map(drop), Err(Error::Poisoned(_))), "stats");
+    let copy = dir.with_extension("copy");
+    assert!(matches!(s.backup(&copy, 0), Err(Error::Poisoned(_))), "a backup");
+    assert!(!copy.exists(), "a refused backup leaves nothing");
+    assert!(s.is_open(), "poisoned, not closed");
     simulate_sync_failure(dir, false);
     drop(s);
     let r = reopen(dir, &strict());
