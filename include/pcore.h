@@ -133,7 +133,12 @@
 #define PCORE_OPEN_NO_CREATE 4
 
 // Open flag: check every read of a committed node against the checksum its commit
-// recorded; a mismatch answers `PCORE_CORRUPT` naming the node and the file offset.
+// recorded, and every change of one before its bytes are copied into the next version; a
+// mismatch answers `PCORE_CORRUPT` naming the node and the file offset, and a refused change
+// changes nothing. A node the open found in the checkpoint, unchanged since, is checked
+// with the checksum of its group of 8 neighbouring handles, which the checkpoint keeps
+// instead of one per node: one damaged node makes the group's other members answer
+// `PCORE_CORRUPT` too, until each is rewritten.
 #define PCORE_OPEN_VERIFY_CHECKSUMS 8
 
 // Growth: the node moves to a larger block and keeps its id.

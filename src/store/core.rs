@@ -308,6 +308,9 @@ impl Core {
     /// `copy_len` bytes of the old contents into it; the caller writes the first
     /// `written_bytes` next (the rest is zeroed).
     fn shadow(&mut self, handle: u64, copy_len: usize, written_bytes: usize) -> Result<Loc> {
+        if copy_len > 0 {
+            self.check_base(handle)?;
+        }
         let slot = self.table.slots[handle as usize];
         let shadow = self.space.allocate_over(slot.class, copy_len.max(written_bytes))?;
         if copy_len > 0 {
@@ -316,6 +319,16 @@ impl Core {
         self.table.shadowed.insert(handle, Committed { loc: slot.loc(), len: slot.len, crc: slot.crc });
         self.table.slots[handle as usize].set_loc(shadow);
         Ok(shadow)
+    }
+
+    /// With checksums verified, a committed version is checked before a change copies its
+    /// bytes into the next: a read would have refused them, and an edit must not give damaged
+    /// bytes a fresh checksum (an outside tester's edits did, in a store the same open wrote).
+    fn check_base(&self, handle: u64) -> Result<()> {
+        if self.verify_reads {
+            self.check_payload(handle)?;
+        }
+        Ok(())
     }
 
     /// The node's current block is replaced by a new one: keep it if it is the committed
@@ -443,6 +456,9 @@ impl Core {
         let slot = self.table.slots[handle as usize];
         if slot.state == State::Reserved && slot.len == 0 {
             return Ok(slot.loc());
+        }
+        if self.needs_shadow(handle) {
+            self.check_base(handle)?;
         }
         let draft = self.space.allocate(slot.class)?;
         self.space.copy(slot.loc(), 0, draft, self.space.capacity(slot.class) as usize);

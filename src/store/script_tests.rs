@@ -260,3 +260,38 @@ fn a_block_damaged_before_a_recorded_edit_is_reported_not_sealed() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(matches!(&found[0], crate::Error::Corrupt { what, .. } if what.contains(&id.to_string())), "{found:?}");
 }
+
+/// With checksums verified, an edit of a node whose committed bytes were damaged on disk
+/// answers `Corrupt` and changes nothing, in the open that wrote the node too: an outside
+/// tester's edit copied the damaged bytes into the next version, which then read back with
+/// no error (the reads check committed versions; the edit had not).
+#[test]
+fn with_verified_checksums_an_edit_of_a_damaged_node_is_refused() {
+    let dir = TempDir::new("script-verified-edit");
+    let s = reopen(dir.path(), &StoreOptions { verify_checksums: true, ..strict() });
+    let (id, mut model) = committed_node(&s, 10);
+    let (clean, mut clean_model) = committed_node(&s, 11);
+    let (file, offset) = s
+        .read_state(|c| {
+            let (loc, _) = c.read_loc(id)?;
+            Ok(c.space.file_position(loc))
+        })
+        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(dir.path().join(&file)).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, &[!model[3500]], offset + 3500).unwrap();
+    drop(f);
+    let edit = s.with_editor(|e| {
+        e.update_recorded(id, |edit| {
+            insert_like(edit, 0);
+            Ok((4096, ()))
+        })
+    });
+    assert!(matches!(edit, Err(crate::Error::Corrupt { .. })), "{edit:?}");
+    assert!(matches!(s.read(id), Err(crate::Error::Corrupt { .. })), "still the damaged committed version");
+    recorded_insert(&s, clean, &mut clean_model, 0);
+    s.commit().unwrap();
+    assert_eq!(s.read(clean).unwrap(), clean_model);
+    model[3500] = !model[3500];
+    let plain = reopen(dir.path(), &StoreOptions { read_only: true, ..strict() });
+    assert_eq!(plain.read(id).unwrap(), model, "nothing of the refused edit was committed");
+}
