@@ -1065,6 +1065,13 @@ impl Core {
                 continue;
             }
             let delta = base.is_some_and(|c| frame.put_delta(&put, self.space.read(c.loc, c.len as usize), payload));
+            if delta {
+                let c = base.expect("a delta has a base");
+                if let Some(updated) = self.delta_crc(handle, c, frame.last_put_payload(), payload) {
+                    frame.set_last_put_crc(updated);
+                    self.table.slots[handle as usize].crc = updated;
+                }
+            }
             if !delta && !frame.put_sparse(&put, payload) {
                 frame.put_in_place(&put, s.loc());
             }
@@ -1083,20 +1090,39 @@ impl Core {
 
     /// The CRC of a node's new version `payload`, updated from its base's (`c`) over the ranges
     /// its script wrote (`crc_update.rs`), or computed whole when the base's CRC is not known
-    /// to be its own (its group unverified or failed its check) or a range lies past the node
-    /// (its script is then refused at recovery, as it was before).
+    /// to be its own or a range lies past the node (its script is then refused at recovery,
+    /// as it was before).
     fn scripted_crc(&self, handle: u64, c: &Committed, script: &Script, payload: &[u8]) -> u32 {
+        self.crc_from_base(handle, c, payload, script.changed()).unwrap_or_else(|| crc(payload))
+    }
+
+    /// The CRC of a node's new version `payload` logged as `delta` against its base `c`,
+    /// updated from the base's over the ranges the delta writes, when the base's CRC is its
+    /// own and as long as the node. A commit computes the whole CRC of such a node first (a
+    /// delta is decided after); the two differ only over a base damaged in its block, whose
+    /// damage the whole CRC would seal as good (an outside tester's `remove` of an entry in
+    /// a damaged leaf did).
+    fn delta_crc(&self, handle: u64, c: &Committed, delta: &[u8], payload: &[u8]) -> Option<u32> {
+        let mut changed = crc_update::Changed::default();
+        super::delta::changed_ranges(delta, &mut changed)?;
+        self.crc_from_base(handle, c, payload, &changed)
+    }
+
+    /// `crc_update::updated` from the base's committed CRC, or `None` when that CRC is not
+    /// known to be its own (its group unverified or failed its check), the lengths differ, or
+    /// a range lies past the node.
+    fn crc_from_base(&self, handle: u64, c: &Committed, payload: &[u8], changed: &crc_update::Changed) -> Option<u32> {
         let seals = &self.table.seals;
-        let within = script.changed().last().is_none_or(|r| r.end <= payload.len());
-        if seals.is_suspect(handle) || seals.is_unknown(handle) || !within {
-            return crc(payload);
+        let within = changed.ranges().last().is_none_or(|r| r.end <= payload.len());
+        if seals.is_suspect(handle) || seals.is_unknown(handle) || !within || c.len as usize != payload.len() {
+            return None;
         }
         let base = self.space.read(c.loc, c.len as usize);
-        let updated = crc_update::updated(c.crc, base, payload, script.changed());
+        let updated = crc_update::updated(c.crc, base, payload, changed.ranges());
         if cfg!(any(test, debug_assertions)) {
-            assert!(updated == crc(payload) || crc(base) != c.crc, "node {handle}'s CRC from its script's ranges");
+            assert!(updated == crc(payload) || crc(base) != c.crc, "node {handle}'s CRC from its changed ranges");
         }
-        updated
+        Some(updated)
     }
 
     /// Marks everything in the prepared commit as committed at `epoch`. With `keep_history`

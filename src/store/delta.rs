@@ -589,6 +589,28 @@ pub(crate) fn encoded_len(enc: &[u8], new_len: usize) -> Result<usize, String> {
 
 /// Rebuilds the new version into `out` (its length is the new length) from `base` and the
 /// delta `enc`, or says why the delta does not fit the base.
+/// The ranges of the node a delta writes, into `changed` (outside them the node is its base,
+/// for a node as long as its base): to update the node's CRC from its base's
+/// (`crc_update.rs`). `None` when the delta is cut short.
+pub(crate) fn changed_ranges(enc: &[u8], changed: &mut super::crc_update::Changed) -> Option<()> {
+    let mut pos = 0;
+    let count = get_varint(enc, &mut pos)?;
+    let mut at = 0usize;
+    for _ in 0..count {
+        let start = at.checked_add(get_varint(enc, &mut pos)? as usize)?;
+        let word = get_varint(enc, &mut pos)?;
+        let end = start.checked_add((word >> 1) as usize)?;
+        if word & 1 == 1 {
+            get_varint(enc, &mut pos)?; // a copy's shift
+        } else {
+            pos = pos.checked_add(end - start)?; // a literal's bytes
+        }
+        changed.add(start, end);
+        at = end;
+    }
+    Some(())
+}
+
 pub(crate) fn apply(base: &[u8], enc: &[u8], out: &mut [u8]) -> Result<(), String> {
     let common = base.len().min(out.len());
     out[..common].copy_from_slice(&base[..common]);

@@ -293,3 +293,38 @@ fn a_change_to_a_node_synced_at_its_commit_logs_a_delta_and_recovers_exactly() {
     s.checkpoint().unwrap();
     assert_eq!(s.stats().unwrap().held_base_bytes, 0);
 }
+
+/// A node changed some way no script records, logged as a delta against a base damaged in its
+/// block: its new CRC comes from the base's committed CRC over the ranges the delta writes,
+/// so the damage it carried over is reported, not sealed under a CRC of the damaged bytes (an
+/// outside tester's remove of an entry in a damaged leaf sealed it).
+#[test]
+fn a_delta_over_a_damaged_base_keeps_the_damage_reported() {
+    let dir = TempDir::new("delta-damaged-base");
+    let s = reopen(dir.path(), &strict());
+    let id = s.allocate(4096, 1).unwrap().0;
+    let bytes = page(5, 4096);
+    s.publish(id, &bytes).unwrap();
+    s.commit().unwrap();
+    s.checkpoint().unwrap();
+    let (file, offset) = s
+        .read_state(|c| {
+            let (loc, _) = c.read_loc(id)?;
+            Ok(c.space.file_position(loc))
+        })
+        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(dir.path().join(&file)).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, &[!bytes[3000]], offset + 3000).unwrap();
+    drop(f);
+    // The host reads the node (no checksums verified), changes a little, publishes it back.
+    let mut read = s.read(id).unwrap();
+    read[100..110].fill(7);
+    s.publish(id, &read).unwrap();
+    s.commit().unwrap();
+    let found = s.check_checksums(10).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].to_string().contains(&format!("node {id}:")), "{found:?}");
+    s.simulate_crash();
+    let r = reopen(dir.path(), &strict());
+    assert_eq!(r.check_checksums(10).unwrap().len(), 1, "still reported after recovery");
+}

@@ -55,9 +55,9 @@ impl Script {
         !self.dropped
     }
 
-    /// The ranges of the node the ops wrote, in order: outside them it is its base.
-    pub fn changed(&self) -> impl Iterator<Item = Range<usize>> + '_ {
-        self.changed.ranges()
+    /// The ranges of the node the ops wrote: outside them it is its base.
+    pub fn changed(&self) -> &Changed {
+        &self.changed
     }
 
     /// Ends the recording: the node is changed some way the script does not hold.

@@ -78,6 +78,8 @@ const MODE_SCRIPT: u8 = 4;
 static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 /// A PUT's fixed fields: code, handle, tag, kind, class, block, len, payload CRC, mode.
 const PUT_HEADER_BYTES: usize = 1 + 8 + 2 + 1 + 1 + 4 + 4 + 4 + 1;
+/// Where a PUT header's payload CRC lies (op, handle, tag, kind, class, block, length first).
+const PUT_CRC_AT: usize = 1 + 8 + 2 + 1 + 1 + 4 + 4;
 const OP_FREE: u8 = 2;
 const OP_ROOT: u8 = 3;
 const OP_ROOT_REMOVE: u8 = 4;
@@ -130,6 +132,8 @@ pub(crate) struct FrameBuilder {
     /// Payloads left where they lie: (their offset in the frame, where they are, bytes).
     in_place: Vec<(usize, Loc, usize)>,
     pub ops: usize,
+    /// Where the last PUT's header starts in the body.
+    last_put: usize,
 }
 
 /// A finished frame: its bytes, with the payloads left in place still to be spliced in at
@@ -210,7 +214,7 @@ impl FrameBuilder {
         buffer.clear();
         buffer.reserve(FRAME_HEADER_BYTES + body_bytes);
         buffer.resize(FRAME_HEADER_BYTES, 0);
-        FrameBuilder { body: Writer { buf: buffer }, in_place: Vec::new(), ops: 0 }
+        FrameBuilder { body: Writer { buf: buffer }, in_place: Vec::new(), ops: 0, last_put: 0 }
     }
 
     /// Bytes a PUT takes in the body, its payload included when logged.
@@ -273,9 +277,21 @@ impl FrameBuilder {
         false
     }
 
+    /// The logged payload of the last PUT (a delta's encoding, say).
+    pub fn last_put_payload(&self) -> &[u8] {
+        &self.body.buf[self.last_put + PUT_HEADER_BYTES..]
+    }
+
+    /// Sets the payload CRC in the last PUT's header (worked out from its encoded delta).
+    pub fn set_last_put_crc(&mut self, crc: u32) {
+        let at = self.last_put + PUT_CRC_AT;
+        self.body.buf[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
     fn put_header(&mut self, p: &PutOp, mode: u8) {
         let w = &mut self.body;
         let start = w.buf.len();
+        self.last_put = start;
         w.u8(OP_PUT);
         w.u64(p.handle);
         w.u16(p.tag);
