@@ -1047,11 +1047,7 @@ impl Store {
         // (a bulk load's one commit would write its pages twice: see `footprint`).
         let for_footprint = opts.durability != Durability::Eventual
             && !self.shared.has_snapshots()
-            && estimate.wants_checkpoint(
-                log_len,
-                prepared.epoch.saturating_sub(w.meta.map_or(0, |m| m.checkpoint_epoch)),
-                no_reader_process && moved.nodes == 0 && !moved.budget_hit,
-            );
+            && estimate.wants_checkpoint(log_len, no_reader_process && moved.nodes == 0 && !moved.budget_hit);
         if log_len > opts.checkpoint_log_bytes.max(table_bytes) || for_footprint {
             // The commit is durable whatever happens here; a failed checkpoint is retried at
             // the next commit and reported by `checkpoint()`.

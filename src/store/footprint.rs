@@ -6,11 +6,10 @@
 //! checkpoint pieces. A commit that finds the directory past [`TRIGGER_RATIO`] of the live
 //! bytes checkpoints, as a commit whose log passed `checkpoint_log_bytes` does: the log starts
 //! over and the class files' free tails are cut. Two rules keep that bounded:
-//! - when the log itself holds the excess, at most once per [`LOG_BYTES_MIN`] of log
-//!   written; or when the commit's relocation has nothing left to move and the class files'
-//!   unused blocks hold half the excess or more (a store that freed most of its nodes: the
-//!   checkpoint lets the moved nodes' old blocks go and the tails are cut), at most once per
-//!   [`LOG_BYTES_MIN`] of log or [`DRAINED_COMMITS_MIN`] commits. A store whose
+//! - at most once per [`LOG_BYTES_MIN`] of log written, and only when the log itself holds
+//!   the excess, or when the commit's relocation has nothing left to move and the class
+//!   files' unused blocks hold half the excess or more (a store that freed most of its nodes:
+//!   the checkpoint lets the moved nodes' old blocks go and the tails are cut). A store whose
 //!   excess is scattered free blocks beside a larger log is left to its log-size checkpoints,
 //!   its close and compaction: checkpointing those too (once per half the live bytes of log)
 //!   took a Kizuna-like load (100 k random rows, a STRICT commit per 500) from 259 to 906
@@ -34,11 +33,6 @@ pub(crate) const TRIGGER_RATIO: f64 = 1.4;
 
 /// Log bytes written since the last checkpoint before the ratio may trigger another.
 pub(crate) const LOG_BYTES_MIN: u64 = 256 << 10;
-
-/// Or, for a store whose relocation has drained (see `Estimate::wants_checkpoint`), commits
-/// since the last checkpoint: commits that log almost nothing (one small node each) took
-/// ~2,600 of them to write `LOG_BYTES_MIN`, and the store kept its freed files all that time.
-pub(crate) const DRAINED_COMMITS_MIN: u64 = 32;
 
 /// Below this many live bytes the ratio is not looked at: the files every store has (meta,
 /// reader table, a checkpoint, a cut's 64 KiB granule per class) are most of the directory,
@@ -77,25 +71,21 @@ impl Estimate {
     }
 
     /// True when a checkpoint is due for the footprint's sake: the directory is past the
-    /// trigger, and either at least `LOG_BYTES_MIN` of log was written since the last
-    /// checkpoint and the log holds the excess, or `drained` (the commit's relocation found
-    /// nothing left to move: the nodes lie before where a cut would end each file), the class
-    /// files' unused blocks hold at least half the excess, and `LOG_BYTES_MIN` of log or
-    /// `DRAINED_COMMITS_MIN` commits (`commits_since`) came since the last checkpoint. A
-    /// checkpoint then lets the blocks the relocation left go and cuts the tails. Without
-    /// this, a store that freed most of its nodes kept its files through any number of small
-    /// commits (outside testers' stayed at 10.4x its live bytes through 200, and at 10.6x
-    /// through 3,000 commits of one 16-byte node each). The half keeps the rule away from
-    /// statement-sized commits, whose excess is mostly log (see the module comment).
-    pub(crate) fn wants_checkpoint(&self, log_len: u64, commits_since: u64, drained: bool) -> bool {
-        if !self.over_limit() {
+    /// trigger, at least `LOG_BYTES_MIN` of log was written since the last checkpoint, and
+    /// either the log holds the excess, or `drained` (the commit's relocation found nothing
+    /// left to move: the nodes lie before where a cut would end each file) and the class
+    /// files' unused blocks hold at least half of it. A checkpoint then lets the blocks the
+    /// relocation left go and cuts the tails. Without this, a store that freed most of its
+    /// nodes kept its files through any number of small commits (an outside tester's stayed
+    /// at 10.4x its live bytes through 200). The half keeps the rule away from statement-sized
+    /// commits, whose excess is mostly log (see the module comment).
+    pub(crate) fn wants_checkpoint(&self, log_len: u64, drained: bool) -> bool {
+        if !self.over_limit() || log_len < LOG_BYTES_MIN {
             return false;
         }
         let excess = self.directory().saturating_sub(self.limit());
         let unused_blocks = self.class_files.saturating_sub(self.live);
-        let log_grew = log_len >= LOG_BYTES_MIN;
-        (log_grew && self.log_file >= excess)
-            || (drained && unused_blocks >= excess / 2 && (log_grew || commits_since >= DRAINED_COMMITS_MIN))
+        self.log_file >= excess || (drained && unused_blocks >= excess / 2)
     }
 }
 
@@ -131,29 +121,21 @@ mod tests {
     #[test]
     fn a_checkpoint_is_due_past_the_ratio_once_enough_log_was_written() {
         let mib = 1 << 20;
-        assert!(!estimate(7 * mib, mib, 6 * mib).wants_checkpoint(mib, 0, true), "8 MiB for 6 is within");
-        assert!(estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(mib, 0, false));
-        assert!(
-            !estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(LOG_BYTES_MIN - 1, 1000, false),
-            "too little log yet"
-        );
+        assert!(!estimate(7 * mib, mib, 6 * mib).wants_checkpoint(mib, true), "8 MiB for 6 is within");
+        assert!(estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(mib, false));
+        assert!(!estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(LOG_BYTES_MIN - 1, true), "too little log yet");
         // Class files past the trigger on their own: a checkpoint only once relocation has
         // nothing left to move (then it lets the moved nodes' old blocks go, and the tails are
         // cut), and only when their unused blocks are half the excess or more.
-        assert!(!estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, 0, false));
-        assert!(!estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, 0, false));
-        assert!(estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, 0, true));
-        assert!(estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, 0, true));
-        // Then after enough log, or enough commits that logged almost nothing.
-        let drained = estimate(12 * mib, 0, 6 * mib);
-        assert!(!drained.wants_checkpoint(LOG_BYTES_MIN - 1, DRAINED_COMMITS_MIN - 1, true));
-        assert!(drained.wants_checkpoint(4096, DRAINED_COMMITS_MIN, true));
-        assert!(!drained.wants_checkpoint(4096, DRAINED_COMMITS_MIN, false), "not while relocating");
+        assert!(!estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, false));
+        assert!(!estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, false));
+        assert!(estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, true));
+        assert!(estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, true));
         // Statement-sized commits at 100 k rows (examples/statement_footprint): the excess is
         // the log's, and the class files' unused blocks are far from half of it.
         let statement =
             Estimate { class_files: 5_570_000, log_file: 11_520_000, other_files: 190_000, live: 3_620_000 };
-        assert!(!statement.wants_checkpoint(11_520_000, 200, true));
+        assert!(!statement.wants_checkpoint(11_520_000, true));
     }
 
     #[test]
@@ -164,10 +146,7 @@ mod tests {
             let may = at(0).may_be_over();
             for live in (0..64).map(|i| i * 32 * kib) {
                 assert!(may || !at(live).over_limit(), "{directory} B over for {live} live");
-                assert!(
-                    may || !at(live).wants_checkpoint(u64::MAX, u64::MAX, true),
-                    "{directory} B wants a checkpoint"
-                );
+                assert!(may || !at(live).wants_checkpoint(u64::MAX, true), "{directory} B wants a checkpoint");
             }
         }
         assert!(estimate(2 << 20, 0, 0).may_be_over());
@@ -181,9 +160,6 @@ mod tests {
         assert!(7 * mib + room + (16 << 10) <= (6.0 * 1.4 * mib as f64) as u64 + 1);
         assert_eq!(log_room(&estimate(9 * mib, 0, 6 * mib)), 0, "no room past the trigger");
         assert_eq!(log_room(&estimate(2 * mib, 0, mib / 2)), u64::MAX, "a tiny store keeps its log");
-        assert!(
-            !estimate(2 * mib, 4 * mib, mib / 2).wants_checkpoint(4 * mib, 1000, true),
-            "nor checkpoints for its ratio"
-        );
+        assert!(!estimate(2 * mib, 4 * mib, mib / 2).wants_checkpoint(4 * mib, true), "nor checkpoints for its ratio");
     }
 }
