@@ -591,6 +591,10 @@ TEST_F(TreeAbiErrorsTest, NullInputsWithALengthAreInvalid) {
   PCORE_ASSERT_OK(pcore_cursor_open(tree, &cursor));
   h.keep(cursor);
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_cursor_seek(cursor, nullptr, 2));
+  // A key longer than the tree takes (742 bytes on 4 KiB pages), as get and set_bounds say.
+  const std::string too_long(743, 'k');
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_cursor_seek(cursor, too_long.data(), too_long.size()));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_get(tree, too_long.data(), too_long.size(), nullptr, 0, &len));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT,
                pcore_cursor_set_bounds(cursor, nullptr, 2, PCORE_BOUND_INCLUDED, nullptr, 0, PCORE_BOUND_UNBOUNDED));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT,

@@ -185,6 +185,9 @@ TEST(ListingTest, RootsAndTreesAreListedByNameIncludingUncommittedChanges) {
   size_t len = 0;
   EXPECT_FAILS(PCORE_NOT_FOUND, pcore_root_next(store, nullptr, 0, nullptr, 0, &len));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_next(store, nullptr, 0, nullptr, 0, nullptr));
+  // NULL `after` with a length: a mistake, not "the first name".
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_root_next(store, nullptr, 5, nullptr, 0, &len));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_next(store, nullptr, 5, nullptr, 0, &len));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_next(store, nullptr, 0, nullptr, 8, &len));
   EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_tree_next(nullptr, nullptr, 0, nullptr, 0, &len));
   PCORE_ASSERT_OK(pcore_root_set(store, "", 0, 0, nullptr, 0));

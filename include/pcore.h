@@ -1004,7 +1004,8 @@ int32_t pcore_cursor_first(struct PcoreCursor *cursor);
 int32_t pcore_cursor_last(struct PcoreCursor *cursor);
 
 // Moves to the first entry whose key is >= `key`.
-// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (a key longer than the tree takes, as
+// `pcore_tree_get` says; the cursor does not move), `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
 //
 // # Safety
 // `key` has `key_len` readable bytes (or is NULL with length 0).
@@ -1189,15 +1190,16 @@ int32_t pcore_snapshot_cursor_open(struct PcoreSnapshot *snapshot,
                                    struct PcoreTree *tree,
                                    struct PcoreCursor **out);
 
-// The name of the store's first named root after `after` in byte order (`after` NULL: its
-// first root), the latest `pcore_root_set`s and removes included: the first `name_cap`
+// The name of the store's first named root after `after` in byte order (`after` NULL with
+// `after_len` 0: its first root), the latest `pcore_root_set`s and removes included: the first `name_cap`
 // bytes into `name_buf`, its full length into `*out_name_len` (call again with a larger
 // buffer when it is above `name_cap`). List every root by passing back each name found,
 // until `PCORE_NOT_FOUND`. B+ trees keep their anchors among the roots, under names that
 // begin with "btree:"; `pcore_tree_next` lists the trees by their own names.
 //
 // Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no root after `after`), `PCORE_INVALID_ARGUMENT`
-// (NULL `out_name_len`, NULL `name_buf` with `name_cap` > 0), `PCORE_BAD_HANDLE`.
+// (NULL `out_name_len`, NULL `name_buf` with `name_cap` > 0, NULL `after` with `after_len`
+// > 0), `PCORE_BAD_HANDLE`.
 //
 // # Safety
 // `after` is NULL or has `after_len` readable bytes; `name_buf` has `name_cap` writable

@@ -162,7 +162,8 @@ pub extern "C" fn pcore_cursor_last(cursor: *mut PcoreCursor) -> i32 {
 }
 
 /// Moves to the first entry whose key is >= `key`.
-/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (a key longer than the tree takes, as
+/// `pcore_tree_get` says; the cursor does not move), `PCORE_BAD_HANDLE`, `PCORE_CORRUPT`.
 ///
 /// # Safety
 /// `key` has `key_len` readable bytes (or is NULL with length 0).

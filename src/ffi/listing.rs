@@ -24,6 +24,9 @@ unsafe fn next_name(
     non_null(out_name_len, "out_name_len")?;
     out_buffer(name_buf, name_cap, "name_buf")?;
     let after = if after.is_null() {
+        if after_len > 0 {
+            return Err(Error::InvalidArgument(format!("after is NULL with after_len {after_len}")));
+        }
         None
     } else {
         // SAFETY: `after` has `after_len` readable bytes by contract.
@@ -38,15 +41,16 @@ unsafe fn next_name(
     Ok(())
 }
 
-/// The name of the store's first named root after `after` in byte order (`after` NULL: its
-/// first root), the latest `pcore_root_set`s and removes included: the first `name_cap`
+/// The name of the store's first named root after `after` in byte order (`after` NULL with
+/// `after_len` 0: its first root), the latest `pcore_root_set`s and removes included: the first `name_cap`
 /// bytes into `name_buf`, its full length into `*out_name_len` (call again with a larger
 /// buffer when it is above `name_cap`). List every root by passing back each name found,
 /// until `PCORE_NOT_FOUND`. B+ trees keep their anchors among the roots, under names that
 /// begin with "btree:"; `pcore_tree_next` lists the trees by their own names.
 ///
 /// Returns `PCORE_OK`, `PCORE_NOT_FOUND` (no root after `after`), `PCORE_INVALID_ARGUMENT`
-/// (NULL `out_name_len`, NULL `name_buf` with `name_cap` > 0), `PCORE_BAD_HANDLE`.
+/// (NULL `out_name_len`, NULL `name_buf` with `name_cap` > 0, NULL `after` with `after_len`
+/// > 0), `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
 /// `after` is NULL or has `after_len` readable bytes; `name_buf` has `name_cap` writable

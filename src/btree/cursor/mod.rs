@@ -87,8 +87,11 @@ impl Cursor {
         self.held(|h| h.last())
     }
 
-    /// Positions on the first entry whose key is >= `key` (past the end if none).
+    /// Positions on the first entry whose key is >= `key` (past the end if none). A key longer
+    /// than the tree takes is `InvalidArgument`, as for `get` and `set_bounds`; the cursor
+    /// does not move.
     pub fn seek(&mut self, key: &[u8]) -> Result<()> {
+        self.tree.check_key(key)?;
         self.held(|h| h.seek(key))
     }
 
