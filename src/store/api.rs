@@ -269,14 +269,13 @@ fn register_reader(dir: &Path) -> Result<Option<ReaderSlot>> {
 /// under it is that, not damage: read again from the new meta (a few times at most). Each
 /// attempt pins everything in `slot` until it has read the log, then the commit it reads.
 fn open_beside_a_writer(dir: &Path, options: &StoreOptions, slot: Option<&ReaderSlot>) -> Result<recovery::Opened> {
-    let meta_bytes = || std::fs::read(dir.join(super::meta::META_FILE)).ok();
     let mut attempts = 0;
     let mut pin = |epoch| slot.iter().for_each(|s| s.set_epoch(epoch));
     loop {
-        let before = meta_bytes();
+        let before = writer_marks(dir);
         pin(0);
         match recovery::open_dir_reading(dir, options, &mut pin) {
-            Err(_) if attempts < READ_ONLY_OPEN_RETRIES && meta_bytes() != before => attempts += 1,
+            Err(_) if attempts < READ_ONLY_OPEN_RETRIES && writer_marks(dir) != before => attempts += 1,
             // A checkpoint during the open may have renamed the log it read and written the
             // next generation's frames over it (the log's space is reused): what it read could
             // end before commits acknowledged before the open began. The new generation's
@@ -286,6 +285,31 @@ fn open_beside_a_writer(dir: &Path, options: &StoreOptions, slot: Option<&Reader
         }
     }
 }
+
+/// What a writer changes as it goes: the meta file's bytes, and each log's length and
+/// modification time. A read-only open reads the log with one `read` while a writer may
+/// append to it: the read can miss a frame being written and see the next one whole, which
+/// looks like lost commits (`wal::read_log`). A failure while these changed is that race, and
+/// the open starts again (an outside-process reader saw it about once in ten opens on a
+/// loaded machine, in `SnapshotTest.ReaderProcessesSeeWholeCommitsBesideAWriterProcess`).
+fn writer_marks(dir: &Path) -> WriterMarks {
+    let meta = std::fs::read(dir.join(super::meta::META_FILE)).ok();
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wal-"))
+        .map(|e| {
+            let m = e.metadata().ok();
+            (e.file_name(), m.as_ref().map_or(0, |m| m.len()), m.and_then(|m| m.modified().ok()))
+        })
+        .collect();
+    logs.sort();
+    (meta, logs)
+}
+
+/// The meta file's bytes, and each log's name, length and modification time.
+type WriterMarks = (Option<Vec<u8>>, Vec<(std::ffi::OsString, u64, Option<std::time::SystemTime>)>);
 
 /// The generation the meta file names now (None: unreadable, as while a writer replaces it).
 fn generation(dir: &Path) -> Option<u64> {
