@@ -41,29 +41,30 @@ pub(crate) fn reserve(file: &Path, extra: u64) -> io::Result<()> {
 
 #[cfg(test)]
 static SYNC_FAILS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-/// Makes the syncs of the log in `dir`, and of `dir` itself, fail with `EIO` (`false`: no more).
 #[cfg(test)]
-pub(crate) fn simulate_sync_failure(dir: &Path, failing: bool) {
-    let mut fails = SYNC_FAILS.lock();
+static CUT_FAILS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Adds `dir` to a list of directories whose operations fail (`failing`), or takes it out.
+#[cfg(test)]
+fn set_failing(list: &Mutex<Vec<PathBuf>>, dir: &Path, failing: bool) {
+    let mut fails = list.lock();
     fails.retain(|d| d != dir);
     if failing {
         fails.push(dir.to_path_buf());
     }
 }
 
+/// Makes the syncs of the log in `dir`, and of `dir` itself, fail with `EIO` (`false`: no more).
 #[cfg(test)]
-static CUT_FAILS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+pub(crate) fn simulate_sync_failure(dir: &Path, failing: bool) {
+    set_failing(&SYNC_FAILS, dir, failing);
+}
 
 /// Makes the cut-back of the log in `dir` after a failed append fail with `EIO` (`false`: no
 /// more).
 #[cfg(test)]
 pub(crate) fn simulate_cut_failure(dir: &Path, failing: bool) {
-    let mut fails = CUT_FAILS.lock();
-    fails.retain(|d| d != dir);
-    if failing {
-        fails.push(dir.to_path_buf());
-    }
+    set_failing(&CUT_FAILS, dir, failing);
 }
 
 /// `EIO` when a test made the cut-back of the log `path` fail.

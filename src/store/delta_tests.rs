@@ -2,7 +2,7 @@
 //! from the one before it, and a base stays allocated until a checkpoint has flushed what
 //! replaced it.
 
-use super::tests::{reopen, strict, Rng, TempDir};
+use super::tests::{damage_node_byte, reopen, strict, Rng, TempDir};
 use super::*;
 use std::collections::BTreeMap;
 
@@ -307,15 +307,7 @@ fn a_delta_over_a_damaged_base_keeps_the_damage_reported() {
     s.publish(id, &bytes).unwrap();
     s.commit().unwrap();
     s.checkpoint().unwrap();
-    let (file, offset) = s
-        .read_state(|c| {
-            let (loc, _) = c.read_loc(id)?;
-            Ok(c.space.file_position(loc))
-        })
-        .unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(dir.path().join(&file)).unwrap();
-    std::os::unix::fs::FileExt::write_at(&f, &[!bytes[3000]], offset + 3000).unwrap();
-    drop(f);
+    damage_node_byte(&s, dir.path(), id, 3000);
     // The host reads the node (no checksums verified), changes a little, publishes it back.
     let mut read = s.read(id).unwrap();
     read[100..110].fill(7);

@@ -2,7 +2,7 @@
 //! logged as its script, replayed over its committed version at recovery; any other change
 //! ends the script and the node is logged as before.
 
-use super::tests::{reopen, strict, Rng, TempDir};
+use super::tests::{damage_node_byte, reopen, strict, Rng, TempDir};
 use super::*;
 use crate::btree::{BTree, TreeOptions};
 
@@ -204,15 +204,7 @@ fn a_crash_after_editing_a_damaged_block_opens_and_names_the_node() {
         committed_node(&s, 1);
     }
     let (other, other_bytes) = committed_node(&s, 8);
-    let (file, offset) = s
-        .read_state(|c| {
-            let (loc, _) = c.read_loc(id)?;
-            Ok(c.space.file_position(loc))
-        })
-        .unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(dir.path().join(&file)).unwrap();
-    std::os::unix::fs::FileExt::write_at(&f, &[!model[3500]], offset + 3500).unwrap();
-    drop(f);
+    damage_node_byte(&s, dir.path(), id, 3500);
     recorded_insert(&s, id, &mut model, 0);
     s.commit().unwrap();
     s.simulate_crash();
@@ -244,16 +236,8 @@ fn a_block_damaged_before_a_recorded_edit_is_reported_not_sealed() {
     let dir = TempDir::new("script-damaged-base");
     let s = reopen(dir.path(), &strict());
     let (id, mut model) = committed_node(&s, 5);
-    let (file, offset) = s
-        .read_state(|c| {
-            let (loc, _) = c.read_loc(id)?;
-            Ok(c.space.file_position(loc))
-        })
-        .unwrap();
     // Byte 3500 is outside every range `insert_like` writes.
-    let f = std::fs::OpenOptions::new().write(true).open(dir.path().join(&file)).unwrap();
-    std::os::unix::fs::FileExt::write_at(&f, &[!model[3500]], offset + 3500).unwrap();
-    drop(f);
+    damage_node_byte(&s, dir.path(), id, 3500);
     recorded_insert(&s, id, &mut model, 0);
     s.commit().unwrap();
     let found = s.check_checksums(10).unwrap();
@@ -271,15 +255,7 @@ fn with_verified_checksums_an_edit_of_a_damaged_node_is_refused() {
     let s = reopen(dir.path(), &StoreOptions { verify_checksums: true, ..strict() });
     let (id, mut model) = committed_node(&s, 10);
     let (clean, mut clean_model) = committed_node(&s, 11);
-    let (file, offset) = s
-        .read_state(|c| {
-            let (loc, _) = c.read_loc(id)?;
-            Ok(c.space.file_position(loc))
-        })
-        .unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(dir.path().join(&file)).unwrap();
-    std::os::unix::fs::FileExt::write_at(&f, &[!model[3500]], offset + 3500).unwrap();
-    drop(f);
+    damage_node_byte(&s, dir.path(), id, 3500);
     let edit = s.with_editor(|e| {
         e.update_recorded(id, |edit| {
             insert_like(edit, 0);

@@ -370,6 +370,21 @@ fn store_with_one_commit(dir: &Path) -> NodeId {
     id
 }
 
+/// Flips byte `at` of node `id`'s committed block in its class file on disk, as a disk that
+/// damaged it would (the store's shared mapping sees it too).
+pub(crate) fn damage_node_byte(s: &Store, dir: &Path, id: NodeId, at: usize) {
+    let (file, offset) = s
+        .read_state(|c| {
+            let (loc, _) = c.read_loc(id)?;
+            Ok(c.space.file_position(loc))
+        })
+        .unwrap();
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(dir.join(&file)).unwrap();
+    let mut byte = [0u8];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut byte, offset + at as u64).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, &[!byte[0]], offset + at as u64).unwrap();
+}
+
 fn flip_byte(path: &Path, at: usize) {
     let mut b = std::fs::read(path).unwrap();
     b[at] ^= 0x55;
