@@ -517,8 +517,8 @@ impl Core {
         let loc = self.recorded_write_loc(handle)?;
         let capacity = self.space.capacity(loc.class) as usize;
         // The script is edited where it lies in the map: taking it out and putting it back
-        // moved it twice and hashed the handle three times an edit.
-        // Most writes with no script in the map: a commit of new pages, or nothing recorded yet.
+        // moved it twice and hashed the handle three times an edit. (An empty map, the most
+        // common case, is not searched: a commit of new pages, or nothing recorded yet.)
         let script = if self.scripts.is_empty() { None } else { self.scripts.get_mut(&handle) };
         let mut edit = Edit::new(self.space.read_mut(loc, capacity), script);
         let result = f(&mut edit);
