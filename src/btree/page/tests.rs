@@ -322,7 +322,9 @@ fn leaf_inserted_at_random(keys: &[Vec<u8>]) -> Vec<u8> {
 fn retain_in_place_keeps_a_range_of_entries_packed_and_its_script_replays() {
     use crate::store::script::{apply, Edit, Script};
     let mut rng = crate::test_rng::TestRng::new(0x5EED);
-    for case in 0..300 {
+    // Under Miri a tenth of the cases: all 300 took 7.7 of the test command's ~13 Miri minutes.
+    let cases = if cfg!(miri) { 30 } else { 300 };
+    for case in 0..cases {
         let n = 1 + rng.next() as usize % 120;
         let keys: Vec<Vec<u8>> = (0..n).map(|_| (0..1 + rng.next() % 20).map(|_| rng.next() as u8).collect()).collect();
         let base = leaf_inserted_at_random(&keys);
