@@ -203,10 +203,6 @@ thread_local! {
     pub(crate) static BEFORE_REPLAY: std::cell::RefCell<Option<Box<dyn FnMut()>>> = std::cell::RefCell::new(None);
 }
 
-/// A slot's CRC while its base is suspect: not compared, see `Replay::apply_over_suspect`.
-/// (A real CRC equal to it only loses the base's own check; the rebuilt version's remains.)
-const BASE_UNCHECKED: u32 = 0x5EA1_ED00;
-
 fn op_handle(op: &Op) -> Option<u64> {
     match op {
         Op::Put(p) => Some(p.handle),
@@ -467,12 +463,10 @@ impl<'a> Replay<'a> {
         let log_file = self.log_file;
         let bad = |what: String| Error::corrupt(log_file, frame.body_at, what);
         if let Some(h) = op_handle(op) {
-            // Known from here on, the put's CRC; or free (a damaged base is found below).
-            let suspect = self.seals.is_suspect(h);
+            // Known from here on, the put's CRC; or free. (A base damaged in its block, suspect
+            // or not, shows as a rebuilt version that misses its logged CRC: see
+            // `rebuild_from_base`.)
             self.seals.settle(h);
-            if suspect {
-                return self.apply_over_suspect(op, frame_index, frame);
-            }
         }
         match op {
             Op::Put(p) => {
@@ -515,18 +509,6 @@ impl<'a> Replay<'a> {
             }
         }
         Ok(())
-    }
-
-    /// An operation on a handle whose group failed its check before replay: a delta's base
-    /// cannot be checked on its own, so the version rebuilt from it is checked instead (its
-    /// CRC is in the log: a damaged base byte the delta keeps makes it differ).
-    fn apply_over_suspect(&mut self, op: &Op, frame_index: usize, frame: &wal::Frame) -> Result<()> {
-        if let Op::Put(p) = op {
-            if let Some(s) = self.slots.get_mut(p.handle as usize) {
-                s.crc = BASE_UNCHECKED;
-            }
-        }
-        self.apply(op, frame_index, frame)
     }
 
     /// Checks a PUT's fields, and grows the table to its handle.
