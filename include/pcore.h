@@ -711,9 +711,10 @@ int32_t pcore_root_get(struct PcoreStore *store,
 // `*out_epoch` (if not NULL) receives the new epoch; every commit advances it.
 //
 // Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (nothing
-// committed; the store stays usable), `PCORE_POISONED` (a sync failed, or a log write that
-// failed could not be undone: this commit may or may not be durable, and a reopen tells
-// which; every later call but close answers `PCORE_POISONED`), `PCORE_BAD_HANDLE`.
+// committed; the store stays usable), `PCORE_POISONED` (a sync of the log or of a large
+// payload failed, or a log write that failed could not be undone: this commit may or may
+// not be durable, and a reopen tells which; every later call but close answers
+// `PCORE_POISONED`), `PCORE_BAD_HANDLE`.
 //
 // # Safety
 // `out_epoch` is NULL or writable.
@@ -738,8 +739,10 @@ int32_t pcore_store_abort(struct PcoreStore *store);
 // automatically when the log grows, and at close).
 //
 // Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (no checkpoint
-// taken; the store stays usable), `PCORE_POISONED` (a sync failed once the checkpoint could
-// no longer be undone: reopen), `PCORE_BAD_HANDLE`.
+// taken, nothing on disk in doubt; the store stays usable), `PCORE_POISONED` (a sync of the
+// class files or the meta failed, or one after the checkpoint could no longer be undone:
+// after a failed sync the system may have dropped the pages it did not write, so a second
+// try could not be trusted; reopen, which rebuilds them from the log), `PCORE_BAD_HANDLE`.
 int32_t pcore_store_checkpoint(struct PcoreStore *store);
 
 // Compacts the store online: moves nodes from the tails of the class files into free blocks

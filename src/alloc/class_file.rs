@@ -213,6 +213,10 @@ impl ClassFile {
     /// segment, 0.22 s of a close). A file that grew since its size was last synced is synced
     /// whole instead: that `fdatasync` makes its size durable too (`sync_growth` then has
     /// nothing left to do), one sync where there were two.
+    ///
+    /// A failure cannot be retried: after a failed sync Linux may have marked the pages clean
+    /// (or dropped them), so a second sync would succeed without writing them. The caller
+    /// stops the store (`Shared::poison`); the log still holds what the pages held.
     pub(crate) fn flush_dirty(&self) -> Result<()> {
         if !matches!(self.backing, Backing::Shared(_)) {
             return Ok(());
@@ -222,14 +226,11 @@ impl ClassFile {
             .map(|i| (i as u32, 0, self.segments[i].len()))
             .collect();
         let grown = self.file.is_some() && self.grown.swap(false, Ordering::Relaxed);
-        let synced = if grown { self.sync_data() } else { self.sync_pieces(&dirty) };
-        synced.inspect_err(|_| {
-            // Not known to be on disk: the next flush writes them again.
-            dirty.iter().for_each(|&(i, _, _)| self.dirty[i as usize].store(true, Ordering::Relaxed));
-            if grown {
-                self.grown.store(true, Ordering::Relaxed);
-            }
-        })
+        if grown {
+            self.sync_data()
+        } else {
+            self.sync_pieces(&dirty)
+        }
     }
 
     /// Makes `(segment, offset, len)` pieces of the file durable with one sync: an `msync` of
@@ -251,10 +252,10 @@ impl ClassFile {
     pub(crate) fn sync_growth(&self, sizes: bool) -> Result<bool> {
         let Some(file) = &self.file else { return Ok(false) };
         if sizes && self.grown.swap(false, Ordering::Relaxed) {
-            if let Err(e) = file.sync_data() {
-                self.grown.store(true, Ordering::Relaxed);
-                return Err(Error::io(format!("sync the size of {}", self.name), e));
-            }
+            // As `flush_dirty`'s: a failure stops the store, not retried.
+            self.simulated_sync_failure()
+                .and_then(|()| file.sync_data())
+                .map_err(|e| Error::io(format!("sync the size of {}", self.name), e))?;
         }
         Ok(self.created.swap(false, Ordering::Relaxed))
     }
@@ -264,7 +265,18 @@ impl ClassFile {
     pub(crate) fn sync_data(&self) -> Result<()> {
         let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) else { return Ok(()) };
         count_sync();
-        file.sync_data().map_err(|e| Error::io(format!("sync {}", self.name), e))
+        self.simulated_sync_failure()
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io(format!("sync {}", self.name), e))
+    }
+
+    /// `EIO` when a test made the syncs of this file's directory fail.
+    fn simulated_sync_failure(&self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(path) = self.path() {
+            crate::os::simulated_sync_failure(&path)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn flush_range(&self, segment: u32, offset: usize, len: usize) -> Result<()> {
@@ -272,8 +284,8 @@ impl ClassFile {
             return Ok(());
         }
         count_sync();
-        self.segments[segment as usize]
-            .flush_range(offset, len)
+        self.simulated_sync_failure()
+            .and_then(|()| self.segments[segment as usize].flush_range(offset, len))
             .map_err(|e| Error::io(format!("flush {} segment {segment}", self.name), e))
     }
 

@@ -615,9 +615,10 @@ pub(crate) unsafe fn root_get_in(
 /// `*out_epoch` (if not NULL) receives the new epoch; every commit advances it.
 ///
 /// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (nothing
-/// committed; the store stays usable), `PCORE_POISONED` (a sync failed, or a log write that
-/// failed could not be undone: this commit may or may not be durable, and a reopen tells
-/// which; every later call but close answers `PCORE_POISONED`), `PCORE_BAD_HANDLE`.
+/// committed; the store stays usable), `PCORE_POISONED` (a sync of the log or of a large
+/// payload failed, or a log write that failed could not be undone: this commit may or may
+/// not be durable, and a reopen tells which; every later call but close answers
+/// `PCORE_POISONED`), `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
 /// `out_epoch` is NULL or writable.
@@ -653,8 +654,10 @@ pub extern "C" fn pcore_store_abort(store: *mut PcoreStore) -> i32 {
 /// automatically when the log grows, and at close).
 ///
 /// Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (no checkpoint
-/// taken; the store stays usable), `PCORE_POISONED` (a sync failed once the checkpoint could
-/// no longer be undone: reopen), `PCORE_BAD_HANDLE`.
+/// taken, nothing on disk in doubt; the store stays usable), `PCORE_POISONED` (a sync of the
+/// class files or the meta failed, or one after the checkpoint could no longer be undone:
+/// after a failed sync the system may have dropped the pages it did not write, so a second
+/// try could not be trusted; reopen, which rebuilds them from the log), `PCORE_BAD_HANDLE`.
 #[no_mangle]
 pub extern "C" fn pcore_store_checkpoint(store: *mut PcoreStore) -> i32 {
     guard::call(|| store_of(store)?.checkpoint())

@@ -999,7 +999,11 @@ impl Store {
         let mut prepared = c.prepare_commit(opts.inline_payload_max_bytes as usize, bulk_min, buffer);
         // Readers go on while the frame is written and synced; mutations wait.
         let c = RwLockWriteGuard::downgrade_to_upgradable(c);
-        c.space.sync_blocks(&prepared.unlogged)?;
+        if let Err(e) = c.space.sync_blocks(&prepared.unlogged) {
+            // Not retried (see `ClassFile::flush_dirty`): a later commit's sync of these blocks
+            // could succeed without writing them, and its frame would name lost payloads.
+            return Err(self.shared.poison(&mut w, format!("syncing the commit's unlogged payloads failed: {e}")));
+        }
         // A class file created for this commit must still exist after a power cut: its
         // directory entry is synced before the frame. Its size need not be: recovery extends a
         // file whose growth was lost when the log holds what was written there (and a payload
@@ -1449,8 +1453,11 @@ impl Shared {
         let (chain, epoch) = {
             // Mutations wait while the committed state is flushed and written; readers go on.
             let c = self.state.upgradable_read();
-            c.space.flush_dirty()?;
-            c.space.sync_growth(&dir, true)?;
+            at_checkpoint_step(CheckpointStep::BeforeFlush);
+            if let Err(e) = c.space.flush_dirty().and_then(|()| c.space.sync_growth(&dir, true)) {
+                // Not retried: the pages a failed sync dropped would not be written again.
+                return Err(self.poison(w, format!("a checkpoint's sync of the class files failed: {e}")));
+            }
             w.checkpoint_time.2 += started.elapsed();
             let changed = c.changed_handles();
             let frees = c.waiting_frees(self.reader_floor.load(Ordering::Acquire));
@@ -1465,6 +1472,7 @@ impl Shared {
             (checkpoint::write(&dir, generation, &source, &mut w.checkpoint_buffer)?, c.epoch)
         };
         checkpoint_crash_point()?;
+        at_checkpoint_step(CheckpointStep::BeforeMetaSwitch);
         let meta = Meta {
             sequence: old.sequence + 1,
             generation,
@@ -1474,7 +1482,11 @@ impl Shared {
             format: super::meta::FORMAT_VERSION,
             ..old
         };
-        meta.store(&dir)?;
+        if let Err(e) = meta.store(&dir) {
+            // The slot may or may not hold the new meta now, and a crash would then open the
+            // new generation without the commits this process would go on logging in the old.
+            return Err(self.poison(w, format!("switching the meta to the checkpoint failed: {e}")));
+        }
         w.meta = Some(meta);
         w.log = Some(self.reuse_log(w, fresh, &log_path, salt)?);
         self.durable_epoch.store(epoch, Ordering::Release);
@@ -1681,6 +1693,10 @@ impl Shared {
 #[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CheckpointStep {
+    /// The new generation's empty log exists; the class files are about to be flushed.
+    BeforeFlush,
+    /// The piece is written and synced; the meta still names the old generation.
+    BeforeMetaSwitch,
     /// The meta names the new generation, whose log is the empty file.
     BeforeLogReuse,
     /// The old log is the new generation's (renamed, directory synced), no frame written yet.

@@ -200,7 +200,9 @@ impl Meta {
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let offset = (self.sequence % 2) * SLOT_BYTES;
         file.write_all_at(&self.encode(), offset).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-        file.sync_data().map_err(|e| Error::io(format!("sync {}", path.display()), e))
+        crate::os::simulated_sync_failure(path)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io(format!("sync {}", path.display()), e))
     }
 }
 
