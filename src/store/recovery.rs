@@ -472,7 +472,7 @@ impl<'a> Replay<'a> {
             Op::Put(p) => {
                 self.check_put(p).map_err(bad)?;
                 let before = self.slots[p.handle as usize];
-                self.write_version(p, before, frame_index, &frame.body)?;
+                self.write_version(p, before, frame_index, frame)?;
                 let moved = (before.class, before.block) != (p.class, p.block);
                 if before.state == State::Live && moved {
                     self.freed_blocks.push((frame.epoch, before.loc()));
@@ -535,7 +535,10 @@ impl<'a> Replay<'a> {
 
     /// Writes the version a PUT logs into its block (or parks it), rebuilding a delta from
     /// the handle's version `before`.
-    fn write_version(&mut self, p: &PutOp, before: Slot, frame_index: usize, body: &[u8]) -> Result<()> {
+    fn write_version(&mut self, p: &PutOp, before: Slot, frame_index: usize, frame: &wal::Frame) -> Result<()> {
+        let body = frame.body.as_slice();
+        // Where in the log a payload starting at `at` of the body lies, for the errors.
+        let log_offset = |at: usize| frame.body_at + at as u64;
         let mut bytes = std::mem::take(&mut self.scratch);
         match p.payload {
             Payload::Unlogged => {
@@ -548,21 +551,23 @@ impl<'a> Replay<'a> {
                 bytes.extend_from_slice(&body[at..at + p.len as usize]);
             }
             Payload::Delta { at, len } => {
-                self.rebuild_from_base(p, before, &body[at..at + len], super::delta::apply, &mut bytes)?
+                let delta = &body[at..at + len];
+                self.rebuild_from_base(p, before, (delta, log_offset(at)), super::delta::apply, &mut bytes)?
             }
             Payload::Script { at, len } => {
-                self.rebuild_from_base(p, before, &body[at..at + len], super::script::apply, &mut bytes)?
+                let script = &body[at..at + len];
+                self.rebuild_from_base(p, before, (script, log_offset(at)), super::script::apply, &mut bytes)?
             }
             Payload::Sparse { at, len } => {
                 let zeros = wal::zeros(p.len as usize).expect("checked when the frame was read");
                 bytes.clear();
                 bytes.resize(p.len as usize, 0);
                 super::delta::apply(zeros, &body[at..at + len], &mut bytes)
-                    .map_err(|m| Error::corrupt(self.log_file, 0, format!("handle {}: {m}", p.handle)))?;
+                    .map_err(|m| Error::corrupt(self.log_file, log_offset(at), format!("handle {}: {m}", p.handle)))?;
                 if crc(&bytes) != p.payload_crc {
                     return Err(Error::corrupt(
                         self.log_file,
-                        0,
+                        log_offset(at),
                         format!(
                             "handle {}: the version rebuilt from a sparse payload does not match its checksum",
                             p.handle
@@ -585,16 +590,16 @@ impl<'a> Replay<'a> {
 
     /// The version a delta or script PUT logs: its base (the handle's version before it,
     /// checked against its checksum) with the delta laid over it (or the script applied to
-    /// it), checked against the PUT's checksum.
+    /// it), checked against the PUT's checksum. `delta` comes with its offset in the log.
     fn rebuild_from_base(
         &mut self,
         p: &PutOp,
         before: Slot,
-        delta: &[u8],
+        (delta, log_offset): (&[u8], u64),
         apply: ApplyFn,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let bad = |what: String| Error::corrupt(self.log_file, 0, what);
+        let bad = |what: String| Error::corrupt(self.log_file, log_offset, what);
         if before.state != State::Live || before.tag != p.tag {
             return Err(bad(format!("a delta of handle {} tag {}, which is not live", p.handle, p.tag)));
         }
