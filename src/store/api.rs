@@ -1073,9 +1073,16 @@ impl Store {
         // EVENTUAL promises nothing on disk before a sync: its footprint is kept at the
         // checkpoints that make its commits durable, never by a checkpoint inside a commit
         // (a bulk load's one commit would write its pages twice: see `footprint`).
+        let drained =
+            (estimate.over_limit() && no_reader_process && moved.nodes == 0 && !moved.budget_hit).then(|| {
+                footprint::Drained {
+                    commits_since_checkpoint: prepared.epoch.saturating_sub(w.meta.map_or(0, |m| m.checkpoint_epoch)),
+                    past_cut_lines: self.shared.state.read().bytes_past_cut_lines(),
+                }
+            });
         let for_footprint = opts.durability != Durability::Eventual
             && !self.shared.has_snapshots()
-            && estimate.wants_checkpoint(log_len, no_reader_process && moved.nodes == 0 && !moved.budget_hit);
+            && estimate.wants_checkpoint(log_len, drained);
         if log_len > opts.checkpoint_log_bytes.max(table_bytes) || for_footprint {
             // The commit is durable whatever happens here; a failed checkpoint is retried at
             // the next commit and reported by `checkpoint()`.

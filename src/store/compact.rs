@@ -78,6 +78,17 @@ impl Core {
         wanted.max(1)
     }
 
+    /// Bytes of the blocks in use past each class's cut line (`keep_blocks_of`, with room):
+    /// once relocation has nothing left to move, blocks a checkpoint would let go.
+    pub(crate) fn bytes_past_cut_lines(&self) -> u64 {
+        (0..self.space.classes().count() as u8)
+            .map(|class| {
+                let line = self.space.cut_line(class, self.keep_blocks_of(class, false));
+                self.space.in_use_end(class).saturating_sub(line) * u64::from(self.space.capacity(class))
+            })
+            .sum()
+    }
+
     /// The segment from which a class's nodes should move toward the front: the one holding
     /// block `keep_blocks_of`, when blocks are in use past where a cut would end the file;
     /// `None` when they all lie before it. A class with no block allocated has none in use:

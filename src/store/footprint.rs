@@ -15,6 +15,16 @@
 //!   took a Kizuna-like load (100 k random rows, a STRICT commit per 500) from 259 to 906
 //!   bytes written per row, each checkpoint flushing most of the store, and still left it at
 //!   2.4x;
+//! - or, sooner, when relocation has nothing left to move and the blocks past where a cut
+//!   would end the class files (freed, or held until a checkpoint) are at least
+//!   [`DRAINED_GAIN`] times the live bytes, once per [`DRAINED_COMMITS_MIN`] commits: a store
+//!   that freed most of its nodes and then commits little at a time (one small node a
+//!   commit logs ~100 bytes, so `LOG_BYTES_MIN` took ~2,600 commits, an outside tester's
+//!   store staying at 10.6x all along). The gain tells it from a store whose churn keeps
+//!   freed and held blocks near its tails (XTree's steady bucket churn: 0.65-0.8x its live
+//!   bytes past the cut lines, at every commit): checkpointing that every 32 commits turned
+//!   the versions it checkpointed into held blocks, freed at the next checkpoint as holes
+//!   (27 % fragmentation against the seed's < 10 %);
 //! - not under EVENTUAL, whose commits are durable only at a checkpoint (or a sync): its
 //!   footprint holds from there. A checkpoint inside a bulk load's one commit writes every
 //!   page twice (100 k random inserts: the commit 249 ns an insert against 103, LMDB 14);
@@ -33,6 +43,23 @@ pub(crate) const TRIGGER_RATIO: f64 = 1.4;
 
 /// Log bytes written since the last checkpoint before the ratio may trigger another.
 pub(crate) const LOG_BYTES_MIN: u64 = 256 << 10;
+
+/// A drained store checkpoints once the blocks past its cut lines are this many times its
+/// live bytes (see the module comment): the checkpoint then takes the directory to a third
+/// or less of its size.
+pub(crate) const DRAINED_GAIN: u64 = 2;
+
+/// ... and at most once per this many commits.
+pub(crate) const DRAINED_COMMITS_MIN: u64 = 32;
+
+/// A commit whose relocation found nothing left to move (no node lies past the line where a
+/// cut would end its class file), and what a checkpoint could then give back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Drained {
+    pub commits_since_checkpoint: u64,
+    /// Bytes of the blocks past the cut lines: free, or freed and held until a checkpoint.
+    pub past_cut_lines: u64,
+}
 
 /// Below this many live bytes the ratio is not looked at: the files every store has (meta,
 /// reader table, a checkpoint, a cut's 64 KiB granule per class) are most of the directory,
@@ -71,21 +98,25 @@ impl Estimate {
     }
 
     /// True when a checkpoint is due for the footprint's sake: the directory is past the
-    /// trigger, at least `LOG_BYTES_MIN` of log was written since the last checkpoint, and
-    /// either the log holds the excess, or `drained` (the commit's relocation found nothing
-    /// left to move: the nodes lie before where a cut would end each file) and the class
-    /// files' unused blocks hold at least half of it. A checkpoint then lets the blocks the
-    /// relocation left go and cuts the tails. Without this, a store that freed most of its
-    /// nodes kept its files through any number of small commits (an outside tester's stayed
-    /// at 10.4x its live bytes through 200). The half keeps the rule away from statement-sized
-    /// commits, whose excess is mostly log (see the module comment).
-    pub(crate) fn wants_checkpoint(&self, log_len: u64, drained: bool) -> bool {
-        if !self.over_limit() || log_len < LOG_BYTES_MIN {
+    /// trigger, and either at least `LOG_BYTES_MIN` of log was written since the last
+    /// checkpoint and the log holds the excess, or the store is `drained` (see [`Drained`])
+    /// and either that much log came and the class files' unused blocks hold half the excess
+    /// or more, or `DRAINED_COMMITS_MIN` commits came and the blocks past the cut lines are
+    /// `DRAINED_GAIN` times the live bytes. A checkpoint then lets the blocks the relocation
+    /// left go and cuts the tails. The half keeps the rule away from statement-sized commits,
+    /// whose excess is mostly log (see the module comment).
+    pub(crate) fn wants_checkpoint(&self, log_len: u64, drained: Option<Drained>) -> bool {
+        if !self.over_limit() {
             return false;
         }
         let excess = self.directory().saturating_sub(self.limit());
         let unused_blocks = self.class_files.saturating_sub(self.live);
-        self.log_file >= excess || (drained && unused_blocks >= excess / 2)
+        let by_log =
+            log_len >= LOG_BYTES_MIN && (self.log_file >= excess || (drained.is_some() && unused_blocks >= excess / 2));
+        let emptied = drained.is_some_and(|d| {
+            d.commits_since_checkpoint >= DRAINED_COMMITS_MIN && d.past_cut_lines >= DRAINED_GAIN * self.live
+        });
+        by_log || emptied
     }
 }
 
@@ -121,21 +152,44 @@ mod tests {
     #[test]
     fn a_checkpoint_is_due_past_the_ratio_once_enough_log_was_written() {
         let mib = 1 << 20;
-        assert!(!estimate(7 * mib, mib, 6 * mib).wants_checkpoint(mib, true), "8 MiB for 6 is within");
-        assert!(estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(mib, false));
-        assert!(!estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(LOG_BYTES_MIN - 1, true), "too little log yet");
+        assert!(!estimate(7 * mib, mib, 6 * mib).wants_checkpoint(mib, drained(0)), "8 MiB for 6 is within");
+        assert!(estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(mib, None));
+        assert!(
+            !estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(LOG_BYTES_MIN - 1, drained(0)),
+            "too little log yet"
+        );
         // Class files past the trigger on their own: a checkpoint only once relocation has
         // nothing left to move (then it lets the moved nodes' old blocks go, and the tails are
         // cut), and only when their unused blocks are half the excess or more.
-        assert!(!estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, false));
-        assert!(!estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, false));
-        assert!(estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, true));
-        assert!(estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, true));
+        assert!(!estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, None));
+        assert!(!estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, None));
+        assert!(estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, drained(0)));
+        assert!(estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, drained(0)));
         // Statement-sized commits at 100 k rows (examples/statement_footprint): the excess is
         // the log's, and the class files' unused blocks are far from half of it.
         let statement =
             Estimate { class_files: 5_570_000, log_file: 11_520_000, other_files: 190_000, live: 3_620_000 };
-        assert!(!statement.wants_checkpoint(11_520_000, true));
+        assert!(!statement.wants_checkpoint(11_520_000, drained(0)));
+    }
+
+    /// Drained, with nothing past the cut lines and few commits since the last checkpoint.
+    fn drained(past_cut_lines: u64) -> Option<Drained> {
+        Some(Drained { commits_since_checkpoint: 1, past_cut_lines })
+    }
+
+    #[test]
+    fn a_drained_store_checkpoints_after_a_few_commits_when_that_gives_back_twice_its_nodes() {
+        let mib = 1 << 20;
+        // An outside tester's store: 90 % of its nodes freed, then one 16-byte node a commit.
+        let emptied = estimate(16 * mib, mib / 8, 3 * mib / 2);
+        let past = |commits, past| Some(Drained { commits_since_checkpoint: commits, past_cut_lines: past });
+        assert!(emptied.wants_checkpoint(mib / 8, past(DRAINED_COMMITS_MIN, 14 * mib)));
+        assert!(!emptied.wants_checkpoint(mib / 8, past(DRAINED_COMMITS_MIN - 1, 14 * mib)), "too soon");
+        assert!(!emptied.wants_checkpoint(mib / 8, None), "relocation still moving nodes");
+        // XTree's steady churn: 2.5 MiB of class files for 1 MiB live, 0.7 MiB past the lines.
+        let churn = estimate(5 * mib / 2, mib / 8, mib);
+        assert!(!churn.wants_checkpoint(mib / 8, past(1000, 7 * mib / 10)));
+        assert!(churn.wants_checkpoint(mib / 8, past(1000, 2 * mib)), "twice the live bytes");
     }
 
     #[test]
@@ -146,7 +200,13 @@ mod tests {
             let may = at(0).may_be_over();
             for live in (0..64).map(|i| i * 32 * kib) {
                 assert!(may || !at(live).over_limit(), "{directory} B over for {live} live");
-                assert!(may || !at(live).wants_checkpoint(u64::MAX, true), "{directory} B wants a checkpoint");
+                assert!(
+                    may || !at(live).wants_checkpoint(
+                        u64::MAX,
+                        Some(Drained { commits_since_checkpoint: u64::MAX, past_cut_lines: u64::MAX })
+                    ),
+                    "{directory} B wants a checkpoint"
+                );
             }
         }
         assert!(estimate(2 << 20, 0, 0).may_be_over());
@@ -160,6 +220,9 @@ mod tests {
         assert!(7 * mib + room + (16 << 10) <= (6.0 * 1.4 * mib as f64) as u64 + 1);
         assert_eq!(log_room(&estimate(9 * mib, 0, 6 * mib)), 0, "no room past the trigger");
         assert_eq!(log_room(&estimate(2 * mib, 0, mib / 2)), u64::MAX, "a tiny store keeps its log");
-        assert!(!estimate(2 * mib, 4 * mib, mib / 2).wants_checkpoint(4 * mib, true), "nor checkpoints for its ratio");
+        assert!(
+            !estimate(2 * mib, 4 * mib, mib / 2).wants_checkpoint(4 * mib, drained(0)),
+            "nor checkpoints for its ratio"
+        );
     }
 }
