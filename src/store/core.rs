@@ -1033,13 +1033,17 @@ impl Core {
             // block (checkpointed, or synced at its commit), held until the next checkpoint.
             let base = self.table.shadowed.get(&handle);
             let script = self.scripts.get(&handle).filter(|_| base.is_some_and(|c| c.len == s.len));
+            // A logged node with a base may go as a delta, whose CRC is worked out from the
+            // base's once the delta is known (`delta_crc`): not computed whole first.
+            let deferred = script.is_none() && base.is_some() && logged(&s);
             let payload_crc = match (script, base) {
                 (Some(script), Some(c)) => self.scripted_crc(handle, c, script, payload),
+                _ if deferred => 0,
                 _ => crc(payload),
             };
             // Only trusted once the slot is clean, i.e. after this commit applies.
             self.table.slots[handle as usize].crc = payload_crc;
-            let put = PutOp {
+            let mut put = PutOp {
                 handle,
                 tag: s.tag,
                 kind: s.kind,
@@ -1067,11 +1071,12 @@ impl Core {
             let delta = base.is_some_and(|c| frame.put_delta(&put, self.space.read(c.loc, c.len as usize), payload));
             if delta {
                 let c = base.expect("a delta has a base");
-                if let Some(updated) = self.delta_crc(handle, c, frame.last_put_payload(), payload) {
-                    frame.set_last_put_crc(updated);
-                    self.table.slots[handle as usize].crc = updated;
-                }
+                put.payload_crc = self.delta_crc(handle, c, frame.last_put_payload(), payload).unwrap_or_else(|| crc(payload));
+                frame.set_last_put_crc(put.payload_crc);
+            } else if deferred {
+                put.payload_crc = crc(payload);
             }
+            self.table.slots[handle as usize].crc = put.payload_crc;
             if !delta && !frame.put_sparse(&put, payload) {
                 frame.put_in_place(&put, s.loc());
             }
@@ -1098,10 +1103,9 @@ impl Core {
 
     /// The CRC of a node's new version `payload` logged as `delta` against its base `c`,
     /// updated from the base's over the ranges the delta writes, when the base's CRC is its
-    /// own and as long as the node. A commit computes the whole CRC of such a node first (a
-    /// delta is decided after); the two differ only over a base damaged in its block, whose
-    /// damage the whole CRC would seal as good (an outside tester's `remove` of an entry in
-    /// a damaged leaf did).
+    /// own and as long as the node (`None` otherwise: the caller computes it whole). The two
+    /// differ only over a base damaged in its block, whose damage the whole CRC would seal as
+    /// good (an outside tester's `remove` of an entry in a damaged leaf did).
     fn delta_crc(&self, handle: u64, c: &Committed, delta: &[u8], payload: &[u8]) -> Option<u32> {
         let mut changed = crc_update::Changed::default();
         super::delta::changed_ranges(delta, &mut changed)?;
