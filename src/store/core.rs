@@ -1071,7 +1071,8 @@ impl Core {
             let delta = base.is_some_and(|c| frame.put_delta(&put, self.space.read(c.loc, c.len as usize), payload));
             if delta {
                 let c = base.expect("a delta has a base");
-                put.payload_crc = self.delta_crc(handle, c, frame.last_put_payload(), payload).unwrap_or_else(|| crc(payload));
+                put.payload_crc =
+                    self.delta_crc(handle, c, frame.last_put_payload(), payload).unwrap_or_else(|| crc(payload));
                 frame.set_last_put_crc(put.payload_crc);
             } else if deferred {
                 put.payload_crc = crc(payload);
