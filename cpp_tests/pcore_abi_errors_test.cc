@@ -280,6 +280,7 @@ TEST_F(AbiErrorsTest, OptionsInitFillsDefaults) {
   EXPECT_EQ(options.durability, static_cast<uint32_t>(PCORE_DURABILITY_BALANCED));
   EXPECT_EQ(options.growth_policy, static_cast<uint32_t>(PCORE_GROWTH_STABLE_ID));
   EXPECT_EQ(options.growth_rule, static_cast<uint64_t>(PCORE_GROWTH_RULE_FIT));
+  EXPECT_EQ(options.idle_checkpoint_ms, 1000u);
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init(nullptr));
 }
 
@@ -494,6 +495,9 @@ TEST_F(AbiErrorsTest, BadOptionsAreInvalidArguments) {
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("b").c_str(), &options, &out));
   options = default_options();
   options.growth_rule = 2;
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("b").c_str(), &options, &out));
+  options = default_options();
+  options.idle_checkpoint_ms = uint64_t{1} << 32;  // neither milliseconds a u32 holds nor NEVER
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_open(dir.sub("b").c_str(), &options, &out));
   options = default_options();
   options.min_class_bytes = 8192;

@@ -1,8 +1,10 @@
 //! Where a store's bytes are during statement-sized commits (issues 17 item 1 and 18 item 1
 //! together): 100,000 random 17-byte keys with 8-byte values, a STRICT commit every 500, and
 //! every 20,000 rows the directory against the live bytes, split into class files (their
-//! free blocks, pending frees and held bases), log and checkpoint. Not a test: it asserts
-//! nothing. See docs/LOG.md, "Statement-sized commits and the footprint together".
+//! free blocks, pending frees and held bases), log and checkpoint; then the same once the
+//! store has been at rest for longer than `idle_checkpoint_ms` (its background thread
+//! checkpoints it). Not a test: it asserts nothing. See docs/LOG.md, "Statement-sized commits
+//! and the footprint together".
 //!
 //! cargo run --release --example statement_footprint -- DIR
 
@@ -25,10 +27,17 @@ fn main() {
             s.commit().unwrap();
         }
         if (i + 1) % 20_000 == 0 {
-            let st = s.stats().unwrap();
-            let mb = |b: u64| b as f64 / 1048576.0;
-            println!("{:>6} rows: dir {:.2} MiB live {:.2} ratio {:.2} | class files {:.2} (free {:.2} pending {:.2} held bases {:.2}) log {:.2} ckpt {:.2} checkpoints {}",
-                i + 1, mb(st.directory_bytes), mb(st.live_bytes), st.footprint_ratio(), mb(st.data_file_bytes), mb(st.free_bytes), mb(st.pending_free_bytes), mb(st.held_base_bytes), mb(st.log_bytes), mb(st.checkpoint_bytes), st.checkpoints);
+            print_footprint(&format!("{:>6} rows", i + 1), &s);
         }
     }
+    let idle = StoreOptions::default().idle_checkpoint_ms;
+    std::thread::sleep(std::time::Duration::from_millis(u64::from(idle) + 500));
+    print_footprint(&format!("at rest {:.1} s", (idle + 500) as f64 / 1000.0), &s);
+}
+
+fn print_footprint(when: &str, s: &Store) {
+    let st = s.stats().unwrap();
+    let mb = |b: u64| b as f64 / 1048576.0;
+    println!("{when}: dir {:.2} MiB live {:.2} ratio {:.2} | class files {:.2} (free {:.2} pending {:.2} held bases {:.2}) log {:.2} ckpt {:.2} checkpoints {}",
+        mb(st.directory_bytes), mb(st.live_bytes), st.footprint_ratio(), mb(st.data_file_bytes), mb(st.free_bytes), mb(st.pending_free_bytes), mb(st.held_base_bytes), mb(st.log_bytes), mb(st.checkpoint_bytes), st.checkpoints);
 }

@@ -197,8 +197,9 @@
 // reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
 // `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`), `pcore_root_next`,
 // `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). 2.2 added
-// `pcore_store_backup`, `pcore_store_compact` and the footprint fields of `PcoreStoreStats`. The library's SONAME is `libpcore.so.<major>`.
-#define PCORE_ABI_VERSION 131074
+// `pcore_store_backup`, `pcore_store_compact` and the footprint fields of `PcoreStoreStats`,
+// 2.3 `PcoreStoreOptions::idle_checkpoint_ms`. The library's SONAME is `libpcore.so.<major>`.
+#define PCORE_ABI_VERSION 131075
 
 // Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 #define PCORE_DUP_UNIQUE 0
@@ -230,6 +231,9 @@
 
 // A cursor bound that excludes its key.
 #define PCORE_BOUND_EXCLUDED 2
+
+// `PcoreStoreOptions::idle_checkpoint_ms`: no checkpoint at rest.
+#define PCORE_IDLE_CHECKPOINT_NEVER UINT64_MAX
 
 // `pcore_cursor_next_batch`: the bytes before a record's key, its two `uint32_t` lengths.
 #define PCORE_BATCH_HEADER_BYTES 8
@@ -279,6 +283,14 @@ typedef struct PcoreStoreOptions {
   // `PCORE_GROWTH_RULE_*`; default FIT (ABI 2.1; an older caller's struct ends before it
   // and gets the default).
   uint64_t growth_rule;
+  // Once no commit came for this many milliseconds, a background thread checkpoints a
+  // store whose files hold more than 1.4 times its live bytes, cuts the class files' free
+  // tails and gives the log's kept space back, as a close would. A call that comes
+  // meanwhile waits for it, as for a checkpoint at a commit. Not while a snapshot is open
+  // or a read-only process has the store open. 0 = 1000 (the default; also what an older
+  // caller, whose struct ends before this field, gets); `PCORE_IDLE_CHECKPOINT_NEVER`:
+  // never (ABI 2.3).
+  uint64_t idle_checkpoint_ms;
 } PcoreStoreOptions;
 
 // A new node: its id, its zero-filled block (writable until published or freed), and the

@@ -184,6 +184,14 @@ class Options {
     raw_.checkpoint_log_bytes = bytes;
     return *this;
   }
+  /// After this long without a commit, a store whose files hold more than 1.4 times its live
+  /// bytes is checkpointed by its background thread (ABI 2.3; default 1000 ms).
+  Options& idle_checkpoint_ms(uint64_t ms) {
+    raw_.idle_checkpoint_ms = ms;
+    return *this;
+  }
+  /// No checkpoint at rest: the store's files stay as the last commit left them.
+  Options& no_idle_checkpoint() { return idle_checkpoint_ms(PCORE_IDLE_CHECKPOINT_NEVER); }
 
   [[nodiscard]] bool has_flag(uint64_t flag_bit) const noexcept { return (raw_.flags & flag_bit) != 0; }
   [[nodiscard]] bool is_read_only() const noexcept { return has_flag(PCORE_OPEN_READ_ONLY); }

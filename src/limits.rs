@@ -45,6 +45,9 @@ pub const DEFAULT_INLINE_PAYLOAD_MAX_BYTES: u32 = 8192;
 pub const DEFAULT_CHECKPOINT_LOG_BYTES: u64 = 64 << 20;
 /// BALANCED durability syncs at most this often by default.
 pub const DEFAULT_BALANCED_INTERVAL_MS: u32 = 10;
+/// A store whose last commit is this old (and whose files hold more than the footprint
+/// trigger) is checkpointed by its background thread, as a close would leave it.
+pub const DEFAULT_IDLE_CHECKPOINT_MS: u32 = 1000;
 /// The meta file records the log's synced length at most this often (one extra `fdatasync`
 /// a second at most): a log cut below the record is refused, not taken for a torn tail.
 pub const DEFAULT_META_REFRESH_MS: u32 = 1000;

@@ -96,6 +96,7 @@ fn default_options() -> PcoreStoreOptions {
         inline_payload_max_bytes: d.inline_payload_max_bytes.into(),
         checkpoint_log_bytes: d.checkpoint_log_bytes,
         growth_rule: PCORE_GROWTH_RULE_FIT,
+        idle_checkpoint_ms: d.idle_checkpoint_ms.into(),
     }
 }
 
@@ -136,6 +137,10 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
         create: o.flags & PCORE_OPEN_NO_CREATE == 0,
         verify_checksums: o.flags & PCORE_OPEN_VERIFY_CHECKSUMS != 0,
         meta_refresh_ms: d.meta_refresh_ms,
+        idle_checkpoint_ms: match o.idle_checkpoint_ms {
+            PCORE_IDLE_CHECKPOINT_NEVER => u32::MAX,
+            ms => or(ms, d.idle_checkpoint_ms, "idle_checkpoint_ms")?,
+        },
     })
 }
 

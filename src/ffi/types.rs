@@ -75,8 +75,9 @@ pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 /// reason (an unknown reason is refused). 2.1 added `pcore_cursor_next_get`,
 /// `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`), `pcore_root_next`,
 /// `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). 2.2 added
-/// `pcore_store_backup`, `pcore_store_compact` and the footprint fields of `PcoreStoreStats`. The library's SONAME is `libpcore.so.<major>`.
-pub const PCORE_ABI_VERSION: u32 = 0x0002_0002;
+/// `pcore_store_backup`, `pcore_store_compact` and the footprint fields of `PcoreStoreStats`,
+/// 2.3 `PcoreStoreOptions::idle_checkpoint_ms`. The library's SONAME is `libpcore.so.<major>`.
+pub const PCORE_ABI_VERSION: u32 = 0x0002_0003;
 
 /// Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 pub const PCORE_DUP_UNIQUE: u64 = 0;
@@ -211,7 +212,18 @@ pub struct PcoreStoreOptions {
     /// `PCORE_GROWTH_RULE_*`; default FIT (ABI 2.1; an older caller's struct ends before it
     /// and gets the default).
     pub growth_rule: u64,
+    /// Once no commit came for this many milliseconds, a background thread checkpoints a
+    /// store whose files hold more than 1.4 times its live bytes, cuts the class files' free
+    /// tails and gives the log's kept space back, as a close would. A call that comes
+    /// meanwhile waits for it, as for a checkpoint at a commit. Not while a snapshot is open
+    /// or a read-only process has the store open. 0 = 1000 (the default; also what an older
+    /// caller, whose struct ends before this field, gets); `PCORE_IDLE_CHECKPOINT_NEVER`:
+    /// never (ABI 2.3).
+    pub idle_checkpoint_ms: u64,
 }
+
+/// `PcoreStoreOptions::idle_checkpoint_ms`: no checkpoint at rest.
+pub const PCORE_IDLE_CHECKPOINT_NEVER: u64 = u64::MAX;
 
 /// A new node: its id, its zero-filled block (writable until published or freed), and the
 /// block's size. Set `struct_size` before the call.

@@ -75,6 +75,13 @@ pub struct StoreOptions {
     /// is recorded at its sync whatever the time, as that block is then reused (see
     /// `record_synced_log`). 0: after every sync; `u32::MAX`: never (tests of torn tails).
     pub meta_refresh_ms: u32,
+    /// Once no commit came for this long, a background thread checkpoints a store whose
+    /// files hold more than 1.4 times its live bytes, cuts the class files' free tails and
+    /// gives the log's kept space back, as a close would (a burst of statement-sized commits
+    /// leaves its log at 3.5 times the live bytes until then). A host call that comes
+    /// meanwhile waits for it, as for a checkpoint at a commit. Not while a snapshot is open
+    /// or a read-only process has the store open. `u32::MAX`: never.
+    pub idle_checkpoint_ms: u32,
 }
 
 impl Default for StoreOptions {
@@ -92,6 +99,7 @@ impl Default for StoreOptions {
             create: true,
             verify_checksums: false,
             meta_refresh_ms: DEFAULT_META_REFRESH_MS,
+            idle_checkpoint_ms: DEFAULT_IDLE_CHECKPOINT_MS,
         }
     }
 }
@@ -188,6 +196,10 @@ struct WriterSide {
     _lock: Option<DirLock>,
     written_epoch: u64,
     last_sync: Instant,
+    /// When the last commit (or the open) returned, and the epoch the background thread's
+    /// rest step last looked at (`Store::rest_if_idle`): it looks once per commit.
+    last_commit: Instant,
+    rested_epoch: u64,
     /// When the meta last recorded the log's synced length.
     meta_refreshed: Instant,
     /// A commit written since then freed the only copy of a version (`PreparedCommit::
@@ -551,6 +563,8 @@ impl Store {
             meta: Some(opened.meta),
             _lock: opened.lock,
             last_sync: Instant::now(),
+            last_commit: Instant::now(),
+            rested_epoch: opened.core.epoch,
             meta_refreshed: Instant::now(),
             sole_copies_freed: false,
             poisoned: None,
@@ -602,6 +616,8 @@ impl Store {
             _lock: None,
             written_epoch: 0,
             last_sync: Instant::now(),
+            last_commit: Instant::now(),
+            rested_epoch: 0,
             meta_refreshed: Instant::now(),
             sole_copies_freed: false,
             poisoned: None,
@@ -632,7 +648,9 @@ impl Store {
         writer.reader_slot = readers.slot;
         core.verify_reads = options.verify_checksums;
         core.growth_rule = options.growth_rule;
-        let balanced = options.durability == Durability::Balanced && !in_memory && !options.read_only;
+        let writes_files = !in_memory && !options.read_only;
+        let balanced = options.durability == Durability::Balanced && writes_files;
+        let rests = options.idle_checkpoint_ms != u32::MAX && writes_files;
         let durable_epoch = AtomicU64::new(core.epoch);
         let shared = Arc::new(Shared {
             attachments: Mutex::new(std::collections::HashMap::new()),
@@ -653,8 +671,8 @@ impl Store {
         });
         // Asked at every open, so the first open of the process records it (see the function).
         let forked = in_forked_child();
-        if balanced && !forked {
-            spawn_flusher(Arc::downgrade(&shared), shared.flusher_stop.clone(), shared.options.balanced_interval_ms);
+        if (balanced || rests) && !forked {
+            spawn_background(Arc::downgrade(&shared), shared.flusher_stop.clone(), balanced, rests);
         }
         Store { shared, at: None }
     }
@@ -1022,6 +1040,7 @@ impl Store {
         drop(frame);
         w.frame_buffer = prepared.frame.into_buffer();
         w.written_epoch = prepared.epoch;
+        w.last_commit = Instant::now();
         w.sole_copies_freed |= prepared.frees_sole_copies;
         let pending = c.pending_free_bytes;
         let sync_now = match opts.durability {
@@ -1130,6 +1149,35 @@ impl Store {
             return Ok(());
         }
         self.shared.checkpoint_locked(&mut w)
+    }
+
+    /// The background thread's rest step: once no commit came for `idle`, a store whose
+    /// files hold more than the footprint trigger is checkpointed, its class files' free
+    /// tails cut and its log's kept space given back, as a close would leave it. Looks once
+    /// per commit; never waits for a host call (the writer busy: not at rest). Not while a
+    /// snapshot is open or a reader process is registered: they pin what it would give back.
+    fn rest_if_idle(&self, idle: Duration) {
+        let Some(mut w) = self.shared.writer.try_lock() else { return };
+        if w.rested_epoch == w.written_epoch || w.last_commit.elapsed() < idle {
+            return;
+        }
+        w.rested_epoch = w.written_epoch;
+        if w.poisoned.is_some() || self.shared.closed.load(Ordering::Acquire) || self.shared.has_snapshots() {
+            return;
+        }
+        let readers_alive = w.readers.as_ref().is_some_and(|t| !matches!(t.oldest_reader(), Ok(None)));
+        if readers_alive || !self.shared.footprint(&w, &self.shared.state.read()).over_limit() {
+            return;
+        }
+        let rested = self.shared.checkpoint_locked(&mut w).and_then(|()| match w.log.as_mut() {
+            Some(log) => log.give_back_unused(),
+            None => Ok(()),
+        });
+        match rested {
+            Ok(()) => self.shared.measure_other_files(&mut w),
+            // Reported as a commit's checkpoint failure is (`checkpoint()` tells it).
+            Err(e) => w.last_checkpoint_error = Some(e.to_string()),
+        }
     }
 
     /// Syncs the log if a commit is not yet on disk (BALANCED's background thread).
@@ -1786,21 +1834,38 @@ impl FlusherStop {
     }
 }
 
-fn spawn_flusher(weak: Weak<Shared>, stop: Arc<FlusherStop>, interval_ms: u32) {
-    let interval = Duration::from_millis(u64::from(interval_ms.max(1)));
+/// Starts the store's background thread: with `balanced` it syncs the log when a commit is
+/// not yet on disk, every `balanced_interval_ms`; with `rests` it checkpoints a store at rest
+/// (`Store::rest_if_idle`), looking a few times per `idle_checkpoint_ms`.
+fn spawn_background(weak: Weak<Shared>, stop: Arc<FlusherStop>, balanced: bool, rests: bool) {
+    let Some(options) = weak.upgrade().map(|s| s.options.clone()) else { return };
+    let idle = Duration::from_millis(u64::from(options.idle_checkpoint_ms));
+    let tick = match balanced {
+        true => Duration::from_millis(u64::from(options.balanced_interval_ms.max(1))),
+        false => (idle / 4).clamp(Duration::from_millis(1), Duration::from_millis(250)),
+    };
     stop.watched.store(true, Ordering::Release);
+    let watched = stop.clone();
     // The thread holds only a weak reference while it sleeps, so dropping the last `Store`
     // is never delayed by it.
-    std::thread::Builder::new()
-        .name("pcore-flusher".into())
-        .spawn(move || loop {
-            if stop.wait(interval) {
-                return;
-            }
-            let Some(shared) = weak.upgrade() else { return };
-            Store { shared, at: None }.sync_if_behind();
-        })
-        .expect("spawn the BALANCED flusher thread");
+    let spawned = std::thread::Builder::new().name("pcore-flusher".into()).spawn(move || loop {
+        if stop.wait(tick) {
+            return;
+        }
+        let Some(shared) = weak.upgrade() else { return };
+        let store = Store { shared, at: None };
+        if balanced {
+            store.sync_if_behind();
+        }
+        if rests {
+            store.rest_if_idle(idle);
+        }
+    });
+    // Without the thread (the system out of threads), BALANCED commits sync by age and a
+    // store at rest keeps its files until its next checkpoint: nothing is lost.
+    if spawned.is_err() {
+        watched.watched.store(false, Ordering::Release);
+    }
 }
 
 /// True in a process forked from one that had opened a store. There a BALANCED store starts

@@ -42,6 +42,8 @@ mod reader_hold_tests;
 mod readers;
 mod recovery;
 mod reserve;
+#[cfg(test)]
+mod rest_tests;
 pub(crate) mod script;
 #[cfg(test)]
 mod script_tests;

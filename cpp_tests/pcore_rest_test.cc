@@ -1,0 +1,150 @@
+// A store at rest (issue 18 item 1): once no commit came for `idle_checkpoint_ms`, its
+// background thread checkpoints it when its files hold more than the footprint trigger, cuts
+// the free tails and gives the log's space back. Through the C ABI, and across kills.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "pcore.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using pcore_test::ScratchDir;
+
+// Rows a store is loaded with: ~1.3 MiB of leaves, past the size below which the footprint
+// is not looked at.
+constexpr uint64_t kRows = 40000;
+
+void key_of(uint64_t i, uint8_t* key) {
+  const uint64_t mixed = i * 0x9E3779B97F4A7C15ull;
+  for (int b = 0; b < 8; ++b) key[b] = static_cast<uint8_t>(mixed >> (56 - 8 * b));
+  for (int b = 0; b < 8; ++b) key[8 + b] = static_cast<uint8_t>(i >> (56 - 8 * b));
+}
+
+PcoreStore* open_resting(const std::string& dir, uint64_t idle_ms) {
+  PcoreStoreOptions options = pcore_test::strict_options();
+  options.idle_checkpoint_ms = idle_ms;
+  PcoreStore* store = nullptr;
+  const int32_t status = pcore_store_open(dir.c_str(), &options, &store);
+  EXPECT_EQ(status, pcore_test::kOk) << pcore_last_error_message();
+  return store;
+}
+
+PcoreTree* open_tree(PcoreStore* store) {
+  PcoreTree* tree = nullptr;
+  EXPECT_EQ(pcore_tree_open(store, "t", 1, nullptr, &tree), pcore_test::kOk) << pcore_last_error_message();
+  return tree;
+}
+
+// Inserts rows [from, to), a commit every 500, as a SQL engine commits per statement.
+bool statements(PcoreStore* store, PcoreTree* tree, uint64_t from, uint64_t to) {
+  uint8_t key[16];
+  for (uint64_t i = from; i < to; ++i) {
+    key_of(i, key);
+    if (pcore_tree_insert(tree, key, sizeof key, &i, sizeof i) != pcore_test::kOk) return false;
+    if ((i + 1) % 500 == 0 && pcore_store_commit(store, nullptr) != pcore_test::kOk) return false;
+  }
+  return pcore_store_commit(store, nullptr) == pcore_test::kOk;
+}
+
+void expect_rows(PcoreTree* tree, uint64_t rows) {
+  uint64_t len = 0;
+  ASSERT_EQ(pcore_tree_len(tree, &len), pcore_test::kOk);
+  EXPECT_EQ(len, rows);
+  uint8_t key[16];
+  for (uint64_t i = 0; i < rows; i += 37) {
+    key_of(i, key);
+    uint64_t value = ~i;
+    size_t value_len = 0;
+    ASSERT_EQ(pcore_tree_get(tree, key, sizeof key, &value, sizeof value, &value_len), pcore_test::kOk) << "row " << i;
+    ASSERT_EQ(value_len, sizeof value);
+    ASSERT_EQ(value, i) << "row " << i;
+  }
+}
+
+// Waits (30 s at most: a loaded machine) until the store's log is empty.
+PcoreStoreStats wait_for_rest(PcoreStore* store) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    const PcoreStoreStats st = pcore_test::store_stats(store);
+    if (st.log_bytes == 0 || std::chrono::steady_clock::now() > until) return st;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+TEST(RestTest, AStoreAtRestGivesItsLogBack) {
+  ScratchDir scratch("rest");
+  PcoreStore* store = open_resting(scratch.sub("store"), 5);
+  ASSERT_NE(store, nullptr);
+  PcoreTree* tree = open_tree(store);
+  ASSERT_TRUE(statements(store, tree, 0, kRows));
+  const PcoreStoreStats busy = pcore_test::store_stats(store);
+  const PcoreStoreStats rested = wait_for_rest(store);
+  EXPECT_EQ(rested.log_bytes, 0u);
+  EXPECT_LT(rested.footprint_ratio * 2, busy.footprint_ratio);
+  expect_rows(tree, kRows);
+  PCORE_EXPECT_OK(pcore_tree_close(tree));
+  PCORE_EXPECT_OK(pcore_store_close(store));
+}
+
+// With the rest step off, the log stays until a checkpoint the host or the log's size calls
+// for: after longer than the default's second, it is still there.
+TEST(RestTest, NeverMeansTheLogStays) {
+  ScratchDir scratch("rest-never");
+  pcore::Options options;
+  options.durability(pcore::Durability::Strict).no_idle_checkpoint();
+  PcoreStore* store = nullptr;
+  PCORE_ASSERT_OK(pcore_store_open(scratch.sub("store").c_str(), &options.raw(), &store));
+  PcoreTree* tree = open_tree(store);
+  ASSERT_TRUE(statements(store, tree, 0, kRows));
+  const PcoreStoreStats busy = pcore_test::store_stats(store);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const PcoreStoreStats later = pcore_test::store_stats(store);
+  EXPECT_EQ(later.log_bytes, busy.log_bytes);
+  EXPECT_EQ(later.checkpoint_epoch, busy.checkpoint_epoch);
+  PCORE_EXPECT_OK(pcore_tree_close(tree));
+  PCORE_EXPECT_OK(pcore_store_close(store));
+}
+
+// Child: loads the rows (args: dir, idle ms), says so, and waits to be killed without closing,
+// its background thread checkpointing the store meanwhile.
+int rest_writer_main(const std::vector<std::string>& args) {
+  if (args.size() != 2) return 2;
+  PcoreStore* store = open_resting(args[0], std::stoull(args[1]));
+  if (store == nullptr) return 3;
+  PcoreTree* tree = open_tree(store);
+  if (tree == nullptr || !statements(store, tree, 0, kRows)) return 4;
+  const uint8_t ready = 1;
+  pcore_test::child_send(&ready, 1);
+  for (;;) pause();
+}
+const pcore_test::ChildRegistrar kRegisterRestWriter("rest-writer", rest_writer_main);
+
+// Killed before, during or after the rest checkpoint: every committed row is there.
+TEST(RestTest, AKillAroundTheRestCheckpointLosesNothing) {
+  const uint64_t kills = pcore_test::long_run() ? 30 : 6;
+  pcore_test::Rng rng(21);
+  for (uint64_t k = 0; k < kills; ++k) {
+    ScratchDir scratch("rest-kill");
+    const std::string dir = scratch.sub("store");
+    const uint64_t delay = rng.between(0, 40);
+    const pcore_test::KilledChild child = pcore_test::run_child_until_killed(
+        "rest-writer", {dir, "2"}, 1, [](const uint8_t*) { return true; }, /*wait_for_ready=*/true, delay);
+    ASSERT_TRUE(child.saw_ready);
+    PcoreStore* store = open_resting(dir, PCORE_IDLE_CHECKPOINT_NEVER);
+    ASSERT_NE(store, nullptr) << "kill " << k << " after " << delay << " ms";
+    PcoreTree* tree = open_tree(store);
+    expect_rows(tree, kRows);
+    PCORE_EXPECT_OK(pcore_store_verify(store));
+    PCORE_EXPECT_OK(pcore_tree_close(tree));
+    PCORE_EXPECT_OK(pcore_store_close(store));
+  }
+}
+
+}  // namespace
