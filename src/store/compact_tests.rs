@@ -379,6 +379,23 @@ fn the_directory_stays_within_one_and_a_half_times_the_live_bytes_after_each_com
     }
 }
 
+/// Commits up to 200 times, `change(i)` before each, and requires the store, far past its
+/// footprint at first, to be within 1.5x its live bytes by then.
+fn commit_until_within_footprint(store: &Store, mut change: impl FnMut(u64)) {
+    let before = store.stats().unwrap().footprint_ratio();
+    assert!(before > 5.0, "{before}: the files hold the freed pages");
+    let mut ratio = before;
+    for i in 0..200u64 {
+        change(i);
+        store.commit().unwrap();
+        ratio = store.stats().unwrap().footprint_ratio();
+        if ratio <= 1.5 {
+            break;
+        }
+    }
+    assert!(ratio <= 1.5, "{ratio} after 200 commits (was {before})");
+}
+
 /// Issue 18 item 1, after frees: a store that freed nine nodes in ten gets back within 1.5x
 /// its live bytes through its own small commits: each moves a little toward the front, and
 /// once nothing is left to move a checkpoint lets the old blocks go and cuts the tails. An
@@ -388,20 +405,11 @@ fn a_store_that_freed_most_of_its_nodes_shrinks_through_its_own_commits() {
     let dir = TempDir::new("freed-most");
     let store = reopen(dir.path(), &opts());
     let mut kept = strewn(&store, 4000, 10);
-    let before = store.stats().unwrap().footprint_ratio();
-    assert!(before > 5.0, "{before}: the files hold the freed pages");
-    let mut ratio = before;
-    for i in 0..200u64 {
+    commit_until_within_footprint(&store, |i| {
         let (id, _, _) = store.allocate(PAGE, 1).unwrap();
         store.publish(id, &bytes_of(100_000 + i)).unwrap();
         kept.push((id, 100_000 + i));
-        store.commit().unwrap();
-        ratio = store.stats().unwrap().footprint_ratio();
-        if ratio <= 1.5 {
-            break;
-        }
-    }
-    assert!(ratio <= 1.5, "{ratio} after 200 commits (was {before})");
+    });
     assert_contents(&store, &kept);
     store.simulate_crash();
     drop(store);
@@ -417,19 +425,10 @@ fn a_store_that_freed_most_of_its_nodes_shrinks_through_tiny_commits() {
     let dir = TempDir::new("freed-most-tiny");
     let store = reopen(dir.path(), &opts());
     let kept = strewn(&store, 4000, 10);
-    let before = store.stats().unwrap().footprint_ratio();
-    assert!(before > 5.0, "{before}: the files hold the freed pages");
     let (tiny, _, _) = store.allocate(16, 2).unwrap();
-    let mut ratio = before;
-    for i in 0..200u64 {
+    commit_until_within_footprint(&store, |i| {
         store.publish(tiny, &i.to_le_bytes()).unwrap();
-        store.commit().unwrap();
-        ratio = store.stats().unwrap().footprint_ratio();
-        if ratio <= 1.5 {
-            break;
-        }
-    }
-    assert!(ratio <= 1.5, "{ratio} after 200 commits (was {before})");
+    });
     assert_contents(&store, &kept);
     store.simulate_crash();
     drop(store);
