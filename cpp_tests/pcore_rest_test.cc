@@ -84,10 +84,14 @@ TEST(RestTest, AStoreAtRestGivesItsLogBack) {
   ASSERT_NE(store, nullptr);
   PcoreTree* tree = open_tree(store);
   ASSERT_TRUE(statements(store, tree, 0, kRows));
-  const PcoreStoreStats busy = pcore_test::store_stats(store);
+  // On a loaded machine a pause between two commits may pass the 5 ms already, so the
+  // figures during the load are not compared: at rest, the checkpoint holds the last commit,
+  // the log is empty, and the store is within a small multiple of its live bytes (~5x
+  // without the rest step).
   const PcoreStoreStats rested = wait_for_rest(store);
   EXPECT_EQ(rested.log_bytes, 0u);
-  EXPECT_LT(rested.footprint_ratio * 2, busy.footprint_ratio);
+  EXPECT_EQ(rested.checkpoint_epoch, rested.epoch);
+  EXPECT_LE(rested.footprint_ratio, 2.5);
   expect_rows(tree, kRows);
   PCORE_EXPECT_OK(pcore_tree_close(tree));
   PCORE_EXPECT_OK(pcore_store_close(store));
