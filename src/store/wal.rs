@@ -616,8 +616,9 @@ impl LogWriter {
 
     /// Makes this (an old generation's log, no longer named by the meta file) the log at
     /// `path`, empty, for frames bound to `salt`: the file is renamed over `path` and written
-    /// over from offset 0. A file longer than `keep_max` bytes is cut to that first, so one
-    /// huge commit does not hold its log's size for the store's lifetime. The caller syncs the
+    /// over from offset 0. A file longer than `keep_max` bytes is cut to that, so one huge
+    /// commit does not hold its log's size for the store's lifetime. An error means the
+    /// rename failed and nothing changed. The caller syncs the
     /// directory before the first frame: after a power cut, the frames must be found under
     /// the new name.
     pub fn reuse_as(&mut self, path: &Path, salt: Salt, keep_max: u64) -> Result<()> {
@@ -625,8 +626,11 @@ impl LogWriter {
         self.path = path.to_path_buf();
         self.name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         (self.len, self.synced, self.salt) = (0, 0, salt);
-        if self.file_len > keep_max {
-            self.file.set_len(keep_max).map_err(|e| Error::io(format!("cut {} for reuse", self.name), e))?;
+        // Past the rename this is the log: a failure from here on must not make the caller
+        // fall back to the fresh file, whose name the rename took. A cut that fails costs
+        // only space.
+        let cut = crate::os::simulated_cut_failure(&self.path).and_then(|()| self.file.set_len(keep_max));
+        if self.file_len > keep_max && cut.is_ok() {
             self.file_len = keep_max;
         }
         Ok(())
