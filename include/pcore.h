@@ -284,12 +284,13 @@ typedef struct PcoreStoreOptions {
   // and gets the default).
   uint64_t growth_rule;
   // Once no commit came for this many milliseconds, a background thread checkpoints a
-  // store whose files hold more than 1.4 times its live bytes, cuts the class files' free
-  // tails and gives the log's kept space back, as a close would. A call that comes
-  // meanwhile waits for it, as for a checkpoint at a commit. Not while a snapshot is open
-  // or a read-only process has the store open. 0 = 1000 (the default; also what an older
-  // caller, whose struct ends before this field, gets); `PCORE_IDLE_CHECKPOINT_NEVER`:
-  // never (ABI 2.3).
+  // store whose files hold more than 1.4 times its live bytes (1 MiB live at least), cuts
+  // the class files' free tails and gives the log's kept space back, as a close would. A
+  // call that comes meanwhile waits for it, as for a checkpoint at a commit. Not while a
+  // snapshot is open, a read-only process has the store open or changes wait for a commit
+  // (it rests once they end). 0 = 1000 (the default; also what an older caller, whose
+  // struct ends before this field, gets); `PCORE_IDLE_CHECKPOINT_NEVER` (or 2^32 - 1):
+  // never; other values from 2^32 up are `PCORE_INVALID_ARGUMENT` (ABI 2.3).
   uint64_t idle_checkpoint_ms;
 } PcoreStoreOptions;
 
@@ -532,9 +533,10 @@ int32_t pcore_store_options_init(struct PcoreStoreOptions *opt);
 // `pcore_store_close` too: the parent keeps its lock and files. The child may open the store
 // itself; it gets `PCORE_BUSY` while the parent holds it. A store opened in such a child
 // starts no background thread (BALANCED then syncs at the commits that find the interval
-// passed, and at close; a store at rest is not checkpointed), and the child should use each store from one thread at a time:
-// pcore's locks park waiting threads in a process-wide table that `fork` copied while the
-// parent's threads may have been in it, so contended threads in a child could hang there.
+// passed, and at close; a store at rest is not checkpointed), and the child should use each
+// store from one thread at a time: pcore's locks park waiting threads in a process-wide
+// table that `fork` copied while the parent's threads may have been in it, so contended
+// threads in a child could hang there.
 //
 // # Safety
 // `dir` is NULL or a NUL-terminated path; `opt` is NULL or points to `opt->struct_size`

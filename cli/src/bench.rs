@@ -303,8 +303,6 @@ fn sizes(min: usize, max: usize) -> Vec<usize> {
     s.chunks(2).map(|c| min + (u16::from_le_bytes([c[0], c[1]]) as usize % (max - min + 1))).collect()
 }
 
-/// A working set of live blocks; each step frees the oldest and allocates a new one.
-/// Returns ns per pair for pcore, malloc/free and calloc/free.
 /// A store that allocates and frees nodes: through the Rust API or the C ABI.
 trait Pairs {
     fn allocate(&self, len: usize) -> u64;

@@ -185,9 +185,10 @@ pub unsafe extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -
 /// `pcore_store_close` too: the parent keeps its lock and files. The child may open the store
 /// itself; it gets `PCORE_BUSY` while the parent holds it. A store opened in such a child
 /// starts no background thread (BALANCED then syncs at the commits that find the interval
-/// passed, and at close; a store at rest is not checkpointed), and the child should use each store from one thread at a time:
-/// pcore's locks park waiting threads in a process-wide table that `fork` copied while the
-/// parent's threads may have been in it, so contended threads in a child could hang there.
+/// passed, and at close; a store at rest is not checkpointed), and the child should use each
+/// store from one thread at a time: pcore's locks park waiting threads in a process-wide
+/// table that `fork` copied while the parent's threads may have been in it, so contended
+/// threads in a child could hang there.
 ///
 /// # Safety
 /// `dir` is NULL or a NUL-terminated path; `opt` is NULL or points to `opt->struct_size`

@@ -213,12 +213,13 @@ pub struct PcoreStoreOptions {
     /// and gets the default).
     pub growth_rule: u64,
     /// Once no commit came for this many milliseconds, a background thread checkpoints a
-    /// store whose files hold more than 1.4 times its live bytes, cuts the class files' free
-    /// tails and gives the log's kept space back, as a close would. A call that comes
-    /// meanwhile waits for it, as for a checkpoint at a commit. Not while a snapshot is open
-    /// or a read-only process has the store open. 0 = 1000 (the default; also what an older
-    /// caller, whose struct ends before this field, gets); `PCORE_IDLE_CHECKPOINT_NEVER`:
-    /// never (ABI 2.3).
+    /// store whose files hold more than 1.4 times its live bytes (1 MiB live at least), cuts
+    /// the class files' free tails and gives the log's kept space back, as a close would. A
+    /// call that comes meanwhile waits for it, as for a checkpoint at a commit. Not while a
+    /// snapshot is open, a read-only process has the store open or changes wait for a commit
+    /// (it rests once they end). 0 = 1000 (the default; also what an older caller, whose
+    /// struct ends before this field, gets); `PCORE_IDLE_CHECKPOINT_NEVER` (or 2^32 - 1):
+    /// never; other values from 2^32 up are `PCORE_INVALID_ARGUMENT` (ABI 2.3).
     pub idle_checkpoint_ms: u64,
 }
 

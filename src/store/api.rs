@@ -79,8 +79,10 @@ pub struct StoreOptions {
     /// files hold more than 1.4 times its live bytes, cuts the class files' free tails and
     /// gives the log's kept space back, as a close would (a burst of statement-sized commits
     /// leaves its log at 3.5 times the live bytes until then). A host call that comes
-    /// meanwhile waits for it, as for a checkpoint at a commit. Not while a snapshot is open
-    /// or a read-only process has the store open. `u32::MAX`: never.
+    /// meanwhile waits for it, as for a checkpoint at a commit. Not for stores under 1 MiB
+    /// live, nor while a snapshot is open, a read-only process has the store open or changes
+    /// wait for a commit (it rests once they end). 0: at the thread's first look after each
+    /// commit (it looks every millisecond then); `u32::MAX`: never.
     pub idle_checkpoint_ms: u32,
 }
 
@@ -200,6 +202,9 @@ struct WriterSide {
     /// rest step last looked at (`Store::rest_if_idle`): it looks once per commit.
     last_commit: Instant,
     rested_epoch: u64,
+    /// Commits a drained store waits between checkpoints for its footprint
+    /// (`footprint::next_drained_interval`).
+    drained_interval: u64,
     /// When the meta last recorded the log's synced length.
     meta_refreshed: Instant,
     /// A commit written since then freed the only copy of a version (`PreparedCommit::
@@ -565,6 +570,7 @@ impl Store {
             last_sync: Instant::now(),
             last_commit: Instant::now(),
             rested_epoch: opened.core.epoch,
+            drained_interval: footprint::DRAINED_COMMITS_MIN,
             meta_refreshed: Instant::now(),
             sole_copies_freed: false,
             poisoned: None,
@@ -618,6 +624,7 @@ impl Store {
             last_sync: Instant::now(),
             last_commit: Instant::now(),
             rested_epoch: 0,
+            drained_interval: footprint::DRAINED_COMMITS_MIN,
             meta_refreshed: Instant::now(),
             sole_copies_freed: false,
             poisoned: None,
@@ -1096,17 +1103,23 @@ impl Store {
             (estimate.over_limit() && no_reader_process && moved.nodes == 0 && !moved.budget_hit).then(|| {
                 footprint::Drained {
                     commits_since_checkpoint: prepared.epoch.saturating_sub(w.meta.map_or(0, |m| m.checkpoint_epoch)),
+                    commits_min: w.drained_interval,
                     past_cut_lines: self.shared.state.read().bytes_past_cut_lines(),
                 }
             });
-        let for_footprint = opts.durability != Durability::Eventual
-            && !self.shared.has_snapshots()
-            && estimate.wants_checkpoint(log_len, drained);
-        if log_len > opts.checkpoint_log_bytes.max(table_bytes) || for_footprint {
+        let for_footprint = (opts.durability != Durability::Eventual && !self.shared.has_snapshots())
+            .then(|| estimate.wants_checkpoint(log_len, drained))
+            .flatten();
+        if log_len > opts.checkpoint_log_bytes.max(table_bytes) || for_footprint.is_some() {
             // The commit is durable whatever happens here; a failed checkpoint is retried at
             // the next commit and reported by `checkpoint()`.
+            let files_before = self.shared.state.read().space.file_bytes();
             let result = self.shared.checkpoint_locked(&mut w);
             w.last_checkpoint_error = result.err().map(|e| e.to_string());
+            if let Some(footprint::Due::Drained { expected }) = for_footprint {
+                let given = files_before.saturating_sub(self.shared.state.read().space.file_bytes());
+                w.drained_interval = footprint::next_drained_interval(w.drained_interval, expected, given);
+            }
         }
         Ok((prepared.epoch, moved))
     }
@@ -1153,23 +1166,36 @@ impl Store {
 
     /// The background thread's rest step: once no commit came for `idle`, a store whose
     /// files hold more than the footprint trigger is checkpointed, its class files' free
-    /// tails cut and its log's kept space given back, as a close would leave it. Looks once
-    /// per commit; never waits for a host call (the writer busy: not at rest). Not while a
-    /// snapshot is open or a reader process is registered: they pin what it would give back.
+    /// tails cut and its log's kept space given back, as a close would leave it. Never waits
+    /// for a host call (the writer busy: not at rest). What keeps it from resting now may end
+    /// (an open snapshot, a registered reader process, changes waiting for a commit: a
+    /// checkpoint would flush a transaction in progress), so it looks again at the next tick;
+    /// once rested, or found within the trigger, it waits for the next commit.
     fn rest_if_idle(&self, idle: Duration) {
         let Some(mut w) = self.shared.writer.try_lock() else { return };
-        if w.rested_epoch == w.written_epoch || w.last_commit.elapsed() < idle {
-            return;
-        }
-        w.rested_epoch = w.written_epoch;
-        if w.poisoned.is_some() || self.shared.closed.load(Ordering::Acquire) || self.shared.has_snapshots() {
+        let closed = self.shared.closed.load(Ordering::Acquire);
+        if w.rested_epoch == w.written_epoch || w.last_commit.elapsed() < idle || w.poisoned.is_some() || closed {
             return;
         }
         let readers_alive = w.readers.as_ref().is_some_and(|t| !matches!(t.oldest_reader(), Ok(None)));
-        if readers_alive || !self.shared.footprint(&w, &self.shared.state.read()).over_limit() {
+        if readers_alive || self.shared.has_snapshots() {
             return;
         }
-        let rested = self.shared.checkpoint_locked(&mut w).and_then(|()| match w.log.as_mut() {
+        let (over, in_progress) = {
+            let c = self.shared.state.read();
+            (self.shared.footprint(&w, &c).over_limit(), c.has_uncommitted())
+        };
+        if in_progress {
+            return;
+        }
+        w.rested_epoch = w.written_epoch;
+        if !over {
+            return;
+        }
+        // A commit's own checkpoint may have left only the log's kept space to give back.
+        let checkpointed =
+            if self.shared.checkpoint_current(&w) { Ok(()) } else { self.shared.checkpoint_locked(&mut w) };
+        let rested = checkpointed.and_then(|()| match w.log.as_mut() {
             Some(log) => log.give_back_unused(),
             None => Ok(()),
         });
@@ -1803,7 +1829,7 @@ const EVENTUAL_SYNC_FOR_FREED_BYTES: u64 = 1 << 20;
 /// The log space a checkpoint keeps for reuse however small the store (see `log_space_kept`).
 const LOG_SPACE_KEPT_MIN: u64 = 1 << 20;
 
-/// Tells the BALANCED flusher thread to stop. std's lock and condition variable, not
+/// Tells the store's background thread (`spawn_background`) to stop. std's lock and condition variable, not
 /// parking_lot's: parking_lot parks waiting threads in one table shared by every lock in the
 /// process, which `fork` copies as it is, threads queued in it included (see
 /// `in_forked_child`).
@@ -1811,7 +1837,7 @@ const LOG_SPACE_KEPT_MIN: u64 = 1 << 20;
 pub(super) struct FlusherStop {
     stopped: std::sync::Mutex<bool>,
     wake: std::sync::Condvar,
-    /// A flusher thread waits on `wake` (BALANCED only): without one, a close makes no
+    /// A background thread waits on `wake`: without one, a close makes no
     /// wake-up call (a `futex` syscall whether anyone waits or not).
     watched: AtomicBool,
 }
@@ -1840,15 +1866,16 @@ impl FlusherStop {
 fn spawn_background(weak: Weak<Shared>, stop: Arc<FlusherStop>, balanced: bool, rests: bool) {
     let Some(options) = weak.upgrade().map(|s| s.options.clone()) else { return };
     let idle = Duration::from_millis(u64::from(options.idle_checkpoint_ms));
-    let tick = match balanced {
-        true => Duration::from_millis(u64::from(options.balanced_interval_ms.max(1))),
-        false => (idle / 4).clamp(Duration::from_millis(1), Duration::from_millis(250)),
+    let tick = if balanced {
+        Duration::from_millis(u64::from(options.balanced_interval_ms.max(1)))
+    } else {
+        (idle / 4).clamp(Duration::from_millis(1), Duration::from_millis(250))
     };
     stop.watched.store(true, Ordering::Release);
     let watched = stop.clone();
     // The thread holds only a weak reference while it sleeps, so dropping the last `Store`
     // is never delayed by it.
-    let spawned = std::thread::Builder::new().name("pcore-flusher".into()).spawn(move || loop {
+    let spawned = std::thread::Builder::new().name("pcore-store".into()).spawn(move || loop {
         if stop.wait(tick) {
             return;
         }
@@ -1868,12 +1895,13 @@ fn spawn_background(weak: Weak<Shared>, stop: Arc<FlusherStop>, balanced: bool, 
     }
 }
 
-/// True in a process forked from one that had opened a store. There a BALANCED store starts
-/// no flusher thread: a second thread would make the store's locks contended, and a
+/// True in a process forked from one that had opened a store. There a store starts no
+/// background thread: a second thread would make the store's locks contended, and a
 /// contended parking_lot lock or condition variable waits in the process-wide parking table,
 /// which the fork copied while the parent's threads may have been queued in it or holding
 /// one of its buckets (an outside tester's forked child hung or crashed in `close` about once
-/// in a few hundred forks). Its commits sync by age instead (see `Durability::Balanced`).
+/// in a few hundred forks). BALANCED commits sync by age instead (see `Durability::Balanced`),
+/// and a store at rest is not checkpointed.
 fn in_forked_child() -> bool {
     static FIRST_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *FIRST_PID.get_or_init(std::process::id) != std::process::id()

@@ -98,6 +98,8 @@ fn copy_snapshot(snapshot: &Snapshot, partial: &Path, mut progress: impl FnMut(u
         create: true,
         read_only: false,
         verify_checksums: false,
+        // Written and closed in one go: no thread to rest it.
+        idle_checkpoint_ms: u32::MAX,
         ..StoreOptions::default()
     };
     if partial.exists() {

@@ -239,6 +239,15 @@ impl Core {
         }
     }
 
+    /// True when changes wait for a commit (nodes allocated, written or freed, roots set or
+    /// removed): a checkpoint now would flush the pages of a transaction in progress.
+    pub fn has_uncommitted(&self) -> bool {
+        !self.dirty.is_empty()
+            || !self.dirty_roots.is_empty()
+            || !self.removed_roots.is_empty()
+            || self.reserved_nodes > 0
+    }
+
     /// Inlined into `Store::allocate`, with every failure's work out of line: the whole call
     /// costs little more than the bookkeeping it must do.
     #[inline]

@@ -49,14 +49,39 @@ pub(crate) const LOG_BYTES_MIN: u64 = 256 << 10;
 /// or less of its size.
 pub(crate) const DRAINED_GAIN: u64 = 2;
 
-/// ... and at most once per this many commits.
+/// ... and at most once per this many commits, doubled after each such checkpoint that gave
+/// back less than half what lay past the lines (a node that cannot move, one committed before
+/// its first publish say, may hold a tail) up to `DRAINED_COMMITS_MAX`: see
+/// [`next_drained_interval`].
 pub(crate) const DRAINED_COMMITS_MIN: u64 = 32;
+pub(crate) const DRAINED_COMMITS_MAX: u64 = 1 << 16;
+
+/// The commits a drained store waits before its next checkpoint for the drained rule, after
+/// one that had `expected` bytes past the cut lines and gave `given` back.
+pub(crate) fn next_drained_interval(interval: u64, expected: u64, given: u64) -> u64 {
+    if given.saturating_mul(2) >= expected {
+        DRAINED_COMMITS_MIN
+    } else {
+        interval.saturating_mul(2).clamp(DRAINED_COMMITS_MIN, DRAINED_COMMITS_MAX)
+    }
+}
+
+/// Why a commit's checkpoint is due for the footprint's sake (see `wants_checkpoint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// The log holds the excess, or a drained store's unused blocks do, and enough log came.
+    Log,
+    /// A drained store's blocks past its cut lines, which the checkpoint should give back.
+    Drained { expected: u64 },
+}
 
 /// A commit whose relocation found nothing left to move (no node lies past the line where a
 /// cut would end its class file), and what a checkpoint could then give back.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Drained {
     pub commits_since_checkpoint: u64,
+    /// Commits to wait since the last checkpoint (`next_drained_interval`).
+    pub commits_min: u64,
     /// Bytes of the blocks past the cut lines: free, or freed and held until a checkpoint.
     pub past_cut_lines: u64,
 }
@@ -101,22 +126,22 @@ impl Estimate {
     /// trigger, and either at least `LOG_BYTES_MIN` of log was written since the last
     /// checkpoint and the log holds the excess, or the store is `drained` (see [`Drained`])
     /// and either that much log came and the class files' unused blocks hold half the excess
-    /// or more, or `DRAINED_COMMITS_MIN` commits came and the blocks past the cut lines are
+    /// or more, or `commits_min` commits came and the blocks past the cut lines are
     /// `DRAINED_GAIN` times the live bytes. A checkpoint then lets the blocks the relocation
     /// left go and cuts the tails. The half keeps the rule away from statement-sized commits,
     /// whose excess is mostly log (see the module comment).
-    pub(crate) fn wants_checkpoint(&self, log_len: u64, drained: Option<Drained>) -> bool {
+    pub(crate) fn wants_checkpoint(&self, log_len: u64, drained: Option<Drained>) -> Option<Due> {
         if !self.over_limit() {
-            return false;
+            return None;
         }
         let excess = self.directory().saturating_sub(self.limit());
         let unused_blocks = self.class_files.saturating_sub(self.live);
-        let by_log =
-            log_len >= LOG_BYTES_MIN && (self.log_file >= excess || (drained.is_some() && unused_blocks >= excess / 2));
-        let emptied = drained.is_some_and(|d| {
-            d.commits_since_checkpoint >= DRAINED_COMMITS_MIN && d.past_cut_lines >= DRAINED_GAIN * self.live
-        });
-        by_log || emptied
+        if log_len >= LOG_BYTES_MIN && (self.log_file >= excess || (drained.is_some() && unused_blocks >= excess / 2)) {
+            return Some(Due::Log);
+        }
+        let d = drained?;
+        (d.commits_since_checkpoint >= d.commits_min && d.past_cut_lines >= DRAINED_GAIN * self.live)
+            .then_some(Due::Drained { expected: d.past_cut_lines })
     }
 }
 
@@ -152,29 +177,29 @@ mod tests {
     #[test]
     fn a_checkpoint_is_due_past_the_ratio_once_enough_log_was_written() {
         let mib = 1 << 20;
-        assert!(!estimate(7 * mib, mib, 6 * mib).wants_checkpoint(mib, drained(0)), "8 MiB for 6 is within");
-        assert!(estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(mib, None));
+        assert!(estimate(7 * mib, mib, 6 * mib).wants_checkpoint(mib, drained(0)).is_none(), "8 MiB for 6 is within");
+        assert!(estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(mib, None).is_some());
         assert!(
-            !estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(LOG_BYTES_MIN - 1, drained(0)),
+            estimate(7 * mib, 4 * mib, 6 * mib).wants_checkpoint(LOG_BYTES_MIN - 1, drained(0)).is_none(),
             "too little log yet"
         );
         // Class files past the trigger on their own: a checkpoint only once relocation has
         // nothing left to move (then it lets the moved nodes' old blocks go, and the tails are
         // cut), and only when their unused blocks are half the excess or more.
-        assert!(!estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, None));
-        assert!(!estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, None));
-        assert!(estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, drained(0)));
-        assert!(estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, drained(0)));
+        assert!(estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, None).is_none());
+        assert!(estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, None).is_none());
+        assert!(estimate(12 * mib, mib, 6 * mib).wants_checkpoint(mib, drained(0)).is_some());
+        assert!(estimate(12 * mib, 3 * mib, 6 * mib).wants_checkpoint(3 * mib, drained(0)).is_some());
         // Statement-sized commits at 100 k rows (examples/statement_footprint): the excess is
         // the log's, and the class files' unused blocks are far from half of it.
         let statement =
             Estimate { class_files: 5_570_000, log_file: 11_520_000, other_files: 190_000, live: 3_620_000 };
-        assert!(!statement.wants_checkpoint(11_520_000, drained(0)));
+        assert!(statement.wants_checkpoint(11_520_000, drained(0)).is_none());
     }
 
     /// Drained, with nothing past the cut lines and few commits since the last checkpoint.
     fn drained(past_cut_lines: u64) -> Option<Drained> {
-        Some(Drained { commits_since_checkpoint: 1, past_cut_lines })
+        Some(Drained { commits_since_checkpoint: 1, commits_min: DRAINED_COMMITS_MIN, past_cut_lines })
     }
 
     #[test]
@@ -182,14 +207,32 @@ mod tests {
         let mib = 1 << 20;
         // An outside tester's store: 90 % of its nodes freed, then one 16-byte node a commit.
         let emptied = estimate(16 * mib, mib / 8, 3 * mib / 2);
-        let past = |commits, past| Some(Drained { commits_since_checkpoint: commits, past_cut_lines: past });
-        assert!(emptied.wants_checkpoint(mib / 8, past(DRAINED_COMMITS_MIN, 14 * mib)));
-        assert!(!emptied.wants_checkpoint(mib / 8, past(DRAINED_COMMITS_MIN - 1, 14 * mib)), "too soon");
-        assert!(!emptied.wants_checkpoint(mib / 8, None), "relocation still moving nodes");
+        let past = |commits, past| {
+            Some(Drained { commits_since_checkpoint: commits, commits_min: DRAINED_COMMITS_MIN, past_cut_lines: past })
+        };
+        assert!(emptied.wants_checkpoint(mib / 8, past(DRAINED_COMMITS_MIN, 14 * mib)).is_some());
+        assert!(emptied.wants_checkpoint(mib / 8, past(DRAINED_COMMITS_MIN - 1, 14 * mib)).is_none(), "too soon");
+        assert!(emptied.wants_checkpoint(mib / 8, None).is_none(), "relocation still moving nodes");
         // XTree's steady churn: 2.5 MiB of class files for 1 MiB live, 0.7 MiB past the lines.
         let churn = estimate(5 * mib / 2, mib / 8, mib);
-        assert!(!churn.wants_checkpoint(mib / 8, past(1000, 7 * mib / 10)));
-        assert!(churn.wants_checkpoint(mib / 8, past(1000, 2 * mib)), "twice the live bytes");
+        assert!(churn.wants_checkpoint(mib / 8, past(1000, 7 * mib / 10)).is_none());
+        assert_eq!(
+            churn.wants_checkpoint(mib / 8, past(1000, 2 * mib)),
+            Some(Due::Drained { expected: 2 * mib }),
+            "twice the live bytes"
+        );
+        // A checkpoint that gave back less than half of it (a node that cannot move holds the
+        // tail) doubles the wait, up to a bound; one that gave it back starts over.
+        let (mut wait, mut waits) = (DRAINED_COMMITS_MIN, Vec::new());
+        for _ in 0..20 {
+            wait = next_drained_interval(wait, 14 * mib, mib);
+            waits.push(wait);
+        }
+        assert_eq!(waits[..3], [64, 128, 256]);
+        assert_eq!(*waits.last().unwrap(), DRAINED_COMMITS_MAX);
+        assert_eq!(next_drained_interval(wait, 14 * mib, 7 * mib), DRAINED_COMMITS_MIN);
+        let late = Some(Drained { commits_since_checkpoint: 100, commits_min: 128, past_cut_lines: 14 * mib });
+        assert!(emptied.wants_checkpoint(mib / 8, late).is_none(), "waiting longer after a vain one");
     }
 
     #[test]
@@ -201,10 +244,16 @@ mod tests {
             for live in (0..64).map(|i| i * 32 * kib) {
                 assert!(may || !at(live).over_limit(), "{directory} B over for {live} live");
                 assert!(
-                    may || !at(live).wants_checkpoint(
-                        u64::MAX,
-                        Some(Drained { commits_since_checkpoint: u64::MAX, past_cut_lines: u64::MAX })
-                    ),
+                    may || at(live)
+                        .wants_checkpoint(
+                            u64::MAX,
+                            Some(Drained {
+                                commits_since_checkpoint: u64::MAX,
+                                commits_min: DRAINED_COMMITS_MIN,
+                                past_cut_lines: u64::MAX
+                            })
+                        )
+                        .is_none(),
                     "{directory} B wants a checkpoint"
                 );
             }
@@ -221,7 +270,7 @@ mod tests {
         assert_eq!(log_room(&estimate(9 * mib, 0, 6 * mib)), 0, "no room past the trigger");
         assert_eq!(log_room(&estimate(2 * mib, 0, mib / 2)), u64::MAX, "a tiny store keeps its log");
         assert!(
-            !estimate(2 * mib, 4 * mib, mib / 2).wants_checkpoint(4 * mib, drained(0)),
+            estimate(2 * mib, 4 * mib, mib / 2).wants_checkpoint(4 * mib, drained(0)).is_none(),
             "nor checkpoints for its ratio"
         );
     }

@@ -29,41 +29,53 @@ fn statements(s: &Store, t: &BTree, rows: std::ops::Range<u64>) {
     s.commit().unwrap();
 }
 
-/// Waits (30 s at most: a loaded machine) until the store's log is empty.
-fn wait_for_rest(s: &Store) -> StoreStats {
+/// True once the store rested after statements: the checkpoint holds its last commit, the
+/// log is empty and its kept space given back (a commit's own checkpoint keeps it: ~3x, not
+/// ~1.9x), within a small multiple of the live bytes (~5x without the rest step).
+fn rested(st: &StoreStats) -> bool {
+    checkpointed(st) && st.footprint_ratio() <= 2.5
+}
+
+fn checkpointed(st: &StoreStats) -> bool {
+    st.log_bytes == 0 && st.checkpoint_epoch == st.epoch
+}
+
+/// Waits (30 s at most: a loaded machine) until `done`.
+fn wait_for(s: &Store, done: fn(&StoreStats) -> bool) -> StoreStats {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let st = s.stats().unwrap();
-        if st.log_bytes == 0 || Instant::now() > until {
+        if done(&st) || Instant::now() > until {
             return st;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
+fn wait_for_rest(s: &Store) -> StoreStats {
+    wait_for(s, rested)
+}
+
 #[test]
 fn a_store_at_rest_is_checkpointed_and_gives_its_log_back() {
     let dir = TempDir::new("rest");
-    let s = reopen(dir.path(), &resting(20));
+    let s = reopen(dir.path(), &resting(100));
     let t = BTree::open(&s, b"t", &TreeOptions::default()).unwrap();
     statements(&s, &t, 0..60_000);
-    // A loaded machine may pause 20 ms between two commits already: the figures during the
-    // load are not compared. At rest the checkpoint holds the last commit, the log is empty,
-    // and what is left past the live bytes is the last commits' copies, strewn through the
-    // class files (1.9x here, 1.5x at 100 k rows; ~5x without the rest step).
-    let rested = wait_for_rest(&s);
-    assert_eq!(rested.log_bytes, 0, "the log given back ({rested:?})");
-    assert_eq!(rested.checkpoint_epoch, rested.epoch);
-    assert!(rested.footprint_ratio() <= 2.5, "{rested:?}");
+    // A loaded machine may pause between two commits longer than the idle time already: the
+    // figures during the load are not compared. What is left at rest past the live bytes is
+    // the last commits' copies, strewn through the class files (1.9x here, 1.5x at 100 k rows).
+    let first = wait_for_rest(&s);
+    assert!(rested(&first), "{first:?}");
     // The store goes on: more statements, and it rests again.
     statements(&s, &t, 60_000..70_000);
     let again = wait_for_rest(&s);
-    assert!(again.log_bytes == 0 && again.checkpoint_epoch == again.epoch && again.epoch > rested.epoch, "{again:?}");
+    assert!(rested(&again) && again.epoch > first.epoch, "{again:?}");
     assert_eq!(t.len(), 70_000);
     drop(t);
     s.simulate_crash();
     drop(s);
-    let s = reopen(dir.path(), &resting(20));
+    let s = reopen(dir.path(), &resting(u32::MAX));
     let t = BTree::open(&s, b"t", &TreeOptions::default()).unwrap();
     assert_eq!(t.len(), 70_000);
     for i in (0..70_000).step_by(97) {
@@ -88,5 +100,42 @@ fn a_store_at_rest_waits_for_its_snapshots() {
     // The rest step looks once per commit: this one finds the snapshot gone.
     t.insert(b"one more", b"row").unwrap();
     s.commit().unwrap();
-    assert_eq!(wait_for_rest(&s).log_bytes, 0);
+    // The snapshot held every version of the load: the class files stay large, strewn.
+    let st = wait_for(&s, checkpointed);
+    assert!(checkpointed(&st), "{st:?}");
+}
+
+/// Changes waiting for a commit (a long transaction, a bulk load) keep the store from resting:
+/// a checkpoint would flush their pages under the state lock while the host waits (review11:
+/// a 17 ms insert in a transaction of a million). It rests once they are committed.
+#[test]
+fn a_store_with_changes_waiting_for_a_commit_rests_after_it() {
+    let dir = TempDir::new("rest-uncommitted");
+    let s = reopen(dir.path(), &resting(200));
+    let t = BTree::open(&s, b"t", &TreeOptions::default()).unwrap();
+    statements(&s, &t, 0..60_000);
+    wait_for_rest(&s);
+    // A commit, and at once changes that wait for the next: without them the store would
+    // rest 200 ms later.
+    t.insert(b"one more", b"row").unwrap();
+    s.commit().unwrap();
+    for i in 0..2_000u64 {
+        assert!(t.remove(&key(i * 3)).unwrap());
+        t.insert(&key(100_000 + i), &i.to_le_bytes()).unwrap();
+    }
+    let before = s.stats().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let waiting = s.stats().unwrap();
+    assert_eq!(waiting.checkpoints, before.checkpoints, "rested with changes pending: {waiting:?}");
+    s.commit().unwrap();
+    let st = wait_for_rest(&s);
+    assert!(rested(&st), "{st:?}");
+    drop(t);
+    s.simulate_crash();
+    drop(s);
+    let s = reopen(dir.path(), &resting(u32::MAX));
+    let t = BTree::open(&s, b"t", &TreeOptions::default()).unwrap();
+    assert_eq!(t.len(), 60_001);
+    assert_eq!(t.get(&key(100_000)).unwrap(), Some(0u64.to_le_bytes().to_vec()));
+    assert_eq!(t.get(&key(3)).unwrap(), None);
 }

@@ -51,8 +51,10 @@ pub(crate) fn try_reopen(dir: &Path, opts: &StoreOptions) -> crate::Result<Store
     }
 }
 
+/// STRICT, and no checkpoint at rest: a test that pauses on a loaded machine must not see
+/// one it did not ask for (`rest_tests` turn it on).
 pub(crate) fn strict() -> StoreOptions {
-    StoreOptions { durability: Durability::Strict, ..StoreOptions::default() }
+    StoreOptions { durability: Durability::Strict, idle_checkpoint_ms: u32::MAX, ..StoreOptions::default() }
 }
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {

@@ -629,9 +629,11 @@ impl LogWriter {
         // Past the rename this is the log: a failure from here on must not make the caller
         // fall back to the fresh file, whose name the rename took. A cut that fails costs
         // only space.
-        let cut = crate::os::simulated_cut_failure(&self.path).and_then(|()| self.file.set_len(keep_max));
-        if self.file_len > keep_max && cut.is_ok() {
-            self.file_len = keep_max;
+        if self.file_len > keep_max {
+            let cut = crate::os::simulated_cut_failure(&self.path).and_then(|()| self.file.set_len(keep_max));
+            if cut.is_ok() {
+                self.file_len = keep_max;
+            }
         }
         Ok(())
     }
