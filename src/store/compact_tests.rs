@@ -449,7 +449,7 @@ fn a_drained_store_whose_tail_cannot_move_backs_off_its_checkpoints() {
     let (_pinned, _, _) = store.allocate(PAGE, 1).unwrap();
     store.commit().unwrap();
     let (tiny, _, _) = store.allocate(16, 2).unwrap();
-    let mut commit_tiny = |n: u64| {
+    let commit_tiny = |n: u64| {
         for i in 0..n {
             store.publish(tiny, &i.to_le_bytes()).unwrap();
             store.commit().unwrap();
