@@ -289,9 +289,12 @@ impl ClassFile {
             .map_err(|e| Error::io(format!("flush {} segment {segment}", self.name), e))
     }
 
-    /// Drops the last `n` segments: unmaps them and cuts the file to the segments left. The
+    /// Drops the last `n` segments: cuts the file to the segments left and unmaps them. The
     /// caller knows no block there is needed by anyone (see `alloc::shrink`). The cut needs
-    /// no sync: a power cut that loses it leaves a longer file, which is harmless.
+    /// no sync: a power cut that loses it leaves a longer file, which is harmless. The file is
+    /// cut first: a cut that fails changes nothing (an outside tester's `EIO` there left the
+    /// segments unmapped under an allocator that still handed their blocks out: a panic at
+    /// the next allocation, and the close cut the file under live nodes).
     pub(crate) fn shrink(&mut self, n: u32) -> Result<()> {
         // A read-only view never changes its files; its caller never cuts (see
         // `Store::give_back_tail`), and an accidental call must not either.
@@ -299,6 +302,12 @@ impl ClassFile {
             return Ok(());
         }
         let keep = self.segments.len() - n as usize;
+        if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
+            let path = self.path().expect("a shared file has a path");
+            crate::os::simulated_cut_failure(&path)
+                .and_then(|()| file.set_len(keep as u64 * self.segment_bytes))
+                .map_err(|e| Error::io(format!("truncate {} to {keep} segments", self.name), e))?;
+        }
         while self.segments.len() > keep {
             let cut = self.segments.pop().expect("more than `keep` segments");
             if cut.is_placed() {
@@ -307,10 +316,6 @@ impl ClassFile {
         }
         self.dirty.truncate(keep);
         self.tail_bytes = self.segment_bytes;
-        if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
-            file.set_len(keep as u64 * self.segment_bytes)
-                .map_err(|e| Error::io(format!("truncate {} to {keep} segments", self.name), e))?;
-        }
         Ok(())
     }
 
