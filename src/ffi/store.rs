@@ -170,9 +170,10 @@ pub unsafe extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -
 /// `pcore_store_close`. Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad
 /// options), `PCORE_BUSY` (another writer has the directory; for a read-only open, 127
 /// read-only opens of the directory, in any processes, are alive: its reader table is
-/// full), `PCORE_NOT_FOUND` (no store
-/// and `PCORE_OPEN_NO_CREATE` or read-only), `PCORE_CORRUPT` (a damaged file, named in the
-/// message), `PCORE_VERSION_MISMATCH`, `PCORE_NO_SPACE`, `PCORE_IO_ERROR`.
+/// full), `PCORE_NOT_FOUND` (no store and `PCORE_OPEN_NO_CREATE` or read-only),
+/// `PCORE_CORRUPT` (a damaged file, named in the message), `PCORE_VERSION_MISMATCH`,
+/// `PCORE_NO_SPACE`, `PCORE_IO_ERROR`, `PCORE_POISONED` (a sync of the checkpoint that
+/// recovery takes failed: nothing is lost, the log still holds every commit; open again).
 ///
 /// Damaged bytes in one node's block do not fail the open, even when a commit the open
 /// replays changed that node: its version is rebuilt over them and kept with the checksum its
@@ -226,8 +227,11 @@ pub unsafe extern "C" fn pcore_store_open(
 /// directory lock released. The handle is invalid afterwards; closing it again, or using it,
 /// returns `PCORE_BAD_HANDLE` (never a crash). Pointers from reads become invalid.
 ///
-/// Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, or an I/O status if the final checkpoint failed
-/// (the store is closed all the same; its log still holds every commit). In a forked child,
+/// Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, `PCORE_POISONED` (a sync of the close's own
+/// compaction or checkpoint failed: what the last commits wrote may or may not be on disk,
+/// and a reopen tells; the store is closed all the same), or an I/O status if the final
+/// checkpoint failed before anything was in doubt (the store is closed all the same; its
+/// log still holds every commit). In a forked child,
 /// closing a handle of the parent's answers `PCORE_BAD_HANDLE` and does nothing: no
 /// checkpoint, no unlock (see `pcore_store_open`); the child's copy is released when it exits.
 #[no_mangle]
