@@ -401,9 +401,8 @@ pub unsafe extern "C" fn pcore_tree_len(tree: *mut PcoreTree, out: *mut u64) -> 
     guard::call(|| {
         let t = tree_of(tree)?;
         non_null(out, "out")?;
-        if !t.store()?.is_open() {
-            return Err(Error::Closed);
-        }
+        // Closed or poisoned, as every other call answers (outsider11 G5).
+        t.store()?.check_open()?;
         // SAFETY: checked non-null; writable by contract.
         unsafe { write_out(out, t.len()) };
         Ok(())
@@ -462,4 +461,45 @@ pub extern "C" fn pcore_tree_verify(tree: *mut PcoreTree) -> i32 {
 /// cursor opened through it keeps).
 pub(super) fn tree_and_open_flag(tree: *const PcoreTree) -> Result<(BTree, Arc<AtomicBool>)> {
     TREES.with(tree_token(tree)?, |h| Ok((h.tree.clone(), h.open.clone())))
+}
+
+#[cfg(test)]
+mod poisoned_tests {
+    use super::super::cursor::{pcore_cursor_close, pcore_cursor_open};
+    use super::super::store::{pcore_store_close, pcore_store_commit, pcore_store_open, pcore_store_options_init};
+    use super::*;
+    use crate::error::Status;
+
+    /// After a failed log sync every call but close answers `PCORE_POISONED`: the tree's
+    /// length and a new cursor too (outsider11 G5: both answered OK).
+    #[test]
+    fn a_poisoned_store_s_tree_calls_answer_poisoned() {
+        let dir = std::env::temp_dir().join(format!("pcore-ffi-poisoned-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        // SAFETY: zeroed options are a valid value for `pcore_store_options_init` to fill.
+        let mut opt: PcoreStoreOptions = unsafe { std::mem::zeroed() };
+        // SAFETY: `opt` is writable.
+        assert_eq!(unsafe { pcore_store_options_init(&mut opt) }, 0);
+        opt.durability = PCORE_DURABILITY_STRICT;
+        let (mut store, mut tree, mut cursor) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: a NUL-terminated path, valid options, writable outputs; every handle is open
+        // when used.
+        unsafe {
+            assert_eq!(pcore_store_open(path.as_ptr(), &opt, &mut store), 0);
+            assert_eq!(pcore_tree_open(store, c"t".as_ptr(), 1, std::ptr::null(), &mut tree), 0);
+            assert_eq!(pcore_tree_insert(tree, b"k".as_ptr().cast(), 1, b"v".as_ptr().cast(), 1), 0);
+            crate::os::simulate_sync_failure(&dir, true);
+            assert_eq!(pcore_store_commit(store, std::ptr::null_mut()), Status::Poisoned as i32);
+            crate::os::simulate_sync_failure(&dir, false);
+            let mut len = 7;
+            assert_eq!(pcore_tree_len(tree, &mut len), Status::Poisoned as i32);
+            assert_eq!(pcore_cursor_open(tree, &mut cursor), Status::Poisoned as i32);
+            assert!(cursor.is_null());
+            assert_eq!(pcore_tree_close(tree), 0);
+            assert_eq!(pcore_store_close(store), 0);
+            let _ = pcore_cursor_close(cursor);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

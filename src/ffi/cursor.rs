@@ -81,9 +81,7 @@ pub(crate) unsafe fn cursor_open_at(
 ) -> Result<()> {
     let (t, tree_open) = tree_and_open_flag(tree)?;
     non_null(out, "out")?;
-    if !t.store()?.is_open() {
-        return Err(Error::Closed);
-    }
+    t.store()?.check_open()?;
     drop(t.read_state()?); // a dropped tree is BadHandle, as for every other call
     let t = match snapshot {
         Some(snap) => t.at(snap)?,

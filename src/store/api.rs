@@ -688,7 +688,7 @@ impl Store {
     /// unsure, reads answer `Poisoned` too: what memory holds may include a commit that is not
     /// on disk, and a reopen tells.
     #[inline]
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.shared.closed.load(Ordering::Acquire) {
             Err(Error::Closed)
         } else if self.shared.poisoned.load(Ordering::Acquire) {
@@ -1225,7 +1225,10 @@ impl Store {
     /// in commits of their own, uncommitted work dropped first as the close drops it), so the
     /// checkpoint leaves the tails free and they are cut: see `Store::compact`.
     pub fn close(&self) -> Result<()> {
-        let compacted = if self.is_open() && self.at.is_none() { self.compact_at_close() } else { Ok(()) };
+        // A store poisoned before is closed without a word about it: the host was told.
+        let poisoned_before = self.shared.poisoned.load(Ordering::Acquire);
+        let compacted =
+            if self.is_open() && self.at.is_none() && !poisoned_before { self.compact_at_close() } else { Ok(()) };
         let closed = self.shared.close();
         // A compaction that failed otherwise changed nothing on disk, and the close's own
         // checkpoint reports what goes wrong then; one that poisoned the store left the disk
