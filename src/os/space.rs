@@ -80,13 +80,14 @@ pub(crate) fn simulated_cut_failure(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `EIO` when a test made the syncs of `path` (a file in a directory, or the directory) fail.
+/// `EIO` when a test made the syncs of `path` (a file in a directory or below it, or the
+/// directory) fail.
 #[inline(always)]
 pub(crate) fn simulated_sync_failure(path: &Path) -> io::Result<()> {
     #[cfg(test)]
     {
         let fails = SYNC_FAILS.lock();
-        if fails.iter().any(|d| d == path || path.parent() == Some(d.as_path())) {
+        if fails.iter().any(|d| path.ancestors().any(|a| a == d)) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
     }

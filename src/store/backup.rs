@@ -105,7 +105,7 @@ fn copy_snapshot(snapshot: &Snapshot, partial: &Path, mut progress: impl FnMut(u
     if partial.exists() {
         return Err(Error::InvalidArgument(format!("{} exists already", partial.display())));
     }
-    let copy = Store::open(partial, &options)?;
+    let copy = Store::open(partial, &options).map_err(copy_failed)?;
     let mut report = BackupReport { epoch, ..BackupReport::default() };
     let mut start = 1;
     while start < handles {
@@ -127,8 +127,8 @@ fn copy_snapshot(snapshot: &Snapshot, partial: &Path, mut progress: impl FnMut(u
         c.epoch = epoch.max(1) - 1;
         Ok(())
     })?;
-    copy.commit()?;
-    copy.close()?;
+    copy.commit().map_err(copy_failed)?;
+    copy.close().map_err(copy_failed)?;
     crate::os::sync_dir(partial).map_err(|e| Error::io(format!("sync {}", partial.display()), e))?;
     report.disk_bytes = disk_bytes(partial)?;
     Ok(report)
@@ -229,6 +229,18 @@ const PARTIAL_PREFIX: &str = ".pcore-backup-";
 
 /// The directory this call builds its copy in, beside the destination (so the final rename
 /// stays in one file system).
+/// A sync that failed while writing the copy poisons the copy, not the store backed up, and
+/// the copy is thrown away: the host hears an I/O error, not `Poisoned`, which would send it
+/// to reopen a healthy store (outsider11 G10).
+fn copy_failed(e: Error) -> Error {
+    match e {
+        Error::Poisoned(why) => {
+            Error::io(format!("writing the copy: {why}"), std::io::Error::from_raw_os_error(libc::EIO))
+        }
+        e => e,
+    }
+}
+
 fn partial_path(dest: &Path) -> PathBuf {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let n = CALLS.fetch_add(1, Ordering::Relaxed);

@@ -314,3 +314,24 @@ fn a_read_only_open_and_a_store_in_memory_back_up_too() {
     m.backup(&out.path().join("from-memory"), 0).unwrap();
     assert_copy_is_round(&reopen(&out.path().join("from-memory"), &strict()), &ids, 0);
 }
+
+/// A sync of the copy that fails poisons the copy, which is thrown away: the backup answers
+/// an I/O error and the store backed up goes on (outsider11 G10: it answered `Poisoned`).
+#[test]
+fn a_failed_sync_of_the_copy_is_an_io_error_and_the_store_goes_on() {
+    let (dir, dest) = (TempDir::new("backup-sync-src"), TempDir::new("backup-sync-dest"));
+    let s = reopen(dir.path(), &strict());
+    let id = s.allocate(100, 1).unwrap().0;
+    s.publish(id, &[5; 100]).unwrap();
+    s.commit().unwrap();
+    std::fs::create_dir_all(dest.path()).unwrap();
+    let copy = dest.path().join("copy");
+    // From the copy's first chunk on (its creation synced): its commit's sync fails.
+    let backed_up = s.backup_with_progress(&copy, 0, |_, _| crate::os::simulate_sync_failure(dest.path(), true));
+    crate::os::simulate_sync_failure(dest.path(), false);
+    assert!(matches!(backed_up, Err(Error::Io { .. })), "{backed_up:?}");
+    assert!(!copy.exists());
+    s.publish(id, &[6; 100]).unwrap();
+    s.commit().unwrap();
+    assert_eq!(s.read(id).unwrap(), vec![6; 100]);
+}
