@@ -951,8 +951,9 @@ int32_t pcore_tree_remove_pair(struct PcoreTree *tree,
 // into this empty tree: pages are built directly and full. `keys[i]` and `values[i]` describe
 // pair i. On failure (not empty, not sorted, a key over the limit) the tree is unchanged.
 //
-// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_TOO_LARGE`, `PCORE_NO_SPACE`,
-// `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_TOO_LARGE` (a key or value over the
+// limit, or a `count` no array can hold, refused before either array is read),
+// `PCORE_NO_SPACE`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
 //
 // # Safety
 // `keys` and `values` point to `count` readable `PcoreBytes` each (or are NULL with `count`

@@ -362,8 +362,9 @@ pub unsafe extern "C" fn pcore_tree_remove_pair(
 /// into this empty tree: pages are built directly and full. `keys[i]` and `values[i]` describe
 /// pair i. On failure (not empty, not sorted, a key over the limit) the tree is unchanged.
 ///
-/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_TOO_LARGE`, `PCORE_NO_SPACE`,
-/// `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT`, `PCORE_TOO_LARGE` (a key or value over the
+/// limit, or a `count` no array can hold, refused before either array is read),
+/// `PCORE_NO_SPACE`, `PCORE_READ_ONLY`, `PCORE_BAD_HANDLE`.
 ///
 /// # Safety
 /// `keys` and `values` point to `count` readable `PcoreBytes` each (or are NULL with `count`
@@ -377,6 +378,11 @@ pub unsafe extern "C" fn pcore_tree_bulk_load(
 ) -> i32 {
     guard::call(|| {
         let t = tree_of(tree)?;
+        // No array can hold more entries (outsider11 G15: a count of SIZE_MAX was read past
+        // the caller's array), as no buffer is longer than `isize::MAX` bytes.
+        if count > isize::MAX as usize / std::mem::size_of::<PcoreBytes>() {
+            return Err(Error::TooLarge(format!("{count} entries: no array holds that many")));
+        }
         if count > 0 {
             non_null(keys, "keys")?;
             non_null(values, "values")?;
@@ -464,7 +470,7 @@ pub(super) fn tree_and_open_flag(tree: *const PcoreTree) -> Result<(BTree, Arc<A
 }
 
 #[cfg(test)]
-mod poisoned_tests {
+mod abi_tests {
     use super::super::cursor::{pcore_cursor_close, pcore_cursor_open};
     use super::super::store::{pcore_store_close, pcore_store_commit, pcore_store_open, pcore_store_options_init};
     use super::*;
@@ -499,6 +505,28 @@ mod poisoned_tests {
             assert_eq!(pcore_tree_close(tree), 0);
             assert_eq!(pcore_store_close(store), 0);
             let _ = pcore_cursor_close(cursor);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A count no array can have is `PCORE_TOO_LARGE` before a pointer is read (outsider11
+    /// G15: a count of SIZE_MAX with a one-entry array was read past it).
+    #[test]
+    fn a_bulk_load_of_more_entries_than_an_array_holds_is_too_large() {
+        let dir = std::env::temp_dir().join(format!("pcore-ffi-bulk-count-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        let (mut store, mut tree) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let one = PcoreBytes { data: b"k".as_ptr().cast(), len: 1 };
+        // SAFETY: a NUL-terminated path, default options, writable outputs; the arrays hold
+        // one entry, and the call must not read past it.
+        unsafe {
+            assert_eq!(pcore_store_open(path.as_ptr(), std::ptr::null(), &mut store), 0);
+            assert_eq!(pcore_tree_open(store, c"t".as_ptr(), 1, std::ptr::null(), &mut tree), 0);
+            assert_eq!(pcore_tree_bulk_load(tree, &one, &one, usize::MAX), Status::TooLarge as i32);
+            assert_eq!(pcore_tree_bulk_load(tree, &one, &one, 1), 0);
+            assert_eq!(pcore_tree_close(tree), 0);
+            assert_eq!(pcore_store_close(store), 0);
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
