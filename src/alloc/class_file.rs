@@ -270,11 +270,21 @@ impl ClassFile {
             .map_err(|e| Error::io(format!("sync {}", self.name), e))
     }
 
-    /// `EIO` when a test made the syncs of this file's directory fail.
+    /// `EIO` when a test made the syncs of this file's directory fail (its path is built in
+    /// test builds only).
     fn simulated_sync_failure(&self) -> std::io::Result<()> {
         #[cfg(test)]
         if let Some(path) = self.path() {
             crate::os::simulated_sync_failure(&path)?;
+        }
+        Ok(())
+    }
+
+    /// `EIO` when a test made the cuts of files in this file's directory fail.
+    fn simulated_cut_failure(&self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(path) = self.path() {
+            crate::os::simulated_cut_failure(&path)?;
         }
         Ok(())
     }
@@ -303,8 +313,7 @@ impl ClassFile {
         }
         let keep = self.segments.len() - n as usize;
         if let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) {
-            let path = self.path().expect("a shared file has a path");
-            crate::os::simulated_cut_failure(&path)
+            self.simulated_cut_failure()
                 .and_then(|()| file.set_len(keep as u64 * self.segment_bytes))
                 .map_err(|e| Error::io(format!("truncate {} to {keep} segments", self.name), e))?;
         }

@@ -1113,11 +1113,15 @@ impl Store {
         if log_len > opts.checkpoint_log_bytes.max(table_bytes) || for_footprint.is_some() {
             // The commit is durable whatever happens here; a failed checkpoint is retried at
             // the next commit and reported by `checkpoint()`.
-            let files_before = self.shared.state.read().space.file_bytes();
+            let files = || self.shared.state.read().space.file_bytes();
+            let drained = match for_footprint {
+                Some(footprint::Due::Drained { expected }) => Some((expected, files())),
+                _ => None,
+            };
             let result = self.shared.checkpoint_locked(&mut w);
             w.last_checkpoint_error = result.err().map(|e| e.to_string());
-            if let Some(footprint::Due::Drained { expected }) = for_footprint {
-                let given = files_before.saturating_sub(self.shared.state.read().space.file_bytes());
+            if let Some((expected, before)) = drained {
+                let given = before.saturating_sub(files());
                 w.drained_interval = footprint::next_drained_interval(w.drained_interval, expected, given);
             }
         }
