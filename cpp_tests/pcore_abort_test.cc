@@ -98,10 +98,48 @@ TEST(AbortTest, OpenTreesHoldTheirCommittedEntriesAgain) {
   EXPECT_TRUE(tree.contains(bytes_of("k10000")));
   EXPECT_FALSE(tree.contains(bytes_of("n1")));
   EXPECT_NO_THROW(tree.verify());
-  EXPECT_EQ(created.len(), 0u);
   EXPECT_FAILS(PCORE_STALE_CURSOR, pcore_cursor_next(cursor.raw()));
   tree.insert(bytes_of("after"), bytes_of("x"));
   EXPECT_EQ(tree.len(), 1001u);
+  // A tree created since the commit is gone, as if dropped (outsider11 G7): its handle
+  // answers BAD_HANDLE and an open makes it anew, empty.
+  uint64_t len = 0;
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_tree_len(created.raw(), &len));
+  EXPECT_FAILS(PCORE_BAD_HANDLE, pcore_tree_insert(created.raw(), "b", 1, "2", 1));
+  EXPECT_EQ(pcore::Tree::open(store, "new", pcore::TreeOptions()).len(), 0u);
+}
+
+// outsider11 G6/G7: the abort gave a tree created since the commit a new empty root, and the
+// next commit, or a close that compacts, made it durable.
+TEST(AbortTest, ATreeCreatedThenAbortedIsNotInTheStoreAfterACommitOrAClose) {
+  ScratchDir dir("abort-created-tree");
+  {
+    pcore::Store store = pcore::Store::open(dir.path());
+    pcore::Tree rows = pcore::Tree::open(store, "rows", pcore::TreeOptions());
+    for (uint32_t i = 0; i < 20000; ++i) rows.insert(bytes_of("k" + std::to_string(100000 + i)), std::vector<uint8_t>(200, 3));
+    store.commit();
+    for (uint32_t i = 0; i < 19000; ++i) rows.remove(bytes_of("k" + std::to_string(100000 + i)));
+    store.commit();  // most pages free: the close compacts
+    pcore::Tree::open(store, "closed", pcore::TreeOptions()).insert(bytes_of("a"), bytes_of("1"));
+    store.abort();
+    store.set_root("host", 0, "x", 1);
+    store.commit();
+    pcore::Tree open = pcore::Tree::open(store, "open", pcore::TreeOptions());
+    store.abort();
+    pcore::Tree uncommitted = pcore::Tree::open(store, "uncommitted", pcore::TreeOptions());
+    store.close();
+  }
+  pcore::Store store = pcore::Store::open(dir.path());
+  std::vector<std::string> names;
+  std::vector<char> buf(64);
+  std::string after;
+  size_t len = 0;
+  while (pcore_tree_next(store.raw(), after.data(), after.size(), buf.data(), buf.size(), &len) == PCORE_OK) {
+    after.assign(buf.data(), len);
+    names.push_back(after);
+  }
+  EXPECT_EQ(names, std::vector<std::string>{"rows"});
+  EXPECT_NO_THROW(store.verify());
 }
 
 // A statement inserts a row into two unique indexes; the second finds a duplicate and throws:

@@ -417,7 +417,8 @@ class Store {
   }
 
   /// pcore_store_abort: every change since the last commit is thrown away; open trees hold
-  /// their committed entries again. See also WriteTransaction.
+  /// their committed entries again, and a tree created since is gone (its handles throw
+  /// PCORE_BAD_HANDLE; open it again). See also WriteTransaction.
   void abort() { check(pcore_store_abort(handle_)); }
 
   /// pcore_store_checkpoint.

@@ -400,6 +400,9 @@ pub unsafe extern "C" fn pcore_tree_bulk_load(
 
 /// The number of entries (pairs, in a multi tree) into `*out`.
 ///
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE` (also for
+/// a tree dropped, or created since the last commit and aborted), `PCORE_POISONED`.
+///
 /// # Safety
 /// `out` is writable.
 #[no_mangle]
@@ -409,8 +412,9 @@ pub unsafe extern "C" fn pcore_tree_len(tree: *mut PcoreTree, out: *mut u64) -> 
         non_null(out, "out")?;
         // Closed or poisoned, as every other call answers (outsider11 G5).
         t.store()?.check_open()?;
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, t.len()) };
+        let entries = t.read_state()?.entries; // a dropped tree's handle: BAD_HANDLE
+                                               // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, entries) };
         Ok(())
     })
 }

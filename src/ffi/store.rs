@@ -645,8 +645,9 @@ pub unsafe extern "C" fn pcore_store_commit(store: *mut PcoreStore, out_epoch: *
 /// Throws away every change since the last commit (or the open): nodes allocated since are
 /// freed and their ids stale (`PCORE_NOT_FOUND`); published, grown and in-place versions give
 /// way to the committed ones; frees, retirements and root changes are withdrawn. Trees open on
-/// the store stay usable and hold their committed entries again (a tree created since is
-/// empty); their cursors answer `PCORE_STALE_CURSOR`. A tree dropped since
+/// the store stay usable and hold their committed entries again; their cursors answer
+/// `PCORE_STALE_CURSOR`. A tree created since the last commit is gone, as if dropped: its
+/// handles answer `PCORE_BAD_HANDLE`, and `pcore_tree_open` makes it anew. A tree dropped since
 /// (`pcore_tree_drop`) is back in the store, but the handles that were open on it stay as the
 /// drop left them (`PCORE_BAD_HANDLE`): open it again. Pointers obtained since
 /// (`pcore_node_write_ptr`, an allocation's `writable`) must not be used afterwards. Nothing

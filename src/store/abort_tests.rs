@@ -158,12 +158,17 @@ fn trees_open_on_the_store_reload_their_committed_state() {
     assert_eq!(entries(&t), before);
     assert_eq!(t.len(), 2000);
     t.verify().unwrap();
-    assert!(entries(&m).is_empty(), "a tree created since the commit is empty again");
-    m.verify().unwrap();
+    // A tree created since the commit is gone, as if dropped: nothing of it is left to commit.
+    assert!(m.is_dropped());
+    assert!(matches!(m.insert(b"b", b"3"), Err(Error::BadHandle(_))));
+    assert!(matches!(m.get(b"a"), Err(Error::BadHandle(_))));
+    assert_eq!(crate::btree::list_trees(&s).unwrap().len(), 1, "only t is left");
     assert!(matches!(cursor.move_next(), Err(Error::StaleCursor(_))), "cursors on the tree go stale");
     assert_eq!(s.stats().unwrap().live_nodes, live_before_abort);
     s.verify().unwrap();
-    // Both trees carry on, and what they do then is what commits.
+    // An open makes it anew; both trees carry on, and what they do then is what commits.
+    let m = BTree::open(&s, b"m", &multi).unwrap();
+    assert!(entries(&m).is_empty());
     t.insert(b"after", b"x").unwrap();
     m.insert(b"b", b"3").unwrap();
     s.commit().unwrap();
@@ -173,6 +178,39 @@ fn trees_open_on_the_store_reload_their_committed_state() {
     assert_eq!(t.len(), 2001);
     assert_eq!(t.get(b"after").unwrap(), Some(b"x".to_vec()));
     assert_eq!(entries(&BTree::open(&s, b"m", &multi).unwrap()), vec![(b"b".to_vec(), b"3".to_vec())]);
+}
+
+/// outsider11 G6/G7: a tree created and aborted (its handle closed or not) was given a new
+/// empty root by the abort, and the next commit, or a close that compacts, made it durable.
+#[test]
+fn a_tree_created_and_aborted_is_not_made_durable_by_the_next_commit_or_a_compacting_close() {
+    let dir = TempDir::new("abort-created-tree");
+    let s = reopen(dir.path(), &strict());
+    let t = BTree::open(&s, b"t", &TreeOptions::default()).unwrap();
+    for i in 0..20_000u32 {
+        t.insert(&i.to_be_bytes(), &[3; 200]).unwrap();
+    }
+    s.commit().unwrap();
+    for i in 0..19_000u32 {
+        t.remove(&i.to_be_bytes()).unwrap();
+    }
+    s.commit().unwrap(); // most pages free: the close compacts
+    {
+        let closed = BTree::open(&s, b"closed", &TreeOptions::default()).unwrap();
+        closed.insert(b"k", b"v").unwrap();
+    }
+    s.abort().unwrap();
+    s.set_root(b"host", 0, b"other change").unwrap();
+    s.commit().unwrap();
+    let _open = BTree::open(&s, b"open", &TreeOptions::default()).unwrap();
+    s.abort().unwrap();
+    let _again = BTree::open(&s, b"again", &TreeOptions::default()).unwrap();
+    s.close().unwrap(); // drops uncommitted work, then compacts (commits)
+    let s = reopen(dir.path(), &strict());
+    let names: Vec<_> = crate::btree::list_trees(&s).unwrap().into_iter().map(|d| d.name).collect();
+    assert_eq!(names, vec![b"t".to_vec()]);
+    assert_eq!(s.get_root(b"host").unwrap().map(|r| r.meta), Some(b"other change".to_vec()));
+    s.verify().unwrap();
 }
 
 #[test]

@@ -243,7 +243,17 @@ pub trait AbortHook: Send + Sync {
 /// See [`AbortHook`].
 pub trait AbortGuard {
     /// Reloads the cached state from the store as the last commit left it.
-    fn reload(&mut self, store: &Store) -> Result<()>;
+    fn reload(&mut self, store: &Store) -> Result<AfterAbort>;
+}
+
+/// What became of an [`AbortHook`]'s object in the abort.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterAbort {
+    /// It holds the last commit's state again.
+    Reloaded,
+    /// The last commit did not have it (made since): it is gone, and the store's attachment
+    /// of this name, when it is this object, is removed so a later open makes it anew.
+    Gone { attachment: Vec<u8> },
 }
 
 /// A block's address in memory and its capacity.
@@ -1131,13 +1141,16 @@ impl Store {
     /// Throws away every change since the last commit (or since the open): nodes allocated
     /// since are freed and their ids stale; published, grown and in-place versions give way
     /// to the committed ones; frees, retirements and root changes are withdrawn; B+ trees open
-    /// on the store reload their committed state (a tree created since is empty again) and
-    /// their cursors go stale. Pointers into blocks written since (`write_ptr`, an
+    /// on the store reload their committed state and their cursors go stale; a tree created
+    /// since is gone, as if dropped (its handles answer `BadHandle`; an open makes it anew). Pointers into blocks written since (`write_ptr`, an
     /// allocation's block) are dangling afterwards. Nothing is written to disk. Works after a
     /// commit that failed (a full disk, say) as after any other change; not on a poisoned
     /// store, whose state on disk is unsure.
     pub fn abort(&self) -> Result<()> {
         let _w = self.writer()?;
+        // Locked before the objects' own locks, in the order `drop_tree` takes them: nobody
+        // opens an object that the abort may find gone until it is detached.
+        let mut attachments = self.shared.attachments.lock();
         let hooks: Vec<Arc<dyn AbortHook>> = {
             let mut registered = self.shared.abort_hooks.lock();
             registered.retain(|h| h.strong_count() > 0);
@@ -1145,8 +1158,14 @@ impl Store {
         };
         let mut guards: Vec<Box<dyn AbortGuard + '_>> = hooks.iter().map(|h| h.begin_abort()).collect();
         self.mutate(|c| c.abort())?;
-        for g in &mut guards {
-            g.reload(self)?;
+        for (g, hook) in guards.iter_mut().zip(&hooks) {
+            if let AfterAbort::Gone { attachment } = g.reload(self)? {
+                let same =
+                    attachments.get(&attachment).is_some_and(|a| std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(hook)));
+                if same {
+                    attachments.remove(&attachment);
+                }
+            }
         }
         Ok(())
     }

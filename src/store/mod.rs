@@ -58,8 +58,8 @@ mod torn_file_tests;
 mod wal;
 
 pub use self::api::{
-    AbortGuard, AbortHook, Durability, GrowthPolicy, NodeEditor, NodeInfo, NodeReader, Root, Snapshot, Store,
-    StoreOptions, StoreStats, WeakStore,
+    AbortGuard, AbortHook, AfterAbort, Durability, GrowthPolicy, NodeEditor, NodeInfo, NodeReader, Root, Snapshot,
+    Store, StoreOptions, StoreStats, WeakStore,
 };
 pub use self::backup::{BackupReport, BACKUP_REPLACE};
 pub use self::compact::{CompactReport, CLOSE_COMPACT_BYTES};

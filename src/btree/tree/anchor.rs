@@ -102,21 +102,8 @@ pub(super) fn state_in_store(
     duplicates: Duplicates,
     custom: bool,
 ) -> Result<State> {
-    let name = &anchor[ROOT_PREFIX.len()..];
-    match store.get_root(anchor)? {
-        Some(root) => {
-            let d = decode_anchor(name, root.id, &root.meta)?;
-            if d.page_bytes != pb as u32 || d.duplicates != duplicates || d.custom_order != custom {
-                return Err(Error::InvalidArgument(format!(
-                    "tree {:?} was created with {}-byte pages, {:?} duplicates, custom order {}",
-                    String::from_utf8_lossy(name),
-                    d.page_bytes,
-                    d.duplicates,
-                    d.custom_order
-                )));
-            }
-            Ok(State { root: root.id, height: d.height, entries: d.entries, dropped: false, hint: LeafHint::default() })
-        }
+    match anchored_state(store, anchor, pb, duplicates, custom)? {
+        Some(st) => Ok(st),
         None => {
             let (id, _, _) = store.allocate(pb, KIND_LEAF)?;
             let mut image = vec![0u8; pb];
@@ -129,9 +116,36 @@ pub(super) fn state_in_store(
     }
 }
 
+/// The tree's state from its anchor root, checked against the options it is opened with;
+/// `None` when the store has no such tree.
+fn anchored_state(
+    store: &Store,
+    anchor: &[u8],
+    pb: usize,
+    duplicates: Duplicates,
+    custom: bool,
+) -> Result<Option<State>> {
+    let name = &anchor[ROOT_PREFIX.len()..];
+    let Some(root) = store.get_root(anchor)? else {
+        return Ok(None);
+    };
+    let d = decode_anchor(name, root.id, &root.meta)?;
+    if d.page_bytes != pb as u32 || d.duplicates != duplicates || d.custom_order != custom {
+        return Err(Error::InvalidArgument(format!(
+            "tree {:?} was created with {}-byte pages, {:?} duplicates, custom order {}",
+            String::from_utf8_lossy(name),
+            d.page_bytes,
+            d.duplicates,
+            d.custom_order
+        )));
+    }
+    Ok(Some(State { root: root.id, height: d.height, entries: d.entries, dropped: false, hint: LeafHint::default() }))
+}
+
 /// A tree's part in [`Store::abort`]: its state lock is held while the store rolls back,
-/// then its root, height and count are read again from its committed anchor (a tree created
-/// since the commit gets a new empty root) and its cursors go stale.
+/// then its root, height and count are read again from its committed anchor and its cursors
+/// go stale. A tree created since the commit is gone, as if dropped: giving it a new empty
+/// root would be a change that outlives the abort, durable at the next commit.
 impl AbortHook for Inner {
     fn begin_abort(&self) -> Box<dyn AbortGuard + '_> {
         Box::new(Reload { inner: self, state: self.state.write() })
@@ -144,16 +158,27 @@ pub(super) struct Reload<'a> {
 }
 
 impl AbortGuard for Reload<'_> {
-    fn reload(&mut self, store: &Store) -> Result<()> {
+    fn reload(&mut self, store: &Store) -> Result<AfterAbort> {
         let i = self.inner;
+        i.version.fetch_add(1, AtomicOrdering::AcqRel);
         // A dropped instance stays dropped (its handles answer `BadHandle`): it left the
         // store's attachments, and an abort that brings the tree back must not make a second
         // live instance of it beside the one a later open makes.
-        if !self.state.dropped {
-            *self.state = state_in_store(store, &i.anchor, i.page_bytes, i.duplicates, i.custom_order.is_some())?;
+        if self.state.dropped {
+            return Ok(AfterAbort::Reloaded);
         }
-        i.version.fetch_add(1, AtomicOrdering::AcqRel);
-        Ok(())
+        match anchored_state(store, &i.anchor, i.page_bytes, i.duplicates, i.custom_order.is_some())? {
+            Some(st) => {
+                *self.state = st;
+                Ok(AfterAbort::Reloaded)
+            }
+            None => {
+                self.state.dropped = true;
+                self.state.root = 0;
+                self.state.entries = 0;
+                Ok(AfterAbort::Gone { attachment: i.anchor.clone() })
+            }
+        }
     }
 }
 

@@ -8,7 +8,8 @@ pub(crate) struct State {
     pub root: u64,
     pub height: u32,
     pub entries: u64,
-    /// The tree was dropped (`drop_tree`): its pages are freed, every call on it fails.
+    /// The tree was dropped (`drop_tree`), or created since the last commit and thrown away
+    /// by an abort: every call on it fails.
     pub dropped: bool,
     /// Where the last write edited a leaf in place (writers only; see `hint.rs`).
     pub hint: LeafHint,
@@ -129,7 +130,7 @@ impl BTree {
     pub(super) fn check_live(&self, st: &State) -> Result<()> {
         if st.dropped {
             return Err(Error::BadHandle(format!(
-                "B+ tree {:?} was dropped",
+                "B+ tree {:?} is gone (dropped, or created after the last commit and aborted): open it again",
                 String::from_utf8_lossy(&self.inner.anchor[ROOT_PREFIX.len()..])
             )));
         }

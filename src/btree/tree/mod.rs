@@ -48,7 +48,7 @@ use rebalance::Lost;
 use super::page::{self, prefix_word, Cell, Entry, PageRef, Payload, Value, TYPE_INTERNAL, TYPE_LEAF};
 use super::split::{below_merge_threshold, even_cuts, internal_split_point, shortest_separator, split_cut, Edge};
 use crate::error::{Error, Result};
-use crate::store::{AbortGuard, AbortHook, Edit, NodeEditor, NodeId, Snapshot, Store, WeakStore};
+use crate::store::{AbortGuard, AbortHook, AfterAbort, Edit, NodeEditor, NodeId, Snapshot, Store, WeakStore};
 use parking_lot::RwLock;
 use planner::{Overflow, PairPlan};
 use std::borrow::Cow;
