@@ -1771,34 +1771,39 @@ impl Shared {
         self.durable_epoch.store(w.written_epoch, Ordering::Release);
         // One clock read for both: a commit's sync is the moment either one records.
         w.last_sync = Instant::now();
-        self.record_synced_log(w, w.last_sync);
-        Ok(())
+        self.record_synced_log(w, w.last_sync)
     }
 
     /// Records in the meta file how much of the log is now synced, if the last record is
     /// older than `meta_refresh_ms`, or a commit since freed the only copy of a version.
     /// That block is reused from the next commit on, and then no commit before the one that
     /// freed it can be rebuilt: a log cut below that commit must be refused (`PCORE_CORRUPT`),
-    /// not taken for a torn tail, and the record is what tells the two apart. Best effort:
-    /// the commits are durable already, and a torn meta write leaves the other slot's record,
-    /// which is lower and still true.
-    fn record_synced_log(&self, w: &mut WriterSide, now: Instant) {
-        let (Some(dir), Some(old), Some(log)) = (&w.dir, w.meta, &w.log) else { return };
+    /// not taken for a torn tail, and the record is what tells the two apart. Best effort
+    /// when the slot cannot be written: the commits are durable already, and the other
+    /// slot's record is lower and still true. A write whose sync failed stops the store
+    /// (outsider11 G4), as every failed sync does.
+    fn record_synced_log(&self, w: &mut WriterSide, now: Instant) -> Result<()> {
+        let (Some(dir), Some(old), Some(log)) = (&w.dir, w.meta, &w.log) else { return Ok(()) };
         if old.format < super::meta::FORMAT_VERSION {
-            return; // the open's checkpoint moves the store to this format first
+            return Ok(()); // the open's checkpoint moves the store to this format first
         }
         let never = self.options.meta_refresh_ms == u32::MAX;
         let due = (w.sole_copies_freed && !never)
             || now.saturating_duration_since(w.meta_refreshed)
                 >= Duration::from_millis(u64::from(self.options.meta_refresh_ms));
         if !due || log.len() <= old.log_synced_bytes {
-            return;
+            return Ok(());
         }
         let meta = Meta { sequence: old.sequence + 1, log_synced_bytes: log.len(), ..old };
-        if meta.store(dir).is_ok() {
-            w.meta = Some(meta);
-            w.meta_refreshed = now;
-            w.sole_copies_freed = false;
+        match meta.store_unless_unwritable(dir) {
+            Ok(true) => {
+                w.meta = Some(meta);
+                w.meta_refreshed = now;
+                w.sole_copies_freed = false;
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(self.poison(w, format!("recording the synced log in the meta failed: {e}"))),
         }
     }
 }

@@ -188,7 +188,24 @@ impl Meta {
         self.write_slot(&dir.join(META_CREATING_FILE), true)
     }
 
+    /// [`Meta::store`] for a record the store may go on without: `Ok(false)` when the slot
+    /// could not be opened or written (never synced: the other slot keeps the last record,
+    /// and a torn write of this one fails its CRC). `Err` only when the write went out and
+    /// its sync failed: the system may have dropped the page, so what the slot holds on disk
+    /// is unknown, and the caller stops the store as after any failed sync.
+    pub fn store_unless_unwritable(&self, dir: &Path) -> Result<bool> {
+        let path = dir.join(META_FILE);
+        let Ok(file) = self.write_unsynced(&path, false) else { return Ok(false) };
+        Self::sync_slot(&file, &path)?;
+        Ok(true)
+    }
+
     fn write_slot(&self, path: &Path, fresh: bool) -> Result<()> {
+        let file = self.write_unsynced(path, fresh)?;
+        Self::sync_slot(&file, path)
+    }
+
+    fn write_unsynced(&self, path: &Path, fresh: bool) -> Result<File> {
         if fresh {
             crate::os::reserve(path, 2 * SLOT_BYTES).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         }
@@ -200,6 +217,10 @@ impl Meta {
             .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let offset = (self.sequence % 2) * SLOT_BYTES;
         file.write_all_at(&self.encode(), offset).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        Ok(file)
+    }
+
+    fn sync_slot(file: &File, path: &Path) -> Result<()> {
         crate::os::simulated_sync_failure(path)
             .and_then(|()| file.sync_data())
             .map_err(|e| Error::io(format!("sync {}", path.display()), e))

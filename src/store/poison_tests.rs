@@ -193,3 +193,23 @@ fn a_close_whose_compaction_poisons_the_store_answers_poisoned() {
     let r = reopen(dir.path(), &strict());
     assert_eq!(r.read(ids[0]).unwrap(), vec![0; 200]);
 }
+
+/// The commit's record of how much of the log is synced (outsider11 G4): the log is synced,
+/// but the meta slot whose sync failed may hold the record or not, and its page may be gone;
+/// the commit answered OK and the store went on.
+#[test]
+fn a_commit_whose_meta_record_sync_fails_answers_poisoned() {
+    let dir = TempDir::new("poison-meta-record");
+    let opts = StoreOptions { meta_refresh_ms: 0, ..strict() };
+    let s = reopen(dir.path(), &opts);
+    let kept = node(&s, 12);
+    s.commit().unwrap();
+    let unsure = node(&s, 13);
+    simulate_sync_failure(&dir.path().join(super::meta::META_FILE), true);
+    match s.commit() {
+        Err(Error::Poisoned(why)) => assert!(why.contains("recording the synced log"), "{why}"),
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    simulate_sync_failure(&dir.path().join(super::meta::META_FILE), false);
+    expect_stopped_then_reopen(dir.path(), s, &kept, &unsure);
+}
