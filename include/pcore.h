@@ -730,9 +730,9 @@ int32_t pcore_root_get(struct PcoreStore *store,
 //
 // Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (nothing
 // committed; the store stays usable), `PCORE_POISONED` (a sync of the log, of a large
-// payload or of the meta file failed, or a log write that failed could not be undone: this
-// commit may or may not be durable, and a reopen tells which; every later call but close
-// answers `PCORE_POISONED`), `PCORE_BAD_HANDLE`.
+// payload, of the meta file or of the checkpoint the commit started failed, or a log write
+// that failed could not be undone: this commit may or may not be durable, and a reopen
+// tells which; every later call but close answers `PCORE_POISONED`), `PCORE_BAD_HANDLE`.
 //
 // # Safety
 // `out_epoch` is NULL or writable.

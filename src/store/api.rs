@@ -1129,6 +1129,11 @@ impl Store {
                 _ => None,
             };
             let result = self.shared.checkpoint_locked(&mut w);
+            if let Err(poisoned @ Error::Poisoned(_)) = result {
+                // Said now, not at the host's next call (outsider11 G13): the commit is
+                // durable in the synced log, which a reopen replays.
+                return Err(poisoned);
+            }
             w.last_checkpoint_error = result.err().map(|e| e.to_string());
             if let Some((expected, before)) = drained {
                 let given = before.saturating_sub(files());

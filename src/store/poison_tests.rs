@@ -213,3 +213,38 @@ fn a_commit_whose_meta_record_sync_fails_answers_poisoned() {
     simulate_sync_failure(&dir.path().join(super::meta::META_FILE), false);
     expect_stopped_then_reopen(dir.path(), s, &kept, &unsure);
 }
+
+/// A commit whose log outgrew `checkpoint_log_bytes` checkpoints; when that checkpoint's sync
+/// of the class files failed, the commit answered OK and only the host's next call learned
+/// that the store had stopped (outsider11 G13).
+#[test]
+fn a_commit_whose_own_checkpoint_fails_to_sync_answers_poisoned() {
+    let dir = TempDir::new("poison-auto-checkpoint");
+    let opts = StoreOptions { checkpoint_log_bytes: 64 << 10, ..strict() };
+    let s = reopen(dir.path(), &opts);
+    let kept = node(&s, 14);
+    s.commit().unwrap();
+    let path = dir.path().to_path_buf();
+    CHECKPOINT_HOOK.with(|h| {
+        *h.borrow_mut() = Some(Box::new(move |at| {
+            if at == CheckpointStep::BeforeFlush {
+                simulate_sync_failure(&path, true);
+            }
+        }))
+    });
+    let mut unsure = kept.clone();
+    let mut result = Ok(0);
+    for _ in 0..10_000 {
+        unsure = node(&s, 15);
+        result = s.commit();
+        if result.is_err() {
+            break;
+        }
+    }
+    CHECKPOINT_HOOK.with(|h| *h.borrow_mut() = None);
+    match result {
+        Err(Error::Poisoned(why)) => assert!(why.contains("sync of the class files"), "{why}"),
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    expect_stopped_then_reopen(dir.path(), s, &kept, &unsure);
+}
