@@ -204,25 +204,62 @@ fn lock_destination(dest: &Path) -> Result<DirLock> {
 }
 
 /// Renames the finished copy to `dest` (swapping it with the store there when replacing,
-/// checked again now) and makes the rename durable.
+/// checked again now) and makes the rename durable. When the directory's sync fails the
+/// rename is undone, so the error leaves `dest` as it was (outsider11 G11): the copy goes
+/// back to `partial`, which the caller removes.
 fn move_into_place(partial: &Path, dest: &Path, replace: bool, source: Option<&Path>) -> Result<()> {
     let io = |what: &str, e| Error::io(format!("{what} {}", dest.display()), e);
+    let parent = parent_of(dest);
     match check_destination(dest, replace, source)? {
         Some(_lock) => {
             crate::os::exchange(partial, dest).map_err(|e| io("swap the copy into", e))?;
-            // `partial` now names the replaced store.
-            std::fs::remove_dir_all(partial).map_err(|e| io("remove the store replaced at", e))?;
+            // `partial` now names the replaced store: it goes once the swap is durable.
+            if let Err(e) = sync_parent(&parent) {
+                return Err(match crate::os::exchange(partial, dest) {
+                    Ok(()) => io("sync the directory of", e),
+                    Err(back) => io("sync the directory of (the copy stays in place: swapping back failed)", back),
+                });
+            }
+            // The backup is done: a part of the replaced store left behind here is swept by a
+            // later backup into this directory once this process is gone.
+            let _ = std::fs::remove_dir_all(partial);
         }
         // Over an empty directory, or a new name; refused if another backup got there first.
-        None => std::fs::rename(partial, dest).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => Error::InvalidArgument(format!(
-                "the backup destination {} was filled while the copy was made",
-                dest.display()
-            )),
-            _ => io("rename the copy to", e),
-        })?,
+        None => {
+            let was_empty_dir = dest.is_dir();
+            std::fs::rename(partial, dest).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => Error::InvalidArgument(format!(
+                    "the backup destination {} was filled while the copy was made",
+                    dest.display()
+                )),
+                _ => io("rename the copy to", e),
+            })?;
+            if let Err(e) = sync_parent(&parent) {
+                if let Err(back) = std::fs::rename(dest, partial) {
+                    return Err(io("sync the directory of (the copy stays in place: renaming it back failed)", back));
+                }
+                if was_empty_dir {
+                    let _ = std::fs::create_dir(dest);
+                }
+                return Err(io("sync the directory of", e));
+            }
+        }
     }
-    crate::os::sync_dir(&parent_of(dest)).map_err(|e| io("sync the directory of", e))
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes the sync that makes a backup's final rename durable fail (tests).
+    pub(crate) static FAIL_FINAL_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn sync_parent(parent: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    if FAIL_FINAL_SYNC.with(|f| f.get()) {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    crate::os::sync_dir(parent)
 }
 
 const PARTIAL_PREFIX: &str = ".pcore-backup-";

@@ -335,3 +335,36 @@ fn a_failed_sync_of_the_copy_is_an_io_error_and_the_store_goes_on() {
     s.commit().unwrap();
     assert_eq!(s.read(id).unwrap(), vec![6; 100]);
 }
+
+/// The sync that makes the final rename durable fails: the rename is undone, so the error
+/// leaves the destination as it was, for a new name, an empty directory and a store replaced
+/// (outsider11 G11: the whole copy was left at the destination and a second backup without
+/// `BACKUP_REPLACE` was refused).
+#[test]
+fn a_failed_sync_of_the_final_rename_leaves_the_destination_as_it_was() {
+    let dir = TempDir::new("backup-final-src");
+    let out = TempDir::new("backup-final-out");
+    std::fs::create_dir_all(out.path()).unwrap();
+    let (s, mut ids) = new_store(&dir, 50);
+    let failing = |dest: &std::path::Path, flags: u32| {
+        super::backup::FAIL_FINAL_SYNC.with(|f| f.set(true));
+        let result = s.backup(dest, flags);
+        super::backup::FAIL_FINAL_SYNC.with(|f| f.set(false));
+        assert!(matches!(result, Err(Error::Io { .. })), "{result:?}");
+    };
+    let new_name = out.path().join("new");
+    failing(&new_name, 0);
+    assert!(!new_name.exists());
+    let empty = out.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    failing(&empty, 0);
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "still an empty directory");
+    s.backup(&empty, 0).unwrap();
+    write_round(&s, &mut ids, 1);
+    failing(&empty, BACKUP_REPLACE);
+    assert_eq!(round_of(&reopen(&empty, &strict())), 0, "the store replaced is back");
+    let names: Vec<_> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("empty")], "no partial copy left");
+    s.backup(&new_name, 0).unwrap();
+    assert_copy_is_round(&reopen(&new_name, &strict()), &ids, 1);
+}
