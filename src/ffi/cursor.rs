@@ -41,7 +41,14 @@ fn with_cursor<R>(handle: *const PcoreCursor, f: impl FnOnce(&mut CursorState) -
         if !state.tree_open.load(Ordering::Acquire) || !state.store.is_open() {
             return Err(tree_closed(handle, state));
         }
-        f(state)
+        match f(state) {
+            // The tree handle closed during the call: its close made the cursor stale, but
+            // the tree did not change (outsider11 G9).
+            Err(Error::StaleCursor(_)) if !state.tree_open.load(Ordering::Acquire) || !state.store.is_open() => {
+                Err(tree_closed(handle, state))
+            }
+            result => result,
+        }
     })
 }
 
