@@ -261,7 +261,7 @@ TEST_F(AbiErrorsTest, LastErrorMessageIsPerThread) {
   EXPECT_NE(after_failure, "");
 
   // A failure on this thread gives a message; another thread's failure does not change it.
-  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init(nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, (pcore_store_options_init)(nullptr));
   const std::string mine = pcore_last_error_message();
   EXPECT_NE(mine, "");
   std::thread([] {
@@ -281,7 +281,52 @@ TEST_F(AbiErrorsTest, OptionsInitFillsDefaults) {
   EXPECT_EQ(options.growth_policy, static_cast<uint32_t>(PCORE_GROWTH_STABLE_ID));
   EXPECT_EQ(options.growth_rule, static_cast<uint64_t>(PCORE_GROWTH_RULE_FIT));
   EXPECT_EQ(options.idle_checkpoint_ms, 1000u);
-  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init(nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init_sized(nullptr, sizeof(PcoreStoreOptions)));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, (pcore_store_options_init)(nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init_sized(&options, 12));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init_sized(&options, 0));
+}
+
+// A program built against an older header has a shorter struct: the init must not write past
+// it. The unsized entry points (what such programs call) wrote the library's whole struct, 8
+// bytes past a 2.2 program's PcoreStoreOptions on its stack (an outside test program crashed).
+TEST_F(AbiErrorsTest, OptionsInitNeverWritesPastTheCallersStruct) {
+  struct Guarded {
+    uint8_t bytes[sizeof(PcoreStoreOptions) + 64];
+  };
+  const auto untouched_from = [](const Guarded& g, size_t from) {
+    for (size_t i = from; i < sizeof(g.bytes); ++i) {
+      if (g.bytes[i] != 0xA5) return false;
+    }
+    return true;
+  };
+  Guarded g;
+  std::memset(g.bytes, 0xA5, sizeof(g.bytes));
+  auto* options = reinterpret_cast<PcoreStoreOptions*>(g.bytes);
+  PCORE_ASSERT_OK((pcore_store_options_init)(options));  // as a program built against 2.2 calls it
+  EXPECT_EQ(options->struct_size, 80u);
+  EXPECT_TRUE(untouched_from(g, 80));
+  EXPECT_EQ(options->growth_rule, static_cast<uint64_t>(PCORE_GROWTH_RULE_FIT));
+  std::memset(g.bytes, 0xA5, sizeof(g.bytes));
+  PCORE_ASSERT_OK(pcore_store_options_init_sized(options, 72));  // a 2.0 header's struct
+  EXPECT_EQ(options->struct_size, 72u);
+  EXPECT_TRUE(untouched_from(g, 72));
+  ScratchDir dir("options-init-72");
+  PcoreStore* store = nullptr;
+  PCORE_ASSERT_OK(pcore_store_open(dir.path().c_str(), options, &store));  // the rest: defaults
+  PCORE_EXPECT_OK(pcore_store_close(store));
+  std::memset(g.bytes, 0xA5, sizeof(g.bytes));
+  PCORE_ASSERT_OK(pcore_store_options_init_sized(options, sizeof(g.bytes)));  // a newer header's
+  EXPECT_EQ(options->struct_size, sizeof(PcoreStoreOptions));
+  EXPECT_TRUE(untouched_from(g, sizeof(PcoreStoreOptions)));
+
+  uint8_t tree_bytes[sizeof(PcoreTreeOptions) + 64];
+  std::memset(tree_bytes, 0xA5, sizeof(tree_bytes));
+  auto* tree_options = reinterpret_cast<PcoreTreeOptions*>(tree_bytes);
+  PCORE_ASSERT_OK((pcore_tree_options_init)(tree_options));
+  EXPECT_EQ(tree_options->struct_size, 56u);
+  EXPECT_EQ(tree_options->page_bytes, 4096u);
+  for (size_t i = 56; i < sizeof(tree_bytes); ++i) ASSERT_EQ(tree_bytes[i], 0xA5) << i;
 }
 
 // A node of 64 bytes grown to 1,107 (XTree's average leaf) lands in the class the growth rule

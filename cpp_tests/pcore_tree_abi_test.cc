@@ -527,7 +527,7 @@ TEST_F(TreeAbiErrorsTest, NullOutputsAreInvalid) {
   Handles h;
   PcoreStore* store = h.keep(open_in_memory());
   const PcoreTreeOptions options = tree_options();
-  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_options_init(nullptr));
+  EXPECT_FAILS(PCORE_INVALID_ARGUMENT, (pcore_tree_options_init)(nullptr));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_max_key_bytes(4096, nullptr));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_tree_open(store, "t", 1, &options, nullptr));
   EXPECT_FALSE(tree_exists(store, "t")) << "a refused open created the tree";

@@ -198,8 +198,11 @@
 // `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`), `pcore_root_next`,
 // `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). 2.2 added
 // `pcore_store_backup`, `pcore_store_compact` and the footprint fields of `PcoreStoreStats`,
-// 2.3 `PcoreStoreOptions::idle_checkpoint_ms`. The library's SONAME is `libpcore.so.<major>`.
-#define PCORE_ABI_VERSION 131075
+// 2.3 `PcoreStoreOptions::idle_checkpoint_ms`, 2.4 `pcore_store_options_init_sized` and
+// `pcore_tree_options_init_sized`, which the header's `*_options_init` names map to (the
+// unsized entry points write the struct of the 2.1 to 2.3 headers, never more). The
+// library's SONAME is `libpcore.so.<major>`.
+#define PCORE_ABI_VERSION 131076
 
 // Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 #define PCORE_DUP_UNIQUE 0
@@ -500,13 +503,29 @@ const char *pcore_status_name(int32_t status);
 // Owned by pcore: valid until the next failing pcore call on this thread; copy it to keep it.
 const char *pcore_last_error_message(void);
 
-// Fills `opt` with the defaults (BALANCED durability, stable ids, growth to the smallest class
-// that fits, classes 64 B to 256 KiB) and sets `struct_size`.
+// Fills the first `size` bytes of `opt` with the defaults (BALANCED durability, stable ids,
+// growth to the smallest class that fits, classes 64 B to 256 KiB) and sets `struct_size` to
+// what it wrote: `size` is `sizeof(PcoreStoreOptions)` as the caller's header has it, so a
+// library newer than that header never writes past the caller's struct. This header maps
+// `pcore_store_options_init(opt)` to this call.
+//
+// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL or `size` is not a
+// multiple of 8 of at least 8.
+//
+// # Safety
+// `opt` is NULL or points to `size` writable bytes.
+int32_t pcore_store_options_init_sized(struct PcoreStoreOptions *opt, size_t size);
+
+// The entry point that programs built against ABI 2.0 to 2.3 call (this header maps the name
+// to `pcore_store_options_init_sized`): fills the struct of the 2.1 and 2.2 headers, 80
+// bytes, with the defaults, and sets `struct_size` to 80. Until 2.4 it wrote the library's
+// whole struct, past the end of an older caller's (a 2.0 caller's struct is 72 bytes: build
+// such programs again).
 //
 // Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
 //
 // # Safety
-// `opt` is NULL or points to a writable `PcoreStoreOptions`.
+// `opt` is NULL or points to 80 writable bytes.
 int32_t pcore_store_options_init(struct PcoreStoreOptions *opt);
 
 // Opens (or creates) the store in directory `dir`, or an in-memory store when `opt->flags`
@@ -820,12 +839,27 @@ int32_t pcore_store_class_stats(struct PcoreStore *store,
 // Returns `PCORE_OK`, `PCORE_INTERNAL` (with what is wrong), `PCORE_BAD_HANDLE`.
 int32_t pcore_store_verify(struct PcoreStore *store);
 
-// Fills `opt` with the defaults (4 KiB pages, unique keys, bytewise order).
+// Fills the first `size` bytes of `opt` with the defaults (4 KiB pages, unique keys,
+// bytewise order) and sets `struct_size` to what it wrote: `size` is
+// `sizeof(PcoreTreeOptions)` as the caller's header has it (see
+// `pcore_store_options_init_sized`). This header maps `pcore_tree_options_init(opt)` to this
+// call.
+//
+// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL or `size` is not a
+// multiple of 8 of at least 8.
+//
+// # Safety
+// `opt` is NULL or points to `size` writable bytes.
+int32_t pcore_tree_options_init_sized(struct PcoreTreeOptions *opt, size_t size);
+
+// The entry point that programs built against ABI 2.0 to 2.3 call (this header maps the name
+// to `pcore_tree_options_init_sized`): fills their 56-byte struct with the defaults and sets
+// `struct_size` to 56.
 //
 // Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
 //
 // # Safety
-// `opt` is NULL or points to a writable `PcoreTreeOptions`.
+// `opt` is NULL or points to 56 writable bytes.
 int32_t pcore_tree_options_init(struct PcoreTreeOptions *opt);
 
 // Opens the tree named by `name_len` bytes at `name` in `store`, creating it unless
@@ -966,8 +1000,8 @@ int32_t pcore_tree_bulk_load(struct PcoreTree *tree,
 
 // The number of entries (pairs, in a multi tree) into `*out`.
 //
-// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE` (also for
-// a tree dropped, or created since the last commit and aborted), `PCORE_POISONED`.
+// Returns `PCORE_OK` (0 for a tree dropped, or created since the last commit and aborted),
+// `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE`, `PCORE_POISONED`.
 //
 // # Safety
 // `out` is writable.
@@ -1286,3 +1320,13 @@ int32_t pcore_store_backup(struct PcoreStore *store, const char *dest_dir, uint3
 #endif  // __cplusplus
 
 #endif  /* PCORE_H */
+
+/* A program built against this header fills the options struct of this header, whatever
+ * library it runs with: the init names pass sizeof the struct (ABI 2.4). The functions of
+ * those names stay for programs built against older headers; call them as
+ * (pcore_store_options_init)(opt) to bypass these macros. */
+#ifndef PCORE_H_OPTIONS_INIT
+#define PCORE_H_OPTIONS_INIT
+#define pcore_store_options_init(opt) pcore_store_options_init_sized((opt), sizeof *(opt))
+#define pcore_tree_options_init(opt) pcore_tree_options_init_sized((opt), sizeof *(opt))
+#endif

@@ -324,11 +324,15 @@ struct CStore(*mut pcore::ffi::types::PcoreStore);
 impl CStore {
     fn in_memory() -> CStore {
         use pcore::ffi::{store, types};
-        // SAFETY: zeroed options are a valid value for `pcore_store_options_init` to fill.
+        // SAFETY: zeroed options are a valid value for `pcore_store_options_init_sized` to fill.
         let mut opt: types::PcoreStoreOptions = unsafe { std::mem::zeroed() };
         opt.struct_size = std::mem::size_of::<types::PcoreStoreOptions>() as u64;
         // SAFETY: `opt` is writable, its size set.
-        assert_eq!(unsafe { store::pcore_store_options_init(&mut opt) }, 0, "pcore_store_options_init");
+        assert_eq!(
+            unsafe { store::pcore_store_options_init_sized(&mut opt, std::mem::size_of::<types::PcoreStoreOptions>()) },
+            0,
+            "pcore_store_options_init"
+        );
         opt.flags = types::PCORE_OPEN_IN_MEMORY;
         let mut handle = std::ptr::null_mut();
         // SAFETY: a NULL directory with PCORE_OPEN_IN_MEMORY; `opt` and `handle` valid.

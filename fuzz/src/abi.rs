@@ -8,6 +8,7 @@
 
 use arbitrary::Arbitrary;
 use pcore::ffi::btree::*;
+use pcore::ffi::cursor::*;
 use pcore::ffi::store::*;
 use pcore::ffi::types::*;
 use std::cmp::Ordering;
@@ -557,7 +558,7 @@ impl Harness {
     fn open_options(flags: u64, growth: u64) -> PcoreStoreOptions {
         let mut o = std::mem::MaybeUninit::<PcoreStoreOptions>::uninit();
         // SAFETY: a writable PcoreStoreOptions.
-        assert_eq!(unsafe { pcore_store_options_init(o.as_mut_ptr()) }, PCORE_OK);
+        assert_eq!(unsafe { pcore_store_options_init_sized(o.as_mut_ptr(), std::mem::size_of::<PcoreStoreOptions>()) }, PCORE_OK);
         // SAFETY: initialized by the call above.
         let mut o = unsafe { o.assume_init() };
         o.flags = flags;
@@ -1150,7 +1151,7 @@ impl Harness {
         };
         let mut o = std::mem::MaybeUninit::<PcoreTreeOptions>::uninit();
         // SAFETY: writable options.
-        assert_eq!(unsafe { pcore_tree_options_init(o.as_mut_ptr()) }, PCORE_OK);
+        assert_eq!(unsafe { pcore_tree_options_init_sized(o.as_mut_ptr(), std::mem::size_of::<PcoreTreeOptions>()) }, PCORE_OK);
         // SAFETY: initialized above.
         let mut o = unsafe { o.assume_init() };
         o.page_bytes = u64::from(page_bytes);
@@ -1689,7 +1690,7 @@ impl Harness {
         for (name, t) in &m.trees {
             let mut o = std::mem::MaybeUninit::<PcoreTreeOptions>::uninit();
             // SAFETY: writable.
-            unsafe { pcore_tree_options_init(o.as_mut_ptr()) };
+            unsafe { pcore_tree_options_init_sized(o.as_mut_ptr(), std::mem::size_of::<PcoreTreeOptions>()) };
             // SAFETY: initialized.
             let mut o = unsafe { o.assume_init() };
             o.page_bytes = u64::from(t.page_bytes);

@@ -3,7 +3,7 @@
 
 use super::guard::{self, bytes, copy_out, non_null, out_buffer, write_optional, write_out};
 use super::registry::{HandleType, Registry};
-use super::sized::{narrow, read_sized, SizedOut};
+use super::sized::{init_sized, narrow, read_sized, SizedOut};
 use super::store::store_of;
 use super::types::*;
 use crate::btree::{BTree, Comparator, Duplicates, TreeOptions, ROOT_PREFIX};
@@ -74,19 +74,44 @@ fn comparator(o: &PcoreTreeOptions) -> Option<Comparator> {
     Some(Arc::new(move |a: &[u8], b: &[u8]| host.compare(a, b)))
 }
 
-/// Fills `opt` with the defaults (4 KiB pages, unique keys, bytewise order).
+/// Fills the first `size` bytes of `opt` with the defaults (4 KiB pages, unique keys,
+/// bytewise order) and sets `struct_size` to what it wrote: `size` is
+/// `sizeof(PcoreTreeOptions)` as the caller's header has it (see
+/// `pcore_store_options_init_sized`). This header maps `pcore_tree_options_init(opt)` to this
+/// call.
+///
+/// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL or `size` is not a
+/// multiple of 8 of at least 8.
+///
+/// # Safety
+/// `opt` is NULL or points to `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_tree_options_init_sized(opt: *mut PcoreTreeOptions, size: usize) -> i32 {
+    guard::call(|| {
+        non_null(opt, "opt")?;
+        // SAFETY: checked non-null; `size` writable bytes by contract.
+        unsafe { init_sized(opt, size, default_tree_options()) }
+    })
+}
+
+/// The size of `PcoreTreeOptions` in the headers of ABI 2.0 to 2.3, whose programs call the
+/// unsized init: it must never write more, whatever fields are added.
+const TREE_OPTIONS_2_3_BYTES: usize = 56;
+
+/// The entry point that programs built against ABI 2.0 to 2.3 call (this header maps the name
+/// to `pcore_tree_options_init_sized`): fills their 56-byte struct with the defaults and sets
+/// `struct_size` to 56.
 ///
 /// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
 ///
 /// # Safety
-/// `opt` is NULL or points to a writable `PcoreTreeOptions`.
+/// `opt` is NULL or points to 56 writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn pcore_tree_options_init(opt: *mut PcoreTreeOptions) -> i32 {
     guard::call(|| {
         non_null(opt, "opt")?;
-        // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(opt, default_tree_options()) };
-        Ok(())
+        // SAFETY: checked non-null; 56 writable bytes by contract.
+        unsafe { init_sized(opt, TREE_OPTIONS_2_3_BYTES, default_tree_options()) }
     })
 }
 
@@ -400,8 +425,8 @@ pub unsafe extern "C" fn pcore_tree_bulk_load(
 
 /// The number of entries (pairs, in a multi tree) into `*out`.
 ///
-/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE` (also for
-/// a tree dropped, or created since the last commit and aborted), `PCORE_POISONED`.
+/// Returns `PCORE_OK` (0 for a tree dropped, or created since the last commit and aborted),
+/// `PCORE_INVALID_ARGUMENT` (NULL `out`), `PCORE_BAD_HANDLE`, `PCORE_POISONED`.
 ///
 /// # Safety
 /// `out` is writable.
@@ -412,9 +437,8 @@ pub unsafe extern "C" fn pcore_tree_len(tree: *mut PcoreTree, out: *mut u64) -> 
         non_null(out, "out")?;
         // Closed or poisoned, as every other call answers (outsider11 G5).
         t.store()?.check_open()?;
-        let entries = t.read_state()?.entries; // a dropped tree's handle: BAD_HANDLE
-                                               // SAFETY: checked non-null; writable by contract.
-        unsafe { write_out(out, entries) };
+        // SAFETY: checked non-null; writable by contract.
+        unsafe { write_out(out, t.len()) };
         Ok(())
     })
 }
@@ -476,7 +500,9 @@ pub(super) fn tree_and_open_flag(tree: *const PcoreTree) -> Result<(BTree, Arc<A
 #[cfg(test)]
 mod abi_tests {
     use super::super::cursor::{pcore_cursor_close, pcore_cursor_open};
-    use super::super::store::{pcore_store_close, pcore_store_commit, pcore_store_open, pcore_store_options_init};
+    use super::super::store::{
+        pcore_store_close, pcore_store_commit, pcore_store_open, pcore_store_options_init_sized,
+    };
     use super::*;
     use crate::error::Status;
 
@@ -487,10 +513,10 @@ mod abi_tests {
         let dir = std::env::temp_dir().join(format!("pcore-ffi-poisoned-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
-        // SAFETY: zeroed options are a valid value for `pcore_store_options_init` to fill.
+        // SAFETY: zeroed options are a valid value for `pcore_store_options_init_sized` to fill.
         let mut opt: PcoreStoreOptions = unsafe { std::mem::zeroed() };
         // SAFETY: `opt` is writable.
-        assert_eq!(unsafe { pcore_store_options_init(&mut opt) }, 0);
+        assert_eq!(unsafe { pcore_store_options_init_sized(&mut opt, std::mem::size_of::<PcoreStoreOptions>()) }, 0);
         opt.durability = PCORE_DURABILITY_STRICT;
         let (mut store, mut tree, mut cursor) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
         // SAFETY: a NUL-terminated path, valid options, writable outputs; every handle is open

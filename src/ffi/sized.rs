@@ -101,6 +101,28 @@ impl<T: Copy> SizedOut<T> {
     }
 }
 
+/// Fills the first `size` bytes of a caller's input struct (`size`: the struct as the
+/// caller's header has it) from `full` and sets its struct_size to what was written: a
+/// library newer than the caller's header never writes past the caller's struct.
+///
+/// # Safety
+/// `p` is non-null and points to `size` writable bytes.
+pub(crate) unsafe fn init_sized<T: Copy>(p: *mut T, size: usize, full: T) -> Result<()> {
+    if size < FIELD || !size.is_multiple_of(FIELD) {
+        return Err(Error::InvalidArgument(format!(
+            "size {size}: must be a multiple of 8 and at least 8 (pass sizeof the struct)"
+        )));
+    }
+    let n = size.min(std::mem::size_of::<T>());
+    // SAFETY: `p` has `size` >= n writable bytes (by contract); `full` is a local of at least
+    // n bytes; they cannot overlap. The struct_size written is a u64 at offset 0.
+    unsafe {
+        std::ptr::copy_nonoverlapping(std::ptr::addr_of!(full).cast::<u8>(), p.cast::<u8>(), n);
+        p.cast::<u64>().write_unaligned(n as u64);
+    }
+    Ok(())
+}
+
 /// A u64 field that the library keeps in a narrower type; a value that does not fit is
 /// `InvalidArgument`, never truncated.
 pub(crate) fn narrow<N: TryFrom<u64>>(v: u64, name: &str) -> Result<N> {

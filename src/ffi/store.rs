@@ -8,7 +8,7 @@
 use super::guard::{self, bytes, c_path, copy_out, non_null, out_buffer, write_optional, write_out};
 use super::handle_cache::HandleCache;
 use super::registry::{HandleType, Registry};
-use super::sized::{narrow, read_sized, SizedOut};
+use super::sized::{init_sized, narrow, read_sized, SizedOut};
 use super::types::*;
 use crate::error::{Error, Result};
 use crate::store::{Durability, GrowthPolicy, GrowthRule, NodeId, Source, Store, StoreOptions};
@@ -144,20 +144,46 @@ fn to_store_options(o: &PcoreStoreOptions) -> Result<StoreOptions> {
     })
 }
 
-/// Fills `opt` with the defaults (BALANCED durability, stable ids, growth to the smallest class
-/// that fits, classes 64 B to 256 KiB) and sets `struct_size`.
+/// Fills the first `size` bytes of `opt` with the defaults (BALANCED durability, stable ids,
+/// growth to the smallest class that fits, classes 64 B to 256 KiB) and sets `struct_size` to
+/// what it wrote: `size` is `sizeof(PcoreStoreOptions)` as the caller's header has it, so a
+/// library newer than that header never writes past the caller's struct. This header maps
+/// `pcore_store_options_init(opt)` to this call.
+///
+/// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL or `size` is not a
+/// multiple of 8 of at least 8.
+///
+/// # Safety
+/// `opt` is NULL or points to `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pcore_store_options_init_sized(opt: *mut PcoreStoreOptions, size: usize) -> i32 {
+    guard::call(|| {
+        non_null(opt, "opt")?;
+        // SAFETY: non-null (checked); `size` writable bytes by contract.
+        unsafe { init_sized(opt, size, default_options()) }
+    })
+}
+
+/// The size of `PcoreStoreOptions` in the headers of ABI 2.1 and 2.2, which called the
+/// unsized init: the struct it fills for a program built against them.
+const STORE_OPTIONS_2_2_BYTES: usize = std::mem::offset_of!(PcoreStoreOptions, idle_checkpoint_ms);
+
+/// The entry point that programs built against ABI 2.0 to 2.3 call (this header maps the name
+/// to `pcore_store_options_init_sized`): fills the struct of the 2.1 and 2.2 headers, 80
+/// bytes, with the defaults, and sets `struct_size` to 80. Until 2.4 it wrote the library's
+/// whole struct, past the end of an older caller's (a 2.0 caller's struct is 72 bytes: build
+/// such programs again).
 ///
 /// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL.
 ///
 /// # Safety
-/// `opt` is NULL or points to a writable `PcoreStoreOptions`.
+/// `opt` is NULL or points to 80 writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -> i32 {
     guard::call(|| {
         non_null(opt, "opt")?;
-        // SAFETY: non-null (checked); the caller passes a writable PcoreStoreOptions.
-        unsafe { write_out(opt, default_options()) };
-        Ok(())
+        // SAFETY: non-null (checked); 80 writable bytes by contract.
+        unsafe { init_sized(opt, STORE_OPTIONS_2_2_BYTES, default_options()) }
     })
 }
 

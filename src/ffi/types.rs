@@ -76,8 +76,11 @@ pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 /// `pcore_cursor_next_batch`, read snapshots (`pcore_snapshot_*`), `pcore_root_next`,
 /// `pcore_tree_next` and `PcoreStoreOptions::growth_rule` (`PCORE_GROWTH_RULE_*`). 2.2 added
 /// `pcore_store_backup`, `pcore_store_compact` and the footprint fields of `PcoreStoreStats`,
-/// 2.3 `PcoreStoreOptions::idle_checkpoint_ms`. The library's SONAME is `libpcore.so.<major>`.
-pub const PCORE_ABI_VERSION: u32 = 0x0002_0003;
+/// 2.3 `PcoreStoreOptions::idle_checkpoint_ms`, 2.4 `pcore_store_options_init_sized` and
+/// `pcore_tree_options_init_sized`, which the header's `*_options_init` names map to (the
+/// unsized entry points write the struct of the 2.1 to 2.3 headers, never more). The
+/// library's SONAME is `libpcore.so.<major>`.
+pub const PCORE_ABI_VERSION: u32 = 0x0002_0004;
 
 /// Tree duplicates mode: inserting an existing key is `PCORE_DUPLICATE_KEY`.
 pub const PCORE_DUP_UNIQUE: u64 = 0;
