@@ -38,6 +38,6 @@ fn main() {
 fn print_footprint(when: &str, s: &Store) {
     let st = s.stats().unwrap();
     let mb = |b: u64| b as f64 / 1048576.0;
-    println!("{when}: dir {:.2} MiB live {:.2} ratio {:.2} | class files {:.2} (free {:.2} pending {:.2} held bases {:.2}) log {:.2} ckpt {:.2} checkpoints {}",
-        mb(st.directory_bytes), mb(st.live_bytes), st.footprint_ratio(), mb(st.data_file_bytes), mb(st.free_bytes), mb(st.pending_free_bytes), mb(st.held_base_bytes), mb(st.log_bytes), mb(st.checkpoint_bytes), st.checkpoints);
+    println!("{when}: dir {:.2} MiB live {:.2} ratio {:.2} | class files {:.2} (free {:.2} given back {:.2} pending {:.2} held bases {:.2}) log {:.2} ckpt {:.2} checkpoints {}",
+        mb(st.directory_bytes), mb(st.live_bytes), st.footprint_ratio(), mb(st.data_file_bytes), mb(st.free_bytes), mb(st.given_back_bytes), mb(st.pending_free_bytes), mb(st.held_base_bytes), mb(st.log_bytes), mb(st.checkpoint_bytes), st.checkpoints);
 }

@@ -51,6 +51,7 @@ pub fn run(dir: &Path, as_json: bool) -> Result<Outcome, String> {
         "footprint": {
             "ratio": stats.footprint_ratio(), "directory_bytes": stats.directory_bytes,
             "live_bytes": stats.live_bytes, "free_bytes": stats.free_bytes,
+            "given_back_bytes": stats.given_back_bytes,
             "awaiting_durable_bytes": stats.pending_free_bytes - stats.pinned_bytes,
             "pinned_bytes": stats.pinned_bytes, "held_base_bytes": stats.held_base_bytes,
             "log_bytes": files.log.bytes, "checkpoint_bytes": stats.checkpoint_bytes,
@@ -176,7 +177,7 @@ fn print_text(r: &Value) {
     println!(
         "  footprint        {:.2}x: {:.1} MiB of files for {:.1} MiB of live blocks; the rest is free blocks {:.1}, \
          awaiting a durable commit {:.1}, pinned by snapshots or readers {:.1}, delta bases {:.1}, log {:.1}, \
-         checkpoint {:.1} MiB",
+         checkpoint {:.1} MiB (free blocks given back to the file system: {:.1} MiB)",
         f["ratio"].as_f64().unwrap_or(0.0),
         mib(u(&f["directory_bytes"])),
         mib(u(&f["live_bytes"])),
@@ -185,7 +186,8 @@ fn print_text(r: &Value) {
         mib(u(&f["pinned_bytes"])),
         mib(u(&f["held_base_bytes"])),
         mib(u(&f["log_bytes"])),
-        mib(u(&f["checkpoint_bytes"]))
+        mib(u(&f["checkpoint_bytes"])),
+        mib(u(&f["given_back_bytes"]))
     );
     println!("  size classes:");
     println!(

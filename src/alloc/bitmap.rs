@@ -391,6 +391,37 @@ fn became_dense(dense: &mut BinaryHeap<Reverse<u32>>, seg_index: u32) {
 /// Giving space back (see `alloc::shrink`): where live blocks are, allocation toward the
 /// front of the file, and dropping a wholly free tail. Kept apart from the fast paths above.
 impl ClassBitmap {
+    /// Calls `f(first block, count)` for every run of free blocks, in address order; a run
+    /// never spans two segments.
+    pub(crate) fn free_runs(&self, mut f: impl FnMut(u32, u32)) {
+        for (index, seg) in self.segments.iter().enumerate() {
+            let base = index as u32 * self.blocks_per_segment;
+            let mut run: Option<u32> = None;
+            let mut block = 0;
+            while block < seg.high_water {
+                let word = seg.free[(block / 64) as usize];
+                // A whole word that neither starts nor ends a run is passed over at once.
+                let whole = block % 64 == 0 && block + 64 <= seg.high_water;
+                if whole && ((word == 0 && run.is_none()) || (word == u64::MAX && run.is_some())) {
+                    block += 64;
+                    continue;
+                }
+                match (word & (1u64 << (block % 64)) != 0, run) {
+                    (true, None) => run = Some(block),
+                    (false, Some(start)) => {
+                        f(base + start, block - start);
+                        run = None;
+                    }
+                    _ => {}
+                }
+                block += 1;
+            }
+            if let Some(start) = run {
+                f(base + start, seg.high_water - start);
+            }
+        }
+    }
+
     /// Blocks allocated in segment `seg`.
     pub(crate) fn segment_live(&self, seg: u32) -> u32 {
         let s = &self.segments[seg as usize];

@@ -89,8 +89,34 @@ impl ClassFile {
             cf.dirty.push(AtomicBool::new(false));
         }
         cf.tail_bytes = if partial == 0 { segment_bytes } else { partial };
+        if writable {
+            fill_holes(&file, len)
+                .map_err(|e| Error::io(format!("allocate the free blocks given back in {}", path.display()), e))?;
+        }
         cf.file = Some(file);
         Ok(cf)
+    }
+
+    /// Gives the disk space of `offset..offset + len` of a segment back (see `os::punch_hole`):
+    /// free blocks the store at rest does not need on disk. `Ok(false)` when there is nothing
+    /// to punch (memory, a read-only view) or the file system cannot; the caller fills the
+    /// range again (`fill`) before it hands out a block there.
+    pub(crate) fn punch(&self, segment: u32, offset: u64, len: u64) -> Result<bool> {
+        let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) else { return Ok(false) };
+        let at = u64::from(segment) * self.segment_bytes + offset;
+        crate::os::punch_hole(file, at, len)
+            .map_err(|e| Error::io(format!("give back {len} bytes of {}", self.name), e))
+    }
+
+    /// Allocates a punched range of a segment on disk again, so that writes through the mapping
+    /// cannot fault on a full disk: `NoSpace` here instead, with nothing changed.
+    pub(crate) fn fill(&self, segment: u32, offset: u64, len: u64) -> Result<()> {
+        let (Backing::Shared(_), Some(file)) = (&self.backing, &self.file) else { return Ok(()) };
+        let at = u64::from(segment) * self.segment_bytes + offset;
+        let path = self.path().expect("shared backing has a path");
+        reserve(&path, len)
+            .and_then(|_| preallocate(file, at, len))
+            .map_err(|e| Error::io(format!("allocate {len} bytes of {} again", self.name), e))
     }
 
     fn path(&self) -> Option<PathBuf> {
@@ -423,6 +449,17 @@ impl ClassFile {
             0
         }
     }
+}
+
+/// Allocates every hole of a class file opened for writing: free blocks a store at rest gave
+/// back (`ClassFile::punch`), whose marks do not outlive the process. Recovery and later
+/// allocations may write anywhere in the file through its mapping, where a hole would be a
+/// `SIGBUS` on a full disk. One `lseek` for a file without holes.
+fn fill_holes(file: &File, len: u64) -> std::io::Result<()> {
+    for (at, n) in crate::os::holes(file, len)? {
+        preallocate(file, at, n)?;
+    }
+    Ok(())
 }
 
 /// Counts a sync of class file data for the tests (`SYNC_CALLS`); nothing in a build.

@@ -44,7 +44,13 @@ impl Space {
     /// block `before`; else `None` (the caller then leaves its node where it is). Never grows
     /// the file.
     pub(crate) fn allocate_front(&mut self, class: u8, before: u64) -> Option<Loc> {
-        let block = self.per_class[class as usize].bits.allocate_front(before)?;
+        let c = &mut self.per_class[class as usize];
+        let block = c.bits.allocate_front(before)?;
+        if c.unpunch(block).is_err() {
+            // A full disk: the node stays where it is, and the block free.
+            let _ = c.bits.free(block);
+            return None;
+        }
         Some(Loc { class, block })
     }
 
@@ -66,6 +72,7 @@ impl Space {
                 let before = c.file.mapped_bytes();
                 c.file.shrink(n)?;
                 c.bits.drop_tail_segments(n);
+                c.forget_punches_past_end();
                 given += before - c.file.mapped_bytes();
             }
             if slack == 0 {
@@ -117,6 +124,7 @@ fn cut_last_segment_after(c: &mut super::space::Class, blocks: u32, slack: u64) 
     if c.file.tail_bytes() == keep {
         c.bits.cut_last_segment((keep / bytes) as u32);
     }
+    c.forget_punches_past_end();
     Ok(held - c.file.tail_bytes())
 }
 

@@ -29,6 +29,44 @@ pub(super) struct Class {
     block_shift: u32,
     pub(super) file: ClassFile,
     pub(super) bits: ClassBitmap,
+    /// Free blocks whose pages were given back to the file system (see `punch`).
+    punched: Punched,
+}
+
+/// The free blocks of a class that lie in punched pages: a block of a page smaller than a
+/// page is marked with its page's every other block. Not on disk: a writable open allocates
+/// every hole again (`ClassFile::open`).
+#[derive(Default)]
+struct Punched {
+    bits: Vec<u64>,
+    count: u64,
+}
+
+impl Punched {
+    #[inline]
+    fn contains(&self, block: u32) -> bool {
+        self.count != 0 && self.bits.get(block as usize / 64).is_some_and(|w| w & (1u64 << (block % 64)) != 0)
+    }
+
+    fn set(&mut self, blocks: std::ops::Range<u32>, marked: bool) {
+        for b in blocks {
+            let (word, bit) = (b as usize / 64, 1u64 << (b % 64));
+            if word >= self.bits.len() {
+                if !marked {
+                    return;
+                }
+                self.bits.resize(word + 1, 0);
+            }
+            if (self.bits[word] & bit != 0) != marked {
+                self.bits[word] ^= bit;
+                if marked {
+                    self.count += 1;
+                } else {
+                    self.count -= 1;
+                }
+            }
+        }
+    }
 }
 
 impl Class {
@@ -39,7 +77,42 @@ impl Class {
         self.bits.set_last_limit((self.file.tail_bytes() >> self.block_shift) as u32);
         Ok(())
     }
+
+    /// Forgets the punched marks past the file's end, after a cut (the cut gave them back).
+    pub(super) fn forget_punches_past_end(&mut self) {
+        let end = (self.file.mapped_bytes() >> self.block_shift) as u32;
+        let marked_end = (self.punched.bits.len() * 64) as u32;
+        if end < marked_end {
+            self.punched.set(end..marked_end, false);
+        }
+    }
+
+    /// The pages that hold `block` (the block itself when it is a page or more), as a range of
+    /// blocks and as its segment, offset and length.
+    fn pages_of(&self, block: u32) -> (std::ops::Range<u32>, u32, u64, u64) {
+        let per_page = (PAGE_BYTES >> self.block_shift).max(1) as u32;
+        let first = block - block % per_page;
+        let (segment, offset) = (first >> self.segment_shift, first & (self.blocks_per_segment - 1));
+        let len = u64::from(per_page) << self.block_shift;
+        (first..first + per_page, segment, u64::from(offset) << self.block_shift, len)
+    }
+
+    /// Makes a free block about to be handed out writable on disk again when its pages were
+    /// punched: `NoSpace` (nothing changed) on a full disk, never a `SIGBUS` later.
+    #[inline]
+    pub(super) fn unpunch(&mut self, block: u32) -> Result<()> {
+        if !self.punched.contains(block) {
+            return Ok(());
+        }
+        let (blocks, segment, offset, len) = self.pages_of(block);
+        self.file.fill(segment, offset, len)?;
+        self.punched.set(blocks, false);
+        Ok(())
+    }
 }
+
+/// The granule of a punch: pages of the page cache and of the file systems pcore runs on.
+const PAGE_BYTES: u64 = 4096;
 
 pub(crate) struct Space {
     classes: SizeClasses,
@@ -65,7 +138,8 @@ impl Space {
                 bits.add_segment(false);
             }
             bits.set_last_limit((file.tail_bytes() >> block_shift) as u32);
-            per_class.push(Class { bytes, blocks_per_segment, segment_shift, block_shift, file, bits });
+            let punched = Punched::default();
+            per_class.push(Class { bytes, blocks_per_segment, segment_shift, block_shift, file, bits, punched });
         }
         Ok(Space { classes, per_class })
     }
@@ -179,9 +253,16 @@ impl Space {
         }
     }
 
-    /// Zeroes a block that may hold old bytes, past the `written_bytes` the caller writes next.
+    /// Zeroes a block that may hold old bytes, past the `written_bytes` the caller writes next;
+    /// a punched block is allocated on disk again first (on failure it goes back to the free
+    /// blocks).
     #[inline]
     fn zero_reused(&mut self, loc: Loc, written_bytes: usize) -> Result<Loc> {
+        let c = &mut self.per_class[loc.class as usize];
+        if let Err(e) = c.unpunch(loc.block) {
+            c.bits.free(loc.block).map_err(|f| not_freed(loc, f))?;
+            return Err(e);
+        }
         let len = self.capacity(loc.class) as usize;
         let skip = written_bytes.min(len);
         let (seg, off) = self.position(loc);
@@ -372,8 +453,34 @@ impl Space {
         self.per_class.iter().filter(|c| c.file.is_open()).count()
     }
 
+    /// Bytes the class files take on disk: their lengths less the pages punched.
     pub(crate) fn file_bytes(&self) -> u64 {
-        self.per_class.iter().map(|c| c.file.file_bytes()).sum()
+        self.per_class.iter().map(|c| c.file.file_bytes()).sum::<u64>() - self.punched_bytes()
+    }
+
+    /// Bytes of free blocks whose pages were given back to the file system (`punch_free_pages`).
+    pub(crate) fn punched_bytes(&self) -> u64 {
+        self.per_class.iter().map(|c| c.punched.count << c.block_shift).sum()
+    }
+
+    /// Gives back the disk space of every whole page of free blocks not given back yet (see
+    /// `ClassFile::punch`), in all classes; returns the bytes. The pages stay in the files,
+    /// reading as zeros; a block there is allocated on disk again before it is handed out
+    /// (`Class::unpunch`). The caller knows no one reads a free block: no snapshot or reader
+    /// process holds one, and a `pcore_node_read` pointer into one is no longer valid.
+    pub(crate) fn punch_free_pages(&mut self) -> Result<u64> {
+        let mut given = 0;
+        for c in &mut self.per_class {
+            if !c.file.is_open() {
+                continue;
+            }
+            let mut runs = Vec::new();
+            c.bits.free_runs(|first, count| runs.push((first, count)));
+            for (first, count) in runs {
+                given += punch_run(c, first, count)?;
+            }
+        }
+        Ok(given)
     }
 
     pub(crate) fn verify(&self) -> Result<()> {
@@ -385,6 +492,38 @@ impl Space {
         }
         Ok(())
     }
+}
+
+/// Punches the whole pages inside a run of free blocks (`count` from `first`, in one segment)
+/// that are not punched yet, a range at a time; returns the bytes given back.
+fn punch_run(c: &mut Class, first: u32, count: u32) -> Result<u64> {
+    let per_page = (PAGE_BYTES >> c.block_shift).max(1) as u32;
+    let (mut page, end) = (first.next_multiple_of(per_page), (first + count) / per_page * per_page);
+    let mut given = 0;
+    while page < end {
+        if c.punched.contains(page) {
+            page += per_page;
+            continue;
+        }
+        let start = page;
+        while page < end && !c.punched.contains(page) {
+            page += per_page;
+        }
+        let (_, segment, offset, _) = c.pages_of(start);
+        let len = u64::from(page - start) << c.block_shift;
+        match c.file.punch(segment, offset, len) {
+            Ok(true) => {}
+            Ok(false) => return Ok(given), // the file system cannot: nothing to count
+            Err(e) => {
+                // Some of the range may be holes now: marked, it is allocated again before use.
+                c.punched.set(start..page, true);
+                return Err(e);
+            }
+        }
+        c.punched.set(start..page, true);
+        given += len;
+    }
+    Ok(given)
 }
 
 #[cold]
@@ -494,6 +633,107 @@ mod tests {
         let file = std::fs::read(dir.join("class-06-4096.seg")).unwrap();
         assert_eq!(&file[..4], b"kept");
         assert!(file[4..].iter().all(|&b| b == 0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// File system blocks an ext4 file takes beside its data (its extent tree's).
+    const METADATA_SLACK: u64 = 2 * 4096;
+
+    fn allocated_bytes(dir: &std::path::Path, class_file: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir.join(class_file)).unwrap().blocks() * 512
+    }
+
+    fn shared_space(dir: &std::path::Path) -> Space {
+        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.to_path_buf())).unwrap();
+        s.rebuild(&vec![Vec::new(); 7]).unwrap();
+        s
+    }
+
+    /// The free blocks' whole pages go back to the file system at rest (issue 18 item 1): the
+    /// pages of 4 KiB blocks, and a page of 64-byte blocks only when all 64 are free. A
+    /// punched block handed out again is allocated on disk first, reads zeros and keeps what
+    /// is written; a reopen allocates every hole.
+    #[test]
+    fn free_pages_are_punched_and_allocated_again_before_reuse() {
+        let dir = std::env::temp_dir().join(format!("pcore-space-punch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = shared_space(&dir);
+        let pages: Vec<Loc> = (0..64).map(|_| s.allocate(6).unwrap()).collect();
+        let small: Vec<Loc> = (0..256).map(|_| s.allocate(0).unwrap()).collect();
+        for (i, &loc) in pages.iter().enumerate() {
+            s.write(loc, &[i as u8 + 1; 4096]);
+        }
+        for &loc in &small {
+            s.write(loc, &[0xEE; 64]);
+        }
+        s.flush_dirty().unwrap();
+        let (big_file, small_file) = ("class-06-4096.seg", "class-00-64.seg");
+        let before = (allocated_bytes(&dir, big_file), allocated_bytes(&dir, small_file), s.file_bytes());
+        for &loc in pages.iter().step_by(2) {
+            s.free(loc).unwrap();
+        }
+        // Pages 0 and 2 of the 64-byte class whole, page 1 but one block.
+        for &loc in small[..64].iter().chain(&small[65..192]) {
+            s.free(loc).unwrap();
+        }
+        let punched = s.punch_free_pages().unwrap();
+        if allocated_bytes(&dir, big_file) == before.0 {
+            eprintln!("this file system does not punch holes: nothing to test");
+            assert_eq!(punched, 0);
+            return;
+        }
+        assert_eq!(punched, 32 * 4096 + 2 * 4096);
+        assert_eq!(s.punch_free_pages().unwrap(), 0, "punched once");
+        // Within the file system's own blocks (ext4's extent tree grows with the holes).
+        let about = |got: u64, want: u64| got.abs_diff(want) <= METADATA_SLACK;
+        assert!(about(allocated_bytes(&dir, big_file), before.0 - 32 * 4096));
+        assert!(about(allocated_bytes(&dir, small_file), before.1 - 2 * 4096));
+        assert_eq!(s.file_bytes(), before.2 - punched, "the footprint counts what the disk holds");
+        for (i, &loc) in pages.iter().enumerate().skip(1).step_by(2) {
+            assert_eq!(s.read(loc, 4096), vec![i as u8 + 1; 4096], "a live block is untouched");
+        }
+        assert_eq!(s.read(small[64], 64), vec![0xEE; 64]);
+        // Handed out again: on disk first, zeros, then what is written.
+        let again = s.allocate(6).unwrap();
+        assert!(pages.iter().step_by(2).any(|&l| l == again), "a freed block is reused");
+        assert!(s.read(again, 4096).iter().all(|&b| b == 0));
+        s.write(again, &[0x5A; 4096]);
+        assert!(about(allocated_bytes(&dir, big_file), before.0 - 31 * 4096));
+        assert_eq!(s.file_bytes(), before.2 - punched + 4096);
+        s.flush_dirty().unwrap();
+        drop(s);
+        let file = std::fs::read(dir.join(big_file)).unwrap();
+        assert_eq!(file[again.block as usize * 4096..][..4096], [0x5A; 4096]);
+        // A reopen allocates the holes: no write through the mapping can fault on a full disk.
+        let s = shared_space(&dir);
+        assert!(about(allocated_bytes(&dir, big_file), before.0));
+        assert!(about(allocated_bytes(&dir, small_file), before.1));
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// On a full disk a punched block is not handed out (a write to it through the mapping
+    /// would be a SIGBUS): `NoSpace`, and the block stays free for a later allocation.
+    #[test]
+    fn a_punched_block_on_a_full_disk_is_no_space_and_stays_free() {
+        let dir = std::env::temp_dir().join(format!("pcore-space-punch-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut s = shared_space(&dir);
+        let blocks: Vec<Loc> = (0..4).map(|_| s.allocate(6).unwrap()).collect();
+        s.free(blocks[1]).unwrap();
+        if s.punch_free_pages().unwrap() == 0 {
+            return; // no hole punching here
+        }
+        crate::os::simulate_disk_limit(&dir, Some(0));
+        assert!(matches!(s.allocate(6), Err(Error::NoSpace(_))));
+        assert!(matches!(s.allocate(6), Err(Error::NoSpace(_))), "the block is still free, still punched");
+        crate::os::simulate_disk_limit(&dir, None);
+        assert_eq!(s.allocate(6).unwrap(), blocks[1]);
+        s.verify().unwrap();
+        drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -789,6 +789,7 @@ pub unsafe extern "C" fn pcore_store_stats(store: *mut PcoreStore, out: *mut Pco
             free_bytes: st.free_bytes,
             checkpoint_bytes: st.checkpoint_bytes,
             footprint_ratio: st.footprint_ratio(),
+            given_back_bytes: st.given_back_bytes,
         });
         Ok(())
     })

@@ -78,7 +78,8 @@ pub const PCORE_ROOT_META_MAX_BYTES: usize = 4096;
 /// `pcore_store_backup`, `pcore_store_compact` and the footprint fields of `PcoreStoreStats`,
 /// 2.3 `PcoreStoreOptions::idle_checkpoint_ms`, 2.4 `pcore_store_options_init_sized` and
 /// `pcore_tree_options_init_sized`, which the header's `*_options_init` names map to (the
-/// unsized entry points write the struct of the 2.1 to 2.3 headers, never more). The
+/// unsized entry points write the struct of the 2.1 to 2.3 headers, never more), and
+/// `PcoreStoreStats::given_back_bytes`. The
 /// library's SONAME is `libpcore.so.<major>`.
 pub const PCORE_ABI_VERSION: u32 = 0x0002_0004;
 
@@ -217,7 +218,11 @@ pub struct PcoreStoreOptions {
     pub growth_rule: u64,
     /// Once no commit came for this many milliseconds, a background thread checkpoints a
     /// store whose files hold more than 1.4 times its live bytes (1 MiB live at least), cuts
-    /// the class files' free tails and gives the log's kept space back, as a close would. A
+    /// the class files' free tails and gives the log's kept space back, as a close would, and
+    /// gives the disk space of the free blocks' whole pages back to the file system (holes
+    /// punched: the files keep their lengths, `du` shows the difference; a block there is
+    /// allocated again before it is reused, `PCORE_NO_SPACE` on a full disk, and a writable
+    /// open allocates every hole again). A
     /// call that comes meanwhile waits for it, as for a checkpoint at a commit. Not while a
     /// snapshot is open, a read-only process has the store open or changes wait for a commit
     /// (it rests once they end). 0 = 1000 (the default; also what an older caller, whose
@@ -351,6 +356,9 @@ pub struct PcoreStoreStats {
     /// keeps to write over: at most a quarter of the class files; none after a close or a
     /// compaction), and the meta and reader table (12 KiB).
     pub footprint_ratio: f64,
+    /// Bytes of free blocks whose pages a store at rest gave back to the file system: not in
+    /// `free_bytes` nor in `directory_bytes` (ABI 2.4).
+    pub given_back_bytes: u64,
 }
 
 /// What `pcore_store_compact` did. Set `struct_size` before the call.

@@ -29,6 +29,47 @@ pub(crate) fn preallocate(file: &File, offset: u64, len: u64) -> io::Result<()> 
     }
 }
 
+/// Gives the disk space of `offset..offset + len` back (`FALLOC_FL_PUNCH_HOLE`, the file's
+/// length kept): the range reads as zeros and takes no blocks. `Ok(false)` where the file
+/// system cannot punch. A page of the range mapped shared faults in again from the hole, and a
+/// write to it then allocates on the spot: a `SIGBUS` on a full disk, so the caller fills the
+/// range again (`preallocate`) before anything writes there.
+pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<bool> {
+    let (off, n) = (to_off(offset)?, to_off(len)?);
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: plain syscall on a descriptor we own; no memory is passed.
+    if unsafe { libc::fallocate(file.as_raw_fd(), mode, off, n) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// The holes of the file's first `len` bytes, as `(offset, len)` (`SEEK_HOLE`/`SEEK_DATA`;
+/// none where the file system does not tell them apart).
+pub(crate) fn holes(file: &File, len: u64) -> io::Result<Vec<(u64, u64)>> {
+    let fd = file.as_raw_fd();
+    let end = to_off(len)?;
+    let mut found = Vec::new();
+    let mut at: libc::off_t = 0;
+    while at < end {
+        // SAFETY: plain syscalls on a descriptor we own; no memory is passed.
+        let hole = unsafe { libc::lseek(fd, at, libc::SEEK_HOLE) };
+        if hole < 0 || hole >= end {
+            break; // no hole before the end (or none the file system reports)
+        }
+        // SAFETY: as above.
+        let data = unsafe { libc::lseek(fd, hole, libc::SEEK_DATA) };
+        let hole_end = if data < 0 { end } else { data.min(end) };
+        found.push((hole as u64, (hole_end - hole) as u64));
+        at = hole_end;
+    }
+    Ok(found)
+}
+
 fn to_off(v: u64) -> io::Result<libc::off_t> {
     libc::off_t::try_from(v).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))
 }

@@ -174,8 +174,12 @@ pub struct StoreStats {
     /// Blocks of the nodes' current versions (committed or not).
     pub live_bytes: u64,
     /// Free blocks in the class files, with the never-used end of each last segment: reused
-    /// first, moved away from and cut at a file's tail (see `Store::compact`).
+    /// first, moved away from and cut at a file's tail (see `Store::compact`). Not those of
+    /// `given_back_bytes`.
     pub free_bytes: u64,
+    /// Free blocks whose pages a store at rest gave back to the file system: they take no
+    /// disk space (they are not in `directory_bytes`) and are allocated again when reused.
+    pub given_back_bytes: u64,
 }
 
 impl StoreStats {
@@ -1223,10 +1227,12 @@ impl Store {
         // A commit's own checkpoint may have left only the log's kept space to give back.
         let checkpointed =
             if self.shared.checkpoint_current(&w) { Ok(()) } else { self.shared.checkpoint_locked(&mut w) };
-        let rested = checkpointed.and_then(|()| match w.log.as_mut() {
-            Some(log) => log.give_back_unused(),
-            None => Ok(()),
-        });
+        let rested = checkpointed
+            .and_then(|()| match w.log.as_mut() {
+                Some(log) => log.give_back_unused(),
+                None => Ok(()),
+            })
+            .and_then(|()| self.shared.punch_free_pages(&w));
         match rested {
             Ok(()) => self.shared.measure_other_files(&mut w),
             // Reported as a commit's checkpoint failure is (`checkpoint()` tells it).
@@ -1310,7 +1316,8 @@ impl Store {
                 handles: c.table.handle_count(),
                 directory_bytes: if file_store { dir_bytes } else { c.space.segment_bytes_total() },
                 live_bytes: c.live_block_bytes(),
-                free_bytes: c.space.segment_bytes_total().saturating_sub(total.live_bytes),
+                free_bytes: c.space.segment_bytes_total().saturating_sub(total.live_bytes + c.space.punched_bytes()),
+                given_back_bytes: c.space.punched_bytes(),
                 checkpoint_bytes,
                 classes,
                 total,
@@ -1662,9 +1669,10 @@ impl Shared {
         }
     }
 
-    /// Cuts the free tails of the class files, when that is safe: right after a checkpoint
-    /// (or a writer's open with an empty log) and with no reader process registered (see
-    /// `compact.rs`). A reader table that cannot be read counts as a reader.
+    /// Cuts the free tails of the class files (or punches their free pages), when that is
+    /// safe: right after a checkpoint (or a writer's open with an empty log) and with no
+    /// reader process registered (see `compact.rs`). A reader table that cannot be read
+    /// counts as a reader.
     pub(super) fn give_back_tail(&self, w: &WriterSide, cut: impl FnOnce(&mut Space) -> Result<u64>) -> Result<()> {
         if self.options.read_only {
             return Ok(());
@@ -1744,6 +1752,20 @@ impl Shared {
         let old = std::mem::replace(&mut *self.state.write(), recovery::closed_core());
         drop(old);
         result
+    }
+
+    /// Gives back the disk space of the free blocks' whole pages (`Space::punch_free_pages`)
+    /// once the last checkpoint holds every commit. Only then: recovery replays the log over
+    /// the blocks as the checkpoint left them, and a frame that edits a block (a delta) over
+    /// bytes a punch turned to zeros would rebuild garbage. Blocks freed since were free in
+    /// that checkpoint too, and a block handed out later is allocated again first and written
+    /// whole. The rule that decides when a tail may be cut decides this too (no reader
+    /// process, which reads free blocks of an older checkpoint through its own mapping).
+    fn punch_free_pages(&self, w: &WriterSide) -> Result<()> {
+        if !self.checkpoint_current(w) {
+            return Ok(());
+        }
+        self.give_back_tail(w, Space::punch_free_pages)
     }
 
     /// True when the last checkpoint holds every commit (the log is empty): a checkpoint now

@@ -310,7 +310,7 @@ pub(crate) fn store_file_bytes(dir: &Path) -> (u64, u64, u64) {
     let (mut all, mut checkpoints, mut logs) = (0, 0, 0);
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let len = entry.metadata().map_or(0, |m| m.len());
+        let len = entry.metadata().map_or(0, |m| class_file_bytes_on_disk(&name, &m));
         if is_store_file(&name) || name == super::readers::READERS_FILE || name == super::reserve::RESERVE_FILE {
             all += len;
         }
@@ -318,6 +318,17 @@ pub(crate) fn store_file_bytes(dir: &Path) -> (u64, u64, u64) {
         logs += if name.starts_with("wal-") { len } else { 0 };
     }
     (all, checkpoints, logs)
+}
+
+/// A file's length, but for a class file the bytes it takes on disk when fewer: the free
+/// pages a store at rest punched take none (`Space::punch_free_pages`).
+fn class_file_bytes_on_disk(name: &str, m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    if name.starts_with("class-") {
+        m.len().min(m.blocks() * 512)
+    } else {
+        m.len()
+    }
 }
 
 fn survey(dir: &Path) -> Result<Found> {
