@@ -644,6 +644,13 @@ mod tests {
         std::fs::metadata(dir.join(class_file)).unwrap().blocks() * 512
     }
 
+    fn fresh_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pcore-space-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     fn shared_space(dir: &std::path::Path) -> Space {
         let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.to_path_buf())).unwrap();
         s.rebuild(&vec![Vec::new(); 7]).unwrap();
@@ -656,9 +663,7 @@ mod tests {
     /// is written; a reopen allocates every hole.
     #[test]
     fn free_pages_are_punched_and_allocated_again_before_reuse() {
-        let dir = std::env::temp_dir().join(format!("pcore-space-punch-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("punch");
         let mut s = shared_space(&dir);
         let pages: Vec<Loc> = (0..64).map(|_| s.allocate(6).unwrap()).collect();
         let small: Vec<Loc> = (0..256).map(|_| s.allocate(0).unwrap()).collect();
@@ -718,9 +723,7 @@ mod tests {
     /// would be a SIGBUS): `NoSpace`, and the block stays free for a later allocation.
     #[test]
     fn a_punched_block_on_a_full_disk_is_no_space_and_stays_free() {
-        let dir = std::env::temp_dir().join(format!("pcore-space-punch-full-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("punch-full");
         let mut s = shared_space(&dir);
         let blocks: Vec<Loc> = (0..4).map(|_| s.allocate(6).unwrap()).collect();
         s.free(blocks[1]).unwrap();
