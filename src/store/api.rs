@@ -1608,10 +1608,18 @@ impl Shared {
             format: super::meta::FORMAT_VERSION,
             ..old
         };
-        if let Err(e) = meta.store(&dir) {
+        match meta.store_unless_unwritable(&dir) {
+            Ok(true) => {}
+            // Nothing written (the meta could not be opened: no descriptor left, say): the
+            // store goes on in the old generation, whose meta slot is untouched, and the new
+            // generation's files are strays the next open removes (review11).
+            Ok(false) => {
+                let e = std::io::Error::other("the meta file could not be opened or written");
+                return Err(Error::io("switching the meta to the checkpoint (no checkpoint taken)", e));
+            }
             // The slot may or may not hold the new meta now, and a crash would then open the
             // new generation without the commits this process would go on logging in the old.
-            return Err(self.poison(w, format!("switching the meta to the checkpoint failed: {e}")));
+            Err(e) => return Err(self.poison(w, format!("switching the meta to the checkpoint failed: {e}"))),
         }
         w.meta = Some(meta);
         w.log = Some(self.reuse_log(w, fresh, &log_path, salt)?);

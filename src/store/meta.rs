@@ -195,6 +195,10 @@ impl Meta {
     /// is unknown, and the caller stops the store as after any failed sync.
     pub fn store_unless_unwritable(&self, dir: &Path) -> Result<bool> {
         let path = dir.join(META_FILE);
+        #[cfg(test)]
+        if UNWRITABLE.with(|u| u.get()) {
+            return Ok(false);
+        }
         let Ok(file) = self.write_unsynced(&path, false) else { return Ok(false) };
         Self::sync_slot(&file, &path)?;
         Ok(true)
@@ -225,6 +229,13 @@ impl Meta {
             .and_then(|()| file.sync_data())
             .map_err(|e| Error::io(format!("sync {}", path.display()), e))
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes the meta file unwritable to `store_unless_unwritable` (tests: a process out of
+    /// file descriptors).
+    pub(crate) static UNWRITABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 #[cfg(test)]

@@ -248,3 +248,35 @@ fn a_commit_whose_own_checkpoint_fails_to_sync_answers_poisoned() {
     }
     expect_stopped_then_reopen(dir.path(), s, &kept, &unsure);
 }
+
+/// A meta file the checkpoint cannot open (a process out of descriptors, say) was a failed
+/// switch and poisoned the store (review11); nothing was written, so the checkpoint is simply
+/// not taken: the store goes on, and a reopen finds every commit.
+#[test]
+fn a_checkpoint_that_cannot_open_the_meta_fails_and_the_store_goes_on() {
+    let dir = TempDir::new("unwritable-meta");
+    let s = reopen(dir.path(), &strict());
+    let kept = node(&s, 16);
+    s.commit().unwrap();
+    super::meta::UNWRITABLE.with(|u| u.set(true));
+    let result = s.checkpoint();
+    super::meta::UNWRITABLE.with(|u| u.set(false));
+    assert!(matches!(result, Err(Error::Io { .. })), "{result:?}");
+    let later = node(&s, 17);
+    s.commit().unwrap();
+    s.simulate_crash(); // the new generation's files are left as strays
+    drop(s);
+    let r = reopen(dir.path(), &strict());
+    for (id, bytes) in [&kept, &later] {
+        assert_eq!(&r.read(*id).unwrap(), bytes);
+    }
+    r.verify().unwrap();
+    r.checkpoint().unwrap();
+    let after = node(&r, 18);
+    r.commit().unwrap();
+    drop(r);
+    let r = reopen(dir.path(), &strict());
+    for (id, bytes) in [&kept, &later, &after] {
+        assert_eq!(&r.read(*id).unwrap(), bytes);
+    }
+}
