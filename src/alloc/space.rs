@@ -468,8 +468,9 @@ impl Space {
     /// reading as zeros; a block there is allocated on disk again before it is handed out
     /// (`Class::unpunch`). The caller knows no one reads a free block: no snapshot or reader
     /// process holds one, and a `pcore_node_read` pointer into one is no longer valid.
-    pub(crate) fn punch_free_pages(&mut self) -> Result<u64> {
-        let mut given = 0;
+    /// At most `max_punches` system calls: call again until it gives back nothing.
+    pub(crate) fn punch_free_pages(&mut self, max_punches: usize) -> Result<u64> {
+        let (mut given, mut punches) = (0, 0);
         for c in &mut self.per_class {
             if !c.file.is_open() {
                 continue;
@@ -477,7 +478,10 @@ impl Space {
             let mut runs = Vec::new();
             c.bits.free_runs(|first, count| runs.push((first, count)));
             for (first, count) in runs {
-                given += punch_run(c, first, count)?;
+                if punches >= max_punches {
+                    return Ok(given);
+                }
+                given += punch_run(c, first, count, &mut punches)?;
             }
         }
         Ok(given)
@@ -495,8 +499,9 @@ impl Space {
 }
 
 /// Punches the whole pages inside a run of free blocks (`count` from `first`, in one segment)
-/// that are not punched yet, a range at a time; returns the bytes given back.
-fn punch_run(c: &mut Class, first: u32, count: u32) -> Result<u64> {
+/// that are not punched yet, a range at a time (counted in `punches`); returns the bytes given
+/// back.
+fn punch_run(c: &mut Class, first: u32, count: u32, punches: &mut usize) -> Result<u64> {
     let per_page = (PAGE_BYTES >> c.block_shift).max(1) as u32;
     let (mut page, end) = (first.next_multiple_of(per_page), (first + count) / per_page * per_page);
     let mut given = 0;
@@ -511,6 +516,7 @@ fn punch_run(c: &mut Class, first: u32, count: u32) -> Result<u64> {
         }
         let (_, segment, offset, _) = c.pages_of(start);
         let len = u64::from(page - start) << c.block_shift;
+        *punches += 1;
         match c.file.punch(segment, offset, len) {
             Ok(true) => {}
             Ok(false) => return Ok(given), // the file system cannot: nothing to count
@@ -683,14 +689,16 @@ mod tests {
         for &loc in small[..64].iter().chain(&small[65..192]) {
             s.free(loc).unwrap();
         }
-        let punched = s.punch_free_pages().unwrap();
+        let first = s.punch_free_pages(1).unwrap(); // a system call at a time: a page here
+        let punched = first + s.punch_free_pages(usize::MAX).unwrap();
         if allocated_bytes(&dir, big_file) == before.0 {
             eprintln!("this file system does not punch holes: nothing to test");
             assert_eq!(punched, 0);
             return;
         }
+        assert_eq!(first, 4096);
         assert_eq!(punched, 32 * 4096 + 2 * 4096);
-        assert_eq!(s.punch_free_pages().unwrap(), 0, "punched once");
+        assert_eq!(s.punch_free_pages(usize::MAX).unwrap(), 0, "punched once");
         // Within the file system's own blocks (ext4's extent tree grows with the holes).
         let about = |got: u64, want: u64| got.abs_diff(want) <= METADATA_SLACK;
         assert!(about(allocated_bytes(&dir, big_file), before.0 - 32 * 4096));
@@ -727,7 +735,7 @@ mod tests {
         let mut s = shared_space(&dir);
         let blocks: Vec<Loc> = (0..4).map(|_| s.allocate(6).unwrap()).collect();
         s.free(blocks[1]).unwrap();
-        if s.punch_free_pages().unwrap() == 0 {
+        if s.punch_free_pages(usize::MAX).unwrap() == 0 {
             return; // no hole punching here
         }
         crate::os::simulate_disk_limit(&dir, Some(0));

@@ -1681,16 +1681,17 @@ impl Shared {
     /// safe: right after a checkpoint (or a writer's open with an empty log) and with no
     /// reader process registered (see `compact.rs`). A reader table that cannot be read
     /// counts as a reader.
-    pub(super) fn give_back_tail(&self, w: &WriterSide, cut: impl FnOnce(&mut Space) -> Result<u64>) -> Result<()> {
+    /// Returns the bytes given back (0 when it was not safe).
+    pub(super) fn give_back_tail(&self, w: &WriterSide, cut: impl FnOnce(&mut Space) -> Result<u64>) -> Result<u64> {
         if self.options.read_only {
-            return Ok(());
+            return Ok(0);
         }
         let readers_alive = w.readers.as_ref().is_some_and(|t| !matches!(t.oldest_reader(), Ok(None)));
         let mut c = self.state.write();
         if readers_alive || c.held_for_readers() {
-            return Ok(());
+            return Ok(0);
         }
-        cut(&mut c.space).map(drop)
+        cut(&mut c.space)
     }
 
     /// The new generation's log once the meta names it: the old log's file, renamed over the
@@ -1769,11 +1770,15 @@ impl Shared {
     /// that checkpoint too, and a block handed out later is allocated again first and written
     /// whole. The rule that decides when a tail may be cut decides this too (no reader
     /// process, which reads free blocks of an older checkpoint through its own mapping).
+    ///
+    /// A punch is a system call per run of free pages, made with the state locked (no block
+    /// may be handed out meanwhile): at most `PUNCHES_PER_LOCK` of them at a time, so a host
+    /// read that comes meanwhile waits for a few of them, not for the whole file.
     fn punch_free_pages(&self, w: &WriterSide) -> Result<()> {
-        if !self.checkpoint_current(w) {
-            return Ok(());
-        }
-        self.give_back_tail(w, Space::punch_free_pages)
+        const PUNCHES_PER_LOCK: usize = 1024;
+        // No commit comes meanwhile (the writer is held): the log stays empty throughout.
+        while self.checkpoint_current(w) && self.give_back_tail(w, |s| s.punch_free_pages(PUNCHES_PER_LOCK))? > 0 {}
+        Ok(())
     }
 
     /// True when the last checkpoint holds every commit (the log is empty): a checkpoint now
