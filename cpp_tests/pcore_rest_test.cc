@@ -138,6 +138,77 @@ TEST(RestTest, NeverMeansTheLogStays) {
   PCORE_EXPECT_OK(pcore_store_close(store));
 }
 
+// Nodes of 100 bytes (`count`), a commit per 1,000, then 70 % of them freed at random, a
+// commit per 1,000: free blocks that share their pages with live ones. Returns the kept ids
+// with their seeds (the node's bytes are the pattern of its seed).
+std::vector<std::pair<uint64_t, uint64_t>> nodes_then_random_frees(PcoreStore* store, uint64_t count) {
+  std::vector<std::pair<uint64_t, uint64_t>> nodes, kept;
+  for (uint64_t i = 0; i < count; ++i) {
+    PcoreAllocResult a = pcore_test::sized<PcoreAllocResult>();
+    if (pcore_node_allocate(store, 100, 1, &a) != pcore_test::kOk) return {};
+    const std::vector<uint8_t> bytes = pcore_test::make_pattern(100, i);
+    if (pcore_node_publish(store, a.id, bytes.data(), bytes.size(), &a.id) != pcore_test::kOk) return {};
+    nodes.emplace_back(a.id, i);
+    if ((i + 1) % 1000 == 0 && pcore_store_commit(store, nullptr) != pcore_test::kOk) return {};
+  }
+  pcore_test::Rng rng(7);
+  for (uint64_t i = 0; i < nodes.size(); ++i) {
+    if (rng.between(0, 99) < 70) {
+      if (pcore_node_free(store, nodes[i].first, PCORE_REASON_UNKNOWN) != pcore_test::kOk) return {};
+    } else {
+      kept.push_back(nodes[i]);
+    }
+    if ((i + 1) % 1000 == 0 && pcore_store_commit(store, nullptr) != pcore_test::kOk) return {};
+  }
+  if (pcore_store_commit(store, nullptr) != pcore_test::kOk) return {};
+  return kept;
+}
+
+void expect_nodes(PcoreStore* store, const std::vector<std::pair<uint64_t, uint64_t>>& kept) {
+  std::vector<uint8_t> copy(100);
+  for (const auto& [id, seed] : kept) {
+    size_t len = 0;
+    ASSERT_EQ(pcore_node_read_copy(store, id, copy.data(), copy.size(), &len), pcore_test::kOk) << id;
+    ASSERT_EQ(len, 100u);
+    ASSERT_TRUE(pcore_test::matches_pattern(copy.data(), len, seed)) << "node " << id;
+  }
+  PCORE_EXPECT_OK(pcore_store_verify(store));
+}
+
+// Free blocks sharing pages with live nodes: at rest the store moves nodes toward the fronts
+// of its class files (a checkpoint records the moves: no commit, the epoch stays) and gives
+// the rest back, within 1.5x; a pcore_node_read pointer taken just before keeps the store from
+// moving anything until two commits have passed (its contract).
+TEST(RestTest, NodesMoveAtRestOnlyOncePointersExpired) {
+  ScratchDir scratch("rest-nodes");
+  PcoreStore* store = open_resting(scratch.sub("store"), 20);
+  ASSERT_NE(store, nullptr);
+  const auto kept = nodes_then_random_frees(store, 60000);
+  ASSERT_FALSE(kept.empty()) << pcore_last_error_message();
+  PcoreNodeBytes pointed{};
+  PCORE_ASSERT_OK(pcore_node_read(store, kept.back().first, &pointed));
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  PcoreStoreStats st = pcore_test::store_stats(store);
+  while (!(st.log_bytes == 0 && st.checkpoint_epoch == st.epoch) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    st = pcore_test::store_stats(store);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the rest step after its checkpoint
+  st = pcore_test::store_stats(store);
+  EXPECT_GT(st.footprint_ratio, 1.5) << "nodes moved while a read pointer may be in use";
+  EXPECT_TRUE(pcore_test::matches_pattern(pointed.data, pointed.len, kept.back().second));
+  const uint64_t epoch = st.epoch;
+  for (int round = 0; round < 2; ++round) {
+    PCORE_ASSERT_OK(pcore_root_set(store, "round", 5, round, nullptr, 0));
+    PCORE_ASSERT_OK(pcore_store_commit(store, nullptr));
+  }
+  st = wait_for_rest(store);
+  EXPECT_TRUE(rested(st)) << st.footprint_ratio << "x";
+  EXPECT_EQ(st.epoch, epoch + 2) << "the rest step made no commit";
+  expect_nodes(store, kept);
+  PCORE_EXPECT_OK(pcore_store_close(store));
+}
+
 // Child: loads the rows (args: dir, idle ms), says so, and waits to be killed without closing,
 // its background thread checkpointing the store meanwhile.
 int rest_writer_main(const std::vector<std::string>& args) {

@@ -289,7 +289,10 @@ typedef struct PcoreStoreOptions {
   uint64_t growth_rule;
   // Once no commit came for this many milliseconds, a background thread checkpoints a
   // store whose files hold more than 1.4 times its live bytes (1 MiB live at least), cuts
-  // the class files' free tails and gives the log's kept space back, as a close would, and
+  // the class files' free tails and gives the log's kept space back, as a close would;
+  // moves nodes toward the fronts of the class files when no `pcore_node_read` pointer
+  // may still be in use (none taken since the commit before the last: a checkpoint records
+  // the moves, no commit is made and the epoch stays); and
   // gives the disk space of the free blocks' whole pages back to the file system (holes
   // punched: the files keep their lengths, `du` shows the difference; a block there is
   // allocated again before it is reused, `PCORE_NO_SPACE` on a full disk, and a writable

@@ -368,6 +368,9 @@ struct Shared {
     abort_hooks: Mutex<Vec<Weak<dyn AbortHook>>>,
     /// The newest epoch known to be on disk: blocks freed up to it may be reused.
     durable_epoch: AtomicU64,
+    /// 1 + the newest epoch at which `read_addr` handed out a pointer into a block (0: none
+    /// since the open): the rest step moves nodes only once every such pointer has expired.
+    pointer_epoch: AtomicU64,
     /// Set after a failure that leaves the on-disk state unsure (see `WriterSide::poisoned`).
     poisoned: AtomicBool,
     /// Why, once `poisoned` is set: every call but close answers it.
@@ -678,6 +681,7 @@ impl Store {
             pins: Mutex::new(BTreeMap::new()),
             pin_floor: AtomicU64::new(u64::MAX),
             reader_floor: AtomicU64::new(readers.floor),
+            pointer_epoch: AtomicU64::new(0),
             abort_hooks: Mutex::new(Vec::new()),
             durable_epoch,
             poisoned: AtomicBool::new(false),
@@ -919,7 +923,16 @@ impl Store {
     /// (relocation may move a clean node: see `compact.rs`).
     pub fn read_addr(&self, id: NodeId) -> Result<(usize, usize)> {
         self.read_state(|c| {
-            let (loc, len) = c.read_loc_in(id, self.view_epoch())?;
+            let view = self.view_epoch();
+            let (loc, len) = c.read_loc_in(id, view)?;
+            if view.is_none() {
+                // Under the state lock: the rest step, which takes it exclusively, sees it.
+                // Read first so that readers of one epoch do not all write the shared word.
+                let p = &self.shared.pointer_epoch;
+                if p.load(Ordering::Relaxed) <= c.epoch {
+                    p.fetch_max(c.epoch + 1, Ordering::Relaxed);
+                }
+            }
             Ok((c.space.addr(loc), len))
         })
     }
@@ -1232,6 +1245,7 @@ impl Store {
                 Some(log) => log.give_back_unused(),
                 None => Ok(()),
             })
+            .and_then(|()| self.shared.relocate_at_rest(&mut w))
             .and_then(|()| self.shared.punch_free_pages(&w));
         match rested {
             Ok(()) => self.shared.measure_other_files(&mut w),
@@ -1686,12 +1700,18 @@ impl Shared {
         if self.options.read_only {
             return Ok(0);
         }
-        let readers_alive = w.readers.as_ref().is_some_and(|t| !matches!(t.oldest_reader(), Ok(None)));
         let mut c = self.state.write();
-        if readers_alive || c.held_for_readers() {
+        if !self.no_reader_process(w, &c) {
             return Ok(0);
         }
         cut(&mut c.space)
+    }
+
+    /// No reader process is registered, nor are blocks held for one (which reads the blocks of
+    /// an older checkpoint through its own mapping). A table that cannot be read counts as one.
+    fn no_reader_process(&self, w: &WriterSide, c: &Core) -> bool {
+        let readers_alive = w.readers.as_ref().is_some_and(|t| !matches!(t.oldest_reader(), Ok(None)));
+        !readers_alive && !c.held_for_readers()
     }
 
     /// The new generation's log once the meta names it: the old log's file, renamed over the
@@ -1761,6 +1781,38 @@ impl Shared {
         let old = std::mem::replace(&mut *self.state.write(), recovery::closed_core());
         drop(old);
         result
+    }
+
+    /// Moves nodes from the tails of the class files toward their fronts at rest, as a
+    /// commit's relocation does but recorded by a checkpoint, not a commit: the host sees no
+    /// new epoch (its retirements and the grace of its read pointers count its commits). Only
+    /// when no pointer `read_addr` handed out can still be in use (every one taken at least
+    /// two commits ago: see its contract), no snapshot is open and no reader process
+    /// registered (both read an older state's blocks). The old blocks are held until the
+    /// checkpoint that records the moves is on disk (a crash before it reopens the last one,
+    /// which names them). At most `CLOSE_COMPACT_BYTES` a rest, a few MiB per hold of the
+    /// state lock.
+    fn relocate_at_rest(&self, w: &mut WriterSide) -> Result<()> {
+        const BYTES_PER_LOCK: u64 = 4 << 20;
+        let mut moved_bytes = 0;
+        while moved_bytes < super::CLOSE_COMPACT_BYTES && self.checkpoint_current(w) {
+            let mut c = self.state.write();
+            let pointer = self.pointer_epoch.load(Ordering::Relaxed);
+            let pointers_expired = pointer == 0 || pointer - 1 + 2 <= c.epoch;
+            if !pointers_expired || self.has_snapshots() || !self.no_reader_process(w, &c) {
+                break;
+            }
+            let moved =
+                c.relocate_at_rest(super::compact::Budget { scan: u64::MAX, bytes: BYTES_PER_LOCK, tight: true });
+            if moved.nodes == 0 {
+                break;
+            }
+            moved_bytes += moved.bytes;
+        }
+        if moved_bytes == 0 {
+            return Ok(());
+        }
+        self.checkpoint_locked(w)
     }
 
     /// Gives back the disk space of the free blocks' whole pages (`Space::punch_free_pages`)

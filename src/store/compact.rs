@@ -121,6 +121,18 @@ impl Core {
     /// Moves clean nodes from the tails of class files into free blocks nearer the front,
     /// within `budget`; each move is a new version the next commit logs.
     pub(crate) fn relocate(&mut self, budget: Budget) -> Moved {
+        self.relocate_by(budget, Core::move_node)
+    }
+
+    /// [`Core::relocate`] for a store at rest (`Shared::relocate_at_rest`), whose checkpoint,
+    /// not a commit, records the moves: each node's bytes go to its new block in place of the
+    /// old, which is held until that checkpoint is on disk.
+    pub(crate) fn relocate_at_rest(&mut self, budget: Budget) -> Moved {
+        self.relocate_by(budget, Core::move_node_at_rest)
+    }
+
+    /// The one choice of what moves where, for both kinds of move.
+    fn relocate_by(&mut self, budget: Budget, move_node: fn(&mut Core, u64, Loc)) -> Moved {
         let mut moved = Moved::default();
         if budget.scan == 0 {
             return moved;
@@ -150,7 +162,7 @@ impl Core {
                 break;
             }
             let Some(to) = self.space.allocate_front(slot.class, keep[slot.class as usize]) else { continue };
-            self.move_node(handle, to);
+            move_node(self, handle, to);
             moved.nodes += 1;
             moved.bytes += bytes;
         }
@@ -166,6 +178,20 @@ impl Core {
         self.table.slots[handle as usize].set_loc(to);
         self.mark_dirty(handle);
         self.relocated.push(handle);
+        self.relocations += 1;
+    }
+
+    /// A move at rest: the committed version itself goes to `to`; the checkpoint that
+    /// follows writes the node's new place, and the old block, which the last checkpoint
+    /// names, is held until then (`Core::moved_at_rest`).
+    fn move_node_at_rest(&mut self, handle: u64, to: Loc) {
+        let slot = self.table.slots[handle as usize];
+        self.space.copy(slot.loc(), 0, to, self.space.capacity(slot.class) as usize);
+        self.table.slots[handle as usize].set_loc(to);
+        self.note_changed(&[handle]);
+        self.held_base_bytes += u64::from(self.space.capacity(slot.class));
+        self.queued_blocks[slot.class as usize] += 1;
+        self.moved_at_rest.push(slot.loc());
         self.relocations += 1;
     }
 

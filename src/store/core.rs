@@ -140,6 +140,10 @@ pub(crate) struct Core {
     /// recovery reads them, so they are reusable only once a checkpoint has flushed what
     /// replaced them (docs/LOG.md).
     held_bases: VecDeque<(u64, Loc)>,
+    /// Blocks that nodes moved from at rest (`relocate_at_rest`): the last checkpoint names
+    /// them until the next one, which records the moves, is on disk (counted in
+    /// `held_base_bytes`).
+    pub(super) moved_at_rest: Vec<Loc>,
     pub held_base_bytes: u64,
     /// Per class, blocks in `pending_frees` and `held_bases`: allocated, but no node's current
     /// version (relocation sizes a class by what its nodes need, `compact.rs`).
@@ -208,6 +212,7 @@ impl Core {
             pending_frees: VecDeque::new(),
             pending_free_bytes: 0,
             held_bases: VecDeque::new(),
+            moved_at_rest: Vec::new(),
             held_base_bytes: 0,
             queued_blocks: [0; crate::limits::CLASS_COUNT_MAX],
             checkpoint_epoch,
@@ -1376,6 +1381,11 @@ impl Core {
             self.table.slots[handle as usize].origin = Origin::Checkpoint;
         }
         self.table.clear_retagged();
+        for loc in std::mem::take(&mut self.moved_at_rest) {
+            self.held_base_bytes -= u64::from(self.space.capacity(loc.class));
+            self.queued_blocks[loc.class as usize] -= 1;
+            self.space.free(loc)?;
+        }
         self.release_frees(limit)
     }
 
@@ -1392,6 +1402,7 @@ impl Core {
             }
         }
         owned.extend(self.pending_frees.iter().chain(&self.held_bases).map(|&(_, l)| l));
+        owned.extend_from_slice(&self.moved_at_rest);
         owned.extend(self.drafts.values().copied());
         owned
     }
