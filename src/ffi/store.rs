@@ -254,8 +254,9 @@ pub unsafe extern "C" fn pcore_store_open(
 /// returns `PCORE_BAD_HANDLE` (never a crash). Pointers from reads become invalid.
 ///
 /// Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, `PCORE_POISONED` (a sync of the close's own
-/// compaction or checkpoint failed: what the last commits wrote may or may not be on disk,
-/// and a reopen tells; the store is closed all the same), or an I/O status if the final
+/// compaction or checkpoint failed, or one the store's background thread made since the
+/// last call, which no call has reported yet: what the last commits wrote may or may not be
+/// on disk, and a reopen tells; the store is closed all the same), or an I/O status if the final
 /// checkpoint failed before anything was in doubt (the store is closed all the same; its
 /// log still holds every commit). In a forked child,
 /// closing a handle of the parent's answers `PCORE_BAD_HANDLE` and does nothing: no

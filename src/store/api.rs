@@ -373,6 +373,10 @@ struct Shared {
     pointer_epoch: AtomicU64,
     /// Set after a failure that leaves the on-disk state unsure (see `WriterSide::poisoned`).
     poisoned: AtomicBool,
+    /// The store's background thread poisoned it (a log sync, a rest checkpoint) and no host
+    /// call has answered `Poisoned` since: the close must, or the host never learns that
+    /// commits it was told of may be lost (outsider12 R1, R3).
+    poison_unreported: AtomicBool,
     /// Why, once `poisoned` is set: every call but close answers it.
     poisoned_why: Mutex<String>,
     writer: Mutex<WriterSide>,
@@ -685,6 +689,7 @@ impl Store {
             abort_hooks: Mutex::new(Vec::new()),
             durable_epoch,
             poisoned: AtomicBool::new(false),
+            poison_unreported: AtomicBool::new(false),
             poisoned_why: Mutex::new(String::new()),
             writer: Mutex::new(writer),
             state: RwLock::new(core),
@@ -719,6 +724,8 @@ impl Store {
     #[cold]
     #[inline(never)]
     fn poisoned_error(&self) -> Error {
+        // Only host calls come here: the background thread looks at `WriterSide::poisoned`.
+        self.shared.poison_unreported.store(false, Ordering::Release);
         Error::Poisoned(self.shared.poisoned_why.lock().clone())
     }
 
@@ -824,6 +831,12 @@ impl Store {
     /// False once the store is closed.
     pub fn is_open(&self) -> bool {
         !self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether the store is poisoned, without answering `Poisoned` (tests).
+    #[cfg(test)]
+    pub(crate) fn poisoned_quietly(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -1273,8 +1286,10 @@ impl Store {
     /// in commits of their own, uncommitted work dropped first as the close drops it), so the
     /// checkpoint leaves the tails free and they are cut: see `Store::compact`.
     pub fn close(&self) -> Result<()> {
-        // A store poisoned before is closed without a word about it: the host was told.
+        // A store poisoned before is closed without a word about it, when the host was told;
+        // poisoned by the background thread and never said, the close says it.
         let poisoned_before = self.shared.poisoned.load(Ordering::Acquire);
+        let unreported = poisoned_before && self.shared.poison_unreported.swap(false, Ordering::AcqRel);
         let compacted =
             if self.is_open() && self.at.is_none() && !poisoned_before { self.compact_at_close() } else { Ok(()) };
         let closed = self.shared.close();
@@ -1285,6 +1300,7 @@ impl Store {
         // commits since the last checkpoint).
         match compacted {
             Err(e @ Error::Poisoned(_)) => closed.and(Err(e)),
+            _ if unreported => closed.and(Err(self.poisoned_error())),
             _ => closed,
         }
     }
@@ -1847,6 +1863,9 @@ impl Shared {
     /// tells which).
     fn poison(&self, w: &mut WriterSide, why: String) -> Error {
         let why = format!("{why}; what the failing call wrote may or may not be on disk");
+        if IN_BACKGROUND.with(std::cell::Cell::get) {
+            self.poison_unreported.store(true, Ordering::Release);
+        }
         w.poisoned = Some(why.clone());
         *self.poisoned_why.lock() = why.clone();
         self.poisoned.store(true, Ordering::Release);
@@ -2006,6 +2025,7 @@ fn spawn_background(weak: Weak<Shared>, stop: Arc<FlusherStop>, balanced: bool, 
     // The thread holds only a weak reference while it sleeps, so dropping the last `Store`
     // is never delayed by it.
     let spawned = std::thread::Builder::new().name("pcore-store".into()).spawn(move || loop {
+        IN_BACKGROUND.with(|b| b.set(true));
         if stop.wait(tick) {
             return;
         }
@@ -2023,6 +2043,12 @@ fn spawn_background(weak: Weak<Shared>, stop: Arc<FlusherStop>, balanced: bool, 
     if spawned.is_err() {
         watched.watched.store(false, Ordering::Release);
     }
+}
+
+thread_local! {
+    /// Set on a store's background thread (`spawn_background`): a failure it meets is told
+    /// to the host by its next call, the close included.
+    static IN_BACKGROUND: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// True in a process forked from one that had opened a store. There a store starts no

@@ -280,3 +280,33 @@ fn a_checkpoint_that_cannot_open_the_meta_fails_and_the_store_goes_on() {
         assert_eq!(&r.read(*id).unwrap(), bytes);
     }
 }
+
+/// Poisoned by the background thread (BALANCED's log sync failed), the store told no one:
+/// a close as the host's next call answered OK, and a reopen had lost commits the host was
+/// told of (outsider12 R1; R3 the same for a rest checkpoint's sync). The close says it;
+/// once a call has said it, the close no longer does.
+#[test]
+fn a_close_after_the_background_thread_poisoned_the_store_answers_poisoned() {
+    for told_first in [false, true] {
+        let dir = TempDir::new("poison-background");
+        let opts = StoreOptions { durability: Durability::Balanced, balanced_interval_ms: 5, ..strict() };
+        let s = reopen(dir.path(), &opts);
+        node(&s, 20);
+        s.commit().unwrap();
+        simulate_sync_failure(dir.path(), true);
+        node(&s, 21);
+        s.commit().unwrap(); // answered before its sync, as BALANCED does
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !s.poisoned_quietly() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(s.poisoned_quietly(), "the background sync failed");
+        if told_first {
+            assert!(matches!(s.stats(), Err(Error::Poisoned(_))));
+            s.close().unwrap();
+        } else {
+            assert!(matches!(s.close(), Err(Error::Poisoned(_))), "told{told_first}");
+        }
+        simulate_sync_failure(dir.path(), false);
+    }
+}
