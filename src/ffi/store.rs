@@ -251,7 +251,9 @@ pub unsafe extern "C" fn pcore_store_open(
 
 /// Closes the store: uncommitted work is dropped, the committed state is checkpointed, the
 /// directory lock released. The handle is invalid afterwards; closing it again, or using it,
-/// returns `PCORE_BAD_HANDLE` (never a crash). Pointers from reads become invalid.
+/// returns `PCORE_BAD_HANDLE` (never a crash). Pointers from reads become invalid. From the
+/// moment a close begins, other threads' calls that would change the store answer
+/// `PCORE_BAD_HANDLE`: their changes could never be committed.
 ///
 /// Returns `PCORE_OK`, `PCORE_BAD_HANDLE`, `PCORE_POISONED` (a sync of the close's own
 /// compaction or checkpoint failed, or one the store's background thread made since the

@@ -377,6 +377,9 @@ struct Shared {
     /// call has answered `Poisoned` since: the close must, or the host never learns that
     /// commits it was told of may be lost (outsider12 R1, R3).
     poison_unreported: AtomicBool,
+    /// The `thread_token` of the thread closing the store (0: none): other threads' changes
+    /// are refused meanwhile.
+    closing_by: AtomicU64,
     /// Why, once `poisoned` is set: every call but close answers it.
     poisoned_why: Mutex<String>,
     writer: Mutex<WriterSide>,
@@ -690,6 +693,7 @@ impl Store {
             durable_epoch,
             poisoned: AtomicBool::new(false),
             poison_unreported: AtomicBool::new(false),
+            closing_by: AtomicU64::new(0),
             poisoned_why: Mutex::new(String::new()),
             writer: Mutex::new(writer),
             state: RwLock::new(core),
@@ -736,18 +740,28 @@ impl Store {
         let refused = self.shared.closed.load(Ordering::Acquire)
             || self.shared.options.read_only
             || self.at.is_some()
-            || self.shared.poisoned.load(Ordering::Acquire);
+            || self.shared.poisoned.load(Ordering::Acquire)
+            || self.closing_elsewhere();
         if refused {
             return Err(self.not_writable());
         }
         Ok(())
     }
 
+    /// Another thread is closing the store: its changes from now on would be committed by the
+    /// close's compaction, which drops uncommitted work first (outsider12 R2: thousands of
+    /// inserts made during a close, never committed, were in the store at the reopen).
+    #[inline]
+    fn closing_elsewhere(&self) -> bool {
+        let by = self.shared.closing_by.load(Ordering::Acquire);
+        by != 0 && by != thread_token()
+    }
+
     /// Why `check_writable` refused.
     #[cold]
     #[inline(never)]
     fn not_writable(&self) -> Error {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if self.shared.closed.load(Ordering::Acquire) || self.closing_elsewhere() {
             return Error::Closed;
         }
         if self.shared.options.read_only || self.at.is_some() {
@@ -770,7 +784,12 @@ impl Store {
     pub(super) fn mutate<T>(&self, f: impl FnOnce(&mut Core) -> Result<T>) -> Result<T> {
         self.check_writable()?;
         let mut state = self.shared.state.write();
+        // Again under the lock: a close that began meanwhile (`closing_by`) has dropped the
+        // uncommitted work, and a change made now would be committed by its compaction.
         self.check_open()?;
+        if self.closing_elsewhere() {
+            return Err(Error::Closed);
+        }
         // Blocks freed by a commit that BALANCED's background sync has since made durable, or
         // that the last snapshot to read them has since let go of. (The queues are looked at
         // first: most mutations between commits find them empty.)
@@ -1290,6 +1309,11 @@ impl Store {
         // poisoned by the background thread and never said, the close says it.
         let poisoned_before = self.shared.poisoned.load(Ordering::Acquire);
         let unreported = poisoned_before && self.shared.poison_unreported.swap(false, Ordering::AcqRel);
+        // From now on other threads' changes are refused (`closing_elsewhere`); the first
+        // close wins.
+        if self.at.is_none() {
+            let _ = self.shared.closing_by.compare_exchange(0, thread_token(), Ordering::AcqRel, Ordering::Acquire);
+        }
         let compacted =
             if self.is_open() && self.at.is_none() && !poisoned_before { self.compact_at_close() } else { Ok(()) };
         let closed = self.shared.close();
@@ -2043,6 +2067,13 @@ fn spawn_background(weak: Weak<Shared>, stop: Arc<FlusherStop>, balanced: bool, 
     if spawned.is_err() {
         watched.watched.store(false, Ordering::Release);
     }
+}
+
+/// A number of this thread's, never 0, unique in the process.
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local!(static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
+    TOKEN.with(|t| *t)
 }
 
 thread_local! {
