@@ -167,6 +167,7 @@ pub enum Outcome {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { dir, records, rows, keep } => demo::run(dir.as_deref(), records, rows, keep),
@@ -197,5 +198,16 @@ fn main() -> ExitCode {
             eprintln!("pcore: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `pcore stat DIR | head`: a reader that stops early ends the program as it ends other Unix
+/// tools (SIGPIPE), where Rust's ignored SIGPIPE made the next `println!` panic (outsider12
+/// N3). A command that changes a store and is ended so leaves it as a kill would: whole, at
+/// its last commit.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
