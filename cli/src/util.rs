@@ -103,8 +103,11 @@ impl Drop for WorkDir {
 }
 
 pub fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    // A file with holes (a store at rest punches its free pages) takes what is allocated.
+    let on_disk = |m: std::fs::Metadata| m.len().min(m.blocks() * 512);
     std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(on_disk).sum())
         .unwrap_or(0)
 }
 

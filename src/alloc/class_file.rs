@@ -46,6 +46,9 @@ pub(crate) struct ClassFile {
     grown: AtomicBool,
     /// The file was created since its directory entry was last synced.
     created: AtomicBool,
+    /// A read-only view's holes (free pages a writer at rest punched), as found at its open:
+    /// its statistics count them as given back.
+    pub(crate) holes: Vec<(u64, u64)>,
 }
 
 impl ClassFile {
@@ -62,6 +65,7 @@ impl ClassFile {
             dirty: Vec::new(),
             grown: AtomicBool::new(false),
             created: AtomicBool::new(false),
+            holes: Vec::new(),
         };
         let Some(path) = cf.path() else { return Ok(cf) };
         if !path.exists() {
@@ -92,6 +96,8 @@ impl ClassFile {
         if writable {
             fill_holes(&file, len)
                 .map_err(|e| Error::io(format!("allocate the free blocks given back in {}", path.display()), e))?;
+        } else {
+            cf.holes = crate::os::holes(&file, len).unwrap_or_default();
         }
         cf.file = Some(file);
         Ok(cf)

@@ -87,6 +87,21 @@ impl Class {
         }
     }
 
+    /// A read-only view's free blocks that lie wholly in a hole of its file (`ClassFile::
+    /// holes`) count as punched: its statistics say what the writer gave back.
+    fn mark_free_blocks_in_holes(&mut self) {
+        for &(at, len) in &self.file.holes {
+            let first = at.div_ceil(u64::from(self.bytes));
+            let end = (at + len) >> self.block_shift;
+            for block in first..end.min(u64::from(u32::MAX)) {
+                let block = block as u32;
+                if !self.bits.is_allocated(block) {
+                    self.punched.set(block..block + 1, true);
+                }
+            }
+        }
+    }
+
     /// The pages that hold `block` (the block itself when it is a page or more), as a range of
     /// blocks and as its segment, offset and length.
     fn pages_of(&self, block: u32) -> (std::ops::Range<u32>, u32, u64, u64) {
@@ -168,6 +183,7 @@ impl Space {
                     format!("the object table places a node in block {block}, beyond the end of the class file"),
                 )
             })?;
+            class.mark_free_blocks_in_holes();
         }
         Ok(())
     }

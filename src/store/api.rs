@@ -203,7 +203,10 @@ struct WriterSide {
     written_epoch: u64,
     last_sync: Instant,
     /// When the last commit (or the open) returned, and the epoch the background thread's
-    /// rest step last looked at (`Store::rest_if_idle`): it looks once per commit.
+    /// rest step last looked at (`Store::rest_if_idle`): it looks once per commit, and once
+    /// after an open or an abort (`NOT_RESTED`), which may leave a store past the trigger
+    /// without a commit (a reopen allocates the holes again; an abort frees what uncommitted
+    /// work grew the files by: outsider13).
     last_commit: Instant,
     rested_epoch: u64,
     /// Commits a drained store waits between checkpoints for its footprint
@@ -593,7 +596,7 @@ impl Store {
             _lock: opened.lock,
             last_sync: Instant::now(),
             last_commit: Instant::now(),
-            rested_epoch: opened.core.epoch,
+            rested_epoch: NOT_RESTED,
             drained_interval: footprint::DRAINED_COMMITS_MIN,
             meta_refreshed: Instant::now(),
             sole_copies_freed: false,
@@ -1201,7 +1204,8 @@ impl Store {
     /// commit that failed (a full disk, say) as after any other change; not on a poisoned
     /// store, whose state on disk is unsure.
     pub fn abort(&self) -> Result<()> {
-        let _w = self.writer()?;
+        let mut w = self.writer()?;
+        w.rested_epoch = NOT_RESTED;
         // Locked before the objects' own locks, in the order `drop_tree` takes them: nobody
         // opens an object that the abort may find gone until it is detached.
         let mut attachments = self.shared.attachments.lock();
@@ -1833,21 +1837,23 @@ impl Shared {
     /// which names them). At most `CLOSE_COMPACT_BYTES` a rest, a few MiB per hold of the
     /// state lock.
     fn relocate_at_rest(&self, w: &mut WriterSide) -> Result<()> {
-        const BYTES_PER_LOCK: u64 = 4 << 20;
-        let mut moved_bytes = 0;
+        // Per hold of the state lock (a host read waits for one): 64 k table slots looked at,
+        // 4 MiB moved; one pass over the table a rest.
+        let per_lock = super::compact::Budget { scan: 1 << 16, bytes: 4 << 20, tight: true };
+        let (mut moved_bytes, mut scanned) = (0, 0);
         while moved_bytes < super::CLOSE_COMPACT_BYTES && self.checkpoint_current(w) {
             let mut c = self.state.write();
             let pointer = self.pointer_epoch.load(Ordering::Relaxed);
             let pointers_expired = pointer == 0 || pointer - 1 + 2 <= c.epoch;
-            if !pointers_expired || self.has_snapshots() || !self.no_reader_process(w, &c) {
+            let movable = pointers_expired && !self.has_snapshots() && self.no_reader_process(w, &c);
+            if !movable || scanned >= c.table.handle_count() || !c.wants_relocation(true) {
                 break;
             }
-            let moved =
-                c.relocate_at_rest(super::compact::Budget { scan: u64::MAX, bytes: BYTES_PER_LOCK, tight: true });
-            if moved.nodes == 0 {
-                break;
-            }
+            let moved = c.relocate_at_rest(per_lock);
             moved_bytes += moved.bytes;
+            if !moved.budget_hit {
+                scanned += per_lock.scan;
+            }
         }
         if moved_bytes == 0 {
             return Ok(());
@@ -2068,6 +2074,9 @@ fn spawn_background(weak: Weak<Shared>, stop: Arc<FlusherStop>, balanced: bool, 
         watched.watched.store(false, Ordering::Release);
     }
 }
+
+/// `WriterSide::rested_epoch` of a store whose rest step has yet to look at it.
+const NOT_RESTED: u64 = u64::MAX;
 
 /// A number of this thread's, never 0, unique in the process.
 fn thread_token() -> u64 {

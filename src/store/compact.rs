@@ -104,6 +104,12 @@ impl Core {
             .then(|| (keep / u64::from(self.space.blocks_per_segment(class))) as u32)
     }
 
+    /// True when some class has nodes in use past where a cut would end its file: relocation
+    /// has something to move.
+    pub(crate) fn wants_relocation(&self, tight: bool) -> bool {
+        (0..self.space.classes().count() as u8).any(|class| self.drain_from(class, tight).is_some())
+    }
+
     /// True when the node may move now (see the module comment) and its block lies beyond
     /// the segments its class should fit in.
     fn movable(&self, handle: u64, keep: &[u64]) -> bool {
@@ -309,9 +315,7 @@ impl Store {
         if self.is_in_memory() {
             return Ok(());
         }
-        let worth = self.read_state(|c| {
-            Ok((0..c.space.classes().count() as u8).any(|class| c.drain_from(class, false).is_some()))
-        })?;
+        let worth = self.read_state(|c| Ok(c.wants_relocation(false)))?;
         // Readers are looked at only then: a store with nothing to move closes without
         // reading its reader table (issue 17's close of an unchanged store).
         if !worth || !self.can_give_back() {
