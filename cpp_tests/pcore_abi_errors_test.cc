@@ -285,6 +285,7 @@ TEST_F(AbiErrorsTest, OptionsInitFillsDefaults) {
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, (pcore_store_options_init)(nullptr));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init_sized(&options, 12));
   EXPECT_FAILS(PCORE_INVALID_ARGUMENT, pcore_store_options_init_sized(&options, 0));
+  EXPECT_FAILS(PCORE_TOO_LARGE, pcore_store_options_init_sized(&options, SIZE_MAX - 7));
 }
 
 // A program built against an older header has a shorter struct: the init must not write past

@@ -520,8 +520,8 @@ const char *pcore_last_error_message(void);
 // library newer than that header never writes past the caller's struct. This header maps
 // `pcore_store_options_init(opt)` to this call.
 //
-// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL or `size` is not a
-// multiple of 8 of at least 8.
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` when `opt` is NULL or `size` is not a
+// multiple of 8 of at least 8, `PCORE_TOO_LARGE` for a size over `PTRDIFF_MAX`.
 //
 // # Safety
 // `opt` is NULL or points to `size` writable bytes.
@@ -763,8 +763,10 @@ int32_t pcore_root_get(struct PcoreStore *store,
 //
 // Returns `PCORE_OK`, `PCORE_READ_ONLY`, `PCORE_NO_SPACE` / `PCORE_IO_ERROR` (nothing
 // committed; the store stays usable), `PCORE_POISONED` (a sync of the log, of a large
-// payload, of the meta file or of the checkpoint the commit started failed, or a log write
-// that failed could not be undone: this commit may or may not be durable, and a reopen
+// payload or of the meta file failed, or one of the class files or the meta in a checkpoint
+// the commit started (a failure before those, of the checkpoint's own new files, leaves
+// nothing in doubt: the commit answers OK and `pcore_store_checkpoint` tells it), or a log
+// write that failed could not be undone: this commit may or may not be durable, and a reopen
 // tells which; every later call but close answers `PCORE_POISONED`), `PCORE_BAD_HANDLE`.
 //
 // # Safety
@@ -859,8 +861,8 @@ int32_t pcore_store_verify(struct PcoreStore *store);
 // `pcore_store_options_init_sized`). This header maps `pcore_tree_options_init(opt)` to this
 // call.
 //
-// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL or `size` is not a
-// multiple of 8 of at least 8.
+// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` when `opt` is NULL or `size` is not a
+// multiple of 8 of at least 8, `PCORE_TOO_LARGE` for a size over `PTRDIFF_MAX`.
 //
 // # Safety
 // `opt` is NULL or points to `size` writable bytes.

@@ -80,8 +80,8 @@ fn comparator(o: &PcoreTreeOptions) -> Option<Comparator> {
 /// `pcore_store_options_init_sized`). This header maps `pcore_tree_options_init(opt)` to this
 /// call.
 ///
-/// Returns `PCORE_OK`, or `PCORE_INVALID_ARGUMENT` when `opt` is NULL or `size` is not a
-/// multiple of 8 of at least 8.
+/// Returns `PCORE_OK`, `PCORE_INVALID_ARGUMENT` when `opt` is NULL or `size` is not a
+/// multiple of 8 of at least 8, `PCORE_TOO_LARGE` for a size over `PTRDIFF_MAX`.
 ///
 /// # Safety
 /// `opt` is NULL or points to `size` writable bytes.

@@ -108,6 +108,9 @@ impl<T: Copy> SizedOut<T> {
 /// # Safety
 /// `p` is non-null and points to `size` writable bytes.
 pub(crate) unsafe fn init_sized<T: Copy>(p: *mut T, size: usize, full: T) -> Result<()> {
+    if size > isize::MAX as usize {
+        return Err(Error::TooLarge(format!("size {size}: no struct has it")));
+    }
     if size < FIELD || !size.is_multiple_of(FIELD) {
         return Err(Error::InvalidArgument(format!(
             "size {size}: must be a multiple of 8 and at least 8 (pass sizeof the struct)"
