@@ -223,6 +223,45 @@ int rest_writer_main(const std::vector<std::string>& args) {
 }
 const pcore_test::ChildRegistrar kRegisterRestWriter("rest-writer", rest_writer_main);
 
+// Child: makes nodes and frees 70 % of them at random (args: dir, idle ms), says so, and waits
+// to be killed without closing while its background thread moves nodes, checkpoints and
+// punches. The kept nodes follow from the seeds: the parent makes the same choices.
+int rest_node_writer_main(const std::vector<std::string>& args) {
+  if (args.size() != 2) return 2;
+  PcoreStore* store = open_resting(args[0], std::stoull(args[1]));
+  if (store == nullptr) return 3;
+  if (nodes_then_random_frees(store, 60000).empty()) return 4;
+  const uint8_t ready = 1;
+  pcore_test::child_send(&ready, 1);
+  for (;;) pause();
+}
+const pcore_test::ChildRegistrar kRegisterRestNodeWriter("rest-node-writer", rest_node_writer_main);
+
+// Killed before, during or after the rest step's moves, checkpoints and punches: every
+// committed node is there, where the store says it is.
+TEST(RestTest, AKillAroundTheRestMovesLosesNothing) {
+  const uint64_t kills = pcore_test::long_run() ? 30 : 6;
+  pcore_test::Rng rng(22);
+  for (uint64_t k = 0; k < kills; ++k) {
+    ScratchDir scratch("rest-node-kill");
+    const std::string dir = scratch.sub("store");
+    const uint64_t delay = rng.between(0, 60);
+    const pcore_test::KilledChild child = pcore_test::run_child_until_killed(
+        "rest-node-writer", {dir, "2"}, 1, [](const uint8_t*) { return true; }, /*wait_for_ready=*/true, delay);
+    ASSERT_TRUE(child.saw_ready);
+    PcoreStore* store = open_resting(dir, PCORE_IDLE_CHECKPOINT_NEVER);
+    ASSERT_NE(store, nullptr) << "kill " << k << " after " << delay << " ms";
+    // The same choices as the child made, in a scratch store: the kept ids and seeds.
+    ScratchDir twin_dir("rest-node-twin");
+    PcoreStore* twin = open_resting(twin_dir.sub("store"), PCORE_IDLE_CHECKPOINT_NEVER);
+    const auto kept = nodes_then_random_frees(twin, 60000);
+    PCORE_EXPECT_OK(pcore_store_close(twin));
+    ASSERT_FALSE(kept.empty());
+    expect_nodes(store, kept);
+    PCORE_EXPECT_OK(pcore_store_close(store));
+  }
+}
+
 // Killed before, during or after the rest checkpoint: every committed row is there.
 TEST(RestTest, AKillAroundTheRestCheckpointLosesNothing) {
   const uint64_t kills = pcore_test::long_run() ? 30 : 6;
