@@ -1074,7 +1074,7 @@ impl Store {
             c.history.prune(self.shared.oldest_snapshot());
             // As durable, and as checkpointed, as a store in memory gets.
             self.shared.durable_epoch.store(epoch, Ordering::Release);
-            c.checkpointed(epoch, self.shared.reuse_limit())?;
+            c.checkpointed(epoch, self.shared.reuse_limit(), false)?;
             return Ok((epoch, moved));
         }
         let mut c = self.shared.state.write();
@@ -1288,6 +1288,13 @@ impl Store {
             // Reported as a commit's checkpoint failure is (`checkpoint()` tells it).
             Err(e) => w.last_checkpoint_error = Some(e.to_string()),
         }
+    }
+
+    /// The background thread's rest step, run now on the calling thread (tests: its
+    /// checkpoint hooks are this thread's).
+    #[cfg(test)]
+    pub(crate) fn rest_now(&self) {
+        self.rest_if_idle(Duration::ZERO);
     }
 
     /// Syncs the log if a commit is not yet on disk (BALANCED's background thread).
@@ -1691,7 +1698,13 @@ impl Shared {
         recovery::remove_generation(&dir, old.generation, unneeded);
         w.checkpoint_time.0 += 1;
         w.checkpoint_time.1 += started.elapsed();
-        self.state.write().checkpointed(epoch, self.reuse_limit())?;
+        let mut c = self.state.write();
+        // A reader process that registered before the meta switch may read the generation
+        // before it, which names the blocks nodes moved from at rest (looked at after the
+        // switch: one that registers later reads this checkpoint).
+        let moved_read = !c.moved_at_rest.is_empty() && !self.no_reader_process(w, &c);
+        c.checkpointed(epoch, self.reuse_limit(), moved_read)?;
+        drop(c);
         self.give_back_tail(w, |s| s.truncate_free_tails(0))?;
         self.measure_other_files(w);
         Ok(())

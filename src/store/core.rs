@@ -1374,7 +1374,10 @@ impl Core {
     /// A checkpoint of the committed state at `epoch` is on disk, every committed block
     /// flushed: committed versions are now bases, and what they replaced is reusable (up to
     /// `limit`, which snapshots and readers may hold lower; see `release_frees`).
-    pub fn checkpointed(&mut self, epoch: u64, limit: u64) -> Result<()> {
+    /// With `moved_read`, a reader process may read the blocks nodes moved from at rest
+    /// (it opened the generation before): they are freed as by the next commit, which the
+    /// reader's registered epoch holds back.
+    pub fn checkpointed(&mut self, epoch: u64, limit: u64, moved_read: bool) -> Result<()> {
         debug_assert_eq!(epoch, self.epoch, "a checkpoint records the last commit");
         self.checkpoint_epoch = epoch;
         for handle in std::mem::take(&mut self.changed_since_checkpoint) {
@@ -1384,7 +1387,11 @@ impl Core {
         for loc in std::mem::take(&mut self.moved_at_rest) {
             self.held_base_bytes -= u64::from(self.space.capacity(loc.class));
             self.queued_blocks[loc.class as usize] -= 1;
-            self.space.free(loc)?;
+            if moved_read {
+                self.defer_free(epoch + 1, loc);
+            } else {
+                self.space.free(loc)?;
+            }
         }
         self.release_frees(limit)
     }
