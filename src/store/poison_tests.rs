@@ -310,3 +310,28 @@ fn a_close_after_the_background_thread_poisoned_the_store_answers_poisoned() {
         simulate_sync_failure(dir.path(), false);
     }
 }
+
+/// After a checkpoint whose meta could not be opened, the next checkpoint in the same process
+/// makes the same generation again over the strays the first one left (review12).
+#[test]
+fn a_checkpoint_after_one_that_could_not_open_the_meta_takes_its_generation() {
+    let dir = TempDir::new("unwritable-meta-again");
+    let s = reopen(dir.path(), &strict());
+    let kept = node(&s, 16);
+    s.commit().unwrap();
+    super::meta::UNWRITABLE.with(|u| u.set(true));
+    assert!(s.checkpoint().is_err());
+    super::meta::UNWRITABLE.with(|u| u.set(false));
+    let later = node(&s, 17);
+    s.commit().unwrap();
+    s.checkpoint().unwrap();
+    let last = node(&s, 18);
+    s.commit().unwrap();
+    s.simulate_crash();
+    drop(s);
+    let r = reopen(dir.path(), &strict());
+    for (id, bytes) in [&kept, &later, &last] {
+        assert_eq!(&r.read(*id).unwrap(), bytes);
+    }
+    r.verify().unwrap();
+}
