@@ -1864,7 +1864,10 @@ impl Shared {
             }
             let moved = c.relocate_at_rest(per_lock);
             moved_bytes += moved.bytes;
-            if !moved.budget_hit {
+            // A pass that moved nothing counts as a whole scan, budget hit or not: a node
+            // larger than the budget (classes go to 8 MiB) stops every pass before it moves
+            // anything, and the rest step looked again forever with the writer held.
+            if !moved.budget_hit || moved.bytes == 0 {
                 scanned += per_lock.scan;
             }
         }
