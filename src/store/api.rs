@@ -1319,7 +1319,6 @@ impl Store {
         // A store poisoned before is closed without a word about it, when the host was told;
         // poisoned by the background thread and never said, the close says it.
         let poisoned_before = self.shared.poisoned.load(Ordering::Acquire);
-        let unreported = poisoned_before && self.shared.poison_unreported.swap(false, Ordering::AcqRel);
         // From now on other threads' changes are refused (`closing_elsewhere`); the first
         // close wins.
         if self.at.is_none() {
@@ -1328,6 +1327,11 @@ impl Store {
         let compacted =
             if self.is_open() && self.at.is_none() && !poisoned_before { self.compact_at_close() } else { Ok(()) };
         let closed = self.shared.close();
+        // Looked at once the store is closed (its background thread does nothing more): a
+        // log sync that failed in the background during the compaction counts too (review12).
+        let unreported = self.at.is_none()
+            && self.shared.poisoned.load(Ordering::Acquire)
+            && self.shared.poison_unreported.swap(false, Ordering::AcqRel);
         // A compaction that failed otherwise changed nothing on disk, and the close's own
         // checkpoint reports what goes wrong then; one that poisoned the store left the disk
         // unsure, and the close of a poisoned store takes no checkpoint to say so (an outside
