@@ -1199,8 +1199,9 @@ impl Store {
     /// since are freed and their ids stale; published, grown and in-place versions give way
     /// to the committed ones; frees, retirements and root changes are withdrawn; B+ trees open
     /// on the store reload their committed state and their cursors go stale; a tree created
-    /// since is gone, as if dropped (its handles answer `BadHandle`; an open makes it anew). Pointers into blocks written since (`write_ptr`, an
-    /// allocation's block) are dangling afterwards. Nothing is written to disk. Works after a
+    /// since is gone, as if dropped (its handles answer `BadHandle`; an open makes it anew).
+    /// Pointers into blocks written since (`write_ptr`, an allocation's block) are dangling
+    /// afterwards. Nothing is written to disk. Works after a
     /// commit that failed (a full disk, say) as after any other change; not on a poisoned
     /// store, whose state on disk is unsure.
     pub fn abort(&self) -> Result<()> {
