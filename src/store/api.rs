@@ -1283,6 +1283,9 @@ impl Store {
                 None => Ok(()),
             })
             .and_then(|()| self.shared.relocate_at_rest(&mut w))
+            // The checkpoint cut the free tails; one current already (after an open or an
+            // abort: nothing was committed) did not, and the log is empty all the same.
+            .and_then(|()| self.shared.give_back_tail(&w, |s| s.truncate_free_tails(0)).map(drop))
             .and_then(|()| self.shared.punch_free_pages(&w));
         match rested {
             Ok(()) => self.shared.measure_other_files(&mut w),
