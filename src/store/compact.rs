@@ -195,9 +195,7 @@ impl Core {
         self.space.copy(slot.loc(), 0, to, self.space.capacity(slot.class) as usize);
         self.table.slots[handle as usize].set_loc(to);
         self.note_changed(&[handle]);
-        self.held_base_bytes += u64::from(self.space.capacity(slot.class));
-        self.queued_blocks[slot.class as usize] += 1;
-        self.moved_at_rest.push(slot.loc());
+        self.hold_moved_at_rest(slot.loc());
         self.relocations += 1;
     }
 

@@ -1308,6 +1308,14 @@ impl Core {
         self.held_bases.push_back((epoch, loc));
     }
 
+    /// Holds a block a node moved from at rest until the next checkpoint (`checkpointed`),
+    /// counted with the held bases.
+    pub(super) fn hold_moved_at_rest(&mut self, loc: Loc) {
+        self.held_base_bytes += u64::from(self.space.capacity(loc.class));
+        self.queued_blocks[loc.class as usize] += 1;
+        self.moved_at_rest.push(loc);
+    }
+
     /// The newest freeing epoch whose blocks in `queue` may be reused, given `limit`: the
     /// newest durable epoch, lowered to the oldest commit a snapshot or a reader process
     /// still reads (`Shared::reuse_limit`). With it, the one place that decides when a freed
