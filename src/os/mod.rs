@@ -12,7 +12,9 @@ mod shared_words;
 mod space;
 
 pub(crate) use carryless::{crc_of_difference, multiply as carryless_multiply};
-pub(crate) use file::{exchange, holes, preallocate, punch_hole, sync_dir, write_all_vectored_at};
+pub(crate) use file::{
+    exchange, holes, preallocate, punch_hole, sync_dir, write_all_vectored_at, write_all_vectored_at_synced,
+};
 pub(crate) use lock::{DirLock, LockError};
 pub(crate) use mapping::{copy_between, Arena, Mapping};
 pub(crate) use prefetch::prefetch;

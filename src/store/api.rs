@@ -1100,12 +1100,7 @@ impl Store {
         }
         let log = w.log.as_mut().expect("a writable file store has a log");
         let frame = prepared.frame.pieces(log.synced(), log.salt(), |loc, len| c.space.read(loc, len));
-        if let Err((err, cut_back)) = log.append(&frame) {
-            if !cut_back {
-                return Err(self.shared.poison(&mut w, format!("a failed log append could not be cut back: {err}")));
-            }
-            return Err(err);
-        }
+        let synced = self.shared.write_frame(&mut w, &frame)?;
         drop(frame);
         w.frame_buffer = prepared.frame.into_buffer();
         w.written_epoch = prepared.epoch;
@@ -1122,7 +1117,9 @@ impl Store {
             // durable epoch: that sync would release nothing, and it would come at every commit.
             Durability::Eventual => pending > EVENTUAL_SYNC_FOR_FREED_BYTES && self.shared.sync_would_release(),
         };
-        if sync_now {
+        if synced {
+            self.shared.log_synced(&mut w)?;
+        } else if sync_now {
             self.shared.sync_log(&mut w)?;
         }
         // After the frame is written (see `readers`): a reader process that registers later
@@ -1926,6 +1923,24 @@ impl Shared {
         Error::Poisoned(why)
     }
 
+    /// Writes a commit's frame after the log's last. True when it is synced too: a STRICT
+    /// commit's, in the write's own system call where that does what a sync would
+    /// (`LogWriter::append_synced`).
+    fn write_frame(&self, w: &mut WriterSide, frame: &[&[u8]]) -> Result<bool> {
+        let log = w.log.as_mut().expect("a writable file store has a log");
+        let in_one_call =
+            if self.options.durability == Durability::Strict { log.append_synced(frame) } else { Ok(false) };
+        match in_one_call {
+            Ok(true) => Ok(true),
+            Err(e) => Err(self.poison(w, format!("writing and syncing the commit's frame failed: {e}"))),
+            Ok(false) => match log.append(frame) {
+                Ok(()) => Ok(false),
+                Err((err, true)) => Err(err),
+                Err((err, false)) => Err(self.poison(w, format!("a failed log append could not be cut back: {err}"))),
+            },
+        }
+    }
+
     fn sync_log(&self, w: &mut WriterSide) -> Result<()> {
         let log = w.log.as_mut().expect("file store has a log");
         if let Err(e) = log.sync() {
@@ -1933,6 +1948,11 @@ impl Shared {
             // since the last good sync can be trusted, so stop here (fail-stop, as PostgreSQL does).
             return Err(self.poison(w, format!("log sync failed: {e}")));
         }
+        self.log_synced(w)
+    }
+
+    /// What follows a sync of the log: its commits are durable.
+    fn log_synced(&self, w: &mut WriterSide) -> Result<()> {
         self.durable_epoch.store(w.written_epoch, Ordering::Release);
         // One clock read for both: a commit's sync is the moment either one records.
         w.last_sync = Instant::now();

@@ -689,6 +689,34 @@ impl LogWriter {
         Ok(())
     }
 
+    /// `append` and `sync` in one system call (`RWF_DSYNC`), where that does what both would:
+    /// every frame before is on disk already (a range's sync writes back that range only, an
+    /// `fdatasync` every dirty page of the file) and the frame goes over space the file holds
+    /// (no size to make durable, no zeros ahead, no block to allocate: a full disk cannot
+    /// fail it). `Ok(false)`: not taken, nothing written; `append` and `sync` then. An error
+    /// may have left any part of the frame on disk or not, as a failed sync does: the caller
+    /// must stop.
+    pub fn append_synced(&mut self, frame: &[&[u8]]) -> Result<bool> {
+        let len: usize = frame.iter().map(|p| p.len()).sum();
+        let overwrite = self.len + len as u64 <= self.file_len;
+        // A test's full disk and failing syncs are met by `append` and `sync`, as every other
+        // write meets them.
+        let simulated_failure =
+            crate::os::reserve(&self.path, 0).is_err() || crate::os::simulated_sync_failure(&self.path).is_err();
+        if self.synced != self.len || !overwrite || simulated_failure {
+            return Ok(false);
+        }
+        match crate::os::write_all_vectored_at_synced(&self.file, frame, self.len) {
+            Ok(false) => Ok(false),
+            Ok(true) => {
+                self.len += len as u64;
+                self.synced = self.len;
+                Ok(true)
+            }
+            Err(e) => Err(Error::io(format!("append to and sync {}", self.name), e)),
+        }
+    }
+
     /// Zero bytes to write after a frame of `frame_len` bytes at the end: some when the frame
     /// is small and extends the file, and the grow limit leaves room.
     fn zeros_ahead(&self, frame_len: usize) -> usize {
@@ -1071,6 +1099,37 @@ mod tests {
         let c = read_log(&path, "wal", 31, F, 2).unwrap();
         LogWriter::open(&path, c.valid_bytes, c.torn_bytes, Salt::new(F, 2)).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), new.len() as u64, "the torn frame cut");
+    }
+
+    /// A frame is written and synced in one call only over space the file holds and after
+    /// every earlier frame was synced; otherwise nothing is written and `append` + `sync`
+    /// take it. The log reads the same either way.
+    #[test]
+    fn a_frame_is_synced_in_its_write_only_over_held_space_after_a_sync() {
+        let path = temp_log(&[]);
+        let file_len = || std::fs::metadata(&path).unwrap().len();
+        let mut w = LogWriter::open(&path, 0, 0, Salt::new(F, 2)).unwrap();
+        w.set_grow_limit(1 << 20);
+        let mut log = frames_of(2, 1, 1, 0);
+        assert!(!w.append_synced(&[&log]).unwrap(), "not over held space: the file is empty");
+        assert_eq!((w.len(), file_len()), (0, 0), "nothing written");
+        w.append(&[&log]).map_err(|(e, _)| e).unwrap();
+        let held = file_len();
+        assert!(held > log.len() as u64, "zeros written ahead");
+
+        let second = frames_of(2, 2, 1, log.len());
+        assert!(!w.append_synced(&[&second]).unwrap(), "the first frame is not synced yet");
+        assert_eq!(w.len(), log.len() as u64);
+        w.sync().unwrap();
+        assert!(w.append_synced(&[&second]).unwrap(), "over held space, after a sync");
+        log.extend(second);
+        assert_eq!((w.len(), w.synced(), file_len()), (log.len() as u64, log.len() as u64, held));
+        let third = frames_of(2, 3, 1, log.len());
+        assert!(w.append_synced(&[&third]).unwrap());
+        log.extend(third);
+        let c = read_log(&path, "wal", 1, F, 2).unwrap();
+        assert_eq!((c.frames.len(), c.valid_bytes), (3, log.len() as u64));
+        assert_eq!(std::fs::read(&path).unwrap()[..log.len()], log[..]);
     }
 
     /// A small frame that extends the log writes zeros ahead of itself, up to the grow limit,
