@@ -119,7 +119,8 @@
 
 // Durability: group commit, the log synced at most every `balanced_interval_ms` (by the
 // commit that finds the interval passed, or by a background thread: none in a forked child,
-// see `pcore_store_open`).
+// see `pcore_store_open`, nor where the system refuses the process a new thread; without it
+// the last commits before a pause are synced by the next commit or the close).
 #define PCORE_DURABILITY_BALANCED 2
 
 // Open flag: never change a file; no lock is taken.
@@ -562,9 +563,11 @@ int32_t pcore_store_options_init(struct PcoreStoreOptions *opt);
 // In a child, every call through a store, tree or cursor handle its parent opened answers
 // `PCORE_BAD_HANDLE` (the message says it was inherited through fork) and changes nothing,
 // `pcore_store_close` too: the parent keeps its lock and files. The child may open the store
-// itself; it gets `PCORE_BUSY` while the parent holds it. A store opened in such a child
-// starts no background thread (BALANCED then syncs at the commits that find the interval
-// passed, and at close; a store at rest is not checkpointed), and the child should use each
+// itself; it gets `PCORE_BUSY` while the parent holds it. A store opened in a process forked
+// from one that had opened any store (closed since or not: its threads may have left state
+// in the table below) starts no background thread (BALANCED then syncs at the commits that
+// find the interval passed, and at close; a store at rest is not checkpointed; the same holds,
+// with no error, where the system refuses the process a new thread), and the child should use each
 // store from one thread at a time: pcore's locks park waiting threads in a process-wide
 // table that `fork` copied while the parent's threads may have been in it, so contended
 // threads in a child could hang there.

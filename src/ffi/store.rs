@@ -210,9 +210,11 @@ pub unsafe extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -
 /// In a child, every call through a store, tree or cursor handle its parent opened answers
 /// `PCORE_BAD_HANDLE` (the message says it was inherited through fork) and changes nothing,
 /// `pcore_store_close` too: the parent keeps its lock and files. The child may open the store
-/// itself; it gets `PCORE_BUSY` while the parent holds it. A store opened in such a child
-/// starts no background thread (BALANCED then syncs at the commits that find the interval
-/// passed, and at close; a store at rest is not checkpointed), and the child should use each
+/// itself; it gets `PCORE_BUSY` while the parent holds it. A store opened in a process forked
+/// from one that had opened any store (closed since or not: its threads may have left state
+/// in the table below) starts no background thread (BALANCED then syncs at the commits that
+/// find the interval passed, and at close; a store at rest is not checkpointed; the same holds,
+/// with no error, where the system refuses the process a new thread), and the child should use each
 /// store from one thread at a time: pcore's locks park waiting threads in a process-wide
 /// table that `fork` copied while the parent's threads may have been in it, so contended
 /// threads in a child could hang there.

@@ -10,7 +10,8 @@ pub const PCORE_DURABILITY_STRICT: u64 = 0;
 pub const PCORE_DURABILITY_EVENTUAL: u64 = 1;
 /// Durability: group commit, the log synced at most every `balanced_interval_ms` (by the
 /// commit that finds the interval passed, or by a background thread: none in a forked child,
-/// see `pcore_store_open`).
+/// see `pcore_store_open`, nor where the system refuses the process a new thread; without it
+/// the last commits before a pause are synced by the next commit or the close).
 pub const PCORE_DURABILITY_BALANCED: u64 = 2;
 
 /// Open flag: never change a file; no lock is taken.
