@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::os::{preallocate, reserve, Arena, Mapping};
 use std::fs::{File, OpenOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where a store's blocks live.
@@ -46,14 +46,30 @@ pub(crate) struct ClassFile {
     grown: AtomicBool,
     /// The file was created since its directory entry was last synced.
     created: AtomicBool,
-    /// A read-only view's holes (free pages a writer at rest punched), as found at its open:
-    /// its statistics count them as given back.
+    /// The holes (free pages a writer at rest punched) found at the open, unless it filled
+    /// them (`Holes`): the free blocks in them are marked punched (`Space::rebuild`), and a
+    /// read-only view's statistics count them as given back.
     pub(crate) holes: Vec<(u64, u64)>,
+}
+
+/// What a writable open does with the holes of a class file (free pages a store at rest gave
+/// back to the file system; their marks do not outlive the process). A read-only view always
+/// marks them: it writes nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Holes {
+    /// Allocates them again before anything is written: recovery replays the log through the
+    /// mapping, into blocks the log names, where a hole on a full disk would be a `SIGBUS`.
+    Fill,
+    /// Marks the free blocks in them as punched, as the process that punched them did: every
+    /// later write into such a block goes through an allocation that fills its pages first
+    /// (`Class::unpunch`). With no log to replay, so a store that rested opens on a disk others
+    /// have filled since.
+    Mark,
 }
 
 impl ClassFile {
     /// Opens the class file if it exists (mapping every whole segment in it); creates nothing.
-    pub(crate) fn open(backing: &Backing, name: String, segment_bytes: u64) -> Result<ClassFile> {
+    pub(crate) fn open(backing: &Backing, name: String, segment_bytes: u64, holes: Holes) -> Result<ClassFile> {
         let mut cf = ClassFile {
             backing: backing.clone(),
             name,
@@ -93,11 +109,15 @@ impl ClassFile {
             cf.dirty.push(AtomicBool::new(false));
         }
         cf.tail_bytes = if partial == 0 { segment_bytes } else { partial };
-        if writable {
-            fill_holes(&file, len)
-                .map_err(|e| Error::io(format!("allocate the free blocks given back in {}", path.display()), e))?;
-        } else {
+        if !writable {
             cf.holes = crate::os::holes(&file, len).unwrap_or_default();
+        } else if holes == Holes::Mark {
+            // A hole left unmarked would be written through the mapping: not a guess here.
+            cf.holes = crate::os::holes(&file, len)
+                .map_err(|e| Error::io(format!("find the free blocks given back in {}", path.display()), e))?;
+        } else {
+            fill_holes(&path, &file, len)
+                .map_err(|e| Error::io(format!("allocate the free blocks given back in {}", path.display()), e))?;
         }
         cf.file = Some(file);
         Ok(cf)
@@ -457,13 +477,11 @@ impl ClassFile {
     }
 }
 
-/// Allocates every hole of a class file opened for writing: free blocks a store at rest gave
-/// back (`ClassFile::punch`), whose marks do not outlive the process. Recovery and later
-/// allocations may write anywhere in the file through its mapping, where a hole would be a
-/// `SIGBUS` on a full disk. One `lseek` for a file without holes.
-fn fill_holes(file: &File, len: u64) -> std::io::Result<()> {
+/// Allocates every hole of a class file opened for writing (`Holes::Fill`). One `lseek` for a
+/// file without holes.
+fn fill_holes(path: &Path, file: &File, len: u64) -> std::io::Result<()> {
     for (at, n) in crate::os::holes(file, len)? {
-        preallocate(file, at, n)?;
+        reserve(path, n).and_then(|_| preallocate(file, at, n))?;
     }
     Ok(())
 }
@@ -492,7 +510,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let backing = Backing::Shared(dir.clone());
-        let mut grown = ClassFile::open(&backing, "class.seg".into(), SEGMENT).unwrap();
+        let mut grown = ClassFile::open(&backing, "class.seg".into(), SEGMENT, Holes::Fill).unwrap();
         for i in 0..200u64 {
             grown.grow().unwrap();
             grown.segment_mut(i as u32).write(0, &i.to_le_bytes());
@@ -501,7 +519,7 @@ mod tests {
         grown.flush_dirty().unwrap();
         drop(grown);
 
-        let mut reopened = ClassFile::open(&backing, "class.seg".into(), SEGMENT).unwrap();
+        let mut reopened = ClassFile::open(&backing, "class.seg".into(), SEGMENT, Holes::Fill).unwrap();
         assert_eq!(reopened.segment_count(), 200);
         assert_eq!(reopened.arena.reservations(), 1, "a close unmaps it with one call");
         assert_eq!(reopened.arena.reserved_bytes(), 200 * SEGMENT, "no unused slots: one kernel mapping");

@@ -11,6 +11,7 @@ mod size_class;
 mod space;
 mod stats;
 
+pub(crate) use class_file::Holes;
 #[cfg(test)]
 pub(crate) use class_file::SYNC_CALLS;
 pub use size_class::{GrowthRule, SizeClasses};

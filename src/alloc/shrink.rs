@@ -130,11 +130,11 @@ fn cut_last_segment_after(c: &mut super::space::Class, blocks: u32, slack: u64) 
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Backing, SizeClasses};
+    use super::super::{Backing, Holes, SizeClasses};
     use super::*;
 
     fn space() -> Space {
-        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Memory).unwrap();
+        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Memory, Holes::Fill).unwrap();
         s.rebuild(&vec![Vec::new(); 7]).unwrap();
         s
     }
@@ -179,10 +179,11 @@ mod tests {
 
 #[cfg(test)]
 mod cut_tests {
-    use super::super::{Backing, Loc, SizeClasses, Space};
+    use super::super::{Backing, Holes, Loc, SizeClasses, Space};
 
     fn file_space(dir: &std::path::Path) -> Space {
-        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.to_path_buf())).unwrap();
+        let mut s =
+            Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.to_path_buf()), Holes::Fill).unwrap();
         s.rebuild(&vec![Vec::new(); 7]).unwrap();
         s
     }
@@ -259,7 +260,8 @@ mod cut_tests {
         drop(s);
         let len = std::fs::metadata(&path).unwrap().len();
         assert_eq!(len, 128 << 10);
-        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.clone())).unwrap();
+        let mut s =
+            Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.clone()), Holes::Fill).unwrap();
         let mut used = vec![Vec::new(); 7];
         used[6] = (0..21).collect();
         s.rebuild(&used).unwrap();
@@ -291,7 +293,8 @@ mod cut_tests {
         }
         w.truncate_free_tails(0).unwrap();
         w.flush_dirty().unwrap();
-        let mut r = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Private(dir.clone())).unwrap();
+        let mut r =
+            Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Private(dir.clone()), Holes::Fill).unwrap();
         let mut used = vec![Vec::new(); 7];
         used[6] = (0..21).collect();
         r.rebuild(&used).unwrap();

@@ -1,7 +1,7 @@
 //! All size classes of a store together: where a block is, allocation and free, block I/O.
 
 use super::bitmap::{ClassBitmap, FreeError, Source};
-use super::class_file::ClassFile;
+use super::class_file::{ClassFile, Holes};
 use super::{ClassStats, SizeClasses};
 use crate::error::{Error, Result};
 
@@ -34,8 +34,8 @@ pub(super) struct Class {
 }
 
 /// The free blocks of a class that lie in punched pages: a block of a page smaller than a
-/// page is marked with its page's every other block. Not on disk: a writable open allocates
-/// every hole again (`ClassFile::open`).
+/// page is marked with its page's every other block. Not on disk: an open finds the holes and
+/// marks them again, or allocates them (`Holes`).
 #[derive(Default)]
 struct Punched {
     bits: Vec<u64>,
@@ -87,8 +87,9 @@ impl Class {
         }
     }
 
-    /// A read-only view's free blocks that lie wholly in a hole of its file (`ClassFile::
-    /// holes`) count as punched: its statistics say what the writer gave back.
+    /// The free blocks that lie wholly in a hole of the file as its open found it
+    /// (`ClassFile::holes`) count as punched: a writer fills their pages before it hands one
+    /// out, and a read-only view's statistics say what the writer gave back.
     fn mark_free_blocks_in_holes(&mut self) {
         for &(at, len) in &self.file.holes {
             let first = at.div_ceil(u64::from(self.bytes));
@@ -137,11 +138,11 @@ pub(crate) struct Space {
 impl Space {
     /// Opens (or, for memory, creates) the class files; the bitmaps know the segments but
     /// treat nothing as allocated until [`Space::rebuild`].
-    pub(crate) fn open(classes: SizeClasses, backing: &Backing) -> Result<Space> {
+    pub(crate) fn open(classes: SizeClasses, backing: &Backing, holes: Holes) -> Result<Space> {
         let mut per_class = Vec::with_capacity(classes.count());
         for c in 0..classes.count() as u8 {
             let bytes = classes.bytes(c);
-            let file = ClassFile::open(backing, format!("class-{c:02}-{bytes}.seg"), classes.segment_bytes(c))?;
+            let file = ClassFile::open(backing, format!("class-{c:02}-{bytes}.seg"), classes.segment_bytes(c), holes)?;
             let blocks_per_segment = classes.blocks_per_segment(c);
             assert!(bytes.is_power_of_two() && blocks_per_segment.is_power_of_two(), "size classes are powers of two");
             let (segment_shift, block_shift) = (blocks_per_segment.trailing_zeros(), bytes.trailing_zeros());
@@ -573,7 +574,7 @@ mod tests {
     use super::*;
 
     fn memory_space() -> Space {
-        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Memory).unwrap();
+        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Memory, Holes::Fill).unwrap();
         s.rebuild(&vec![Vec::new(); 7]).unwrap();
         s
     }
@@ -649,7 +650,8 @@ mod tests {
     fn fresh_blocks_are_prefaulted_a_window_at_a_time_in_files() {
         let dir = std::env::temp_dir().join(format!("pcore-space-prefault-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.clone())).unwrap();
+        let mut s =
+            Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.clone()), Holes::Fill).unwrap();
         s.rebuild(&vec![Vec::new(); 7]).unwrap();
         check_prefaulting(s);
         let file = std::fs::read(dir.join("class-06-4096.seg")).unwrap();
@@ -674,7 +676,8 @@ mod tests {
     }
 
     fn shared_space(dir: &std::path::Path) -> Space {
-        let mut s = Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.to_path_buf())).unwrap();
+        let mut s =
+            Space::open(SizeClasses::new(64, 4096).unwrap(), &Backing::Shared(dir.to_path_buf()), Holes::Fill).unwrap();
         s.rebuild(&vec![Vec::new(); 7]).unwrap();
         s
     }

@@ -225,8 +225,8 @@ pub struct PcoreStoreOptions {
     /// the moves, no commit is made and the epoch stays); and
     /// gives the disk space of the free blocks' whole pages back to the file system (holes
     /// punched: the files keep their lengths, `du` shows the difference; a block there is
-    /// allocated again before it is reused, `PCORE_NO_SPACE` on a full disk, and a writable
-    /// open allocates every hole again). A
+    /// allocated again before it is reused, `PCORE_NO_SPACE` on a full disk; a writable open
+    /// allocates every hole again only when it has commits to replay). A
     /// call that comes meanwhile waits for it, as for a checkpoint at a commit. Not while a
     /// snapshot is open, a read-only process has the store open or changes wait for a commit
     /// (it rests once they end). 0 = 1000 (the default; also what an older caller, whose

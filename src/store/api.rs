@@ -205,7 +205,8 @@ struct WriterSide {
     /// When the last commit (or the open) returned, and the epoch the background thread's
     /// rest step last looked at (`Store::rest_if_idle`): it looks once per commit, and once
     /// after an open or an abort (`NOT_RESTED`), which may leave a store past the trigger
-    /// without a commit (a reopen allocates the holes again; an abort frees what uncommitted
+    /// without a commit (a reopen that replayed commits allocates the holes again; an abort
+    /// frees what uncommitted
     /// work grew the files by: outsider13).
     last_commit: Instant,
     rested_epoch: u64,

@@ -13,7 +13,7 @@ use super::meta::{Meta, MetaSlot, META_CREATING_FILE, META_FILE};
 use super::seal::{self, Seals};
 use super::table::{ObjectTable, Origin, Slot, State};
 use super::wal::{self, LogWriter, Op, Payload, PutOp};
-use crate::alloc::{Backing, Loc, SizeClasses, Space};
+use crate::alloc::{Backing, Holes, Loc, SizeClasses, Space};
 use crate::error::{Error, Result};
 use crate::os::{DirLock, LockError};
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +54,7 @@ pub(crate) fn remove_generation(dir: &Path, generation: u64, pieces: std::ops::R
 
 pub(crate) fn new_memory_core(options: &StoreOptions) -> Result<Core> {
     let classes = SizeClasses::new(options.min_class_bytes, options.max_class_bytes)?;
-    let mut space = Space::open(classes, &Backing::Memory)?;
+    let mut space = Space::open(classes, &Backing::Memory, Holes::Fill)?;
     space.rebuild(&vec![Vec::new(); space.classes().count()])?;
     Ok(Core::new(space, ObjectTable::new(), BTreeMap::new(), (0, 0), options.growth_policy))
 }
@@ -155,7 +155,11 @@ pub(crate) fn open_dir_reading(dir: &Path, options: &StoreOptions, read_to: &mut
         ));
     }
     let backing = if writable { Backing::Shared(dir.to_path_buf()) } else { Backing::Private(dir.to_path_buf()) };
-    let space = Space::open(classes, &backing)?;
+    // Replay writes the blocks the log names through the mapping: their holes are filled
+    // first. With nothing to replay every write comes through an allocation, which fills a
+    // marked block's pages itself.
+    let holes = if contents.frames.is_empty() { Holes::Mark } else { Holes::Fill };
+    let space = Space::open(classes, &backing, holes)?;
     let suspect = verify_touched_groups(&mut snapshot_slots, &mut seals, &space, &contents.frames);
     read_to(contents.frames.last().map_or(checkpoint_epoch, |f| f.epoch));
     #[cfg(test)]

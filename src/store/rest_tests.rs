@@ -5,6 +5,7 @@
 use super::tests::{reopen, TempDir};
 use super::*;
 use crate::btree::{BTree, TreeOptions};
+use crate::Error;
 use std::time::{Duration, Instant};
 
 fn resting(idle_ms: u32) -> StoreOptions {
@@ -362,9 +363,60 @@ fn a_rest_whose_checkpoint_fails_loses_nothing_at_a_crash_after_commits() {
     s.verify().unwrap();
 }
 
-/// Needs `PCORE_FULL_DIR`: an empty directory on a small file system of its own (tmpfs).
-/// Holes a rest punched are filled again at every writable open; once other files took that
-/// space, the store no longer opens for writing (review12).
+/// A store that rested (its free pages punched) and was killed opens for writing on a disk
+/// that others have filled since (review12: it answered `NoSpace`, since every writable open
+/// allocated its holes again). With no log to replay the open marks the holes instead: a block
+/// in one is allocated again when handed out, `NoSpace` while the disk is full (never a
+/// `SIGBUS`), and once there is room the store goes on.
+#[test]
+fn a_rested_store_opens_on_a_disk_filled_since_and_fills_its_holes_when_used() {
+    let dir = TempDir::new("rest-full-reopen");
+    let s = reopen(dir.path(), &resting(u32::MAX));
+    let mut kept = nodes_then_random_frees(&s, 100, 60_000, 70);
+    s.checkpoint().unwrap();
+    s.rest_now();
+    assert!(s.stats().unwrap().given_back_bytes > 0, "nothing punched");
+    s.simulate_crash();
+    drop(s);
+
+    super::simulate_disk_limit(dir.path(), Some(0));
+    let opened = Store::open(dir.path(), &resting(u32::MAX));
+    let s = opened.unwrap_or_else(|e| {
+        super::simulate_disk_limit(dir.path(), None);
+        panic!("a rested store did not open on a full disk: {e}")
+    });
+    // The open cut the free tails (holes among them); what it kept is marked again.
+    assert!(s.stats().unwrap().given_back_bytes > 0, "the holes not marked");
+    assert_nodes(&s, &kept, 100);
+    // Every free block is handed out in turn: those in holes cannot be allocated on disk.
+    let mut refused = None;
+    for i in 0..60_000u32 {
+        match s.allocate(100, 1) {
+            Ok((id, _, _)) => {
+                s.publish(id, &[i as u8; 100]).unwrap();
+                kept.push((id, i as u8));
+            }
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    super::simulate_disk_limit(dir.path(), None);
+    assert!(matches!(refused, Some(Error::NoSpace(_))), "a block in a hole was handed out: {refused:?}");
+    for i in 0..20_000u32 {
+        let id = s.allocate(100, 1).unwrap().0;
+        s.publish(id, &[(i % 251) as u8; 100]).unwrap();
+        kept.push((id, (i % 251) as u8));
+    }
+    s.commit().unwrap();
+    s.close().unwrap();
+    let s = reopen(dir.path(), &resting(u32::MAX));
+    assert_nodes(&s, &kept, 100);
+}
+
+/// The same on a real file system: needs `PCORE_FULL_DIR`, an empty directory on a small file
+/// system of its own (tmpfs), which the test fills.
 #[test]
 #[ignore]
 fn a_store_whose_holes_were_taken_by_others_still_opens() {
@@ -388,9 +440,14 @@ fn a_store_whose_holes_were_taken_by_others_still_opens() {
         while f.write_all(&[1u8; 1 << 16]).is_ok() {}
     }
     let opened = Store::open(&dir, &resting(u32::MAX));
+    let result = opened.map(|s| {
+        assert_nodes(&s, &kept, 100);
+        let allocated = (0..60_000).map(|_| s.allocate(100, 1).map(drop)).find(|r| r.is_err());
+        (s, allocated)
+    });
     let _ = std::fs::remove_file(&filler);
-    let s = opened.unwrap();
-    assert_nodes(&s, &kept, 100);
+    let (_s, allocated) = result.unwrap();
+    assert!(matches!(allocated, Some(Err(Error::NoSpace(_)))), "{allocated:?}");
 }
 
 /// A node whose block is larger than the rest step's byte budget per hold of the lock
