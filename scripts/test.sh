@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every test: formatting, lints, the generated header's freshness, Rust unit and property
-# tests, the GoogleTest binaries through ctest (a release build, then all of them again with
+# Every test: formatting, lints, the generated header's freshness, the fuzz corpus replayed,
+# Rust unit and property tests, the GoogleTest binaries through ctest (a release build, then all of them again with
 # ASan + UBSan, and the concurrency suite with ThreadSanitizer), and Miri on the unit tests
 # of page layout, bitmaps, mappings and cursors racing a writer.
 set -euo pipefail
@@ -22,6 +22,12 @@ cargo fmt --manifest-path powercut/Cargo.toml -- --check
 cargo clippy --manifest-path powercut/Cargo.toml --target-dir target --all-targets --quiet -- -D warnings
 cargo build --release --quiet --manifest-path powercut/Cargo.toml --target-dir target
 cargo test --release --quiet --manifest-path powercut/Cargo.toml --target-dir target
+echo "== fuzz harnesses (their own crate): lints, and every committed input replayed once"
+# Not fuzzing (that needs nightly and cargo-fuzz: fuzz/README.md): the corpus and the inputs
+# that crashed before their fixes go through the targets' harnesses and models as plain calls.
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --all-targets --quiet -- -D warnings
+cargo run --release --quiet --manifest-path fuzz/Cargo.toml --target-dir target --bin replay
 echo "== cargo test"
 # The shared library itself (cargo test builds only the rlib): tests/c_program.rs links a C
 # program against it where cargo leaves it.

@@ -233,8 +233,13 @@ impl TreeModel {
     }
 }
 
+/// The longest key, as the header tells a host (`pcore_tree_max_key_bytes`).
 fn max_key(page_bytes: u32) -> usize {
-    (page_bytes as usize - 16) / 4 - 14 - page_bytes as usize / 16
+    let mut max = 0usize;
+    // SAFETY: `max` is writable.
+    let rc = unsafe { pcore_tree_max_key_bytes(page_bytes, &mut max) };
+    assert_eq!(rc, PCORE_OK, "max key bytes of {page_bytes}-byte pages");
+    max
 }
 
 /// What a store holds: its current state and its committed state (for a reopen).
@@ -463,6 +468,12 @@ fn check(step: usize, what: &str, got: i32, want: &[i32]) {
     }
 }
 
+/// A call through a closed or forged handle: the library checks its arguments' pointers and
+/// lengths before it looks the handle up, so an argument error comes first.
+fn check_dead(step: usize, what: &str, rc: i32, arg_error: Option<i32>) {
+    check(step, what, rc, &[arg_error.unwrap_or(PCORE_BAD_HANDLE)]);
+}
+
 fn class_capacity(len: usize) -> usize {
     len.max(64).next_power_of_two()
 }
@@ -558,7 +569,10 @@ impl Harness {
     fn open_options(flags: u64, growth: u64) -> PcoreStoreOptions {
         let mut o = std::mem::MaybeUninit::<PcoreStoreOptions>::uninit();
         // SAFETY: a writable PcoreStoreOptions.
-        assert_eq!(unsafe { pcore_store_options_init_sized(o.as_mut_ptr(), std::mem::size_of::<PcoreStoreOptions>()) }, PCORE_OK);
+        assert_eq!(
+            unsafe { pcore_store_options_init_sized(o.as_mut_ptr(), std::mem::size_of::<PcoreStoreOptions>()) },
+            PCORE_OK
+        );
         // SAFETY: initialized by the call above.
         let mut o = unsafe { o.assume_init() };
         o.flags = flags;
@@ -869,7 +883,7 @@ impl Harness {
                     Resolved::Bad => None,
                 };
                 let id = self.node_id(si, *node);
-                let mut b = PcoreNodeBytes { data: 1 as *const c_void, len: 99 };
+                let mut b = PcoreNodeBytes { data: std::ptr::dangling(), len: 99 };
                 let out = if *null_out { null_mut() } else { &mut b as *mut PcoreNodeBytes };
                 // SAFETY: NULL or a writable output.
                 let rc = unsafe { pcore_node_read(h, id, out) };
@@ -1046,7 +1060,7 @@ impl Harness {
                 // SAFETY: `st` has struct_size writable bytes.
                 let rc = unsafe { pcore_store_stats(h, &mut st) };
                 let Resolved::Slot(i) = res else { return check(step, "stats", rc, &[PCORE_BAD_HANDLE]) };
-                if st.struct_size < 16 || st.struct_size % 8 != 0 {
+                if st.struct_size < 16 || !st.struct_size.is_multiple_of(8) {
                     return check(step, "stats struct_size", rc, &[PCORE_INVALID_ARGUMENT]);
                 }
                 check(step, "stats", rc, &[PCORE_OK]);
@@ -1151,14 +1165,17 @@ impl Harness {
         };
         let mut o = std::mem::MaybeUninit::<PcoreTreeOptions>::uninit();
         // SAFETY: writable options.
-        assert_eq!(unsafe { pcore_tree_options_init_sized(o.as_mut_ptr(), std::mem::size_of::<PcoreTreeOptions>()) }, PCORE_OK);
+        assert_eq!(
+            unsafe { pcore_tree_options_init_sized(o.as_mut_ptr(), std::mem::size_of::<PcoreTreeOptions>()) },
+            PCORE_OK
+        );
         // SAFETY: initialized above.
         let mut o = unsafe { o.assume_init() };
         o.page_bytes = u64::from(page_bytes);
         o.duplicates = dup_raw;
         o.flags = flags;
         o.compare = if custom { Some(reverse) } else { None };
-        o.max_entries_per_page = if max_entries % 3 == 0 { u64::from(max_entries % 8) } else { 0 };
+        o.max_entries_per_page = if max_entries.is_multiple_of(3) { u64::from(max_entries % 8) } else { 0 };
         let (page_bytes, dup_raw, custom, flags) =
             if null_opt { (4096, PCORE_DUP_UNIQUE, false, 0) } else { (page_bytes, dup_raw, custom, flags) };
         let mut out = null_mut();
@@ -1207,7 +1224,7 @@ impl Harness {
                 let (k, v) = (key_arg(key, pb), value_arg(value));
                 // SAFETY: pointers with their lengths, or NULL / huge as the case tests.
                 let rc = unsafe { pcore_tree_insert(h, ptr(&k), k.len, ptr(&v), v.len) };
-                let Some(ti) = slot else { return check(step, "insert", rc, &[PCORE_BAD_HANDLE]) };
+                let Some(ti) = slot else { return check_dead(step, "insert", rc, k.arg_error.or(v.arg_error)) };
                 if let Some(e) = k.arg_error.or(v.arg_error) {
                     return check(step, "insert bad args", rc, &[e]);
                 }
@@ -1293,7 +1310,7 @@ impl Harness {
                 let out = if *null_out { null_mut() } else { &mut removed as *mut u64 };
                 // SAFETY: as the case says.
                 let rc = unsafe { pcore_tree_remove(h, ptr(&k), k.len, out) };
-                let Some(ti) = slot else { return check(step, "remove", rc, &[PCORE_BAD_HANDLE]) };
+                let Some(ti) = slot else { return check_dead(step, "remove", rc, k.arg_error) };
                 if let Some(e) = k.arg_error {
                     return check(step, "remove bad key", rc, &[e]);
                 }
@@ -1320,6 +1337,7 @@ impl Harness {
                 let mut removed = u64::MAX;
                 // SAFETY: as the case says.
                 let rc = unsafe { pcore_tree_remove_pair(h, ptr(&k), k.len, ptr(&v), v.len, &mut removed) };
+                // The handle is looked up first here.
                 let Some(ti) = slot else { return check(step, "remove_pair", rc, &[PCORE_BAD_HANDLE]) };
                 if let Some(e) = k.arg_error.or(v.arg_error) {
                     return check(step, "remove_pair bad args", rc, &[e]);
@@ -1456,8 +1474,11 @@ impl Harness {
                 // SAFETY: valid output.
                 let rc = unsafe { pcore_cursor_open(h, &mut out) };
                 let Some(ti) = slot else { return check(step, "cursor open", rc, &[PCORE_BAD_HANDLE]) };
+                // A tree whose store is closed cannot be read any more.
+                let Some(version) = self.tree_model(ti).map(|t| t.version) else {
+                    return check(step, "cursor open, store closed", rc, &[PCORE_BAD_HANDLE]);
+                };
                 check(step, "cursor open", rc, &[PCORE_OK]);
-                let version = self.tree_model(ti).map_or(0, |t| t.version);
                 let tr = &self.trees[ti];
                 self.cursors.push(CursorSlot {
                     token: out,
@@ -1516,7 +1537,10 @@ impl Harness {
                 let ((lk, l), (uk, u)) = (arg(lower), arg(upper));
                 // SAFETY: as the case says.
                 let rc = unsafe { pcore_cursor_set_bounds(h, ptr(&l), l.len, lk, ptr(&u), u.len, uk) };
-                let Some(ci) = slot else { return check(step, "set bounds", rc, &[PCORE_BAD_HANDLE]) };
+                let bad_kind = (lk == 7 || uk == 7).then_some(PCORE_INVALID_ARGUMENT);
+                let Some(ci) = slot else {
+                    return check_dead(step, "set bounds", rc, l.arg_error.or(u.arg_error).or(bad_kind));
+                };
                 if let Some(e) = l.arg_error.or(u.arg_error) {
                     return check(step, "set bounds bad key", rc, &[e]);
                 }

@@ -33,7 +33,7 @@ pub fn key(i: usize) -> Vec<u8> {
 
 pub fn value(i: usize) -> Vec<u8> {
     // Every fifth value is larger than an inline value of a 512-byte page: an overflow node.
-    vec![b'a' + (i % 26) as u8; if i % 5 == 0 { 40 } else { 1 + i % 9 }]
+    vec![b'a' + (i % 26) as u8; if i.is_multiple_of(5) { 40 } else { 1 + i % 9 }]
 }
 
 pub const KEYS: usize = 60;
