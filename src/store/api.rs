@@ -578,12 +578,16 @@ impl Store {
             None => {
                 let table = ReaderTable::open(dir, true)?;
                 let oldest = table.oldest_reader()?;
-                if let Some(oldest) = oldest.filter(|&o| o < opened.core.epoch) {
-                    match opened.frees.take() {
-                        Some(frees) => opened.core.hold_freed_after(oldest, frees)?,
-                        // A store of a format that does not record its waiting frees.
-                        None => opened.core.hold_for_old_readers(opened.core.epoch)?,
+                let epoch = opened.core.epoch;
+                match (oldest, opened.frees.take()) {
+                    // A reader of the opened epoch itself may read blocks nodes moved from at
+                    // rest (listed as freed by the next commit, `Core::waiting_frees`).
+                    (Some(oldest), Some(frees)) if frees.iter().any(|&(e, _)| e > oldest) => {
+                        opened.core.hold_freed_after(oldest, frees)?
                     }
+                    // A store of a format that does not record its waiting frees.
+                    (Some(oldest), None) if oldest < epoch => opened.core.hold_for_old_readers(epoch)?,
+                    _ => {}
                 }
                 let floor = oldest.map_or(opened.core.epoch, |o| o.min(opened.core.epoch));
                 ReaderParts { table: Some(table), slot: None, floor }

@@ -1460,6 +1460,10 @@ impl Core {
     pub fn waiting_frees(&self, floor: u64) -> Vec<(u64, Loc)> {
         let mut waiting: Vec<(u64, Loc)> =
             self.pending_frees.iter().chain(&self.held_bases).copied().filter(|&(e, _)| e > floor).collect();
+        // The checkpoint recording moves at rest: the blocks the nodes moved from, which a
+        // reader of the same epoch may read (it opened the checkpoint before), as freed by the
+        // next commit, as `checkpointed` frees them when a reader is there.
+        waiting.extend(self.moved_at_rest.iter().map(|&loc| (self.epoch + 1, loc)));
         if let Some(before) = self.held_for_readers_before.filter(|&b| b > floor) {
             let mut owned = self.owned_blocks();
             owned.sort_unstable();

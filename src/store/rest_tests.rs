@@ -270,12 +270,10 @@ fn a_store_rests_after_a_reopen_and_after_an_abort_without_a_commit() {
     assert_nodes(&s, &kept, 100);
 }
 
-/// A reader process that opens while the rest step moves nodes reads the last checkpoint,
-/// which names the blocks the nodes moved from: those must stay its until it leaves, not be
-/// handed out again once the checkpoint naming the new places is on disk (review12).
-#[test]
-fn a_reader_that_opens_during_a_rest_keeps_the_blocks_nodes_moved_from() {
-    let dir = TempDir::new("rest-reader-race");
+/// A store whose rest step moves nodes, and a reader process that opens while it does (just
+/// before the meta names the checkpoint recording the moves): the writer, the reader (which
+/// reads the last checkpoint, naming the blocks the nodes moved from) and the nodes kept.
+fn rest_with_a_reader_opening(dir: &TempDir) -> (Store, Store, Vec<(NodeId, u8)>) {
     let s = reopen(dir.path(), &resting(u32::MAX));
     let kept = nodes_then_random_frees(&s, 100, 60_000, 70);
     s.checkpoint().unwrap();
@@ -294,9 +292,15 @@ fn a_reader_that_opens_during_a_rest_keeps_the_blocks_nodes_moved_from() {
     s.rest_now();
     super::api::CHECKPOINT_HOOK.with(|h| *h.borrow_mut() = None);
     let after = s.stats().unwrap();
-    assert!(reader.borrow().is_some(), "the rest step checkpointed: {before:?} {after:?}");
+    let r = reader.borrow_mut().take();
+    let r = r.unwrap_or_else(|| panic!("the rest step checkpointed: {before:?} {after:?}"));
     assert_eq!(after.epoch, before.epoch);
-    // The writer goes on: new nodes take the free blocks.
+    (s, r, kept)
+}
+
+/// New nodes take the free blocks, a commit every thousand; then every node the reader reads
+/// must be as it was.
+fn allocate_then_check_the_reader(s: &Store, r: &Store, kept: &[(NodeId, u8)]) {
     for i in 0..60_000u64 {
         let id = s.allocate(100, 1).unwrap().0;
         s.publish(id, &[0xA5; 100]).unwrap();
@@ -305,9 +309,31 @@ fn a_reader_that_opens_during_a_rest_keeps_the_blocks_nodes_moved_from() {
         }
     }
     s.commit().unwrap();
-    let r = reader.borrow_mut().take().unwrap();
     let bad = kept.iter().filter(|&&(id, fill)| r.read(id).ok() != Some(vec![fill; 100])).count();
     assert_eq!(bad, 0, "nodes the reader process reads wrong, of {}", kept.len());
+}
+
+/// A reader process that opens while the rest step moves nodes reads the last checkpoint,
+/// which names the blocks the nodes moved from: those must stay its until it leaves, not be
+/// handed out again once the checkpoint naming the new places is on disk (review12).
+#[test]
+fn a_reader_that_opens_during_a_rest_keeps_the_blocks_nodes_moved_from() {
+    let dir = TempDir::new("rest-reader-race");
+    let (s, r, kept) = rest_with_a_reader_opening(&dir);
+    allocate_then_check_the_reader(&s, &r, &kept);
+}
+
+/// The same, with the writer killed after the rest, before its next checkpoint: the reopened
+/// writer opens the checkpoint recording the moves, at the epoch the reader reads, where the
+/// blocks the nodes moved from are free. It must hold them for the reader too (review12).
+#[test]
+fn a_reader_that_opens_during_a_rest_keeps_the_moved_from_blocks_across_a_writer_crash() {
+    let dir = TempDir::new("rest-reader-race-crash");
+    let (s, r, kept) = rest_with_a_reader_opening(&dir);
+    s.simulate_crash();
+    drop(s);
+    let s = reopen(dir.path(), &resting(u32::MAX));
+    allocate_then_check_the_reader(&s, &r, &kept);
 }
 
 /// The rest step's checkpoint fails (no poison): the nodes are at their new places in memory,
