@@ -206,10 +206,12 @@ struct WriterSide {
     /// rest step last looked at (`Store::rest_if_idle`): it looks once per commit, and once
     /// after an open or an abort (`NOT_RESTED`), which may leave a store past the trigger
     /// without a commit (a reopen that replayed commits allocates the holes again; an abort
-    /// frees what uncommitted
-    /// work grew the files by: outsider13).
+    /// frees what uncommitted work grew the files by: outsider13).
     last_commit: Instant,
     rested_epoch: u64,
+    /// After a rest step that failed (a full disk, an I/O error: nothing in doubt, the error
+    /// kept for `checkpoint()`), when it may look again without a commit (outsider12 N2).
+    rest_retry_at: Option<Instant>,
     /// Commits a drained store waits between checkpoints for its footprint
     /// (`footprint::next_drained_interval`).
     drained_interval: u64,
@@ -602,6 +604,7 @@ impl Store {
             last_sync: Instant::now(),
             last_commit: Instant::now(),
             rested_epoch: NOT_RESTED,
+            rest_retry_at: None,
             drained_interval: footprint::DRAINED_COMMITS_MIN,
             meta_refreshed: Instant::now(),
             sole_copies_freed: false,
@@ -656,6 +659,7 @@ impl Store {
             last_sync: Instant::now(),
             last_commit: Instant::now(),
             rested_epoch: 0,
+            rest_retry_at: None,
             drained_interval: footprint::DRAINED_COMMITS_MIN,
             meta_refreshed: Instant::now(),
             sole_copies_freed: false,
@@ -1261,6 +1265,9 @@ impl Store {
         if w.rested_epoch == w.written_epoch || w.last_commit.elapsed() < idle || w.poisoned.is_some() || closed {
             return;
         }
+        if w.rest_retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
         let readers_alive = w.readers.as_ref().is_some_and(|t| !matches!(t.oldest_reader(), Ok(None)));
         if readers_alive || self.shared.has_snapshots() {
             return;
@@ -1290,9 +1297,19 @@ impl Store {
             .and_then(|()| self.shared.give_back_tail(&w, |s| s.truncate_free_tails(0)).map(drop))
             .and_then(|()| self.shared.punch_free_pages(&w));
         match rested {
-            Ok(()) => self.shared.measure_other_files(&mut w),
-            // Reported as a commit's checkpoint failure is (`checkpoint()` tells it).
-            Err(e) => w.last_checkpoint_error = Some(e.to_string()),
+            Ok(()) => {
+                w.rest_retry_at = None;
+                self.shared.measure_other_files(&mut w)
+            }
+            // Reported as a commit's checkpoint failure is (`checkpoint()` tells it), and tried
+            // again after a while: the disk may have room by then. A failed sync poisons the
+            // store instead, and a poisoned store never rests.
+            Err(e) => {
+                w.last_checkpoint_error = Some(e.to_string());
+                w.rested_epoch = NOT_RESTED;
+                let wait = (idle * REST_RETRY_IDLE_PERIODS).min(Duration::from_secs(3600));
+                w.rest_retry_at = Some(Instant::now() + wait);
+            }
         }
     }
 
@@ -2123,6 +2140,9 @@ fn spawn_background(weak: Weak<Shared>, stop: Arc<FlusherStop>, balanced: bool, 
         watched.watched.store(false, Ordering::Release);
     }
 }
+
+/// Idle periods a failed rest step waits before it looks again (without a commit).
+const REST_RETRY_IDLE_PERIODS: u32 = 16;
 
 /// `WriterSide::rested_epoch` of a store whose rest step has yet to look at it.
 const NOT_RESTED: u64 = u64::MAX;

@@ -336,6 +336,27 @@ fn a_reader_that_opens_during_a_rest_keeps_the_moved_from_blocks_across_a_writer
     allocate_then_check_the_reader(&s, &r, &kept);
 }
 
+/// A rest step that fails with nothing in doubt (here its checkpoint stops before the meta
+/// switch, as on a full disk) looks again later without a commit, and gives the space back
+/// then (outsider12 N2: it waited for the host's next commit).
+#[test]
+fn a_failed_rest_is_tried_again_without_a_commit() {
+    let dir = TempDir::new("rest-retry");
+    let s = reopen(dir.path(), &resting(u32::MAX));
+    let t = BTree::open(&s, b"t", &TreeOptions::default()).unwrap();
+    statements(&s, &t, 0..100_000);
+    let before = s.stats().unwrap();
+    assert!(before.footprint_ratio() > 1.5, "{before:?}");
+    super::api::CHECKPOINT_CRASH.with(|c| c.set(true));
+    s.rest_now();
+    super::api::CHECKPOINT_CRASH.with(|c| c.set(false));
+    assert!(s.stats().unwrap().footprint_ratio() > 1.5, "the failed rest gave space back");
+    s.rest_now();
+    let after = s.stats().unwrap();
+    assert!(after.footprint_ratio() <= 1.5, "not tried again: {after:?}");
+    assert_eq!(after.epoch, before.epoch, "no commit made");
+}
+
 /// The rest step's checkpoint fails (no poison): the nodes are at their new places in memory,
 /// the last checkpoint on disk names the old ones. Commits that edit (deltas), free and leave
 /// moved nodes, then a crash: the reopen finds every committed byte (review12).
