@@ -68,13 +68,16 @@ pub fn run(dir: &Path) -> Result<Outcome, String> {
     }
     // The store first: a read-only open reads one commit and, through the reader table, keeps
     // a writer from reusing its blocks, so every check below is of that commit, whatever a
-    // writer does meanwhile (a snapshot). A read-only open is busy only when every reader
-    // slot is taken: nothing is known of the store then, damaged or not.
+    // writer does meanwhile (a snapshot). A read-only open is busy when every reader slot is
+    // taken, or when a writer's checkpoints kept overtaking it: nothing is known of the store
+    // then, damaged or not.
     let opts = StoreOptions { read_only: true, create: false, ..StoreOptions::default() };
     match Store::open(dir, &opts) {
         Ok(store) => check_store(dir, store, &mut r),
         Err(pcore::Error::Busy(why)) => {
-            println!("not checked: {why}; try again when a reader process closes");
+            // Every reader slot taken, or a writer's checkpoints overtaking the open: the
+            // message says which.
+            println!("not checked: {why}");
             return Ok(Outcome::NotChecked);
         }
         // A store of a format this build does not read is not damaged: a newer pcore checks it.

@@ -196,7 +196,9 @@ pub unsafe extern "C" fn pcore_store_options_init(opt: *mut PcoreStoreOptions) -
 /// `pcore_store_close`. Returns `PCORE_OK`; `PCORE_INVALID_ARGUMENT` (NULL `out`, bad
 /// options), `PCORE_BUSY` (another writer has the directory; for a read-only open, 127
 /// read-only opens of the directory, in any processes, are alive: its reader table is
-/// full), `PCORE_NOT_FOUND` (no store and `PCORE_OPEN_NO_CREATE` or read-only),
+/// full; or a writer's checkpoints overtook the open at each of its 40 tries, about 0.1 s:
+/// a writer that checkpoints at nearly every commit on a fast disk; try again),
+/// `PCORE_NOT_FOUND` (no store and `PCORE_OPEN_NO_CREATE` or read-only),
 /// `PCORE_CORRUPT` (a damaged file, named in the message), `PCORE_VERSION_MISMATCH`,
 /// `PCORE_NO_SPACE`, `PCORE_IO_ERROR`, `PCORE_POISONED` (a sync of the checkpoint that
 /// recovery takes failed: nothing is lost, the log still holds every commit; open again).

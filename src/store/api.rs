@@ -306,21 +306,39 @@ fn register_reader(dir: &Path) -> Result<Option<ReaderSlot>> {
 /// under it is that, not damage: read again from the new meta (a few times at most). Each
 /// attempt pins everything in `slot` until it has read the log, then the commit it reads.
 fn open_beside_a_writer(dir: &Path, options: &StoreOptions, slot: Option<&ReaderSlot>) -> Result<recovery::Opened> {
-    let mut attempts = 0;
     let mut pin = |epoch| slot.iter().for_each(|s| s.set_epoch(epoch));
-    loop {
+    for attempt in 0.. {
         let before = writer_marks(dir);
         pin(0);
-        match recovery::open_dir_reading(dir, options, &mut pin) {
-            Err(_) if attempts < READ_ONLY_OPEN_RETRIES && writer_marks(dir) != before => attempts += 1,
+        let opened = recovery::open_dir_reading(dir, options, &mut pin);
+        let overtaken = match &opened {
+            Err(_) => writer_marks(dir) != before,
             // A checkpoint during the open may have renamed the log it read and written the
             // next generation's frames over it (the log's space is reused): what it read could
             // end before commits acknowledged before the open began. The new generation's
             // checkpoint holds them: start again.
-            Ok(o) if attempts < READ_ONLY_OPEN_RETRIES && generation(dir) != Some(o.meta.generation) => attempts += 1,
-            other => return other,
+            Ok(o) if generation(dir) != Some(o.meta.generation) => true,
+            // A version rebuilt over a base the writer reused meanwhile reads as damaged
+            // (outsider15 F1: a damaged node was handed to the host with `PCORE_OK`).
+            Ok(o) => o.damaged > 0 && writer_marks(dir) != before,
+        };
+        if !overtaken {
+            return opened;
         }
+        if attempt + 1 == READ_ONLY_OPEN_ATTEMPTS {
+            let why = match opened {
+                Err(e) => e.to_string(),
+                Ok(_) => "each open found a newer checkpoint or a base reused".into(),
+            };
+            return Err(Error::Busy(format!(
+                "a writer's commits and checkpoints overtook the read-only open {READ_ONLY_OPEN_ATTEMPTS} times \
+                 (the last: {why}); try again"
+            )));
+        }
+        // Room for a writer's burst of checkpoints to pass, growing to a few milliseconds.
+        std::thread::sleep(Duration::from_micros(100 << attempt.min(5)));
     }
+    unreachable!("the loop returns")
 }
 
 /// What a writer changes as it goes: the meta file's bytes, and each log's length and
@@ -353,8 +371,9 @@ fn generation(dir: &Path) -> Option<u64> {
     Meta::load(dir).ok().map(|m| m.generation)
 }
 
-/// How often a read-only open starts again because a writer's checkpoint overtook it.
-const READ_ONLY_OPEN_RETRIES: u32 = 20;
+/// How often a read-only open tries before it answers `Busy` because a writer's checkpoints
+/// kept overtaking it.
+const READ_ONLY_OPEN_ATTEMPTS: u32 = 40;
 
 /// Objects that live as long as the store and are shared by everyone who opens them by name
 /// (the open B+ trees: two instances of one tree would each cache its root).

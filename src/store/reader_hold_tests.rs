@@ -266,3 +266,77 @@ fn a_writer_maps_the_reader_table_only_once_it_commits() {
     drop(reader);
     s.close().unwrap();
 }
+
+/// A read-only open whose replay rebuilds a version over a base the writer overwrote meanwhile
+/// (a reused block: here a byte flipped while the open reads, back by its next try) found the
+/// version damaged and handed it to the host with `PCORE_OK` (outsider15 F1). With the
+/// writer's files changed meanwhile, the open now starts again.
+#[test]
+fn a_read_only_open_that_finds_a_base_overwritten_by_a_busy_writer_starts_again() {
+    let dir = TempDir::new("open-base-overwritten");
+    let s = Store::open(dir.path(), &strict()).unwrap();
+    let (id, other) = (s.allocate(4096, 1).unwrap().0, s.allocate(64, 1).unwrap().0);
+    let old: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    s.publish(id, &old).unwrap();
+    s.commit().unwrap();
+    s.checkpoint().unwrap();
+    let (file, base) = s
+        .read_state(|c| {
+            let (loc, _) = c.read_loc(id)?;
+            Ok(c.space.file_position(loc))
+        })
+        .unwrap();
+    let mut new = old.clone();
+    new[100..110].fill(7);
+    s.publish(id, &new).unwrap();
+    s.commit().unwrap(); // logged over its base, the checkpointed block
+    let flip = move |dir: &Path| {
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(dir.join(&file)).unwrap();
+        let mut byte = [0u8];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut byte, base + 3000).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, &[!byte[0]], base + 3000).unwrap();
+    };
+    let (writer, path, mut tries) = (s.clone(), dir.path().to_path_buf(), 0);
+    super::recovery::BEFORE_REPLAY.with(|h| {
+        *h.borrow_mut() = Some(Box::new(move || {
+            tries += 1;
+            flip(&path); // overwritten at the first try, as it was at the second
+            if tries == 1 {
+                writer.publish(other, &[tries as u8; 64]).unwrap();
+                writer.commit().unwrap();
+            }
+        }))
+    });
+    let reader = Store::open(dir.path(), &read_only());
+    super::recovery::BEFORE_REPLAY.with(|h| h.borrow_mut().take());
+    let reader = reader.unwrap();
+    assert_eq!(reader.read(id).unwrap(), new);
+    assert_eq!(reader.check_checksums(10).unwrap().len(), 0, "a damaged version handed out");
+}
+
+/// A writer whose checkpoints overtake every try of a read-only open (one at nearly every
+/// commit, on a fast disk) makes it answer `Busy`, try again, not `Corrupt` for a log that
+/// a checkpoint renamed meanwhile (outsider15 F1).
+#[test]
+fn a_read_only_open_overtaken_at_every_try_is_busy() {
+    let dir = TempDir::new("open-overtaken-always");
+    let s = Store::open(dir.path(), &strict()).unwrap();
+    let mut ids = nodes(&s, 20);
+    s.checkpoint().unwrap();
+    rewrite(&s, &mut ids, 1);
+    let writer = s.clone();
+    super::recovery::BEFORE_REPLAY.with(|h| {
+        *h.borrow_mut() = Some(Box::new(move || {
+            writer.publish(ids[0], &[9; 64]).unwrap();
+            writer.commit().unwrap();
+            writer.checkpoint().unwrap();
+        }))
+    });
+    let reader = Store::open(dir.path(), &read_only());
+    super::recovery::BEFORE_REPLAY.with(|h| h.borrow_mut().take());
+    match reader {
+        Err(crate::Error::Busy(why)) => assert!(why.contains("overtook"), "{why}"),
+        other => panic!("expected Busy, got {:?}", other.map(|_| "a store")),
+    }
+    assert!(Store::open(dir.path(), &read_only()).is_ok(), "opens once the writer pauses");
+}

@@ -33,6 +33,9 @@ pub(crate) struct Opened {
     /// still read: the checkpoint's waiting frees and those of the log's frames after it.
     /// `None` when the checkpoint is of a format that does not record them.
     pub frees: Option<Vec<(u64, Loc)>>,
+    /// Versions the replay rebuilt over a base that did not match: damaged nodes, or (in a
+    /// read-only open beside a writer) a base the writer reused meanwhile.
+    pub damaged: u64,
 }
 
 /// The first format whose checkpoints are chains of pieces.
@@ -198,7 +201,7 @@ pub(crate) fn open_dir_reading(dir: &Path, options: &StoreOptions, read_to: &mut
     let note = recovery_note(&log_file, &contents, epoch, damaged_versions);
     // A store of an older format moves to this one at once: its log's frames are the old kind.
     let needs_checkpoint = writable && (!contents.frames.is_empty() || meta.format < super::meta::FORMAT_VERSION);
-    Ok(Opened { core, log, meta, lock, needs_checkpoint, note, chain, frees })
+    Ok(Opened { core, log, meta, lock, needs_checkpoint, note, chain, frees, damaged: damaged_versions })
 }
 
 #[cfg(test)]
