@@ -128,11 +128,28 @@ pub fn settled_files(dir: &Path) -> pcore::Result<FileReport> {
     last
 }
 
+/// True when the meta file changes within a few looks: a writer is checkpointing.
+fn writer_replacing_files(dir: &Path) -> bool {
+    let meta = || std::fs::read(dir.join("meta")).ok();
+    let first = meta();
+    (0..FILE_LOOKS).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        meta() != first
+    })
+}
+
 /// Checks the store in `dir`, opened read-only as `store` (the commit every step checks).
 fn check_store(dir: &Path, store: Store, r: &mut Report) {
     // Meta, checkpoint and log: what an open reads first.
     let files = match settled_files(dir) {
         Ok(f) => f,
+        // A writer that checkpoints at nearly every commit replaces the files faster than a
+        // look reads them (outsider15: a log "missing" in 8 of 965 checks beside one). The
+        // open above read one commit whole: the steps below check it.
+        Err(e) if writer_replacing_files(dir) => {
+            r.ok("files", format!("not looked at: a writer replaced them at every look ({e})"));
+            return check_opened(store, r);
+        }
         Err(e) => return r.problem("files", e.to_string()),
     };
     for (offset, slot) in &files.meta_slots {
@@ -177,7 +194,12 @@ fn check_store(dir: &Path, store: Store, r: &mut Report) {
         );
     }
     r.ok("log", format!("{}: {} frames, last epoch {}, checksums match", log.file, log.frames, log.last_epoch));
+    check_opened(store, r);
+}
 
+/// The checks of the commit the read-only open `store` read: its object table, payloads,
+/// named roots and trees.
+fn check_opened(store: Store, r: &mut Report) {
     // The object table against the allocator: an open rebuilds the allocator from the table
     // and refuses a block claimed twice or beyond its class file.
     match store.verify().and_then(|_| store.stats()) {
