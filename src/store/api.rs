@@ -303,32 +303,35 @@ fn register_reader(dir: &Path) -> Result<Option<ReaderSlot>> {
 
 /// A read-only open's recovery, which a writer in another process may overtake: its
 /// checkpoint replaces the files the open is reading. A failure while the meta file changed
-/// under it is that, not damage: read again from the new meta (a few times at most). Each
-/// attempt pins everything in `slot` until it has read the log, then the commit it reads.
+/// under it is that, not damage: read again from the new meta, `Busy` after
+/// `READ_ONLY_OPEN_ATTEMPTS` tries. Each attempt pins everything in `slot` until it has read
+/// the log, then the commit it reads.
 fn open_beside_a_writer(dir: &Path, options: &StoreOptions, slot: Option<&ReaderSlot>) -> Result<recovery::Opened> {
     let mut pin = |epoch| slot.iter().for_each(|s| s.set_epoch(epoch));
     for attempt in 0.. {
         let before = writer_marks(dir);
         pin(0);
         let opened = recovery::open_dir_reading(dir, options, &mut pin);
-        let overtaken = match &opened {
-            Err(_) => writer_marks(dir) != before,
+        let (overtaken, damaged_only) = match &opened {
+            Err(_) => (writer_marks(dir) != before, false),
             // A checkpoint during the open may have renamed the log it read and written the
             // next generation's frames over it (the log's space is reused): what it read could
             // end before commits acknowledged before the open began. The new generation's
             // checkpoint holds them: start again.
-            Ok(o) if generation(dir) != Some(o.meta.generation) => true,
+            Ok(o) if generation(dir) != Some(o.meta.generation) => (true, false),
             // A version rebuilt over a base the writer reused meanwhile reads as damaged
             // (outsider15 F1: a damaged node was handed to the host with `PCORE_OK`).
-            Ok(o) => o.damaged > 0 && writer_marks(dir) != before,
+            Ok(o) => (o.damaged > 0 && writer_marks(dir) != before, true),
         };
-        if !overtaken {
+        // Damage found at every try is the store's: the open goes on, verified reads and
+        // `pcore check` name it, as without a writer.
+        if !overtaken || (damaged_only && attempt + 1 == READ_ONLY_OPEN_ATTEMPTS) {
             return opened;
         }
         if attempt + 1 == READ_ONLY_OPEN_ATTEMPTS {
             let why = match opened {
                 Err(e) => e.to_string(),
-                Ok(_) => "each open found a newer checkpoint or a base reused".into(),
+                Ok(_) => "a newer checkpoint".into(),
             };
             return Err(Error::Busy(format!(
                 "a writer's commits and checkpoints overtook the read-only open {READ_ONLY_OPEN_ATTEMPTS} times \
