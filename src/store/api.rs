@@ -1723,13 +1723,13 @@ impl Shared {
             ..old
         };
         match meta.store_unless_unwritable(&dir) {
-            Ok(true) => {}
-            // Nothing written (the meta could not be opened: no descriptor left, say): the
-            // store goes on in the old generation, whose meta slot is untouched, and the new
-            // generation's files are strays the next open removes (review11).
-            Ok(false) => {
-                let e = std::io::Error::other("the meta file could not be opened or written");
-                return Err(Error::io("switching the meta to the checkpoint (no checkpoint taken)", e));
+            Ok(None) => {}
+            // Nothing written (the meta could not be opened: no descriptor left, say, or a full
+            // disk: `NoSpace` then, outsider15 F3): the store goes on in the old generation,
+            // whose meta slot is untouched, and the new generation's files are strays the next
+            // open removes (review11).
+            Ok(Some(why)) => {
+                return Err(Error::io("switching the meta to the checkpoint (no checkpoint taken): write meta", why));
             }
             // The slot may or may not hold the new meta now, and a crash would then open the
             // new generation without the commits this process would go on logging in the old.
@@ -2025,13 +2025,13 @@ impl Shared {
         }
         let meta = Meta { sequence: old.sequence + 1, log_synced_bytes: log.len(), ..old };
         match meta.store_unless_unwritable(dir) {
-            Ok(true) => {
+            Ok(None) => {
                 w.meta = Some(meta);
                 w.meta_refreshed = now;
                 w.sole_copies_freed = false;
                 Ok(())
             }
-            Ok(false) => Ok(()),
+            Ok(Some(_)) => Ok(()),
             Err(e) => Err(self.poison(w, format!("recording the synced log in the meta failed: {e}"))),
         }
     }

@@ -190,39 +190,37 @@ impl Meta {
         self.write_slot(&dir.join(META_CREATING_FILE), true)
     }
 
-    /// [`Meta::store`] for a record the store may go on without: `Ok(false)` when the slot
-    /// could not be opened or written (never synced: the other slot keeps the last record,
-    /// and a torn write of this one fails its CRC). `Err` only when the write went out and
-    /// its sync failed: the system may have dropped the page, so what the slot holds on disk
-    /// is unknown, and the caller stops the store as after any failed sync.
-    pub fn store_unless_unwritable(&self, dir: &Path) -> Result<bool> {
+    /// [`Meta::store`] for a record the store may go on without: `Ok(Some(why))` when the
+    /// slot could not be opened or written (never synced: the other slot keeps the last
+    /// record, and a torn write of this one fails its CRC). `Err` only when the write went
+    /// out and its sync failed: the system may have dropped the page, so what the slot holds
+    /// on disk is unknown, and the caller stops the store as after any failed sync.
+    pub fn store_unless_unwritable(&self, dir: &Path) -> Result<Option<std::io::Error>> {
         let path = dir.join(META_FILE);
         #[cfg(test)]
-        if UNWRITABLE.with(|u| u.get()) {
-            return Ok(false);
+        if let Some(errno) = UNWRITABLE.with(|u| u.get()) {
+            return Ok(Some(std::io::Error::from_raw_os_error(errno)));
         }
-        let Ok(file) = self.write_unsynced(&path, false) else { return Ok(false) };
+        let file = match self.write_unsynced(&path, false) {
+            Ok(file) => file,
+            Err(why) => return Ok(Some(why)),
+        };
         Self::sync_slot(&file, &path)?;
-        Ok(true)
+        Ok(None)
     }
 
     fn write_slot(&self, path: &Path, fresh: bool) -> Result<()> {
-        let file = self.write_unsynced(path, fresh)?;
+        let file = self.write_unsynced(path, fresh).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         Self::sync_slot(&file, path)
     }
 
-    fn write_unsynced(&self, path: &Path, fresh: bool) -> Result<File> {
+    fn write_unsynced(&self, path: &Path, fresh: bool) -> std::io::Result<File> {
         if fresh {
-            crate::os::reserve(path, 2 * SLOT_BYTES).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+            crate::os::reserve(path, 2 * SLOT_BYTES)?;
         }
-        let file: File = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(fresh)
-            .open(path)
-            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let file: File = OpenOptions::new().write(true).create(true).truncate(fresh).open(path)?;
         let offset = (self.sequence % 2) * SLOT_BYTES;
-        file.write_all_at(&self.encode(), offset).map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        file.write_all_at(&self.encode(), offset)?;
         Ok(file)
     }
 
@@ -235,9 +233,9 @@ impl Meta {
 
 #[cfg(test)]
 thread_local! {
-    /// Makes the meta file unwritable to `store_unless_unwritable` (tests: a process out of
-    /// file descriptors).
-    pub(crate) static UNWRITABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Makes the meta file unwritable to `store_unless_unwritable`, failing with this errno
+    /// (tests: a process out of file descriptors, a full disk).
+    pub(crate) static UNWRITABLE: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
 }
 
 #[cfg(test)]

@@ -258,9 +258,9 @@ fn a_checkpoint_that_cannot_open_the_meta_fails_and_the_store_goes_on() {
     let s = reopen(dir.path(), &strict());
     let kept = node(&s, 16);
     s.commit().unwrap();
-    super::meta::UNWRITABLE.with(|u| u.set(true));
+    super::meta::UNWRITABLE.with(|u| u.set(Some(libc::EMFILE)));
     let result = s.checkpoint();
-    super::meta::UNWRITABLE.with(|u| u.set(false));
+    super::meta::UNWRITABLE.with(|u| u.set(None));
     assert!(matches!(result, Err(Error::Io { .. })), "{result:?}");
     let later = node(&s, 17);
     s.commit().unwrap();
@@ -311,6 +311,25 @@ fn a_close_after_the_background_thread_poisoned_the_store_answers_poisoned() {
     }
 }
 
+/// A full disk met writing the meta at a checkpoint's switch is `NoSpace`, naming the system's
+/// error, and the store goes on (outsider15 F3: `IoError`, the error dropped).
+#[test]
+fn a_checkpoint_whose_meta_write_meets_a_full_disk_is_no_space() {
+    let dir = TempDir::new("full-meta");
+    let s = reopen(dir.path(), &strict());
+    let kept = node(&s, 16);
+    s.commit().unwrap();
+    super::meta::UNWRITABLE.with(|u| u.set(Some(libc::ENOSPC)));
+    let result = s.checkpoint();
+    super::meta::UNWRITABLE.with(|u| u.set(None));
+    match result {
+        Err(Error::NoSpace(why)) => assert!(why.contains("No space left on device"), "{why}"),
+        other => panic!("expected NoSpace, got {other:?}"),
+    }
+    s.checkpoint().unwrap();
+    assert_eq!(&s.read(kept.0).unwrap(), &kept.1);
+}
+
 /// After a checkpoint whose meta could not be opened, the next checkpoint in the same process
 /// makes the same generation again over the strays the first one left (review12).
 #[test]
@@ -319,9 +338,9 @@ fn a_checkpoint_after_one_that_could_not_open_the_meta_takes_its_generation() {
     let s = reopen(dir.path(), &strict());
     let kept = node(&s, 16);
     s.commit().unwrap();
-    super::meta::UNWRITABLE.with(|u| u.set(true));
+    super::meta::UNWRITABLE.with(|u| u.set(Some(libc::EMFILE)));
     assert!(s.checkpoint().is_err());
-    super::meta::UNWRITABLE.with(|u| u.set(false));
+    super::meta::UNWRITABLE.with(|u| u.set(None));
     let later = node(&s, 17);
     s.commit().unwrap();
     s.checkpoint().unwrap();
