@@ -1308,6 +1308,12 @@ impl Core {
         self.held_bases.push_back((epoch, loc));
     }
 
+    /// The epoch a block a node moved from at rest counts as freed by, for a reader process
+    /// that may still read it: the next commit's, which a reader of this epoch holds back.
+    fn moved_at_rest_freed_by(&self) -> u64 {
+        self.epoch + 1
+    }
+
     /// Holds a block a node moved from at rest until the next checkpoint (`checkpointed`),
     /// counted with the held bases.
     pub(super) fn hold_moved_at_rest(&mut self, loc: Loc) {
@@ -1396,7 +1402,7 @@ impl Core {
             self.held_base_bytes -= u64::from(self.space.capacity(loc.class));
             self.queued_blocks[loc.class as usize] -= 1;
             if moved_read {
-                self.defer_free(epoch + 1, loc);
+                self.defer_free(self.moved_at_rest_freed_by(), loc);
             } else {
                 self.space.free(loc)?;
             }
@@ -1461,9 +1467,10 @@ impl Core {
         let mut waiting: Vec<(u64, Loc)> =
             self.pending_frees.iter().chain(&self.held_bases).copied().filter(|&(e, _)| e > floor).collect();
         // The checkpoint recording moves at rest: the blocks the nodes moved from, which a
-        // reader of the same epoch may read (it opened the checkpoint before), as freed by the
-        // next commit, as `checkpointed` frees them when a reader is there.
-        waiting.extend(self.moved_at_rest.iter().map(|&loc| (self.epoch + 1, loc)));
+        // reader of the same epoch may read (it opened the checkpoint before), as
+        // `checkpointed` frees them when a reader is there.
+        let freed_by = self.moved_at_rest_freed_by();
+        waiting.extend(self.moved_at_rest.iter().map(|&loc| (freed_by, loc)));
         if let Some(before) = self.held_for_readers_before.filter(|&b| b > floor) {
             let mut owned = self.owned_blocks();
             owned.sort_unstable();
